@@ -1,0 +1,197 @@
+//! Agent files (`agents/*.toml`): who an agent is and what it may ever use.
+//!
+//! An agent is known to jitgate only through its file: a verified identity
+//! whose subject has no agent file is refused. `allowed_tools` is the
+//! outermost bound on the agent's authority: exposed names (`server__tool`)
+//! or a whole server (`server__*`).
+
+use std::collections::BTreeMap;
+use std::path::Path;
+
+use serde::Deserialize;
+use toml::Spanned;
+
+use crate::source::{self, SourceError, SourceFile};
+
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+struct RawAgent {
+    name: Spanned<String>,
+    id: Spanned<String>,
+    #[serde(default)]
+    team: String,
+    #[serde(default = "default_env")]
+    environment: String,
+    #[serde(default)]
+    description: String,
+    allowed_tools: Vec<Spanned<String>>,
+}
+
+fn default_env() -> String {
+    "development".into()
+}
+
+/// One agent's file.
+#[derive(Debug, Clone)]
+pub struct Agent {
+    pub name: String,
+    /// SPIFFE-style subject its identity tokens carry in `sub`.
+    pub id: String,
+    pub team: String,
+    pub environment: String,
+    pub description: String,
+    pub allowed_tools: Vec<ToolPattern>,
+}
+
+/// An entry of `allowed_tools`.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum ToolPattern {
+    Exact(String),
+    /// `server__*`: every tool of that server.
+    Server(String),
+}
+
+impl ToolPattern {
+    fn parse(s: &str) -> Option<Self> {
+        let (server, tool) = s.split_once(crate::manifest::NAMESPACE_SEPARATOR)?;
+        if server.is_empty() || tool.is_empty() {
+            return None;
+        }
+        Some(if tool == "*" { ToolPattern::Server(server.to_owned()) } else { ToolPattern::Exact(s.to_owned()) })
+    }
+
+    fn matches(&self, exposed: &str) -> bool {
+        match self {
+            ToolPattern::Exact(t) => t == exposed,
+            ToolPattern::Server(s) => exposed
+                .strip_prefix(s.as_str())
+                .is_some_and(|rest| rest.starts_with(crate::manifest::NAMESPACE_SEPARATOR)),
+        }
+    }
+
+    /// Does the pattern name anything in the given server?
+    pub fn server(&self) -> &str {
+        match self {
+            ToolPattern::Exact(t) => t.split(crate::manifest::NAMESPACE_SEPARATOR).next().unwrap_or(""),
+            ToolPattern::Server(s) => s,
+        }
+    }
+}
+
+impl Agent {
+    /// May this agent ever use the exposed tool?
+    pub fn may_use(&self, exposed: &str) -> bool {
+        self.allowed_tools.iter().any(|p| p.matches(exposed))
+    }
+
+    /// Load one agent file.
+    pub fn load(path: &Path) -> Result<Self, SourceError> {
+        let file = SourceFile::read(path)?;
+        let raw: RawAgent = source::parse_toml(&file)?;
+        let id = raw.id.get_ref().clone();
+        if !id.starts_with("spiffe://") || id.len() <= "spiffe://".len() {
+            return Err(file.error_at(Some(raw.id.span()), format!("agent id `{id}` must be a SPIFFE ID such as \"spiffe://example.org/agent/triage\"")));
+        }
+        let name = raw.name.get_ref().clone();
+        if name.is_empty() || !name.chars().all(|c| c.is_ascii_alphanumeric() || c == '-' || c == '_') {
+            return Err(file.error_at(Some(raw.name.span()), format!("agent name `{name}` must be non-empty and use only a-z A-Z 0-9 - _")));
+        }
+        let mut allowed_tools = Vec::new();
+        for t in raw.allowed_tools {
+            let p = ToolPattern::parse(t.get_ref()).ok_or_else(|| {
+                file.error_at(Some(t.span()), format!("allowed tool `{}` must be `server__tool` or `server__*`", t.get_ref()))
+            })?;
+            allowed_tools.push(p);
+        }
+        Ok(Self { name, id, team: raw.team, environment: raw.environment, description: raw.description, allowed_tools })
+    }
+}
+
+/// All agent files of a deployment, indexed by subject.
+#[derive(Debug, Clone, Default)]
+pub struct AgentDirectory {
+    by_id: BTreeMap<String, Agent>,
+}
+
+impl AgentDirectory {
+    /// Load every `*.toml` in `dir`. Duplicate names or ids are errors.
+    pub fn load(dir: &Path) -> Result<Self, Vec<SourceError>> {
+        let mut errors = Vec::new();
+        let mut by_id: BTreeMap<String, Agent> = BTreeMap::new();
+        let entries = match std::fs::read_dir(dir) {
+            Ok(rd) => rd,
+            Err(e) => {
+                return Err(vec![SourceError {
+                    file: dir.to_owned(),
+                    line: 0,
+                    column: 0,
+                    message: format!("cannot read agents directory: {e}; set gateway.agents_dir to a directory of agent files"),
+                }]);
+            }
+        };
+        let mut files: Vec<_> = entries.filter_map(|e| e.ok().map(|e| e.path())).filter(|p| p.extension().is_some_and(|x| x == "toml")).collect();
+        files.sort();
+        for f in files {
+            match Agent::load(&f) {
+                Ok(agent) => {
+                    if let Some(other) = by_id.values().find(|a| a.name == agent.name || a.id == agent.id) {
+                        errors.push(SourceError {
+                            file: f.clone(),
+                            line: 1,
+                            column: 1,
+                            message: format!("agent `{}` ({}) clashes with agent `{}` ({}): names and ids must be unique", agent.name, agent.id, other.name, other.id),
+                        });
+                        continue;
+                    }
+                    by_id.insert(agent.id.clone(), agent);
+                }
+                Err(e) => errors.push(e),
+            }
+        }
+        if errors.is_empty() { Ok(Self { by_id }) } else { Err(errors) }
+    }
+
+    /// The agent with this SPIFFE subject.
+    pub fn by_subject(&self, sub: &str) -> Option<&Agent> {
+        self.by_id.get(sub)
+    }
+
+    /// The agent with this name.
+    pub fn by_name(&self, name: &str) -> Option<&Agent> {
+        self.by_id.values().find(|a| a.name == name)
+    }
+
+    pub fn iter(&self) -> impl Iterator<Item = &Agent> {
+        self.by_id.values()
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn patterns_match_exact_and_whole_server() {
+        let exact = ToolPattern::parse("ws__read_note").unwrap();
+        assert!(exact.matches("ws__read_note"));
+        assert!(!exact.matches("ws__read_notes"));
+        let server = ToolPattern::parse("ws__*").unwrap();
+        assert!(server.matches("ws__delete_note"));
+        // A server whose name merely starts with "ws" is a different server.
+        assert!(!server.matches("wsx__delete_note"));
+        assert!(ToolPattern::parse("read_note").is_none());
+        assert!(ToolPattern::parse("__x").is_none());
+    }
+
+    #[test]
+    fn agent_file_errors_have_lines() {
+        let dir = tempfile::tempdir().unwrap();
+        let p = dir.path().join("a.toml");
+        std::fs::write(&p, "name = \"a\"\nid = \"agent-a\"\nallowed_tools = []\n").unwrap();
+        let e = Agent::load(&p).unwrap_err();
+        assert_eq!(e.line, 2, "{e}");
+        std::fs::write(&p, "name = \"a\"\nid = \"spiffe://x/a\"\nallowed_tools = [\n  \"ws__ok\",\n  \"oops\"]\n").unwrap();
+        let e = Agent::load(&p).unwrap_err();
+        assert_eq!(e.line, 5, "{e}");
+    }
+}

@@ -1,0 +1,356 @@
+//! The gateway configuration file (`gateway.toml`): loading and validation.
+//!
+//! Everything a deployment decides lives here: the gateway's own identity
+//! (the audience agents' identity tokens must name), where state is kept,
+//! limits, the approved identity issuers, and which downstream servers (by
+//! manifest) are registered. Relative paths are resolved against the config
+//! file's directory, so a config can be moved together with its files.
+
+use std::collections::BTreeMap;
+use std::path::{Path, PathBuf};
+use std::time::Duration;
+
+use serde::Deserialize;
+use toml::Spanned;
+
+use crate::source::{self, SourceError, SourceFile};
+
+/// Default limit on one JSON-RPC message (request body or stdio line).
+pub const DEFAULT_MAX_MESSAGE_BYTES: usize = 1024 * 1024;
+/// Default limit on tool calls in flight per agent session.
+pub const DEFAULT_MAX_CONCURRENT_CALLS: usize = 16;
+/// Default per-call timeout when a manifest sets none.
+pub const DEFAULT_CALL_TIMEOUT: Duration = Duration::from_secs(30);
+/// Default time a downstream server has to start and answer `initialize`.
+pub const DEFAULT_STARTUP_TIMEOUT: Duration = Duration::from_secs(30);
+/// Default clock skew tolerated on identity token times.
+pub const DEFAULT_CLOCK_SKEW: Duration = Duration::from_secs(30);
+
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+struct RawConfig {
+    gateway: RawGateway,
+    #[serde(default)]
+    limits: RawLimits,
+    identity: RawIdentity,
+    #[serde(default)]
+    servers: Vec<RawServer>,
+}
+
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+struct RawGateway {
+    id: Spanned<String>,
+    #[serde(default = "default_state_dir")]
+    state_dir: PathBuf,
+    #[serde(default = "default_agents_dir")]
+    agents_dir: PathBuf,
+}
+
+fn default_state_dir() -> PathBuf {
+    "state".into()
+}
+fn default_agents_dir() -> PathBuf {
+    "agents".into()
+}
+
+#[derive(Debug, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+struct RawLimits {
+    max_message_bytes: Option<Spanned<usize>>,
+    max_concurrent_calls_per_session: Option<Spanned<usize>>,
+    #[serde(default, with = "source::duration::option")]
+    call_timeout: Option<Duration>,
+    #[serde(default, with = "source::duration::option")]
+    startup_timeout: Option<Duration>,
+}
+
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+struct RawIdentity {
+    #[serde(default, with = "source::duration::option")]
+    clock_skew: Option<Duration>,
+    #[serde(default)]
+    issuers: Vec<Spanned<RawIssuer>>,
+}
+
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+struct RawIssuer {
+    name: String,
+    iss: String,
+    trust_domain: Option<String>,
+    #[serde(default)]
+    development: bool,
+    #[serde(default)]
+    public_keys: Vec<String>,
+    jwks_file: Option<PathBuf>,
+}
+
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+struct RawServer {
+    manifest: Spanned<PathBuf>,
+    #[serde(default = "yes")]
+    enabled: bool,
+    command: Option<String>,
+    args: Option<Vec<String>>,
+    cwd: Option<PathBuf>,
+    url: Option<String>,
+    #[serde(default)]
+    env: BTreeMap<String, String>,
+}
+
+fn yes() -> bool {
+    true
+}
+
+/// The validated gateway configuration.
+#[derive(Debug, Clone)]
+pub struct Config {
+    /// The config file itself.
+    pub path: PathBuf,
+    /// The gateway's identifier: the `aud` agent identity tokens must carry.
+    pub gateway_id: String,
+    pub state_dir: PathBuf,
+    pub agents_dir: PathBuf,
+    pub limits: Limits,
+    pub identity: IdentityConfig,
+    pub servers: Vec<ServerEntry>,
+}
+
+/// Resource limits with safe defaults.
+#[derive(Debug, Clone, Copy)]
+pub struct Limits {
+    pub max_message_bytes: usize,
+    pub max_concurrent_calls_per_session: usize,
+    pub call_timeout: Duration,
+    pub startup_timeout: Duration,
+}
+
+impl Default for Limits {
+    fn default() -> Self {
+        Self {
+            max_message_bytes: DEFAULT_MAX_MESSAGE_BYTES,
+            max_concurrent_calls_per_session: DEFAULT_MAX_CONCURRENT_CALLS,
+            call_timeout: DEFAULT_CALL_TIMEOUT,
+            startup_timeout: DEFAULT_STARTUP_TIMEOUT,
+        }
+    }
+}
+
+/// Approved identity issuers and how strictly token times are read.
+#[derive(Debug, Clone)]
+pub struct IdentityConfig {
+    pub clock_skew: Duration,
+    pub issuers: Vec<IssuerConfig>,
+}
+
+/// Where an issuer's verification keys come from.
+#[derive(Debug, Clone)]
+pub enum IssuerKeys {
+    /// Development issuer: key pair kept in the state directory, created on first run.
+    Development { key_file: PathBuf },
+    /// Base64url Ed25519 public keys written in the config.
+    Inline(Vec<String>),
+    /// A JWKS file on disk.
+    JwksFile(PathBuf),
+}
+
+/// One approved issuer of agent identity tokens.
+#[derive(Debug, Clone)]
+pub struct IssuerConfig {
+    pub name: String,
+    /// The `iss` claim value this issuer signs with.
+    pub iss: String,
+    /// Subjects this issuer may vouch for must start with this (SPIFFE trust domain).
+    pub trust_domain: Option<String>,
+    pub keys: IssuerKeys,
+}
+
+/// A registered downstream server: its manifest plus deployment overrides.
+#[derive(Debug, Clone)]
+pub struct ServerEntry {
+    pub manifest: PathBuf,
+    pub enabled: bool,
+    pub overrides: TransportOverride,
+}
+
+/// Deployment-specific ways to reach a server, overriding the manifest's transport.
+#[derive(Debug, Clone, Default)]
+pub struct TransportOverride {
+    pub command: Option<String>,
+    pub args: Option<Vec<String>>,
+    /// Working directory for a spawned server (resolved against the config's directory).
+    pub cwd: Option<PathBuf>,
+    pub url: Option<String>,
+    pub env: BTreeMap<String, String>,
+}
+
+/// The file name of the development issuer's key in the state directory.
+pub const DEV_ISSUER_KEY_FILE: &str = "dev-issuer.jwk";
+
+impl Config {
+    /// Load and validate a gateway config file.
+    pub fn load(path: &Path) -> Result<Self, SourceError> {
+        let file = SourceFile::read(path)?;
+        let raw: RawConfig = source::parse_toml(&file)?;
+        Self::validate(&file, raw)
+    }
+
+    fn validate(file: &SourceFile, raw: RawConfig) -> Result<Self, SourceError> {
+        let gateway_id = raw.gateway.id.get_ref().trim().to_owned();
+        if gateway_id.is_empty() {
+            return Err(file.error_at(Some(raw.gateway.id.span()), "gateway.id must not be empty: it is the audience agents' identity tokens must carry, e.g. \"jitgate://prod-eu\""));
+        }
+        let state_dir = file.resolve(&raw.gateway.state_dir);
+        let limits = validate_limits(file, raw.limits)?;
+        let identity = validate_identity(file, raw.identity, &state_dir)?;
+        let servers = raw
+            .servers
+            .into_iter()
+            .map(|s| validate_server(file, s))
+            .collect::<Result<Vec<_>, _>>()?;
+        Ok(Self {
+            path: file.path.clone(),
+            gateway_id,
+            agents_dir: file.resolve(&raw.gateway.agents_dir),
+            state_dir,
+            limits,
+            identity,
+            servers,
+        })
+    }
+
+    /// The directory relative paths in the config are resolved against.
+    pub fn base_dir(&self) -> PathBuf {
+        self.path.parent().map(Path::to_owned).unwrap_or_default()
+    }
+}
+
+fn validate_limits(file: &SourceFile, raw: RawLimits) -> Result<Limits, SourceError> {
+    let mut limits = Limits::default();
+    if let Some(v) = raw.max_message_bytes {
+        if *v.get_ref() < 1024 {
+            return Err(file.error_at(Some(v.span()), "limits.max_message_bytes must be at least 1024"));
+        }
+        limits.max_message_bytes = *v.get_ref();
+    }
+    if let Some(v) = raw.max_concurrent_calls_per_session {
+        if *v.get_ref() == 0 {
+            return Err(file.error_at(Some(v.span()), "limits.max_concurrent_calls_per_session must be at least 1"));
+        }
+        limits.max_concurrent_calls_per_session = *v.get_ref();
+    }
+    if let Some(d) = raw.call_timeout {
+        limits.call_timeout = d;
+    }
+    if let Some(d) = raw.startup_timeout {
+        limits.startup_timeout = d;
+    }
+    Ok(limits)
+}
+
+fn validate_identity(file: &SourceFile, raw: RawIdentity, state_dir: &Path) -> Result<IdentityConfig, SourceError> {
+    if raw.issuers.is_empty() {
+        return Err(file.error_at(None, "[[identity.issuers]] is empty: approve at least one issuer of agent identity tokens"));
+    }
+    let mut issuers: Vec<IssuerConfig> = Vec::new();
+    for spanned in raw.issuers {
+        let span = spanned.span();
+        let r = spanned.into_inner();
+        let at = |m: String| file.error_at(Some(span.clone()), m);
+        if issuers.iter().any(|i| i.iss == r.iss) {
+            return Err(at(format!("issuer iss `{}` is listed twice", r.iss)));
+        }
+        let sources = usize::from(r.development) + usize::from(!r.public_keys.is_empty()) + usize::from(r.jwks_file.is_some());
+        if sources != 1 {
+            return Err(at(format!(
+                "issuer `{}` must have exactly one key source: `development = true`, `public_keys = [..]` or `jwks_file = \"..\"`",
+                r.name
+            )));
+        }
+        if let Some(td) = &r.trust_domain {
+            if !td.starts_with("spiffe://") {
+                return Err(at(format!("issuer `{}`: trust_domain must be a SPIFFE URI like \"spiffe://example.org\"", r.name)));
+            }
+        }
+        let keys = if r.development {
+            IssuerKeys::Development { key_file: state_dir.join(DEV_ISSUER_KEY_FILE) }
+        } else if let Some(p) = r.jwks_file {
+            IssuerKeys::JwksFile(file.resolve(&p))
+        } else {
+            IssuerKeys::Inline(r.public_keys)
+        };
+        issuers.push(IssuerConfig { name: r.name, iss: r.iss, trust_domain: r.trust_domain, keys });
+    }
+    Ok(IdentityConfig { clock_skew: raw.clock_skew.unwrap_or(DEFAULT_CLOCK_SKEW), issuers })
+}
+
+fn validate_server(file: &SourceFile, raw: RawServer) -> Result<ServerEntry, SourceError> {
+    if raw.url.is_some() && raw.command.is_some() {
+        return Err(file.error_at(Some(raw.manifest.span()), "a server entry may override `command` or `url`, not both"));
+    }
+    Ok(ServerEntry {
+        manifest: file.resolve(raw.manifest.get_ref()),
+        enabled: raw.enabled,
+        overrides: TransportOverride {
+            command: raw.command,
+            args: raw.args,
+            cwd: raw.cwd.map(|c| file.resolve(&c)),
+            url: raw.url,
+            env: raw.env,
+        },
+    })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn load(text: &str) -> Result<Config, SourceError> {
+        let file = SourceFile { path: "/etc/jitgate/gateway.toml".into(), text: text.into() };
+        let raw: RawConfig = source::parse_toml(&file)?;
+        Config::validate(&file, raw)
+    }
+
+    const MINIMAL: &str = r#"
+[gateway]
+id = "jitgate://test"
+
+[[identity.issuers]]
+name = "dev"
+iss = "dev-issuer"
+development = true
+"#;
+
+    #[test]
+    fn minimal_config_gets_safe_defaults() {
+        let c = load(MINIMAL).unwrap();
+        assert_eq!(c.gateway_id, "jitgate://test");
+        assert_eq!(c.state_dir, PathBuf::from("/etc/jitgate/state"));
+        assert_eq!(c.limits.max_message_bytes, DEFAULT_MAX_MESSAGE_BYTES);
+        assert!(matches!(&c.identity.issuers[0].keys, IssuerKeys::Development { key_file } if key_file.ends_with(DEV_ISSUER_KEY_FILE)));
+    }
+
+    #[test]
+    fn typo_is_reported_with_line() {
+        let e = load(&format!("{MINIMAL}\n[limits]\nmax_mesage_bytes = 10\n")).unwrap_err();
+        assert_eq!(e.line, 11, "{e}");
+        assert!(e.message.contains("max_mesage_bytes"), "{e}");
+    }
+
+    #[test]
+    fn issuer_needs_exactly_one_key_source() {
+        let text = MINIMAL.replace("development = true", "development = true\npublic_keys = [\"x\"]");
+        let e = load(&text).unwrap_err();
+        assert!(e.message.contains("exactly one key source"), "{e}");
+        assert_eq!(e.line, 5, "{e}");
+    }
+
+    #[test]
+    fn bad_duration_says_how_to_write_one() {
+        let e = load(&format!("{MINIMAL}\n[limits]\ncall_timeout = \"soon\"\n")).unwrap_err();
+        assert!(e.message.contains("not a duration"), "{e}");
+    }
+}

@@ -1,0 +1,342 @@
+//! Agent identity: short-lived JWTs (EdDSA) from approved issuers.
+//!
+//! Trusts: the issuer list in the gateway config and the keys it names.
+//! Checks, in order: size and shape, `alg` pinned to EdDSA, issuer approved,
+//! `kid` known for that issuer, signature, audience is this gateway, `exp` /
+//! `nbf` within the configured skew, subject inside the issuer's trust domain,
+//! subject has an agent file. Each failure is its own error with a reason code
+//! and a sentence telling the caller what to do.
+
+use std::sync::Arc;
+
+use serde::{Deserialize, Serialize};
+
+use crate::agent::{Agent, AgentDirectory};
+use crate::clock::{Clock, rfc3339};
+use crate::config::{IdentityConfig, IssuerKeys};
+use crate::jws::{self, JwsError};
+use crate::keys::{self, KeyPair, PublicKey};
+
+/// Largest identity token accepted.
+pub const MAX_IDENTITY_TOKEN_BYTES: usize = 8 * 1024;
+/// JOSE `typ` of identity tokens minted by the development issuer.
+pub const IDENTITY_TYP: &str = "JWT";
+
+/// Claims of an agent identity token.
+#[derive(Debug, Clone, Serialize, Deserialize, PartialEq, Eq)]
+pub struct IdentityClaims {
+    pub iss: String,
+    pub sub: String,
+    pub aud: Audience,
+    pub exp: i64,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub nbf: Option<i64>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub iat: Option<i64>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub jti: Option<String>,
+}
+
+/// `aud` may be one string or a list (RFC 7519).
+#[derive(Debug, Clone, Serialize, Deserialize, PartialEq, Eq)]
+#[serde(untagged)]
+pub enum Audience {
+    One(String),
+    Many(Vec<String>),
+}
+
+impl Audience {
+    fn contains(&self, aud: &str) -> bool {
+        match self {
+            Audience::One(a) => a == aud,
+            Audience::Many(v) => v.iter().any(|a| a == aud),
+        }
+    }
+    fn describe(&self) -> String {
+        match self {
+            Audience::One(a) => a.clone(),
+            Audience::Many(v) => v.join(", "),
+        }
+    }
+}
+
+/// Why an identity was refused.
+#[derive(Debug, Clone, thiserror::Error, PartialEq, Eq)]
+pub enum IdentityError {
+    #[error("no identity token: send `Authorization: Bearer <JWT>` (HTTP) or start with `--identity-file` (stdio); mint a development one with `jitgate identity mint`")]
+    Missing,
+    #[error("identity token is malformed ({0}); it must be a compact JWS signed with EdDSA")]
+    Malformed(JwsError),
+    #[error("identity token uses alg `{0}`; jitgate accepts only EdDSA")]
+    UnsupportedAlg(String),
+    #[error("identity token issuer `{0}` is not approved by this gateway; add it to [[identity.issuers]] or use an approved issuer")]
+    UnknownIssuer(String),
+    #[error("identity token key `{kid}` is not a key of issuer `{issuer}`; the issuer may have rotated keys: update its public_keys/jwks_file")]
+    UnknownKey { kid: String, issuer: String },
+    #[error("identity token signature is invalid; the token was altered or not signed by issuer `{0}`")]
+    BadSignature(String),
+    #[error("identity token is for audience `{got}`, not this gateway (`{want}`); mint it with aud = \"{want}\"")]
+    WrongAudience { got: String, want: String },
+    #[error("identity token expired {ago} s ago (exp {at}); get a fresh token from your issuer")]
+    Expired { ago: i64, at: String },
+    #[error("identity token is not valid before {at}; check the issuer's and this host's clocks")]
+    NotYetValid { at: String },
+    #[error("subject `{sub}` is outside issuer `{issuer}`'s trust domain `{domain}`")]
+    OutsideTrustDomain { sub: String, issuer: String, domain: String },
+    #[error("no agent file for subject `{0}`; a platform team must register the agent in the agents directory")]
+    UnknownAgent(String),
+}
+
+impl IdentityError {
+    /// Stable machine-readable reason code.
+    pub fn code(&self) -> &'static str {
+        match self {
+            IdentityError::Missing => "identity_missing",
+            IdentityError::Malformed(_) => "identity_malformed",
+            IdentityError::UnsupportedAlg(_) => "identity_bad_alg",
+            IdentityError::UnknownIssuer(_) => "identity_unknown_issuer",
+            IdentityError::UnknownKey { .. } => "identity_unknown_key",
+            IdentityError::BadSignature(_) => "identity_bad_signature",
+            IdentityError::WrongAudience { .. } => "identity_wrong_audience",
+            IdentityError::Expired { .. } => "identity_expired",
+            IdentityError::NotYetValid { .. } => "identity_not_yet_valid",
+            IdentityError::OutsideTrustDomain { .. } => "identity_outside_trust_domain",
+            IdentityError::UnknownAgent(_) => "identity_unknown_agent",
+        }
+    }
+}
+
+/// A verified agent identity: the only way code learns who an agent is.
+#[derive(Debug, Clone)]
+pub struct VerifiedAgent {
+    pub agent: Arc<Agent>,
+    /// The name of the approved issuer that vouched for it.
+    pub issuer: String,
+    pub expires_at: i64,
+    /// The token's `jti`, if any, for logs.
+    pub token_id: Option<String>,
+}
+
+struct TrustedIssuer {
+    name: String,
+    iss: String,
+    trust_domain: Option<String>,
+    keys: Vec<PublicKey>,
+}
+
+/// The identity verifier built from the config.
+pub struct IdentityVerifier {
+    audience: String,
+    skew: i64,
+    issuers: Vec<TrustedIssuer>,
+    agents: AgentDirectory,
+    clock: Arc<dyn Clock>,
+}
+
+/// Failure to set up issuers (bad key files).
+#[derive(Debug, thiserror::Error)]
+#[error("identity issuer `{issuer}`: {reason}")]
+pub struct IssuerSetupError {
+    pub issuer: String,
+    pub reason: String,
+}
+
+impl IdentityVerifier {
+    /// Build from config. The development issuer's key pair is created in the
+    /// state directory on first use.
+    pub fn new(
+        audience: &str,
+        cfg: &IdentityConfig,
+        agents: AgentDirectory,
+        clock: Arc<dyn Clock>,
+    ) -> Result<Self, IssuerSetupError> {
+        let mut issuers = Vec::new();
+        for i in &cfg.issuers {
+            let err = |reason: String| IssuerSetupError { issuer: i.name.clone(), reason };
+            let keys = match &i.keys {
+                IssuerKeys::Development { key_file } => {
+                    let (pair, created) = KeyPair::load_or_create(key_file).map_err(|e| err(e.to_string()))?;
+                    if created {
+                        tracing::warn!(issuer = %i.name, path = %key_file.display(), "created development issuer key; never use the development issuer in production");
+                    }
+                    vec![pair.public()]
+                }
+                IssuerKeys::Inline(list) => list
+                    .iter()
+                    .map(|x| PublicKey::from_b64url(x).map_err(|e| err(e.to_string())))
+                    .collect::<Result<_, _>>()?,
+                IssuerKeys::JwksFile(path) => {
+                    let text = std::fs::read_to_string(path).map_err(|e| err(format!("cannot read {}: {e}", path.display())))?;
+                    keys::parse_jwks(&text).map_err(|e| err(format!("{}: {e}", path.display())))?
+                }
+            };
+            issuers.push(TrustedIssuer { name: i.name.clone(), iss: i.iss.clone(), trust_domain: i.trust_domain.clone(), keys });
+        }
+        Ok(Self { audience: audience.to_owned(), skew: i64::try_from(cfg.clock_skew.as_secs()).unwrap_or(60), issuers, agents, clock })
+    }
+
+    /// The agent directory this verifier maps subjects into.
+    pub fn agents(&self) -> &AgentDirectory {
+        &self.agents
+    }
+
+    /// Verify an identity token fully and map it to its agent.
+    pub fn verify(&self, token: &str) -> Result<VerifiedAgent, IdentityError> {
+        let parsed = jws::parse(token, MAX_IDENTITY_TOKEN_BYTES).map_err(|e| match e {
+            JwsError::UnsupportedAlg(a) => IdentityError::UnsupportedAlg(a),
+            other => IdentityError::Malformed(other),
+        })?;
+        // Claims are read before the signature only to pick the issuer's keys;
+        // nothing is trusted until the signature has verified.
+        let claims: IdentityClaims = parsed.claims().map_err(IdentityError::Malformed)?;
+        let issuer = self
+            .issuers
+            .iter()
+            .find(|i| i.iss == claims.iss)
+            .ok_or_else(|| IdentityError::UnknownIssuer(claims.iss.clone()))?;
+        let kid = parsed.kid().map_err(IdentityError::Malformed)?;
+        let key = issuer
+            .keys
+            .iter()
+            .find(|k| k.kid == kid)
+            .ok_or_else(|| IdentityError::UnknownKey { kid: kid.to_owned(), issuer: issuer.name.clone() })?;
+        parsed.verify_signature(&key.key).map_err(|_| IdentityError::BadSignature(issuer.name.clone()))?;
+        if !claims.aud.contains(&self.audience) {
+            return Err(IdentityError::WrongAudience { got: claims.aud.describe(), want: self.audience.clone() });
+        }
+        self.check_times(&claims)?;
+        if let Some(domain) = &issuer.trust_domain {
+            let inside = claims.sub.strip_prefix(domain.as_str()).is_some_and(|rest| rest.starts_with('/'));
+            if !inside {
+                return Err(IdentityError::OutsideTrustDomain { sub: claims.sub, issuer: issuer.name.clone(), domain: domain.clone() });
+            }
+        }
+        let agent = self.agents.by_subject(&claims.sub).ok_or_else(|| IdentityError::UnknownAgent(claims.sub.clone()))?;
+        Ok(VerifiedAgent { agent: Arc::new(agent.clone()), issuer: issuer.name.clone(), expires_at: claims.exp, token_id: claims.jti })
+    }
+
+    fn check_times(&self, claims: &IdentityClaims) -> Result<(), IdentityError> {
+        let now = self.clock.now_unix();
+        if now > claims.exp.saturating_add(self.skew) {
+            return Err(IdentityError::Expired { ago: now - claims.exp, at: rfc3339(claims.exp) });
+        }
+        if let Some(nbf) = claims.nbf {
+            if now.saturating_add(self.skew) < nbf {
+                return Err(IdentityError::NotYetValid { at: rfc3339(nbf) });
+            }
+        }
+        Ok(())
+    }
+
+    /// Is a previously verified identity still within its lifetime?
+    pub fn still_valid(&self, v: &VerifiedAgent) -> Result<(), IdentityError> {
+        let now = self.clock.now_unix();
+        if now > v.expires_at.saturating_add(self.skew) {
+            return Err(IdentityError::Expired { ago: now - v.expires_at, at: rfc3339(v.expires_at) });
+        }
+        Ok(())
+    }
+}
+
+/// Mint an identity token (development issuer, tests).
+pub fn mint(key: &KeyPair, iss: &str, sub: &str, aud: &str, now: i64, ttl_secs: i64) -> Result<String, serde_json::Error> {
+    let mut jti = [0u8; 12];
+    // A missing jti only weakens log correlation, never verification.
+    let _ = getrandom::fill(&mut jti);
+    let claims = IdentityClaims {
+        iss: iss.into(),
+        sub: sub.into(),
+        aud: Audience::One(aud.into()),
+        exp: now + ttl_secs,
+        nbf: Some(now),
+        iat: Some(now),
+        jti: Some(hex::encode(jti)),
+    };
+    jws::sign(&claims, &key.kid, IDENTITY_TYP, &key.signing)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::clock::ManualClock;
+    use crate::config::IssuerConfig;
+    use std::time::Duration;
+
+    const NOW: i64 = 1_800_000_000;
+    const SUB: &str = "spiffe://test.local/agent/triage";
+
+    struct Fixture {
+        _dir: tempfile::TempDir,
+        key: KeyPair,
+        verifier: IdentityVerifier,
+        clock: ManualClock,
+    }
+
+    fn fixture() -> Fixture {
+        let dir = tempfile::tempdir().unwrap();
+        std::fs::write(
+            dir.path().join("triage.toml"),
+            format!("name = \"triage\"\nid = \"{SUB}\"\nallowed_tools = [\"ws__*\"]\n"),
+        )
+        .unwrap();
+        let agents = AgentDirectory::load(dir.path()).unwrap();
+        let key = KeyPair::from_seed(&[3; 32]);
+        let cfg = IdentityConfig {
+            clock_skew: Duration::from_secs(5),
+            issuers: vec![IssuerConfig {
+                name: "corp".into(),
+                iss: "https://issuer.test".into(),
+                trust_domain: Some("spiffe://test.local".into()),
+                keys: IssuerKeys::Inline(vec![key.public().to_b64url()]),
+            }],
+        };
+        let clock = ManualClock::at(NOW);
+        let verifier = IdentityVerifier::new("jitgate://gw", &cfg, agents, Arc::new(clock.clone())).unwrap();
+        Fixture { _dir: dir, key, verifier, clock }
+    }
+
+    fn token(f: &Fixture, iss: &str, sub: &str, aud: &str, ttl: i64) -> String {
+        mint(&f.key, iss, sub, aud, NOW, ttl).unwrap()
+    }
+
+    #[test]
+    fn valid_token_maps_to_agent() {
+        let f = fixture();
+        let v = f.verifier.verify(&token(&f, "https://issuer.test", SUB, "jitgate://gw", 600)).unwrap();
+        assert_eq!(v.agent.name, "triage");
+        assert_eq!(v.issuer, "corp");
+    }
+
+    #[test]
+    fn each_failure_has_its_own_code() {
+        let f = fixture();
+        let ok = |t: &str| f.verifier.verify(t).map(|_| ()).map_err(|e| e.code());
+        assert_eq!(ok(&token(&f, "https://evil.test", SUB, "jitgate://gw", 600)), Err("identity_unknown_issuer"));
+        assert_eq!(ok(&token(&f, "https://issuer.test", SUB, "jitgate://other", 600)), Err("identity_wrong_audience"));
+        assert_eq!(ok(&token(&f, "https://issuer.test", "spiffe://evil.local/agent/triage", "jitgate://gw", 600)), Err("identity_outside_trust_domain"));
+        assert_eq!(ok(&token(&f, "https://issuer.test", "spiffe://test.local/agent/ghost", "jitgate://gw", 600)), Err("identity_unknown_agent"));
+        assert_eq!(ok("not-a-token"), Err("identity_malformed"));
+
+        // Signed by a key the issuer does not have, with the issuer's kid: bad signature.
+        let rogue = KeyPair::from_seed(&[4; 32]);
+        let mut forged_key = rogue.clone();
+        forged_key.kid = f.key.kid.clone();
+        let forged = mint(&forged_key, "https://issuer.test", SUB, "jitgate://gw", NOW, 600).unwrap();
+        assert_eq!(ok(&forged), Err("identity_bad_signature"));
+        let unknown_kid = mint(&rogue, "https://issuer.test", SUB, "jitgate://gw", NOW, 600).unwrap();
+        assert_eq!(ok(&unknown_kid), Err("identity_unknown_key"));
+    }
+
+    #[test]
+    fn expiry_uses_the_injected_clock_and_skew() {
+        let f = fixture();
+        let t = token(&f, "https://issuer.test", SUB, "jitgate://gw", 60);
+        assert!(f.verifier.verify(&t).is_ok());
+        f.clock.advance(64); // within 5 s skew
+        assert!(f.verifier.verify(&t).is_ok());
+        f.clock.advance(2);
+        let e = f.verifier.verify(&t).unwrap_err();
+        assert_eq!(e.code(), "identity_expired");
+        assert!(e.to_string().contains("expired 6 s ago"), "{e}");
+    }
+}
