@@ -34,15 +34,15 @@
 #![forbid(unsafe_code)]
 
 pub mod agent;
-// pub mod cli;
+pub mod cli;
 pub mod clock;
 pub mod config;
-// pub mod downstream;
-// pub mod gateway;
-// pub mod http;
+pub mod downstream;
+pub mod gateway;
+pub mod http;
 pub mod identity;
 pub mod jws;
 pub mod keys;
 pub mod manifest;
 pub mod source;
-// pub mod stdio;
+pub mod stdio;

@@ -1,0 +1,116 @@
+//! `jitgate check`: validate everything a config names, and compare pins
+//! with the live servers, so that a changed tool is caught before it is
+//! withheld in production.
+
+use std::path::PathBuf;
+use std::sync::Arc;
+
+use clap::Args;
+use serde_json::json;
+use tokio::sync::Notify;
+
+use super::{CliError, Deployment};
+use crate::downstream::{WithheldReason, connect, expose};
+use crate::manifest::Manifest;
+
+#[derive(Debug, Args)]
+pub struct CheckArgs {
+    /// The gateway config file.
+    #[arg(long)]
+    pub config: PathBuf,
+    /// Only validate files; do not start or connect to downstream servers.
+    #[arg(long)]
+    pub offline: bool,
+    /// Print a JSON report on stdout.
+    #[arg(long)]
+    pub json: bool,
+}
+
+pub async fn run(args: CheckArgs) -> Result<(), CliError> {
+    let deployment = match Deployment::load(&args.config) {
+        Ok(d) => d,
+        Err(errors) => {
+            if args.json {
+                let list: Vec<_> = errors.0.iter().map(|e| json!({"file": e.file, "line": e.line, "column": e.column, "message": e.message})).collect();
+                println!("{}", json!({"ok": false, "errors": list, "servers": []}));
+            }
+            return Err(CliError::Config(errors));
+        }
+    };
+    let mut problems: Vec<String> = Vec::new();
+    let mut servers = Vec::new();
+    if !args.offline {
+        for (manifest, enabled) in &deployment.manifests {
+            if !enabled {
+                servers.push(json!({"name": manifest.name, "status": "disabled"}));
+                continue;
+            }
+            servers.push(check_live(manifest, deployment.config.limits.startup_timeout, &mut problems).await);
+        }
+    }
+    if args.json {
+        println!("{}", json!({"ok": problems.is_empty(), "errors": problems, "servers": servers}));
+    } else {
+        eprintln!(
+            "config {}: {} agent(s), {} server(s) registered",
+            deployment.config.path.display(),
+            deployment.agents.iter().count(),
+            deployment.manifests.len()
+        );
+        for s in &servers {
+            eprintln!("  server {}: {}", s["name"].as_str().unwrap_or("?"), s["summary"].as_str().unwrap_or(s["status"].as_str().unwrap_or("")));
+        }
+    }
+    if problems.is_empty() {
+        if !args.json {
+            eprintln!("ok");
+        }
+        Ok(())
+    } else {
+        Err(CliError::CheckFailed(format!("check found {} problem(s):\n{}", problems.len(), problems.join("\n"))))
+    }
+}
+
+async fn check_live(manifest: &Manifest, timeout: std::time::Duration, problems: &mut Vec<String>) -> serde_json::Value {
+    let name = &manifest.name;
+    let connected = tokio::time::timeout(timeout, connect(manifest, Arc::new(Notify::new()))).await;
+    let running = match connected {
+        Ok(Ok(r)) => r,
+        Ok(Err(e)) => {
+            problems.push(format!("{}: server `{name}` unreachable: {e}", manifest.path.display()));
+            return json!({"name": name, "status": "unreachable", "summary": format!("unreachable: {e}")});
+        }
+        Err(_) => {
+            problems.push(format!("{}: server `{name}` did not start within {} s", manifest.path.display(), timeout.as_secs()));
+            return json!({"name": name, "status": "unreachable", "summary": "start-up timed out"});
+        }
+    };
+    let live = match running.peer().list_all_tools().await {
+        Ok(t) => t,
+        Err(e) => {
+            problems.push(format!("{}: server `{name}`: tools/list failed: {e}", manifest.path.display()));
+            let _ = running.cancel().await;
+            return json!({"name": name, "status": "error"});
+        }
+    };
+    let unlisted: Vec<String> = live.iter().filter(|t| !manifest.tools.contains_key(t.name.as_ref())).map(|t| t.name.to_string()).collect();
+    let (exposed, withheld) = expose(manifest, live);
+    for w in &withheld {
+        let line = manifest.tools.get(&w.tool).map(|t| t.line).unwrap_or(1);
+        let what = match &w.reason {
+            WithheldReason::PinMismatch { .. } => "PIN MISMATCH, tool withheld",
+            WithheldReason::MissingOnServer => "missing on server",
+            WithheldReason::InvalidSchema(_) => "invalid schema, tool withheld",
+        };
+        problems.push(format!("{}:{line}: tool `{}` of server `{name}`: {what}: {}", manifest.path.display(), w.tool, w.reason));
+    }
+    let _ = running.cancel().await;
+    json!({
+        "name": name,
+        "status": "reachable",
+        "exposed": exposed.iter().map(|t| t.exposed_name.clone()).collect::<Vec<_>>(),
+        "withheld": withheld.iter().map(|w| json!({"tool": w.tool, "reason": w.reason.to_string()})).collect::<Vec<_>>(),
+        "unlisted": unlisted,
+        "summary": format!("{} exposed, {} withheld, {} offered but not in the manifest (never exposed)", exposed.len(), withheld.len(), unlisted.len()),
+    })
+}

@@ -1,0 +1,88 @@
+//! `jitgate identity mint`: identity tokens from the development issuer.
+//!
+//! For the quick start and tests only. Real deployments get agent identities
+//! from their own issuer (e.g. SPIRE JWT-SVIDs) and list it in
+//! `[[identity.issuers]]` with its public keys.
+
+use std::path::PathBuf;
+use std::time::Duration;
+
+use clap::{Args, Subcommand};
+
+use super::CliError;
+use crate::clock::{Clock, SystemClock};
+use crate::config::{Config, IssuerKeys};
+use crate::keys::KeyPair;
+
+#[derive(Debug, Subcommand)]
+pub enum IdentityCommand {
+    /// Mint an identity JWT for an agent from the config's development issuer.
+    Mint(MintArgs),
+}
+
+#[derive(Debug, Args)]
+pub struct MintArgs {
+    /// The gateway config (names the development issuer and the agents directory).
+    #[arg(long)]
+    pub config: PathBuf,
+    /// The agent's name (its agent file's `name`).
+    #[arg(long)]
+    pub agent: String,
+    /// Lifetime, e.g. 10m, 1h.
+    #[arg(long, default_value = "10m", value_parser = humantime::parse_duration)]
+    pub ttl: Duration,
+    /// Write the token to this file (mode 0600) instead of stdout, e.g. for `serve --stdio --identity-file`.
+    #[arg(long)]
+    pub out: Option<PathBuf>,
+}
+
+pub fn run(cmd: IdentityCommand) -> Result<(), CliError> {
+    let IdentityCommand::Mint(a) = cmd;
+    let config = Config::load(&a.config)?;
+    let agents = crate::agent::AgentDirectory::load(&config.agents_dir).map_err(|e| CliError::Config(crate::source::SourceErrors(e)))?;
+    let agent = agents.by_name(&a.agent).ok_or_else(|| {
+        let known: Vec<&str> = agents.iter().map(|x| x.name.as_str()).collect();
+        CliError::Identity(format!("no agent named `{}` in {}; known agents: {}", a.agent, config.agents_dir.display(), known.join(", ")))
+    })?;
+    let issuer = config
+        .identity
+        .issuers
+        .iter()
+        .find(|i| matches!(i.keys, IssuerKeys::Development { .. }))
+        .ok_or_else(|| CliError::Identity("the config has no development issuer (`development = true`); mint tokens with your real issuer".into()))?;
+    let IssuerKeys::Development { key_file } = &issuer.keys else {
+        return Err(CliError::Identity("development issuer has no key file".into()));
+    };
+    let (key, _) = KeyPair::load_or_create(key_file).map_err(|e| CliError::Identity(e.to_string()))?;
+    let ttl = i64::try_from(a.ttl.as_secs()).map_err(|_| CliError::Identity("--ttl is too large".into()))?;
+    let token = crate::identity::mint(&key, &issuer.iss, &agent.id, &config.gateway_id, SystemClock.now_unix(), ttl)
+        .map_err(|e| CliError::Identity(e.to_string()))?;
+    match a.out {
+        Some(path) => {
+            write_token_file(&path, &token).map_err(|e| CliError::Other(format!("cannot write {}: {e}", path.display())))?;
+            eprintln!("wrote identity for agent `{}` ({}) to {}, valid {}", agent.name, agent.id, path.display(), humantime::format_duration(a.ttl));
+        }
+        None => println!("{token}"),
+    }
+    Ok(())
+}
+
+/// Replace the file atomically so a gateway re-reading it never sees half a token.
+fn write_token_file(path: &std::path::Path, token: &str) -> std::io::Result<()> {
+    let tmp = path.with_extension("tmp");
+    {
+        use std::io::Write as _;
+        let mut opts = std::fs::OpenOptions::new();
+        opts.write(true).create(true).truncate(true);
+        #[cfg(unix)]
+        {
+            use std::os::unix::fs::OpenOptionsExt as _;
+            opts.mode(0o600);
+        }
+        let mut f = opts.open(&tmp)?;
+        f.write_all(token.as_bytes())?;
+        f.write_all(b"\n")?;
+        f.sync_all()?;
+    }
+    std::fs::rename(tmp, path)
+}

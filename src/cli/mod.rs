@@ -1,0 +1,163 @@
+//! The command line: one file per subcommand, each with its own arguments
+//! and `run`. Errors map to distinct exit codes (see [`CliError::exit_code`]).
+
+pub mod check;
+pub mod identity;
+pub mod keys;
+pub mod manifest;
+pub mod serve;
+
+use std::path::{Path, PathBuf};
+
+use clap::{Parser, Subcommand};
+
+use crate::agent::AgentDirectory;
+use crate::config::Config;
+use crate::manifest::Manifest;
+use crate::source::{SourceError, SourceErrors};
+
+/// jitgate: just-in-time authorization gateway for AI agents that use tools over MCP.
+#[derive(Debug, Parser)]
+#[command(name = "jitgate", version, about, long_about = None, propagate_version = true)]
+pub struct Cli {
+    #[command(subcommand)]
+    pub command: Command,
+}
+
+#[derive(Debug, Subcommand)]
+pub enum Command {
+    /// Run the gateway (streamable HTTP with --listen, or one agent over --stdio).
+    Serve(serve::ServeArgs),
+    /// Validate the config, agent files and manifests; compare pins with the live servers.
+    Check(check::CheckArgs),
+    /// Manage signing keys.
+    #[command(subcommand)]
+    Keys(keys::KeysCommand),
+    /// Development identity issuer.
+    #[command(subcommand)]
+    Identity(identity::IdentityCommand),
+    /// Tool manifests.
+    #[command(subcommand)]
+    Manifest(manifest::ManifestCommand),
+}
+
+/// A command failure with the exit code it maps to.
+#[derive(Debug, thiserror::Error)]
+pub enum CliError {
+    /// Config, agent files or manifests are invalid (exit 2).
+    #[error("configuration is invalid:\n{0}")]
+    Config(SourceErrors),
+    /// `check` found problems (exit 3).
+    #[error("{0}")]
+    CheckFailed(String),
+    /// Keys or identity could not be set up (exit 4).
+    #[error("{0}")]
+    Identity(String),
+    /// A downstream server could not be reached (exit 5).
+    #[error("{0}")]
+    Downstream(String),
+    /// Files, sockets, anything else (exit 1).
+    #[error("{0}")]
+    Other(String),
+}
+
+impl CliError {
+    pub fn exit_code(&self) -> i32 {
+        match self {
+            CliError::Other(_) => 1,
+            CliError::Config(_) => 2,
+            CliError::CheckFailed(_) => 3,
+            CliError::Identity(_) => 4,
+            CliError::Downstream(_) => 5,
+        }
+    }
+}
+
+impl From<SourceError> for CliError {
+    fn from(e: SourceError) -> Self {
+        CliError::Config(SourceErrors(vec![e]))
+    }
+}
+
+/// Run a parsed command line.
+pub async fn run(cli: Cli) -> Result<(), CliError> {
+    match cli.command {
+        Command::Serve(a) => serve::run(a).await,
+        Command::Check(a) => check::run(a).await,
+        Command::Keys(c) => keys::run(c),
+        Command::Identity(c) => identity::run(c),
+        Command::Manifest(c) => manifest::run(c).await,
+    }
+}
+
+/// Everything a config file refers to, loaded and validated.
+pub struct Deployment {
+    pub config: Config,
+    pub agents: AgentDirectory,
+    /// Manifests with their config overrides applied, and whether each is enabled.
+    pub manifests: Vec<(Manifest, bool)>,
+}
+
+impl Deployment {
+    /// Load the config and everything it names; all errors are collected.
+    pub fn load(config_path: &Path) -> Result<Self, SourceErrors> {
+        let config = Config::load(config_path).map_err(|e| SourceErrors(vec![e]))?;
+        let mut errors = Vec::new();
+        let agents = AgentDirectory::load(&config.agents_dir).unwrap_or_else(|e| {
+            errors.extend(e);
+            AgentDirectory::default()
+        });
+        let mut manifests: Vec<(Manifest, bool)> = Vec::new();
+        for entry in &config.servers {
+            match Manifest::load(&entry.manifest) {
+                Ok(m) => {
+                    if manifests.iter().any(|(other, _)| other.name == m.name) {
+                        errors.push(SourceError {
+                            file: entry.manifest.clone(),
+                            line: 1,
+                            column: 1,
+                            message: format!("server name `{}` is registered twice; namespaces must be unique", m.name),
+                        });
+                        continue;
+                    }
+                    manifests.push((m.with_overrides(&entry.overrides, &config.base_dir()), entry.enabled));
+                }
+                Err(e) => errors.push(e),
+            }
+        }
+        errors.extend(cross_check(&config, &agents, &manifests));
+        if errors.is_empty() { Ok(Self { config, agents, manifests }) } else { Err(SourceErrors(errors)) }
+    }
+}
+
+/// Agent files may only name tools of registered servers; a typo there would
+/// otherwise silently grant nothing (or, after a later registration, something unintended).
+fn cross_check(_config: &Config, agents: &AgentDirectory, manifests: &[(Manifest, bool)]) -> Vec<SourceError> {
+    let mut errors = Vec::new();
+    for agent in agents.iter() {
+        for pattern in &agent.allowed_tools {
+            let server = pattern.server();
+            let Some((m, _)) = manifests.iter().find(|(m, _)| m.name == server) else {
+                errors.push(SourceError {
+                    file: PathBuf::from(format!("agent `{}`", agent.name)),
+                    line: 0,
+                    column: 0,
+                    message: format!("allowed tool pattern for server `{server}`, which is not registered in [[servers]]"),
+                });
+                continue;
+            };
+            if let crate::agent::ToolPattern::Exact(t) = pattern {
+                let tool = t.split_once(crate::manifest::NAMESPACE_SEPARATOR).map(|(_, t)| t).unwrap_or("");
+                if !m.tools.contains_key(tool) {
+                    errors.push(SourceError {
+                        file: PathBuf::from(format!("agent `{}`", agent.name)),
+                        line: 0,
+                        column: 0,
+                        message: format!("allowed tool `{t}` is not in the manifest of server `{server}` ({})", m.path.display()),
+                    });
+                }
+            }
+        }
+    }
+    errors
+}

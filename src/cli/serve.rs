@@ -1,0 +1,132 @@
+//! `jitgate serve`: run the gateway.
+
+use std::net::SocketAddr;
+use std::path::PathBuf;
+use std::sync::Arc;
+
+use clap::Args;
+use rmcp::ServiceExt as _;
+use tokio_util::sync::CancellationToken;
+
+use super::{CliError, Deployment};
+use crate::clock::SystemClock;
+use crate::downstream::DownstreamSet;
+use crate::gateway::{IdentityFile, IdentitySource, Session, Shared};
+use crate::identity::IdentityVerifier;
+
+/// Default HTTP listen address: loopback only.
+pub const DEFAULT_LISTEN: &str = "127.0.0.1:7420";
+
+#[derive(Debug, Args)]
+pub struct ServeArgs {
+    /// The gateway config file (e.g. examples/quickstart/gateway.toml).
+    #[arg(long)]
+    pub config: PathBuf,
+    /// Serve streamable HTTP at http://ADDR/mcp (default 127.0.0.1:7420).
+    #[arg(long, conflicts_with = "stdio")]
+    pub listen: Option<SocketAddr>,
+    /// Serve one agent over stdin/stdout instead of HTTP.
+    #[arg(long)]
+    pub stdio: bool,
+    /// With --stdio: file holding the agent's identity JWT; re-read when it changes.
+    #[arg(long, requires = "stdio")]
+    pub identity_file: Option<PathBuf>,
+}
+
+pub async fn run(args: ServeArgs) -> Result<(), CliError> {
+    let shared = start(&args.config).await?;
+    let result = if args.stdio {
+        let Some(path) = args.identity_file else {
+            shared.shutdown.cancel();
+            return Err(CliError::Identity(
+                "--stdio needs --identity-file PATH: the file with the agent's identity JWT (mint one with `jitgate identity mint --out PATH`)".into(),
+            ));
+        };
+        serve_stdio(shared.clone(), path).await
+    } else {
+        let addr = args.listen.unwrap_or_else(|| DEFAULT_LISTEN.parse().unwrap_or(SocketAddr::from(([127, 0, 0, 1], 7420))));
+        serve_http(shared.clone(), addr).await
+    };
+    shared.shutdown.cancel();
+    result
+}
+
+/// Load everything and start the downstream supervisors.
+pub async fn start(config_path: &std::path::Path) -> Result<Arc<Shared>, CliError> {
+    let deployment = Deployment::load(config_path).map_err(CliError::Config)?;
+    let Deployment { config, agents, manifests } = deployment;
+    std::fs::create_dir_all(&config.state_dir)
+        .map_err(|e| CliError::Other(format!("cannot create state directory {}: {e}", config.state_dir.display())))?;
+    let identity = IdentityVerifier::new(&config.gateway_id, &config.identity, agents, Arc::new(SystemClock))
+        .map_err(|e| CliError::Identity(e.to_string()))?;
+    let shutdown = CancellationToken::new();
+    spawn_signal_handler(shutdown.clone());
+    let downstreams = DownstreamSet::start(manifests, &config.limits, &shutdown);
+    tracing::info!(gateway = %config.gateway_id, servers = downstreams.iter().count(), "gateway starting");
+    Ok(Arc::new(Shared { config, downstreams, identity: Arc::new(identity), shutdown }))
+}
+
+async fn serve_http(shared: Arc<Shared>, addr: SocketAddr) -> Result<(), CliError> {
+    let listener = tokio::net::TcpListener::bind(addr)
+        .await
+        .map_err(|e| CliError::Other(format!("cannot listen on {addr}: {e}; pick a free port with --listen")))?;
+    let bound = listener.local_addr().map_err(|e| CliError::Other(e.to_string()))?;
+    // Tests and scripts read this line to learn the port when --listen used port 0.
+    eprintln!("jitgate listening on http://{bound}/mcp");
+    crate::http::serve(shared, listener).await.map_err(|e| CliError::Other(format!("HTTP server failed: {e}")))
+}
+
+async fn serve_stdio(shared: Arc<Shared>, identity_file: PathBuf) -> Result<(), CliError> {
+    let file = Arc::new(IdentityFile::new(identity_file.clone()));
+    // Refuse to start with an identity that does not verify: the agent's MCP
+    // client would otherwise see a server whose every call fails.
+    let agent = file
+        .current(&shared.identity)
+        .map_err(|e| CliError::Identity(format!("identity file {}: {e}", identity_file.display())))?;
+    tracing::info!(agent = %agent.agent.name, "stdio session starting");
+    let (rmcp_in, rmcp_out) = crate::stdio::guard(tokio::io::stdin(), tokio::io::stdout(), shared.config.limits.max_message_bytes);
+    let session = Session::new(shared.clone(), IdentitySource::File(file));
+    let running = session
+        .serve((rmcp_in, rmcp_out))
+        .await
+        .map_err(|e| CliError::Other(format!("MCP session over stdio failed to start: {e}")))?;
+    let shutdown = shared.shutdown.clone();
+    tokio::select! {
+        r = running.waiting() => { r.map_err(|e| CliError::Other(e.to_string()))?; }
+        _ = shutdown.cancelled() => {}
+    }
+    Ok(())
+}
+
+fn spawn_signal_handler(shutdown: CancellationToken) {
+    tokio::spawn(async move {
+        #[cfg(unix)]
+        {
+            let term = tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate());
+            match term {
+                Ok(mut term) => {
+                    tokio::select! {
+                        _ = tokio::signal::ctrl_c() => {}
+                        _ = term.recv() => {}
+                        _ = shutdown.cancelled() => return,
+                    }
+                }
+                Err(_) => {
+                    tokio::select! {
+                        _ = tokio::signal::ctrl_c() => {}
+                        _ = shutdown.cancelled() => return,
+                    }
+                }
+            }
+        }
+        #[cfg(not(unix))]
+        {
+            tokio::select! {
+                _ = tokio::signal::ctrl_c() => {}
+                _ = shutdown.cancelled() => return,
+            }
+        }
+        tracing::info!("shutting down");
+        shutdown.cancel();
+    });
+}

@@ -1,0 +1,112 @@
+//! Opening an MCP client connection to one downstream server.
+//!
+//! Spawned servers get a cleared environment: only a few basic variables
+//! (PATH, HOME, locale, TMPDIR), the manifest's `env`, and the injected
+//! credentials. The gateway's own environment may hold other servers'
+//! secrets, and a downstream server must never see those.
+
+use std::collections::HashMap;
+use std::process::Stdio;
+use std::sync::Arc;
+
+use rmcp::ServiceExt as _;
+use rmcp::model::{ClientCapabilities, ClientConfig, Implementation};
+use rmcp::service::{NotificationContext, RunningService};
+use rmcp::transport::streamable_http_client::StreamableHttpClientTransportConfig;
+use rmcp::transport::{StreamableHttpClientTransport, TokioChildProcess};
+use rmcp::{RoleClient, ClientHandler};
+use tokio::io::AsyncBufReadExt as _;
+use tokio::sync::Notify;
+
+use crate::manifest::{CredentialTarget, Manifest, Transport};
+
+/// Variables passed through from jitgate's environment to spawned servers.
+const PASSTHROUGH_ENV: &[&str] = &["PATH", "HOME", "LANG", "LC_ALL", "TMPDIR", "USER", "RUSTUP_HOME", "CARGO_HOME", "RUSTUP_TOOLCHAIN"];
+
+/// Why a connection could not be opened.
+#[derive(Debug, thiserror::Error)]
+pub enum ConnectError {
+    #[error("cannot start `{command}`: {source}; check the command path in the manifest or the gateway config's [[servers]] override")]
+    Spawn { command: String, source: std::io::Error },
+    #[error("credential for server `{server}`: {reason}")]
+    Credential { server: String, reason: String },
+    #[error("MCP initialize with server `{server}` failed: {reason}")]
+    Initialize { server: String, reason: String },
+    #[error("invalid header for server `{server}`: {reason}")]
+    Header { server: String, reason: String },
+}
+
+/// jitgate's client-side handler: announces itself and relays tool-list changes.
+#[derive(Clone)]
+pub struct DownstreamClient {
+    relist: Arc<Notify>,
+}
+
+impl ClientHandler for DownstreamClient {
+    fn get_info(&self) -> ClientConfig {
+        ClientConfig::new(ClientCapabilities::default(), Implementation::new("jitgate", env!("CARGO_PKG_VERSION")))
+    }
+
+    async fn on_tool_list_changed(&self, _ctx: NotificationContext<RoleClient>) {
+        self.relist.notify_one();
+    }
+}
+
+/// Connect to the server a manifest describes and run the MCP handshake.
+pub async fn connect(manifest: &Manifest, relist: Arc<Notify>) -> Result<RunningService<RoleClient, DownstreamClient>, ConnectError> {
+    let handler = DownstreamClient { relist };
+    let server = manifest.name.clone();
+    let init_err = |e: rmcp::service::ClientInitializeError| ConnectError::Initialize { server: server.clone(), reason: e.to_string() };
+    match &manifest.transport {
+        Transport::Command { command, args, env, cwd } => {
+            let mut cmd = tokio::process::Command::new(command);
+            cmd.args(args).current_dir(cwd).env_clear().kill_on_drop(true);
+            for var in PASSTHROUGH_ENV {
+                if let Ok(v) = std::env::var(var) {
+                    cmd.env(var, v);
+                }
+            }
+            cmd.envs(env);
+            for cred in &manifest.credentials {
+                if let CredentialTarget::Env(var) = &cred.target {
+                    let value = cred.read_value().map_err(|reason| ConnectError::Credential { server: server.clone(), reason })?;
+                    cmd.env(var, value);
+                }
+            }
+            let (transport, stderr) = TokioChildProcess::builder(cmd)
+                .stderr(Stdio::piped())
+                .spawn()
+                .map_err(|source| ConnectError::Spawn { command: command.clone(), source })?;
+            if let Some(stderr) = stderr {
+                tokio::spawn(relay_stderr(server.clone(), stderr));
+            }
+            handler.serve(transport).await.map_err(init_err)
+        }
+        Transport::Url(url) => {
+            let mut headers = HashMap::new();
+            for cred in &manifest.credentials {
+                if let CredentialTarget::Header { name, prefix } = &cred.target {
+                    let value = cred.read_value().map_err(|reason| ConnectError::Credential { server: server.clone(), reason })?;
+                    let header_err = |reason: String| ConnectError::Header { server: server.clone(), reason };
+                    let name = http::HeaderName::from_bytes(name.as_bytes()).map_err(|e| header_err(e.to_string()))?;
+                    let mut value = http::HeaderValue::from_str(&format!("{prefix}{value}")).map_err(|e| header_err(e.to_string()))?;
+                    value.set_sensitive(true);
+                    headers.insert(name, value);
+                }
+            }
+            let config = StreamableHttpClientTransportConfig::with_uri(url.as_str()).custom_headers(headers);
+            let transport = StreamableHttpClientTransport::from_config(config);
+            handler.serve(transport).await.map_err(init_err)
+        }
+    }
+}
+
+/// Downstream stderr goes to jitgate's log, a line at a time, so a chatty or
+/// hostile server cannot write into jitgate's own stdout (the stdio transport).
+async fn relay_stderr(server: String, stderr: tokio::process::ChildStderr) {
+    let mut lines = tokio::io::BufReader::new(stderr).lines();
+    while let Ok(Some(line)) = lines.next_line().await {
+        let line: String = line.chars().take(2000).collect();
+        tracing::info!(server = %server, "downstream stderr: {line}");
+    }
+}

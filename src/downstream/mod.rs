@@ -1,0 +1,283 @@
+//! Supervised MCP clients to the downstream servers registered in manifests.
+//!
+//! Each registered server gets one supervisor task that owns its connection:
+//! spawn (or connect), `initialize`, list tools, compare every listed tool
+//! with its pin, publish the exposed set, then wait for the server to exit or
+//! announce a tool-list change. A crash is followed by a restart with
+//! exponential backoff. Callers never touch a connection directly; they read
+//! the published [`ServerState`] and call [`Downstream::call`], which applies
+//! the timeout and cancels downstream when the agent cancels.
+//!
+//! Trusts: the manifest (what to expose, pins, credentials). Does not trust:
+//! anything the downstream server says about its tools beyond what the pins
+//! vouch for.
+
+mod connect;
+mod exposure;
+
+pub use connect::{ConnectError, DownstreamClient, connect};
+pub use exposure::{ExposedTool, Withheld, WithheldReason, expose};
+
+use std::collections::BTreeMap;
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+use rmcp::model::{CallToolRequestParams, CallToolResponse, CallToolResult};
+use tokio::sync::{Notify, watch};
+use tokio_util::sync::CancellationToken;
+
+use crate::config::Limits;
+use crate::manifest::Manifest;
+
+/// The published state of one downstream server.
+#[derive(Clone)]
+pub enum ServerState {
+    /// Not connected yet (first start or restarting).
+    Starting { attempt: u32, last_error: Option<String> },
+    /// Connected; these tools are exposed, these withheld.
+    Ready { peer: rmcp::Peer<rmcp::RoleClient>, tools: Arc<Vec<ExposedTool>>, withheld: Arc<Vec<Withheld>> },
+    /// Disabled in config.
+    Disabled,
+}
+
+impl std::fmt::Debug for ServerState {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        match self {
+            ServerState::Starting { attempt, last_error } => {
+                f.debug_struct("Starting").field("attempt", attempt).field("last_error", last_error).finish()
+            }
+            ServerState::Ready { tools, withheld, .. } => {
+                f.debug_struct("Ready").field("tools", &tools.len()).field("withheld", &withheld.len()).finish()
+            }
+            ServerState::Disabled => f.write_str("Disabled"),
+        }
+    }
+}
+
+/// Why a forwarded call did not produce a downstream result.
+#[derive(Debug, thiserror::Error)]
+pub enum CallError {
+    #[error("server `{server}` is not available ({reason}); jitgate is restarting it, try again shortly")]
+    Unavailable { server: String, reason: String },
+    #[error("server `{server}` did not answer within {} s; the call was cancelled downstream", after.as_secs_f64())]
+    Timeout { server: String, after: Duration },
+    #[error("server `{server}` stopped while handling the call ({detail}); jitgate is restarting it")]
+    Crashed { server: String, detail: String },
+    #[error("server `{server}` returned an error: {message}")]
+    Downstream { server: String, message: String },
+    #[error("the call was cancelled by the client")]
+    Cancelled,
+}
+
+impl CallError {
+    /// Stable machine-readable reason code.
+    pub fn code(&self) -> &'static str {
+        match self {
+            CallError::Unavailable { .. } => "downstream_unavailable",
+            CallError::Timeout { .. } => "downstream_timeout",
+            CallError::Crashed { .. } => "downstream_crashed",
+            CallError::Downstream { .. } => "downstream_error",
+            CallError::Cancelled => "cancelled",
+        }
+    }
+}
+
+/// One registered downstream server and its supervisor's published state.
+pub struct Downstream {
+    pub manifest: Arc<Manifest>,
+    call_timeout: Duration,
+    startup_timeout: Duration,
+    state: watch::Sender<ServerState>,
+}
+
+impl Downstream {
+    /// The current state (cheap clone of handles).
+    pub fn state(&self) -> ServerState {
+        self.state.borrow().clone()
+    }
+
+    /// Wait until the server is ready or `deadline` passes (tests, `check`).
+    pub async fn wait_ready(&self, deadline: Duration) -> ServerState {
+        let mut rx = self.state.subscribe();
+        let _ = tokio::time::timeout(deadline, rx.wait_for(|s| matches!(s, ServerState::Ready { .. }))).await;
+        self.state()
+    }
+
+    /// Forward one call. `params.name` must already be the downstream tool name.
+    pub async fn call(&self, params: CallToolRequestParams, cancel: &CancellationToken) -> Result<CallToolResult, CallError> {
+        let server = self.manifest.name.clone();
+        let peer = match self.state() {
+            ServerState::Ready { peer, .. } => peer,
+            ServerState::Starting { last_error, .. } => {
+                return Err(CallError::Unavailable { server, reason: last_error.unwrap_or_else(|| "starting".into()) });
+            }
+            ServerState::Disabled => return Err(CallError::Unavailable { server, reason: "disabled in the gateway config".into() }),
+        };
+        let timeout = self.call_timeout;
+        // Dropping the in-flight request future (timeout or agent cancel) makes
+        // rmcp send notifications/cancelled downstream.
+        let outcome = tokio::select! {
+            r = tokio::time::timeout(timeout, peer.call_tool_once(params)) => r,
+            _ = cancel.cancelled() => return Err(CallError::Cancelled),
+        };
+        match outcome {
+            Err(_) => Err(CallError::Timeout { server, after: timeout }),
+            Ok(Ok(CallToolResponse::Complete(result))) => Ok(result),
+            Ok(Ok(_)) => Err(CallError::Downstream { server, message: "the server asked for client input or started a task, which jitgate does not relay".into() }),
+            Ok(Err(rmcp::ServiceError::McpError(e))) => Err(CallError::Downstream { server, message: e.message.to_string() }),
+            Ok(Err(e @ (rmcp::ServiceError::TransportClosed | rmcp::ServiceError::TransportSend(_)))) => {
+                Err(CallError::Crashed { server, detail: e.to_string() })
+            }
+            Ok(Err(rmcp::ServiceError::Cancelled { reason })) => {
+                Err(CallError::Crashed { server, detail: format!("request cancelled: {}", reason.unwrap_or_default()) })
+            }
+            Ok(Err(e)) => Err(CallError::Downstream { server, message: e.to_string() }),
+        }
+    }
+}
+
+/// All registered downstream servers.
+#[derive(Clone)]
+pub struct DownstreamSet {
+    servers: Arc<BTreeMap<String, Arc<Downstream>>>,
+    /// Bumped whenever any server's exposed tools change, so sessions can send
+    /// `notifications/tools/list_changed` to their agents.
+    changes: watch::Sender<u64>,
+}
+
+impl DownstreamSet {
+    /// Start one supervisor per enabled server. Supervisors stop when `shutdown` is cancelled.
+    pub fn start(manifests: Vec<(Manifest, bool)>, limits: &Limits, shutdown: &CancellationToken) -> Self {
+        let (changes, _) = watch::channel(0u64);
+        let mut servers = BTreeMap::new();
+        for (manifest, enabled) in manifests {
+            let initial = if enabled { ServerState::Starting { attempt: 0, last_error: None } } else { ServerState::Disabled };
+            let (state, _) = watch::channel(initial);
+            let ds = Arc::new(Downstream {
+                call_timeout: manifest.call_timeout.unwrap_or(limits.call_timeout),
+                startup_timeout: limits.startup_timeout,
+                manifest: Arc::new(manifest),
+                state,
+            });
+            if enabled {
+                tokio::spawn(supervise(ds.clone(), changes.clone(), shutdown.child_token()));
+            }
+            servers.insert(ds.manifest.name.clone(), ds);
+        }
+        Self { servers: Arc::new(servers), changes }
+    }
+
+    /// A server by namespace.
+    pub fn get(&self, name: &str) -> Option<&Arc<Downstream>> {
+        self.servers.get(name)
+    }
+
+    pub fn iter(&self) -> impl Iterator<Item = &Arc<Downstream>> {
+        self.servers.values()
+    }
+
+    /// Find an exposed tool by its namespaced name. `None` when the tool is not
+    /// in a manifest, is withheld, or its server is not ready.
+    pub fn find(&self, exposed: &str) -> Option<(Arc<Downstream>, ExposedTool)> {
+        let (server, _) = exposed.split_once(crate::manifest::NAMESPACE_SEPARATOR)?;
+        let ds = self.servers.get(server)?;
+        match ds.state() {
+            ServerState::Ready { tools, .. } => tools.iter().find(|t| t.exposed_name == exposed).map(|t| (ds.clone(), t.clone())),
+            _ => None,
+        }
+    }
+
+    /// Every exposed tool of every ready server.
+    pub fn exposed_tools(&self) -> Vec<ExposedTool> {
+        let mut out = Vec::new();
+        for ds in self.servers.values() {
+            if let ServerState::Ready { tools, .. } = ds.state() {
+                out.extend(tools.iter().cloned());
+            }
+        }
+        out
+    }
+
+    /// Subscribe to tool-set changes.
+    pub fn subscribe(&self) -> watch::Receiver<u64> {
+        self.changes.subscribe()
+    }
+}
+
+const MIN_BACKOFF: Duration = Duration::from_millis(250);
+const MAX_BACKOFF: Duration = Duration::from_secs(30);
+/// A connection that stayed up this long resets the backoff.
+const STABLE_AFTER: Duration = Duration::from_secs(30);
+
+#[tracing::instrument(name = "downstream", skip_all, fields(server = %ds.manifest.name))]
+async fn supervise(ds: Arc<Downstream>, changes: watch::Sender<u64>, shutdown: CancellationToken) {
+    let mut backoff = MIN_BACKOFF;
+    let mut attempt: u32 = 0;
+    loop {
+        attempt = attempt.saturating_add(1);
+        let relist = Arc::new(Notify::new());
+        let connected = tokio::select! {
+            r = tokio::time::timeout(ds.startup_timeout, connect(&ds.manifest, relist.clone())) => r,
+            _ = shutdown.cancelled() => return,
+        };
+        let error = match connected {
+            Ok(Ok(running)) => {
+                let up_since = Instant::now();
+                let reason = run_connected(&ds, running, relist, &changes, &shutdown).await;
+                if shutdown.is_cancelled() {
+                    return;
+                }
+                if up_since.elapsed() >= STABLE_AFTER {
+                    backoff = MIN_BACKOFF;
+                }
+                reason
+            }
+            Ok(Err(e)) => e.to_string(),
+            Err(_) => format!("did not finish start-up within {} s (limits.startup_timeout)", ds.startup_timeout.as_secs()),
+        };
+        tracing::error!(attempt, error = %error, retry_in_ms = backoff.as_millis() as u64, "downstream server unavailable; other servers keep working");
+        ds.state.send_replace(ServerState::Starting { attempt, last_error: Some(error) });
+        changes.send_modify(|g| *g = g.wrapping_add(1));
+        tokio::select! {
+            _ = tokio::time::sleep(backoff) => {}
+            _ = shutdown.cancelled() => return,
+        }
+        backoff = (backoff * 2).min(MAX_BACKOFF);
+    }
+}
+
+/// Publish the server's tools and keep them current until it exits.
+/// Returns why the connection ended.
+async fn run_connected(
+    ds: &Downstream,
+    running: rmcp::service::RunningService<rmcp::RoleClient, DownstreamClient>,
+    relist: Arc<Notify>,
+    changes: &watch::Sender<u64>,
+    shutdown: &CancellationToken,
+) -> String {
+    let peer = running.peer().clone();
+    let closed = running.cancellation_token();
+    let mut waiting = std::pin::pin!(running.waiting());
+    loop {
+        match peer.list_all_tools().await {
+            Ok(live) => {
+                let (tools, withheld) = expose(&ds.manifest, live);
+                for w in &withheld {
+                    tracing::error!(tool = %w.tool, reason = %w.reason, "withholding downstream tool");
+                }
+                tracing::info!(exposed = tools.len(), withheld = withheld.len(), "downstream server ready");
+                ds.state.send_replace(ServerState::Ready { peer: peer.clone(), tools: Arc::new(tools), withheld: Arc::new(withheld) });
+                changes.send_modify(|g| *g = g.wrapping_add(1));
+            }
+            Err(e) => return format!("tools/list failed: {e}"),
+        }
+        tokio::select! {
+            quit = &mut waiting => return format!("connection closed ({quit:?})"),
+            _ = relist.notified() => tracing::info!("downstream announced a tool list change; re-checking pins"),
+            _ = shutdown.cancelled() => {
+                closed.cancel();
+                return "gateway shutting down".into();
+            }
+        }
+    }
+}

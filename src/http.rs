@@ -1,0 +1,104 @@
+//! The streamable HTTP front end.
+//!
+//! `/mcp` is the MCP endpoint. Every request must carry `Authorization:
+//! Bearer <identity JWT>`; the middleware verifies it before rmcp sees the
+//! request and attaches the [`VerifiedAgent`] for the session handler. A
+//! missing or bad token gets `401` with a JSON body naming the reason.
+//! `/healthz` reports which downstream servers are ready (no secrets, no tool
+//! names).
+
+use std::net::SocketAddr;
+use std::sync::Arc;
+
+use axum::extract::{Request, State};
+use axum::http::{HeaderValue, StatusCode, header};
+use axum::middleware::{self, Next};
+use axum::response::{IntoResponse, Response};
+use axum::routing::get;
+use rmcp::transport::streamable_http_server::session::local::LocalSessionManager;
+use rmcp::transport::streamable_http_server::{StreamableHttpServerConfig, StreamableHttpService};
+
+use crate::downstream::ServerState;
+use crate::gateway::{IdentitySource, Session, Shared};
+use crate::identity::IdentityError;
+
+/// Build the router for a running gateway.
+pub fn router(shared: Arc<Shared>) -> axum::Router {
+    let config = StreamableHttpServerConfig::default()
+        .with_cancellation_token(shared.shutdown.child_token())
+        .with_max_request_body_bytes(shared.config.limits.max_message_bytes);
+    let factory_shared = shared.clone();
+    let mcp: StreamableHttpService<Session, LocalSessionManager> = StreamableHttpService::new(
+        move || Ok(Session::new(factory_shared.clone(), IdentitySource::HttpBearer)),
+        Default::default(),
+        config,
+    );
+    axum::Router::new()
+        .nest_service("/mcp", mcp)
+        .layer(middleware::from_fn_with_state(shared.clone(), require_identity))
+        .route("/healthz", get(healthz))
+        .with_state(shared)
+}
+
+/// Serve until `shared.shutdown` is cancelled.
+pub async fn serve(shared: Arc<Shared>, listener: tokio::net::TcpListener) -> std::io::Result<()> {
+    let shutdown = shared.shutdown.clone();
+    let app = router(shared);
+    axum::serve(listener, app.into_make_service_with_connect_info::<SocketAddr>())
+        .with_graceful_shutdown(async move { shutdown.cancelled().await })
+        .await
+}
+
+async fn require_identity(State(shared): State<Arc<Shared>>, mut req: Request, next: Next) -> Response {
+    if !req.uri().path().starts_with("/mcp") {
+        return next.run(req).await;
+    }
+    let token = req
+        .headers()
+        .get(header::AUTHORIZATION)
+        .and_then(|v| v.to_str().ok())
+        .and_then(|v| v.strip_prefix("Bearer ").or_else(|| v.strip_prefix("bearer ")))
+        .map(str::trim);
+    let verified = match token {
+        None => Err(IdentityError::Missing),
+        Some(t) => shared.identity.verify(t),
+    };
+    match verified {
+        Ok(agent) => {
+            tracing::debug!(agent = %agent.agent.name, issuer = %agent.issuer, "identity verified");
+            req.extensions_mut().insert(agent);
+            next.run(req).await
+        }
+        Err(e) => {
+            tracing::warn!(code = e.code(), token = %token.map(crate::jws::fingerprint).unwrap_or_default(), "identity refused");
+            unauthorized(&e)
+        }
+    }
+}
+
+fn unauthorized(e: &IdentityError) -> Response {
+    let body = serde_json::json!({ "error": { "code": e.code(), "message": e.to_string() } });
+    let mut resp = (StatusCode::UNAUTHORIZED, axum::Json(body)).into_response();
+    // RFC 6750: tell the client what kind of credential is expected.
+    let challenge = format!("Bearer error=\"invalid_token\", error_description=\"{}\"", e.code());
+    if let Ok(v) = HeaderValue::from_str(&challenge) {
+        resp.headers_mut().insert(header::WWW_AUTHENTICATE, v);
+    }
+    resp
+}
+
+async fn healthz(State(shared): State<Arc<Shared>>) -> Response {
+    let servers: serde_json::Map<String, serde_json::Value> = shared
+        .downstreams
+        .iter()
+        .map(|ds| {
+            let state = match ds.state() {
+                ServerState::Ready { .. } => "ready",
+                ServerState::Starting { .. } => "unavailable",
+                ServerState::Disabled => "disabled",
+            };
+            (ds.manifest.name.clone(), serde_json::Value::from(state))
+        })
+        .collect();
+    axum::Json(serde_json::json!({ "status": "ok", "servers": servers })).into_response()
+}
