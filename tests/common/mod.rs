@@ -1,0 +1,321 @@
+//! Test harness: starts the real `jitgate` binary in front of the real
+//! example workspace server (and, where asked, the npm servers), with a
+//! config written into a temporary directory, and connects real MCP clients.
+#![allow(dead_code)]
+
+use std::io::{BufRead as _, BufReader};
+use std::path::{Path, PathBuf};
+use std::process::{Child, Command, Stdio};
+use std::sync::{Arc, Mutex};
+use std::time::{Duration, Instant};
+
+use rmcp::model::{CallToolRequestParams, CallToolResult, JsonObject};
+use rmcp::service::RunningService;
+use rmcp::transport::streamable_http_client::StreamableHttpClientTransportConfig;
+use rmcp::transport::{StreamableHttpClientTransport, TokioChildProcess};
+use rmcp::{RoleClient, ServiceExt as _};
+
+pub const GATEWAY_ID: &str = "jitgate://test";
+
+pub fn jitgate_bin() -> PathBuf {
+    PathBuf::from(env!("CARGO_BIN_EXE_jitgate"))
+}
+
+/// `cargo test` builds examples next to the binaries.
+pub fn workspace_server_bin() -> PathBuf {
+    let p = jitgate_bin().parent().unwrap().join("examples").join("workspace-server");
+    assert!(p.exists(), "example server not built at {}; run `cargo test` (which builds examples) or `cargo build --examples`", p.display());
+    p
+}
+
+pub fn repo_root() -> PathBuf {
+    PathBuf::from(env!("CARGO_MANIFEST_DIR"))
+}
+
+pub fn node_bin_dir() -> PathBuf {
+    let p = repo_root().join("tests/support/node/node_modules/.bin");
+    assert!(
+        p.join("mcp-server-filesystem").exists(),
+        "npm test peers are not installed: run scripts/setup-test-deps.sh (the README's test command .ci/run does)"
+    );
+    p
+}
+
+/// What to put in a test deployment.
+#[derive(Clone)]
+pub struct Setup {
+    /// Extra TOML appended to gateway.toml (more [[servers]], limits...).
+    pub extra_config: String,
+    pub limits: String,
+    /// Use the shipped workspace manifest (with the binary as override).
+    pub workspace: bool,
+    /// Start the workspace server with --faults (unlisted fault tools appear on the server).
+    pub workspace_faults: bool,
+    /// Extra agent files: (file name, content).
+    pub agents: Vec<(String, String)>,
+}
+
+impl Default for Setup {
+    fn default() -> Self {
+        Self { extra_config: String::new(), limits: String::new(), workspace: true, workspace_faults: false, agents: Vec::new() }
+    }
+}
+
+pub const TRIAGE: &str = r#"name = "triage"
+id = "spiffe://jitgate.local/agent/triage"
+team = "support"
+allowed_tools = ["workspace__list_notes", "workspace__read_note", "workspace__read_inbox", "workspace__send_message"]
+"#;
+
+pub const JANITOR: &str = r#"name = "janitor"
+id = "spiffe://jitgate.local/agent/janitor"
+team = "platform"
+allowed_tools = ["workspace__*"]
+"#;
+
+/// A deployment directory (config, agents, state) for one test.
+pub struct Deployment {
+    pub dir: tempfile::TempDir,
+    pub config: PathBuf,
+    pub workspace_state: PathBuf,
+}
+
+impl Deployment {
+    pub fn new(setup: &Setup) -> Self {
+        let dir = tempfile::tempdir().unwrap();
+        let root = dir.path();
+        std::fs::create_dir_all(root.join("agents")).unwrap();
+        std::fs::write(root.join("agents/triage.toml"), TRIAGE).unwrap();
+        std::fs::write(root.join("agents/janitor.toml"), JANITOR).unwrap();
+        for (name, content) in &setup.agents {
+            std::fs::write(root.join("agents").join(name), content).unwrap();
+        }
+        let workspace_state = root.join("ws-state");
+        let mut config = format!(
+            r#"[gateway]
+id = "{GATEWAY_ID}"
+state_dir = "state"
+agents_dir = "agents"
+
+[limits]
+startup_timeout = "60s"
+{limits}
+
+[[identity.issuers]]
+name = "dev"
+iss = "jitgate-dev-issuer"
+trust_domain = "spiffe://jitgate.local"
+development = true
+"#,
+            limits = setup.limits
+        );
+        if setup.workspace {
+            let mut args = vec!["--state".to_owned(), workspace_state.display().to_string()];
+            if setup.workspace_faults {
+                args.push("--faults".into());
+            }
+            config.push_str(&format!(
+                "\n[[servers]]\nmanifest = {:?}\ncommand = {:?}\nargs = {:?}\n",
+                repo_root().join("tool-manifests/workspace.toml").display().to_string(),
+                workspace_server_bin().display().to_string(),
+                args
+            ));
+        }
+        config.push_str(&setup.extra_config);
+        let config_path = root.join("gateway.toml");
+        std::fs::write(&config_path, config).unwrap();
+        Self { dir, config: config_path, workspace_state }
+    }
+
+    pub fn path(&self, rel: &str) -> PathBuf {
+        self.dir.path().join(rel)
+    }
+
+    /// Mint an identity with the real CLI.
+    pub fn mint(&self, agent: &str) -> String {
+        let out = Command::new(jitgate_bin())
+            .args(["identity", "mint", "--config"])
+            .arg(&self.config)
+            .args(["--agent", agent, "--ttl", "10m"])
+            .output()
+            .unwrap();
+        assert!(out.status.success(), "mint failed: {}", String::from_utf8_lossy(&out.stderr));
+        String::from_utf8(out.stdout).unwrap().trim().to_owned()
+    }
+
+    /// The development issuer's key, for minting deliberately bad tokens.
+    pub fn dev_key(&self) -> jitgate::keys::KeyPair {
+        // Minting once makes sure the key exists.
+        let _ = self.mint("triage");
+        jitgate::keys::KeyPair::load(&self.path("state/dev-issuer.jwk")).unwrap()
+    }
+
+    /// Generate a manifest with `jitgate manifest init` from a live command.
+    pub fn manifest_init(&self, name: &str, command: &[&str]) -> PathBuf {
+        let out_path = self.path(&format!("{name}.toml"));
+        let out = Command::new(jitgate_bin())
+            .args(["manifest", "init", name, "--out"])
+            .arg(&out_path)
+            .arg("--")
+            .args(command)
+            .output()
+            .unwrap();
+        assert!(out.status.success(), "manifest init failed: {}", String::from_utf8_lossy(&out.stderr));
+        out_path
+    }
+}
+
+/// A running `jitgate serve --listen 127.0.0.1:0`.
+pub struct Gateway {
+    pub child: Child,
+    pub url: String,
+    pub base: String,
+    pub log: Arc<Mutex<String>>,
+}
+
+impl Drop for Gateway {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}
+
+impl Gateway {
+    pub fn start(dep: &Deployment) -> Self {
+        let mut child = Command::new(jitgate_bin())
+            .args(["serve", "--config"])
+            .arg(&dep.config)
+            .args(["--listen", "127.0.0.1:0"])
+            .env("JITGATE_LOG", "info,jitgate=debug")
+            .stdin(Stdio::null())
+            .stdout(Stdio::null())
+            .stderr(Stdio::piped())
+            .spawn()
+            .unwrap();
+        let stderr = child.stderr.take().unwrap();
+        let log = Arc::new(Mutex::new(String::new()));
+        let (tx, rx) = std::sync::mpsc::channel();
+        let log2 = log.clone();
+        std::thread::spawn(move || {
+            let mut tx = Some(tx);
+            for line in BufReader::new(stderr).lines().map_while(Result::ok) {
+                if let Some(rest) = line.split("jitgate listening on ").nth(1) {
+                    if let Some(tx) = tx.take() {
+                        let _ = tx.send(rest.trim().to_owned());
+                    }
+                }
+                let mut l = log2.lock().unwrap();
+                l.push_str(&line);
+                l.push('\n');
+            }
+        });
+        let url = match rx.recv_timeout(Duration::from_secs(60)) {
+            Ok(u) => u,
+            Err(_) => {
+                let _ = child.kill();
+                panic!("gateway did not start; log:\n{}", log.lock().unwrap());
+            }
+        };
+        let base = url.trim_end_matches("/mcp").to_owned();
+        Self { child, url, base, log }
+    }
+
+    pub fn log(&self) -> String {
+        self.log.lock().unwrap().clone()
+    }
+
+    /// Wait (bounded) until /healthz says `server` is in `state`.
+    pub async fn wait_server(&self, server: &str, state: &str) {
+        let deadline = Instant::now() + Duration::from_secs(60);
+        let client = reqwest::Client::new();
+        loop {
+            if let Ok(resp) = client.get(format!("{}/healthz", self.base)).send().await {
+                if let Ok(text) = resp.text().await {
+                    let v: serde_json::Value = serde_json::from_str(&text).unwrap_or_default();
+                    if v["servers"][server] == state {
+                        return;
+                    }
+                }
+            }
+            assert!(Instant::now() < deadline, "server {server} never became {state}; log:\n{}", self.log());
+            tokio::time::sleep(Duration::from_millis(100)).await;
+        }
+    }
+
+    /// Connect a real rmcp client over streamable HTTP with a bearer token.
+    pub async fn connect(&self, token: &str) -> RunningService<RoleClient, ()> {
+        let cfg = StreamableHttpClientTransportConfig::with_uri(self.url.as_str()).auth_header(token.to_owned());
+        ().serve(StreamableHttpClientTransport::from_config(cfg)).await.expect("MCP initialize through jitgate")
+    }
+}
+
+/// Connect a real rmcp client to `jitgate serve --stdio`.
+pub async fn connect_stdio(dep: &Deployment, identity_file: &Path) -> RunningService<RoleClient, ()> {
+    let mut cmd = tokio::process::Command::new(jitgate_bin());
+    cmd.args(["serve", "--config"]).arg(&dep.config).args(["--stdio", "--identity-file"]).arg(identity_file);
+    let (transport, _stderr) = TokioChildProcess::builder(cmd).stderr(Stdio::inherit()).spawn().unwrap();
+    ().serve(transport).await.expect("MCP initialize over stdio")
+}
+
+pub fn args(v: serde_json::Value) -> JsonObject {
+    match v {
+        serde_json::Value::Object(m) => m,
+        _ => panic!("arguments must be an object"),
+    }
+}
+
+pub async fn call(client: &RunningService<RoleClient, ()>, tool: &str, arguments: serde_json::Value) -> Result<CallToolResult, rmcp::ServiceError> {
+    client.peer().call_tool(CallToolRequestParams::new(tool.to_owned()).with_arguments(args(arguments))).await
+}
+
+pub fn text_of(r: &CallToolResult) -> String {
+    r.content.iter().filter_map(|c| c.as_text().map(|t| t.text.clone())).collect::<Vec<_>>().join("\n")
+}
+
+/// The reason code jitgate put in `_meta["jitgate/error"]`.
+pub fn refusal_code(r: &CallToolResult) -> Option<String> {
+    r.meta.as_ref()?.0.get("jitgate/error")?.get("code")?.as_str().map(str::to_owned)
+}
+
+pub async fn tool_names(client: &RunningService<RoleClient, ()>) -> Vec<String> {
+    let mut names: Vec<String> = client.peer().list_all_tools().await.unwrap().into_iter().map(|t| t.name.to_string()).collect();
+    names.sort();
+    names
+}
+
+/// Retry `f` until it returns Some, bounded by `limit`.
+pub async fn eventually<T, F, Fut>(limit: Duration, mut f: F) -> T
+where
+    F: FnMut() -> Fut,
+    Fut: std::future::Future<Output = Option<T>>,
+{
+    let deadline = Instant::now() + limit;
+    loop {
+        if let Some(v) = f().await {
+            return v;
+        }
+        assert!(Instant::now() < deadline, "condition not reached within {limit:?}");
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+}
+
+/// POST one raw JSON-RPC body to the gateway.
+pub async fn post_raw(url: &str, token: Option<&str>, session: Option<&str>, body: impl Into<reqwest::Body>) -> (u16, String, Option<String>) {
+    let mut req = reqwest::Client::new()
+        .post(url)
+        .header("content-type", "application/json")
+        .header("accept", "application/json, text/event-stream")
+        .body(body);
+    if let Some(t) = token {
+        req = req.header("authorization", format!("Bearer {t}"));
+    }
+    if let Some(s) = session {
+        req = req.header("mcp-session-id", s);
+    }
+    let resp = req.send().await.unwrap();
+    let status = resp.status().as_u16();
+    let sid = resp.headers().get("mcp-session-id").and_then(|v| v.to_str().ok()).map(str::to_owned);
+    (status, resp.text().await.unwrap_or_default(), sid)
+}
+
+pub const INIT: &str = r#"{"jsonrpc":"2.0","id":1,"method":"initialize","params":{"protocolVersion":"2025-11-25","capabilities":{},"clientInfo":{"name":"raw","version":"1"}}}"#;

@@ -1,0 +1,205 @@
+//! End-to-end: the real jitgate binary over streamable HTTP, in front of the
+//! real example workspace server, driven by the rmcp client and raw HTTP.
+
+mod common;
+
+use common::*;
+use serde_json::json;
+
+#[tokio::test]
+async fn agent_sees_only_its_registered_namespaced_tools_and_calls_reach_the_server() {
+    // The server runs with --faults, so it offers tools the manifest does not list.
+    let dep = Deployment::new(&Setup { workspace_faults: true, ..Setup::default() });
+    let gw = Gateway::start(&dep);
+    gw.wait_server("workspace", "ready").await;
+
+    let triage = gw.connect(&dep.mint("triage")).await;
+    assert_eq!(
+        tool_names(&triage).await,
+        ["workspace__list_notes", "workspace__read_inbox", "workspace__read_note", "workspace__send_message"]
+    );
+    let janitor = gw.connect(&dep.mint("janitor")).await;
+    let all = tool_names(&janitor).await;
+    assert_eq!(all.len(), 9, "{all:?}");
+    assert!(all.iter().all(|t| t.starts_with("workspace__")));
+    assert!(!all.iter().any(|t| t.contains("fault_")), "unlisted tools must never appear: {all:?}");
+
+    let r = call(&triage, "workspace__read_note", json!({"name": "q3-plan.md"})).await.unwrap();
+    assert_eq!(r.is_error, Some(false));
+    assert!(text_of(&r).contains("Ship the billing export"));
+
+    // A sink: the downstream only accepts it with the injected credential.
+    let r = call(&triage, "workspace__send_message", json!({"to": "alice@example.org", "subject": "Q3", "body": "summary"})).await.unwrap();
+    assert_eq!(r.is_error, Some(false), "{}", text_of(&r));
+    let outbox = std::fs::read_to_string(dep.workspace_state.join("outbox.jsonl")).unwrap();
+    assert!(outbox.contains("alice@example.org"));
+    // The credential is never visible to the agent, nor logged.
+    let secret = std::fs::read_to_string(repo_root().join("examples/quickstart/secrets/workspace-token")).unwrap();
+    let listed = serde_json::to_string(&janitor.peer().list_all_tools().await.unwrap()).unwrap();
+    assert!(!listed.contains(secret.trim()) && !text_of(&r).contains(secret.trim()));
+    assert!(!gw.log().contains(secret.trim()));
+}
+
+#[tokio::test]
+async fn unknown_and_unlisted_and_disallowed_tools_are_refused_specifically() {
+    let dep = Deployment::new(&Setup { workspace_faults: true, ..Setup::default() });
+    let gw = Gateway::start(&dep);
+    gw.wait_server("workspace", "ready").await;
+    let triage = gw.connect(&dep.mint("triage")).await;
+
+    let e = call(&triage, "workspace__no_such_tool", json!({})).await.unwrap_err().to_string();
+    assert!(e.contains("unknown tool `workspace__no_such_tool`") && e.contains("tools/list"), "{e}");
+    // Offered by the server but not in the manifest: as unknown as a tool that does not exist.
+    let e = call(&triage, "workspace__fault_crash", json!({})).await.unwrap_err().to_string();
+    assert!(e.contains("unknown tool"), "{e}");
+    // In the manifest but not in triage's allowed tools: refused, with who to ask.
+    let r = call(&triage, "workspace__delete_note", json!({"name": "q3-plan.md"})).await.unwrap();
+    assert_eq!(refusal_code(&r).as_deref(), Some("tool_not_allowed"), "{}", text_of(&r));
+    assert!(text_of(&r).contains("allowed_tools"));
+    assert!(dep.workspace_state.join("notes/q3-plan.md").exists(), "nothing may have been deleted");
+
+    // The legitimate call in the same session still works.
+    let r = call(&triage, "workspace__list_notes", json!({})).await.unwrap();
+    assert!(text_of(&r).contains("q3-plan.md"));
+}
+
+#[tokio::test]
+async fn arguments_failing_the_schema_are_refused_before_forwarding() {
+    let dep = Deployment::new(&Setup::default());
+    let gw = Gateway::start(&dep);
+    gw.wait_server("workspace", "ready").await;
+    let janitor = gw.connect(&dep.mint("janitor")).await;
+
+    // Path traversal attempt: fails the server schema's pattern at the gateway.
+    let r = call(&janitor, "workspace__delete_note", json!({"name": "../../etc/passwd"})).await.unwrap();
+    assert_eq!(refusal_code(&r).as_deref(), Some("invalid_arguments"), "{}", text_of(&r));
+    assert!(text_of(&r).contains("/name"), "{}", text_of(&r));
+    // Missing required argument and an unexpected one.
+    let r = call(&janitor, "workspace__send_message", json!({"to": "a@example.org", "subject": "s", "body": "b", "bcc": "x@evil.test"})).await.unwrap();
+    assert_eq!(refusal_code(&r).as_deref(), Some("invalid_arguments"));
+    let r = call(&janitor, "workspace__read_note", json!({})).await.unwrap();
+    assert_eq!(refusal_code(&r).as_deref(), Some("invalid_arguments"));
+    assert!(!dep.workspace_state.join("outbox.jsonl").exists(), "nothing may have been sent");
+
+    let r = call(&janitor, "workspace__read_note", json!({"name": "welcome.md"})).await.unwrap();
+    assert_eq!(r.is_error, Some(false));
+}
+
+#[tokio::test]
+async fn manifest_args_schema_narrows_what_the_server_would_accept() {
+    let dep = Deployment::new(&Setup { workspace: false, ..Setup::default() });
+    // A manifest like the shipped one, with a tighter schema on send_message.
+    let shipped = std::fs::read_to_string(repo_root().join("tool-manifests/workspace.toml")).unwrap();
+    let tightened = shipped.replace(
+        "[tools.send_message]\n",
+        "[tools.send_message]\nargs_schema = { type = \"object\", properties = { to = { type = \"string\", pattern = \"@example\\\\.org$\" } } }\n",
+    );
+    let tightened = tightened.replace("../examples/quickstart/secrets/workspace-token", &repo_root().join("examples/quickstart/secrets/workspace-token").display().to_string());
+    std::fs::write(dep.path("workspace.toml"), tightened).unwrap();
+    let extra = format!(
+        "\n[[servers]]\nmanifest = \"workspace.toml\"\ncommand = {:?}\nargs = [\"--state\", {:?}]\n",
+        workspace_server_bin().display().to_string(),
+        dep.workspace_state.display().to_string()
+    );
+    let mut cfg = std::fs::read_to_string(&dep.config).unwrap();
+    cfg.push_str(&extra);
+    std::fs::write(&dep.config, cfg).unwrap();
+
+    let gw = Gateway::start(&dep);
+    gw.wait_server("workspace", "ready").await;
+    let triage = gw.connect(&dep.mint("triage")).await;
+    let r = call(&triage, "workspace__send_message", json!({"to": "audit@exfil.attacker.test", "subject": "s", "body": "b"})).await.unwrap();
+    assert_eq!(refusal_code(&r).as_deref(), Some("arguments_outside_policy"), "{}", text_of(&r));
+    assert!(!dep.workspace_state.join("outbox.jsonl").exists());
+    let r = call(&triage, "workspace__send_message", json!({"to": "alice@example.org", "subject": "s", "body": "b"})).await.unwrap();
+    assert_eq!(r.is_error, Some(false), "{}", text_of(&r));
+}
+
+async fn refused_with(gw: &Gateway, token: Option<&str>, code: &str) {
+    let (status, body, _) = post_raw(&gw.url, token, None, INIT).await;
+    assert_eq!(status, 401, "{body}");
+    let v: serde_json::Value = serde_json::from_str(&body).unwrap();
+    assert_eq!(v["error"]["code"], code, "{body}");
+    assert!(v["error"]["message"].as_str().unwrap().len() > 20, "the message must say what to do: {body}");
+}
+
+#[tokio::test]
+async fn each_identity_failure_is_refused_with_its_own_reason() {
+    let dep = Deployment::new(&Setup::default());
+    let gw = Gateway::start(&dep);
+    let key = dep.dev_key();
+    let now = std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).unwrap().as_secs() as i64;
+    let sub = "spiffe://jitgate.local/agent/triage";
+    let mint = |iss: &str, sub: &str, aud: &str, at: i64, ttl: i64| jitgate::identity::mint(&key, iss, sub, aud, at, ttl).unwrap();
+
+    refused_with(&gw, None, "identity_missing").await;
+    refused_with(&gw, Some("not.a.jwt"), "identity_malformed").await;
+    refused_with(&gw, Some(&mint("someone-else", sub, GATEWAY_ID, now, 600)), "identity_unknown_issuer").await;
+    refused_with(&gw, Some(&mint("jitgate-dev-issuer", sub, "jitgate://other-gateway", now, 600)), "identity_wrong_audience").await;
+    refused_with(&gw, Some(&mint("jitgate-dev-issuer", sub, GATEWAY_ID, now - 7200, 600)), "identity_expired").await;
+    refused_with(&gw, Some(&mint("jitgate-dev-issuer", "spiffe://jitgate.local/agent/ghost", GATEWAY_ID, now, 600)), "identity_unknown_agent").await;
+    refused_with(&gw, Some(&mint("jitgate-dev-issuer", "spiffe://evil.example/agent/triage", GATEWAY_ID, now, 600)), "identity_outside_trust_domain").await;
+    // Forged: signed by another key that claims the issuer's kid.
+    let mut rogue = jitgate::keys::KeyPair::from_seed(&[42; 32]);
+    rogue.kid = key.kid.clone();
+    refused_with(&gw, Some(&jitgate::identity::mint(&rogue, "jitgate-dev-issuer", sub, GATEWAY_ID, now, 600).unwrap()), "identity_bad_signature").await;
+    // alg:none with the same claims.
+    let good = mint("jitgate-dev-issuer", sub, GATEWAY_ID, now, 600);
+    let payload = good.split('.').nth(1).unwrap();
+    let none = format!("eyJhbGciOiJub25lIn0.{payload}.");
+    refused_with(&gw, Some(&none), "identity_bad_alg").await;
+
+    // The legitimate token still works.
+    let (status, body, _) = post_raw(&gw.url, Some(&good), None, INIT).await;
+    assert_eq!(status, 200, "{body}");
+}
+
+#[tokio::test]
+async fn malformed_oversized_and_unknown_method_requests_get_specific_errors() {
+    let dep = Deployment::new(&Setup { limits: "max_message_bytes = 4096".into(), ..Setup::default() });
+    let gw = Gateway::start(&dep);
+    gw.wait_server("workspace", "ready").await;
+    let token = dep.mint("triage");
+
+    let (status, body, _) = post_raw(&gw.url, Some(&token), None, "{this is not json").await;
+    assert!((400..500).contains(&status), "{status} {body}");
+    assert!(body.contains("deserialize request body"), "{body}");
+
+    let big = format!(r#"{{"jsonrpc":"2.0","id":2,"method":"tools/call","params":{{"name":"workspace__read_note","arguments":{{"name":"{}"}}}}}}"#, "x".repeat(10_000));
+    let (status, body, _) = post_raw(&gw.url, Some(&token), None, big).await;
+    assert_eq!(status, 413, "{body}");
+
+    // Unknown method inside a real session.
+    let (status, _, sid) = post_raw(&gw.url, Some(&token), None, INIT).await;
+    assert_eq!(status, 200);
+    let sid = sid.expect("session id");
+    let (_, _, _) = post_raw(&gw.url, Some(&token), Some(&sid), r#"{"jsonrpc":"2.0","method":"notifications/initialized"}"#).await;
+    let (_, body, _) = post_raw(&gw.url, Some(&token), Some(&sid), r#"{"jsonrpc":"2.0","id":3,"method":"tools/frobnicate","params":{}}"#).await;
+    assert!(body.contains("-32601"), "{body}");
+
+    // None of that hurt the gateway: a fresh client works.
+    let client = gw.connect(&token).await;
+    let r = call(&client, "workspace__list_notes", json!({})).await.unwrap();
+    assert!(text_of(&r).contains("welcome.md"));
+}
+
+#[tokio::test]
+async fn a_session_cannot_be_used_by_another_agent() {
+    let dep = Deployment::new(&Setup::default());
+    let gw = Gateway::start(&dep);
+    gw.wait_server("workspace", "ready").await;
+    let triage = dep.mint("triage");
+    let janitor = dep.mint("janitor");
+    let (_, _, sid) = post_raw(&gw.url, Some(&triage), None, INIT).await;
+    let sid = sid.unwrap();
+    post_raw(&gw.url, Some(&triage), Some(&sid), r#"{"jsonrpc":"2.0","method":"notifications/initialized"}"#).await;
+    let list = r#"{"jsonrpc":"2.0","id":5,"method":"tools/list","params":{}}"#;
+    let (_, body, _) = post_raw(&gw.url, Some(&triage), Some(&sid), list).await;
+    assert!(body.contains("workspace__read_note"), "{body}");
+    // Janitor presents triage's session id with its own valid token.
+    let (_, body, _) = post_raw(&gw.url, Some(&janitor), Some(&sid), list).await;
+    assert!(body.contains("belongs to another agent") && !body.contains("workspace__read_note"), "{body}");
+    // Triage's session keeps working.
+    let (_, body, _) = post_raw(&gw.url, Some(&triage), Some(&sid), list).await;
+    assert!(body.contains("workspace__read_note"), "{body}");
+}
