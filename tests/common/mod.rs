@@ -319,3 +319,35 @@ pub async fn post_raw(url: &str, token: Option<&str>, session: Option<&str>, bod
 }
 
 pub const INIT: &str = r#"{"jsonrpc":"2.0","id":1,"method":"initialize","params":{"protocolVersion":"2025-11-25","capabilities":{},"clientInfo":{"name":"raw","version":"1"}}}"#;
+
+impl Deployment {
+    /// Append to gateway.toml.
+    pub fn append_config(&self, toml: &str) {
+        let mut cfg = std::fs::read_to_string(&self.config).unwrap();
+        cfg.push_str(toml);
+        std::fs::write(&self.config, cfg).unwrap();
+    }
+
+    pub fn add_agent(&self, file: &str, content: &str) {
+        std::fs::write(self.path("agents").join(file), content).unwrap();
+    }
+
+    /// Register a second copy of the example server, with fault tools, under
+    /// namespace `faulty`, using a manifest written by `jitgate manifest init`.
+    /// `edit` may change the generated manifest text.
+    pub fn add_faulty_server(&self, edit: impl Fn(String) -> String) -> PathBuf {
+        let state = self.path("faulty-state");
+        let bin = workspace_server_bin();
+        let manifest = self.manifest_init("faulty", &[bin.to_str().unwrap(), "--state", state.to_str().unwrap(), "--faults"]);
+        let text = std::fs::read_to_string(&manifest).unwrap();
+        // Inject the workspace token like the shipped manifest does.
+        let token = repo_root().join("examples/quickstart/secrets/workspace-token");
+        let credential = format!("\n[[server.credentials]]\nenv = \"WORKSPACE_API_TOKEN\"\nfrom_file = {:?}\n", token.display().to_string());
+        let first_tool = text.find("\n\n# ").unwrap();
+        let text = format!("{}{credential}{}", &text[..first_tool], &text[first_tool..]);
+        std::fs::write(&manifest, edit(text)).unwrap();
+        self.append_config(&format!("\n[[servers]]\nmanifest = {:?}\n", manifest.display().to_string()));
+        self.add_agent("tester.toml", "name = \"tester\"\nid = \"spiffe://jitgate.local/agent/tester\"\nallowed_tools = [\"faulty__*\"]\n");
+        manifest
+    }
+}

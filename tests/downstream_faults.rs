@@ -1,0 +1,165 @@
+//! End-to-end: downstream servers that crash, hang, are missing, or change
+//! their tool definitions. Each failure gets its own clear error, and other
+//! calls, servers and sessions keep working.
+
+mod common;
+
+use std::time::Duration;
+
+use common::*;
+use serde_json::json;
+
+#[tokio::test]
+async fn a_crash_mid_call_is_an_error_not_a_hang_and_the_server_is_restarted() {
+    let dep = Deployment::new(&Setup::default());
+    dep.add_faulty_server(|m| m);
+    let gw = Gateway::start(&dep);
+    gw.wait_server("faulty", "ready").await;
+    let tester = gw.connect(&dep.mint("tester")).await;
+
+    let r = tokio::time::timeout(Duration::from_secs(20), call(&tester, "faulty__fault_crash", json!({}))).await.expect("must not hang").unwrap();
+    assert_eq!(refusal_code(&r).as_deref(), Some("downstream_crashed"), "{}", text_of(&r));
+    assert!(text_of(&r).contains("restarting"), "{}", text_of(&r));
+
+    // Other servers were never affected.
+    let triage = gw.connect(&dep.mint("triage")).await;
+    assert_eq!(call(&triage, "workspace__list_notes", json!({})).await.unwrap().is_error, Some(false));
+
+    // The supervisor restarts the crashed server; the same session works again.
+    let r = eventually(Duration::from_secs(30), || async {
+        let r = call(&tester, "faulty__read_note", json!({"name": "welcome.md"})).await.ok()?;
+        (r.is_error == Some(false)).then_some(r)
+    })
+    .await;
+    assert!(text_of(&r).contains("Welcome"));
+    assert!(gw.log().contains("downstream server unavailable"), "the crash must be logged");
+}
+
+#[tokio::test]
+async fn a_hanging_call_times_out_and_is_cancelled_downstream() {
+    let dep = Deployment::new(&Setup::default());
+    dep.add_faulty_server(|m| m.replace("call_timeout = \"30s\"", "call_timeout = \"1s\""));
+    let gw = Gateway::start(&dep);
+    gw.wait_server("faulty", "ready").await;
+    let tester = gw.connect(&dep.mint("tester")).await;
+
+    let r = tokio::time::timeout(Duration::from_secs(20), call(&tester, "faulty__fault_hang", json!({}))).await.expect("gateway must time out").unwrap();
+    assert_eq!(refusal_code(&r).as_deref(), Some("downstream_timeout"), "{}", text_of(&r));
+    assert!(text_of(&r).contains("within 1 s"), "{}", text_of(&r));
+    // The connection survives a timeout: the next call on the same server works.
+    let r = call(&tester, "faulty__list_notes", json!({})).await.unwrap();
+    assert_eq!(r.is_error, Some(false), "{}", text_of(&r));
+}
+
+#[tokio::test]
+async fn concurrent_calls_per_session_are_limited_and_others_are_unaffected() {
+    let dep = Deployment::new(&Setup { limits: "max_concurrent_calls_per_session = 2".into(), ..Setup::default() });
+    dep.add_faulty_server(|m| m.replace("call_timeout = \"30s\"", "call_timeout = \"300s\""));
+    let gw = Gateway::start(&dep);
+    gw.wait_server("faulty", "ready").await;
+    let tester = std::sync::Arc::new(gw.connect(&dep.mint("tester")).await);
+
+    let mut hung = Vec::new();
+    for _ in 0..2 {
+        let t = tester.clone();
+        hung.push(tokio::spawn(async move {
+            t.peer().call_tool_once(rmcp::model::CallToolRequestParams::new("faulty__fault_hang")).await
+        }));
+    }
+    // Once both are in flight, a third call in this session is refused at once.
+    let r = eventually(Duration::from_secs(60), || async {
+        let r = call(&tester, "faulty__list_notes", json!({})).await.ok()?;
+        (refusal_code(&r).as_deref() == Some("too_many_concurrent_calls")).then_some(r)
+    })
+    .await;
+    assert!(text_of(&r).contains("max_concurrent_calls_per_session"));
+    // Another session of the same agent is not limited by this one.
+    let other = gw.connect(&dep.mint("tester")).await;
+    assert_eq!(call(&other, "faulty__list_notes", json!({})).await.unwrap().is_error, Some(false));
+    // The agent gives up on the hung calls: dropping them sends notifications/cancelled,
+    // jitgate cancels downstream and the session gets its permits back.
+    for h in hung {
+        h.abort();
+    }
+    let r = eventually(Duration::from_secs(60), || async {
+        let r = call(&tester, "faulty__list_notes", json!({})).await.ok()?;
+        (r.is_error == Some(false)).then_some(r)
+    })
+    .await;
+    assert!(text_of(&r).contains("welcome.md"));
+}
+
+#[tokio::test]
+async fn a_server_missing_at_start_up_is_reported_and_others_keep_working() {
+    let dep = Deployment::new(&Setup::default());
+    let manifest = dep.add_faulty_server(|m| m);
+    // Point the registered server at a command that does not exist.
+    let text = std::fs::read_to_string(&manifest).unwrap();
+    let bin = workspace_server_bin().display().to_string();
+    std::fs::write(&manifest, text.replace(&format!("command = {:?}", bin), "command = \"/nonexistent/mcp-server\"")).unwrap();
+
+    let gw = Gateway::start(&dep);
+    gw.wait_server("workspace", "ready").await;
+    gw.wait_server("faulty", "unavailable").await;
+    let log = gw.log();
+    assert!(log.contains("cannot start `/nonexistent/mcp-server`"), "{log}");
+
+    let triage = gw.connect(&dep.mint("triage")).await;
+    assert_eq!(call(&triage, "workspace__read_note", json!({"name": "welcome.md"})).await.unwrap().is_error, Some(false));
+    let tester = gw.connect(&dep.mint("tester")).await;
+    assert!(tool_names(&tester).await.is_empty());
+    let r = call(&tester, "faulty__list_notes", json!({})).await.unwrap();
+    assert_eq!(refusal_code(&r).as_deref(), Some("downstream_unavailable"), "{}", text_of(&r));
+    assert!(text_of(&r).contains("/nonexistent/mcp-server"), "{}", text_of(&r));
+}
+
+#[tokio::test]
+async fn a_pin_mismatch_withholds_only_that_tool_and_is_reported() {
+    let dep = Deployment::new(&Setup::default());
+    // Corrupt one pin: as if the server's send_message changed since review.
+    dep.add_faulty_server(|m| {
+        let at = m.find("[tools.\"send_message\"]").unwrap();
+        let pin_at = at + m[at..].find("pin = \"sha256:").unwrap() + "pin = \"sha256:".len();
+        let mut m = m;
+        m.replace_range(pin_at..pin_at + 64, &"ab".repeat(32));
+        m
+    });
+    let gw = Gateway::start(&dep);
+    gw.wait_server("faulty", "ready").await;
+    let tester = gw.connect(&dep.mint("tester")).await;
+    let names = tool_names(&tester).await;
+    assert!(!names.contains(&"faulty__send_message".to_owned()), "{names:?}");
+    assert!(names.contains(&"faulty__read_note".to_owned()));
+    let r = call(&tester, "faulty__send_message", json!({"to": "a@example.org", "subject": "s", "body": "b"})).await.unwrap();
+    assert_eq!(refusal_code(&r).as_deref(), Some("tool_withheld"), "{}", text_of(&r));
+    assert!(gw.log().contains("withholding downstream tool"), "must be reported loudly");
+
+    // `jitgate check` finds it too, with file and line.
+    let out = std::process::Command::new(jitgate_bin()).args(["check", "--config"]).arg(&dep.config).output().unwrap();
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert_eq!(out.status.code(), Some(3), "{stderr}");
+    assert!(stderr.contains("faulty.toml:") && stderr.contains("PIN MISMATCH") && stderr.contains("send_message"), "{stderr}");
+}
+
+#[tokio::test]
+async fn a_rug_pull_at_run_time_withholds_the_changed_tool() {
+    let dep = Deployment::new(&Setup::default());
+    dep.add_faulty_server(|m| m);
+    let gw = Gateway::start(&dep);
+    gw.wait_server("faulty", "ready").await;
+    let tester = gw.connect(&dep.mint("tester")).await;
+    assert!(tool_names(&tester).await.contains(&"faulty__send_message".to_owned()));
+    let ok = call(&tester, "faulty__send_message", json!({"to": "a@example.org", "subject": "s", "body": "b"})).await.unwrap();
+    assert_eq!(ok.is_error, Some(false), "{}", text_of(&ok));
+
+    // The server changes send_message's description and announces it.
+    call(&tester, "faulty__fault_rugpull", json!({})).await.unwrap();
+    let r = eventually(Duration::from_secs(10), || async {
+        let r = call(&tester, "faulty__send_message", json!({"to": "a@example.org", "subject": "s", "body": "b"})).await.ok()?;
+        (refusal_code(&r).as_deref() == Some("tool_withheld")).then_some(r)
+    })
+    .await;
+    assert!(text_of(&r).contains("changed since the platform team pinned it"), "{}", text_of(&r));
+    let names = tool_names(&tester).await;
+    assert!(!names.contains(&"faulty__send_message".to_owned()) && names.contains(&"faulty__read_note".to_owned()), "{names:?}");
+}
