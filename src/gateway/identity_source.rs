@@ -8,7 +8,6 @@
 
 use std::path::PathBuf;
 use std::sync::{Arc, Mutex};
-use std::time::SystemTime;
 
 use crate::identity::{IdentityError, IdentityVerifier, VerifiedAgent};
 
@@ -38,7 +37,7 @@ impl IdentitySource {
 /// An identity file with its last verified content.
 pub struct IdentityFile {
     path: PathBuf,
-    cache: Mutex<Option<(SystemTime, Result<VerifiedAgent, IdentityError>)>>,
+    cache: Mutex<Option<(String, Result<VerifiedAgent, IdentityError>)>>,
 }
 
 impl IdentityFile {
@@ -46,9 +45,13 @@ impl IdentityFile {
         Self { path, cache: Mutex::new(None) }
     }
 
-    /// Verify the file's token, re-reading it if it changed since last time.
+    /// Verify the file's token. The file is read on every request (it is a
+    /// few hundred bytes) and compared with the last content, so a rotation
+    /// is seen at once, whatever the file system's timestamp resolution; the
+    /// signature is checked again only when the content changed.
     pub fn current(&self, verifier: &IdentityVerifier) -> Result<VerifiedAgent, IdentityError> {
-        let modified = std::fs::metadata(&self.path).and_then(|m| m.modified()).map_err(|_| IdentityError::Missing)?;
+        let text = std::fs::read_to_string(&self.path).map_err(|_| IdentityError::Missing)?;
+        let token = text.trim().to_owned();
         // A poisoned lock only means another request panicked mid-update; the
         // cached value is then simply recomputed.
         let mut cache = match self.cache.lock() {
@@ -56,17 +59,14 @@ impl IdentityFile {
             Err(p) => p.into_inner(),
         };
         let fresh = match cache.as_ref() {
-            Some((at, result)) if *at == modified => result.clone(),
+            Some((seen, result)) if *seen == token => result.clone(),
             _ => {
-                let result = std::fs::read_to_string(&self.path)
-                    .map_err(|_| IdentityError::Missing)
-                    .and_then(|t| verifier.verify(t.trim()));
-                if let Err(e) = &result {
-                    tracing::warn!(path = %self.path.display(), code = e.code(), "identity file rejected");
-                } else {
-                    tracing::info!(path = %self.path.display(), "identity file (re)loaded");
+                let result = verifier.verify(&token);
+                match &result {
+                    Err(e) => tracing::warn!(path = %self.path.display(), code = e.code(), "identity file rejected"),
+                    Ok(_) => tracing::info!(path = %self.path.display(), "identity file (re)loaded"),
                 }
-                *cache = Some((modified, result.clone()));
+                *cache = Some((token, result.clone()));
                 result
             }
         };
