@@ -198,6 +198,25 @@ impl DownstreamSet {
         out
     }
 
+    /// Wait, at most `limit`, until no server is still on its first start-up
+    /// attempt. Agents usually list tools once, right after connecting; an
+    /// answer given before the servers are up would hide their tools from
+    /// such clients until they reconnect.
+    pub async fn wait_first_start(&self, limit: Duration) {
+        let first_start = |s: &ServerState| matches!(s, ServerState::Starting { attempt: 0, .. });
+        let pending: Vec<_> = self.servers.values().filter(|d| first_start(&d.state())).cloned().collect();
+        if pending.is_empty() {
+            return;
+        }
+        let _ = tokio::time::timeout(limit, async {
+            for ds in pending {
+                let mut rx = ds.state.subscribe();
+                let _ = rx.wait_for(|s| !first_start(s)).await;
+            }
+        })
+        .await;
+    }
+
     /// Subscribe to tool-set changes.
     pub fn subscribe(&self) -> watch::Receiver<u64> {
         self.changes.subscribe()

@@ -51,6 +51,9 @@ pub struct Session {
     calls: Arc<Semaphore>,
 }
 
+/// Upper bound on how long a request waits for servers on their first start.
+const FIRST_START_WAIT: std::time::Duration = std::time::Duration::from_secs(20);
+
 const INSTRUCTIONS: &str = "This is jitgate, an authorization gateway. Tools are named `server__tool`. \
 Each call is checked against your identity and the platform team's registration; a refused call returns \
 isError with a reason code in _meta[\"jitgate/error\"] and a sentence saying what to do.";
@@ -59,6 +62,53 @@ impl Session {
     pub fn new(shared: Arc<Shared>, identity: IdentitySource) -> Self {
         let permits = shared.config.limits.max_concurrent_calls_per_session;
         Self { shared, identity, bound_to: Arc::new(OnceLock::new()), calls: Arc::new(Semaphore::new(permits)) }
+    }
+
+    /// How long a request may wait for servers still starting for the first time.
+    fn first_start_wait(&self) -> std::time::Duration {
+        self.shared.config.limits.startup_timeout.min(FIRST_START_WAIT)
+    }
+
+    /// The body of `tools/call`, run inside the call's span.
+    async fn decide_and_forward(
+        &self,
+        req: CallToolRequestParams,
+        ctx: RequestContext<RoleServer>,
+        span: tracing::Span,
+    ) -> Result<CallToolResponse, ErrorData> {
+        let agent = match self.identify(&ctx) {
+            Ok(a) => a,
+            Err(e) => {
+                span.record("decision", "refused");
+                tracing::warn!(code = e.code(), "identity refused");
+                return Ok(refusal_result(e.code(), &e.to_string()).into());
+            }
+        };
+        span.record("agent", agent.agent.name.as_str());
+        self.shared.downstreams.wait_first_start(self.first_start_wait()).await;
+        // Refuse rather than queue: a queue would hide a runaway agent and hold memory.
+        let Ok(_permit) = self.calls.clone().try_acquire_owned() else {
+            span.record("decision", "refused");
+            let limit = self.shared.config.limits.max_concurrent_calls_per_session;
+            return Ok(refusal_result(
+                "too_many_concurrent_calls",
+                &format!("this session already has {limit} calls in flight (limits.max_concurrent_calls_per_session); wait for one to finish"),
+            )
+            .into());
+        };
+        let authorized = match authorize(&self.shared.downstreams, &agent, &req.name, req.arguments.clone()) {
+            Decision::Forward(a) => a,
+            Decision::Refuse(Refusal { code, message, protocol_error }) => {
+                span.record("decision", "refused");
+                tracing::info!(code, "call refused");
+                if protocol_error {
+                    return Err(ErrorData::invalid_params(message, Some(serde_json::json!({ "code": code }))));
+                }
+                return Ok(refusal_result(code, &message).into());
+            }
+        };
+        span.record("decision", "forwarded");
+        Ok(forward(authorized, &ctx, &self.shared.shutdown).await.into())
     }
 
     /// Who is calling: verified identity, bound to this session.
@@ -102,6 +152,7 @@ impl ServerHandler for Session {
         ctx: RequestContext<RoleServer>,
     ) -> Result<ListToolsResult, ErrorData> {
         let agent = self.identify(&ctx).map_err(|e| identity_error(&e))?;
+        self.shared.downstreams.wait_first_start(self.first_start_wait()).await;
         let tools = self
             .shared
             .downstreams
@@ -115,41 +166,7 @@ impl ServerHandler for Session {
 
     async fn call_tool(&self, req: CallToolRequestParams, ctx: RequestContext<RoleServer>) -> Result<CallToolResponse, ErrorData> {
         let span = tracing::info_span!("call", tool = %req.name, agent = tracing::field::Empty, decision = tracing::field::Empty);
-        let _enter = span.enter();
-        let agent = match self.identify(&ctx) {
-            Ok(a) => a,
-            Err(e) => {
-                span.record("decision", "refused");
-                tracing::warn!(code = e.code(), "identity refused");
-                return Ok(refusal_result(e.code(), &e.to_string()).into());
-            }
-        };
-        span.record("agent", agent.agent.name.as_str());
-        // Refuse rather than queue: a queue would hide a runaway agent and hold memory.
-        let Ok(_permit) = self.calls.clone().try_acquire_owned() else {
-            span.record("decision", "refused");
-            let limit = self.shared.config.limits.max_concurrent_calls_per_session;
-            return Ok(refusal_result(
-                "too_many_concurrent_calls",
-                &format!("this session already has {limit} calls in flight (limits.max_concurrent_calls_per_session); wait for one to finish"),
-            )
-            .into());
-        };
-        let authorized = match authorize(&self.shared.downstreams, &agent, &req.name, req.arguments.clone()) {
-            Decision::Forward(a) => a,
-            Decision::Refuse(Refusal { code, message, protocol_error }) => {
-                span.record("decision", "refused");
-                tracing::info!(code, "call refused");
-                if protocol_error {
-                    return Err(ErrorData::invalid_params(message, Some(serde_json::json!({ "code": code }))));
-                }
-                return Ok(refusal_result(code, &message).into());
-            }
-        };
-        span.record("decision", "forwarded");
-        drop(_enter);
-        let result = forward(authorized, &ctx, &self.shared.shutdown).instrument(span.clone()).await;
-        Ok(result.into())
+        self.decide_and_forward(req, ctx, span.clone()).instrument(span).await
     }
 
     async fn on_initialized(&self, ctx: NotificationContext<RoleServer>) {

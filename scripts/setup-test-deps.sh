@@ -1,0 +1,39 @@
+#!/usr/bin/env bash
+# Installs what jitgate's tests drive besides Rust itself:
+#   - npm (pinned in tests/support/node/package-lock.json): the official MCP
+#     filesystem and everything servers, the MCP conformance suite, and Node 22
+#     for that suite (it does not run on Node 20);
+#   - the official Python MCP client (tests/support/python/requirements.txt) in .venv.
+# Safe to run again: it only reinstalls what changed. Needs Node >= 18, npm,
+# Python >= 3.10 with venv; installs them with apt-get when missing and run as root.
+set -euo pipefail
+cd "$(dirname "$0")/.."
+
+need_apt=()
+command -v npm >/dev/null 2>&1 || need_apt+=(nodejs npm)
+python3 -c 'import venv, ensurepip' >/dev/null 2>&1 || need_apt+=(python3-venv)
+if [ ${#need_apt[@]} -gt 0 ]; then
+  if [ "$(id -u)" = 0 ] && command -v apt-get >/dev/null 2>&1; then
+    echo "setup-test-deps: installing ${need_apt[*]} with apt-get" >&2
+    apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq "${need_apt[@]}"
+  else
+    echo "setup-test-deps: please install: ${need_apt[*]}" >&2
+    exit 1
+  fi
+fi
+
+node_dir=tests/support/node
+if [ ! -f "$node_dir/node_modules/.package-lock.json" ] || ! cmp -s "$node_dir/package-lock.json" "$node_dir/.installed-lock.json"; then
+  echo "setup-test-deps: npm ci in $node_dir" >&2
+  (cd "$node_dir" && npm ci --no-audit --no-fund --loglevel=error)
+  cp "$node_dir/package-lock.json" "$node_dir/.installed-lock.json"
+fi
+
+req=tests/support/python/requirements.txt
+if [ ! -x .venv/bin/python ] || ! cmp -s "$req" .venv/.installed-requirements.txt; then
+  echo "setup-test-deps: Python client into .venv" >&2
+  python3 -m venv .venv
+  .venv/bin/pip install --quiet --disable-pip-version-check -r "$req"
+  cp "$req" .venv/.installed-requirements.txt
+fi
+echo "setup-test-deps: ok (node $(node --version), $(.venv/bin/python -c 'import importlib.metadata as m; print("mcp", m.version("mcp"))'))" >&2

@@ -1,0 +1,127 @@
+//! The command line: `check`, `serve` with broken config, `keys`,
+//! `identity mint`, `manifest init`, `--help`.
+
+mod common;
+
+use std::process::Command;
+
+use common::*;
+
+fn jitgate(args: &[&str]) -> (Option<i32>, String, String) {
+    let out = Command::new(jitgate_bin()).args(args).output().unwrap();
+    (out.status.code(), String::from_utf8_lossy(&out.stdout).into_owned(), String::from_utf8_lossy(&out.stderr).into_owned())
+}
+
+#[test]
+fn check_accepts_the_shipped_quick_start_and_manifests() {
+    let cfg = repo_root().join("examples/quickstart/gateway.toml");
+    let (code, _, err) = jitgate(&["check", "--offline", "--config", cfg.to_str().unwrap()]);
+    assert_eq!(code, Some(0), "{err}");
+    for m in ["workspace", "filesystem", "everything"] {
+        jitgate::manifest::Manifest::load(&repo_root().join(format!("tool-manifests/{m}.toml"))).unwrap();
+    }
+}
+
+#[test]
+fn check_and_serve_report_a_broken_manifest_with_file_and_line() {
+    let dep = Deployment::new(&Setup { workspace: false, ..Setup::default() });
+    std::fs::write(
+        dep.path("broken.toml"),
+        "[server]\nname = \"broken\"\n[server.transport]\ncommand = \"x\"\n\n[tools.a]\nrisk = \"scary\"\npin = \"sha256:00\"\n",
+    )
+    .unwrap();
+    dep.append_config("\n[[servers]]\nmanifest = \"broken.toml\"\n");
+    let cfg = dep.config.to_str().unwrap();
+    let (code, _, err) = jitgate(&["check", "--config", cfg]);
+    assert_eq!(code, Some(2), "{err}");
+    assert!(err.contains("broken.toml:7:8: unknown variant `scary`"), "{err}");
+
+    let (code, out, _) = jitgate(&["check", "--json", "--config", cfg]);
+    assert_eq!(code, Some(2));
+    let v: serde_json::Value = serde_json::from_str(&out).unwrap();
+    assert_eq!(v["ok"], false);
+    assert_eq!(v["errors"][0]["line"], 7);
+
+    // serve refuses to start rather than run with a registration it cannot read.
+    let (code, _, err) = jitgate(&["serve", "--config", cfg, "--listen", "127.0.0.1:0"]);
+    assert_eq!(code, Some(2), "{err}");
+    assert!(err.contains("broken.toml:7:8"), "{err}");
+}
+
+#[test]
+fn check_reports_broken_config_and_agent_files() {
+    let dep = Deployment::new(&Setup::default());
+    // An agent naming a tool the manifest does not have, and a config typo.
+    dep.add_agent("typo.toml", "name = \"typo\"\nid = \"spiffe://jitgate.local/agent/typo\"\nallowed_tools = [\"workspace__reed_note\"]\n");
+    let (code, _, err) = jitgate(&["check", "--offline", "--config", dep.config.to_str().unwrap()]);
+    assert_eq!(code, Some(2), "{err}");
+    assert!(err.contains("workspace__reed_note") && err.contains("not in the manifest"), "{err}");
+    std::fs::remove_file(dep.path("agents/typo.toml")).unwrap();
+
+    dep.append_config("\n[limits2]\nx = 1\n");
+    let (code, _, err) = jitgate(&["check", "--offline", "--config", dep.config.to_str().unwrap()]);
+    assert_eq!(code, Some(2), "{err}");
+    assert!(err.contains("gateway.toml:") && err.contains("unknown field `limits2`"), "{err}");
+
+    let (code, _, err) = jitgate(&["check", "--config", "/nonexistent/gateway.toml"]);
+    assert_eq!(code, Some(2));
+    assert!(err.contains("cannot read file"), "{err}");
+}
+
+#[tokio::test]
+async fn check_live_compares_pins_and_lists_unlisted_tools() {
+    let dep = Deployment::new(&Setup { workspace_faults: true, ..Setup::default() });
+    let (code, out, err) = jitgate(&["check", "--json", "--config", dep.config.to_str().unwrap()]);
+    assert_eq!(code, Some(0), "{err}");
+    let v: serde_json::Value = serde_json::from_str(&out).unwrap();
+    let ws = &v["servers"][0];
+    assert_eq!(ws["exposed"].as_array().unwrap().len(), 9, "{ws}");
+    let unlisted: Vec<&str> = ws["unlisted"].as_array().unwrap().iter().map(|x| x.as_str().unwrap()).collect();
+    assert_eq!(unlisted, ["fault_crash", "fault_hang", "fault_rugpull"]);
+}
+
+#[test]
+fn keys_generate_writes_a_private_key_once_and_prints_jwks() {
+    let dir = tempfile::tempdir().unwrap();
+    let key = dir.path().join("k.jwk");
+    let (code, out, err) = jitgate(&["keys", "generate", "--out", key.to_str().unwrap()]);
+    assert_eq!(code, Some(0), "{err}");
+    let jwks: serde_json::Value = serde_json::from_str(&out).unwrap();
+    assert_eq!(jwks["keys"][0]["crv"], "Ed25519");
+    assert!(jwks["keys"][0].get("d").is_none(), "the private part must never be printed");
+    #[cfg(unix)]
+    {
+        use std::os::unix::fs::PermissionsExt as _;
+        assert_eq!(std::fs::metadata(&key).unwrap().permissions().mode() & 0o777, 0o600);
+    }
+    let (code, _, err) = jitgate(&["keys", "generate", "--out", key.to_str().unwrap()]);
+    assert_eq!(code, Some(4));
+    assert!(err.contains("refusing to overwrite"), "{err}");
+}
+
+#[test]
+fn identity_mint_names_known_agents_when_the_name_is_wrong() {
+    let dep = Deployment::new(&Setup::default());
+    let (code, _, err) = jitgate(&["identity", "mint", "--config", dep.config.to_str().unwrap(), "--agent", "nobody"]);
+    assert_eq!(code, Some(4));
+    assert!(err.contains("known agents: janitor, triage"), "{err}");
+}
+
+#[test]
+fn every_command_has_help() {
+    for cmd in [
+        vec!["--help"],
+        vec!["serve", "--help"],
+        vec!["check", "--help"],
+        vec!["keys", "generate", "--help"],
+        vec!["identity", "mint", "--help"],
+        vec!["manifest", "init", "--help"],
+    ] {
+        let (code, out, _) = jitgate(&cmd);
+        assert_eq!(code, Some(0), "{cmd:?}");
+        assert!(out.contains("Usage:"), "{cmd:?}: {out}");
+    }
+    let (code, _, err) = jitgate(&["serve"]);
+    assert_eq!(code, Some(2));
+    assert!(err.contains("--config"), "{err}");
+}
