@@ -1,1 +1,223 @@
-fn main(){}
+//! Load generator: `tools/call` latency and throughput to the example
+//! workspace server over streamable HTTP on loopback, directly and through
+//! jitgate, sequentially and with concurrent clients.
+//!
+//! ```text
+//! cargo build --release --bin jitgate --examples
+//! cargo run --release --example loadgen -- [--calls 2000] [--seconds 15] [--concurrency 16]
+//! ```
+//!
+//! Every run is bounded by a call count and a time limit, and talks only to
+//! 127.0.0.1. It starts its own workspace server and gateway (the release
+//! binaries next to this one) in a temporary directory and stops them at the end.
+
+use std::io::{BufRead as _, BufReader};
+use std::path::{Path, PathBuf};
+use std::process::{Child, Command, Stdio};
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+use clap::Parser;
+use rmcp::ServiceExt as _;
+use rmcp::model::CallToolRequestParams;
+use rmcp::transport::StreamableHttpClientTransport;
+use rmcp::transport::streamable_http_client::StreamableHttpClientTransportConfig;
+
+#[derive(Parser, Debug)]
+#[command(about = "tools/call latency and throughput: direct vs through jitgate")]
+struct Args {
+    /// Maximum calls per run (all clients together).
+    #[arg(long, default_value_t = 2000)]
+    calls: usize,
+    /// Maximum seconds per run.
+    #[arg(long, default_value_t = 15)]
+    seconds: u64,
+    /// Concurrent clients for the concurrent runs.
+    #[arg(long, default_value_t = 16)]
+    concurrency: usize,
+}
+
+struct Killed(Child);
+impl Drop for Killed {
+    fn drop(&mut self) {
+        let _ = self.0.kill();
+        let _ = self.0.wait();
+    }
+}
+
+/// Start a process and wait for the "listening on http://ADDR/mcp" line on stderr.
+fn start_listening(mut cmd: Command) -> Result<(Killed, String), String> {
+    let mut child = cmd.stdout(Stdio::null()).stderr(Stdio::piped()).spawn().map_err(|e| format!("spawn: {e}"))?;
+    let stderr = child.stderr.take().ok_or("no stderr")?;
+    let (tx, rx) = std::sync::mpsc::channel();
+    std::thread::spawn(move || {
+        let mut tx = Some(tx);
+        for line in BufReader::new(stderr).lines().map_while(Result::ok) {
+            if let Some(url) = line.split("listening on ").nth(1) {
+                if let Some(tx) = tx.take() {
+                    let _ = tx.send(url.trim().to_owned());
+                }
+            }
+        }
+    });
+    let url = rx.recv_timeout(Duration::from_secs(60)).map_err(|_| "process did not report its address within 60 s".to_owned())?;
+    Ok((Killed(child), url))
+}
+
+struct RunResult {
+    latencies_us: Vec<u64>,
+    errors: usize,
+    elapsed: Duration,
+}
+
+impl RunResult {
+    fn pct(&self, p: f64) -> f64 {
+        if self.latencies_us.is_empty() {
+            return f64::NAN;
+        }
+        let idx = ((self.latencies_us.len() as f64 - 1.0) * p).round() as usize;
+        self.latencies_us[idx.min(self.latencies_us.len() - 1)] as f64 / 1000.0
+    }
+    fn rate(&self) -> f64 {
+        self.latencies_us.len() as f64 / self.elapsed.as_secs_f64()
+    }
+}
+
+async fn run(url: &str, token: Option<&str>, tool: &str, clients: usize, calls: usize, limit: Duration) -> Result<RunResult, String> {
+    let mut sessions = Vec::new();
+    for _ in 0..clients {
+        let mut cfg = StreamableHttpClientTransportConfig::with_uri(url.to_owned());
+        if let Some(t) = token {
+            cfg = cfg.auth_header(t.to_owned());
+        }
+        let client = ().serve(StreamableHttpClientTransport::from_config(cfg)).await.map_err(|e| format!("connect {url}: {e}"))?;
+        sessions.push(Arc::new(client));
+    }
+    // Warm-up: one call per client, not measured.
+    for s in &sessions {
+        let _ = s.peer().call_tool(params(tool)).await;
+    }
+    let remaining = Arc::new(std::sync::atomic::AtomicUsize::new(calls));
+    let deadline = Instant::now() + limit;
+    let started = Instant::now();
+    let mut tasks = Vec::new();
+    for s in sessions.iter().cloned() {
+        let remaining = remaining.clone();
+        let tool = tool.to_owned();
+        tasks.push(tokio::spawn(async move {
+            let mut lat = Vec::new();
+            let mut errors = 0usize;
+            while Instant::now() < deadline
+                && remaining.fetch_update(std::sync::atomic::Ordering::SeqCst, std::sync::atomic::Ordering::SeqCst, |n| n.checked_sub(1)).is_ok()
+            {
+                let t0 = Instant::now();
+                match s.peer().call_tool(params(&tool)).await {
+                    Ok(r) if r.is_error != Some(true) => lat.push(t0.elapsed().as_micros() as u64),
+                    _ => errors += 1,
+                }
+            }
+            (lat, errors)
+        }));
+    }
+    let mut latencies_us = Vec::new();
+    let mut errors = 0;
+    for t in tasks {
+        let (l, e) = t.await.map_err(|e| e.to_string())?;
+        latencies_us.extend(l);
+        errors += e;
+    }
+    let elapsed = started.elapsed();
+    latencies_us.sort_unstable();
+    for s in sessions {
+        if let Ok(s) = Arc::try_unwrap(s) {
+            let _ = s.cancel().await;
+        }
+    }
+    Ok(RunResult { latencies_us, errors, elapsed })
+}
+
+fn params(tool: &str) -> CallToolRequestParams {
+    let mut args = serde_json::Map::new();
+    args.insert("name".into(), "welcome.md".into());
+    CallToolRequestParams::new(tool.to_owned()).with_arguments(args)
+}
+
+fn sibling(name: &str) -> Result<PathBuf, String> {
+    let exe = std::env::current_exe().map_err(|e| e.to_string())?;
+    let examples = exe.parent().ok_or("no exe dir")?;
+    let candidates = [examples.join(name), examples.parent().map(|p| p.join(name)).unwrap_or_default()];
+    candidates.into_iter().find(|p| p.exists()).ok_or_else(|| format!("{name} not built: run `cargo build --release --bin jitgate --examples`"))
+}
+
+fn write_config(dir: &Path, workspace_url: &str, repo: &Path) -> Result<PathBuf, String> {
+    let io = |e: std::io::Error| e.to_string();
+    std::fs::create_dir_all(dir.join("agents")).map_err(io)?;
+    std::fs::write(
+        dir.join("agents/load.toml"),
+        "name = \"load\"\nid = \"spiffe://jitgate.local/agent/load\"\nallowed_tools = [\"workspace__read_note\"]\n",
+    )
+    .map_err(io)?;
+    let cfg = format!(
+        "[gateway]\nid = \"jitgate://loadgen\"\n[limits]\nmax_concurrent_calls_per_session = 64\n\
+         [[identity.issuers]]\nname = \"dev\"\niss = \"jitgate-dev-issuer\"\ntrust_domain = \"spiffe://jitgate.local\"\ndevelopment = true\n\
+         [[servers]]\nmanifest = {:?}\nurl = {:?}\n",
+        repo.join("tool-manifests/workspace.toml").display().to_string(),
+        workspace_url
+    );
+    let path = dir.join("gateway.toml");
+    std::fs::write(&path, cfg).map_err(io)?;
+    Ok(path)
+}
+
+#[tokio::main]
+async fn main() {
+    if let Err(e) = real_main().await {
+        eprintln!("loadgen: {e}");
+        std::process::exit(1);
+    }
+}
+
+async fn real_main() -> Result<(), String> {
+    let args = Args::parse();
+    let limit = Duration::from_secs(args.seconds);
+    let repo = PathBuf::from(env!("CARGO_MANIFEST_DIR"));
+    let dir = std::env::temp_dir().join(format!("jitgate-loadgen-{}", std::process::id()));
+    std::fs::create_dir_all(&dir).map_err(|e| e.to_string())?;
+
+    let mut ws = Command::new(sibling("workspace-server")?);
+    ws.args(["--listen", "127.0.0.1:0", "--state"]).arg(dir.join("ws"));
+    let (_ws, ws_url) = start_listening(ws)?;
+    let config = write_config(&dir, &ws_url, &repo)?;
+    let jitgate = sibling("jitgate")?;
+    let mut gw = Command::new(&jitgate);
+    gw.args(["serve", "--listen", "127.0.0.1:0", "--config"]).arg(&config).env("JITGATE_LOG", "warn");
+    let (_gw, gw_url) = start_listening(gw)?;
+    let out = Command::new(&jitgate).args(["identity", "mint", "--agent", "load", "--ttl", "1h", "--config"]).arg(&config).output().map_err(|e| e.to_string())?;
+    let token = String::from_utf8_lossy(&out.stdout).trim().to_owned();
+    if token.is_empty() {
+        return Err(format!("mint failed: {}", String::from_utf8_lossy(&out.stderr)));
+    }
+
+    println!("tools/call read_note over streamable HTTP on loopback; at most {} calls or {} s per run\n", args.calls, args.seconds);
+    println!("{:<10} {:>7} {:>8} {:>10} {:>10} {:>10} {:>7}", "path", "clients", "calls", "p50 ms", "p99 ms", "calls/s", "errors");
+    let mut table = Vec::new();
+    for clients in [1, args.concurrency] {
+        let direct = run(&ws_url, None, "read_note", clients, args.calls, limit).await?;
+        let via = run(&gw_url, Some(&token), "workspace__read_note", clients, args.calls, limit).await?;
+        for (name, r) in [("direct", &direct), ("jitgate", &via)] {
+            println!("{:<10} {:>7} {:>8} {:>10.3} {:>10.3} {:>10.0} {:>7}", name, clients, r.latencies_us.len(), r.pct(0.5), r.pct(0.99), r.rate(), r.errors);
+        }
+        table.push((clients, direct, via));
+    }
+    println!("\nratio gateway/direct:");
+    for (clients, d, v) in &table {
+        println!(
+            "  {clients:>2} client(s): p50 {:.2}x, p99 {:.2}x, throughput {:.2}x",
+            v.pct(0.5) / d.pct(0.5),
+            v.pct(0.99) / d.pct(0.99),
+            v.rate() / d.rate()
+        );
+    }
+    let _ = std::fs::remove_dir_all(&dir);
+    Ok(())
+}
