@@ -45,4 +45,5 @@ pub mod jws;
 pub mod keys;
 pub mod manifest;
 pub mod source;
+pub mod store;
 pub mod stdio;

@@ -100,10 +100,18 @@ impl RawStdio {
         self.stdin.write_all(b"\n").unwrap();
         self.stdin.flush().unwrap();
     }
+    /// The next response, skipping server notifications (e.g. tools/list_changed
+    /// when a downstream server comes up), which may arrive at any time.
     fn recv(&mut self) -> serde_json::Value {
-        let mut line = String::new();
-        self.stdout.read_line(&mut line).unwrap();
-        serde_json::from_str(&line).unwrap_or_else(|e| panic!("not JSON ({e}): {line:?}"))
+        loop {
+            let mut line = String::new();
+            self.stdout.read_line(&mut line).unwrap();
+            let v: serde_json::Value = serde_json::from_str(&line).unwrap_or_else(|e| panic!("not JSON ({e}): {line:?}"));
+            if v.get("method").is_some() && v.get("id").is_none() {
+                continue;
+            }
+            return v;
+        }
     }
 }
 

@@ -1,0 +1,217 @@
+//! Durable state: tasks, issued capability tokens, sessions, revocations.
+//!
+//! The [`Store`] trait is the only way the gateway reads or changes this
+//! state, and it is the revocation authority: there is no cache in front of
+//! it, so a revoked or consumed token fails on the next verification, after a
+//! restart, and in any other process using the same store (the `jitgate
+//! revoke` command writes straight into it).
+//!
+//! Methods are synchronous; async callers run them on the blocking pool.
+//! Every error is a refusal for the caller (fail closed).
+
+mod sqlite;
+
+pub use sqlite::SqliteStore;
+
+use serde::{Deserialize, Serialize};
+
+/// A store failure. Callers refuse the operation that needed the store.
+#[derive(Debug, thiserror::Error)]
+pub enum StoreError {
+    #[error("state store error: {0}; the request was refused (fail closed)")]
+    Backend(String),
+    #[error("corrupt record in the state store: {0}")]
+    Corrupt(String),
+}
+
+impl From<rusqlite::Error> for StoreError {
+    fn from(e: rusqlite::Error) -> Self {
+        StoreError::Backend(e.to_string())
+    }
+}
+
+/// One phase of a task plan.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Phase {
+    pub name: String,
+    /// Exposed tool names this phase expects to use.
+    pub tools: Vec<String>,
+}
+
+/// Lifecycle of a task.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum TaskState {
+    Active,
+    Ended,
+    Revoked,
+    Expired,
+}
+
+impl TaskState {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            TaskState::Active => "active",
+            TaskState::Ended => "ended",
+            TaskState::Revoked => "revoked",
+            TaskState::Expired => "expired",
+        }
+    }
+    fn parse(s: &str) -> Result<Self, StoreError> {
+        Ok(match s {
+            "active" => TaskState::Active,
+            "ended" => TaskState::Ended,
+            "revoked" => TaskState::Revoked,
+            "expired" => TaskState::Expired,
+            other => return Err(StoreError::Corrupt(format!("task state {other}"))),
+        })
+    }
+}
+
+/// A task as stored.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Task {
+    pub id: String,
+    pub agent: String,
+    pub sid: String,
+    pub objective: String,
+    pub phases: Vec<Phase>,
+    pub current_phase: usize,
+    pub state: TaskState,
+    pub created_at: i64,
+    pub expires_at: i64,
+    pub end_reason: Option<String>,
+}
+
+impl Task {
+    /// The phase the task is in.
+    pub fn phase(&self) -> Option<&Phase> {
+        self.phases.get(self.current_phase)
+    }
+}
+
+/// Lifecycle of a capability token.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum TokenState {
+    Issued,
+    Consumed,
+    Revoked,
+}
+
+impl TokenState {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            TokenState::Issued => "issued",
+            TokenState::Consumed => "consumed",
+            TokenState::Revoked => "revoked",
+        }
+    }
+    fn parse(s: &str) -> Result<Self, StoreError> {
+        Ok(match s {
+            "issued" => TokenState::Issued,
+            "consumed" => TokenState::Consumed,
+            "revoked" => TokenState::Revoked,
+            other => return Err(StoreError::Corrupt(format!("token state {other}"))),
+        })
+    }
+}
+
+/// A token as recorded when it was minted (never the token itself).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct TokenRecord {
+    pub jti: String,
+    pub task: String,
+    pub agent: String,
+    pub sid: String,
+    pub tool: String,
+    pub phase: usize,
+    pub state: TokenState,
+    pub issued_at: i64,
+    pub expires_at: i64,
+    pub changed_at: Option<i64>,
+    pub reason: Option<String>,
+}
+
+/// The result of trying to consume a token.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Consumption {
+    /// This call consumed it; it is dead for everyone else.
+    Consumed,
+    /// Someone already used it (replay).
+    AlreadyConsumed { at: i64 },
+    /// Revoked, with the reason.
+    Revoked { reason: String },
+    /// Its task is no longer active (ended, revoked, expired).
+    TaskInactive { state: TaskState, reason: Option<String> },
+    /// Its task moved to another phase.
+    PhaseOver { token_phase: usize, current_phase: usize },
+    /// No such token was ever issued by this store.
+    Unknown,
+}
+
+/// What a revocation applies to.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Scope {
+    Token(String),
+    Task(String),
+    /// The live tokens of a task's phase that just ended (the task goes on).
+    Phase(String),
+    Agent(String),
+    Session(String),
+}
+
+impl Scope {
+    pub fn kind(&self) -> &'static str {
+        match self {
+            Scope::Token(_) => "token",
+            Scope::Task(_) => "task",
+            Scope::Phase(_) => "phase",
+            Scope::Agent(_) => "agent",
+            Scope::Session(_) => "session",
+        }
+    }
+    pub fn target(&self) -> &str {
+        match self {
+            Scope::Token(t) | Scope::Task(t) | Scope::Phase(t) | Scope::Agent(t) | Scope::Session(t) => t,
+        }
+    }
+}
+
+/// A recorded revocation event.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Revocation {
+    pub seq: i64,
+    pub scope: Scope,
+    pub reason: String,
+    pub at: i64,
+    /// Tokens this revocation killed.
+    pub tokens: u64,
+}
+
+/// The gateway's durable state.
+pub trait Store: Send + Sync + 'static {
+    /// Open a task in its first phase.
+    fn create_task(&self, task: &Task) -> Result<(), StoreError>;
+    fn task(&self, id: &str) -> Result<Option<Task>, StoreError>;
+    /// Move `task` from phase `from` to `from + 1`, revoking every live token
+    /// of the task. Returns false (and changes nothing) if the task is not
+    /// active in phase `from`.
+    fn advance_phase(&self, task: &str, from: usize, now: i64) -> Result<bool, StoreError>;
+    /// End an active task (`Ended`) and revoke its live tokens.
+    fn end_task(&self, task: &str, outcome: &str, now: i64) -> Result<bool, StoreError>;
+    /// Record a freshly minted token as issued.
+    fn record_token(&self, token: &TokenRecord) -> Result<(), StoreError>;
+    fn token(&self, jti: &str) -> Result<Option<TokenRecord>, StoreError>;
+    /// Atomically consume: succeeds for exactly one caller, and only while the
+    /// token is issued, its task active, in the token's phase and not expired.
+    fn consume(&self, jti: &str, now: i64) -> Result<Consumption, StoreError>;
+    /// Revoke (and, for tasks, end) everything in scope; records the event.
+    fn revoke(&self, scope: &Scope, reason: &str, now: i64) -> Result<Revocation, StoreError>;
+    /// Mark active tasks past their TTL expired and revoke their tokens.
+    fn expire_tasks(&self, now: i64) -> Result<Vec<String>, StoreError>;
+    /// Revocations recorded after `seq` (by this or any other process).
+    fn revocations_since(&self, seq: i64) -> Result<Vec<Revocation>, StoreError>;
+    /// Task ids of an agent's active tasks.
+    fn active_tasks_of(&self, agent: &str) -> Result<Vec<String>, StoreError>;
+    /// Note a session opening / closing.
+    fn session_opened(&self, sid: &str, agent: &str, now: i64) -> Result<(), StoreError>;
+}

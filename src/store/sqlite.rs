@@ -1,0 +1,445 @@
+//! The SQLite store: one file in the state directory, WAL mode.
+//!
+//! Every state change runs in an `IMMEDIATE` transaction, so exactly one
+//! writer at a time, across threads and processes, decides it: a token is
+//! consumed once, and a revocation committed by `jitgate revoke` in another
+//! process is seen by the next verification here.
+
+use std::path::Path;
+use std::sync::{Mutex, MutexGuard};
+
+use rusqlite::{Connection, OptionalExtension as _, TransactionBehavior, params};
+
+use super::{Consumption, Phase, Revocation, Scope, Store, StoreError, Task, TaskState, TokenRecord, TokenState};
+
+const SCHEMA: &str = r#"
+CREATE TABLE IF NOT EXISTS tasks (
+    id TEXT PRIMARY KEY,
+    agent TEXT NOT NULL,
+    sid TEXT NOT NULL,
+    objective TEXT NOT NULL,
+    phases TEXT NOT NULL,
+    current_phase INTEGER NOT NULL,
+    state TEXT NOT NULL,
+    created_at INTEGER NOT NULL,
+    expires_at INTEGER NOT NULL,
+    ended_at INTEGER,
+    end_reason TEXT
+);
+CREATE INDEX IF NOT EXISTS tasks_agent ON tasks(agent, state);
+CREATE INDEX IF NOT EXISTS tasks_expiry ON tasks(state, expires_at);
+CREATE TABLE IF NOT EXISTS tokens (
+    jti TEXT PRIMARY KEY,
+    task TEXT NOT NULL,
+    agent TEXT NOT NULL,
+    sid TEXT NOT NULL,
+    tool TEXT NOT NULL,
+    phase INTEGER NOT NULL,
+    state TEXT NOT NULL,
+    issued_at INTEGER NOT NULL,
+    expires_at INTEGER NOT NULL,
+    changed_at INTEGER,
+    reason TEXT
+);
+CREATE INDEX IF NOT EXISTS tokens_task ON tokens(task, state);
+CREATE INDEX IF NOT EXISTS tokens_agent ON tokens(agent, state);
+CREATE INDEX IF NOT EXISTS tokens_sid ON tokens(sid, state);
+CREATE TABLE IF NOT EXISTS sessions (
+    sid TEXT PRIMARY KEY,
+    agent TEXT NOT NULL,
+    opened_at INTEGER NOT NULL
+);
+CREATE TABLE IF NOT EXISTS revocations (
+    seq INTEGER PRIMARY KEY AUTOINCREMENT,
+    scope TEXT NOT NULL,
+    target TEXT NOT NULL,
+    reason TEXT NOT NULL,
+    at INTEGER NOT NULL,
+    tokens INTEGER NOT NULL
+);
+"#;
+
+/// The file name of the store in the state directory.
+pub const STORE_FILE: &str = "jitgate.sqlite";
+
+/// SQLite-backed [`Store`].
+pub struct SqliteStore {
+    conn: Mutex<Connection>,
+}
+
+impl SqliteStore {
+    /// Open (creating if needed) the store file.
+    pub fn open(path: &Path) -> Result<Self, StoreError> {
+        let conn = Connection::open(path).map_err(|e| StoreError::Backend(format!("cannot open {}: {e}", path.display())))?;
+        conn.busy_timeout(std::time::Duration::from_secs(5))?;
+        // WAL lets readers in other processes proceed while the gateway
+        // writes; synchronous=NORMAL keeps commits durable across a process
+        // crash (not a power loss) without an fsync per token.
+        conn.pragma_update(None, "journal_mode", "WAL")?;
+        conn.pragma_update(None, "synchronous", "NORMAL")?;
+        conn.pragma_update(None, "foreign_keys", "ON")?;
+        conn.execute_batch(SCHEMA)?;
+        Ok(Self { conn: Mutex::new(conn) })
+    }
+
+    /// A private in-memory store (tests, benches).
+    pub fn in_memory() -> Result<Self, StoreError> {
+        let conn = Connection::open_in_memory()?;
+        conn.execute_batch(SCHEMA)?;
+        Ok(Self { conn: Mutex::new(conn) })
+    }
+
+    fn conn(&self) -> MutexGuard<'_, Connection> {
+        // A poisoned lock means a panic mid-operation; SQLite rolled the
+        // transaction back, so the connection is consistent.
+        self.conn.lock().unwrap_or_else(|p| p.into_inner())
+    }
+}
+
+fn task_from_row(row: &rusqlite::Row<'_>) -> rusqlite::Result<(Task, String)> {
+    let phases: String = row.get("phases")?;
+    let state: String = row.get("state")?;
+    let current: i64 = row.get("current_phase")?;
+    Ok((
+        Task {
+            id: row.get("id")?,
+            agent: row.get("agent")?,
+            sid: row.get("sid")?,
+            objective: row.get("objective")?,
+            phases: serde_json::from_str::<Vec<Phase>>(&phases).unwrap_or_default(),
+            current_phase: usize::try_from(current).unwrap_or(usize::MAX),
+            state: TaskState::Active,
+            created_at: row.get("created_at")?,
+            expires_at: row.get("expires_at")?,
+            end_reason: row.get("end_reason")?,
+        },
+        state,
+    ))
+}
+
+fn token_from_row(row: &rusqlite::Row<'_>) -> rusqlite::Result<(TokenRecord, String)> {
+    let state: String = row.get("state")?;
+    let phase: i64 = row.get("phase")?;
+    Ok((
+        TokenRecord {
+            jti: row.get("jti")?,
+            task: row.get("task")?,
+            agent: row.get("agent")?,
+            sid: row.get("sid")?,
+            tool: row.get("tool")?,
+            phase: usize::try_from(phase).unwrap_or(usize::MAX),
+            state: TokenState::Issued,
+            issued_at: row.get("issued_at")?,
+            expires_at: row.get("expires_at")?,
+            changed_at: row.get("changed_at")?,
+            reason: row.get("reason")?,
+        },
+        state,
+    ))
+}
+
+fn to_i64(n: usize) -> i64 {
+    i64::try_from(n).unwrap_or(i64::MAX)
+}
+
+/// Revoke within an open transaction; returns how many tokens died.
+fn revoke_in(tx: &rusqlite::Transaction<'_>, scope: &Scope, reason: &str, now: i64, task_state: TaskState) -> Result<u64, StoreError> {
+    let end_tasks = |sql: &str, target: &str| -> Result<(), StoreError> {
+        tx.execute(sql, params![task_state.as_str(), now, reason, target])?;
+        Ok(())
+    };
+    let kill = |sql: &str, target: &str| -> Result<u64, StoreError> {
+        Ok(tx.execute(sql, params![now, reason, target])? as u64)
+    };
+    const TOKENS: &str = "UPDATE tokens SET state='revoked', changed_at=?1, reason=?2 WHERE state='issued' AND ";
+    let n = match scope {
+        Scope::Token(jti) => kill(&format!("{TOKENS} jti=?3"), jti)?,
+        Scope::Phase(task) => kill(&format!("{TOKENS} task=?3"), task)?,
+        Scope::Task(task) => {
+            end_tasks("UPDATE tasks SET state=?1, ended_at=?2, end_reason=?3 WHERE state='active' AND id=?4", task)?;
+            kill(&format!("{TOKENS} task=?3"), task)?
+        }
+        Scope::Agent(agent) => {
+            end_tasks("UPDATE tasks SET state=?1, ended_at=?2, end_reason=?3 WHERE state='active' AND agent=?4", agent)?;
+            kill(&format!("{TOKENS} agent=?3"), agent)?
+        }
+        Scope::Session(sid) => {
+            end_tasks("UPDATE tasks SET state=?1, ended_at=?2, end_reason=?3 WHERE state='active' AND sid=?4", sid)?;
+            kill(&format!("{TOKENS} sid=?3"), sid)?
+        }
+    };
+    tx.execute(
+        "INSERT INTO revocations(scope, target, reason, at, tokens) VALUES (?1, ?2, ?3, ?4, ?5)",
+        params![scope.kind(), scope.target(), reason, now, i64::try_from(n).unwrap_or(i64::MAX)],
+    )?;
+    Ok(n)
+}
+
+impl Store for SqliteStore {
+    fn create_task(&self, t: &Task) -> Result<(), StoreError> {
+        let phases = serde_json::to_string(&t.phases).map_err(|e| StoreError::Backend(e.to_string()))?;
+        self.conn().execute(
+            "INSERT INTO tasks(id, agent, sid, objective, phases, current_phase, state, created_at, expires_at) VALUES (?1,?2,?3,?4,?5,?6,?7,?8,?9)",
+            params![t.id, t.agent, t.sid, t.objective, phases, to_i64(t.current_phase), t.state.as_str(), t.created_at, t.expires_at],
+        )?;
+        Ok(())
+    }
+
+    fn task(&self, id: &str) -> Result<Option<Task>, StoreError> {
+        let conn = self.conn();
+        let row = conn.query_row("SELECT * FROM tasks WHERE id=?1", params![id], task_from_row).optional()?;
+        row.map(|(mut t, state)| {
+            t.state = TaskState::parse(&state)?;
+            Ok(t)
+        })
+        .transpose()
+    }
+
+    fn advance_phase(&self, task: &str, from: usize, now: i64) -> Result<bool, StoreError> {
+        let mut conn = self.conn();
+        let tx = conn.transaction_with_behavior(TransactionBehavior::Immediate)?;
+        let moved = tx.execute(
+            "UPDATE tasks SET current_phase=current_phase+1 WHERE id=?1 AND state='active' AND current_phase=?2 AND expires_at>?3",
+            params![task, to_i64(from), now],
+        )?;
+        if moved == 1 {
+            revoke_in(&tx, &Scope::Phase(task.to_owned()), &format!("phase {} ended", from + 1), now, TaskState::Active)?;
+        }
+        tx.commit()?;
+        Ok(moved == 1)
+    }
+
+    fn end_task(&self, task: &str, outcome: &str, now: i64) -> Result<bool, StoreError> {
+        let mut conn = self.conn();
+        let tx = conn.transaction_with_behavior(TransactionBehavior::Immediate)?;
+        let active: bool = tx.query_row("SELECT state='active' FROM tasks WHERE id=?1", params![task], |r| r.get(0)).optional()?.unwrap_or(false);
+        if active {
+            revoke_in(&tx, &Scope::Task(task.to_owned()), &format!("task ended: {outcome}"), now, TaskState::Ended)?;
+        }
+        tx.commit()?;
+        Ok(active)
+    }
+
+    fn record_token(&self, t: &TokenRecord) -> Result<(), StoreError> {
+        self.conn().execute(
+            "INSERT INTO tokens(jti, task, agent, sid, tool, phase, state, issued_at, expires_at) VALUES (?1,?2,?3,?4,?5,?6,'issued',?7,?8)",
+            params![t.jti, t.task, t.agent, t.sid, t.tool, to_i64(t.phase), t.issued_at, t.expires_at],
+        )?;
+        Ok(())
+    }
+
+    fn token(&self, jti: &str) -> Result<Option<TokenRecord>, StoreError> {
+        let conn = self.conn();
+        let row = conn.query_row("SELECT * FROM tokens WHERE jti=?1", params![jti], token_from_row).optional()?;
+        row.map(|(mut t, state)| {
+            t.state = TokenState::parse(&state)?;
+            Ok(t)
+        })
+        .transpose()
+    }
+
+    fn consume(&self, jti: &str, now: i64) -> Result<Consumption, StoreError> {
+        let mut conn = self.conn();
+        let tx = conn.transaction_with_behavior(TransactionBehavior::Immediate)?;
+        let row = tx
+            .query_row(
+                "SELECT k.state, k.phase, k.changed_at, k.reason, t.state, t.current_phase, t.expires_at, t.end_reason
+                 FROM tokens k JOIN tasks t ON t.id = k.task WHERE k.jti=?1",
+                params![jti],
+                |r| {
+                    Ok((
+                        r.get::<_, String>(0)?,
+                        r.get::<_, i64>(1)?,
+                        r.get::<_, Option<i64>>(2)?,
+                        r.get::<_, Option<String>>(3)?,
+                        r.get::<_, String>(4)?,
+                        r.get::<_, i64>(5)?,
+                        r.get::<_, i64>(6)?,
+                        r.get::<_, Option<String>>(7)?,
+                    ))
+                },
+            )
+            .optional()?;
+        let Some((token_state, token_phase, changed_at, reason, task_state, current_phase, task_exp, end_reason)) = row else {
+            return Ok(Consumption::Unknown);
+        };
+        let outcome = match (TokenState::parse(&token_state)?, TaskState::parse(&task_state)?) {
+            (TokenState::Consumed, _) => Consumption::AlreadyConsumed { at: changed_at.unwrap_or(0) },
+            (TokenState::Revoked, _) => Consumption::Revoked { reason: reason.unwrap_or_default() },
+            (TokenState::Issued, TaskState::Active) if task_exp <= now => {
+                Consumption::TaskInactive { state: TaskState::Expired, reason: Some("task TTL expired".into()) }
+            }
+            (TokenState::Issued, TaskState::Active) if token_phase != current_phase => Consumption::PhaseOver {
+                token_phase: usize::try_from(token_phase).unwrap_or(usize::MAX),
+                current_phase: usize::try_from(current_phase).unwrap_or(usize::MAX),
+            },
+            (TokenState::Issued, TaskState::Active) => {
+                let n = tx.execute("UPDATE tokens SET state='consumed', changed_at=?1 WHERE jti=?2 AND state='issued'", params![now, jti])?;
+                if n == 1 { Consumption::Consumed } else { Consumption::AlreadyConsumed { at: now } }
+            }
+            (TokenState::Issued, state) => Consumption::TaskInactive { state, reason: end_reason },
+        };
+        tx.commit()?;
+        Ok(outcome)
+    }
+
+    fn revoke(&self, scope: &Scope, reason: &str, now: i64) -> Result<Revocation, StoreError> {
+        let mut conn = self.conn();
+        let tx = conn.transaction_with_behavior(TransactionBehavior::Immediate)?;
+        let tokens = revoke_in(&tx, scope, reason, now, TaskState::Revoked)?;
+        let seq = tx.last_insert_rowid();
+        tx.commit()?;
+        Ok(Revocation { seq, scope: scope.clone(), reason: reason.to_owned(), at: now, tokens })
+    }
+
+    fn expire_tasks(&self, now: i64) -> Result<Vec<String>, StoreError> {
+        let mut conn = self.conn();
+        let tx = conn.transaction_with_behavior(TransactionBehavior::Immediate)?;
+        let ids: Vec<String> = {
+            let mut stmt = tx.prepare("SELECT id FROM tasks WHERE state='active' AND expires_at<=?1")?;
+            let rows = stmt.query_map(params![now], |r| r.get(0))?;
+            rows.collect::<Result<_, _>>()?
+        };
+        for id in &ids {
+            revoke_in(&tx, &Scope::Task(id.clone()), "task TTL expired", now, TaskState::Expired)?;
+        }
+        tx.commit()?;
+        Ok(ids)
+    }
+
+    fn revocations_since(&self, seq: i64) -> Result<Vec<Revocation>, StoreError> {
+        let conn = self.conn();
+        let mut stmt = conn.prepare("SELECT seq, scope, target, reason, at, tokens FROM revocations WHERE seq>?1 ORDER BY seq")?;
+        let rows = stmt.query_map(params![seq], |r| {
+            Ok((r.get::<_, i64>(0)?, r.get::<_, String>(1)?, r.get::<_, String>(2)?, r.get::<_, String>(3)?, r.get::<_, i64>(4)?, r.get::<_, i64>(5)?))
+        })?;
+        let mut out = Vec::new();
+        for row in rows {
+            let (seq, kind, target, reason, at, tokens) = row?;
+            let scope = match kind.as_str() {
+                "token" => Scope::Token(target),
+                "task" => Scope::Task(target),
+                "phase" => Scope::Phase(target),
+                "agent" => Scope::Agent(target),
+                "session" => Scope::Session(target),
+                other => return Err(StoreError::Corrupt(format!("revocation scope {other}"))),
+            };
+            out.push(Revocation { seq, scope, reason, at, tokens: u64::try_from(tokens).unwrap_or(0) });
+        }
+        Ok(out)
+    }
+
+    fn active_tasks_of(&self, agent: &str) -> Result<Vec<String>, StoreError> {
+        let conn = self.conn();
+        let mut stmt = conn.prepare("SELECT id FROM tasks WHERE agent=?1 AND state='active'")?;
+        let rows = stmt.query_map(params![agent], |r| r.get(0))?;
+        Ok(rows.collect::<Result<_, _>>()?)
+    }
+
+    fn session_opened(&self, sid: &str, agent: &str, now: i64) -> Result<(), StoreError> {
+        self.conn().execute("INSERT OR IGNORE INTO sessions(sid, agent, opened_at) VALUES (?1,?2,?3)", params![sid, agent, now])?;
+        Ok(())
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use std::sync::Arc;
+
+    fn task(id: &str, expires_at: i64) -> Task {
+        Task {
+            id: id.into(),
+            agent: "triage".into(),
+            sid: "s1".into(),
+            objective: "answer alice".into(),
+            phases: vec![Phase { name: "read".into(), tools: vec!["ws__read".into()] }, Phase { name: "send".into(), tools: vec!["ws__send".into()] }],
+            current_phase: 0,
+            state: TaskState::Active,
+            created_at: 100,
+            expires_at,
+            end_reason: None,
+        }
+    }
+
+    fn token(jti: &str, task: &str, phase: usize) -> TokenRecord {
+        TokenRecord {
+            jti: jti.into(),
+            task: task.into(),
+            agent: "triage".into(),
+            sid: "s1".into(),
+            tool: "ws__read".into(),
+            phase,
+            state: TokenState::Issued,
+            issued_at: 100,
+            expires_at: 160,
+            changed_at: None,
+            reason: None,
+        }
+    }
+
+    #[test]
+    fn a_token_is_consumed_exactly_once() {
+        let s = SqliteStore::in_memory().unwrap();
+        s.create_task(&task("t1", 1000)).unwrap();
+        s.record_token(&token("j1", "t1", 0)).unwrap();
+        assert_eq!(s.consume("j1", 110).unwrap(), Consumption::Consumed);
+        assert_eq!(s.consume("j1", 111).unwrap(), Consumption::AlreadyConsumed { at: 110 });
+        assert_eq!(s.consume("nope", 111).unwrap(), Consumption::Unknown);
+    }
+
+    #[test]
+    fn phase_change_task_end_and_ttl_kill_live_tokens() {
+        let s = SqliteStore::in_memory().unwrap();
+        s.create_task(&task("t1", 1000)).unwrap();
+        s.record_token(&token("old", "t1", 0)).unwrap();
+        assert!(!s.advance_phase("t1", 1, 120).unwrap(), "cannot skip from a phase the task is not in");
+        assert!(s.advance_phase("t1", 0, 120).unwrap());
+        assert_eq!(s.consume("old", 121).unwrap(), Consumption::Revoked { reason: "phase 1 ended".into() });
+        s.record_token(&token("new", "t1", 1)).unwrap();
+        assert!(s.end_task("t1", "done", 130).unwrap());
+        assert_eq!(s.consume("new", 131).unwrap(), Consumption::Revoked { reason: "task ended: done".into() });
+        assert!(!s.end_task("t1", "again", 132).unwrap());
+
+        s.create_task(&task("t2", 200)).unwrap();
+        s.record_token(&token("late", "t2", 0)).unwrap();
+        assert!(matches!(s.consume("late", 200).unwrap(), Consumption::TaskInactive { state: TaskState::Expired, .. }));
+        assert_eq!(s.expire_tasks(200).unwrap(), vec!["t2".to_owned()]);
+        assert_eq!(s.task("t2").unwrap().unwrap().state, TaskState::Expired);
+        assert_eq!(s.consume("late", 201).unwrap(), Consumption::Revoked { reason: "task TTL expired".into() });
+    }
+
+    #[test]
+    fn revocations_are_recorded_in_order_per_scope() {
+        let s = SqliteStore::in_memory().unwrap();
+        s.create_task(&task("t1", 1000)).unwrap();
+        s.record_token(&token("a", "t1", 0)).unwrap();
+        s.record_token(&token("b", "t1", 0)).unwrap();
+        let r = s.revoke(&Scope::Token("a".into()), "operator", 150).unwrap();
+        assert_eq!(r.tokens, 1);
+        let r2 = s.revoke(&Scope::Agent("triage".into()), "drift", 151).unwrap();
+        assert_eq!(r2.tokens, 1);
+        assert_eq!(s.task("t1").unwrap().unwrap().state, TaskState::Revoked);
+        let seen: Vec<_> = s.revocations_since(0).unwrap().into_iter().map(|r| (r.scope.kind(), r.reason)).collect();
+        assert_eq!(seen, [("token", "operator".to_owned()), ("agent", "drift".to_owned())]);
+        assert_eq!(s.revocations_since(r.seq).unwrap().len(), 1);
+    }
+
+    #[test]
+    fn concurrent_consumers_across_connections_get_one_success() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("s.sqlite");
+        let first = SqliteStore::open(&path).unwrap();
+        first.create_task(&task("t1", 1000)).unwrap();
+        first.record_token(&token("j", "t1", 0)).unwrap();
+        // Separate connections, as separate processes or replicas would have.
+        let stores: Vec<Arc<SqliteStore>> = (0..8).map(|_| Arc::new(SqliteStore::open(&path).unwrap())).collect();
+        let handles: Vec<_> = stores
+            .into_iter()
+            .flat_map(|s| (0..4).map(move |_| s.clone()))
+            .map(|s| std::thread::spawn(move || s.consume("j", 110).unwrap()))
+            .collect();
+        let wins = handles.into_iter().map(|h| h.join().unwrap()).filter(|c| *c == Consumption::Consumed).count();
+        assert_eq!(wins, 1);
+    }
+}
