@@ -105,6 +105,14 @@ pub fn sign<T: Serialize>(claims: &T, kid: &str, typ: &str, key: &SigningKey) ->
     Ok(format!("{input}.{}", B64URL.encode(sig.to_bytes())))
 }
 
+/// Compare secrets without leaking where they differ through timing.
+pub fn constant_time_eq(a: &[u8], b: &[u8]) -> bool {
+    if a.len() != b.len() {
+        return false;
+    }
+    a.iter().zip(b).fold(0u8, |acc, (x, y)| acc | (x ^ y)) == 0
+}
+
 /// A short, non-secret handle for a token in logs: never log a whole token.
 pub fn fingerprint(token: &str) -> String {
     use sha2::{Digest, Sha256};

@@ -46,4 +46,5 @@ pub mod keys;
 pub mod manifest;
 pub mod source;
 pub mod store;
+pub mod token;
 pub mod stdio;
