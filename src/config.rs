@@ -34,7 +34,54 @@ struct RawConfig {
     limits: RawLimits,
     identity: RawIdentity,
     #[serde(default)]
+    tokens: RawTokens,
+    #[serde(default)]
     servers: Vec<RawServer>,
+}
+
+#[derive(Debug, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+struct RawTokens {
+    #[serde(default, with = "source::duration::option")]
+    default_ttl: Option<Duration>,
+    #[serde(default, with = "source::duration::option")]
+    task_ttl: Option<Duration>,
+    #[serde(default, with = "source::duration::option")]
+    max_task_ttl: Option<Duration>,
+    on_downstream_failure: Option<OnDownstreamFailure>,
+}
+
+/// What a failed downstream call (crash, timeout, protocol error) revokes.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum OnDownstreamFailure {
+    /// The whole task: its live tokens die and it ends.
+    RevokeTask,
+    /// Only the token of the failed call (already consumed; recorded).
+    RevokeToken,
+}
+
+/// Capability token and task lifetimes.
+#[derive(Debug, Clone, Copy)]
+pub struct TokenSettings {
+    /// Token TTL when neither the request nor the manifest asks for less.
+    pub default_ttl: Duration,
+    /// Task TTL when `jit_begin_task` gives none.
+    pub task_ttl: Duration,
+    /// Upper bound on any task's TTL.
+    pub max_task_ttl: Duration,
+    pub on_downstream_failure: OnDownstreamFailure,
+}
+
+impl Default for TokenSettings {
+    fn default() -> Self {
+        Self {
+            default_ttl: Duration::from_secs(60),
+            task_ttl: Duration::from_secs(30 * 60),
+            max_task_ttl: Duration::from_secs(8 * 3600),
+            on_downstream_failure: OnDownstreamFailure::RevokeTask,
+        }
+    }
 }
 
 #[derive(Debug, Deserialize)]
@@ -116,6 +163,7 @@ pub struct Config {
     pub agents_dir: PathBuf,
     pub limits: Limits,
     pub identity: IdentityConfig,
+    pub tokens: TokenSettings,
     pub servers: Vec<ServerEntry>,
 }
 
@@ -206,6 +254,16 @@ impl Config {
         let state_dir = file.resolve(&raw.gateway.state_dir);
         let limits = validate_limits(file, raw.limits)?;
         let identity = validate_identity(file, raw.identity, &state_dir)?;
+        let defaults = TokenSettings::default();
+        let tokens = TokenSettings {
+            default_ttl: raw.tokens.default_ttl.unwrap_or(defaults.default_ttl),
+            task_ttl: raw.tokens.task_ttl.unwrap_or(defaults.task_ttl),
+            max_task_ttl: raw.tokens.max_task_ttl.unwrap_or(defaults.max_task_ttl),
+            on_downstream_failure: raw.tokens.on_downstream_failure.unwrap_or(defaults.on_downstream_failure),
+        };
+        if tokens.default_ttl.is_zero() || tokens.task_ttl > tokens.max_task_ttl {
+            return Err(file.error_at(None, "[tokens]: default_ttl must be positive and task_ttl at most max_task_ttl"));
+        }
         let servers = raw
             .servers
             .into_iter()
@@ -218,8 +276,19 @@ impl Config {
             state_dir,
             limits,
             identity,
+            tokens,
             servers,
         })
+    }
+
+    /// Where capability signing keys live.
+    pub fn keys_dir(&self) -> PathBuf {
+        self.state_dir.join("keys")
+    }
+
+    /// The SQLite store file.
+    pub fn store_path(&self) -> PathBuf {
+        self.state_dir.join(crate::store::STORE_FILE)
     }
 
     /// The directory relative paths in the config are resolved against.

@@ -37,6 +37,7 @@ pub fn router(shared: Arc<Shared>) -> axum::Router {
         .nest_service("/mcp", mcp)
         .layer(middleware::from_fn_with_state(shared.clone(), require_identity))
         .route("/healthz", get(healthz))
+        .route("/.well-known/jwks.json", get(jwks))
         .with_state(shared)
 }
 
@@ -85,6 +86,13 @@ fn unauthorized(e: &IdentityError) -> Response {
         resp.headers_mut().insert(header::WWW_AUTHENTICATE, v);
     }
     resp
+}
+
+/// Public keys of capability tokens, for downstream servers that verify
+/// tokens themselves (defence in depth). Includes rotated-out keys whose
+/// tokens may still be live.
+async fn jwks(State(shared): State<Arc<Shared>>) -> Response {
+    axum::Json(crate::keys::jwks(shared.keyring().public_keys())).into_response()
 }
 
 async fn healthz(State(shared): State<Arc<Shared>>) -> Response {

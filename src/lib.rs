@@ -44,6 +44,7 @@ pub mod identity;
 pub mod jws;
 pub mod keys;
 pub mod manifest;
+pub mod policy;
 pub mod source;
 pub mod store;
 pub mod token;

@@ -61,9 +61,13 @@ async fn concurrent_calls_per_session_are_limited_and_others_are_unaffected() {
 
     let mut hung = Vec::new();
     for _ in 0..2 {
+        let task = begin(&tester, json!([{"name": "p", "tools": ["faulty__fault_hang"]}])).await.unwrap();
+        let token = request(&tester, &task, "faulty__fault_hang", json!({})).await.unwrap();
         let t = tester.clone();
         hung.push(tokio::spawn(async move {
-            t.peer().call_tool_once(rmcp::model::CallToolRequestParams::new("faulty__fault_hang")).await
+            let mut args = serde_json::Map::new();
+            args.insert("_jit_token".into(), token.into());
+            t.peer().call_tool_once(rmcp::model::CallToolRequestParams::new("faulty__fault_hang").with_arguments(args)).await
         }));
     }
     // Once both are in flight, a third call in this session is refused at once.

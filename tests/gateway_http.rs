@@ -47,13 +47,16 @@ async fn unknown_and_unlisted_and_disallowed_tools_are_refused_specifically() {
     gw.wait_server("workspace", "ready").await;
     let triage = gw.connect(&dep.mint("triage")).await;
 
-    let e = call(&triage, "workspace__no_such_tool", json!({})).await.unwrap_err().to_string();
+    let e = raw_call(&triage, "workspace__no_such_tool", json!({})).await.unwrap_err().to_string();
     assert!(e.contains("unknown tool `workspace__no_such_tool`") && e.contains("tools/list"), "{e}");
     // Offered by the server but not in the manifest: as unknown as a tool that does not exist.
-    let e = call(&triage, "workspace__fault_crash", json!({})).await.unwrap_err().to_string();
+    let e = raw_call(&triage, "workspace__fault_crash", json!({})).await.unwrap_err().to_string();
     assert!(e.contains("unknown tool"), "{e}");
+    // Nor can a task plan name them.
+    let r = call(&triage, "workspace__fault_crash", json!({})).await.unwrap();
+    assert_eq!(refusal_code(&r).as_deref(), Some("request_denied"), "{}", text_of(&r));
     // In the manifest but not in triage's allowed tools: refused, with who to ask.
-    let r = call(&triage, "workspace__delete_note", json!({"name": "q3-plan.md"})).await.unwrap();
+    let r = raw_call(&triage, "workspace__delete_note", json!({"name": "q3-plan.md"})).await.unwrap();
     assert_eq!(refusal_code(&r).as_deref(), Some("tool_not_allowed"), "{}", text_of(&r));
     assert!(text_of(&r).contains("allowed_tools"));
     assert!(dep.workspace_state.join("notes/q3-plan.md").exists(), "nothing may have been deleted");
@@ -70,15 +73,20 @@ async fn arguments_failing_the_schema_are_refused_before_forwarding() {
     gw.wait_server("workspace", "ready").await;
     let janitor = gw.connect(&dep.mint("janitor")).await;
 
-    // Path traversal attempt: fails the server schema's pattern at the gateway.
+    // Path traversal attempt: fails the server schema's pattern already at jit_request.
     let r = call(&janitor, "workspace__delete_note", json!({"name": "../../etc/passwd"})).await.unwrap();
-    assert_eq!(refusal_code(&r).as_deref(), Some("invalid_arguments"), "{}", text_of(&r));
-    assert!(text_of(&r).contains("/name"), "{}", text_of(&r));
+    assert_eq!(refusal_code(&r).as_deref(), Some("request_denied"), "{}", text_of(&r));
+    assert!(text_of(&r).contains("tool-input-schema") && text_of(&r).contains("/name"), "{}", text_of(&r));
     // Missing required argument and an unexpected one.
     let r = call(&janitor, "workspace__send_message", json!({"to": "a@example.org", "subject": "s", "body": "b", "bcc": "x@evil.test"})).await.unwrap();
-    assert_eq!(refusal_code(&r).as_deref(), Some("invalid_arguments"));
+    assert_eq!(refusal_code(&r).as_deref(), Some("request_denied"));
     let r = call(&janitor, "workspace__read_note", json!({})).await.unwrap();
-    assert_eq!(refusal_code(&r).as_deref(), Some("invalid_arguments"));
+    assert_eq!(refusal_code(&r).as_deref(), Some("request_denied"));
+    // A token with loose constraints does not bypass the schema at call time.
+    let task = begin(&janitor, json!([{"name": "p", "tools": ["workspace__delete_note"]}])).await.unwrap();
+    let token = request_with(&janitor, json!({"task": task, "tool": "workspace__delete_note", "constraints": {"name": {"schema": {"type": "string"}}}, "purpose": "tidy"})).await.unwrap();
+    let r = call_with_token(&janitor, "workspace__delete_note", json!({"name": "../../etc/passwd"}), &token).await.unwrap();
+    assert_eq!(refusal_code(&r).as_deref(), Some("invalid_arguments"), "{}", text_of(&r));
     assert!(!dep.workspace_state.join("outbox.jsonl").exists(), "nothing may have been sent");
 
     let r = call(&janitor, "workspace__read_note", json!({"name": "welcome.md"})).await.unwrap();
@@ -109,6 +117,13 @@ async fn manifest_args_schema_narrows_what_the_server_would_accept() {
     gw.wait_server("workspace", "ready").await;
     let triage = gw.connect(&dep.mint("triage")).await;
     let r = call(&triage, "workspace__send_message", json!({"to": "audit@exfil.attacker.test", "subject": "s", "body": "b"})).await.unwrap();
+    assert_eq!(refusal_code(&r).as_deref(), Some("request_denied"), "{}", text_of(&r));
+    assert!(text_of(&r).contains("manifest-args-schema"), "{}", text_of(&r));
+    // With a loosely constrained token, the manifest schema still holds at call time.
+    let task = begin(&triage, json!([{"name": "p", "tools": ["workspace__send_message"]}])).await.unwrap();
+    let any = json!({"schema": {"type": "string"}});
+    let token = request_with(&triage, json!({"task": task, "tool": "workspace__send_message", "constraints": {"to": any, "subject": any, "body": any}, "purpose": "reply"})).await.unwrap();
+    let r = call_with_token(&triage, "workspace__send_message", json!({"to": "audit@exfil.attacker.test", "subject": "s", "body": "b"}), &token).await.unwrap();
     assert_eq!(refusal_code(&r).as_deref(), Some("arguments_outside_policy"), "{}", text_of(&r));
     assert!(!dep.workspace_state.join("outbox.jsonl").exists());
     let r = call(&triage, "workspace__send_message", json!({"to": "alice@example.org", "subject": "s", "body": "b"})).await.unwrap();

@@ -13,6 +13,8 @@ use crate::clock::SystemClock;
 use crate::downstream::DownstreamSet;
 use crate::gateway::{IdentityFile, IdentitySource, Session, Shared};
 use crate::identity::IdentityVerifier;
+use crate::store::SqliteStore;
+use crate::token::Keyring;
 
 /// Default HTTP listen address: loopback only.
 pub const DEFAULT_LISTEN: &str = "127.0.0.1:7420";
@@ -57,13 +59,28 @@ pub async fn start(config_path: &std::path::Path) -> Result<Arc<Shared>, CliErro
     let Deployment { config, agents, manifests } = deployment;
     std::fs::create_dir_all(&config.state_dir)
         .map_err(|e| CliError::Other(format!("cannot create state directory {}: {e}", config.state_dir.display())))?;
-    let identity = IdentityVerifier::new(&config.gateway_id, &config.identity, agents, Arc::new(SystemClock))
+    let clock: Arc<dyn crate::clock::Clock> = Arc::new(SystemClock);
+    let identity = IdentityVerifier::new(&config.gateway_id, &config.identity, agents, clock.clone())
         .map_err(|e| CliError::Identity(e.to_string()))?;
+    let keyring = Keyring::load_or_init(&config.keys_dir()).map_err(|e| CliError::Identity(e.to_string()))?;
+    let store = SqliteStore::open(&config.store_path()).map_err(|e| CliError::Other(e.to_string()))?;
     let shutdown = CancellationToken::new();
     spawn_signal_handler(shutdown.clone());
     let downstreams = DownstreamSet::start(manifests, &config.limits, &shutdown);
-    tracing::info!(gateway = %config.gateway_id, servers = downstreams.iter().count(), "gateway starting");
-    Ok(Arc::new(Shared { config, downstreams, identity: Arc::new(identity), shutdown }))
+    tracing::info!(gateway = %config.gateway_id, servers = downstreams.iter().count(), signing_key = %keyring.active().kid, "gateway starting");
+    let (keyring, _) = tokio::sync::watch::channel(Arc::new(keyring));
+    let shared = Arc::new(Shared {
+        config,
+        downstreams,
+        identity: Arc::new(identity),
+        store: Arc::new(store),
+        keyring,
+        clock,
+        inflight: Default::default(),
+        shutdown,
+    });
+    tokio::spawn(crate::gateway::maintenance::run(shared.clone()));
+    Ok(shared)
 }
 
 async fn serve_http(shared: Arc<Shared>, addr: SocketAddr) -> Result<(), CliError> {

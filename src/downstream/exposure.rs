@@ -64,6 +64,24 @@ pub struct Withheld {
     pub reason: WithheldReason,
 }
 
+/// The downstream schema plus the optional `_jit_token` string argument, so
+/// that clients which cannot set `_meta` can still carry a capability token.
+/// jitgate strips it before forwarding; the downstream never sees it.
+fn with_token_argument(schema: &rmcp::model::JsonObject) -> rmcp::model::JsonObject {
+    let mut schema = schema.clone();
+    let props = schema.entry("properties").or_insert_with(|| serde_json::Value::Object(Default::default()));
+    if let Some(props) = props.as_object_mut() {
+        props.insert(
+            "_jit_token".into(),
+            serde_json::json!({
+                "type": "string",
+                "description": "Capability token from jit_request for exactly this call (jitgate removes it before the tool runs)."
+            }),
+        );
+    }
+    schema
+}
+
 /// Split live tools into exposed and withheld. Tools not in the manifest are
 /// dropped without a trace in the exposed set.
 pub fn expose(manifest: &Manifest, live: Vec<Tool>) -> (Vec<ExposedTool>, Vec<Withheld>) {
@@ -92,6 +110,7 @@ pub fn expose(manifest: &Manifest, live: Vec<Tool>) -> (Vec<ExposedTool>, Vec<Wi
         let mut definition = tool.clone();
         let exposed_name = manifest.exposed_name(name);
         definition.name = exposed_name.clone().into();
+        definition.input_schema = Arc::new(with_token_argument(&tool.input_schema));
         exposed.push(ExposedTool {
             exposed_name,
             server: manifest.name.clone(),

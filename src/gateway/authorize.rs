@@ -1,41 +1,46 @@
 //! The single authorization point: every forwarded call is decided here.
 //!
 //! [`authorize`] returns a [`Decision`]. Only `Decision::Forward` carries an
-//! [`Authorized`] value, and [`Authorized`] can only be built in this module,
-//! so the forwarding code cannot be reached without passing every check
-//! below. Checks run cheapest first; any failure refuses.
+//! [`Authorized`] value, which holds the consumed [`Capability`]; it can only
+//! be built in this module, so the forwarding code cannot be reached without
+//! passing every check below. Checks run cheapest first; any failure refuses,
+//! and the refusal is the default branch of every match.
 //!
-//! In this version the checks are: the tool is exposed (in a manifest, pin
-//! matched, server ready), the verified agent may use it, and the arguments
-//! satisfy the server's schema and the manifest's tighter schema.
-//! Capability tokens (issue "per-call intent") extend this function.
+//! Order: the tool is exposed (manifest, pin, server up); the agent may use
+//! it; a capability token is present; the token parses (size, alg, typ) and
+//! verifies (kid, signature, time, issuer, audience, session, agent, tool);
+//! the store consumes it atomically (not revoked, task active, same phase,
+//! exactly once); the arguments satisfy the token's constraints, the
+//! server's schema and the manifest's tighter schema.
 
 use std::sync::Arc;
 
 use rmcp::model::JsonObject;
 use serde_json::Value;
 
+use super::Shared;
 use crate::downstream::{Downstream, DownstreamSet, ExposedTool, ServerState, WithheldReason};
 use crate::identity::VerifiedAgent;
+use crate::token::{CallContext, Capability, TokenError, UnverifiedToken};
+
+/// The argument name that carries a token for clients that cannot set `_meta`.
+pub const TOKEN_ARGUMENT: &str = "_jit_token";
+/// The `_meta` key that carries a token.
+pub const TOKEN_META_KEY: &str = "jitgate/capability";
 
 /// Proof that a call passed the authorization point. Fields are private so
 /// nothing outside this module can fabricate one.
 pub struct Authorized {
     downstream: Arc<Downstream>,
     tool: ExposedTool,
-    arguments: Option<JsonObject>,
+    arguments: JsonObject,
+    capability: Capability,
 }
 
 impl Authorized {
-    pub fn downstream(&self) -> &Arc<Downstream> {
-        &self.downstream
-    }
-    pub fn tool(&self) -> &ExposedTool {
-        &self.tool
-    }
     /// Consume into the parts the forwarder needs.
-    pub(crate) fn into_parts(self) -> (Arc<Downstream>, ExposedTool, Option<JsonObject>) {
-        (self.downstream, self.tool, self.arguments)
+    pub(crate) fn into_parts(self) -> (Arc<Downstream>, ExposedTool, JsonObject, Capability) {
+        (self.downstream, self.tool, self.arguments, self.capability)
     }
 }
 
@@ -55,16 +60,38 @@ impl Refusal {
     }
 }
 
+impl From<TokenError> for Refusal {
+    fn from(e: TokenError) -> Self {
+        Refusal::tool(e.code(), e.to_string())
+    }
+}
+
 /// The outcome of the authorization point.
 pub enum Decision {
-    Forward(Authorized),
+    Forward(Box<Authorized>),
     Refuse(Refusal),
 }
 
-/// Decide one `tools/call` request.
-pub fn authorize(downstreams: &DownstreamSet, agent: &VerifiedAgent, tool_name: &str, arguments: Option<JsonObject>) -> Decision {
-    let Some((downstream, tool)) = downstreams.find(tool_name) else {
-        return Decision::Refuse(explain_not_exposed(downstreams, agent, tool_name));
+/// The token a call carries: `_meta["jitgate/capability"]` or the
+/// `_jit_token` argument, which is removed from the arguments either way so
+/// it never reaches the downstream server.
+pub fn take_token(meta: &serde_json::Map<String, Value>, arguments: &mut JsonObject) -> Option<String> {
+    let from_args = arguments.remove(TOKEN_ARGUMENT);
+    let from_meta = meta.get(TOKEN_META_KEY).and_then(Value::as_str).map(str::to_owned);
+    from_meta.or_else(|| from_args.and_then(|v| v.as_str().map(str::to_owned)))
+}
+
+/// Decide one `tools/call` request of `agent` in session `sid`.
+pub async fn authorize(
+    shared: &Shared,
+    agent: &VerifiedAgent,
+    sid: &str,
+    tool_name: &str,
+    token: Option<String>,
+    arguments: JsonObject,
+) -> Decision {
+    let Some((downstream, tool)) = shared.downstreams.find(tool_name) else {
+        return Decision::Refuse(explain_not_exposed(&shared.downstreams, agent, tool_name));
     };
     if !agent.agent.may_use(tool_name) {
         return Decision::Refuse(Refusal::tool(
@@ -72,7 +99,14 @@ pub fn authorize(downstreams: &DownstreamSet, agent: &VerifiedAgent, tool_name: 
             format!("agent `{}` is not allowed to use `{tool_name}`; ask the platform team to add it to the agent's allowed_tools", agent.agent.name),
         ));
     }
-    let args_value = Value::Object(arguments.clone().unwrap_or_default());
+    let capability = match verify_and_consume(shared, agent, sid, &tool, token).await {
+        Ok(c) => c,
+        Err(e) => return Decision::Refuse(e.into()),
+    };
+    if let Err(e) = capability.check_arguments(&arguments) {
+        return Decision::Refuse(e.into());
+    }
+    let args_value = Value::Object(arguments.clone());
     if let Some(problem) = schema_problems(&tool.input_validator, &args_value) {
         return Decision::Refuse(Refusal::tool(
             "invalid_arguments",
@@ -87,11 +121,24 @@ pub fn authorize(downstreams: &DownstreamSet, agent: &VerifiedAgent, tool_name: 
             ));
         }
     }
-    Decision::Forward(Authorized { downstream, tool, arguments })
+    Decision::Forward(Box::new(Authorized { downstream, tool, arguments, capability }))
+}
+
+async fn verify_and_consume(shared: &Shared, agent: &VerifiedAgent, sid: &str, tool: &ExposedTool, token: Option<String>) -> Result<Capability, TokenError> {
+    let token = token.ok_or(TokenError::Missing)?;
+    let unverified = UnverifiedToken::parse(&token)?;
+    let keyring = shared.keyring();
+    let now = shared.clock.now_unix();
+    let call = CallContext { gateway_id: &shared.config.gateway_id, sid, agent_id: &agent.agent.id, tool: &tool.exposed_name, server: &tool.server };
+    let verified = unverified.verify(&keyring, &call, now)?;
+    let store = shared.store.clone();
+    tokio::task::spawn_blocking(move || verified.consume(store.as_ref(), now))
+        .await
+        .map_err(|e| TokenError::Internal(format!("store task failed: {e}")))?
 }
 
 /// Up to three schema errors, each with the JSON pointer of the offending value.
-fn schema_problems(validator: &jsonschema::Validator, value: &Value) -> Option<String> {
+pub fn schema_problems(validator: &jsonschema::Validator, value: &Value) -> Option<String> {
     let errors: Vec<String> = validator
         .iter_errors(value)
         .take(3)
@@ -105,7 +152,7 @@ fn schema_problems(validator: &jsonschema::Validator, value: &Value) -> Option<S
 
 /// Tell apart "no such tool" from "withheld" and "server down", without
 /// revealing tools the agent may not use.
-fn explain_not_exposed(downstreams: &DownstreamSet, agent: &VerifiedAgent, tool_name: &str) -> Refusal {
+pub fn explain_not_exposed(downstreams: &DownstreamSet, agent: &VerifiedAgent, tool_name: &str) -> Refusal {
     let unknown = Refusal {
         code: "unknown_tool",
         message: format!("unknown tool `{tool_name}`: it is not offered by this gateway; call tools/list to see the tools you may use"),
@@ -135,5 +182,23 @@ fn explain_not_exposed(downstreams: &DownstreamSet, agent: &VerifiedAgent, tool_
             ),
         ),
         ServerState::Disabled => Refusal::tool("downstream_unavailable", format!("server `{server}` is disabled on this gateway")),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use serde_json::json;
+
+    #[test]
+    fn token_is_taken_from_meta_or_argument_and_always_stripped() {
+        let mut args = json!({"name": "a", "_jit_token": "from-arg"}).as_object().unwrap().clone();
+        let meta = json!({"jitgate/capability": "from-meta"}).as_object().unwrap().clone();
+        assert_eq!(take_token(&meta, &mut args).as_deref(), Some("from-meta"));
+        assert!(!args.contains_key(TOKEN_ARGUMENT), "the token must never be forwarded");
+        let mut args = json!({"_jit_token": "from-arg"}).as_object().unwrap().clone();
+        assert_eq!(take_token(&serde_json::Map::new(), &mut args).as_deref(), Some("from-arg"));
+        let mut args = json!({"name": "a"}).as_object().unwrap().clone();
+        assert_eq!(take_token(&serde_json::Map::new(), &mut args), None);
     }
 }

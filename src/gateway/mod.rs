@@ -3,18 +3,22 @@
 //! One [`Session`] value serves one agent session (the HTTP front end builds a
 //! new one per MCP session; stdio has exactly one). A session is bound to the
 //! first agent identity that uses it: a different identity presenting the
-//! same session id is refused, so a stolen session id is useless without the
-//! agent's own token.
+//! same session id is refused. Capability tokens are bound to the session's
+//! own random id, and everything the session holds is revoked when it ends.
 //!
-//! `tools/list` shows the verified agent only the exposed tools it may use.
-//! `tools/call` goes through [`authorize::authorize`] and nothing else
-//! forwards.
+//! `tools/list` shows the meta-tools and the exposed tools the agent may use,
+//! each with a `_jit_token` argument added. `tools/call` of a wrapped tool
+//! goes through [`authorize::authorize`], and nothing else forwards.
 
 pub mod authorize;
 mod identity_source;
+pub mod inflight;
+pub mod maintenance;
+pub mod meta;
 
 pub use identity_source::{IdentityFile, IdentitySource};
 
+use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Arc, OnceLock};
 
 use rmcp::model::{
@@ -23,13 +27,16 @@ use rmcp::model::{
 };
 use rmcp::service::{NotificationContext, RequestContext};
 use rmcp::{ErrorData, RoleServer, ServerHandler};
-use tokio::sync::Semaphore;
+use tokio::sync::{Semaphore, watch};
 use tokio_util::sync::CancellationToken;
 use tracing::Instrument as _;
 
-use crate::config::Config;
-use crate::downstream::DownstreamSet;
+use crate::clock::Clock;
+use crate::config::{Config, OnDownstreamFailure};
+use crate::downstream::{CallError, DownstreamSet};
 use crate::identity::{IdentityError, IdentityVerifier, VerifiedAgent};
+use crate::store::{Scope, Store};
+use crate::token::Keyring;
 use authorize::{Decision, Refusal, authorize};
 
 /// Handles shared by every session of one running gateway.
@@ -37,8 +44,47 @@ pub struct Shared {
     pub config: Config,
     pub downstreams: DownstreamSet,
     pub identity: Arc<IdentityVerifier>,
+    pub store: Arc<dyn Store>,
+    /// Capability signing keys; replaced when `keys rotate` adds one.
+    pub keyring: watch::Sender<Arc<Keyring>>,
+    pub clock: Arc<dyn Clock>,
+    pub inflight: inflight::Inflight,
     /// Cancelled when the gateway shuts down.
     pub shutdown: CancellationToken,
+}
+
+impl Shared {
+    /// The current keyring.
+    pub fn keyring(&self) -> Arc<Keyring> {
+        self.keyring.borrow().clone()
+    }
+}
+
+/// Per-session state shared by the handler's clones; revokes the session's
+/// authority when the last clone goes (the session ended).
+struct SessionState {
+    sid: String,
+    shared: Arc<Shared>,
+    used: AtomicBool,
+}
+
+impl SessionState {
+    fn mark_used(&self) {
+        self.used.store(true, Ordering::Relaxed);
+    }
+}
+
+impl Drop for SessionState {
+    fn drop(&mut self) {
+        if !self.used.load(Ordering::Relaxed) {
+            return;
+        }
+        let now = self.shared.clock.now_unix();
+        match self.shared.store.revoke(&Scope::Session(self.sid.clone()), "session ended", now) {
+            Ok(r) => tracing::info!(sid = %self.sid, tokens = r.tokens, "session ended; its tasks and tokens revoked"),
+            Err(e) => tracing::error!(sid = %self.sid, error = %e, "could not record session-end revocation; its tokens stay bound to a dead session"),
+        }
+    }
 }
 
 /// The handler for one agent session.
@@ -49,19 +95,28 @@ pub struct Session {
     /// The agent id this session is bound to (set on first use).
     bound_to: Arc<OnceLock<String>>,
     calls: Arc<Semaphore>,
+    state: Arc<SessionState>,
 }
 
 /// Upper bound on how long a request waits for servers on their first start.
 const FIRST_START_WAIT: std::time::Duration = std::time::Duration::from_secs(20);
 
-const INSTRUCTIONS: &str = "This is jitgate, an authorization gateway. Tools are named `server__tool`. \
-Each call is checked against your identity and the platform team's registration; a refused call returns \
-isError with a reason code in _meta[\"jitgate/error\"] and a sentence saying what to do.";
+const INSTRUCTIONS: &str = "This is jitgate, a just-in-time authorization gateway. Tools are named `server__tool`. \
+To use them: 1) jit_begin_task with your objective and phases; 2) before EACH call, jit_request with the tool, exact \
+arguments and purpose; 3) call the tool with those arguments plus the returned token in `_jit_token`; 4) jit_next_phase \
+to move on; 5) jit_end_task when done. A refused call returns isError with a reason code in _meta[\"jitgate/error\"] \
+and a sentence saying what to do.";
+
+/// A session id: random, never derived from anything the agent chose.
+fn new_sid() -> String {
+    crate::token::new_jti().map(|j| format!("sess_{j}")).unwrap_or_else(|_| format!("sess_{}", std::process::id()))
+}
 
 impl Session {
     pub fn new(shared: Arc<Shared>, identity: IdentitySource) -> Self {
         let permits = shared.config.limits.max_concurrent_calls_per_session;
-        Self { shared, identity, bound_to: Arc::new(OnceLock::new()), calls: Arc::new(Semaphore::new(permits)) }
+        let state = Arc::new(SessionState { sid: new_sid(), shared: shared.clone(), used: AtomicBool::new(false) });
+        Self { shared, identity, bound_to: Arc::new(OnceLock::new()), calls: Arc::new(Semaphore::new(permits)), state }
     }
 
     /// How long a request may wait for servers still starting for the first time.
@@ -85,7 +140,6 @@ impl Session {
             }
         };
         span.record("agent", agent.agent.name.as_str());
-        self.shared.downstreams.wait_first_start(self.first_start_wait()).await;
         // Refuse rather than queue: a queue would hide a runaway agent and hold memory.
         let Ok(_permit) = self.calls.clone().try_acquire_owned() else {
             span.record("decision", "refused");
@@ -96,7 +150,15 @@ impl Session {
             )
             .into());
         };
-        let authorized = match authorize(&self.shared.downstreams, &agent, &req.name, req.arguments.clone()) {
+        let mut arguments = req.arguments.clone().unwrap_or_default();
+        if meta::is_meta(&req.name) {
+            let result = meta::handle(self, &agent, &req.name, arguments).await;
+            span.record("decision", if result.is_error == Some(true) { "refused" } else { "ok" });
+            return Ok(result.into());
+        }
+        self.shared.downstreams.wait_first_start(self.first_start_wait()).await;
+        let token = authorize::take_token(&ctx.meta, &mut arguments);
+        let authorized = match authorize(&self.shared, &agent, &self.state.sid, &req.name, token, arguments).await {
             Decision::Forward(a) => a,
             Decision::Refuse(Refusal { code, message, protocol_error }) => {
                 span.record("decision", "refused");
@@ -108,7 +170,7 @@ impl Session {
             }
         };
         span.record("decision", "forwarded");
-        Ok(forward(authorized, &ctx, &self.shared.shutdown).await.into())
+        Ok(forward(&self.shared, *authorized, &ctx).await.into())
     }
 
     /// Who is calling: verified identity, bound to this session.
@@ -153,19 +215,20 @@ impl ServerHandler for Session {
     ) -> Result<ListToolsResult, ErrorData> {
         let agent = self.identify(&ctx).map_err(|e| identity_error(&e))?;
         self.shared.downstreams.wait_first_start(self.first_start_wait()).await;
-        let tools = self
-            .shared
-            .downstreams
-            .exposed_tools()
-            .into_iter()
-            .filter(|t| agent.agent.may_use(&t.exposed_name))
-            .map(|t| t.definition)
-            .collect();
+        let mut tools = meta::definitions();
+        tools.extend(
+            self.shared
+                .downstreams
+                .exposed_tools()
+                .into_iter()
+                .filter(|t| agent.agent.may_use(&t.exposed_name))
+                .map(|t| t.definition),
+        );
         Ok(ListToolsResult::with_all_items(tools))
     }
 
     async fn call_tool(&self, req: CallToolRequestParams, ctx: RequestContext<RoleServer>) -> Result<CallToolResponse, ErrorData> {
-        let span = tracing::info_span!("call", tool = %req.name, agent = tracing::field::Empty, decision = tracing::field::Empty);
+        let span = tracing::info_span!("call", tool = %req.name, sid = %self.state.sid, agent = tracing::field::Empty, decision = tracing::field::Empty);
         self.decide_and_forward(req, ctx, span.clone()).instrument(span).await
     }
 
@@ -190,15 +253,17 @@ impl ServerHandler for Session {
 }
 
 /// Forward an authorized call. The only caller of [`crate::downstream::Downstream::call`].
-async fn forward(authorized: authorize::Authorized, ctx: &RequestContext<RoleServer>, shutdown: &CancellationToken) -> CallToolResult {
-    let (downstream, tool, arguments) = authorized.into_parts();
+async fn forward(shared: &Shared, authorized: authorize::Authorized, ctx: &RequestContext<RoleServer>) -> CallToolResult {
+    let (downstream, tool, arguments, capability) = authorized.into_parts();
+    let claims = capability.claims();
     let mut params = CallToolRequestParams::new(tool.downstream_name.clone());
-    params.arguments = arguments;
-    // Agent cancellation and gateway shutdown both cancel the downstream call.
+    params.arguments = Some(arguments);
+    // Agent cancellation, gateway shutdown and revocation of the task, agent,
+    // session or token all cancel the downstream call.
     let cancel = ctx.ct.child_token();
-    let _guard = {
-        let cancel = cancel.clone();
-        let shutdown = shutdown.clone();
+    let _registered = shared.inflight.register(&claims.task, &claims.sub, &claims.sid, &claims.jti, cancel.clone());
+    let shutdown_link = {
+        let (cancel, shutdown) = (cancel.clone(), shared.shutdown.clone());
         tokio::spawn(async move {
             shutdown.cancelled().await;
             cancel.cancel();
@@ -207,16 +272,37 @@ async fn forward(authorized: authorize::Authorized, ctx: &RequestContext<RoleSer
     };
     let started = std::time::Instant::now();
     let outcome = downstream.call(params, &cancel).await;
-    _guard.abort();
+    shutdown_link.abort();
     let ms = started.elapsed().as_secs_f64() * 1000.0;
     match outcome {
         Ok(result) => {
-            tracing::info!(server = %tool.server, tool = %tool.downstream_name, duration_ms = ms, is_error = result.is_error.unwrap_or(false), "forwarded");
+            tracing::info!(server = %tool.server, jti = %claims.jti, duration_ms = ms, is_error = result.is_error.unwrap_or(false), "forwarded");
             result
         }
         Err(e) => {
-            tracing::warn!(server = %tool.server, tool = %tool.downstream_name, duration_ms = ms, code = e.code(), error = %e, "forward failed");
+            tracing::warn!(server = %tool.server, jti = %claims.jti, duration_ms = ms, code = e.code(), error = %e, "forward failed");
+            if matches!(e, CallError::Crashed { .. } | CallError::Timeout { .. } | CallError::Downstream { .. }) {
+                revoke_after_failure(shared, claims, &e).await;
+            }
             refusal_result(e.code(), &e.to_string())
         }
+    }
+}
+
+/// A failed downstream call ends the authority it ran under (configurable:
+/// the whole task, or only the call's token).
+async fn revoke_after_failure(shared: &Shared, claims: &crate::token::CapabilityClaims, e: &CallError) {
+    let scope = match shared.config.tokens.on_downstream_failure {
+        OnDownstreamFailure::RevokeTask => Scope::Task(claims.task.clone()),
+        OnDownstreamFailure::RevokeToken => Scope::Token(claims.jti.clone()),
+    };
+    let reason = format!("downstream failure: {}", e.code());
+    let now = shared.clock.now_unix();
+    let store = shared.store.clone();
+    let result = tokio::task::spawn_blocking(move || store.revoke(&scope, &reason, now)).await;
+    match result {
+        Ok(Ok(r)) => tracing::warn!(scope = r.scope.kind(), target = %r.scope.target(), tokens = r.tokens, "revoked after downstream failure"),
+        Ok(Err(err)) => tracing::error!(error = %err, "could not record revocation after downstream failure"),
+        Err(err) => tracing::error!(error = %err, "revocation task failed"),
     }
 }

@@ -11,7 +11,7 @@
 
 mod sqlite;
 
-pub use sqlite::SqliteStore;
+pub use sqlite::{STORE_FILE, SqliteStore};
 
 use serde::{Deserialize, Serialize};
 

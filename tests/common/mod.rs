@@ -264,8 +264,59 @@ pub fn args(v: serde_json::Value) -> JsonObject {
     }
 }
 
-pub async fn call(client: &RunningService<RoleClient, ()>, tool: &str, arguments: serde_json::Value) -> Result<CallToolResult, rmcp::ServiceError> {
+/// A tool call with no capability token (for refusals that come before the token check).
+pub async fn raw_call(client: &RunningService<RoleClient, ()>, tool: &str, arguments: serde_json::Value) -> Result<CallToolResult, rmcp::ServiceError> {
     client.peer().call_tool(CallToolRequestParams::new(tool.to_owned()).with_arguments(args(arguments))).await
+}
+
+/// The JSON a meta-tool answered (structured content).
+pub fn answer(r: &CallToolResult) -> serde_json::Value {
+    r.structured_content.clone().unwrap_or_else(|| serde_json::from_str(&text_of(r)).unwrap_or_default())
+}
+
+/// `jit_begin_task`; Err is the refusal.
+pub async fn begin(client: &RunningService<RoleClient, ()>, phases: serde_json::Value) -> Result<String, CallToolResult> {
+    let r = raw_call(client, "jit_begin_task", serde_json::json!({"objective": "test task", "phases": phases})).await.unwrap();
+    if r.is_error == Some(true) {
+        return Err(r);
+    }
+    Ok(answer(&r)["task"].as_str().unwrap().to_owned())
+}
+
+/// `jit_request` with exact arguments; Ok is the token.
+pub async fn request(client: &RunningService<RoleClient, ()>, task: &str, tool: &str, arguments: serde_json::Value) -> Result<String, CallToolResult> {
+    request_with(client, serde_json::json!({"task": task, "tool": tool, "arguments": arguments, "purpose": "test"})).await
+}
+
+/// `jit_request` with any body; Ok is the token.
+pub async fn request_with(client: &RunningService<RoleClient, ()>, body: serde_json::Value) -> Result<String, CallToolResult> {
+    let r = raw_call(client, "jit_request", body).await.unwrap();
+    if r.is_error == Some(true) {
+        return Err(r);
+    }
+    Ok(answer(&r)["token"].as_str().unwrap().to_owned())
+}
+
+/// Call a tool with a token in the `_jit_token` argument.
+pub async fn call_with_token(client: &RunningService<RoleClient, ()>, tool: &str, arguments: serde_json::Value, token: &str) -> Result<CallToolResult, rmcp::ServiceError> {
+    let mut a = args(arguments);
+    a.insert("_jit_token".into(), serde_json::Value::from(token));
+    client.peer().call_tool(CallToolRequestParams::new(tool.to_owned()).with_arguments(a)).await
+}
+
+/// The whole just-in-time flow for one call: a one-phase task for `tool`, a
+/// token for exactly these arguments, then the call. A refusal at any step is
+/// returned as the result.
+pub async fn call(client: &RunningService<RoleClient, ()>, tool: &str, arguments: serde_json::Value) -> Result<CallToolResult, rmcp::ServiceError> {
+    let task = match begin(client, serde_json::json!([{"name": "p", "tools": [tool]}])).await {
+        Ok(t) => t,
+        Err(refusal) => return Ok(refusal),
+    };
+    let token = match request(client, &task, tool, arguments.clone()).await {
+        Ok(t) => t,
+        Err(refusal) => return Ok(refusal),
+    };
+    call_with_token(client, tool, arguments, &token).await
 }
 
 pub fn text_of(r: &CallToolResult) -> String {
@@ -277,8 +328,10 @@ pub fn refusal_code(r: &CallToolResult) -> Option<String> {
     r.meta.as_ref()?.0.get("jitgate/error")?.get("code")?.as_str().map(str::to_owned)
 }
 
+/// Names of the wrapped tools the agent sees (without the jit_* meta-tools).
 pub async fn tool_names(client: &RunningService<RoleClient, ()>) -> Vec<String> {
-    let mut names: Vec<String> = client.peer().list_all_tools().await.unwrap().into_iter().map(|t| t.name.to_string()).collect();
+    let mut names: Vec<String> =
+        client.peer().list_all_tools().await.unwrap().into_iter().map(|t| t.name.to_string()).filter(|n| !n.starts_with("jit_")).collect();
     names.sort();
     names
 }

@@ -5,8 +5,11 @@ Used by tests/python_client.rs and usable by hand:
   python client_e2e.py http URL TOKEN CALLS_JSON
   python client_e2e.py stdio JITGATE_BIN CONFIG IDENTITY_FILE CALLS_JSON
 
-CALLS_JSON is a list of [tool, arguments]. Prints one JSON object: the tool
-names the agent sees and, per call, is_error, text and the jitgate reason code.
+CALLS_JSON is a list of [tool, arguments]. Each call runs jitgate's
+just-in-time flow: jit_begin_task (one phase naming the tool), jit_request
+for exactly those arguments, then the call with the token in `_jit_token`.
+Prints one JSON object: the wrapped tool names the agent sees, the meta-tools,
+and per call is_error, text and the jitgate reason code of the first refusal.
 """
 
 import asyncio
@@ -19,20 +22,39 @@ from mcp.client.streamable_http import streamable_http_client
 from mcp.shared._httpx_utils import create_mcp_http_client
 
 
+def summary(name, r):
+    meta = r.meta or {}
+    return {
+        "tool": name,
+        "is_error": bool(r.is_error),
+        "text": "\n".join(c.text for c in r.content if getattr(c, "type", "") == "text"),
+        "code": (meta.get("jitgate/error") or {}).get("code"),
+    }
+
+
+def answer(r):
+    return r.structured_content or json.loads(r.content[0].text)
+
+
+async def jit_call(session, name, args):
+    begun = await session.call_tool("jit_begin_task", {"objective": f"use {name}", "phases": [{"name": "p", "tools": [name]}]})
+    if begun.is_error:
+        return summary(name, begun)
+    task = answer(begun)["task"]
+    granted = await session.call_tool("jit_request", {"task": task, "tool": name, "arguments": args, "purpose": "e2e test"})
+    if granted.is_error:
+        return summary(name, granted)
+    return summary(name, await session.call_tool(name, {**args, "_jit_token": answer(granted)["token"]}))
+
+
 async def drive(session, calls):
     await session.initialize()
     tools = await session.list_tools()
-    out = {"tools": sorted(t.name for t in tools.tools), "calls": []}
+    names = sorted(t.name for t in tools.tools)
+    out = {"tools": [n for n in names if not n.startswith("jit_")], "meta_tools": [n for n in names if n.startswith("jit_")], "calls": []}
     for name, args in calls:
         try:
-            r = await session.call_tool(name, args)
-            meta = r.meta or {}
-            out["calls"].append({
-                "tool": name,
-                "is_error": bool(r.is_error),
-                "text": "\n".join(c.text for c in r.content if getattr(c, "type", "") == "text"),
-                "code": (meta.get("jitgate/error") or {}).get("code"),
-            })
+            out["calls"].append(await jit_call(session, name, args))
         except Exception as e:  # a protocol error (e.g. unknown tool)
             out["calls"].append({"tool": name, "is_error": True, "text": str(e), "code": "protocol_error"})
     return out

@@ -1,0 +1,88 @@
+//! The gateway's one background task that owns the clock: expires tasks at
+//! their TTL, turns every recorded revocation (from this gateway or from
+//! `jitgate revoke` in another process) into cancellation of in-flight calls,
+//! and reloads the keyring after `jitgate keys rotate`.
+
+use std::sync::Arc;
+use std::time::Duration;
+
+use super::Shared;
+use crate::token::Keyring;
+
+/// How often revocations are polled.
+const TICK: Duration = Duration::from_millis(200);
+/// Task expiry and key reload run every this many ticks.
+const SLOW_EVERY: u32 = 5;
+
+/// Run until shutdown.
+pub async fn run(shared: Arc<Shared>) {
+    let mut last_seq = {
+        let store = shared.store.clone();
+        tokio::task::spawn_blocking(move || store.revocations_since(0).map(|v| v.last().map(|r| r.seq).unwrap_or(0)))
+            .await
+            .ok()
+            .and_then(Result::ok)
+            .unwrap_or(0)
+    };
+    let mut ticks: u32 = 0;
+    let mut interval = tokio::time::interval(TICK);
+    loop {
+        tokio::select! {
+            _ = interval.tick() => {}
+            _ = shared.shutdown.cancelled() => return,
+        }
+        ticks = ticks.wrapping_add(1);
+        if ticks % SLOW_EVERY == 0 {
+            expire_tasks(&shared).await;
+            reload_keys(&shared);
+        }
+        last_seq = cancel_revoked(&shared, last_seq).await;
+    }
+}
+
+async fn expire_tasks(shared: &Shared) {
+    let now = shared.clock.now_unix();
+    let store = shared.store.clone();
+    match tokio::task::spawn_blocking(move || store.expire_tasks(now)).await {
+        Ok(Ok(ids)) => {
+            for id in ids {
+                tracing::info!(task = %id, "task TTL expired; its tokens revoked");
+            }
+        }
+        Ok(Err(e)) => tracing::error!(error = %e, "task expiry failed; expired tasks are still refused at verification"),
+        Err(e) => tracing::error!(error = %e, "task expiry task failed"),
+    }
+}
+
+async fn cancel_revoked(shared: &Shared, since: i64) -> i64 {
+    let store = shared.store.clone();
+    let revocations = match tokio::task::spawn_blocking(move || store.revocations_since(since)).await {
+        Ok(Ok(r)) => r,
+        Ok(Err(e)) => {
+            tracing::error!(error = %e, "cannot read revocations; in-flight calls are not being cancelled");
+            return since;
+        }
+        Err(_) => return since,
+    };
+    let mut last = since;
+    for r in revocations {
+        let cancelled = shared.inflight.cancel_matching(&r.scope);
+        tracing::info!(scope = r.scope.kind(), target = %r.scope.target(), reason = %r.reason, tokens = r.tokens, cancelled, "revocation");
+        last = r.seq;
+    }
+    last
+}
+
+fn reload_keys(shared: &Shared) {
+    let dir = shared.config.keys_dir();
+    if !shared.keyring().is_stale(&dir) {
+        return;
+    }
+    match Keyring::load(&dir) {
+        Ok(k) => {
+            tracing::info!(active = %k.active().kid, keys = k.public_keys().len(), "capability keys reloaded");
+            shared.keyring.send_replace(Arc::new(k));
+        }
+        Err(e) => tracing::error!(error = %e, "cannot reload capability keys; keeping the current ones"),
+    }
+}
