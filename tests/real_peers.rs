@@ -103,3 +103,28 @@ async fn python_client_over_stdio() {
     assert!(out["calls"][0]["text"].as_str().unwrap().contains("hello from the filesystem server"));
     assert!(out["calls"][1]["text"].as_str().unwrap().contains("Welcome"));
 }
+
+#[tokio::test]
+async fn python_client_runs_a_whole_task_and_nothing_works_after_its_end() {
+    let dep = Deployment::new(&Setup::default());
+    let gw = Gateway::start(&dep);
+    gw.wait_server("workspace", "ready").await;
+    let out = Command::new(python())
+        .arg(repo_root().join("tests/support/python/full_task.py"))
+        .args([&gw.url, &dep.mint("triage")])
+        .output()
+        .unwrap();
+    assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
+    let r: Value = serde_json::from_slice(&out.stdout).unwrap();
+    for ok in ["begin", "request_read", "read", "next_phase", "request_send", "send", "end"] {
+        assert_eq!(r[ok]["is_error"], false, "{ok}: {}", r[ok]);
+    }
+    assert!(r["read"]["text"].as_str().unwrap().contains("Ship the billing export"));
+    assert_eq!(r["after_end_replay"]["code"], "token_replayed");
+    assert_eq!(r["after_end_spare"]["code"], "token_revoked");
+    assert_eq!(r["after_end_request"]["code"], "task_inactive");
+    assert_eq!(r["after_end_phase"]["code"], "task_inactive");
+    assert_eq!(r["after_end_no_token"]["code"], "capability_required");
+    let outbox = std::fs::read_to_string(dep.workspace_state.join("outbox.jsonl")).unwrap();
+    assert_eq!(outbox.lines().count(), 1, "{outbox}");
+}

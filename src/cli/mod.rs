@@ -5,7 +5,9 @@ pub mod check;
 pub mod identity;
 pub mod keys;
 pub mod manifest;
+pub mod revoke;
 pub mod serve;
+pub mod token;
 
 use std::path::{Path, PathBuf};
 
@@ -39,6 +41,11 @@ pub enum Command {
     /// Tool manifests.
     #[command(subcommand)]
     Manifest(manifest::ManifestCommand),
+    /// Revoke a task, an agent's authority or one token (works against a running gateway).
+    Revoke(revoke::RevokeArgs),
+    /// Capability tokens.
+    #[command(subcommand)]
+    Token(token::TokenCommand),
 }
 
 /// A command failure with the exit code it maps to.
@@ -87,6 +94,8 @@ pub async fn run(cli: Cli) -> Result<(), CliError> {
         Command::Keys(c) => keys::run(c),
         Command::Identity(c) => identity::run(c),
         Command::Manifest(c) => manifest::run(c).await,
+        Command::Revoke(a) => revoke::run(a),
+        Command::Token(c) => token::run(c),
     }
 }
 

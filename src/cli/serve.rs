@@ -64,6 +64,7 @@ pub async fn start(config_path: &std::path::Path) -> Result<Arc<Shared>, CliErro
         .map_err(|e| CliError::Identity(e.to_string()))?;
     let keyring = Keyring::load_or_init(&config.keys_dir()).map_err(|e| CliError::Identity(e.to_string()))?;
     let store = SqliteStore::open(&config.store_path()).map_err(|e| CliError::Other(e.to_string()))?;
+    revoke_previous_sessions(&store, clock.now_unix()).map_err(|e| CliError::Other(e.to_string()))?;
     let shutdown = CancellationToken::new();
     spawn_signal_handler(shutdown.clone());
     let downstreams = DownstreamSet::start(manifests, &config.limits, &shutdown);
@@ -81,6 +82,19 @@ pub async fn start(config_path: &std::path::Path) -> Result<Arc<Shared>, CliErro
     });
     tokio::spawn(crate::gateway::maintenance::run(shared.clone()));
     Ok(shared)
+}
+
+/// MCP sessions do not survive a restart, so authority held by sessions of
+/// an earlier run is dead already (tokens are bound to their session); record
+/// that in the store so it says so, with the reason. (One gateway per store:
+/// replicas sharing a store need a session registry instead.)
+fn revoke_previous_sessions(store: &SqliteStore, now: i64) -> Result<(), crate::store::StoreError> {
+    use crate::store::{Scope, Store as _};
+    for sid in store.sessions_holding_authority()? {
+        let r = store.revoke(&Scope::Session(sid), "gateway restarted", now)?;
+        tracing::info!(sid = %r.scope.target(), tokens = r.tokens, "revoked authority of a session from before the restart");
+    }
+    Ok(())
 }
 
 async fn serve_http(shared: Arc<Shared>, addr: SocketAddr) -> Result<(), CliError> {

@@ -212,6 +212,8 @@ pub trait Store: Send + Sync + 'static {
     fn revocations_since(&self, seq: i64) -> Result<Vec<Revocation>, StoreError>;
     /// Task ids of an agent's active tasks.
     fn active_tasks_of(&self, agent: &str) -> Result<Vec<String>, StoreError>;
+    /// Sessions that still hold active tasks or issued tokens.
+    fn sessions_holding_authority(&self) -> Result<Vec<String>, StoreError>;
     /// Note a session opening / closing.
     fn session_opened(&self, sid: &str, agent: &str, now: i64) -> Result<(), StoreError>;
 }

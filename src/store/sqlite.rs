@@ -336,6 +336,13 @@ impl Store for SqliteStore {
         Ok(rows.collect::<Result<_, _>>()?)
     }
 
+    fn sessions_holding_authority(&self) -> Result<Vec<String>, StoreError> {
+        let conn = self.conn();
+        let mut stmt = conn.prepare("SELECT sid FROM tasks WHERE state='active' UNION SELECT sid FROM tokens WHERE state='issued'")?;
+        let rows = stmt.query_map([], |r| r.get(0))?;
+        Ok(rows.collect::<Result<_, _>>()?)
+    }
+
     fn session_opened(&self, sid: &str, agent: &str, now: i64) -> Result<(), StoreError> {
         self.conn().execute("INSERT OR IGNORE INTO sessions(sid, agent, opened_at) VALUES (?1,?2,?3)", params![sid, agent, now])?;
         Ok(())

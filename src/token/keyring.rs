@@ -1,6 +1,7 @@
 //! The gateway's capability signing keys, kept in `STATE/keys/`.
 //!
-//! Each key is a file `cap-<created unix time>-<kid>.jwk`. The newest signs;
+//! Each key is a file `cap-<sequence>-<created unix time>-<kid>.jwk`. The
+//! highest sequence (the newest key) signs;
 //! every key in the directory verifies, so tokens minted before a rotation
 //! stay valid until they expire. `jitgate keys rotate` adds a key; a running
 //! gateway picks it up within a second.
@@ -32,7 +33,7 @@ fn key_files(dir: &Path) -> Result<Vec<String>, KeyringError> {
         .filter_map(|e| e.ok().and_then(|e| e.file_name().into_string().ok()))
         .filter(|n| n.starts_with("cap-") && n.ends_with(".jwk"))
         .collect();
-    // Names start with a zero-padded creation time, so the last one is the newest.
+    // Names start with a zero-padded sequence number, so the last one is the newest.
     names.sort();
     Ok(names)
 }
@@ -64,7 +65,8 @@ impl Keyring {
     /// Create a new signing key in `dir`; it becomes the active key.
     pub fn add_key(dir: &Path, now: i64) -> Result<PublicKey, KeyringError> {
         let pair = KeyPair::generate()?;
-        pair.save_new(&dir.join(format!("cap-{now:012}-{}.jwk", pair.kid)))?;
+        let seq = key_files(dir)?.len() + 1;
+        pair.save_new(&dir.join(format!("cap-{seq:06}-{now:012}-{}.jwk", pair.kid)))?;
         Ok(pair.public())
     }
 

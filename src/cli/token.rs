@@ -1,0 +1,76 @@
+//! `jitgate token inspect`: decode a capability token, verify its signature
+//! with the gateway's keys and show its state in the store. Never prints the
+//! token itself.
+
+use std::path::PathBuf;
+
+use clap::{Args, Subcommand};
+use serde_json::json;
+
+use super::CliError;
+use crate::clock::rfc3339;
+use crate::config::Config;
+use crate::store::{SqliteStore, Store};
+use crate::token::{Keyring, UnverifiedToken};
+
+#[derive(Debug, Subcommand)]
+pub enum TokenCommand {
+    /// Decode, verify and look up a capability token.
+    Inspect(InspectArgs),
+}
+
+#[derive(Debug, Args)]
+pub struct InspectArgs {
+    /// The token, or `-` to read it from stdin.
+    pub token: String,
+    /// The gateway config (names the keys and the store).
+    #[arg(long)]
+    pub config: PathBuf,
+    /// Print JSON.
+    #[arg(long)]
+    pub json: bool,
+}
+
+pub fn run(cmd: TokenCommand) -> Result<(), CliError> {
+    let TokenCommand::Inspect(a) = cmd;
+    let token = if a.token == "-" {
+        let mut s = String::new();
+        std::io::Read::read_to_string(&mut std::io::stdin(), &mut s).map_err(|e| CliError::Other(e.to_string()))?;
+        s.trim().to_owned()
+    } else {
+        a.token.trim().to_owned()
+    };
+    let config = Config::load(&a.config)?;
+    let parsed = UnverifiedToken::parse(&token).map_err(|e| CliError::Other(format!("[{}] {e}", e.code())))?;
+    let signature = match Keyring::load(&config.keys_dir()) {
+        Ok(k) => match parsed.verify_signature(&k) {
+            Ok(()) => "valid".to_owned(),
+            Err(e) => format!("INVALID: {e}"),
+        },
+        Err(e) => format!("unknown (cannot load keys: {e})"),
+    };
+    let record = SqliteStore::open(&config.store_path()).ok().and_then(|s| s.token(&parsed.claims().jti).ok().flatten());
+    let c = parsed.claims();
+    let state = record.as_ref().map(|r| r.state.as_str()).unwrap_or("not in store");
+    let report = json!({
+        "kid": parsed.kid(),
+        "signature": signature,
+        "claims": c,
+        "issued_at": rfc3339(c.iat),
+        "expires_at": rfc3339(c.exp),
+        "state": state,
+        "state_changed_at": record.as_ref().and_then(|r| r.changed_at).map(rfc3339),
+        "reason": record.as_ref().and_then(|r| r.reason.clone()),
+        "fingerprint": crate::jws::fingerprint(&token),
+    });
+    if a.json {
+        println!("{report}");
+    } else {
+        println!("token {} (kid {}), signature {signature}", report["fingerprint"].as_str().unwrap_or(""), parsed.kid().unwrap_or("?"));
+        println!("  agent   {}\n  tool    {} on server {}\n  task    {} phase {}\n  session {}", c.sub, c.tool, c.aud, c.task, c.phase, c.sid);
+        println!("  args    {}", serde_json::to_string(&c.args).unwrap_or_default());
+        println!("  valid   {} .. {}", rfc3339(c.nbf), rfc3339(c.exp));
+        println!("  state   {state}{}", record.and_then(|r| r.reason).map(|r| format!(" ({r})")).unwrap_or_default());
+    }
+    Ok(())
+}
