@@ -1,6 +1,8 @@
 //! Load generator: `tools/call` latency and throughput to the example
 //! workspace server over streamable HTTP on loopback, directly and through
-//! jitgate, sequentially and with concurrent clients.
+//! jitgate, sequentially and with concurrent clients. Through jitgate every
+//! call is a whole authorized pair: `jit_request` for a token, then the call
+//! carrying it (each client begins one task first).
 //!
 //! ```text
 //! cargo build --release --bin jitgate --examples
@@ -65,22 +67,73 @@ fn start_listening(mut cmd: Command) -> Result<(Killed, String), String> {
 }
 
 struct RunResult {
+    /// Per authorized call: the whole request→call pair through jitgate, the call alone directly.
     latencies_us: Vec<u64>,
+    /// Through jitgate: the tools/call part of each pair.
+    call_us: Vec<u64>,
     errors: usize,
     elapsed: Duration,
 }
 
 impl RunResult {
     fn pct(&self, p: f64) -> f64 {
-        if self.latencies_us.is_empty() {
-            return f64::NAN;
-        }
-        let idx = ((self.latencies_us.len() as f64 - 1.0) * p).round() as usize;
-        self.latencies_us[idx.min(self.latencies_us.len() - 1)] as f64 / 1000.0
+        pct_ms(&self.latencies_us, p)
     }
     fn rate(&self) -> f64 {
         self.latencies_us.len() as f64 / self.elapsed.as_secs_f64()
     }
+}
+
+fn pct_ms(sorted_us: &[u64], p: f64) -> f64 {
+    if sorted_us.is_empty() {
+        return f64::NAN;
+    }
+    let idx = ((sorted_us.len() as f64 - 1.0) * p).round() as usize;
+    sorted_us[idx.min(sorted_us.len() - 1)] as f64 / 1000.0
+}
+
+type Client = rmcp::service::RunningService<rmcp::RoleClient, ()>;
+
+/// One authorized call: jit_request for a token, then the call. Returns the call's own latency.
+async fn authorized_call(s: &Client, task: &str, tool: &str) -> Result<u64, String> {
+    let mut req = serde_json::Map::new();
+    req.insert("task".into(), task.into());
+    req.insert("tool".into(), tool.into());
+    req.insert("arguments".into(), serde_json::Value::Object(params(tool).arguments.unwrap_or_default()));
+    req.insert("purpose".into(), "load test".into());
+    let granted = s.peer().call_tool(CallToolRequestParams::new("jit_request").with_arguments(req)).await.map_err(|e| e.to_string())?;
+    let token = granted
+        .structured_content
+        .as_ref()
+        .and_then(|v| v.get("token"))
+        .and_then(|t| t.as_str())
+        .ok_or_else(|| format!("jit_request refused: {granted:?}"))?
+        .to_owned();
+    let mut call = params(tool);
+    if let Some(a) = call.arguments.as_mut() {
+        a.insert("_jit_token".into(), token.into());
+    }
+    let t0 = Instant::now();
+    let r = s.peer().call_tool(call).await.map_err(|e| e.to_string())?;
+    if r.is_error == Some(true) {
+        return Err(format!("call refused: {r:?}"));
+    }
+    Ok(t0.elapsed().as_micros() as u64)
+}
+
+async fn begin_task(s: &Client, tool: &str) -> Result<String, String> {
+    let args = serde_json::json!({"objective": "load test", "phases": [{"name": "load", "tools": [tool]}], "ttl_seconds": 3600});
+    let r = s
+        .peer()
+        .call_tool(CallToolRequestParams::new("jit_begin_task").with_arguments(args.as_object().cloned().unwrap_or_default()))
+        .await
+        .map_err(|e| e.to_string())?;
+    r.structured_content
+        .as_ref()
+        .and_then(|v| v.get("task"))
+        .and_then(|t| t.as_str())
+        .map(str::to_owned)
+        .ok_or_else(|| format!("jit_begin_task refused: {r:?}"))
 }
 
 async fn run(url: &str, token: Option<&str>, tool: &str, clients: usize, calls: usize, limit: Duration) -> Result<RunResult, String> {
@@ -91,49 +144,72 @@ async fn run(url: &str, token: Option<&str>, tool: &str, clients: usize, calls: 
             cfg = cfg.auth_header(t.to_owned());
         }
         let client = ().serve(StreamableHttpClientTransport::from_config(cfg)).await.map_err(|e| format!("connect {url}: {e}"))?;
-        sessions.push(Arc::new(client));
+        // Through the gateway each client works inside one task.
+        let task = if token.is_some() { Some(begin_task(&client, tool).await?) } else { None };
+        sessions.push((Arc::new(client), task));
     }
     // Warm-up: one call per client, not measured.
-    for s in &sessions {
-        let _ = s.peer().call_tool(params(tool)).await;
+    for (s, task) in &sessions {
+        match task {
+            Some(t) => {
+                authorized_call(s, t, tool).await?;
+            }
+            None => {
+                let _ = s.peer().call_tool(params(tool)).await;
+            }
+        }
     }
     let remaining = Arc::new(std::sync::atomic::AtomicUsize::new(calls));
     let deadline = Instant::now() + limit;
     let started = Instant::now();
     let mut tasks = Vec::new();
-    for s in sessions.iter().cloned() {
+    for (s, task) in sessions.iter().cloned() {
         let remaining = remaining.clone();
         let tool = tool.to_owned();
         tasks.push(tokio::spawn(async move {
             let mut lat = Vec::new();
+            let mut call_only = Vec::new();
             let mut errors = 0usize;
             while Instant::now() < deadline
                 && remaining.fetch_update(std::sync::atomic::Ordering::SeqCst, std::sync::atomic::Ordering::SeqCst, |n| n.checked_sub(1)).is_ok()
             {
                 let t0 = Instant::now();
-                match s.peer().call_tool(params(&tool)).await {
-                    Ok(r) if r.is_error != Some(true) => lat.push(t0.elapsed().as_micros() as u64),
-                    _ => errors += 1,
+                let outcome = match &task {
+                    Some(t) => authorized_call(&s, t, &tool).await.map(Some),
+                    None => match s.peer().call_tool(params(&tool)).await {
+                        Ok(r) if r.is_error != Some(true) => Ok(None),
+                        other => Err(format!("{other:?}")),
+                    },
+                };
+                match outcome {
+                    Ok(call_us) => {
+                        lat.push(t0.elapsed().as_micros() as u64);
+                        call_only.extend(call_us);
+                    }
+                    Err(_) => errors += 1,
                 }
             }
-            (lat, errors)
+            (lat, call_only, errors)
         }));
     }
     let mut latencies_us = Vec::new();
+    let mut call_us = Vec::new();
     let mut errors = 0;
     for t in tasks {
-        let (l, e) = t.await.map_err(|e| e.to_string())?;
+        let (l, c, e) = t.await.map_err(|e| e.to_string())?;
         latencies_us.extend(l);
+        call_us.extend(c);
         errors += e;
     }
     let elapsed = started.elapsed();
     latencies_us.sort_unstable();
-    for s in sessions {
+    call_us.sort_unstable();
+    for (s, _) in sessions {
         if let Ok(s) = Arc::try_unwrap(s) {
             let _ = s.cancel().await;
         }
     }
-    Ok(RunResult { latencies_us, errors, elapsed })
+    Ok(RunResult { latencies_us, call_us, errors, elapsed })
 }
 
 fn params(tool: &str) -> CallToolRequestParams {
@@ -198,14 +274,19 @@ async fn real_main() -> Result<(), String> {
         return Err(format!("mint failed: {}", String::from_utf8_lossy(&out.stderr)));
     }
 
-    println!("tools/call read_note over streamable HTTP on loopback; at most {} calls or {} s per run\n", args.calls, args.seconds);
-    println!("{:<10} {:>7} {:>8} {:>10} {:>10} {:>10} {:>7}", "path", "clients", "calls", "p50 ms", "p99 ms", "calls/s", "errors");
+    println!("read_note over streamable HTTP on loopback; at most {} calls or {} s per run", args.calls, args.seconds);
+    println!("direct: tools/call; jitgate: jit_request + tools/call with the token (one authorized call)\n");
+    println!("{:<10} {:>7} {:>8} {:>10} {:>10} {:>10} {:>7} {:>14}", "path", "clients", "calls", "p50 ms", "p99 ms", "calls/s", "errors", "call-only p50");
     let mut table = Vec::new();
     for clients in [1, args.concurrency] {
         let direct = run(&ws_url, None, "read_note", clients, args.calls, limit).await?;
         let via = run(&gw_url, Some(&token), "workspace__read_note", clients, args.calls, limit).await?;
         for (name, r) in [("direct", &direct), ("jitgate", &via)] {
-            println!("{:<10} {:>7} {:>8} {:>10.3} {:>10.3} {:>10.0} {:>7}", name, clients, r.latencies_us.len(), r.pct(0.5), r.pct(0.99), r.rate(), r.errors);
+            let call_only = if r.call_us.is_empty() { "-".to_owned() } else { format!("{:.3}", pct_ms(&r.call_us, 0.5)) };
+            println!(
+                "{:<10} {:>7} {:>8} {:>10.3} {:>10.3} {:>10.0} {:>7} {:>14}",
+                name, clients, r.latencies_us.len(), r.pct(0.5), r.pct(0.99), r.rate(), r.errors, call_only
+            );
         }
         table.push((clients, direct, via));
     }

@@ -131,7 +131,15 @@ pub struct IdentityVerifier {
     issuers: Vec<TrustedIssuer>,
     agents: AgentDirectory,
     clock: Arc<dyn Clock>,
+    /// Tokens that verified, by SHA-256 of the token. A token is immutable and
+    /// issuers, keys and agents are fixed while the gateway runs, so only the
+    /// token's lifetime has to be checked again on a hit. Every HTTP request
+    /// carries the bearer token; this saves a signature check per request.
+    verified: std::sync::Mutex<std::collections::HashMap<[u8; 32], VerifiedAgent>>,
 }
+
+/// Bound on cached verified identities (cleared when full).
+const VERIFIED_CACHE_MAX: usize = 4096;
 
 /// Failure to set up issuers (bad key files).
 #[derive(Debug, thiserror::Error)]
@@ -172,7 +180,14 @@ impl IdentityVerifier {
             };
             issuers.push(TrustedIssuer { name: i.name.clone(), iss: i.iss.clone(), trust_domain: i.trust_domain.clone(), keys });
         }
-        Ok(Self { audience: audience.to_owned(), skew: i64::try_from(cfg.clock_skew.as_secs()).unwrap_or(60), issuers, agents, clock })
+        Ok(Self {
+            audience: audience.to_owned(),
+            skew: i64::try_from(cfg.clock_skew.as_secs()).unwrap_or(60),
+            issuers,
+            agents,
+            clock,
+            verified: Default::default(),
+        })
     }
 
     /// The agent directory this verifier maps subjects into.
@@ -180,8 +195,26 @@ impl IdentityVerifier {
         &self.agents
     }
 
-    /// Verify an identity token fully and map it to its agent.
+    /// Verify an identity token and map it to its agent.
     pub fn verify(&self, token: &str) -> Result<VerifiedAgent, IdentityError> {
+        use sha2::{Digest, Sha256};
+        let key: [u8; 32] = Sha256::digest(token.trim().as_bytes()).into();
+        let cached = self.verified.lock().unwrap_or_else(|p| p.into_inner()).get(&key).cloned();
+        if let Some(agent) = cached {
+            self.still_valid(&agent)?;
+            return Ok(agent);
+        }
+        let agent = self.verify_uncached(token)?;
+        let mut cache = self.verified.lock().unwrap_or_else(|p| p.into_inner());
+        if cache.len() >= VERIFIED_CACHE_MAX {
+            cache.clear();
+        }
+        cache.insert(key, agent.clone());
+        Ok(agent)
+    }
+
+    /// Verify an identity token fully (no cache).
+    fn verify_uncached(&self, token: &str) -> Result<VerifiedAgent, IdentityError> {
         let parsed = jws::parse(token, MAX_IDENTITY_TOKEN_BYTES).map_err(|e| match e {
             JwsError::UnsupportedAlg(a) => IdentityError::UnsupportedAlg(a),
             other => IdentityError::Malformed(other),

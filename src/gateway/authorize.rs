@@ -131,10 +131,7 @@ async fn verify_and_consume(shared: &Shared, agent: &VerifiedAgent, sid: &str, t
     let now = shared.clock.now_unix();
     let call = CallContext { gateway_id: &shared.config.gateway_id, sid, agent_id: &agent.agent.id, tool: &tool.exposed_name, server: &tool.server };
     let verified = unverified.verify(&keyring, &call, now)?;
-    let store = shared.store.clone();
-    tokio::task::spawn_blocking(move || verified.consume(store.as_ref(), now))
-        .await
-        .map_err(|e| TokenError::Internal(format!("store task failed: {e}")))?
+    crate::store::run_blocking(&shared.store, move |s| verified.consume(s, now)).await?
 }
 
 /// Up to three schema errors, each with the JSON pointer of the offending value.

@@ -135,10 +135,7 @@ fn denied(rule: &str, reason: &str) -> CallToolResult {
 }
 
 async fn with_store<T: Send + 'static>(store: &Arc<dyn Store>, f: impl FnOnce(&dyn Store) -> T + Send + 'static) -> Result<T, CallToolResult> {
-    let store = store.clone();
-    tokio::task::spawn_blocking(move || f(store.as_ref()))
-        .await
-        .map_err(|e| refusal_result("store_unavailable", &format!("state store task failed: {e}; nothing was changed")))
+    crate::store::run_blocking(store, f).await.map_err(|e| refusal_result("store_unavailable", &format!("{e}; nothing was changed")))
 }
 
 fn store_failed(e: impl std::fmt::Display) -> CallToolResult {

@@ -298,11 +298,8 @@ async fn revoke_after_failure(shared: &Shared, claims: &crate::token::Capability
     };
     let reason = format!("downstream failure: {}", e.code());
     let now = shared.clock.now_unix();
-    let store = shared.store.clone();
-    let result = tokio::task::spawn_blocking(move || store.revoke(&scope, &reason, now)).await;
-    match result {
+    match crate::store::run_blocking(&shared.store, move |s| s.revoke(&scope, &reason, now)).await {
         Ok(Ok(r)) => tracing::warn!(scope = r.scope.kind(), target = %r.scope.target(), tokens = r.tokens, "revoked after downstream failure"),
-        Ok(Err(err)) => tracing::error!(error = %err, "could not record revocation after downstream failure"),
-        Err(err) => tracing::error!(error = %err, "revocation task failed"),
+        Ok(Err(err)) | Err(err) => tracing::error!(error = %err, "could not record revocation after downstream failure"),
     }
 }

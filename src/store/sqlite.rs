@@ -240,6 +240,18 @@ impl Store for SqliteStore {
 
     fn consume(&self, jti: &str, now: i64) -> Result<Consumption, StoreError> {
         let mut conn = self.conn();
+        // Fast path: one statement that consumes only a live token of an
+        // active, unexpired task still in the token's phase. A single UPDATE
+        // is atomic on its own, so exactly one caller can change the row.
+        let consumed = conn.prepare_cached(
+            "UPDATE tokens SET state='consumed', changed_at=?1 WHERE jti=?2 AND state='issued' AND EXISTS (
+                 SELECT 1 FROM tasks t WHERE t.id = tokens.task AND t.state='active' AND t.current_phase = tokens.phase AND t.expires_at > ?1)",
+        )?
+        .execute(params![now, jti])?;
+        if consumed == 1 {
+            return Ok(Consumption::Consumed);
+        }
+        // Slow path: say why not.
         let tx = conn.transaction_with_behavior(TransactionBehavior::Immediate)?;
         let row = tx
             .query_row(
