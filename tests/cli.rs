@@ -3,14 +3,9 @@
 
 mod common;
 
-use std::process::Command;
 
 use common::*;
 
-fn jitgate(args: &[&str]) -> (Option<i32>, String, String) {
-    let out = Command::new(jitgate_bin()).args(args).output().unwrap();
-    (out.status.code(), String::from_utf8_lossy(&out.stdout).into_owned(), String::from_utf8_lossy(&out.stderr).into_owned())
-}
 
 #[test]
 fn check_accepts_the_shipped_quick_start_and_manifests() {

@@ -51,7 +51,9 @@ async fn a_hanging_call_times_out_and_is_cancelled_downstream() {
     assert_eq!(r.is_error, Some(false), "{}", text_of(&r));
 }
 
-#[tokio::test]
+// Multi-threaded: the test's own client sends concurrent requests from spawned
+// tasks; on a current-thread test runtime those were sometimes never sent.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn concurrent_calls_per_session_are_limited_and_others_are_unaffected() {
     let dep = Deployment::new(&Setup { limits: "max_concurrent_calls_per_session = 2".into(), ..Setup::default() });
     dep.add_faulty_server(|m| m.replace("call_timeout = \"30s\"", "call_timeout = \"300s\""));
@@ -59,10 +61,13 @@ async fn concurrent_calls_per_session_are_limited_and_others_are_unaffected() {
     gw.wait_server("faulty", "ready").await;
     let tester = std::sync::Arc::new(gw.connect(&dep.mint("tester")).await);
 
-    let mut hung = Vec::new();
+    let mut tokens = Vec::new();
     for _ in 0..2 {
         let task = begin(&tester, json!([{"name": "p", "tools": ["faulty__fault_hang"]}])).await.unwrap();
-        let token = request(&tester, &task, "faulty__fault_hang", json!({})).await.unwrap();
+        tokens.push(request(&tester, &task, "faulty__fault_hang", json!({})).await.unwrap());
+    }
+    let mut hung = Vec::new();
+    for token in tokens {
         let t = tester.clone();
         hung.push(tokio::spawn(async move {
             let mut args = serde_json::Map::new();
@@ -70,12 +75,25 @@ async fn concurrent_calls_per_session_are_limited_and_others_are_unaffected() {
             t.peer().call_tool_once(rmcp::model::CallToolRequestParams::new("faulty__fault_hang").with_arguments(args)).await
         }));
     }
-    // Once both are in flight, a third call in this session is refused at once.
-    let r = eventually(Duration::from_secs(60), || async {
-        let r = call(&tester, "faulty__list_notes", json!({})).await.ok()?;
-        (refusal_code(&r).as_deref() == Some("too_many_concurrent_calls")).then_some(r)
+    // Wait until the gateway has both hang calls (its debug log says so)
+    // before probing: a probe in this session racing them could take the
+    // second permit and get a hang call refused instead.
+    eventually(Duration::from_secs(30), || {
+        let received = gw.log().lines().filter(|l| l.contains("faulty__fault_hang") && l.contains("call received")).count();
+        async move { (received == 2).then_some(()) }
     })
     .await;
+    assert!(!gw.log().contains("too_many_concurrent_calls"), "the hang calls themselves must have been admitted");
+    // Both are in flight: a third call in this session is refused at once.
+    let deadline = std::time::Instant::now() + Duration::from_secs(60);
+    let r = loop {
+        let r = call(&tester, "faulty__list_notes", json!({})).await.unwrap();
+        if refusal_code(&r).as_deref() == Some("too_many_concurrent_calls") {
+            break r;
+        }
+        assert!(std::time::Instant::now() < deadline, "never limited: {}\nlog:\n{}", text_of(&r), gw.log());
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    };
     assert!(text_of(&r).contains("max_concurrent_calls_per_session"));
     // Another session of the same agent is not limited by this one.
     let other = gw.connect(&dep.mint("tester")).await;
@@ -85,11 +103,15 @@ async fn concurrent_calls_per_session_are_limited_and_others_are_unaffected() {
     for h in hung {
         h.abort();
     }
-    let r = eventually(Duration::from_secs(60), || async {
-        let r = call(&tester, "faulty__list_notes", json!({})).await.ok()?;
-        (r.is_error == Some(false)).then_some(r)
-    })
-    .await;
+    let deadline = std::time::Instant::now() + Duration::from_secs(60);
+    let r = loop {
+        let r = call(&tester, "faulty__list_notes", json!({})).await.unwrap();
+        if r.is_error == Some(false) {
+            break r;
+        }
+        assert!(std::time::Instant::now() < deadline, "permits never came back: {}\nlog:\n{}", text_of(&r), gw.log());
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    };
     assert!(text_of(&r).contains("welcome.md"));
 }
 

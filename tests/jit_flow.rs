@@ -4,16 +4,11 @@
 
 mod common;
 
-use std::process::Command;
 use std::time::Duration;
 
 use common::*;
 use serde_json::json;
 
-fn jitgate(args: &[&str]) -> (Option<i32>, String, String) {
-    let out = Command::new(jitgate_bin()).args(args).output().unwrap();
-    (out.status.code(), String::from_utf8_lossy(&out.stdout).into_owned(), String::from_utf8_lossy(&out.stderr).into_owned())
-}
 
 fn inspect(dep: &Deployment, token: &str) -> serde_json::Value {
     let (code, out, err) = jitgate(&["token", "inspect", token, "--json", "--config", dep.config.to_str().unwrap()]);
@@ -186,7 +181,12 @@ async fn operator_revocation_refuses_tokens_and_cancels_in_flight_calls() {
         let t = tester.clone();
         tokio::spawn(async move { call_with_token(&t, "faulty__fault_hang", json!({}), &hang).await.unwrap() })
     };
-    tokio::time::sleep(Duration::from_millis(300)).await;
+    // Revoke only once the call is running downstream (the gateway's debug log says so).
+    eventually(Duration::from_secs(30), || {
+        let forwarding = gw.log().lines().any(|l| l.contains("faulty__fault_hang") && l.contains("forwarding"));
+        async move { forwarding.then_some(()) }
+    })
+    .await;
     let (code, _, err) = jitgate(&["revoke", "--config", &cfg, "--task", &task]);
     assert_eq!(code, Some(0), "{err}");
     let r = tokio::time::timeout(Duration::from_secs(20), in_flight).await.expect("in-flight call must be cancelled").unwrap();

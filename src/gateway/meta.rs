@@ -134,12 +134,12 @@ fn denied(rule: &str, reason: &str) -> CallToolResult {
     refusal_result("request_denied", &format!("denied by rule `{rule}`: {reason}"))
 }
 
-async fn with_store<T: Send + 'static>(store: &Arc<dyn Store>, f: impl FnOnce(&dyn Store) -> T + Send + 'static) -> Result<T, CallToolResult> {
-    crate::store::run_blocking(store, f).await.map_err(|e| refusal_result("store_unavailable", &format!("{e}; nothing was changed")))
-}
-
-fn store_failed(e: impl std::fmt::Display) -> CallToolResult {
-    refusal_result("store_unavailable", &e.to_string())
+/// Run a store operation; any store failure becomes the agent's refusal.
+async fn store_op<T: Send + 'static>(
+    store: &Arc<dyn Store>,
+    f: impl FnOnce(&dyn Store) -> Result<T, crate::store::StoreError> + Send + 'static,
+) -> Result<T, CallToolResult> {
+    crate::store::run_blocking(store, f).await.and_then(|r| r).map_err(|e| refusal_result("store_unavailable", &e.to_string()))
 }
 
 /// Handle a meta-tool call.
@@ -229,10 +229,8 @@ async fn begin_task(session: &Session, agent: &VerifiedAgent, req: BeginTask) ->
     let expires_at = task.expires_at;
     let sid = session.state.sid.clone();
     let agent_id = agent.agent.id.clone();
-    match with_store(&shared.store, move |s| s.session_opened(&sid, &agent_id, now).and_then(|_| s.create_task(&task))).await {
-        Ok(Ok(())) => {}
-        Ok(Err(e)) => return store_failed(e),
-        Err(r) => return r,
+    if let Err(r) = store_op(&shared.store, move |s| s.session_opened(&sid, &agent_id, now).and_then(|_| s.create_task(&task))).await {
+        return r;
     }
     session.state.mark_used();
     tracing::info!(task = %id, phases = req.phases.len(), "task begun");
@@ -262,10 +260,7 @@ struct Request {
 /// The task, if it is this agent's, in this session, and active.
 async fn own_active_task(session: &Session, agent: &VerifiedAgent, id: &str) -> Result<Task, CallToolResult> {
     let id = id.to_owned();
-    let task = match with_store(&session.shared.store, move |s| s.task(&id)).await? {
-        Ok(t) => t,
-        Err(e) => return Err(store_failed(e)),
-    };
+    let task = store_op(&session.shared.store, move |s| s.task(&id)).await?;
     // Someone else's task looks exactly like a task that does not exist.
     let Some(task) = task.filter(|t| t.agent == agent.agent.id && t.sid == session.state.sid) else {
         return Err(refusal_result("task_not_found", "no such task in this session; start one with jit_begin_task"));
@@ -320,9 +315,8 @@ async fn request(session: &Session, agent: &VerifiedAgent, req: Request) -> Call
     };
     if let Some(parent) = &req.follows {
         let parent_id = parent.clone();
-        let known = match with_store(&shared.store, move |s| s.token(&parent_id)).await {
-            Ok(Ok(t)) => t.is_some_and(|t| t.task == task.id),
-            Ok(Err(e)) => return store_failed(e),
+        let known = match store_op(&shared.store, move |s| s.token(&parent_id)).await {
+            Ok(t) => t.is_some_and(|t| t.task == task.id),
             Err(r) => return r,
         };
         if !known {
@@ -379,10 +373,8 @@ async fn request(session: &Session, agent: &VerifiedAgent, req: Request) -> Call
         reason: None,
     };
     // The token only exists once the store knows it: a store failure means no token.
-    match with_store(&shared.store, move |s| s.record_token(&record)).await {
-        Ok(Ok(())) => {}
-        Ok(Err(e)) => return store_failed(e),
-        Err(r) => return r,
+    if let Err(r) = store_op(&shared.store, move |s| s.record_token(&record)).await {
+        return r;
     }
     tracing::info!(task = %task.id, tool = %req.tool, jti = %jti, ttl_secs, "capability issued");
     ok(json!({
@@ -428,10 +420,9 @@ async fn next_phase(session: &Session, agent: &VerifiedAgent, req: NextPhase) ->
     }
     let now = session.shared.clock.now_unix();
     let id = task.id.clone();
-    match with_store(&session.shared.store, move |s| s.advance_phase(&id, current, now)).await {
-        Ok(Ok(true)) => {}
-        Ok(Ok(false)) => return refusal_result("phase_order", "the task changed meanwhile; read its state and try again"),
-        Ok(Err(e)) => return store_failed(e),
+    match store_op(&session.shared.store, move |s| s.advance_phase(&id, current, now)).await {
+        Ok(true) => {}
+        Ok(false) => return refusal_result("phase_order", "the task changed meanwhile; read its state and try again"),
         Err(r) => return r,
     }
     tracing::info!(task = %task.id, phase = %next.name, "phase advanced; tokens of the previous phase revoked");
@@ -454,10 +445,8 @@ async fn end_task(session: &Session, agent: &VerifiedAgent, req: EndTask) -> Cal
     let id = task.id.clone();
     let outcome: String = req.outcome.chars().take(1000).collect();
     let outcome2 = outcome.clone();
-    match with_store(&session.shared.store, move |s| s.end_task(&id, &outcome2, now)).await {
-        Ok(Ok(_)) => {}
-        Ok(Err(e)) => return store_failed(e),
-        Err(r) => return r,
+    if let Err(r) = store_op(&session.shared.store, move |s| s.end_task(&id, &outcome2, now)).await {
+        return r;
     }
     tracing::info!(task = %task.id, outcome = %outcome, "task ended; all its tokens revoked");
     ok(json!({ "task": task.id, "state": "ended", "outcome": outcome, "tokens": "revoked" }))

@@ -140,9 +140,11 @@ impl Session {
             }
         };
         span.record("agent", agent.agent.name.as_str());
+        tracing::debug!("call received");
         // Refuse rather than queue: a queue would hide a runaway agent and hold memory.
         let Ok(_permit) = self.calls.clone().try_acquire_owned() else {
             span.record("decision", "refused");
+            tracing::info!(code = "too_many_concurrent_calls", "call refused");
             let limit = self.shared.config.limits.max_concurrent_calls_per_session;
             return Ok(refusal_result(
                 "too_many_concurrent_calls",
@@ -271,6 +273,7 @@ async fn forward(shared: &Shared, authorized: authorize::Authorized, ctx: &Reque
         .abort_handle()
     };
     let started = std::time::Instant::now();
+    tracing::debug!(server = %tool.server, jti = %claims.jti, "forwarding");
     let outcome = downstream.call(params, &cancel).await;
     shutdown_link.abort();
     let ms = started.elapsed().as_secs_f64() * 1000.0;

@@ -28,6 +28,12 @@ pub fn workspace_server_bin() -> PathBuf {
     p
 }
 
+/// Run the jitgate binary; (exit code, stdout, stderr).
+pub fn jitgate(args: &[&str]) -> (Option<i32>, String, String) {
+    let out = Command::new(jitgate_bin()).args(args).output().unwrap();
+    (out.status.code(), String::from_utf8_lossy(&out.stdout).into_owned(), String::from_utf8_lossy(&out.stderr).into_owned())
+}
+
 pub fn repo_root() -> PathBuf {
     PathBuf::from(env!("CARGO_MANIFEST_DIR"))
 }
