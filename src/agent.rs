@@ -25,6 +25,9 @@ struct RawAgent {
     #[serde(default)]
     description: String,
     allowed_tools: Vec<Spanned<String>>,
+    /// Attributes the platform team sets for policies (`principal.getTag(...)`).
+    #[serde(default)]
+    attributes: BTreeMap<String, String>,
 }
 
 fn default_env() -> String {
@@ -41,6 +44,8 @@ pub struct Agent {
     pub environment: String,
     pub description: String,
     pub allowed_tools: Vec<ToolPattern>,
+    /// Platform-set attributes, visible to policies as the agent's tags.
+    pub attributes: BTreeMap<String, String>,
 }
 
 /// An entry of `allowed_tools`.
@@ -103,7 +108,7 @@ impl Agent {
             })?;
             allowed_tools.push(p);
         }
-        Ok(Self { name, id, team: raw.team, environment: raw.environment, description: raw.description, allowed_tools })
+        Ok(Self { name, id, team: raw.team, environment: raw.environment, description: raw.description, allowed_tools, attributes: raw.attributes })
     }
 }
 

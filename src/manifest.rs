@@ -41,6 +41,16 @@ impl Risk {
             Risk::Critical => "critical",
         }
     }
+
+    /// 1 (low) .. 4 (critical), for policies that compare risk.
+    pub fn level(self) -> i64 {
+        match self {
+            Risk::Low => 1,
+            Risk::Medium => 2,
+            Risk::High => 3,
+            Risk::Critical => 4,
+        }
+    }
 }
 
 #[derive(Debug, Deserialize)]

@@ -17,7 +17,7 @@ use super::authorize::{TOKEN_ARGUMENT, TOKEN_META_KEY, schema_problems};
 use super::{Session, refusal_result};
 use crate::clock::rfc3339;
 use crate::identity::VerifiedAgent;
-use crate::policy::{self, Verdict};
+use crate::policy::invariants::{self as policy, Verdict};
 use crate::store::{Phase, Store, Task, TaskState, TokenRecord, TokenState};
 use crate::token::{self, ArgConstraints, CapabilityClaims, Constraint};
 

@@ -1,14 +1,15 @@
-//! The decision on intents: may this agent open this task plan, may it have
-//! a token for this tool now?
+//! The invariants checked before policy: they are the agent's own declaration
+//! (its task plan) and the platform team's outer bound (the agent file's
+//! `allowed_tools`), and no policy, approval or break-glass widens them.
 //!
-//! This is the placeholder the policy issue replaces with Cedar. It is kept
-//! behind these two functions so that nothing else decides. A denial names
-//! the rule that denied and, where useful, what would be allowed.
+//! A plan may only name registered tools the agent may use; a request must
+//! name a tool of the current phase's plan. A violation names the rule and,
+//! where useful, what would be allowed.
 
 use crate::agent::Agent;
 use crate::store::{Phase, Task};
 
-/// The outcome of a decision.
+/// The outcome of an invariant check.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum Verdict {
     Allow,
@@ -73,6 +74,7 @@ mod tests {
             environment: "dev".into(),
             description: String::new(),
             allowed_tools: vec![ToolPattern::Exact("ws__read".into()), ToolPattern::Exact("ws__send".into())],
+            attributes: Default::default(),
         }
     }
 

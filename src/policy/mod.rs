@@ -1,0 +1,443 @@
+//! Policy as code: Cedar decides every task plan, intent request and
+//! break-glass request.
+//!
+//! A policy set is a directory of `*.cedar` files, validated against jitgate's
+//! schema ([`SCHEMA_TEXT`]) before it is used. Default deny; a `forbid`
+//! always wins; a `forbid` that cannot be evaluated denies too (Cedar itself
+//! would skip an erroring policy, which for a `forbid` means allowing). A
+//! `permit` annotated `@approval("GROUP")` turns its allow into a pending
+//! approval; `@reason("…")` is the sentence an agent sees when a policy
+//! denies it; `@id("…")` names a policy (otherwise `<file>.<n>`).
+//!
+//! What the agent is told is the policy id and its reason, never policy text.
+
+pub mod entities;
+pub mod invariants;
+
+use std::collections::HashMap;
+use std::fmt;
+use std::path::{Path, PathBuf};
+use std::str::FromStr;
+
+use cedar_policy::{
+    Authorizer, Decision as CedarDecision, Effect, Entities, Policy, PolicyId, PolicySet, Request, Schema, ValidationMode,
+    Validator,
+};
+use miette::Diagnostic;
+use sha2::{Digest, Sha256};
+
+pub use entities::{AgentFacts, ApprovalFacts, BaselineFacts, RequestFacts, TaintFacts, TaskFacts, TimeFacts, ToolFacts};
+
+/// jitgate's Cedar schema; policies are validated against it.
+pub const SCHEMA_TEXT: &str = include_str!("jitgate.cedarschema");
+
+/// Annotation: the sentence an agent sees when this policy denies it.
+pub const REASON_ANNOTATION: &str = "reason";
+/// Annotation: this permit needs a person of the named group to approve.
+pub const APPROVAL_ANNOTATION: &str = "approval";
+/// Annotation: the policy's id.
+pub const ID_ANNOTATION: &str = "id";
+
+/// A problem in a policy file, located.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct PolicyError {
+    pub file: PathBuf,
+    /// 1-based; 0 when the problem has no place in a file.
+    pub line: usize,
+    pub column: usize,
+    pub message: String,
+}
+
+impl fmt::Display for PolicyError {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        if self.line == 0 {
+            write!(f, "{}: {}", self.file.display(), self.message)
+        } else {
+            write!(f, "{}:{}:{}: {}", self.file.display(), self.line, self.column, self.message)
+        }
+    }
+}
+
+/// A list of policy errors, shown one per line.
+#[derive(Debug, Clone)]
+pub struct PolicyErrors(pub Vec<PolicyError>);
+
+impl fmt::Display for PolicyErrors {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        for (i, e) in self.0.iter().enumerate() {
+            if i > 0 {
+                writeln!(f)?;
+            }
+            write!(f, "{e}")?;
+        }
+        Ok(())
+    }
+}
+
+impl std::error::Error for PolicyErrors {}
+
+/// Where a policy is and what it says about itself.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct PolicyInfo {
+    pub id: String,
+    pub file: PathBuf,
+    pub line: usize,
+    pub effect: &'static str,
+    pub reason: Option<String>,
+    pub approval: Option<String>,
+}
+
+/// The action being decided.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Action {
+    BeginTask,
+    Request,
+    BreakGlass,
+}
+
+impl Action {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Action::BeginTask => "BeginTask",
+            Action::Request => "Request",
+            Action::BreakGlass => "BreakGlass",
+        }
+    }
+}
+
+impl FromStr for Action {
+    type Err = String;
+    fn from_str(s: &str) -> Result<Self, String> {
+        match s.to_ascii_lowercase().replace(['-', '_'], "").as_str() {
+            "begintask" => Ok(Action::BeginTask),
+            "request" => Ok(Action::Request),
+            "breakglass" => Ok(Action::BreakGlass),
+            _ => Err(format!("unknown action `{s}`; use begin-task, request or break-glass")),
+        }
+    }
+}
+
+/// Everything one decision looks at.
+#[derive(Debug, Clone)]
+pub struct DecisionInput<'a> {
+    pub action: Action,
+    pub agent: &'a AgentFacts,
+    pub tool: &'a ToolFacts,
+    pub time: TimeFacts,
+    pub task: &'a TaskFacts,
+    /// Absent for `BeginTask`.
+    pub request: Option<&'a RequestFacts>,
+}
+
+/// What policy says.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Outcome {
+    Allow,
+    /// Allowed only once a person of `group` approves this exact request.
+    NeedsApproval { group: String },
+    /// `policy` is the forbid that denied, or `None` when nothing permitted.
+    Deny { policy: Option<String>, reason: String },
+}
+
+/// A decision with the policies that determined it.
+#[derive(Debug, Clone)]
+pub struct Decision {
+    pub outcome: Outcome,
+    /// The policies that determined the outcome (the satisfied forbids on a
+    /// deny, the satisfied permits on an allow).
+    pub determining: Vec<PolicyInfo>,
+    /// Evaluation errors, by policy id (for operators, not agents).
+    pub errors: Vec<String>,
+}
+
+impl Decision {
+    fn deny(policy: Option<String>, reason: String, determining: Vec<PolicyInfo>, errors: Vec<String>) -> Self {
+        Self { outcome: Outcome::Deny { policy, reason }, determining, errors }
+    }
+
+    /// The determining policy ids, for logs.
+    pub fn policy_ids(&self) -> Vec<String> {
+        self.determining.iter().map(|p| p.id.clone()).collect()
+    }
+}
+
+/// A loaded, validated policy set.
+pub struct PolicyEngine {
+    schema: Schema,
+    policies: PolicySet,
+    info: HashMap<String, PolicyInfo>,
+    authorizer: Authorizer,
+    /// SHA-256 over the files' names and contents, to notice changes.
+    pub fingerprint: [u8; 32],
+    /// Where the policies came from.
+    pub dir: PathBuf,
+}
+
+impl fmt::Debug for PolicyEngine {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("PolicyEngine").field("dir", &self.dir).field("policies", &self.info.len()).finish()
+    }
+}
+
+/// The schema, parsed. The text is compiled in, so failure is a build defect;
+/// it is still reported as an error rather than a panic.
+pub fn schema() -> Result<Schema, String> {
+    Schema::from_cedarschema_str(SCHEMA_TEXT).map(|(s, _warnings)| s).map_err(|e| format!("built-in Cedar schema: {e}"))
+}
+
+/// Line and column (1-based) of a byte offset.
+fn line_col(text: &str, offset: usize) -> (usize, usize) {
+    let upto = text.get(..offset.min(text.len())).unwrap_or(text);
+    let line = upto.matches('\n').count() + 1;
+    let col = upto.rsplit('\n').next().map(|l| l.chars().count()).unwrap_or(0) + 1;
+    (line, col)
+}
+
+/// Turn a Cedar diagnostic into located errors (one per label, or one without a place).
+fn diagnostic_errors(file: &Path, text: &str, d: &dyn Diagnostic, message: String) -> Vec<PolicyError> {
+    let mut first = d.labels().and_then(|mut l| l.next());
+    let help = d.help().map(|h| format!(" (help: {h})")).unwrap_or_default();
+    let (line, column) = first.take().map(|l| line_col(text, l.offset())).unwrap_or((0, 0));
+    vec![PolicyError { file: file.to_owned(), line, column, message: format!("{message}{help}") }]
+}
+
+/// Read the `*.cedar` files of a directory, sorted by name.
+pub fn read_dir_sources(dir: &Path) -> Result<Vec<(PathBuf, String)>, PolicyErrors> {
+    let err = |message: String| PolicyErrors(vec![PolicyError { file: dir.to_owned(), line: 0, column: 0, message }]);
+    let entries = std::fs::read_dir(dir).map_err(|e| err(format!("cannot read the policy directory: {e}; set [policy] dir in the config to a directory of *.cedar files")))?;
+    let mut files = Vec::new();
+    for entry in entries {
+        let path = entry.map_err(|e| err(e.to_string()))?.path();
+        if path.extension().is_some_and(|x| x == "cedar") && path.is_file() {
+            files.push(path);
+        }
+    }
+    files.sort();
+    let mut out = Vec::new();
+    for path in files {
+        let text = std::fs::read_to_string(&path)
+            .map_err(|e| PolicyErrors(vec![PolicyError { file: path.clone(), line: 0, column: 0, message: format!("cannot read: {e}") }]))?;
+        out.push((path, text));
+    }
+    Ok(out)
+}
+
+/// Fingerprint of a set of sources.
+pub fn fingerprint(sources: &[(PathBuf, String)]) -> [u8; 32] {
+    let mut h = Sha256::new();
+    for (path, text) in sources {
+        h.update(path.to_string_lossy().as_bytes());
+        h.update([0]);
+        h.update(text.as_bytes());
+        h.update([0]);
+    }
+    h.finalize().into()
+}
+
+impl PolicyEngine {
+    /// Load and validate every `*.cedar` file in `dir`.
+    pub fn load_dir(dir: &Path) -> Result<Self, PolicyErrors> {
+        let sources = read_dir_sources(dir)?;
+        Self::from_sources(dir, sources)
+    }
+
+    /// Build from file contents; every problem is reported, located.
+    pub fn from_sources(dir: &Path, sources: Vec<(PathBuf, String)>) -> Result<Self, PolicyErrors> {
+        let schema = schema().map_err(|m| PolicyErrors(vec![PolicyError { file: dir.to_owned(), line: 0, column: 0, message: m }]))?;
+        let validator = Validator::new(schema.clone());
+        let mut errors = Vec::new();
+        let mut all = PolicySet::new();
+        let mut info: HashMap<String, PolicyInfo> = HashMap::new();
+        if sources.is_empty() {
+            errors.push(PolicyError {
+                file: dir.to_owned(),
+                line: 0,
+                column: 0,
+                message: "no *.cedar files: with no policy everything is denied; add policies (see the README's policy guide)".into(),
+            });
+        }
+        for (path, text) in &sources {
+            let parsed = match PolicySet::from_str(text) {
+                Ok(p) => p,
+                Err(e) => {
+                    for d in e.iter() {
+                        errors.extend(diagnostic_errors(path, text, d, d.to_string()));
+                    }
+                    continue;
+                }
+            };
+            if parsed.num_of_templates() > 0 {
+                errors.push(PolicyError { file: path.clone(), line: 0, column: 0, message: "policy templates (?principal / ?resource) are not supported; write static policies".into() });
+                continue;
+            }
+            let stem = path.file_stem().map(|s| s.to_string_lossy().into_owned()).unwrap_or_default();
+            // Cedar names policies policy0, policy1, … in file order.
+            let mut in_file: Vec<&Policy> = parsed.policies().collect();
+            in_file.sort_by_key(|p| p.id().to_string().trim_start_matches("policy").parse::<usize>().unwrap_or(usize::MAX));
+            let mut file_set = PolicySet::new();
+            let mut search_from = 0usize;
+            for (n, p) in in_file.into_iter().enumerate() {
+                let line = p
+                    .to_cedar()
+                    .and_then(|src| text.get(search_from..).and_then(|rest| rest.find(src.as_str())).map(|at| (at + search_from, src.len())))
+                    .map(|(at, len)| {
+                        search_from = at + len;
+                        line_col(text, at).0
+                    })
+                    .unwrap_or(0);
+                let id = p.annotation(ID_ANNOTATION).map(str::to_owned).unwrap_or_else(|| format!("{stem}.{}", n + 1));
+                if let Some(other) = info.get(&id) {
+                    errors.push(PolicyError {
+                        file: path.clone(),
+                        line,
+                        column: 1,
+                        message: format!("policy id `{id}` is already used at {}:{}; give each policy a unique @id", other.file.display(), other.line),
+                    });
+                    continue;
+                }
+                let renamed = p.new_id(PolicyId::new(id.clone()));
+                let effect = if renamed.effect() == Effect::Forbid { "forbid" } else { "permit" };
+                let approval = renamed.annotation(APPROVAL_ANNOTATION).map(str::to_owned);
+                if effect == "forbid" && approval.is_some() {
+                    errors.push(PolicyError { file: path.clone(), line, column: 1, message: format!("policy `{id}`: @approval belongs on a permit, not a forbid") });
+                }
+                if approval.as_deref().is_some_and(|g| g.trim().is_empty()) {
+                    errors.push(PolicyError { file: path.clone(), line, column: 1, message: format!("policy `{id}`: @approval needs a group name, e.g. @approval(\"platform-oncall\")") });
+                }
+                info.insert(
+                    id.clone(),
+                    PolicyInfo { id: id.clone(), file: path.clone(), line, effect, reason: renamed.annotation(REASON_ANNOTATION).map(str::to_owned), approval },
+                );
+                if let Err(e) = file_set.add(renamed.clone()) {
+                    errors.push(PolicyError { file: path.clone(), line, column: 1, message: e.to_string() });
+                }
+                if let Err(e) = all.add(renamed) {
+                    errors.push(PolicyError { file: path.clone(), line, column: 1, message: e.to_string() });
+                }
+            }
+            let result = validator.validate(&file_set, ValidationMode::Strict);
+            for e in result.validation_errors() {
+                errors.extend(diagnostic_errors(path, text, e, e.to_string()));
+            }
+        }
+        if !errors.is_empty() {
+            return Err(PolicyErrors(errors));
+        }
+        Ok(Self { schema, policies: all, info, authorizer: Authorizer::new(), fingerprint: fingerprint(&sources), dir: dir.to_owned() })
+    }
+
+    /// Number of policies.
+    pub fn len(&self) -> usize {
+        self.info.len()
+    }
+
+    pub fn is_empty(&self) -> bool {
+        self.info.is_empty()
+    }
+
+    /// A policy's location and annotations.
+    pub fn policy(&self, id: &str) -> Option<&PolicyInfo> {
+        self.info.get(id)
+    }
+
+    fn infos(&self, ids: impl Iterator<Item = String>) -> Vec<PolicyInfo> {
+        let mut v: Vec<PolicyInfo> = ids.filter_map(|id| self.info.get(&id).cloned()).collect();
+        v.sort_by(|a, b| a.id.cmp(&b.id));
+        v
+    }
+
+    /// Decide. Any failure to build or evaluate the request denies.
+    pub fn decide(&self, input: &DecisionInput<'_>) -> Decision {
+        match self.evaluate(input) {
+            Ok(d) => d,
+            Err(e) => {
+                tracing::error!(error = %e, "policy input could not be built; denying");
+                Decision::deny(None, format!("the policy input could not be built ({e}); the request is denied"), Vec::new(), vec![e])
+            }
+        }
+    }
+
+    fn evaluate(&self, input: &DecisionInput<'_>) -> Result<Decision, String> {
+        let principal = entities::agent_uid(input.agent)?;
+        let resource = entities::tool_uid(input.tool)?;
+        let action = entities::uid("Action", input.action.as_str())?;
+        let mut ents = entities::agent_entities(input.agent)?;
+        ents.push(entities::tool_entity(input.tool)?);
+        let context = match (input.action, input.request) {
+            (Action::BeginTask, _) => entities::begin_task_context(input.time, input.task)?,
+            (_, Some(r)) => {
+                let args = entities::arguments_entity("request", &r.constraints)?;
+                let args_uid = args.uid();
+                ents.push(args);
+                entities::request_context(input.time, input.task, r, args_uid)?
+            }
+            (_, None) => return Err("a request decision needs the request".into()),
+        };
+        let request = Request::new(principal, action, resource, context, Some(&self.schema)).map_err(|e| e.to_string())?;
+        let entities = Entities::from_entities(ents, Some(&self.schema)).map_err(|e| e.to_string())?;
+        let response = self.authorizer.is_authorized(&request, &self.policies, &entities);
+        let diagnostics = response.diagnostics();
+        let errors: Vec<String> = diagnostics.errors().map(|e| e.to_string()).collect();
+        // Fail closed: a forbid that errored might have applied.
+        let errored_forbids: Vec<String> = diagnostics
+            .errors()
+            .map(|e| match e {
+                cedar_policy::AuthorizationError::PolicyEvaluationError(pe) => pe.policy_id().to_string(),
+            })
+            .filter(|id| self.info.get(id).is_some_and(|p| p.effect == "forbid"))
+            .collect();
+        let reasons = diagnostics.reason().map(|id| id.to_string());
+        let determining = self.infos(reasons);
+        if let Some(id) = errored_forbids.first() {
+            return Ok(Decision::deny(
+                Some(id.clone()),
+                format!("policy `{id}` could not be evaluated for this request, so it is denied; ask the policy's owner to fix it"),
+                self.infos(errored_forbids.iter().cloned()),
+                errors,
+            ));
+        }
+        match response.decision() {
+            CedarDecision::Deny => {
+                let forbid = determining.iter().find(|p| p.effect == "forbid");
+                match forbid {
+                    Some(p) => {
+                        let reason = p.reason.clone().unwrap_or_else(|| "forbidden by policy".into());
+                        Ok(Decision::deny(Some(p.id.clone()), reason, determining.clone(), errors))
+                    }
+                    None => Ok(Decision::deny(
+                        None,
+                        format!(
+                            "no policy permits agent `{}` to {} `{}`",
+                            input.agent.agent.name,
+                            match input.action {
+                                Action::BeginTask => "plan a task with",
+                                Action::Request => "request",
+                                Action::BreakGlass => "break glass for",
+                            },
+                            input.tool.exposed
+                        ),
+                        Vec::new(),
+                        errors,
+                    )),
+                }
+            }
+            CedarDecision::Allow => {
+                // An allow needs approval only if every permit that allowed it asks for one.
+                let unconditional = determining.iter().any(|p| p.effect == "permit" && p.approval.is_none());
+                if unconditional || input.action == Action::BreakGlass {
+                    return Ok(Decision { outcome: Outcome::Allow, determining, errors });
+                }
+                let group = determining.iter().filter_map(|p| p.approval.clone()).min().unwrap_or_default();
+                let granted = input.request.is_some_and(|r| r.approval.granted && determining.iter().any(|p| p.approval.as_deref() == Some(r.approval.group.as_str())));
+                if granted {
+                    Ok(Decision { outcome: Outcome::Allow, determining, errors })
+                } else {
+                    Ok(Decision { outcome: Outcome::NeedsApproval { group }, determining, errors })
+                }
+            }
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests;
