@@ -9,7 +9,10 @@
 //! Methods are synchronous; async callers run them on the blocking pool.
 //! Every error is a refusal for the caller (fail closed).
 
+mod human;
 mod sqlite;
+
+pub use human::{Approval, ApprovalState, BreakGlassGrant, DecideOutcome, Quarantine};
 
 pub use sqlite::{STORE_FILE, SqliteStore};
 
@@ -227,4 +230,27 @@ pub trait Store: Send + Sync + 'static {
     fn sessions_holding_authority(&self) -> Result<Vec<String>, StoreError>;
     /// Note a session opening / closing.
     fn session_opened(&self, sid: &str, agent: &str, now: i64) -> Result<(), StoreError>;
+
+    /// Record a new pending approval.
+    fn create_approval(&self, approval: &Approval) -> Result<(), StoreError>;
+    fn approval(&self, id: &str, now: i64) -> Result<Option<Approval>, StoreError>;
+    /// The newest approval for this exact request (by digest), any state.
+    fn approval_for_request(&self, digest: &str, now: i64) -> Result<Option<Approval>, StoreError>;
+    /// Approvals, newest first; only pending and approved ones unless `all`.
+    fn approvals(&self, all: bool, now: i64) -> Result<Vec<Approval>, StoreError>;
+    /// A person approves (`approve`) or denies a pending, unexpired approval.
+    /// An approval is usable until `use_until`.
+    fn decide_approval(&self, id: &str, approve: bool, by: &str, note: &str, now: i64, use_until: i64) -> Result<DecideOutcome, StoreError>;
+    /// Spend an approved approval on token `jti`; true for exactly one caller.
+    fn use_approval(&self, id: &str, jti: &str, now: i64) -> Result<bool, StoreError>;
+    fn record_break_glass(&self, grant: &BreakGlassGrant) -> Result<(), StoreError>;
+    /// Break-glass grants, newest first; only unreviewed ones unless `all`.
+    fn break_glass_grants(&self, all: bool) -> Result<Vec<BreakGlassGrant>, StoreError>;
+    /// A person signs a grant off; false if there is no such open grant.
+    fn ack_break_glass(&self, id: &str, by: &str, note: &str, now: i64) -> Result<bool, StoreError>;
+    /// Put an agent (by SPIFFE id) in quarantine; revokes nothing by itself.
+    fn quarantine(&self, agent: &str, reason: &str, now: i64) -> Result<(), StoreError>;
+    /// Release an agent; false if it was not quarantined.
+    fn release(&self, agent: &str, by: &str, note: &str, now: i64) -> Result<bool, StoreError>;
+    fn quarantined(&self, agent: &str) -> Result<Option<Quarantine>, StoreError>;
 }

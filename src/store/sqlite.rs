@@ -10,6 +10,7 @@ use std::sync::{Mutex, MutexGuard};
 
 use rusqlite::{Connection, OptionalExtension as _, TransactionBehavior, params};
 
+use super::{Approval, BreakGlassGrant, DecideOutcome, Quarantine};
 use super::{Consumption, Phase, Revocation, Scope, Store, StoreError, Task, TaskState, TokenRecord, TokenState};
 
 const SCHEMA: &str = r#"
@@ -57,7 +58,56 @@ CREATE TABLE IF NOT EXISTS revocations (
     at INTEGER NOT NULL,
     tokens INTEGER NOT NULL
 );
+CREATE TABLE IF NOT EXISTS approvals (
+    id TEXT PRIMARY KEY,
+    digest TEXT NOT NULL,
+    agent TEXT NOT NULL,
+    task TEXT NOT NULL,
+    tool TEXT NOT NULL,
+    constraints TEXT NOT NULL,
+    purpose TEXT NOT NULL,
+    grp TEXT NOT NULL,
+    policies TEXT NOT NULL,
+    state TEXT NOT NULL,
+    created_at INTEGER NOT NULL,
+    expires_at INTEGER NOT NULL,
+    decided_at INTEGER,
+    decided_by TEXT,
+    note TEXT,
+    used_jti TEXT
+);
+CREATE INDEX IF NOT EXISTS approvals_digest ON approvals(digest, created_at);
+CREATE TABLE IF NOT EXISTS break_glass (
+    id TEXT PRIMARY KEY,
+    agent TEXT NOT NULL,
+    task TEXT NOT NULL,
+    tool TEXT NOT NULL,
+    constraints TEXT NOT NULL,
+    justification TEXT NOT NULL,
+    jti TEXT NOT NULL,
+    policies TEXT NOT NULL,
+    granted_at INTEGER NOT NULL,
+    expires_at INTEGER NOT NULL,
+    reviewed_at INTEGER,
+    reviewed_by TEXT,
+    note TEXT
+);
+CREATE TABLE IF NOT EXISTS quarantine (
+    agent TEXT PRIMARY KEY,
+    reason TEXT NOT NULL,
+    since INTEGER NOT NULL
+);
+CREATE TABLE IF NOT EXISTS quarantine_releases (
+    agent TEXT NOT NULL,
+    reason TEXT NOT NULL,
+    since INTEGER NOT NULL,
+    released_at INTEGER NOT NULL,
+    released_by TEXT NOT NULL,
+    note TEXT NOT NULL
+);
 "#;
+
+mod human;
 
 /// The file name of the store in the state directory.
 pub const STORE_FILE: &str = "jitgate.sqlite";
@@ -359,6 +409,85 @@ impl Store for SqliteStore {
         self.conn().execute("INSERT OR IGNORE INTO sessions(sid, agent, opened_at) VALUES (?1,?2,?3)", params![sid, agent, now])?;
         Ok(())
     }
+
+    fn create_approval(&self, a: &Approval) -> Result<(), StoreError> {
+        human::create_approval(&self.conn(), a)
+    }
+
+    fn approval(&self, id: &str, now: i64) -> Result<Option<Approval>, StoreError> {
+        let conn = self.conn();
+        human::expire_approvals(&conn, now)?;
+        human::approval_where(&conn, "id=?1", id)
+    }
+
+    fn approval_for_request(&self, digest: &str, now: i64) -> Result<Option<Approval>, StoreError> {
+        let conn = self.conn();
+        human::expire_approvals(&conn, now)?;
+        human::approval_where(&conn, "digest=?1 ORDER BY created_at DESC, rowid DESC LIMIT 1", digest)
+    }
+
+    fn approvals(&self, all: bool, now: i64) -> Result<Vec<Approval>, StoreError> {
+        let conn = self.conn();
+        human::expire_approvals(&conn, now)?;
+        human::approvals(&conn, all)
+    }
+
+    fn decide_approval(&self, id: &str, approve: bool, by: &str, note: &str, now: i64, use_until: i64) -> Result<DecideOutcome, StoreError> {
+        let mut conn = self.conn();
+        human::expire_approvals(&conn, now)?;
+        human::decide(&mut conn, id, approve, by, note, now, use_until)
+    }
+
+    fn use_approval(&self, id: &str, jti: &str, now: i64) -> Result<bool, StoreError> {
+        let n = self.conn().execute(
+            "UPDATE approvals SET state='used', used_jti=?2 WHERE id=?1 AND state='approved' AND expires_at > ?3",
+            params![id, jti, now],
+        )?;
+        Ok(n == 1)
+    }
+
+    fn record_break_glass(&self, g: &BreakGlassGrant) -> Result<(), StoreError> {
+        human::record_break_glass(&self.conn(), g)
+    }
+
+    fn break_glass_grants(&self, all: bool) -> Result<Vec<BreakGlassGrant>, StoreError> {
+        human::break_glass_grants(&self.conn(), all)
+    }
+
+    fn ack_break_glass(&self, id: &str, by: &str, note: &str, now: i64) -> Result<bool, StoreError> {
+        let n = self.conn().execute(
+            "UPDATE break_glass SET reviewed_at=?2, reviewed_by=?3, note=?4 WHERE id=?1 AND reviewed_at IS NULL",
+            params![id, now, by, note],
+        )?;
+        Ok(n == 1)
+    }
+
+    fn quarantine(&self, agent: &str, reason: &str, now: i64) -> Result<(), StoreError> {
+        self.conn().execute("INSERT OR IGNORE INTO quarantine(agent, reason, since) VALUES (?1,?2,?3)", params![agent, reason, now])?;
+        Ok(())
+    }
+
+    fn release(&self, agent: &str, by: &str, note: &str, now: i64) -> Result<bool, StoreError> {
+        let mut conn = self.conn();
+        let tx = conn.transaction_with_behavior(TransactionBehavior::Immediate)?;
+        let n = tx.execute(
+            "INSERT INTO quarantine_releases(agent, reason, since, released_at, released_by, note)
+             SELECT agent, reason, since, ?2, ?3, ?4 FROM quarantine WHERE agent=?1",
+            params![agent, now, by, note],
+        )?;
+        tx.execute("DELETE FROM quarantine WHERE agent=?1", params![agent])?;
+        tx.commit()?;
+        Ok(n == 1)
+    }
+
+    fn quarantined(&self, agent: &str) -> Result<Option<Quarantine>, StoreError> {
+        Ok(self
+            .conn()
+            .query_row("SELECT agent, reason, since FROM quarantine WHERE agent=?1", params![agent], |r| {
+                Ok(Quarantine { agent: r.get(0)?, reason: r.get(1)?, since: r.get(2)? })
+            })
+            .optional()?)
+    }
 }
 
 #[cfg(test)]
@@ -460,5 +589,78 @@ mod tests {
             .collect();
         let wins = handles.into_iter().map(|h| h.join().unwrap()).filter(|c| *c == Consumption::Consumed).count();
         assert_eq!(wins, 1);
+    }
+
+    fn approval(id: &str, digest: &str, expires_at: i64) -> Approval {
+        Approval {
+            id: id.into(),
+            digest: digest.into(),
+            agent: "spiffe://x/agent/a".into(),
+            task: "t1".into(),
+            tool: "ws__delete".into(),
+            constraints: "{}".into(),
+            purpose: "p".into(),
+            group: "oncall".into(),
+            policies: vec!["p1".into()],
+            state: crate::store::ApprovalState::Pending,
+            created_at: 100,
+            expires_at,
+            decided_at: None,
+            decided_by: None,
+            note: None,
+            used_jti: None,
+        }
+    }
+
+    #[test]
+    fn approvals_are_decided_once_used_once_and_expire() {
+        use crate::store::ApprovalState;
+        let s = SqliteStore::in_memory().unwrap();
+        s.create_approval(&approval("a1", "d1", 200)).unwrap();
+        s.create_approval(&approval("a2", "d2", 150)).unwrap();
+        assert_eq!(s.approval_for_request("d1", 110).unwrap().map(|a| a.id), Some("a1".into()));
+        let DecideOutcome::Decided(a) = s.decide_approval("a1", true, "alice", "ok", 120, 180).unwrap() else { panic!() };
+        assert_eq!((a.state, a.expires_at, a.decided_by.as_deref()), (ApprovalState::Approved, 180, Some("alice")));
+        // A second decision sees it is no longer pending.
+        assert!(matches!(s.decide_approval("a1", false, "bob", "no", 121, 180).unwrap(), DecideOutcome::NotPending(_)));
+        assert!(matches!(s.decide_approval("nope", true, "bob", "", 121, 180).unwrap(), DecideOutcome::NotFound));
+        // Expired before anyone decided.
+        assert!(matches!(s.decide_approval("a2", true, "bob", "", 151, 180).unwrap(), DecideOutcome::NotPending(a) if a.state == ApprovalState::Expired));
+        assert!(s.use_approval("a1", "j1", 130).unwrap());
+        assert!(!s.use_approval("a1", "j2", 131).unwrap());
+        assert_eq!(s.approval("a1", 131).unwrap().map(|a| (a.state, a.used_jti)), Some((ApprovalState::Used, Some("j1".into()))));
+        assert_eq!(s.approvals(false, 131).unwrap().len(), 0);
+        assert_eq!(s.approvals(true, 131).unwrap().len(), 2);
+    }
+
+    #[test]
+    fn break_glass_stays_open_until_acked_and_quarantine_until_released() {
+        let s = SqliteStore::in_memory().unwrap();
+        let g = BreakGlassGrant {
+            id: "bg1".into(),
+            agent: "a".into(),
+            task: "t".into(),
+            tool: "ws__x".into(),
+            constraints: "{}".into(),
+            justification: "incident".into(),
+            jti: "j".into(),
+            policies: vec![],
+            granted_at: 1,
+            expires_at: 2,
+            reviewed_at: None,
+            reviewed_by: None,
+            note: None,
+        };
+        s.record_break_glass(&g).unwrap();
+        assert_eq!(s.break_glass_grants(false).unwrap().len(), 1);
+        assert!(s.ack_break_glass("bg1", "alice", "fine", 5).unwrap());
+        assert!(!s.ack_break_glass("bg1", "alice", "again", 6).unwrap());
+        assert!(s.break_glass_grants(false).unwrap().is_empty());
+        assert_eq!(s.break_glass_grants(true).unwrap()[0].reviewed_by.as_deref(), Some("alice"));
+        s.quarantine("a", "drift", 1).unwrap();
+        assert_eq!(s.quarantined("a").unwrap().map(|q| q.reason), Some("drift".into()));
+        assert!(s.release("a", "alice", "checked", 2).unwrap());
+        assert!(!s.release("a", "alice", "again", 3).unwrap());
+        assert!(s.quarantined("a").unwrap().is_none());
     }
 }
