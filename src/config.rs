@@ -37,6 +37,60 @@ struct RawConfig {
     tokens: RawTokens,
     #[serde(default)]
     servers: Vec<RawServer>,
+    #[serde(default)]
+    policy: RawPolicy,
+    #[serde(default)]
+    approvals: RawApprovals,
+}
+
+#[derive(Debug, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+struct RawPolicy {
+    dir: Option<PathBuf>,
+}
+
+#[derive(Debug, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+struct RawApprovals {
+    #[serde(default, with = "source::duration::option")]
+    pending_ttl: Option<Duration>,
+    #[serde(default, with = "source::duration::option")]
+    use_ttl: Option<Duration>,
+    #[serde(default, with = "source::duration::option")]
+    break_glass_max_ttl: Option<Duration>,
+    #[serde(default)]
+    issuers: Vec<Spanned<RawIssuer>>,
+}
+
+/// Where the Cedar policies live.
+#[derive(Debug, Clone)]
+pub struct PolicyConfig {
+    /// Directory of `*.cedar` files.
+    pub dir: PathBuf,
+}
+
+/// The human side: who may approve, and how long approvals and break-glass last.
+#[derive(Debug, Clone)]
+pub struct ApprovalsConfig {
+    /// How long a pending approval waits for a person.
+    pub pending_ttl: Duration,
+    /// How long an approved request may be picked up by the agent.
+    pub use_ttl: Duration,
+    /// Upper bound on a break-glass token's TTL.
+    pub break_glass_max_ttl: Duration,
+    /// Issuers of approvers' (people's) credentials; never agent issuers.
+    pub issuers: Vec<IssuerConfig>,
+}
+
+impl Default for ApprovalsConfig {
+    fn default() -> Self {
+        Self {
+            pending_ttl: Duration::from_secs(15 * 60),
+            use_ttl: Duration::from_secs(10 * 60),
+            break_glass_max_ttl: Duration::from_secs(5 * 60),
+            issuers: Vec::new(),
+        }
+    }
 }
 
 #[derive(Debug, Default, Deserialize)]
@@ -165,6 +219,8 @@ pub struct Config {
     pub identity: IdentityConfig,
     pub tokens: TokenSettings,
     pub servers: Vec<ServerEntry>,
+    pub policy: PolicyConfig,
+    pub approvals: ApprovalsConfig,
 }
 
 /// Resource limits with safe defaults.
@@ -237,6 +293,8 @@ pub struct TransportOverride {
 
 /// The file name of the development issuer's key in the state directory.
 pub const DEV_ISSUER_KEY_FILE: &str = "dev-issuer.jwk";
+/// The file name of the development approver issuer's key in the state directory.
+pub const DEV_APPROVER_KEY_FILE: &str = "dev-approver-issuer.jwk";
 
 impl Config {
     /// Load and validate a gateway config file.
@@ -254,6 +312,8 @@ impl Config {
         let state_dir = file.resolve(&raw.gateway.state_dir);
         let limits = validate_limits(file, raw.limits)?;
         let identity = validate_identity(file, raw.identity, &state_dir)?;
+        let approvals = validate_approvals(file, raw.approvals, &state_dir, &identity)?;
+        let policy = PolicyConfig { dir: file.resolve(raw.policy.dir.as_deref().unwrap_or(Path::new("policies"))) };
         let defaults = TokenSettings::default();
         let tokens = TokenSettings {
             default_ttl: raw.tokens.default_ttl.unwrap_or(defaults.default_ttl),
@@ -278,6 +338,8 @@ impl Config {
             identity,
             tokens,
             servers,
+            policy,
+            approvals,
         })
     }
 
@@ -324,8 +386,39 @@ fn validate_identity(file: &SourceFile, raw: RawIdentity, state_dir: &Path) -> R
     if raw.issuers.is_empty() {
         return Err(file.error_at(None, "[[identity.issuers]] is empty: approve at least one issuer of agent identity tokens"));
     }
+    let issuers = validate_issuers(file, raw.issuers, &state_dir.join(DEV_ISSUER_KEY_FILE), false)?;
+    Ok(IdentityConfig { clock_skew: raw.clock_skew.unwrap_or(DEFAULT_CLOCK_SKEW), issuers })
+}
+
+/// Approver issuers are kept apart from agent issuers: the same `iss` in both
+/// lists would let an agent's identity act as a person.
+fn validate_approvals(file: &SourceFile, raw: RawApprovals, state_dir: &Path, agents: &IdentityConfig) -> Result<ApprovalsConfig, SourceError> {
+    let spans: Vec<_> = raw.issuers.iter().map(|i| i.span()).collect();
+    let issuers = validate_issuers(file, raw.issuers, &state_dir.join(DEV_APPROVER_KEY_FILE), true)?;
+    for (i, span) in issuers.iter().zip(spans) {
+        if let Some(a) = agents.issuers.iter().find(|a| a.iss == i.iss) {
+            return Err(file.error_at(
+                Some(span),
+                format!("approver issuer `{}` has the same iss `{}` as agent issuer `{}`: approvers must come from a separate issuer of people's credentials", i.name, i.iss, a.name),
+            ));
+        }
+    }
+    let d = ApprovalsConfig::default();
+    let c = ApprovalsConfig {
+        pending_ttl: raw.pending_ttl.unwrap_or(d.pending_ttl),
+        use_ttl: raw.use_ttl.unwrap_or(d.use_ttl),
+        break_glass_max_ttl: raw.break_glass_max_ttl.unwrap_or(d.break_glass_max_ttl),
+        issuers,
+    };
+    if c.pending_ttl.is_zero() || c.use_ttl.is_zero() || c.break_glass_max_ttl.is_zero() {
+        return Err(file.error_at(None, "[approvals]: pending_ttl, use_ttl and break_glass_max_ttl must be positive"));
+    }
+    Ok(c)
+}
+
+fn validate_issuers(file: &SourceFile, raw: Vec<Spanned<RawIssuer>>, dev_key_file: &Path, people: bool) -> Result<Vec<IssuerConfig>, SourceError> {
     let mut issuers: Vec<IssuerConfig> = Vec::new();
-    for spanned in raw.issuers {
+    for spanned in raw {
         let span = spanned.span();
         let r = spanned.into_inner();
         let at = |m: String| file.error_at(Some(span.clone()), m);
@@ -340,12 +433,15 @@ fn validate_identity(file: &SourceFile, raw: RawIdentity, state_dir: &Path) -> R
             )));
         }
         if let Some(td) = &r.trust_domain {
+            if people {
+                return Err(at(format!("approver issuer `{}`: trust_domain is for agent (SPIFFE) identities; remove it", r.name)));
+            }
             if !td.starts_with("spiffe://") {
                 return Err(at(format!("issuer `{}`: trust_domain must be a SPIFFE URI like \"spiffe://example.org\"", r.name)));
             }
         }
         let keys = if r.development {
-            IssuerKeys::Development { key_file: state_dir.join(DEV_ISSUER_KEY_FILE) }
+            IssuerKeys::Development { key_file: dev_key_file.to_owned() }
         } else if let Some(p) = r.jwks_file {
             IssuerKeys::JwksFile(file.resolve(&p))
         } else {
@@ -353,7 +449,7 @@ fn validate_identity(file: &SourceFile, raw: RawIdentity, state_dir: &Path) -> R
         };
         issuers.push(IssuerConfig { name: r.name, iss: r.iss, trust_domain: r.trust_domain, keys });
     }
-    Ok(IdentityConfig { clock_skew: raw.clock_skew.unwrap_or(DEFAULT_CLOCK_SKEW), issuers })
+    Ok(issuers)
 }
 
 fn validate_server(file: &SourceFile, raw: RawServer) -> Result<ServerEntry, SourceError> {

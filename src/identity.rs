@@ -13,7 +13,7 @@ use serde::{Deserialize, Serialize};
 
 use crate::agent::{Agent, AgentDirectory};
 use crate::clock::{Clock, rfc3339};
-use crate::config::{IdentityConfig, IssuerKeys};
+use crate::config::{IdentityConfig, IssuerConfig, IssuerKeys};
 use crate::jws::{self, JwsError};
 use crate::keys::{self, KeyPair, PublicKey};
 
@@ -35,6 +35,10 @@ pub struct IdentityClaims {
     pub iat: Option<i64>,
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub jti: Option<String>,
+    /// Any other claims (attestation and the like); policies see them as
+    /// `principal.claims` tags.
+    #[serde(flatten)]
+    pub extra: std::collections::BTreeMap<String, serde_json::Value>,
 }
 
 /// `aud` may be one string or a list (RFC 7519).
@@ -46,13 +50,13 @@ pub enum Audience {
 }
 
 impl Audience {
-    fn contains(&self, aud: &str) -> bool {
+    pub(crate) fn contains(&self, aud: &str) -> bool {
         match self {
             Audience::One(a) => a == aud,
             Audience::Many(v) => v.iter().any(|a| a == aud),
         }
     }
-    fn describe(&self) -> String {
+    pub(crate) fn describe(&self) -> String {
         match self {
             Audience::One(a) => a.clone(),
             Audience::Many(v) => v.join(", "),
@@ -115,13 +119,37 @@ pub struct VerifiedAgent {
     pub expires_at: i64,
     /// The token's `jti`, if any, for logs.
     pub token_id: Option<String>,
+    /// Unregistered claims as strings (JSON text for non-strings), for policy.
+    pub claims: Arc<std::collections::BTreeMap<String, String>>,
 }
 
-struct TrustedIssuer {
-    name: String,
-    iss: String,
+pub(crate) struct TrustedIssuer {
+    pub(crate) name: String,
+    pub(crate) iss: String,
     trust_domain: Option<String>,
-    keys: Vec<PublicKey>,
+    pub(crate) keys: Vec<PublicKey>,
+}
+
+impl TrustedIssuer {
+    /// Load an issuer's verification keys (creating the development key pair on first use).
+    pub(crate) fn load(i: &IssuerConfig) -> Result<Self, IssuerSetupError> {
+        let err = |reason: String| IssuerSetupError { issuer: i.name.clone(), reason };
+        let keys = match &i.keys {
+            IssuerKeys::Development { key_file } => {
+                let (pair, created) = KeyPair::load_or_create(key_file).map_err(|e| err(e.to_string()))?;
+                if created {
+                    tracing::warn!(issuer = %i.name, path = %key_file.display(), "created development issuer key; never use a development issuer in production");
+                }
+                vec![pair.public()]
+            }
+            IssuerKeys::Inline(list) => list.iter().map(|x| PublicKey::from_b64url(x).map_err(|e| err(e.to_string()))).collect::<Result<_, _>>()?,
+            IssuerKeys::JwksFile(path) => {
+                let text = std::fs::read_to_string(path).map_err(|e| err(format!("cannot read {}: {e}", path.display())))?;
+                keys::parse_jwks(&text).map_err(|e| err(format!("{}: {e}", path.display())))?
+            }
+        };
+        Ok(Self { name: i.name.clone(), iss: i.iss.clone(), trust_domain: i.trust_domain.clone(), keys })
+    }
 }
 
 /// The identity verifier built from the config.
@@ -158,28 +186,7 @@ impl IdentityVerifier {
         agents: AgentDirectory,
         clock: Arc<dyn Clock>,
     ) -> Result<Self, IssuerSetupError> {
-        let mut issuers = Vec::new();
-        for i in &cfg.issuers {
-            let err = |reason: String| IssuerSetupError { issuer: i.name.clone(), reason };
-            let keys = match &i.keys {
-                IssuerKeys::Development { key_file } => {
-                    let (pair, created) = KeyPair::load_or_create(key_file).map_err(|e| err(e.to_string()))?;
-                    if created {
-                        tracing::warn!(issuer = %i.name, path = %key_file.display(), "created development issuer key; never use the development issuer in production");
-                    }
-                    vec![pair.public()]
-                }
-                IssuerKeys::Inline(list) => list
-                    .iter()
-                    .map(|x| PublicKey::from_b64url(x).map_err(|e| err(e.to_string())))
-                    .collect::<Result<_, _>>()?,
-                IssuerKeys::JwksFile(path) => {
-                    let text = std::fs::read_to_string(path).map_err(|e| err(format!("cannot read {}: {e}", path.display())))?;
-                    keys::parse_jwks(&text).map_err(|e| err(format!("{}: {e}", path.display())))?
-                }
-            };
-            issuers.push(TrustedIssuer { name: i.name.clone(), iss: i.iss.clone(), trust_domain: i.trust_domain.clone(), keys });
-        }
+        let issuers = cfg.issuers.iter().map(TrustedIssuer::load).collect::<Result<Vec<_>, _>>()?;
         Ok(Self {
             audience: audience.to_owned(),
             skew: i64::try_from(cfg.clock_skew.as_secs()).unwrap_or(60),
@@ -245,7 +252,18 @@ impl IdentityVerifier {
             }
         }
         let agent = self.agents.by_subject(&claims.sub).ok_or_else(|| IdentityError::UnknownAgent(claims.sub.clone()))?;
-        Ok(VerifiedAgent { agent: Arc::new(agent.clone()), issuer: issuer.name.clone(), expires_at: claims.exp, token_id: claims.jti })
+        let extra = claims
+            .extra
+            .iter()
+            .map(|(k, v)| (k.clone(), v.as_str().map(str::to_owned).unwrap_or_else(|| v.to_string())))
+            .collect();
+        Ok(VerifiedAgent {
+            agent: Arc::new(agent.clone()),
+            issuer: issuer.name.clone(),
+            expires_at: claims.exp,
+            token_id: claims.jti,
+            claims: Arc::new(extra),
+        })
     }
 
     fn check_times(&self, claims: &IdentityClaims) -> Result<(), IdentityError> {
@@ -284,6 +302,7 @@ pub fn mint(key: &KeyPair, iss: &str, sub: &str, aud: &str, now: i64, ttl_secs: 
         nbf: Some(now),
         iat: Some(now),
         jti: Some(hex::encode(jti)),
+        extra: Default::default(),
     };
     jws::sign(&claims, &key.kid, IDENTITY_TYP, &key.signing)
 }
@@ -292,7 +311,6 @@ pub fn mint(key: &KeyPair, iss: &str, sub: &str, aud: &str, now: i64, ttl_secs: 
 mod tests {
     use super::*;
     use crate::clock::ManualClock;
-    use crate::config::IssuerConfig;
     use std::time::Duration;
 
     const NOW: i64 = 1_800_000_000;

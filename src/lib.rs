@@ -25,6 +25,10 @@
 //! | [`manifest`] | tool manifests and definition pins |
 //! | [`agent`] | agent files |
 //! | [`identity`] | agent identity tokens |
+//! | [`approver`] | approvers' (people's) credentials, kept apart from agents' |
+//! | [`policy`] | Cedar schema, entity/context mapping, decisions, plan invariants |
+//! | [`store`] | tasks, tokens, revocations, approvals, break-glass, quarantine |
+//! | [`token`] | capability tokens: mint, verify, consume, constraints |
 //! | [`jws`], [`keys`] | compact JWS (EdDSA) and key files |
 //! | [`downstream`] | supervised MCP clients to downstream servers |
 //! | [`gateway`] | the MCP server handler and the authorization point |
@@ -34,6 +38,7 @@
 #![forbid(unsafe_code)]
 
 pub mod agent;
+pub mod approver;
 pub mod cli;
 pub mod clock;
 pub mod config;

@@ -1,0 +1,178 @@
+//! Approver identity: the credentials of people who approve pending requests
+//! and review break-glass grants.
+//!
+//! Trusts: only the `[[approvals.issuers]]` of the gateway config, which the
+//! config loader keeps apart from the agent issuers. An agent identity can
+//! never approve: its issuer is not an approver issuer (and is named as such
+//! in the error), and a subject that is an agent's SPIFFE id is refused even
+//! if an approver issuer signed it. Approvers belong to groups (the `groups`
+//! claim); an approval for group G needs a member of G.
+
+use std::collections::BTreeMap;
+use std::sync::Arc;
+
+use serde::{Deserialize, Serialize};
+
+use crate::clock::{Clock, rfc3339};
+use crate::config::Config;
+use crate::identity::{Audience, IssuerSetupError, TrustedIssuer};
+use crate::jws::{self, JwsError};
+use crate::keys::KeyPair;
+
+/// Largest approver credential accepted.
+pub const MAX_APPROVER_TOKEN_BYTES: usize = 8 * 1024;
+
+/// Claims of an approver credential.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+pub struct ApproverClaims {
+    pub iss: String,
+    /// The person, e.g. `alice@example.org`.
+    pub sub: String,
+    pub aud: Audience,
+    pub exp: i64,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub nbf: Option<i64>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub iat: Option<i64>,
+    /// Approval groups the person belongs to.
+    #[serde(default)]
+    pub groups: Vec<String>,
+}
+
+/// A verified person.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct VerifiedApprover {
+    pub subject: String,
+    pub issuer: String,
+    pub groups: Vec<String>,
+}
+
+impl VerifiedApprover {
+    pub fn in_group(&self, group: &str) -> bool {
+        self.groups.iter().any(|g| g == group)
+    }
+}
+
+/// Why an approver credential was refused.
+#[derive(Debug, Clone, thiserror::Error, PartialEq, Eq)]
+pub enum ApproverError {
+    #[error("no approver credential: pass --credential FILE or set JITGATE_APPROVER_TOKEN (HTTP: Authorization: Bearer); mint a development one with `jitgate identity mint --approver NAME --groups G`")]
+    Missing,
+    #[error("this gateway has no [[approvals.issuers]]; configure an issuer of people's credentials before approving")]
+    NotConfigured,
+    #[error("approver credential is malformed ({0}); it must be a compact JWS signed with EdDSA")]
+    Malformed(JwsError),
+    #[error("this is an agent identity (issuer `{0}`): agents can never approve or review; use a person's credential from an approver issuer")]
+    AgentIdentity(String),
+    #[error("approver credential issuer `{0}` is not an approver issuer of this gateway; add it to [[approvals.issuers]]")]
+    UnknownIssuer(String),
+    #[error("approver credential key `{kid}` is not a key of approver issuer `{issuer}`")]
+    UnknownKey { kid: String, issuer: String },
+    #[error("approver credential signature is invalid (not signed by approver issuer `{0}`)")]
+    BadSignature(String),
+    #[error("approver credential is for audience `{got}`, not this gateway (`{want}`)")]
+    WrongAudience { got: String, want: String },
+    #[error("approver credential expired {ago} s ago (exp {at}); get a fresh one")]
+    Expired { ago: i64, at: String },
+    #[error("approver credential is not valid before {at}")]
+    NotYetValid { at: String },
+    #[error("subject `{0}` is an agent identity; agents can never approve or review")]
+    SubjectIsAgent(String),
+}
+
+impl ApproverError {
+    /// Stable machine-readable reason code.
+    pub fn code(&self) -> &'static str {
+        match self {
+            ApproverError::Missing => "approver_missing",
+            ApproverError::NotConfigured => "approver_not_configured",
+            ApproverError::Malformed(_) => "approver_malformed",
+            ApproverError::AgentIdentity(_) => "approver_is_agent",
+            ApproverError::UnknownIssuer(_) => "approver_unknown_issuer",
+            ApproverError::UnknownKey { .. } => "approver_unknown_key",
+            ApproverError::BadSignature(_) => "approver_bad_signature",
+            ApproverError::WrongAudience { .. } => "approver_wrong_audience",
+            ApproverError::Expired { .. } => "approver_expired",
+            ApproverError::NotYetValid { .. } => "approver_not_yet_valid",
+            ApproverError::SubjectIsAgent(_) => "approver_is_agent",
+        }
+    }
+}
+
+/// Verifies approver credentials.
+pub struct ApproverVerifier {
+    audience: String,
+    skew: i64,
+    issuers: Vec<TrustedIssuer>,
+    /// `iss` → name of every agent issuer, to name the mistake precisely.
+    agent_issuers: BTreeMap<String, String>,
+    clock: Arc<dyn Clock>,
+}
+
+impl ApproverVerifier {
+    /// Build from the gateway config (creates the development approver key on first use).
+    pub fn new(config: &Config, clock: Arc<dyn Clock>) -> Result<Self, IssuerSetupError> {
+        Ok(Self {
+            audience: config.gateway_id.clone(),
+            skew: i64::try_from(config.identity.clock_skew.as_secs()).unwrap_or(60),
+            issuers: config.approvals.issuers.iter().map(TrustedIssuer::load).collect::<Result<_, _>>()?,
+            agent_issuers: config.identity.issuers.iter().map(|i| (i.iss.clone(), i.name.clone())).collect(),
+            clock,
+        })
+    }
+
+    /// Verify a credential.
+    pub fn verify(&self, token: &str) -> Result<VerifiedApprover, ApproverError> {
+        let token = token.trim();
+        if token.is_empty() {
+            return Err(ApproverError::Missing);
+        }
+        let parsed = jws::parse(token, MAX_APPROVER_TOKEN_BYTES).map_err(ApproverError::Malformed)?;
+        // Claims are read before the signature only to pick the issuer.
+        let claims: ApproverClaims = parsed.claims().map_err(ApproverError::Malformed)?;
+        if let Some(name) = self.agent_issuers.get(&claims.iss) {
+            return Err(ApproverError::AgentIdentity(name.clone()));
+        }
+        if self.issuers.is_empty() {
+            return Err(ApproverError::NotConfigured);
+        }
+        let issuer = self.issuers.iter().find(|i| i.iss == claims.iss).ok_or_else(|| ApproverError::UnknownIssuer(claims.iss.clone()))?;
+        let kid = parsed.kid().map_err(ApproverError::Malformed)?;
+        let key = issuer
+            .keys
+            .iter()
+            .find(|k| k.kid == kid)
+            .ok_or_else(|| ApproverError::UnknownKey { kid: kid.to_owned(), issuer: issuer.name.clone() })?;
+        parsed.verify_signature(&key.key).map_err(|_| ApproverError::BadSignature(issuer.name.clone()))?;
+        if !claims.aud.contains(&self.audience) {
+            return Err(ApproverError::WrongAudience { got: claims.aud.describe(), want: self.audience.clone() });
+        }
+        let now = self.clock.now_unix();
+        if now > claims.exp.saturating_add(self.skew) {
+            return Err(ApproverError::Expired { ago: now - claims.exp, at: rfc3339(claims.exp) });
+        }
+        if let Some(nbf) = claims.nbf {
+            if now.saturating_add(self.skew) < nbf {
+                return Err(ApproverError::NotYetValid { at: rfc3339(nbf) });
+            }
+        }
+        if claims.sub.starts_with("spiffe://") {
+            return Err(ApproverError::SubjectIsAgent(claims.sub));
+        }
+        Ok(VerifiedApprover { subject: claims.sub, issuer: issuer.name.clone(), groups: claims.groups })
+    }
+}
+
+/// Mint an approver credential (development approver issuer, tests).
+pub fn mint(key: &KeyPair, iss: &str, sub: &str, aud: &str, groups: &[String], now: i64, ttl_secs: i64) -> Result<String, serde_json::Error> {
+    let claims = ApproverClaims {
+        iss: iss.into(),
+        sub: sub.into(),
+        aud: Audience::One(aud.into()),
+        exp: now + ttl_secs,
+        nbf: Some(now),
+        iat: Some(now),
+        groups: groups.to_vec(),
+    };
+    jws::sign(&claims, &key.kid, crate::identity::IDENTITY_TYP, &key.signing)
+}
