@@ -16,7 +16,9 @@ use crate::keys::KeyPair;
 
 #[derive(Debug, Subcommand)]
 pub enum IdentityCommand {
-    /// Mint an identity JWT for an agent from the config's development issuer.
+    /// Mint an identity JWT for an agent (--agent) from the config's development
+    /// issuer, or an approver credential for a person (--approver) from its
+    /// development approver issuer.
     Mint(MintArgs),
 }
 
@@ -26,8 +28,14 @@ pub struct MintArgs {
     #[arg(long)]
     pub config: PathBuf,
     /// The agent's name (its agent file's `name`).
+    #[arg(long, required_unless_present = "approver", conflicts_with = "approver")]
+    pub agent: Option<String>,
+    /// Mint a person's approver credential instead, for this subject (e.g. alice@example.org).
     #[arg(long)]
-    pub agent: String,
+    pub approver: Option<String>,
+    /// With --approver: the approval groups the person belongs to (comma-separated).
+    #[arg(long, requires = "approver", value_delimiter = ',')]
+    pub groups: Vec<String>,
     /// Lifetime, e.g. 10m, 1h.
     #[arg(long, default_value = "10m", value_parser = humantime::parse_duration)]
     pub ttl: Duration,
@@ -39,10 +47,18 @@ pub struct MintArgs {
 pub fn run(cmd: IdentityCommand) -> Result<(), CliError> {
     let IdentityCommand::Mint(a) = cmd;
     let config = Config::load(&a.config)?;
+    let ttl = i64::try_from(a.ttl.as_secs()).map_err(|_| CliError::Identity("--ttl is too large".into()))?;
+    if let Some(subject) = &a.approver {
+        let token = mint_approver(&config, subject, &a.groups, ttl)?;
+        return emit(&token, a.out.as_deref(), &format!("approver `{subject}` (groups: {})", a.groups.join(", ")), a.ttl);
+    }
+    let Some(agent_name) = a.agent.as_deref() else {
+        return Err(CliError::Identity("give --agent NAME or --approver SUBJECT".into()));
+    };
     let agents = crate::agent::AgentDirectory::load(&config.agents_dir).map_err(|e| CliError::Config(crate::source::SourceErrors(e)))?;
-    let agent = agents.by_name(&a.agent).ok_or_else(|| {
+    let agent = agents.by_name(agent_name).ok_or_else(|| {
         let known: Vec<&str> = agents.iter().map(|x| x.name.as_str()).collect();
-        CliError::Identity(format!("no agent named `{}` in {}; known agents: {}", a.agent, config.agents_dir.display(), known.join(", ")))
+        CliError::Identity(format!("no agent named `{agent_name}` in {}; known agents: {}", config.agents_dir.display(), known.join(", ")))
     })?;
     let issuer = config
         .identity
@@ -54,17 +70,34 @@ pub fn run(cmd: IdentityCommand) -> Result<(), CliError> {
         return Err(CliError::Identity("development issuer has no key file".into()));
     };
     let (key, _) = KeyPair::load_or_create(key_file).map_err(|e| CliError::Identity(e.to_string()))?;
-    let ttl = i64::try_from(a.ttl.as_secs()).map_err(|_| CliError::Identity("--ttl is too large".into()))?;
     let token = crate::identity::mint(&key, &issuer.iss, &agent.id, &config.gateway_id, SystemClock.now_unix(), ttl)
         .map_err(|e| CliError::Identity(e.to_string()))?;
-    match a.out {
+    emit(&token, a.out.as_deref(), &format!("identity for agent `{}` ({})", agent.name, agent.id), a.ttl)
+}
+
+fn emit(token: &str, out: Option<&std::path::Path>, what: &str, ttl: Duration) -> Result<(), CliError> {
+    match out {
         Some(path) => {
-            write_token_file(&path, &token).map_err(|e| CliError::Other(format!("cannot write {}: {e}", path.display())))?;
-            eprintln!("wrote identity for agent `{}` ({}) to {}, valid {}", agent.name, agent.id, path.display(), humantime::format_duration(a.ttl));
+            write_token_file(path, token).map_err(|e| CliError::Other(format!("cannot write {}: {e}", path.display())))?;
+            eprintln!("wrote {what} to {}, valid {}", path.display(), humantime::format_duration(ttl));
         }
         None => println!("{token}"),
     }
     Ok(())
+}
+
+fn mint_approver(config: &Config, subject: &str, groups: &[String], ttl: i64) -> Result<String, CliError> {
+    if subject.starts_with("spiffe://") {
+        return Err(CliError::Identity("an approver is a person, not an agent: use a subject like alice@example.org".into()));
+    }
+    let issuer = config.approvals.issuers.iter().find(|i| matches!(i.keys, IssuerKeys::Development { .. })).ok_or_else(|| {
+        CliError::Identity("the config has no development approver issuer ([[approvals.issuers]] with development = true); approvers get credentials from your real issuer".into())
+    })?;
+    let IssuerKeys::Development { key_file } = &issuer.keys else {
+        return Err(CliError::Identity("development approver issuer has no key file".into()));
+    };
+    let (key, _) = KeyPair::load_or_create(key_file).map_err(|e| CliError::Identity(e.to_string()))?;
+    crate::approver::mint(&key, &issuer.iss, subject, &config.gateway_id, groups, SystemClock.now_unix(), ttl).map_err(|e| CliError::Identity(e.to_string()))
 }
 
 /// Replace the file atomically so a gateway re-reading it never sees half a token.

@@ -16,6 +16,7 @@ use clap::{Parser, Subcommand};
 use crate::agent::AgentDirectory;
 use crate::config::Config;
 use crate::manifest::Manifest;
+use crate::policy::PolicyEngine;
 use crate::source::{SourceError, SourceErrors};
 
 /// jitgate: just-in-time authorization gateway for AI agents that use tools over MCP.
@@ -105,6 +106,8 @@ pub struct Deployment {
     pub agents: AgentDirectory,
     /// Manifests with their config overrides applied, and whether each is enabled.
     pub manifests: Vec<(Manifest, bool)>,
+    /// The validated policy set.
+    pub policy: PolicyEngine,
 }
 
 impl Deployment {
@@ -135,7 +138,17 @@ impl Deployment {
             }
         }
         errors.extend(cross_check(&config, &agents, &manifests));
-        if errors.is_empty() { Ok(Self { config, agents, manifests }) } else { Err(SourceErrors(errors)) }
+        let policy = match PolicyEngine::load_dir(&config.policy.dir) {
+            Ok(p) => Some(p),
+            Err(e) => {
+                errors.extend(e.0.into_iter().map(|p| SourceError { file: p.file, line: p.line, column: p.column, message: p.message }));
+                None
+            }
+        };
+        match policy {
+            Some(policy) if errors.is_empty() => Ok(Self { config, agents, manifests, policy }),
+            _ => Err(SourceErrors(errors)),
+        }
     }
 }
 

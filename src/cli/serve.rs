@@ -12,6 +12,7 @@ use super::{CliError, Deployment};
 use crate::clock::SystemClock;
 use crate::downstream::DownstreamSet;
 use crate::gateway::{IdentityFile, IdentitySource, Session, Shared};
+use crate::approver::ApproverVerifier;
 use crate::identity::IdentityVerifier;
 use crate::store::SqliteStore;
 use crate::token::Keyring;
@@ -56,12 +57,13 @@ pub async fn run(args: ServeArgs) -> Result<(), CliError> {
 /// Load everything and start the downstream supervisors.
 pub async fn start(config_path: &std::path::Path) -> Result<Arc<Shared>, CliError> {
     let deployment = Deployment::load(config_path).map_err(CliError::Config)?;
-    let Deployment { config, agents, manifests } = deployment;
+    let Deployment { config, agents, manifests, policy } = deployment;
     std::fs::create_dir_all(&config.state_dir)
         .map_err(|e| CliError::Other(format!("cannot create state directory {}: {e}", config.state_dir.display())))?;
     let clock: Arc<dyn crate::clock::Clock> = Arc::new(SystemClock);
     let identity = IdentityVerifier::new(&config.gateway_id, &config.identity, agents, clock.clone())
         .map_err(|e| CliError::Identity(e.to_string()))?;
+    let approvers = ApproverVerifier::new(&config, clock.clone()).map_err(|e| CliError::Identity(e.to_string()))?;
     let keyring = Keyring::load_or_init(&config.keys_dir()).map_err(|e| CliError::Identity(e.to_string()))?;
     let store = SqliteStore::open(&config.store_path()).map_err(|e| CliError::Other(e.to_string()))?;
     revoke_previous_sessions(&store, clock.now_unix()).map_err(|e| CliError::Other(e.to_string()))?;
@@ -69,7 +71,9 @@ pub async fn start(config_path: &std::path::Path) -> Result<Arc<Shared>, CliErro
     spawn_signal_handler(shutdown.clone());
     let downstreams = DownstreamSet::start(manifests, &config.limits, &shutdown);
     tracing::info!(gateway = %config.gateway_id, servers = downstreams.iter().count(), signing_key = %keyring.active().kid, "gateway starting");
+    tracing::info!(dir = %policy.dir.display(), policies = policy.len(), "policy set loaded");
     let (keyring, _) = tokio::sync::watch::channel(Arc::new(keyring));
+    let (policy, _) = tokio::sync::watch::channel(Arc::new(policy));
     let shared = Arc::new(Shared {
         config,
         downstreams,
@@ -79,8 +83,11 @@ pub async fn start(config_path: &std::path::Path) -> Result<Arc<Shared>, CliErro
         clock,
         inflight: Default::default(),
         shutdown,
+        policy,
+        approvers: Arc::new(approvers),
     });
     tokio::spawn(crate::gateway::maintenance::run(shared.clone()));
+    spawn_policy_reload_on_sighup(shared.clone());
     Ok(shared)
 }
 
@@ -127,6 +134,29 @@ async fn serve_stdio(shared: Arc<Shared>, identity_file: PathBuf) -> Result<(), 
         _ = shutdown.cancelled() => {}
     }
     Ok(())
+}
+
+/// `kill -HUP` reloads the policy set at once (it is also reloaded when its
+/// files change).
+fn spawn_policy_reload_on_sighup(shared: Arc<Shared>) {
+    #[cfg(unix)]
+    tokio::spawn(async move {
+        let Ok(mut hup) = tokio::signal::unix::signal(tokio::signal::unix::SignalKind::hangup()) else {
+            tracing::warn!("cannot listen for SIGHUP; policies reload only when their files change");
+            return;
+        };
+        loop {
+            tokio::select! {
+                _ = hup.recv() => {
+                    tracing::info!("SIGHUP: reloading policies");
+                    crate::gateway::maintenance::reload_policy(&shared, &mut None, true);
+                }
+                _ = shared.shutdown.cancelled() => return,
+            }
+        }
+    });
+    #[cfg(not(unix))]
+    let _ = shared;
 }
 
 fn spawn_signal_handler(shutdown: CancellationToken) {

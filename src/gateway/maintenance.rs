@@ -1,12 +1,15 @@
 //! The gateway's one background task that owns the clock: expires tasks at
 //! their TTL, turns every recorded revocation (from this gateway or from
 //! `jitgate revoke` in another process) into cancellation of in-flight calls,
-//! and reloads the keyring after `jitgate keys rotate`.
+//! reloads the keyring after `jitgate keys rotate`, and reloads the policy
+//! set when its files change (a set that does not validate is rejected and
+//! the one in force stays).
 
 use std::sync::Arc;
 use std::time::Duration;
 
 use super::Shared;
+use crate::policy::PolicyEngine;
 use crate::token::Keyring;
 
 /// How often revocations are polled.
@@ -25,6 +28,7 @@ pub async fn run(shared: Arc<Shared>) {
             .unwrap_or(0)
     };
     let mut ticks: u32 = 0;
+    let mut rejected_policy = None;
     let mut interval = tokio::time::interval(TICK);
     loop {
         tokio::select! {
@@ -35,6 +39,7 @@ pub async fn run(shared: Arc<Shared>) {
         if ticks % SLOW_EVERY == 0 {
             expire_tasks(&shared).await;
             reload_keys(&shared);
+            reload_policy(&shared, &mut rejected_policy, false);
         }
         last_seq = cancel_revoked(&shared, last_seq).await;
     }
@@ -84,5 +89,41 @@ fn reload_keys(shared: &Shared) {
             shared.keyring.send_replace(Arc::new(k));
         }
         Err(e) => tracing::error!(error = %e, "cannot reload capability keys; keeping the current ones"),
+    }
+}
+
+/// Reload the policy set if its files changed (or always, when `force`).
+/// `rejected` remembers the fingerprint of the last set that failed, so that
+/// a broken file is reported once, not every second. Returns true if a new
+/// set is now in force.
+pub fn reload_policy(shared: &Shared, rejected: &mut Option<[u8; 32]>, force: bool) -> bool {
+    let current = shared.policy();
+    let dir = shared.config.policy.dir.clone();
+    let sources = match crate::policy::read_dir_sources(&dir) {
+        Ok(s) => s,
+        Err(e) => {
+            tracing::error!(errors = %e, "cannot read the policy directory; the policy set in force stays");
+            return false;
+        }
+    };
+    let fingerprint = crate::policy::fingerprint(&sources);
+    if fingerprint == current.fingerprint || (!force && *rejected == Some(fingerprint)) {
+        return false;
+    }
+    match PolicyEngine::from_sources(&dir, sources) {
+        Ok(engine) => {
+            tracing::info!(dir = %dir.display(), policies = engine.len(), "policy set reloaded");
+            shared.policy.send_replace(Arc::new(engine));
+            *rejected = None;
+            true
+        }
+        Err(errors) => {
+            for e in &errors.0 {
+                tracing::error!(error = %e, "policy error");
+            }
+            tracing::error!(errors = errors.0.len(), "policy reload REJECTED: the changed policy set does not validate; the previous set stays in force");
+            *rejected = Some(fingerprint);
+            false
+        }
     }
 }

@@ -18,13 +18,16 @@ use super::{Session, refusal_result};
 use crate::clock::rfc3339;
 use crate::identity::VerifiedAgent;
 use crate::policy::invariants::{self as policy, Verdict};
-use crate::store::{Phase, Store, Task, TaskState, TokenRecord, TokenState};
+use super::decide;
+use crate::policy::{Action, ApprovalFacts, DecisionInput, Outcome, RequestFacts, TimeFacts};
+use crate::store::{Approval, ApprovalState, BreakGlassGrant, Phase, Store, Task, TaskState, TokenRecord, TokenState};
 use crate::token::{self, ArgConstraints, CapabilityClaims, Constraint};
 
 pub const BEGIN_TASK: &str = "jit_begin_task";
 pub const REQUEST: &str = "jit_request";
 pub const NEXT_PHASE: &str = "jit_next_phase";
 pub const END_TASK: &str = "jit_end_task";
+pub const APPROVAL_STATUS: &str = "jit_approval_status";
 
 fn schema(v: Value) -> Arc<JsonObject> {
     Arc::new(v.as_object().cloned().unwrap_or_default())
@@ -79,7 +82,14 @@ pub fn definitions() -> Vec<Tool> {
                     },
                     "purpose": {"type": "string", "minLength": 1, "maxLength": 1000, "description": "Why this call is needed for the objective."},
                     "follows": {"type": "string", "description": "Optional: the token id (jti) of the earlier call whose output led to this request."},
-                    "ttl_seconds": {"type": "integer", "minimum": 1, "description": "Optional: shorter token lifetime."}
+                    "ttl_seconds": {"type": "integer", "minimum": 1, "description": "Optional: shorter token lifetime."},
+                    "break_glass": {
+                        "type": "object",
+                        "description": "EMERGENCY ONLY: ask for a token outside the normal rules. Needs a justification; only works where policy allows it, is short-lived, and a person reviews every use.",
+                        "properties": {"justification": {"type": "string", "minLength": 1, "maxLength": 2000}},
+                        "required": ["justification"],
+                        "additionalProperties": false
+                    }
                 },
                 "required": ["task", "tool", "purpose"],
                 "additionalProperties": false
@@ -112,12 +122,23 @@ pub fn definitions() -> Vec<Tool> {
                 "additionalProperties": false
             })),
         ),
+        Tool::new(
+            APPROVAL_STATUS,
+            "Check a pending approval that jit_request returned (decision \"pending_approval\"). When it is approved, call \
+             jit_request again with exactly the same request to get the token.",
+            schema(json!({
+                "type": "object",
+                "properties": {"approval": {"type": "string", "description": "The approval id from jit_request."}},
+                "required": ["approval"],
+                "additionalProperties": false
+            })),
+        ),
     ]
 }
 
 /// Is `name` a meta-tool?
 pub fn is_meta(name: &str) -> bool {
-    matches!(name, BEGIN_TASK | REQUEST | NEXT_PHASE | END_TASK)
+    matches!(name, BEGIN_TASK | REQUEST | NEXT_PHASE | END_TASK | APPROVAL_STATUS)
 }
 
 fn ok(v: Value) -> CallToolResult {
@@ -160,6 +181,10 @@ pub async fn handle(session: &Session, agent: &VerifiedAgent, name: &str, args: 
         },
         END_TASK => match serde_json::from_value(args) {
             Ok(req) => end_task(session, agent, req).await,
+            Err(e) => bad_input(name, e),
+        },
+        APPROVAL_STATUS => match serde_json::from_value(args) {
+            Ok(req) => approval_status(session, agent, req).await,
             Err(e) => bad_input(name, e),
         },
         other => refusal_result("unknown_tool", &format!("unknown meta-tool `{other}`")),
@@ -207,6 +232,11 @@ async fn begin_task(session: &Session, agent: &VerifiedAgent, req: BeginTask) ->
         tracing::info!(rule, "task refused");
         return denied(rule, &reason);
     }
+    match quarantine_of(session, agent).await {
+        Ok(None) => {}
+        Ok(Some(reason)) => return refusal_result("agent_quarantined", &quarantine_message(&reason)),
+        Err(r) => return r,
+    }
     let settings = shared.config.tokens;
     let ttl = req.ttl_seconds.map(Duration::from_secs).unwrap_or(settings.task_ttl).min(settings.max_task_ttl);
     let now = shared.clock.now_unix();
@@ -214,6 +244,9 @@ async fn begin_task(session: &Session, agent: &VerifiedAgent, req: BeginTask) ->
         Ok(id) => id,
         Err(r) => return r,
     };
+    if let Err(r) = decide_plan(shared, agent, &id, objective, &req.phases, now) {
+        return r;
+    }
     let task = Task {
         id: id.clone(),
         agent: agent.agent.id.clone(),
@@ -245,6 +278,38 @@ async fn begin_task(session: &Session, agent: &VerifiedAgent, req: BeginTask) ->
     }))
 }
 
+/// Policy decides `BeginTask` once for every tool the plan names; one denial
+/// refuses the plan, naming the tool and the policy.
+fn decide_plan(shared: &super::Shared, agent: &VerifiedAgent, id: &str, objective: &str, phases: &[Phase], now: i64) -> Result<(), CallToolResult> {
+    let mut plan: Vec<String> = phases.iter().flat_map(|p| p.tools.iter().cloned()).collect();
+    plan.sort();
+    plan.dedup();
+    let engine = shared.policy();
+    let agent_facts = decide::agent_facts(agent, false);
+    for tool in &plan {
+        let Some(tool_facts) = decide::tool_facts(shared, tool) else {
+            return Err(refusal_result("unknown_tool", &format!("`{tool}` is not registered")));
+        };
+        let (index, phase) = phases.iter().enumerate().find(|(_, p)| p.tools.contains(tool)).map(|(i, p)| (i, p.name.clone())).unwrap_or_default();
+        let task = crate::policy::TaskFacts {
+            id: id.to_owned(),
+            objective: objective.to_owned(),
+            phase,
+            phase_index: index,
+            phase_count: phases.len(),
+            in_phase_plan: true,
+            plan: plan.clone(),
+        };
+        let d = engine.decide(&DecisionInput { action: Action::BeginTask, agent: &agent_facts, tool: &tool_facts, time: TimeFacts::at(now), task: &task, request: None });
+        if let Outcome::Deny { policy, reason } = d.outcome {
+            tracing::info!(tool = %tool, policy = policy.as_deref().unwrap_or("default-deny"), "task plan denied by policy");
+            let what = format!("the plan may not include `{tool}`: {reason}");
+            return Err(policy_denied(policy.as_deref(), &what));
+        }
+    }
+    Ok(())
+}
+
 #[derive(Deserialize)]
 #[serde(deny_unknown_fields)]
 struct Request {
@@ -255,6 +320,13 @@ struct Request {
     purpose: String,
     follows: Option<String>,
     ttl_seconds: Option<u64>,
+    break_glass: Option<BreakGlassRequest>,
+}
+
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+struct BreakGlassRequest {
+    justification: Option<String>,
 }
 
 /// The task, if it is this agent's, in this session, and active.
@@ -281,10 +353,30 @@ async fn request(session: &Session, agent: &VerifiedAgent, req: Request) -> Call
     if req.purpose.trim().is_empty() || req.purpose.len() > 1000 {
         return bad_input(REQUEST, "purpose must be 1-1000 characters: say why the call is needed");
     }
+    let break_glass = match &req.break_glass {
+        None => None,
+        Some(bg) => match bg.justification.as_deref().map(str::trim) {
+            Some(j) if !j.is_empty() && j.len() <= 2000 => Some(j.to_owned()),
+            _ => {
+                return bad_input(
+                    REQUEST,
+                    "break_glass needs a justification (1-2000 characters): say what emergency requires going around the normal rules; it is recorded and reviewed by a person",
+                );
+            }
+        },
+    };
     let task = match own_active_task(session, agent, &req.task).await {
         Ok(t) => t,
         Err(r) => return r,
     };
+    let quarantined = match quarantine_of(session, agent).await {
+        Ok(q) => q,
+        Err(r) => return r,
+    };
+    if let Some(reason) = &quarantined {
+        tracing::warn!(task = %task.id, tool = %req.tool, "request refused: agent quarantined");
+        return refusal_result("agent_quarantined", &quarantine_message(reason));
+    }
     if let Verdict::Deny { rule, reason } = policy::decide_request(&agent.agent, &task, &req.tool) {
         tracing::info!(task = %task.id, tool = %req.tool, rule, "intent denied");
         return denied(rule, &reason);
@@ -323,48 +415,184 @@ async fn request(session: &Session, agent: &VerifiedAgent, req: Request) -> Call
             return bad_input(REQUEST, format!("`follows` names `{parent}`, which is not a call of this task"));
         }
     }
-    let settings = shared.config.tokens;
-    let mut ttl = settings.default_ttl;
+    let Some(tool_facts) = decide::tool_facts(shared, &req.tool) else {
+        return refusal_result("unknown_tool", &format!("`{}` is not registered", req.tool));
+    };
+    let now = shared.clock.now_unix();
+    let digest = decide::request_digest(&agent.agent.id, &task.id, &req.tool, &constraints);
+    // The approval state of exactly this request (break-glass never uses one).
+    let existing = if break_glass.is_some() {
+        None
+    } else {
+        let d = digest.clone();
+        match store_op(&shared.store, move |s| s.approval_for_request(&d, now)).await {
+            Ok(a) => a,
+            Err(r) => return r,
+        }
+    };
+    let granted = existing.as_ref().filter(|a| a.state == ApprovalState::Approved);
+    let facts = RequestFacts {
+        purpose: req.purpose.trim().to_owned(),
+        follows: req.follows.clone(),
+        constraints: constraints.clone(),
+        approval: granted
+            .map(|a| ApprovalFacts { granted: true, group: a.group.clone(), approver: a.decided_by.clone().unwrap_or_default() })
+            .unwrap_or_default(),
+        break_glass: break_glass.clone(),
+        ..Default::default()
+    };
+    let agent_facts = decide::agent_facts(agent, false);
+    let task_facts = decide::task_facts(&task, &req.tool);
+    let action = if break_glass.is_some() { Action::BreakGlass } else { Action::Request };
+    let engine = shared.policy();
+    let decision = engine.decide(&DecisionInput {
+        action,
+        agent: &agent_facts,
+        tool: &tool_facts,
+        time: TimeFacts::at(now),
+        task: &task_facts,
+        request: Some(&facts),
+    });
+    let policies = decision.policy_ids();
+    if !decision.errors.is_empty() {
+        tracing::warn!(errors = ?decision.errors, "policy evaluation errors");
+    }
+    let pending = match decision.outcome {
+        Outcome::Deny { policy, reason } => {
+            tracing::info!(task = %task.id, tool = %req.tool, action = action.as_str(), policy = policy.as_deref().unwrap_or("default-deny"), "intent denied by policy");
+            return policy_denied(policy.as_deref(), &reason);
+        }
+        Outcome::NeedsApproval { group } => Some(group),
+        Outcome::Allow => None,
+    };
+    if let Some(group) = pending {
+        return pending_approval(session, agent, &task, &req.tool, &constraints, req.purpose.trim(), digest, group, policies, existing).await;
+    }
+    let mut ttl = shared.config.tokens.default_ttl;
+    if break_glass.is_some() {
+        ttl = shared.config.approvals.break_glass_max_ttl;
+    }
     if let Some(max) = tool.spec.max_ttl {
         ttl = ttl.min(max);
     }
     if let Some(asked) = req.ttl_seconds {
         ttl = ttl.min(Duration::from_secs(asked));
     }
-    let ttl_secs = i64::try_from(ttl.as_secs()).unwrap_or(60).max(1);
-    let now = shared.clock.now_unix();
     let jti = match token::new_jti() {
         Ok(j) => j,
         Err(e) => return refusal_result(e.code(), &e.to_string()),
     };
-    let phase_name = task.phase().map(|p| p.name.clone()).unwrap_or_default();
+    // An approval is spent on exactly one token, before the token exists.
+    let used_approval = granted.filter(|a| decision.determining.iter().any(|p| p.approval.as_deref() == Some(a.group.as_str())));
+    if let Some(a) = used_approval {
+        let (id, j) = (a.id.clone(), jti.clone());
+        match store_op(&shared.store, move |s| s.use_approval(&id, &j, now)).await {
+            Ok(true) => tracing::info!(approval = %a.id, jti = %jti, "approval spent"),
+            Ok(false) => return refusal_result("approval_used", &format!("approval {} was already used or expired; ask again", a.id)),
+            Err(r) => return r,
+        }
+    }
+    let issued = match issue_token(session, agent, &task, &req.tool, tool.server.clone(), constraints.clone(), req.purpose.trim(), req.follows.clone(), ttl, jti, now).await {
+        Ok(i) => i,
+        Err(r) => return r,
+    };
+    let mut answer = json!({
+        "decision": "allow",
+        "token": issued.signed,
+        "jti": issued.claims.jti,
+        "task": task.id,
+        "phase": issued.claims.phase,
+        "tool": req.tool,
+        "allows": issued.claims.args,
+        "expires_at": rfc3339(issued.claims.exp),
+        "expires_in_seconds": issued.claims.exp - now,
+        "policies": policies,
+        "use": format!(
+            "call {} once, with exactly the allowed arguments plus \"{TOKEN_ARGUMENT}\": \"<token>\" (or the token in _meta[\"{TOKEN_META_KEY}\"])",
+            req.tool
+        ),
+    });
+    if let Some(a) = used_approval {
+        answer["approval"] = json!({"id": a.id, "approved_by": a.decided_by, "group": a.group});
+    }
+    if let Some(justification) = break_glass {
+        let grant = BreakGlassGrant {
+            id: format!("bg_{}", issued.claims.jti),
+            agent: agent.agent.id.clone(),
+            task: task.id.clone(),
+            tool: req.tool.clone(),
+            constraints: serde_json::to_string(&issued.claims.args).unwrap_or_default(),
+            justification,
+            jti: issued.claims.jti.clone(),
+            policies: policies.clone(),
+            granted_at: now,
+            expires_at: issued.claims.exp,
+            reviewed_at: None,
+            reviewed_by: None,
+            note: None,
+        };
+        let id = grant.id.clone();
+        let jti = grant.jti.clone();
+        // The grant must be on record for review; if it cannot be, the token dies.
+        if let Err(r) = store_op(&shared.store, move |s| s.record_break_glass(&grant)).await {
+            let _ = store_op(&shared.store, move |s| s.revoke(&crate::store::Scope::Token(jti), "break-glass grant could not be recorded", now)).await;
+            return r;
+        }
+        tracing::warn!(break_glass = %id, agent = %agent.agent.name, task = %task.id, tool = %req.tool, policies = ?policies, "BREAK-GLASS GRANTED: token issued outside the normal rules; open for review (jitgate review list)");
+        answer["decision"] = json!("allow_break_glass");
+        answer["break_glass"] = json!({"id": id, "review": "recorded; a person must review it (jitgate review ack)"});
+    }
+    ok(answer)
+}
+
+/// A minted and recorded token.
+struct Issued {
+    signed: String,
+    claims: CapabilityClaims,
+}
+
+/// Mint a token for one call and record it; the token only exists once the
+/// store knows it, so a store failure means no token.
+#[allow(clippy::too_many_arguments)]
+async fn issue_token(
+    session: &Session,
+    agent: &VerifiedAgent,
+    task: &Task,
+    tool: &str,
+    audience: String,
+    constraints: ArgConstraints,
+    purpose: &str,
+    follows: Option<String>,
+    ttl: Duration,
+    jti: String,
+    now: i64,
+) -> Result<Issued, CallToolResult> {
+    let shared = &session.shared;
+    let ttl_secs = i64::try_from(ttl.as_secs()).unwrap_or(60).max(1);
     let claims = CapabilityClaims {
         iss: shared.config.gateway_id.clone(),
         sub: agent.agent.id.clone(),
-        aud: tool.server.clone(),
+        aud: audience,
         jti: jti.clone(),
         iat: now,
         nbf: now,
         exp: now + ttl_secs,
         sid: session.state.sid.clone(),
         task: task.id.clone(),
-        phase: phase_name.clone(),
-        tool: req.tool.clone(),
+        phase: task.phase().map(|p| p.name.clone()).unwrap_or_default(),
+        tool: tool.to_owned(),
         args: constraints,
-        purpose: token::purpose_digest(req.purpose.trim()),
-        parent: req.follows.clone(),
+        purpose: token::purpose_digest(purpose),
+        parent: follows,
         uses: 1,
     };
-    let signed = match token::mint(&shared.keyring(), &claims) {
-        Ok(t) => t,
-        Err(e) => return refusal_result(e.code(), &e.to_string()),
-    };
+    let signed = token::mint(&shared.keyring(), &claims).map_err(|e| refusal_result(e.code(), &e.to_string()))?;
     let record = TokenRecord {
         jti: jti.clone(),
         task: task.id.clone(),
         agent: agent.agent.id.clone(),
         sid: session.state.sid.clone(),
-        tool: req.tool.clone(),
+        tool: tool.to_owned(),
         phase: task.current_phase,
         state: TokenState::Issued,
         issued_at: now,
@@ -372,25 +600,136 @@ async fn request(session: &Session, agent: &VerifiedAgent, req: Request) -> Call
         changed_at: None,
         reason: None,
     };
-    // The token only exists once the store knows it: a store failure means no token.
-    if let Err(r) = store_op(&shared.store, move |s| s.record_token(&record)).await {
-        return r;
-    }
-    tracing::info!(task = %task.id, tool = %req.tool, jti = %jti, ttl_secs, "capability issued");
+    store_op(&shared.store, move |s| s.record_token(&record)).await?;
+    tracing::info!(task = %task.id, tool, jti = %jti, ttl_secs, "capability issued");
+    Ok(Issued { signed, claims })
+}
+
+/// Policy wants a person to approve: reuse the pending approval of this
+/// exact request, report a denial, or open a new one.
+#[allow(clippy::too_many_arguments)]
+async fn pending_approval(
+    session: &Session,
+    agent: &VerifiedAgent,
+    task: &Task,
+    tool: &str,
+    constraints: &ArgConstraints,
+    purpose: &str,
+    digest: String,
+    group: String,
+    policies: Vec<String>,
+    existing: Option<Approval>,
+) -> CallToolResult {
+    let shared = &session.shared;
+    let now = shared.clock.now_unix();
+    let approval = match existing {
+        Some(a) if a.state == ApprovalState::Pending && a.group == group => a,
+        Some(a) if a.state == ApprovalState::Denied => {
+            tracing::info!(approval = %a.id, "request denied by an approver earlier");
+            return refusal_result(
+                "approval_denied",
+                &format!(
+                    "a person ({}) denied approval {} for exactly this request: {}; do not retry it, change the plan or ask a human",
+                    a.decided_by.clone().unwrap_or_default(),
+                    a.id,
+                    a.note.clone().unwrap_or_default()
+                ),
+            );
+        }
+        _ => {
+            let id = match token::new_jti() {
+                Ok(j) => format!("apr_{j}"),
+                Err(e) => return refusal_result(e.code(), &e.to_string()),
+            };
+            let a = Approval {
+                id,
+                digest,
+                agent: agent.agent.id.clone(),
+                task: task.id.clone(),
+                tool: tool.to_owned(),
+                constraints: serde_json::to_string(constraints).unwrap_or_default(),
+                purpose: purpose.to_owned(),
+                group: group.clone(),
+                policies: policies.clone(),
+                state: ApprovalState::Pending,
+                created_at: now,
+                expires_at: now + i64::try_from(shared.config.approvals.pending_ttl.as_secs()).unwrap_or(900),
+                decided_at: None,
+                decided_by: None,
+                note: None,
+                used_jti: None,
+            };
+            let record = a.clone();
+            if let Err(r) = store_op(&shared.store, move |s| s.create_approval(&record)).await {
+                return r;
+            }
+            tracing::warn!(approval = %a.id, group = %group, agent = %agent.agent.name, task = %task.id, tool, policies = ?policies, "approval requested");
+            a
+        }
+    };
     ok(json!({
-        "decision": "allow",
-        "token": signed,
-        "jti": jti,
-        "task": task.id,
-        "phase": phase_name,
-        "tool": req.tool,
-        "allows": claims.args,
-        "expires_at": rfc3339(claims.exp),
-        "expires_in_seconds": ttl_secs,
-        "use": format!(
-            "call {} once, with exactly the allowed arguments plus \"{TOKEN_ARGUMENT}\": \"<token>\" (or the token in _meta[\"{TOKEN_META_KEY}\"])",
-            req.tool
+        "decision": "pending_approval",
+        "approval": approval.id,
+        "group": approval.group,
+        "policies": approval.policies,
+        "expires_at": rfc3339(approval.expires_at),
+        "next": format!(
+            "a person of group `{}` must approve this exact request. Check with {APPROVAL_STATUS} {{\"approval\": \"{}\"}}; once approved, call {REQUEST} again with the same task, tool, arguments and purpose to get the token",
+            approval.group, approval.id
         ),
+    }))
+}
+
+async fn quarantine_of(session: &Session, agent: &VerifiedAgent) -> Result<Option<String>, CallToolResult> {
+    let id = agent.agent.id.clone();
+    store_op(&session.shared.store, move |s| s.quarantined(&id)).await.map(|q| q.map(|q| q.reason))
+}
+
+fn quarantine_message(reason: &str) -> String {
+    format!("this agent is quarantined ({reason}); every request is refused until a person releases it with `jitgate agents release`")
+}
+
+fn policy_denied(policy: Option<&str>, reason: &str) -> CallToolResult {
+    match policy {
+        Some(id) => refusal_result("policy_denied", &format!("denied by policy `{id}`: {reason}")),
+        None => refusal_result("policy_denied", &format!("{reason} (default deny); ask the platform team if this tool is needed for the objective")),
+    }
+}
+
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+struct ApprovalStatus {
+    approval: String,
+}
+
+async fn approval_status(session: &Session, agent: &VerifiedAgent, req: ApprovalStatus) -> CallToolResult {
+    let now = session.shared.clock.now_unix();
+    let id = req.approval.clone();
+    let found = match store_op(&session.shared.store, move |s| s.approval(&id, now)).await {
+        Ok(a) => a,
+        Err(r) => return r,
+    };
+    // Another agent's approval looks exactly like one that does not exist.
+    let Some(a) = found.filter(|a| a.agent == agent.agent.id) else {
+        return refusal_result("approval_not_found", &format!("no approval `{}` for this agent; it is returned by {REQUEST} as `approval`", req.approval));
+    };
+    let next = match a.state {
+        ApprovalState::Pending => format!("wait for a person of group `{}`; ask again later", a.group),
+        ApprovalState::Approved => format!("approved: call {REQUEST} again with exactly the same task, tool, arguments and purpose to get the token"),
+        ApprovalState::Denied => "denied: do not retry this request".into(),
+        ApprovalState::Used => "already used for a token; a new call needs a new request".into(),
+        ApprovalState::Expired => format!("expired: call {REQUEST} again to ask for a new approval"),
+    };
+    ok(json!({
+        "approval": a.id,
+        "state": a.state.as_str(),
+        "group": a.group,
+        "tool": a.tool,
+        "task": a.task,
+        "decided_by": a.decided_by,
+        "note": a.note,
+        "expires_at": rfc3339(a.expires_at),
+        "next": next,
     }))
 }
 

@@ -11,6 +11,7 @@
 //! goes through [`authorize::authorize`], and nothing else forwards.
 
 pub mod authorize;
+mod decide;
 mod identity_source;
 pub mod inflight;
 pub mod maintenance;
@@ -36,6 +37,8 @@ use crate::config::{Config, OnDownstreamFailure};
 use crate::downstream::{CallError, DownstreamSet};
 use crate::identity::{IdentityError, IdentityVerifier, VerifiedAgent};
 use crate::store::{Scope, Store};
+use crate::approver::ApproverVerifier;
+use crate::policy::PolicyEngine;
 use crate::token::Keyring;
 use authorize::{Decision, Refusal, authorize};
 
@@ -51,12 +54,21 @@ pub struct Shared {
     pub inflight: inflight::Inflight,
     /// Cancelled when the gateway shuts down.
     pub shutdown: CancellationToken,
+    /// The policy set in force; replaced only by a set that validated.
+    pub policy: watch::Sender<Arc<PolicyEngine>>,
+    /// Verifies approvers' credentials (HTTP approvals API).
+    pub approvers: Arc<ApproverVerifier>,
 }
 
 impl Shared {
     /// The current keyring.
     pub fn keyring(&self) -> Arc<Keyring> {
         self.keyring.borrow().clone()
+    }
+
+    /// The policy set in force.
+    pub fn policy(&self) -> Arc<PolicyEngine> {
+        self.policy.borrow().clone()
     }
 }
 

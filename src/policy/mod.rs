@@ -11,6 +11,7 @@
 //!
 //! What the agent is told is the policy id and its reason, never policy text.
 
+pub mod approvals;
 pub mod entities;
 pub mod invariants;
 
@@ -422,9 +423,11 @@ impl PolicyEngine {
                 }
             }
             CedarDecision::Allow => {
-                // An allow needs approval only if every permit that allowed it asks for one.
+                // An allow needs approval only if every permit that allowed it asks
+                // for one, and only for a token request: planning a task that names
+                // a gated tool is fine, and break-glass is its own reviewed path.
                 let unconditional = determining.iter().any(|p| p.effect == "permit" && p.approval.is_none());
-                if unconditional || input.action == Action::BreakGlass {
+                if unconditional || input.action != Action::Request {
                     return Ok(Decision { outcome: Outcome::Allow, determining, errors });
                 }
                 let group = determining.iter().filter_map(|p| p.approval.clone()).min().unwrap_or_default();

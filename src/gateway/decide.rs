@@ -1,0 +1,80 @@
+//! Building the policy input for the meta-tools from what the gateway knows:
+//! the verified agent, the tool's manifest, the task, the request.
+
+use sha2::{Digest, Sha256};
+
+use super::Shared;
+use crate::identity::VerifiedAgent;
+use crate::policy::{AgentFacts, TaskFacts, ToolFacts};
+use crate::store::Task;
+use crate::token::ArgConstraints;
+
+/// The agent as policy sees it.
+pub fn agent_facts(agent: &VerifiedAgent, quarantined: bool) -> AgentFacts {
+    AgentFacts { agent: (*agent.agent).clone(), issuer: agent.issuer.clone(), claims: (*agent.claims).clone(), quarantined }
+}
+
+/// A registered tool by exposed name, from its manifest (whether or not the
+/// server is up: policy is about the registration, not the connection).
+pub fn tool_facts(shared: &Shared, exposed: &str) -> Option<ToolFacts> {
+    let (server, tool) = exposed.split_once(crate::manifest::NAMESPACE_SEPARATOR)?;
+    let d = shared.downstreams.get(server)?;
+    let spec = d.manifest.tools.get(tool)?;
+    Some(ToolFacts::new(server, spec))
+}
+
+/// The task as a `Request` decision sees it.
+pub fn task_facts(task: &Task, tool: &str) -> TaskFacts {
+    let phase = task.phase();
+    TaskFacts {
+        id: task.id.clone(),
+        objective: task.objective.clone(),
+        phase: phase.map(|p| p.name.clone()).unwrap_or_default(),
+        phase_index: task.current_phase,
+        phase_count: task.phases.len(),
+        in_phase_plan: phase.is_some_and(|p| p.tools.iter().any(|t| t == tool)),
+        plan: plan_tools(task),
+    }
+}
+
+/// Every tool a plan names, once.
+pub fn plan_tools(task: &Task) -> Vec<String> {
+    let mut v: Vec<String> = task.phases.iter().flat_map(|p| p.tools.iter().cloned()).collect();
+    v.sort();
+    v.dedup();
+    v
+}
+
+/// The digest an approval is bound to: agent, task, tool and the exact
+/// argument constraints. Any change to any of them is a different request.
+pub fn request_digest(agent: &str, task: &str, tool: &str, constraints: &ArgConstraints) -> String {
+    let mut h = Sha256::new();
+    for part in [agent, task, tool] {
+        h.update(part.as_bytes());
+        h.update([0]);
+    }
+    // BTreeMap keys are ordered, and serde_json maps are ordered (no
+    // preserve_order feature), so this text is canonical.
+    h.update(serde_json::to_string(constraints).unwrap_or_default().as_bytes());
+    hex::encode(h.finalize())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::token::Constraint;
+    use serde_json::json;
+
+    #[test]
+    fn digest_changes_with_any_part_of_the_request() {
+        let c = |v: serde_json::Value| ArgConstraints::from([("name".to_owned(), Constraint::Eq(v))]);
+        let base = request_digest("a", "t", "ws__delete", &c(json!("x")));
+        assert_eq!(base, request_digest("a", "t", "ws__delete", &c(json!("x"))));
+        assert_ne!(base, request_digest("a", "t", "ws__delete", &c(json!("y"))));
+        assert_ne!(base, request_digest("b", "t", "ws__delete", &c(json!("x"))));
+        assert_ne!(base, request_digest("a", "t2", "ws__delete", &c(json!("x"))));
+        assert_ne!(base, request_digest("a", "t", "ws__write", &c(json!("x"))));
+        let prefix = ArgConstraints::from([("name".to_owned(), Constraint::Prefix("x".into()))]);
+        assert_ne!(base, request_digest("a", "t", "ws__delete", &prefix));
+    }
+}
