@@ -1,10 +1,13 @@
 //! The command line: one file per subcommand, each with its own arguments
 //! and `run`. Errors map to distinct exit codes (see [`CliError::exit_code`]).
 
+pub mod agents;
+pub mod approvals;
 pub mod check;
 pub mod identity;
 pub mod keys;
 pub mod manifest;
+pub mod policy;
 pub mod revoke;
 pub mod serve;
 pub mod token;
@@ -47,6 +50,18 @@ pub enum Command {
     /// Capability tokens.
     #[command(subcommand)]
     Token(token::TokenCommand),
+    /// Policy authoring: explain a decision, print the Cedar schema.
+    #[command(subcommand)]
+    Policy(policy::PolicyCommand),
+    /// Approve or deny pending requests (people, with approver credentials).
+    #[command(subcommand)]
+    Approvals(approvals::ApprovalsCommand),
+    /// Review break-glass grants (people, with approver credentials).
+    #[command(subcommand)]
+    Review(approvals::ReviewCommand),
+    /// List, quarantine and release agents.
+    #[command(subcommand)]
+    Agents(agents::AgentsCommand),
 }
 
 /// A command failure with the exit code it maps to.
@@ -97,6 +112,10 @@ pub async fn run(cli: Cli) -> Result<(), CliError> {
         Command::Manifest(c) => manifest::run(c).await,
         Command::Revoke(a) => revoke::run(a),
         Command::Token(c) => token::run(c),
+        Command::Policy(c) => policy::run(c),
+        Command::Approvals(c) => approvals::run_approvals(c),
+        Command::Review(c) => approvals::run_review(c),
+        Command::Agents(c) => agents::run(c),
     }
 }
 

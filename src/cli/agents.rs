@@ -1,0 +1,114 @@
+//! `jitgate agents`: quarantine an agent or release it.
+//!
+//! Quarantine revokes everything the agent holds and refuses every later
+//! request (including break-glass) until a person releases it. Releasing
+//! takes a person's approver credential and a note; both are recorded.
+
+use std::path::PathBuf;
+
+use clap::{Args, Subcommand};
+use serde_json::json;
+
+use super::CliError;
+use super::approvals::{Credential, open, open_store};
+use crate::agent::AgentDirectory;
+use crate::clock::{Clock, SystemClock, rfc3339};
+use crate::config::Config;
+use crate::store::{Scope, Store};
+
+#[derive(Debug, Subcommand)]
+pub enum AgentsCommand {
+    /// List the registered agents and whether each is quarantined.
+    List {
+        #[arg(long)]
+        config: PathBuf,
+        #[arg(long)]
+        json: bool,
+    },
+    /// Quarantine an agent: revoke all it holds and refuse it until released.
+    Quarantine(QuarantineArgs),
+    /// Release a quarantined agent (needs your approver credential and a note).
+    Release {
+        #[command(flatten)]
+        who: Credential,
+        /// Agent name or SPIFFE id.
+        name: String,
+        /// What was checked before releasing it.
+        #[arg(long)]
+        note: String,
+    },
+}
+
+#[derive(Debug, Args)]
+pub struct QuarantineArgs {
+    #[arg(long)]
+    pub config: PathBuf,
+    /// Agent name or SPIFFE id.
+    pub name: String,
+    /// Why; shown to the agent and recorded.
+    #[arg(long)]
+    pub reason: String,
+}
+
+fn agent_id(config: &Config, name: &str) -> Result<String, CliError> {
+    let agents = AgentDirectory::load(&config.agents_dir).map_err(|e| CliError::Config(crate::source::SourceErrors(e)))?;
+    agents
+        .by_name(name)
+        .or_else(|| agents.by_subject(name))
+        .map(|a| a.id.clone())
+        .ok_or_else(|| CliError::Other(format!("no agent named `{name}` in {}", config.agents_dir.display())))
+}
+
+pub fn run(cmd: AgentsCommand) -> Result<(), CliError> {
+    let now = SystemClock.now_unix();
+    let other = |e: crate::store::StoreError| CliError::Other(e.to_string());
+    match cmd {
+        AgentsCommand::List { config, json } => {
+            let config = Config::load(&config)?;
+            let agents = AgentDirectory::load(&config.agents_dir).map_err(|e| CliError::Config(crate::source::SourceErrors(e)))?;
+            let store = open_store(&config.store_path()).ok();
+            let mut rows = Vec::new();
+            for a in agents.iter() {
+                let q = match &store {
+                    Some(s) => s.quarantined(&a.id).map_err(other)?,
+                    None => None,
+                };
+                rows.push(json!({"name": a.name, "id": a.id, "team": a.team, "quarantined": q.as_ref().map(|q| json!({"reason": q.reason, "since": rfc3339(q.since)}))}));
+                if !json {
+                    let state = q.map(|q| format!("QUARANTINED since {}: {}", rfc3339(q.since), q.reason)).unwrap_or_else(|| "active".into());
+                    println!("{:<16} {:<44} team={:<10} {state}", a.name, a.id, a.team);
+                }
+            }
+            if json {
+                println!("{}", serde_json::Value::Array(rows));
+            }
+            Ok(())
+        }
+        AgentsCommand::Quarantine(a) => {
+            if a.reason.trim().is_empty() {
+                return Err(CliError::Other("--reason must say why".into()));
+            }
+            let config = Config::load(&a.config)?;
+            let id = agent_id(&config, &a.name)?;
+            let store = open_store(&config.store_path())?;
+            store.quarantine(&id, a.reason.trim(), now).map_err(other)?;
+            let r = store.revoke(&Scope::Agent(id.clone()), &format!("quarantined: {}", a.reason.trim()), now).map_err(other)?;
+            tracing::warn!(agent = %id, tokens = r.tokens, "agent quarantined");
+            eprintln!("agent {id} quarantined; {} live token(s) revoked, its tasks ended", r.tokens);
+            Ok(())
+        }
+        AgentsCommand::Release { who, name, note } => {
+            if note.trim().is_empty() {
+                return Err(CliError::Other("--note must say what was checked".into()));
+            }
+            let (config, store, person) = open(&who)?;
+            let id = agent_id(&config, &name)?;
+            if !store.release(&id, &person.subject, note.trim(), now).map_err(other)? {
+                return Err(CliError::Other(format!("agent {id} is not quarantined")));
+            }
+            tracing::warn!(agent = %id, by = %person.subject, "agent released from quarantine");
+            eprintln!("agent {id} released by {}", person.subject);
+            Ok(())
+        }
+    }
+}

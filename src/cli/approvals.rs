@@ -1,0 +1,213 @@
+//! `jitgate approvals` and `jitgate review`: the human side, for people with
+//! approver credentials. They act on the gateway's store directly, like
+//! `jitgate revoke`; the running gateway sees each decision on the agent's
+//! next request.
+
+use std::path::{Path, PathBuf};
+
+use clap::{Args, Subcommand};
+use serde_json::json;
+
+use super::CliError;
+use crate::approver::{ApproverVerifier, VerifiedApprover};
+use crate::clock::{Clock, SystemClock, rfc3339};
+use crate::config::Config;
+use crate::store::{Approval, BreakGlassGrant, SqliteStore, Store};
+
+/// Where a person's credential comes from.
+#[derive(Debug, Args)]
+pub struct Credential {
+    /// The gateway config.
+    #[arg(long)]
+    pub config: PathBuf,
+    /// File with your approver credential (a JWT from an approver issuer). Default: $JITGATE_APPROVER_TOKEN.
+    #[arg(long)]
+    pub credential: Option<PathBuf>,
+    /// Print JSON.
+    #[arg(long)]
+    pub json: bool,
+}
+
+#[derive(Debug, Subcommand)]
+pub enum ApprovalsCommand {
+    /// List pending and approved (not yet used) approvals; --all for every one.
+    List {
+        #[command(flatten)]
+        who: Credential,
+        #[arg(long)]
+        all: bool,
+    },
+    /// Show one approval in full.
+    Show {
+        #[command(flatten)]
+        who: Credential,
+        id: String,
+    },
+    /// Approve a pending request (you must be in its group).
+    Approve {
+        #[command(flatten)]
+        who: Credential,
+        id: String,
+        /// Optional note, recorded and shown to the agent.
+        #[arg(long, default_value = "")]
+        note: String,
+    },
+    /// Deny a pending request (you must be in its group).
+    Deny {
+        #[command(flatten)]
+        who: Credential,
+        id: String,
+        /// Why; recorded and shown to the agent.
+        #[arg(long)]
+        reason: String,
+    },
+}
+
+#[derive(Debug, Subcommand)]
+pub enum ReviewCommand {
+    /// List break-glass grants awaiting review; --all for reviewed ones too.
+    List {
+        #[command(flatten)]
+        who: Credential,
+        #[arg(long)]
+        all: bool,
+    },
+    /// Sign a break-glass grant off after looking at what it did.
+    Ack {
+        #[command(flatten)]
+        who: Credential,
+        id: String,
+        /// What you checked and concluded; recorded.
+        #[arg(long)]
+        note: String,
+    },
+}
+
+/// Open the store of a config and verify the person's credential.
+pub fn open(who: &Credential) -> Result<(Config, SqliteStore, VerifiedApprover), CliError> {
+    let config = Config::load(&who.config)?;
+    let token = match &who.credential {
+        Some(path) => std::fs::read_to_string(path).map_err(|e| CliError::Identity(format!("cannot read credential {}: {e}", path.display())))?,
+        None => std::env::var("JITGATE_APPROVER_TOKEN").unwrap_or_default(),
+    };
+    let verifier = ApproverVerifier::new(&config, std::sync::Arc::new(SystemClock)).map_err(|e| CliError::Identity(e.to_string()))?;
+    let approver = verifier.verify(&token).map_err(|e| CliError::Identity(format!("{e} [{}]", e.code())))?;
+    let store = open_store(&config.store_path())?;
+    Ok((config, store, approver))
+}
+
+pub fn open_store(path: &Path) -> Result<SqliteStore, CliError> {
+    if !path.exists() {
+        return Err(CliError::Other(format!("no store at {}; has the gateway run with this config?", path.display())));
+    }
+    SqliteStore::open(path).map_err(|e| CliError::Other(e.to_string()))
+}
+
+fn other(e: impl std::fmt::Display) -> CliError {
+    CliError::Other(e.to_string())
+}
+
+pub fn run_approvals(cmd: ApprovalsCommand) -> Result<(), CliError> {
+    let now = SystemClock.now_unix();
+    match cmd {
+        ApprovalsCommand::List { who, all } => {
+            let (_, store, _) = open(&who)?;
+            let list = store.approvals(all, now).map_err(other)?;
+            if who.json {
+                println!("{}", json!(list));
+            } else if list.is_empty() {
+                eprintln!("no {}approvals", if all { "" } else { "open " });
+            } else {
+                for a in &list {
+                    println!("{}  {:<8}  {}  group={}  agent={}  task={}  expires {}", a.id, a.state.as_str(), a.tool, a.group, a.agent, a.task, rfc3339(a.expires_at));
+                }
+            }
+            Ok(())
+        }
+        ApprovalsCommand::Show { who, id } => {
+            let (_, store, _) = open(&who)?;
+            let a = store.approval(&id, now).map_err(other)?.ok_or_else(|| CliError::Other(format!("no approval `{id}`")))?;
+            print_approval(&a, who.json);
+            Ok(())
+        }
+        ApprovalsCommand::Approve { who, id, note } => decide(&who, &id, true, &note, now),
+        ApprovalsCommand::Deny { who, id, reason } => decide(&who, &id, false, &reason, now),
+    }
+}
+
+fn decide(who: &Credential, id: &str, approve: bool, note: &str, now: i64) -> Result<(), CliError> {
+    let (config, store, approver) = open(who)?;
+    let a = crate::policy::approvals::decide(&store, &approver, id, approve, note, now, config.approvals.use_ttl)
+        .map_err(|e| CliError::Other(format!("{e} [{}]", e.code())))?;
+    if who.json {
+        println!("{}", json!(a));
+    } else {
+        eprintln!("{} {} ({} for agent {}); recorded as {}", a.state.as_str(), a.id, a.tool, a.agent, approver.subject);
+    }
+    Ok(())
+}
+
+fn print_approval(a: &Approval, as_json: bool) {
+    if as_json {
+        println!("{}", json!(a));
+        return;
+    }
+    println!("approval   {}", a.id);
+    println!("state      {}", a.state.as_str());
+    println!("agent      {}", a.agent);
+    println!("task       {}", a.task);
+    println!("tool       {}", a.tool);
+    println!("arguments  {}", a.constraints);
+    println!("purpose    {}", a.purpose);
+    println!("group      {}", a.group);
+    println!("policies   {}", a.policies.join(", "));
+    println!("created    {}", rfc3339(a.created_at));
+    println!("expires    {}", rfc3339(a.expires_at));
+    if let Some(by) = &a.decided_by {
+        println!("decided by {by} at {}: {}", a.decided_at.map(rfc3339).unwrap_or_default(), a.note.clone().unwrap_or_default());
+    }
+    if let Some(j) = &a.used_jti {
+        println!("used for   token {j}");
+    }
+}
+
+fn print_grant(g: &BreakGlassGrant) {
+    let review = match (&g.reviewed_by, g.reviewed_at) {
+        (Some(by), Some(at)) => format!("reviewed by {by} at {}: {}", rfc3339(at), g.note.clone().unwrap_or_default()),
+        _ => "AWAITING REVIEW".into(),
+    };
+    println!("{}  {}  agent={}  task={}  token={}  granted {}  justification: {}  [{review}]", g.id, g.tool, g.agent, g.task, g.jti, rfc3339(g.granted_at), g.justification);
+}
+
+pub fn run_review(cmd: ReviewCommand) -> Result<(), CliError> {
+    match cmd {
+        ReviewCommand::List { who, all } => {
+            let (_, store, _) = open(&who)?;
+            let list = store.break_glass_grants(all).map_err(other)?;
+            if who.json {
+                println!("{}", json!(list));
+            } else if list.is_empty() {
+                eprintln!("no break-glass grants {}", if all { "" } else { "awaiting review" });
+            } else {
+                list.iter().for_each(print_grant);
+            }
+            Ok(())
+        }
+        ReviewCommand::Ack { who, id, note } => {
+            if note.trim().is_empty() {
+                return Err(CliError::Other("--note must say what you checked".into()));
+            }
+            let (_, store, approver) = open(&who)?;
+            if !store.ack_break_glass(&id, &approver.subject, note.trim(), SystemClock.now_unix()).map_err(other)? {
+                return Err(CliError::Other(format!("no break-glass grant `{id}` awaiting review; see `jitgate review list --all`")));
+            }
+            tracing::warn!(grant = %id, by = %approver.subject, "break-glass grant reviewed");
+            if who.json {
+                println!("{}", json!({"id": id, "reviewed_by": approver.subject}));
+            } else {
+                eprintln!("break-glass grant {id} signed off by {}", approver.subject);
+            }
+            Ok(())
+        }
+    }
+}

@@ -1,0 +1,176 @@
+//! `jitgate policy`: help for people writing policy.
+//!
+//! `explain` runs one decision against the deployment's policies, as the
+//! gateway would, and prints the outcome and the policies that determined
+//! it. `schema` prints the Cedar schema policies are validated against.
+
+use std::path::PathBuf;
+use std::time::SystemTime;
+
+use clap::{Args, Subcommand};
+use serde_json::json;
+
+use super::{CliError, Deployment};
+use crate::clock::{Clock, SystemClock, rfc3339};
+use crate::policy::{Action, AgentFacts, ApprovalFacts, DecisionInput, Outcome, RequestFacts, TaintFacts, TaskFacts, TimeFacts, ToolFacts};
+use crate::token::constraints;
+
+#[derive(Debug, Subcommand)]
+pub enum PolicyCommand {
+    /// Decide one request against the deployment's policies and show why.
+    Explain(ExplainArgs),
+    /// Print jitgate's Cedar schema.
+    Schema,
+}
+
+#[derive(Debug, Args)]
+pub struct ExplainArgs {
+    #[arg(long)]
+    pub config: PathBuf,
+    /// Agent name.
+    #[arg(long)]
+    pub agent: String,
+    /// Tool, as agents see it (server__tool).
+    #[arg(long)]
+    pub tool: String,
+    /// The call's arguments as a JSON object.
+    #[arg(long, default_value = "{}")]
+    pub args: String,
+    /// request, begin-task or break-glass.
+    #[arg(long, default_value = "request")]
+    pub action: String,
+    /// Decision time (RFC 3339, e.g. 2026-11-25T22:00:00Z); default now.
+    #[arg(long)]
+    pub at: Option<String>,
+    /// Name of the issuer that vouched for the agent; default the first configured issuer.
+    #[arg(long)]
+    pub issuer: Option<String>,
+    /// Treat the tool as outside the current phase's plan.
+    #[arg(long)]
+    pub not_in_plan: bool,
+    /// Pretend a person of this group approved the request.
+    #[arg(long)]
+    pub approved_by_group: Option<String>,
+    /// Pretend a sensitive argument carries a value from untrusted content.
+    #[arg(long)]
+    pub tainted: bool,
+    /// With --action break-glass: the justification.
+    #[arg(long, default_value = "")]
+    pub justification: String,
+    /// Pretend the agent is quarantined.
+    #[arg(long)]
+    pub quarantined: bool,
+    #[arg(long)]
+    pub json: bool,
+}
+
+pub fn run(cmd: PolicyCommand) -> Result<(), CliError> {
+    match cmd {
+        PolicyCommand::Schema => {
+            print!("{}", crate::policy::SCHEMA_TEXT);
+            Ok(())
+        }
+        PolicyCommand::Explain(a) => explain(a),
+    }
+}
+
+fn bad(m: String) -> CliError {
+    CliError::Other(m)
+}
+
+fn explain(a: ExplainArgs) -> Result<(), CliError> {
+    let d = Deployment::load(&a.config).map_err(CliError::Config)?;
+    let action: Action = a.action.parse().map_err(bad)?;
+    let agent = d.agents.by_name(&a.agent).ok_or_else(|| bad(format!("no agent named `{}`", a.agent)))?;
+    let (server, tool_name) = a.tool.split_once(crate::manifest::NAMESPACE_SEPARATOR).ok_or_else(|| bad(format!("tool `{}` must be server__tool", a.tool)))?;
+    let spec = d
+        .manifests
+        .iter()
+        .find(|(m, _)| m.name == server)
+        .and_then(|(m, _)| m.tools.get(tool_name))
+        .ok_or_else(|| bad(format!("`{}` is not a registered tool", a.tool)))?;
+    let tool = ToolFacts::new(server, spec);
+    let arguments: serde_json::Map<String, serde_json::Value> =
+        serde_json::from_str(&a.args).map_err(|e| bad(format!("--args must be a JSON object: {e}")))?;
+    let now = match &a.at {
+        Some(t) => humantime::parse_rfc3339_weak(t)
+            .map_err(|e| bad(format!("--at `{t}`: {e}; use e.g. 2026-11-25T22:00:00Z")))?
+            .duration_since(SystemTime::UNIX_EPOCH)
+            .map(|d| i64::try_from(d.as_secs()).unwrap_or(i64::MAX))
+            .map_err(|_| bad("--at is before 1970".into()))?,
+        None => SystemClock.now_unix(),
+    };
+    let issuer = match &a.issuer {
+        Some(i) => i.clone(),
+        None => d.config.identity.issuers.first().map(|i| i.name.clone()).unwrap_or_default(),
+    };
+    let agent_facts = AgentFacts { agent: agent.clone(), issuer: issuer.clone(), claims: Default::default(), quarantined: a.quarantined };
+    let task = TaskFacts {
+        id: "task_explain".into(),
+        objective: "(policy explain)".into(),
+        phase: "explain".into(),
+        phase_index: 0,
+        phase_count: 1,
+        in_phase_plan: !a.not_in_plan,
+        plan: vec![a.tool.clone()],
+    };
+    let request = RequestFacts {
+        purpose: "(policy explain)".into(),
+        constraints: constraints::exact(&arguments),
+        approval: a.approved_by_group.clone().map(|g| ApprovalFacts { granted: true, group: g, approver: "(explain)".into() }).unwrap_or_default(),
+        taint: TaintFacts { evaluated: a.tainted, sensitive_from_untrusted: a.tainted, sources: Vec::new() },
+        break_glass: (action == Action::BreakGlass).then(|| a.justification.clone()),
+        ..Default::default()
+    };
+    let time = TimeFacts::at(now);
+    let decision = d.policy.decide(&DecisionInput { action, agent: &agent_facts, tool: &tool, time, task: &task, request: (action != Action::BeginTask).then_some(&request) });
+    let (word, reason) = match &decision.outcome {
+        Outcome::Allow => ("ALLOW", String::new()),
+        Outcome::NeedsApproval { group } => ("NEEDS APPROVAL", format!("a person of group `{group}` must approve")),
+        Outcome::Deny { reason, .. } => ("DENY", reason.clone()),
+    };
+    if a.json {
+        println!(
+            "{}",
+            json!({
+                "decision": match decision.outcome { Outcome::Allow => "allow", Outcome::NeedsApproval { .. } => "needs_approval", Outcome::Deny { .. } => "deny" },
+                "reason": reason,
+                "approval_group": match &decision.outcome { Outcome::NeedsApproval { group } => Some(group.clone()), _ => None },
+                "policies": decision.determining.iter().map(|p| json!({"id": p.id, "file": p.file, "line": p.line, "effect": p.effect, "reason": p.reason, "approval": p.approval})).collect::<Vec<_>>(),
+                "errors": decision.errors,
+                "at": rfc3339(now),
+            })
+        );
+        return Ok(());
+    }
+    println!("decision: {word}{}", if reason.is_empty() { String::new() } else { format!(": {reason}") });
+    if decision.determining.is_empty() {
+        println!("  no policy applied (default deny)");
+    }
+    for p in &decision.determining {
+        let extra = match (&p.reason, &p.approval) {
+            (Some(r), _) => format!(" — {r}"),
+            (None, Some(g)) => format!(" — needs approval by `{g}`"),
+            _ => String::new(),
+        };
+        println!("  {} {} ({}:{}){extra}", p.effect, p.id, p.file.display(), p.line);
+    }
+    for e in &decision.errors {
+        println!("  error: {e}");
+    }
+    println!(
+        "input: action {} · agent {} (team {}, issuer {issuer}) · tool {} (risk {}, class {}, env {}) · {} {} {:02}:{:02} UTC",
+        action.as_str(),
+        agent.name,
+        agent.team,
+        tool.exposed,
+        spec.risk.as_str(),
+        spec.resource_class,
+        spec.environment,
+        rfc3339(now),
+        time.weekday(),
+        time.hour,
+        time.minute
+    );
+    Ok(())
+}
