@@ -5,7 +5,10 @@
 //! request and attaches the [`VerifiedAgent`] for the session handler. A
 //! missing or bad token gets `401` with a JSON body naming the reason.
 //! `/healthz` reports which downstream servers are ready (no secrets, no tool
-//! names).
+//! names). `/approvals` and `/reviews` are the people's API ([`approvals`]),
+//! authenticated with approver credentials, never agent identities.
+
+mod approvals;
 
 use std::net::SocketAddr;
 use std::sync::Arc;
@@ -38,6 +41,7 @@ pub fn router(shared: Arc<Shared>) -> axum::Router {
         .layer(middleware::from_fn_with_state(shared.clone(), require_identity))
         .route("/healthz", get(healthz))
         .route("/.well-known/jwks.json", get(jwks))
+        .merge(approvals::routes())
         .with_state(shared)
 }
 

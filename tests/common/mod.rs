@@ -59,11 +59,37 @@ pub struct Setup {
     pub workspace_faults: bool,
     /// Extra agent files: (file name, content).
     pub agents: Vec<(String, String)>,
+    /// Policy files (file name, content); default: one that permits
+    /// everything, so tests of other parts see only the plan invariants.
+    pub policies: Vec<(String, String)>,
+}
+
+/// A policy set that permits every action (the plan invariants still hold).
+pub const PERMIT_ALL: &str = "permit (principal, action, resource);\n";
+
+/// The quick start's policy files.
+pub fn quickstart_policies() -> Vec<(String, String)> {
+    let dir = repo_root().join("examples/quickstart/policies");
+    let mut v: Vec<(String, String)> = std::fs::read_dir(&dir)
+        .unwrap()
+        .map(|e| e.unwrap().path())
+        .filter(|p| p.extension().is_some_and(|x| x == "cedar"))
+        .map(|p| (p.file_name().unwrap().to_string_lossy().into_owned(), std::fs::read_to_string(&p).unwrap()))
+        .collect();
+    v.sort();
+    v
 }
 
 impl Default for Setup {
     fn default() -> Self {
-        Self { extra_config: String::new(), limits: String::new(), workspace: true, workspace_faults: false, agents: Vec::new() }
+        Self {
+            extra_config: String::new(),
+            limits: String::new(),
+            workspace: true,
+            workspace_faults: false,
+            agents: Vec::new(),
+            policies: vec![("permit-all.cedar".into(), PERMIT_ALL.into())],
+        }
     }
 }
 
@@ -96,6 +122,10 @@ impl Deployment {
         for (name, content) in &setup.agents {
             std::fs::write(root.join("agents").join(name), content).unwrap();
         }
+        std::fs::create_dir_all(root.join("policies")).unwrap();
+        for (name, content) in &setup.policies {
+            std::fs::write(root.join("policies").join(name), content).unwrap();
+        }
         let workspace_state = root.join("ws-state");
         let mut config = format!(
             r#"[gateway]
@@ -111,6 +141,11 @@ startup_timeout = "60s"
 name = "dev"
 iss = "jitgate-dev-issuer"
 trust_domain = "spiffe://jitgate.local"
+development = true
+
+[[approvals.issuers]]
+name = "people"
+iss = "jitgate-dev-approver-issuer"
 development = true
 "#,
             limits = setup.limits
@@ -143,6 +178,18 @@ development = true
             .args(["identity", "mint", "--config"])
             .arg(&self.config)
             .args(["--agent", agent, "--ttl", "10m"])
+            .output()
+            .unwrap();
+        assert!(out.status.success(), "mint failed: {}", String::from_utf8_lossy(&out.stderr));
+        String::from_utf8(out.stdout).unwrap().trim().to_owned()
+    }
+
+    /// Mint a person's approver credential with the real CLI.
+    pub fn mint_approver(&self, subject: &str, groups: &str) -> String {
+        let out = Command::new(jitgate_bin())
+            .args(["identity", "mint", "--config"])
+            .arg(&self.config)
+            .args(["--approver", subject, "--groups", groups, "--ttl", "10m"])
             .output()
             .unwrap();
         assert!(out.status.success(), "mint failed: {}", String::from_utf8_lossy(&out.stderr));
