@@ -176,3 +176,62 @@ pub fn mint(key: &KeyPair, iss: &str, sub: &str, aud: &str, groups: &[String], n
     };
     jws::sign(&claims, &key.kid, crate::identity::IDENTITY_TYP, &key.signing)
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::clock::ManualClock;
+    use crate::config::{IssuerConfig, IssuerKeys};
+
+    const NOW: i64 = 1_800_000_000;
+
+    fn verifier(people: &KeyPair, clock: &ManualClock) -> ApproverVerifier {
+        ApproverVerifier {
+            audience: "jitgate://gw".into(),
+            skew: 5,
+            issuers: vec![
+                TrustedIssuer::load(&IssuerConfig {
+                    name: "people".into(),
+                    iss: "https://people.test".into(),
+                    trust_domain: None,
+                    keys: IssuerKeys::Inline(vec![people.public().to_b64url()]),
+                })
+                .unwrap(),
+            ],
+            agent_issuers: BTreeMap::from([("https://agents.test".to_owned(), "corp-agents".to_owned())]),
+            clock: Arc::new(clock.clone()),
+        }
+    }
+
+    #[test]
+    fn people_verify_and_agents_never_do() {
+        let people = KeyPair::from_seed(&[5; 32]);
+        let clock = ManualClock::at(NOW);
+        let v = verifier(&people, &clock);
+        let groups = vec!["oncall".to_owned()];
+        let ok = mint(&people, "https://people.test", "alice@example.org", "jitgate://gw", &groups, NOW, 60).unwrap();
+        let a = v.verify(&ok).unwrap();
+        assert_eq!((a.subject.as_str(), a.in_group("oncall"), a.in_group("other")), ("alice@example.org", true, false));
+
+        // An agent identity token (agent issuer): refused and named as such.
+        let agent_token = crate::identity::mint(&people, "https://agents.test", "spiffe://x/agent/a", "jitgate://gw", NOW, 60).unwrap();
+        let e = v.verify(&agent_token).unwrap_err();
+        assert_eq!(e.code(), "approver_is_agent");
+        assert!(e.to_string().contains("agents can never approve"), "{e}");
+        // Even signed by the people issuer, a SPIFFE subject is an agent.
+        let spiffe = mint(&people, "https://people.test", "spiffe://x/agent/a", "jitgate://gw", &groups, NOW, 60).unwrap();
+        assert_eq!(v.verify(&spiffe).unwrap_err().code(), "approver_is_agent");
+
+        let rogue = KeyPair::from_seed(&[6; 32]);
+        let mut forged_key = rogue.clone();
+        forged_key.kid = people.kid.clone();
+        let forged = mint(&forged_key, "https://people.test", "alice@example.org", "jitgate://gw", &groups, NOW, 60).unwrap();
+        assert_eq!(v.verify(&forged).unwrap_err().code(), "approver_bad_signature");
+        let other_aud = mint(&people, "https://people.test", "alice@example.org", "jitgate://elsewhere", &groups, NOW, 60).unwrap();
+        assert_eq!(v.verify(&other_aud).unwrap_err().code(), "approver_wrong_audience");
+        assert_eq!(v.verify("").unwrap_err().code(), "approver_missing");
+        assert_eq!(v.verify("x.y").unwrap_err().code(), "approver_malformed");
+        clock.advance(66);
+        assert_eq!(v.verify(&ok).unwrap_err().code(), "approver_expired");
+    }
+}

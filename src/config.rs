@@ -518,4 +518,20 @@ development = true
         let e = load(&format!("{MINIMAL}\n[limits]\ncall_timeout = \"soon\"\n")).unwrap_err();
         assert!(e.message.contains("not a duration"), "{e}");
     }
+
+    #[test]
+    fn approver_issuers_are_kept_apart_from_agent_issuers() {
+        let c = load(MINIMAL).unwrap();
+        assert_eq!(c.approvals.break_glass_max_ttl, Duration::from_secs(300));
+        assert!(c.policy.dir.ends_with("policies"));
+        let same = format!("{MINIMAL}\n[[approvals.issuers]]\nname = \"people\"\niss = \"dev-issuer\"\npublic_keys = [\"x\"]\n");
+        let e = load(&same).unwrap_err();
+        assert!(e.message.contains("same iss") && e.line > 0, "{e}");
+        let td = format!("{MINIMAL}\n[[approvals.issuers]]\nname = \"people\"\niss = \"p\"\ntrust_domain = \"spiffe://x\"\npublic_keys = [\"x\"]\n");
+        assert!(load(&td).unwrap_err().message.contains("trust_domain"));
+        let ok = format!("{MINIMAL}\n[approvals]\nbreak_glass_max_ttl = \"2m\"\n[[approvals.issuers]]\nname = \"people\"\niss = \"p\"\ndevelopment = true\n[policy]\ndir = \"cedar\"\n");
+        let c = load(&ok).unwrap();
+        assert_eq!((c.approvals.issuers.len(), c.approvals.break_glass_max_ttl), (1, Duration::from_secs(120)));
+        assert!(c.policy.dir.ends_with("cedar"));
+    }
 }

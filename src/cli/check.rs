@@ -1,4 +1,5 @@
-//! `jitgate check`: validate everything a config names, and compare pins
+//! `jitgate check`: validate everything a config names (including the Cedar
+//! policies, against jitgate's schema, with file and line), and compare pins
 //! with the live servers, so that a changed tool is caught before it is
 //! withheld in production.
 
@@ -49,7 +50,7 @@ pub async fn run(args: CheckArgs) -> Result<(), CliError> {
         }
     }
     if args.json {
-        println!("{}", json!({"ok": problems.is_empty(), "errors": problems, "servers": servers}));
+        println!("{}", json!({"ok": problems.is_empty(), "errors": problems, "servers": servers, "policies": deployment.policy.len()}));
     } else {
         eprintln!(
             "config {}: {} agent(s), {} server(s) registered",
@@ -57,6 +58,7 @@ pub async fn run(args: CheckArgs) -> Result<(), CliError> {
             deployment.agents.iter().count(),
             deployment.manifests.len()
         );
+        eprintln!("  policies: {} valid against the Cedar schema, in {}", deployment.policy.len(), deployment.policy.dir.display());
         for s in &servers {
             eprintln!("  server {}: {}", s["name"].as_str().unwrap_or("?"), s["summary"].as_str().unwrap_or(s["status"].as_str().unwrap_or("")));
         }

@@ -278,14 +278,16 @@ async fn begin_task(session: &Session, agent: &VerifiedAgent, req: BeginTask) ->
     }))
 }
 
-/// Policy decides `BeginTask` once for every tool the plan names; one denial
-/// refuses the plan, naming the tool and the policy.
+/// Policy decides `BeginTask` once for every tool the plan names; any denial
+/// refuses the plan, naming each denied tool with its policy and the tools
+/// that would be allowed.
 fn decide_plan(shared: &super::Shared, agent: &VerifiedAgent, id: &str, objective: &str, phases: &[Phase], now: i64) -> Result<(), CallToolResult> {
     let mut plan: Vec<String> = phases.iter().flat_map(|p| p.tools.iter().cloned()).collect();
     plan.sort();
     plan.dedup();
     let engine = shared.policy();
     let agent_facts = decide::agent_facts(agent, false);
+    let (mut denied_tools, mut allowed) = (Vec::new(), Vec::new());
     for tool in &plan {
         let Some(tool_facts) = decide::tool_facts(shared, tool) else {
             return Err(refusal_result("unknown_tool", &format!("`{tool}` is not registered")));
@@ -301,11 +303,24 @@ fn decide_plan(shared: &super::Shared, agent: &VerifiedAgent, id: &str, objectiv
             plan: plan.clone(),
         };
         let d = engine.decide(&DecisionInput { action: Action::BeginTask, agent: &agent_facts, tool: &tool_facts, time: TimeFacts::at(now), task: &task, request: None });
-        if let Outcome::Deny { policy, reason } = d.outcome {
-            tracing::info!(tool = %tool, policy = policy.as_deref().unwrap_or("default-deny"), "task plan denied by policy");
-            let what = format!("the plan may not include `{tool}`: {reason}");
-            return Err(policy_denied(policy.as_deref(), &what));
+        match d.outcome {
+            Outcome::Deny { policy, reason } => {
+                tracing::info!(tool = %tool, policy = policy.as_deref().unwrap_or("default-deny"), "task plan denied by policy");
+                let why = match policy {
+                    Some(id) => format!("`{tool}` (policy `{id}`: {reason})"),
+                    None => format!("`{tool}` ({reason})"),
+                };
+                denied_tools.push(why);
+            }
+            Outcome::Allow | Outcome::NeedsApproval { .. } => allowed.push(tool.clone()),
         }
+    }
+    if !denied_tools.is_empty() {
+        let allowed = if allowed.is_empty() { "none".to_owned() } else { allowed.join(", ") };
+        return Err(refusal_result(
+            "policy_denied",
+            &format!("the plan may not include {}; tools of this plan that are allowed: {allowed}", denied_tools.join("; ")),
+        ));
     }
     Ok(())
 }
