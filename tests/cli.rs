@@ -120,3 +120,34 @@ fn every_command_has_help() {
     assert_eq!(code, Some(2));
     assert!(err.contains("--config"), "{err}");
 }
+
+#[test]
+fn check_and_serve_report_policy_errors_with_file_and_line() {
+    let dep = Deployment::new(&Setup {
+        policies: vec![
+            ("good.cedar".into(), "permit (principal, action, resource);\n".into()),
+            ("syntax.cedar".into(), "// a comment\npermit (principal, action resource);\n".into()),
+            ("schema.cedar".into(), "permit (principal, action == Action::\"Request\", resource)\nwhen { principal.clearance > 3 };\n".into()),
+        ],
+        ..Setup::default()
+    });
+    let cfg = dep.config.to_str().unwrap();
+    let (code, _, err) = jitgate(&["check", "--offline", "--config", cfg]);
+    assert_eq!(code, Some(2), "{err}");
+    assert!(err.contains("syntax.cedar:2:"), "{err}");
+    assert!(err.contains("schema.cedar:2:") && err.contains("clearance"), "{err}");
+    // The gateway does not start on a policy set that does not validate.
+    let (code, _, err) = jitgate(&["serve", "--config", cfg, "--listen", "127.0.0.1:0"]);
+    assert_eq!(code, Some(2), "{err}");
+    assert!(err.contains("syntax.cedar:2:"), "{err}");
+    // Fixed: check passes and reports the policies.
+    std::fs::remove_file(dep.path("policies/syntax.cedar")).unwrap();
+    std::fs::remove_file(dep.path("policies/schema.cedar")).unwrap();
+    let (code, _, err) = jitgate(&["check", "--offline", "--config", cfg]);
+    assert_eq!(code, Some(0), "{err}");
+    assert!(err.contains("policies: 1 valid"), "{err}");
+    // The schema is printable for policy authors.
+    let (code, out, _) = jitgate(&["policy", "schema"]);
+    assert_eq!(code, Some(0));
+    assert!(out.contains("action BreakGlass"));
+}
