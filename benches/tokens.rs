@@ -1,13 +1,15 @@
 //! Capability token costs in process: mint, verify (signature + claims),
 //! verify + atomic consume against SQLite (WAL file), and the authorization
-//! decision. `cargo bench --bench tokens`.
+//! decision: the plan invariants and Cedar with 10, 100 and 1,000 policies.
+//! `cargo bench --bench tokens`.
 
 use std::hint::black_box;
 
 use criterion::{BatchSize, Criterion, criterion_group, criterion_main};
 use jitgate::agent::{Agent, ToolPattern};
 use jitgate::keys::KeyPair;
-use jitgate::policy;
+use jitgate::manifest::{Risk, ToolSpec};
+use jitgate::policy::{self, Action, AgentFacts, DecisionInput, Outcome, PolicyEngine, RequestFacts, TaskFacts, TimeFacts, ToolFacts};
 use jitgate::store::{Phase, SqliteStore, Store, Task, TaskState, TokenRecord, TokenState};
 use jitgate::token::{self, CallContext, CapabilityClaims, Keyring, UnverifiedToken};
 use serde_json::json;
@@ -108,11 +110,67 @@ fn benches(c: &mut Criterion) {
         environment: "dev".into(),
         description: String::new(),
         allowed_tools: vec![ToolPattern::Server("workspace".into())],
+        attributes: Default::default(),
     };
     let t = task();
-    c.bench_function("authorization decision (request)", |b| {
-        b.iter(|| policy::decide_request(black_box(&agent), black_box(&t), black_box("workspace__send_message")))
+    c.bench_function("plan invariants (request)", |b| {
+        b.iter(|| policy::invariants::decide_request(black_box(&agent), black_box(&t), black_box("workspace__send_message")))
     });
+
+    // Cedar decisions with policy sets of growing size: the quick start's
+    // rules plus N-6 team permits of the same shape as the shipped ones.
+    let facts = AgentFacts { agent: agent.clone(), issuer: "dev".into(), claims: Default::default(), quarantined: false };
+    let spec = ToolSpec {
+        name: "send_message".into(),
+        risk: Risk::High,
+        resource_class: "mail".into(),
+        environment: "development".into(),
+        max_ttl: None,
+        sensitive_args: vec!["to".into()],
+        untrusted_output: false,
+        tags: vec!["sink".into()],
+        args_schema: None,
+        pin: String::new(),
+        line: 1,
+    };
+    let tool = ToolFacts::new("workspace", &spec);
+    let task_facts = TaskFacts {
+        id: "task_bench".into(),
+        objective: "bench".into(),
+        phase: "reply".into(),
+        phase_index: 0,
+        phase_count: 1,
+        in_phase_plan: true,
+        plan: vec!["workspace__send_message".into()],
+    };
+    let request = RequestFacts {
+        purpose: "reply to alice".into(),
+        constraints: token::constraints::exact(json!({"to": "alice@example.org", "subject": "Q3", "body": "summary"}).as_object().unwrap()),
+        ..Default::default()
+    };
+    for n in [10usize, 100, 1000] {
+        let engine = policy_set(n);
+        assert_eq!(engine.len(), n);
+        let input = DecisionInput { action: Action::Request, agent: &facts, tool: &tool, time: TimeFacts::at(NOW), task: &task_facts, request: Some(&request) };
+        assert_eq!(engine.decide(&input).outcome, Outcome::Allow);
+        c.bench_function(&format!("cedar decision, {n} policies"), |b| b.iter(|| engine.decide(black_box(&input))));
+    }
+}
+
+fn policy_set(n: usize) -> PolicyEngine {
+    let dir = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("examples/quickstart/policies");
+    let mut sources = policy::read_dir_sources(&dir).unwrap();
+    let shipped = PolicyEngine::from_sources(&dir, sources.clone()).unwrap().len();
+    let mut extra = String::new();
+    for i in 0..n.saturating_sub(shipped) {
+        extra.push_str(&format!(
+            "@id(\"team-{i}\")\npermit (principal in Team::\"team-{i}\", action == Action::\"Request\", resource in Server::\"workspace\")\nwhen {{ [\"notes\", \"mail\"].contains(resource.resource_class) && resource.risk_level <= {} && context.time.hour >= {} }};\n",
+            1 + i % 4,
+            i % 24
+        ));
+    }
+    sources.push((dir.join("generated.cedar"), extra));
+    PolicyEngine::from_sources(&dir, sources).unwrap()
 }
 
 criterion_group!(name = group; config = Criterion::default().sample_size(60).measurement_time(std::time::Duration::from_secs(4)); targets = benches);
