@@ -148,23 +148,30 @@ fn benches(c: &mut Criterion) {
         constraints: token::constraints::exact(json!({"to": "alice@example.org", "subject": "Q3", "body": "summary"}).as_object().unwrap()),
         ..Default::default()
     };
-    for n in [10usize, 100, 1000] {
-        let engine = policy_set(n);
-        assert_eq!(engine.len(), n);
-        let input = DecisionInput { action: Action::Request, agent: &facts, tool: &tool, time: TimeFacts::at(NOW), task: &task_facts, request: Some(&request) };
-        assert_eq!(engine.decide(&input).outcome, Outcome::Allow);
-        c.bench_function(&format!("cedar decision, {n} policies"), |b| b.iter(|| engine.decide(black_box(&input))));
+    // "scoped": the extra permits name other teams in their scope, so the
+    // decision evaluates only the slice that can apply; "unscoped": every
+    // extra permit's scope admits the request and its condition is evaluated.
+    for scoped in [true, false] {
+        for n in [10usize, 100, 1000] {
+            let engine = policy_set(n, scoped);
+            assert_eq!(engine.len(), n);
+            let input = DecisionInput { action: Action::Request, agent: &facts, tool: &tool, time: TimeFacts::at(NOW), task: &task_facts, request: Some(&request) };
+            assert_eq!(engine.decide(&input).outcome, Outcome::Allow);
+            let kind = if scoped { "scoped" } else { "unscoped" };
+            c.bench_function(&format!("cedar decision, {n} policies ({kind})"), |b| b.iter(|| engine.decide(black_box(&input))));
+        }
     }
 }
 
-fn policy_set(n: usize) -> PolicyEngine {
+fn policy_set(n: usize, scoped: bool) -> PolicyEngine {
     let dir = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("examples/quickstart/policies");
     let mut sources = policy::read_dir_sources(&dir).unwrap();
     let shipped = PolicyEngine::from_sources(&dir, sources.clone()).unwrap().len();
     let mut extra = String::new();
     for i in 0..n.saturating_sub(shipped) {
         extra.push_str(&format!(
-            "@id(\"team-{i}\")\npermit (principal in Team::\"team-{i}\", action == Action::\"Request\", resource in Server::\"workspace\")\nwhen {{ [\"notes\", \"mail\"].contains(resource.resource_class) && resource.risk_level <= {} && context.time.hour >= {} }};\n",
+            "@id(\"team-{i}\")\npermit ({}, action == Action::\"Request\", resource in Server::\"workspace\")\nwhen {{ principal.team == \"team-{i}\" && [\"notes\", \"mail\"].contains(resource.resource_class) && resource.risk_level <= {} && context.time.hour >= {} }};\n",
+            if scoped { format!("principal in Team::\"team-{i}\"") } else { "principal".to_owned() },
             1 + i % 4,
             i % 24
         ));

@@ -230,9 +230,18 @@ fn write_config(dir: &Path, workspace_url: &str, repo: &Path) -> Result<PathBuf,
     std::fs::create_dir_all(dir.join("agents")).map_err(io)?;
     std::fs::write(
         dir.join("agents/load.toml"),
-        "name = \"load\"\nid = \"spiffe://jitgate.local/agent/load\"\nallowed_tools = [\"workspace__read_note\"]\n",
+        "name = \"load\"\nid = \"spiffe://jitgate.local/agent/load\"\nteam = \"support\"\nallowed_tools = [\"workspace__read_note\"]\n",
     )
     .map_err(io)?;
+    // Decisions run against the quick start's shipped Cedar policies.
+    let policies = dir.join("policies");
+    std::fs::create_dir_all(&policies).map_err(io)?;
+    for entry in std::fs::read_dir(repo.join("examples/quickstart/policies")).map_err(io)? {
+        let path = entry.map_err(io)?.path();
+        if let Some(name) = path.file_name().filter(|_| path.extension().is_some_and(|x| x == "cedar")) {
+            std::fs::copy(&path, policies.join(name)).map_err(io)?;
+        }
+    }
     let cfg = format!(
         "[gateway]\nid = \"jitgate://loadgen\"\n[limits]\nmax_concurrent_calls_per_session = 64\n\
          [[identity.issuers]]\nname = \"dev\"\niss = \"jitgate-dev-issuer\"\ntrust_domain = \"spiffe://jitgate.local\"\ndevelopment = true\n\

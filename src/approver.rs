@@ -13,9 +13,9 @@ use std::sync::Arc;
 
 use serde::{Deserialize, Serialize};
 
-use crate::clock::{Clock, rfc3339};
+use crate::clock::Clock;
 use crate::config::Config;
-use crate::identity::{Audience, IssuerSetupError, TrustedIssuer};
+use crate::identity::{Audience, IssuerSetupError, SignedTokenError, TrustedIssuer, check_lifetime};
 use crate::jws::{self, JwsError};
 use crate::keys::KeyPair;
 
@@ -137,25 +137,18 @@ impl ApproverVerifier {
             return Err(ApproverError::NotConfigured);
         }
         let issuer = self.issuers.iter().find(|i| i.iss == claims.iss).ok_or_else(|| ApproverError::UnknownIssuer(claims.iss.clone()))?;
-        let kid = parsed.kid().map_err(ApproverError::Malformed)?;
-        let key = issuer
-            .keys
-            .iter()
-            .find(|k| k.kid == kid)
-            .ok_or_else(|| ApproverError::UnknownKey { kid: kid.to_owned(), issuer: issuer.name.clone() })?;
-        parsed.verify_signature(&key.key).map_err(|_| ApproverError::BadSignature(issuer.name.clone()))?;
+        let signed = |e: SignedTokenError| match e {
+            SignedTokenError::Malformed(j) => ApproverError::Malformed(j),
+            SignedTokenError::UnknownKey(kid) => ApproverError::UnknownKey { kid, issuer: issuer.name.clone() },
+            SignedTokenError::BadSignature => ApproverError::BadSignature(issuer.name.clone()),
+            SignedTokenError::Expired { ago, at } => ApproverError::Expired { ago, at },
+            SignedTokenError::NotYetValid { at } => ApproverError::NotYetValid { at },
+        };
+        issuer.check_signature(&parsed).map_err(signed)?;
         if !claims.aud.contains(&self.audience) {
             return Err(ApproverError::WrongAudience { got: claims.aud.describe(), want: self.audience.clone() });
         }
-        let now = self.clock.now_unix();
-        if now > claims.exp.saturating_add(self.skew) {
-            return Err(ApproverError::Expired { ago: now - claims.exp, at: rfc3339(claims.exp) });
-        }
-        if let Some(nbf) = claims.nbf {
-            if now.saturating_add(self.skew) < nbf {
-                return Err(ApproverError::NotYetValid { at: rfc3339(nbf) });
-            }
-        }
+        check_lifetime(self.clock.now_unix(), self.skew, claims.exp, claims.nbf).map_err(signed)?;
         if claims.sub.starts_with("spiffe://") {
             return Err(ApproverError::SubjectIsAgent(claims.sub));
         }

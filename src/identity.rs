@@ -14,7 +14,7 @@ use serde::{Deserialize, Serialize};
 use crate::agent::{Agent, AgentDirectory};
 use crate::clock::{Clock, rfc3339};
 use crate::config::{IdentityConfig, IssuerConfig, IssuerKeys};
-use crate::jws::{self, JwsError};
+use crate::jws::{self, JwsError, UnverifiedJws};
 use crate::keys::{self, KeyPair, PublicKey};
 
 /// Largest identity token accepted.
@@ -150,6 +150,47 @@ impl TrustedIssuer {
         };
         Ok(Self { name: i.name.clone(), iss: i.iss.clone(), trust_domain: i.trust_domain.clone(), keys })
     }
+
+    /// Find the token's key among this issuer's and check the signature.
+    pub(crate) fn check_signature(&self, parsed: &UnverifiedJws) -> Result<(), SignedTokenError> {
+        let kid = parsed.kid().map_err(SignedTokenError::Malformed)?;
+        let key = self.keys.iter().find(|k| k.kid == kid).ok_or_else(|| SignedTokenError::UnknownKey(kid.to_owned()))?;
+        parsed.verify_signature(&key.key).map_err(|_| SignedTokenError::BadSignature)
+    }
+}
+
+/// Failures common to every signed credential (agents' and people's); each
+/// verifier maps them to its own error with its own wording.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub(crate) enum SignedTokenError {
+    Malformed(JwsError),
+    UnknownKey(String),
+    BadSignature,
+    Expired { ago: i64, at: String },
+    NotYetValid { at: String },
+}
+
+/// `exp` and `nbf` against `now`, with `skew` seconds of tolerance.
+pub(crate) fn check_lifetime(now: i64, skew: i64, exp: i64, nbf: Option<i64>) -> Result<(), SignedTokenError> {
+    if now > exp.saturating_add(skew) {
+        return Err(SignedTokenError::Expired { ago: now - exp, at: rfc3339(exp) });
+    }
+    match nbf {
+        Some(nbf) if now.saturating_add(skew) < nbf => Err(SignedTokenError::NotYetValid { at: rfc3339(nbf) }),
+        _ => Ok(()),
+    }
+}
+
+impl IdentityError {
+    fn from_signed(e: SignedTokenError, issuer: &str) -> Self {
+        match e {
+            SignedTokenError::Malformed(j) => IdentityError::Malformed(j),
+            SignedTokenError::UnknownKey(kid) => IdentityError::UnknownKey { kid, issuer: issuer.to_owned() },
+            SignedTokenError::BadSignature => IdentityError::BadSignature(issuer.to_owned()),
+            SignedTokenError::Expired { ago, at } => IdentityError::Expired { ago, at },
+            SignedTokenError::NotYetValid { at } => IdentityError::NotYetValid { at },
+        }
+    }
 }
 
 /// The identity verifier built from the config.
@@ -234,13 +275,7 @@ impl IdentityVerifier {
             .iter()
             .find(|i| i.iss == claims.iss)
             .ok_or_else(|| IdentityError::UnknownIssuer(claims.iss.clone()))?;
-        let kid = parsed.kid().map_err(IdentityError::Malformed)?;
-        let key = issuer
-            .keys
-            .iter()
-            .find(|k| k.kid == kid)
-            .ok_or_else(|| IdentityError::UnknownKey { kid: kid.to_owned(), issuer: issuer.name.clone() })?;
-        parsed.verify_signature(&key.key).map_err(|_| IdentityError::BadSignature(issuer.name.clone()))?;
+        issuer.check_signature(&parsed).map_err(|e| IdentityError::from_signed(e, &issuer.name))?;
         if !claims.aud.contains(&self.audience) {
             return Err(IdentityError::WrongAudience { got: claims.aud.describe(), want: self.audience.clone() });
         }
@@ -267,16 +302,7 @@ impl IdentityVerifier {
     }
 
     fn check_times(&self, claims: &IdentityClaims) -> Result<(), IdentityError> {
-        let now = self.clock.now_unix();
-        if now > claims.exp.saturating_add(self.skew) {
-            return Err(IdentityError::Expired { ago: now - claims.exp, at: rfc3339(claims.exp) });
-        }
-        if let Some(nbf) = claims.nbf {
-            if now.saturating_add(self.skew) < nbf {
-                return Err(IdentityError::NotYetValid { at: rfc3339(nbf) });
-            }
-        }
-        Ok(())
+        check_lifetime(self.clock.now_unix(), self.skew, claims.exp, claims.nbf).map_err(|e| IdentityError::from_signed(e, ""))
     }
 
     /// Is a previously verified identity still within its lifetime?

@@ -122,8 +122,20 @@ impl TimeFacts {
     }
 }
 
-fn type_name(name: &str) -> Result<EntityTypeName, String> {
-    name.parse().map_err(|e| format!("entity type `{name}`: {e}"))
+/// The schema's entity type names, parsed once: parsing a name runs the
+/// Cedar parser, which was most of the cost of building a request.
+pub(crate) fn type_name(name: &str) -> Result<EntityTypeName, String> {
+    static NAMES: std::sync::OnceLock<HashMap<&'static str, EntityTypeName>> = std::sync::OnceLock::new();
+    let names = NAMES.get_or_init(|| {
+        ["Agent", "Team", "Server", "Tool", "Claims", "Arguments", "Action"]
+            .into_iter()
+            .filter_map(|n| n.parse().ok().map(|t| (n, t)))
+            .collect()
+    });
+    match names.get(name) {
+        Some(t) => Ok(t.clone()),
+        None => name.parse().map_err(|e| format!("entity type `{name}`: {e}")),
+    }
 }
 
 /// The uid `Type::"id"`.

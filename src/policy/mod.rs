@@ -20,9 +20,11 @@ use std::fmt;
 use std::path::{Path, PathBuf};
 use std::str::FromStr;
 
+use std::sync::Arc;
+
 use cedar_policy::{
-    Authorizer, Decision as CedarDecision, Effect, Entities, Policy, PolicyId, PolicySet, Request, Schema, ValidationMode,
-    Validator,
+    ActionConstraint, Authorizer, Decision as CedarDecision, Effect, Entities, EntityUid, Policy, PolicyId, PolicySet,
+    PrincipalConstraint, Request, ResourceConstraint, Schema, ValidationMode, Validator,
 };
 use miette::Diagnostic;
 use sha2::{Digest, Sha256};
@@ -89,7 +91,7 @@ pub struct PolicyInfo {
 }
 
 /// The action being decided.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
 pub enum Action {
     BeginTask,
     Request,
@@ -162,10 +164,29 @@ impl Decision {
     }
 }
 
+/// Which policies can apply to one (action, principal, resource): the
+/// decision only evaluates those (see [`PolicyEngine::slice`]).
+#[derive(Debug, Clone, PartialEq, Eq, Hash)]
+struct SliceKey {
+    action: Action,
+    agent: String,
+    team: String,
+    tool: String,
+    server: String,
+}
+
+/// Bound on cached slices; the cache is cleared when it is full.
+const SLICE_CACHE_MAX: usize = 4096;
+
 /// A loaded, validated policy set.
 pub struct PolicyEngine {
-    schema: Schema,
     policies: PolicySet,
+    /// Per (action, agent, tool) the policies whose scope admits it. A
+    /// policy whose scope excludes a request can neither be satisfied nor
+    /// error (the scope is checked before the conditions), so evaluating
+    /// only the slice gives the same decision, determining policies and
+    /// errors, at a cost that follows the slice, not the whole set.
+    slices: std::sync::Mutex<HashMap<SliceKey, Arc<PolicySet>>>,
     info: HashMap<String, PolicyInfo>,
     authorizer: Authorizer,
     /// SHA-256 over the files' names and contents, to notice changes.
@@ -324,7 +345,14 @@ impl PolicyEngine {
         if !errors.is_empty() {
             return Err(PolicyErrors(errors));
         }
-        Ok(Self { schema, policies: all, info, authorizer: Authorizer::new(), fingerprint: fingerprint(&sources), dir: dir.to_owned() })
+        Ok(Self {
+            policies: all,
+            slices: Default::default(),
+            info,
+            authorizer: Authorizer::new(),
+            fingerprint: fingerprint(&sources),
+            dir: dir.to_owned(),
+        })
     }
 
     /// Number of policies.
@@ -358,6 +386,56 @@ impl PolicyEngine {
         }
     }
 
+    /// The policies whose scope admits this action, agent and tool (cached).
+    fn slice(&self, input: &DecisionInput<'_>, agent: &EntityUid, action: &EntityUid, tool: &EntityUid) -> Result<Arc<PolicySet>, String> {
+        let key = SliceKey {
+            action: input.action,
+            agent: input.agent.agent.id.clone(),
+            team: input.agent.agent.team.clone(),
+            tool: input.tool.exposed.clone(),
+            server: input.tool.server.clone(),
+        };
+        if let Some(s) = self.slices.lock().unwrap_or_else(|p| p.into_inner()).get(&key) {
+            return Ok(s.clone());
+        }
+        let team = (!key.team.is_empty()).then(|| entities::uid("Team", &key.team)).transpose()?;
+        let server = entities::uid("Server", &key.server)?;
+        let agent_type = entities::type_name("Agent")?;
+        let tool_type = entities::type_name("Tool")?;
+        let principal_ok = |p: PrincipalConstraint| match p {
+            PrincipalConstraint::Any => true,
+            PrincipalConstraint::Eq(u) => &u == agent,
+            PrincipalConstraint::In(u) => &u == agent || Some(&u) == team.as_ref(),
+            PrincipalConstraint::Is(t) => t == agent_type,
+            PrincipalConstraint::IsIn(t, u) => t == agent_type && (&u == agent || Some(&u) == team.as_ref()),
+        };
+        let resource_ok = |r: ResourceConstraint| match r {
+            ResourceConstraint::Any => true,
+            ResourceConstraint::Eq(u) => &u == tool,
+            ResourceConstraint::In(u) => &u == tool || u == server,
+            ResourceConstraint::Is(t) => t == tool_type,
+            ResourceConstraint::IsIn(t, u) => t == tool_type && (&u == tool || u == server),
+        };
+        let action_ok = |a: ActionConstraint| match a {
+            ActionConstraint::Any => true,
+            ActionConstraint::Eq(u) => &u == action,
+            ActionConstraint::In(list) => list.contains(action),
+        };
+        let mut slice = PolicySet::new();
+        for p in self.policies.policies() {
+            if action_ok(p.action_constraint()) && principal_ok(p.principal_constraint()) && resource_ok(p.resource_constraint()) {
+                slice.add(p.clone()).map_err(|e| e.to_string())?;
+            }
+        }
+        let slice = Arc::new(slice);
+        let mut cache = self.slices.lock().unwrap_or_else(|p| p.into_inner());
+        if cache.len() >= SLICE_CACHE_MAX {
+            cache.clear();
+        }
+        cache.insert(key, slice.clone());
+        Ok(slice)
+    }
+
     fn evaluate(&self, input: &DecisionInput<'_>) -> Result<Decision, String> {
         let principal = entities::agent_uid(input.agent)?;
         let resource = entities::tool_uid(input.tool)?;
@@ -374,9 +452,12 @@ impl PolicyEngine {
             }
             (_, None) => return Err("a request decision needs the request".into()),
         };
-        let request = Request::new(principal, action, resource, context, Some(&self.schema)).map_err(|e| e.to_string())?;
-        let entities = Entities::from_entities(ents, Some(&self.schema)).map_err(|e| e.to_string())?;
-        let response = self.authorizer.is_authorized(&request, &self.policies, &entities);
+        let slice = self.slice(input, &principal, &action, &resource)?;
+        // The mapping is checked against the schema by unit tests; at run
+        // time a mismatch makes policies error, and an erroring forbid denies.
+        let request = Request::new(principal, action, resource, context, None).map_err(|e| e.to_string())?;
+        let entities = Entities::from_entities(ents, None).map_err(|e| e.to_string())?;
+        let response = self.authorizer.is_authorized(&request, &slice, &entities);
         let diagnostics = response.diagnostics();
         let errors: Vec<String> = diagnostics.errors().map(|e| e.to_string()).collect();
         // Fail closed: a forbid that errored might have applied.

@@ -236,3 +236,53 @@ fn action_names_parse() {
     assert_eq!("BeginTask".parse::<Action>(), Ok(Action::BeginTask));
     assert!("delete".parse::<Action>().is_err());
 }
+
+#[test]
+fn the_mapping_validates_against_the_schema_for_every_action() {
+    use cedar_policy::{Entities, Request};
+    let schema = schema().unwrap();
+    let a = agent("support");
+    let t = tool("send", Risk::High, "production");
+    let mut r = request("c@example.com");
+    r.break_glass = Some("INC-1".into());
+    r.follows = Some("jti".into());
+    r.taint.sources = vec!["jti".into()];
+    for action in [Action::BeginTask, Action::Request, Action::BreakGlass] {
+        let mut ents = entities::agent_entities(&a).unwrap();
+        ents.push(entities::tool_entity(&t).unwrap());
+        let context = if action == Action::BeginTask {
+            entities::begin_task_context(TimeFacts::at(0), &task()).unwrap()
+        } else {
+            let args = entities::arguments_entity("request", &r.constraints).unwrap();
+            let uid = args.uid();
+            ents.push(args);
+            entities::request_context(TimeFacts::at(0), &task(), &r, uid).unwrap()
+        };
+        let action_uid = entities::uid("Action", action.as_str()).unwrap();
+        Request::new(entities::agent_uid(&a).unwrap(), action_uid, entities::tool_uid(&t).unwrap(), context, Some(&schema))
+            .unwrap_or_else(|e| panic!("{action:?}: {e}"));
+        Entities::from_entities(ents, Some(&schema)).unwrap_or_else(|e| panic!("{action:?}: {e}"));
+    }
+}
+
+#[test]
+fn slicing_by_scope_keeps_the_decision() {
+    // Many team-scoped permits and a forbid for one agent: only the policies
+    // whose scope admits the request are evaluated, with the same outcome.
+    let mut text = String::new();
+    for i in 0..50 {
+        text.push_str(&format!("@id(\"team-{i}\") permit (principal in Team::\"team-{i}\", action == Action::\"Request\", resource);\n"));
+    }
+    text.push_str("@id(\"support\") permit (principal in Team::\"support\", action in [Action::\"Request\", Action::\"BeginTask\"], resource in Server::\"ws\");\n");
+    text.push_str("@id(\"no-triage-send\") forbid (principal == Agent::\"spiffe://x/agent/triage\", action, resource == Tool::\"ws__send\");\n");
+    text.push_str("@id(\"other-server\") forbid (principal, action, resource in Server::\"other\");\n");
+    let e = ok_engine(&[("s.cedar", &text)]);
+    let d = decide(&e, Action::Request, &agent("support"), &tool("read", Risk::Low, "development"), &request("a"), 9);
+    assert_eq!((d.outcome.clone(), d.policy_ids()), (Outcome::Allow, vec!["support".to_owned()]));
+    let d = decide(&e, Action::Request, &agent("support"), &tool("send", Risk::Low, "development"), &request("a"), 9);
+    assert!(matches!(&d.outcome, Outcome::Deny { policy: Some(p), .. } if p == "no-triage-send"), "{:?}", d.outcome);
+    let d = decide(&e, Action::Request, &agent("team-7"), &tool("read", Risk::Low, "development"), &request("a"), 9);
+    assert_eq!(d.policy_ids(), vec!["team-7".to_owned()]);
+    let d = decide(&e, Action::BreakGlass, &agent("support"), &tool("read", Risk::Low, "development"), &request("a"), 9);
+    assert!(matches!(d.outcome, Outcome::Deny { policy: None, .. }));
+}

@@ -10,7 +10,7 @@ use std::sync::{Mutex, MutexGuard};
 
 use rusqlite::{Connection, OptionalExtension as _, TransactionBehavior, params};
 
-use super::{Approval, BreakGlassGrant, DecideOutcome, Quarantine};
+use super::{Approval, ApprovalState, BreakGlassGrant, DecideOutcome, Quarantine};
 use super::{Consumption, Phase, Revocation, Scope, Store, StoreError, Task, TaskState, TokenRecord, TokenState};
 
 const SCHEMA: &str = r#"
@@ -421,9 +421,15 @@ impl Store for SqliteStore {
     }
 
     fn approval_for_request(&self, digest: &str, now: i64) -> Result<Option<Approval>, StoreError> {
-        let conn = self.conn();
-        human::expire_approvals(&conn, now)?;
-        human::approval_where(&conn, "digest=?1 ORDER BY created_at DESC, rowid DESC LIMIT 1", digest)
+        // On every jit_request: read only (no write lock); a lapsed approval is
+        // reported as expired without rewriting the row.
+        let found = human::approval_where(&self.conn(), "digest=?1 ORDER BY created_at DESC, rowid DESC LIMIT 1", digest)?;
+        Ok(found.map(|mut a| {
+            if matches!(a.state, ApprovalState::Pending | ApprovalState::Approved) && a.expires_at <= now {
+                a.state = ApprovalState::Expired;
+            }
+            a
+        }))
     }
 
     fn approvals(&self, all: bool, now: i64) -> Result<Vec<Approval>, StoreError> {
@@ -619,6 +625,7 @@ mod tests {
         s.create_approval(&approval("a1", "d1", 200)).unwrap();
         s.create_approval(&approval("a2", "d2", 150)).unwrap();
         assert_eq!(s.approval_for_request("d1", 110).unwrap().map(|a| a.id), Some("a1".into()));
+        assert_eq!(s.approval_for_request("d2", 150).unwrap().map(|a| a.state), Some(ApprovalState::Expired));
         let DecideOutcome::Decided(a) = s.decide_approval("a1", true, "alice", "ok", 120, 180).unwrap() else { panic!() };
         assert_eq!((a.state, a.expires_at, a.decided_by.as_deref()), (ApprovalState::Approved, 180, Some("alice")));
         // A second decision sees it is no longer pending.
