@@ -232,11 +232,6 @@ async fn begin_task(session: &Session, agent: &VerifiedAgent, req: BeginTask) ->
         tracing::info!(rule, "task refused");
         return denied(rule, &reason);
     }
-    match quarantine_of(session, agent).await {
-        Ok(None) => {}
-        Ok(Some(reason)) => return refusal_result("agent_quarantined", &quarantine_message(&reason)),
-        Err(r) => return r,
-    }
     let settings = shared.config.tokens;
     let ttl = req.ttl_seconds.map(Duration::from_secs).unwrap_or(settings.task_ttl).min(settings.max_task_ttl);
     let now = shared.clock.now_unix();
@@ -262,8 +257,23 @@ async fn begin_task(session: &Session, agent: &VerifiedAgent, req: BeginTask) ->
     let expires_at = task.expires_at;
     let sid = session.state.sid.clone();
     let agent_id = agent.agent.id.clone();
-    if let Err(r) = store_op(&shared.store, move |s| s.session_opened(&sid, &agent_id, now).and_then(|_| s.create_task(&task))).await {
-        return r;
+    // One trip: a quarantined agent opens nothing.
+    let created = store_op(&shared.store, move |s| {
+        if let Some(q) = s.quarantined(&agent_id)? {
+            return Ok(Some(q.reason));
+        }
+        s.session_opened(&sid, &agent_id, now)?;
+        s.create_task(&task)?;
+        Ok(None)
+    })
+    .await;
+    match created {
+        Ok(None) => {}
+        Ok(Some(reason)) => {
+            tracing::warn!("task refused: agent quarantined");
+            return refusal_result("agent_quarantined", &quarantine_message(&reason));
+        }
+        Err(r) => return r,
     }
     session.state.mark_used();
     tracing::info!(task = %id, phases = req.phases.len(), "task begun");
@@ -348,7 +358,11 @@ struct BreakGlassRequest {
 async fn own_active_task(session: &Session, agent: &VerifiedAgent, id: &str) -> Result<Task, CallToolResult> {
     let id = id.to_owned();
     let task = store_op(&session.shared.store, move |s| s.task(&id)).await?;
-    // Someone else's task looks exactly like a task that does not exist.
+    check_own_task(session, agent, task)
+}
+
+/// Someone else's task looks exactly like a task that does not exist.
+fn check_own_task(session: &Session, agent: &VerifiedAgent, task: Option<Task>) -> Result<Task, CallToolResult> {
     let Some(task) = task.filter(|t| t.agent == agent.agent.id && t.sid == session.state.sid) else {
         return Err(refusal_result("task_not_found", "no such task in this session; start one with jit_begin_task"));
     };
@@ -380,70 +394,75 @@ async fn request(session: &Session, agent: &VerifiedAgent, req: Request) -> Call
             }
         },
     };
-    let task = match own_active_task(session, agent, &req.task).await {
+    // Everything that needs no store comes first; its refusals are returned
+    // in the same order as if it ran after the task checks.
+    let exposed = shared.downstreams.find(&req.tool);
+    let constraints: Result<ArgConstraints, CallToolResult> = match (&exposed, req.arguments, req.constraints) {
+        (None, _, _) => Err(refusal_result("unknown_tool", "")),
+        (Some((_, tool)), Some(mut a), None) => {
+            a.remove(TOKEN_ARGUMENT);
+            let value = Value::Object(a.clone());
+            if let Some(p) = schema_problems(&tool.input_validator, &value) {
+                Err(denied("tool-input-schema", &format!("the arguments do not match `{}`'s input schema: {p}", req.tool)))
+            } else if let Some(p) = tool.manifest_validator.as_ref().and_then(|v| schema_problems(v, &value)) {
+                Err(denied("manifest-args-schema", &format!("the arguments are outside what this gateway allows for `{}`: {p}", req.tool)))
+            } else {
+                Ok(token::constraints::exact(&a))
+            }
+        }
+        (Some(_), None, Some(c)) => match c.iter().find_map(|(n, c): (&String, &Constraint)| c.validate(n).err()) {
+            Some(e) => Err(bad_input(REQUEST, e)),
+            None => Ok(c),
+        },
+        _ => Err(bad_input(REQUEST, "give exactly one of `arguments` (exact values; {} for none) or `constraints`")),
+    };
+    let digest = constraints.as_ref().ok().map(|c| decide::request_digest(&agent.agent.id, &req.task, &req.tool, c));
+    let now = shared.clock.now_unix();
+    // One trip to the store for the task, the quarantine flag, the parent
+    // call and the approval state of exactly this request.
+    let (task_id, agent_id, parent_id) = (req.task.clone(), agent.agent.id.clone(), req.follows.clone());
+    let lookup_digest = digest.clone().filter(|_| break_glass.is_none());
+    let state = store_op(&shared.store, move |s| {
+        Ok((
+            s.task(&task_id)?,
+            s.quarantined(&agent_id)?,
+            parent_id.map(|p| s.token(&p)).transpose()?.flatten(),
+            lookup_digest.map(|d| s.approval_for_request(&d, now)).transpose()?.flatten(),
+        ))
+    })
+    .await;
+    let (task, quarantined, parent, existing) = match state {
+        Ok(v) => v,
+        Err(r) => return r,
+    };
+    let task = match check_own_task(session, agent, task) {
         Ok(t) => t,
         Err(r) => return r,
     };
-    let quarantined = match quarantine_of(session, agent).await {
-        Ok(q) => q,
-        Err(r) => return r,
-    };
-    if let Some(reason) = &quarantined {
+    if let Some(q) = &quarantined {
         tracing::warn!(task = %task.id, tool = %req.tool, "request refused: agent quarantined");
-        return refusal_result("agent_quarantined", &quarantine_message(reason));
+        return refusal_result("agent_quarantined", &quarantine_message(&q.reason));
     }
     if let Verdict::Deny { rule, reason } = policy::decide_request(&agent.agent, &task, &req.tool) {
         tracing::info!(task = %task.id, tool = %req.tool, rule, "intent denied");
         return denied(rule, &reason);
     }
-    let Some((_, tool)) = shared.downstreams.find(&req.tool) else {
+    let Some((_, tool)) = exposed else {
         let r = super::authorize::explain_not_exposed(&shared.downstreams, agent, &req.tool);
         return refusal_result(r.code, &r.message);
     };
-    let constraints = match (req.arguments, req.constraints) {
-        (Some(mut a), None) => {
-            a.remove(TOKEN_ARGUMENT);
-            let value = Value::Object(a.clone());
-            if let Some(p) = schema_problems(&tool.input_validator, &value) {
-                return denied("tool-input-schema", &format!("the arguments do not match `{}`'s input schema: {p}", req.tool));
-            }
-            if let Some(p) = tool.manifest_validator.as_ref().and_then(|v| schema_problems(v, &value)) {
-                return denied("manifest-args-schema", &format!("the arguments are outside what this gateway allows for `{}`: {p}", req.tool));
-            }
-            token::constraints::exact(&a)
-        }
-        (None, Some(c)) => {
-            if let Some(e) = c.iter().find_map(|(n, c): (&String, &Constraint)| c.validate(n).err()) {
-                return bad_input(REQUEST, e);
-            }
-            c
-        }
-        _ => return bad_input(REQUEST, "give exactly one of `arguments` (exact values; {} for none) or `constraints`"),
+    let (constraints, digest) = match (constraints, digest) {
+        (Ok(c), Some(d)) => (c, d),
+        (Err(r), _) => return r,
+        (Ok(_), None) => return refusal_result("internal", "request digest missing"),
     };
-    if let Some(parent) = &req.follows {
-        let parent_id = parent.clone();
-        let known = match store_op(&shared.store, move |s| s.token(&parent_id)).await {
-            Ok(t) => t.is_some_and(|t| t.task == task.id),
-            Err(r) => return r,
-        };
-        if !known {
-            return bad_input(REQUEST, format!("`follows` names `{parent}`, which is not a call of this task"));
+    if let Some(named) = &req.follows {
+        if !parent.as_ref().is_some_and(|t| t.task == task.id) {
+            return bad_input(REQUEST, format!("`follows` names `{named}`, which is not a call of this task"));
         }
     }
     let Some(tool_facts) = decide::tool_facts(shared, &req.tool) else {
         return refusal_result("unknown_tool", &format!("`{}` is not registered", req.tool));
-    };
-    let now = shared.clock.now_unix();
-    let digest = decide::request_digest(&agent.agent.id, &task.id, &req.tool, &constraints);
-    // The approval state of exactly this request (break-glass never uses one).
-    let existing = if break_glass.is_some() {
-        None
-    } else {
-        let d = digest.clone();
-        match store_op(&shared.store, move |s| s.approval_for_request(&d, now)).await {
-            Ok(a) => a,
-            Err(r) => return r,
-        }
     };
     let granted = existing.as_ref().filter(|a| a.state == ApprovalState::Approved);
     let facts = RequestFacts {
@@ -693,11 +712,6 @@ async fn pending_approval(
             approval.group, approval.id
         ),
     }))
-}
-
-async fn quarantine_of(session: &Session, agent: &VerifiedAgent) -> Result<Option<String>, CallToolResult> {
-    let id = agent.agent.id.clone();
-    store_op(&session.shared.store, move |s| s.quarantined(&id)).await.map(|q| q.map(|q| q.reason))
 }
 
 fn quarantine_message(reason: &str) -> String {
