@@ -237,7 +237,7 @@ impl Store for SqliteStore {
 
     fn task(&self, id: &str) -> Result<Option<Task>, StoreError> {
         let conn = self.conn();
-        let row = conn.query_row("SELECT * FROM tasks WHERE id=?1", params![id], task_from_row).optional()?;
+        let row = conn.prepare_cached("SELECT * FROM tasks WHERE id=?1")?.query_row(params![id], task_from_row).optional()?;
         row.map(|(mut t, state)| {
             t.state = TaskState::parse(&state)?;
             Ok(t)
@@ -280,7 +280,7 @@ impl Store for SqliteStore {
 
     fn token(&self, jti: &str) -> Result<Option<TokenRecord>, StoreError> {
         let conn = self.conn();
-        let row = conn.query_row("SELECT * FROM tokens WHERE jti=?1", params![jti], token_from_row).optional()?;
+        let row = conn.prepare_cached("SELECT * FROM tokens WHERE jti=?1")?.query_row(params![jti], token_from_row).optional()?;
         row.map(|(mut t, state)| {
             t.state = TokenState::parse(&state)?;
             Ok(t)
@@ -489,9 +489,8 @@ impl Store for SqliteStore {
     fn quarantined(&self, agent: &str) -> Result<Option<Quarantine>, StoreError> {
         Ok(self
             .conn()
-            .query_row("SELECT agent, reason, since FROM quarantine WHERE agent=?1", params![agent], |r| {
-                Ok(Quarantine { agent: r.get(0)?, reason: r.get(1)?, since: r.get(2)? })
-            })
+            .prepare_cached("SELECT agent, reason, since FROM quarantine WHERE agent=?1")?
+            .query_row(params![agent], |r| Ok(Quarantine { agent: r.get(0)?, reason: r.get(1)?, since: r.get(2)? }))
             .optional()?)
     }
 }

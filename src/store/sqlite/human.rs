@@ -60,7 +60,7 @@ fn finish((mut a, state): (Approval, String)) -> Result<Approval, StoreError> {
 }
 
 pub(super) fn approval_where(conn: &Connection, clause: &str, arg: &str) -> Result<Option<Approval>, StoreError> {
-    let row = conn.query_row(&format!("SELECT * FROM approvals WHERE {clause}"), params![arg], approval_from_row).optional()?;
+    let row = conn.prepare_cached(&format!("SELECT * FROM approvals WHERE {clause}"))?.query_row(params![arg], approval_from_row).optional()?;
     row.map(finish).transpose()
 }
 
