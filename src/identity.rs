@@ -416,4 +416,24 @@ mod tests {
         assert_eq!(e.code(), "identity_expired");
         assert!(e.to_string().contains("expired 6 s ago"), "{e}");
     }
+
+    #[test]
+    fn unregistered_claims_are_kept_for_policy() {
+        let f = fixture();
+        let claims = IdentityClaims {
+            iss: "https://issuer.test".into(),
+            sub: SUB.into(),
+            aud: Audience::One("jitgate://gw".into()),
+            exp: NOW + 60,
+            nbf: None,
+            iat: None,
+            jti: None,
+            extra: [("attested".to_owned(), serde_json::json!(true)), ("node".to_owned(), serde_json::json!("k8s-7"))].into_iter().collect(),
+        };
+        let token = jws::sign(&claims, &f.key.kid, IDENTITY_TYP, &f.key.signing).unwrap();
+        let v = f.verifier.verify(&token).unwrap();
+        assert_eq!(v.claims.get("attested").map(String::as_str), Some("true"));
+        assert_eq!(v.claims.get("node").map(String::as_str), Some("k8s-7"));
+        assert!(!v.claims.contains_key("iss") && !v.claims.contains_key("exp"));
+    }
 }

@@ -294,6 +294,12 @@ async fn production_changes_only_in_the_window_and_policies_reload() {
     assert_ne!(r.is_error, Some(true), "{}", text_of(&r));
     assert_ne!(std::fs::read_to_string(dep.workspace_state.join("api_key")).unwrap_or_default(), key_before);
     assert!(gw.log().contains("policy set reloaded"));
+
+    // SIGHUP reloads at once (and an unchanged set stays as it is).
+    let hup = std::process::Command::new("kill").args(["-HUP", &gw.child.id().to_string()]).status().unwrap();
+    assert!(hup.success());
+    eventually(Duration::from_secs(10), || async { gw.log().contains("SIGHUP: reloading policies").then_some(()) }).await;
+    assert!(request_with(&janitor, ask.clone()).await.is_ok());
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
