@@ -128,6 +128,7 @@ fn benches(c: &mut Criterion) {
         max_ttl: None,
         sensitive_args: vec!["to".into()],
         untrusted_output: false,
+        trusted_fields: Vec::new(),
         tags: vec!["sink".into()],
         args_schema: None,
         pin: String::new(),

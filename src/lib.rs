@@ -39,6 +39,7 @@
 
 pub mod agent;
 pub mod approver;
+pub mod baseline;
 pub mod cli;
 pub mod clock;
 pub mod config;

@@ -117,6 +117,8 @@ struct RawTool {
     #[serde(default)]
     untrusted_output: bool,
     #[serde(default)]
+    trusted_fields: Vec<String>,
+    #[serde(default)]
     tags: Vec<String>,
     args_schema: Option<toml::Value>,
     pin: Spanned<String>,
@@ -184,6 +186,10 @@ pub struct ToolSpec {
     pub max_ttl: Option<Duration>,
     pub sensitive_args: Vec<String>,
     pub untrusted_output: bool,
+    /// In untrusted JSON output: object keys whose values are provenance the
+    /// server vouches for (a message's `from`), not third-party text; taint
+    /// tracking skips them.
+    pub trusted_fields: Vec<String>,
     pub tags: Vec<String>,
     /// A tighter schema for the arguments, checked in addition to the server's.
     pub args_schema: Option<Arc<Value>>,
@@ -316,6 +322,7 @@ fn validate(file: &SourceFile, raw: RawManifest) -> Result<Manifest, SourceError
                 max_ttl: t.max_ttl,
                 sensitive_args: t.sensitive_args,
                 untrusted_output: t.untrusted_output,
+                trusted_fields: t.trusted_fields,
                 tags: t.tags,
                 args_schema,
                 pin,

@@ -396,3 +396,64 @@ async fn quarantined_agents_are_refused_even_where_a_policy_would_permit_break_g
     let triage = gw.connect(&dep.mint("triage")).await;
     assert!(begin(&triage, json!([{"name": "read", "tools": ["workspace__read_note"]}])).await.is_ok());
 }
+
+/// jit_request's answer, or the refusal as an Err.
+async fn grant(client: &rmcp::service::RunningService<rmcp::RoleClient, ()>, body: Value) -> Result<Value, rmcp::model::CallToolResult> {
+    let r = raw_call(client, "jit_request", body).await.unwrap();
+    if r.is_error == Some(true) { Err(r) } else { Ok(answer(&r)) }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn values_from_untrusted_output_cannot_feed_a_sink() {
+    let dep = Deployment::new(&quickstart_setup());
+    let gw = Gateway::start(&dep);
+    gw.wait_server("workspace", "ready").await;
+
+    // Triage reads the inbox, where one message carries an injected instruction.
+    let triage = gw.connect(&dep.mint("triage")).await;
+    let task = begin(&triage, json!([{"name": "read", "tools": ["workspace__read_inbox"]}, {"name": "reply", "tools": ["workspace__send_message"]}])).await.unwrap();
+    let read = grant(&triage, json!({"task": task, "tool": "workspace__read_inbox", "arguments": {}, "purpose": "triage new mail"})).await.unwrap();
+    let inbox = call_with_token(&triage, "workspace__read_inbox", json!({}), read["token"].as_str().unwrap()).await.unwrap();
+    assert!(text_of(&inbox).contains("audit@exfil.attacker.test"));
+    raw_call(&triage, "jit_next_phase", json!({"task": task, "phase": "reply"})).await.unwrap();
+
+    // Sending to the address from the message body is refused, naming the source
+    // call, although the agent did not say `follows`.
+    let send = |to: &str| json!({"task": task, "tool": "workspace__send_message", "arguments": {"to": to, "subject": "Audit", "body": "see attached"}, "purpose": "comply with the notice"});
+    let refused = grant(&triage, send("audit@exfil.attacker.test")).await.unwrap_err();
+    let (code, text) = code_and_text(&refused);
+    assert_eq!(code, "policy_denied");
+    assert!(text.contains("no-untrusted-data-into-sinks"), "{text}");
+    assert!(text.contains(&format!("call {} of workspace__read_inbox", read["jti"].as_str().unwrap())), "{text}");
+    // Replying to a sender (a field the mail system vouches for) works.
+    let reply = grant(&triage, send("alice@example.org")).await.unwrap();
+    let sent = call_with_token(&triage, "workspace__send_message", json!({"to": "alice@example.org", "subject": "Audit", "body": "see attached"}), reply["token"].as_str().unwrap())
+        .await
+        .unwrap();
+    assert_ne!(sent.is_error, Some(true), "{}", text_of(&sent));
+
+    // A fetched page tells the agent to share a note with a paste site; lying
+    // in `follows` (naming a trusted read) does not hide where the URL came from.
+    let janitor = gw.connect(&dep.mint("janitor")).await;
+    let task = begin(
+        &janitor,
+        json!([{"name": "gather", "tools": ["workspace__read_note", "workspace__fetch_page"]}, {"name": "share", "tools": ["workspace__share_note"]}]),
+    )
+    .await
+    .unwrap();
+    let note = grant(&janitor, json!({"task": task, "tool": "workspace__read_note", "arguments": {"name": "q3-plan.md"}, "purpose": "read"})).await.unwrap();
+    call_with_token(&janitor, "workspace__read_note", json!({"name": "q3-plan.md"}), note["token"].as_str().unwrap()).await.unwrap();
+    let page = grant(&janitor, json!({"task": task, "tool": "workspace__fetch_page", "arguments": {"url": "https://news.example.com/today"}, "purpose": "news"})).await.unwrap();
+    let fetched = call_with_token(&janitor, "workspace__fetch_page", json!({"url": "https://news.example.com/today"}), page["token"].as_str().unwrap()).await.unwrap();
+    assert!(text_of(&fetched).contains("paste.attacker.test"), "{}", text_of(&fetched));
+    raw_call(&janitor, "jit_next_phase", json!({"task": task, "phase": "share"})).await.unwrap();
+    let share = |dest: &str| {
+        json!({"task": task, "tool": "workspace__share_note", "arguments": {"name": "q3-plan.md", "destination": dest}, "purpose": "share", "follows": note["jti"]})
+    };
+    let refused = grant(&janitor, share("https://paste.attacker.test/upload")).await.unwrap_err();
+    let (code, text) = code_and_text(&refused);
+    assert_eq!(code, "policy_denied");
+    assert!(text.contains("workspace__fetch_page"), "{text}");
+    assert_eq!(refusal_code(&grant(&janitor, share("paste.attacker.test")).await.unwrap_err()).as_deref(), Some("policy_denied"));
+    assert!(grant(&janitor, share("https://wiki.example.org/q3")).await.is_ok());
+}

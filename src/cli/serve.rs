@@ -85,6 +85,7 @@ pub async fn start(config_path: &std::path::Path) -> Result<Arc<Shared>, CliErro
         shutdown,
         policy,
         approvers: Arc::new(approvers),
+        taint: Default::default(),
     });
     tokio::spawn(crate::gateway::maintenance::run(shared.clone()));
     spawn_policy_reload_on_sighup(shared.clone());

@@ -154,6 +154,7 @@ mod tests {
                     max_ttl: None,
                     sensitive_args: vec![],
                     untrusted_output: false,
+                    trusted_fields: Vec::new(),
                     tags: vec![],
                     args_schema: None,
                     pin: pin.clone(),

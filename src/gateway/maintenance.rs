@@ -38,6 +38,9 @@ pub async fn run(shared: Arc<Shared>) {
         ticks = ticks.wrapping_add(1);
         if ticks % SLOW_EVERY == 0 {
             expire_tasks(&shared).await;
+            // No task lives longer than max_task_ttl, so older taint is of dead tasks.
+            let horizon = i64::try_from(shared.config.tokens.max_task_ttl.as_secs()).unwrap_or(i64::MAX / 2);
+            shared.taint.forget_idle(shared.clock.now_unix().saturating_sub(horizon));
             reload_keys(&shared);
             reload_policy(&shared, &mut rejected_policy, false);
         }

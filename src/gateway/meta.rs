@@ -19,7 +19,7 @@ use crate::clock::rfc3339;
 use crate::identity::VerifiedAgent;
 use crate::policy::invariants::{self as policy, Verdict};
 use super::decide;
-use crate::policy::{Action, ApprovalFacts, DecisionInput, Outcome, RequestFacts, TimeFacts};
+use crate::policy::{Action, ApprovalFacts, DecisionInput, Outcome, RequestFacts, TaintFacts, TimeFacts};
 use crate::store::{Approval, ApprovalState, BreakGlassGrant, Phase, Store, Task, TaskState, TokenRecord, TokenState};
 use crate::token::{self, ArgConstraints, CapabilityClaims, Constraint};
 
@@ -465,6 +465,10 @@ async fn request(session: &Session, agent: &VerifiedAgent, req: Request) -> Call
         return refusal_result("unknown_tool", &format!("`{}` is not registered", req.tool));
     };
     let granted = existing.as_ref().filter(|a| a.state == ApprovalState::Approved);
+    let taint = shared.taint.check(&task.id, &tool.spec.sensitive_args, &constraints);
+    if taint.tainted {
+        tracing::warn!(task = %task.id, tool = %req.tool, findings = ?taint.findings, sources = ?taint.sources, "request carries values from untrusted output");
+    }
     let facts = RequestFacts {
         purpose: req.purpose.trim().to_owned(),
         follows: req.follows.clone(),
@@ -473,6 +477,11 @@ async fn request(session: &Session, agent: &VerifiedAgent, req: Request) -> Call
             .map(|a| ApprovalFacts { granted: true, group: a.group.clone(), approver: a.decided_by.clone().unwrap_or_default() })
             .unwrap_or_default(),
         break_glass: break_glass.clone(),
+        taint: TaintFacts {
+            evaluated: true,
+            sensitive_from_untrusted: taint.tainted,
+            sources: taint.sources.iter().map(|s| s.call.clone()).collect(),
+        },
         ..Default::default()
     };
     let agent_facts = decide::agent_facts(agent, false);
@@ -494,6 +503,12 @@ async fn request(session: &Session, agent: &VerifiedAgent, req: Request) -> Call
     let pending = match decision.outcome {
         Outcome::Deny { policy, reason } => {
             tracing::info!(task = %task.id, tool = %req.tool, action = action.as_str(), policy = policy.as_deref().unwrap_or("default-deny"), "intent denied by policy");
+            let mut reason = reason;
+            if taint.tainted {
+                let from: Vec<String> = taint.sources.iter().map(|s| format!("call {} of {}", s.call, s.tool)).collect();
+                let args: Vec<String> = taint.findings.iter().map(|(arg, _)| format!("`{arg}`")).collect();
+                reason = format!("{reason} [taint: {} carries a value from the output of {}]", args.join(", "), from.join(", "));
+            }
             return policy_denied(policy.as_deref(), &reason);
         }
         Outcome::NeedsApproval { group } => Some(group),
@@ -816,6 +831,7 @@ async fn end_task(session: &Session, agent: &VerifiedAgent, req: EndTask) -> Cal
     if let Err(r) = store_op(&session.shared.store, move |s| s.end_task(&id, &outcome2, now)).await {
         return r;
     }
+    session.shared.taint.forget(&task.id);
     tracing::info!(task = %task.id, outcome = %outcome, "task ended; all its tokens revoked");
     ok(json!({ "task": task.id, "state": "ended", "outcome": outcome, "tokens": "revoked" }))
 }

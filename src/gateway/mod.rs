@@ -58,6 +58,8 @@ pub struct Shared {
     pub policy: watch::Sender<Arc<PolicyEngine>>,
     /// Verifies approvers' credentials (HTTP approvals API).
     pub approvers: Arc<ApproverVerifier>,
+    /// Values from untrusted tool output, per task.
+    pub taint: crate::baseline::taint::TaintLedger,
 }
 
 impl Shared {
@@ -292,6 +294,12 @@ async fn forward(shared: &Shared, authorized: authorize::Authorized, ctx: &Reque
     match outcome {
         Ok(result) => {
             tracing::info!(server = %tool.server, jti = %claims.jti, duration_ms = ms, is_error = result.is_error.unwrap_or(false), "forwarded");
+            // What an untrusted tool returned may steer the agent: remember its
+            // values for the task's later requests.
+            if tool.spec.untrusted_output {
+                let now = shared.clock.now_unix();
+                shared.taint.record_output(&claims.task, &claims.jti, &tool.exposed_name, &result, &tool.spec.trusted_fields, now);
+            }
             result
         }
         Err(e) => {

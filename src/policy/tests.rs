@@ -35,6 +35,7 @@ fn tool(name: &str, risk: Risk, env: &str) -> ToolFacts {
             max_ttl: None,
             sensitive_args: vec!["to".into()],
             untrusted_output: false,
+            trusted_fields: Vec::new(),
             tags: vec!["sink".into()],
             args_schema: None,
             pin: String::new(),
