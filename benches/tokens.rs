@@ -111,6 +111,7 @@ fn benches(c: &mut Criterion) {
         description: String::new(),
         allowed_tools: vec![ToolPattern::Server("workspace".into())],
         attributes: Default::default(),
+        baseline: Default::default(),
     };
     let t = task();
     c.bench_function("plan invariants (request)", |b| {

@@ -28,6 +28,27 @@ struct RawAgent {
     /// Attributes the platform team sets for policies (`principal.getTag(...)`).
     #[serde(default)]
     attributes: BTreeMap<String, String>,
+    #[serde(default)]
+    baseline: DeclaredBaseline,
+}
+
+/// What the platform team declares this agent normally does (`[baseline]`).
+#[derive(Debug, Clone, Default, PartialEq, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct DeclaredBaseline {
+    /// Tools it normally uses; empty means its `allowed_tools`.
+    #[serde(default)]
+    pub tools: Vec<String>,
+    /// Tool-to-tool transitions it normally makes, as `["from", "to"]` pairs;
+    /// empty means any transition within the task's plan.
+    #[serde(default)]
+    pub transitions: Vec<(String, String)>,
+    /// Intent requests per minute above which it is bursting.
+    pub max_requests_per_minute: Option<u32>,
+    /// UTC hours it works in, `[start, end)`, e.g. `[7, 19]`.
+    pub active_hours: Option<(u8, u8)>,
+    /// A request scoring at least this (0-100) quarantines the agent.
+    pub drift_threshold: Option<u8>,
 }
 
 fn default_env() -> String {
@@ -46,6 +67,8 @@ pub struct Agent {
     pub allowed_tools: Vec<ToolPattern>,
     /// Platform-set attributes, visible to policies as the agent's tags.
     pub attributes: BTreeMap<String, String>,
+    /// The declared baseline.
+    pub baseline: DeclaredBaseline,
 }
 
 /// An entry of `allowed_tools`.
@@ -108,7 +131,7 @@ impl Agent {
             })?;
             allowed_tools.push(p);
         }
-        Ok(Self { name, id, team: raw.team, environment: raw.environment, description: raw.description, allowed_tools, attributes: raw.attributes })
+        Ok(Self { name, id, team: raw.team, environment: raw.environment, description: raw.description, allowed_tools, attributes: raw.attributes, baseline: raw.baseline })
     }
 }
 
@@ -134,7 +157,11 @@ impl AgentDirectory {
                 }]);
             }
         };
-        let mut files: Vec<_> = entries.filter_map(|e| e.ok().map(|e| e.path())).filter(|p| p.extension().is_some_and(|x| x == "toml")).collect();
+        // Learned profiles (`NAME.baseline.toml`) live beside the agent files.
+        let mut files: Vec<_> = entries
+            .filter_map(|e| e.ok().map(|e| e.path()))
+            .filter(|p| p.extension().is_some_and(|x| x == "toml") && !p.to_string_lossy().ends_with(crate::baseline::LEARNED_SUFFIX))
+            .collect();
         files.sort();
         for f in files {
             match Agent::load(&f) {

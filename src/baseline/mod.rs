@@ -1,5 +1,10 @@
 //! Checks of chained follow-on requests against what an agent normally does
-//! and against where their values came from. Today: taint tracking
-//! ([`taint`]); its verdict fills `context.taint` for policy.
+//! ([`profile`]: declared and learned baselines, transitions, rates, hours)
+//! and against where their values came from ([`taint`]). The verdicts fill
+//! `context.baseline` and `context.taint` for policy; a score at the agent's
+//! drift threshold quarantines it.
 
+pub mod profile;
 pub mod taint;
+
+pub use profile::LEARNED_SUFFIX;

@@ -61,6 +61,7 @@ pub async fn start(config_path: &std::path::Path) -> Result<Arc<Shared>, CliErro
     std::fs::create_dir_all(&config.state_dir)
         .map_err(|e| CliError::Other(format!("cannot create state directory {}: {e}", config.state_dir.display())))?;
     let clock: Arc<dyn crate::clock::Clock> = Arc::new(SystemClock);
+    let learned = load_learned(&config, &agents)?;
     let identity = IdentityVerifier::new(&config.gateway_id, &config.identity, agents, clock.clone())
         .map_err(|e| CliError::Identity(e.to_string()))?;
     let approvers = ApproverVerifier::new(&config, clock.clone()).map_err(|e| CliError::Identity(e.to_string()))?;
@@ -86,10 +87,27 @@ pub async fn start(config_path: &std::path::Path) -> Result<Arc<Shared>, CliErro
         policy,
         approvers: Arc::new(approvers),
         taint: Default::default(),
+        learned,
+        rate: Default::default(),
     });
     tokio::spawn(crate::gateway::maintenance::run(shared.clone()));
     spawn_policy_reload_on_sighup(shared.clone());
     Ok(shared)
+}
+
+/// Learned baselines beside the agent files; a broken one stops the start.
+fn load_learned(
+    config: &crate::config::Config,
+    agents: &crate::agent::AgentDirectory,
+) -> Result<std::collections::HashMap<String, crate::baseline::profile::LearnedProfile>, CliError> {
+    let mut learned = std::collections::HashMap::new();
+    for agent in agents.iter() {
+        if let Some(p) = crate::baseline::profile::LearnedProfile::load(&config.agents_dir, &agent.name).map_err(CliError::Other)? {
+            tracing::info!(agent = %agent.name, intents = p.intents, transitions = p.transitions.len(), "learned baseline loaded");
+            learned.insert(agent.id.clone(), p);
+        }
+    }
+    Ok(learned)
 }
 
 /// MCP sessions do not survive a restart, so authority held by sessions of

@@ -19,8 +19,9 @@ use crate::clock::rfc3339;
 use crate::identity::VerifiedAgent;
 use crate::policy::invariants::{self as policy, Verdict};
 use super::decide;
-use crate::policy::{Action, ApprovalFacts, DecisionInput, Outcome, RequestFacts, TaintFacts, TimeFacts};
-use crate::store::{Approval, ApprovalState, BreakGlassGrant, Phase, Store, Task, TaskState, TokenRecord, TokenState};
+use crate::baseline::profile;
+use crate::policy::{Action, ApprovalFacts, BaselineFacts, DecisionInput, Outcome, RequestFacts, TaintFacts, TimeFacts};
+use crate::store::{Approval, ApprovalState, BreakGlassGrant, Intent, Phase, Store, Task, TaskState, TokenRecord, TokenState};
 use crate::token::{self, ArgConstraints, CapabilityClaims, Constraint};
 
 pub const BEGIN_TASK: &str = "jit_begin_task";
@@ -423,15 +424,17 @@ async fn request(session: &Session, agent: &VerifiedAgent, req: Request) -> Call
     let (task_id, agent_id, parent_id) = (req.task.clone(), agent.agent.id.clone(), req.follows.clone());
     let lookup_digest = digest.clone().filter(|_| break_glass.is_none());
     let state = store_op(&shared.store, move |s| {
+        let last = s.last_intent_of_task(&task_id)?;
         Ok((
             s.task(&task_id)?,
             s.quarantined(&agent_id)?,
             parent_id.map(|p| s.token(&p)).transpose()?.flatten(),
             lookup_digest.map(|d| s.approval_for_request(&d, now)).transpose()?.flatten(),
+            last,
         ))
     })
     .await;
-    let (task, quarantined, parent, existing) = match state {
+    let (task, quarantined, parent, existing, last_intent) = match state {
         Ok(v) => v,
         Err(r) => return r,
     };
@@ -469,6 +472,30 @@ async fn request(session: &Session, agent: &VerifiedAgent, req: Request) -> Call
     if taint.tainted {
         tracing::warn!(task = %task.id, tool = %req.tool, findings = ?taint.findings, sources = ?taint.sources, "request carries values from untrusted output");
     }
+    // The chain: the call the agent says this follows, else the task's last request.
+    let previous = parent.as_ref().map(|t| t.tool.clone()).or_else(|| last_intent.map(|i| i.tool));
+    let shape = profile::shape_of(&constraints);
+    let plan = decide::plan_tools(&task);
+    let assessment = profile::assess(
+        &agent.agent,
+        shared.learned.get(&agent.agent.id),
+        &profile::Request {
+            tool: &req.tool,
+            risk: tool.spec.risk,
+            shape: &shape,
+            previous: previous.as_deref(),
+            plan: &plan,
+            time: TimeFacts::at(now),
+            rate: shared.rate.hit(&agent.agent.id, now),
+            tainted: taint.tainted,
+        },
+    );
+    if assessment.score > 0 {
+        tracing::info!(task = %task.id, tool = %req.tool, score = assessment.score, explanation = %assessment.explanation, "baseline deviation");
+    }
+    if assessment.drift {
+        return quarantine_for_drift(session, agent, &task, &req.tool, &assessment).await;
+    }
     let facts = RequestFacts {
         purpose: req.purpose.trim().to_owned(),
         follows: req.follows.clone(),
@@ -477,6 +504,12 @@ async fn request(session: &Session, agent: &VerifiedAgent, req: Request) -> Call
             .map(|a| ApprovalFacts { granted: true, group: a.group.clone(), approver: a.decided_by.clone().unwrap_or_default() })
             .unwrap_or_default(),
         break_glass: break_glass.clone(),
+        baseline: BaselineFacts {
+            evaluated: true,
+            transition_known: assessment.transition_known,
+            score: assessment.score,
+            explanation: assessment.explanation.clone(),
+        },
         taint: TaintFacts {
             evaluated: true,
             sensitive_from_untrusted: taint.tainted,
@@ -503,6 +536,11 @@ async fn request(session: &Session, agent: &VerifiedAgent, req: Request) -> Call
     let pending = match decision.outcome {
         Outcome::Deny { policy, reason } => {
             tracing::info!(task = %task.id, tool = %req.tool, action = action.as_str(), policy = policy.as_deref().unwrap_or("default-deny"), "intent denied by policy");
+            // A forbid annotated @quarantine takes the agent out of service.
+            if let Some(id) = policy.as_deref().filter(|id| engine.policy(id).is_some_and(|p| p.quarantine)) {
+                let why = profile::Assessment { explanation: format!("policy `{id}`: {reason}"), ..assessment.clone() };
+                return quarantine_for_drift(session, agent, &task, &req.tool, &why).await;
+            }
             let mut reason = reason;
             if taint.tainted {
                 let from: Vec<String> = taint.sources.iter().map(|s| format!("call {} of {}", s.call, s.tool)).collect();
@@ -649,7 +687,8 @@ async fn issue_token(
         changed_at: None,
         reason: None,
     };
-    store_op(&shared.store, move |s| s.record_token(&record)).await?;
+    let intent = Intent { jti: jti.clone(), agent: agent.agent.id.clone(), task: task.id.clone(), tool: tool.to_owned(), shape: profile::shape_of(&claims.args), at: now };
+    store_op(&shared.store, move |s| s.record_token_and_intent(&record, &intent)).await?;
     tracing::info!(task = %task.id, tool, jti = %jti, ttl_secs, "capability issued");
     Ok(Issued { signed, claims })
 }
@@ -727,6 +766,25 @@ async fn pending_approval(
             approval.group, approval.id
         ),
     }))
+}
+
+/// Drift: revoke everything the agent holds and quarantine it until a person
+/// releases it. The request that drifted is refused.
+async fn quarantine_for_drift(session: &Session, agent: &VerifiedAgent, task: &Task, tool: &str, a: &profile::Assessment) -> CallToolResult {
+    let shared = &session.shared;
+    let now = shared.clock.now_unix();
+    let reason = format!("drift (score {}): {}", a.score, a.explanation);
+    let (id, why) = (agent.agent.id.clone(), reason.clone());
+    let done = store_op(&shared.store, move |s| {
+        s.quarantine(&id, &why, now)?;
+        s.revoke(&crate::store::Scope::Agent(id.clone()), &format!("quarantined: {why}"), now)
+    })
+    .await;
+    match done {
+        Ok(r) => tracing::warn!(agent = %agent.agent.name, task = %task.id, tool, score = a.score, tokens = r.tokens, explanation = %a.explanation, "AGENT QUARANTINED: baseline drift; all its tasks and tokens revoked"),
+        Err(r) => return r,
+    }
+    refusal_result("agent_quarantined", &quarantine_message(&reason))
 }
 
 fn quarantine_message(reason: &str) -> String {

@@ -60,6 +60,10 @@ pub struct Shared {
     pub approvers: Arc<ApproverVerifier>,
     /// Values from untrusted tool output, per task.
     pub taint: crate::baseline::taint::TaintLedger,
+    /// Learned baselines by agent id (`NAME.baseline.toml`, read at start).
+    pub learned: std::collections::HashMap<String, crate::baseline::profile::LearnedProfile>,
+    /// Intent requests per agent in the last minute.
+    pub rate: crate::baseline::profile::RequestRate,
 }
 
 impl Shared {

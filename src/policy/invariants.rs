@@ -75,6 +75,7 @@ mod tests {
             description: String::new(),
             allowed_tools: vec![ToolPattern::Exact("ws__read".into()), ToolPattern::Exact("ws__send".into())],
             attributes: Default::default(),
+            baseline: Default::default(),
         }
     }
 

@@ -38,6 +38,8 @@ pub const SCHEMA_TEXT: &str = include_str!("jitgate.cedarschema");
 pub const REASON_ANNOTATION: &str = "reason";
 /// Annotation: this permit needs a person of the named group to approve.
 pub const APPROVAL_ANNOTATION: &str = "approval";
+/// Annotation: when this forbid denies, quarantine the agent.
+pub const QUARANTINE_ANNOTATION: &str = "quarantine";
 /// Annotation: the policy's id.
 pub const ID_ANNOTATION: &str = "id";
 
@@ -88,6 +90,8 @@ pub struct PolicyInfo {
     pub effect: &'static str,
     pub reason: Option<String>,
     pub approval: Option<String>,
+    /// `@quarantine`: when this forbid denies, the agent is quarantined.
+    pub quarantine: bool,
 }
 
 /// The action being decided.
@@ -328,7 +332,15 @@ impl PolicyEngine {
                 }
                 info.insert(
                     id.clone(),
-                    PolicyInfo { id: id.clone(), file: path.clone(), line, effect, reason: renamed.annotation(REASON_ANNOTATION).map(str::to_owned), approval },
+                    PolicyInfo {
+                        id: id.clone(),
+                        file: path.clone(),
+                        line,
+                        effect,
+                        reason: renamed.annotation(REASON_ANNOTATION).map(str::to_owned),
+                        approval,
+                        quarantine: renamed.annotation(QUARANTINE_ANNOTATION).is_some(),
+                    },
                 );
                 if let Err(e) = file_set.add(renamed.clone()) {
                     errors.push(PolicyError { file: path.clone(), line, column: 1, message: e.to_string() });

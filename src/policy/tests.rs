@@ -17,6 +17,7 @@ fn agent(team: &str) -> AgentFacts {
             description: String::new(),
             allowed_tools: vec![ToolPattern::Server("ws".into())],
             attributes: BTreeMap::from([("tier".to_owned(), "gold".to_owned())]),
+            baseline: Default::default(),
         },
         issuer: "dev".into(),
         claims: BTreeMap::from([("attested".to_owned(), "true".to_owned())]),

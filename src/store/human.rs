@@ -106,3 +106,15 @@ pub enum DecideOutcome {
     /// Already decided, used or expired: the current record.
     NotPending(Approval),
 }
+
+/// One granted intent, kept as the history baselines are learned from.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+pub struct Intent {
+    pub jti: String,
+    pub agent: String,
+    pub task: String,
+    pub tool: String,
+    /// The argument names and kinds, e.g. `body:eq,subject:eq,to:eq`.
+    pub shape: String,
+    pub at: i64,
+}

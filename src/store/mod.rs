@@ -12,7 +12,7 @@
 mod human;
 mod sqlite;
 
-pub use human::{Approval, ApprovalState, BreakGlassGrant, DecideOutcome, Quarantine};
+pub use human::{Approval, ApprovalState, BreakGlassGrant, DecideOutcome, Intent, Quarantine};
 
 pub use sqlite::{STORE_FILE, SqliteStore};
 
@@ -253,4 +253,10 @@ pub trait Store: Send + Sync + 'static {
     /// Release an agent; false if it was not quarantined.
     fn release(&self, agent: &str, by: &str, note: &str, now: i64) -> Result<bool, StoreError>;
     fn quarantined(&self, agent: &str) -> Result<Option<Quarantine>, StoreError>;
+    /// Record a token together with the intent it was granted for.
+    fn record_token_and_intent(&self, token: &TokenRecord, intent: &Intent) -> Result<(), StoreError>;
+    /// The latest intent of a task.
+    fn last_intent_of_task(&self, task: &str) -> Result<Option<Intent>, StoreError>;
+    /// An agent's intents since `since`, oldest first (at most `limit`).
+    fn intents_of(&self, agent: &str, since: i64, limit: usize) -> Result<Vec<Intent>, StoreError>;
 }

@@ -10,7 +10,7 @@ use std::sync::{Mutex, MutexGuard};
 
 use rusqlite::{Connection, OptionalExtension as _, TransactionBehavior, params};
 
-use super::{Approval, ApprovalState, BreakGlassGrant, DecideOutcome, Quarantine};
+use super::{Approval, ApprovalState, BreakGlassGrant, DecideOutcome, Intent, Quarantine};
 use super::{Consumption, Phase, Revocation, Scope, Store, StoreError, Task, TaskState, TokenRecord, TokenState};
 
 const SCHEMA: &str = r#"
@@ -97,6 +97,16 @@ CREATE TABLE IF NOT EXISTS quarantine (
     reason TEXT NOT NULL,
     since INTEGER NOT NULL
 );
+CREATE TABLE IF NOT EXISTS intents (
+    jti TEXT PRIMARY KEY,
+    agent TEXT NOT NULL,
+    task TEXT NOT NULL,
+    tool TEXT NOT NULL,
+    shape TEXT NOT NULL,
+    at INTEGER NOT NULL
+);
+CREATE INDEX IF NOT EXISTS intents_task ON intents(task, at);
+CREATE INDEX IF NOT EXISTS intents_agent ON intents(agent, at);
 CREATE TABLE IF NOT EXISTS quarantine_releases (
     agent TEXT NOT NULL,
     reason TEXT NOT NULL,
@@ -186,6 +196,10 @@ fn token_from_row(row: &rusqlite::Row<'_>) -> rusqlite::Result<(TokenRecord, Str
         },
         state,
     ))
+}
+
+fn intent_from_row(r: &rusqlite::Row<'_>) -> rusqlite::Result<Intent> {
+    Ok(Intent { jti: r.get(0)?, agent: r.get(1)?, task: r.get(2)?, tool: r.get(3)?, shape: r.get(4)?, at: r.get(5)? })
 }
 
 fn to_i64(n: usize) -> i64 {
@@ -484,6 +498,32 @@ impl Store for SqliteStore {
         tx.execute("DELETE FROM quarantine WHERE agent=?1", params![agent])?;
         tx.commit()?;
         Ok(n == 1)
+    }
+
+    fn record_token_and_intent(&self, t: &TokenRecord, i: &Intent) -> Result<(), StoreError> {
+        let mut conn = self.conn();
+        let tx = conn.transaction()?;
+        tx.prepare_cached("INSERT INTO tokens(jti, task, agent, sid, tool, phase, state, issued_at, expires_at) VALUES (?1,?2,?3,?4,?5,?6,'issued',?7,?8)")?
+            .execute(params![t.jti, t.task, t.agent, t.sid, t.tool, to_i64(t.phase), t.issued_at, t.expires_at])?;
+        tx.prepare_cached("INSERT INTO intents(jti, agent, task, tool, shape, at) VALUES (?1,?2,?3,?4,?5,?6)")?
+            .execute(params![i.jti, i.agent, i.task, i.tool, i.shape, i.at])?;
+        tx.commit()?;
+        Ok(())
+    }
+
+    fn last_intent_of_task(&self, task: &str) -> Result<Option<Intent>, StoreError> {
+        Ok(self
+            .conn()
+            .prepare_cached("SELECT jti, agent, task, tool, shape, at FROM intents WHERE task=?1 ORDER BY at DESC, rowid DESC LIMIT 1")?
+            .query_row(params![task], intent_from_row)
+            .optional()?)
+    }
+
+    fn intents_of(&self, agent: &str, since: i64, limit: usize) -> Result<Vec<Intent>, StoreError> {
+        let conn = self.conn();
+        let mut stmt = conn.prepare("SELECT jti, agent, task, tool, shape, at FROM intents WHERE agent=?1 AND at >= ?2 ORDER BY at, rowid LIMIT ?3")?;
+        let rows = stmt.query_map(params![agent, since, to_i64(limit)], intent_from_row)?;
+        rows.map(|r| r.map_err(StoreError::from)).collect()
     }
 
     fn quarantined(&self, agent: &str) -> Result<Option<Quarantine>, StoreError> {

@@ -1,0 +1,327 @@
+//! An agent's baseline and how unusual one request is against it.
+//!
+//! The declared baseline is the agent file's `[baseline]`; the learned one
+//! is `NAME.baseline.toml` beside it, written by `jitgate baseline learn`
+//! from the recorded intents and reviewed like any other file. When a
+//! learned profile exists, its transitions are what "known" means (together
+//! with any declared ones); otherwise declared transitions, or, if none are
+//! declared, any transition within the task's plan.
+
+use std::collections::{BTreeMap, HashMap, VecDeque};
+use std::path::Path;
+use std::sync::Mutex;
+
+use serde::{Deserialize, Serialize};
+
+use crate::agent::Agent;
+use crate::manifest::Risk;
+use crate::policy::TimeFacts;
+use crate::store::Intent;
+use crate::token::{ArgConstraints, Constraint};
+
+/// File name suffix of learned profiles.
+pub const LEARNED_SUFFIX: &str = ".baseline.toml";
+
+/// A learned profile, as written by `jitgate baseline learn`.
+#[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct LearnedProfile {
+    /// The agent's name.
+    pub agent: String,
+    pub learned_at: String,
+    /// Start of the history it was learned from.
+    pub since: String,
+    pub intents: u64,
+    pub tasks: u64,
+    /// The busiest minute seen.
+    pub max_requests_per_minute: u32,
+    /// UTC hours with activity.
+    pub hours: Vec<u8>,
+    #[serde(default)]
+    pub tools: Vec<LearnedTool>,
+    #[serde(default)]
+    pub transitions: Vec<LearnedTransition>,
+}
+
+#[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct LearnedTool {
+    pub name: String,
+    pub count: u64,
+    /// Argument shapes seen (names and constraint kinds).
+    pub argument_shapes: Vec<String>,
+}
+
+#[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct LearnedTransition {
+    pub from: String,
+    pub to: String,
+    pub count: u64,
+}
+
+impl LearnedProfile {
+    /// Learn from an agent's intents (oldest first).
+    pub fn learn(agent: &str, intents: &[Intent], learned_at: &str, since: &str) -> Self {
+        let mut tools: BTreeMap<String, (u64, Vec<String>)> = BTreeMap::new();
+        let mut transitions: BTreeMap<(String, String), u64> = BTreeMap::new();
+        let mut last_in_task: HashMap<&str, &str> = HashMap::new();
+        let mut per_minute: HashMap<i64, u32> = HashMap::new();
+        let mut hours: Vec<u8> = Vec::new();
+        for i in intents {
+            let entry = tools.entry(i.tool.clone()).or_default();
+            entry.0 += 1;
+            if !entry.1.contains(&i.shape) {
+                entry.1.push(i.shape.clone());
+            }
+            if let Some(prev) = last_in_task.insert(&i.task, &i.tool) {
+                *transitions.entry((prev.to_owned(), i.tool.clone())).or_default() += 1;
+            }
+            *per_minute.entry(i.at.div_euclid(60)).or_default() += 1;
+            let hour = u8::try_from(TimeFacts::at(i.at).hour).unwrap_or(0);
+            if !hours.contains(&hour) {
+                hours.push(hour);
+            }
+        }
+        hours.sort_unstable();
+        Self {
+            agent: agent.to_owned(),
+            learned_at: learned_at.to_owned(),
+            since: since.to_owned(),
+            intents: intents.len() as u64,
+            tasks: last_in_task.len() as u64,
+            max_requests_per_minute: per_minute.values().copied().max().unwrap_or(0),
+            hours,
+            tools: tools.into_iter().map(|(name, (count, mut shapes))| {
+                shapes.sort();
+                LearnedTool { name, count, argument_shapes: shapes }
+            }).collect(),
+            transitions: transitions.into_iter().map(|((from, to), count)| LearnedTransition { from, to, count }).collect(),
+        }
+    }
+
+    /// Load `DIR/NAME.baseline.toml` if it exists.
+    pub fn load(dir: &Path, agent_name: &str) -> Result<Option<Self>, String> {
+        let path = dir.join(format!("{agent_name}{LEARNED_SUFFIX}"));
+        match std::fs::read_to_string(&path) {
+            Ok(text) => toml::from_str(&text).map(Some).map_err(|e| format!("{}: {e}", path.display())),
+            Err(e) if e.kind() == std::io::ErrorKind::NotFound => Ok(None),
+            Err(e) => Err(format!("{}: {e}", path.display())),
+        }
+    }
+}
+
+/// The argument shape of a request: names and constraint kinds, sorted.
+pub fn shape_of(constraints: &ArgConstraints) -> String {
+    constraints
+        .iter()
+        .map(|(name, c)| {
+            let kind = match c {
+                Constraint::Eq(_) => "eq",
+                Constraint::Prefix(_) => "prefix",
+                Constraint::OneOf(_) => "one_of",
+                Constraint::Range { .. } => "range",
+                Constraint::Schema(_) => "schema",
+            };
+            format!("{name}:{kind}")
+        })
+        .collect::<Vec<_>>()
+        .join(",")
+}
+
+/// How unusual one request is.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct Assessment {
+    pub transition_known: bool,
+    /// 0 (usual) .. 100 (never seen).
+    pub score: i64,
+    pub explanation: String,
+    /// The score reached the agent's drift threshold.
+    pub drift: bool,
+}
+
+/// What the assessment looks at.
+pub struct Request<'a> {
+    pub tool: &'a str,
+    pub risk: Risk,
+    pub shape: &'a str,
+    /// The previous tool of the chain: the `follows` call's, else the task's last.
+    pub previous: Option<&'a str>,
+    pub plan: &'a [String],
+    pub time: TimeFacts,
+    /// Requests by this agent in the last minute, this one included.
+    pub rate: u32,
+    pub tainted: bool,
+}
+
+/// Score a request against the declared and learned baselines.
+pub fn assess(agent: &Agent, learned: Option<&LearnedProfile>, r: &Request<'_>) -> Assessment {
+    let declared = &agent.baseline;
+    let mut score = 0i64;
+    let mut why: Vec<String> = Vec::new();
+    let usual_tool = if let Some(l) = learned {
+        l.tools.iter().any(|t| t.name == r.tool) || declared.tools.iter().any(|t| t == r.tool)
+    } else if declared.tools.is_empty() {
+        agent.may_use(r.tool)
+    } else {
+        declared.tools.iter().any(|t| t == r.tool)
+    };
+    if !usual_tool {
+        score += 30;
+        why.push(format!("`{}` is not among the tools this agent normally uses", r.tool));
+    }
+    let transition_known = match r.previous {
+        None => true,
+        Some(prev) => {
+            let declared_pair = declared.transitions.iter().any(|(a, b)| a == prev && b == r.tool);
+            match learned {
+                Some(l) => declared_pair || l.transitions.iter().any(|t| t.from == prev && t.to == r.tool),
+                None if declared.transitions.is_empty() => r.plan.iter().any(|t| t == prev) && r.plan.iter().any(|t| t == r.tool),
+                None => declared_pair,
+            }
+        }
+    };
+    if !transition_known {
+        score += if r.risk >= Risk::High { 60 } else { 40 };
+        why.push(format!("the transition {} -> {} is not in the baseline", r.previous.unwrap_or("(start)"), r.tool));
+    }
+    if let Some(l) = learned {
+        let shape_known = l.tools.iter().any(|t| t.name == r.tool && t.argument_shapes.iter().any(|s| s == r.shape));
+        if usual_tool && !shape_known {
+            score += 10;
+            why.push(format!("new argument shape `{}` for `{}`", r.shape, r.tool));
+        }
+    }
+    let hour = u8::try_from(r.time.hour).unwrap_or(0);
+    let outside_hours = match (declared.active_hours, learned) {
+        (Some((start, end)), _) => !in_window(hour, start, end),
+        (None, Some(l)) if !l.hours.is_empty() => !l.hours.contains(&hour),
+        _ => false,
+    };
+    if outside_hours {
+        score += 20;
+        why.push(format!("outside active hours ({hour}:00 UTC)"));
+    }
+    let limit = declared.max_requests_per_minute.or_else(|| learned.map(|l| l.max_requests_per_minute.saturating_mul(2).max(10)));
+    if let Some(limit) = limit.filter(|l| r.rate > *l) {
+        score += 40;
+        why.push(format!("{} requests in the last minute (usual at most {limit})", r.rate));
+    }
+    if r.tainted {
+        score += 20;
+        why.push("a sensitive argument carries a value from untrusted output".into());
+    }
+    let score = score.min(100);
+    Assessment {
+        transition_known,
+        score,
+        explanation: if why.is_empty() { "usual".into() } else { why.join("; ") },
+        drift: agent.baseline.drift_threshold.is_some_and(|t| score >= i64::from(t)),
+    }
+}
+
+fn in_window(hour: u8, start: u8, end: u8) -> bool {
+    if start <= end { hour >= start && hour < end } else { hour >= start || hour < end }
+}
+
+/// Requests per agent in the last minute.
+#[derive(Debug, Default)]
+pub struct RequestRate {
+    recent: Mutex<HashMap<String, VecDeque<i64>>>,
+}
+
+impl RequestRate {
+    /// Count a request at `now` and return how many fell in the last 60 s.
+    pub fn hit(&self, agent: &str, now: i64) -> u32 {
+        let mut recent = self.recent.lock().unwrap_or_else(|p| p.into_inner());
+        let q = recent.entry(agent.to_owned()).or_default();
+        q.push_back(now);
+        while q.front().is_some_and(|t| *t <= now - 60) {
+            q.pop_front();
+        }
+        // Bounded: a burst beyond this is already far over any limit.
+        while q.len() > 10_000 {
+            q.pop_front();
+        }
+        u32::try_from(q.len()).unwrap_or(u32::MAX)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::agent::{DeclaredBaseline, ToolPattern};
+
+    fn agent(baseline: DeclaredBaseline) -> Agent {
+        Agent {
+            name: "triage".into(),
+            id: "spiffe://x/agent/triage".into(),
+            team: "support".into(),
+            environment: "development".into(),
+            description: String::new(),
+            allowed_tools: vec![ToolPattern::Server("ws".into())],
+            attributes: Default::default(),
+            baseline,
+        }
+    }
+
+    fn intent(task: &str, tool: &str, at: i64) -> Intent {
+        Intent { jti: format!("{task}{at}"), agent: "a".into(), task: task.into(), tool: tool.into(), shape: "to:eq".into(), at }
+    }
+
+    fn req<'a>(tool: &'a str, previous: Option<&'a str>, plan: &'a [String], hour: i64) -> Request<'a> {
+        Request { tool, risk: Risk::High, shape: "to:eq", previous, plan, time: TimeFacts::at(hour * 3600), rate: 1, tainted: false }
+    }
+
+    #[test]
+    fn learning_counts_transitions_within_tasks_shapes_hours_and_rates() {
+        let intents = vec![intent("t1", "ws__read_inbox", 9 * 3600), intent("t1", "ws__send", 9 * 3600 + 5), intent("t2", "ws__read_inbox", 10 * 3600), intent("t2", "ws__send", 10 * 3600 + 1)];
+        let p = LearnedProfile::learn("triage", &intents, "now", "then");
+        assert_eq!((p.intents, p.tasks, p.hours.clone()), (4, 2, vec![9, 10]));
+        assert_eq!(p.transitions, vec![LearnedTransition { from: "ws__read_inbox".into(), to: "ws__send".into(), count: 2 }]);
+        assert_eq!(p.max_requests_per_minute, 2);
+        let text = toml::to_string(&p).unwrap();
+        assert_eq!(toml::from_str::<LearnedProfile>(&text).unwrap(), p);
+    }
+
+    #[test]
+    fn unknown_transitions_hours_bursts_and_taint_raise_the_score() {
+        let plan = vec!["ws__read_inbox".to_owned(), "ws__send".to_owned()];
+        let declared = agent(DeclaredBaseline {
+            transitions: vec![("ws__read_inbox".into(), "ws__send".into())],
+            active_hours: Some((7, 19)),
+            max_requests_per_minute: Some(5),
+            drift_threshold: Some(90),
+            ..Default::default()
+        });
+        let usual = assess(&declared, None, &req("ws__send", Some("ws__read_inbox"), &plan, 9));
+        assert_eq!((usual.transition_known, usual.score, usual.drift), (true, 0, false));
+        assert_eq!(usual.explanation, "usual");
+        let odd = assess(&declared, None, &req("ws__send", Some("ws__send"), &plan, 22));
+        assert!(!odd.transition_known);
+        assert_eq!(odd.score, 80, "{}", odd.explanation);
+        let mut burst = req("ws__send", Some("ws__send"), &plan, 22);
+        burst.rate = 50;
+        let drift = assess(&declared, None, &burst);
+        assert_eq!((drift.score, drift.drift), (100, true));
+        // With nothing declared, any transition within the plan is known.
+        let open = agent(DeclaredBaseline::default());
+        assert!(assess(&open, None, &req("ws__send", Some("ws__read_inbox"), &plan, 3)).transition_known);
+        let learned = LearnedProfile::learn("triage", &[intent("t", "ws__read_inbox", 0), intent("t", "ws__send", 1)], "", "");
+        let r = assess(&open, Some(&learned), &req("ws__read_inbox", Some("ws__send"), &plan, 0));
+        assert!(!r.transition_known, "learned transitions are directional");
+        let mut tainted = req("ws__send", Some("ws__read_inbox"), &plan, 0);
+        tainted.tainted = true;
+        assert_eq!(assess(&open, Some(&learned), &tainted).score, 20);
+    }
+
+    #[test]
+    fn rate_counts_the_last_minute() {
+        let r = RequestRate::default();
+        assert_eq!(r.hit("a", 100), 1);
+        assert_eq!(r.hit("a", 130), 2);
+        assert_eq!(r.hit("b", 130), 1);
+        assert_eq!(r.hit("a", 161), 2);
+        assert!(in_window(22, 20, 6) && in_window(3, 20, 6) && !in_window(12, 20, 6));
+    }
+}
