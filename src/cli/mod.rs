@@ -3,6 +3,7 @@
 
 pub mod agents;
 pub mod approvals;
+pub mod baseline;
 pub mod check;
 pub mod identity;
 pub mod keys;
@@ -62,6 +63,9 @@ pub enum Command {
     /// List, quarantine and release agents.
     #[command(subcommand)]
     Agents(agents::AgentsCommand),
+    /// Agent baselines: learn a profile from the recorded history.
+    #[command(subcommand)]
+    Baseline(baseline::BaselineCommand),
 }
 
 /// A command failure with the exit code it maps to.
@@ -116,6 +120,7 @@ pub async fn run(cli: Cli) -> Result<(), CliError> {
         Command::Approvals(c) => approvals::run_approvals(c),
         Command::Review(c) => approvals::run_review(c),
         Command::Agents(c) => agents::run(c),
+        Command::Baseline(c) => baseline::run(c),
     }
 }
 
