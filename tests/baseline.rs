@@ -1,0 +1,197 @@
+//! Baselines through the real gateway: unusual chains go to a person, drift
+//! quarantines with a release path, and a learned profile changes what is
+//! usual. Each test shows the refused case and the legitimate one.
+
+mod common;
+
+use std::time::Duration;
+
+use common::*;
+use serde_json::{Value, json};
+
+/// A support agent with a declared baseline (the quick start's transitions, shortened).
+const WATCHED: &str = r#"name = "watched"
+id = "spiffe://jitgate.local/agent/watched"
+team = "support"
+allowed_tools = ["workspace__read_note", "workspace__fetch_page", "workspace__send_message", "workspace__list_notes", "workspace__read_inbox"]
+
+[baseline]
+transitions = [
+  ["workspace__read_note", "workspace__send_message"],
+  ["workspace__list_notes", "workspace__read_note"],
+]
+drift_threshold = 90
+"#;
+
+/// A support agent whose baseline is tight enough to drift.
+const TIGHT: &str = r#"name = "tight"
+id = "spiffe://jitgate.local/agent/tight"
+team = "support"
+allowed_tools = ["workspace__read_note", "workspace__send_message", "workspace__list_notes"]
+
+[baseline]
+tools = ["workspace__read_note", "workspace__list_notes"]
+transitions = [["workspace__list_notes", "workspace__read_note"]]
+drift_threshold = 80
+"#;
+
+fn setup() -> Setup {
+    Setup {
+        policies: quickstart_policies(),
+        agents: vec![("watched.toml".into(), WATCHED.into()), ("tight.toml".into(), TIGHT.into())],
+        ..Setup::default()
+    }
+}
+
+async fn grant(client: &rmcp::service::RunningService<rmcp::RoleClient, ()>, body: Value) -> Result<Value, rmcp::model::CallToolResult> {
+    let r = raw_call(client, "jit_request", body).await.unwrap();
+    if r.is_error == Some(true) { Err(r) } else { Ok(answer(&r)) }
+}
+
+async fn use_token(client: &rmcp::service::RunningService<rmcp::RoleClient, ()>, tool: &str, args: Value, g: &Value) {
+    let r = call_with_token(client, tool, args, g["token"].as_str().unwrap()).await.unwrap();
+    assert_ne!(r.is_error, Some(true), "{}", text_of(&r));
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn an_unusual_high_risk_chain_goes_to_a_person() {
+    let dep = Deployment::new(&setup());
+    let gw = Gateway::start(&dep);
+    gw.wait_server("workspace", "ready").await;
+    let agent = gw.connect(&dep.mint("watched")).await;
+    let task = begin(
+        &agent,
+        json!([{"name": "look", "tools": ["workspace__read_note", "workspace__fetch_page"]}, {"name": "send", "tools": ["workspace__send_message"]}]),
+    )
+    .await
+    .unwrap();
+    let mail = |to: &str| json!({"task": task, "tool": "workspace__send_message", "arguments": {"to": to, "subject": "Guide", "body": "Please see the support guide."}, "purpose": "share the guide"});
+
+    // fetch_page -> send_message is not in the baseline: a person must approve it.
+    let page = grant(&agent, json!({"task": task, "tool": "workspace__fetch_page", "arguments": {"url": "https://docs.example.org/guide"}, "purpose": "read the guide"})).await.unwrap();
+    use_token(&agent, "workspace__fetch_page", json!({"url": "https://docs.example.org/guide"}), &page).await;
+    raw_call(&agent, "jit_next_phase", json!({"task": task, "phase": "send"})).await.unwrap();
+    let pending = grant(&agent, mail("alice@example.org")).await.unwrap();
+    assert_eq!(pending["decision"], "pending_approval", "{pending}");
+    assert!(gw.log().contains("the transition workspace__fetch_page -> workspace__send_message is not in the baseline"), "{}", gw.log());
+
+    // read_note -> send_message is in the baseline: a token at once.
+    let task2 = begin(&agent, json!([{"name": "look", "tools": ["workspace__read_note"]}, {"name": "send", "tools": ["workspace__send_message"]}])).await.unwrap();
+    let note = grant(&agent, json!({"task": task2, "tool": "workspace__read_note", "arguments": {"name": "q3-plan.md"}, "purpose": "read"})).await.unwrap();
+    use_token(&agent, "workspace__read_note", json!({"name": "q3-plan.md"}), &note).await;
+    raw_call(&agent, "jit_next_phase", json!({"task": task2, "phase": "send"})).await.unwrap();
+    let body = json!({"task": task2, "tool": "workspace__send_message", "arguments": {"to": "alice@example.org", "subject": "Q3", "body": "summary"}, "purpose": "reply"});
+    assert_eq!(grant(&agent, body).await.unwrap()["decision"], "allow");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn drift_quarantines_the_agent_until_a_person_releases_it() {
+    let dep = Deployment::new(&setup());
+    let gw = Gateway::start(&dep);
+    gw.wait_server("workspace", "ready").await;
+    let agent = gw.connect(&dep.mint("tight")).await;
+    // A usual task works.
+    let usual = begin(&agent, json!([{"name": "read", "tools": ["workspace__list_notes", "workspace__read_note"]}])).await.unwrap();
+    let list = grant(&agent, json!({"task": usual, "tool": "workspace__list_notes", "arguments": {}, "purpose": "list"})).await.unwrap();
+    use_token(&agent, "workspace__list_notes", json!({}), &list).await;
+    let read = grant(&agent, json!({"task": usual, "tool": "workspace__read_note", "arguments": {"name": "welcome.md"}, "purpose": "read"})).await.unwrap();
+
+    // An unusual tool (+30) reached by an unknown high-risk transition (+60): drift.
+    let odd = begin(&agent, json!([{"name": "x", "tools": ["workspace__read_note", "workspace__send_message"]}])).await.unwrap();
+    let first = grant(&agent, json!({"task": odd, "tool": "workspace__read_note", "arguments": {"name": "customer-acme.md"}, "purpose": "read"})).await.unwrap();
+    use_token(&agent, "workspace__read_note", json!({"name": "customer-acme.md"}), &first).await;
+    let refused = grant(&agent, json!({"task": odd, "tool": "workspace__send_message", "arguments": {"to": "x@example.net", "subject": "s", "body": "b"}, "purpose": "send"})).await.unwrap_err();
+    assert_eq!(refusal_code(&refused).as_deref(), Some("agent_quarantined"), "{}", text_of(&refused));
+    assert!(text_of(&refused).contains("drift (score 90)"), "{}", text_of(&refused));
+    assert!(gw.log().contains("AGENT QUARANTINED"));
+
+    // Everything it held is revoked: the unused token of the usual task fails,
+    // and nothing new is granted.
+    let r = call_with_token(&agent, "workspace__read_note", json!({"name": "welcome.md"}), read["token"].as_str().unwrap()).await.unwrap();
+    assert_eq!(r.is_error, Some(true));
+    let again = begin(&agent, json!([{"name": "read", "tools": ["workspace__list_notes"]}])).await.unwrap_err();
+    assert_eq!(refusal_code(&again).as_deref(), Some("agent_quarantined"));
+    let (code, out, _) = jitgate(&["agents", "list", "--config", dep.config.to_str().unwrap()]);
+    assert_eq!(code, Some(0));
+    assert!(out.lines().any(|l| l.starts_with("tight") && l.contains("QUARANTINED")), "{out}");
+
+    // An agent credential cannot release; a person with a note can.
+    let cred = dep.path("agent.jwt");
+    std::fs::write(&cred, dep.mint("tight")).unwrap();
+    let (code, _, err) = jitgate(&["agents", "release", "tight", "--note", "ok", "--config", dep.config.to_str().unwrap(), "--credential", cred.to_str().unwrap()]);
+    assert_ne!(code, Some(0));
+    assert!(err.contains("agent identity"), "{err}");
+    std::fs::write(&cred, dep.mint_approver("alice@example.org", "platform-oncall")).unwrap();
+    let (code, _, err) = jitgate(&["agents", "release", "tight", "--note", "false positive: new customer process", "--config", dep.config.to_str().unwrap(), "--credential", cred.to_str().unwrap()]);
+    assert_eq!(code, Some(0), "{err}");
+    let back = begin(&agent, json!([{"name": "read", "tools": ["workspace__list_notes"]}])).await.unwrap();
+    assert!(grant(&agent, json!({"task": back, "tool": "workspace__list_notes", "arguments": {}, "purpose": "list"})).await.is_ok());
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_learned_baseline_defines_what_is_usual() {
+    // An agent with no declared transitions: any chain within the plan is usual.
+    let open = r#"name = "learner"
+id = "spiffe://jitgate.local/agent/learner"
+team = "support"
+allowed_tools = ["workspace__read_note", "workspace__fetch_page", "workspace__send_message", "workspace__list_notes"]
+"#;
+    // Its twin has the same agent file and no history.
+    let twin = open.replace("learner", "twin");
+    let dep = Deployment::new(&Setup { agents: vec![("learner.toml".into(), open.into()), ("twin.toml".into(), twin)], ..setup() });
+    let fetch_then_send = |task: &str| {
+        (
+            json!({"task": task, "tool": "workspace__fetch_page", "arguments": {"url": "https://docs.example.org/guide"}, "purpose": "guide"}),
+            json!({"task": task, "tool": "workspace__send_message", "arguments": {"to": "alice@example.org", "subject": "Guide", "body": "see guide"}, "purpose": "send"}),
+        )
+    };
+    let plan = json!([{"name": "a", "tools": ["workspace__list_notes", "workspace__read_note", "workspace__fetch_page"]}, {"name": "b", "tools": ["workspace__send_message"]}]);
+    {
+        let gw = Gateway::start(&dep);
+        gw.wait_server("workspace", "ready").await;
+        let agent = gw.connect(&dep.mint("learner")).await;
+        // Its history: list -> read -> send, three times.
+        for _ in 0..3 {
+            let task = begin(&agent, plan.clone()).await.unwrap();
+            let g = grant(&agent, json!({"task": task, "tool": "workspace__list_notes", "arguments": {}, "purpose": "list"})).await.unwrap();
+            use_token(&agent, "workspace__list_notes", json!({}), &g).await;
+            let g = grant(&agent, json!({"task": task, "tool": "workspace__read_note", "arguments": {"name": "q3-plan.md"}, "purpose": "read"})).await.unwrap();
+            use_token(&agent, "workspace__read_note", json!({"name": "q3-plan.md"}), &g).await;
+            raw_call(&agent, "jit_next_phase", json!({"task": task, "phase": "b"})).await.unwrap();
+            let g = grant(&agent, json!({"task": task, "tool": "workspace__send_message", "arguments": {"to": "alice@example.org", "subject": "Q3", "body": "summary"}, "purpose": "send"})).await.unwrap();
+            assert_eq!(g["decision"], "allow");
+            raw_call(&agent, "jit_end_task", json!({"task": task, "outcome": "done"})).await.unwrap();
+        }
+    }
+    let (code, _, err) = jitgate(&["baseline", "learn", "--agent", "learner", "--config", dep.config.to_str().unwrap()]);
+    assert_eq!(code, Some(0), "{err}");
+    let learned = std::fs::read_to_string(dep.path("agents/learner.baseline.toml")).unwrap();
+    assert!(learned.contains("from = \"workspace__read_note\"") && learned.contains("to = \"workspace__send_message\""), "{learned}");
+    assert!(learned.contains("argument_shapes"), "{learned}");
+
+    // Restarted with the learned profile: the learned chain is still usual, the
+    // fetch -> send chain it never showed now needs a person.
+    let gw = Gateway::start(&dep);
+    gw.wait_server("workspace", "ready").await;
+    eventually(Duration::from_secs(10), || async { gw.log().contains("learned baseline loaded").then_some(()) }).await;
+    let agent = gw.connect(&dep.mint("learner")).await;
+    let task = begin(&agent, plan.clone()).await.unwrap();
+    let g = grant(&agent, json!({"task": task, "tool": "workspace__read_note", "arguments": {"name": "q3-plan.md"}, "purpose": "read"})).await.unwrap();
+    use_token(&agent, "workspace__read_note", json!({"name": "q3-plan.md"}), &g).await;
+    raw_call(&agent, "jit_next_phase", json!({"task": task, "phase": "b"})).await.unwrap();
+    let ok = json!({"task": task, "tool": "workspace__send_message", "arguments": {"to": "alice@example.org", "subject": "Q3", "body": "summary"}, "purpose": "send"});
+    assert_eq!(grant(&agent, ok).await.unwrap()["decision"], "allow");
+    let task = begin(&agent, plan.clone()).await.unwrap();
+    let (fetch, send) = fetch_then_send(&task);
+    grant(&agent, fetch).await.unwrap();
+    raw_call(&agent, "jit_next_phase", json!({"task": task, "phase": "b"})).await.unwrap();
+    assert_eq!(grant(&agent, send).await.unwrap()["decision"], "pending_approval");
+
+    // The twin, without a learned profile, may chain fetch -> send (within its plan).
+    let twin = gw.connect(&dep.mint("twin")).await;
+    let task = begin(&twin, plan.clone()).await.unwrap();
+    let (fetch, send) = fetch_then_send(&task);
+    grant(&twin, fetch).await.unwrap();
+    raw_call(&twin, "jit_next_phase", json!({"task": task, "phase": "b"})).await.unwrap();
+    assert_eq!(grant(&twin, send).await.unwrap()["decision"], "allow");
+}
