@@ -3,8 +3,10 @@
 //! jitgate sees every tool result. For tools whose output the manifest marks
 //! untrusted (mail, web pages), it keeps per task the values in that output
 //! that could steer an action: e-mail addresses, URLs and their hosts, file
-//! names and paths, long identifiers and account numbers. When a later
-//! request of the same task puts such a value into a sensitive argument of a
+//! names and paths, long identifiers and account numbers. The ledger is kept
+//! per agent (for the longest task lifetime), so an attack spread over
+//! several tasks is still traced. When a later request of the agent puts
+//! such a value into a sensitive argument of a
 //! tool (manifest `sensitive_args`), the request is tainted, and the call
 //! that produced the value is named, whether or not the agent said `follows`.
 //!
@@ -57,7 +59,7 @@ pub struct TaintLedger {
 }
 
 impl TaintLedger {
-    /// Record what an untrusted tool returned in `task` (call `jti`).
+    /// Record what an untrusted tool returned to `owner` (an agent id; call `jti`).
     pub fn record_output(&self, task: &str, jti: &str, tool: &str, result: &CallToolResult, trusted_fields: &[String], now: i64) {
         let mut values = Vec::new();
         for block in &result.content {

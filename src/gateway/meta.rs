@@ -468,7 +468,17 @@ async fn request(session: &Session, agent: &VerifiedAgent, req: Request) -> Call
         return refusal_result("unknown_tool", &format!("`{}` is not registered", req.tool));
     };
     let granted = existing.as_ref().filter(|a| a.state == ApprovalState::Approved);
-    let taint = shared.taint.check(&task.id, &tool.spec.sensitive_args, &constraints);
+    let mut taint = shared.taint.check(&agent.agent.id, &tool.spec.sensitive_args, &constraints);
+    // A break-glass justification made of untrusted content is itself tainted.
+    if let Some(j) = &break_glass {
+        let justification = ArgConstraints::from([("break_glass.justification".to_owned(), Constraint::Eq(Value::String(j.clone())))]);
+        let t = shared.taint.check(&agent.agent.id, &["break_glass.justification".to_owned()], &justification);
+        if t.tainted {
+            taint.tainted = true;
+            taint.findings.extend(t.findings);
+            taint.sources.extend(t.sources.into_iter().filter(|s| !taint.sources.contains(s)).collect::<Vec<_>>());
+        }
+    }
     if taint.tainted {
         tracing::warn!(task = %task.id, tool = %req.tool, findings = ?taint.findings, sources = ?taint.sources, "request carries values from untrusted output");
     }
@@ -889,7 +899,6 @@ async fn end_task(session: &Session, agent: &VerifiedAgent, req: EndTask) -> Cal
     if let Err(r) = store_op(&session.shared.store, move |s| s.end_task(&id, &outcome2, now)).await {
         return r;
     }
-    session.shared.taint.forget(&task.id);
     tracing::info!(task = %task.id, outcome = %outcome, "task ended; all its tokens revoked");
     ok(json!({ "task": task.id, "state": "ended", "outcome": outcome, "tokens": "revoked" }))
 }

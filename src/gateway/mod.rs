@@ -58,7 +58,7 @@ pub struct Shared {
     pub policy: watch::Sender<Arc<PolicyEngine>>,
     /// Verifies approvers' credentials (HTTP approvals API).
     pub approvers: Arc<ApproverVerifier>,
-    /// Values from untrusted tool output, per task.
+    /// Values from untrusted tool output, per agent.
     pub taint: crate::baseline::taint::TaintLedger,
     /// Learned baselines by agent id (`NAME.baseline.toml`, read at start).
     pub learned: std::collections::HashMap<String, crate::baseline::profile::LearnedProfile>,
@@ -299,10 +299,11 @@ async fn forward(shared: &Shared, authorized: authorize::Authorized, ctx: &Reque
         Ok(result) => {
             tracing::info!(server = %tool.server, jti = %claims.jti, duration_ms = ms, is_error = result.is_error.unwrap_or(false), "forwarded");
             // What an untrusted tool returned may steer the agent: remember its
-            // values for the task's later requests.
+            // values for the agent's later requests (in any of its tasks, so an
+            // attack split across tasks is still traced).
             if tool.spec.untrusted_output {
                 let now = shared.clock.now_unix();
-                shared.taint.record_output(&claims.task, &claims.jti, &tool.exposed_name, &result, &tool.spec.trusted_fields, now);
+                shared.taint.record_output(&claims.sub, &claims.jti, &tool.exposed_name, &result, &tool.spec.trusted_fields, now);
             }
             result
         }
