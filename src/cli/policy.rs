@@ -12,7 +12,7 @@ use serde_json::json;
 
 use super::{CliError, Deployment};
 use crate::clock::{Clock, SystemClock, rfc3339};
-use crate::policy::{Action, AgentFacts, ApprovalFacts, DecisionInput, Outcome, RequestFacts, TaintFacts, TaskFacts, TimeFacts, ToolFacts};
+use crate::policy::{Action, AgentFacts, ApprovalFacts, BaselineFacts, DecisionInput, Outcome, RequestFacts, TaintFacts, TaskFacts, TimeFacts, ToolFacts};
 use crate::token::constraints;
 
 #[derive(Debug, Subcommand)]
@@ -54,6 +54,12 @@ pub struct ExplainArgs {
     /// Pretend a sensitive argument carries a value from untrusted content.
     #[arg(long)]
     pub tainted: bool,
+    /// Pretend the chain that led to this request is not in the agent's baseline.
+    #[arg(long)]
+    pub unknown_transition: bool,
+    /// The baseline score (0-100) to decide with; default 0 (usual).
+    #[arg(long, default_value_t = 0, value_parser = clap::value_parser!(i64).range(0..=100))]
+    pub baseline_score: i64,
     /// With --action break-glass: the justification.
     #[arg(long, default_value = "")]
     pub justification: String,
@@ -118,7 +124,13 @@ fn explain(a: ExplainArgs) -> Result<(), CliError> {
         purpose: "(policy explain)".into(),
         constraints: constraints::exact(&arguments),
         approval: a.approved_by_group.clone().map(|g| ApprovalFacts { granted: true, group: g, approver: "(explain)".into() }).unwrap_or_default(),
-        taint: TaintFacts { evaluated: a.tainted, sensitive_from_untrusted: a.tainted, sources: Vec::new() },
+        taint: TaintFacts { evaluated: true, sensitive_from_untrusted: a.tainted, sources: Vec::new() },
+        baseline: BaselineFacts {
+            evaluated: true,
+            transition_known: !a.unknown_transition,
+            score: a.baseline_score,
+            explanation: "(policy explain)".into(),
+        },
         break_glass: (action == Action::BreakGlass).then(|| a.justification.clone()),
         ..Default::default()
     };
