@@ -39,6 +39,9 @@ pub struct DeclaredBaseline {
     /// Tools it normally uses; empty means its `allowed_tools`.
     #[serde(default)]
     pub tools: Vec<String>,
+    /// Phase names its task plans normally use; empty means any.
+    #[serde(default)]
+    pub phases: Vec<String>,
     /// Tool-to-tool transitions it normally makes, as `["from", "to"]` pairs;
     /// empty means any transition within the task's plan.
     #[serde(default)]

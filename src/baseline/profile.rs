@@ -148,6 +148,8 @@ pub struct Request<'a> {
     /// The previous tool of the chain: the `follows` call's, else the task's last.
     pub previous: Option<&'a str>,
     pub plan: &'a [String],
+    /// The task's current phase.
+    pub phase: &'a str,
     pub time: TimeFacts,
     /// Requests by this agent in the last minute, this one included.
     pub rate: u32,
@@ -184,6 +186,10 @@ pub fn assess(agent: &Agent, learned: Option<&LearnedProfile>, r: &Request<'_>) 
     if !transition_known {
         score += if r.risk >= Risk::High { 60 } else { 40 };
         why.push(format!("the transition {} -> {} is not in the baseline", r.previous.unwrap_or("(start)"), r.tool));
+    }
+    if !declared.phases.is_empty() && !declared.phases.iter().any(|p| p == r.phase) {
+        score += 10;
+        why.push(format!("phase `{}` is not one this agent normally uses", r.phase));
     }
     if let Some(l) = learned {
         let shape_known = l.tools.iter().any(|t| t.name == r.tool && t.argument_shapes.iter().any(|s| s == r.shape));
@@ -270,7 +276,7 @@ mod tests {
     }
 
     fn req<'a>(tool: &'a str, previous: Option<&'a str>, plan: &'a [String], hour: i64) -> Request<'a> {
-        Request { tool, risk: Risk::High, shape: "to:eq", previous, plan, time: TimeFacts::at(hour * 3600), rate: 1, tainted: false }
+        Request { tool, risk: Risk::High, shape: "to:eq", previous, plan, phase: "reply", time: TimeFacts::at(hour * 3600), rate: 1, tainted: false }
     }
 
     #[test]
@@ -300,6 +306,10 @@ mod tests {
         let odd = assess(&declared, None, &req("ws__send", Some("ws__send"), &plan, 22));
         assert!(!odd.transition_known);
         assert_eq!(odd.score, 80, "{}", odd.explanation);
+        let mut odd_phase = agent(DeclaredBaseline { phases: vec!["read".into()], ..Default::default() });
+        odd_phase.baseline.transitions.clear();
+        let r = assess(&odd_phase, None, &req("ws__send", Some("ws__read_inbox"), &plan, 9));
+        assert_eq!(r.score, 10, "{}", r.explanation);
         let mut burst = req("ws__send", Some("ws__send"), &plan, 22);
         burst.rate = 50;
         let drift = assess(&declared, None, &burst);

@@ -495,6 +495,7 @@ async fn request(session: &Session, agent: &VerifiedAgent, req: Request) -> Call
             shape: &shape,
             previous: previous.as_deref(),
             plan: &plan,
+            phase: task.phase().map(|p| p.name.as_str()).unwrap_or(""),
             time: TimeFacts::at(now),
             rate: shared.rate.hit(&agent.agent.id, now),
             tainted: taint.tainted,
