@@ -39,6 +39,7 @@
 
 pub mod agent;
 pub mod approver;
+pub mod audit;
 pub mod baseline;
 pub mod cli;
 pub mod clock;

@@ -259,4 +259,15 @@ pub trait Store: Send + Sync + 'static {
     fn last_intent_of_task(&self, task: &str) -> Result<Option<Intent>, StoreError>;
     /// An agent's intents since `since`, oldest first (at most `limit`).
     fn intents_of(&self, agent: &str, since: i64, limit: usize) -> Result<Vec<Intent>, StoreError>;
+
+    /// Append an audit record to the hash chain; returns its seq.
+    fn append_audit(&self, event: &crate::audit::Event, now: i64) -> Result<i64, StoreError>;
+    /// Audit records with seq > `after`, in order (at most `limit`).
+    fn audit_records(&self, after: i64, limit: usize) -> Result<Vec<crate::audit::Record>, StoreError>;
+    /// Audit records of one task, in order.
+    fn audit_of_task(&self, task: &str) -> Result<Vec<crate::audit::Record>, StoreError>;
+    /// The last record's seq and hash, if any.
+    fn audit_head(&self) -> Result<Option<(i64, String)>, StoreError>;
+    fn record_checkpoint(&self, c: &crate::audit::Checkpoint) -> Result<(), StoreError>;
+    fn checkpoints(&self) -> Result<Vec<crate::audit::Checkpoint>, StoreError>;
 }

@@ -107,6 +107,23 @@ CREATE TABLE IF NOT EXISTS intents (
 );
 CREATE INDEX IF NOT EXISTS intents_task ON intents(task, at);
 CREATE INDEX IF NOT EXISTS intents_agent ON intents(agent, at);
+CREATE TABLE IF NOT EXISTS audit (
+    seq INTEGER PRIMARY KEY,
+    at INTEGER NOT NULL,
+    kind TEXT NOT NULL,
+    task TEXT,
+    agent TEXT,
+    data TEXT NOT NULL,
+    prev_hash TEXT NOT NULL,
+    hash TEXT NOT NULL
+);
+CREATE INDEX IF NOT EXISTS audit_task ON audit(task, seq);
+CREATE TABLE IF NOT EXISTS audit_checkpoints (
+    seq INTEGER NOT NULL,
+    hash TEXT NOT NULL,
+    at INTEGER NOT NULL,
+    jws TEXT NOT NULL
+);
 CREATE TABLE IF NOT EXISTS quarantine_releases (
     agent TEXT NOT NULL,
     reason TEXT NOT NULL,
@@ -117,6 +134,7 @@ CREATE TABLE IF NOT EXISTS quarantine_releases (
 );
 "#;
 
+mod audit;
 mod human;
 
 /// The file name of the store in the state directory.
@@ -523,6 +541,34 @@ impl Store for SqliteStore {
         let conn = self.conn();
         let mut stmt = conn.prepare("SELECT jti, agent, task, tool, shape, at FROM intents WHERE agent=?1 AND at >= ?2 ORDER BY at, rowid LIMIT ?3")?;
         let rows = stmt.query_map(params![agent, since, to_i64(limit)], intent_from_row)?;
+        rows.map(|r| r.map_err(StoreError::from)).collect()
+    }
+
+    fn append_audit(&self, e: &crate::audit::Event, now: i64) -> Result<i64, StoreError> {
+        audit::append(&mut self.conn(), e, now)
+    }
+
+    fn audit_records(&self, after: i64, limit: usize) -> Result<Vec<crate::audit::Record>, StoreError> {
+        audit::records(&self.conn(), "seq > ?1 ORDER BY seq LIMIT ?2", params![after, to_i64(limit)])
+    }
+
+    fn audit_of_task(&self, task: &str) -> Result<Vec<crate::audit::Record>, StoreError> {
+        audit::records(&self.conn(), "task = ?1 ORDER BY seq", params![task])
+    }
+
+    fn audit_head(&self) -> Result<Option<(i64, String)>, StoreError> {
+        audit::head(&self.conn())
+    }
+
+    fn record_checkpoint(&self, c: &crate::audit::Checkpoint) -> Result<(), StoreError> {
+        self.conn().execute("INSERT INTO audit_checkpoints(seq, hash, at, jws) VALUES (?1,?2,?3,?4)", params![c.seq, c.hash, c.at, c.jws])?;
+        Ok(())
+    }
+
+    fn checkpoints(&self) -> Result<Vec<crate::audit::Checkpoint>, StoreError> {
+        let conn = self.conn();
+        let mut stmt = conn.prepare("SELECT seq, hash, at, jws FROM audit_checkpoints ORDER BY rowid")?;
+        let rows = stmt.query_map([], |r| Ok(crate::audit::Checkpoint { seq: r.get(0)?, hash: r.get(1)?, at: r.get(2)?, jws: r.get(3)? }))?;
         rows.map(|r| r.map_err(StoreError::from)).collect()
     }
 
