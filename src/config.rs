@@ -41,6 +41,30 @@ struct RawConfig {
     policy: RawPolicy,
     #[serde(default)]
     approvals: RawApprovals,
+    #[serde(default)]
+    audit: RawAudit,
+}
+
+#[derive(Debug, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+struct RawAudit {
+    #[serde(default, with = "source::duration::option")]
+    checkpoint_interval: Option<Duration>,
+    #[serde(default)]
+    content: bool,
+    #[serde(default)]
+    redact: Vec<String>,
+}
+
+/// The audit trail's settings.
+#[derive(Debug, Clone)]
+pub struct AuditConfig {
+    /// How often a signed checkpoint is written (and always on shutdown).
+    pub checkpoint_interval: Duration,
+    /// Record arguments and results (after redaction), not only digests and sizes.
+    pub content: bool,
+    /// Argument and result keys whose values are replaced by "[redacted]".
+    pub redact: Vec<String>,
 }
 
 #[derive(Debug, Default, Deserialize)]
@@ -221,6 +245,7 @@ pub struct Config {
     pub servers: Vec<ServerEntry>,
     pub policy: PolicyConfig,
     pub approvals: ApprovalsConfig,
+    pub audit: AuditConfig,
 }
 
 /// Resource limits with safe defaults.
@@ -340,6 +365,11 @@ impl Config {
             servers,
             policy,
             approvals,
+            audit: AuditConfig {
+                checkpoint_interval: raw.audit.checkpoint_interval.unwrap_or(Duration::from_secs(60)),
+                content: raw.audit.content,
+                redact: raw.audit.redact,
+            },
         })
     }
 

@@ -55,4 +55,5 @@ pub mod policy;
 pub mod source;
 pub mod store;
 pub mod token;
+pub mod trace;
 pub mod stdio;

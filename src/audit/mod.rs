@@ -123,3 +123,22 @@ mod tests {
         assert_eq!(v, json!({"to": "[redacted]", "nested": [{"to": "[redacted]"}], "body": "x"}));
     }
 }
+
+/// Sign the current head of the chain, unless the last checkpoint already
+/// covers it. Returns the new checkpoint, if one was written.
+pub fn write_checkpoint(
+    store: &dyn crate::store::Store,
+    key: &crate::keys::KeyPair,
+    iss: &str,
+    now: i64,
+) -> Result<Option<Checkpoint>, String> {
+    let Some((seq, hash)) = store.audit_head().map_err(|e| e.to_string())? else { return Ok(None) };
+    if store.checkpoints().map_err(|e| e.to_string())?.last().is_some_and(|c| c.seq == seq) {
+        return Ok(None);
+    }
+    let claims = CheckpointClaims { iss: iss.to_owned(), seq, hash: hash.clone(), at: now };
+    let jws = crate::jws::sign(&claims, &key.kid, CHECKPOINT_TYP, &key.signing).map_err(|e| e.to_string())?;
+    let c = Checkpoint { seq, hash, at: now, jws };
+    store.record_checkpoint(&c).map_err(|e| e.to_string())?;
+    Ok(Some(c))
+}

@@ -202,6 +202,8 @@ pub fn run_review(cmd: ReviewCommand) -> Result<(), CliError> {
                 return Err(CliError::Other(format!("no break-glass grant `{id}` awaiting review; see `jitgate review list --all`")));
             }
             tracing::warn!(grant = %id, by = %approver.subject, "break-glass grant reviewed");
+            let event = crate::audit::Event::new("break_glass.reviewed", None, None, json!({"grant": id, "by": approver.subject, "note": note.trim()}));
+            store.append_audit(&event, SystemClock.now_unix()).map_err(other)?;
             if who.json {
                 println!("{}", json!({"id": id, "reviewed_by": approver.subject}));
             } else {

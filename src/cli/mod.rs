@@ -3,6 +3,7 @@
 
 pub mod agents;
 pub mod approvals;
+pub mod audit;
 pub mod baseline;
 pub mod check;
 pub mod identity;
@@ -66,6 +67,11 @@ pub enum Command {
     /// Agent baselines: learn a profile from the recorded history.
     #[command(subcommand)]
     Baseline(baseline::BaselineCommand),
+    /// The tamper-evident audit trail: verify the chain, export records.
+    #[command(subcommand)]
+    Audit(audit::AuditCommand),
+    /// Show a task as a tree (decisions, calls, follow-ons), or list an agent's tasks.
+    Trace(audit::TraceArgs),
 }
 
 /// A command failure with the exit code it maps to.
@@ -121,6 +127,8 @@ pub async fn run(cli: Cli) -> Result<(), CliError> {
         Command::Review(c) => approvals::run_review(c),
         Command::Agents(c) => agents::run(c),
         Command::Baseline(c) => baseline::run(c),
+        Command::Audit(c) => audit::run(c),
+        Command::Trace(a) => audit::trace(a),
     }
 }
 

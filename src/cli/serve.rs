@@ -51,6 +51,8 @@ pub async fn run(args: ServeArgs) -> Result<(), CliError> {
         serve_http(shared.clone(), addr).await
     };
     shared.shutdown.cancel();
+    // Sign the audit chain's head so that truncation after this run shows.
+    crate::gateway::maintenance::checkpoint(&shared).await;
     result
 }
 

@@ -28,14 +28,21 @@ pub async fn run(shared: Arc<Shared>) {
             .unwrap_or(0)
     };
     let mut ticks: u32 = 0;
+    let checkpoint_every = u32::try_from(shared.config.audit.checkpoint_interval.as_millis() / TICK.as_millis().max(1)).unwrap_or(u32::MAX).max(1);
     let mut rejected_policy = None;
     let mut interval = tokio::time::interval(TICK);
     loop {
         tokio::select! {
             _ = interval.tick() => {}
-            _ = shared.shutdown.cancelled() => return,
+            _ = shared.shutdown.cancelled() => {
+                checkpoint(&shared).await;
+                return;
+            }
         }
         ticks = ticks.wrapping_add(1);
+        if ticks % checkpoint_every == 0 {
+            checkpoint(&shared).await;
+        }
         if ticks % SLOW_EVERY == 0 {
             expire_tasks(&shared).await;
             // No task lives longer than max_task_ttl, so older taint is of dead tasks.
@@ -76,6 +83,20 @@ async fn cancel_revoked(shared: &Shared, since: i64) -> i64 {
     for r in revocations {
         let cancelled = shared.inflight.cancel_matching(&r.scope);
         tracing::info!(scope = r.scope.kind(), target = %r.scope.target(), reason = %r.reason, tokens = r.tokens, cancelled, "revocation");
+        let task = matches!(r.scope, crate::store::Scope::Task(_) | crate::store::Scope::Phase(_)).then(|| r.scope.target().to_owned());
+        let agent = matches!(r.scope, crate::store::Scope::Agent(_)).then(|| r.scope.target().to_owned());
+        let event = crate::audit::Event::new(
+            "revocation",
+            task.as_deref(),
+            agent.as_deref(),
+            serde_json::json!({"scope": r.scope.kind(), "target": r.scope.target(), "reason": r.reason, "tokens": r.tokens, "cancelled_calls": cancelled, "revocation_seq": r.seq}),
+        );
+        let (store, now) = (shared.store.clone(), shared.clock.now_unix());
+        match tokio::task::spawn_blocking(move || store.append_audit(&event, now)).await {
+            Ok(Ok(_)) => {}
+            Ok(Err(e)) => tracing::error!(error = %e, "AUDIT WRITE FAILED for a revocation"),
+            Err(e) => tracing::error!(error = %e, "audit task failed"),
+        }
         last = r.seq;
     }
     last
@@ -128,5 +149,17 @@ pub fn reload_policy(shared: &Shared, rejected: &mut Option<[u8; 32]>, force: bo
             *rejected = Some(fingerprint);
             false
         }
+    }
+}
+
+/// Sign the audit chain's head (at the interval and on shutdown).
+pub async fn checkpoint(shared: &Shared) {
+    let key = shared.keyring().active().clone();
+    let (store, iss, now) = (shared.store.clone(), shared.config.gateway_id.clone(), shared.clock.now_unix());
+    match tokio::task::spawn_blocking(move || crate::audit::write_checkpoint(store.as_ref(), &key, &iss, now)).await {
+        Ok(Ok(Some(c))) => tracing::info!(seq = c.seq, "audit checkpoint signed"),
+        Ok(Ok(None)) => {}
+        Ok(Err(e)) => tracing::error!(error = %e, "AUDIT CHECKPOINT FAILED"),
+        Err(e) => tracing::error!(error = %e, "audit checkpoint task failed"),
     }
 }

@@ -19,6 +19,7 @@ use crate::clock::rfc3339;
 use crate::identity::VerifiedAgent;
 use crate::policy::invariants::{self as policy, Verdict};
 use super::decide;
+use crate::audit::Event;
 use crate::baseline::profile;
 use crate::policy::{Action, ApprovalFacts, BaselineFacts, DecisionInput, Outcome, RequestFacts, TaintFacts, TimeFacts};
 use crate::store::{Approval, ApprovalState, BreakGlassGrant, Intent, Phase, Store, Task, TaskState, TokenRecord, TokenState};
@@ -161,7 +162,12 @@ async fn store_op<T: Send + 'static>(
     store: &Arc<dyn Store>,
     f: impl FnOnce(&dyn Store) -> Result<T, crate::store::StoreError> + Send + 'static,
 ) -> Result<T, CallToolResult> {
-    crate::store::run_blocking(store, f).await.and_then(|r| r).map_err(|e| refusal_result("store_unavailable", &e.to_string()))
+    crate::store::run_blocking(store, f).await.and_then(|r| r).map_err(|e| {
+        if matches!(e, crate::store::StoreError::Audit(_)) {
+            tracing::error!(error = %e, "AUDIT WRITE FAILED: request refused");
+        }
+        refusal_result(e.code(), &e.to_string())
+    })
 }
 
 /// Handle a meta-tool call.
@@ -258,11 +264,18 @@ async fn begin_task(session: &Session, agent: &VerifiedAgent, req: BeginTask) ->
     let expires_at = task.expires_at;
     let sid = session.state.sid.clone();
     let agent_id = agent.agent.id.clone();
-    // One trip: a quarantined agent opens nothing.
+    let audit_begin = Event::new(
+        "task.begin",
+        Some(&id),
+        Some(&agent.agent.id),
+        json!({"objective": objective, "phases": req.phases, "sid": session.state.sid, "expires_at": expires_at, "agent_name": agent.agent.name}),
+    );
+    // One trip: a quarantined agent opens nothing; no task without its record.
     let created = store_op(&shared.store, move |s| {
         if let Some(q) = s.quarantined(&agent_id)? {
             return Ok(Some(q.reason));
         }
+        s.append_audit(&audit_begin, now)?;
         s.session_opened(&sid, &agent_id, now)?;
         s.create_task(&task)?;
         Ok(None)
@@ -541,6 +554,23 @@ async fn request(session: &Session, agent: &VerifiedAgent, req: Request) -> Call
         request: Some(&facts),
     });
     let policies = decision.policy_ids();
+    let mut intent = json!({
+        "tool": req.tool,
+        "action": action.as_str(),
+        "phase": task.phase().map(|p| p.name.clone()),
+        "purpose": req.purpose.trim(),
+        "arguments_digest": crate::audit::digest(&json!(constraints)),
+        "follows": req.follows,
+        "policies": policies,
+        "baseline": {"score": assessment.score, "transition_known": assessment.transition_known, "explanation": assessment.explanation},
+        "taint": {"tainted": taint.tainted, "sources": taint.sources.iter().map(|s| json!({"call": s.call, "tool": s.tool})).collect::<Vec<_>>()},
+    });
+    if shared.config.audit.content {
+        intent["arguments"] = crate::audit::redact(&json!(constraints), &shared.config.audit.redact);
+    }
+    if let Some(j) = &break_glass {
+        intent["break_glass"] = json!({"justification": j});
+    }
     if !decision.errors.is_empty() {
         tracing::warn!(errors = ?decision.errors, "policy evaluation errors");
     }
@@ -558,13 +588,28 @@ async fn request(session: &Session, agent: &VerifiedAgent, req: Request) -> Call
                 let args: Vec<String> = taint.findings.iter().map(|(arg, _)| format!("`{arg}`")).collect();
                 reason = format!("{reason} [taint: {} carries a value from the output of {}]", args.join(", "), from.join(", "));
             }
+            intent["decision"] = json!("deny");
+            intent["denied_by"] = json!(policy);
+            intent["reason"] = json!(reason);
+            record_or_log(shared, Event::new("intent", Some(&task.id), Some(&agent.agent.id), intent)).await;
             return policy_denied(policy.as_deref(), &reason);
         }
         Outcome::NeedsApproval { group } => Some(group),
         Outcome::Allow => None,
     };
     if let Some(group) = pending {
-        return pending_approval(session, agent, &task, &req.tool, &constraints, req.purpose.trim(), digest, group, policies, existing).await;
+        let answer = pending_approval(session, agent, &task, &req.tool, &constraints, req.purpose.trim(), digest, group, policies, existing).await;
+        intent["decision"] = json!("pending_approval");
+        intent["approval"] = answer.structured_content.as_ref().map(|v| v["approval"].clone()).unwrap_or_default();
+        if answer.is_error == Some(true) {
+            intent["decision"] = json!("deny");
+            intent["reason"] = json!(text_of_result(&answer));
+        }
+        let event = Event::new("intent", Some(&task.id), Some(&agent.agent.id), intent);
+        if let Err(r) = store_op(&shared.store, move |s| s.append_audit(&event, now)).await {
+            return r;
+        }
+        return answer;
     }
     let mut ttl = shared.config.tokens.default_ttl;
     if break_glass.is_some() {
@@ -590,7 +635,12 @@ async fn request(session: &Session, agent: &VerifiedAgent, req: Request) -> Call
             Err(r) => return r,
         }
     }
-    let issued = match issue_token(session, agent, &task, &req.tool, tool.server.clone(), constraints.clone(), req.purpose.trim(), req.follows.clone(), ttl, jti, now).await {
+    intent["decision"] = json!(if break_glass.is_some() { "allow_break_glass" } else { "allow" });
+    intent["jti"] = json!(jti);
+    if let Some(a) = used_approval {
+        intent["approval"] = json!({"id": a.id, "approved_by": a.decided_by, "group": a.group});
+    }
+    let issued = match issue_token(session, agent, &task, &req.tool, tool.server.clone(), constraints.clone(), req.purpose.trim(), req.follows.clone(), ttl, jti, now, intent).await {
         Ok(i) => i,
         Err(r) => return r,
     };
@@ -643,6 +693,21 @@ async fn request(session: &Session, agent: &VerifiedAgent, req: Request) -> Call
     ok(answer)
 }
 
+/// Record an event whose failure cannot change the answer (a refusal);
+/// a failure is reported loudly.
+async fn record_or_log(shared: &super::Shared, event: Event) {
+    let now = shared.clock.now_unix();
+    let kind = event.kind;
+    match crate::store::run_blocking(&shared.store, move |s| s.append_audit(&event, now)).await {
+        Ok(Ok(_)) => {}
+        Ok(Err(e)) | Err(e) => tracing::error!(kind, error = %e, "AUDIT WRITE FAILED for a refusal"),
+    }
+}
+
+fn text_of_result(r: &CallToolResult) -> String {
+    r.content.iter().filter_map(|c| c.as_text().map(|t| t.text.clone())).collect::<Vec<_>>().join(" ")
+}
+
 /// A minted and recorded token.
 struct Issued {
     signed: String,
@@ -664,6 +729,7 @@ async fn issue_token(
     ttl: Duration,
     jti: String,
     now: i64,
+    mut audit_data: Value,
 ) -> Result<Issued, CallToolResult> {
     let shared = &session.shared;
     let ttl_secs = i64::try_from(ttl.as_secs()).unwrap_or(60).max(1);
@@ -699,7 +765,14 @@ async fn issue_token(
         reason: None,
     };
     let intent = Intent { jti: jti.clone(), agent: agent.agent.id.clone(), task: task.id.clone(), tool: tool.to_owned(), shape: profile::shape_of(&claims.args), at: now };
-    store_op(&shared.store, move |s| s.record_token_and_intent(&record, &intent)).await?;
+    audit_data["expires_at"] = json!(claims.exp);
+    let event = Event::new("intent", Some(&task.id), Some(&agent.agent.id), audit_data);
+    // No token without its audit record: the record goes first, in the same trip.
+    store_op(&shared.store, move |s| {
+        s.append_audit(&event, now)?;
+        s.record_token_and_intent(&record, &intent)
+    })
+    .await?;
     tracing::info!(task = %task.id, tool, jti = %jti, ttl_secs, "capability issued");
     Ok(Issued { signed, claims })
 }
@@ -786,7 +859,9 @@ async fn quarantine_for_drift(session: &Session, agent: &VerifiedAgent, task: &T
     let now = shared.clock.now_unix();
     let reason = format!("drift (score {}): {}", a.score, a.explanation);
     let (id, why) = (agent.agent.id.clone(), reason.clone());
+    let event = Event::new("quarantine", Some(&task.id), Some(&agent.agent.id), json!({"reason": reason, "score": a.score, "explanation": a.explanation, "tool": tool}));
     let done = store_op(&shared.store, move |s| {
+        s.append_audit(&event, now)?;
         s.quarantine(&id, &why, now)?;
         s.revoke(&crate::store::Scope::Agent(id.clone()), &format!("quarantined: {why}"), now)
     })
@@ -872,7 +947,13 @@ async fn next_phase(session: &Session, agent: &VerifiedAgent, req: NextPhase) ->
     }
     let now = session.shared.clock.now_unix();
     let id = task.id.clone();
-    match store_op(&session.shared.store, move |s| s.advance_phase(&id, current, now)).await {
+    let event = Event::new("task.phase", Some(&task.id), Some(&agent.agent.id), json!({"from": task.phases.get(current).map(|p| &p.name), "to": next.name}));
+    match store_op(&session.shared.store, move |s| {
+        s.append_audit(&event, now)?;
+        s.advance_phase(&id, current, now)
+    })
+    .await
+    {
         Ok(true) => {}
         Ok(false) => return refusal_result("phase_order", "the task changed meanwhile; read its state and try again"),
         Err(r) => return r,
@@ -897,7 +978,13 @@ async fn end_task(session: &Session, agent: &VerifiedAgent, req: EndTask) -> Cal
     let id = task.id.clone();
     let outcome: String = req.outcome.chars().take(1000).collect();
     let outcome2 = outcome.clone();
-    if let Err(r) = store_op(&session.shared.store, move |s| s.end_task(&id, &outcome2, now)).await {
+    let event = Event::new("task.end", Some(&task.id), Some(&agent.agent.id), json!({"outcome": outcome}));
+    if let Err(r) = store_op(&session.shared.store, move |s| {
+        s.append_audit(&event, now)?;
+        s.end_task(&id, &outcome2, now)
+    })
+    .await
+    {
         return r;
     }
     tracing::info!(task = %task.id, outcome = %outcome, "task ended; all its tokens revoked");

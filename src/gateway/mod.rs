@@ -154,6 +154,11 @@ impl Session {
             Err(e) => {
                 span.record("decision", "refused");
                 tracing::warn!(code = e.code(), "identity refused");
+                let event = crate::audit::Event::new("identity.refused", None, self.bound_to.get().map(String::as_str), serde_json::json!({"code": e.code(), "sid": self.state.sid, "tool": req.name}));
+                let (store, now) = (self.shared.store.clone(), self.shared.clock.now_unix());
+                if let Err(err) = tokio::task::spawn_blocking(move || store.append_audit(&event, now)).await.unwrap_or_else(|j| Err(crate::store::StoreError::Backend(j.to_string()))) {
+                    tracing::error!(error = %err, "AUDIT WRITE FAILED for an identity refusal");
+                }
                 return Ok(refusal_result(e.code(), &e.to_string()).into());
             }
         };
@@ -196,7 +201,26 @@ impl Session {
     /// Who is calling: verified identity, bound to this session.
     fn identify(&self, ctx: &RequestContext<RoleServer>) -> Result<VerifiedAgent, IdentityError> {
         let agent = self.identity.current(&self.shared.identity, &ctx.extensions)?;
-        let bound = self.bound_to.get_or_init(|| agent.agent.id.clone());
+        let mut first = false;
+        let bound = self.bound_to.get_or_init(|| {
+            first = true;
+            agent.agent.id.clone()
+        });
+        if first {
+            // The identity check that opened the session, once per session.
+            let event = crate::audit::Event::new(
+                "identity.accepted",
+                None,
+                Some(&agent.agent.id),
+                serde_json::json!({"sid": self.state.sid, "issuer": agent.issuer, "identity_jti": agent.token_id}),
+            );
+            let (store, now) = (self.shared.store.clone(), self.shared.clock.now_unix());
+            tokio::task::spawn_blocking(move || {
+                if let Err(e) = store.append_audit(&event, now) {
+                    tracing::error!(error = %e, "AUDIT WRITE FAILED for a session's identity check");
+                }
+            });
+        }
         if *bound != agent.agent.id {
             tracing::warn!(bound = %bound, presented = %agent.agent.id, "session used by a different agent; refused");
             return Err(IdentityError::UnknownAgent(format!(
@@ -290,11 +314,34 @@ async fn forward(shared: &Shared, authorized: authorize::Authorized, ctx: &Reque
         })
         .abort_handle()
     };
+    // No call leaves without its audit record (fail closed).
+    let args_value = serde_json::Value::Object(params.arguments.clone().unwrap_or_default());
+    let mut data = serde_json::json!({
+        "jti": claims.jti,
+        "tool": tool.exposed_name,
+        "phase": claims.phase,
+        "arguments_digest": crate::audit::digest(&args_value),
+        "argument_bytes": args_value.to_string().len(),
+    });
+    if shared.config.audit.content {
+        data["arguments"] = crate::audit::redact(&args_value, &shared.config.audit.redact);
+    }
+    let event = crate::audit::Event::new("call.forwarded", Some(&claims.task), Some(&claims.sub), data);
+    let now = shared.clock.now_unix();
+    match crate::store::run_blocking(&shared.store, move |s| s.append_audit(&event, now)).await {
+        Ok(Ok(_)) => {}
+        Ok(Err(e)) | Err(e) => {
+            shutdown_link.abort();
+            tracing::error!(error = %e, jti = %claims.jti, "AUDIT WRITE FAILED: call refused, nothing forwarded");
+            return refusal_result("audit_unavailable", &format!("{e}; the call was not forwarded; try again later or tell the operator"));
+        }
+    }
     let started = std::time::Instant::now();
     tracing::debug!(server = %tool.server, jti = %claims.jti, "forwarding");
     let outcome = downstream.call(params, &cancel).await;
     shutdown_link.abort();
     let ms = started.elapsed().as_secs_f64() * 1000.0;
+    record_result(shared, claims, &tool.exposed_name, &outcome, ms).await;
     match outcome {
         Ok(result) => {
             tracing::info!(server = %tool.server, jti = %claims.jti, duration_ms = ms, is_error = result.is_error.unwrap_or(false), "forwarded");
@@ -314,6 +361,35 @@ async fn forward(shared: &Shared, authorized: authorize::Authorized, ctx: &Reque
             }
             refusal_result(e.code(), &e.to_string())
         }
+    }
+}
+
+/// The call's result record: status, duration and size (content if configured).
+async fn record_result(shared: &Shared, claims: &crate::token::CapabilityClaims, tool: &str, outcome: &Result<CallToolResult, CallError>, ms: f64) {
+    let mut data = serde_json::json!({"jti": claims.jti, "tool": tool, "duration_ms": (ms * 1000.0).round() / 1000.0});
+    match outcome {
+        Ok(r) => {
+            let text: String = r.content.iter().filter_map(|c| c.as_text().map(|t| t.text.as_str())).collect::<Vec<_>>().join("\n");
+            data["status"] = serde_json::json!(if r.is_error == Some(true) { "tool_error" } else { "ok" });
+            data["result_bytes"] = serde_json::json!(text.len());
+            if shared.config.audit.content {
+                let shown: String = text.chars().take(4096).collect();
+                data["result"] = match serde_json::from_str::<serde_json::Value>(&shown) {
+                    Ok(v) => crate::audit::redact(&v, &shared.config.audit.redact),
+                    Err(_) => serde_json::Value::String(shown),
+                };
+            }
+        }
+        Err(e) => {
+            data["status"] = serde_json::json!(e.code());
+            data["error"] = serde_json::json!(e.to_string());
+        }
+    }
+    let event = crate::audit::Event::new("call.result", Some(&claims.task), Some(&claims.sub), data);
+    let now = shared.clock.now_unix();
+    match crate::store::run_blocking(&shared.store, move |s| s.append_audit(&event, now)).await {
+        Ok(Ok(_)) => {}
+        Ok(Err(e)) | Err(e) => tracing::error!(error = %e, jti = %claims.jti, "AUDIT WRITE FAILED for a call result"),
     }
 }
 

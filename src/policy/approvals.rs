@@ -60,6 +60,15 @@ pub fn decide(
     match store.decide_approval(id, approve, &approver.subject, note, now, use_until)? {
         DecideOutcome::Decided(a) => {
             tracing::warn!(approval = %a.id, by = %approver.subject, decision = a.state.as_str(), tool = %a.tool, agent = %a.agent, "approval decided");
+            let event = crate::audit::Event::new(
+                "approval.decided",
+                Some(&a.task),
+                Some(&a.agent),
+                serde_json::json!({"approval": a.id, "decision": a.state.as_str(), "by": approver.subject, "issuer": approver.issuer, "note": note, "tool": a.tool, "group": a.group}),
+            );
+            if let Err(e) = store.append_audit(&event, now) {
+                tracing::error!(error = %e, approval = %a.id, "AUDIT WRITE FAILED for an approval decision");
+            }
             Ok(a)
         }
         DecideOutcome::NotFound => Err(ApprovalActionError::NotFound(id.to_owned())),

@@ -25,6 +25,18 @@ pub enum StoreError {
     Backend(String),
     #[error("corrupt record in the state store: {0}")]
     Corrupt(String),
+    #[error("the audit record could not be written ({0}); the request was refused (fail closed)")]
+    Audit(String),
+}
+
+impl StoreError {
+    /// Stable reason code for the refusal this error causes.
+    pub fn code(&self) -> &'static str {
+        match self {
+            StoreError::Audit(_) => "audit_unavailable",
+            _ => "store_unavailable",
+        }
+    }
 }
 
 impl From<rusqlite::Error> for StoreError {

@@ -8,6 +8,13 @@ use crate::store::StoreError;
 /// Append under an IMMEDIATE transaction, so that two writers (the gateway
 /// and a CLI command) cannot both chain onto the same previous record.
 pub(super) fn append(conn: &mut Connection, e: &Event, now: i64) -> Result<i64, StoreError> {
+    append_inner(conn, e, now).map_err(|err| match err {
+        StoreError::Audit(m) => StoreError::Audit(m),
+        other => StoreError::Audit(other.to_string()),
+    })
+}
+
+fn append_inner(conn: &mut Connection, e: &Event, now: i64) -> Result<i64, StoreError> {
     let tx = conn.transaction_with_behavior(TransactionBehavior::Immediate)?;
     let (prev_seq, prev_hash) = tx
         .prepare_cached("SELECT seq, hash FROM audit ORDER BY seq DESC LIMIT 1")?

@@ -1,0 +1,147 @@
+//! `jitgate audit verify | export` and `jitgate trace`: reading the audit
+//! trail. They read the store directly; the gateway may keep running.
+
+use std::path::PathBuf;
+use std::time::Duration;
+
+use clap::{Args, Subcommand};
+use serde_json::{Value, json};
+
+use super::CliError;
+use super::approvals::open_store;
+use crate::audit::Record;
+use crate::clock::{Clock, SystemClock, rfc3339};
+use crate::config::Config;
+use crate::store::Store;
+use crate::token::Keyring;
+
+#[derive(Debug, Subcommand)]
+pub enum AuditCommand {
+    /// Check the hash chain and the signed checkpoints; report the first bad record.
+    Verify {
+        #[arg(long)]
+        config: PathBuf,
+        #[arg(long)]
+        json: bool,
+    },
+    /// Stream the records as JSON lines.
+    Export {
+        #[arg(long)]
+        config: PathBuf,
+        /// Only records after this seq.
+        #[arg(long, default_value_t = 0)]
+        after: i64,
+    },
+}
+
+/// Upper bound on records read at once.
+const PAGE: usize = 10_000;
+
+fn other(e: impl std::fmt::Display) -> CliError {
+    CliError::Other(e.to_string())
+}
+
+fn all_records(store: &dyn Store) -> Result<Vec<Record>, CliError> {
+    let mut out = Vec::new();
+    let mut after = 0;
+    loop {
+        let page = store.audit_records(after, PAGE).map_err(other)?;
+        let Some(last) = page.last().map(|r| r.seq) else { break };
+        after = last;
+        out.extend(page);
+    }
+    Ok(out)
+}
+
+pub fn run(cmd: AuditCommand) -> Result<(), CliError> {
+    match cmd {
+        AuditCommand::Verify { config, json: as_json } => {
+            let config = Config::load(&config)?;
+            let store = open_store(&config.store_path())?;
+            let keyring = Keyring::load(&config.keys_dir()).map_err(other)?;
+            let records = all_records(&store)?;
+            let checkpoints = store.checkpoints().map_err(other)?;
+            let report = crate::audit::verify::verify(&records, &checkpoints, keyring.public_keys());
+            if as_json {
+                println!("{}", json!({"ok": report.ok(), "report": report}));
+            } else {
+                eprintln!("{} records, {} checkpoints; signed checkpoints cover records 1..{}", report.records, report.checkpoints, report.covered_to);
+                for p in &report.problems {
+                    eprintln!("TAMPERING: {p}");
+                }
+                if report.ok() {
+                    eprintln!("ok: the chain is intact");
+                }
+            }
+            if report.ok() {
+                Ok(())
+            } else {
+                Err(CliError::CheckFailed(format!("audit verification failed: {}", report.problems.first().map(ToString::to_string).unwrap_or_default())))
+            }
+        }
+        AuditCommand::Export { config, after } => {
+            let config = Config::load(&config)?;
+            let store = open_store(&config.store_path())?;
+            let mut after = after;
+            loop {
+                let page = store.audit_records(after, PAGE).map_err(other)?;
+                let Some(last) = page.last().map(|r| r.seq) else { break };
+                for r in &page {
+                    println!("{}", serde_json::to_string(r).map_err(other)?);
+                }
+                after = last;
+            }
+            Ok(())
+        }
+    }
+}
+
+#[derive(Debug, Args)]
+#[command(group(clap::ArgGroup::new("what").required(true).args(["task", "agent"])))]
+pub struct TraceArgs {
+    /// The task to show as a tree.
+    pub task: Option<String>,
+    #[arg(long)]
+    pub config: PathBuf,
+    /// Or: list an agent's tasks (by name).
+    #[arg(long)]
+    pub agent: Option<String>,
+    /// With --agent: how far back, e.g. 1h, 2d.
+    #[arg(long, default_value = "24h", value_parser = humantime::parse_duration)]
+    pub since: Duration,
+    #[arg(long)]
+    pub json: bool,
+}
+
+pub fn trace(a: TraceArgs) -> Result<(), CliError> {
+    let config = Config::load(&a.config)?;
+    let store = open_store(&config.store_path())?;
+    if let Some(name) = &a.agent {
+        let agents = crate::agent::AgentDirectory::load(&config.agents_dir).map_err(|e| CliError::Config(crate::source::SourceErrors(e)))?;
+        let agent = agents.by_name(name).ok_or_else(|| other(format!("no agent named `{name}`")))?;
+        let since = SystemClock.now_unix() - i64::try_from(a.since.as_secs()).unwrap_or(0);
+        let tasks = crate::trace::tasks_of(&all_records(&store)?, &agent.id, since);
+        if a.json {
+            println!("{}", Value::Array(tasks.iter().map(|t| json!(t)).collect()));
+        } else if tasks.is_empty() {
+            eprintln!("no tasks of `{name}` since {}", rfc3339(since));
+        } else {
+            for t in &tasks {
+                println!("{}  {}  {:<8} {}  ({} requests, {} denied, {} calls)", t.id, rfc3339(t.begun), t.outcome, t.objective, t.requests, t.denied, t.calls);
+            }
+        }
+        return Ok(());
+    }
+    let task = a.task.unwrap_or_default();
+    let records = store.audit_of_task(&task).map_err(other)?;
+    if records.is_empty() {
+        return Err(other(format!("no audit records for task `{task}`")));
+    }
+    let tree = crate::trace::build(&task, &records);
+    if a.json {
+        println!("{}", serde_json::to_string_pretty(&tree).map_err(other)?);
+    } else {
+        print!("{}", crate::trace::render_text(&tree));
+    }
+    Ok(())
+}
