@@ -3,7 +3,8 @@
 #   - npm (pinned in tests/support/node/package-lock.json): the official MCP
 #     filesystem and everything servers, the MCP conformance suite, and Node 22
 #     for that suite (it does not run on Node 20);
-#   - the official Python MCP client (tests/support/python/requirements.txt) in .venv.
+#   - the official Python MCP client (tests/support/python/requirements.txt) in .venv;
+#   - Debian's chromium and chromium-driver, for the reviewer pages' browser test.
 # Safe to run again: it only reinstalls what changed. Needs Node >= 18, npm,
 # Python >= 3.10 with venv; installs them with apt-get when missing and run as root.
 set -euo pipefail
@@ -12,6 +13,8 @@ cd "$(dirname "$0")/.."
 need_apt=()
 command -v npm >/dev/null 2>&1 || need_apt+=(nodejs npm)
 python3 -c 'import venv, ensurepip' >/dev/null 2>&1 || need_apt+=(python3-venv)
+command -v chromium >/dev/null 2>&1 || need_apt+=(chromium)
+command -v chromedriver >/dev/null 2>&1 || need_apt+=(chromium-driver)
 if [ ${#need_apt[@]} -gt 0 ]; then
   if [ "$(id -u)" = 0 ] && command -v apt-get >/dev/null 2>&1; then
     echo "setup-test-deps: installing ${need_apt[*]} with apt-get" >&2
@@ -36,4 +39,4 @@ if [ ! -x .venv/bin/python ] || ! cmp -s "$req" .venv/.installed-requirements.tx
   .venv/bin/pip install --quiet --disable-pip-version-check -r "$req"
   cp "$req" .venv/.installed-requirements.txt
 fi
-echo "setup-test-deps: ok (node $(node --version), $(.venv/bin/python -c 'import importlib.metadata as m; print("mcp", m.version("mcp"))'))" >&2
+echo "setup-test-deps: ok (node $(node --version), $(.venv/bin/python -c 'import importlib.metadata as m; print("mcp", m.version("mcp"))'), $(chromium --version 2>/dev/null | head -1))" >&2

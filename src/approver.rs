@@ -112,10 +112,19 @@ pub struct ApproverVerifier {
 impl ApproverVerifier {
     /// Build from the gateway config (creates the development approver key on first use).
     pub fn new(config: &Config, clock: Arc<dyn Clock>) -> Result<Self, IssuerSetupError> {
+        Self::with_issuers(config, &config.approvals.issuers, clock)
+    }
+
+    /// The same checks for reviewers (`[[reviewers.issuers]]`).
+    pub fn reviewers(config: &Config, clock: Arc<dyn Clock>) -> Result<Self, IssuerSetupError> {
+        Self::with_issuers(config, &config.reviewers, clock)
+    }
+
+    fn with_issuers(config: &Config, people: &[crate::config::IssuerConfig], clock: Arc<dyn Clock>) -> Result<Self, IssuerSetupError> {
         Ok(Self {
             audience: config.gateway_id.clone(),
             skew: i64::try_from(config.identity.clock_skew.as_secs()).unwrap_or(60),
-            issuers: config.approvals.issuers.iter().map(TrustedIssuer::load).collect::<Result<_, _>>()?,
+            issuers: people.iter().map(TrustedIssuer::load).collect::<Result<_, _>>()?,
             agent_issuers: config.identity.issuers.iter().map(|i| (i.iss.clone(), i.name.clone())).collect(),
             clock,
         })

@@ -43,6 +43,15 @@ struct RawConfig {
     approvals: RawApprovals,
     #[serde(default)]
     audit: RawAudit,
+    #[serde(default)]
+    reviewers: RawReviewers,
+}
+
+#[derive(Debug, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+struct RawReviewers {
+    #[serde(default)]
+    issuers: Vec<Spanned<RawIssuer>>,
 }
 
 #[derive(Debug, Default, Deserialize)]
@@ -246,6 +255,8 @@ pub struct Config {
     pub policy: PolicyConfig,
     pub approvals: ApprovalsConfig,
     pub audit: AuditConfig,
+    /// Issuers of reviewers' credentials for the /ui pages; never agent issuers.
+    pub reviewers: Vec<IssuerConfig>,
 }
 
 /// Resource limits with safe defaults.
@@ -318,6 +329,8 @@ pub struct TransportOverride {
 
 /// The file name of the development issuer's key in the state directory.
 pub const DEV_ISSUER_KEY_FILE: &str = "dev-issuer.jwk";
+/// The file name of the development reviewer issuer's key in the state directory.
+pub const DEV_REVIEWER_KEY_FILE: &str = "dev-reviewer-issuer.jwk";
 /// The file name of the development approver issuer's key in the state directory.
 pub const DEV_APPROVER_KEY_FILE: &str = "dev-approver-issuer.jwk";
 
@@ -338,6 +351,7 @@ impl Config {
         let limits = validate_limits(file, raw.limits)?;
         let identity = validate_identity(file, raw.identity, &state_dir)?;
         let approvals = validate_approvals(file, raw.approvals, &state_dir, &identity)?;
+        let reviewers = validate_people(file, raw.reviewers.issuers, &state_dir.join(DEV_REVIEWER_KEY_FILE), &identity, "reviewer")?;
         let policy = PolicyConfig { dir: file.resolve(raw.policy.dir.as_deref().unwrap_or(Path::new("policies"))) };
         let defaults = TokenSettings::default();
         let tokens = TokenSettings {
@@ -365,6 +379,7 @@ impl Config {
             servers,
             policy,
             approvals,
+            reviewers,
             audit: AuditConfig {
                 checkpoint_interval: raw.audit.checkpoint_interval.unwrap_or(Duration::from_secs(60)),
                 content: raw.audit.content,
@@ -422,17 +437,23 @@ fn validate_identity(file: &SourceFile, raw: RawIdentity, state_dir: &Path) -> R
 
 /// Approver issuers are kept apart from agent issuers: the same `iss` in both
 /// lists would let an agent's identity act as a person.
-fn validate_approvals(file: &SourceFile, raw: RawApprovals, state_dir: &Path, agents: &IdentityConfig) -> Result<ApprovalsConfig, SourceError> {
-    let spans: Vec<_> = raw.issuers.iter().map(|i| i.span()).collect();
-    let issuers = validate_issuers(file, raw.issuers, &state_dir.join(DEV_APPROVER_KEY_FILE), true)?;
+/// Issuers of people's credentials (approvers, reviewers), checked apart from agent issuers.
+fn validate_people(file: &SourceFile, raw: Vec<Spanned<RawIssuer>>, dev_key: &Path, agents: &IdentityConfig, role: &str) -> Result<Vec<IssuerConfig>, SourceError> {
+    let spans: Vec<_> = raw.iter().map(|i| i.span()).collect();
+    let issuers = validate_issuers(file, raw, dev_key, true)?;
     for (i, span) in issuers.iter().zip(spans) {
         if let Some(a) = agents.issuers.iter().find(|a| a.iss == i.iss) {
             return Err(file.error_at(
                 Some(span),
-                format!("approver issuer `{}` has the same iss `{}` as agent issuer `{}`: approvers must come from a separate issuer of people's credentials", i.name, i.iss, a.name),
+                format!("{role} issuer `{}` has the same iss `{}` as agent issuer `{}`: {role}s must come from a separate issuer of people's credentials", i.name, i.iss, a.name),
             ));
         }
     }
+    Ok(issuers)
+}
+
+fn validate_approvals(file: &SourceFile, raw: RawApprovals, state_dir: &Path, agents: &IdentityConfig) -> Result<ApprovalsConfig, SourceError> {
+    let issuers = validate_people(file, raw.issuers, &state_dir.join(DEV_APPROVER_KEY_FILE), agents, "approver")?;
     let d = ApprovalsConfig::default();
     let c = ApprovalsConfig {
         pending_ttl: raw.pending_ttl.unwrap_or(d.pending_ttl),

@@ -9,6 +9,7 @@
 //! authenticated with approver credentials, never agent identities.
 
 mod approvals;
+mod ui;
 
 use std::net::SocketAddr;
 use std::sync::Arc;
@@ -42,6 +43,7 @@ pub fn router(shared: Arc<Shared>) -> axum::Router {
         .route("/healthz", get(healthz))
         .route("/.well-known/jwks.json", get(jwks))
         .merge(approvals::routes())
+        .merge(ui::routes())
         .with_state(shared)
 }
 

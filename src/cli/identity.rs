@@ -28,7 +28,7 @@ pub struct MintArgs {
     #[arg(long)]
     pub config: PathBuf,
     /// The agent's name (its agent file's `name`).
-    #[arg(long, required_unless_present = "approver", conflicts_with = "approver")]
+    #[arg(long, required_unless_present_any = ["approver", "reviewer"], conflicts_with = "approver")]
     pub agent: Option<String>,
     /// Mint a person's approver credential instead, for this subject (e.g. alice@example.org).
     #[arg(long)]
@@ -36,6 +36,9 @@ pub struct MintArgs {
     /// With --approver: the approval groups the person belongs to (comma-separated).
     #[arg(long, requires = "approver", value_delimiter = ',')]
     pub groups: Vec<String>,
+    /// Mint a reviewer's credential (for the /ui pages) for this subject instead.
+    #[arg(long, conflicts_with_all = ["agent", "approver"])]
+    pub reviewer: Option<String>,
     /// Lifetime, e.g. 10m, 1h.
     #[arg(long, default_value = "10m", value_parser = humantime::parse_duration)]
     pub ttl: Duration,
@@ -48,8 +51,12 @@ pub fn run(cmd: IdentityCommand) -> Result<(), CliError> {
     let IdentityCommand::Mint(a) = cmd;
     let config = Config::load(&a.config)?;
     let ttl = i64::try_from(a.ttl.as_secs()).map_err(|_| CliError::Identity("--ttl is too large".into()))?;
+    if let Some(subject) = &a.reviewer {
+        let token = mint_person(&config, &config.reviewers, "reviewer", subject, &[], ttl)?;
+        return emit(&token, a.out.as_deref(), &format!("reviewer `{subject}`"), a.ttl);
+    }
     if let Some(subject) = &a.approver {
-        let token = mint_approver(&config, subject, &a.groups, ttl)?;
+        let token = mint_person(&config, &config.approvals.issuers, "approver", subject, &a.groups, ttl)?;
         return emit(&token, a.out.as_deref(), &format!("approver `{subject}` (groups: {})", a.groups.join(", ")), a.ttl);
     }
     let Some(agent_name) = a.agent.as_deref() else {
@@ -86,15 +93,15 @@ fn emit(token: &str, out: Option<&std::path::Path>, what: &str, ttl: Duration) -
     Ok(())
 }
 
-fn mint_approver(config: &Config, subject: &str, groups: &[String], ttl: i64) -> Result<String, CliError> {
+fn mint_person(config: &Config, issuers: &[crate::config::IssuerConfig], role: &str, subject: &str, groups: &[String], ttl: i64) -> Result<String, CliError> {
     if subject.starts_with("spiffe://") {
-        return Err(CliError::Identity("an approver is a person, not an agent: use a subject like alice@example.org".into()));
+        return Err(CliError::Identity(format!("a {role} is a person, not an agent: use a subject like alice@example.org")));
     }
-    let issuer = config.approvals.issuers.iter().find(|i| matches!(i.keys, IssuerKeys::Development { .. })).ok_or_else(|| {
-        CliError::Identity("the config has no development approver issuer ([[approvals.issuers]] with development = true); approvers get credentials from your real issuer".into())
+    let issuer = issuers.iter().find(|i| matches!(i.keys, IssuerKeys::Development { .. })).ok_or_else(|| {
+        CliError::Identity(format!("the config has no development {role} issuer (an issuer with development = true); {role}s get credentials from your real issuer"))
     })?;
     let IssuerKeys::Development { key_file } = &issuer.keys else {
-        return Err(CliError::Identity("development approver issuer has no key file".into()));
+        return Err(CliError::Identity(format!("development {role} issuer has no key file")));
     };
     let (key, _) = KeyPair::load_or_create(key_file).map_err(|e| CliError::Identity(e.to_string()))?;
     crate::approver::mint(&key, &issuer.iss, subject, &config.gateway_id, groups, SystemClock.now_unix(), ttl).map_err(|e| CliError::Identity(e.to_string()))

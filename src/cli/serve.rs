@@ -67,6 +67,7 @@ pub async fn start(config_path: &std::path::Path) -> Result<Arc<Shared>, CliErro
     let identity = IdentityVerifier::new(&config.gateway_id, &config.identity, agents, clock.clone())
         .map_err(|e| CliError::Identity(e.to_string()))?;
     let approvers = ApproverVerifier::new(&config, clock.clone()).map_err(|e| CliError::Identity(e.to_string()))?;
+    let reviewers = ApproverVerifier::reviewers(&config, clock.clone()).map_err(|e| CliError::Identity(e.to_string()))?;
     let keyring = Keyring::load_or_init(&config.keys_dir()).map_err(|e| CliError::Identity(e.to_string()))?;
     let store = SqliteStore::open(&config.store_path()).map_err(|e| CliError::Other(e.to_string()))?;
     revoke_previous_sessions(&store, clock.now_unix()).map_err(|e| CliError::Other(e.to_string()))?;
@@ -88,6 +89,7 @@ pub async fn start(config_path: &std::path::Path) -> Result<Arc<Shared>, CliErro
         shutdown,
         policy,
         approvers: Arc::new(approvers),
+        reviewers: Arc::new(reviewers),
         taint: Default::default(),
         learned,
         rate: Default::default(),

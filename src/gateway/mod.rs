@@ -58,6 +58,8 @@ pub struct Shared {
     pub policy: watch::Sender<Arc<PolicyEngine>>,
     /// Verifies approvers' credentials (HTTP approvals API).
     pub approvers: Arc<ApproverVerifier>,
+    /// Verifies reviewers' credentials (the /ui pages).
+    pub reviewers: Arc<ApproverVerifier>,
     /// Values from untrusted tool output, per agent.
     pub taint: crate::baseline::taint::TaintLedger,
     /// Learned baselines by agent id (`NAME.baseline.toml`, read at start).

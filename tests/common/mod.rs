@@ -147,6 +147,11 @@ development = true
 name = "people"
 iss = "jitgate-dev-approver-issuer"
 development = true
+
+[[reviewers.issuers]]
+name = "reviewers"
+iss = "jitgate-dev-reviewer-issuer"
+development = true
 "#,
             limits = setup.limits
         );
@@ -190,6 +195,18 @@ development = true
             .args(["identity", "mint", "--config"])
             .arg(&self.config)
             .args(["--approver", subject, "--groups", groups, "--ttl", "10m"])
+            .output()
+            .unwrap();
+        assert!(out.status.success(), "mint failed: {}", String::from_utf8_lossy(&out.stderr));
+        String::from_utf8(out.stdout).unwrap().trim().to_owned()
+    }
+
+    /// Mint a reviewer's credential with the real CLI.
+    pub fn mint_reviewer(&self, subject: &str) -> String {
+        let out = Command::new(jitgate_bin())
+            .args(["identity", "mint", "--config"])
+            .arg(&self.config)
+            .args(["--reviewer", subject, "--ttl", "10m"])
             .output()
             .unwrap();
         assert!(out.status.success(), "mint failed: {}", String::from_utf8_lossy(&out.stderr));

@@ -1,0 +1,369 @@
+//! The reviewer pages under `/ui`: read-only, server-rendered HTML that works
+//! without JavaScript. Reviewers sign in with a credential from
+//! `[[reviewers.issuers]]` (never an agent identity): the sign-in form puts
+//! it in an HttpOnly, SameSite=Strict cookie scoped to `/ui`; an
+//! `Authorization: Bearer` header works too. Acting on approvals and
+//! break-glass grants stays in the approvals API and CLI.
+
+use std::sync::Arc;
+
+use axum::body::Bytes;
+use axum::extract::{Path, RawQuery, State};
+use axum::http::{HeaderMap, StatusCode, header};
+use axum::response::{Html, IntoResponse, Redirect, Response};
+use axum::routing::get;
+
+use crate::approver::VerifiedApprover;
+use crate::audit::Record;
+use crate::clock::rfc3339;
+use crate::gateway::Shared;
+use crate::store::run_blocking;
+use crate::trace::{TaskSummary, TaskTrace};
+
+const COOKIE: &str = "jitgate_reviewer";
+/// Records read for the task list (newest tasks are what reviewers look at).
+const MAX_RECORDS: usize = 200_000;
+
+pub fn routes() -> axum::Router<Arc<Shared>> {
+    axum::Router::new()
+        .route("/ui", get(tasks))
+        .route("/ui/login", get(login_form).post(login))
+        .route("/ui/logout", get(logout))
+        .route("/ui/tasks/{id}", get(task))
+        .route("/ui/approvals", get(approvals))
+        .route("/ui/reviews", get(reviews))
+}
+
+/// HTML-escape text.
+pub fn esc(s: &str) -> String {
+    let mut out = String::with_capacity(s.len());
+    for c in s.chars() {
+        match c {
+            '&' => out.push_str("&amp;"),
+            '<' => out.push_str("&lt;"),
+            '>' => out.push_str("&gt;"),
+            '"' => out.push_str("&quot;"),
+            '\'' => out.push_str("&#39;"),
+            c => out.push(c),
+        }
+    }
+    out
+}
+
+fn page(title: &str, who: Option<&str>, body: &str) -> Html<String> {
+    let nav = match who {
+        Some(w) => format!(
+            "<nav><a href=\"/ui\">Tasks</a> · <a href=\"/ui/approvals\">Pending approvals</a> · <a href=\"/ui/reviews\">Break-glass reviews</a> <span class=\"who\">signed in as {} · <a href=\"/ui/logout\">sign out</a></span></nav>",
+            esc(w)
+        ),
+        None => String::new(),
+    };
+    Html(format!(
+        "<!doctype html><html lang=\"en\"><head><meta charset=\"utf-8\"><title>{t} · jitgate</title><style>\
+body{{font-family:system-ui,sans-serif;margin:1.5rem;color:#1d1d1f}}table{{border-collapse:collapse;width:100%}}\
+td,th{{border-bottom:1px solid #ddd;padding:.35rem .5rem;text-align:left;vertical-align:top;font-size:.9rem}}\
+th{{background:#f4f4f6}}.deny{{color:#b00020;font-weight:600}}.allow{{color:#0a7a2f}}.pending{{color:#a15c00}}\
+.who{{float:right;color:#555}}nav{{margin-bottom:1rem}}code{{background:#f4f4f6;padding:0 .2rem}}ul.tree{{list-style:none;padding-left:1rem;border-left:2px solid #ddd}}\
+.muted{{color:#666}}form.filters input,form.filters select{{margin-right:.5rem}}</style></head><body><h1>{t}</h1>{nav}{body}</body></html>",
+        t = esc(title)
+    ))
+}
+
+fn cookie_token(headers: &HeaderMap) -> Option<String> {
+    let cookies = headers.get(header::COOKIE)?.to_str().ok()?;
+    cookies.split(';').map(str::trim).find_map(|c| c.strip_prefix(&format!("{COOKIE}=")).map(str::to_owned))
+}
+
+fn reviewer(shared: &Shared, headers: &HeaderMap) -> Result<VerifiedApprover, Response> {
+    let bearer = headers.get(header::AUTHORIZATION).and_then(|v| v.to_str().ok()).and_then(|v| v.strip_prefix("Bearer ")).map(str::to_owned);
+    let Some(token) = bearer.or_else(|| cookie_token(headers)) else {
+        return Err(Redirect::to("/ui/login").into_response());
+    };
+    shared.reviewers.verify(&token).map_err(|e| {
+        tracing::warn!(code = e.code(), "reviewer pages: credential refused");
+        let status = if e.code() == "approver_is_agent" { StatusCode::FORBIDDEN } else { StatusCode::UNAUTHORIZED };
+        (status, page("Not signed in", None, &format!("<p class=\"deny\">{} [{}]</p><p><a href=\"/ui/login\">Sign in</a> with a reviewer credential.</p>", esc(&e.to_string().replace("approver", "reviewer")), esc(e.code())))).into_response()
+    })
+}
+
+async fn login_form() -> Html<String> {
+    page(
+        "Reviewer sign-in",
+        None,
+        "<p>Paste your reviewer credential (a JWT from a reviewer issuer; agents' identities are refused). \
+         Development: <code>jitgate identity mint --config … --reviewer you@example.org</code>.</p>\
+         <form method=\"post\" action=\"/ui/login\"><textarea name=\"credential\" id=\"credential\" rows=\"5\" cols=\"80\"></textarea><br>\
+         <button type=\"submit\" id=\"sign-in\">Sign in</button></form>",
+    )
+}
+
+/// Decode one field of an `application/x-www-form-urlencoded` body.
+fn form_field(body: &[u8], name: &str) -> Option<String> {
+    let text = std::str::from_utf8(body).ok()?;
+    let raw = text.split('&').find_map(|kv| kv.strip_prefix(&format!("{name}=")))?;
+    let mut out = Vec::new();
+    let bytes = raw.as_bytes();
+    let mut i = 0;
+    while i < bytes.len() {
+        match bytes[i] {
+            b'+' => out.push(b' '),
+            b'%' if i + 2 < bytes.len() => {
+                let hex = std::str::from_utf8(&bytes[i + 1..i + 3]).ok()?;
+                out.push(u8::from_str_radix(hex, 16).ok()?);
+                i += 2;
+            }
+            b => out.push(b),
+        }
+        i += 1;
+    }
+    String::from_utf8(out).ok().map(|s| s.trim().to_owned())
+}
+
+async fn login(State(shared): State<Arc<Shared>>, body: Bytes) -> Response {
+    let token = form_field(&body, "credential").unwrap_or_default();
+    match shared.reviewers.verify(&token) {
+        Ok(r) => {
+            tracing::info!(reviewer = %r.subject, "reviewer signed in");
+            let cookie = format!("{COOKIE}={token}; Path=/ui; HttpOnly; SameSite=Strict");
+            ([(header::SET_COOKIE, cookie)], Redirect::to("/ui")).into_response()
+        }
+        Err(e) => {
+            let status = if e.code() == "approver_is_agent" { StatusCode::FORBIDDEN } else { StatusCode::UNAUTHORIZED };
+            (status, page("Reviewer sign-in", None, &format!("<p class=\"deny\" id=\"error\">{} [{}]</p><p><a href=\"/ui/login\">Try again</a></p>", esc(&e.to_string().replace("approver", "reviewer")), esc(e.code())))).into_response()
+        }
+    }
+}
+
+async fn logout() -> Response {
+    ([(header::SET_COOKIE, format!("{COOKIE}=; Path=/ui; HttpOnly; SameSite=Strict; Max-Age=0"))], Redirect::to("/ui/login")).into_response()
+}
+
+async fn records(shared: &Shared) -> Result<Vec<Record>, Response> {
+    let mut all = Vec::new();
+    let mut after = 0;
+    loop {
+        let page = run_blocking(&shared.store, move |s| s.audit_records(after, 10_000))
+            .await
+            .and_then(|r| r)
+            .map_err(|e| (StatusCode::SERVICE_UNAVAILABLE, e.to_string()).into_response())?;
+        let Some(last) = page.last().map(|r| r.seq) else { break };
+        after = last;
+        all.extend(page);
+        if all.len() >= MAX_RECORDS {
+            break;
+        }
+    }
+    Ok(all)
+}
+
+fn query_param(q: &Option<String>, name: &str) -> Option<String> {
+    q.as_deref()?.split('&').find_map(|kv| kv.strip_prefix(&format!("{name}="))).map(|v| form_field(format!("x={v}").as_bytes(), "x").unwrap_or_default()).filter(|v| !v.is_empty())
+}
+
+fn decision_class(d: &str) -> &'static str {
+    match d {
+        "deny" => "deny",
+        "pending_approval" => "pending",
+        _ => "allow",
+    }
+}
+
+async fn tasks(State(shared): State<Arc<Shared>>, headers: HeaderMap, RawQuery(q): RawQuery) -> Response {
+    let who = match reviewer(&shared, &headers) {
+        Ok(w) => w,
+        Err(r) => return r,
+    };
+    let records = match records(&shared).await {
+        Ok(r) => r,
+        Err(r) => return r,
+    };
+    let agent = query_param(&q, "agent");
+    let outcome = query_param(&q, "outcome");
+    let since = query_param(&q, "since").and_then(|s| humantime::parse_duration(&s).ok());
+    let denied_only = query_param(&q, "denied").is_some();
+    let bg_only = query_param(&q, "break_glass").is_some();
+    let now = shared.clock.now_unix();
+    let list: Vec<TaskSummary> = crate::trace::summaries(&records)
+        .into_iter()
+        .filter(|t| agent.as_deref().is_none_or(|a| t.agent_name == a || t.agent == a))
+        .filter(|t| outcome.as_deref().is_none_or(|o| t.outcome.starts_with(o) || (o == "ended" && !t.outcome.starts_with("open") && !t.outcome.starts_with("revoked"))))
+        .filter(|t| since.is_none_or(|d| t.begun >= now - i64::try_from(d.as_secs()).unwrap_or(0)))
+        .filter(|t| !denied_only || t.denied > 0)
+        .filter(|t| !bg_only || t.break_glass)
+        .take(500)
+        .collect();
+    let sel = |v: &str| if outcome.as_deref() == Some(v) { " selected" } else { "" };
+    let mut body = format!(
+        "<form class=\"filters\" method=\"get\" action=\"/ui\">Agent <input name=\"agent\" value=\"{}\"> Outcome <select name=\"outcome\"><option value=\"\">any</option><option{} value=\"open\">open</option><option{} value=\"ended\">ended</option><option{} value=\"revoked\">revoked</option></select> Since <input name=\"since\" size=\"5\" placeholder=\"24h\" value=\"{}\"> <label><input type=\"checkbox\" name=\"denied\" value=\"1\"{}> with denials</label> <label><input type=\"checkbox\" name=\"break_glass\" value=\"1\"{}> break-glass</label> <button type=\"submit\">Filter</button></form>",
+        esc(agent.as_deref().unwrap_or("")),
+        sel("open"),
+        sel("ended"),
+        sel("revoked"),
+        esc(&query_param(&q, "since").unwrap_or_default()),
+        if denied_only { " checked" } else { "" },
+        if bg_only { " checked" } else { "" },
+    );
+    body.push_str(&format!("<p class=\"muted\" id=\"count\">{} task(s)</p><table id=\"tasks\"><tr><th>Task</th><th>Agent</th><th>Objective</th><th>Begun (UTC)</th><th>Outcome</th><th>Requests</th><th>Denied</th><th>Calls</th><th>Break-glass</th></tr>", list.len()));
+    for t in &list {
+        body.push_str(&format!(
+            "<tr><td><a href=\"/ui/tasks/{id}\">{id}</a></td><td>{}</td><td>{}</td><td>{}</td><td>{}</td><td>{}</td><td class=\"{}\">{}</td><td>{}</td><td>{}</td></tr>",
+            esc(&t.agent_name),
+            esc(&t.objective),
+            rfc3339(t.begun),
+            esc(&t.outcome),
+            t.requests,
+            if t.denied > 0 { "deny" } else { "" },
+            t.denied,
+            t.calls,
+            if t.break_glass { "<span class=\"deny\">yes</span>" } else { "" },
+            id = esc(&t.id),
+        ));
+    }
+    body.push_str("</table>");
+    page("Tasks", Some(&who.subject), &body).into_response()
+}
+
+fn render_trace(t: &TaskTrace) -> String {
+    let tool_of = |jti: &str| t.phases.iter().flat_map(|p| &p.requests).find(|r| r.jti.as_deref() == Some(jti)).map(|r| r.tool.clone()).unwrap_or_else(|| "?".into());
+    let mut b = format!(
+        "<p><b>Agent</b> {} <span class=\"muted\">({})</span><br><b>Objective</b> {}<br><b>Begun</b> {} · <b>Outcome</b> <span id=\"outcome\">{}</span></p><ul class=\"tree\" id=\"trace\">",
+        esc(&t.agent_name),
+        esc(&t.agent),
+        esc(&t.objective),
+        rfc3339(t.begun),
+        esc(&t.outcome)
+    );
+    for p in &t.phases {
+        b.push_str(&format!("<li><b>Phase {}</b> <span class=\"muted\">from {}</span><ul class=\"tree\">", esc(&p.name), rfc3339(p.started)));
+        for r in &p.requests {
+            b.push_str(&format!(
+                "<li class=\"request\"><code>{}</code> {} → <span class=\"{}\">{}</span> by {}",
+                rfc3339(r.at),
+                esc(&r.tool),
+                decision_class(&r.decision),
+                esc(&r.decision),
+                if r.policies.is_empty() { "default deny".to_owned() } else { r.policies.iter().map(|p| format!("<code>{}</code>", esc(p))).collect::<Vec<_>>().join(", ") }
+            ));
+            b.push_str(&format!("<br><span class=\"muted\">purpose: {}</span>", esc(&r.purpose)));
+            if let Some(reason) = &r.reason {
+                b.push_str(&format!("<br>reason: {}", esc(reason)));
+            }
+            if r.baseline_score > 0 {
+                b.push_str(&format!("<br>baseline score {}: {}", r.baseline_score, esc(&r.baseline)));
+            }
+            if let Some(f) = &r.follows {
+                b.push_str(&format!("<br>follows call <code>{}</code> ({})", esc(f), esc(&tool_of(f))));
+            }
+            for s in &r.taint_sources {
+                b.push_str(&format!("<br><span class=\"deny\">tainted</span> by the output of call <code>{}</code> ({})", esc(s), esc(&tool_of(s))));
+            }
+            if let Some(j) = &r.jti {
+                b.push_str(&format!("<br>token <code>{}</code>", esc(j)));
+            }
+            if let Some(c) = &r.call {
+                b.push_str(&format!(
+                    "<ul class=\"tree\"><li>call at {}: <b>{}</b> in {:.1} ms, {} bytes{}</li></ul>",
+                    rfc3339(c.forwarded_at),
+                    esc(&c.status),
+                    c.duration_ms,
+                    c.result_bytes,
+                    c.error.as_deref().map(|e| format!(" ({})", esc(e))).unwrap_or_default()
+                ));
+            }
+            b.push_str("</li>");
+        }
+        b.push_str("</ul></li>");
+    }
+    for a in &t.approvals {
+        b.push_str(&format!("<li>approval <code>{}</code> {} by {}: {}</li>", esc(a["approval"].as_str().unwrap_or("")), esc(a["decision"].as_str().unwrap_or("")), esc(a["by"].as_str().unwrap_or("")), esc(a["note"].as_str().unwrap_or(""))));
+    }
+    for r in &t.revocations {
+        b.push_str(&format!("<li class=\"revocation\">revoked ({}): {} — {} token(s)</li>", esc(r["scope"].as_str().unwrap_or("")), esc(r["reason"].as_str().unwrap_or("")), r["tokens"]));
+    }
+    b.push_str("</ul>");
+    b
+}
+
+async fn task(State(shared): State<Arc<Shared>>, headers: HeaderMap, Path(id): Path<String>) -> Response {
+    let who = match reviewer(&shared, &headers) {
+        Ok(w) => w,
+        Err(r) => return r,
+    };
+    let wanted = id.clone();
+    let records = match run_blocking(&shared.store, move |s| s.audit_of_task(&wanted)).await.and_then(|r| r) {
+        Ok(r) => r,
+        Err(e) => return (StatusCode::SERVICE_UNAVAILABLE, e.to_string()).into_response(),
+    };
+    if records.is_empty() {
+        return (StatusCode::NOT_FOUND, page("No such task", Some(&who.subject), &format!("<p>No audit records for task <code>{}</code>.</p>", esc(&id)))).into_response();
+    }
+    let trace = crate::trace::build(&id, &records);
+    page(&format!("Task {id}"), Some(&who.subject), &render_trace(&trace)).into_response()
+}
+
+async fn approvals(State(shared): State<Arc<Shared>>, headers: HeaderMap) -> Response {
+    let who = match reviewer(&shared, &headers) {
+        Ok(w) => w,
+        Err(r) => return r,
+    };
+    let now = shared.clock.now_unix();
+    let list = match run_blocking(&shared.store, move |s| s.approvals(false, now)).await.and_then(|r| r) {
+        Ok(l) => l,
+        Err(e) => return (StatusCode::SERVICE_UNAVAILABLE, e.to_string()).into_response(),
+    };
+    let mut body = String::from("<p class=\"muted\">Approvers act with <code>jitgate approvals approve|deny</code> or the approvals API.</p><table id=\"approvals\"><tr><th>Approval</th><th>State</th><th>Agent</th><th>Task</th><th>Tool</th><th>Arguments</th><th>Purpose</th><th>Group</th><th>Expires</th></tr>");
+    for a in &list {
+        body.push_str(&format!(
+            "<tr><td><code>{}</code></td><td class=\"pending\">{}</td><td>{}</td><td><a href=\"/ui/tasks/{task}\">{task}</a></td><td>{}</td><td><code>{}</code></td><td>{}</td><td>{}</td><td>{}</td></tr>",
+            esc(&a.id),
+            a.state.as_str(),
+            esc(&a.agent),
+            esc(&a.tool),
+            esc(&a.constraints),
+            esc(&a.purpose),
+            esc(&a.group),
+            rfc3339(a.expires_at),
+            task = esc(&a.task),
+        ));
+    }
+    body.push_str("</table>");
+    page("Pending approvals", Some(&who.subject), &body).into_response()
+}
+
+async fn reviews(State(shared): State<Arc<Shared>>, headers: HeaderMap) -> Response {
+    let who = match reviewer(&shared, &headers) {
+        Ok(w) => w,
+        Err(r) => return r,
+    };
+    let list = match run_blocking(&shared.store, |s| s.break_glass_grants(false)).await.and_then(|r| r) {
+        Ok(l) => l,
+        Err(e) => return (StatusCode::SERVICE_UNAVAILABLE, e.to_string()).into_response(),
+    };
+    let mut body = String::from("<p class=\"muted\">Sign grants off with <code>jitgate review ack ID --note …</code>.</p><table id=\"reviews\"><tr><th>Grant</th><th>Agent</th><th>Task</th><th>Tool</th><th>Justification</th><th>Granted</th><th>Token</th></tr>");
+    for g in &list {
+        body.push_str(&format!(
+            "<tr><td><code>{}</code></td><td>{}</td><td><a href=\"/ui/tasks/{task}\">{task}</a></td><td>{}</td><td>{}</td><td>{}</td><td><code>{}</code></td></tr>",
+            esc(&g.id),
+            esc(&g.agent),
+            esc(&g.tool),
+            esc(&g.justification),
+            rfc3339(g.granted_at),
+            esc(&g.jti),
+            task = esc(&g.task),
+        ));
+    }
+    body.push_str("</table>");
+    page("Break-glass reviews", Some(&who.subject), &body).into_response()
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn html_is_escaped_and_forms_decode() {
+        assert_eq!(esc("<script>alert('x')&\"</script>"), "&lt;script&gt;alert(&#39;x&#39;)&amp;&quot;&lt;/script&gt;");
+        assert_eq!(form_field(b"credential=a%2Eb+c&x=1", "credential").as_deref(), Some("a.b c"));
+        assert_eq!(form_field(b"x=1", "credential"), None);
+    }
+}

