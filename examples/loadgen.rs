@@ -37,6 +37,9 @@ struct Args {
     /// Concurrent clients for the concurrent runs.
     #[arg(long, default_value_t = 16)]
     concurrency: usize,
+    /// Record call arguments and results in the audit log too ([audit] content = true).
+    #[arg(long)]
+    audit_content: bool,
 }
 
 struct Killed(Child);
@@ -225,7 +228,7 @@ fn sibling(name: &str) -> Result<PathBuf, String> {
     candidates.into_iter().find(|p| p.exists()).ok_or_else(|| format!("{name} not built: run `cargo build --release --bin jitgate --examples`"))
 }
 
-fn write_config(dir: &Path, workspace_url: &str, repo: &Path) -> Result<PathBuf, String> {
+fn write_config(dir: &Path, workspace_url: &str, repo: &Path, audit_content: bool) -> Result<PathBuf, String> {
     let io = |e: std::io::Error| e.to_string();
     std::fs::create_dir_all(dir.join("agents")).map_err(io)?;
     std::fs::write(
@@ -245,6 +248,7 @@ fn write_config(dir: &Path, workspace_url: &str, repo: &Path) -> Result<PathBuf,
     let cfg = format!(
         "[gateway]\nid = \"jitgate://loadgen\"\n[limits]\nmax_concurrent_calls_per_session = 64\n\
          [[identity.issuers]]\nname = \"dev\"\niss = \"jitgate-dev-issuer\"\ntrust_domain = \"spiffe://jitgate.local\"\ndevelopment = true\n\
+         [audit]\ncontent = {audit_content}\nredact = [\"to\"]\n\
          [[servers]]\nmanifest = {:?}\nurl = {:?}\n",
         repo.join("tool-manifests/workspace.toml").display().to_string(),
         workspace_url
@@ -272,7 +276,7 @@ async fn real_main() -> Result<(), String> {
     let mut ws = Command::new(sibling("workspace-server")?);
     ws.args(["--listen", "127.0.0.1:0", "--state"]).arg(dir.join("ws"));
     let (_ws, ws_url) = start_listening(ws)?;
-    let config = write_config(&dir, &ws_url, &repo)?;
+    let config = write_config(&dir, &ws_url, &repo, args.audit_content)?;
     let jitgate = sibling("jitgate")?;
     let mut gw = Command::new(&jitgate);
     gw.args(["serve", "--listen", "127.0.0.1:0", "--config"]).arg(&config).env("JITGATE_LOG", "warn");

@@ -54,6 +54,7 @@ pub mod manifest;
 pub mod policy;
 pub mod source;
 pub mod store;
+pub mod telemetry;
 pub mod token;
 pub mod trace;
 pub mod stdio;

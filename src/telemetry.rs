@@ -1,0 +1,63 @@
+//! Logging, and (with the `otel` cargo feature) OpenTelemetry export.
+//!
+//! Logs go to stderr (with `--stdio`, stdout carries the MCP protocol),
+//! filtered by `JITGATE_LOG`. Built with `--features otel` and run with
+//! `OTEL_EXPORTER_OTLP_ENDPOINT` set (e.g. `http://127.0.0.1:4318`), every
+//! span is also exported over OTLP/HTTP: one `call` span per tool call,
+//! with the agent, tool, session and decision as attributes, and the
+//! decision events inside it.
+
+use tracing_subscriber::layer::SubscriberExt as _;
+use tracing_subscriber::util::SubscriberInitExt as _;
+
+/// Flushes exported spans when dropped.
+pub struct Guard {
+    #[cfg(feature = "otel")]
+    provider: Option<opentelemetry_sdk::trace::SdkTracerProvider>,
+}
+
+impl Drop for Guard {
+    fn drop(&mut self) {
+        #[cfg(feature = "otel")]
+        if let Some(p) = self.provider.take() {
+            if let Err(e) = p.shutdown() {
+                eprintln!("warning: OpenTelemetry export did not flush: {e}");
+            }
+        }
+    }
+}
+
+/// Install the subscriber.
+pub fn init() -> Guard {
+    let filter = tracing_subscriber::EnvFilter::try_from_env("JITGATE_LOG").unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("info,rmcp=warn"));
+    let fmt = tracing_subscriber::fmt::layer().with_writer(std::io::stderr);
+    let registry = tracing_subscriber::registry().with(filter).with(fmt);
+    #[cfg(feature = "otel")]
+    {
+        if std::env::var_os("OTEL_EXPORTER_OTLP_ENDPOINT").is_some() {
+            match otel_provider() {
+                Ok(provider) => {
+                    use opentelemetry::trace::TracerProvider as _;
+                    let layer = tracing_opentelemetry::layer().with_tracer(provider.tracer("jitgate"));
+                    registry.with(layer).init();
+                    return Guard { provider: Some(provider) };
+                }
+                Err(e) => eprintln!("warning: OpenTelemetry export disabled: {e}"),
+            }
+        }
+        registry.init();
+        Guard { provider: None }
+    }
+    #[cfg(not(feature = "otel"))]
+    {
+        registry.init();
+        Guard {}
+    }
+}
+
+#[cfg(feature = "otel")]
+fn otel_provider() -> Result<opentelemetry_sdk::trace::SdkTracerProvider, String> {
+    let exporter = opentelemetry_otlp::SpanExporter::builder().with_http().build().map_err(|e| e.to_string())?;
+    let resource = opentelemetry_sdk::Resource::builder().with_service_name("jitgate").build();
+    Ok(opentelemetry_sdk::trace::SdkTracerProvider::builder().with_resource(resource).with_batch_exporter(exporter).build())
+}
