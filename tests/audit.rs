@@ -7,10 +7,6 @@ mod common;
 use common::*;
 use serde_json::{Value, json};
 
-async fn grant(client: &rmcp::service::RunningService<rmcp::RoleClient, ()>, body: Value) -> Result<Value, rmcp::model::CallToolResult> {
-    let r = raw_call(client, "jit_request", body).await.unwrap();
-    if r.is_error == Some(true) { Err(r) } else { Ok(answer(&r)) }
-}
 
 fn db(dep: &Deployment) -> rusqlite::Connection {
     rusqlite::Connection::open(dep.path("state/jitgate.sqlite")).unwrap()

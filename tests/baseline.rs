@@ -43,10 +43,6 @@ fn setup() -> Setup {
     }
 }
 
-async fn grant(client: &rmcp::service::RunningService<rmcp::RoleClient, ()>, body: Value) -> Result<Value, rmcp::model::CallToolResult> {
-    let r = raw_call(client, "jit_request", body).await.unwrap();
-    if r.is_error == Some(true) { Err(r) } else { Ok(answer(&r)) }
-}
 
 async fn use_token(client: &rmcp::service::RunningService<rmcp::RoleClient, ()>, tool: &str, args: Value, g: &Value) {
     let r = call_with_token(client, tool, args, g["token"].as_str().unwrap()).await.unwrap();

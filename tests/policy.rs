@@ -397,11 +397,6 @@ async fn quarantined_agents_are_refused_even_where_a_policy_would_permit_break_g
     assert!(begin(&triage, json!([{"name": "read", "tools": ["workspace__read_note"]}])).await.is_ok());
 }
 
-/// jit_request's answer, or the refusal as an Err.
-async fn grant(client: &rmcp::service::RunningService<rmcp::RoleClient, ()>, body: Value) -> Result<Value, rmcp::model::CallToolResult> {
-    let r = raw_call(client, "jit_request", body).await.unwrap();
-    if r.is_error == Some(true) { Err(r) } else { Ok(answer(&r)) }
-}
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn values_from_untrusted_output_cannot_feed_a_sink() {

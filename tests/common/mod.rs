@@ -177,40 +177,26 @@ development = true
         self.dir.path().join(rel)
     }
 
-    /// Mint an identity with the real CLI.
+    /// Mint a credential with the real CLI (`identity mint` with these arguments).
+    fn mint_with(&self, args: &[&str]) -> String {
+        let out = Command::new(jitgate_bin()).args(["identity", "mint", "--ttl", "10m", "--config"]).arg(&self.config).args(args).output().unwrap();
+        assert!(out.status.success(), "mint failed: {}", String::from_utf8_lossy(&out.stderr));
+        String::from_utf8(out.stdout).unwrap().trim().to_owned()
+    }
+
+    /// An agent's identity token.
     pub fn mint(&self, agent: &str) -> String {
-        let out = Command::new(jitgate_bin())
-            .args(["identity", "mint", "--config"])
-            .arg(&self.config)
-            .args(["--agent", agent, "--ttl", "10m"])
-            .output()
-            .unwrap();
-        assert!(out.status.success(), "mint failed: {}", String::from_utf8_lossy(&out.stderr));
-        String::from_utf8(out.stdout).unwrap().trim().to_owned()
+        self.mint_with(&["--agent", agent])
     }
 
-    /// Mint a person's approver credential with the real CLI.
+    /// A person's approver credential.
     pub fn mint_approver(&self, subject: &str, groups: &str) -> String {
-        let out = Command::new(jitgate_bin())
-            .args(["identity", "mint", "--config"])
-            .arg(&self.config)
-            .args(["--approver", subject, "--groups", groups, "--ttl", "10m"])
-            .output()
-            .unwrap();
-        assert!(out.status.success(), "mint failed: {}", String::from_utf8_lossy(&out.stderr));
-        String::from_utf8(out.stdout).unwrap().trim().to_owned()
+        self.mint_with(&["--approver", subject, "--groups", groups])
     }
 
-    /// Mint a reviewer's credential with the real CLI.
+    /// A reviewer's credential.
     pub fn mint_reviewer(&self, subject: &str) -> String {
-        let out = Command::new(jitgate_bin())
-            .args(["identity", "mint", "--config"])
-            .arg(&self.config)
-            .args(["--reviewer", subject, "--ttl", "10m"])
-            .output()
-            .unwrap();
-        assert!(out.status.success(), "mint failed: {}", String::from_utf8_lossy(&out.stderr));
-        String::from_utf8(out.stdout).unwrap().trim().to_owned()
+        self.mint_with(&["--reviewer", subject])
     }
 
     /// The development issuer's key, for minting deliberately bad tokens.
@@ -356,6 +342,12 @@ pub async fn begin(client: &RunningService<RoleClient, ()>, phases: serde_json::
 /// `jit_request` with exact arguments; Ok is the token.
 pub async fn request(client: &RunningService<RoleClient, ()>, task: &str, tool: &str, arguments: serde_json::Value) -> Result<String, CallToolResult> {
     request_with(client, serde_json::json!({"task": task, "tool": tool, "arguments": arguments, "purpose": "test"})).await
+}
+
+/// `jit_request` with any body; Ok is the whole answer, Err the refusal.
+pub async fn grant(client: &RunningService<RoleClient, ()>, body: serde_json::Value) -> Result<serde_json::Value, CallToolResult> {
+    let r = raw_call(client, "jit_request", body).await.unwrap();
+    if r.is_error == Some(true) { Err(r) } else { Ok(answer(&r)) }
 }
 
 /// `jit_request` with any body; Ok is the token.
