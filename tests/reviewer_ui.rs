@@ -28,6 +28,21 @@ struct Browser {
     http: reqwest::Client,
 }
 
+/// Closing the WebDriver session closes Chromium (killing chromedriver would
+/// leave it running), also when a test fails.
+impl Drop for Browser {
+    fn drop(&mut self) {
+        use std::io::{Read as _, Write as _};
+        let Some(addr) = self.base.strip_prefix("http://") else { return };
+        if let Ok(mut conn) = std::net::TcpStream::connect(addr) {
+            let _ = conn.set_read_timeout(Some(Duration::from_secs(10)));
+            let _ = write!(conn, "DELETE /session/{} HTTP/1.1\r\nHost: {addr}\r\nContent-Length: 0\r\nConnection: close\r\n\r\n", self.session);
+            let mut sink = Vec::new();
+            let _ = conn.read_to_end(&mut sink);
+        }
+    }
+}
+
 impl Browser {
     async fn cmd(&self, method: &str, path: &str, body: Option<Value>) -> Value {
         let url = format!("{}/session/{}{path}", self.base, self.session);
@@ -132,6 +147,7 @@ async fn reviewers_see_tasks_traces_and_queues_in_a_real_browser() {
     let pending = raw_call(&janitor, "jit_request", json!({"task": t2, "tool": "workspace__delete_note", "arguments": {"name": "welcome.md"}, "purpose": "tidy"})).await.unwrap();
     let approval = answer(&pending)["approval"].as_str().unwrap().to_owned();
 
+    // The browser is dropped (session closed) before the driver is killed.
     let (_driver, browser, _profile) = start_browser().await;
     let base = gw.base.clone();
 
