@@ -37,7 +37,12 @@ async fn a_task_is_reconstructed_from_the_log_and_tampering_is_found() {
         call_with_token(&triage, "workspace__send_message", json!({"to": "alice@example.org", "subject": "Re", "body": "Hello"}), ok["token"].as_str().unwrap()).await.unwrap();
         raw_call(&triage, "jit_end_task", json!({"task": task, "outcome": "done"})).await.unwrap();
         // The revocation of the end is recorded by the gateway's maintenance loop.
-        eventually(std::time::Duration::from_secs(10), || async { gw.log().contains("revocation").then_some(()) }).await;
+        let recorded = || {
+            db(&dep)
+                .query_row("SELECT count(*) FROM audit WHERE kind = 'revocation' AND data LIKE '%\"scope\":\"task\"%'", [], |r| r.get::<_, i64>(0))
+                .unwrap_or(0)
+        };
+        eventually(std::time::Duration::from_secs(10), || async { (recorded() > 0).then_some(()) }).await;
         // A graceful stop signs a checkpoint over the whole log.
         let mut gw = gw;
         assert!(std::process::Command::new("kill").args(["-TERM", &gw.child.id().to_string()]).status().unwrap().success());
@@ -78,6 +83,9 @@ async fn a_task_is_reconstructed_from_the_log_and_tampering_is_found() {
     // No full token is ever in the log.
     let (_, export, _) = jitgate(&["audit", "export", "--config", dep.config.to_str().unwrap()]);
     assert!(export.lines().count() > 8 && !export.contains("eyJ"), "tokens must never be logged");
+    // Nor the credential jitgate injects into the workspace server.
+    let secret = std::fs::read_to_string(repo_root().join("examples/quickstart/secrets/workspace-token")).unwrap();
+    assert!(!export.contains(secret.trim()), "an injected secret reached the audit log");
 
     // Intact: verifies, and a checkpoint was signed on shutdown.
     let (code, err) = verify(&dep);
