@@ -128,3 +128,28 @@ async fn python_client_runs_a_whole_task_and_nothing_works_after_its_end() {
     let outbox = std::fs::read_to_string(dep.workspace_state.join("outbox.jsonl")).unwrap();
     assert_eq!(outbox.lines().count(), 1, "{outbox}");
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn python_client_gets_an_approval_gated_call_approved_by_a_person() {
+    let dep = Deployment::new(&Setup { policies: quickstart_policies(), ..Setup::default() });
+    let gw = Gateway::start(&dep);
+    gw.wait_server("workspace", "ready").await;
+    let out = Command::new(python())
+        .arg(repo_root().join("tests/support/python/approval_flow.py"))
+        .args([&gw.url, &dep.mint("janitor"), &dep.mint_approver("alice@example.org", "platform-oncall")])
+        .output()
+        .unwrap();
+    assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
+    let r: Value = serde_json::from_slice(&out.stdout).unwrap();
+    assert_eq!(r["pending"]["decision"], "pending_approval", "{r}");
+    assert_eq!(r["agent_approves"][0], 403, "the agent must not approve: {r}");
+    assert_eq!(r["agent_approves"][1]["error"]["code"], "approver_is_agent");
+    assert_eq!(r["status_before"], "pending");
+    assert_eq!(r["person_approves"][0], 200, "{r}");
+    assert_eq!(r["status_after"], "approved");
+    assert_eq!(r["granted"]["decision"], "allow");
+    assert_eq!(r["granted"]["approved_by"], "alice@example.org");
+    assert_eq!(r["call"]["is_error"], false, "{r}");
+    assert!(!dep.workspace_state.join("notes/meeting-2026-11-20.md").exists());
+    assert_eq!(r["again"], "pending_approval", "an approval is spent on one token: {r}");
+}
