@@ -452,3 +452,23 @@ async fn values_from_untrusted_output_cannot_feed_a_sink() {
     assert_eq!(refusal_code(&grant(&janitor, share("paste.attacker.test")).await.unwrap_err()).as_deref(), Some("policy_denied"));
     assert!(grant(&janitor, share("https://wiki.example.org/q3")).await.is_ok());
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn large_policy_sets_decide_the_same_off_the_runtime() {
+    // Over 64 policies the decision runs on the blocking pool; it must say the same.
+    let mut many = String::new();
+    for i in 0..120 {
+        many.push_str(&format!("permit (principal, action == Action::\"Request\", resource) when {{ principal.team == \"team-{i}\" }};\n"));
+    }
+    many.push_str("@id(\"support-reads\") permit (principal in Team::\"support\", action, resource) when { resource.risk_level <= 2 };\n");
+    many.push_str("@id(\"no-inbox\") @reason(\"no inbox today\") forbid (principal, action == Action::\"Request\", resource == Tool::\"workspace__read_inbox\");\n");
+    let dep = Deployment::new(&Setup { policies: vec![("many.cedar".into(), many)], ..Setup::default() });
+    let gw = Gateway::start(&dep);
+    gw.wait_server("workspace", "ready").await;
+    let triage = gw.connect(&dep.mint("triage")).await;
+    let r = call(&triage, "workspace__read_note", json!({"name": "welcome.md"})).await.unwrap();
+    assert!(text_of(&r).contains("Welcome"), "{}", text_of(&r));
+    let task = begin(&triage, json!([{"name": "read", "tools": ["workspace__read_inbox"]}])).await.unwrap();
+    let refused = request(&triage, &task, "workspace__read_inbox", json!({})).await.unwrap_err();
+    assert!(text_of(&refused).contains("`no-inbox`: no inbox today"), "{}", text_of(&refused));
+}

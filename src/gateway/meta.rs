@@ -545,14 +545,7 @@ async fn request(session: &Session, agent: &VerifiedAgent, req: Request) -> Call
     let task_facts = decide::task_facts(&task, &req.tool);
     let action = if break_glass.is_some() { Action::BreakGlass } else { Action::Request };
     let engine = shared.policy();
-    let decision = engine.decide(&DecisionInput {
-        action,
-        agent: &agent_facts,
-        tool: &tool_facts,
-        time: TimeFacts::at(now),
-        task: &task_facts,
-        request: Some(&facts),
-    });
+    let decision = decide_request(engine.clone(), action, agent_facts, tool_facts, TimeFacts::at(now), task_facts, facts).await;
     let policies = decision.policy_ids();
     let mut intent = json!({
         "tool": req.tool,
@@ -691,6 +684,32 @@ async fn request(session: &Session, agent: &VerifiedAgent, req: Request) -> Call
         answer["break_glass"] = json!({"id": id, "review": "recorded; a person must review it (jitgate review ack)"});
     }
     ok(answer)
+}
+
+/// Policy sets up to this size are evaluated in place; larger ones (whose
+/// unscoped policies can take milliseconds) on the blocking pool, so that
+/// they do not stall the runtime's workers.
+const INLINE_POLICY_LIMIT: usize = 64;
+
+async fn decide_request(
+    engine: Arc<crate::policy::PolicyEngine>,
+    action: Action,
+    agent: crate::policy::AgentFacts,
+    tool: crate::policy::ToolFacts,
+    time: TimeFacts,
+    task: crate::policy::TaskFacts,
+    request: RequestFacts,
+) -> crate::policy::Decision {
+    let inline = engine.len() <= INLINE_POLICY_LIMIT;
+    let run = move || engine.decide(&DecisionInput { action, agent: &agent, tool: &tool, time, task: &task, request: Some(&request) });
+    if inline {
+        return run();
+    }
+    tokio::task::spawn_blocking(run).await.unwrap_or_else(|e| crate::policy::Decision {
+        outcome: Outcome::Deny { policy: None, reason: "the policy decision failed; the request is denied".into() },
+        determining: Vec::new(),
+        errors: vec![e.to_string()],
+    })
 }
 
 /// Record an event whose failure cannot change the answer (a refusal);
