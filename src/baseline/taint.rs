@@ -1,7 +1,7 @@
 //! Taint tracking, without trusting the agent.
 //!
 //! jitgate sees every tool result. For tools whose output the manifest marks
-//! untrusted (mail, web pages), it keeps per task the values in that output
+//! untrusted (mail, web pages), it keeps the values in that output
 //! that could steer an action: e-mail addresses, URLs and their hosts, file
 //! names and paths, long identifiers and account numbers. The ledger is kept
 //! per agent (for the longest task lifetime), so an attack spread over
@@ -11,8 +11,8 @@
 //! that produced the value is named, whether or not the agent said `follows`.
 //!
 //! Values under a manifest's `trusted_fields` (JSON keys the server vouches
-//! for, like a message's `from`) are not recorded. A task whose ledger is
-//! full counts every sensitive argument as tainted (fail closed).
+//! for, like a message's `from`) are not recorded. An agent whose ledger is
+//! full has every sensitive argument counted as tainted (fail closed).
 
 use std::collections::HashMap;
 use std::sync::Mutex;
@@ -22,8 +22,8 @@ use serde_json::Value;
 
 use crate::token::{ArgConstraints, Constraint};
 
-/// Values kept per task before the ledger fails closed.
-const MAX_VALUES_PER_TASK: usize = 4096;
+/// Values kept per agent before the ledger fails closed.
+const MAX_VALUES_PER_OWNER: usize = 4096;
 /// Shortest value kept: shorter ones match too much to mean anything.
 const MIN_VALUE_LEN: usize = 5;
 
@@ -36,7 +36,7 @@ pub struct Source {
 }
 
 #[derive(Debug, Default)]
-struct TaskLedger {
+struct OwnerLedger {
     values: HashMap<String, Source>,
     overflowed: bool,
     touched: i64,
@@ -52,15 +52,15 @@ pub struct TaintVerdict {
     pub findings: Vec<(String, String)>,
 }
 
-/// Tainted values of every live task.
+/// Tainted values, per agent.
 #[derive(Debug, Default)]
 pub struct TaintLedger {
-    tasks: Mutex<HashMap<String, TaskLedger>>,
+    owners: Mutex<HashMap<String, OwnerLedger>>,
 }
 
 impl TaintLedger {
     /// Record what an untrusted tool returned to `owner` (an agent id; call `jti`).
-    pub fn record_output(&self, task: &str, jti: &str, tool: &str, result: &CallToolResult, trusted_fields: &[String], now: i64) {
+    pub fn record_output(&self, owner: &str, jti: &str, tool: &str, result: &CallToolResult, trusted_fields: &[String], now: i64) {
         let mut values = Vec::new();
         for block in &result.content {
             if let Some(t) = block.as_text() {
@@ -73,11 +73,11 @@ impl TaintLedger {
         if let Some(v) = &result.structured_content {
             collect_json(v, trusted_fields, &mut values);
         }
-        let mut tasks = self.tasks.lock().unwrap_or_else(|p| p.into_inner());
-        let ledger = tasks.entry(task.to_owned()).or_default();
+        let mut owners = self.owners.lock().unwrap_or_else(|p| p.into_inner());
+        let ledger = owners.entry(owner.to_owned()).or_default();
         ledger.touched = now;
         for value in values {
-            if ledger.values.len() >= MAX_VALUES_PER_TASK {
+            if ledger.values.len() >= MAX_VALUES_PER_OWNER {
                 ledger.overflowed = true;
                 break;
             }
@@ -86,9 +86,9 @@ impl TaintLedger {
     }
 
     /// Does a sensitive argument of this request carry a tainted value?
-    pub fn check(&self, task: &str, sensitive_args: &[String], constraints: &ArgConstraints) -> TaintVerdict {
-        let tasks = self.tasks.lock().unwrap_or_else(|p| p.into_inner());
-        let Some(ledger) = tasks.get(task) else {
+    pub fn check(&self, owner: &str, sensitive_args: &[String], constraints: &ArgConstraints) -> TaintVerdict {
+        let owners = self.owners.lock().unwrap_or_else(|p| p.into_inner());
+        let Some(ledger) = owners.get(owner) else {
             return TaintVerdict::default();
         };
         let mut verdict = TaintVerdict::default();
@@ -116,14 +116,9 @@ impl TaintLedger {
         verdict
     }
 
-    /// Forget a task (it ended).
-    pub fn forget(&self, task: &str) {
-        self.tasks.lock().unwrap_or_else(|p| p.into_inner()).remove(task);
-    }
-
-    /// Forget tasks untouched since `before` (they can no longer be active).
+    /// Forget ledgers untouched since `before` (older than any live task).
     pub fn forget_idle(&self, before: i64) {
-        self.tasks.lock().unwrap_or_else(|p| p.into_inner()).retain(|_, l| l.touched >= before);
+        self.owners.lock().unwrap_or_else(|p| p.into_inner()).retain(|_, l| l.touched >= before);
     }
 }
 
@@ -249,7 +244,7 @@ mod tests {
         assert_eq!(v.sources, vec![Source { call: "jti-inbox".into(), tool: "ws__read_inbox".into() }]);
         // The sender of a message (a trusted field): not tainted, so replying works.
         assert!(!ledger.check("t1", &to, &exact("to", "alice@example.org")).tainted);
-        // Not a sensitive argument, or another task: not tainted.
+        // Not a sensitive argument, or another agent: not tainted.
         assert!(!ledger.check("t1", &to, &exact("body", "audit@exfil.attacker.test")).tainted);
         assert!(!ledger.check("t2", &to, &exact("to", "audit@exfil.attacker.test")).tainted);
         // A prefix or one_of constraint that lets the value through is tainted too.
@@ -257,7 +252,7 @@ mod tests {
         assert!(ledger.check("t1", &to, &prefix).tainted);
         let one_of = ArgConstraints::from([("to".to_owned(), Constraint::OneOf(vec![json!("x@y.org"), json!("audit@exfil.attacker.test")]))]);
         assert!(ledger.check("t1", &to, &one_of).tainted);
-        ledger.forget("t1");
+        ledger.forget_idle(1);
         assert!(!ledger.check("t1", &to, &exact("to", "audit@exfil.attacker.test")).tainted);
     }
 
@@ -276,7 +271,7 @@ mod tests {
     #[test]
     fn a_full_ledger_fails_closed() {
         let ledger = TaintLedger::default();
-        let many: Vec<String> = (0..MAX_VALUES_PER_TASK + 10).map(|i| format!("user{i}@example.org")).collect();
+        let many: Vec<String> = (0..MAX_VALUES_PER_OWNER + 10).map(|i| format!("user{i}@example.org")).collect();
         ledger.record_output("t", "j", "ws__read_inbox", &result(&many.join(" ")), &[], 0);
         assert!(ledger.check("t", &["to".to_owned()], &exact("to", "someone.else@corp.example")).tainted);
     }

@@ -10,7 +10,8 @@ use clap::{Args, Subcommand};
 use serde_json::json;
 
 use super::CliError;
-use super::approvals::{Credential, open, open_store};
+use super::approvals::{Credential, open};
+use super::open_store;
 use crate::agent::AgentDirectory;
 use crate::clock::{Clock, SystemClock, rfc3339};
 use crate::config::Config;

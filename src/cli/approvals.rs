@@ -3,12 +3,12 @@
 //! `jitgate revoke`; the running gateway sees each decision on the agent's
 //! next request.
 
-use std::path::{Path, PathBuf};
+use std::path::PathBuf;
 
 use clap::{Args, Subcommand};
 use serde_json::json;
 
-use super::CliError;
+use super::{CliError, open_store};
 use crate::approver::{ApproverVerifier, VerifiedApprover};
 use crate::clock::{Clock, SystemClock, rfc3339};
 use crate::config::Config;
@@ -94,13 +94,6 @@ pub fn open(who: &Credential) -> Result<(Config, SqliteStore, VerifiedApprover),
     let approver = verifier.verify(&token).map_err(|e| CliError::Identity(format!("{e} [{}]", e.code())))?;
     let store = open_store(&config.store_path())?;
     Ok((config, store, approver))
-}
-
-pub fn open_store(path: &Path) -> Result<SqliteStore, CliError> {
-    if !path.exists() {
-        return Err(CliError::Other(format!("no store at {}; has the gateway run with this config?", path.display())));
-    }
-    SqliteStore::open(path).map_err(|e| CliError::Other(e.to_string()))
 }
 
 fn other(e: impl std::fmt::Display) -> CliError {

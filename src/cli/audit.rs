@@ -8,7 +8,7 @@ use clap::{Args, Subcommand};
 use serde_json::{Value, json};
 
 use super::CliError;
-use super::approvals::open_store;
+use super::open_store;
 use crate::audit::Record;
 use crate::clock::{Clock, SystemClock, rfc3339};
 use crate::config::Config;
@@ -34,7 +34,7 @@ pub enum AuditCommand {
     },
 }
 
-/// Upper bound on records read at once.
+/// Records per page when exporting.
 const PAGE: usize = 10_000;
 
 fn other(e: impl std::fmt::Display) -> CliError {
@@ -42,15 +42,7 @@ fn other(e: impl std::fmt::Display) -> CliError {
 }
 
 fn all_records(store: &dyn Store) -> Result<Vec<Record>, CliError> {
-    let mut out = Vec::new();
-    let mut after = 0;
-    loop {
-        let page = store.audit_records(after, PAGE).map_err(other)?;
-        let Some(last) = page.last().map(|r| r.seq) else { break };
-        after = last;
-        out.extend(page);
-    }
-    Ok(out)
+    crate::store::all_audit_records(store, usize::MAX).map_err(other)
 }
 
 pub fn run(cmd: AuditCommand) -> Result<(), CliError> {

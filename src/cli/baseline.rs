@@ -8,7 +8,7 @@ use std::time::Duration;
 use clap::{Args, Subcommand};
 
 use super::CliError;
-use super::approvals::open_store;
+use super::open_store;
 use crate::baseline::profile::{LEARNED_SUFFIX, LearnedProfile};
 use crate::clock::{Clock, SystemClock, rfc3339};
 use crate::config::Config;

@@ -132,6 +132,14 @@ pub async fn run(cli: Cli) -> Result<(), CliError> {
     }
 }
 
+/// Open the store of a deployment for an operator command; the gateway may be running.
+pub fn open_store(path: &Path) -> Result<crate::store::SqliteStore, CliError> {
+    if !path.exists() {
+        return Err(CliError::Other(format!("no store at {}; has the gateway run with this config?", path.display())));
+    }
+    crate::store::SqliteStore::open(path).map_err(|e| CliError::Other(e.to_string()))
+}
+
 /// Everything a config file refers to, loaded and validated.
 pub struct Deployment {
     pub config: Config,

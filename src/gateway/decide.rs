@@ -6,7 +6,7 @@ use sha2::{Digest, Sha256};
 use super::Shared;
 use crate::identity::VerifiedAgent;
 use crate::policy::{AgentFacts, TaskFacts, ToolFacts};
-use crate::store::Task;
+use crate::store::{Phase, Task};
 use crate::token::ArgConstraints;
 
 /// The agent as policy sees it.
@@ -33,13 +33,13 @@ pub fn task_facts(task: &Task, tool: &str) -> TaskFacts {
         phase_index: task.current_phase,
         phase_count: task.phases.len(),
         in_phase_plan: phase.is_some_and(|p| p.tools.iter().any(|t| t == tool)),
-        plan: plan_tools(task),
+        plan: plan_tools(&task.phases),
     }
 }
 
-/// Every tool a plan names, once.
-pub fn plan_tools(task: &Task) -> Vec<String> {
-    let mut v: Vec<String> = task.phases.iter().flat_map(|p| p.tools.iter().cloned()).collect();
+/// Every tool a plan names, once, sorted.
+pub fn plan_tools(phases: &[Phase]) -> Vec<String> {
+    let mut v: Vec<String> = phases.iter().flat_map(|p| p.tools.iter().cloned()).collect();
     v.sort();
     v.dedup();
     v

@@ -91,12 +91,7 @@ async fn cancel_revoked(shared: &Shared, since: i64) -> i64 {
             agent.as_deref(),
             serde_json::json!({"scope": r.scope.kind(), "target": r.scope.target(), "reason": r.reason, "tokens": r.tokens, "cancelled_calls": cancelled, "revocation_seq": r.seq}),
         );
-        let (store, now) = (shared.store.clone(), shared.clock.now_unix());
-        match tokio::task::spawn_blocking(move || store.append_audit(&event, now)).await {
-            Ok(Ok(_)) => {}
-            Ok(Err(e)) => tracing::error!(error = %e, "AUDIT WRITE FAILED for a revocation"),
-            Err(e) => tracing::error!(error = %e, "audit task failed"),
-        }
+        super::record_or_log(shared, event).await;
         last = r.seq;
     }
     last

@@ -306,9 +306,7 @@ async fn begin_task(session: &Session, agent: &VerifiedAgent, req: BeginTask) ->
 /// refuses the plan, naming each denied tool with its policy and the tools
 /// that would be allowed.
 fn decide_plan(shared: &super::Shared, agent: &VerifiedAgent, id: &str, objective: &str, phases: &[Phase], now: i64) -> Result<(), CallToolResult> {
-    let mut plan: Vec<String> = phases.iter().flat_map(|p| p.tools.iter().cloned()).collect();
-    plan.sort();
-    plan.dedup();
+    let plan = decide::plan_tools(phases);
     let engine = shared.policy();
     let agent_facts = decide::agent_facts(agent, false);
     let (mut denied_tools, mut allowed) = (Vec::new(), Vec::new());
@@ -498,7 +496,7 @@ async fn request(session: &Session, agent: &VerifiedAgent, req: Request) -> Call
     // The chain: the call the agent says this follows, else the task's last request.
     let previous = parent.as_ref().map(|t| t.tool.clone()).or_else(|| last_intent.map(|i| i.tool));
     let shape = profile::shape_of(&constraints);
-    let plan = decide::plan_tools(&task);
+    let plan = decide::plan_tools(&task.phases);
     let assessment = profile::assess(
         &agent.agent,
         shared.learned.get(&agent.agent.id),
@@ -584,7 +582,7 @@ async fn request(session: &Session, agent: &VerifiedAgent, req: Request) -> Call
             intent["decision"] = json!("deny");
             intent["denied_by"] = json!(policy);
             intent["reason"] = json!(reason);
-            record_or_log(shared, Event::new("intent", Some(&task.id), Some(&agent.agent.id), intent)).await;
+            super::record_or_log(shared, Event::new("intent", Some(&task.id), Some(&agent.agent.id), intent)).await;
             return policy_denied(policy.as_deref(), &reason);
         }
         Outcome::NeedsApproval { group } => Some(group),
@@ -710,17 +708,6 @@ async fn decide_request(
         determining: Vec::new(),
         errors: vec![e.to_string()],
     })
-}
-
-/// Record an event whose failure cannot change the answer (a refusal);
-/// a failure is reported loudly.
-async fn record_or_log(shared: &super::Shared, event: Event) {
-    let now = shared.clock.now_unix();
-    let kind = event.kind;
-    match crate::store::run_blocking(&shared.store, move |s| s.append_audit(&event, now)).await {
-        Ok(Ok(_)) => {}
-        Ok(Err(e)) | Err(e) => tracing::error!(kind, error = %e, "AUDIT WRITE FAILED for a refusal"),
-    }
 }
 
 fn text_of_result(r: &CallToolResult) -> String {

@@ -157,10 +157,7 @@ impl Session {
                 span.record("decision", "refused");
                 tracing::warn!(code = e.code(), "identity refused");
                 let event = crate::audit::Event::new("identity.refused", None, self.bound_to.get().map(String::as_str), serde_json::json!({"code": e.code(), "sid": self.state.sid, "tool": req.name}));
-                let (store, now) = (self.shared.store.clone(), self.shared.clock.now_unix());
-                if let Err(err) = tokio::task::spawn_blocking(move || store.append_audit(&event, now)).await.unwrap_or_else(|j| Err(crate::store::StoreError::Backend(j.to_string()))) {
-                    tracing::error!(error = %err, "AUDIT WRITE FAILED for an identity refusal");
-                }
+                record_or_log(&self.shared, event).await;
                 return Ok(refusal_result(e.code(), &e.to_string()).into());
             }
         };
@@ -216,12 +213,8 @@ impl Session {
                 Some(&agent.agent.id),
                 serde_json::json!({"sid": self.state.sid, "issuer": agent.issuer, "identity_jti": agent.token_id}),
             );
-            let (store, now) = (self.shared.store.clone(), self.shared.clock.now_unix());
-            tokio::task::spawn_blocking(move || {
-                if let Err(e) = store.append_audit(&event, now) {
-                    tracing::error!(error = %e, "AUDIT WRITE FAILED for a session's identity check");
-                }
-            });
+            let shared = self.shared.clone();
+            tokio::spawn(async move { record_or_log(&shared, event).await });
         }
         if *bound != agent.agent.id {
             tracing::warn!(bound = %bound, presented = %agent.agent.id, "session used by a different agent; refused");
@@ -387,11 +380,16 @@ async fn record_result(shared: &Shared, claims: &crate::token::CapabilityClaims,
             data["error"] = serde_json::json!(e.to_string());
         }
     }
-    let event = crate::audit::Event::new("call.result", Some(&claims.task), Some(&claims.sub), data);
+    record_or_log(shared, crate::audit::Event::new("call.result", Some(&claims.task), Some(&claims.sub), data)).await;
+}
+
+/// Append an audit record whose failure cannot change the answer (the event
+/// already happened, or is a refusal); a failure is reported loudly.
+pub(crate) async fn record_or_log(shared: &Shared, event: crate::audit::Event) {
     let now = shared.clock.now_unix();
-    match crate::store::run_blocking(&shared.store, move |s| s.append_audit(&event, now)).await {
-        Ok(Ok(_)) => {}
-        Ok(Err(e)) | Err(e) => tracing::error!(error = %e, jti = %claims.jti, "AUDIT WRITE FAILED for a call result"),
+    let kind = event.kind;
+    if let Err(e) = crate::store::run_blocking(&shared.store, move |s| s.append_audit(&event, now)).await.and_then(|r| r) {
+        tracing::error!(kind, error = %e, "AUDIT WRITE FAILED");
     }
 }
 

@@ -139,21 +139,10 @@ async fn logout() -> Response {
 }
 
 async fn records(shared: &Shared) -> Result<Vec<Record>, Response> {
-    let mut all = Vec::new();
-    let mut after = 0;
-    loop {
-        let page = run_blocking(&shared.store, move |s| s.audit_records(after, 10_000))
-            .await
-            .and_then(|r| r)
-            .map_err(|e| (StatusCode::SERVICE_UNAVAILABLE, e.to_string()).into_response())?;
-        let Some(last) = page.last().map(|r| r.seq) else { break };
-        after = last;
-        all.extend(page);
-        if all.len() >= MAX_RECORDS {
-            break;
-        }
-    }
-    Ok(all)
+    run_blocking(&shared.store, |s| crate::store::all_audit_records(s, MAX_RECORDS))
+        .await
+        .and_then(|r| r)
+        .map_err(|e| (StatusCode::SERVICE_UNAVAILABLE, e.to_string()).into_response())
 }
 
 fn query_param(q: &Option<String>, name: &str) -> Option<String> {

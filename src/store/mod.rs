@@ -213,6 +213,20 @@ pub async fn run_blocking<T: Send + 'static>(
     tokio::task::spawn_blocking(move || f(store.as_ref())).await.map_err(|e| StoreError::Backend(format!("store task failed: {e}")))
 }
 
+/// Every audit record in order, read in pages, at most `max`.
+pub fn all_audit_records(store: &dyn Store, max: usize) -> Result<Vec<crate::audit::Record>, StoreError> {
+    const PAGE: usize = 10_000;
+    let mut out = Vec::new();
+    let mut after = 0;
+    while out.len() < max {
+        let page = store.audit_records(after, PAGE.min(max - out.len()))?;
+        let Some(last) = page.last().map(|r| r.seq) else { break };
+        after = last;
+        out.extend(page);
+    }
+    Ok(out)
+}
+
 /// The gateway's durable state.
 pub trait Store: Send + Sync + 'static {
     /// Open a task in its first phase.

@@ -10,7 +10,7 @@ use std::sync::{Mutex, MutexGuard};
 
 use rusqlite::{Connection, OptionalExtension as _, TransactionBehavior, params};
 
-use super::{Approval, ApprovalState, BreakGlassGrant, DecideOutcome, Intent, Quarantine};
+use super::{Approval, BreakGlassGrant, DecideOutcome, Intent, Quarantine};
 use super::{Consumption, Phase, Revocation, Scope, Store, StoreError, Task, TaskState, TokenRecord, TokenState};
 
 const SCHEMA: &str = r#"
@@ -446,28 +446,19 @@ impl Store for SqliteStore {
         human::create_approval(&self.conn(), a)
     }
 
+    // Reads take no write lock (agents poll them): a lapsed approval is
+    // reported as expired without rewriting the row; deciding rewrites it.
     fn approval(&self, id: &str, now: i64) -> Result<Option<Approval>, StoreError> {
-        let conn = self.conn();
-        human::expire_approvals(&conn, now)?;
-        human::approval_where(&conn, "id=?1", id)
+        Ok(human::approval_where(&self.conn(), "id=?1", id)?.map(|a| human::lapse(a, now)))
     }
 
     fn approval_for_request(&self, digest: &str, now: i64) -> Result<Option<Approval>, StoreError> {
-        // On every jit_request: read only (no write lock); a lapsed approval is
-        // reported as expired without rewriting the row.
         let found = human::approval_where(&self.conn(), "digest=?1 ORDER BY created_at DESC, rowid DESC LIMIT 1", digest)?;
-        Ok(found.map(|mut a| {
-            if matches!(a.state, ApprovalState::Pending | ApprovalState::Approved) && a.expires_at <= now {
-                a.state = ApprovalState::Expired;
-            }
-            a
-        }))
+        Ok(found.map(|a| human::lapse(a, now)))
     }
 
     fn approvals(&self, all: bool, now: i64) -> Result<Vec<Approval>, StoreError> {
-        let conn = self.conn();
-        human::expire_approvals(&conn, now)?;
-        human::approvals(&conn, all)
+        human::approvals(&self.conn(), all, now)
     }
 
     fn decide_approval(&self, id: &str, approve: bool, by: &str, note: &str, now: i64, use_until: i64) -> Result<DecideOutcome, StoreError> {

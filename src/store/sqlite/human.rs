@@ -64,15 +64,23 @@ pub(super) fn approval_where(conn: &Connection, clause: &str, arg: &str) -> Resu
     row.map(finish).transpose()
 }
 
-pub(super) fn approvals(conn: &Connection, all: bool) -> Result<Vec<Approval>, StoreError> {
+/// A pending or approved approval past its time reads as expired.
+pub(super) fn lapse(mut a: Approval, now: i64) -> Approval {
+    if matches!(a.state, ApprovalState::Pending | ApprovalState::Approved) && a.expires_at <= now {
+        a.state = ApprovalState::Expired;
+    }
+    a
+}
+
+pub(super) fn approvals(conn: &Connection, all: bool, now: i64) -> Result<Vec<Approval>, StoreError> {
     let sql = if all {
-        "SELECT * FROM approvals ORDER BY created_at DESC, rowid DESC LIMIT 1000"
+        "SELECT * FROM approvals WHERE ?1 = ?1 ORDER BY created_at DESC, rowid DESC LIMIT 1000"
     } else {
-        "SELECT * FROM approvals WHERE state IN ('pending','approved') ORDER BY created_at DESC, rowid DESC LIMIT 1000"
+        "SELECT * FROM approvals WHERE state IN ('pending','approved') AND expires_at > ?1 ORDER BY created_at DESC, rowid DESC LIMIT 1000"
     };
     let mut stmt = conn.prepare(sql)?;
-    let rows = stmt.query_map([], approval_from_row)?;
-    rows.map(|r| r.map_err(StoreError::from).and_then(finish)).collect()
+    let rows = stmt.query_map(params![now], approval_from_row)?;
+    rows.map(|r| r.map_err(StoreError::from).and_then(finish).map(|a| lapse(a, now))).collect()
 }
 
 pub(super) fn decide(conn: &mut Connection, id: &str, approve: bool, by: &str, note: &str, now: i64, use_until: i64) -> Result<DecideOutcome, StoreError> {
