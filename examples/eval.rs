@@ -15,9 +15,8 @@
 //! attack call was executed.
 
 use std::collections::BTreeMap;
-use std::io::{BufRead as _, BufReader};
 use std::path::{Path, PathBuf};
-use std::process::{Child, Command, Stdio};
+use std::process::Command;
 use std::time::Duration;
 
 use rmcp::ServiceExt as _;
@@ -28,6 +27,10 @@ use rmcp::transport::streamable_http_client::StreamableHttpClientTransportConfig
 use rmcp::RoleClient;
 use serde::Deserialize;
 use serde_json::{Value, json};
+
+#[path = "support/process.rs"]
+mod process;
+use process::{Killed, sibling, start_listening};
 
 #[derive(Debug, Deserialize)]
 #[serde(deny_unknown_fields)]
@@ -94,21 +97,6 @@ enum StepOutcome {
     Executed,
     Refused(String),
     HeldForApproval,
-}
-
-struct Killed(Child);
-impl Drop for Killed {
-    fn drop(&mut self) {
-        let _ = self.0.kill();
-        let _ = self.0.wait();
-    }
-}
-
-fn sibling(name: &str) -> Result<PathBuf, String> {
-    let exe = std::env::current_exe().map_err(|e| e.to_string())?;
-    let examples = exe.parent().ok_or("no exe dir")?;
-    let candidates = [examples.join(name), examples.parent().map(|p| p.join(name)).unwrap_or_default()];
-    candidates.into_iter().find(|p| p.exists()).ok_or_else(|| format!("{name} not built: run `cargo build --bin jitgate --examples`"))
 }
 
 fn copy_dir(from: &Path, to: &Path) -> std::io::Result<()> {
@@ -191,27 +179,15 @@ async fn start(dir: &Path, repo: &Path) -> Result<Env, String> {
     let jitgate = sibling("jitgate")?;
     let mut cmd = Command::new(&jitgate);
     cmd.args(["serve", "--listen", "127.0.0.1:0", "--config"]).arg(&config).env("JITGATE_LOG", "warn");
-    let mut child = cmd.stdout(Stdio::null()).stderr(Stdio::piped()).spawn().map_err(|e| format!("spawn jitgate: {e}"))?;
-    let stderr = child.stderr.take().ok_or("no stderr")?;
-    let (tx, rx) = std::sync::mpsc::channel();
-    std::thread::spawn(move || {
-        let mut tx = Some(tx);
-        for line in BufReader::new(stderr).lines().map_while(Result::ok) {
-            if let Some(url) = line.split("listening on ").nth(1) {
-                if let Some(tx) = tx.take() {
-                    let _ = tx.send(url.trim().to_owned());
-                }
-            }
-        }
-    });
-    let gateway = Killed(child);
-    let url = rx.recv_timeout(Duration::from_secs(60)).map_err(|_| "gateway did not start within 60 s".to_owned())?;
+    let (gateway, url) = start_listening(cmd)?;
     let base = url.trim_end_matches("/mcp").to_owned();
     // Wait for the workspace server (seeded on its first start).
     let deadline = std::time::Instant::now() + Duration::from_secs(120);
     loop {
-        let ready = reqwest::get(format!("{base}/healthz")).await.ok().map(|r| r.status().is_success()).unwrap_or(false)
-            && reqwest::get(format!("{base}/healthz")).await.map_err(|e| e.to_string())?.text().await.unwrap_or_default().contains("\"ready\"");
+        let ready = match reqwest::get(format!("{base}/healthz")).await {
+            Ok(r) if r.status().is_success() => r.text().await.unwrap_or_default().contains("\"ready\""),
+            _ => false,
+        };
         if ready {
             break;
         }

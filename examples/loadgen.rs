@@ -13,13 +13,16 @@
 //! 127.0.0.1. It starts its own workspace server and gateway (the release
 //! binaries next to this one) in a temporary directory and stops them at the end.
 
-use std::io::{BufRead as _, BufReader};
 use std::path::{Path, PathBuf};
-use std::process::{Child, Command, Stdio};
+use std::process::Command;
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use clap::Parser;
+
+#[path = "support/process.rs"]
+mod process;
+use process::{sibling, start_listening};
 use rmcp::ServiceExt as _;
 use rmcp::model::CallToolRequestParams;
 use rmcp::transport::StreamableHttpClientTransport;
@@ -40,33 +43,6 @@ struct Args {
     /// Record call arguments and results in the audit log too ([audit] content = true).
     #[arg(long)]
     audit_content: bool,
-}
-
-struct Killed(Child);
-impl Drop for Killed {
-    fn drop(&mut self) {
-        let _ = self.0.kill();
-        let _ = self.0.wait();
-    }
-}
-
-/// Start a process and wait for the "listening on http://ADDR/mcp" line on stderr.
-fn start_listening(mut cmd: Command) -> Result<(Killed, String), String> {
-    let mut child = cmd.stdout(Stdio::null()).stderr(Stdio::piped()).spawn().map_err(|e| format!("spawn: {e}"))?;
-    let stderr = child.stderr.take().ok_or("no stderr")?;
-    let (tx, rx) = std::sync::mpsc::channel();
-    std::thread::spawn(move || {
-        let mut tx = Some(tx);
-        for line in BufReader::new(stderr).lines().map_while(Result::ok) {
-            if let Some(url) = line.split("listening on ").nth(1) {
-                if let Some(tx) = tx.take() {
-                    let _ = tx.send(url.trim().to_owned());
-                }
-            }
-        }
-    });
-    let url = rx.recv_timeout(Duration::from_secs(60)).map_err(|_| "process did not report its address within 60 s".to_owned())?;
-    Ok((Killed(child), url))
 }
 
 struct RunResult {
@@ -221,12 +197,6 @@ fn params(tool: &str) -> CallToolRequestParams {
     CallToolRequestParams::new(tool.to_owned()).with_arguments(args)
 }
 
-fn sibling(name: &str) -> Result<PathBuf, String> {
-    let exe = std::env::current_exe().map_err(|e| e.to_string())?;
-    let examples = exe.parent().ok_or("no exe dir")?;
-    let candidates = [examples.join(name), examples.parent().map(|p| p.join(name)).unwrap_or_default()];
-    candidates.into_iter().find(|p| p.exists()).ok_or_else(|| format!("{name} not built: run `cargo build --release --bin jitgate --examples`"))
-}
 
 fn write_config(dir: &Path, workspace_url: &str, repo: &Path, audit_content: bool) -> Result<PathBuf, String> {
     let io = |e: std::io::Error| e.to_string();
