@@ -72,6 +72,8 @@ struct RawServer {
     pinned_version: String,
     #[serde(default, with = "source::duration::option")]
     call_timeout: Option<Duration>,
+    #[serde(default)]
+    protocol: DownstreamProtocol,
     transport: Spanned<RawTransport>,
     #[serde(default)]
     credentials: Vec<Spanned<RawCredential>>,
@@ -203,6 +205,8 @@ pub struct ToolSpec {
 #[derive(Debug, Clone)]
 pub struct Manifest {
     pub path: PathBuf,
+    /// Which MCP revision jitgate speaks to the server.
+    pub protocol: DownstreamProtocol,
     /// Namespace of the server's tools (`name__tool`).
     pub name: String,
     pub description: String,
@@ -211,6 +215,23 @@ pub struct Manifest {
     pub transport: Transport,
     pub credentials: Vec<Credential>,
     pub tools: BTreeMap<String, ToolSpec>,
+}
+
+/// The MCP revision jitgate speaks to a downstream server, independently of
+/// what each agent speaks to jitgate (`[server] protocol` in a manifest).
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Deserialize)]
+pub enum DownstreamProtocol {
+    /// Ask with `server/discover` (2026-07-28); fall back to the
+    /// `initialize` handshake (2025-11-25) for servers that do not know it.
+    #[default]
+    #[serde(rename = "auto")]
+    Auto,
+    /// 2026-07-28 only: every request stands alone.
+    #[serde(rename = "2026-07-28")]
+    Stateless,
+    /// The `initialize` handshake (2025-11-25 and before).
+    #[serde(rename = "handshake")]
+    Handshake,
 }
 
 impl Manifest {
@@ -331,6 +352,7 @@ fn validate(file: &SourceFile, raw: RawManifest) -> Result<Manifest, SourceError
         );
     }
     Ok(Manifest {
+        protocol: raw.server.protocol,
         path: file.path.clone(),
         name,
         description: raw.server.description,

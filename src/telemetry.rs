@@ -27,9 +27,21 @@ impl Drop for Guard {
     }
 }
 
+/// The filter directives for a `JITGATE_LOG` value. rmcp's own logs name
+/// MCP session ids (bearer-like secrets of handshake-era sessions) and
+/// whole messages at info and below, so they stay at warn unless the
+/// operator names rmcp explicitly.
+fn log_directives(env: Option<&str>) -> String {
+    match env.map(str::trim).filter(|v| !v.is_empty()) {
+        None => "info,rmcp=warn".into(),
+        Some(v) if v.contains("rmcp") => v.to_owned(),
+        Some(v) => format!("{v},rmcp=warn"),
+    }
+}
+
 /// Install the subscriber.
 pub fn init() -> Guard {
-    let filter = tracing_subscriber::EnvFilter::try_from_env("JITGATE_LOG").unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("info,rmcp=warn"));
+    let filter = tracing_subscriber::EnvFilter::new(log_directives(std::env::var("JITGATE_LOG").ok().as_deref()));
     let fmt = tracing_subscriber::fmt::layer().with_writer(std::io::stderr);
     let registry = tracing_subscriber::registry().with(filter).with(fmt);
     #[cfg(feature = "otel")]
@@ -60,4 +72,14 @@ fn otel_provider() -> Result<opentelemetry_sdk::trace::SdkTracerProvider, String
     let exporter = opentelemetry_otlp::SpanExporter::builder().with_http().build().map_err(|e| e.to_string())?;
     let resource = opentelemetry_sdk::Resource::builder().with_service_name("jitgate").build();
     Ok(opentelemetry_sdk::trace::SdkTracerProvider::builder().with_resource(resource).with_batch_exporter(exporter).build())
+}
+
+#[cfg(test)]
+mod tests {
+    #[test]
+    fn rmcp_stays_at_warn_unless_named() {
+        assert_eq!(super::log_directives(None), "info,rmcp=warn");
+        assert_eq!(super::log_directives(Some("debug")), "debug,rmcp=warn");
+        assert_eq!(super::log_directives(Some("debug,rmcp=debug")), "debug,rmcp=debug");
+    }
 }

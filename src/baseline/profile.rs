@@ -7,9 +7,8 @@
 //! with any declared ones); otherwise declared transitions, or, if none are
 //! declared, any transition within the task's plan.
 
-use std::collections::{BTreeMap, HashMap, VecDeque};
+use std::collections::{BTreeMap, HashMap};
 use std::path::Path;
-use std::sync::Mutex;
 
 use serde::{Deserialize, Serialize};
 
@@ -230,29 +229,6 @@ fn in_window(hour: u8, start: u8, end: u8) -> bool {
     if start <= end { hour >= start && hour < end } else { hour >= start || hour < end }
 }
 
-/// Requests per agent in the last minute.
-#[derive(Debug, Default)]
-pub struct RequestRate {
-    recent: Mutex<HashMap<String, VecDeque<i64>>>,
-}
-
-impl RequestRate {
-    /// Count a request at `now` and return how many fell in the last 60 s.
-    pub fn hit(&self, agent: &str, now: i64) -> u32 {
-        let mut recent = self.recent.lock().unwrap_or_else(|p| p.into_inner());
-        let q = recent.entry(agent.to_owned()).or_default();
-        q.push_back(now);
-        while q.front().is_some_and(|t| *t <= now - 60) {
-            q.pop_front();
-        }
-        // Bounded: a burst beyond this is already far over any limit.
-        while q.len() > 10_000 {
-            q.pop_front();
-        }
-        u32::try_from(q.len()).unwrap_or(u32::MAX)
-    }
-}
-
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -326,12 +302,7 @@ mod tests {
     }
 
     #[test]
-    fn rate_counts_the_last_minute() {
-        let r = RequestRate::default();
-        assert_eq!(r.hit("a", 100), 1);
-        assert_eq!(r.hit("a", 130), 2);
-        assert_eq!(r.hit("b", 130), 1);
-        assert_eq!(r.hit("a", 161), 2);
+    fn hour_windows_wrap_around_midnight() {
         assert!(in_window(22, 20, 6) && in_window(3, 20, 6) && !in_window(12, 20, 6));
     }
 }

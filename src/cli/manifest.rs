@@ -60,6 +60,7 @@ pub async fn run(cmd: ManifestCommand) -> Result<(), CliError> {
         (None, None) => return Err(CliError::Other("give the server command after `--`, or --url URL".into())),
     };
     let probe = Manifest {
+            protocol: Default::default(),
         path: PathBuf::from("<manifest init>"),
         name: a.name.clone(),
         description: String::new(),

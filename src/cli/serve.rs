@@ -14,7 +14,7 @@ use crate::downstream::DownstreamSet;
 use crate::gateway::{IdentityFile, IdentitySource, Session, Shared};
 use crate::approver::ApproverVerifier;
 use crate::identity::IdentityVerifier;
-use crate::store::SqliteStore;
+use crate::store::{SqliteStore, Store as _};
 use crate::token::Keyring;
 
 /// Default HTTP listen address: loopback only.
@@ -37,7 +37,8 @@ pub struct ServeArgs {
 }
 
 pub async fn run(args: ServeArgs) -> Result<(), CliError> {
-    let shared = start(&args.config).await?;
+    let kind = if args.stdio { "stdio" } else { "http" };
+    let shared = start(&args.config, kind).await?;
     let result = if args.stdio {
         let Some(path) = args.identity_file else {
             shared.shutdown.cancel();
@@ -51,13 +52,37 @@ pub async fn run(args: ServeArgs) -> Result<(), CliError> {
         serve_http(shared.clone(), addr).await
     };
     shared.shutdown.cancel();
+    end_own_sessions(&shared).await;
     // Sign the audit chain's head so that truncation after this run shows.
     crate::gateway::maintenance::checkpoint(&shared).await;
     result
 }
 
+/// This process stops: the handshake-era sessions it served cannot go on
+/// anywhere else, so what they hold is revoked, with the reason on record.
+/// Sessionless authority and other processes' sessions are untouched.
+async fn end_own_sessions(shared: &Shared) {
+    let (store, id, now) = (shared.store.clone(), shared.instance.clone(), shared.clock.now_unix());
+    match tokio::task::spawn_blocking(move || store.end_instance(&id, "the gateway process serving the session stopped", now)).await {
+        Ok(Ok(revoked)) => {
+            for r in &revoked {
+                let event = crate::audit::Event::new(
+                    "revocation",
+                    None,
+                    None,
+                    serde_json::json!({"scope": r.scope.kind(), "target": r.scope.target(), "reason": r.reason, "tokens": r.tokens, "instance": shared.instance, "revocation_seq": r.seq}),
+                );
+                crate::gateway::record_or_log(shared, event).await;
+            }
+            tracing::info!(instance = %shared.instance, sessions = revoked.len(), "stopped; revoked the sessions this process served");
+        }
+        Ok(Err(e)) => tracing::error!(error = %e, "cannot record the end of this gateway's sessions; they lapse with its lease"),
+        Err(e) => tracing::error!(error = %e, "session clean-up task failed"),
+    }
+}
+
 /// Load everything and start the downstream supervisors.
-pub async fn start(config_path: &std::path::Path) -> Result<Arc<Shared>, CliError> {
+pub async fn start(config_path: &std::path::Path, kind: &str) -> Result<Arc<Shared>, CliError> {
     let deployment = Deployment::load(config_path).map_err(CliError::Config)?;
     let Deployment { config, agents, manifests, policy } = deployment;
     std::fs::create_dir_all(&config.state_dir)
@@ -70,7 +95,10 @@ pub async fn start(config_path: &std::path::Path) -> Result<Arc<Shared>, CliErro
     let reviewers = ApproverVerifier::reviewers(&config, clock.clone()).map_err(|e| CliError::Identity(e.to_string()))?;
     let keyring = Keyring::load_or_init(&config.keys_dir()).map_err(|e| CliError::Identity(e.to_string()))?;
     let store = SqliteStore::open(&config.store_path()).map_err(|e| CliError::Other(e.to_string()))?;
-    revoke_previous_sessions(&store, clock.now_unix()).map_err(|e| CliError::Other(e.to_string()))?;
+    let instance = crate::gateway::new_instance_id();
+    store
+        .register_instance(&instance, kind, clock.now_unix(), crate::gateway::maintenance::lease_until(clock.now_unix()))
+        .map_err(|e| CliError::Other(e.to_string()))?;
     let shutdown = CancellationToken::new();
     spawn_signal_handler(shutdown.clone());
     let downstreams = DownstreamSet::start(manifests, &config.limits, &shutdown);
@@ -90,10 +118,15 @@ pub async fn start(config_path: &std::path::Path) -> Result<Arc<Shared>, CliErro
         policy,
         approvers: Arc::new(approvers),
         reviewers: Arc::new(reviewers),
-        taint: Default::default(),
         learned,
-        rate: Default::default(),
+        instance,
+        agent_calls: Default::default(),
+        seen_identities: Default::default(),
     });
+    tracing::info!(instance = %shared.instance, kind, "gateway instance registered");
+    // Sessions of processes that died without stopping are dead: revoke them
+    // now rather than when their lease is next checked.
+    crate::gateway::maintenance::end_lapsed_instances(&shared).await;
     tokio::spawn(crate::gateway::maintenance::run(shared.clone()));
     spawn_policy_reload_on_sighup(shared.clone());
     Ok(shared)
@@ -112,19 +145,6 @@ fn load_learned(
         }
     }
     Ok(learned)
-}
-
-/// MCP sessions do not survive a restart, so authority held by sessions of
-/// an earlier run is dead already (tokens are bound to their session); record
-/// that in the store so it says so, with the reason. (One gateway per store:
-/// replicas sharing a store need a session registry instead.)
-fn revoke_previous_sessions(store: &SqliteStore, now: i64) -> Result<(), crate::store::StoreError> {
-    use crate::store::{Scope, Store as _};
-    for sid in store.sessions_holding_authority()? {
-        let r = store.revoke(&Scope::Session(sid), "gateway restarted", now)?;
-        tracing::info!(sid = %r.scope.target(), tokens = r.tokens, "revoked authority of a session from before the restart");
-    }
-    Ok(())
 }
 
 async fn serve_http(shared: Arc<Shared>, addr: SocketAddr) -> Result<(), CliError> {

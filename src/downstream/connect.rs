@@ -9,8 +9,8 @@ use std::collections::HashMap;
 use std::process::Stdio;
 use std::sync::Arc;
 
-use rmcp::ServiceExt as _;
-use rmcp::model::{ClientCapabilities, ClientConfig, Implementation};
+use rmcp::service::{ClientLifecycleMode, ClientServiceExt as _};
+use rmcp::model::{ClientCapabilities, ClientConfig, Implementation, ProtocolVersion};
 use rmcp::service::{NotificationContext, RunningService};
 use rmcp::transport::streamable_http_client::StreamableHttpClientTransportConfig;
 use rmcp::transport::{StreamableHttpClientTransport, TokioChildProcess};
@@ -18,7 +18,7 @@ use rmcp::{RoleClient, ClientHandler};
 use tokio::io::AsyncBufReadExt as _;
 use tokio::sync::Notify;
 
-use crate::manifest::{CredentialTarget, Manifest, Transport};
+use crate::manifest::{CredentialTarget, DownstreamProtocol, Manifest, Transport};
 
 /// Variables passed through from jitgate's environment to spawned servers.
 const PASSTHROUGH_ENV: &[&str] = &["PATH", "HOME", "LANG", "LC_ALL", "TMPDIR", "USER", "RUSTUP_HOME", "CARGO_HOME", "RUSTUP_TOOLCHAIN"];
@@ -80,7 +80,7 @@ pub async fn connect(manifest: &Manifest, relist: Arc<Notify>) -> Result<Running
             if let Some(stderr) = stderr {
                 tokio::spawn(relay_stderr(server.clone(), stderr));
             }
-            handler.serve(transport).await.map_err(init_err)
+            handler.serve_with_lifecycle(transport, lifecycle(manifest.protocol)).await.map_err(init_err)
         }
         Transport::Url(url) => {
             let mut headers = HashMap::new();
@@ -96,8 +96,18 @@ pub async fn connect(manifest: &Manifest, relist: Arc<Notify>) -> Result<Running
             }
             let config = StreamableHttpClientTransportConfig::with_uri(url.as_str()).custom_headers(headers);
             let transport = StreamableHttpClientTransport::from_config(config);
-            handler.serve(transport).await.map_err(init_err)
+            handler.serve_with_lifecycle(transport, lifecycle(manifest.protocol)).await.map_err(init_err)
         }
+    }
+}
+
+/// How the client opens the connection for the manifest's `protocol`.
+fn lifecycle(protocol: DownstreamProtocol) -> ClientLifecycleMode {
+    let modern = vec![ProtocolVersion::V_2026_07_28];
+    match protocol {
+        DownstreamProtocol::Auto => ClientLifecycleMode::Auto { preferred_versions: modern, legacy_version: Some(ProtocolVersion::V_2025_11_25) },
+        DownstreamProtocol::Stateless => ClientLifecycleMode::Discover { preferred_versions: modern },
+        DownstreamProtocol::Handshake => ClientLifecycleMode::Initialize,
     }
 }
 

@@ -163,6 +163,7 @@ mod tests {
             );
         }
         Manifest {
+            protocol: Default::default(),
             path: "m.toml".into(),
             name: "ws".into(),
             description: String::new(),

@@ -265,6 +265,35 @@ async fn supervise(ds: Arc<Downstream>, changes: watch::Sender<u64>, shutdown: C
     }
 }
 
+/// A 2026-07-28 server announces tool-list changes only to a client that
+/// listens for them (a handshake-era server sends them on its own, to
+/// [`DownstreamClient`]). The returned guard stops listening when dropped.
+async fn listen_for_changes(peer: &rmcp::Peer<rmcp::RoleClient>, relist: Arc<Notify>) -> Option<AbortOnDrop> {
+    let filter = rmcp::model::SubscriptionFilter::builder().tools_list_changed().build();
+    let mut subscription = match peer.listen(filter).await {
+        Ok(s) => s,
+        Err(e) => {
+            tracing::debug!(error = %e, "server does not take subscriptions/listen (handshake era); relying on its own notifications");
+            return None;
+        }
+    };
+    let task = tokio::spawn(async move {
+        while let Ok(Some(_)) = subscription.next().await {
+            relist.notify_one();
+        }
+    });
+    Some(AbortOnDrop(task.abort_handle()))
+}
+
+/// Ends a background task when its owner goes.
+struct AbortOnDrop(tokio::task::AbortHandle);
+
+impl Drop for AbortOnDrop {
+    fn drop(&mut self) {
+        self.0.abort();
+    }
+}
+
 /// Publish the server's tools and keep them current until it exits.
 /// Returns why the connection ended.
 async fn run_connected(
@@ -276,6 +305,7 @@ async fn run_connected(
 ) -> String {
     let peer = running.peer().clone();
     let closed = running.cancellation_token();
+    let _listening = listen_for_changes(&peer, relist.clone()).await;
     let mut waiting = std::pin::pin!(running.waiting());
     loop {
         match peer.list_all_tools().await {

@@ -45,13 +45,75 @@ pub async fn run(shared: Arc<Shared>) {
         }
         if ticks % SLOW_EVERY == 0 {
             expire_tasks(&shared).await;
-            // No task lives longer than max_task_ttl, so older taint is of dead tasks.
-            let horizon = i64::try_from(shared.config.tokens.max_task_ttl.as_secs()).unwrap_or(i64::MAX / 2);
-            shared.taint.forget_idle(shared.clock.now_unix().saturating_sub(horizon));
+            forget_old_taint(&shared).await;
             reload_keys(&shared);
             reload_policy(&shared, &mut rejected_policy, false);
         }
+        if ticks % LEASE_EVERY == 0 {
+            renew_lease(&shared).await;
+            end_lapsed_instances(&shared).await;
+        }
         last_seq = cancel_revoked(&shared, last_seq).await;
+    }
+}
+
+/// How long an instance's lease lasts without renewal. Another process on
+/// the same store revokes the handshake-era sessions of an instance whose
+/// lease ran out (it crashed or was killed); nothing else it did is undone.
+pub const LEASE: Duration = Duration::from_secs(30);
+/// Leases are renewed every this many ticks (5 s).
+const LEASE_EVERY: u32 = 25;
+
+/// The lease end for a renewal at `now`.
+pub fn lease_until(now: i64) -> i64 {
+    now + i64::try_from(LEASE.as_secs()).unwrap_or(30)
+}
+
+async fn renew_lease(shared: &Shared) {
+    let (store, id, until) = (shared.store.clone(), shared.instance.clone(), lease_until(shared.clock.now_unix()));
+    match tokio::task::spawn_blocking(move || store.renew_instance(&id, until)).await {
+        Ok(Ok(true)) => {}
+        Ok(Ok(false)) => tracing::error!(
+            instance = %shared.instance,
+            "this gateway's lease had lapsed (was the process paused?) and another process revoked its sessions; those agents must open new sessions"
+        ),
+        Ok(Err(e)) => tracing::error!(error = %e, "cannot renew this gateway's lease"),
+        Err(e) => tracing::error!(error = %e, "lease renewal task failed"),
+    }
+}
+
+/// Revoke what instances that died without stopping held (their
+/// handshake-era sessions, which no process can serve any more).
+pub async fn end_lapsed_instances(shared: &Shared) {
+    let (store, now) = (shared.store.clone(), shared.clock.now_unix());
+    let ended = tokio::task::spawn_blocking(move || -> Result<Vec<(String, usize)>, crate::store::StoreError> {
+        let mut out = Vec::new();
+        for id in store.lapsed_instances(now)? {
+            let revoked = store.end_instance(&id, "the gateway process serving the session stopped without a clean shutdown (lease lapsed)", now)?;
+            out.push((id, revoked.len()));
+        }
+        Ok(out)
+    })
+    .await;
+    match ended {
+        Ok(Ok(ended)) => {
+            for (id, sessions) in ended {
+                tracing::warn!(instance = %id, sessions, "a gateway instance's lease lapsed; revoked the sessions it owned");
+            }
+        }
+        Ok(Err(e)) => tracing::error!(error = %e, "cannot check for lapsed gateway instances"),
+        Err(e) => tracing::error!(error = %e, "lapsed-instance task failed"),
+    }
+}
+
+/// No task lives longer than max_task_ttl, so older taint is of dead tasks.
+async fn forget_old_taint(shared: &Shared) {
+    let horizon = i64::try_from(shared.config.tokens.max_task_ttl.as_secs()).unwrap_or(i64::MAX / 2);
+    let (store, before) = (shared.store.clone(), shared.clock.now_unix().saturating_sub(horizon));
+    match tokio::task::spawn_blocking(move || store.forget_taint(before)).await {
+        Ok(Ok(_)) => {}
+        Ok(Err(e)) => tracing::error!(error = %e, "cannot forget old taint; the ledger keeps growing until it fails closed"),
+        Err(e) => tracing::error!(error = %e, "taint clean-up task failed"),
     }
 }
 

@@ -171,15 +171,19 @@ async fn store_op<T: Send + 'static>(
 }
 
 /// Handle a meta-tool call.
-pub async fn handle(session: &Session, agent: &VerifiedAgent, name: &str, args: JsonObject) -> CallToolResult {
+///
+/// `sid` is the handshake-era session the request came in, if any: a task
+/// begun there is revoked when the session ends, and tokens minted there
+/// bind it.
+pub async fn handle(session: &Session, agent: &VerifiedAgent, sid: Option<&str>, name: &str, args: JsonObject) -> CallToolResult {
     let args = Value::Object(args);
     match name {
         BEGIN_TASK => match serde_json::from_value(args) {
-            Ok(req) => begin_task(session, agent, req).await,
+            Ok(req) => begin_task(session, agent, sid, req).await,
             Err(e) => bad_input(name, e),
         },
         REQUEST => match serde_json::from_value(args) {
-            Ok(req) => request(session, agent, req).await,
+            Ok(req) => request(session, agent, sid, req).await,
             Err(e) => bad_input(name, e),
         },
         NEXT_PHASE => match serde_json::from_value(args) {
@@ -210,7 +214,7 @@ fn new_task_id() -> Result<String, CallToolResult> {
     token::new_jti().map(|j| format!("task_{j}")).map_err(|e| refusal_result(e.code(), &e.to_string()))
 }
 
-async fn begin_task(session: &Session, agent: &VerifiedAgent, req: BeginTask) -> CallToolResult {
+async fn begin_task(session: &Session, agent: &VerifiedAgent, sid: Option<&str>, req: BeginTask) -> CallToolResult {
     let objective = req.objective.trim();
     if objective.is_empty() || objective.len() > 2000 {
         return bad_input(BEGIN_TASK, "objective must be 1-2000 characters");
@@ -252,7 +256,7 @@ async fn begin_task(session: &Session, agent: &VerifiedAgent, req: BeginTask) ->
     let task = Task {
         id: id.clone(),
         agent: agent.agent.id.clone(),
-        sid: session.state.sid.clone(),
+        sid: sid.unwrap_or_default().to_owned(),
         objective: objective.to_owned(),
         phases: req.phases.clone(),
         current_phase: 0,
@@ -262,13 +266,14 @@ async fn begin_task(session: &Session, agent: &VerifiedAgent, req: BeginTask) ->
         end_reason: None,
     };
     let expires_at = task.expires_at;
-    let sid = session.state.sid.clone();
+    let session_id = sid.map(str::to_owned);
+    let instance = shared.instance.clone();
     let agent_id = agent.agent.id.clone();
     let audit_begin = Event::new(
         "task.begin",
         Some(&id),
         Some(&agent.agent.id),
-        json!({"objective": objective, "phases": req.phases, "sid": session.state.sid, "expires_at": expires_at, "agent_name": agent.agent.name}),
+        json!({"objective": objective, "phases": req.phases, "sid": sid, "instance": shared.instance, "expires_at": expires_at, "agent_name": agent.agent.name}),
     );
     // One trip: a quarantined agent opens nothing; no task without its record.
     let created = store_op(&shared.store, move |s| {
@@ -276,7 +281,9 @@ async fn begin_task(session: &Session, agent: &VerifiedAgent, req: BeginTask) ->
             return Ok(Some(q.reason));
         }
         s.append_audit(&audit_begin, now)?;
-        s.session_opened(&sid, &agent_id, now)?;
+        if let Some(sid) = &session_id {
+            s.session_opened(sid, &agent_id, &instance, now)?;
+        }
         s.create_task(&task)?;
         Ok(None)
     })
@@ -289,7 +296,9 @@ async fn begin_task(session: &Session, agent: &VerifiedAgent, req: BeginTask) ->
         }
         Err(r) => return r,
     }
-    session.state.mark_used();
+    if sid.is_some() {
+        session.state.mark_used();
+    }
     tracing::info!(task = %id, phases = req.phases.len(), "task begun");
     let first = &req.phases[0];
     ok(json!({
@@ -366,17 +375,19 @@ struct BreakGlassRequest {
     justification: Option<String>,
 }
 
-/// The task, if it is this agent's, in this session, and active.
+/// The task, if it is this agent's and active.
 async fn own_active_task(session: &Session, agent: &VerifiedAgent, id: &str) -> Result<Task, CallToolResult> {
     let id = id.to_owned();
     let task = store_op(&session.shared.store, move |s| s.task(&id)).await?;
     check_own_task(session, agent, task)
 }
 
-/// Someone else's task looks exactly like a task that does not exist.
+/// A task belongs to the agent that began it, whatever request (session,
+/// sessionless, other gateway process) it comes back in; someone else's task
+/// looks exactly like a task that does not exist.
 fn check_own_task(session: &Session, agent: &VerifiedAgent, task: Option<Task>) -> Result<Task, CallToolResult> {
-    let Some(task) = task.filter(|t| t.agent == agent.agent.id && t.sid == session.state.sid) else {
-        return Err(refusal_result("task_not_found", "no such task in this session; start one with jit_begin_task"));
+    let Some(task) = task.filter(|t| crate::jws::constant_time_eq(t.agent.as_bytes(), agent.agent.id.as_bytes())) else {
+        return Err(refusal_result("task_not_found", "no such task for this agent; start one with jit_begin_task"));
     };
     let now = session.shared.clock.now_unix();
     if task.state != TaskState::Active || task.expires_at <= now {
@@ -389,7 +400,7 @@ fn check_own_task(session: &Session, agent: &VerifiedAgent, task: Option<Task>) 
     Ok(task)
 }
 
-async fn request(session: &Session, agent: &VerifiedAgent, req: Request) -> CallToolResult {
+async fn request(session: &Session, agent: &VerifiedAgent, sid: Option<&str>, req: Request) -> CallToolResult {
     let shared = &session.shared;
     if req.purpose.trim().is_empty() || req.purpose.len() > 1000 {
         return bad_input(REQUEST, "purpose must be 1-1000 characters: say why the call is needed");
@@ -442,10 +453,12 @@ async fn request(session: &Session, agent: &VerifiedAgent, req: Request) -> Call
             parent_id.map(|p| s.token(&p)).transpose()?.flatten(),
             lookup_digest.map(|d| s.approval_for_request(&d, now)).transpose()?.flatten(),
             last,
+            s.taint_ledger(&agent_id)?,
+            s.count_request(&agent_id, now)?,
         ))
     })
     .await;
-    let (task, quarantined, parent, existing, last_intent) = match state {
+    let (task, quarantined, parent, existing, last_intent, ledger, rate) = match state {
         Ok(v) => v,
         Err(r) => return r,
     };
@@ -479,11 +492,11 @@ async fn request(session: &Session, agent: &VerifiedAgent, req: Request) -> Call
         return refusal_result("unknown_tool", &format!("`{}` is not registered", req.tool));
     };
     let granted = existing.as_ref().filter(|a| a.state == ApprovalState::Approved);
-    let mut taint = shared.taint.check(&agent.agent.id, &tool.spec.sensitive_args, &constraints);
+    let mut taint = ledger.check(&tool.spec.sensitive_args, &constraints);
     // A break-glass justification made of untrusted content is itself tainted.
     if let Some(j) = &break_glass {
         let justification = ArgConstraints::from([("break_glass.justification".to_owned(), Constraint::Eq(Value::String(j.clone())))]);
-        let t = shared.taint.check(&agent.agent.id, &["break_glass.justification".to_owned()], &justification);
+        let t = ledger.check(&["break_glass.justification".to_owned()], &justification);
         if t.tainted {
             taint.tainted = true;
             taint.findings.extend(t.findings);
@@ -508,7 +521,7 @@ async fn request(session: &Session, agent: &VerifiedAgent, req: Request) -> Call
             plan: &plan,
             phase: task.phase().map(|p| p.name.as_str()).unwrap_or(""),
             time: TimeFacts::at(now),
-            rate: shared.rate.hit(&agent.agent.id, now),
+            rate,
             tainted: taint.tainted,
         },
     );
@@ -631,7 +644,7 @@ async fn request(session: &Session, agent: &VerifiedAgent, req: Request) -> Call
     if let Some(a) = used_approval {
         intent["approval"] = json!({"id": a.id, "approved_by": a.decided_by, "group": a.group});
     }
-    let issued = match issue_token(session, agent, &task, &req.tool, tool.server.clone(), constraints.clone(), req.purpose.trim(), req.follows.clone(), ttl, jti, now, intent).await {
+    let issued = match issue_token(session, agent, sid, &task, &req.tool, tool.server.clone(), constraints.clone(), req.purpose.trim(), req.follows.clone(), ttl, jti, now, intent).await {
         Ok(i) => i,
         Err(r) => return r,
     };
@@ -726,6 +739,7 @@ struct Issued {
 async fn issue_token(
     session: &Session,
     agent: &VerifiedAgent,
+    sid: Option<&str>,
     task: &Task,
     tool: &str,
     audience: String,
@@ -747,7 +761,7 @@ async fn issue_token(
         iat: now,
         nbf: now,
         exp: now + ttl_secs,
-        sid: session.state.sid.clone(),
+        sid: sid.unwrap_or_default().to_owned(),
         task: task.id.clone(),
         phase: task.phase().map(|p| p.name.clone()).unwrap_or_default(),
         tool: tool.to_owned(),
@@ -761,7 +775,7 @@ async fn issue_token(
         jti: jti.clone(),
         task: task.id.clone(),
         agent: agent.agent.id.clone(),
-        sid: session.state.sid.clone(),
+        sid: sid.unwrap_or_default().to_owned(),
         tool: tool.to_owned(),
         phase: task.current_phase,
         state: TokenState::Issued,

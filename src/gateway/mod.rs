@@ -1,10 +1,19 @@
 //! The MCP server agents connect to.
 //!
-//! One [`Session`] value serves one agent session (the HTTP front end builds a
-//! new one per MCP session; stdio has exactly one). A session is bound to the
-//! first agent identity that uses it: a different identity presenting the
-//! same session id is refused. Capability tokens are bound to the session's
-//! own random id, and everything the session holds is revoked when it ends.
+//! Authority belongs to the verified agent, not to a connection. Identity is
+//! verified on every request; a task belongs to the agent that began it and
+//! is found by its id from any request of that agent, on any gateway process
+//! sharing the store; a capability token binds agent, task, phase, tool and
+//! arguments.
+//!
+//! Two eras of MCP are served side by side. A 2026-07-28 request stands alone
+//! (no handshake, no session): the HTTP front end builds a [`Session`] value
+//! for that one request, and what it is granted is bound to no session. A
+//! handshake-era session (HTTP with `Mcp-Session-Id`, or stdio, which is one
+//! agent per process in either era) gets one [`Session`] value for its
+//! lifetime, bound to the first agent identity that uses it; its tokens also
+//! bind the session's own random id, and what it holds is revoked when it
+//! ends or when the process that owns it stops.
 //!
 //! `tools/list` shows the meta-tools and the exposed tools the agent may use,
 //! each with a `_jit_token` argument added. `tools/call` of a wrapped tool
@@ -23,10 +32,11 @@ use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Arc, OnceLock};
 
 use rmcp::model::{
-    CallToolRequestParams, CallToolResponse, CallToolResult, ContentBlock, ErrorCode, Implementation, ListToolsResult,
-    MetaObject, PaginatedRequestParams, ServerCapabilities, ServerConfig,
+    CacheScope, CallToolRequestParams, CallToolResponse, CallToolResult, ContentBlock, ErrorCode, Implementation, ListToolsResult,
+    MetaObject, PaginatedRequestParams, ResultType, ServerCapabilities, ServerConfig,
 };
-use rmcp::service::{NotificationContext, RequestContext};
+use rmcp::model::SubscriptionFilter;
+use rmcp::service::{NotificationContext, RequestContext, SubscriptionContext};
 use rmcp::{ErrorData, RoleServer, ServerHandler};
 use tokio::sync::{Semaphore, watch};
 use tokio_util::sync::CancellationToken;
@@ -60,12 +70,18 @@ pub struct Shared {
     pub approvers: Arc<ApproverVerifier>,
     /// Verifies reviewers' credentials (the /ui pages).
     pub reviewers: Arc<ApproverVerifier>,
-    /// Values from untrusted tool output, per agent.
-    pub taint: crate::baseline::taint::TaintLedger,
     /// Learned baselines by agent id (`NAME.baseline.toml`, read at start).
     pub learned: std::collections::HashMap<String, crate::baseline::profile::LearnedProfile>,
-    /// Intent requests per agent in the last minute.
-    pub rate: crate::baseline::profile::RequestRate,
+    /// This process's instance id: it owns only the handshake-era sessions
+    /// it served, and revokes only those when it stops.
+    pub instance: String,
+    /// Concurrency permits of sessionless requests, per agent (resource
+    /// limits, not authority: losing them on a restart loses nothing).
+    pub agent_calls: std::sync::Mutex<std::collections::HashMap<String, Arc<Semaphore>>>,
+    /// Identity credentials already recorded as accepted by sessionless
+    /// requests (bounded), so that the audit trail gets one record per
+    /// credential rather than one per request.
+    pub seen_identities: std::sync::Mutex<std::collections::HashSet<String>>,
 }
 
 impl Shared {
@@ -78,6 +94,27 @@ impl Shared {
     pub fn policy(&self) -> Arc<PolicyEngine> {
         self.policy.borrow().clone()
     }
+
+    /// The call permits of one agent's sessionless requests.
+    fn agent_permits(&self, agent: &str) -> Arc<Semaphore> {
+        let mut map = self.agent_calls.lock().unwrap_or_else(|p| p.into_inner());
+        map.entry(agent.to_owned()).or_insert_with(|| Arc::new(Semaphore::new(self.config.limits.max_concurrent_calls_per_session))).clone()
+    }
+
+    /// True the first time this process sees an identity credential (by its id).
+    fn first_sight_of(&self, identity_jti: &str) -> bool {
+        const REMEMBERED: usize = 10_000;
+        let mut seen = self.seen_identities.lock().unwrap_or_else(|p| p.into_inner());
+        if seen.len() >= REMEMBERED {
+            seen.clear();
+        }
+        seen.insert(identity_jti.to_owned())
+    }
+}
+
+/// A new instance id for a `jitgate serve` process.
+pub fn new_instance_id() -> String {
+    crate::token::new_jti().map(|j| format!("inst_{j}")).unwrap_or_else(|_| format!("inst_pid{}", std::process::id()))
 }
 
 /// Per-session state shared by the handler's clones; revokes the session's
@@ -144,6 +181,22 @@ impl Session {
         self.shared.config.limits.startup_timeout.min(FIRST_START_WAIT)
     }
 
+    /// The handshake-era session this request belongs to, if any. Stdio is
+    /// one session per process in both eras; over HTTP a request is in a
+    /// session exactly when it carries `Mcp-Session-Id` (the front end has
+    /// checked that the session is this agent's), and a 2026-07-28 request
+    /// carries none.
+    fn session_of(&self, ctx: &RequestContext<RoleServer>) -> Option<&str> {
+        let in_session = match &self.identity {
+            IdentitySource::File(_) => true,
+            IdentitySource::HttpBearer => ctx
+                .extensions
+                .get::<http::request::Parts>()
+                .is_some_and(|p| p.headers.contains_key(crate::http::SESSION_HEADER)),
+        };
+        in_session.then_some(self.state.sid.as_str())
+    }
+
     /// The body of `tools/call`, run inside the call's span.
     async fn decide_and_forward(
         &self,
@@ -151,12 +204,13 @@ impl Session {
         ctx: RequestContext<RoleServer>,
         span: tracing::Span,
     ) -> Result<CallToolResponse, ErrorData> {
-        let agent = match self.identify(&ctx) {
+        let sid = self.session_of(&ctx);
+        let agent = match self.identify(&ctx, sid.is_some()) {
             Ok(a) => a,
             Err(e) => {
                 span.record("decision", "refused");
                 tracing::warn!(code = e.code(), "identity refused");
-                let event = crate::audit::Event::new("identity.refused", None, self.bound_to.get().map(String::as_str), serde_json::json!({"code": e.code(), "sid": self.state.sid, "tool": req.name}));
+                let event = crate::audit::Event::new("identity.refused", None, self.bound_to.get().map(String::as_str), serde_json::json!({"code": e.code(), "sid": sid, "tool": req.name}));
                 record_or_log(&self.shared, event).await;
                 return Ok(refusal_result(e.code(), &e.to_string()).into());
             }
@@ -164,25 +218,27 @@ impl Session {
         span.record("agent", agent.agent.name.as_str());
         tracing::debug!("call received");
         // Refuse rather than queue: a queue would hide a runaway agent and hold memory.
-        let Ok(_permit) = self.calls.clone().try_acquire_owned() else {
+        let permits = if sid.is_some() { self.calls.clone() } else { self.shared.agent_permits(&agent.agent.id) };
+        let Ok(_permit) = permits.try_acquire_owned() else {
             span.record("decision", "refused");
             tracing::info!(code = "too_many_concurrent_calls", "call refused");
             let limit = self.shared.config.limits.max_concurrent_calls_per_session;
+            let whose = if sid.is_some() { "this session" } else { "this agent" };
             return Ok(refusal_result(
                 "too_many_concurrent_calls",
-                &format!("this session already has {limit} calls in flight (limits.max_concurrent_calls_per_session); wait for one to finish"),
+                &format!("{whose} already has {limit} calls in flight (limits.max_concurrent_calls_per_session); wait for one to finish"),
             )
             .into());
         };
         let mut arguments = req.arguments.clone().unwrap_or_default();
         if meta::is_meta(&req.name) {
-            let result = meta::handle(self, &agent, &req.name, arguments).await;
+            let result = meta::handle(self, &agent, sid, &req.name, arguments).await;
             span.record("decision", if result.is_error == Some(true) { "refused" } else { "ok" });
             return Ok(result.into());
         }
         self.shared.downstreams.wait_first_start(self.first_start_wait()).await;
         let token = authorize::take_token(&ctx.meta, &mut arguments);
-        let authorized = match authorize(&self.shared, &agent, &self.state.sid, &req.name, token, arguments).await {
+        let authorized = match authorize(&self.shared, &agent, sid.unwrap_or(""), &req.name, token, arguments).await {
             Decision::Forward(a) => a,
             Decision::Refuse(Refusal { code, message, protocol_error }) => {
                 span.record("decision", "refused");
@@ -197,9 +253,24 @@ impl Session {
         Ok(forward(&self.shared, *authorized, &ctx).await.into())
     }
 
-    /// Who is calling: verified identity, bound to this session.
-    fn identify(&self, ctx: &RequestContext<RoleServer>) -> Result<VerifiedAgent, IdentityError> {
+    /// Who is calling: the identity verified for this request, and, in a
+    /// handshake-era session, bound to the session.
+    fn identify(&self, ctx: &RequestContext<RoleServer>, in_session: bool) -> Result<VerifiedAgent, IdentityError> {
         let agent = self.identity.current(&self.shared.identity, &ctx.extensions)?;
+        if !in_session {
+            // A sessionless request: its credential is its only binding.
+            if self.shared.first_sight_of(agent.token_id.as_deref().unwrap_or(&agent.agent.id)) {
+                let event = crate::audit::Event::new(
+                    "identity.accepted",
+                    None,
+                    Some(&agent.agent.id),
+                    serde_json::json!({"sid": null, "issuer": agent.issuer, "identity_jti": agent.token_id}),
+                );
+                let shared = self.shared.clone();
+                tokio::spawn(async move { record_or_log(&shared, event).await });
+            }
+            return Ok(agent);
+        }
         let mut first = false;
         let bound = self.bound_to.get_or_init(|| {
             first = true;
@@ -236,6 +307,15 @@ pub fn refusal_result(code: &str, message: &str) -> CallToolResult {
     result
 }
 
+/// The list differs per agent and changes when a server goes down or a tool
+/// is withheld: 2026-07-28 clients must neither share it across identities
+/// nor keep it (ttlMs 0, cacheScope private).
+fn private_list(mut list: ListToolsResult) -> ListToolsResult {
+    list.ttl_ms = Some(0);
+    list.cache_scope = Some(CacheScope::Private);
+    list
+}
+
 fn identity_error(e: &IdentityError) -> ErrorData {
     ErrorData::new(ErrorCode::INVALID_REQUEST, e.to_string(), Some(serde_json::json!({ "code": e.code() })))
 }
@@ -252,7 +332,8 @@ impl ServerHandler for Session {
         _req: Option<PaginatedRequestParams>,
         ctx: RequestContext<RoleServer>,
     ) -> Result<ListToolsResult, ErrorData> {
-        let agent = self.identify(&ctx).map_err(|e| identity_error(&e))?;
+        let in_session = self.session_of(&ctx).is_some();
+        let agent = self.identify(&ctx, in_session).map_err(|e| identity_error(&e))?;
         self.shared.downstreams.wait_first_start(self.first_start_wait()).await;
         let mut tools = meta::definitions();
         tools.extend(
@@ -263,7 +344,7 @@ impl ServerHandler for Session {
                 .filter(|t| agent.agent.may_use(&t.exposed_name))
                 .map(|t| t.definition),
         );
-        Ok(ListToolsResult::with_all_items(tools))
+        Ok(private_list(ListToolsResult::with_all_items(tools)))
     }
 
     async fn call_tool(&self, req: CallToolRequestParams, ctx: RequestContext<RoleServer>) -> Result<CallToolResponse, ErrorData> {
@@ -272,22 +353,51 @@ impl ServerHandler for Session {
     }
 
     async fn on_initialized(&self, ctx: NotificationContext<RoleServer>) {
-        // Tell this agent when the exposed tool set changes (server up or down,
-        // a tool withheld after a pin mismatch). The task ends with the session.
-        let mut changes = self.shared.downstreams.subscribe();
+        // A handshake-era session: tell this agent when the exposed tool set
+        // changes (server up or down, a tool withheld after a pin mismatch)
+        // on the session's own stream, for as long as the session lives.
         let peer = ctx.peer.clone();
+        let mut changes = self.shared.downstreams.subscribe();
         let shutdown = self.shared.shutdown.clone();
         tokio::spawn(async move {
-            loop {
-                tokio::select! {
-                    r = changes.changed() => if r.is_err() { return },
-                    _ = shutdown.cancelled() => return,
-                }
+            while wait_for_change(&mut changes, &shutdown).await {
                 if peer.is_transport_closed() || peer.notify_tool_list_changed().await.is_err() {
                     return;
                 }
             }
         });
+    }
+
+    /// 2026-07-28 clients learn of changes to the tool list by listening.
+    fn accepted_subscription_filter(&self, requested: &SubscriptionFilter) -> Option<SubscriptionFilter> {
+        let mut accepted = SubscriptionFilter::new();
+        accepted.tools_list_changed = requested.tools_list_changed;
+        Some(accepted)
+    }
+
+    async fn listen(&self, context: SubscriptionContext) -> Result<(), ErrorData> {
+        // Only a verified agent may hold a stream open on this gateway.
+        let in_session = self.session_of(context.request_context()).is_some();
+        self.identify(context.request_context(), in_session).map_err(|e| identity_error(&e))?;
+        let mut changes = self.shared.downstreams.subscribe();
+        let shutdown = self.shared.shutdown.clone();
+        loop {
+            tokio::select! {
+                changed = wait_for_change(&mut changes, &shutdown) => if !changed { return Ok(()) },
+                _ = context.cancelled() => return Ok(()),
+            }
+            if context.sink().notify_tool_list_changed().await.is_err() {
+                return Ok(());
+            }
+        }
+    }
+}
+
+/// Wait until the exposed tool set changes; false when the gateway stops.
+async fn wait_for_change(changes: &mut watch::Receiver<u64>, shutdown: &CancellationToken) -> bool {
+    tokio::select! {
+        r = changes.changed() => r.is_ok(),
+        _ = shutdown.cancelled() => false,
     }
 }
 
@@ -344,10 +454,9 @@ async fn forward(shared: &Shared, authorized: authorize::Authorized, ctx: &Reque
             // values for the agent's later requests (in any of its tasks, so an
             // attack split across tasks is still traced).
             if tool.spec.untrusted_output {
-                let now = shared.clock.now_unix();
-                shared.taint.record_output(&claims.sub, &claims.jti, &tool.exposed_name, &result, &tool.spec.trusted_fields, now);
+                record_taint(shared, claims, &tool, &result).await;
             }
-            result
+            relayed(result)
         }
         Err(e) => {
             tracing::warn!(server = %tool.server, jti = %claims.jti, duration_ms = ms, code = e.code(), error = %e, "forward failed");
@@ -355,6 +464,33 @@ async fn forward(shared: &Shared, authorized: authorize::Authorized, ctx: &Reque
                 revoke_after_failure(shared, claims, &e).await;
             }
             refusal_result(e.code(), &e.to_string())
+        }
+    }
+}
+
+/// A downstream result as the agent's revision needs it: a handshake-era
+/// server sends no `resultType`, which 2026-07-28 requires (rmcp removes it
+/// again for handshake-era agents).
+fn relayed(mut result: CallToolResult) -> CallToolResult {
+    result.result_type = Some(ResultType::COMPLETE);
+    result
+}
+
+/// Remember the values an untrusted tool returned, in the store, so that a
+/// restart or another process still traces them. When they cannot be
+/// recorded the agent's later sensitive requests would go unchecked, so its
+/// authority ends instead (fail closed).
+async fn record_taint(shared: &Shared, claims: &crate::token::CapabilityClaims, tool: &crate::downstream::ExposedTool, result: &CallToolResult) {
+    let values = crate::baseline::taint::output_values(result, &tool.spec.trusted_fields);
+    let source = crate::baseline::taint::Source { call: claims.jti.clone(), tool: tool.exposed_name.clone() };
+    let (agent, now) = (claims.sub.clone(), shared.clock.now_unix());
+    let max = crate::baseline::taint::MAX_VALUES_PER_AGENT;
+    let recorded = crate::store::run_blocking(&shared.store, move |s| s.record_taint(&agent, &values, &source, now, max)).await.and_then(|r| r);
+    if let Err(e) = recorded {
+        tracing::error!(error = %e, jti = %claims.jti, "TAINT NOT RECORDED: revoking the agent's task so that nothing it read goes unchecked");
+        let (scope, now) = (Scope::Task(claims.task.clone()), shared.clock.now_unix());
+        if let Err(e) = crate::store::run_blocking(&shared.store, move |s| s.revoke(&scope, "taint could not be recorded", now)).await.and_then(|r| r) {
+            tracing::error!(error = %e, "could not revoke after a taint write failure");
         }
     }
 }

@@ -252,10 +252,29 @@ pub trait Store: Send + Sync + 'static {
     fn revocations_since(&self, seq: i64) -> Result<Vec<Revocation>, StoreError>;
     /// Task ids of an agent's active tasks.
     fn active_tasks_of(&self, agent: &str) -> Result<Vec<String>, StoreError>;
-    /// Sessions that still hold active tasks or issued tokens.
-    fn sessions_holding_authority(&self) -> Result<Vec<String>, StoreError>;
-    /// Note a session opening / closing.
-    fn session_opened(&self, sid: &str, agent: &str, now: i64) -> Result<(), StoreError>;
+    /// Note a handshake-era session of `instance` that holds authority.
+    fn session_opened(&self, sid: &str, agent: &str, instance: &str, now: i64) -> Result<(), StoreError>;
+
+    /// A gateway process (`jitgate serve`) starts, holding a lease until `lease_until`.
+    fn register_instance(&self, id: &str, kind: &str, now: i64, lease_until: i64) -> Result<(), StoreError>;
+    /// Extend a running instance's lease; false if it was already ended
+    /// (its lease lapsed and another process revoked what it held).
+    fn renew_instance(&self, id: &str, lease_until: i64) -> Result<bool, StoreError>;
+    /// An instance stops (or was found dead): revoke the handshake-era
+    /// sessions it owned, nothing else. Idempotent.
+    fn end_instance(&self, id: &str, reason: &str, now: i64) -> Result<Vec<Revocation>, StoreError>;
+    /// Instances whose lease ran out without a clean stop.
+    fn lapsed_instances(&self, now: i64) -> Result<Vec<String>, StoreError>;
+
+    /// Remember values an untrusted tool returned to `agent` (at most `max`
+    /// per agent; past that the agent's ledger is marked overflowed).
+    fn record_taint(&self, agent: &str, values: &[String], source: &crate::baseline::taint::Source, now: i64, max: usize) -> Result<(), StoreError>;
+    /// The agent's taint ledger.
+    fn taint_ledger(&self, agent: &str) -> Result<crate::baseline::taint::TaintLedger, StoreError>;
+    /// Forget taint recorded before `before`; returns how many values went.
+    fn forget_taint(&self, before: i64) -> Result<u64, StoreError>;
+    /// Count an intent request of `agent` at `now`; returns how many fell in the last 60 s.
+    fn count_request(&self, agent: &str, now: i64) -> Result<u32, StoreError>;
 
     /// Record a new pending approval.
     fn create_approval(&self, approval: &Approval) -> Result<(), StoreError>;

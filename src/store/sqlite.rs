@@ -29,6 +29,7 @@ CREATE TABLE IF NOT EXISTS tasks (
 );
 CREATE INDEX IF NOT EXISTS tasks_agent ON tasks(agent, state);
 CREATE INDEX IF NOT EXISTS tasks_expiry ON tasks(state, expires_at);
+CREATE INDEX IF NOT EXISTS tasks_sid ON tasks(sid, state);
 CREATE TABLE IF NOT EXISTS tokens (
     jti TEXT PRIMARY KEY,
     task TEXT NOT NULL,
@@ -48,8 +49,35 @@ CREATE INDEX IF NOT EXISTS tokens_sid ON tokens(sid, state);
 CREATE TABLE IF NOT EXISTS sessions (
     sid TEXT PRIMARY KEY,
     agent TEXT NOT NULL,
-    opened_at INTEGER NOT NULL
+    opened_at INTEGER NOT NULL,
+    instance TEXT NOT NULL DEFAULT ''
 );
+CREATE TABLE IF NOT EXISTS instances (
+    id TEXT PRIMARY KEY,
+    kind TEXT NOT NULL,
+    pid INTEGER NOT NULL,
+    started_at INTEGER NOT NULL,
+    lease_until INTEGER NOT NULL,
+    stopped_at INTEGER
+);
+CREATE TABLE IF NOT EXISTS taint (
+    agent TEXT NOT NULL,
+    value TEXT NOT NULL,
+    call TEXT NOT NULL,
+    tool TEXT NOT NULL,
+    at INTEGER NOT NULL,
+    PRIMARY KEY (agent, value)
+);
+CREATE INDEX IF NOT EXISTS taint_at ON taint(at);
+CREATE TABLE IF NOT EXISTS taint_overflow (
+    agent TEXT PRIMARY KEY,
+    at INTEGER NOT NULL
+);
+CREATE TABLE IF NOT EXISTS request_rate (
+    agent TEXT NOT NULL,
+    at INTEGER NOT NULL
+);
+CREATE INDEX IF NOT EXISTS request_rate_agent ON request_rate(agent, at);
 CREATE TABLE IF NOT EXISTS revocations (
     seq INTEGER PRIMARY KEY AUTOINCREMENT,
     scope TEXT NOT NULL,
@@ -136,6 +164,23 @@ CREATE TABLE IF NOT EXISTS quarantine_releases (
 
 mod audit;
 mod human;
+mod runtime;
+
+/// Create what is missing, and bring stores written by earlier versions up
+/// to this schema (columns added since are added with their defaults).
+fn migrate(conn: &Connection) -> Result<(), StoreError> {
+    // A store from before instances: its sessions table lacks `instance`,
+    // and CREATE TABLE IF NOT EXISTS leaves it as it is.
+    let has_sessions: bool = conn.query_row("SELECT count(*) > 0 FROM sqlite_master WHERE type='table' AND name='sessions'", [], |r| r.get(0))?;
+    if has_sessions {
+        let has_instance: bool = conn.query_row("SELECT count(*) > 0 FROM pragma_table_info('sessions') WHERE name='instance'", [], |r| r.get(0))?;
+        if !has_instance {
+            conn.execute_batch("ALTER TABLE sessions ADD COLUMN instance TEXT NOT NULL DEFAULT ''")?;
+        }
+    }
+    conn.execute_batch(SCHEMA)?;
+    Ok(())
+}
 
 /// The file name of the store in the state directory.
 pub const STORE_FILE: &str = "jitgate.sqlite";
@@ -156,14 +201,14 @@ impl SqliteStore {
         conn.pragma_update(None, "journal_mode", "WAL")?;
         conn.pragma_update(None, "synchronous", "NORMAL")?;
         conn.pragma_update(None, "foreign_keys", "ON")?;
-        conn.execute_batch(SCHEMA)?;
+        migrate(&conn)?;
         Ok(Self { conn: Mutex::new(conn) })
     }
 
     /// A private in-memory store (tests, benches).
     pub fn in_memory() -> Result<Self, StoreError> {
         let conn = Connection::open_in_memory()?;
-        conn.execute_batch(SCHEMA)?;
+        migrate(&conn)?;
         Ok(Self { conn: Mutex::new(conn) })
     }
 
@@ -245,6 +290,8 @@ fn revoke_in(tx: &rusqlite::Transaction<'_>, scope: &Scope, reason: &str, now: i
             end_tasks("UPDATE tasks SET state=?1, ended_at=?2, end_reason=?3 WHERE state='active' AND agent=?4", agent)?;
             kill(&format!("{TOKENS} agent=?3"), agent)?
         }
+        // Sessionless (2026-07-28) authority has sid ''; it never belongs to a session.
+        Scope::Session(sid) if sid.is_empty() => return Err(StoreError::Backend("refusing to revoke the empty session id".into())),
         Scope::Session(sid) => {
             end_tasks("UPDATE tasks SET state=?1, ended_at=?2, end_reason=?3 WHERE state='active' AND sid=?4", sid)?;
             kill(&format!("{TOKENS} sid=?3"), sid)?
@@ -430,16 +477,41 @@ impl Store for SqliteStore {
         Ok(rows.collect::<Result<_, _>>()?)
     }
 
-    fn sessions_holding_authority(&self) -> Result<Vec<String>, StoreError> {
-        let conn = self.conn();
-        let mut stmt = conn.prepare("SELECT sid FROM tasks WHERE state='active' UNION SELECT sid FROM tokens WHERE state='issued'")?;
-        let rows = stmt.query_map([], |r| r.get(0))?;
-        Ok(rows.collect::<Result<_, _>>()?)
+    fn session_opened(&self, sid: &str, agent: &str, instance: &str, now: i64) -> Result<(), StoreError> {
+        self.conn().execute("INSERT OR IGNORE INTO sessions(sid, agent, opened_at, instance) VALUES (?1,?2,?3,?4)", params![sid, agent, now, instance])?;
+        Ok(())
     }
 
-    fn session_opened(&self, sid: &str, agent: &str, now: i64) -> Result<(), StoreError> {
-        self.conn().execute("INSERT OR IGNORE INTO sessions(sid, agent, opened_at) VALUES (?1,?2,?3)", params![sid, agent, now])?;
-        Ok(())
+    fn register_instance(&self, id: &str, kind: &str, now: i64, lease_until: i64) -> Result<(), StoreError> {
+        runtime::register_instance(&self.conn(), id, kind, now, lease_until)
+    }
+
+    fn renew_instance(&self, id: &str, lease_until: i64) -> Result<bool, StoreError> {
+        runtime::renew_instance(&self.conn(), id, lease_until)
+    }
+
+    fn end_instance(&self, id: &str, reason: &str, now: i64) -> Result<Vec<Revocation>, StoreError> {
+        runtime::end_instance(&mut self.conn(), id, reason, now)
+    }
+
+    fn lapsed_instances(&self, now: i64) -> Result<Vec<String>, StoreError> {
+        runtime::lapsed_instances(&self.conn(), now)
+    }
+
+    fn record_taint(&self, agent: &str, values: &[String], source: &crate::baseline::taint::Source, now: i64, max: usize) -> Result<(), StoreError> {
+        runtime::record_taint(&mut self.conn(), agent, values, source, now, max)
+    }
+
+    fn taint_ledger(&self, agent: &str) -> Result<crate::baseline::taint::TaintLedger, StoreError> {
+        runtime::taint_ledger(&self.conn(), agent)
+    }
+
+    fn forget_taint(&self, before: i64) -> Result<u64, StoreError> {
+        runtime::forget_taint(&self.conn(), before)
+    }
+
+    fn count_request(&self, agent: &str, now: i64) -> Result<u32, StoreError> {
+        runtime::count_request(&mut self.conn(), agent, now)
     }
 
     fn create_approval(&self, a: &Approval) -> Result<(), StoreError> {

@@ -1,0 +1,133 @@
+//! Handshake-era sessions (`Mcp-Session-Id`) belong to the agent that
+//! opened them.
+//!
+//! A session is bound to the verified agent of its `initialize` request,
+//! when rmcp hands out its id. From then on, every request that names the
+//! session (POST, the GET stream and its resumption with `Last-Event-ID`,
+//! DELETE, and every notification, `notifications/cancelled` included) is let
+//! through only when its own verified identity is that agent. Another
+//! agent's session, an unknown one and an expired one look the same: 404,
+//! as for a session that does not exist. Session ids are never logged;
+//! a short digest stands in for them.
+
+use std::collections::HashMap;
+use std::sync::{Arc, Mutex};
+use std::time::Duration;
+
+use rmcp::transport::streamable_http_server::session::SessionManager as _;
+use rmcp::transport::streamable_http_server::session::local::LocalSessionManager;
+use tokio_util::sync::CancellationToken;
+
+/// Which agent (SPIFFE id) owns each live session id of this process.
+#[derive(Default)]
+pub struct SessionBindings {
+    owners: Mutex<HashMap<String, String>>,
+}
+
+/// Whether a request naming a session may proceed.
+#[derive(Debug, PartialEq, Eq)]
+pub enum SessionCheck {
+    /// The session is this agent's.
+    Owner,
+    /// No such session for this agent (unknown, expired, or another agent's).
+    NotFound,
+}
+
+impl SessionBindings {
+    fn owners(&self) -> std::sync::MutexGuard<'_, HashMap<String, String>> {
+        self.owners.lock().unwrap_or_else(|p| p.into_inner())
+    }
+
+    /// Bind a session id rmcp just issued to the agent whose `initialize` opened it.
+    pub fn bind(&self, session_id: &str, agent: &str) {
+        self.owners().insert(session_id.to_owned(), agent.to_owned());
+        tracing::debug!(session = %digest(session_id), agent, "session bound to its agent");
+    }
+
+    /// May `agent` use `session_id`?
+    pub fn check(&self, session_id: &str, agent: &str) -> SessionCheck {
+        match self.owners().get(session_id) {
+            Some(owner) if crate::jws::constant_time_eq(owner.as_bytes(), agent.as_bytes()) => SessionCheck::Owner,
+            Some(owner) => {
+                tracing::warn!(session = %digest(session_id), owner = %owner, presented = agent, "a request named another agent's session; refused");
+                SessionCheck::NotFound
+            }
+            None => SessionCheck::NotFound,
+        }
+    }
+
+    /// The session ended (DELETE by its owner).
+    pub fn unbind(&self, session_id: &str) {
+        self.owners().remove(session_id);
+    }
+
+    fn len(&self) -> usize {
+        self.owners().len()
+    }
+
+    /// Drop bindings of sessions rmcp no longer has (idle expiry, closed
+    /// streams), so that the map never outgrows the live sessions.
+    async fn prune(&self, sessions: &LocalSessionManager) {
+        let ids: Vec<String> = self.owners().keys().cloned().collect();
+        for id in ids {
+            let live = sessions.has_session(&Arc::<str>::from(id.as_str())).await.unwrap_or(false);
+            if !live {
+                self.unbind(&id);
+            }
+        }
+    }
+}
+
+/// How often bindings of expired sessions are dropped.
+const PRUNE_EVERY: Duration = Duration::from_secs(30);
+
+/// Keep `bindings` in step with rmcp's sessions until shutdown.
+pub fn spawn_pruning(bindings: Arc<SessionBindings>, sessions: Arc<LocalSessionManager>, shutdown: CancellationToken) {
+    tokio::spawn(async move {
+        let mut every = tokio::time::interval(PRUNE_EVERY);
+        loop {
+            tokio::select! {
+                _ = every.tick() => bindings.prune(&sessions).await,
+                _ = shutdown.cancelled() => return,
+            }
+            tracing::debug!(sessions = bindings.len(), "session bindings pruned");
+        }
+    });
+}
+
+/// A short, non-reversible stand-in for a session id in logs.
+pub fn digest(session_id: &str) -> String {
+    use sha2::Digest as _;
+    hex::encode(&sha2::Sha256::digest(session_id.as_bytes())[..6])
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn a_session_is_usable_only_by_the_agent_that_opened_it() {
+        let b = SessionBindings::default();
+        b.bind("s1", "spiffe://x/agent/a");
+        assert_eq!(b.check("s1", "spiffe://x/agent/a"), SessionCheck::Owner);
+        assert_eq!(b.check("s1", "spiffe://x/agent/b"), SessionCheck::NotFound);
+        assert_eq!(b.check("s2", "spiffe://x/agent/a"), SessionCheck::NotFound);
+        b.unbind("s1");
+        assert_eq!(b.check("s1", "spiffe://x/agent/a"), SessionCheck::NotFound);
+    }
+
+    #[tokio::test]
+    async fn bindings_of_sessions_rmcp_no_longer_has_are_pruned() {
+        let b = SessionBindings::default();
+        b.bind("gone", "a");
+        b.prune(&LocalSessionManager::default()).await;
+        assert_eq!(b.len(), 0);
+    }
+
+    #[test]
+    fn digests_do_not_reveal_the_id() {
+        let d = digest("0b5c7a1e-3f1a-4a55-8d0e-9a1f2b3c4d5e");
+        assert_eq!(d.len(), 12);
+        assert!(!d.contains("0b5c7a1e"));
+    }
+}

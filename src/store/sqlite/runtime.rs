@@ -1,0 +1,207 @@
+//! State that earlier versions kept in process memory and that must survive
+//! a restart and be shared by every process on the store: gateway instances
+//! and their leases, the taint ledger, and request-rate windows.
+
+use rusqlite::{Connection, OptionalExtension as _, TransactionBehavior, params};
+
+use super::{Revocation, Scope, StoreError, TaskState, revoke_in};
+use crate::baseline::taint::{Source, TaintLedger};
+
+pub(super) fn register_instance(conn: &Connection, id: &str, kind: &str, now: i64, lease_until: i64) -> Result<(), StoreError> {
+    conn.execute(
+        "INSERT INTO instances(id, kind, pid, started_at, lease_until) VALUES (?1, ?2, ?3, ?4, ?5)",
+        params![id, kind, i64::from(std::process::id()), now, lease_until],
+    )?;
+    Ok(())
+}
+
+pub(super) fn renew_instance(conn: &Connection, id: &str, lease_until: i64) -> Result<bool, StoreError> {
+    let n = conn
+        .prepare_cached("UPDATE instances SET lease_until=?2 WHERE id=?1 AND stopped_at IS NULL")?
+        .execute(params![id, lease_until])?;
+    Ok(n == 1)
+}
+
+/// Sessions of `instance` that still hold an active task or an issued token.
+const SESSIONS_HOLDING_AUTHORITY: &str = "SELECT sid FROM sessions s WHERE s.instance=?1 AND s.sid <> '' AND (
+    EXISTS (SELECT 1 FROM tasks t WHERE t.sid = s.sid AND t.state='active')
+    OR EXISTS (SELECT 1 FROM tokens k WHERE k.sid = s.sid AND k.state='issued'))";
+
+pub(super) fn end_instance(conn: &mut Connection, id: &str, reason: &str, now: i64) -> Result<Vec<Revocation>, StoreError> {
+    let tx = conn.transaction_with_behavior(TransactionBehavior::Immediate)?;
+    tx.execute("UPDATE instances SET stopped_at=?2 WHERE id=?1 AND stopped_at IS NULL", params![id, now])?;
+    let sids: Vec<String> = {
+        let mut stmt = tx.prepare(SESSIONS_HOLDING_AUTHORITY)?;
+        let rows = stmt.query_map(params![id], |r| r.get(0))?;
+        rows.collect::<Result<_, _>>()?
+    };
+    let mut out = Vec::new();
+    for sid in sids {
+        let scope = Scope::Session(sid);
+        let tokens = revoke_in(&tx, &scope, reason, now, TaskState::Revoked)?;
+        out.push(Revocation { seq: tx.last_insert_rowid(), scope, reason: reason.to_owned(), at: now, tokens });
+    }
+    tx.commit()?;
+    Ok(out)
+}
+
+pub(super) fn lapsed_instances(conn: &Connection, now: i64) -> Result<Vec<String>, StoreError> {
+    let mut stmt = conn.prepare("SELECT id FROM instances WHERE stopped_at IS NULL AND lease_until < ?1")?;
+    let mut ids: Vec<String> = stmt.query_map(params![now], |r| r.get(0))?.collect::<Result<_, _>>()?;
+    // Sessions recorded by versions before instances existed belong to no
+    // live process: their owner is the empty instance id.
+    let legacy: Option<String> = conn.query_row(&format!("{SESSIONS_HOLDING_AUTHORITY} LIMIT 1"), params![""], |r| r.get(0)).optional()?;
+    if legacy.is_some() {
+        ids.push(String::new());
+    }
+    Ok(ids)
+}
+
+pub(super) fn record_taint(conn: &mut Connection, agent: &str, values: &[String], source: &Source, now: i64, max: usize) -> Result<(), StoreError> {
+    if values.is_empty() {
+        return Ok(());
+    }
+    let tx = conn.transaction_with_behavior(TransactionBehavior::Immediate)?;
+    let mut held: i64 = tx.query_row("SELECT count(*) FROM taint WHERE agent=?1", params![agent], |r| r.get(0))?;
+    let max = i64::try_from(max).unwrap_or(i64::MAX);
+    let mut overflowed = false;
+    {
+        // A value seen again keeps its first source and is kept longer.
+        let mut refresh = tx.prepare_cached("UPDATE taint SET at=?3 WHERE agent=?1 AND value=?2")?;
+        let mut insert = tx.prepare_cached("INSERT INTO taint(agent, value, call, tool, at) VALUES (?1, ?2, ?3, ?4, ?5)")?;
+        for value in values {
+            if refresh.execute(params![agent, value, now])? == 1 {
+                continue;
+            }
+            if held >= max {
+                overflowed = true;
+                continue;
+            }
+            insert.execute(params![agent, value, source.call, source.tool, now])?;
+            held += 1;
+        }
+    }
+    if overflowed {
+        tx.execute(
+            "INSERT INTO taint_overflow(agent, at) VALUES (?1, ?2) ON CONFLICT(agent) DO UPDATE SET at=excluded.at",
+            params![agent, now],
+        )?;
+    }
+    tx.commit()?;
+    Ok(())
+}
+
+pub(super) fn taint_ledger(conn: &Connection, agent: &str) -> Result<TaintLedger, StoreError> {
+    let mut stmt = conn.prepare_cached("SELECT value, call, tool FROM taint WHERE agent=?1")?;
+    let rows = stmt.query_map(params![agent], |r| Ok((r.get::<_, String>(0)?, Source { call: r.get(1)?, tool: r.get(2)? })))?;
+    let values = rows.collect::<Result<_, _>>()?;
+    let overflowed = conn
+        .prepare_cached("SELECT 1 FROM taint_overflow WHERE agent=?1")?
+        .query_row(params![agent], |_| Ok(()))
+        .optional()?
+        .is_some();
+    Ok(TaintLedger::new(values, overflowed))
+}
+
+pub(super) fn forget_taint(conn: &Connection, before: i64) -> Result<u64, StoreError> {
+    let n = conn.execute("DELETE FROM taint WHERE at < ?1", params![before])?;
+    conn.execute("DELETE FROM taint_overflow WHERE at < ?1", params![before])?;
+    Ok(n as u64)
+}
+
+/// The rate window: requests in the last 60 s.
+const WINDOW_SECS: i64 = 60;
+
+pub(super) fn count_request(conn: &mut Connection, agent: &str, now: i64) -> Result<u32, StoreError> {
+    let tx = conn.transaction_with_behavior(TransactionBehavior::Immediate)?;
+    tx.prepare_cached("DELETE FROM request_rate WHERE agent=?1 AND at <= ?2")?.execute(params![agent, now - WINDOW_SECS])?;
+    tx.prepare_cached("INSERT INTO request_rate(agent, at) VALUES (?1, ?2)")?.execute(params![agent, now])?;
+    let n: i64 = tx.prepare_cached("SELECT count(*) FROM request_rate WHERE agent=?1")?.query_row(params![agent], |r| r.get(0))?;
+    tx.commit()?;
+    Ok(u32::try_from(n).unwrap_or(u32::MAX))
+}
+
+#[cfg(test)]
+mod tests {
+    use crate::store::{Scope, SqliteStore, Store as _, Task, TaskState, TokenRecord, TokenState};
+
+    fn task(id: &str, sid: &str) -> Task {
+        Task {
+            id: id.into(),
+            agent: "a".into(),
+            sid: sid.into(),
+            objective: "o".into(),
+            phases: vec![],
+            current_phase: 0,
+            state: TaskState::Active,
+            created_at: 0,
+            expires_at: 1000,
+            end_reason: None,
+        }
+    }
+
+    fn token(jti: &str, task: &str, sid: &str) -> TokenRecord {
+        TokenRecord {
+            jti: jti.into(),
+            task: task.into(),
+            agent: "a".into(),
+            sid: sid.into(),
+            tool: "ws__x".into(),
+            phase: 0,
+            state: TokenState::Issued,
+            issued_at: 0,
+            expires_at: 100,
+            changed_at: None,
+            reason: None,
+        }
+    }
+
+    #[test]
+    fn ending_an_instance_revokes_only_its_own_sessions() {
+        let s = SqliteStore::in_memory().unwrap();
+        s.register_instance("i1", "http", 0, 30).unwrap();
+        s.register_instance("i2", "stdio", 0, 30).unwrap();
+        for (t, sid, inst) in [("t1", "s1", "i1"), ("t2", "s2", "i2")] {
+            s.create_task(&task(t, sid)).unwrap();
+            s.record_token(&token(&format!("j{t}"), t, sid)).unwrap();
+            s.session_opened(sid, "a", inst, 0).unwrap();
+        }
+        // A sessionless (2026-07-28) task belongs to no instance.
+        s.create_task(&task("t3", "")).unwrap();
+        s.record_token(&token("jt3", "t3", "")).unwrap();
+
+        let r = s.end_instance("i1", "instance stopped", 5).unwrap();
+        assert_eq!(r.iter().map(|r| r.scope.clone()).collect::<Vec<_>>(), vec![Scope::Session("s1".into())]);
+        assert_eq!(s.task("t1").unwrap().unwrap().state, TaskState::Revoked);
+        assert_eq!(s.task("t2").unwrap().unwrap().state, TaskState::Active);
+        assert_eq!(s.task("t3").unwrap().unwrap().state, TaskState::Active);
+        assert_eq!(s.token("jt2").unwrap().unwrap().state, TokenState::Issued);
+        // Ending again changes nothing; an ended instance cannot renew.
+        assert!(s.end_instance("i1", "again", 6).unwrap().is_empty());
+        assert!(!s.renew_instance("i1", 100).unwrap());
+        assert!(s.renew_instance("i2", 100).unwrap());
+        // The empty session id is never a revocation target.
+        assert!(s.revoke(&Scope::Session(String::new()), "x", 7).is_err());
+        assert_eq!(s.task("t3").unwrap().unwrap().state, TaskState::Active);
+    }
+
+    #[test]
+    fn an_instance_whose_lease_lapsed_is_reported_until_ended() {
+        let s = SqliteStore::in_memory().unwrap();
+        s.register_instance("live", "http", 0, 100).unwrap();
+        s.register_instance("dead", "http", 0, 10).unwrap();
+        assert_eq!(s.lapsed_instances(50).unwrap(), vec!["dead".to_owned()]);
+        s.end_instance("dead", "lease lapsed", 50).unwrap();
+        assert!(s.lapsed_instances(50).unwrap().is_empty());
+        assert_eq!(s.lapsed_instances(101).unwrap(), vec!["live".to_owned()]);
+    }
+
+    #[test]
+    fn request_rate_counts_the_last_minute_per_agent() {
+        let s = SqliteStore::in_memory().unwrap();
+        assert_eq!(s.count_request("a", 100).unwrap(), 1);
+        assert_eq!(s.count_request("a", 130).unwrap(), 2);
+        assert_eq!(s.count_request("b", 130).unwrap(), 1);
+        assert_eq!(s.count_request("a", 161).unwrap(), 2, "the request at 100 left the window");
+    }
+}
