@@ -1,0 +1,95 @@
+//! Both eras of MCP through the real binary: the official Python SDK's
+//! `Client` in its default mode (2026-07-28: no handshake, no session) and in
+//! legacy mode (the initialize handshake), over HTTP and stdio, each running
+//! the README's worked example: phases, an approval by a person, a
+//! break-glass refusal, and nothing after the end.
+
+mod common;
+
+use std::process::Command;
+
+use common::*;
+use serde_json::Value;
+
+fn python() -> std::path::PathBuf {
+    let p = repo_root().join(".venv/bin/python");
+    assert!(p.exists(), "the Python test client is not installed: run scripts/setup-test-deps.sh (the README's test command .ci/run does)");
+    p
+}
+
+fn worked_example(args: &[&str]) -> Value {
+    let out = Command::new(python()).arg(repo_root().join("tests/support/python/worked_example.py")).args(args).output().unwrap();
+    assert!(out.status.success(), "python client failed:\n{}", String::from_utf8_lossy(&out.stderr));
+    serde_json::from_slice(&out.stdout).unwrap_or_else(|e| panic!("bad output ({e}): {}", String::from_utf8_lossy(&out.stdout)))
+}
+
+/// What every era must show for the worked example.
+fn assert_worked_example(r: &Value, dep: &Deployment) {
+    for ok in ["begin", "request_read", "read", "next_phase", "pending", "granted", "delete", "end"] {
+        assert_eq!(r[ok]["is_error"], false, "{ok}: {r}");
+    }
+    assert!(r["tools"].as_array().unwrap().iter().any(|t| t == "workspace__delete_note"), "{r}");
+    assert!(r["read"]["text"].as_str().unwrap().contains("Ship the billing export"), "{r}");
+    assert_eq!(r["replay"]["code"], "token_replayed", "{r}");
+    assert_eq!(r["decision_before"], "pending_approval", "{r}");
+    assert_eq!(r["approved_status"], 200);
+    assert_eq!(r["status_after"], "approved");
+    assert!(!dep.workspace_state.join("notes/meeting-2026-11-20.md").exists(), "the approved delete ran");
+    assert_eq!(r["break_glass"]["code"], "policy_denied", "{r}");
+    assert!(dep.workspace_state.join("notes/q3-plan.md").exists(), "the break-glass delete did not run");
+    assert_eq!(r["after_end"]["code"], "task_inactive", "{r}");
+}
+
+fn quickstart_deployment() -> Deployment {
+    Deployment::new(&Setup { policies: quickstart_policies(), ..Setup::default() })
+}
+
+#[tokio::test]
+async fn python_client_in_its_default_mode_runs_the_worked_example_over_http() {
+    let dep = quickstart_deployment();
+    let gw = Gateway::start(&dep);
+    gw.wait_server("workspace", "ready").await;
+    let r = worked_example(&["auto", "http", &gw.url, &dep.mint("janitor"), &dep.mint_approver("alice@example.org", "platform-oncall")]);
+    assert_eq!(r["protocol_version"], "2026-07-28", "the default client speaks the current revision: {r}");
+    assert_worked_example(&r, &dep);
+    // No session was opened: nothing was bound to one.
+    assert!(!gw.log().contains("session bound to its agent"), "{}", gw.log());
+}
+
+#[tokio::test]
+async fn python_client_in_legacy_mode_runs_the_worked_example_over_http() {
+    let dep = quickstart_deployment();
+    let gw = Gateway::start(&dep);
+    gw.wait_server("workspace", "ready").await;
+    let r = worked_example(&["legacy", "http", &gw.url, &dep.mint("janitor"), &dep.mint_approver("alice@example.org", "platform-oncall")]);
+    assert_eq!(r["protocol_version"], "2025-11-25", "{r}");
+    assert_worked_example(&r, &dep);
+    assert!(gw.log().contains("session bound to its agent"), "the handshake opened a session bound to the agent");
+    assert!(!gw.log().contains("Session termination failed"), "{}", gw.log());
+}
+
+/// Over stdio, beside an HTTP gateway on the same state directory (the
+/// README's Claude Desktop recipe): the person approves over the HTTP
+/// gateway's API what the stdio agent asked for.
+#[tokio::test]
+async fn python_client_over_stdio_in_both_modes_beside_an_http_gateway() {
+    for mode in ["auto", "legacy"] {
+        let dep = quickstart_deployment();
+        let gw = Gateway::start(&dep);
+        gw.wait_server("workspace", "ready").await;
+        let id_file = dep.path("janitor.jwt");
+        std::fs::write(&id_file, dep.mint("janitor")).unwrap();
+        let r = worked_example(&[
+            mode,
+            "stdio",
+            jitgate_bin().to_str().unwrap(),
+            dep.config.to_str().unwrap(),
+            id_file.to_str().unwrap(),
+            &gw.base,
+            &dep.mint_approver("alice@example.org", "platform-oncall"),
+        ]);
+        let want = if mode == "auto" { "2026-07-28" } else { "2025-11-25" };
+        assert_eq!(r["protocol_version"], want, "{mode}: {r}");
+        assert_worked_example(&r, &dep);
+    }
+}
