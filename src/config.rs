@@ -197,6 +197,8 @@ struct RawLimits {
     call_timeout: Option<Duration>,
     #[serde(default, with = "source::duration::option")]
     startup_timeout: Option<Duration>,
+    #[serde(default, with = "source::duration::option")]
+    instance_lease: Option<Duration>,
 }
 
 #[derive(Debug, Deserialize)]
@@ -266,6 +268,10 @@ pub struct Limits {
     pub max_concurrent_calls_per_session: usize,
     pub call_timeout: Duration,
     pub startup_timeout: Duration,
+    /// How long a gateway process's lease lasts without renewal; when it
+    /// lapses (the process crashed), another process on the store revokes
+    /// the handshake-era sessions it served.
+    pub instance_lease: Duration,
 }
 
 impl Default for Limits {
@@ -275,6 +281,7 @@ impl Default for Limits {
             max_concurrent_calls_per_session: DEFAULT_MAX_CONCURRENT_CALLS,
             call_timeout: DEFAULT_CALL_TIMEOUT,
             startup_timeout: DEFAULT_STARTUP_TIMEOUT,
+            instance_lease: DEFAULT_INSTANCE_LEASE,
         }
     }
 }
@@ -404,6 +411,10 @@ impl Config {
     }
 }
 
+/// Default lease of a gateway process in the store.
+const DEFAULT_INSTANCE_LEASE: Duration = Duration::from_secs(30);
+const MIN_INSTANCE_LEASE: Duration = Duration::from_secs(3);
+
 fn validate_limits(file: &SourceFile, raw: RawLimits) -> Result<Limits, SourceError> {
     let mut limits = Limits::default();
     if let Some(v) = raw.max_message_bytes {
@@ -423,6 +434,12 @@ fn validate_limits(file: &SourceFile, raw: RawLimits) -> Result<Limits, SourceEr
     }
     if let Some(d) = raw.startup_timeout {
         limits.startup_timeout = d;
+    }
+    if let Some(d) = raw.instance_lease {
+        if d < MIN_INSTANCE_LEASE {
+            return Err(file.error_at(None, "limits.instance_lease must be at least 3s (leases are renewed every second)"));
+        }
+        limits.instance_lease = d;
     }
     Ok(limits)
 }

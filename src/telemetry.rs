@@ -42,7 +42,9 @@ fn log_directives(env: Option<&str>) -> String {
 /// Install the subscriber.
 pub fn init() -> Guard {
     let filter = tracing_subscriber::EnvFilter::new(log_directives(std::env::var("JITGATE_LOG").ok().as_deref()));
-    let fmt = tracing_subscriber::fmt::layer().with_writer(std::io::stderr);
+    // Colour only for a person at a terminal; a file or a pipe gets plain text.
+    let ansi = std::io::IsTerminal::is_terminal(&std::io::stderr());
+    let fmt = tracing_subscriber::fmt::layer().with_writer(std::io::stderr).with_ansi(ansi);
     let registry = tracing_subscriber::registry().with(filter).with(fmt);
     #[cfg(feature = "otel")]
     {

@@ -189,3 +189,32 @@ async fn a_rug_pull_at_run_time_withholds_the_changed_tool() {
     let names = tool_names(&tester).await;
     assert!(!names.contains(&"faulty__send_message".to_owned()) && names.contains(&"faulty__read_note".to_owned()), "{names:?}");
 }
+
+/// The same rug pull when everything speaks 2026-07-28: the server announces
+/// the change on jitgate's subscriptions/listen stream, jitgate withholds the
+/// tool and tells the agent on the agent's own listen stream.
+#[tokio::test]
+async fn a_rug_pull_reaches_a_listening_2026_agent_through_a_2026_server() {
+    let dep = Deployment::new(&Setup::default());
+    dep.add_faulty_server(|m| m.replacen("[server]\n", "[server]\nprotocol = \"2026-07-28\"\n", 1));
+    let gw = Gateway::start(&dep);
+    gw.wait_server("faulty", "ready").await;
+    assert!(gw.log().contains("protocol=2026-07-28"), "{}", gw.log());
+    let tester = gw.connect_modern(&dep.mint("tester")).await;
+    let filter = rmcp::model::SubscriptionFilter::builder().tools_list_changed().build();
+    let mut changes = tester.peer().listen(filter).await.expect("jitgate accepts subscriptions/listen");
+    assert_eq!(changes.acknowledged().tools_list_changed, Some(true));
+    assert!(tool_names(&tester).await.contains(&"faulty__send_message".to_owned()));
+
+    call(&tester, "faulty__fault_rugpull", json!({})).await.unwrap();
+    let note = tokio::time::timeout(Duration::from_secs(20), changes.next()).await.expect("a list change in time").unwrap();
+    assert!(matches!(note, Some(rmcp::model::ServerNotification::ToolListChangedNotification(_))), "{note:?}");
+    let names = eventually(Duration::from_secs(10), || async {
+        let names = tool_names(&tester).await;
+        (!names.contains(&"faulty__send_message".to_owned())).then_some(names)
+    })
+    .await;
+    assert!(names.contains(&"faulty__read_note".to_owned()), "{names:?}");
+    let r = call(&tester, "faulty__send_message", json!({"to": "a@example.org", "subject": "s", "body": "b"})).await.unwrap();
+    assert_eq!(refusal_code(&r).as_deref(), Some("tool_withheld"), "{}", text_of(&r));
+}

@@ -198,23 +198,74 @@ async fn malformed_oversized_and_unknown_method_requests_get_specific_errors() {
     assert!(text_of(&r).contains("welcome.md"));
 }
 
+/// One raw request to /mcp with an agent's bearer token and a session id.
+async fn session_request(method: reqwest::Method, url: &str, token: &str, sid: &str, last_event: Option<&str>, body: Option<&str>) -> u16 {
+    let mut req = reqwest::Client::new()
+        .request(method, url)
+        .header("authorization", format!("Bearer {token}"))
+        .header("mcp-session-id", sid)
+        .header("mcp-protocol-version", "2025-11-25")
+        .header("accept", "application/json, text/event-stream");
+    if let Some(id) = last_event {
+        req = req.header("last-event-id", id);
+    }
+    if let Some(b) = body {
+        req = req.header("content-type", "application/json").body(b.to_owned());
+    }
+    // A GET opens a stream that stays open: the status is all we need.
+    let resp = req.send().await.unwrap();
+    resp.status().as_u16()
+}
+
+/// Another agent holding a victim's `Mcp-Session-Id` (read off a log, a
+/// proxy, a shared machine) gets nothing from it: not the session's
+/// responses (POST, GET, resumption with Last-Event-ID), not its end
+/// (DELETE), not its calls (notifications/cancelled), not a session that was
+/// initialized but not used yet. The victim's own session keeps working.
 #[tokio::test]
-async fn a_session_cannot_be_used_by_another_agent() {
+async fn a_session_is_refused_to_every_other_agent_on_every_kind_of_request() {
     let dep = Deployment::new(&Setup::default());
     let gw = Gateway::start(&dep);
     gw.wait_server("workspace", "ready").await;
     let triage = dep.mint("triage");
     let janitor = dep.mint("janitor");
+    let list = r#"{"jsonrpc":"2.0","id":5,"method":"tools/list","params":{}}"#;
+    let initialized = r#"{"jsonrpc":"2.0","method":"notifications/initialized"}"#;
+    let cancel = r#"{"jsonrpc":"2.0","method":"notifications/cancelled","params":{"requestId":5,"reason":"attacker"}}"#;
+
+    // Initialized, not yet used: the session already belongs to triage.
     let (_, _, sid) = post_raw(&gw.url, Some(&triage), None, INIT).await;
     let sid = sid.unwrap();
-    post_raw(&gw.url, Some(&triage), Some(&sid), r#"{"jsonrpc":"2.0","method":"notifications/initialized"}"#).await;
-    let list = r#"{"jsonrpc":"2.0","id":5,"method":"tools/list","params":{}}"#;
+    let (status, body, _) = post_raw(&gw.url, Some(&janitor), Some(&sid), initialized).await;
+    assert_eq!(status, 404, "a notification on another agent's session: {body}");
+    assert!(body.contains("session_not_found"), "{body}");
+    let (status, _, _) = post_raw(&gw.url, Some(&janitor), Some(&sid), list).await;
+    assert_eq!(status, 404, "a request on another agent's fresh session");
+
+    // The owner goes on as usual.
+    assert_eq!(post_raw(&gw.url, Some(&triage), Some(&sid), initialized).await.0, 202);
     let (_, body, _) = post_raw(&gw.url, Some(&triage), Some(&sid), list).await;
     assert!(body.contains("workspace__read_note"), "{body}");
-    // Janitor presents triage's session id with its own valid token.
-    let (_, body, _) = post_raw(&gw.url, Some(&janitor), Some(&sid), list).await;
-    assert!(body.contains("belongs to another agent") && !body.contains("workspace__read_note"), "{body}");
-    // Triage's session keeps working.
+
+    use reqwest::Method;
+    // Reading the session's stream, or resuming it after an event id.
+    assert_eq!(session_request(Method::GET, &gw.url, &janitor, &sid, None, None).await, 404);
+    assert_eq!(session_request(Method::GET, &gw.url, &janitor, &sid, Some("0"), None).await, 404);
+    assert_eq!(session_request(Method::GET, &gw.url, &janitor, &sid, Some("1/0"), None).await, 404);
+    // Cancelling its calls, ending it.
+    assert_eq!(session_request(Method::POST, &gw.url, &janitor, &sid, None, Some(cancel)).await, 404);
+    assert_eq!(session_request(Method::DELETE, &gw.url, &janitor, &sid, None, None).await, 404);
+    // An agent with no credential, or a bad one, is refused before that.
+    assert_eq!(session_request(Method::DELETE, &gw.url, "not-a-token", &sid, None, None).await, 401);
+
+    // The owner's session survived all of it, and its own stream opens.
     let (_, body, _) = post_raw(&gw.url, Some(&triage), Some(&sid), list).await;
     assert!(body.contains("workspace__read_note"), "{body}");
+    assert_eq!(session_request(Method::GET, &gw.url, &triage, &sid, None, None).await, 200);
+    assert_eq!(session_request(Method::POST, &gw.url, &triage, &sid, None, Some(cancel)).await, 202);
+    // The owner ends it the way the SDKs expect (200 or 204), and then it is gone.
+    assert_eq!(session_request(Method::DELETE, &gw.url, &triage, &sid, None, None).await, 204);
+    assert_eq!(post_raw(&gw.url, Some(&triage), Some(&sid), list).await.0, 404);
+    // Session ids never reach the log in clear.
+    assert!(!gw.log().contains(&sid), "a session id was logged");
 }

@@ -265,15 +265,15 @@ async fn restart_keeps_consumed_and_revoked_tokens_dead_and_rotation_keeps_old_t
     let r = call_with_token(&triage, "workspace__read_note", json!({"name": "welcome.md"}), &before_rotation).await.unwrap();
     assert_eq!(r.is_error, Some(false), "{}", text_of(&r));
 
-    // Restart the gateway: what was consumed or revoked stays so.
+    // Restart the gateway (its session still open): what was consumed or revoked stays so.
+    gw.stop();
     drop(triage);
-    drop(gw);
     let gw = Gateway::start(&dep);
     gw.wait_server("workspace", "ready").await;
     assert_eq!(inspect(&dep, &used)["state"], "consumed");
-    // Unused authority of sessions from before the restart is revoked, and the store says why.
+    // Unused authority of the stopped process's sessions is revoked, and the store says why.
     let held = inspect(&dep, &after_rotation);
-    assert_eq!((held["state"].as_str(), held["reason"].as_str()), (Some("revoked"), Some("gateway restarted")));
+    assert_eq!((held["state"].as_str(), held["reason"].as_str()), (Some("revoked"), Some("the gateway process serving the session stopped")));
     let triage = gw.connect(&dep.mint("triage")).await;
     let r = call_with_token(&triage, "workspace__read_note", json!({"name": "q3-plan.md"}), &used).await.unwrap();
     assert!(refusal_code(&r).is_some(), "a consumed token must stay dead after restart");

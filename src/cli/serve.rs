@@ -63,7 +63,7 @@ pub async fn run(args: ServeArgs) -> Result<(), CliError> {
 /// Sessionless authority and other processes' sessions are untouched.
 async fn end_own_sessions(shared: &Shared) {
     let (store, id, now) = (shared.store.clone(), shared.instance.clone(), shared.clock.now_unix());
-    match tokio::task::spawn_blocking(move || store.end_instance(&id, "the gateway process serving the session stopped", now)).await {
+    match tokio::task::spawn_blocking(move || store.end_instance(&id, crate::gateway::INSTANCE_STOPPED, now)).await {
         Ok(Ok(revoked)) => {
             for r in &revoked {
                 let event = crate::audit::Event::new(
@@ -97,7 +97,7 @@ pub async fn start(config_path: &std::path::Path, kind: &str) -> Result<Arc<Shar
     let store = SqliteStore::open(&config.store_path()).map_err(|e| CliError::Other(e.to_string()))?;
     let instance = crate::gateway::new_instance_id();
     store
-        .register_instance(&instance, kind, clock.now_unix(), crate::gateway::maintenance::lease_until(clock.now_unix()))
+        .register_instance(&instance, kind, clock.now_unix(), crate::gateway::maintenance::lease_until(config.limits.instance_lease, clock.now_unix()))
         .map_err(|e| CliError::Other(e.to_string()))?;
     let shutdown = CancellationToken::new();
     spawn_signal_handler(shutdown.clone());

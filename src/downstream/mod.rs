@@ -273,7 +273,7 @@ async fn listen_for_changes(peer: &rmcp::Peer<rmcp::RoleClient>, relist: Arc<Not
     let mut subscription = match peer.listen(filter).await {
         Ok(s) => s,
         Err(e) => {
-            tracing::debug!(error = %e, "server does not take subscriptions/listen (handshake era); relying on its own notifications");
+            tracing::info!(error = %e, "the server does not take subscriptions/listen; its tool list is re-read only on reconnect");
             return None;
         }
     };
@@ -305,7 +305,10 @@ async fn run_connected(
 ) -> String {
     let peer = running.peer().clone();
     let closed = running.cancellation_token();
-    let _listening = listen_for_changes(&peer, relist.clone()).await;
+    let protocol = peer.peer_info().map(|i| i.protocol_version.to_string()).unwrap_or_default();
+    tracing::info!(protocol = %protocol, "downstream connected");
+    let modern = peer.peer_info().is_some_and(|i| i.protocol_version >= rmcp::model::ProtocolVersion::V_2026_07_28);
+    let _listening = if modern { listen_for_changes(&peer, relist.clone()).await } else { None };
     let mut waiting = std::pin::pin!(running.waiting());
     loop {
         match peer.list_all_tools().await {

@@ -57,20 +57,20 @@ pub async fn run(shared: Arc<Shared>) {
     }
 }
 
-/// How long an instance's lease lasts without renewal. Another process on
-/// the same store revokes the handshake-era sessions of an instance whose
-/// lease ran out (it crashed or was killed); nothing else it did is undone.
-pub const LEASE: Duration = Duration::from_secs(30);
-/// Leases are renewed every this many ticks (5 s).
-const LEASE_EVERY: u32 = 25;
+/// Leases (`limits.instance_lease`) are renewed every this many ticks (1 s).
+/// Another process on the same store revokes the handshake-era sessions of
+/// an instance whose lease ran out (it crashed or was killed); nothing else
+/// it did is undone.
+const LEASE_EVERY: u32 = 5;
 
 /// The lease end for a renewal at `now`.
-pub fn lease_until(now: i64) -> i64 {
-    now + i64::try_from(LEASE.as_secs()).unwrap_or(30)
+pub fn lease_until(lease: Duration, now: i64) -> i64 {
+    now.saturating_add(i64::try_from(lease.as_secs()).unwrap_or(30))
 }
 
 async fn renew_lease(shared: &Shared) {
-    let (store, id, until) = (shared.store.clone(), shared.instance.clone(), lease_until(shared.clock.now_unix()));
+    let until = lease_until(shared.config.limits.instance_lease, shared.clock.now_unix());
+    let (store, id) = (shared.store.clone(), shared.instance.clone());
     match tokio::task::spawn_blocking(move || store.renew_instance(&id, until)).await {
         Ok(Ok(true)) => {}
         Ok(Ok(false)) => tracing::error!(

@@ -112,6 +112,9 @@ impl Shared {
     }
 }
 
+/// Why a process's sessions end when it stops.
+pub const INSTANCE_STOPPED: &str = "the gateway process serving the session stopped";
+
 /// A new instance id for a `jitgate serve` process.
 pub fn new_instance_id() -> String {
     crate::token::new_jti().map(|j| format!("inst_{j}")).unwrap_or_else(|_| format!("inst_pid{}", std::process::id()))
@@ -137,7 +140,8 @@ impl Drop for SessionState {
             return;
         }
         let now = self.shared.clock.now_unix();
-        match self.shared.store.revoke(&Scope::Session(self.sid.clone()), "session ended", now) {
+        let reason = if self.shared.shutdown.is_cancelled() { INSTANCE_STOPPED } else { "session ended" };
+        match self.shared.store.revoke(&Scope::Session(self.sid.clone()), reason, now) {
             Ok(r) => tracing::info!(sid = %self.sid, tokens = r.tokens, "session ended; its tasks and tokens revoked"),
             Err(e) => tracing::error!(sid = %self.sid, error = %e, "could not record session-end revocation; its tokens stay bound to a dead session"),
         }

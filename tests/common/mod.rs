@@ -298,6 +298,33 @@ impl Gateway {
         }
     }
 
+    /// Stop the gateway the way an operator does (SIGTERM) and wait for it.
+    pub fn stop(mut self) {
+        let pid = self.child.id().to_string();
+        let ok = Command::new("kill").args(["-TERM", &pid]).status().unwrap().success();
+        assert!(ok, "could not signal the gateway");
+        let deadline = Instant::now() + Duration::from_secs(30);
+        while self.child.try_wait().unwrap().is_none() {
+            assert!(Instant::now() < deadline, "gateway did not stop on SIGTERM; log:\n{}", self.log());
+            std::thread::sleep(Duration::from_millis(50));
+        }
+    }
+
+    /// Kill the gateway without a chance to clean up (a crash).
+    pub fn crash(mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+
+    /// Connect a real rmcp client speaking MCP 2026-07-28: `server/discover`,
+    /// no handshake, no session, every request standing alone.
+    pub async fn connect_modern(&self, token: &str) -> RunningService<RoleClient, ()> {
+        use rmcp::service::{ClientLifecycleMode, ClientServiceExt as _};
+        let cfg = StreamableHttpClientTransportConfig::with_uri(self.url.as_str()).auth_header(token.to_owned());
+        let mode = ClientLifecycleMode::Discover { preferred_versions: vec![rmcp::model::ProtocolVersion::V_2026_07_28] };
+        ().serve_with_lifecycle(StreamableHttpClientTransport::from_config(cfg), mode).await.expect("MCP 2026-07-28 discover through jitgate")
+    }
+
     /// Connect a real rmcp client over streamable HTTP with a bearer token.
     pub async fn connect(&self, token: &str) -> RunningService<RoleClient, ()> {
         let cfg = StreamableHttpClientTransportConfig::with_uri(self.url.as_str()).auth_header(token.to_owned());

