@@ -136,3 +136,40 @@ async fn agents_and_downstream_servers_of_different_eras_work_together() {
         assert_worked_example(&r, &dep);
     }
 }
+
+fn ts_worked_example(args: &[&str]) -> Value {
+    let script = repo_root().join("tests/support/node/worked_example.mjs");
+    assert!(
+        repo_root().join("tests/support/node/node_modules/@modelcontextprotocol/client").exists(),
+        "the TypeScript SDK client is not installed: run scripts/setup-test-deps.sh (the README's test command .ci/run does)"
+    );
+    let out = Command::new("node").arg(script).args(args).output().unwrap();
+    assert!(out.status.success(), "TypeScript client failed:\n{}", String::from_utf8_lossy(&out.stderr));
+    serde_json::from_slice(&out.stdout).unwrap_or_else(|e| panic!("bad output ({e}): {}", String::from_utf8_lossy(&out.stdout)))
+}
+
+/// The official TypeScript SDK client (v2): its default negotiation (the
+/// handshake) and `versionNegotiation: {mode: 'auto'}` (2026-07-28), over
+/// HTTP and over stdio beside an HTTP gateway.
+#[tokio::test]
+async fn typescript_client_in_default_and_auto_modes_runs_the_worked_example() {
+    for (mode, negotiated) in [("default", "2025-11-25"), ("auto", "2026-07-28")] {
+        let dep = quickstart_deployment();
+        let gw = Gateway::start(&dep);
+        gw.wait_server("workspace", "ready").await;
+        let approver = dep.mint_approver("alice@example.org", "platform-oncall");
+        let r = ts_worked_example(&[mode, "http", &gw.url, &dep.mint("janitor"), &approver]);
+        assert_eq!(r["protocol_version"], negotiated, "{mode}: {r}");
+        assert_worked_example(&r, &dep);
+
+        let dep = quickstart_deployment();
+        let gw = Gateway::start(&dep);
+        gw.wait_server("workspace", "ready").await;
+        let id_file = dep.path("janitor.jwt");
+        std::fs::write(&id_file, dep.mint("janitor")).unwrap();
+        let approver = dep.mint_approver("alice@example.org", "platform-oncall");
+        let r = ts_worked_example(&[mode, "stdio", jitgate_bin().to_str().unwrap(), dep.config.to_str().unwrap(), id_file.to_str().unwrap(), &gw.base, &approver]);
+        assert_eq!(r["protocol_version"], negotiated, "{mode} over stdio: {r}");
+        assert_worked_example(&r, &dep);
+    }
+}
