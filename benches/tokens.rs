@@ -34,11 +34,12 @@ fn claims(jti: String) -> CapabilityClaims {
         purpose: token::purpose_digest("reply to alice"),
         parent: None,
         uses: 1,
+        cnf: None,
     }
 }
 
 fn ctx() -> CallContext<'static> {
-    CallContext { gateway_id: "jitgate://bench", sid: "sess_bench", agent_id: AGENT, tool: "workspace__send_message", server: "workspace" }
+    CallContext { gateway_id: "jitgate://bench", sid: "sess_bench", dpop_jkt: None, agent_id: AGENT, tool: "workspace__send_message", server: "workspace" }
 }
 
 fn task() -> Task {

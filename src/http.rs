@@ -70,55 +70,155 @@ pub async fn serve(shared: Arc<Shared>, listener: tokio::net::TcpListener) -> st
         .await
 }
 
+/// The credential an `Authorization` header carries: `Bearer` or `DPoP`
+/// (RFC 9449 §7.1), schemes matched without regard to case.
+fn credential(headers: &axum::http::HeaderMap) -> Option<(bool, &str)> {
+    let value = headers.get(header::AUTHORIZATION)?.to_str().ok()?;
+    let (scheme, token) = value.split_once(' ')?;
+    let dpop = if scheme.eq_ignore_ascii_case("bearer") {
+        false
+    } else if scheme.eq_ignore_ascii_case("dpop") {
+        true
+    } else {
+        return None;
+    };
+    Some((dpop, token.trim()))
+}
+
 async fn require_identity(State((shared, bindings)): State<(Arc<Shared>, Arc<SessionBindings>)>, mut req: Request, next: Next) -> Response {
     if !req.uri().path().starts_with("/mcp") {
         return next.run(req).await;
     }
-    let token = req
-        .headers()
-        .get(header::AUTHORIZATION)
-        .and_then(|v| v.to_str().ok())
-        .and_then(|v| v.strip_prefix("Bearer ").or_else(|| v.strip_prefix("bearer ")))
-        .map(str::trim);
-    let verified = match token {
+    let credential = credential(req.headers());
+    let verified = match credential {
         None => Err(IdentityError::Missing),
-        Some(t) => shared.identity.verify(t),
+        Some((_, t)) => shared.identity.verify(t),
     };
-    match verified {
-        Ok(agent) => {
-            tracing::debug!(agent = %agent.agent.name, issuer = %agent.issuer, "identity verified");
-            let agent_id = agent.agent.id.clone();
-            let session = req.headers().get(SESSION_HEADER).map(|v| String::from_utf8_lossy(v.as_bytes()).into_owned());
-            if let Some(sid) = &session {
-                if bindings.check(sid, &agent_id) != SessionCheck::Owner {
-                    return session_not_found();
-                }
-            }
-            let is_delete = req.method() == axum::http::Method::DELETE;
-            req.extensions_mut().insert(agent);
-            let mut resp = next.run(req).await;
-            match &session {
-                // A response that hands out a session id answers `initialize`:
-                // the session belongs to the agent that opened it, from now on.
-                None => {
-                    if let Some(issued) = resp.headers().get(SESSION_HEADER).and_then(|v| v.to_str().ok()) {
-                        bindings.bind(issued, &agent_id);
-                    }
-                }
-                Some(sid) if is_delete && resp.status().is_success() => {
-                    bindings.unbind(sid);
-                    // The SDKs expect 200 or 204 for a terminated session.
-                    *resp.status_mut() = StatusCode::NO_CONTENT;
-                }
-                Some(_) => {}
-            }
-            resp
-        }
+    let agent = match verified {
+        Ok(agent) => agent,
         Err(e) => {
-            tracing::warn!(code = e.code(), token = %token.map(crate::jws::fingerprint).unwrap_or_default(), "identity refused");
-            unauthorized(&e)
+            tracing::warn!(code = e.code(), token = %credential.map(|c| crate::jws::fingerprint(c.1)).unwrap_or_default(), "identity refused");
+            return unauthorized(&e);
+        }
+    };
+    let (dpop_scheme, token) = credential.unwrap_or_default();
+    let (dpop_scheme, token) = (dpop_scheme, token.to_owned());
+    let request = DpopRequest::of(&req);
+    match proven_key(&shared, request, dpop_scheme, &token, &agent).await {
+        Ok(Some(key)) => {
+            req.extensions_mut().insert(key);
+        }
+        Ok(None) => {}
+        Err(e) => {
+            tracing::warn!(code = e.code(), agent = %agent.agent.name, error = %e, "DPoP proof refused");
+            return dpop_refused(&e);
         }
     }
+    tracing::debug!(agent = %agent.agent.name, issuer = %agent.issuer, "identity verified");
+    let agent_id = agent.agent.id.clone();
+    let session = req.headers().get(SESSION_HEADER).map(|v| String::from_utf8_lossy(v.as_bytes()).into_owned());
+    if let Some(sid) = &session {
+        if bindings.check(sid, &agent_id) != SessionCheck::Owner {
+            return session_not_found();
+        }
+    }
+    let is_delete = req.method() == axum::http::Method::DELETE;
+    req.extensions_mut().insert(agent);
+    let mut resp = next.run(req).await;
+    match &session {
+        // A response that hands out a session id answers `initialize`:
+        // the session belongs to the agent that opened it, from now on.
+        None => {
+            if let Some(issued) = resp.headers().get(SESSION_HEADER).and_then(|v| v.to_str().ok()) {
+                bindings.bind(issued, &agent_id);
+            }
+        }
+        Some(sid) if is_delete && resp.status().is_success() => {
+            bindings.unbind(sid);
+            // The SDKs expect 200 or 204 for a terminated session.
+            *resp.status_mut() = StatusCode::NO_CONTENT;
+        }
+        Some(_) => {}
+    }
+    resp
+}
+
+/// What a DPoP proof is checked against, taken from the request.
+struct DpopRequest {
+    /// Every `DPoP` header value (there must be at most one).
+    proofs: Vec<Option<String>>,
+    method: String,
+    /// `host[:port]/path` as received.
+    uri: String,
+}
+
+impl DpopRequest {
+    fn of(req: &Request) -> Self {
+        let host = req.headers().get(header::HOST).and_then(|h| h.to_str().ok()).unwrap_or_default();
+        Self {
+            proofs: req.headers().get_all(crate::dpop::HEADER).iter().map(|v| v.to_str().ok().map(str::to_owned)).collect(),
+            method: req.method().as_str().to_owned(),
+            uri: format!("{host}{}", req.uri().path()),
+        }
+    }
+}
+
+/// The DPoP key this request proves, if it sends a proof. The `DPoP` scheme
+/// needs a proof; an identity token bound to a key (`cnf.jkt`) needs a proof
+/// of that key; a proof is used once, across every process on the store.
+async fn proven_key(
+    shared: &Arc<Shared>,
+    req: DpopRequest,
+    dpop_scheme: bool,
+    token: &str,
+    agent: &crate::identity::VerifiedAgent,
+) -> Result<Option<crate::dpop::ProvenKey>, crate::dpop::DpopError> {
+    use crate::dpop::DpopError;
+    if req.proofs.len() > 1 {
+        return Err(DpopError::Malformed("more than one DPoP header".into()));
+    }
+    let proof = match req.proofs.into_iter().next() {
+        Some(Some(p)) => Some(p),
+        Some(None) => return Err(DpopError::Malformed("the DPoP header is not text".into())),
+        None => None,
+    };
+    let bound: Option<String> = agent
+        .claims
+        .get("cnf")
+        .and_then(|c| serde_json::from_str::<serde_json::Value>(c).ok())
+        .and_then(|c| c.get("jkt").and_then(serde_json::Value::as_str).map(str::to_owned));
+    let Some(proof) = proof else {
+        if dpop_scheme {
+            return Err(DpopError::Malformed("the DPoP authorization scheme needs a DPoP proof header".into()));
+        }
+        return if bound.is_some() { Err(DpopError::KeyMismatch) } else { Ok(None) };
+    };
+    let now = shared.clock.now_unix();
+    let proof = crate::dpop::verify(&proof, &req.method, &req.uri, token, now)?;
+    if bound.as_deref().is_some_and(|b| !crate::jws::constant_time_eq(b.as_bytes(), proof.jkt.as_bytes())) {
+        return Err(DpopError::KeyMismatch);
+    }
+    let (jkt, jti) = (proof.jkt.clone(), proof.jti.clone());
+    let until = proof.iat.saturating_add(2 * crate::dpop::MAX_AGE_SECS);
+    let first = crate::store::run_blocking(&shared.store, move |s| s.dpop_proof_first_use(&jkt, &jti, until, now))
+        .await
+        .and_then(|r| r)
+        // The replay check cannot be made: refuse (fail closed).
+        .map_err(|e| DpopError::Malformed(format!("the proof could not be checked for replay ({e})")))?;
+    if !first {
+        return Err(DpopError::Replayed);
+    }
+    Ok(Some(crate::dpop::ProvenKey(proof.jkt)))
+}
+
+fn dpop_refused(e: &crate::dpop::DpopError) -> Response {
+    let body = serde_json::json!({ "error": { "code": e.code(), "message": e.to_string() } });
+    let mut resp = (StatusCode::UNAUTHORIZED, axum::Json(body)).into_response();
+    let challenge = format!("DPoP error=\"invalid_dpop_proof\", error_description=\"{}\", algs=\"ES256 ES384 RS256 PS256 EdDSA\"", e.code());
+    if let Ok(v) = HeaderValue::from_str(&challenge) {
+        resp.headers_mut().insert(header::WWW_AUTHENTICATE, v);
+    }
+    resp
 }
 
 /// Another agent's session looks exactly like one that does not exist.

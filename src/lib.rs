@@ -30,6 +30,7 @@
 //! | [`store`] | tasks, tokens, revocations, approvals, break-glass, quarantine |
 //! | [`token`] | capability tokens: mint, verify, consume, constraints |
 //! | [`jws`], [`keys`] | compact JWS (EdDSA) and key files |
+//! | [`dpop`] | DPoP proofs of key possession (RFC 9449) |
 //! | [`downstream`] | supervised MCP clients to downstream servers |
 //! | [`gateway`] | the MCP server handler and the authorization point |
 //! | [`http`] | the streamable HTTP front end |
@@ -45,6 +46,7 @@ pub mod cli;
 pub mod clock;
 pub mod config;
 pub mod downstream;
+pub mod dpop;
 pub mod gateway;
 pub mod http;
 pub mod identity;

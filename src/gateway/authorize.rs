@@ -81,11 +81,11 @@ pub fn take_token(meta: &serde_json::Map<String, Value>, arguments: &mut JsonObj
     from_meta.or_else(|| from_args.and_then(|v| v.as_str().map(str::to_owned)))
 }
 
-/// Decide one `tools/call` request of `agent` in session `sid`.
+/// Decide one `tools/call` request of `agent`, bound as `binding` says.
 pub async fn authorize(
     shared: &Shared,
     agent: &VerifiedAgent,
-    sid: &str,
+    binding: super::Binding<'_>,
     tool_name: &str,
     token: Option<String>,
     arguments: JsonObject,
@@ -99,7 +99,7 @@ pub async fn authorize(
             format!("agent `{}` is not allowed to use `{tool_name}`; ask the platform team to add it to the agent's allowed_tools", agent.agent.name),
         ));
     }
-    let capability = match verify_and_consume(shared, agent, sid, &tool, token).await {
+    let capability = match verify_and_consume(shared, agent, binding, &tool, token).await {
         Ok(c) => c,
         Err(e) => return Decision::Refuse(e.into()),
     };
@@ -124,12 +124,19 @@ pub async fn authorize(
     Decision::Forward(Box::new(Authorized { downstream, tool, arguments, capability }))
 }
 
-async fn verify_and_consume(shared: &Shared, agent: &VerifiedAgent, sid: &str, tool: &ExposedTool, token: Option<String>) -> Result<Capability, TokenError> {
+async fn verify_and_consume(shared: &Shared, agent: &VerifiedAgent, binding: super::Binding<'_>, tool: &ExposedTool, token: Option<String>) -> Result<Capability, TokenError> {
     let token = token.ok_or(TokenError::Missing)?;
     let unverified = UnverifiedToken::parse(&token)?;
     let keyring = shared.keyring();
     let now = shared.clock.now_unix();
-    let call = CallContext { gateway_id: &shared.config.gateway_id, sid, agent_id: &agent.agent.id, tool: &tool.exposed_name, server: &tool.server };
+    let call = CallContext {
+        gateway_id: &shared.config.gateway_id,
+        sid: binding.session.unwrap_or_default(),
+        dpop_jkt: binding.dpop_key,
+        agent_id: &agent.agent.id,
+        tool: &tool.exposed_name,
+        server: &tool.server,
+    };
     let verified = unverified.verify(&keyring, &call, now)?;
     crate::store::run_blocking(&shared.store, move |s| verified.consume(s, now)).await?
 }

@@ -14,7 +14,7 @@ use serde::Deserialize;
 use serde_json::{Value, json};
 
 use super::authorize::{TOKEN_ARGUMENT, TOKEN_META_KEY, schema_problems};
-use super::{Session, refusal_result};
+use super::{Binding, Session, refusal_result};
 use crate::clock::rfc3339;
 use crate::identity::VerifiedAgent;
 use crate::policy::invariants::{self as policy, Verdict};
@@ -69,7 +69,7 @@ pub fn definitions() -> Vec<Tool> {
             REQUEST,
             "Ask for a one-time capability token for ONE call of a tool in the task's current phase. Give the exact arguments you \
              will call it with (or constraints on them) and why. On success you get a token: call the tool with exactly those \
-             arguments plus \"_jit_token\": \"<token>\". A token works once, for that tool, these arguments, this session and \
+             arguments plus \"_jit_token\": \"<token>\". A token works once, for that tool, these arguments, this agent, task and \
              phase, and expires quickly. If the request is denied, the answer says why and what would be allowed.",
             schema(json!({
                 "type": "object",
@@ -172,18 +172,19 @@ async fn store_op<T: Send + 'static>(
 
 /// Handle a meta-tool call.
 ///
-/// `sid` is the handshake-era session the request came in, if any: a task
-/// begun there is revoked when the session ends, and tokens minted there
-/// bind it.
-pub async fn handle(session: &Session, agent: &VerifiedAgent, sid: Option<&str>, name: &str, args: JsonObject) -> CallToolResult {
+/// `binding` says what the request's authority is bound to besides its
+/// agent: the handshake-era session it came in (a task begun there is
+/// revoked when the session ends), and the DPoP key it proved; tokens minted
+/// for it bind both.
+pub async fn handle(session: &Session, agent: &VerifiedAgent, binding: Binding<'_>, name: &str, args: JsonObject) -> CallToolResult {
     let args = Value::Object(args);
     match name {
         BEGIN_TASK => match serde_json::from_value(args) {
-            Ok(req) => begin_task(session, agent, sid, req).await,
+            Ok(req) => begin_task(session, agent, binding.session, req).await,
             Err(e) => bad_input(name, e),
         },
         REQUEST => match serde_json::from_value(args) {
-            Ok(req) => request(session, agent, sid, req).await,
+            Ok(req) => request(session, agent, binding, req).await,
             Err(e) => bad_input(name, e),
         },
         NEXT_PHASE => match serde_json::from_value(args) {
@@ -400,7 +401,7 @@ fn check_own_task(session: &Session, agent: &VerifiedAgent, task: Option<Task>) 
     Ok(task)
 }
 
-async fn request(session: &Session, agent: &VerifiedAgent, sid: Option<&str>, req: Request) -> CallToolResult {
+async fn request(session: &Session, agent: &VerifiedAgent, binding: Binding<'_>, req: Request) -> CallToolResult {
     let shared = &session.shared;
     if req.purpose.trim().is_empty() || req.purpose.len() > 1000 {
         return bad_input(REQUEST, "purpose must be 1-1000 characters: say why the call is needed");
@@ -644,7 +645,7 @@ async fn request(session: &Session, agent: &VerifiedAgent, sid: Option<&str>, re
     if let Some(a) = used_approval {
         intent["approval"] = json!({"id": a.id, "approved_by": a.decided_by, "group": a.group});
     }
-    let issued = match issue_token(session, agent, sid, &task, &req.tool, tool.server.clone(), constraints.clone(), req.purpose.trim(), req.follows.clone(), ttl, jti, now, intent).await {
+    let issued = match issue_token(session, agent, binding, &task, &req.tool, tool.server.clone(), constraints.clone(), req.purpose.trim(), req.follows.clone(), ttl, jti, now, intent).await {
         Ok(i) => i,
         Err(r) => return r,
     };
@@ -739,7 +740,7 @@ struct Issued {
 async fn issue_token(
     session: &Session,
     agent: &VerifiedAgent,
-    sid: Option<&str>,
+    binding: Binding<'_>,
     task: &Task,
     tool: &str,
     audience: String,
@@ -761,7 +762,8 @@ async fn issue_token(
         iat: now,
         nbf: now,
         exp: now + ttl_secs,
-        sid: sid.unwrap_or_default().to_owned(),
+        sid: binding.session.unwrap_or_default().to_owned(),
+        cnf: binding.dpop_key.map(|jkt| token::Confirmation { jkt: jkt.to_owned() }),
         task: task.id.clone(),
         phase: task.phase().map(|p| p.name.clone()).unwrap_or_default(),
         tool: tool.to_owned(),
@@ -775,7 +777,7 @@ async fn issue_token(
         jti: jti.clone(),
         task: task.id.clone(),
         agent: agent.agent.id.clone(),
-        sid: sid.unwrap_or_default().to_owned(),
+        sid: binding.session.unwrap_or_default().to_owned(),
         tool: tool.to_owned(),
         phase: task.current_phase,
         state: TokenState::Issued,

@@ -112,6 +112,20 @@ impl Shared {
     }
 }
 
+/// What a request's authority is bound to besides its verified agent.
+#[derive(Debug, Clone, Copy, Default)]
+pub struct Binding<'a> {
+    /// The handshake-era session it came in, if any.
+    pub session: Option<&'a str>,
+    /// The thumbprint of the DPoP key it proved possession of, if any.
+    pub dpop_key: Option<&'a str>,
+}
+
+/// The DPoP key the HTTP front end verified for this request.
+fn proven_key(ctx: &RequestContext<RoleServer>) -> Option<&str> {
+    ctx.extensions.get::<http::request::Parts>().and_then(|p| p.extensions.get::<crate::dpop::ProvenKey>()).map(|k| k.0.as_str())
+}
+
 /// Why a process's sessions end when it stops.
 pub const INSTANCE_STOPPED: &str = "the gateway process serving the session stopped";
 
@@ -236,13 +250,15 @@ impl Session {
         };
         let mut arguments = req.arguments.clone().unwrap_or_default();
         if meta::is_meta(&req.name) {
-            let result = meta::handle(self, &agent, sid, &req.name, arguments).await;
+            let binding = Binding { session: sid, dpop_key: proven_key(&ctx) };
+            let result = meta::handle(self, &agent, binding, &req.name, arguments).await;
             span.record("decision", if result.is_error == Some(true) { "refused" } else { "ok" });
             return Ok(result.into());
         }
         self.shared.downstreams.wait_first_start(self.first_start_wait()).await;
         let token = authorize::take_token(&ctx.meta, &mut arguments);
-        let authorized = match authorize(&self.shared, &agent, sid.unwrap_or(""), &req.name, token, arguments).await {
+        let binding = Binding { session: sid, dpop_key: proven_key(&ctx) };
+        let authorized = match authorize(&self.shared, &agent, binding, &req.name, token, arguments).await {
             Decision::Forward(a) => a,
             Decision::Refuse(Refusal { code, message, protocol_error }) => {
                 span.record("decision", "refused");

@@ -275,6 +275,9 @@ pub trait Store: Send + Sync + 'static {
     fn forget_taint(&self, before: i64) -> Result<u64, StoreError>;
     /// Count an intent request of `agent` at `now`; returns how many fell in the last 60 s.
     fn count_request(&self, agent: &str, now: i64) -> Result<u32, StoreError>;
+    /// Record a DPoP proof (key thumbprint and `jti`) until `expires_at`;
+    /// true for its first use only, in any process sharing the store.
+    fn dpop_proof_first_use(&self, jkt: &str, jti: &str, expires_at: i64, now: i64) -> Result<bool, StoreError>;
 
     /// Record a new pending approval.
     fn create_approval(&self, approval: &Approval) -> Result<(), StoreError>;

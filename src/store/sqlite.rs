@@ -78,6 +78,13 @@ CREATE TABLE IF NOT EXISTS request_rate (
     at INTEGER NOT NULL
 );
 CREATE INDEX IF NOT EXISTS request_rate_agent ON request_rate(agent, at);
+CREATE TABLE IF NOT EXISTS dpop_proofs (
+    jkt TEXT NOT NULL,
+    jti TEXT NOT NULL,
+    expires_at INTEGER NOT NULL,
+    PRIMARY KEY (jkt, jti)
+);
+CREATE INDEX IF NOT EXISTS dpop_proofs_expiry ON dpop_proofs(expires_at);
 CREATE TABLE IF NOT EXISTS revocations (
     seq INTEGER PRIMARY KEY AUTOINCREMENT,
     scope TEXT NOT NULL,
@@ -512,6 +519,10 @@ impl Store for SqliteStore {
 
     fn count_request(&self, agent: &str, now: i64) -> Result<u32, StoreError> {
         runtime::count_request(&mut self.conn(), agent, now)
+    }
+
+    fn dpop_proof_first_use(&self, jkt: &str, jti: &str, expires_at: i64, now: i64) -> Result<bool, StoreError> {
+        runtime::dpop_proof_first_use(&self.conn(), jkt, jti, expires_at, now)
     }
 
     fn create_approval(&self, a: &Approval) -> Result<(), StoreError> {

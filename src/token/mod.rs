@@ -65,6 +65,18 @@ pub struct CapabilityClaims {
     pub parent: Option<String>,
     /// Always 1: a token authorizes one call.
     pub uses: u32,
+    /// The DPoP key the token is bound to (RFC 9449 `cnf.jkt`), when the
+    /// request that minted it proved one: only a call proving the same key
+    /// may use it.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub cnf: Option<Confirmation>,
+}
+
+/// A key confirmation (`cnf`) claim.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Confirmation {
+    /// RFC 7638 SHA-256 thumbprint of the key, base64url.
+    pub jkt: String,
 }
 
 /// SHA-256 hex of a purpose text.
@@ -104,8 +116,10 @@ pub enum TokenError {
     WrongIssuer(String),
     #[error("capability token is for server `{token}`, not `{call}`")]
     WrongAudience { token: String, call: String },
-    #[error("capability token belongs to another MCP session; tokens cannot move between sessions: request one in this session")]
+    #[error("capability token belongs to another MCP session (or was minted outside one); tokens cannot move between sessions: request one where you call it")]
     WrongSession,
+    #[error("capability token is bound to the DPoP key of the request that asked for it; send the call with a DPoP proof of that key")]
+    WrongKey,
     #[error("capability token was minted for another agent")]
     WrongAgent,
     #[error("capability token is for tool `{token}`, not `{call}`; request a token for `{call}`")]
@@ -144,6 +158,7 @@ impl TokenError {
             TokenError::WrongIssuer(_) => "token_wrong_issuer",
             TokenError::WrongAudience { .. } => "token_wrong_audience",
             TokenError::WrongSession => "token_wrong_session",
+            TokenError::WrongKey => "token_wrong_key",
             TokenError::WrongAgent => "token_wrong_agent",
             TokenError::WrongTool { .. } => "token_wrong_tool",
             TokenError::Replayed { .. } => "token_replayed",
@@ -176,6 +191,8 @@ pub struct UnverifiedToken {
 pub struct CallContext<'a> {
     pub gateway_id: &'a str,
     pub sid: &'a str,
+    /// The DPoP key thumbprint the call proved, if any.
+    pub dpop_jkt: Option<&'a str>,
     pub agent_id: &'a str,
     /// Exposed tool name being called.
     pub tool: &'a str,
@@ -238,6 +255,12 @@ impl UnverifiedToken {
         }
         if c.sub != call.agent_id {
             return Err(TokenError::WrongAgent);
+        }
+        if let Some(cnf) = &c.cnf {
+            match call.dpop_jkt {
+                Some(jkt) if crate::jws::constant_time_eq(jkt.as_bytes(), cnf.jkt.as_bytes()) => {}
+                _ => return Err(TokenError::WrongKey),
+            }
         }
         if c.tool != call.tool {
             return Err(TokenError::WrongTool { token: c.tool.clone(), call: call.tool.to_owned() });

@@ -66,6 +66,7 @@ fn claims(w: &World, tool: &str, args: serde_json::Value) -> CapabilityClaims {
         purpose: purpose_digest("read the plan"),
         parent: None,
         uses: 1,
+        cnf: None,
     }
 }
 
@@ -90,7 +91,7 @@ fn issue(w: &World, c: &CapabilityClaims, phase: usize) -> String {
 }
 
 fn call<'a>(tool: &'a str, sid: &'a str, agent: &'a str) -> CallContext<'a> {
-    CallContext { gateway_id: GW, sid, agent_id: agent, tool, server: "ws" }
+    CallContext { gateway_id: GW, sid, dpop_jkt: None, agent_id: agent, tool, server: "ws" }
 }
 
 /// The whole verification path the gateway runs.
@@ -132,6 +133,24 @@ fn token_bound_to_tool_session_agent_and_arguments() {
     assert_eq!(c(READ, "sess-a", AGENT, json!({"name": "customer-acme.md"})), "arguments_not_authorized");
     assert_eq!(c(READ, "sess-a", AGENT, json!({"name": "q3.md", "extra": 1})), "arguments_not_authorized");
     assert_eq!(c(READ, "sess-a", AGENT, args), "ok");
+}
+
+#[test]
+fn a_key_bound_token_needs_a_proof_of_that_key() {
+    let w = world();
+    let args = json!({"name": "q3.md"});
+    let bound = |w: &World| {
+        let mut c = claims(w, READ, args.clone());
+        c.cnf = Some(Confirmation { jkt: "key-a".into() });
+        issue(w, &c, 0)
+    };
+    let with_key = |jkt: Option<&'static str>| CallContext { dpop_jkt: jkt, ..call(READ, "sess-a", AGENT) };
+    assert_eq!(code(use_token(&w, &bound(&w), &with_key(None), args.clone())), "token_wrong_key");
+    assert_eq!(code(use_token(&w, &bound(&w), &with_key(Some("key-b")), args.clone())), "token_wrong_key");
+    assert_eq!(code(use_token(&w, &bound(&w), &with_key(Some("key-a")), args.clone())), "ok");
+    // A token minted without a key is not bound to one.
+    let t = issue(&w, &claims(&w, READ, args.clone()), 0);
+    assert_eq!(code(use_token(&w, &t, &with_key(Some("key-b")), args)), "ok");
 }
 
 #[test]
@@ -260,13 +279,14 @@ fn consumed_and_revoked_tokens_stay_dead_after_a_restart() {
 
 proptest! {
     #[test]
-    fn claims_survive_mint_and_parse(jti in "[A-Za-z0-9_-]{8,22}", tool in "[a-z]{1,8}__[a-z_]{1,12}", exp in 0i64..4_000_000_000, name in "[ -~]{0,20}", parent in proptest::option::of("[a-z0-9]{4,10}")) {
+    fn claims_survive_mint_and_parse(jti in "[A-Za-z0-9_-]{8,22}", tool in "[a-z]{1,8}__[a-z_]{1,12}", exp in 0i64..4_000_000_000, name in "[ -~]{0,20}", parent in proptest::option::of("[a-z0-9]{4,10}"), jkt in proptest::option::of("[A-Za-z0-9_-]{43}")) {
         let keyring = Keyring::single(KeyPair::from_seed(&[5; 32]));
         let c = CapabilityClaims {
             iss: GW.into(), sub: AGENT.into(), aud: "ws".into(), jti, iat: 1, nbf: 1, exp,
             sid: "s".into(), task: "t".into(), phase: "p".into(), tool,
             args: constraints::exact(json!({"name": name}).as_object().unwrap()),
             purpose: purpose_digest("x"), parent, uses: 1,
+            cnf: jkt.map(|jkt| Confirmation { jkt }),
         };
         let t = mint(&keyring, &c).unwrap();
         let parsed = UnverifiedToken::parse(&t).unwrap();

@@ -121,6 +121,14 @@ pub(super) fn count_request(conn: &mut Connection, agent: &str, now: i64) -> Res
     Ok(u32::try_from(n).unwrap_or(u32::MAX))
 }
 
+pub(super) fn dpop_proof_first_use(conn: &Connection, jkt: &str, jti: &str, expires_at: i64, now: i64) -> Result<bool, StoreError> {
+    conn.prepare_cached("DELETE FROM dpop_proofs WHERE expires_at < ?1")?.execute(params![now])?;
+    let inserted = conn
+        .prepare_cached("INSERT OR IGNORE INTO dpop_proofs(jkt, jti, expires_at) VALUES (?1, ?2, ?3)")?
+        .execute(params![jkt, jti, expires_at])?;
+    Ok(inserted == 1)
+}
+
 #[cfg(test)]
 mod tests {
     use crate::store::{Scope, SqliteStore, Store as _, Task, TaskState, TokenRecord, TokenState};
@@ -194,6 +202,14 @@ mod tests {
         s.end_instance("dead", "lease lapsed", 50).unwrap();
         assert!(s.lapsed_instances(50).unwrap().is_empty());
         assert_eq!(s.lapsed_instances(101).unwrap(), vec!["live".to_owned()]);
+    }
+
+    #[test]
+    fn a_dpop_proof_is_used_once_per_key() {
+        let s = SqliteStore::in_memory().unwrap();
+        assert!(s.dpop_proof_first_use("k1", "j", 100, 0).unwrap());
+        assert!(!s.dpop_proof_first_use("k1", "j", 100, 1).unwrap());
+        assert!(s.dpop_proof_first_use("k2", "j", 100, 1).unwrap(), "another key's jti is its own");
     }
 
     #[test]
