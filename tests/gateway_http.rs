@@ -269,3 +269,49 @@ async fn a_session_is_refused_to_every_other_agent_on_every_kind_of_request() {
     // Session ids never reach the log in clear.
     assert!(!gw.log().contains(&sid), "a session id was logged");
 }
+
+/// One 2026-07-28 `tools/call` as raw HTTP, optionally carrying a session header.
+async fn modern_call(url: &str, token: &str, session: Option<&str>, tool: &str, arguments: serde_json::Value) -> serde_json::Value {
+    let body = json!({"jsonrpc": "2.0", "id": 7, "method": "tools/call", "params": {
+        "name": tool, "arguments": arguments,
+        "_meta": {"io.modelcontextprotocol/protocolVersion": "2026-07-28", "io.modelcontextprotocol/clientCapabilities": {}}}});
+    let mut req = reqwest::Client::new()
+        .post(url)
+        .header("authorization", format!("Bearer {token}"))
+        .header("content-type", "application/json")
+        .header("accept", "application/json, text/event-stream")
+        .header("mcp-protocol-version", "2026-07-28")
+        .header("mcp-method", "tools/call")
+        .header("mcp-name", tool)
+        .body(body.to_string());
+    if let Some(s) = session {
+        req = req.header("mcp-session-id", s);
+    }
+    let text = req.send().await.unwrap().text().await.unwrap();
+    // JSON or a one-event SSE stream.
+    let json = text.lines().find_map(|l| l.strip_prefix("data: ")).unwrap_or(&text);
+    serde_json::from_str(json).unwrap_or_else(|e| panic!("{e}: {text}"))
+}
+
+/// A 2026-07-28 request has no session, even if it carries a session header
+/// (its own, left over): the task it begins is not tied to a per-request
+/// handler and lives on for the agent's next request.
+#[tokio::test]
+async fn a_modern_request_with_a_stale_session_header_keeps_its_task() {
+    let dep = Deployment::new(&Setup::default());
+    let gw = Gateway::start(&dep);
+    gw.wait_server("workspace", "ready").await;
+    let token = dep.mint("triage");
+    let (_, _, sid) = post_raw(&gw.url, Some(&token), None, INIT).await;
+    let sid = sid.unwrap();
+    let plan = json!({"objective": "read", "phases": [{"name": "r", "tools": ["workspace__read_note"]}]});
+    let begun = modern_call(&gw.url, &token, Some(&sid), "jit_begin_task", plan).await;
+    let task = begun["result"]["structuredContent"]["task"].as_str().unwrap_or_else(|| panic!("{begun}")).to_owned();
+    let ask = json!({"task": task, "tool": "workspace__read_note", "arguments": {"name": "q3-plan.md"}, "purpose": "read"});
+    let granted = modern_call(&gw.url, &token, Some(&sid), "jit_request", ask).await;
+    let grant = &granted["result"]["structuredContent"];
+    assert_eq!(grant["decision"], "allow", "{granted}");
+    let read = modern_call(&gw.url, &token, None, "workspace__read_note", json!({"name": "q3-plan.md", "_jit_token": grant["token"]})).await;
+    assert!(read.to_string().contains("Ship the billing export"), "{read}");
+    assert_eq!(read["result"]["resultType"], "complete", "2026-07-28 results carry resultType: {read}");
+}

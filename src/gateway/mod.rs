@@ -121,6 +121,11 @@ pub struct Binding<'a> {
     pub dpop_key: Option<&'a str>,
 }
 
+/// Does the request speak MCP 2026-07-28 or later (per-request `_meta`)?
+fn is_modern(ctx: &RequestContext<RoleServer>) -> bool {
+    ctx.meta.protocol_version().is_some_and(|v| v >= rmcp::model::ProtocolVersion::V_2026_07_28)
+}
+
 /// The DPoP key the HTTP front end verified for this request.
 fn proven_key(ctx: &RequestContext<RoleServer>) -> Option<&str> {
     ctx.extensions.get::<http::request::Parts>().and_then(|p| p.extensions.get::<crate::dpop::ProvenKey>()).map(|k| k.0.as_str())
@@ -207,10 +212,13 @@ impl Session {
     fn session_of(&self, ctx: &RequestContext<RoleServer>) -> Option<&str> {
         let in_session = match &self.identity {
             IdentitySource::File(_) => true,
-            IdentitySource::HttpBearer => ctx
-                .extensions
-                .get::<http::request::Parts>()
-                .is_some_and(|p| p.headers.contains_key(crate::http::SESSION_HEADER)),
+            // A 2026-07-28 request (its `_meta` names the revision) has no
+            // session even if it carries a stale session header: rmcp serves
+            // it statelessly, with a handler that lives for this request only.
+            IdentitySource::HttpBearer => {
+                !is_modern(ctx)
+                    && ctx.extensions.get::<http::request::Parts>().is_some_and(|p| p.headers.contains_key(crate::http::SESSION_HEADER))
+            }
         };
         in_session.then_some(self.state.sid.as_str())
     }
