@@ -257,13 +257,15 @@ impl Session {
             .into());
         };
         let mut arguments = req.arguments.clone().unwrap_or_default();
+        // Plans and intents name tools too: wait (bounded) for servers still
+        // on their first start, as a call does.
+        self.shared.downstreams.wait_first_start(self.first_start_wait()).await;
         if meta::is_meta(&req.name) {
             let binding = Binding { session: sid, dpop_key: proven_key(&ctx) };
             let result = meta::handle(self, &agent, binding, &req.name, arguments).await;
             span.record("decision", if result.is_error == Some(true) { "refused" } else { "ok" });
             return Ok(result.into());
         }
-        self.shared.downstreams.wait_first_start(self.first_start_wait()).await;
         let token = authorize::take_token(&ctx.meta, &mut arguments);
         let binding = Binding { session: sid, dpop_key: proven_key(&ctx) };
         let authorized = match authorize(&self.shared, &agent, binding, &req.name, token, arguments).await {
