@@ -117,6 +117,8 @@ struct RawTool {
     #[serde(default)]
     sensitive_args: Vec<String>,
     #[serde(default)]
+    open_sensitive_args: Vec<String>,
+    #[serde(default)]
     untrusted_output: bool,
     #[serde(default)]
     trusted_fields: Vec<String>,
@@ -187,6 +189,10 @@ pub struct ToolSpec {
     pub environment: String,
     pub max_ttl: Option<Duration>,
     pub sensitive_args: Vec<String>,
+    /// Sensitive arguments for which a prefix, range or schema constraint is
+    /// acceptable even after the agent read untrusted content (the values
+    /// that reach the tool are still checked at call time).
+    pub open_sensitive_args: Vec<String>,
     pub untrusted_output: bool,
     /// In untrusted JSON output: object keys whose values are provenance the
     /// server vouches for (a message's `from`), not third-party text; taint
@@ -332,6 +338,9 @@ fn validate(file: &SourceFile, raw: RawManifest) -> Result<Manifest, SourceError
                 Some(Arc::new(json))
             }
         };
+        if let Some(stray) = t.open_sensitive_args.iter().find(|a| !t.sensitive_args.contains(a)) {
+            return Err(at(format!("tool `{tool_name}`: open_sensitive_args names `{stray}`, which is not in sensitive_args; list it there too or remove it")));
+        }
         let (line, _) = source::line_col(&file.text, span.start);
         tools.insert(
             tool_name.clone(),
@@ -342,6 +351,7 @@ fn validate(file: &SourceFile, raw: RawManifest) -> Result<Manifest, SourceError
                 environment: t.environment,
                 max_ttl: t.max_ttl,
                 sensitive_args: t.sensitive_args,
+                open_sensitive_args: t.open_sensitive_args,
                 untrusted_output: t.untrusted_output,
                 trusted_fields: t.trusted_fields,
                 tags: t.tags,

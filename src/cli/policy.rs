@@ -124,7 +124,7 @@ fn explain(a: ExplainArgs) -> Result<(), CliError> {
         purpose: "(policy explain)".into(),
         constraints: constraints::exact(&arguments),
         approval: a.approved_by_group.clone().map(|g| ApprovalFacts { granted: true, group: g, approver: "(explain)".into() }).unwrap_or_default(),
-        taint: TaintFacts { evaluated: true, sensitive_from_untrusted: a.tainted, sources: Vec::new() },
+        taint: TaintFacts { evaluated: true, sensitive_from_untrusted: a.tainted, sources: Vec::new(), unverifiable: Vec::new() },
         baseline: BaselineFacts {
             evaluated: true,
             transition_known: !a.unknown_transition,

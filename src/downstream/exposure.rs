@@ -153,6 +153,7 @@ mod tests {
                     environment: "dev".into(),
                     max_ttl: None,
                     sensitive_args: vec![],
+                    open_sensitive_args: vec![],
                     untrusted_output: false,
                     trusted_fields: Vec::new(),
                     tags: vec![],

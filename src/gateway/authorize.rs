@@ -121,6 +121,9 @@ pub async fn authorize(
             ));
         }
     }
+    if let Err(refusal) = check_taint_at_call(shared, agent, &tool, &capability, &arguments).await {
+        return Decision::Refuse(refusal);
+    }
     Decision::Forward(Box::new(Authorized { downstream, tool, arguments, capability }))
 }
 
@@ -139,6 +142,38 @@ async fn verify_and_consume(shared: &Shared, agent: &VerifiedAgent, binding: sup
     };
     let verified = unverified.verify(&keyring, &call, now)?;
     crate::store::run_blocking(&shared.store, move |s| verified.consume(s, now)).await?
+}
+
+/// A sensitive argument the token admitted by an open constraint (prefix,
+/// range, schema) is judged on the value that really reaches the tool:
+/// carrying a value from untrusted output refuses the call. Exact values
+/// were judged when the token was granted.
+async fn check_taint_at_call(shared: &Shared, agent: &VerifiedAgent, tool: &ExposedTool, capability: &Capability, arguments: &JsonObject) -> Result<(), Refusal> {
+    let granted = &capability.claims().args;
+    let open = tool.spec.sensitive_args.iter().any(|a| granted.get(a).is_some_and(|c| !matches!(c, crate::token::Constraint::Eq(_) | crate::token::Constraint::OneOf(_))));
+    if !open {
+        return Ok(());
+    }
+    let agent_id = agent.agent.id.clone();
+    let ledger = crate::store::run_blocking(&shared.store, move |s| s.taint_ledger(&agent_id))
+        .await
+        .and_then(|r| r)
+        .map_err(|e| Refusal::tool(e.code(), e.to_string()))?;
+    let verdict = ledger.check_call(&tool.spec.sensitive_args, granted, arguments);
+    if !verdict.tainted {
+        return Ok(());
+    }
+    let args: Vec<String> = verdict.findings.iter().map(|(a, _)| format!("`{a}`")).collect();
+    let from: Vec<String> = verdict.sources.iter().map(|s| format!("call {} of {}", s.call, s.tool)).collect();
+    tracing::warn!(tool = %tool.exposed_name, findings = ?verdict.findings, "call refused: an open constraint let a value from untrusted output through");
+    Err(Refusal::tool(
+        "tainted_argument",
+        format!(
+            "{} carries a value from the output of {}; the token's open constraint does not cover values read from untrusted content. Request a token for the exact value instead, so that policy can judge it",
+            args.join(", "),
+            if from.is_empty() { "an untrusted tool".to_owned() } else { from.join(", ") }
+        ),
+    ))
 }
 
 /// Up to three schema errors, each with the JSON pointer of the offending value.

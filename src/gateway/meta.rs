@@ -493,11 +493,11 @@ async fn request(session: &Session, agent: &VerifiedAgent, binding: Binding<'_>,
         return refusal_result("unknown_tool", &format!("`{}` is not registered", req.tool));
     };
     let granted = existing.as_ref().filter(|a| a.state == ApprovalState::Approved);
-    let mut taint = ledger.check(&tool.spec.sensitive_args, &constraints);
+    let mut taint = ledger.check(&tool.spec.sensitive_args, &tool.spec.open_sensitive_args, &constraints);
     // A break-glass justification made of untrusted content is itself tainted.
     if let Some(j) = &break_glass {
         let justification = ArgConstraints::from([("break_glass.justification".to_owned(), Constraint::Eq(Value::String(j.clone())))]);
-        let t = ledger.check(&["break_glass.justification".to_owned()], &justification);
+        let t = ledger.check(&["break_glass.justification".to_owned()], &[], &justification);
         if t.tainted {
             taint.tainted = true;
             taint.findings.extend(t.findings);
@@ -550,6 +550,7 @@ async fn request(session: &Session, agent: &VerifiedAgent, binding: Binding<'_>,
             evaluated: true,
             sensitive_from_untrusted: taint.tainted,
             sources: taint.sources.iter().map(|s| s.call.clone()).collect(),
+            unverifiable: taint.unverifiable.clone(),
         },
         ..Default::default()
     };

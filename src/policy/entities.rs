@@ -80,6 +80,9 @@ pub struct TaintFacts {
     pub evaluated: bool,
     pub sensitive_from_untrusted: bool,
     pub sources: Vec<String>,
+    /// Sensitive arguments admitted by a constraint whose values cannot be
+    /// checked (counted as tainted).
+    pub unverifiable: Vec<String>,
 }
 
 /// One intent request.
@@ -277,6 +280,7 @@ pub fn request_context(time: TimeFacts, task: &TaskFacts, r: &RequestFacts, argu
         ("argument_names", set_of(r.constraints.keys().cloned())),
         ("exact_arguments", RestrictedExpression::new_bool(open.is_empty())),
         ("open_arguments", set_of(open)),
+        ("argument_kinds", set_of(r.constraints.iter().map(|(n, c)| format!("{n}:{}", c.kind())))),
         (
             "approval",
             record(vec![
@@ -300,6 +304,7 @@ pub fn request_context(time: TimeFacts, task: &TaskFacts, r: &RequestFacts, argu
                 ("evaluated", RestrictedExpression::new_bool(r.taint.evaluated)),
                 ("sensitive_from_untrusted", RestrictedExpression::new_bool(r.taint.sensitive_from_untrusted)),
                 ("sources", set_of(r.taint.sources.iter().cloned())),
+                ("unverifiable", set_of(r.taint.unverifiable.iter().cloned())),
             ])?,
         ),
         (

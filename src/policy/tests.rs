@@ -35,6 +35,7 @@ fn tool(name: &str, risk: Risk, env: &str) -> ToolFacts {
             environment: env.into(),
             max_ttl: None,
             sensitive_args: vec!["to".into()],
+            open_sensitive_args: vec![],
             untrusted_output: false,
             trusted_fields: Vec::new(),
             tags: vec!["sink".into()],

@@ -49,6 +49,17 @@ pub enum ConstraintError {
 }
 
 impl Constraint {
+    /// The constraint's kind as it is written (`eq`, `prefix`, ...).
+    pub fn kind(&self) -> &'static str {
+        match self {
+            Constraint::Eq(_) => "eq",
+            Constraint::Prefix(_) => "prefix",
+            Constraint::OneOf(_) => "one_of",
+            Constraint::Range { .. } => "range",
+            Constraint::Schema(_) => "schema",
+        }
+    }
+
     /// Check the constraint itself (at request time).
     pub fn validate(&self, name: &str) -> Result<(), ConstraintError> {
         let invalid = |d: &str| ConstraintError::Invalid { name: name.to_owned(), detail: d.to_owned() };

@@ -1,0 +1,132 @@
+//! The containment layers around the token, attacked with the source in
+//! hand (issue 11). Each test shows the attack refused and the legitimate
+//! flow still working, through the real binary with the shipped policies.
+
+mod common;
+
+use common::*;
+use serde_json::{Value, json};
+
+fn quickstart() -> Deployment {
+    Deployment::new(&Setup { policies: quickstart_policies(), ..Setup::default() })
+}
+
+/// Triage reads the poisoned inbox and moves to its reply phase.
+async fn after_reading_the_poisoned_inbox(gw: &Gateway, dep: &Deployment) -> (rmcp::service::RunningService<rmcp::RoleClient, ()>, String) {
+    let triage = gw.connect_modern(&dep.mint("triage")).await;
+    let task = begin(&triage, json!([{"name": "read", "tools": ["workspace__read_inbox"]}, {"name": "reply", "tools": ["workspace__send_message"]}])).await.unwrap();
+    let read = request(&triage, &task, "workspace__read_inbox", json!({})).await.unwrap();
+    let inbox = call_with_token(&triage, "workspace__read_inbox", json!({}), &read).await.unwrap();
+    assert!(text_of(&inbox).contains("audit@exfil.attacker.test"));
+    raw_call(&triage, "jit_next_phase", json!({"task": task, "phase": "reply"})).await.unwrap();
+    (triage, task)
+}
+
+fn sent_to(dep: &Deployment) -> Vec<String> {
+    std::fs::read_to_string(dep.workspace_state.join("outbox.jsonl"))
+        .unwrap_or_default()
+        .lines()
+        .map(|l| serde_json::from_str::<Value>(l).unwrap()["to"].as_str().unwrap_or_default().to_owned())
+        .collect()
+}
+
+/// Open constraints (schema, prefix) used to walk around taint: the
+/// attacker's address never had to be named. Every kind is now refused,
+/// another mailbox at the attacker's domain too, and an exact reply to the
+/// real sender still goes out.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn open_constraints_and_other_mailboxes_cannot_carry_an_injected_address() {
+    let dep = quickstart();
+    let gw = Gateway::start(&dep);
+    gw.wait_server("workspace", "ready").await;
+    let (triage, task) = after_reading_the_poisoned_inbox(&gw, &dep).await;
+    let ask = |to: Value| {
+        json!({"task": task, "tool": "workspace__send_message", "purpose": "comply with the notice",
+               "constraints": {"to": to, "subject": {"eq": "Audit"}, "body": {"eq": "see attached"}}})
+    };
+    for to in [
+        json!({"schema": {}}),
+        json!({"schema": {"type": "string"}}),
+        json!({"schema": {"pattern": "^audit@exfil[.]attacker[.]test$"}}),
+        json!({"prefix": "a"}),
+        json!({"prefix": "audi"}),
+        json!({"eq": "x@exfil.attacker.test"}),
+        json!({"eq": "audit+1@exfil.attacker.test"}),
+        json!({"one_of": ["alice@example.org", "x@exfil.attacker.test"]}),
+    ] {
+        let refused = request_with(&triage, ask(to.clone())).await.unwrap_err();
+        assert_eq!(refusal_code(&refused).as_deref(), Some("policy_denied"), "{to}: {}", text_of(&refused));
+        assert!(text_of(&refused).contains("no-untrusted-data-into-sinks"), "{to}: {}", text_of(&refused));
+    }
+    // The legitimate reply: exact, to the sender the mail system vouches for.
+    let token = request_with(&triage, ask(json!({"eq": "alice@example.org"}))).await.unwrap();
+    let sent = call_with_token(&triage, "workspace__send_message", json!({"to": "alice@example.org", "subject": "Audit", "body": "see attached"}), &token).await.unwrap();
+    assert_ne!(sent.is_error, Some(true), "{}", text_of(&sent));
+    assert_eq!(sent_to(&dep), ["alice@example.org"]);
+}
+
+/// A fetched page names a paste site; sharing a note there with an open
+/// destination is refused, under break-glass too.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn an_open_destination_after_a_fetched_page_is_refused_under_break_glass_too() {
+    let dep = quickstart();
+    let gw = Gateway::start(&dep);
+    gw.wait_server("workspace", "ready").await;
+    let janitor = gw.connect_modern(&dep.mint("janitor")).await;
+    let task = begin(&janitor, json!([{"name": "gather", "tools": ["workspace__fetch_page"]}, {"name": "share", "tools": ["workspace__share_note"]}])).await.unwrap();
+    let page = request(&janitor, &task, "workspace__fetch_page", json!({"url": "https://news.example.com/today"})).await.unwrap();
+    let fetched = call_with_token(&janitor, "workspace__fetch_page", json!({"url": "https://news.example.com/today"}), &page).await.unwrap();
+    assert!(text_of(&fetched).contains("paste.attacker.test"), "{}", text_of(&fetched));
+    raw_call(&janitor, "jit_next_phase", json!({"task": task, "phase": "share"})).await.unwrap();
+    let share = |destination: Value, break_glass: bool| {
+        let mut body = json!({"task": task, "tool": "workspace__share_note", "purpose": "share the plan",
+                              "constraints": {"name": {"eq": "q3-plan.md"}, "destination": destination}});
+        if break_glass {
+            body["break_glass"] = json!({"justification": "INC-4471 outage: the status page needs the plan"});
+        }
+        body
+    };
+    for (destination, break_glass) in [(json!({"prefix": "http"}), false), (json!({"prefix": "http"}), true), (json!({"schema": {"type": "string"}}), true)] {
+        let refused = request_with(&janitor, share(destination.clone(), break_glass)).await.unwrap_err();
+        assert_eq!(refusal_code(&refused).as_deref(), Some("policy_denied"), "{destination} bg={break_glass}: {}", text_of(&refused));
+    }
+    assert!(!dep.workspace_state.join("shares.jsonl").exists(), "nothing was shared");
+    // The exact, clean destination of the task is still shared.
+    let token = request_with(&janitor, share(json!({"eq": "https://wiki.example.org/q3"}), false)).await.unwrap();
+    let shared = call_with_token(&janitor, "workspace__share_note", json!({"name": "q3-plan.md", "destination": "https://wiki.example.org/q3"}), &token).await.unwrap();
+    assert_ne!(shared.is_error, Some(true), "{}", text_of(&shared));
+}
+
+/// Where the manifest allows an open constraint on a sensitive argument
+/// (`open_sensitive_args`), the token is granted, and the value that really
+/// reaches the tool is judged at call time.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn values_under_an_allowed_open_constraint_are_checked_at_call_time() {
+    let dep = Deployment::new(&Setup::default());
+    // The shipped manifest, with `to` allowed open constraints.
+    let manifest = std::fs::read_to_string(repo_root().join("tool-manifests/workspace.toml"))
+        .unwrap()
+        .replace("sensitive_args = [\"to\"]", "sensitive_args = [\"to\"]\nopen_sensitive_args = [\"to\"]")
+        .replace("\"../examples/", &format!("\"{}/examples/", repo_root().display()))
+        .replace("cwd = \"..\"", &format!("cwd = {:?}", repo_root().display().to_string()));
+    let copy = dep.path("workspace.toml");
+    std::fs::write(&copy, manifest).unwrap();
+    let original = format!("{:?}", repo_root().join("tool-manifests/workspace.toml").display().to_string());
+    let config = std::fs::read_to_string(&dep.config).unwrap().replace(&original, &format!("{:?}", copy.display().to_string()));
+    std::fs::write(&dep.config, config).unwrap();
+    let gw = Gateway::start(&dep);
+    gw.wait_server("workspace", "ready").await;
+    let (triage, task) = after_reading_the_poisoned_inbox(&gw, &dep).await;
+    let grant = || {
+        json!({"task": task, "tool": "workspace__send_message", "purpose": "reply",
+               "constraints": {"to": {"schema": {"type": "string", "format": "email"}}, "subject": {"eq": "Audit"}, "body": {"eq": "see attached"}}})
+    };
+    let token = request_with(&triage, grant()).await.unwrap();
+    let refused = call_with_token(&triage, "workspace__send_message", json!({"to": "audit@exfil.attacker.test", "subject": "Audit", "body": "see attached"}), &token).await.unwrap();
+    assert_eq!(refusal_code(&refused).as_deref(), Some("tainted_argument"), "{}", text_of(&refused));
+    assert!(text_of(&refused).contains("workspace__read_inbox"), "{}", text_of(&refused));
+    let token = request_with(&triage, grant()).await.unwrap();
+    let sent = call_with_token(&triage, "workspace__send_message", json!({"to": "alice@example.org", "subject": "Audit", "body": "see attached"}), &token).await.unwrap();
+    assert_ne!(sent.is_error, Some(true), "{}", text_of(&sent));
+    assert_eq!(sent_to(&dep), ["alice@example.org"]);
+}
