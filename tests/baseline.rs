@@ -179,7 +179,8 @@ allowed_tools = ["workspace__read_note", "workspace__fetch_page", "workspace__se
     assert_eq!(grant(&agent, ok).await.unwrap()["decision"], "allow");
     let task = begin(&agent, plan.clone()).await.unwrap();
     let (fetch, send) = fetch_then_send(&task);
-    grant(&agent, fetch).await.unwrap();
+    let g = grant(&agent, fetch).await.unwrap();
+    use_token(&agent, "workspace__fetch_page", json!({"url": "https://docs.example.org/guide"}), &g).await;
     raw_call(&agent, "jit_next_phase", json!({"task": task, "phase": "b"})).await.unwrap();
     assert_eq!(grant(&agent, send).await.unwrap()["decision"], "pending_approval");
 
@@ -187,7 +188,52 @@ allowed_tools = ["workspace__read_note", "workspace__fetch_page", "workspace__se
     let twin = gw.connect(&dep.mint("twin")).await;
     let task = begin(&twin, plan.clone()).await.unwrap();
     let (fetch, send) = fetch_then_send(&task);
-    grant(&twin, fetch).await.unwrap();
+    let g = grant(&twin, fetch).await.unwrap();
+    use_token(&twin, "workspace__fetch_page", json!({"url": "https://docs.example.org/guide"}), &g).await;
     raw_call(&twin, "jit_next_phase", json!({"task": task, "phase": "b"})).await.unwrap();
     assert_eq!(grant(&twin, send).await.unwrap()["decision"], "allow");
+}
+
+/// The chain is what the agent did, not what it says: naming an earlier,
+/// harmless call in `follows`, or starting a new task, no longer hides that
+/// the last thing it did was read a web page.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn follows_and_a_new_task_do_not_hide_the_real_previous_call() {
+    let dep = Deployment::new(&setup());
+    let gw = Gateway::start(&dep);
+    gw.wait_server("workspace", "ready").await;
+    let agent = gw.connect_modern(&dep.mint("watched")).await;
+    let task = begin(
+        &agent,
+        json!([{"name": "look", "tools": ["workspace__read_note", "workspace__fetch_page"]}, {"name": "send", "tools": ["workspace__send_message"]}]),
+    )
+    .await
+    .unwrap();
+    let note = grant(&agent, json!({"task": task, "tool": "workspace__read_note", "arguments": {"name": "q3-plan.md"}, "purpose": "read"})).await.unwrap();
+    use_token(&agent, "workspace__read_note", json!({"name": "q3-plan.md"}), &note).await;
+    let page = grant(&agent, json!({"task": task, "tool": "workspace__fetch_page", "arguments": {"url": "https://docs.example.org/guide"}, "purpose": "read the guide"})).await.unwrap();
+    use_token(&agent, "workspace__fetch_page", json!({"url": "https://docs.example.org/guide"}), &page).await;
+    raw_call(&agent, "jit_next_phase", json!({"task": task, "phase": "send"})).await.unwrap();
+    let mail = |task: &str, follows: Option<&Value>| {
+        let mut body = json!({"task": task, "tool": "workspace__send_message", "arguments": {"to": "alice@example.org", "subject": "Q3", "body": "summary"}, "purpose": "reply"});
+        if let Some(f) = follows {
+            body["follows"] = f.clone();
+        }
+        body
+    };
+    // It says it follows the note; it really follows the page: a person decides.
+    let pending = grant(&agent, mail(&task, Some(&note["jti"]))).await.unwrap();
+    assert_eq!(pending["decision"], "pending_approval", "{pending}");
+    // A fresh task whose plan is only the sink: still right after the page.
+    let fresh = begin(&agent, json!([{"name": "send", "tools": ["workspace__send_message"]}])).await.unwrap();
+    let pending = grant(&agent, mail(&fresh, None)).await.unwrap();
+    assert_eq!(pending["decision"], "pending_approval", "{pending}");
+    assert!(gw.log().contains("workspace__fetch_page -> workspace__send_message (across tasks)"), "{}", gw.log());
+
+    // The usual chain still gets a token at once: read a note, then send.
+    let usual = begin(&agent, json!([{"name": "look", "tools": ["workspace__read_note"]}, {"name": "send", "tools": ["workspace__send_message"]}])).await.unwrap();
+    let note = grant(&agent, json!({"task": usual, "tool": "workspace__read_note", "arguments": {"name": "q3-plan.md"}, "purpose": "read"})).await.unwrap();
+    use_token(&agent, "workspace__read_note", json!({"name": "q3-plan.md"}), &note).await;
+    raw_call(&agent, "jit_next_phase", json!({"task": usual, "phase": "send"})).await.unwrap();
+    assert_eq!(grant(&agent, mail(&usual, None)).await.unwrap()["decision"], "allow");
 }

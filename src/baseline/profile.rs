@@ -64,7 +64,10 @@ impl LearnedProfile {
     pub fn learn(agent: &str, intents: &[Intent], learned_at: &str, since: &str) -> Self {
         let mut tools: BTreeMap<String, (u64, Vec<String>)> = BTreeMap::new();
         let mut transitions: BTreeMap<(String, String), u64> = BTreeMap::new();
-        let mut last_in_task: HashMap<&str, &str> = HashMap::new();
+        // Transitions follow the agent's calls in order, across tasks, as the
+        // gateway judges them.
+        let mut last: Option<&str> = None;
+        let mut tasks: std::collections::HashSet<&str> = std::collections::HashSet::new();
         let mut per_minute: HashMap<i64, u32> = HashMap::new();
         let mut hours: Vec<u8> = Vec::new();
         for i in intents {
@@ -73,9 +76,10 @@ impl LearnedProfile {
             if !entry.1.contains(&i.shape) {
                 entry.1.push(i.shape.clone());
             }
-            if let Some(prev) = last_in_task.insert(&i.task, &i.tool) {
+            if let Some(prev) = last.replace(&i.tool) {
                 *transitions.entry((prev.to_owned(), i.tool.clone())).or_default() += 1;
             }
+            tasks.insert(&i.task);
             *per_minute.entry(i.at.div_euclid(60)).or_default() += 1;
             let hour = u8::try_from(TimeFacts::at(i.at).hour).unwrap_or(0);
             if !hours.contains(&hour) {
@@ -88,7 +92,7 @@ impl LearnedProfile {
             learned_at: learned_at.to_owned(),
             since: since.to_owned(),
             intents: intents.len() as u64,
-            tasks: last_in_task.len() as u64,
+            tasks: tasks.len() as u64,
             max_requests_per_minute: per_minute.values().copied().max().unwrap_or(0),
             hours,
             tools: tools.into_iter().map(|(name, (count, mut shapes))| {
@@ -139,13 +143,23 @@ pub struct Assessment {
     pub drift: bool,
 }
 
+/// The agent's previous call, whatever the agent says it follows.
+#[derive(Debug, Clone)]
+pub struct Previous {
+    pub tool: String,
+    /// Was it made in the same task?
+    pub same_task: bool,
+    /// Did that tool's output count as untrusted?
+    pub untrusted_output: bool,
+}
+
 /// What the assessment looks at.
 pub struct Request<'a> {
     pub tool: &'a str,
     pub risk: Risk,
     pub shape: &'a str,
-    /// The previous tool of the chain: the `follows` call's, else the task's last.
-    pub previous: Option<&'a str>,
+    /// The agent's previous call (in any of its tasks); None for its first.
+    pub previous: Option<&'a Previous>,
     pub plan: &'a [String],
     /// The task's current phase.
     pub phase: &'a str,
@@ -174,17 +188,26 @@ pub fn assess(agent: &Agent, learned: Option<&LearnedProfile>, r: &Request<'_>) 
     let transition_known = match r.previous {
         None => true,
         Some(prev) => {
-            let declared_pair = declared.transitions.iter().any(|(a, b)| a == prev && b == r.tool);
+            let p = prev.tool.as_str();
+            let declared_pair = declared.transitions.iter().any(|(a, b)| a == p && b == r.tool);
             match learned {
-                Some(l) => declared_pair || l.transitions.iter().any(|t| t.from == prev && t.to == r.tool),
-                None if declared.transitions.is_empty() => r.plan.iter().any(|t| t == prev) && r.plan.iter().any(|t| t == r.tool),
+                Some(l) => declared_pair || l.transitions.iter().any(|t| t.from == p && t.to == r.tool),
+                // No transitions declared: any chain within the task's plan is
+                // usual. Across a task boundary only when the last call read
+                // nothing untrusted: a new plan right after untrusted content
+                // is exactly how a hijacked agent would widen its tools.
+                None if declared.transitions.is_empty() => {
+                    let in_plan = r.plan.iter().any(|t| t == r.tool);
+                    in_plan && if prev.same_task { r.plan.iter().any(|t| t == p) } else { !prev.untrusted_output }
+                }
                 None => declared_pair,
             }
         }
     };
     if !transition_known {
         score += if r.risk >= Risk::High { 60 } else { 40 };
-        why.push(format!("the transition {} -> {} is not in the baseline", r.previous.unwrap_or("(start)"), r.tool));
+        let across = if r.previous.is_some_and(|p| !p.same_task) { " (across tasks)" } else { "" };
+        why.push(format!("the transition {} -> {}{across} is not in the baseline", r.previous.map(|p| p.tool.as_str()).unwrap_or("(start)"), r.tool));
     }
     if !declared.phases.is_empty() && !declared.phases.iter().any(|p| p == r.phase) {
         score += 10;
@@ -251,16 +274,28 @@ mod tests {
         Intent { jti: format!("{task}{at}"), agent: "a".into(), task: task.into(), tool: tool.into(), shape: "to:eq".into(), at }
     }
 
+    /// A previous call in the same task, of a tool with trusted output.
+    fn same_task(tool: &str) -> &'static Previous {
+        Box::leak(Box::new(Previous { tool: tool.into(), same_task: true, untrusted_output: false }))
+    }
+
     fn req<'a>(tool: &'a str, previous: Option<&'a str>, plan: &'a [String], hour: i64) -> Request<'a> {
+        let previous = previous.map(same_task);
         Request { tool, risk: Risk::High, shape: "to:eq", previous, plan, phase: "reply", time: TimeFacts::at(hour * 3600), rate: 1, tainted: false }
     }
 
     #[test]
-    fn learning_counts_transitions_within_tasks_shapes_hours_and_rates() {
+    fn learning_counts_transitions_across_tasks_shapes_hours_and_rates() {
         let intents = vec![intent("t1", "ws__read_inbox", 9 * 3600), intent("t1", "ws__send", 9 * 3600 + 5), intent("t2", "ws__read_inbox", 10 * 3600), intent("t2", "ws__send", 10 * 3600 + 1)];
         let p = LearnedProfile::learn("triage", &intents, "now", "then");
         assert_eq!((p.intents, p.tasks, p.hours.clone()), (4, 2, vec![9, 10]));
-        assert_eq!(p.transitions, vec![LearnedTransition { from: "ws__read_inbox".into(), to: "ws__send".into(), count: 2 }]);
+        assert_eq!(
+            p.transitions,
+            vec![
+                LearnedTransition { from: "ws__read_inbox".into(), to: "ws__send".into(), count: 2 },
+                LearnedTransition { from: "ws__send".into(), to: "ws__read_inbox".into(), count: 1 },
+            ]
+        );
         assert_eq!(p.max_requests_per_minute, 2);
         let text = toml::to_string(&p).unwrap();
         assert_eq!(toml::from_str::<LearnedProfile>(&text).unwrap(), p);
@@ -299,6 +334,22 @@ mod tests {
         let mut tainted = req("ws__send", Some("ws__read_inbox"), &plan, 0);
         tainted.tainted = true;
         assert_eq!(assess(&open, Some(&learned), &tainted).score, 20);
+    }
+
+    #[test]
+    fn a_new_task_right_after_untrusted_content_is_an_unknown_transition() {
+        let open = agent(DeclaredBaseline::default());
+        let plan = vec!["ws__send".to_owned()];
+        let from = |untrusted_output: bool| Previous { tool: "ws__fetch_page".into(), same_task: false, untrusted_output };
+        let after = |p: &Previous| assess(&open, None, &Request { previous: Some(p), ..req("ws__send", None, &plan, 9) });
+        // A fresh plan naming only the sink, just after a page was read: unknown.
+        let r = after(&from(true));
+        assert!(!r.transition_known && r.explanation.contains("across tasks"), "{}", r.explanation);
+        // After a trusted read in an earlier task, the new plan is usual.
+        assert!(after(&from(false)).transition_known);
+        // Declared transitions hold across tasks as within them.
+        let declared = agent(DeclaredBaseline { transitions: vec![("ws__fetch_page".into(), "ws__send".into())], ..Default::default() });
+        assert!(assess(&declared, None, &Request { previous: Some(&from(true)), ..req("ws__send", None, &plan, 9) }).transition_known);
     }
 
     #[test]

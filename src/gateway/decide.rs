@@ -17,10 +17,14 @@ pub fn agent_facts(agent: &VerifiedAgent, quarantined: bool) -> AgentFacts {
 /// A registered tool by exposed name, from its manifest (whether or not the
 /// server is up: policy is about the registration, not the connection).
 pub fn tool_facts(shared: &Shared, exposed: &str) -> Option<ToolFacts> {
+    let (server, _) = exposed.split_once(crate::manifest::NAMESPACE_SEPARATOR)?;
+    exposed_spec(shared, exposed).map(|spec| ToolFacts::new(server, &spec))
+}
+
+/// A registered tool's manifest entry by exposed name.
+pub fn exposed_spec(shared: &Shared, exposed: &str) -> Option<crate::manifest::ToolSpec> {
     let (server, tool) = exposed.split_once(crate::manifest::NAMESPACE_SEPARATOR)?;
-    let d = shared.downstreams.get(server)?;
-    let spec = d.manifest.tools.get(tool)?;
-    Some(ToolFacts::new(server, spec))
+    shared.downstreams.get(server)?.manifest.tools.get(tool).cloned()
 }
 
 /// The task as a `Request` decision sees it.

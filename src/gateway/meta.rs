@@ -447,7 +447,7 @@ async fn request(session: &Session, agent: &VerifiedAgent, binding: Binding<'_>,
     let (task_id, agent_id, parent_id) = (req.task.clone(), agent.agent.id.clone(), req.follows.clone());
     let lookup_digest = digest.clone().filter(|_| break_glass.is_none());
     let state = store_op(&shared.store, move |s| {
-        let last = s.last_intent_of_task(&task_id)?;
+        let last = s.last_call_of(&agent_id)?;
         Ok((
             s.task(&task_id)?,
             s.quarantined(&agent_id)?,
@@ -459,7 +459,7 @@ async fn request(session: &Session, agent: &VerifiedAgent, binding: Binding<'_>,
         ))
     })
     .await;
-    let (task, quarantined, parent, existing, last_intent, ledger, rate) = match state {
+    let (task, quarantined, parent, existing, last_call, ledger, rate) = match state {
         Ok(v) => v,
         Err(r) => return r,
     };
@@ -507,8 +507,13 @@ async fn request(session: &Session, agent: &VerifiedAgent, binding: Binding<'_>,
     if taint.tainted {
         tracing::warn!(task = %task.id, tool = %req.tool, findings = ?taint.findings, sources = ?taint.sources, "request carries values from untrusted output");
     }
-    // The chain: the call the agent says this follows, else the task's last request.
-    let previous = parent.as_ref().map(|t| t.tool.clone()).or_else(|| last_intent.map(|i| i.tool));
+    // The chain is what actually happened to this agent: its last call, in
+    // this task or an earlier one. `follows` is recorded, never trusted.
+    let previous = last_call.as_ref().map(|c| profile::Previous {
+        tool: c.tool.clone(),
+        same_task: c.task == task.id,
+        untrusted_output: decide::exposed_spec(shared, &c.tool).is_some_and(|t| t.untrusted_output),
+    });
     let shape = profile::shape_of(&constraints);
     let plan = decide::plan_tools(&task.phases);
     let assessment = profile::assess(
@@ -518,7 +523,7 @@ async fn request(session: &Session, agent: &VerifiedAgent, binding: Binding<'_>,
             tool: &req.tool,
             risk: tool.spec.risk,
             shape: &shape,
-            previous: previous.as_deref(),
+            previous: previous.as_ref(),
             plan: &plan,
             phase: task.phase().map(|p| p.name.as_str()).unwrap_or(""),
             time: TimeFacts::at(now),

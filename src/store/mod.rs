@@ -191,6 +191,15 @@ impl Scope {
     }
 }
 
+/// A call that happened: a token consumed, in order.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Call {
+    pub jti: String,
+    pub task: String,
+    pub tool: String,
+    pub at: i64,
+}
+
 /// A recorded revocation event.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Revocation {
@@ -303,8 +312,8 @@ pub trait Store: Send + Sync + 'static {
     fn quarantined(&self, agent: &str) -> Result<Option<Quarantine>, StoreError>;
     /// Record a token together with the intent it was granted for.
     fn record_token_and_intent(&self, token: &TokenRecord, intent: &Intent) -> Result<(), StoreError>;
-    /// The latest intent of a task.
-    fn last_intent_of_task(&self, task: &str) -> Result<Option<Intent>, StoreError>;
+    /// The agent's latest call (a consumed token), in any task.
+    fn last_call_of(&self, agent: &str) -> Result<Option<Call>, StoreError>;
     /// An agent's intents since `since`, oldest first (at most `limit`).
     fn intents_of(&self, agent: &str, since: i64, limit: usize) -> Result<Vec<Intent>, StoreError>;
 

@@ -78,6 +78,22 @@ CREATE TABLE IF NOT EXISTS request_rate (
     at INTEGER NOT NULL
 );
 CREATE INDEX IF NOT EXISTS request_rate_agent ON request_rate(agent, at);
+-- Every consumed token is a call that happened, in order: the chain a
+-- baseline judges is this, not what the agent says it follows.
+CREATE TABLE IF NOT EXISTS calls (
+    seq INTEGER PRIMARY KEY AUTOINCREMENT,
+    agent TEXT NOT NULL,
+    task TEXT NOT NULL,
+    tool TEXT NOT NULL,
+    jti TEXT NOT NULL,
+    at INTEGER NOT NULL
+);
+CREATE INDEX IF NOT EXISTS calls_agent ON calls(agent, seq);
+CREATE TRIGGER IF NOT EXISTS calls_on_consume AFTER UPDATE OF state ON tokens
+WHEN NEW.state = 'consumed' AND OLD.state <> 'consumed'
+BEGIN
+    INSERT INTO calls(agent, task, tool, jti, at) VALUES (NEW.agent, NEW.task, NEW.tool, NEW.jti, COALESCE(NEW.changed_at, 0));
+END;
 CREATE TABLE IF NOT EXISTS dpop_proofs (
     jkt TEXT NOT NULL,
     jti TEXT NOT NULL,
@@ -603,11 +619,11 @@ impl Store for SqliteStore {
         Ok(())
     }
 
-    fn last_intent_of_task(&self, task: &str) -> Result<Option<Intent>, StoreError> {
+    fn last_call_of(&self, agent: &str) -> Result<Option<super::Call>, StoreError> {
         Ok(self
             .conn()
-            .prepare_cached("SELECT jti, agent, task, tool, shape, at FROM intents WHERE task=?1 ORDER BY at DESC, rowid DESC LIMIT 1")?
-            .query_row(params![task], intent_from_row)
+            .prepare_cached("SELECT jti, task, tool, at FROM calls WHERE agent=?1 ORDER BY seq DESC LIMIT 1")?
+            .query_row(params![agent], |r| Ok(super::Call { jti: r.get(0)?, task: r.get(1)?, tool: r.get(2)?, at: r.get(3)? }))
             .optional()?)
     }
 
