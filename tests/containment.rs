@@ -130,3 +130,27 @@ async fn values_under_an_allowed_open_constraint_are_checked_at_call_time() {
     assert_ne!(sent.is_error, Some(true), "{}", text_of(&sent));
     assert_eq!(sent_to(&dep), ["alice@example.org"]);
 }
+
+/// A prefix is refused when it is not canonical, and a value cannot walk out
+/// of a canonical one in any spelling; a plain value under it still works.
+#[tokio::test]
+async fn prefixes_are_canonical_and_cannot_be_escaped() {
+    let dep = Deployment::new(&Setup::default());
+    let gw = Gateway::start(&dep);
+    gw.wait_server("workspace", "ready").await;
+    let janitor = gw.connect_modern(&dep.mint("janitor")).await;
+    let task = begin(&janitor, json!([{"name": "read", "tools": ["workspace__read_note"]}])).await.unwrap();
+    let ask = |prefix: &str| json!({"task": task, "tool": "workspace__read_note", "purpose": "read notes", "constraints": {"name": {"prefix": prefix}}});
+    for bad in ["notes/../../", "notes/.", "%2e%2e/", "https://wiki.example.org"] {
+        let refused = request_with(&janitor, ask(bad)).await.unwrap_err();
+        assert_eq!(refusal_code(&refused).as_deref(), Some("invalid_arguments"), "{bad}: {}", text_of(&refused));
+    }
+    for escape in ["q3/../../secret", "q3/%2e%2e/secret", "q3/..;/secret", "q3/.%2e/secret"] {
+        let token = request_with(&janitor, ask("q3")).await.unwrap();
+        let r = call_with_token(&janitor, "workspace__read_note", json!({"name": escape}), &token).await.unwrap();
+        assert_eq!(refusal_code(&r).as_deref(), Some("arguments_not_authorized"), "{escape}: {}", text_of(&r));
+    }
+    let token = request_with(&janitor, ask("q3")).await.unwrap();
+    let r = call_with_token(&janitor, "workspace__read_note", json!({"name": "q3-plan.md"}), &token).await.unwrap();
+    assert!(text_of(&r).contains("Ship the billing export"), "{}", text_of(&r));
+}

@@ -66,7 +66,7 @@ impl Constraint {
         match self {
             Constraint::Eq(_) => Ok(()),
             Constraint::Prefix(p) if p.is_empty() => Err(invalid("an empty prefix allows anything; give exact values or a real prefix")),
-            Constraint::Prefix(_) => Ok(()),
+            Constraint::Prefix(p) => canonical_prefix(p).map_err(|d| invalid(&d)),
             Constraint::OneOf(v) if v.is_empty() => Err(invalid("one_of needs at least one value")),
             Constraint::OneOf(_) => Ok(()),
             Constraint::Range { min: None, max: None } => Err(invalid("range needs min, max or both")),
@@ -85,9 +85,15 @@ impl Constraint {
             }
             Constraint::Prefix(prefix) => {
                 let s = value.as_str().ok_or_else(|| violated("must be a string".into()))?;
-                let rest = s.strip_prefix(prefix.as_str()).ok_or_else(|| violated(format!("must start with {prefix:?}")))?;
-                if rest.split(['/', '\\']).any(|seg| seg == "..") {
-                    return Err(violated("must not leave the prefix with `..`".into()));
+                if !s.starts_with(prefix.as_str()) {
+                    return Err(violated(format!("must start with {prefix:?}")));
+                }
+                // The prefix was canonical when granted (and is checked again,
+                // for tokens minted before that rule); the value must not walk
+                // out of it in any spelling.
+                canonical_prefix(prefix).map_err(violated)?;
+                if let Some(why) = escapes(s) {
+                    return Err(violated(format!("must stay under the prefix: {why}")));
                 }
                 Ok(())
             }
@@ -110,6 +116,77 @@ impl Constraint {
             }
         }
     }
+}
+
+/// What a prefix means. For a path (`/srv/files/`) or a URL
+/// (`https://wiki.example.org/docs/`), a value is admitted when it starts
+/// with the prefix as a plain string and has no `.` or `..` segment in any
+/// spelling (percent-encoded, doubly encoded, with a `;` parameter, with a
+/// backslash). The prefix itself must be canonical: no such segments, no
+/// encoded dots or separators, and a URL prefix must reach past its host
+/// (end the host with `/`), so that `https://wiki.example.org` cannot admit
+/// `https://wiki.example.org.attacker.test/`.
+fn canonical_prefix(prefix: &str) -> Result<(), String> {
+    let lower = prefix.to_ascii_lowercase();
+    if ["%2e", "%2f", "%5c", "%25"].iter().any(|e| lower.contains(e)) {
+        return Err(format!("prefix {prefix:?} holds an encoded dot, slash, backslash or percent; write it plainly"));
+    }
+    if prefix.contains('\\') {
+        return Err(format!("prefix {prefix:?} holds a backslash; use `/`"));
+    }
+    if let Some(why) = escapes(prefix) {
+        return Err(format!("prefix {prefix:?} is not canonical: {why}"));
+    }
+    if let Some((_, after_scheme)) = prefix.split_once("://") {
+        if !after_scheme.contains('/') {
+            return Err(format!("URL prefix {prefix:?} ends inside the host; end it with `/` after the host (e.g. {prefix:?}/)"));
+        }
+    }
+    Ok(())
+}
+
+/// Does a path or URL have a `.` or `..` segment once decoded? Decodes
+/// percent-encoding up to three times (double encoding), splits on `/` and
+/// `\`, and drops `;` parameters from each segment (`..;/`).
+fn escapes(value: &str) -> Option<String> {
+    let mut text = value.to_owned();
+    for _ in 0..3 {
+        let decoded = percent_decode(&text);
+        if decoded == text {
+            break;
+        }
+        text = decoded;
+    }
+    let path = match text.split_once("://") {
+        Some((_, rest)) => rest.to_owned(),
+        None => text,
+    };
+    path.split(['/', '\\'])
+        .map(|seg| seg.split(';').next().unwrap_or(""))
+        .find(|seg| *seg == "." || *seg == "..")
+        .map(|seg| format!("a `{seg}` segment"))
+}
+
+/// Percent-decoding of ASCII escapes; invalid escapes stay as they are.
+fn percent_decode(s: &str) -> String {
+    let bytes = s.as_bytes();
+    let mut out = Vec::with_capacity(bytes.len());
+    let mut i = 0;
+    while i < bytes.len() {
+        let hex = |b: u8| (b as char).to_digit(16);
+        match (bytes.get(i), bytes.get(i + 1).copied().and_then(hex), bytes.get(i + 2).copied().and_then(hex)) {
+            (Some(b'%'), Some(h), Some(l)) => {
+                out.push(u8::try_from(h * 16 + l).unwrap_or(b'%'));
+                i += 3;
+            }
+            (Some(b), _, _) => {
+                out.push(*b);
+                i += 1;
+            }
+            (None, _, _) => break,
+        }
+    }
+    String::from_utf8_lossy(&out).into_owned()
 }
 
 fn fmt_bound(b: Option<f64>) -> String {
@@ -138,6 +215,35 @@ pub fn check_arguments(constraints: &ArgConstraints, arguments: &serde_json::Map
 mod tests {
     use super::*;
     use proptest::prelude::*;
+
+    #[test]
+    fn prefixes_must_be_canonical_and_values_cannot_walk_out_in_any_spelling() {
+        for bad in ["/srv/files/../../", "/srv/files/.", "/srv/files/./x", "/srv/%2e%2e/", "/srv/files%2F", "C:\\files\\", "https://wiki.example.org", "/srv/%252e/"] {
+            assert!(Constraint::Prefix(bad.into()).validate("path").is_err(), "{bad}");
+        }
+        let p = Constraint::Prefix("/srv/files/".into());
+        assert!(p.validate("path").is_ok());
+        for escape in [
+            "/srv/files/../etc/passwd",
+            "/srv/files/%2e%2e/etc/passwd",
+            "/srv/files/%2E%2E%2Fetc/passwd",
+            "/srv/files/.%2e/etc/passwd",
+            "/srv/files/..;/etc/passwd",
+            "/srv/files/%252e%252e/etc/passwd",
+            "/srv/files/..\\etc\\passwd",
+            "/srv/files/./../etc",
+        ] {
+            assert!(p.check("path", &json!(escape)).is_err(), "{escape}");
+        }
+        for ok in ["/srv/files/report.pdf", "/srv/files/a/b..c/d", "/srv/files/.hidden"] {
+            assert!(p.check("path", &json!(ok)).is_ok(), "{ok}");
+        }
+        let url = Constraint::Prefix("https://wiki.example.org/docs/".into());
+        assert!(url.validate("url").is_ok());
+        assert!(url.check("url", &json!("https://wiki.example.org/docs/q3")).is_ok());
+        assert!(url.check("url", &json!("https://wiki.example.org/docs/%2e%2e/admin")).is_err());
+        assert!(url.check("url", &json!("https://wiki.example.org.attacker.test/docs/")).is_err());
+    }
     use serde_json::json;
 
     fn obj(v: Value) -> serde_json::Map<String, Value> {
@@ -216,10 +322,11 @@ mod tests {
         }
 
         #[test]
-        fn prefix_never_admits_dotdot_escape(prefix in "/[a-z]{1,6}/", tail in "[a-z./]{0,12}") {
+        fn prefix_never_admits_dot_segments(prefix in "/[a-z]{1,6}/", tail in "[a-z./%2eE]{0,12}") {
             let c = Constraint::Prefix(prefix.clone());
             let v = Value::from(format!("{prefix}{tail}"));
-            let escapes = tail.split('/').any(|seg| seg == "..");
+            let decoded = tail.replace("%2e", ".").replace("%2E", ".");
+            let escapes = decoded.split('/').any(|seg| seg == ".." || seg == ".");
             prop_assert_eq!(c.check("p", &v).is_ok(), !escapes);
         }
     }
