@@ -55,13 +55,15 @@ pub enum DpopError {
     Replayed,
     #[error("the access token is bound to a DPoP key (cnf.jkt) and this request proves a different key, or none")]
     KeyMismatch,
+    #[error("the access token is bound to a key by a confirmation method jitgate cannot check (only cnf.jkt with DPoP is supported)")]
+    UnsupportedConfirmation,
 }
 
 impl DpopError {
     pub fn code(&self) -> &'static str {
         match self {
             DpopError::Replayed => "dpop_replayed",
-            DpopError::KeyMismatch => "dpop_key_mismatch",
+            DpopError::KeyMismatch | DpopError::UnsupportedConfirmation => "dpop_key_mismatch",
             _ => "dpop_invalid",
         }
     }
@@ -107,6 +109,19 @@ fn thumbprint(jwk: &Jwk) -> Result<String, DpopError> {
             Ok(base64::engine::general_purpose::URL_SAFE_NO_PAD.encode(Sha256::digest(canonical.as_bytes())))
         }
         _ => jwk.thumbprint(ThumbprintHash::SHA256).map_err(|e| DpopError::Key(e.to_string())),
+    }
+}
+
+/// The key an access token is bound to (`cnf`, RFC 7800 / RFC 9449), from
+/// its claims as the identity verifier keeps them (JSON text). Only a
+/// `jkt` thumbprint can be checked here; any other confirmation method
+/// refuses the token rather than accept it unbound (fail closed).
+pub fn bound_key(claims: &std::collections::BTreeMap<String, String>) -> Result<Option<String>, DpopError> {
+    let Some(cnf) = claims.get("cnf") else { return Ok(None) };
+    let value: serde_json::Value = serde_json::from_str(cnf).map_err(|_| DpopError::UnsupportedConfirmation)?;
+    match value.as_object() {
+        Some(o) if o.len() == 1 => o.get("jkt").and_then(serde_json::Value::as_str).map(|k| Some(k.to_owned())).ok_or(DpopError::UnsupportedConfirmation),
+        _ => Err(DpopError::UnsupportedConfirmation),
     }
 }
 
@@ -169,8 +184,8 @@ pub fn verify(proof: &str, method: &str, uri: &str, access_token: &str, now: i64
     if comparable_uri(&claims.htu) != comparable_uri(uri) {
         return Err(DpopError::WrongRequest { claim: "htu", got: claims.htu, want: uri.to_owned() });
     }
-    let age = now - claims.iat;
-    if age.abs() > MAX_AGE_SECS {
+    let age = now.saturating_sub(claims.iat);
+    if age.unsigned_abs() > MAX_AGE_SECS.unsigned_abs() {
         return Err(DpopError::Stale { age });
     }
     match &claims.ath {
@@ -222,6 +237,24 @@ pub(crate) mod tests {
         let (other, _) = ed25519_proof(2, "POST", "http://127.0.0.1:7420/mcp", "tok", 1000, "p1");
         let forged = format!("{}.{}", proof.rsplit_once('.').unwrap().0, other.rsplit_once('.').unwrap().1);
         assert_eq!(verify(&forged, "POST", "127.0.0.1:7420/mcp", "tok", 1000), Err(DpopError::Signature));
+    }
+
+    #[test]
+    fn extreme_times_are_stale_not_a_panic() {
+        for iat in [i64::MIN, i64::MAX, 0] {
+            let (proof, _) = ed25519_proof(1, "POST", "http://h/mcp", "t", iat, "j");
+            assert!(matches!(verify(&proof, "POST", "h/mcp", "t", 1_800_000_000), Err(DpopError::Stale { .. })), "{iat}");
+        }
+    }
+
+    #[test]
+    fn only_a_jkt_confirmation_is_accepted() {
+        let claims = |cnf: &str| std::collections::BTreeMap::from([("cnf".to_owned(), cnf.to_owned())]);
+        assert_eq!(bound_key(&std::collections::BTreeMap::new()), Ok(None));
+        assert_eq!(bound_key(&claims(r#"{"jkt":"abc"}"#)), Ok(Some("abc".into())));
+        for other in [r#"{"x5t#S256":"abc"}"#, r#"{"jwk":{"kty":"OKP"}}"#, r#"{"jkt":["abc"]}"#, r#"{"jkt":"a","x5t#S256":"b"}"#, "nonsense"] {
+            assert_eq!(bound_key(&claims(other)), Err(DpopError::UnsupportedConfirmation), "{other}");
+        }
     }
 
     #[test]

@@ -98,6 +98,7 @@ async fn require_identity(State((shared, bindings)): State<(Arc<Shared>, Arc<Ses
         Ok(agent) => agent,
         Err(e) => {
             tracing::warn!(code = e.code(), token = %credential.map(|c| crate::jws::fingerprint(c.1)).unwrap_or_default(), "identity refused");
+            shared.count_identity_refusal(e.code());
             return unauthorized(&e);
         }
     };
@@ -111,6 +112,7 @@ async fn require_identity(State((shared, bindings)): State<(Arc<Shared>, Arc<Ses
         Ok(None) => {}
         Err(e) => {
             tracing::warn!(code = e.code(), agent = %agent.agent.name, error = %e, "DPoP proof refused");
+            shared.count_identity_refusal(e.code());
             return dpop_refused(&e);
         }
     }
@@ -119,6 +121,7 @@ async fn require_identity(State((shared, bindings)): State<(Arc<Shared>, Arc<Ses
     let session = req.headers().get(SESSION_HEADER).map(|v| String::from_utf8_lossy(v.as_bytes()).into_owned());
     if let Some(sid) = &session {
         if bindings.check(sid, &agent_id) != SessionCheck::Owner {
+            shared.count_identity_refusal("session_not_found");
             return session_not_found();
         }
     }
@@ -182,11 +185,7 @@ async fn proven_key(
         Some(None) => return Err(DpopError::Malformed("the DPoP header is not text".into())),
         None => None,
     };
-    let bound: Option<String> = agent
-        .claims
-        .get("cnf")
-        .and_then(|c| serde_json::from_str::<serde_json::Value>(c).ok())
-        .and_then(|c| c.get("jkt").and_then(serde_json::Value::as_str).map(str::to_owned));
+    let bound = crate::dpop::bound_key(&agent.claims)?;
     let Some(proof) = proof else {
         if dpop_scheme {
             return Err(DpopError::Malformed("the DPoP authorization scheme needs a DPoP proof header".into()));

@@ -89,6 +89,8 @@ pub enum IdentityError {
     OutsideTrustDomain { sub: String, issuer: String, domain: String },
     #[error("no agent file for subject `{0}`; a platform team must register the agent in the agents directory")]
     UnknownAgent(String),
+    #[error("identity token is bound to a key (cnf) and this transport cannot prove possession of it; use it over HTTP with DPoP, or get an unbound token for stdio")]
+    KeyBound,
 }
 
 impl IdentityError {
@@ -106,6 +108,7 @@ impl IdentityError {
             IdentityError::NotYetValid { .. } => "identity_not_yet_valid",
             IdentityError::OutsideTrustDomain { .. } => "identity_outside_trust_domain",
             IdentityError::UnknownAgent(_) => "identity_unknown_agent",
+            IdentityError::KeyBound => "identity_key_bound",
         }
     }
 }

@@ -174,3 +174,49 @@ async fn a_call_whose_record_cannot_be_written_is_refused_and_not_forwarded() {
     let r = request(&triage, &task, "workspace__send_message", json!({"to": "a@example.org", "subject": "s", "body": "b"})).await.unwrap_err();
     assert_eq!(refusal_code(&r).as_deref(), Some("audit_unavailable"), "{}", text_of(&r));
 }
+
+/// Every refusal is on record: refused calls (replay, another session's
+/// token, a forged token), refused plans and requests, and identity failures
+/// over HTTP, the last counted in aggregate so that unauthenticated traffic
+/// cannot fill the store.
+#[tokio::test]
+async fn refusals_are_audited_and_unauthenticated_ones_in_aggregate() {
+    let dep = Deployment::new(&Setup::default());
+    let gw = Gateway::start(&dep);
+    gw.wait_server("workspace", "ready").await;
+    let token = dep.mint("triage");
+    let triage = gw.connect(&token).await;
+    let task = begin(&triage, json!([{"name": "read", "tools": ["workspace__read_note"]}])).await.unwrap();
+    let t = request(&triage, &task, "workspace__read_note", json!({"name": "q3-plan.md"})).await.unwrap();
+    call_with_token(&triage, "workspace__read_note", json!({"name": "q3-plan.md"}), &t).await.unwrap();
+    let replay = call_with_token(&triage, "workspace__read_note", json!({"name": "q3-plan.md"}), &t).await.unwrap();
+    assert_eq!(refusal_code(&replay).as_deref(), Some("token_replayed"));
+    let forged = call_with_token(&triage, "workspace__read_note", json!({"name": "q3-plan.md"}), "eyJhbGciOiJFZERTQSJ9.e30.AAAA").await.unwrap();
+    assert!(refusal_code(&forged).is_some());
+    let other_session = gw.connect(&token).await;
+    let t2 = request(&triage, &task, "workspace__read_note", json!({"name": "welcome.md"})).await.unwrap();
+    let wrong = call_with_token(&other_session, "workspace__read_note", json!({"name": "welcome.md"}), &t2).await.unwrap();
+    assert_eq!(refusal_code(&wrong).as_deref(), Some("token_wrong_session"));
+    let plan = begin(&triage, json!([{"name": "x", "tools": ["workspace__delete_note"]}])).await.unwrap_err();
+    assert!(refusal_code(&plan).is_some());
+    let not_in_phase = request(&triage, &task, "workspace__send_message", json!({"to": "a@example.org", "subject": "s", "body": "b"})).await.unwrap_err();
+    assert!(refusal_code(&not_in_phase).is_some());
+    for bad in [None, Some("not.a.jwt"), Some("also-bad")] {
+        assert_eq!(post_raw(&gw.url, bad, None, INIT).await.0, 401);
+    }
+    // The legitimate call after all that still works.
+    assert!(text_of(&call(&triage, "workspace__read_note", json!({"name": "welcome.md"})).await.unwrap()).contains("Welcome"));
+
+    let records = eventually(std::time::Duration::from_secs(10), || async {
+        let (_, export, _) = jitgate(&["audit", "export", "--config", dep.config.to_str().unwrap()]);
+        let records: Vec<Value> = export.lines().map(|l| serde_json::from_str(l).unwrap()).collect();
+        records.iter().any(|r| r["kind"] == "identity.refused" && r["data"]["counts"].is_object()).then_some(records)
+    })
+    .await;
+    let refused: Vec<&str> = records.iter().filter(|r| r["kind"] == "refusal").filter_map(|r| r["data"]["code"].as_str()).collect();
+    assert!(refused.contains(&"token_replayed") && refused.contains(&"token_wrong_session"), "{refused:?}");
+    assert!(refused.iter().filter(|c| c.starts_with("token_")).count() >= 3, "the forged token too: {refused:?}");
+    assert!(refused.len() >= 5, "plan and request refusals too: {refused:?}");
+    let counted: u64 = records.iter().filter(|r| r["kind"] == "identity.refused").filter_map(|r| r["data"]["total"].as_u64()).sum();
+    assert_eq!(counted, 3, "three 401s, counted not recorded one by one");
+}

@@ -127,3 +127,28 @@ async fn replayed_misdirected_and_missing_proofs_are_refused() {
     let (status, body) = post(&gw.url, &format!("DPoP {bound}"), Some(&right)).await;
     assert_eq!(status, 200, "its own key: {body}");
 }
+
+/// Stdio cannot prove possession of a key: a key-bound identity is refused
+/// there rather than honoured without its key; an unbound one works.
+#[tokio::test]
+async fn a_key_bound_identity_is_refused_over_stdio() {
+    let dep = Deployment::new(&Setup::default());
+    let key = dep.dev_key();
+    let claims = json!({
+        "iss": "jitgate-dev-issuer", "sub": "spiffe://jitgate.local/agent/triage", "aud": GATEWAY_ID,
+        "iat": now(), "nbf": now(), "exp": now() + 600, "jti": "bound-stdio", "cnf": {"jkt": "some-key-thumbprint"},
+    });
+    let id_file = dep.path("bound.jwt");
+    std::fs::write(&id_file, jitgate::jws::sign(&claims, &key.kid, "JWT", &key.signing).unwrap()).unwrap();
+    let out = Command::new(jitgate_bin())
+        .args(["serve", "--config", dep.config.to_str().unwrap(), "--stdio", "--identity-file", id_file.to_str().unwrap()])
+        .stdin(std::process::Stdio::null())
+        .output()
+        .unwrap();
+    assert!(!out.status.success());
+    assert!(String::from_utf8_lossy(&out.stderr).contains("bound to a key"), "{}", String::from_utf8_lossy(&out.stderr));
+    let unbound = dep.path("unbound.jwt");
+    std::fs::write(&unbound, dep.mint("triage")).unwrap();
+    let client = connect_stdio(&dep, &unbound).await;
+    assert!(tool_names(&client).await.contains(&"workspace__read_note".to_owned()));
+}

@@ -270,17 +270,18 @@ async fn a_session_is_refused_to_every_other_agent_on_every_kind_of_request() {
     assert!(!gw.log().contains(&sid), "a session id was logged");
 }
 
-/// One 2026-07-28 `tools/call` as raw HTTP, optionally carrying a session header.
-async fn modern_call(url: &str, token: &str, session: Option<&str>, tool: &str, arguments: serde_json::Value) -> serde_json::Value {
+/// One `tools/call` with per-request `_meta` (the 2026-07-28 lifecycle) as
+/// raw HTTP, naming `version`, optionally carrying a session header.
+async fn stateless_call(url: &str, version: &str, token: &str, session: Option<&str>, tool: &str, arguments: serde_json::Value) -> serde_json::Value {
     let body = json!({"jsonrpc": "2.0", "id": 7, "method": "tools/call", "params": {
         "name": tool, "arguments": arguments,
-        "_meta": {"io.modelcontextprotocol/protocolVersion": "2026-07-28", "io.modelcontextprotocol/clientCapabilities": {}}}});
+        "_meta": {"io.modelcontextprotocol/protocolVersion": version, "io.modelcontextprotocol/clientCapabilities": {}}}});
     let mut req = reqwest::Client::new()
         .post(url)
         .header("authorization", format!("Bearer {token}"))
         .header("content-type", "application/json")
         .header("accept", "application/json, text/event-stream")
-        .header("mcp-protocol-version", "2026-07-28")
+        .header("mcp-protocol-version", version)
         .header("mcp-method", "tools/call")
         .header("mcp-name", tool)
         .body(body.to_string());
@@ -302,6 +303,19 @@ async fn a_modern_request_with_a_stale_session_header_keeps_its_task() {
     let gw = Gateway::start(&dep);
     gw.wait_server("workspace", "ready").await;
     let token = dep.mint("triage");
+    // rmcp serves statelessly whatever version `_meta` names; so does jitgate.
+    for version in ["2026-07-28", "2025-06-18"] {
+        stateless_task_survives(&gw, &token, version).await;
+    }
+}
+
+async fn stateless_task_survives(gw: &Gateway, token: &str, version: &str) {
+    let token = token.to_owned();
+    let modern_call = |url: &str, token: &str, session: Option<&str>, tool: &str, arguments: serde_json::Value| {
+        let (url, token, session, tool) = (url.to_owned(), token.to_owned(), session.map(str::to_owned), tool.to_owned());
+        let version = version.to_owned();
+        async move { stateless_call(&url, &version, &token, session.as_deref(), &tool, arguments).await }
+    };
     let (_, _, sid) = post_raw(&gw.url, Some(&token), None, INIT).await;
     let sid = sid.unwrap();
     let plan = json!({"objective": "read", "phases": [{"name": "r", "tools": ["workspace__read_note"]}]});
@@ -313,5 +327,7 @@ async fn a_modern_request_with_a_stale_session_header_keeps_its_task() {
     assert_eq!(grant["decision"], "allow", "{granted}");
     let read = modern_call(&gw.url, &token, None, "workspace__read_note", json!({"name": "q3-plan.md", "_jit_token": grant["token"]})).await;
     assert!(read.to_string().contains("Ship the billing export"), "{read}");
-    assert_eq!(read["result"]["resultType"], "complete", "2026-07-28 results carry resultType: {read}");
+    if version >= "2026-07-28" {
+        assert_eq!(read["result"]["resultType"], "complete", "2026-07-28 results carry resultType: {read}");
+    }
 }

@@ -199,3 +199,40 @@ async fn taint_and_request_rate_survive_a_restart() {
     assert_eq!(refusal_code(&refused).as_deref(), Some("agent_quarantined"), "{}", text_of(&refused));
     assert!(text_of(&refused).contains("4 requests in the last minute"), "{}", text_of(&refused));
 }
+
+/// A process paused past its lease loses what its sessions held (another
+/// process revoked it); when it runs again and later dies, what its
+/// sessions hold by then is revoked too.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_paused_process_that_resumes_and_then_dies_leaves_nothing_behind() {
+    let dep = Deployment::new(&Setup { limits: "instance_lease = \"3s\"".into(), ..Setup::default() });
+    let a = Gateway::start(&dep);
+    let b = Gateway::start(&dep);
+    a.wait_server("workspace", "ready").await;
+    b.wait_server("workspace", "ready").await;
+    let token = dep.mint("triage");
+    let legacy = a.connect(&token).await;
+    let task = begin(&legacy, serde_json::from_str(TWO_PHASES).unwrap()).await.unwrap();
+    let held = request(&legacy, &task, "workspace__read_note", json!({"name": "q3-plan.md"})).await.unwrap();
+    let pid = a.child.id().to_string();
+    assert!(std::process::Command::new("kill").args(["-STOP", &pid]).status().unwrap().success());
+    let state = eventually(Duration::from_secs(20), || {
+        let s = inspect(&dep, &held);
+        async move { (s["state"] == "revoked").then_some(s) }
+    })
+    .await;
+    assert!(state["reason"].as_str().unwrap().contains("lease lapsed"), "{state}");
+    assert!(std::process::Command::new("kill").args(["-CONT", &pid]).status().unwrap().success());
+    // Running again, it serves its session; then it dies for good.
+    let task = begin(&legacy, serde_json::from_str(TWO_PHASES).unwrap()).await.unwrap();
+    let later = request(&legacy, &task, "workspace__read_note", json!({"name": "q3-plan.md"})).await.unwrap();
+    drop(legacy);
+    a.crash();
+    let state = eventually(Duration::from_secs(20), || {
+        let s = inspect(&dep, &later);
+        async move { (s["state"] == "revoked").then_some(s) }
+    })
+    .await;
+    assert!(state["reason"].as_str().unwrap().contains("lease lapsed"), "{state}");
+    drop(b);
+}

@@ -122,6 +122,7 @@ pub async fn start(config_path: &std::path::Path, kind: &str) -> Result<Arc<Shar
         instance,
         agent_calls: Default::default(),
         seen_identities: Default::default(),
+        identity_refusals: Default::default(),
     });
     tracing::info!(instance = %shared.instance, kind, "gateway instance registered");
     // Sessions of processes that died without stopping are dead: revoke them

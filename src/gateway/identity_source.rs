@@ -72,6 +72,11 @@ impl IdentityFile {
         };
         let agent = fresh?;
         verifier.still_valid(&agent)?;
+        // Stdio has no way to prove a key: a key-bound credential would be
+        // usable by whoever holds the file (fail closed).
+        if agent.claims.contains_key("cnf") {
+            return Err(IdentityError::KeyBound);
+        }
         Ok(agent)
     }
 }

@@ -35,6 +35,7 @@ pub async fn run(shared: Arc<Shared>) {
         tokio::select! {
             _ = interval.tick() => {}
             _ = shared.shutdown.cancelled() => {
+                record_identity_refusals(&shared).await;
                 checkpoint(&shared).await;
                 return;
             }
@@ -44,6 +45,7 @@ pub async fn run(shared: Arc<Shared>) {
             checkpoint(&shared).await;
         }
         if ticks % SLOW_EVERY == 0 {
+            record_identity_refusals(&shared).await;
             expire_tasks(&shared).await;
             forget_old_taint(&shared).await;
             reload_keys(&shared);
@@ -75,7 +77,7 @@ async fn renew_lease(shared: &Shared) {
         Ok(Ok(true)) => {}
         Ok(Ok(false)) => tracing::error!(
             instance = %shared.instance,
-            "this gateway's lease had lapsed (was the process paused?) and another process revoked its sessions; those agents must open new sessions"
+            "this gateway's lease had lapsed (was the process paused?) and another process revoked what its sessions held; the lease is renewed, those agents must begin new tasks"
         ),
         Ok(Err(e)) => tracing::error!(error = %e, "cannot renew this gateway's lease"),
         Err(e) => tracing::error!(error = %e, "lease renewal task failed"),
@@ -104,6 +106,19 @@ pub async fn end_lapsed_instances(shared: &Shared) {
         Ok(Err(e)) => tracing::error!(error = %e, "cannot check for lapsed gateway instances"),
         Err(e) => tracing::error!(error = %e, "lapsed-instance task failed"),
     }
+}
+
+/// One audit record for the HTTP requests refused before any agent was
+/// known (bad or missing credentials, DPoP, another agent's session), by
+/// reason, per second at most.
+async fn record_identity_refusals(shared: &Shared) {
+    let counts = shared.take_identity_refusals();
+    if counts.is_empty() {
+        return;
+    }
+    let total: u64 = counts.values().sum();
+    let event = crate::audit::Event::new("identity.refused", None, None, serde_json::json!({"counts": counts, "total": total, "instance": shared.instance}));
+    super::record_or_log(shared, event).await;
 }
 
 /// No task lives longer than max_task_ttl, so older taint is of dead tasks.

@@ -82,6 +82,10 @@ pub struct Shared {
     /// requests (bounded), so that the audit trail gets one record per
     /// credential rather than one per request.
     pub seen_identities: std::sync::Mutex<std::collections::HashSet<String>>,
+    /// HTTP requests refused before any agent was known (401), counted by
+    /// reason and written to the audit trail as one record per interval, so
+    /// that unauthenticated traffic cannot fill the store.
+    pub identity_refusals: std::sync::Mutex<std::collections::BTreeMap<&'static str, u64>>,
 }
 
 impl Shared {
@@ -99,6 +103,18 @@ impl Shared {
     fn agent_permits(&self, agent: &str) -> Arc<Semaphore> {
         let mut map = self.agent_calls.lock().unwrap_or_else(|p| p.into_inner());
         map.entry(agent.to_owned()).or_insert_with(|| Arc::new(Semaphore::new(self.config.limits.max_concurrent_calls_per_session))).clone()
+    }
+
+    /// Count an identity refusal for the next aggregate audit record.
+    pub fn count_identity_refusal(&self, code: &'static str) {
+        let mut counts = self.identity_refusals.lock().unwrap_or_else(|p| p.into_inner());
+        let n = counts.entry(code).or_default();
+        *n = n.saturating_add(1);
+    }
+
+    /// The identity refusals counted since the last call.
+    pub fn take_identity_refusals(&self) -> std::collections::BTreeMap<&'static str, u64> {
+        std::mem::take(&mut *self.identity_refusals.lock().unwrap_or_else(|p| p.into_inner()))
     }
 
     /// True the first time this process sees an identity credential (by its id).
@@ -121,9 +137,11 @@ pub struct Binding<'a> {
     pub dpop_key: Option<&'a str>,
 }
 
-/// Does the request speak MCP 2026-07-28 or later (per-request `_meta`)?
+/// Is the request served statelessly (2026-07-28 lifecycle)? The same test
+/// rmcp routes by: its `_meta` carries every per-request key that revision
+/// requires, whatever version it names.
 fn is_modern(ctx: &RequestContext<RoleServer>) -> bool {
-    ctx.meta.protocol_version().is_some_and(|v| v >= rmcp::model::ProtocolVersion::V_2026_07_28)
+    ctx.meta.missing_required_keys(&rmcp::model::ProtocolVersion::V_2026_07_28).is_empty()
 }
 
 /// The DPoP key the HTTP front end verified for this request.
@@ -250,11 +268,9 @@ impl Session {
             tracing::info!(code = "too_many_concurrent_calls", "call refused");
             let limit = self.shared.config.limits.max_concurrent_calls_per_session;
             let whose = if sid.is_some() { "this session" } else { "this agent" };
-            return Ok(refusal_result(
-                "too_many_concurrent_calls",
-                &format!("{whose} already has {limit} calls in flight (limits.max_concurrent_calls_per_session); wait for one to finish"),
-            )
-            .into());
+            let message = format!("{whose} already has {limit} calls in flight (limits.max_concurrent_calls_per_session); wait for one to finish");
+            record_refusal(&self.shared, &agent, sid, &req.name, None, "too_many_concurrent_calls", &message).await;
+            return Ok(refusal_result("too_many_concurrent_calls", &message).into());
         };
         let mut arguments = req.arguments.clone().unwrap_or_default();
         // Plans and intents name tools too: wait (bounded) for servers still
@@ -262,8 +278,12 @@ impl Session {
         self.shared.downstreams.wait_first_start(self.first_start_wait()).await;
         if meta::is_meta(&req.name) {
             let binding = Binding { session: sid, dpop_key: proven_key(&ctx) };
+            let task = arguments.get("task").and_then(|t| t.as_str()).filter(|t| t.len() <= 64).map(str::to_owned);
             let result = meta::handle(self, &agent, binding, &req.name, arguments).await;
             span.record("decision", if result.is_error == Some(true) { "refused" } else { "ok" });
+            if let Some((code, message)) = unaudited_refusal(&req.name, &result) {
+                record_refusal(&self.shared, &agent, sid, &req.name, task.as_deref(), &code, &message).await;
+            }
             return Ok(result.into());
         }
         let token = authorize::take_token(&ctx.meta, &mut arguments);
@@ -273,6 +293,7 @@ impl Session {
             Decision::Refuse(Refusal { code, message, protocol_error }) => {
                 span.record("decision", "refused");
                 tracing::info!(code, "call refused");
+                record_refusal(&self.shared, &agent, sid, &req.name, None, code, &message).await;
                 if protocol_error {
                     return Err(ErrorData::invalid_params(message, Some(serde_json::json!({ "code": code }))));
                 }
@@ -408,13 +429,18 @@ impl ServerHandler for Session {
     async fn listen(&self, context: SubscriptionContext) -> Result<(), ErrorData> {
         // Only a verified agent may hold a stream open on this gateway.
         let in_session = self.session_of(context.request_context()).is_some();
-        self.identify(context.request_context(), in_session).map_err(|e| identity_error(&e))?;
+        let agent = self.identify(context.request_context(), in_session).map_err(|e| identity_error(&e))?;
+        // The stream ends with the credential that opened it.
+        let lifetime = u64::try_from(agent.expires_at.saturating_sub(self.shared.clock.now_unix())).unwrap_or(0);
+        let expiry = tokio::time::sleep(std::time::Duration::from_secs(lifetime));
+        tokio::pin!(expiry);
         let mut changes = self.shared.downstreams.subscribe();
         let shutdown = self.shared.shutdown.clone();
         loop {
             tokio::select! {
                 changed = wait_for_change(&mut changes, &shutdown) => if !changed { return Ok(()) },
                 _ = context.cancelled() => return Ok(()),
+                _ = &mut expiry => return Ok(()),
             }
             if context.sink().notify_tool_list_changed().await.is_err() {
                 return Ok(());
@@ -547,6 +573,29 @@ async fn record_result(shared: &Shared, claims: &crate::token::CapabilityClaims,
         }
     }
     record_or_log(shared, crate::audit::Event::new("call.result", Some(&claims.task), Some(&claims.sub), data)).await;
+}
+
+/// A refused meta-tool call that no other record covers: the request
+/// path records its policy denials as `intent` records itself.
+fn unaudited_refusal(tool: &str, result: &CallToolResult) -> Option<(String, String)> {
+    if result.is_error != Some(true) {
+        return None;
+    }
+    let error = result.meta.as_ref()?.0.get("jitgate/error")?;
+    let code = error.get("code")?.as_str()?.to_owned();
+    if tool == meta::REQUEST && code == "policy_denied" {
+        return None;
+    }
+    Some((code, error.get("message").and_then(|m| m.as_str()).unwrap_or_default().to_owned()))
+}
+
+/// Every refusal of an identified agent goes to the audit trail: what was
+/// asked, why it was refused (identity refusals over HTTP, which come before
+/// any agent is known, are counted in aggregate records instead).
+async fn record_refusal(shared: &Shared, agent: &VerifiedAgent, sid: Option<&str>, tool: &str, task: Option<&str>, code: &str, message: &str) {
+    let message: String = message.chars().take(1000).collect();
+    let data = serde_json::json!({"tool": tool, "code": code, "message": message, "sid": sid});
+    record_or_log(shared, crate::audit::Event::new("refusal", task, Some(&agent.agent.id), data)).await;
 }
 
 /// Append an audit record whose failure cannot change the answer (the event

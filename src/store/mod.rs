@@ -266,8 +266,9 @@ pub trait Store: Send + Sync + 'static {
 
     /// A gateway process (`jitgate serve`) starts, holding a lease until `lease_until`.
     fn register_instance(&self, id: &str, kind: &str, now: i64, lease_until: i64) -> Result<(), StoreError>;
-    /// Extend a running instance's lease; false if it was already ended
-    /// (its lease lapsed and another process revoked what it held).
+    /// Extend a running instance's lease. False if it had been ended (its
+    /// lease lapsed and another process revoked what it held); the instance
+    /// is live again from now on.
     fn renew_instance(&self, id: &str, lease_until: i64) -> Result<bool, StoreError>;
     /// An instance stops (or was found dead): revoke the handshake-era
     /// sessions it owned, nothing else. Idempotent.

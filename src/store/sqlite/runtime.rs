@@ -16,10 +16,18 @@ pub(super) fn register_instance(conn: &Connection, id: &str, kind: &str, now: i6
 }
 
 pub(super) fn renew_instance(conn: &Connection, id: &str, lease_until: i64) -> Result<bool, StoreError> {
-    let n = conn
+    let live = conn
         .prepare_cached("UPDATE instances SET lease_until=?2 WHERE id=?1 AND stopped_at IS NULL")?
         .execute(params![id, lease_until])?;
-    Ok(n == 1)
+    if live == 1 {
+        return Ok(true);
+    }
+    // The lease had lapsed (the process was paused) and another process
+    // revoked what its sessions held. It is serving again: its lease is live
+    // again, so that what its sessions hold from now on is revoked when it
+    // stops or its lease lapses once more.
+    conn.execute("UPDATE instances SET lease_until=?2, stopped_at=NULL WHERE id=?1", params![id, lease_until])?;
+    Ok(false)
 }
 
 /// Sessions of `instance` that still hold an active task or an issued token.
@@ -184,10 +192,17 @@ mod tests {
         assert_eq!(s.task("t2").unwrap().unwrap().state, TaskState::Active);
         assert_eq!(s.task("t3").unwrap().unwrap().state, TaskState::Active);
         assert_eq!(s.token("jt2").unwrap().unwrap().state, TokenState::Issued);
-        // Ending again changes nothing; an ended instance cannot renew.
+        // Ending again changes nothing.
         assert!(s.end_instance("i1", "again", 6).unwrap().is_empty());
+        assert!(s.renew_instance("i2", 1000).unwrap());
+        // An ended instance that renews (it was paused, not dead) says so and
+        // is live again: what its sessions hold later lapses with it.
         assert!(!s.renew_instance("i1", 100).unwrap());
-        assert!(s.renew_instance("i2", 100).unwrap());
+        assert!(s.renew_instance("i1", 110).unwrap());
+        s.create_task(&task("t4", "s1")).unwrap();
+        assert_eq!(s.lapsed_instances(111).unwrap(), vec!["i1".to_owned()]);
+        s.end_instance("i1", "lease lapsed", 111).unwrap();
+        assert_eq!(s.task("t4").unwrap().unwrap().state, TaskState::Revoked);
         // The empty session id is never a revocation target.
         assert!(s.revoke(&Scope::Session(String::new()), "x", 7).is_err());
         assert_eq!(s.task("t3").unwrap().unwrap().state, TaskState::Active);
