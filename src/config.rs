@@ -63,6 +63,7 @@ struct RawAudit {
     content: bool,
     #[serde(default)]
     redact: Vec<String>,
+    witness: Option<PathBuf>,
 }
 
 /// The audit trail's settings.
@@ -74,6 +75,10 @@ pub struct AuditConfig {
     pub content: bool,
     /// Argument and result keys whose values are replaced by "[redacted]".
     pub redact: Vec<String>,
+    /// The append-only file every signed checkpoint is also written to,
+    /// outside the store (default `STATE/audit-witness.jsonl`; put it on
+    /// append-only or remote storage in production).
+    pub witness: PathBuf,
 }
 
 #[derive(Debug, Default, Deserialize)]
@@ -355,6 +360,7 @@ impl Config {
             return Err(file.error_at(Some(raw.gateway.id.span()), "gateway.id must not be empty: it is the audience agents' identity tokens must carry, e.g. \"jitgate://prod-eu\""));
         }
         let state_dir = file.resolve(&raw.gateway.state_dir);
+        let witness = raw.audit.witness.as_ref().map(|w| file.resolve(w)).unwrap_or_else(|| state_dir.join(AUDIT_WITNESS_FILE));
         let limits = validate_limits(file, raw.limits)?;
         let identity = validate_identity(file, raw.identity, &state_dir)?;
         let approvals = validate_approvals(file, raw.approvals, &state_dir, &identity)?;
@@ -391,6 +397,7 @@ impl Config {
                 checkpoint_interval: raw.audit.checkpoint_interval.unwrap_or(Duration::from_secs(60)),
                 content: raw.audit.content,
                 redact: raw.audit.redact,
+                witness,
             },
         })
     }
@@ -410,6 +417,9 @@ impl Config {
         self.path.parent().map(Path::to_owned).unwrap_or_default()
     }
 }
+
+/// The default witness file of audit checkpoints, in the state directory.
+pub const AUDIT_WITNESS_FILE: &str = "audit-witness.jsonl";
 
 /// Default lease of a gateway process in the store.
 const DEFAULT_INSTANCE_LEASE: Duration = Duration::from_secs(30);

@@ -220,3 +220,53 @@ async fn refusals_are_audited_and_unauthenticated_ones_in_aggregate() {
     let counted: u64 = records.iter().filter(|r| r["kind"] == "identity.refused").filter_map(|r| r["data"]["total"].as_u64()).sum();
     assert_eq!(counted, 3, "three 401s, counted not recorded one by one");
 }
+
+/// Checkpoints are also written outside the store (the witness file): a
+/// chain rewritten with recomputed hashes after its checkpoints were deleted
+/// from the store is found, and records old enough to need a checkpoint but
+/// covered by none fail verification.
+#[tokio::test]
+async fn the_witness_finds_deleted_checkpoints_and_a_recomputed_chain() {
+    let dep = Deployment::new(&Setup::default());
+    dep.append_config("\n[audit]\ncheckpoint_interval = \"1s\"\n");
+    {
+        let gw = Gateway::start(&dep);
+        gw.wait_server("workspace", "ready").await;
+        let triage = gw.connect(&dep.mint("triage")).await;
+        assert!(text_of(&call(&triage, "workspace__read_note", json!({"name": "welcome.md"})).await.unwrap()).contains("Welcome"));
+        drop(triage);
+        gw.stop();
+    }
+    assert_eq!(verify(&dep).0, Some(0), "{}", verify(&dep).1);
+    let witness = std::fs::read_to_string(dep.path("state/audit-witness.jsonl")).unwrap();
+    assert!(witness.lines().count() >= 1 && witness.contains("\"jws\""), "{witness}");
+
+    // The attacker deletes the checkpoints and rewrites a record, recomputing every hash after it.
+    let c = db(&dep);
+    c.execute("DELETE FROM audit_checkpoints", []).unwrap();
+    let (code, err) = verify(&dep);
+    assert_eq!(code, Some(3), "{err}");
+    assert!(err.contains("checkpoints were deleted from the store"), "{err}");
+    let rows: Vec<(i64, i64, String, Option<String>, Option<String>, String)> = {
+        let mut stmt = c.prepare("SELECT seq, at, kind, task, agent, data FROM audit ORDER BY seq").unwrap();
+        stmt.query_map([], |r| Ok((r.get(0)?, r.get(1)?, r.get(2)?, r.get(3)?, r.get(4)?, r.get(5)?))).unwrap().map(Result::unwrap).collect()
+    };
+    let mut prev = "0".repeat(64);
+    for (seq, at, kind, task, agent, data) in rows {
+        let data = if seq == 2 { data.replace("triage", "friendly") } else { data };
+        let value: Value = serde_json::from_str(&data).unwrap();
+        let hash = jitgate::audit::record_hash(seq, at, &kind, task.as_deref(), agent.as_deref(), &value, &prev);
+        c.execute("UPDATE audit SET data = ?1, prev_hash = ?2, hash = ?3 WHERE seq = ?4", rusqlite::params![data, prev, hash, seq]).unwrap();
+        prev = hash;
+    }
+    let (code, err) = verify(&dep);
+    assert_eq!(code, Some(3), "{err}");
+    assert!(err.contains("rewritten") || err.contains("deleted from the store"), "{err}");
+    // Without the witness as well, the chain verifies as a chain, but its
+    // records are older than the checkpoint interval and covered by nothing.
+    std::fs::remove_file(dep.path("state/audit-witness.jsonl")).unwrap();
+    tokio::time::sleep(std::time::Duration::from_secs(3)).await;
+    let (code, err) = verify(&dep);
+    assert_eq!(code, Some(3), "{err}");
+    assert!(err.contains("covered by no signed checkpoint"), "{err}");
+}

@@ -126,11 +126,16 @@ mod tests {
 
 /// Sign the current head of the chain, unless the last checkpoint already
 /// covers it. Returns the new checkpoint, if one was written.
+///
+/// The checkpoint is also appended to the witness file outside the store
+/// (and logged), so that deleting checkpoints from the store and rewriting
+/// the chain there shows when `audit verify` compares the two.
 pub fn write_checkpoint(
     store: &dyn crate::store::Store,
     key: &crate::keys::KeyPair,
     iss: &str,
     now: i64,
+    witness: &std::path::Path,
 ) -> Result<Option<Checkpoint>, String> {
     let Some((seq, hash)) = store.audit_head().map_err(|e| e.to_string())? else { return Ok(None) };
     if store.checkpoints().map_err(|e| e.to_string())?.last().is_some_and(|c| c.seq == seq) {
@@ -140,5 +145,42 @@ pub fn write_checkpoint(
     let jws = crate::jws::sign(&claims, &key.kid, CHECKPOINT_TYP, &key.signing).map_err(|e| e.to_string())?;
     let c = Checkpoint { seq, hash, at: now, jws };
     store.record_checkpoint(&c).map_err(|e| e.to_string())?;
+    append_witness(witness, &c).map_err(|e| format!("checkpoint {seq} is in the store but not in the witness file {}: {e}", witness.display()))?;
+    tracing::info!(seq, hash = %c.hash, checkpoint = %c.jws, "audit checkpoint (witness)");
     Ok(Some(c))
+}
+
+/// Append a checkpoint to the witness file (JSON lines), created private.
+fn append_witness(path: &std::path::Path, c: &Checkpoint) -> std::io::Result<()> {
+    use std::io::Write as _;
+    let mut options = std::fs::OpenOptions::new();
+    options.create(true).append(true);
+    #[cfg(unix)]
+    std::os::unix::fs::OpenOptionsExt::mode(&mut options, 0o600);
+    let mut line = serde_json::to_vec(&serde_json::json!({"seq": c.seq, "hash": c.hash, "at": c.at, "jws": c.jws})).map_err(std::io::Error::other)?;
+    line.push(b'\n');
+    // One write of one line: appends from several processes do not interleave.
+    options.open(path)?.write_all(&line)
+}
+
+/// The checkpoints in a witness file; a missing file holds none. Lines that
+/// are not checkpoints are skipped (a signature check decides what counts).
+pub fn read_witness(path: &std::path::Path) -> std::io::Result<Vec<Checkpoint>> {
+    let text = match std::fs::read_to_string(path) {
+        Ok(t) => t,
+        Err(e) if e.kind() == std::io::ErrorKind::NotFound => return Ok(Vec::new()),
+        Err(e) => return Err(e),
+    };
+    Ok(text
+        .lines()
+        .filter_map(|l| serde_json::from_str::<Value>(l).ok())
+        .filter_map(|v| {
+            Some(Checkpoint {
+                seq: v.get("seq")?.as_i64()?,
+                hash: v.get("hash")?.as_str()?.to_owned(),
+                at: v.get("at")?.as_i64()?,
+                jws: v.get("jws")?.as_str()?.to_owned(),
+            })
+        })
+        .collect())
 }

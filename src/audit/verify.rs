@@ -22,6 +22,11 @@ pub enum Problem {
     CheckpointMismatch { seq: i64 },
     /// Records up to a checkpoint are gone (truncated).
     Truncated { checkpoint_seq: i64, last_seq: i64 },
+    /// A checkpoint in the witness file is not in the store (deleted there).
+    MissingFromStore { seq: i64 },
+    /// Records older than the checkpoint interval (plus grace) that no valid
+    /// checkpoint covers: they could have been rewritten unnoticed.
+    Uncovered { from_seq: i64, oldest_at: i64 },
 }
 
 impl std::fmt::Display for Problem {
@@ -35,6 +40,14 @@ impl std::fmt::Display for Problem {
             Problem::Truncated { checkpoint_seq, last_seq } => {
                 write!(f, "a signed checkpoint covers record {checkpoint_seq} but the log ends at {last_seq}: it was truncated")
             }
+            Problem::MissingFromStore { seq } => {
+                write!(f, "the witness holds a checkpoint of record {seq} that the store does not: checkpoints were deleted from the store")
+            }
+            Problem::Uncovered { from_seq, oldest_at } => write!(
+                f,
+                "records from {from_seq} on (the first written at {}) are covered by no signed checkpoint although they are older than the checkpoint interval: they could have been rewritten; is the witness file in place?",
+                crate::clock::rfc3339(*oldest_at)
+            ),
         }
     }
 }
@@ -55,8 +68,43 @@ impl Report {
     }
 }
 
-/// Verify records (in seq order) and checkpoints against the gateway's public keys.
-pub fn verify(records: &[Record], checkpoints: &[Checkpoint], keys: &[PublicKey]) -> Report {
+/// What a verification checks the records against.
+pub struct Evidence<'a> {
+    /// Checkpoints as the store holds them.
+    pub stored: &'a [Checkpoint],
+    /// Checkpoints as the witness file outside the store holds them.
+    pub witnessed: &'a [Checkpoint],
+    pub keys: &'a [PublicKey],
+    /// Records written before this must be covered by a checkpoint.
+    pub must_be_covered_before: i64,
+}
+
+/// Verify records (in seq order) against the checkpoints in the store and
+/// in the witness, and the gateway's public keys.
+pub fn verify(records: &[Record], evidence: &Evidence<'_>) -> Report {
+    let mut checkpoints: Vec<Checkpoint> = evidence.stored.to_vec();
+    for w in evidence.witnessed {
+        if !evidence.stored.iter().any(|c| c.jws == w.jws) {
+            checkpoints.push(w.clone());
+        }
+    }
+    let mut report = verify_with(records, &checkpoints, evidence.keys);
+    for w in evidence.witnessed {
+        // Only a witnessed checkpoint that verifies counts as evidence of a deletion.
+        if !evidence.stored.iter().any(|c| c.jws == w.jws) && checkpoint_claims(&w.jws, evidence.keys).is_some() {
+            report.problems.push(Problem::MissingFromStore { seq: w.seq });
+        }
+    }
+    if let Some(first) = records.iter().find(|r| r.seq > report.covered_to) {
+        if first.at < evidence.must_be_covered_before {
+            report.problems.push(Problem::Uncovered { from_seq: first.seq, oldest_at: first.at });
+        }
+    }
+    report
+}
+
+/// The chain and the given checkpoints.
+fn verify_with(records: &[Record], checkpoints: &[Checkpoint], keys: &[PublicKey]) -> Report {
     let mut report = Report { records: records.len(), checkpoints: checkpoints.len(), ..Default::default() };
     let mut prev_hash = GENESIS.to_owned();
     let mut expected = 1;
@@ -130,7 +178,35 @@ mod tests {
     }
 
     fn check(records: &[Record], s: &SqliteStore, key: &KeyPair) -> Report {
-        verify(records, &s.checkpoints().unwrap(), &[key.public()])
+        verify_with(records, &s.checkpoints().unwrap(), &[key.public()])
+    }
+
+    #[test]
+    fn deleted_checkpoints_and_an_unwitnessed_rewrite_are_found() {
+        let (s, key) = chain(4);
+        checkpoint(&s, &key);
+        let witnessed = s.checkpoints().unwrap();
+        let records = s.audit_records(0, 100).unwrap();
+        let keys = [key.public()];
+        let evidence = |stored: &[Checkpoint], witnessed: &[Checkpoint], before: i64| {
+            verify(&records, &Evidence { stored, witnessed, keys: &keys, must_be_covered_before: before })
+        };
+        assert!(evidence(&witnessed, &witnessed, 1_000).ok());
+        // The checkpoints were deleted from the store; the witness still has them.
+        let r = evidence(&[], &witnessed, 1_000);
+        assert!(r.problems.contains(&Problem::MissingFromStore { seq: 4 }), "{:?}", r.problems);
+        // No checkpoint anywhere, and the records are old: they are not protected.
+        let r = evidence(&[], &[], 1_000);
+        assert!(matches!(r.problems.as_slice(), [Problem::Uncovered { from_seq: 1, .. }]), "{:?}", r.problems);
+        // Records still within the interval need no checkpoint yet.
+        assert!(evidence(&[], &[], 100).ok());
+        // A rewrite with recomputed hashes and no checkpoints: the witness catches it.
+        let rewritten = SqliteStore::in_memory().unwrap();
+        for i in 1..=4 {
+            rewritten.append_audit(&Event::new("test", Some("t1"), Some("a"), json!({"i": i * 10})), 100 + i).unwrap();
+        }
+        let r = verify(&rewritten.audit_records(0, 100).unwrap(), &Evidence { stored: &[], witnessed: &witnessed, keys: &keys, must_be_covered_before: 1_000 });
+        assert!(r.problems.iter().any(|p| matches!(p, Problem::CheckpointMismatch { seq: 4 })), "{:?}", r.problems);
     }
 
     #[test]
@@ -174,7 +250,7 @@ mod tests {
         // A checkpoint signed by another key is a forgery.
         let rogue = KeyPair::from_seed(&[8; 32]);
         checkpoint(&s, &rogue);
-        let r = verify(&good, &s.checkpoints().unwrap(), &[key.public()]);
+        let r = verify_with(&good, &s.checkpoints().unwrap(), &[key.public()]);
         assert_eq!(r.problems, vec![Problem::BadCheckpointSignature { checkpoint: 2 }]);
     }
 }

@@ -53,7 +53,18 @@ pub fn run(cmd: AuditCommand) -> Result<(), CliError> {
             let keyring = Keyring::load(&config.keys_dir()).map_err(other)?;
             let records = all_records(&store)?;
             let checkpoints = store.checkpoints().map_err(other)?;
-            let report = crate::audit::verify::verify(&records, &checkpoints, keyring.public_keys());
+            let witnessed = crate::audit::read_witness(&config.audit.witness)
+                .map_err(|e| other(format!("cannot read the audit witness {}: {e}", config.audit.witness.display())))?;
+            // Records older than two checkpoint intervals must be covered by
+            // a signed checkpoint (a running gateway signs one each interval).
+            let grace = i64::try_from(config.audit.checkpoint_interval.as_secs()).unwrap_or(60).saturating_mul(2).max(2);
+            let evidence = crate::audit::verify::Evidence {
+                stored: &checkpoints,
+                witnessed: &witnessed,
+                keys: keyring.public_keys(),
+                must_be_covered_before: SystemClock.now_unix().saturating_sub(grace),
+            };
+            let report = crate::audit::verify::verify(&records, &evidence);
             if as_json {
                 println!("{}", json!({"ok": report.ok(), "report": report}));
             } else {

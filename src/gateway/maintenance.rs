@@ -228,7 +228,8 @@ pub fn reload_policy(shared: &Shared, rejected: &mut Option<[u8; 32]>, force: bo
 pub async fn checkpoint(shared: &Shared) {
     let key = shared.keyring().active().clone();
     let (store, iss, now) = (shared.store.clone(), shared.config.gateway_id.clone(), shared.clock.now_unix());
-    match tokio::task::spawn_blocking(move || crate::audit::write_checkpoint(store.as_ref(), &key, &iss, now)).await {
+    let witness = shared.config.audit.witness.clone();
+    match tokio::task::spawn_blocking(move || crate::audit::write_checkpoint(store.as_ref(), &key, &iss, now, &witness)).await {
         Ok(Ok(Some(c))) => tracing::info!(seq = c.seq, "audit checkpoint signed"),
         Ok(Ok(None)) => {}
         Ok(Err(e)) => tracing::error!(error = %e, "AUDIT CHECKPOINT FAILED"),
