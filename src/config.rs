@@ -198,6 +198,9 @@ fn default_agents_dir() -> PathBuf {
 struct RawLimits {
     max_message_bytes: Option<Spanned<usize>>,
     max_concurrent_calls_per_session: Option<Spanned<usize>>,
+    max_active_tasks_per_agent: Option<Spanned<usize>>,
+    max_pending_approvals_per_agent: Option<Spanned<usize>>,
+    max_sessions_per_agent: Option<Spanned<usize>>,
     #[serde(default, with = "source::duration::option")]
     call_timeout: Option<Duration>,
     #[serde(default, with = "source::duration::option")]
@@ -271,6 +274,12 @@ pub struct Config {
 pub struct Limits {
     pub max_message_bytes: usize,
     pub max_concurrent_calls_per_session: usize,
+    /// Active tasks one agent may hold at once.
+    pub max_active_tasks_per_agent: usize,
+    /// Approvals one agent may have pending at once.
+    pub max_pending_approvals_per_agent: usize,
+    /// Handshake-era sessions one agent may hold open on one process.
+    pub max_sessions_per_agent: usize,
     pub call_timeout: Duration,
     pub startup_timeout: Duration,
     /// How long a gateway process's lease lasts without renewal; when it
@@ -284,6 +293,9 @@ impl Default for Limits {
         Self {
             max_message_bytes: DEFAULT_MAX_MESSAGE_BYTES,
             max_concurrent_calls_per_session: DEFAULT_MAX_CONCURRENT_CALLS,
+            max_active_tasks_per_agent: 64,
+            max_pending_approvals_per_agent: 16,
+            max_sessions_per_agent: 32,
             call_timeout: DEFAULT_CALL_TIMEOUT,
             startup_timeout: DEFAULT_STARTUP_TIMEOUT,
             instance_lease: DEFAULT_INSTANCE_LEASE,
@@ -438,6 +450,18 @@ fn validate_limits(file: &SourceFile, raw: RawLimits) -> Result<Limits, SourceEr
             return Err(file.error_at(Some(v.span()), "limits.max_concurrent_calls_per_session must be at least 1"));
         }
         limits.max_concurrent_calls_per_session = *v.get_ref();
+    }
+    for (value, name, target) in [
+        (raw.max_active_tasks_per_agent, "max_active_tasks_per_agent", &mut limits.max_active_tasks_per_agent),
+        (raw.max_pending_approvals_per_agent, "max_pending_approvals_per_agent", &mut limits.max_pending_approvals_per_agent),
+        (raw.max_sessions_per_agent, "max_sessions_per_agent", &mut limits.max_sessions_per_agent),
+    ] {
+        if let Some(v) = value {
+            if *v.get_ref() == 0 {
+                return Err(file.error_at(Some(v.span()), format!("limits.{name} must be at least 1")));
+            }
+            *target = *v.get_ref();
+        }
     }
     if let Some(d) = raw.call_timeout {
         limits.call_timeout = d;

@@ -44,6 +44,7 @@ pub fn router(shared: Arc<Shared>) -> axum::Router {
     let session_manager = Arc::new(LocalSessionManager::default());
     let bindings = Arc::new(SessionBindings::default());
     sessions::spawn_pruning(bindings.clone(), session_manager.clone(), shared.shutdown.clone());
+    let manager = session_manager.clone();
     // rmcp builds one handler per handshake-era session, and one per request
     // for 2026-07-28 requests, which have no session.
     let mcp: StreamableHttpService<Session, LocalSessionManager> = StreamableHttpService::new(
@@ -53,7 +54,7 @@ pub fn router(shared: Arc<Shared>) -> axum::Router {
     );
     axum::Router::new()
         .nest_service("/mcp", mcp)
-        .layer(middleware::from_fn_with_state((shared.clone(), bindings), require_identity))
+        .layer(middleware::from_fn_with_state((shared.clone(), bindings, manager), require_identity))
         .route("/healthz", get(healthz))
         .route("/.well-known/jwks.json", get(jwks))
         .merge(approvals::routes())
@@ -85,7 +86,9 @@ fn credential(headers: &axum::http::HeaderMap) -> Option<(bool, &str)> {
     Some((dpop, token.trim()))
 }
 
-async fn require_identity(State((shared, bindings)): State<(Arc<Shared>, Arc<SessionBindings>)>, mut req: Request, next: Next) -> Response {
+type FrontState = (Arc<Shared>, Arc<SessionBindings>, Arc<LocalSessionManager>);
+
+async fn require_identity(State((shared, bindings, manager)): State<FrontState>, mut req: Request, next: Next) -> Response {
     if !req.uri().path().starts_with("/mcp") {
         return next.run(req).await;
     }
@@ -132,8 +135,13 @@ async fn require_identity(State((shared, bindings)): State<(Arc<Shared>, Arc<Ses
         // A response that hands out a session id answers `initialize`:
         // the session belongs to the agent that opened it, from now on.
         None => {
-            if let Some(issued) = resp.headers().get(SESSION_HEADER).and_then(|v| v.to_str().ok()) {
-                bindings.bind(issued, &agent_id);
+            if let Some(issued) = resp.headers().get(SESSION_HEADER).and_then(|v| v.to_str().ok()).map(str::to_owned) {
+                let max = shared.config.limits.max_sessions_per_agent;
+                if !bindings.bind(&issued, &agent_id, max) {
+                    use rmcp::transport::streamable_http_server::session::SessionManager as _;
+                    let _ = manager.close_session(&Arc::<str>::from(issued.as_str())).await;
+                    return too_many_sessions(max);
+                }
             }
         }
         Some(sid) if is_delete && resp.status().is_success() => {
@@ -218,6 +226,11 @@ fn dpop_refused(e: &crate::dpop::DpopError) -> Response {
         resp.headers_mut().insert(header::WWW_AUTHENTICATE, v);
     }
     resp
+}
+
+fn too_many_sessions(max: usize) -> Response {
+    let body = serde_json::json!({"jsonrpc": "2.0", "id": null, "error": {"code": -32600, "message": format!("this agent already holds {max} sessions on this gateway (limits.max_sessions_per_agent); close one (DELETE) or send 2026-07-28 requests, which need no session"), "data": {"code": "too_many_sessions"}}});
+    (StatusCode::TOO_MANY_REQUESTS, axum::Json(body)).into_response()
 }
 
 /// Another agent's session looks exactly like one that does not exist.

@@ -154,3 +154,51 @@ async fn prefixes_are_canonical_and_cannot_be_escaped() {
     let r = call_with_token(&janitor, "workspace__read_note", json!({"name": "q3-plan.md"}), &token).await.unwrap();
     assert!(text_of(&r).contains("Ship the billing export"), "{}", text_of(&r));
 }
+
+/// Everything an agent can make the gateway keep is bounded: plan size,
+/// active tasks, pending approvals, sessions. Each bound refuses with its
+/// own code and gives the capacity back when the agent cleans up.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn per_agent_collections_and_plans_are_bounded() {
+    let limits = "max_active_tasks_per_agent = 2\nmax_pending_approvals_per_agent = 1\nmax_sessions_per_agent = 2".to_owned();
+    let dep = Deployment::new(&Setup { policies: quickstart_policies(), limits, ..Setup::default() });
+    let gw = Gateway::start(&dep);
+    gw.wait_server("workspace", "ready").await;
+    let token = dep.mint("janitor");
+    let janitor = gw.connect_modern(&token).await;
+
+    // Plans: tools per phase and name length.
+    let many: Vec<String> = (0..40).map(|i| format!("workspace__tool{i}")).collect();
+    let r = begin(&janitor, json!([{"name": "p", "tools": many}])).await.unwrap_err();
+    assert_eq!(refusal_code(&r).as_deref(), Some("invalid_arguments"), "{}", text_of(&r));
+    let r = begin(&janitor, json!([{"name": "p", "tools": ["x".repeat(200)]}])).await.unwrap_err();
+    assert_eq!(refusal_code(&r).as_deref(), Some("invalid_arguments"), "{}", text_of(&r));
+
+    // Active tasks.
+    let plan = json!([{"name": "clean", "tools": ["workspace__delete_note"]}]);
+    let t1 = begin(&janitor, plan.clone()).await.unwrap();
+    let _t2 = begin(&janitor, plan.clone()).await.unwrap();
+    let r = begin(&janitor, plan.clone()).await.unwrap_err();
+    assert_eq!(refusal_code(&r).as_deref(), Some("too_many_tasks"), "{}", text_of(&r));
+    raw_call(&janitor, "jit_end_task", json!({"task": t1, "outcome": "done"})).await.unwrap();
+    let t3 = begin(&janitor, plan.clone()).await.unwrap();
+
+    // Pending approvals.
+    let delete = |name: &str| json!({"task": t3, "tool": "workspace__delete_note", "arguments": {"name": name}, "purpose": "tidy"});
+    assert_eq!(grant(&janitor, delete("meeting-2026-11-20.md")).await.unwrap()["decision"], "pending_approval");
+    assert_eq!(grant(&janitor, delete("meeting-2026-11-20.md")).await.unwrap()["decision"], "pending_approval", "the same request reuses its approval");
+    let r = grant(&janitor, delete("welcome.md")).await.unwrap_err();
+    assert_eq!(refusal_code(&r).as_deref(), Some("too_many_pending_approvals"), "{}", text_of(&r));
+
+    // Handshake-era sessions on this process.
+    let (s1, _, a) = post_raw(&gw.url, Some(&token), None, INIT).await;
+    let (s2, _, b) = post_raw(&gw.url, Some(&token), None, INIT).await;
+    assert_eq!((s1, s2), (200, 200));
+    let (status, body, third) = post_raw(&gw.url, Some(&token), None, INIT).await;
+    assert_eq!(status, 429, "{body}");
+    assert!(body.contains("too_many_sessions") && third.is_none(), "{body}");
+    let deleted = reqwest::Client::new().delete(&gw.url).header("authorization", format!("Bearer {token}")).header("mcp-session-id", a.unwrap()).send().await.unwrap();
+    assert_eq!(deleted.status().as_u16(), 204);
+    assert_eq!(post_raw(&gw.url, Some(&token), None, INIT).await.0, 200, "room again after a DELETE");
+    drop(b);
+}

@@ -203,6 +203,11 @@ pub async fn handle(session: &Session, agent: &VerifiedAgent, binding: Binding<'
     }
 }
 
+/// Bounds on a plan: it is stored, checked against policy tool by tool, and
+/// shown to people, so its size must not be the agent's choice.
+const MAX_TOOLS_PER_PHASE: usize = 32;
+const MAX_TOOL_NAME_LEN: usize = 128;
+
 #[derive(Deserialize)]
 #[serde(deny_unknown_fields)]
 struct BeginTask {
@@ -232,6 +237,12 @@ async fn begin_task(session: &Session, agent: &VerifiedAgent, sid: Option<&str>,
         }
         if p.tools.is_empty() {
             return bad_input(BEGIN_TASK, format!("phase `{}` lists no tools", p.name));
+        }
+        if p.tools.len() > MAX_TOOLS_PER_PHASE {
+            return bad_input(BEGIN_TASK, format!("phase `{}` lists {} tools; at most {MAX_TOOLS_PER_PHASE}", p.name, p.tools.len()));
+        }
+        if let Some(long) = p.tools.iter().find(|t| t.len() > MAX_TOOL_NAME_LEN) {
+            return bad_input(BEGIN_TASK, format!("a tool name in phase `{}` is {} characters long; tool names have at most {MAX_TOOL_NAME_LEN}", p.name, long.len()));
         }
     }
     let shared = &session.shared;
@@ -276,10 +287,15 @@ async fn begin_task(session: &Session, agent: &VerifiedAgent, sid: Option<&str>,
         Some(&agent.agent.id),
         json!({"objective": objective, "phases": req.phases, "sid": sid, "instance": shared.instance, "expires_at": expires_at, "agent_name": agent.agent.name}),
     );
+    let max_tasks = shared.config.limits.max_active_tasks_per_agent;
     // One trip: a quarantined agent opens nothing; no task without its record.
     let created = store_op(&shared.store, move |s| {
         if let Some(q) = s.quarantined(&agent_id)? {
-            return Ok(Some(q.reason));
+            return Ok(Some(Err(q.reason)));
+        }
+        let active = s.active_tasks_of(&agent_id)?.len();
+        if active >= max_tasks {
+            return Ok(Some(Ok(active)));
         }
         s.append_audit(&audit_begin, now)?;
         if let Some(sid) = &session_id {
@@ -291,9 +307,15 @@ async fn begin_task(session: &Session, agent: &VerifiedAgent, sid: Option<&str>,
     .await;
     match created {
         Ok(None) => {}
-        Ok(Some(reason)) => {
+        Ok(Some(Err(reason))) => {
             tracing::warn!("task refused: agent quarantined");
             return refusal_result("agent_quarantined", &quarantine_message(&reason));
+        }
+        Ok(Some(Ok(active))) => {
+            return refusal_result(
+                "too_many_tasks",
+                &format!("this agent already has {active} active tasks (limits.max_active_tasks_per_agent); end finished ones with {END_TASK}"),
+            );
         }
         Err(r) => return r,
     }
@@ -860,8 +882,24 @@ async fn pending_approval(
                 used_jti: None,
             };
             let record = a.clone();
-            if let Err(r) = store_op(&shared.store, move |s| s.create_approval(&record)).await {
-                return r;
+            let max = shared.config.limits.max_pending_approvals_per_agent;
+            let created = store_op(&shared.store, move |s| {
+                let pending = s.pending_approvals_of(&record.agent, now)?;
+                if pending >= max {
+                    return Ok(Some(pending));
+                }
+                s.create_approval(&record).map(|()| None)
+            })
+            .await;
+            match created {
+                Ok(None) => {}
+                Ok(Some(pending)) => {
+                    return refusal_result(
+                        "too_many_pending_approvals",
+                        &format!("this agent already waits for {pending} approvals (limits.max_pending_approvals_per_agent); wait for a person to decide them or let them expire"),
+                    );
+                }
+                Err(r) => return r,
             }
             tracing::warn!(approval = %a.id, group = %group, agent = %agent.agent.name, task = %task.id, tool, policies = ?policies, "approval requested");
             a

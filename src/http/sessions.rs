@@ -38,10 +38,17 @@ impl SessionBindings {
         self.owners.lock().unwrap_or_else(|p| p.into_inner())
     }
 
-    /// Bind a session id rmcp just issued to the agent whose `initialize` opened it.
-    pub fn bind(&self, session_id: &str, agent: &str) {
-        self.owners().insert(session_id.to_owned(), agent.to_owned());
+    /// Bind a session id rmcp just issued to the agent whose `initialize`
+    /// opened it; false (and not bound) when the agent already holds `max`.
+    pub fn bind(&self, session_id: &str, agent: &str, max: usize) -> bool {
+        let mut owners = self.owners();
+        if owners.values().filter(|owner| owner.as_str() == agent).count() >= max {
+            tracing::warn!(agent, max, "session refused: the agent holds its maximum of sessions on this process");
+            return false;
+        }
+        owners.insert(session_id.to_owned(), agent.to_owned());
         tracing::debug!(session = %digest(session_id), agent, "session bound to its agent");
+        true
     }
 
     /// May `agent` use `session_id`?
@@ -108,7 +115,11 @@ mod tests {
     #[test]
     fn a_session_is_usable_only_by_the_agent_that_opened_it() {
         let b = SessionBindings::default();
-        b.bind("s1", "spiffe://x/agent/a");
+        assert!(b.bind("s1", "spiffe://x/agent/a", 2));
+        assert!(b.bind("s3", "spiffe://x/agent/a", 2));
+        assert!(!b.bind("s4", "spiffe://x/agent/a", 2), "at most two sessions");
+        assert_eq!(b.check("s4", "spiffe://x/agent/a"), SessionCheck::NotFound);
+        assert!(b.bind("s5", "spiffe://x/agent/b", 2), "another agent has its own count");
         assert_eq!(b.check("s1", "spiffe://x/agent/a"), SessionCheck::Owner);
         assert_eq!(b.check("s1", "spiffe://x/agent/b"), SessionCheck::NotFound);
         assert_eq!(b.check("s2", "spiffe://x/agent/a"), SessionCheck::NotFound);
@@ -119,7 +130,7 @@ mod tests {
     #[tokio::test]
     async fn bindings_of_sessions_rmcp_no_longer_has_are_pruned() {
         let b = SessionBindings::default();
-        b.bind("gone", "a");
+        b.bind("gone", "a", 1);
         b.prune(&LocalSessionManager::default()).await;
         assert_eq!(b.len(), 0);
     }

@@ -291,6 +291,8 @@ pub trait Store: Send + Sync + 'static {
 
     /// Record a new pending approval.
     fn create_approval(&self, approval: &Approval) -> Result<(), StoreError>;
+    /// How many approvals of `agent` are pending and unexpired.
+    fn pending_approvals_of(&self, agent: &str, now: i64) -> Result<usize, StoreError>;
     fn approval(&self, id: &str, now: i64) -> Result<Option<Approval>, StoreError>;
     /// The newest approval for this exact request (by digest), any state.
     fn approval_for_request(&self, digest: &str, now: i64) -> Result<Option<Approval>, StoreError>;

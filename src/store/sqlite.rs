@@ -128,6 +128,7 @@ CREATE TABLE IF NOT EXISTS approvals (
     used_jti TEXT
 );
 CREATE INDEX IF NOT EXISTS approvals_digest ON approvals(digest, created_at);
+CREATE INDEX IF NOT EXISTS approvals_agent ON approvals(agent, state);
 CREATE TABLE IF NOT EXISTS break_glass (
     id TEXT PRIMARY KEY,
     agent TEXT NOT NULL,
@@ -543,6 +544,14 @@ impl Store for SqliteStore {
 
     fn create_approval(&self, a: &Approval) -> Result<(), StoreError> {
         human::create_approval(&self.conn(), a)
+    }
+
+    fn pending_approvals_of(&self, agent: &str, now: i64) -> Result<usize, StoreError> {
+        let n: i64 = self
+            .conn()
+            .prepare_cached("SELECT count(*) FROM approvals WHERE agent=?1 AND state='pending' AND expires_at > ?2")?
+            .query_row(params![agent, now], |r| r.get(0))?;
+        Ok(usize::try_from(n).unwrap_or(usize::MAX))
     }
 
     // Reads take no write lock (agents poll them): a lapsed approval is
