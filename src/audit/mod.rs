@@ -118,10 +118,58 @@ mod tests {
     }
 
     #[test]
+    fn recorded_content_is_redacted_before_it_is_cut_in_every_block() {
+        use rmcp::model::{CallToolResult, ContentBlock};
+        let secret = "s3cr3t-value";
+        let big = json!({"token": secret, "filler": "x".repeat(10_000)}).to_string();
+        let r = CallToolResult::success(vec![
+            ContentBlock::text(big),
+            ContentBlock::text(json!({"token": secret}).to_string()),
+            ContentBlock::text(format!("plain text mentioning {secret}")),
+        ]);
+        let keys = vec!["token".to_owned()];
+        let recorded = recorded_content(&r, &keys).to_string();
+        assert!(!recorded.contains(secret), "{recorded}");
+        assert!(recorded.len() < 6_000, "cut to size");
+        // Without redaction configured, plain text is kept as it is.
+        let plain = CallToolResult::success(vec![ContentBlock::text("hello".to_owned())]);
+        assert_eq!(recorded_content(&plain, &[]), json!({"content": ["hello"]}));
+    }
+
+    #[test]
     fn redaction_reaches_nested_keys() {
         let v = redact(&json!({"to": "a@b", "nested": [{"to": "c"}], "body": "x"}), &["to".into()]);
         assert_eq!(v, json!({"to": "[redacted]", "nested": [{"to": "[redacted]"}], "body": "x"}));
     }
+}
+
+/// Most characters of a result's content kept in a record.
+pub const MAX_RECORDED_CONTENT: usize = 4096;
+
+/// What `[audit] content = true` records of a result: each text block (JSON
+/// ones parsed) and the structured content, redacted first and only then cut
+/// to [`MAX_RECORDED_CONTENT`]. Text that is not JSON cannot be redacted by
+/// key, so where redaction is configured it is recorded only by size.
+pub fn recorded_content(result: &rmcp::model::CallToolResult, redact_keys: &[String]) -> Value {
+    let mut blocks = Vec::new();
+    for block in &result.content {
+        let Some(text) = block.as_text().map(|t| t.text.as_str()) else { continue };
+        blocks.push(match serde_json::from_str::<Value>(text) {
+            Ok(v) => redact(&v, redact_keys),
+            Err(_) if redact_keys.is_empty() => Value::String(text.to_owned()),
+            Err(_) => serde_json::json!({"withheld": "not JSON, so [audit] redact cannot apply", "bytes": text.len()}),
+        });
+    }
+    let mut recorded = serde_json::json!({"content": blocks});
+    if let Some(sc) = &result.structured_content {
+        recorded["structured"] = redact(sc, redact_keys);
+    }
+    let text = recorded.to_string();
+    if text.chars().count() <= MAX_RECORDED_CONTENT {
+        return recorded;
+    }
+    // Cut only after redaction: the cut text holds no redacted value.
+    serde_json::json!({"truncated": text.chars().take(MAX_RECORDED_CONTENT).collect::<String>(), "bytes": text.len()})
 }
 
 /// Sign the current head of the chain, unless the last checkpoint already

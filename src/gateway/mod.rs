@@ -560,11 +560,7 @@ async fn record_result(shared: &Shared, claims: &crate::token::CapabilityClaims,
             data["status"] = serde_json::json!(if r.is_error == Some(true) { "tool_error" } else { "ok" });
             data["result_bytes"] = serde_json::json!(text.len());
             if shared.config.audit.content {
-                let shown: String = text.chars().take(4096).collect();
-                data["result"] = match serde_json::from_str::<serde_json::Value>(&shown) {
-                    Ok(v) => crate::audit::redact(&v, &shared.config.audit.redact),
-                    Err(_) => serde_json::Value::String(shown),
-                };
+                data["result"] = crate::audit::recorded_content(r, &shared.config.audit.redact);
             }
         }
         Err(e) => {
