@@ -45,6 +45,24 @@ struct RawConfig {
     audit: RawAudit,
     #[serde(default)]
     reviewers: RawReviewers,
+    #[serde(default)]
+    http: HttpConfig,
+}
+
+/// What the HTTP front end accepts in `Host` and `Origin` (DNS rebinding
+/// and cross-site requests from browsers).
+#[derive(Debug, Clone, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct HttpConfig {
+    /// `Host` values accepted, `name` (any port) or `name:port`. Default: the
+    /// loopback names with the port jitgate listens on.
+    #[serde(default)]
+    pub allowed_hosts: Vec<String>,
+    /// Browser origins accepted (`scheme://host:port`, `:*` for any port).
+    /// Default: loopback origins on any port. Requests without `Origin`
+    /// (non-browser clients) are not affected.
+    #[serde(default)]
+    pub allowed_origins: Vec<String>,
 }
 
 #[derive(Debug, Default, Deserialize)]
@@ -267,6 +285,7 @@ pub struct Config {
     pub audit: AuditConfig,
     /// Issuers of reviewers' credentials for the /ui pages; never agent issuers.
     pub reviewers: Vec<IssuerConfig>,
+    pub http: HttpConfig,
 }
 
 /// Resource limits with safe defaults.
@@ -405,6 +424,7 @@ impl Config {
             policy,
             approvals,
             reviewers,
+            http: raw.http,
             audit: AuditConfig {
                 checkpoint_interval: raw.audit.checkpoint_interval.unwrap_or(Duration::from_secs(60)),
                 content: raw.audit.content,

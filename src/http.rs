@@ -35,11 +35,15 @@ use sessions::{SessionBindings, SessionCheck};
 /// The handshake-era session header.
 pub const SESSION_HEADER: &str = "mcp-session-id";
 
-/// Build the router for a running gateway.
-pub fn router(shared: Arc<Shared>) -> axum::Router {
+/// Build the router for a running gateway listening on `local`.
+pub fn router(shared: Arc<Shared>, local: SocketAddr) -> axum::Router {
+    let (hosts, origins) = host_and_origin_allowlists(&shared.config.http, local.port());
     let config = StreamableHttpServerConfig::default()
         .with_cancellation_token(shared.shutdown.child_token())
-        .with_max_request_body_bytes(shared.config.limits.max_message_bytes);
+        .with_max_request_body_bytes(shared.config.limits.max_message_bytes)
+        .with_allowed_hosts(hosts)
+        .with_allowed_origins(origins)
+        .enforce_origin_validation();
     let factory_shared = shared.clone();
     let session_manager = Arc::new(LocalSessionManager::default());
     let bindings = Arc::new(SessionBindings::default());
@@ -62,10 +66,27 @@ pub fn router(shared: Arc<Shared>) -> axum::Router {
         .with_state(shared)
 }
 
+/// The `Host` and `Origin` values `/mcp` accepts: the configured ones, else
+/// the loopback names on exactly the port jitgate listens on (a name without
+/// a port would accept any port), and loopback browser origins.
+fn host_and_origin_allowlists(http: &crate::config::HttpConfig, port: u16) -> (Vec<String>, Vec<String>) {
+    let hosts = if http.allowed_hosts.is_empty() {
+        vec![format!("localhost:{port}"), format!("127.0.0.1:{port}"), format!("[::1]:{port}")]
+    } else {
+        http.allowed_hosts.clone()
+    };
+    let origins = if http.allowed_origins.is_empty() {
+        vec!["http://localhost:*".into(), "http://127.0.0.1:*".into(), "http://[::1]:*".into()]
+    } else {
+        http.allowed_origins.clone()
+    };
+    (hosts, origins)
+}
+
 /// Serve until `shared.shutdown` is cancelled.
 pub async fn serve(shared: Arc<Shared>, listener: tokio::net::TcpListener) -> std::io::Result<()> {
     let shutdown = shared.shutdown.clone();
-    let app = router(shared);
+    let app = router(shared, listener.local_addr()?);
     axum::serve(listener, app.into_make_service_with_connect_info::<SocketAddr>())
         .with_graceful_shutdown(async move { shutdown.cancelled().await })
         .await

@@ -134,7 +134,7 @@ impl KeyPair {
             return Ok((Self::load(path)?, false));
         }
         if let Some(dir) = path.parent() {
-            std::fs::create_dir_all(dir).map_err(|source| KeyError::Write { path: dir.to_owned(), source })?;
+            crate::store::create_private_dir(dir).map_err(|source| KeyError::Write { path: dir.to_owned(), source })?;
         }
         let pair = Self::generate()?;
         pair.save_new(path)?;

@@ -11,14 +11,14 @@ use tokio::io::{AsyncBufRead, AsyncBufReadExt as _, AsyncRead, AsyncWrite, Async
 use tokio::sync::mpsc;
 
 /// Outcome of reading one bounded line.
-enum Line {
+pub(crate) enum Line {
     Complete(Vec<u8>),
     Oversized(usize),
     Eof,
 }
 
 /// Read up to a newline without ever buffering more than `max` bytes.
-async fn read_bounded<R: AsyncBufRead + Unpin>(reader: &mut R, max: usize) -> std::io::Result<Line> {
+pub(crate) async fn read_bounded<R: AsyncBufRead + Unpin>(reader: &mut R, max: usize) -> std::io::Result<Line> {
     let mut line = Vec::new();
     let mut seen = 0usize;
     let mut oversized = false;

@@ -27,6 +27,27 @@ impl Drop for Guard {
     }
 }
 
+/// Text from agents, servers or files as it goes into a log line: control
+/// characters (a newline that would start a forged log line, terminal escape
+/// sequences) are written escaped.
+pub struct Clean<'a>(pub &'a str);
+
+impl std::fmt::Display for Clean<'_> {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        use std::fmt::Write as _;
+        for c in self.0.chars() {
+            if c.is_control() {
+                for e in c.escape_default() {
+                    f.write_char(e)?;
+                }
+            } else {
+                f.write_char(c)?;
+            }
+        }
+        Ok(())
+    }
+}
+
 /// The filter directives for a `JITGATE_LOG` value. rmcp's own logs name
 /// MCP session ids (bearer-like secrets of handshake-era sessions) and
 /// whole messages at info and below, so they stay at warn unless the
@@ -78,6 +99,14 @@ fn otel_provider() -> Result<opentelemetry_sdk::trace::SdkTracerProvider, String
 
 #[cfg(test)]
 mod tests {
+    #[test]
+    fn control_characters_are_escaped_in_log_text() {
+        let forged = "read_note\n2026-11-25T10:00:00Z  WARN BREAK-GLASS GRANTED\u{1b}[31m";
+        let clean = super::Clean(forged).to_string();
+        assert!(!clean.contains('\n') && !clean.contains('\u{1b}'), "{clean}");
+        assert!(clean.contains("read_note\\n2026"), "{clean}");
+    }
+
     #[test]
     fn rmcp_stays_at_warn_unless_named() {
         assert_eq!(super::log_directives(None), "info,rmcp=warn");

@@ -228,7 +228,7 @@ async fn follows_and_a_new_task_do_not_hide_the_real_previous_call() {
     let fresh = begin(&agent, json!([{"name": "send", "tools": ["workspace__send_message"]}])).await.unwrap();
     let pending = grant(&agent, mail(&fresh, None)).await.unwrap();
     assert_eq!(pending["decision"], "pending_approval", "{pending}");
-    assert!(gw.log().contains("workspace__fetch_page -> workspace__send_message (across tasks)"), "{}", gw.log());
+    gw.wait_log("workspace__fetch_page -> workspace__send_message (across tasks)").await;
 
     // The usual chain still gets a token at once: read a note, then send.
     let usual = begin(&agent, json!([{"name": "look", "tools": ["workspace__read_note"]}, {"name": "send", "tools": ["workspace__send_message"]}])).await.unwrap();

@@ -151,3 +151,17 @@ fn check_and_serve_report_policy_errors_with_file_and_line() {
     assert_eq!(code, Some(0));
     assert!(out.contains("action BreakGlass"));
 }
+
+/// The state directory and the store are created private to their owner.
+#[cfg(unix)]
+#[tokio::test]
+async fn the_state_directory_and_store_are_private() {
+    use std::os::unix::fs::PermissionsExt as _;
+    let dep = Deployment::new(&Setup::default());
+    let gw = Gateway::start(&dep);
+    gw.wait_server("workspace", "ready").await;
+    let mode = |p: &str| std::fs::metadata(dep.path(p)).unwrap().permissions().mode() & 0o777;
+    assert_eq!(mode("state"), 0o700);
+    assert_eq!(mode("state/jitgate.sqlite"), 0o600);
+    assert_eq!(mode("state/keys"), 0o700);
+}

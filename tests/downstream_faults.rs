@@ -199,7 +199,7 @@ async fn a_rug_pull_reaches_a_listening_2026_agent_through_a_2026_server() {
     dep.add_faulty_server(|m| m.replacen("[server]\n", "[server]\nprotocol = \"2026-07-28\"\n", 1));
     let gw = Gateway::start(&dep);
     gw.wait_server("faulty", "ready").await;
-    assert!(gw.log().contains("protocol=2026-07-28"), "{}", gw.log());
+    gw.wait_log("protocol=2026-07-28").await;
     let tester = gw.connect_modern(&dep.mint("tester")).await;
     let filter = rmcp::model::SubscriptionFilter::builder().tools_list_changed().build();
     let mut changes = tester.peer().listen(filter).await.expect("jitgate accepts subscriptions/listen");
@@ -209,7 +209,7 @@ async fn a_rug_pull_reaches_a_listening_2026_agent_through_a_2026_server() {
     call(&tester, "faulty__fault_rugpull", json!({})).await.unwrap();
     let note = tokio::time::timeout(Duration::from_secs(20), changes.next()).await.expect("a list change in time").unwrap();
     assert!(matches!(note, Some(rmcp::model::ServerNotification::ToolListChangedNotification(_))), "{note:?}");
-    let names = eventually(Duration::from_secs(10), || async {
+    let names = eventually(Duration::from_secs(30), || async {
         let names = tool_names(&tester).await;
         (!names.contains(&"faulty__send_message".to_owned())).then_some(names)
     })

@@ -331,3 +331,39 @@ async fn stateless_task_survives(gw: &Gateway, token: &str, version: &str) {
         assert_eq!(read["result"]["resultType"], "complete", "2026-07-28 results carry resultType: {read}");
     }
 }
+
+/// DNS rebinding and cross-site browser requests: a `Host` that is not this
+/// gateway's (another port included) and an `Origin` of another site are
+/// refused; loopback origins (MCP Inspector) and clients without `Origin` work.
+#[tokio::test]
+async fn foreign_hosts_and_origins_are_refused() {
+    let dep = Deployment::new(&Setup::default());
+    let gw = Gateway::start(&dep);
+    gw.wait_server("workspace", "ready").await;
+    let token = dep.mint("triage");
+    let port = gw.url.rsplit(':').next().unwrap().trim_end_matches("/mcp").to_owned();
+    let send = |host: Option<String>, origin: Option<&'static str>| {
+        let (url, token) = (gw.url.clone(), token.clone());
+        async move {
+            let mut req = reqwest::Client::new()
+                .post(url)
+                .header("authorization", format!("Bearer {token}"))
+                .header("content-type", "application/json")
+                .header("accept", "application/json, text/event-stream")
+                .body(INIT);
+            if let Some(h) = host {
+                req = req.header("host", h);
+            }
+            if let Some(o) = origin {
+                req = req.header("origin", o);
+            }
+            req.send().await.unwrap().status().as_u16()
+        }
+    };
+    assert_eq!(send(Some("evil.example:80".into()), None).await, 403);
+    assert_eq!(send(Some("127.0.0.1:1".into()), None).await, 403, "another port of loopback");
+    assert_eq!(send(None, Some("https://evil.example")).await, 403);
+    assert_eq!(send(None, Some("http://localhost:6274")).await, 200, "MCP Inspector's origin");
+    assert_eq!(send(Some(format!("localhost:{port}")), None).await, 200);
+    assert_eq!(send(None, None).await, 200);
+}

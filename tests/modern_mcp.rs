@@ -64,7 +64,7 @@ async fn python_client_in_legacy_mode_runs_the_worked_example_over_http() {
     let r = worked_example(&["legacy", "http", &gw.url, &dep.mint("janitor"), &dep.mint_approver("alice@example.org", "platform-oncall")]);
     assert_eq!(r["protocol_version"], "2025-11-25", "{r}");
     assert_worked_example(&r, &dep);
-    assert!(gw.log().contains("session bound to its agent"), "the handshake opened a session bound to the agent");
+    gw.wait_log("session bound to its agent").await;
     assert!(!gw.log().contains("Session termination failed"), "{}", gw.log());
 }
 
@@ -120,7 +120,7 @@ async fn agents_and_downstream_servers_of_different_eras_work_together() {
         with_downstream_protocol(&dep, "workspace.toml", downstream);
         let gw = Gateway::start(&dep);
         gw.wait_server("workspace", "ready").await;
-        assert!(gw.log().contains(&format!("protocol={negotiated}")), "downstream should speak {negotiated}:\n{}", gw.log());
+        gw.wait_log(&format!("protocol={negotiated}")).await;
         let approver = dep.mint_approver("alice@example.org", "platform-oncall");
         let r = worked_example(&[agent, "http", &gw.url, &dep.mint("janitor"), &approver]);
         assert_worked_example(&r, &dep);

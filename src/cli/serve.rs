@@ -85,7 +85,7 @@ async fn end_own_sessions(shared: &Shared) {
 pub async fn start(config_path: &std::path::Path, kind: &str) -> Result<Arc<Shared>, CliError> {
     let deployment = Deployment::load(config_path).map_err(CliError::Config)?;
     let Deployment { config, agents, manifests, policy } = deployment;
-    std::fs::create_dir_all(&config.state_dir)
+    crate::store::create_private_dir(&config.state_dir)
         .map_err(|e| CliError::Other(format!("cannot create state directory {}: {e}", config.state_dir.display())))?;
     let clock: Arc<dyn crate::clock::Clock> = Arc::new(SystemClock);
     let learned = load_learned(&config, &agents)?;

@@ -15,7 +15,6 @@ use rmcp::service::{NotificationContext, RunningService};
 use rmcp::transport::streamable_http_client::StreamableHttpClientTransportConfig;
 use rmcp::transport::{StreamableHttpClientTransport, TokioChildProcess};
 use rmcp::{RoleClient, ClientHandler};
-use tokio::io::AsyncBufReadExt as _;
 use tokio::sync::Notify;
 
 use crate::manifest::{CredentialTarget, DownstreamProtocol, Manifest, Transport};
@@ -114,9 +113,18 @@ fn lifecycle(protocol: DownstreamProtocol) -> ClientLifecycleMode {
 /// Downstream stderr goes to jitgate's log, a line at a time, so a chatty or
 /// hostile server cannot write into jitgate's own stdout (the stdio transport).
 async fn relay_stderr(server: String, stderr: tokio::process::ChildStderr) {
-    let mut lines = tokio::io::BufReader::new(stderr).lines();
-    while let Ok(Some(line)) = lines.next_line().await {
-        let line: String = line.chars().take(2000).collect();
-        tracing::info!(server = %server, "downstream stderr: {line}");
+    use crate::stdio::{Line, read_bounded};
+    /// Longest stderr line kept in memory and logged.
+    const MAX_LINE: usize = 2000;
+    let mut reader = tokio::io::BufReader::new(stderr);
+    loop {
+        match read_bounded(&mut reader, MAX_LINE).await {
+            Ok(Line::Complete(line)) => {
+                let line = String::from_utf8_lossy(&line);
+                tracing::info!(server = %server, "downstream stderr: {}", crate::telemetry::Clean(&line));
+            }
+            Ok(Line::Oversized(len)) => tracing::info!(server = %server, len, "downstream stderr: a line over {MAX_LINE} bytes was dropped"),
+            Ok(Line::Eof) | Err(_) => return,
+        }
     }
 }

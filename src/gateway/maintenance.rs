@@ -159,7 +159,7 @@ async fn cancel_revoked(shared: &Shared, since: i64) -> i64 {
     let mut last = since;
     for r in revocations {
         let cancelled = shared.inflight.cancel_matching(&r.scope);
-        tracing::info!(scope = r.scope.kind(), target = %r.scope.target(), reason = %r.reason, tokens = r.tokens, cancelled, "revocation");
+        tracing::info!(scope = r.scope.kind(), target = %crate::telemetry::Clean(r.scope.target()), reason = %crate::telemetry::Clean(&r.reason), tokens = r.tokens, cancelled, "revocation");
         let task = matches!(r.scope, crate::store::Scope::Task(_) | crate::store::Scope::Phase(_)).then(|| r.scope.target().to_owned());
         let agent = matches!(r.scope, crate::store::Scope::Agent(_)).then(|| r.scope.target().to_owned());
         let event = crate::audit::Event::new(

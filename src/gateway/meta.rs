@@ -228,6 +228,9 @@ async fn begin_task(session: &Session, agent: &VerifiedAgent, sid: Option<&str>,
     if req.phases.is_empty() || req.phases.len() > 20 {
         return bad_input(BEGIN_TASK, "give 1-20 phases");
     }
+    if req.ttl_seconds.is_some_and(|t| t < 10) {
+        return bad_input(BEGIN_TASK, "ttl_seconds must be at least 10 (leave it out for the default)");
+    }
     for (i, p) in req.phases.iter().enumerate() {
         if p.name.is_empty() || p.name.len() > 64 || !p.name.chars().all(|c| c.is_ascii_alphanumeric() || c == '-' || c == '_') {
             return bad_input(BEGIN_TASK, format!("phase name `{}` must be 1-64 of A-Z a-z 0-9 - _", p.name));
@@ -428,6 +431,9 @@ async fn request(session: &Session, agent: &VerifiedAgent, binding: Binding<'_>,
     if req.purpose.trim().is_empty() || req.purpose.len() > 1000 {
         return bad_input(REQUEST, "purpose must be 1-1000 characters: say why the call is needed");
     }
+    if req.ttl_seconds == Some(0) {
+        return bad_input(REQUEST, "ttl_seconds must be at least 1 (leave it out for the default)");
+    }
     let break_glass = match &req.break_glass {
         None => None,
         Some(bg) => match bg.justification.as_deref().map(str::trim) {
@@ -490,11 +496,11 @@ async fn request(session: &Session, agent: &VerifiedAgent, binding: Binding<'_>,
         Err(r) => return r,
     };
     if let Some(q) = &quarantined {
-        tracing::warn!(task = %task.id, tool = %req.tool, "request refused: agent quarantined");
+        tracing::warn!(task = %task.id, tool = %crate::telemetry::Clean(&req.tool), "request refused: agent quarantined");
         return refusal_result("agent_quarantined", &quarantine_message(&q.reason));
     }
     if let Verdict::Deny { rule, reason } = policy::decide_request(&agent.agent, &task, &req.tool) {
-        tracing::info!(task = %task.id, tool = %req.tool, rule, "intent denied");
+        tracing::info!(task = %task.id, tool = %crate::telemetry::Clean(&req.tool), rule, "intent denied");
         return denied(rule, &reason);
     }
     let Some((_, tool)) = exposed else {
@@ -527,7 +533,7 @@ async fn request(session: &Session, agent: &VerifiedAgent, binding: Binding<'_>,
         }
     }
     if taint.tainted {
-        tracing::warn!(task = %task.id, tool = %req.tool, findings = ?taint.findings, sources = ?taint.sources, "request carries values from untrusted output");
+        tracing::warn!(task = %task.id, tool = %crate::telemetry::Clean(&req.tool), findings = ?taint.findings, sources = ?taint.sources, "request carries values from untrusted output");
     }
     // The chain is what actually happened to this agent: its last call, in
     // this task or an earlier one. `follows` is recorded, never trusted.
@@ -554,7 +560,7 @@ async fn request(session: &Session, agent: &VerifiedAgent, binding: Binding<'_>,
         },
     );
     if assessment.score > 0 {
-        tracing::info!(task = %task.id, tool = %req.tool, score = assessment.score, explanation = %assessment.explanation, "baseline deviation");
+        tracing::info!(task = %task.id, tool = %crate::telemetry::Clean(&req.tool), score = assessment.score, explanation = %crate::telemetry::Clean(&assessment.explanation), "baseline deviation");
     }
     if assessment.drift {
         return quarantine_for_drift(session, agent, &task, &req.tool, &assessment).await;
@@ -609,7 +615,7 @@ async fn request(session: &Session, agent: &VerifiedAgent, binding: Binding<'_>,
     }
     let pending = match decision.outcome {
         Outcome::Deny { policy, reason } => {
-            tracing::info!(task = %task.id, tool = %req.tool, action = action.as_str(), policy = policy.as_deref().unwrap_or("default-deny"), "intent denied by policy");
+            tracing::info!(task = %task.id, tool = %crate::telemetry::Clean(&req.tool), action = action.as_str(), policy = policy.as_deref().unwrap_or("default-deny"), "intent denied by policy");
             // A forbid annotated @quarantine takes the agent out of service.
             if let Some(id) = policy.as_deref().filter(|id| engine.policy(id).is_some_and(|p| p.quarantine)) {
                 let why = profile::Assessment { explanation: format!("policy `{id}`: {reason}"), ..assessment.clone() };
@@ -719,7 +725,7 @@ async fn request(session: &Session, agent: &VerifiedAgent, binding: Binding<'_>,
             let _ = store_op(&shared.store, move |s| s.revoke(&crate::store::Scope::Token(jti), "break-glass grant could not be recorded", now)).await;
             return r;
         }
-        tracing::warn!(break_glass = %id, agent = %agent.agent.name, task = %task.id, tool = %req.tool, policies = ?policies, "BREAK-GLASS GRANTED: token issued outside the normal rules; open for review (jitgate review list)");
+        tracing::warn!(break_glass = %id, agent = %agent.agent.name, task = %task.id, tool = %crate::telemetry::Clean(&req.tool), policies = ?policies, "BREAK-GLASS GRANTED: token issued outside the normal rules; open for review (jitgate review list)");
         answer["decision"] = json!("allow_break_glass");
         answer["break_glass"] = json!({"id": id, "review": "recorded; a person must review it (jitgate review ack)"});
     }
@@ -933,7 +939,7 @@ async fn quarantine_for_drift(session: &Session, agent: &VerifiedAgent, task: &T
     })
     .await;
     match done {
-        Ok(r) => tracing::warn!(agent = %agent.agent.name, task = %task.id, tool, score = a.score, tokens = r.tokens, explanation = %a.explanation, "AGENT QUARANTINED: baseline drift; all its tasks and tokens revoked"),
+        Ok(r) => tracing::warn!(agent = %agent.agent.name, task = %task.id, tool, score = a.score, tokens = r.tokens, explanation = %crate::telemetry::Clean(&a.explanation), "AGENT QUARANTINED: baseline drift; all its tasks and tokens revoked"),
         Err(r) => return r,
     }
     refusal_result("agent_quarantined", &quarantine_message(&reason))
@@ -1053,6 +1059,6 @@ async fn end_task(session: &Session, agent: &VerifiedAgent, req: EndTask) -> Cal
     {
         return r;
     }
-    tracing::info!(task = %task.id, outcome = %outcome, "task ended; all its tokens revoked");
+    tracing::info!(task = %task.id, outcome = %crate::telemetry::Clean(&outcome), "task ended; all its tokens revoked");
     ok(json!({ "task": task.id, "state": "ended", "outcome": outcome, "tokens": "revoked" }))
 }

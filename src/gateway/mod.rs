@@ -163,6 +163,8 @@ struct SessionState {
     sid: String,
     shared: Arc<Shared>,
     used: AtomicBool,
+    /// Cancelled when the session ends, so its background tasks end with it.
+    closed: CancellationToken,
 }
 
 impl SessionState {
@@ -173,14 +175,21 @@ impl SessionState {
 
 impl Drop for SessionState {
     fn drop(&mut self) {
+        self.closed.cancel();
         if !self.used.load(Ordering::Relaxed) {
             return;
         }
         let now = self.shared.clock.now_unix();
         let reason = if self.shared.shutdown.is_cancelled() { INSTANCE_STOPPED } else { "session ended" };
-        match self.shared.store.revoke(&Scope::Session(self.sid.clone()), reason, now) {
-            Ok(r) => tracing::info!(sid = %self.sid, tokens = r.tokens, "session ended; its tasks and tokens revoked"),
-            Err(e) => tracing::error!(sid = %self.sid, error = %e, "could not record session-end revocation; its tokens stay bound to a dead session"),
+        let (store, sid) = (self.shared.store.clone(), self.sid.clone());
+        let revoke = move || match store.revoke(&Scope::Session(sid.clone()), reason, now) {
+            Ok(r) => tracing::info!(sid = %sid, tokens = r.tokens, "session ended; its tasks and tokens revoked"),
+            Err(e) => tracing::error!(sid = %sid, error = %e, "could not record session-end revocation; the process's stop or lease lapse revokes it"),
+        };
+        // Store work never runs on the runtime's workers (a session ends on one).
+        match tokio::runtime::Handle::try_current() {
+            Ok(handle) => drop(handle.spawn_blocking(revoke)),
+            Err(_) => revoke(),
         }
     }
 }
@@ -213,7 +222,7 @@ fn new_sid() -> String {
 impl Session {
     pub fn new(shared: Arc<Shared>, identity: IdentitySource) -> Self {
         let permits = shared.config.limits.max_concurrent_calls_per_session;
-        let state = Arc::new(SessionState { sid: new_sid(), shared: shared.clone(), used: AtomicBool::new(false) });
+        let state = Arc::new(SessionState { sid: new_sid(), shared: shared.clone(), used: AtomicBool::new(false), closed: CancellationToken::new() });
         Self { shared, identity, bound_to: Arc::new(OnceLock::new()), calls: Arc::new(Semaphore::new(permits)), state }
     }
 
@@ -399,7 +408,7 @@ impl ServerHandler for Session {
     }
 
     async fn call_tool(&self, req: CallToolRequestParams, ctx: RequestContext<RoleServer>) -> Result<CallToolResponse, ErrorData> {
-        let span = tracing::info_span!("call", tool = %req.name, sid = %self.state.sid, agent = tracing::field::Empty, decision = tracing::field::Empty);
+        let span = tracing::info_span!("call", tool = %crate::telemetry::Clean(&req.name), sid = %self.state.sid, agent = tracing::field::Empty, decision = tracing::field::Empty);
         self.decide_and_forward(req, ctx, span.clone()).instrument(span).await
     }
 
@@ -409,9 +418,11 @@ impl ServerHandler for Session {
         // on the session's own stream, for as long as the session lives.
         let peer = ctx.peer.clone();
         let mut changes = self.shared.downstreams.subscribe();
+        // Ends with the gateway or with the session, whichever is first.
+        let ended = self.state.closed.clone();
         let shutdown = self.shared.shutdown.clone();
         tokio::spawn(async move {
-            while wait_for_change(&mut changes, &shutdown).await {
+            while tokio::select! { more = wait_for_change(&mut changes, &shutdown) => more, _ = ended.cancelled() => false } {
                 if peer.is_transport_closed() || peer.notify_tool_list_changed().await.is_err() {
                     return;
                 }

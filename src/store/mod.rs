@@ -211,6 +211,20 @@ pub struct Revocation {
     pub tokens: u64,
 }
 
+/// Create a directory (and its missing parents) that only its owner can
+/// enter: the state directory holds the store, keys and the audit witness.
+/// A directory that already exists is left as it is (it may be shared).
+pub fn create_private_dir(dir: &std::path::Path) -> std::io::Result<()> {
+    if dir.as_os_str().is_empty() || dir.exists() {
+        return Ok(());
+    }
+    let mut builder = std::fs::DirBuilder::new();
+    builder.recursive(true);
+    #[cfg(unix)]
+    std::os::unix::fs::DirBuilderExt::mode(&mut builder, 0o700);
+    builder.create(dir)
+}
+
 /// Run a store operation from async code, on the blocking thread pool so
 /// that SQLite I/O never stalls the runtime's workers. (Measured: running it
 /// in place with `block_in_place` was slower under 16 concurrent clients.)

@@ -190,6 +190,23 @@ mod audit;
 mod human;
 mod runtime;
 
+/// Create the store file readable by its owner only, before SQLite opens it
+/// (SQLite gives its -wal and -shm files the database file's permissions).
+/// An existing file is made private too.
+fn create_private_file(path: &Path) -> std::io::Result<()> {
+    let mut options = std::fs::OpenOptions::new();
+    options.create(true).append(true);
+    #[cfg(unix)]
+    std::os::unix::fs::OpenOptionsExt::mode(&mut options, 0o600);
+    options.open(path)?;
+    #[cfg(unix)]
+    {
+        use std::os::unix::fs::PermissionsExt as _;
+        std::fs::set_permissions(path, std::fs::Permissions::from_mode(0o600))?;
+    }
+    Ok(())
+}
+
 /// Create what is missing, and bring stores written by earlier versions up
 /// to this schema (columns added since are added with their defaults).
 fn migrate(conn: &Connection) -> Result<(), StoreError> {
@@ -217,6 +234,7 @@ pub struct SqliteStore {
 impl SqliteStore {
     /// Open (creating if needed) the store file.
     pub fn open(path: &Path) -> Result<Self, StoreError> {
+        create_private_file(path).map_err(|e| StoreError::Backend(format!("cannot create {}: {e}", path.display())))?;
         let conn = Connection::open(path).map_err(|e| StoreError::Backend(format!("cannot open {}: {e}", path.display())))?;
         conn.busy_timeout(std::time::Duration::from_secs(5))?;
         // WAL lets readers in other processes proceed while the gateway

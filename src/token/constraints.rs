@@ -101,8 +101,7 @@ impl Constraint {
                 if options.contains(value) { Ok(()) } else { Err(violated(format!("must be one of {}", Value::Array(options.clone())))) }
             }
             Constraint::Range { min, max } => {
-                let n = value.as_f64().ok_or_else(|| violated("must be a number".into()))?;
-                if min.is_some_and(|m| n < m) || max.is_some_and(|m| n > m) {
+                if !within(value, *min, *max).ok_or_else(|| violated("must be a number".into()))? {
                     return Err(violated(format!("must be within [{}, {}]", fmt_bound(*min), fmt_bound(*max))));
                 }
                 Ok(())
@@ -189,6 +188,25 @@ fn percent_decode(s: &str) -> String {
     String::from_utf8_lossy(&out).into_owned()
 }
 
+/// Is a JSON number within the bounds? Integers are compared exactly (as
+/// i128 against the bounds rounded inwards), never through f64, where
+/// 2^53 + 1 would equal 2^53. None if the value is not a number.
+fn within(value: &Value, min: Option<f64>, max: Option<f64>) -> Option<bool> {
+    let exact = value.as_i64().map(i128::from).or_else(|| value.as_u64().map(i128::from));
+    match exact {
+        Some(v) => {
+            // f64 bounds beyond i128 clamp to its range, which no i64/u64 reaches.
+            let lo = min.is_none_or(|m| v >= m.ceil() as i128);
+            let hi = max.is_none_or(|m| v <= m.floor() as i128);
+            Some(lo && hi)
+        }
+        None => {
+            let n = value.as_f64()?;
+            Some(!(min.is_some_and(|m| n < m) || max.is_some_and(|m| n > m)))
+        }
+    }
+}
+
 fn fmt_bound(b: Option<f64>) -> String {
     b.map(|v| v.to_string()).unwrap_or_else(|| "any".into())
 }
@@ -215,6 +233,20 @@ pub fn check_arguments(constraints: &ArgConstraints, arguments: &serde_json::Map
 mod tests {
     use super::*;
     use proptest::prelude::*;
+
+    #[test]
+    fn integer_ranges_are_exact_beyond_two_to_the_53() {
+        let max = Constraint::Range { min: None, max: Some(9_007_199_254_740_992.0) };
+        assert!(max.check("n", &json!(9_007_199_254_740_992_i64)).is_ok());
+        assert!(max.check("n", &json!(9_007_199_254_740_993_i64)).is_err());
+        assert!(max.check("n", &json!(u64::MAX)).is_err());
+        let frac = Constraint::Range { min: Some(0.5), max: Some(2.5) };
+        assert!(frac.check("n", &json!(0)).is_err());
+        assert!(frac.check("n", &json!(1)).is_ok() && frac.check("n", &json!(2)).is_ok());
+        assert!(frac.check("n", &json!(3)).is_err());
+        assert!(frac.check("n", &json!(2.5)).is_ok() && frac.check("n", &json!(2.6)).is_err());
+        assert!(frac.check("n", &json!("2")).is_err());
+    }
 
     #[test]
     fn prefixes_must_be_canonical_and_values_cannot_walk_out_in_any_spelling() {

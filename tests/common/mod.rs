@@ -280,6 +280,16 @@ impl Gateway {
         self.log.lock().unwrap().clone()
     }
 
+    /// Wait (bounded) until the log has a line containing `needle`: the log
+    /// reaches the test through a pipe and a reader thread, a little later.
+    pub async fn wait_log(&self, needle: &str) {
+        let deadline = Instant::now() + Duration::from_secs(15);
+        while !self.log().contains(needle) {
+            assert!(Instant::now() < deadline, "the log never said {needle:?}:\n{}", self.log());
+            tokio::time::sleep(Duration::from_millis(50)).await;
+        }
+    }
+
     /// Wait (bounded) until /healthz says `server` is in `state`.
     pub async fn wait_server(&self, server: &str, state: &str) {
         let deadline = Instant::now() + Duration::from_secs(60);
