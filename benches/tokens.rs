@@ -129,6 +129,7 @@ fn benches(c: &mut Criterion) {
         environment: "development".into(),
         max_ttl: None,
         sensitive_args: vec!["to".into()],
+        open_sensitive_args: vec![],
         untrusted_output: false,
         trusted_fields: Vec::new(),
         tags: vec!["sink".into()],

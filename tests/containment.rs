@@ -104,16 +104,7 @@ async fn an_open_destination_after_a_fetched_page_is_refused_under_break_glass_t
 async fn values_under_an_allowed_open_constraint_are_checked_at_call_time() {
     let dep = Deployment::new(&Setup::default());
     // The shipped manifest, with `to` allowed open constraints.
-    let manifest = std::fs::read_to_string(repo_root().join("tool-manifests/workspace.toml"))
-        .unwrap()
-        .replace("sensitive_args = [\"to\"]", "sensitive_args = [\"to\"]\nopen_sensitive_args = [\"to\"]")
-        .replace("\"../examples/", &format!("\"{}/examples/", repo_root().display()))
-        .replace("cwd = \"..\"", &format!("cwd = {:?}", repo_root().display().to_string()));
-    let copy = dep.path("workspace.toml");
-    std::fs::write(&copy, manifest).unwrap();
-    let original = format!("{:?}", repo_root().join("tool-manifests/workspace.toml").display().to_string());
-    let config = std::fs::read_to_string(&dep.config).unwrap().replace(&original, &format!("{:?}", copy.display().to_string()));
-    std::fs::write(&dep.config, config).unwrap();
+    dep.edit_workspace_manifest(|m| m.replace("sensitive_args = [\"to\"]", "sensitive_args = [\"to\"]\nopen_sensitive_args = [\"to\"]"));
     let gw = Gateway::start(&dep);
     gw.wait_server("workspace", "ready").await;
     let (triage, task) = after_reading_the_poisoned_inbox(&gw, &dep).await;

@@ -270,6 +270,23 @@ async fn a_session_is_refused_to_every_other_agent_on_every_kind_of_request() {
     assert!(!gw.log().contains(&sid), "a session id was logged");
 }
 
+/// POST a raw body with the 2026-07-28 headers for `method`.
+async fn post_raw_with(url: &str, token: &str, version: &str, method: &str, body: &str) -> (u16, String, Option<String>) {
+    let resp = reqwest::Client::new()
+        .post(url)
+        .header("authorization", format!("Bearer {token}"))
+        .header("content-type", "application/json")
+        .header("accept", "application/json, text/event-stream")
+        .header("mcp-protocol-version", version)
+        .header("mcp-method", method)
+        .body(body.to_owned())
+        .send()
+        .await
+        .unwrap();
+    let status = resp.status().as_u16();
+    (status, resp.text().await.unwrap_or_default(), None)
+}
+
 /// One `tools/call` with per-request `_meta` (the 2026-07-28 lifecycle) as
 /// raw HTTP, naming `version`, optionally carrying a session header.
 async fn stateless_call(url: &str, version: &str, token: &str, session: Option<&str>, tool: &str, arguments: serde_json::Value) -> serde_json::Value {
@@ -329,6 +346,13 @@ async fn stateless_task_survives(gw: &Gateway, token: &str, version: &str) {
     assert!(read.to_string().contains("Ship the billing export"), "{read}");
     if version >= "2026-07-28" {
         assert_eq!(read["result"]["resultType"], "complete", "2026-07-28 results carry resultType: {read}");
+        // The tool list differs per agent: nobody may cache or share it.
+        let body = json!({"jsonrpc": "2.0", "id": 8, "method": "tools/list", "params": {
+            "_meta": {"io.modelcontextprotocol/protocolVersion": version, "io.modelcontextprotocol/clientCapabilities": {}}}});
+        let (_, text, _) = post_raw_with(&gw.url, &token, version, "tools/list", &body.to_string()).await;
+        let json = text.lines().find_map(|l| l.strip_prefix("data: ")).unwrap_or(&text);
+        let list: serde_json::Value = serde_json::from_str(json).unwrap_or_else(|e| panic!("{e}: {text}"));
+        assert_eq!((list["result"]["ttlMs"].as_u64(), list["result"]["cacheScope"].as_str()), (Some(0), Some("private")), "{list}");
     }
 }
 

@@ -94,22 +94,6 @@ async fn python_client_over_stdio_in_both_modes_beside_an_http_gateway() {
     }
 }
 
-/// The shipped workspace manifest, copied with `[server] protocol` set, and
-/// the deployment pointed at the copy.
-fn with_downstream_protocol(dep: &Deployment, manifest: &str, protocol: &str) {
-    let root = repo_root();
-    let text = std::fs::read_to_string(root.join("tool-manifests").join(manifest)).unwrap();
-    let text = text
-        .replacen("[server]\n", &format!("[server]\nprotocol = {protocol:?}\n"), 1)
-        .replace("\"../examples/", &format!("\"{}/examples/", root.display()))
-        .replace("cwd = \"..\"", &format!("cwd = {:?}", root.display().to_string()));
-    let copy = dep.path(manifest);
-    std::fs::write(&copy, text).unwrap();
-    let original = root.join("tool-manifests").join(manifest).display().to_string();
-    let config = std::fs::read_to_string(&dep.config).unwrap().replace(&format!("{original:?}"), &format!("{:?}", copy.display().to_string()));
-    std::fs::write(&dep.config, config).unwrap();
-}
-
 /// Downstream servers speak either revision, whatever the agent speaks:
 /// a 2026-07-28 agent in front of a handshake-era server and a handshake-era
 /// agent in front of a 2026-07-28 server, over HTTP and over stdio.
@@ -117,7 +101,7 @@ fn with_downstream_protocol(dep: &Deployment, manifest: &str, protocol: &str) {
 async fn agents_and_downstream_servers_of_different_eras_work_together() {
     for (downstream, agent, negotiated) in [("handshake", "auto", "2025-11-25"), ("2026-07-28", "legacy", "2026-07-28")] {
         let dep = quickstart_deployment();
-        with_downstream_protocol(&dep, "workspace.toml", downstream);
+        dep.edit_workspace_manifest(|m| m.replacen("[server]\n", &format!("[server]\nprotocol = {downstream:?}\n"), 1));
         let gw = Gateway::start(&dep);
         gw.wait_server("workspace", "ready").await;
         gw.wait_log(&format!("protocol={negotiated}")).await;
@@ -126,7 +110,7 @@ async fn agents_and_downstream_servers_of_different_eras_work_together() {
         assert_worked_example(&r, &dep);
 
         let dep = quickstart_deployment();
-        with_downstream_protocol(&dep, "workspace.toml", downstream);
+        dep.edit_workspace_manifest(|m| m.replacen("[server]\n", &format!("[server]\nprotocol = {downstream:?}\n"), 1));
         let gw = Gateway::start(&dep);
         gw.wait_server("workspace", "ready").await;
         let id_file = dep.path("janitor.jwt");

@@ -15,6 +15,26 @@ fn inspect(dep: &Deployment, token: &str) -> serde_json::Value {
     serde_json::from_str(&out).unwrap()
 }
 
+/// Two processes on one state directory with a short lease, both ready.
+async fn two_with_short_leases() -> (Deployment, Gateway, Gateway) {
+    let dep = Deployment::new(&Setup { limits: "instance_lease = \"3s\"".into(), ..Setup::default() });
+    let a = Gateway::start(&dep);
+    let b = Gateway::start(&dep);
+    a.wait_server("workspace", "ready").await;
+    b.wait_server("workspace", "ready").await;
+    (dep, a, b)
+}
+
+/// Wait (bounded) until `token` is revoked because its process's lease lapsed.
+async fn revoked_by_lease_lapse(dep: &Deployment, token: &str) {
+    let state = eventually(Duration::from_secs(20), || {
+        let s = inspect(dep, token);
+        async move { (s["state"] == "revoked").then_some(s) }
+    })
+    .await;
+    assert!(state["reason"].as_str().unwrap().contains("lease lapsed"), "{state}");
+}
+
 const TWO_PHASES: &str = r#"[{"name": "read", "tools": ["workspace__read_note"]}, {"name": "more", "tools": ["workspace__read_note", "workspace__list_notes"]}]"#;
 
 /// A 2026-07-28 agent's task, begun through one process, continues through
@@ -127,11 +147,7 @@ async fn starting_or_stopping_a_process_revokes_only_its_own_sessions() {
 /// lease lapses another process revokes them. Nothing else it did is lost.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_crashed_process_sessions_are_revoked_when_its_lease_lapses() {
-    let dep = Deployment::new(&Setup { limits: "instance_lease = \"3s\"".into(), ..Setup::default() });
-    let a = Gateway::start(&dep);
-    let b = Gateway::start(&dep);
-    a.wait_server("workspace", "ready").await;
-    b.wait_server("workspace", "ready").await;
+    let (dep, a, b) = two_with_short_leases().await;
     let token = dep.mint("triage");
     let legacy = a.connect(&token).await;
     let task = begin(&legacy, serde_json::from_str(TWO_PHASES).unwrap()).await.unwrap();
@@ -142,12 +158,7 @@ async fn a_crashed_process_sessions_are_revoked_when_its_lease_lapses() {
     drop(legacy);
     drop(modern);
     a.crash();
-    let state = eventually(Duration::from_secs(20), || {
-        let s = inspect(&dep, &held);
-        async move { (s["state"] == "revoked").then_some(s) }
-    })
-    .await;
-    assert!(state["reason"].as_str().unwrap().contains("lease lapsed"), "{state}");
+    revoked_by_lease_lapse(&dep, &held).await;
     // The sessionless task lives on through B.
     let modern = b.connect_modern(&token).await;
     let r = call_with_token(&modern, "workspace__read_note", json!({"name": "q3-plan.md"}), &held_m).await.unwrap();
@@ -205,34 +216,20 @@ async fn taint_and_request_rate_survive_a_restart() {
 /// sessions hold by then is revoked too.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_paused_process_that_resumes_and_then_dies_leaves_nothing_behind() {
-    let dep = Deployment::new(&Setup { limits: "instance_lease = \"3s\"".into(), ..Setup::default() });
-    let a = Gateway::start(&dep);
-    let b = Gateway::start(&dep);
-    a.wait_server("workspace", "ready").await;
-    b.wait_server("workspace", "ready").await;
+    let (dep, a, b) = two_with_short_leases().await;
     let token = dep.mint("triage");
     let legacy = a.connect(&token).await;
     let task = begin(&legacy, serde_json::from_str(TWO_PHASES).unwrap()).await.unwrap();
     let held = request(&legacy, &task, "workspace__read_note", json!({"name": "q3-plan.md"})).await.unwrap();
     let pid = a.child.id().to_string();
     assert!(std::process::Command::new("kill").args(["-STOP", &pid]).status().unwrap().success());
-    let state = eventually(Duration::from_secs(20), || {
-        let s = inspect(&dep, &held);
-        async move { (s["state"] == "revoked").then_some(s) }
-    })
-    .await;
-    assert!(state["reason"].as_str().unwrap().contains("lease lapsed"), "{state}");
+    revoked_by_lease_lapse(&dep, &held).await;
     assert!(std::process::Command::new("kill").args(["-CONT", &pid]).status().unwrap().success());
     // Running again, it serves its session; then it dies for good.
     let task = begin(&legacy, serde_json::from_str(TWO_PHASES).unwrap()).await.unwrap();
     let later = request(&legacy, &task, "workspace__read_note", json!({"name": "q3-plan.md"})).await.unwrap();
     drop(legacy);
     a.crash();
-    let state = eventually(Duration::from_secs(20), || {
-        let s = inspect(&dep, &later);
-        async move { (s["state"] == "revoked").then_some(s) }
-    })
-    .await;
-    assert!(state["reason"].as_str().unwrap().contains("lease lapsed"), "{state}");
+    revoked_by_lease_lapse(&dep, &later).await;
     drop(b);
 }

@@ -480,6 +480,23 @@ impl Deployment {
         std::fs::write(&self.config, cfg).unwrap();
     }
 
+    /// Use a copy of the shipped workspace manifest changed by `edit` (its
+    /// relative paths made absolute, so that the copy works from here).
+    pub fn edit_workspace_manifest(&self, edit: impl Fn(String) -> String) {
+        let root = repo_root();
+        let shipped = root.join("tool-manifests/workspace.toml");
+        let text = std::fs::read_to_string(&shipped)
+            .unwrap()
+            .replace("\"../examples/", &format!("\"{}/examples/", root.display()))
+            .replace("cwd = \"..\"", &format!("cwd = {:?}", root.display().to_string()));
+        let copy = self.path("workspace.toml");
+        std::fs::write(&copy, edit(text)).unwrap();
+        let config = std::fs::read_to_string(&self.config)
+            .unwrap()
+            .replace(&format!("{:?}", shipped.display().to_string()), &format!("{:?}", copy.display().to_string()));
+        std::fs::write(&self.config, config).unwrap();
+    }
+
     pub fn add_agent(&self, file: &str, content: &str) {
         std::fs::write(self.path("agents").join(file), content).unwrap();
     }

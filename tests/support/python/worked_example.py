@@ -24,18 +24,7 @@ import httpx2
 from mcp import Client, StdioServerParameters
 from mcp.client.streamable_http import streamable_http_client
 
-
-def answer(r):
-    return r.structured_content or json.loads(r.content[0].text)
-
-
-def step(r):
-    meta = r.meta or {}
-    return {
-        "is_error": bool(r.is_error),
-        "code": (meta.get("jitgate/error") or {}).get("code"),
-        "text": "\n".join(c.text for c in r.content if getattr(c, "type", "") == "text"),
-    }
+from jit import answer, step
 
 
 def approve(base, approval, token):
