@@ -30,6 +30,10 @@ struct RawAgent {
     attributes: BTreeMap<String, String>,
     #[serde(default)]
     baseline: DeclaredBaseline,
+    /// Names of the issuers (`[[identity.issuers]] name`) that may speak for
+    /// this agent; empty means any issuer whose trust domain holds its id.
+    #[serde(default)]
+    issuers: Vec<String>,
 }
 
 /// What the platform team declares this agent normally does (`[baseline]`).
@@ -72,6 +76,8 @@ pub struct Agent {
     pub attributes: BTreeMap<String, String>,
     /// The declared baseline.
     pub baseline: DeclaredBaseline,
+    /// Issuers that may speak for this agent (empty: any whose trust domain holds its id).
+    pub issuers: Vec<String>,
 }
 
 /// An entry of `allowed_tools`.
@@ -134,7 +140,7 @@ impl Agent {
             })?;
             allowed_tools.push(p);
         }
-        Ok(Self { name, id, team: raw.team, environment: raw.environment, description: raw.description, allowed_tools, attributes: raw.attributes, baseline: raw.baseline })
+        Ok(Self { name, id, team: raw.team, environment: raw.environment, description: raw.description, allowed_tools, attributes: raw.attributes, baseline: raw.baseline, issuers: raw.issuers })
     }
 }
 

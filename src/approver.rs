@@ -152,13 +152,17 @@ impl ApproverVerifier {
             SignedTokenError::BadSignature => ApproverError::BadSignature(issuer.name.clone()),
             SignedTokenError::Expired { ago, at } => ApproverError::Expired { ago, at },
             SignedTokenError::NotYetValid { at } => ApproverError::NotYetValid { at },
+            SignedTokenError::WrongType(t) => ApproverError::Malformed(crate::jws::JwsError::BadPart { part: "header", reason: format!("typ `{t}` is not a credential") }),
+            SignedTokenError::TooLong { seconds, max } => ApproverError::Malformed(crate::jws::JwsError::BadPart { part: "claims", reason: format!("lifetime {seconds} s exceeds the issuer's max_lifetime of {max} s") }),
         };
         issuer.check_signature(&parsed).map_err(signed)?;
+        issuer.check_credential(&parsed, claims.iat, claims.exp, self.clock.now_unix()).map_err(signed)?;
         if !claims.aud.contains(&self.audience) {
             return Err(ApproverError::WrongAudience { got: claims.aud.describe(), want: self.audience.clone() });
         }
         check_lifetime(self.clock.now_unix(), self.skew, claims.exp, claims.nbf).map_err(signed)?;
-        if claims.sub.starts_with("spiffe://") {
+        // A SPIFFE id in any case is a workload, never a person.
+        if claims.sub.get(..9).is_some_and(|p| p.eq_ignore_ascii_case("spiffe://")) {
             return Err(ApproverError::SubjectIsAgent(claims.sub));
         }
         Ok(VerifiedApprover { subject: claims.sub, issuer: issuer.name.clone(), groups: claims.groups })
@@ -197,6 +201,7 @@ mod tests {
                     iss: "https://people.test".into(),
                     trust_domain: None,
                     keys: IssuerKeys::Inline(vec![people.public().to_b64url()]),
+                    max_lifetime: crate::config::DEFAULT_MAX_CREDENTIAL_LIFETIME,
                 })
                 .unwrap(),
             ],
@@ -223,6 +228,8 @@ mod tests {
         // Even signed by the people issuer, a SPIFFE subject is an agent.
         let spiffe = mint(&people, "https://people.test", "spiffe://x/agent/a", "jitgate://gw", &groups, NOW, 60).unwrap();
         assert_eq!(v.verify(&spiffe).unwrap_err().code(), "approver_is_agent");
+        let upper = mint(&people, "https://people.test", "SPIFFE://x/agent/a", "jitgate://gw", &groups, NOW, 60).unwrap();
+        assert_eq!(v.verify(&upper).unwrap_err().code(), "approver_is_agent", "a SPIFFE id in any case is an agent");
 
         let rogue = KeyPair::from_seed(&[6; 32]);
         let mut forged_key = rogue.clone();

@@ -242,6 +242,8 @@ struct RawIssuer {
     name: String,
     iss: String,
     trust_domain: Option<String>,
+    #[serde(default, with = "source::duration::option")]
+    max_lifetime: Option<Duration>,
     #[serde(default)]
     development: bool,
     #[serde(default)]
@@ -349,6 +351,9 @@ pub struct IssuerConfig {
     /// Subjects this issuer may vouch for must start with this (SPIFFE trust domain).
     pub trust_domain: Option<String>,
     pub keys: IssuerKeys,
+    /// Longest credential lifetime accepted (`exp` minus `iat`, or minus now
+    /// without `iat`); longer ones are refused.
+    pub max_lifetime: Duration,
 }
 
 /// A registered downstream server: its manifest plus deployment overrides.
@@ -449,6 +454,9 @@ impl Config {
         self.path.parent().map(Path::to_owned).unwrap_or_default()
     }
 }
+
+/// Longest identity, approver or reviewer credential accepted by default.
+pub const DEFAULT_MAX_CREDENTIAL_LIFETIME: Duration = Duration::from_secs(24 * 3600);
 
 /// The default witness file of audit checkpoints, in the state directory.
 pub const AUDIT_WITNESS_FILE: &str = "audit-witness.jsonl";
@@ -569,7 +577,8 @@ fn validate_issuers(file: &SourceFile, raw: Vec<Spanned<RawIssuer>>, dev_key_fil
         } else {
             IssuerKeys::Inline(r.public_keys)
         };
-        issuers.push(IssuerConfig { name: r.name, iss: r.iss, trust_domain: r.trust_domain, keys });
+        let max_lifetime = r.max_lifetime.unwrap_or(DEFAULT_MAX_CREDENTIAL_LIFETIME);
+        issuers.push(IssuerConfig { name: r.name, iss: r.iss, trust_domain: r.trust_domain, keys, max_lifetime });
     }
     Ok(issuers)
 }

@@ -89,6 +89,12 @@ pub enum IdentityError {
     OutsideTrustDomain { sub: String, issuer: String, domain: String },
     #[error("no agent file for subject `{0}`; a platform team must register the agent in the agents directory")]
     UnknownAgent(String),
+    #[error("identity token has typ `{0}`; an identity credential is a JWT (typ absent, `JWT` or `at+jwt`)")]
+    WrongType(String),
+    #[error("identity token lives {seconds} s, longer than its issuer's max_lifetime of {max} s; get a shorter-lived token")]
+    LifetimeTooLong { seconds: i64, max: i64 },
+    #[error("issuer `{issuer}` may not speak for agent `{agent}`: list it in the agent file's `issuers`, or give the issuer a trust_domain that holds the agent's id")]
+    IssuerNotAllowed { issuer: String, agent: String },
     #[error("identity token is bound to a key (cnf) and this transport cannot prove possession of it; use it over HTTP with DPoP, or get an unbound token for stdio")]
     KeyBound,
 }
@@ -109,6 +115,9 @@ impl IdentityError {
             IdentityError::OutsideTrustDomain { .. } => "identity_outside_trust_domain",
             IdentityError::UnknownAgent(_) => "identity_unknown_agent",
             IdentityError::KeyBound => "identity_key_bound",
+            IdentityError::WrongType(_) => "identity_bad_type",
+            IdentityError::LifetimeTooLong { .. } => "identity_lifetime_too_long",
+            IdentityError::IssuerNotAllowed { .. } => "identity_issuer_not_allowed",
         }
     }
 }
@@ -131,6 +140,7 @@ pub(crate) struct TrustedIssuer {
     pub(crate) iss: String,
     trust_domain: Option<String>,
     pub(crate) keys: Vec<PublicKey>,
+    max_lifetime: i64,
 }
 
 impl TrustedIssuer {
@@ -151,7 +161,24 @@ impl TrustedIssuer {
                 keys::parse_jwks(&text).map_err(|e| err(format!("{}: {e}", path.display())))?
             }
         };
-        Ok(Self { name: i.name.clone(), iss: i.iss.clone(), trust_domain: i.trust_domain.clone(), keys })
+        let max_lifetime = i64::try_from(i.max_lifetime.as_secs()).unwrap_or(i64::MAX);
+        Ok(Self { name: i.name.clone(), iss: i.iss.clone(), trust_domain: i.trust_domain.clone(), keys, max_lifetime })
+    }
+
+    /// What every credential of this issuer must be besides well signed: of
+    /// a credential `typ` (absent, `JWT` or `at+jwt`, never another token kind
+    /// such as a capability token or a DPoP proof), and no longer-lived than
+    /// the issuer's `max_lifetime`.
+    pub(crate) fn check_credential(&self, parsed: &UnverifiedJws, iat: Option<i64>, exp: i64, now: i64) -> Result<(), SignedTokenError> {
+        match parsed.header.typ.as_deref().map(str::to_ascii_lowercase).as_deref() {
+            None | Some("jwt") | Some("at+jwt") | Some("application/at+jwt") => {}
+            Some(_) => return Err(SignedTokenError::WrongType(parsed.header.typ.clone().unwrap_or_default())),
+        }
+        let seconds = exp.saturating_sub(iat.unwrap_or(now).min(now));
+        if seconds > self.max_lifetime {
+            return Err(SignedTokenError::TooLong { seconds, max: self.max_lifetime });
+        }
+        Ok(())
     }
 
     /// Find the token's key among this issuer's and check the signature.
@@ -171,6 +198,8 @@ pub(crate) enum SignedTokenError {
     BadSignature,
     Expired { ago: i64, at: String },
     NotYetValid { at: String },
+    WrongType(String),
+    TooLong { seconds: i64, max: i64 },
 }
 
 /// `exp` and `nbf` against `now`, with `skew` seconds of tolerance.
@@ -192,6 +221,8 @@ impl IdentityError {
             SignedTokenError::BadSignature => IdentityError::BadSignature(issuer.to_owned()),
             SignedTokenError::Expired { ago, at } => IdentityError::Expired { ago, at },
             SignedTokenError::NotYetValid { at } => IdentityError::NotYetValid { at },
+            SignedTokenError::WrongType(t) => IdentityError::WrongType(t),
+            SignedTokenError::TooLong { seconds, max } => IdentityError::LifetimeTooLong { seconds, max },
         }
     }
 }
@@ -279,6 +310,7 @@ impl IdentityVerifier {
             .find(|i| i.iss == claims.iss)
             .ok_or_else(|| IdentityError::UnknownIssuer(claims.iss.clone()))?;
         issuer.check_signature(&parsed).map_err(|e| IdentityError::from_signed(e, &issuer.name))?;
+        issuer.check_credential(&parsed, claims.iat, claims.exp, self.clock.now_unix()).map_err(|e| IdentityError::from_signed(e, &issuer.name))?;
         if !claims.aud.contains(&self.audience) {
             return Err(IdentityError::WrongAudience { got: claims.aud.describe(), want: self.audience.clone() });
         }
@@ -290,6 +322,13 @@ impl IdentityVerifier {
             }
         }
         let agent = self.agents.by_subject(&claims.sub).ok_or_else(|| IdentityError::UnknownAgent(claims.sub.clone()))?;
+        // Who may speak for this agent: the issuers its file names, else an
+        // issuer whose trust domain holds its id (one without a trust domain
+        // could otherwise speak for any agent).
+        let allowed = if agent.issuers.is_empty() { issuer.trust_domain.is_some() } else { agent.issuers.iter().any(|i| *i == issuer.name) };
+        if !allowed {
+            return Err(IdentityError::IssuerNotAllowed { issuer: issuer.name.clone(), agent: agent.name.clone() });
+        }
         let extra = claims
             .extra
             .iter()
@@ -368,6 +407,7 @@ mod tests {
                 iss: "https://issuer.test".into(),
                 trust_domain: Some("spiffe://test.local".into()),
                 keys: IssuerKeys::Inline(vec![key.public().to_b64url()]),
+                max_lifetime: Duration::from_secs(3600),
             }],
         };
         let clock = ManualClock::at(NOW);
@@ -405,6 +445,46 @@ mod tests {
         assert_eq!(ok(&forged), Err("identity_bad_signature"));
         let unknown_kid = mint(&rogue, "https://issuer.test", SUB, "jitgate://gw", NOW, 600).unwrap();
         assert_eq!(ok(&unknown_kid), Err("identity_unknown_key"));
+
+        // Longer-lived than the issuer allows (1 h here), however the times are set.
+        assert_eq!(ok(&token(&f, "https://issuer.test", SUB, "jitgate://gw", i64::MAX / 2)), Err("identity_lifetime_too_long"));
+        assert_eq!(ok(&token(&f, "https://issuer.test", SUB, "jitgate://gw", 7200)), Err("identity_lifetime_too_long"));
+        assert!(ok(&token(&f, "https://issuer.test", SUB, "jitgate://gw", 3600)).is_ok());
+        // Another kind of token signed by the same key is not an identity.
+        let claims = IdentityClaims {
+            iss: "https://issuer.test".into(),
+            sub: SUB.into(),
+            aud: Audience::One("jitgate://gw".into()),
+            exp: NOW + 60,
+            nbf: None,
+            iat: Some(NOW),
+            jti: None,
+            extra: Default::default(),
+        };
+        let cap = jws::sign(&claims, &f.key.kid, "jitgate-cap+jwt", &f.key.signing).unwrap();
+        assert_eq!(ok(&cap), Err("identity_bad_type"));
+    }
+
+    #[test]
+    fn an_issuer_without_a_trust_domain_speaks_only_for_agents_that_name_it() {
+        let dir = tempfile::tempdir().unwrap();
+        std::fs::write(dir.path().join("a.toml"), "name = \"a\"\nid = \"spiffe://x/agent/a\"\nallowed_tools = []\n").unwrap();
+        std::fs::write(dir.path().join("b.toml"), "name = \"b\"\nid = \"spiffe://x/agent/b\"\nallowed_tools = []\nissuers = [\"loose\"]\n").unwrap();
+        let key = KeyPair::from_seed(&[9; 32]);
+        let cfg = IdentityConfig {
+            clock_skew: Duration::from_secs(5),
+            issuers: vec![IssuerConfig {
+                name: "loose".into(),
+                iss: "https://loose.test".into(),
+                trust_domain: None,
+                keys: IssuerKeys::Inline(vec![key.public().to_b64url()]),
+                max_lifetime: Duration::from_secs(3600),
+            }],
+        };
+        let v = IdentityVerifier::new("jitgate://gw", &cfg, AgentDirectory::load(dir.path()).unwrap(), Arc::new(ManualClock::at(NOW))).unwrap();
+        let t = |sub: &str| mint(&key, "https://loose.test", sub, "jitgate://gw", NOW, 60).unwrap();
+        assert_eq!(v.verify(&t("spiffe://x/agent/a")).unwrap_err().code(), "identity_issuer_not_allowed");
+        assert_eq!(v.verify(&t("spiffe://x/agent/b")).unwrap().agent.name, "b");
     }
 
     #[test]

@@ -267,6 +267,7 @@ mod tests {
             allowed_tools: vec![ToolPattern::Server("ws".into())],
             attributes: Default::default(),
             baseline,
+            issuers: vec![],
         }
     }
 

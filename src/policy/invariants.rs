@@ -76,6 +76,7 @@ mod tests {
             allowed_tools: vec![ToolPattern::Exact("ws__read".into()), ToolPattern::Exact("ws__send".into())],
             attributes: Default::default(),
             baseline: Default::default(),
+            issuers: vec![],
         }
     }
 

@@ -18,6 +18,7 @@ fn agent(team: &str) -> AgentFacts {
             allowed_tools: vec![ToolPattern::Server("ws".into())],
             attributes: BTreeMap::from([("tier".to_owned(), "gold".to_owned())]),
             baseline: Default::default(),
+            issuers: vec![],
         },
         issuer: "dev".into(),
         claims: BTreeMap::from([("attested".to_owned(), "true".to_owned())]),
