@@ -193,3 +193,38 @@ async fn per_agent_collections_and_plans_are_bounded() {
     assert_eq!(post_raw(&gw.url, Some(&token), None, INIT).await.0, 200, "room again after a DELETE");
     drop(b);
 }
+
+/// A person's denial holds for the agent: not only for the exact spelling in
+/// the same task, but for an equivalent constraint and in a new task. A
+/// different request still goes to a person.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_denial_holds_for_equivalent_requests_and_new_tasks() {
+    let dep = quickstart();
+    let gw = Gateway::start(&dep);
+    gw.wait_server("workspace", "ready").await;
+    let janitor = gw.connect_modern(&dep.mint("janitor")).await;
+    let plan = json!([{"name": "clean", "tools": ["workspace__delete_note"]}]);
+    let task = begin(&janitor, plan.clone()).await.unwrap();
+    let ask = |task: &str, name: Value| json!({"task": task, "tool": "workspace__delete_note", "purpose": "tidy", "constraints": {"name": name}});
+    let pending = grant(&janitor, ask(&task, json!({"eq": "welcome.md"}))).await.unwrap();
+    assert_eq!(pending["decision"], "pending_approval");
+    let alice = dep.mint_approver("alice@example.org", "platform-oncall");
+    let denied = reqwest::Client::new()
+        .post(format!("{}/approvals/{}/deny", gw.base, pending["approval"].as_str().unwrap()))
+        .header("authorization", format!("Bearer {alice}"))
+        .json(&json!({"reason": "the welcome note stays"}))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(denied.status().as_u16(), 200);
+    for (t, name) in [(task.clone(), json!({"eq": "welcome.md"})), (task.clone(), json!({"one_of": ["welcome.md"]})), (task.clone(), json!({"one_of": ["welcome.md", "welcome.md"]}))] {
+        let r = grant(&janitor, ask(&t, name.clone())).await.unwrap_err();
+        assert_eq!(refusal_code(&r).as_deref(), Some("approval_denied"), "{name}: {}", text_of(&r));
+    }
+    let fresh = begin(&janitor, plan).await.unwrap();
+    let r = grant(&janitor, ask(&fresh, json!({"eq": "welcome.md"}))).await.unwrap_err();
+    assert_eq!(refusal_code(&r).as_deref(), Some("approval_denied"), "a new task does not reset the denial: {}", text_of(&r));
+    // Another note is another request: a person decides it.
+    assert_eq!(grant(&janitor, ask(&fresh, json!({"eq": "meeting-2026-11-20.md"}))).await.unwrap()["decision"], "pending_approval");
+    assert!(dep.workspace_state.join("notes/welcome.md").exists());
+}

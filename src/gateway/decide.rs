@@ -49,18 +49,45 @@ pub fn plan_tools(phases: &[Phase]) -> Vec<String> {
     v
 }
 
-/// The digest an approval is bound to: agent, task, tool and the exact
-/// argument constraints. Any change to any of them is a different request.
-pub fn request_digest(agent: &str, task: &str, tool: &str, constraints: &ArgConstraints) -> String {
+/// The digest an approval is bound to: this agent, this tool, these
+/// constraints in canonical form (`one_of: [x]` is `eq: x`; `one_of` lists
+/// sorted and without repeats), so that an equivalent spelling is the same
+/// request. The task is not part of it: a person's denial holds for the
+/// agent in any task, while an approval is only used in the task it was
+/// asked in (the approval record names that task).
+pub fn request_digest(agent: &str, tool: &str, constraints: &ArgConstraints) -> String {
     let mut h = Sha256::new();
-    for part in [agent, task, tool] {
+    for part in [agent, tool] {
         h.update(part.as_bytes());
         h.update([0]);
     }
     // BTreeMap keys are ordered, and serde_json maps are ordered (no
     // preserve_order feature), so this text is canonical.
-    h.update(serde_json::to_string(constraints).unwrap_or_default().as_bytes());
+    h.update(serde_json::to_string(&canonical(constraints)).unwrap_or_default().as_bytes());
     hex::encode(h.finalize())
+}
+
+/// Constraints in one spelling per meaning.
+fn canonical(constraints: &ArgConstraints) -> ArgConstraints {
+    use crate::token::Constraint;
+    constraints
+        .iter()
+        .map(|(name, c)| {
+            let c = match c {
+                Constraint::OneOf(values) => {
+                    let mut values: Vec<serde_json::Value> = values.clone();
+                    values.sort_by_key(|v| v.to_string());
+                    values.dedup();
+                    match values.as_slice() {
+                        [only] => Constraint::Eq(only.clone()),
+                        _ => Constraint::OneOf(values),
+                    }
+                }
+                other => other.clone(),
+            };
+            (name.clone(), c)
+        })
+        .collect()
 }
 
 #[cfg(test)]
@@ -72,13 +99,20 @@ mod tests {
     #[test]
     fn digest_changes_with_any_part_of_the_request() {
         let c = |v: serde_json::Value| ArgConstraints::from([("name".to_owned(), Constraint::Eq(v))]);
-        let base = request_digest("a", "t", "ws__delete", &c(json!("x")));
-        assert_eq!(base, request_digest("a", "t", "ws__delete", &c(json!("x"))));
-        assert_ne!(base, request_digest("a", "t", "ws__delete", &c(json!("y"))));
-        assert_ne!(base, request_digest("b", "t", "ws__delete", &c(json!("x"))));
-        assert_ne!(base, request_digest("a", "t2", "ws__delete", &c(json!("x"))));
-        assert_ne!(base, request_digest("a", "t", "ws__write", &c(json!("x"))));
+        let base = request_digest("a", "ws__delete", &c(json!("x")));
+        assert_eq!(base, request_digest("a", "ws__delete", &c(json!("x"))));
+        assert_ne!(base, request_digest("a", "ws__delete", &c(json!("y"))));
+        assert_ne!(base, request_digest("b", "ws__delete", &c(json!("x"))));
+        assert_ne!(base, request_digest("a", "ws__write", &c(json!("x"))));
         let prefix = ArgConstraints::from([("name".to_owned(), Constraint::Prefix("x".into()))]);
-        assert_ne!(base, request_digest("a", "t", "ws__delete", &prefix));
+        assert_ne!(base, request_digest("a", "ws__delete", &prefix));
+        // Equivalent spellings are the same request.
+        let one_of = |v: Vec<serde_json::Value>| ArgConstraints::from([("name".to_owned(), Constraint::OneOf(v))]);
+        assert_eq!(base, request_digest("a", "ws__delete", &one_of(vec![json!("x")])));
+        assert_eq!(base, request_digest("a", "ws__delete", &one_of(vec![json!("x"), json!("x")])));
+        assert_eq!(
+            request_digest("a", "ws__delete", &one_of(vec![json!("x"), json!("y")])),
+            request_digest("a", "ws__delete", &one_of(vec![json!("y"), json!("x")]))
+        );
     }
 }

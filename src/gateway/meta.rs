@@ -468,7 +468,7 @@ async fn request(session: &Session, agent: &VerifiedAgent, binding: Binding<'_>,
         },
         _ => Err(bad_input(REQUEST, "give exactly one of `arguments` (exact values; {} for none) or `constraints`")),
     };
-    let digest = constraints.as_ref().ok().map(|c| decide::request_digest(&agent.agent.id, &req.task, &req.tool, c));
+    let digest = constraints.as_ref().ok().map(|c| decide::request_digest(&agent.agent.id, &req.tool, c));
     let now = shared.clock.now_unix();
     // One trip to the store for the task, the quarantine flag, the parent
     // call and the approval state of exactly this request.
@@ -520,7 +520,9 @@ async fn request(session: &Session, agent: &VerifiedAgent, binding: Binding<'_>,
     let Some(tool_facts) = decide::tool_facts(shared, &req.tool) else {
         return refusal_result("unknown_tool", &format!("`{}` is not registered", req.tool));
     };
-    let granted = existing.as_ref().filter(|a| a.state == ApprovalState::Approved);
+    // An approval is used in the task it was asked in; a denial holds for
+    // the agent in every task (see `pending_approval`).
+    let granted = existing.as_ref().filter(|a| a.state == ApprovalState::Approved && a.task == task.id);
     let mut taint = ledger.check(&tool.spec.sensitive_args, &tool.spec.open_sensitive_args, &constraints);
     // A break-glass justification made of untrusted content is itself tainted.
     if let Some(j) = &break_glass {
@@ -851,7 +853,7 @@ async fn pending_approval(
     let shared = &session.shared;
     let now = shared.clock.now_unix();
     let approval = match existing {
-        Some(a) if a.state == ApprovalState::Pending && a.group == group => a,
+        Some(a) if a.state == ApprovalState::Pending && a.group == group && a.task == task.id => a,
         Some(a) if a.state == ApprovalState::Denied => {
             tracing::info!(approval = %a.id, "request denied by an approver earlier");
             return refusal_result(
