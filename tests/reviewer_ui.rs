@@ -189,9 +189,45 @@ async fn reviewers_see_tasks_traces_and_queues_in_a_real_browser() {
     browser.open(&format!("{base}/ui/reviews")).await;
     assert!(browser.source().await.contains("Break-glass reviews"));
 
-    // Signing out ends access.
-    browser.open(&format!("{base}/ui/logout")).await;
+    // Signing out (a form post from the page) ends access.
+    let button = browser.element("#sign-out").await;
+    browser.cmd("POST", &format!("/element/{button}/click"), Some(json!({}))).await;
     browser.open(&format!("{base}/ui/tasks/{task}")).await;
     assert!(browser.current_url().await.ends_with("/ui/login"));
     assert!(repo_root().join("target/ui-screenshots/task.png").exists());
+}
+
+/// The pages are not framed, run no script, and refuse form posts from
+/// other sites (login CSRF, forced sign-out); a same-site sign-in works.
+#[tokio::test]
+async fn pages_refuse_cross_site_posts_and_framing() {
+    let dep = Deployment::new(&Setup::default());
+    let gw = Gateway::start(&dep);
+    let reviewer = dep.mint_reviewer("rita@example.org");
+    let client = reqwest::Client::builder().redirect(reqwest::redirect::Policy::none()).build().unwrap();
+    let login = |origin: Option<&'static str>, site: Option<&'static str>| {
+        let mut req = client
+            .post(format!("{}/ui/login", gw.base))
+            .header("content-type", "application/x-www-form-urlencoded")
+            .body(format!("credential={reviewer}"));
+        if let Some(o) = origin {
+            req = req.header("origin", o);
+        }
+        if let Some(s) = site {
+            req = req.header("sec-fetch-site", s);
+        }
+        req.send()
+    };
+    assert_eq!(login(Some("https://evil.example"), None).await.unwrap().status().as_u16(), 403);
+    assert_eq!(login(None, Some("cross-site")).await.unwrap().status().as_u16(), 403);
+    let logout = client.post(format!("{}/ui/logout", gw.base)).header("sec-fetch-site", "cross-site").send().await.unwrap();
+    assert_eq!(logout.status().as_u16(), 403);
+    assert_eq!(client.get(format!("{}/ui/logout", gw.base)).send().await.unwrap().status().as_u16(), 405, "signing out is a POST");
+    let ok = login(None, Some("same-origin")).await.unwrap();
+    assert_eq!(ok.status().as_u16(), 303);
+    assert!(ok.headers().get("set-cookie").is_some());
+    let page = client.get(format!("{}/ui/login", gw.base)).send().await.unwrap();
+    let csp = page.headers().get("content-security-policy").unwrap().to_str().unwrap().to_owned();
+    assert!(csp.contains("frame-ancestors 'none'") && csp.contains("default-src 'none'"), "{csp}");
+    assert_eq!(page.headers().get("x-frame-options").unwrap(), "DENY");
 }

@@ -28,10 +28,46 @@ pub fn routes() -> axum::Router<Arc<Shared>> {
     axum::Router::new()
         .route("/ui", get(tasks))
         .route("/ui/login", get(login_form).post(login))
-        .route("/ui/logout", get(logout))
+        .route("/ui/logout", axum::routing::post(logout))
         .route("/ui/tasks/{id}", get(task))
         .route("/ui/approvals", get(approvals))
         .route("/ui/reviews", get(reviews))
+        .layer(axum::middleware::map_response(security_headers))
+}
+
+/// Every page: no scripts, no framing, no referrer to other sites, not cached.
+async fn security_headers(mut resp: Response) -> Response {
+    let h = resp.headers_mut();
+    for (name, value) in [
+        ("content-security-policy", "default-src 'none'; style-src 'unsafe-inline'; img-src 'self'; form-action 'self'; frame-ancestors 'none'; base-uri 'none'"),
+        ("x-frame-options", "DENY"),
+        ("x-content-type-options", "nosniff"),
+        ("referrer-policy", "same-origin"),
+        ("cache-control", "no-store"),
+    ] {
+        h.insert(header::HeaderName::from_static(name), header::HeaderValue::from_static(value));
+    }
+    resp
+}
+
+/// Is a state-changing form post from this site? A browser says where a
+/// request comes from (`Sec-Fetch-Site`, `Origin`); a post from another site
+/// (login CSRF: signing a reviewer in as someone else; a forced sign-out) is
+/// refused. Non-browser clients send neither and are not affected.
+fn same_site(headers: &HeaderMap) -> bool {
+    // Browsers that send Sec-Fetch-Site are judged by it alone.
+    if let Some(site) = headers.get("sec-fetch-site").and_then(|v| v.to_str().ok()) {
+        return matches!(site, "same-origin" | "none");
+    }
+    let host = headers.get(header::HOST).and_then(|v| v.to_str().ok()).unwrap_or_default();
+    match headers.get(header::ORIGIN).and_then(|v| v.to_str().ok()) {
+        None => true,
+        Some(origin) => origin.split_once("://").is_some_and(|(_, authority)| authority.eq_ignore_ascii_case(host)),
+    }
+}
+
+fn cross_site_refused() -> Response {
+    (StatusCode::FORBIDDEN, page("Refused", None, "<p class=\"deny\" id=\"error\">a form post from another site was refused [cross_site]</p>")).into_response()
 }
 
 /// HTML-escape text.
@@ -53,7 +89,7 @@ pub fn esc(s: &str) -> String {
 fn page(title: &str, who: Option<&str>, body: &str) -> Html<String> {
     let nav = match who {
         Some(w) => format!(
-            "<nav><a href=\"/ui\">Tasks</a> · <a href=\"/ui/approvals\">Pending approvals</a> · <a href=\"/ui/reviews\">Break-glass reviews</a> <span class=\"who\">signed in as {} · <a href=\"/ui/logout\">sign out</a></span></nav>",
+            "<nav><a href=\"/ui\">Tasks</a> · <a href=\"/ui/approvals\">Pending approvals</a> · <a href=\"/ui/reviews\">Break-glass reviews</a> <span class=\"who\">signed in as {} · <form method=\"post\" action=\"/ui/logout\" style=\"display:inline\"><button type=\"submit\" id=\"sign-out\">sign out</button></form></span></nav>",
             esc(w)
         ),
         None => String::new(),
@@ -119,7 +155,10 @@ fn form_field(body: &[u8], name: &str) -> Option<String> {
     String::from_utf8(out).ok().map(|s| s.trim().to_owned())
 }
 
-async fn login(State(shared): State<Arc<Shared>>, body: Bytes) -> Response {
+async fn login(State(shared): State<Arc<Shared>>, headers: HeaderMap, body: Bytes) -> Response {
+    if !same_site(&headers) {
+        return cross_site_refused();
+    }
     let token = form_field(&body, "credential").unwrap_or_default();
     match shared.reviewers.verify(&token) {
         Ok(r) => {
@@ -134,7 +173,10 @@ async fn login(State(shared): State<Arc<Shared>>, body: Bytes) -> Response {
     }
 }
 
-async fn logout() -> Response {
+async fn logout(headers: HeaderMap) -> Response {
+    if !same_site(&headers) {
+        return cross_site_refused();
+    }
     ([(header::SET_COOKIE, format!("{COOKIE}=; Path=/ui; HttpOnly; SameSite=Strict; Max-Age=0"))], Redirect::to("/ui/login")).into_response()
 }
 
