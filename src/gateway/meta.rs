@@ -525,9 +525,11 @@ async fn request(session: &Session, agent: &VerifiedAgent, binding: Binding<'_>,
     let granted = existing.as_ref().filter(|a| a.state == ApprovalState::Approved && a.task == task.id);
     let mut taint = ledger.check(&tool.spec.sensitive_args, &tool.spec.open_sensitive_args, &constraints);
     // A break-glass justification made of untrusted content is itself tainted.
+    let mut justification_tainted = false;
     if let Some(j) = &break_glass {
         let justification = ArgConstraints::from([("break_glass.justification".to_owned(), Constraint::Eq(Value::String(j.clone())))]);
         let t = ledger.check(&["break_glass.justification".to_owned()], &[], &justification);
+        justification_tainted = t.tainted;
         if t.tainted {
             taint.tainted = true;
             taint.findings.extend(t.findings);
@@ -575,6 +577,7 @@ async fn request(session: &Session, agent: &VerifiedAgent, binding: Binding<'_>,
             .map(|a| ApprovalFacts { granted: true, group: a.group.clone(), approver: a.decided_by.clone().unwrap_or_default() })
             .unwrap_or_default(),
         break_glass: break_glass.clone(),
+        break_glass_justification_tainted: justification_tainted,
         baseline: BaselineFacts {
             evaluated: true,
             transition_known: assessment.transition_known,

@@ -96,6 +96,8 @@ pub struct RequestFacts {
     pub taint: TaintFacts,
     /// The justification, when this is a break-glass request.
     pub break_glass: Option<String>,
+    /// Does the justification repeat content from untrusted output?
+    pub break_glass_justification_tainted: bool,
 }
 
 /// The decision time, split the way rules use it (UTC).
@@ -312,6 +314,7 @@ pub fn request_context(time: TimeFacts, task: &TaskFacts, r: &RequestFacts, argu
             record(vec![
                 ("requested", RestrictedExpression::new_bool(r.break_glass.is_some())),
                 ("justification", string(r.break_glass.as_deref().unwrap_or(""))),
+                ("justification_tainted", RestrictedExpression::new_bool(r.break_glass_justification_tainted)),
             ])?,
         ),
     ];
