@@ -225,6 +225,10 @@ struct RawLimits {
     startup_timeout: Option<Duration>,
     #[serde(default, with = "source::duration::option")]
     instance_lease: Option<Duration>,
+    #[serde(default, with = "source::duration::option")]
+    header_read_timeout: Option<Duration>,
+    #[serde(default, with = "source::duration::option")]
+    body_read_timeout: Option<Duration>,
 }
 
 #[derive(Debug, Deserialize)]
@@ -307,6 +311,10 @@ pub struct Limits {
     /// lapses (the process crashed), another process on the store revokes
     /// the handshake-era sessions it served.
     pub instance_lease: Duration,
+    /// How long an HTTP client may take to send a request's headers.
+    pub header_read_timeout: Duration,
+    /// How long an HTTP client may take to send a request's body.
+    pub body_read_timeout: Duration,
 }
 
 impl Default for Limits {
@@ -320,6 +328,8 @@ impl Default for Limits {
             call_timeout: DEFAULT_CALL_TIMEOUT,
             startup_timeout: DEFAULT_STARTUP_TIMEOUT,
             instance_lease: DEFAULT_INSTANCE_LEASE,
+            header_read_timeout: Duration::from_secs(10),
+            body_read_timeout: Duration::from_secs(30),
         }
     }
 }
@@ -496,6 +506,14 @@ fn validate_limits(file: &SourceFile, raw: RawLimits) -> Result<Limits, SourceEr
     }
     if let Some(d) = raw.startup_timeout {
         limits.startup_timeout = d;
+    }
+    for (value, target) in [(raw.header_read_timeout, &mut limits.header_read_timeout), (raw.body_read_timeout, &mut limits.body_read_timeout)] {
+        if let Some(d) = value {
+            if d.is_zero() {
+                return Err(file.error_at(None, "limits.header_read_timeout and limits.body_read_timeout must be above zero"));
+            }
+            *target = d;
+        }
     }
     if let Some(d) = raw.instance_lease {
         if d < MIN_INSTANCE_LEASE {

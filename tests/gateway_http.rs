@@ -391,3 +391,38 @@ async fn foreign_hosts_and_origins_are_refused() {
     assert_eq!(send(Some(format!("localhost:{port}")), None).await, 200);
     assert_eq!(send(None, None).await, 200);
 }
+
+/// Slow clients do not hold the gateway: a client that never finishes its
+/// headers is disconnected, one that drips its body gets 408; a prompt
+/// client on the same gateway is served meanwhile.
+#[tokio::test]
+async fn slow_headers_and_bodies_are_cut_off() {
+    use tokio::io::{AsyncReadExt as _, AsyncWriteExt as _};
+    let dep = Deployment::new(&Setup { limits: "header_read_timeout = \"1s\"\nbody_read_timeout = \"1s\"".into(), ..Setup::default() });
+    let gw = Gateway::start(&dep);
+    gw.wait_server("workspace", "ready").await;
+    let token = dep.mint("triage");
+    let addr = gw.base.trim_start_matches("http://").to_owned();
+
+    // Headers that never end: the connection is closed (read returns 0 or an error).
+    let mut slow = tokio::net::TcpStream::connect(&addr).await.unwrap();
+    slow.write_all(b"POST /mcp HTTP/1.1\r\nHost: ").await.unwrap();
+    let mut buf = [0u8; 512];
+    let closed = tokio::time::timeout(std::time::Duration::from_secs(30), slow.read(&mut buf)).await.expect("the server must act within the bound");
+    let text = String::from_utf8_lossy(&buf[..closed.as_ref().map(|n| *n).unwrap_or(0)]).into_owned();
+    assert!(closed.is_err() || text.is_empty() || text.starts_with("HTTP/1.1 408"), "still open or answered: {text}");
+
+    // A body announced but dripped: 408 with a reason.
+    let mut drip = tokio::net::TcpStream::connect(&addr).await.unwrap();
+    let head = format!(
+        "POST /mcp HTTP/1.1\r\nHost: {addr}\r\nAuthorization: Bearer {token}\r\nContent-Type: application/json\r\nAccept: application/json, text/event-stream\r\nContent-Length: 200\r\n\r\n{{\"jsonrpc\""
+    );
+    drip.write_all(head.as_bytes()).await.unwrap();
+    // Meanwhile a prompt client is served.
+    let (status, _, _) = post_raw(&gw.url, Some(&token), None, INIT).await;
+    assert_eq!(status, 200);
+    let mut answer = Vec::new();
+    let _ = tokio::time::timeout(std::time::Duration::from_secs(30), drip.read_to_end(&mut answer)).await.expect("the server must act within the bound");
+    let answer = String::from_utf8_lossy(&answer);
+    assert!(answer.starts_with("HTTP/1.1 408") && answer.contains("request_timeout"), "{answer}");
+}
