@@ -113,6 +113,7 @@ fn benches(c: &mut Criterion) {
         allowed_tools: vec![ToolPattern::Server("workspace".into())],
         attributes: Default::default(),
         baseline: Default::default(),
+        issuers: vec![],
     };
     let t = task();
     c.bench_function("plan invariants (request)", |b| {
