@@ -426,28 +426,84 @@ fn check_own_task(session: &Session, agent: &VerifiedAgent, task: Option<Task>) 
     Ok(task)
 }
 
+/// One intent request, as a sequence of stages that each either refuse or
+/// hand their facts to the next: parse → load state (one store trip) →
+/// invariants → taint → baseline → policy → outcome (deny, pending
+/// approval, or a token).
 async fn request(session: &Session, agent: &VerifiedAgent, binding: Binding<'_>, req: Request) -> CallToolResult {
     let shared = &session.shared;
+    let asked = match parse_request(shared, agent, req) {
+        Ok(a) => a,
+        Err(r) => return r,
+    };
+    let loaded = match load_request_state(shared, agent, &asked).await {
+        Ok(l) => l,
+        Err(r) => return r,
+    };
+    let checked = match check_request(session, agent, &asked, loaded) {
+        Ok(c) => c,
+        Err(r) => return r,
+    };
+    let taint = judge_taint(&checked.ledger, &checked.tool.spec, &checked.constraints, asked.break_glass.as_deref());
+    if taint.verdict.tainted {
+        tracing::warn!(task = %checked.task.id, tool = %crate::telemetry::Clean(&asked.tool), findings = ?taint.verdict.findings, sources = ?taint.verdict.sources, "request carries values from untrusted output");
+    }
+    let assessment = judge_baseline(shared, agent, &asked, &checked, taint.verdict.tainted);
+    if assessment.drift {
+        return quarantine_for_drift(session, agent, &checked.task, &asked.tool, &assessment).await;
+    }
+    let facts = request_facts(&asked, &checked, &taint, &assessment);
+    let action = if asked.break_glass.is_some() { Action::BreakGlass } else { Action::Request };
+    let engine = shared.policy();
+    let decision = decide_request(
+        engine.clone(),
+        action,
+        decide::agent_facts(agent, false),
+        checked.tool_facts.clone(),
+        TimeFacts::at(asked.now),
+        decide::task_facts(&checked.task, &asked.tool),
+        facts,
+    )
+    .await;
+    respond(session, agent, binding, &asked, &checked, &taint.verdict, &assessment, &engine, action, decision).await
+}
+
+/// What the agent asked for, checked for shape (nothing from the store yet).
+struct Asked {
+    task: String,
+    tool: String,
+    purpose: String,
+    follows: Option<String>,
+    ttl_seconds: Option<u64>,
+    break_glass: Option<String>,
+    /// The constraints, or why they are refused; the refusal is reported
+    /// after the task checks, in the order the agent would expect.
+    constraints: Result<ArgConstraints, CallToolResult>,
+    /// The approval digest of the (canonical) request.
+    digest: Option<String>,
+    now: i64,
+}
+
+/// Stage 1: the request's own shape.
+fn parse_request(shared: &super::Shared, agent: &VerifiedAgent, req: Request) -> Result<Asked, CallToolResult> {
     if req.purpose.trim().is_empty() || req.purpose.len() > 1000 {
-        return bad_input(REQUEST, "purpose must be 1-1000 characters: say why the call is needed");
+        return Err(bad_input(REQUEST, "purpose must be 1-1000 characters: say why the call is needed"));
     }
     if req.ttl_seconds == Some(0) {
-        return bad_input(REQUEST, "ttl_seconds must be at least 1 (leave it out for the default)");
+        return Err(bad_input(REQUEST, "ttl_seconds must be at least 1 (leave it out for the default)"));
     }
     let break_glass = match &req.break_glass {
         None => None,
         Some(bg) => match bg.justification.as_deref().map(str::trim) {
             Some(j) if !j.is_empty() && j.len() <= 2000 => Some(j.to_owned()),
             _ => {
-                return bad_input(
+                return Err(bad_input(
                     REQUEST,
                     "break_glass needs a justification (1-2000 characters): say what emergency requires going around the normal rules; it is recorded and reviewed by a person",
-                );
+                ));
             }
         },
     };
-    // Everything that needs no store comes first; its refusals are returned
-    // in the same order as if it ran after the task checks.
     let exposed = shared.downstreams.find(&req.tool);
     let constraints: Result<ArgConstraints, CallToolResult> = match (&exposed, req.arguments, req.constraints) {
         (None, _, _) => Err(refusal_result("unknown_tool", "")),
@@ -469,115 +525,186 @@ async fn request(session: &Session, agent: &VerifiedAgent, binding: Binding<'_>,
         _ => Err(bad_input(REQUEST, "give exactly one of `arguments` (exact values; {} for none) or `constraints`")),
     };
     let digest = constraints.as_ref().ok().map(|c| decide::request_digest(&agent.agent.id, &req.tool, c));
-    let now = shared.clock.now_unix();
-    // One trip to the store for the task, the quarantine flag, the parent
-    // call and the approval state of exactly this request.
-    let (task_id, agent_id, parent_id) = (req.task.clone(), agent.agent.id.clone(), req.follows.clone());
-    let lookup_digest = digest.clone().filter(|_| break_glass.is_none());
-    let state = store_op(&shared.store, move |s| {
-        let last = s.last_call_of(&agent_id)?;
-        Ok((
-            s.task(&task_id)?,
-            s.quarantined(&agent_id)?,
-            parent_id.map(|p| s.token(&p)).transpose()?.flatten(),
-            lookup_digest.map(|d| s.approval_for_request(&d, now)).transpose()?.flatten(),
-            last,
-            s.taint_ledger(&agent_id)?,
-            s.count_request(&agent_id, now)?,
-        ))
+    Ok(Asked {
+        task: req.task,
+        tool: req.tool,
+        purpose: req.purpose.trim().to_owned(),
+        follows: req.follows,
+        ttl_seconds: req.ttl_seconds,
+        break_glass,
+        constraints,
+        digest,
+        now: shared.clock.now_unix(),
     })
-    .await;
-    let (task, quarantined, parent, existing, last_call, ledger, rate) = match state {
-        Ok(v) => v,
-        Err(r) => return r,
-    };
-    let task = match check_own_task(session, agent, task) {
-        Ok(t) => t,
-        Err(r) => return r,
-    };
-    if let Some(q) = &quarantined {
-        tracing::warn!(task = %task.id, tool = %crate::telemetry::Clean(&req.tool), "request refused: agent quarantined");
-        return refusal_result("agent_quarantined", &quarantine_message(&q.reason));
+}
+
+/// What the store knows that the request is judged on.
+struct Loaded {
+    task: Option<Task>,
+    quarantined: Option<crate::store::Quarantine>,
+    parent: Option<TokenRecord>,
+    existing: Option<Approval>,
+    last_call: Option<crate::store::Call>,
+    ledger: crate::baseline::taint::TaintLedger,
+    rate: u32,
+}
+
+/// Stage 2: one trip to the store for the task, the quarantine flag, the
+/// named parent call, the approval state of exactly this request, the
+/// agent's last call, its taint ledger and its request rate (counted here).
+async fn load_request_state(shared: &super::Shared, agent: &VerifiedAgent, asked: &Asked) -> Result<Loaded, CallToolResult> {
+    let (task_id, agent_id, parent_id, now) = (asked.task.clone(), agent.agent.id.clone(), asked.follows.clone(), asked.now);
+    let lookup_digest = asked.digest.clone().filter(|_| asked.break_glass.is_none());
+    store_op(&shared.store, move |s| {
+        Ok(Loaded {
+            last_call: s.last_call_of(&agent_id)?,
+            task: s.task(&task_id)?,
+            quarantined: s.quarantined(&agent_id)?,
+            parent: parent_id.map(|p| s.token(&p)).transpose()?.flatten(),
+            existing: lookup_digest.map(|d| s.approval_for_request(&d, now)).transpose()?.flatten(),
+            ledger: s.taint_ledger(&agent_id)?,
+            rate: s.count_request(&agent_id, now)?,
+        })
+    })
+    .await
+}
+
+/// A request that passed the invariants, with what later stages need.
+struct Checked {
+    task: Task,
+    tool: crate::downstream::ExposedTool,
+    tool_facts: crate::policy::ToolFacts,
+    constraints: ArgConstraints,
+    digest: String,
+    /// The approved approval of exactly this request in this task, if any.
+    granted: Option<Approval>,
+    /// The newest approval of this request, any state (for the outcome).
+    existing: Option<Approval>,
+    last_call: Option<crate::store::Call>,
+    ledger: crate::baseline::taint::TaintLedger,
+    rate: u32,
+}
+
+/// Stage 3: the invariants no policy widens: the agent's own active task,
+/// not quarantined, the tool in the current phase, a registered and exposed
+/// tool, well-formed constraints, `follows` naming a call of this task.
+fn check_request(session: &Session, agent: &VerifiedAgent, asked: &Asked, loaded: Loaded) -> Result<Checked, CallToolResult> {
+    let shared = &session.shared;
+    let task = check_own_task(session, agent, loaded.task)?;
+    if let Some(q) = &loaded.quarantined {
+        tracing::warn!(task = %task.id, tool = %crate::telemetry::Clean(&asked.tool), "request refused: agent quarantined");
+        return Err(refusal_result("agent_quarantined", &quarantine_message(&q.reason)));
     }
-    if let Verdict::Deny { rule, reason } = policy::decide_request(&agent.agent, &task, &req.tool) {
-        tracing::info!(task = %task.id, tool = %crate::telemetry::Clean(&req.tool), rule, "intent denied");
-        return denied(rule, &reason);
+    if let Verdict::Deny { rule, reason } = policy::decide_request(&agent.agent, &task, &asked.tool) {
+        tracing::info!(task = %task.id, tool = %crate::telemetry::Clean(&asked.tool), rule, "intent denied");
+        return Err(denied(rule, &reason));
     }
-    let Some((_, tool)) = exposed else {
-        let r = super::authorize::explain_not_exposed(&shared.downstreams, agent, &req.tool);
-        return refusal_result(r.code, &r.message);
+    let Some((_, tool)) = shared.downstreams.find(&asked.tool) else {
+        let r = super::authorize::explain_not_exposed(&shared.downstreams, agent, &asked.tool);
+        return Err(refusal_result(r.code, &r.message));
     };
-    let (constraints, digest) = match (constraints, digest) {
-        (Ok(c), Some(d)) => (c, d),
-        (Err(r), _) => return r,
-        (Ok(_), None) => return refusal_result("internal", "request digest missing"),
+    let constraints = match &asked.constraints {
+        Ok(c) => c.clone(),
+        Err(r) => return Err(r.clone()),
     };
-    if let Some(named) = &req.follows {
-        if !parent.as_ref().is_some_and(|t| t.task == task.id) {
-            return bad_input(REQUEST, format!("`follows` names `{named}`, which is not a call of this task"));
+    let Some(digest) = asked.digest.clone() else {
+        return Err(refusal_result("internal", "request digest missing"));
+    };
+    if let Some(named) = &asked.follows {
+        if !loaded.parent.as_ref().is_some_and(|t| t.task == task.id) {
+            return Err(bad_input(REQUEST, format!("`follows` names `{named}`, which is not a call of this task")));
         }
     }
-    let Some(tool_facts) = decide::tool_facts(shared, &req.tool) else {
-        return refusal_result("unknown_tool", &format!("`{}` is not registered", req.tool));
+    let Some(tool_facts) = decide::tool_facts(shared, &asked.tool) else {
+        return Err(refusal_result("unknown_tool", &format!("`{}` is not registered", asked.tool)));
     };
     // An approval is used in the task it was asked in; a denial holds for
     // the agent in every task (see `pending_approval`).
-    let granted = existing.as_ref().filter(|a| a.state == ApprovalState::Approved && a.task == task.id);
-    let mut taint = ledger.check(&tool.spec.sensitive_args, &tool.spec.open_sensitive_args, &constraints);
-    // A break-glass justification made of untrusted content is itself tainted.
+    let granted = loaded.existing.clone().filter(|a| a.state == ApprovalState::Approved && a.task == task.id);
+    Ok(Checked {
+        task,
+        tool,
+        tool_facts,
+        constraints,
+        digest,
+        granted,
+        existing: loaded.existing,
+        last_call: loaded.last_call,
+        ledger: loaded.ledger,
+        rate: loaded.rate,
+    })
+}
+
+/// The taint stage's verdict.
+struct Taint {
+    verdict: crate::baseline::taint::TaintVerdict,
+    /// The break-glass justification itself repeats untrusted content.
+    justification_tainted: bool,
+}
+
+/// Stage 4: do the sensitive arguments carry, or admit, values from
+/// untrusted output? Does a break-glass justification repeat such content?
+fn judge_taint(ledger: &crate::baseline::taint::TaintLedger, spec: &crate::manifest::ToolSpec, constraints: &ArgConstraints, break_glass: Option<&str>) -> Taint {
+    let mut verdict = ledger.check(&spec.sensitive_args, &spec.open_sensitive_args, constraints);
     let mut justification_tainted = false;
-    if let Some(j) = &break_glass {
-        let justification = ArgConstraints::from([("break_glass.justification".to_owned(), Constraint::Eq(Value::String(j.clone())))]);
+    if let Some(j) = break_glass {
+        let justification = ArgConstraints::from([("break_glass.justification".to_owned(), Constraint::Eq(Value::String(j.to_owned())))]);
         let t = ledger.check(&["break_glass.justification".to_owned()], &[], &justification);
         justification_tainted = t.tainted;
         if t.tainted {
-            taint.tainted = true;
-            taint.findings.extend(t.findings);
-            taint.sources.extend(t.sources.into_iter().filter(|s| !taint.sources.contains(s)).collect::<Vec<_>>());
+            verdict.tainted = true;
+            verdict.findings.extend(t.findings);
+            verdict.sources.extend(t.sources.into_iter().filter(|s| !verdict.sources.contains(s)).collect::<Vec<_>>());
         }
     }
-    if taint.tainted {
-        tracing::warn!(task = %task.id, tool = %crate::telemetry::Clean(&req.tool), findings = ?taint.findings, sources = ?taint.sources, "request carries values from untrusted output");
-    }
-    // The chain is what actually happened to this agent: its last call, in
-    // this task or an earlier one. `follows` is recorded, never trusted.
-    let previous = last_call.as_ref().map(|c| profile::Previous {
+    Taint { verdict, justification_tainted }
+}
+
+/// Stage 5: the request as a link of the chain that really happened (the
+/// agent's last call, in this task or an earlier one; `follows` is
+/// recorded, never trusted), scored against the baselines.
+fn judge_baseline(shared: &super::Shared, agent: &VerifiedAgent, asked: &Asked, checked: &Checked, tainted: bool) -> profile::Assessment {
+    let previous = checked.last_call.as_ref().map(|c| profile::Previous {
         tool: c.tool.clone(),
-        same_task: c.task == task.id,
+        same_task: c.task == checked.task.id,
         untrusted_output: decide::exposed_spec(shared, &c.tool).is_some_and(|t| t.untrusted_output),
     });
-    let shape = profile::shape_of(&constraints);
-    let plan = decide::plan_tools(&task.phases);
+    let shape = profile::shape_of(&checked.constraints);
+    let plan = decide::plan_tools(&checked.task.phases);
     let assessment = profile::assess(
         &agent.agent,
         shared.learned.get(&agent.agent.id),
         &profile::Request {
-            tool: &req.tool,
-            risk: tool.spec.risk,
+            tool: &asked.tool,
+            risk: checked.tool.spec.risk,
             shape: &shape,
             previous: previous.as_ref(),
             plan: &plan,
-            phase: task.phase().map(|p| p.name.as_str()).unwrap_or(""),
-            time: TimeFacts::at(now),
-            rate,
-            tainted: taint.tainted,
+            phase: checked.task.phase().map(|p| p.name.as_str()).unwrap_or(""),
+            time: TimeFacts::at(asked.now),
+            rate: checked.rate,
+            tainted,
         },
     );
     if assessment.score > 0 {
-        tracing::info!(task = %task.id, tool = %crate::telemetry::Clean(&req.tool), score = assessment.score, explanation = %crate::telemetry::Clean(&assessment.explanation), "baseline deviation");
+        tracing::info!(task = %checked.task.id, tool = %crate::telemetry::Clean(&asked.tool), score = assessment.score, explanation = %crate::telemetry::Clean(&assessment.explanation), "baseline deviation");
     }
-    if assessment.drift {
-        return quarantine_for_drift(session, agent, &task, &req.tool, &assessment).await;
-    }
-    let facts = RequestFacts {
-        purpose: req.purpose.trim().to_owned(),
-        follows: req.follows.clone(),
-        constraints: constraints.clone(),
-        approval: granted
+    assessment
+}
+
+/// Stage 6's input: the request as policy sees it.
+fn request_facts(asked: &Asked, checked: &Checked, taint: &Taint, assessment: &profile::Assessment) -> RequestFacts {
+    RequestFacts {
+        purpose: asked.purpose.clone(),
+        follows: asked.follows.clone(),
+        constraints: checked.constraints.clone(),
+        approval: checked
+            .granted
+            .as_ref()
             .map(|a| ApprovalFacts { granted: true, group: a.group.clone(), approver: a.decided_by.clone().unwrap_or_default() })
             .unwrap_or_default(),
-        break_glass: break_glass.clone(),
-        break_glass_justification_tainted: justification_tainted,
+        break_glass: asked.break_glass.clone(),
+        break_glass_justification_tainted: taint.justification_tainted,
         baseline: BaselineFacts {
             evaluated: true,
             transition_known: assessment.transition_known,
@@ -586,25 +713,40 @@ async fn request(session: &Session, agent: &VerifiedAgent, binding: Binding<'_>,
         },
         taint: TaintFacts {
             evaluated: true,
-            sensitive_from_untrusted: taint.tainted,
-            sources: taint.sources.iter().map(|s| s.call.clone()).collect(),
-            unverifiable: taint.unverifiable.clone(),
+            sensitive_from_untrusted: taint.verdict.tainted,
+            sources: taint.verdict.sources.iter().map(|s| s.call.clone()).collect(),
+            unverifiable: taint.verdict.unverifiable.clone(),
         },
         ..Default::default()
-    };
-    let agent_facts = decide::agent_facts(agent, false);
-    let task_facts = decide::task_facts(&task, &req.tool);
-    let action = if break_glass.is_some() { Action::BreakGlass } else { Action::Request };
-    let engine = shared.policy();
-    let decision = decide_request(engine.clone(), action, agent_facts, tool_facts, TimeFacts::at(now), task_facts, facts).await;
+    }
+}
+
+/// Stage 7: what the decision means for the agent: a denial (and, for a
+/// forbid annotated `@quarantine`, quarantine), a pending approval, or a
+/// token. Every outcome is on the audit record.
+#[allow(clippy::too_many_arguments)]
+async fn respond(
+    session: &Session,
+    agent: &VerifiedAgent,
+    binding: Binding<'_>,
+    asked: &Asked,
+    checked: &Checked,
+    taint: &crate::baseline::taint::TaintVerdict,
+    assessment: &profile::Assessment,
+    engine: &crate::policy::PolicyEngine,
+    action: Action,
+    decision: crate::policy::Decision,
+) -> CallToolResult {
+    let shared = &session.shared;
+    let (task, constraints, now) = (&checked.task, &checked.constraints, asked.now);
     let policies = decision.policy_ids();
     let mut intent = json!({
-        "tool": req.tool,
+        "tool": asked.tool,
         "action": action.as_str(),
         "phase": task.phase().map(|p| p.name.clone()),
-        "purpose": req.purpose.trim(),
+        "purpose": asked.purpose,
         "arguments_digest": crate::audit::digest(&json!(constraints)),
-        "follows": req.follows,
+        "follows": asked.follows,
         "policies": policies,
         "baseline": {"score": assessment.score, "transition_known": assessment.transition_known, "explanation": assessment.explanation},
         "taint": {"tainted": taint.tainted, "sources": taint.sources.iter().map(|s| json!({"call": s.call, "tool": s.tool})).collect::<Vec<_>>()},
@@ -612,19 +754,19 @@ async fn request(session: &Session, agent: &VerifiedAgent, binding: Binding<'_>,
     if shared.config.audit.content {
         intent["arguments"] = crate::audit::redact(&json!(constraints), &shared.config.audit.redact);
     }
-    if let Some(j) = &break_glass {
+    if let Some(j) = &asked.break_glass {
         intent["break_glass"] = json!({"justification": j});
     }
     if !decision.errors.is_empty() {
         tracing::warn!(errors = ?decision.errors, "policy evaluation errors");
     }
-    let pending = match decision.outcome {
+    let pending = match decision.outcome.clone() {
         Outcome::Deny { policy, reason } => {
-            tracing::info!(task = %task.id, tool = %crate::telemetry::Clean(&req.tool), action = action.as_str(), policy = policy.as_deref().unwrap_or("default-deny"), "intent denied by policy");
+            tracing::info!(task = %task.id, tool = %crate::telemetry::Clean(&asked.tool), action = action.as_str(), policy = policy.as_deref().unwrap_or("default-deny"), "intent denied by policy");
             // A forbid annotated @quarantine takes the agent out of service.
             if let Some(id) = policy.as_deref().filter(|id| engine.policy(id).is_some_and(|p| p.quarantine)) {
                 let why = profile::Assessment { explanation: format!("policy `{id}`: {reason}"), ..assessment.clone() };
-                return quarantine_for_drift(session, agent, &task, &req.tool, &why).await;
+                return quarantine_for_drift(session, agent, task, &asked.tool, &why).await;
             }
             let mut reason = reason;
             if taint.tainted {
@@ -642,7 +784,8 @@ async fn request(session: &Session, agent: &VerifiedAgent, binding: Binding<'_>,
         Outcome::Allow => None,
     };
     if let Some(group) = pending {
-        let answer = pending_approval(session, agent, &task, &req.tool, &constraints, req.purpose.trim(), digest, group, policies, existing).await;
+        let answer =
+            pending_approval(session, agent, task, &asked.tool, constraints, &asked.purpose, checked.digest.clone(), group, policies, checked.existing.clone()).await;
         intent["decision"] = json!("pending_approval");
         intent["approval"] = answer.structured_content.as_ref().map(|v| v["approval"].clone()).unwrap_or_default();
         if answer.is_error == Some(true) {
@@ -655,22 +798,40 @@ async fn request(session: &Session, agent: &VerifiedAgent, binding: Binding<'_>,
         }
         return answer;
     }
+    grant_token(session, agent, binding, asked, checked, &decision, policies, intent).await
+}
+
+/// The allowed outcome: spend the approval that allowed it (once), mint and
+/// record the token, and record a break-glass grant for review.
+#[allow(clippy::too_many_arguments)]
+async fn grant_token(
+    session: &Session,
+    agent: &VerifiedAgent,
+    binding: Binding<'_>,
+    asked: &Asked,
+    checked: &Checked,
+    decision: &crate::policy::Decision,
+    policies: Vec<String>,
+    mut intent: Value,
+) -> CallToolResult {
+    let shared = &session.shared;
+    let (task, tool, now) = (&checked.task, &checked.tool, asked.now);
     let mut ttl = shared.config.tokens.default_ttl;
-    if break_glass.is_some() {
+    if asked.break_glass.is_some() {
         ttl = shared.config.approvals.break_glass_max_ttl;
     }
     if let Some(max) = tool.spec.max_ttl {
         ttl = ttl.min(max);
     }
-    if let Some(asked) = req.ttl_seconds {
-        ttl = ttl.min(Duration::from_secs(asked));
+    if let Some(wanted) = asked.ttl_seconds {
+        ttl = ttl.min(Duration::from_secs(wanted));
     }
     let jti = match token::new_jti() {
         Ok(j) => j,
         Err(e) => return refusal_result(e.code(), &e.to_string()),
     };
     // An approval is spent on exactly one token, before the token exists.
-    let used_approval = granted.filter(|a| decision.determining.iter().any(|p| p.approval.as_deref() == Some(a.group.as_str())));
+    let used_approval = checked.granted.as_ref().filter(|a| decision.determining.iter().any(|p| p.approval.as_deref() == Some(a.group.as_str())));
     if let Some(a) = used_approval {
         let (id, j) = (a.id.clone(), jti.clone());
         match store_op(&shared.store, move |s| s.use_approval(&id, &j, now)).await {
@@ -679,12 +840,12 @@ async fn request(session: &Session, agent: &VerifiedAgent, binding: Binding<'_>,
             Err(r) => return r,
         }
     }
-    intent["decision"] = json!(if break_glass.is_some() { "allow_break_glass" } else { "allow" });
+    intent["decision"] = json!(if asked.break_glass.is_some() { "allow_break_glass" } else { "allow" });
     intent["jti"] = json!(jti);
     if let Some(a) = used_approval {
         intent["approval"] = json!({"id": a.id, "approved_by": a.decided_by, "group": a.group});
     }
-    let issued = match issue_token(session, agent, binding, &task, &req.tool, tool.server.clone(), constraints.clone(), req.purpose.trim(), req.follows.clone(), ttl, jti, now, intent).await {
+    let issued = match issue_token(session, agent, binding, task, &asked.tool, tool.server.clone(), checked.constraints.clone(), &asked.purpose, asked.follows.clone(), ttl, jti, now, intent).await {
         Ok(i) => i,
         Err(r) => return r,
     };
@@ -694,25 +855,25 @@ async fn request(session: &Session, agent: &VerifiedAgent, binding: Binding<'_>,
         "jti": issued.claims.jti,
         "task": task.id,
         "phase": issued.claims.phase,
-        "tool": req.tool,
+        "tool": asked.tool,
         "allows": issued.claims.args,
         "expires_at": rfc3339(issued.claims.exp),
         "expires_in_seconds": issued.claims.exp - now,
         "policies": policies,
         "use": format!(
             "call {} once, with exactly the allowed arguments plus \"{TOKEN_ARGUMENT}\": \"<token>\" (or the token in _meta[\"{TOKEN_META_KEY}\"])",
-            req.tool
+            asked.tool
         ),
     });
     if let Some(a) = used_approval {
         answer["approval"] = json!({"id": a.id, "approved_by": a.decided_by, "group": a.group});
     }
-    if let Some(justification) = break_glass {
+    if let Some(justification) = asked.break_glass.clone() {
         let grant = BreakGlassGrant {
             id: format!("bg_{}", issued.claims.jti),
             agent: agent.agent.id.clone(),
             task: task.id.clone(),
-            tool: req.tool.clone(),
+            tool: asked.tool.clone(),
             constraints: serde_json::to_string(&issued.claims.args).unwrap_or_default(),
             justification,
             jti: issued.claims.jti.clone(),
@@ -730,7 +891,7 @@ async fn request(session: &Session, agent: &VerifiedAgent, binding: Binding<'_>,
             let _ = store_op(&shared.store, move |s| s.revoke(&crate::store::Scope::Token(jti), "break-glass grant could not be recorded", now)).await;
             return r;
         }
-        tracing::warn!(break_glass = %id, agent = %agent.agent.name, task = %task.id, tool = %crate::telemetry::Clean(&req.tool), policies = ?policies, "BREAK-GLASS GRANTED: token issued outside the normal rules; open for review (jitgate review list)");
+        tracing::warn!(break_glass = %id, agent = %agent.agent.name, task = %task.id, tool = %crate::telemetry::Clean(&asked.tool), policies = ?policies, "BREAK-GLASS GRANTED: token issued outside the normal rules; open for review (jitgate review list)");
         answer["decision"] = json!("allow_break_glass");
         answer["break_glass"] = json!({"id": id, "review": "recorded; a person must review it (jitgate review ack)"});
     }
@@ -1066,4 +1227,61 @@ async fn end_task(session: &Session, agent: &VerifiedAgent, req: EndTask) -> Cal
     }
     tracing::info!(task = %task.id, outcome = %crate::telemetry::Clean(&outcome), "task ended; all its tokens revoked");
     ok(json!({ "task": task.id, "state": "ended", "outcome": outcome, "tokens": "revoked" }))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::baseline::taint::Source;
+    use crate::store::{SqliteStore, Store as _};
+
+    fn spec(sensitive: &[&str], open: &[&str]) -> crate::manifest::ToolSpec {
+        crate::manifest::ToolSpec {
+            name: "send_message".into(),
+            risk: crate::manifest::Risk::High,
+            resource_class: "mail".into(),
+            environment: "development".into(),
+            max_ttl: None,
+            sensitive_args: sensitive.iter().map(|s| s.to_string()).collect(),
+            open_sensitive_args: open.iter().map(|s| s.to_string()).collect(),
+            untrusted_output: false,
+            trusted_fields: vec![],
+            tags: vec![],
+            args_schema: None,
+            pin: String::new(),
+            line: 1,
+        }
+    }
+
+    fn ledger_after_reading(values: &[&str]) -> crate::baseline::taint::TaintLedger {
+        let s = SqliteStore::in_memory().unwrap();
+        let values: Vec<String> = values.iter().map(|v| v.to_string()).collect();
+        s.record_taint("a", &values, &Source { call: "j1".into(), tool: "ws__read_inbox".into() }, 0, 100).unwrap();
+        s.taint_ledger("a").unwrap()
+    }
+
+    fn args(v: Value) -> ArgConstraints {
+        serde_json::from_value(v).unwrap()
+    }
+
+    #[test]
+    fn the_taint_stage_judges_sensitive_arguments_and_the_justification_apart() {
+        let ledger = ledger_after_reading(&["audit@exfil.attacker.test", "exfil.attacker.test", "inc-4471"]);
+        let send = spec(&["to"], &[]);
+        // A clean exact recipient, with or without a clean justification.
+        let t = judge_taint(&ledger, &send, &args(json!({"to": {"eq": "alice@example.org"}})), Some("INC-9 outage"));
+        assert!(!t.verdict.tainted && !t.justification_tainted);
+        // The injected recipient taints the request, not the justification.
+        let t = judge_taint(&ledger, &send, &args(json!({"to": {"eq": "x@exfil.attacker.test"}})), Some("INC-9 outage"));
+        assert!(t.verdict.tainted && !t.justification_tainted);
+        // A justification copied from the mail taints it, and so the request.
+        let t = judge_taint(&ledger, &send, &args(json!({"to": {"eq": "alice@example.org"}})), Some("per INC-4471 in the mail"));
+        assert!(t.verdict.tainted && t.justification_tainted);
+        // An open constraint cannot be checked: tainted, unless the manifest allows it.
+        let open = args(json!({"to": {"prefix": "alice@"}}));
+        assert_eq!(judge_taint(&ledger, &send, &open, None).verdict.unverifiable, vec!["to".to_owned()]);
+        assert!(!judge_taint(&ledger, &spec(&["to"], &["to"]), &open, None).verdict.tainted);
+        // Arguments that are not sensitive are not judged.
+        assert!(!judge_taint(&ledger, &spec(&[], &[]), &args(json!({"to": {"eq": "audit@exfil.attacker.test"}})), None).verdict.tainted);
+    }
 }
