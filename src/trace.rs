@@ -155,6 +155,20 @@ pub fn tasks_of(records: &[Record], agent: &str, since: i64) -> Vec<TaskSummary>
     summaries(records).into_iter().filter(|t| t.agent == agent && t.begun >= since).collect()
 }
 
+/// A task's outcome as the store has it: open, expired, ended or revoked,
+/// with the reason.
+pub fn outcome_of(t: &crate::store::Task, now: i64) -> String {
+    use crate::store::TaskState;
+    let reason = t.end_reason.clone().unwrap_or_default();
+    match t.state {
+        TaskState::Active if t.expires_at <= now => "expired: TTL reached".into(),
+        TaskState::Active => "open".into(),
+        TaskState::Ended => format!("ended: {}", reason.trim_start_matches("task ended: ")),
+        TaskState::Revoked => format!("revoked: {reason}"),
+        TaskState::Expired => format!("expired: {reason}"),
+    }
+}
+
 /// Every task in the records, newest first.
 pub fn summaries(records: &[Record]) -> Vec<TaskSummary> {
     let mut by_task: std::collections::BTreeMap<String, TaskSummary> = std::collections::BTreeMap::new();

@@ -231,3 +231,22 @@ async fn pages_refuse_cross_site_posts_and_framing() {
     assert!(csp.contains("frame-ancestors 'none'") && csp.contains("default-src 'none'"), "{csp}");
     assert_eq!(page.headers().get("x-frame-options").unwrap(), "DENY");
 }
+
+/// The task list reads the store's task state: a task revoked by an
+/// operator shows as revoked, not open.
+#[tokio::test]
+async fn a_revoked_task_shows_as_revoked() {
+    let dep = Deployment::new(&Setup::default());
+    let gw = Gateway::start(&dep);
+    gw.wait_server("workspace", "ready").await;
+    let triage = gw.connect_modern(&dep.mint("triage")).await;
+    let open = begin(&triage, json!([{"name": "r", "tools": ["workspace__read_note"]}])).await.unwrap();
+    let revoked = begin(&triage, json!([{"name": "r", "tools": ["workspace__read_note"]}])).await.unwrap();
+    let (code, _, err) = jitgate(&["revoke", "--config", dep.config.to_str().unwrap(), "--task", &revoked, "--reason", "suspicious"]);
+    assert_eq!(code, Some(0), "{err}");
+    let reviewer = dep.mint_reviewer("rita@example.org");
+    let page = reqwest::Client::new().get(format!("{}/ui", gw.base)).header("authorization", format!("Bearer {reviewer}")).send().await.unwrap().text().await.unwrap();
+    let row = |id: &str| page.split("<tr>").find(|r| r.contains(id)).unwrap_or_else(|| panic!("no row for {id}: {page}")).to_owned();
+    assert!(row(&revoked).contains("revoked: operator: suspicious"), "{}", row(&revoked));
+    assert!(row(&open).contains("<td>open</td>"), "{}", row(&open));
+}

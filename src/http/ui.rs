@@ -14,7 +14,6 @@ use axum::response::{Html, IntoResponse, Redirect, Response};
 use axum::routing::get;
 
 use crate::approver::VerifiedApprover;
-use crate::audit::Record;
 use crate::clock::rfc3339;
 use crate::gateway::Shared;
 use crate::store::run_blocking;
@@ -22,7 +21,6 @@ use crate::trace::{TaskSummary, TaskTrace};
 
 const COOKIE: &str = "jitgate_reviewer";
 /// Records read for the task list (newest tasks are what reviewers look at).
-const MAX_RECORDS: usize = 200_000;
 
 pub fn routes() -> axum::Router<Arc<Shared>> {
     axum::Router::new()
@@ -180,11 +178,35 @@ async fn logout(headers: HeaderMap) -> Response {
     ([(header::SET_COOKIE, format!("{COOKIE}=; Path=/ui; HttpOnly; SameSite=Strict; Max-Age=0"))], Redirect::to("/ui/login")).into_response()
 }
 
-async fn records(shared: &Shared) -> Result<Vec<Record>, Response> {
-    run_blocking(&shared.store, |s| crate::store::all_audit_records(s, MAX_RECORDS))
-        .await
-        .and_then(|r| r)
-        .map_err(|e| (StatusCode::SERVICE_UNAVAILABLE, e.to_string()).into_response())
+/// Tasks listed per page of `/ui`.
+const TASKS_PER_PAGE: usize = 100;
+
+/// One page of tasks, newest first, each with its summary: the counts come
+/// from the task's own audit records (an indexed read per task, so memory is
+/// bounded by the page, not by the whole trail), the outcome from the store's
+/// task state, so a revoked or expired task never shows as open.
+async fn task_page(shared: &Shared, agent: Option<String>, since: i64, before: Option<(i64, String)>) -> Result<Vec<(crate::store::Task, TaskSummary)>, Response> {
+    let now = shared.clock.now_unix();
+    run_blocking(&shared.store, move |s| -> Result<_, crate::store::StoreError> {
+        let tasks = s.recent_tasks(agent.as_deref(), since, before, TASKS_PER_PAGE)?;
+        let mut out = Vec::with_capacity(tasks.len());
+        for t in tasks {
+            let records = s.audit_of_task(&t.id)?;
+            let mut summary = crate::trace::summaries(&records).into_iter().next().unwrap_or_else(|| TaskSummary {
+                id: t.id.clone(),
+                agent: t.agent.clone(),
+                objective: t.objective.clone(),
+                begun: t.created_at,
+                ..Default::default()
+            });
+            summary.outcome = crate::trace::outcome_of(&t, now);
+            out.push((t, summary));
+        }
+        Ok(out)
+    })
+    .await
+    .and_then(|r| r)
+    .map_err(|e| (StatusCode::SERVICE_UNAVAILABLE, e.to_string()).into_response())
 }
 
 fn query_param(q: &Option<String>, name: &str) -> Option<String> {
@@ -204,29 +226,33 @@ async fn tasks(State(shared): State<Arc<Shared>>, headers: HeaderMap, RawQuery(q
         Ok(w) => w,
         Err(r) => return r,
     };
-    let records = match records(&shared).await {
-        Ok(r) => r,
-        Err(r) => return r,
-    };
-    let agent = query_param(&q, "agent");
+    let agent_filter = query_param(&q, "agent");
     let outcome = query_param(&q, "outcome");
     let since = query_param(&q, "since").and_then(|s| humantime::parse_duration(&s).ok());
     let denied_only = query_param(&q, "denied").is_some();
     let bg_only = query_param(&q, "break_glass").is_some();
+    let before = query_param(&q, "before").and_then(|b| b.split_once(':').and_then(|(at, id)| Some((at.parse::<i64>().ok()?, id.to_owned()))));
     let now = shared.clock.now_unix();
-    let list: Vec<TaskSummary> = crate::trace::summaries(&records)
+    // The agent filter takes a name or an id.
+    let agent = agent_filter.as_deref().map(|a| shared.identity.agents().by_name(a).map(|x| x.id.clone()).unwrap_or_else(|| a.to_owned()));
+    let since_at = since.map(|d| now - i64::try_from(d.as_secs()).unwrap_or(0)).unwrap_or(0);
+    let rows = match task_page(&shared, agent, since_at, before).await {
+        Ok(p) => p,
+        Err(r) => return r,
+    };
+    let next = rows.last().map(|(t, _)| format!("{}:{}", t.created_at, t.id));
+    let full_page = rows.len() == TASKS_PER_PAGE;
+    let list: Vec<TaskSummary> = rows
         .into_iter()
-        .filter(|t| agent.as_deref().is_none_or(|a| t.agent_name == a || t.agent == a))
-        .filter(|t| outcome.as_deref().is_none_or(|o| t.outcome.starts_with(o) || (o == "ended" && !t.outcome.starts_with("open") && !t.outcome.starts_with("revoked"))))
-        .filter(|t| since.is_none_or(|d| t.begun >= now - i64::try_from(d.as_secs()).unwrap_or(0)))
+        .map(|(_, summary)| summary)
+        .filter(|t| outcome.as_deref().is_none_or(|o| t.outcome.starts_with(o)))
         .filter(|t| !denied_only || t.denied > 0)
         .filter(|t| !bg_only || t.break_glass)
-        .take(500)
         .collect();
     let sel = |v: &str| if outcome.as_deref() == Some(v) { " selected" } else { "" };
     let mut body = format!(
         "<form class=\"filters\" method=\"get\" action=\"/ui\">Agent <input name=\"agent\" value=\"{}\"> Outcome <select name=\"outcome\"><option value=\"\">any</option><option{} value=\"open\">open</option><option{} value=\"ended\">ended</option><option{} value=\"revoked\">revoked</option></select> Since <input name=\"since\" size=\"5\" placeholder=\"24h\" value=\"{}\"> <label><input type=\"checkbox\" name=\"denied\" value=\"1\"{}> with denials</label> <label><input type=\"checkbox\" name=\"break_glass\" value=\"1\"{}> break-glass</label> <button type=\"submit\">Filter</button></form>",
-        esc(agent.as_deref().unwrap_or("")),
+        esc(agent_filter.as_deref().unwrap_or("")),
         sel("open"),
         sel("ended"),
         sel("revoked"),
@@ -251,6 +277,12 @@ async fn tasks(State(shared): State<Arc<Shared>>, headers: HeaderMap, RawQuery(q
         ));
     }
     body.push_str("</table>");
+    if let (true, Some(next)) = (full_page, next) {
+        // The filters carry over; only the cursor changes.
+        let mut query: Vec<String> = q.as_deref().unwrap_or("").split('&').filter(|kv| !kv.is_empty() && !kv.starts_with("before=")).map(str::to_owned).collect();
+        query.push(format!("before={next}"));
+        body.push_str(&format!("<p><a id=\"older\" href=\"/ui?{}\">older tasks</a></p>", esc(&query.join("&"))));
+    }
     page("Tasks", Some(&who.subject), &body).into_response()
 }
 

@@ -275,6 +275,9 @@ pub trait Store: Send + Sync + 'static {
     fn revocations_since(&self, seq: i64) -> Result<Vec<Revocation>, StoreError>;
     /// Task ids of an agent's active tasks.
     fn active_tasks_of(&self, agent: &str) -> Result<Vec<String>, StoreError>;
+    /// Tasks newest first, begun at or after `since` (and, for `agent`,
+    /// only that agent's), before the cursor `(created_at, id)`, at most `limit`.
+    fn recent_tasks(&self, agent: Option<&str>, since: i64, before: Option<(i64, String)>, limit: usize) -> Result<Vec<Task>, StoreError>;
     /// Note a handshake-era session of `instance` that holds authority.
     fn session_opened(&self, sid: &str, agent: &str, instance: &str, now: i64) -> Result<(), StoreError>;
 

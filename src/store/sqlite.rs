@@ -30,6 +30,7 @@ CREATE TABLE IF NOT EXISTS tasks (
 CREATE INDEX IF NOT EXISTS tasks_agent ON tasks(agent, state);
 CREATE INDEX IF NOT EXISTS tasks_expiry ON tasks(state, expires_at);
 CREATE INDEX IF NOT EXISTS tasks_sid ON tasks(sid, state);
+CREATE INDEX IF NOT EXISTS tasks_created ON tasks(created_at, id);
 CREATE TABLE IF NOT EXISTS tokens (
     jti TEXT PRIMARY KEY,
     task TEXT NOT NULL,
@@ -517,6 +518,24 @@ impl Store for SqliteStore {
         let mut stmt = conn.prepare("SELECT id FROM tasks WHERE agent=?1 AND state='active'")?;
         let rows = stmt.query_map(params![agent], |r| r.get(0))?;
         Ok(rows.collect::<Result<_, _>>()?)
+    }
+
+    fn recent_tasks(&self, agent: Option<&str>, since: i64, before: Option<(i64, String)>, limit: usize) -> Result<Vec<Task>, StoreError> {
+        let conn = self.conn();
+        let (before_at, before_id) = before.unwrap_or((i64::MAX, String::new()));
+        let mut stmt = conn.prepare_cached(
+            "SELECT * FROM tasks WHERE created_at >= ?1 AND (?2 IS NULL OR agent = ?2)
+             AND (created_at < ?3 OR (created_at = ?3 AND (?4 = '' OR id < ?4)))
+             ORDER BY created_at DESC, id DESC LIMIT ?5",
+        )?;
+        let rows = stmt.query_map(params![since, agent, before_at, before_id, to_i64(limit)], task_from_row)?;
+        let mut out = Vec::new();
+        for row in rows {
+            let (mut t, state) = row?;
+            t.state = TaskState::parse(&state)?;
+            out.push(t);
+        }
+        Ok(out)
     }
 
     fn session_opened(&self, sid: &str, agent: &str, instance: &str, now: i64) -> Result<(), StoreError> {

@@ -228,6 +228,27 @@ mod tests {
     }
 
     #[test]
+    fn recent_tasks_page_newest_first_with_a_cursor() {
+        let s = SqliteStore::in_memory().unwrap();
+        for i in 0..5 {
+            let mut t = task(&format!("t{i}"), "");
+            t.created_at = 100 + i / 2; // two tasks share each second
+            t.agent = if i == 4 { "b".into() } else { "a".into() };
+            s.create_task(&t).unwrap();
+        }
+        let ids = |v: Vec<Task>| v.into_iter().map(|t| t.id).collect::<Vec<_>>();
+        let first = s.recent_tasks(None, 0, None, 2).unwrap();
+        assert_eq!(ids(first.clone()), vec!["t4", "t3"]);
+        let last = first.last().unwrap();
+        let second = s.recent_tasks(None, 0, Some((last.created_at, last.id.clone())), 2).unwrap();
+        assert_eq!(ids(second.clone()), vec!["t2", "t1"]);
+        let last = second.last().unwrap();
+        assert_eq!(ids(s.recent_tasks(None, 0, Some((last.created_at, last.id.clone())), 2).unwrap()), vec!["t0"]);
+        assert_eq!(ids(s.recent_tasks(Some("b"), 0, None, 10).unwrap()), vec!["t4"]);
+        assert_eq!(ids(s.recent_tasks(None, 102, None, 10).unwrap()), vec!["t4"]);
+    }
+
+    #[test]
     fn request_rate_counts_the_last_minute_per_agent() {
         let s = SqliteStore::in_memory().unwrap();
         assert_eq!(s.count_request("a", 100).unwrap(), 1);
