@@ -42,6 +42,7 @@ pub mod agent;
 pub mod approver;
 pub mod audit;
 pub mod baseline;
+pub mod canonical;
 pub mod cli;
 pub mod clock;
 pub mod config;

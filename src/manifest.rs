@@ -403,9 +403,7 @@ pub fn pin_of(name: &str, description: Option<&str>, input_schema: &serde_json::
         "description": description.unwrap_or(""),
         "inputSchema": Value::Object(input_schema.clone()),
     });
-    let mut canonical = String::new();
-    write_canonical(&def, &mut canonical);
-    format!("sha256:{}", hex::encode(Sha256::digest(canonical.as_bytes())))
+    format!("sha256:{}", hex::encode(Sha256::digest(crate::canonical::json(&def).as_bytes())))
 }
 
 /// The pin of an rmcp tool definition.
@@ -413,40 +411,6 @@ pub fn pin_of_tool(tool: &rmcp::model::Tool) -> String {
     pin_of(&tool.name, tool.description.as_deref(), &tool.input_schema)
 }
 
-/// Canonical JSON: object keys sorted, no insignificant whitespace. Key order
-/// must not change the pin, or a server that reorders keys would look like a
-/// rug pull (and one that does change a schema could hide behind reordering).
-pub fn write_canonical(v: &Value, out: &mut String) {
-    match v {
-        Value::Object(map) => {
-            let mut keys: Vec<&String> = map.keys().collect();
-            keys.sort();
-            out.push('{');
-            for (i, k) in keys.into_iter().enumerate() {
-                if i > 0 {
-                    out.push(',');
-                }
-                out.push_str(&Value::String(k.clone()).to_string());
-                out.push(':');
-                if let Some(val) = map.get(k) {
-                    write_canonical(val, out);
-                }
-            }
-            out.push('}');
-        }
-        Value::Array(items) => {
-            out.push('[');
-            for (i, item) in items.iter().enumerate() {
-                if i > 0 {
-                    out.push(',');
-                }
-                write_canonical(item, out);
-            }
-            out.push(']');
-        }
-        other => out.push_str(&other.to_string()),
-    }
-}
 
 /// Load every manifest named in a list of files and directories (`*.toml` in a directory).
 pub fn manifest_files(paths: &[PathBuf]) -> Vec<PathBuf> {
@@ -549,13 +513,10 @@ pin = "{PIN}"
     proptest! {
         #[test]
         fn canonical_json_is_valid_json_and_stable(v in arb_json()) {
-            let mut s = String::new();
-            write_canonical(&v, &mut s);
+            let s = crate::canonical::json(&v);
             let back: Value = serde_json::from_str(&s).unwrap();
             prop_assert_eq!(&back, &v);
-            let mut again = String::new();
-            write_canonical(&back, &mut again);
-            prop_assert_eq!(s, again);
+            prop_assert_eq!(s, crate::canonical::json(&back));
         }
     }
 

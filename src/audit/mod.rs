@@ -81,7 +81,7 @@ pub struct Checkpoint {
 
 /// SHA-256 of a value's JSON, for argument digests in records.
 pub fn digest(v: &Value) -> String {
-    hex::encode(Sha256::digest(v.to_string().as_bytes()))
+    hex::encode(Sha256::digest(crate::canonical::json(v).as_bytes()))
 }
 
 /// Replace the values of the named keys (at any depth) with "[redacted]".

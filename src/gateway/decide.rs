@@ -61,9 +61,8 @@ pub fn request_digest(agent: &str, tool: &str, constraints: &ArgConstraints) -> 
         h.update(part.as_bytes());
         h.update([0]);
     }
-    // BTreeMap keys are ordered, and serde_json maps are ordered (no
-    // preserve_order feature), so this text is canonical.
-    h.update(serde_json::to_string(&canonical(constraints)).unwrap_or_default().as_bytes());
+    let constraints = serde_json::to_value(canonical(constraints)).unwrap_or_default();
+    h.update(crate::canonical::json(&constraints).as_bytes());
     hex::encode(h.finalize())
 }
 
@@ -76,7 +75,7 @@ fn canonical(constraints: &ArgConstraints) -> ArgConstraints {
             let c = match c {
                 Constraint::OneOf(values) => {
                     let mut values: Vec<serde_json::Value> = values.clone();
-                    values.sort_by_key(|v| v.to_string());
+                    values.sort_by_key(crate::canonical::json);
                     values.dedup();
                     match values.as_slice() {
                         [only] => Constraint::Eq(only.clone()),
@@ -114,5 +113,8 @@ mod tests {
             request_digest("a", "ws__delete", &one_of(vec![json!("x"), json!("y")])),
             request_digest("a", "ws__delete", &one_of(vec![json!("y"), json!("x")]))
         );
+        // Objects inside values: key order is not a different request.
+        let eq = |v: &str| ArgConstraints::from([("filter".to_owned(), Constraint::Eq(serde_json::from_str(v).unwrap()))]);
+        assert_eq!(request_digest("a", "ws__find", &eq(r#"{"b":1,"a":2}"#)), request_digest("a", "ws__find", &eq(r#"{"a":2,"b":1}"#)));
     }
 }
