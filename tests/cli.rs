@@ -165,3 +165,22 @@ async fn the_state_directory_and_store_are_private() {
     assert_eq!(mode("state/jitgate.sqlite"), 0o600);
     assert_eq!(mode("state/keys"), 0o700);
 }
+
+/// `check` says which issuers may speak for which agents: an agent file
+/// naming an unknown issuer fails, an issuer without a trust domain is a
+/// warning naming the agents it speaks for.
+#[test]
+fn check_reports_issuer_bindings() {
+    let dep = Deployment::new(&Setup::default());
+    dep.append_config("\n[[identity.issuers]]\nname = \"loose\"\niss = \"https://loose.test\"\npublic_keys = [\"11qYAYKxCrfVS_7TyWQHOg7hcvPapiMlrwIaaPcHURo\"]\n");
+    dep.add_agent("svc.toml", "name = \"svc\"\nid = \"spiffe://other.test/agent/svc\"\nallowed_tools = []\nissuers = [\"loose\"]\n");
+    let (code, out, err) = jitgate(&["check", "--offline", "--json", "--config", dep.config.to_str().unwrap()]);
+    assert_eq!(code, Some(0), "{err}");
+    let v: serde_json::Value = serde_json::from_str(&out).unwrap();
+    let warnings = v["warnings"].to_string();
+    assert!(warnings.contains("issuer `loose` has no trust_domain") && warnings.contains("svc"), "{warnings}");
+    dep.add_agent("typo.toml", "name = \"typo\"\nid = \"spiffe://other.test/agent/typo\"\nallowed_tools = []\nissuers = [\"lose\"]\n");
+    let (code, _, err) = jitgate(&["check", "--offline", "--config", dep.config.to_str().unwrap()]);
+    assert_ne!(code, Some(0));
+    assert!(err.contains("agent `typo` lists issuer `lose`"), "{err}");
+}

@@ -39,6 +39,7 @@ pub async fn run(args: CheckArgs) -> Result<(), CliError> {
         }
     };
     let mut problems: Vec<String> = Vec::new();
+    let warnings = issuer_bindings(&deployment, &mut problems);
     let mut servers = Vec::new();
     if !args.offline {
         for (manifest, enabled) in &deployment.manifests {
@@ -50,7 +51,7 @@ pub async fn run(args: CheckArgs) -> Result<(), CliError> {
         }
     }
     if args.json {
-        println!("{}", json!({"ok": problems.is_empty(), "errors": problems, "servers": servers, "policies": deployment.policy.len()}));
+        println!("{}", json!({"ok": problems.is_empty(), "errors": problems, "warnings": warnings, "servers": servers, "policies": deployment.policy.len()}));
     } else {
         eprintln!(
             "config {}: {} agent(s), {} server(s) registered",
@@ -62,6 +63,9 @@ pub async fn run(args: CheckArgs) -> Result<(), CliError> {
         for s in &servers {
             eprintln!("  server {}: {}", s["name"].as_str().unwrap_or("?"), s["summary"].as_str().unwrap_or(s["status"].as_str().unwrap_or("")));
         }
+        for w in &warnings {
+            eprintln!("  warning: {w}");
+        }
     }
     if problems.is_empty() {
         if !args.json {
@@ -71,6 +75,32 @@ pub async fn run(args: CheckArgs) -> Result<(), CliError> {
     } else {
         Err(CliError::CheckFailed(format!("check found {} problem(s):\n{}", problems.len(), problems.join("\n"))))
     }
+}
+
+/// Which issuers may speak for which agents: an agent file naming an issuer
+/// that does not exist is a problem; an issuer without a trust domain, which
+/// speaks only for the agents that name it, is worth a warning.
+fn issuer_bindings(deployment: &Deployment, problems: &mut Vec<String>) -> Vec<String> {
+    let issuers = &deployment.config.identity.issuers;
+    for agent in deployment.agents.iter() {
+        for name in &agent.issuers {
+            if !issuers.iter().any(|i| &i.name == name) {
+                problems.push(format!("agent `{}` lists issuer `{name}` in `issuers`, but no [[identity.issuers]] has that name", agent.name));
+            }
+        }
+    }
+    issuers
+        .iter()
+        .filter(|i| i.trust_domain.is_none())
+        .map(|i| {
+            let named: Vec<&str> = deployment.agents.iter().filter(|a| a.issuers.contains(&i.name)).map(|a| a.name.as_str()).collect();
+            format!(
+                "issuer `{}` has no trust_domain: it may speak only for agents whose file lists it in `issuers` ({})",
+                i.name,
+                if named.is_empty() { "none does".to_owned() } else { named.join(", ") }
+            )
+        })
+        .collect()
 }
 
 async fn check_live(manifest: &Manifest, timeout: std::time::Duration, problems: &mut Vec<String>) -> serde_json::Value {
