@@ -137,16 +137,16 @@ async fn read_body_in_time(req: Request, limit: usize, within: std::time::Durati
     let (parts, body) = req.into_parts();
     match tokio::time::timeout(within, axum::body::to_bytes(body, limit)).await {
         Ok(Ok(bytes)) => Ok(Request::from_parts(parts, axum::body::Body::from(bytes))),
-        Ok(Err(_)) => Err((
+        Ok(Err(_)) => Err(error_response(
             StatusCode::PAYLOAD_TOO_LARGE,
-            axum::Json(serde_json::json!({"error": {"code": "message_too_large", "message": format!("the request body is over {limit} bytes (limits.max_message_bytes)")}})),
-        )
-            .into_response()),
-        Err(_) => Err((
+            "message_too_large",
+            &format!("the request body is over {limit} bytes (limits.max_message_bytes)"),
+        )),
+        Err(_) => Err(error_response(
             StatusCode::REQUEST_TIMEOUT,
-            axum::Json(serde_json::json!({"error": {"code": "request_timeout", "message": format!("the request body did not arrive within {} s (limits.body_read_timeout)", within.as_secs())}})),
-        )
-            .into_response()),
+            "request_timeout",
+            &format!("the request body did not arrive within {} s (limits.body_read_timeout)", within.as_secs()),
+        )),
     }
 }
 
@@ -304,35 +304,44 @@ async fn proven_key(
 }
 
 fn dpop_refused(e: &crate::dpop::DpopError) -> Response {
-    let body = serde_json::json!({ "error": { "code": e.code(), "message": e.to_string() } });
-    let mut resp = (StatusCode::UNAUTHORIZED, axum::Json(body)).into_response();
     let challenge = format!("DPoP error=\"invalid_dpop_proof\", error_description=\"{}\", algs=\"ES256 ES384 RS256 PS256 EdDSA\"", e.code());
-    if let Ok(v) = HeaderValue::from_str(&challenge) {
-        resp.headers_mut().insert(header::WWW_AUTHENTICATE, v);
-    }
-    resp
+    with_challenge(error_response(StatusCode::UNAUTHORIZED, e.code(), &e.to_string()), &challenge)
 }
 
 fn too_many_sessions(max: usize) -> Response {
-    let body = serde_json::json!({"jsonrpc": "2.0", "id": null, "error": {"code": -32600, "message": format!("this agent already holds {max} sessions on this gateway (limits.max_sessions_per_agent); close one (DELETE) or send 2026-07-28 requests, which need no session"), "data": {"code": "too_many_sessions"}}});
-    (StatusCode::TOO_MANY_REQUESTS, axum::Json(body)).into_response()
+    let message = format!("this agent already holds {max} sessions on this gateway (limits.max_sessions_per_agent); close one (DELETE) or send 2026-07-28 requests, which need no session");
+    jsonrpc_error(StatusCode::TOO_MANY_REQUESTS, "too_many_sessions", &message)
 }
 
 /// Another agent's session looks exactly like one that does not exist.
 fn session_not_found() -> Response {
-    let body = serde_json::json!({"jsonrpc": "2.0", "id": null, "error": {"code": -32600, "message": "session not found: this Mcp-Session-Id is unknown, expired or not yours; start a new session (initialize) or send 2026-07-28 requests without a session", "data": {"code": "session_not_found"}}});
-    (StatusCode::NOT_FOUND, axum::Json(body)).into_response()
+    let message = "session not found: this Mcp-Session-Id is unknown, expired or not yours; start a new session (initialize) or send 2026-07-28 requests without a session";
+    jsonrpc_error(StatusCode::NOT_FOUND, "session_not_found", message)
 }
 
-fn unauthorized(e: &IdentityError) -> Response {
-    let body = serde_json::json!({ "error": { "code": e.code(), "message": e.to_string() } });
-    let mut resp = (StatusCode::UNAUTHORIZED, axum::Json(body)).into_response();
-    // RFC 6750: tell the client what kind of credential is expected.
-    let challenge = format!("Bearer error=\"invalid_token\", error_description=\"{}\"", e.code());
-    if let Ok(v) = HeaderValue::from_str(&challenge) {
+/// A refusal of `/mcp` before rmcp sees the request, as a JSON-RPC error.
+fn jsonrpc_error(status: StatusCode, code: &str, message: &str) -> Response {
+    let body = serde_json::json!({"jsonrpc": "2.0", "id": null, "error": {"code": -32600, "message": message, "data": {"code": code}}});
+    (status, axum::Json(body)).into_response()
+}
+
+/// A refusal as `{"error": {"code", "message"}}`.
+fn error_response(status: StatusCode, code: &str, message: &str) -> Response {
+    (status, axum::Json(serde_json::json!({ "error": { "code": code, "message": message } }))).into_response()
+}
+
+/// Add a `WWW-Authenticate` challenge (RFC 6750 / RFC 9449) to a 401.
+fn with_challenge(mut resp: Response, challenge: &str) -> Response {
+    if let Ok(v) = HeaderValue::from_str(challenge) {
         resp.headers_mut().insert(header::WWW_AUTHENTICATE, v);
     }
     resp
+}
+
+fn unauthorized(e: &IdentityError) -> Response {
+    // RFC 6750: tell the client what kind of credential is expected.
+    let challenge = format!("Bearer error=\"invalid_token\", error_description=\"{}\"", e.code());
+    with_challenge(error_response(StatusCode::UNAUTHORIZED, e.code(), &e.to_string()), &challenge)
 }
 
 /// Public keys of capability tokens, for downstream servers that verify

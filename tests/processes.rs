@@ -35,6 +35,13 @@ async fn revoked_by_lease_lapse(dep: &Deployment, token: &str) {
     assert!(state["reason"].as_str().unwrap().contains("lease lapsed"), "{state}");
 }
 
+/// A task of the two-phase plan, and an unused token to read the Q3 plan in it.
+async fn task_holding_a_token(client: &rmcp::service::RunningService<rmcp::RoleClient, ()>) -> (String, String) {
+    let task = begin(client, serde_json::from_str(TWO_PHASES).unwrap()).await.unwrap();
+    let token = request(client, &task, "workspace__read_note", json!({"name": "q3-plan.md"})).await.unwrap();
+    (task, token)
+}
+
 const TWO_PHASES: &str = r#"[{"name": "read", "tools": ["workspace__read_note"]}, {"name": "more", "tools": ["workspace__read_note", "workspace__list_notes"]}]"#;
 
 /// A 2026-07-28 agent's task, begun through one process, continues through
@@ -95,11 +102,9 @@ async fn starting_or_stopping_a_process_revokes_only_its_own_sessions() {
     let token = dep.mint("triage");
     // A handshake-era session on A, and a sessionless task, each holding a token.
     let legacy_a = a.connect(&token).await;
-    let task_a = begin(&legacy_a, serde_json::from_str(TWO_PHASES).unwrap()).await.unwrap();
-    let held_a = request(&legacy_a, &task_a, "workspace__read_note", json!({"name": "q3-plan.md"})).await.unwrap();
+    let (task_a, held_a) = task_holding_a_token(&legacy_a).await;
     let modern_a = a.connect_modern(&token).await;
-    let task_m = begin(&modern_a, serde_json::from_str(TWO_PHASES).unwrap()).await.unwrap();
-    let held_m = request(&modern_a, &task_m, "workspace__read_note", json!({"name": "q3-plan.md"})).await.unwrap();
+    let (task_m, held_m) = task_holding_a_token(&modern_a).await;
 
     // B starts (this used to revoke everything as "gateway restarted").
     let b = Gateway::start(&dep);
@@ -150,11 +155,9 @@ async fn a_crashed_process_sessions_are_revoked_when_its_lease_lapses() {
     let (dep, a, b) = two_with_short_leases().await;
     let token = dep.mint("triage");
     let legacy = a.connect(&token).await;
-    let task = begin(&legacy, serde_json::from_str(TWO_PHASES).unwrap()).await.unwrap();
-    let held = request(&legacy, &task, "workspace__read_note", json!({"name": "q3-plan.md"})).await.unwrap();
+    let (_, held) = task_holding_a_token(&legacy).await;
     let modern = a.connect_modern(&token).await;
-    let task_m = begin(&modern, serde_json::from_str(TWO_PHASES).unwrap()).await.unwrap();
-    let held_m = request(&modern, &task_m, "workspace__read_note", json!({"name": "q3-plan.md"})).await.unwrap();
+    let (_, held_m) = task_holding_a_token(&modern).await;
     drop(legacy);
     drop(modern);
     a.crash();
@@ -219,15 +222,13 @@ async fn a_paused_process_that_resumes_and_then_dies_leaves_nothing_behind() {
     let (dep, a, b) = two_with_short_leases().await;
     let token = dep.mint("triage");
     let legacy = a.connect(&token).await;
-    let task = begin(&legacy, serde_json::from_str(TWO_PHASES).unwrap()).await.unwrap();
-    let held = request(&legacy, &task, "workspace__read_note", json!({"name": "q3-plan.md"})).await.unwrap();
+    let (_, held) = task_holding_a_token(&legacy).await;
     let pid = a.child.id().to_string();
     assert!(std::process::Command::new("kill").args(["-STOP", &pid]).status().unwrap().success());
     revoked_by_lease_lapse(&dep, &held).await;
     assert!(std::process::Command::new("kill").args(["-CONT", &pid]).status().unwrap().success());
     // Running again, it serves its session; then it dies for good.
-    let task = begin(&legacy, serde_json::from_str(TWO_PHASES).unwrap()).await.unwrap();
-    let later = request(&legacy, &task, "workspace__read_note", json!({"name": "q3-plan.md"})).await.unwrap();
+    let (_, later) = task_holding_a_token(&legacy).await;
     drop(legacy);
     a.crash();
     revoked_by_lease_lapse(&dep, &later).await;

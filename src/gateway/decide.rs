@@ -17,14 +17,19 @@ pub fn agent_facts(agent: &VerifiedAgent, quarantined: bool) -> AgentFacts {
 /// A registered tool by exposed name, from its manifest (whether or not the
 /// server is up: policy is about the registration, not the connection).
 pub fn tool_facts(shared: &Shared, exposed: &str) -> Option<ToolFacts> {
-    let (server, _) = exposed.split_once(crate::manifest::NAMESPACE_SEPARATOR)?;
-    exposed_spec(shared, exposed).map(|spec| ToolFacts::new(server, &spec))
+    with_spec(shared, exposed, |server, spec| ToolFacts::new(server, spec))
 }
 
-/// A registered tool's manifest entry by exposed name.
-pub fn exposed_spec(shared: &Shared, exposed: &str) -> Option<crate::manifest::ToolSpec> {
+/// Does a registered tool's manifest mark its output untrusted?
+pub fn untrusted_output(shared: &Shared, exposed: &str) -> bool {
+    with_spec(shared, exposed, |_, spec| spec.untrusted_output).unwrap_or(false)
+}
+
+/// Read a registered tool's manifest entry (by exposed name) in place.
+fn with_spec<T>(shared: &Shared, exposed: &str, f: impl FnOnce(&str, &crate::manifest::ToolSpec) -> T) -> Option<T> {
     let (server, tool) = exposed.split_once(crate::manifest::NAMESPACE_SEPARATOR)?;
-    shared.downstreams.get(server)?.manifest.tools.get(tool).cloned()
+    let downstream = shared.downstreams.get(server)?;
+    downstream.manifest.tools.get(tool).map(|spec| f(server, spec))
 }
 
 /// The task as a `Request` decision sees it.

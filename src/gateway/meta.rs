@@ -667,7 +667,7 @@ fn judge_baseline(shared: &super::Shared, agent: &VerifiedAgent, asked: &Asked, 
     let previous = checked.last_call.as_ref().map(|c| profile::Previous {
         tool: c.tool.clone(),
         same_task: c.task == checked.task.id,
-        untrusted_output: decide::exposed_spec(shared, &c.tool).is_some_and(|t| t.untrusted_output),
+        untrusted_output: decide::untrusted_output(shared, &c.tool),
     });
     let shape = profile::shape_of(&checked.constraints);
     let plan = decide::plan_tools(&checked.task.phases);
@@ -1233,7 +1233,7 @@ async fn end_task(session: &Session, agent: &VerifiedAgent, req: EndTask) -> Cal
 mod tests {
     use super::*;
     use crate::baseline::taint::Source;
-    use crate::store::{SqliteStore, Store as _};
+    use crate::store::SqliteStore;
 
     fn spec(sensitive: &[&str], open: &[&str]) -> crate::manifest::ToolSpec {
         crate::manifest::ToolSpec {

@@ -285,8 +285,8 @@ impl Session {
         // Plans and intents name tools too: wait (bounded) for servers still
         // on their first start, as a call does.
         self.shared.downstreams.wait_first_start(self.first_start_wait()).await;
+        let binding = Binding { session: sid, dpop_key: proven_key(&ctx) };
         if meta::is_meta(&req.name) {
-            let binding = Binding { session: sid, dpop_key: proven_key(&ctx) };
             let task = arguments.get("task").and_then(|t| t.as_str()).filter(|t| t.len() <= 64).map(str::to_owned);
             let result = meta::handle(self, &agent, binding, &req.name, arguments).await;
             span.record("decision", if result.is_error == Some(true) { "refused" } else { "ok" });
@@ -296,7 +296,6 @@ impl Session {
             return Ok(result.into());
         }
         let token = authorize::take_token(&ctx.meta, &mut arguments);
-        let binding = Binding { session: sid, dpop_key: proven_key(&ctx) };
         let authorized = match authorize(&self.shared, &agent, binding, &req.name, token, arguments).await {
             Decision::Forward(a) => a,
             Decision::Refuse(Refusal { code, message, protocol_error }) => {
@@ -313,6 +312,18 @@ impl Session {
         Ok(forward(&self.shared, *authorized, &ctx).await.into())
     }
 
+    /// Record an accepted identity (in the background: the answer does not wait on it).
+    fn record_accepted(&self, agent: &VerifiedAgent, sid: Option<&str>) {
+        let event = crate::audit::Event::new(
+            "identity.accepted",
+            None,
+            Some(&agent.agent.id),
+            serde_json::json!({"sid": sid, "issuer": agent.issuer, "identity_jti": agent.token_id}),
+        );
+        let shared = self.shared.clone();
+        tokio::spawn(async move { record_or_log(&shared, event).await });
+    }
+
     /// Who is calling: the identity verified for this request, and, in a
     /// handshake-era session, bound to the session.
     fn identify(&self, ctx: &RequestContext<RoleServer>, in_session: bool) -> Result<VerifiedAgent, IdentityError> {
@@ -320,14 +331,7 @@ impl Session {
         if !in_session {
             // A sessionless request: its credential is its only binding.
             if self.shared.first_sight_of(agent.token_id.as_deref().unwrap_or(&agent.agent.id)) {
-                let event = crate::audit::Event::new(
-                    "identity.accepted",
-                    None,
-                    Some(&agent.agent.id),
-                    serde_json::json!({"sid": null, "issuer": agent.issuer, "identity_jti": agent.token_id}),
-                );
-                let shared = self.shared.clone();
-                tokio::spawn(async move { record_or_log(&shared, event).await });
+                self.record_accepted(&agent, None);
             }
             return Ok(agent);
         }
@@ -338,14 +342,7 @@ impl Session {
         });
         if first {
             // The identity check that opened the session, once per session.
-            let event = crate::audit::Event::new(
-                "identity.accepted",
-                None,
-                Some(&agent.agent.id),
-                serde_json::json!({"sid": self.state.sid, "issuer": agent.issuer, "identity_jti": agent.token_id}),
-            );
-            let shared = self.shared.clone();
-            tokio::spawn(async move { record_or_log(&shared, event).await });
+            self.record_accepted(&agent, Some(&self.state.sid));
         }
         if *bound != agent.agent.id {
             tracing::warn!(bound = %bound, presented = %agent.agent.id, "session used by a different agent; refused");
