@@ -190,6 +190,90 @@ async fn a_rug_pull_at_run_time_withholds_the_changed_tool() {
     assert!(!names.contains(&"faulty__send_message".to_owned()) && names.contains(&"faulty__read_note".to_owned()), "{names:?}");
 }
 
+/// A rug pull of any part of the definition an agent's model reads, not only
+/// the description: a "pre-approved" title, a read-only hint, an output schema
+/// carrying an instruction, `_meta`. Each withholds the tool; the others stay.
+async fn rug_pull_of(field: &str) {
+    let dep = Deployment::new(&Setup::default());
+    dep.add_faulty_server(|m| m);
+    let gw = Gateway::start(&dep);
+    gw.wait_server("faulty", "ready").await;
+    let tester = gw.connect(&dep.mint("tester")).await;
+    let send = json!({"to": "a@example.org", "subject": "s", "body": "b"});
+    assert_eq!(call(&tester, "faulty__send_message", send.clone()).await.unwrap().is_error, Some(false));
+
+    let r = call(&tester, "faulty__fault_rugpull", json!({"field": field})).await.unwrap();
+    assert!(text_of(&r).contains(field), "{}", text_of(&r));
+    let r = eventually(Duration::from_secs(10), || async {
+        let r = call(&tester, "faulty__send_message", send.clone()).await.ok()?;
+        (refusal_code(&r).as_deref() == Some("tool_withheld")).then_some(r)
+    })
+    .await;
+    assert!(text_of(&r).contains("changed since the platform team pinned it"), "{field}: {}", text_of(&r));
+    assert_eq!(call(&tester, "faulty__read_note", json!({"name": "welcome.md"})).await.unwrap().is_error, Some(false));
+}
+
+#[tokio::test]
+async fn a_rug_pull_of_the_title_withholds_the_tool() {
+    rug_pull_of("title").await;
+}
+
+#[tokio::test]
+async fn a_rug_pull_of_the_annotations_withholds_the_tool() {
+    rug_pull_of("annotations").await;
+}
+
+#[tokio::test]
+async fn a_rug_pull_of_the_output_schema_withholds_the_tool() {
+    rug_pull_of("outputSchema").await;
+}
+
+#[tokio::test]
+async fn a_rug_pull_of_meta_withholds_the_tool() {
+    rug_pull_of("_meta").await;
+}
+
+/// `manifest repin` after a reviewed change: it shows the changed tool, a dry
+/// run writes nothing, the real run rewrites only that pin and keeps every
+/// reviewed setting, and `check` is clean again.
+#[tokio::test]
+async fn repin_updates_only_changed_pins_and_keeps_the_review() {
+    let dep = Deployment::new(&Setup::default());
+    let manifest = dep.add_faulty_server(|m| {
+        let mut m = m.replacen("risk = \"high\"", "risk = \"critical\" # reviewed by the platform team", 1);
+        let at = m.find("[tools.\"send_message\"]").unwrap();
+        let pin_at = at + m[at..].find("pin = \"sha256:").unwrap() + "pin = \"sha256:".len();
+        m.replace_range(pin_at..pin_at + 64, &"ab".repeat(32));
+        m
+    });
+    let before = std::fs::read_to_string(&manifest).unwrap();
+    let repin = |dry: bool| {
+        let mut c = std::process::Command::new(jitgate_bin());
+        c.args(["manifest", "repin"]).arg(&manifest);
+        if dry {
+            c.arg("--dry-run");
+        }
+        c.output().unwrap()
+    };
+    let out = repin(true);
+    let stdout = String::from_utf8_lossy(&out.stdout);
+    assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
+    assert!(stdout.contains("send_message: DEFINITION CHANGED") && stdout.contains("read_note: unchanged"), "{stdout}");
+    assert_eq!(std::fs::read_to_string(&manifest).unwrap(), before, "a dry run writes nothing");
+
+    let out = repin(false);
+    assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
+    let after = std::fs::read_to_string(&manifest).unwrap();
+    assert!(!after.contains(&"ab".repeat(32)), "the stale pin is replaced");
+    assert!(after.contains("# reviewed by the platform team"), "comments and reviewed settings are kept");
+    let changed: Vec<_> = before.lines().zip(after.lines()).filter(|(a, b)| a != b).collect();
+    assert_eq!(changed.len(), 1, "exactly one line changes: {changed:?}");
+    assert!(changed[0].1.starts_with("pin = \"sha256:"), "{changed:?}");
+
+    let out = std::process::Command::new(jitgate_bin()).args(["check", "--config"]).arg(&dep.config).output().unwrap();
+    assert_eq!(out.status.code(), Some(0), "{}", String::from_utf8_lossy(&out.stderr));
+}
+
 /// The same rug pull when everything speaks 2026-07-28: the server announces
 /// the change on jitgate's subscriptions/listen stream, jitgate withholds the
 /// tool and tells the agent on the agent's own listen stream.

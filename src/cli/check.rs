@@ -131,6 +131,7 @@ async fn check_live(manifest: &Manifest, timeout: std::time::Duration, problems:
         let line = manifest.tools.get(&w.tool).map(|t| t.line).unwrap_or(1);
         let what = match &w.reason {
             WithheldReason::PinMismatch { .. } => "PIN MISMATCH, tool withheld",
+            WithheldReason::PinOutdated { .. } => "PIN IN OLD FORMAT, tool withheld",
             WithheldReason::MissingOnServer => "missing on server",
             WithheldReason::InvalidSchema(_) => "invalid schema, tool withheld",
         };

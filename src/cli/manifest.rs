@@ -1,4 +1,5 @@
-//! `jitgate manifest init`: write a starting manifest, with pins, from a live server.
+//! `jitgate manifest init` and `repin`: write a starting manifest, with pins,
+//! from a live server, and re-pin an existing one without losing its review.
 
 use std::collections::BTreeMap;
 use std::fmt::Write as _;
@@ -19,6 +20,27 @@ pub enum ManifestCommand {
     ///
     /// Example: jitgate manifest init fs --out tool-manifests/fs.toml -- npx @modelcontextprotocol/server-filesystem /data
     Init(InitArgs),
+    /// Re-pin the tools of an existing manifest from its live server, keeping
+    /// every reviewed setting (risk, sensitive arguments, untrusted output).
+    ///
+    /// Prints each tool whose definition changed, with the live definition to
+    /// review, and rewrites only the `pin = "…"` lines. Use --dry-run to look
+    /// first.
+    ///
+    /// Example: jitgate manifest repin tool-manifests/fs.toml --dry-run
+    Repin(RepinArgs),
+}
+
+#[derive(Debug, Args)]
+pub struct RepinArgs {
+    /// The manifest file to re-pin (its `[server.transport]` says how to reach the server).
+    pub manifest: PathBuf,
+    /// Show what would change, write nothing.
+    #[arg(long)]
+    pub dry_run: bool,
+    /// How long to wait for the server to start.
+    #[arg(long, default_value = "60s", value_parser = humantime::parse_duration)]
+    pub timeout: Duration,
 }
 
 #[derive(Debug, Args)]
@@ -43,7 +65,118 @@ pub struct InitArgs {
 }
 
 pub async fn run(cmd: ManifestCommand) -> Result<(), CliError> {
-    let ManifestCommand::Init(a) = cmd;
+    match cmd {
+        ManifestCommand::Init(a) => init(a).await,
+        ManifestCommand::Repin(a) => repin(a).await,
+    }
+}
+
+async fn live_tools(manifest: &Manifest, timeout: Duration) -> Result<(String, Vec<rmcp::model::Tool>), CliError> {
+    let running = tokio::time::timeout(timeout, connect(manifest, Arc::new(Notify::new())))
+        .await
+        .map_err(|_| CliError::Downstream(format!("server did not start within {}", humantime::format_duration(timeout))))?
+        .map_err(|e| CliError::Downstream(e.to_string()))?;
+    let server_info = running.peer().peer_info().and_then(|i| i.server_info.clone()).map(|s| format!("{} {}", s.name, s.version)).unwrap_or_default();
+    let tools = running.peer().list_all_tools().await.map_err(|e| CliError::Downstream(format!("tools/list failed: {e}")));
+    let _ = running.cancel().await;
+    Ok((server_info, tools?))
+}
+
+/// What re-pinning found for one manifest tool.
+#[derive(Debug, PartialEq, Eq)]
+enum PinChange {
+    Unchanged,
+    /// The old pin format matched: the reviewed parts did not change, but the
+    /// rest of the definition was never covered.
+    OldFormat { new: String },
+    Changed { new: String },
+    MissingOnServer,
+}
+
+fn pin_change(pinned: &str, live: Option<&rmcp::model::Tool>) -> PinChange {
+    let Some(tool) = live else { return PinChange::MissingOnServer };
+    let new = pin_of_tool(tool);
+    if new == pinned {
+        PinChange::Unchanged
+    } else if crate::manifest::legacy_pin_of_tool(tool) == pinned {
+        PinChange::OldFormat { new }
+    } else {
+        PinChange::Changed { new }
+    }
+}
+
+/// Replace the pin value of the tool declared at `line` (1-based), leaving
+/// every other byte of the file as it was. Returns None when the pin line is
+/// not found (the file was written in an unusual layout).
+fn replace_pin(text: &str, line: usize, old: &str, new: &str) -> Option<String> {
+    let quoted = format!("\"{old}\"");
+    let mut offset = 0;
+    for (n, l) in text.split_inclusive('\n').enumerate() {
+        if n + 1 >= line && l.trim_start().starts_with("pin") {
+            if let Some(at) = l.find(&quoted) {
+                let start = offset + at + 1;
+                let mut out = text.to_owned();
+                out.replace_range(start..start + old.len(), new);
+                return Some(out);
+            }
+        }
+        offset += l.len();
+    }
+    None
+}
+
+async fn repin(a: RepinArgs) -> Result<(), CliError> {
+    let manifest = Manifest::load(&a.manifest)?;
+    let (server_info, live) = live_tools(&manifest, a.timeout).await?;
+    let mut text = std::fs::read_to_string(&a.manifest).map_err(|e| CliError::Other(format!("cannot read {}: {e}", a.manifest.display())))?;
+    let mut changed = 0;
+    for (name, spec) in &manifest.tools {
+        let tool = live.iter().find(|t| t.name == name.as_str());
+        let new = match pin_change(&spec.pin, tool) {
+            PinChange::Unchanged => {
+                println!("{name}: unchanged");
+                continue;
+            }
+            PinChange::MissingOnServer => {
+                println!("{name}: NOT OFFERED by the server; pin left as it is (remove the tool if it is gone for good)");
+                continue;
+            }
+            PinChange::OldFormat { new } => {
+                println!("{name}: pinned in the old format; name, description and input schema are as reviewed, the rest is now pinned too");
+                new
+            }
+            PinChange::Changed { new } => {
+                println!("{name}: DEFINITION CHANGED since it was pinned; review it before you trust it:");
+                new
+            }
+        };
+        if let Some(tool) = tool {
+            let def = serde_json::to_string_pretty(tool).unwrap_or_default();
+            for l in def.lines() {
+                println!("    {l}");
+            }
+        }
+        text = replace_pin(&text, spec.line, &spec.pin, &new)
+            .ok_or_else(|| CliError::Other(format!("{}:{}: cannot find the `pin = \"{}\"` line of tool `{name}`", a.manifest.display(), spec.line, spec.pin)))?;
+        changed += 1;
+    }
+    if a.dry_run || changed == 0 {
+        eprintln!("{changed} pin(s) would change in {} ({server_info}); nothing written", a.manifest.display());
+        return Ok(());
+    }
+    // Write next to the file and rename, so a failure never leaves half a manifest.
+    let tmp = a.manifest.with_extension("toml.repin");
+    std::fs::write(&tmp, &text).map_err(|e| CliError::Other(format!("cannot write {}: {e}", tmp.display())))?;
+    if let Err(e) = Manifest::load(&tmp) {
+        let _ = std::fs::remove_file(&tmp);
+        return Err(e.into());
+    }
+    std::fs::rename(&tmp, &a.manifest).map_err(|e| CliError::Other(format!("cannot replace {}: {e}", a.manifest.display())))?;
+    eprintln!("re-pinned {changed} tool(s) in {} from {server_info}; risk classes and other settings kept", a.manifest.display());
+    Ok(())
+}
+
+async fn init(a: InitArgs) -> Result<(), CliError> {
     if let Some(out) = &a.out {
         if out.exists() && !a.force {
             return Err(CliError::Other(format!("{} exists; pass --force to overwrite it", out.display())));
@@ -70,13 +203,7 @@ pub async fn run(cmd: ManifestCommand) -> Result<(), CliError> {
         credentials: vec![],
         tools: BTreeMap::new(),
     };
-    let running = tokio::time::timeout(a.timeout, connect(&probe, Arc::new(Notify::new())))
-        .await
-        .map_err(|_| CliError::Downstream(format!("server did not start within {}", humantime::format_duration(a.timeout))))?
-        .map_err(|e| CliError::Downstream(e.to_string()))?;
-    let server_info = running.peer().peer_info().and_then(|i| i.server_info.clone()).map(|s| format!("{} {}", s.name, s.version)).unwrap_or_default();
-    let tools = running.peer().list_all_tools().await.map_err(|e| CliError::Downstream(format!("tools/list failed: {e}")))?;
-    let _ = running.cancel().await;
+    let (server_info, tools) = live_tools(&probe, a.timeout).await?;
     let text = render(&a.name, &server_info, &transport, &tools);
     // Validate what we wrote with the real loader before handing it out.
     if let Some(out) = &a.out {
@@ -126,4 +253,29 @@ fn render(name: &str, server_info: &str, transport: &Transport, tools: &[rmcp::m
         let _ = writeln!(out, "max_ttl = \"60s\"\nsensitive_args = []\nuntrusted_output = false\npin = \"{}\"", pin_of_tool(tool));
     }
     out
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn replace_pin_touches_only_that_tools_pin_line() {
+        let old = format!("sha256:{}", "a".repeat(64));
+        let text = format!("[tools.a]\nrisk = \"low\" # kept\npin = \"{old}\"\n\n[tools.b]\npin = \"{old}\"\n");
+        let new = format!("sha256:{}", "b".repeat(64));
+        let out = replace_pin(&text, 5, &old, &new).unwrap();
+        assert_eq!(out, format!("[tools.a]\nrisk = \"low\" # kept\npin = \"{old}\"\n\n[tools.b]\npin = \"{new}\"\n"));
+        assert!(replace_pin(&text, 1, &new, &old).is_none());
+    }
+
+    #[test]
+    fn pin_change_tells_old_format_from_a_real_change() {
+        let tool: rmcp::model::Tool = serde_json::from_value(serde_json::json!({"name": "t", "description": "d", "inputSchema": {"type": "object"}, "title": "T"})).unwrap();
+        assert_eq!(pin_change(&pin_of_tool(&tool), Some(&tool)), PinChange::Unchanged);
+        let legacy = crate::manifest::legacy_pin_of_tool(&tool);
+        assert_eq!(pin_change(&legacy, Some(&tool)), PinChange::OldFormat { new: pin_of_tool(&tool) });
+        assert_eq!(pin_change(&format!("sha256:{}", "0".repeat(64)), Some(&tool)), PinChange::Changed { new: pin_of_tool(&tool) });
+        assert_eq!(pin_change(&legacy, None), PinChange::MissingOnServer);
+    }
 }

@@ -8,7 +8,7 @@ use std::sync::Arc;
 
 use rmcp::model::Tool;
 
-use crate::manifest::{Manifest, ToolSpec, pin_of_tool};
+use crate::manifest::{Manifest, ToolSpec, legacy_pin_of_tool, pin_of_tool};
 
 /// A tool agents may see, with everything needed to check a call to it.
 #[derive(Clone)]
@@ -38,6 +38,10 @@ impl std::fmt::Debug for ExposedTool {
 pub enum WithheldReason {
     /// The live definition does not match the pin: possible rug pull.
     PinMismatch { expected: String, live: String },
+    /// The pin is in the format of jitgate before 0.2, which covered only the
+    /// name, description and input schema. It matches the live tool in that
+    /// format, but the rest of the definition was never reviewed.
+    PinOutdated { expected: String, live: String },
     /// The manifest lists it but the server does not offer it.
     MissingOnServer,
     /// The server's input schema is not a valid JSON Schema.
@@ -49,7 +53,11 @@ impl std::fmt::Display for WithheldReason {
         match self {
             WithheldReason::PinMismatch { expected, live } => write!(
                 f,
-                "definition changed since it was pinned (pin {expected}, live {live}); review the change, then update the pin with `jitgate manifest init` if it is legitimate"
+                "definition changed since it was pinned (pin {expected}, live {live}); review the change, then update the pin with `jitgate manifest repin MANIFEST` if it is legitimate"
+            ),
+            WithheldReason::PinOutdated { expected, live } => write!(
+                f,
+                "pinned in the old format (pin {expected}) that covers only name, description and input schema; review the whole live definition (title, annotations, output schema, _meta), then re-pin with `jitgate manifest repin MANIFEST` (new pin {live})"
             ),
             WithheldReason::MissingOnServer => write!(f, "listed in the manifest but not offered by the server"),
             WithheldReason::InvalidSchema(e) => write!(f, "the server's input schema is not valid JSON Schema: {e}"),
@@ -93,6 +101,10 @@ pub fn expose(manifest: &Manifest, live: Vec<Tool>) -> (Vec<ExposedTool>, Vec<Wi
             continue;
         };
         let live_pin = pin_of_tool(tool);
+        if live_pin != spec.pin && legacy_pin_of_tool(tool) == spec.pin {
+            withheld.push(Withheld { tool: name.clone(), reason: WithheldReason::PinOutdated { expected: spec.pin.clone(), live: live_pin } });
+            continue;
+        }
         if live_pin != spec.pin {
             withheld.push(Withheld { tool: name.clone(), reason: WithheldReason::PinMismatch { expected: spec.pin.clone(), live: live_pin } });
             continue;
