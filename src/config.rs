@@ -17,6 +17,8 @@ use crate::source::{self, SourceError, SourceFile};
 
 /// Default limit on one JSON-RPC message (request body or stdio line).
 pub const DEFAULT_MAX_MESSAGE_BYTES: usize = 1024 * 1024;
+/// Default cap on a relayed tool result: 4 MiB of JSON.
+pub const DEFAULT_MAX_RESULT_BYTES: usize = 4 * 1024 * 1024;
 /// Default limit on tool calls in flight per agent session.
 pub const DEFAULT_MAX_CONCURRENT_CALLS: usize = 16;
 /// Default per-call timeout when a manifest sets none.
@@ -215,6 +217,7 @@ fn default_agents_dir() -> PathBuf {
 #[serde(deny_unknown_fields)]
 struct RawLimits {
     max_message_bytes: Option<Spanned<usize>>,
+    max_result_bytes: Option<Spanned<usize>>,
     max_concurrent_calls_per_session: Option<Spanned<usize>>,
     max_active_tasks_per_agent: Option<Spanned<usize>>,
     max_pending_approvals_per_agent: Option<Spanned<usize>>,
@@ -298,6 +301,10 @@ pub struct Config {
 #[derive(Debug, Clone, Copy)]
 pub struct Limits {
     pub max_message_bytes: usize,
+    /// The largest tool result (serialized JSON) relayed from a downstream
+    /// server; a larger one is refused with `downstream_result_too_large`.
+    /// rmcp drops any single downstream message over 16 MiB before parsing.
+    pub max_result_bytes: usize,
     pub max_concurrent_calls_per_session: usize,
     /// Active tasks one agent may hold at once.
     pub max_active_tasks_per_agent: usize,
@@ -321,6 +328,7 @@ impl Default for Limits {
     fn default() -> Self {
         Self {
             max_message_bytes: DEFAULT_MAX_MESSAGE_BYTES,
+            max_result_bytes: DEFAULT_MAX_RESULT_BYTES,
             max_concurrent_calls_per_session: DEFAULT_MAX_CONCURRENT_CALLS,
             max_active_tasks_per_agent: 64,
             max_pending_approvals_per_agent: 16,
@@ -482,6 +490,12 @@ fn validate_limits(file: &SourceFile, raw: RawLimits) -> Result<Limits, SourceEr
             return Err(file.error_at(Some(v.span()), "limits.max_message_bytes must be at least 1024"));
         }
         limits.max_message_bytes = *v.get_ref();
+    }
+    if let Some(v) = raw.max_result_bytes {
+        if !(1024..=16 * 1024 * 1024).contains(v.get_ref()) {
+            return Err(file.error_at(Some(v.span()), "limits.max_result_bytes must be between 1024 and 16777216 (16 MiB, the most any downstream message may carry)"));
+        }
+        limits.max_result_bytes = *v.get_ref();
     }
     if let Some(v) = raw.max_concurrent_calls_per_session {
         if *v.get_ref() == 0 {
@@ -666,6 +680,16 @@ development = true
     fn bad_duration_says_how_to_write_one() {
         let e = load(&format!("{MINIMAL}\n[limits]\ncall_timeout = \"soon\"\n")).unwrap_err();
         assert!(e.message.contains("not a duration"), "{e}");
+    }
+
+    #[test]
+    fn result_limit_is_bounded_by_what_rmcp_accepts() {
+        assert_eq!(load(MINIMAL).unwrap().limits.max_result_bytes, DEFAULT_MAX_RESULT_BYTES);
+        assert_eq!(load(&format!("{MINIMAL}\n[limits]\nmax_result_bytes = 65536\n")).unwrap().limits.max_result_bytes, 65536);
+        for bad in ["10", "1000000000"] {
+            let e = load(&format!("{MINIMAL}\n[limits]\nmax_result_bytes = {bad}\n")).unwrap_err();
+            assert!(e.message.contains("between 1024 and 16777216"), "{e}");
+        }
     }
 
     #[test]

@@ -302,3 +302,22 @@ async fn a_rug_pull_reaches_a_listening_2026_agent_through_a_2026_server() {
     let r = call(&tester, "faulty__send_message", json!({"to": "a@example.org", "subject": "s", "body": "b"})).await.unwrap();
     assert_eq!(refusal_code(&r).as_deref(), Some("tool_withheld"), "{}", text_of(&r));
 }
+
+/// A downstream result over `limits.max_result_bytes` is dropped with its own
+/// error instead of being relayed, scanned and stored; a result under the
+/// limit from the same tool still arrives.
+#[tokio::test]
+async fn a_result_over_the_limit_is_refused_and_small_ones_still_arrive() {
+    let dep = Deployment::new(&Setup { limits: "max_result_bytes = 4096".into(), ..Setup::default() });
+    let gw = Gateway::start(&dep);
+    gw.wait_server("workspace", "ready").await;
+    std::fs::write(dep.workspace_state.join("notes/huge.md"), "x".repeat(20_000)).unwrap();
+    let triage = gw.connect(&dep.mint("triage")).await;
+
+    let r = call(&triage, "workspace__read_note", json!({"name": "huge.md"})).await.unwrap();
+    assert_eq!(refusal_code(&r).as_deref(), Some("downstream_result_too_large"), "{}", text_of(&r));
+    assert!(text_of(&r).contains("limits.max_result_bytes") && !text_of(&r).contains("xxxx"), "{}", text_of(&r));
+
+    let r = call(&triage, "workspace__read_note", json!({"name": "welcome.md"})).await.unwrap();
+    assert_eq!(r.is_error, Some(false), "{}", text_of(&r));
+}

@@ -67,6 +67,8 @@ pub enum CallError {
     Downstream { server: String, message: String },
     #[error("the call was cancelled by the client")]
     Cancelled,
+    #[error("server `{server}` returned a result of {bytes} bytes, over this gateway's limit of {max} bytes (limits.max_result_bytes); the result was dropped. Ask for less (a narrower query, a smaller page)")]
+    ResultTooLarge { server: String, bytes: usize, max: usize },
 }
 
 impl CallError {
@@ -78,7 +80,28 @@ impl CallError {
             CallError::Crashed { .. } => "downstream_crashed",
             CallError::Downstream { .. } => "downstream_error",
             CallError::Cancelled => "cancelled",
+            CallError::ResultTooLarge { .. } => "downstream_result_too_large",
         }
+    }
+}
+
+/// The length of a value's JSON without building the JSON.
+fn serialized_len(value: &impl serde::Serialize) -> usize {
+    struct Count(usize);
+    impl std::io::Write for Count {
+        fn write(&mut self, buf: &[u8]) -> std::io::Result<usize> {
+            self.0 += buf.len();
+            Ok(buf.len())
+        }
+        fn flush(&mut self) -> std::io::Result<()> {
+            Ok(())
+        }
+    }
+    let mut count = Count(0);
+    match serde_json::to_writer(&mut count, value) {
+        Ok(()) => count.0,
+        // Not serializable means not relayable: count it as too large.
+        Err(_) => usize::MAX,
     }
 }
 
@@ -87,6 +110,7 @@ pub struct Downstream {
     pub manifest: Arc<Manifest>,
     call_timeout: Duration,
     startup_timeout: Duration,
+    max_result_bytes: usize,
     state: watch::Sender<ServerState>,
 }
 
@@ -122,7 +146,13 @@ impl Downstream {
         };
         match outcome {
             Err(_) => Err(CallError::Timeout { server, after: timeout }),
-            Ok(Ok(CallToolResponse::Complete(result))) => Ok(result),
+            Ok(Ok(CallToolResponse::Complete(result))) => {
+                let bytes = serialized_len(&result);
+                if bytes > self.max_result_bytes {
+                    return Err(CallError::ResultTooLarge { server, bytes, max: self.max_result_bytes });
+                }
+                Ok(result)
+            }
             Ok(Ok(_)) => Err(CallError::Downstream { server, message: "the server asked for client input or started a task, which jitgate does not relay".into() }),
             Ok(Err(rmcp::ServiceError::McpError(e))) => Err(CallError::Downstream { server, message: e.message.to_string() }),
             Ok(Err(e @ (rmcp::ServiceError::TransportClosed | rmcp::ServiceError::TransportSend(_)))) => {
@@ -155,6 +185,7 @@ impl DownstreamSet {
             let (state, _) = watch::channel(initial);
             let ds = Arc::new(Downstream {
                 call_timeout: manifest.call_timeout.unwrap_or(limits.call_timeout),
+                max_result_bytes: limits.max_result_bytes,
                 startup_timeout: limits.startup_timeout,
                 manifest: Arc::new(manifest),
                 state,
