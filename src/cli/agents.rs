@@ -15,7 +15,7 @@ use super::open_store;
 use crate::agent::AgentDirectory;
 use crate::clock::{Clock, SystemClock, rfc3339};
 use crate::config::Config;
-use crate::store::{Scope, Store};
+use crate::store::Store;
 
 #[derive(Debug, Subcommand)]
 pub enum AgentsCommand {
@@ -92,9 +92,8 @@ pub fn run(cmd: AgentsCommand) -> Result<(), CliError> {
             let config = Config::load(&a.config)?;
             let id = agent_id(&config, &a.name)?;
             let store = open_store(&config.store_path())?;
-            store.append_audit(&crate::audit::Event::new("quarantine", None, Some(&id), serde_json::json!({"reason": a.reason.trim(), "by": "operator (jitgate agents quarantine)"})), now).map_err(other)?;
-            store.quarantine(&id, a.reason.trim(), now).map_err(other)?;
-            let r = store.revoke(&Scope::Agent(id.clone()), &format!("quarantined: {}", a.reason.trim()), now).map_err(other)?;
+            let event = crate::audit::Event::new("quarantine", None, Some(&id), serde_json::json!({"reason": a.reason.trim(), "by": "operator (jitgate agents quarantine)"}));
+            let r = store.quarantine(&id, a.reason.trim(), &event, now).map_err(other)?;
             tracing::warn!(agent = %id, tokens = r.tokens, "agent quarantined");
             eprintln!("agent {id} quarantined; {} live token(s) revoked, its tasks ended", r.tokens);
             Ok(())
@@ -105,10 +104,10 @@ pub fn run(cmd: AgentsCommand) -> Result<(), CliError> {
             }
             let (config, store, person) = open(&who)?;
             let id = agent_id(&config, &name)?;
-            if !store.release(&id, &person.subject, note.trim(), now).map_err(other)? {
+            let event = crate::audit::Event::new("release", None, Some(&id), serde_json::json!({"by": person.subject, "note": note.trim()}));
+            if !store.release(&id, &person.subject, note.trim(), &event, now).map_err(other)? {
                 return Err(CliError::Other(format!("agent {id} is not quarantined")));
             }
-            store.append_audit(&crate::audit::Event::new("release", None, Some(&id), serde_json::json!({"by": person.subject, "note": note.trim()})), now).map_err(other)?;
             tracing::warn!(agent = %id, by = %person.subject, "agent released from quarantine");
             eprintln!("agent {id} released by {}", person.subject);
             Ok(())

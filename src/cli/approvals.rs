@@ -191,12 +191,11 @@ pub fn run_review(cmd: ReviewCommand) -> Result<(), CliError> {
                 return Err(CliError::Other("--note must say what you checked".into()));
             }
             let (_, store, approver) = open(&who)?;
-            if !store.ack_break_glass(&id, &approver.subject, note.trim(), SystemClock.now_unix()).map_err(other)? {
+            let event = crate::audit::Event::new("break_glass.reviewed", None, None, json!({"grant": id, "by": approver.subject, "note": note.trim()}));
+            if !store.ack_break_glass(&id, &approver.subject, note.trim(), &event, SystemClock.now_unix()).map_err(other)? {
                 return Err(CliError::Other(format!("no break-glass grant `{id}` awaiting review; see `jitgate review list --all`")));
             }
             tracing::warn!(grant = %id, by = %approver.subject, "break-glass grant reviewed");
-            let event = crate::audit::Event::new("break_glass.reviewed", None, None, json!({"grant": id, "by": approver.subject, "note": note.trim()}));
-            store.append_audit(&event, SystemClock.now_unix()).map_err(other)?;
             if who.json {
                 println!("{}", json!({"id": id, "reviewed_by": approver.subject}));
             } else {

@@ -283,7 +283,6 @@ async fn begin_task(session: &Session, agent: &VerifiedAgent, sid: Option<&str>,
     let expires_at = task.expires_at;
     let session_id = sid.map(str::to_owned);
     let instance = shared.instance.clone();
-    let agent_id = agent.agent.id.clone();
     let audit_begin = Event::new(
         "task.begin",
         Some(&id),
@@ -291,30 +290,20 @@ async fn begin_task(session: &Session, agent: &VerifiedAgent, sid: Option<&str>,
         json!({"objective": objective, "phases": req.phases, "sid": sid, "instance": shared.instance, "expires_at": expires_at, "agent_name": agent.agent.name}),
     );
     let max_tasks = shared.config.limits.max_active_tasks_per_agent;
-    // One trip: a quarantined agent opens nothing; no task without its record.
+    // One transaction: a quarantined agent opens nothing, the cap holds under
+    // concurrency, and no task exists without its record.
     let created = store_op(&shared.store, move |s| {
-        if let Some(q) = s.quarantined(&agent_id)? {
-            return Ok(Some(Err(q.reason)));
-        }
-        let active = s.active_tasks_of(&agent_id)?.len();
-        if active >= max_tasks {
-            return Ok(Some(Ok(active)));
-        }
-        s.append_audit(&audit_begin, now)?;
-        if let Some(sid) = &session_id {
-            s.session_opened(sid, &agent_id, &instance, now)?;
-        }
-        s.create_task(&task)?;
-        Ok(None)
+        let session = session_id.as_deref().map(|sid| (sid, instance.as_str()));
+        s.begin_task(&task, session, &audit_begin, max_tasks, now)
     })
     .await;
     match created {
-        Ok(None) => {}
-        Ok(Some(Err(reason))) => {
+        Ok(crate::store::BeginTask::Created) => {}
+        Ok(crate::store::BeginTask::Quarantined(reason)) => {
             tracing::warn!("task refused: agent quarantined");
             return refusal_result("agent_quarantined", &quarantine_message(&reason));
         }
-        Ok(Some(Ok(active))) => {
+        Ok(crate::store::BeginTask::TooMany(active)) => {
             return refusal_result(
                 "too_many_tasks",
                 &format!("this agent already has {active} active tasks (limits.max_active_tasks_per_agent); end finished ones with {END_TASK}"),
@@ -1098,11 +1087,7 @@ async fn quarantine_for_drift(session: &Session, agent: &VerifiedAgent, task: &T
     let reason = format!("drift (score {}): {}", a.score, a.explanation);
     let (id, why) = (agent.agent.id.clone(), reason.clone());
     let event = Event::new("quarantine", Some(&task.id), Some(&agent.agent.id), json!({"reason": reason, "score": a.score, "explanation": a.explanation, "tool": tool}));
-    let done = store_op(&shared.store, move |s| {
-        s.append_audit(&event, now)?;
-        s.quarantine(&id, &why, now)?;
-        s.revoke(&crate::store::Scope::Agent(id.clone()), &format!("quarantined: {why}"), now)
-    })
+    let done = store_op(&shared.store, move |s| s.quarantine(&id, &why, &event, now))
     .await;
     match done {
         Ok(r) => tracing::warn!(agent = %agent.agent.name, task = %task.id, tool, score = a.score, tokens = r.tokens, explanation = %crate::telemetry::Clean(&a.explanation), "AGENT QUARANTINED: baseline drift; all its tasks and tokens revoked"),

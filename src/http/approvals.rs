@@ -158,13 +158,7 @@ async fn ack_review(State(shared): State<Arc<Shared>>, headers: HeaderMap, Path(
     let now = shared.clock.now_unix();
     let (gid, by) = (id.clone(), approver.subject.clone());
     let event = crate::audit::Event::new("break_glass.reviewed", None, None, json!({"grant": id, "by": approver.subject, "note": note.trim()}));
-    let acked = run_blocking(&shared.store, move |s| {
-        let done = s.ack_break_glass(&gid, &by, note.trim(), now)?;
-        if done {
-            s.append_audit(&event, now)?;
-        }
-        Ok(done)
-    })
+    let acked = run_blocking(&shared.store, move |s| s.ack_break_glass(&gid, &by, note.trim(), &event, now))
     .await
     .and_then(|r| r);
     match acked {

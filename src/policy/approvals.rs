@@ -57,18 +57,19 @@ pub fn decide(
         return Err(ApprovalActionError::NotInGroup { id: id.to_owned(), group: current.group, subject: approver.subject.clone() });
     }
     let use_until = now.saturating_add(i64::try_from(use_ttl.as_secs()).unwrap_or(600));
-    match store.decide_approval(id, approve, &approver.subject, note, now, use_until)? {
+    let record = |a: &crate::store::Approval| {
+        crate::audit::Event::new(
+            "approval.decided",
+            Some(&a.task),
+            Some(&a.agent),
+            serde_json::json!({"approval": a.id, "decision": a.state.as_str(), "by": approver.subject, "issuer": approver.issuer, "note": note, "tool": a.tool, "group": a.group}),
+        )
+    };
+    // The decision and its record are one transaction: a failed audit write
+    // leaves the approval pending.
+    match store.decide_approval(id, approve, &approver.subject, note, now, use_until, &record)? {
         DecideOutcome::Decided(a) => {
             tracing::warn!(approval = %a.id, by = %approver.subject, decision = a.state.as_str(), tool = %a.tool, agent = %a.agent, "approval decided");
-            let event = crate::audit::Event::new(
-                "approval.decided",
-                Some(&a.task),
-                Some(&a.agent),
-                serde_json::json!({"approval": a.id, "decision": a.state.as_str(), "by": approver.subject, "issuer": approver.issuer, "note": note, "tool": a.tool, "group": a.group}),
-            );
-            if let Err(e) = store.append_audit(&event, now) {
-                tracing::error!(error = %e, approval = %a.id, "AUDIT WRITE FAILED for an approval decision");
-            }
             Ok(a)
         }
         DecideOutcome::NotFound => Err(ApprovalActionError::NotFound(id.to_owned())),

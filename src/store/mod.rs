@@ -250,10 +250,26 @@ pub fn all_audit_records(store: &dyn Store, max: usize) -> Result<Vec<crate::aud
     Ok(out)
 }
 
+/// What [`Store::begin_task`] did.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum BeginTask {
+    Created,
+    /// The agent is quarantined, for this reason.
+    Quarantined(String),
+    /// The agent already holds this many active tasks.
+    TooMany(usize),
+}
+
 /// The gateway's durable state.
 pub trait Store: Send + Sync + 'static {
-    /// Open a task in its first phase.
+    /// Open a task in its first phase (no checks; tests and tools).
     fn create_task(&self, task: &Task) -> Result<(), StoreError>;
+    /// Begin a task in one transaction: refused when the agent is quarantined
+    /// or already holds `max_active` active tasks; otherwise the audit record,
+    /// the session row (handshake era: session id and instance) and the task
+    /// are written together, so none exists without the others and two
+    /// concurrent requests cannot both pass the cap.
+    fn begin_task(&self, task: &Task, session: Option<(&str, &str)>, event: &crate::audit::Event, max_active: usize, now: i64) -> Result<BeginTask, StoreError>;
     fn task(&self, id: &str) -> Result<Option<Task>, StoreError>;
     /// Move `task` from phase `from` to `from + 1`, revoking every live token
     /// of the task. Returns false (and changes nothing) if the task is not
@@ -317,18 +333,23 @@ pub trait Store: Send + Sync + 'static {
     fn approvals(&self, all: bool, now: i64) -> Result<Vec<Approval>, StoreError>;
     /// A person approves (`approve`) or denies a pending, unexpired approval.
     /// An approval is usable until `use_until`.
-    fn decide_approval(&self, id: &str, approve: bool, by: &str, note: &str, now: i64, use_until: i64) -> Result<DecideOutcome, StoreError>;
+    /// The decision and its audit record (`audit` builds it from the decided
+    /// approval) are one transaction: no decision without its record.
+    fn decide_approval(&self, id: &str, approve: bool, by: &str, note: &str, now: i64, use_until: i64, audit: &dyn Fn(&Approval) -> crate::audit::Event) -> Result<DecideOutcome, StoreError>;
     /// Spend an approved approval on token `jti`; true for exactly one caller.
     fn use_approval(&self, id: &str, jti: &str, now: i64) -> Result<bool, StoreError>;
     fn record_break_glass(&self, grant: &BreakGlassGrant) -> Result<(), StoreError>;
     /// Break-glass grants, newest first; only unreviewed ones unless `all`.
     fn break_glass_grants(&self, all: bool) -> Result<Vec<BreakGlassGrant>, StoreError>;
-    /// A person signs a grant off; false if there is no such open grant.
-    fn ack_break_glass(&self, id: &str, by: &str, note: &str, now: i64) -> Result<bool, StoreError>;
-    /// Put an agent (by SPIFFE id) in quarantine; revokes nothing by itself.
-    fn quarantine(&self, agent: &str, reason: &str, now: i64) -> Result<(), StoreError>;
-    /// Release an agent; false if it was not quarantined.
-    fn release(&self, agent: &str, by: &str, note: &str, now: i64) -> Result<bool, StoreError>;
+    /// A person signs a grant off, with its audit record in the same
+    /// transaction; false (and no record) if there is no such open grant.
+    fn ack_break_glass(&self, id: &str, by: &str, note: &str, event: &crate::audit::Event, now: i64) -> Result<bool, StoreError>;
+    /// Quarantine an agent (by SPIFFE id): the quarantine, the revocation of
+    /// everything it holds and the audit record are one transaction.
+    fn quarantine(&self, agent: &str, reason: &str, event: &crate::audit::Event, now: i64) -> Result<Revocation, StoreError>;
+    /// Release an agent with its audit record in the same transaction; false
+    /// (and no record) if it was not quarantined.
+    fn release(&self, agent: &str, by: &str, note: &str, event: &crate::audit::Event, now: i64) -> Result<bool, StoreError>;
     fn quarantined(&self, agent: &str) -> Result<Option<Quarantine>, StoreError>;
     /// Record a token together with the intent it was granted for.
     fn record_token_and_intent(&self, token: &TokenRecord, intent: &Intent) -> Result<(), StoreError>;

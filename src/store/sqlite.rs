@@ -357,6 +357,30 @@ impl Store for SqliteStore {
         Ok(())
     }
 
+    fn begin_task(&self, t: &Task, session: Option<(&str, &str)>, event: &crate::audit::Event, max_active: usize, now: i64) -> Result<super::BeginTask, StoreError> {
+        let phases = serde_json::to_string(&t.phases).map_err(|e| StoreError::Backend(e.to_string()))?;
+        let mut conn = self.conn();
+        let tx = conn.transaction_with_behavior(TransactionBehavior::Immediate)?;
+        if let Some(reason) = tx.query_row("SELECT reason FROM quarantine WHERE agent=?1", params![t.agent], |r| r.get::<_, String>(0)).optional()? {
+            return Ok(super::BeginTask::Quarantined(reason));
+        }
+        let active: i64 = tx.query_row("SELECT COUNT(*) FROM tasks WHERE agent=?1 AND state='active'", params![t.agent], |r| r.get(0))?;
+        let active = usize::try_from(active).unwrap_or(usize::MAX);
+        if active >= max_active {
+            return Ok(super::BeginTask::TooMany(active));
+        }
+        audit::append_in(&tx, event, now)?;
+        if let Some((sid, instance)) = session {
+            tx.execute("INSERT OR IGNORE INTO sessions(sid, agent, opened_at, instance) VALUES (?1,?2,?3,?4)", params![sid, t.agent, now, instance])?;
+        }
+        tx.execute(
+            "INSERT INTO tasks(id, agent, sid, objective, phases, current_phase, state, created_at, expires_at) VALUES (?1,?2,?3,?4,?5,?6,?7,?8,?9)",
+            params![t.id, t.agent, t.sid, t.objective, phases, to_i64(t.current_phase), t.state.as_str(), t.created_at, t.expires_at],
+        )?;
+        tx.commit()?;
+        Ok(super::BeginTask::Created)
+    }
+
     fn task(&self, id: &str) -> Result<Option<Task>, StoreError> {
         let conn = self.conn();
         let row = conn.prepare_cached("SELECT * FROM tasks WHERE id=?1")?.query_row(params![id], task_from_row).optional()?;
@@ -606,10 +630,10 @@ impl Store for SqliteStore {
         human::approvals(&self.conn(), all, now)
     }
 
-    fn decide_approval(&self, id: &str, approve: bool, by: &str, note: &str, now: i64, use_until: i64) -> Result<DecideOutcome, StoreError> {
+    fn decide_approval(&self, id: &str, approve: bool, by: &str, note: &str, now: i64, use_until: i64, audit: &dyn Fn(&Approval) -> crate::audit::Event) -> Result<DecideOutcome, StoreError> {
         let mut conn = self.conn();
         human::expire_approvals(&conn, now)?;
-        human::decide(&mut conn, id, approve, by, note, now, use_until)
+        human::decide(&mut conn, id, approve, by, note, now, use_until, audit)
     }
 
     fn use_approval(&self, id: &str, jti: &str, now: i64) -> Result<bool, StoreError> {
@@ -628,20 +652,34 @@ impl Store for SqliteStore {
         human::break_glass_grants(&self.conn(), all)
     }
 
-    fn ack_break_glass(&self, id: &str, by: &str, note: &str, now: i64) -> Result<bool, StoreError> {
-        let n = self.conn().execute(
+    fn ack_break_glass(&self, id: &str, by: &str, note: &str, event: &crate::audit::Event, now: i64) -> Result<bool, StoreError> {
+        let mut conn = self.conn();
+        let tx = conn.transaction_with_behavior(TransactionBehavior::Immediate)?;
+        let n = tx.execute(
             "UPDATE break_glass SET reviewed_at=?2, reviewed_by=?3, note=?4 WHERE id=?1 AND reviewed_at IS NULL",
             params![id, now, by, note],
         )?;
+        if n == 1 {
+            audit::append_in(&tx, event, now)?;
+        }
+        tx.commit()?;
         Ok(n == 1)
     }
 
-    fn quarantine(&self, agent: &str, reason: &str, now: i64) -> Result<(), StoreError> {
-        self.conn().execute("INSERT OR IGNORE INTO quarantine(agent, reason, since) VALUES (?1,?2,?3)", params![agent, reason, now])?;
-        Ok(())
+    fn quarantine(&self, agent: &str, reason: &str, event: &crate::audit::Event, now: i64) -> Result<Revocation, StoreError> {
+        let mut conn = self.conn();
+        let tx = conn.transaction_with_behavior(TransactionBehavior::Immediate)?;
+        audit::append_in(&tx, event, now)?;
+        tx.execute("INSERT OR IGNORE INTO quarantine(agent, reason, since) VALUES (?1,?2,?3)", params![agent, reason, now])?;
+        let scope = Scope::Agent(agent.to_owned());
+        let why = format!("quarantined: {reason}");
+        let tokens = revoke_in(&tx, &scope, &why, now, TaskState::Revoked)?;
+        let seq = tx.last_insert_rowid();
+        tx.commit()?;
+        Ok(Revocation { seq, scope, reason: why, at: now, tokens })
     }
 
-    fn release(&self, agent: &str, by: &str, note: &str, now: i64) -> Result<bool, StoreError> {
+    fn release(&self, agent: &str, by: &str, note: &str, event: &crate::audit::Event, now: i64) -> Result<bool, StoreError> {
         let mut conn = self.conn();
         let tx = conn.transaction_with_behavior(TransactionBehavior::Immediate)?;
         let n = tx.execute(
@@ -650,6 +688,9 @@ impl Store for SqliteStore {
             params![agent, now, by, note],
         )?;
         tx.execute("DELETE FROM quarantine WHERE agent=?1", params![agent])?;
+        if n == 1 {
+            audit::append_in(&tx, event, now)?;
+        }
         tx.commit()?;
         Ok(n == 1)
     }
@@ -847,13 +888,13 @@ mod tests {
         s.create_approval(&approval("a2", "d2", 150)).unwrap();
         assert_eq!(s.approval_for_request("d1", 110).unwrap().map(|a| a.id), Some("a1".into()));
         assert_eq!(s.approval_for_request("d2", 150).unwrap().map(|a| a.state), Some(ApprovalState::Expired));
-        let DecideOutcome::Decided(a) = s.decide_approval("a1", true, "alice", "ok", 120, 180).unwrap() else { panic!() };
+        let DecideOutcome::Decided(a) = s.decide_approval("a1", true, "alice", "ok", 120, 180, &record).unwrap() else { panic!() };
         assert_eq!((a.state, a.expires_at, a.decided_by.as_deref()), (ApprovalState::Approved, 180, Some("alice")));
         // A second decision sees it is no longer pending.
-        assert!(matches!(s.decide_approval("a1", false, "bob", "no", 121, 180).unwrap(), DecideOutcome::NotPending(_)));
-        assert!(matches!(s.decide_approval("nope", true, "bob", "", 121, 180).unwrap(), DecideOutcome::NotFound));
+        assert!(matches!(s.decide_approval("a1", false, "bob", "no", 121, 180, &record).unwrap(), DecideOutcome::NotPending(_)));
+        assert!(matches!(s.decide_approval("nope", true, "bob", "", 121, 180, &record).unwrap(), DecideOutcome::NotFound));
         // Expired before anyone decided.
-        assert!(matches!(s.decide_approval("a2", true, "bob", "", 151, 180).unwrap(), DecideOutcome::NotPending(a) if a.state == ApprovalState::Expired));
+        assert!(matches!(s.decide_approval("a2", true, "bob", "", 151, 180, &record).unwrap(), DecideOutcome::NotPending(a) if a.state == ApprovalState::Expired));
         assert!(s.use_approval("a1", "j1", 130).unwrap());
         assert!(!s.use_approval("a1", "j2", 131).unwrap());
         assert_eq!(s.approval("a1", 131).unwrap().map(|a| (a.state, a.used_jti)), Some((ApprovalState::Used, Some("j1".into()))));
@@ -881,14 +922,89 @@ mod tests {
         };
         s.record_break_glass(&g).unwrap();
         assert_eq!(s.break_glass_grants(false).unwrap().len(), 1);
-        assert!(s.ack_break_glass("bg1", "alice", "fine", 5).unwrap());
-        assert!(!s.ack_break_glass("bg1", "alice", "again", 6).unwrap());
+        let ev = event("break_glass.reviewed");
+        assert!(s.ack_break_glass("bg1", "alice", "fine", &ev, 5).unwrap());
+        assert!(!s.ack_break_glass("bg1", "alice", "again", &ev, 6).unwrap());
         assert!(s.break_glass_grants(false).unwrap().is_empty());
         assert_eq!(s.break_glass_grants(true).unwrap()[0].reviewed_by.as_deref(), Some("alice"));
-        s.quarantine("a", "drift", 1).unwrap();
+        s.quarantine("a", "drift", &event("quarantine"), 1).unwrap();
         assert_eq!(s.quarantined("a").unwrap().map(|q| q.reason), Some("drift".into()));
-        assert!(s.release("a", "alice", "checked", 2).unwrap());
-        assert!(!s.release("a", "alice", "again", 3).unwrap());
+        assert!(s.release("a", "alice", "checked", &event("release"), 2).unwrap());
+        assert!(!s.release("a", "alice", "again", &event("release"), 3).unwrap());
         assert!(s.quarantined("a").unwrap().is_none());
+        // One record per change that happened, none for the refused repeats.
+        let kinds: Vec<String> = s.audit_records(0, 100).unwrap().into_iter().map(|r| r.kind).collect();
+        assert_eq!(kinds, ["break_glass.reviewed", "quarantine", "release"]);
+    }
+
+    fn event(kind: &'static str) -> crate::audit::Event {
+        crate::audit::Event::new(kind, None, Some("a"), serde_json::json!({}))
+    }
+
+    fn record(a: &Approval) -> crate::audit::Event {
+        crate::audit::Event::new("approval.decided", Some(&a.task), Some(&a.agent), serde_json::json!({"approval": a.id}))
+    }
+
+    /// Make every audit append fail, as a full disk or a broken chain would.
+    fn break_audit(s: &SqliteStore) {
+        s.conn().execute_batch("CREATE TRIGGER no_audit BEFORE INSERT ON audit BEGIN SELECT RAISE(ABORT, 'audit unavailable'); END;").unwrap();
+    }
+
+    #[test]
+    fn begin_task_checks_quarantine_and_the_cap_and_writes_all_or_nothing() {
+        let s = SqliteStore::in_memory().unwrap();
+        let ev = event("task.begin");
+        assert_eq!(s.begin_task(&task("t1", 100), Some(("sid1", "inst")), &ev, 2, 1).unwrap(), crate::store::BeginTask::Created);
+        assert_eq!(s.begin_task(&task("t2", 100), None, &ev, 2, 1).unwrap(), crate::store::BeginTask::Created);
+        assert_eq!(s.begin_task(&task("t3", 100), None, &ev, 2, 1).unwrap(), crate::store::BeginTask::TooMany(2));
+        assert!(s.task("t3").unwrap().is_none());
+        s.end_task("t1", "done", 2).unwrap();
+        s.quarantine("triage", "drift", &event("quarantine"), 3).unwrap();
+        assert_eq!(s.begin_task(&task("t4", 100), None, &ev, 9, 3).unwrap(), crate::store::BeginTask::Quarantined("drift".into()));
+        assert!(s.task("t4").unwrap().is_none());
+        // Every task has its record; the refused ones have none.
+        let begun = s.audit_records(0, 100).unwrap().into_iter().filter(|r| r.kind == "task.begin").count();
+        assert_eq!(begun, 2);
+
+        // When the record cannot be written, neither the task nor its session exists.
+        let s = SqliteStore::in_memory().unwrap();
+        break_audit(&s);
+        assert!(s.begin_task(&task("t5", 100), Some(("sid5", "inst")), &ev, 9, 1).is_err());
+        assert!(s.task("t5").unwrap().is_none());
+        let sessions: i64 = s.conn().query_row("SELECT COUNT(*) FROM sessions", [], |r| r.get(0)).unwrap();
+        assert_eq!(sessions, 0);
+    }
+
+    #[test]
+    fn quarantine_revokes_and_records_in_one_transaction() {
+        let s = SqliteStore::in_memory().unwrap();
+        s.create_task(&task("t1", 100)).unwrap();
+        s.record_token(&token("j1", "t1", 0)).unwrap();
+        let r = s.quarantine("triage", "drift", &event("quarantine"), 5).unwrap();
+        assert_eq!(r.tokens, 1);
+        assert_eq!(s.token("j1").unwrap().map(|t| t.state), Some(crate::store::TokenState::Revoked));
+        assert_eq!(s.task("t1").unwrap().map(|t| t.state), Some(TaskState::Revoked));
+
+        // A failed record leaves nothing half done: no quarantine, nothing revoked.
+        let s = SqliteStore::in_memory().unwrap();
+        s.create_task(&task("t1", 100)).unwrap();
+        s.record_token(&token("j1", "t1", 0)).unwrap();
+        break_audit(&s);
+        assert!(s.quarantine("triage", "drift", &event("quarantine"), 5).is_err());
+        assert!(s.quarantined("triage").unwrap().is_none());
+        assert_eq!(s.token("j1").unwrap().map(|t| t.state), Some(crate::store::TokenState::Issued));
+    }
+
+    #[test]
+    fn a_decision_without_its_record_is_not_taken() {
+        use crate::store::ApprovalState;
+        let s = SqliteStore::in_memory().unwrap();
+        s.create_approval(&approval("a1", "d1", 200)).unwrap();
+        break_audit(&s);
+        assert!(s.decide_approval("a1", false, "alice", "no", 120, 180, &record).is_err());
+        assert_eq!(s.approval("a1", 121).unwrap().map(|a| a.state), Some(ApprovalState::Pending));
+        s.conn().execute_batch("DROP TRIGGER no_audit;").unwrap();
+        assert!(matches!(s.decide_approval("a1", false, "alice", "no", 122, 180, &record).unwrap(), DecideOutcome::Decided(_)));
+        assert_eq!(s.audit_records(0, 10).unwrap().len(), 1);
     }
 }

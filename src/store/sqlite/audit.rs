@@ -16,6 +16,14 @@ pub(super) fn append(conn: &mut Connection, e: &Event, now: i64) -> Result<i64, 
 
 fn append_inner(conn: &mut Connection, e: &Event, now: i64) -> Result<i64, StoreError> {
     let tx = conn.transaction_with_behavior(TransactionBehavior::Immediate)?;
+    let seq = append_in(&tx, e, now)?;
+    tx.commit()?;
+    Ok(seq)
+}
+
+/// Append inside a transaction the caller opened (IMMEDIATE, so the chain
+/// head cannot move under it) together with the change it records.
+pub(super) fn append_in(tx: &rusqlite::Transaction<'_>, e: &Event, now: i64) -> Result<i64, StoreError> {
     let (prev_seq, prev_hash) = tx
         .prepare_cached("SELECT seq, hash FROM audit ORDER BY seq DESC LIMIT 1")?
         .query_row([], |r| Ok((r.get::<_, i64>(0)?, r.get::<_, String>(1)?)))
@@ -25,7 +33,6 @@ fn append_inner(conn: &mut Connection, e: &Event, now: i64) -> Result<i64, Store
     let hash = record_hash(seq, now, e.kind, e.task.as_deref(), e.agent.as_deref(), &e.data, &prev_hash);
     tx.prepare_cached("INSERT INTO audit(seq, at, kind, task, agent, data, prev_hash, hash) VALUES (?1,?2,?3,?4,?5,?6,?7,?8)")?
         .execute(params![seq, now, e.kind, e.task, e.agent, e.data.to_string(), prev_hash, hash])?;
-    tx.commit()?;
     Ok(seq)
 }
 

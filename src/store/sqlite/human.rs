@@ -83,7 +83,17 @@ pub(super) fn approvals(conn: &Connection, all: bool, now: i64) -> Result<Vec<Ap
     rows.map(|r| r.map_err(StoreError::from).and_then(finish).map(|a| lapse(a, now))).collect()
 }
 
-pub(super) fn decide(conn: &mut Connection, id: &str, approve: bool, by: &str, note: &str, now: i64, use_until: i64) -> Result<DecideOutcome, StoreError> {
+#[allow(clippy::too_many_arguments)]
+pub(super) fn decide(
+    conn: &mut Connection,
+    id: &str,
+    approve: bool,
+    by: &str,
+    note: &str,
+    now: i64,
+    use_until: i64,
+    audit: &dyn Fn(&Approval) -> crate::audit::Event,
+) -> Result<DecideOutcome, StoreError> {
     let tx = conn.transaction_with_behavior(TransactionBehavior::Immediate)?;
     let n = if approve {
         tx.execute(
@@ -97,12 +107,16 @@ pub(super) fn decide(conn: &mut Connection, id: &str, approve: bool, by: &str, n
         )?
     };
     let row = tx.query_row("SELECT * FROM approvals WHERE id=?1", params![id], approval_from_row).optional()?;
-    tx.commit()?;
-    Ok(match (row.map(finish).transpose()?, n) {
+    let outcome = match (row.map(finish).transpose()?, n) {
         (None, _) => DecideOutcome::NotFound,
-        (Some(a), 1) => DecideOutcome::Decided(a),
+        (Some(a), 1) => {
+            super::audit::append_in(&tx, &audit(&a), now)?;
+            DecideOutcome::Decided(a)
+        }
         (Some(a), _) => DecideOutcome::NotPending(a),
-    })
+    };
+    tx.commit()?;
+    Ok(outcome)
 }
 
 pub(super) fn record_break_glass(conn: &Connection, g: &BreakGlassGrant) -> Result<(), StoreError> {
