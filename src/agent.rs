@@ -123,7 +123,11 @@ impl Agent {
 
     /// Load one agent file.
     pub fn load(path: &Path) -> Result<Self, SourceError> {
-        let file = SourceFile::read(path)?;
+        Self::from_source(SourceFile::read(path)?)
+    }
+
+    /// Validate an agent file's text (as read from `file.path`).
+    pub fn from_source(file: SourceFile) -> Result<Self, SourceError> {
         let raw: RawAgent = source::parse_toml(&file)?;
         let id = raw.id.get_ref().clone();
         if !id.starts_with("spiffe://") || id.len() <= "spiffe://".len() {

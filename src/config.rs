@@ -403,7 +403,11 @@ pub const DEV_APPROVER_KEY_FILE: &str = "dev-approver-issuer.jwk";
 impl Config {
     /// Load and validate a gateway config file.
     pub fn load(path: &Path) -> Result<Self, SourceError> {
-        let file = SourceFile::read(path)?;
+        Self::from_source(SourceFile::read(path)?)
+    }
+
+    /// Validate a config's text (as read from `file.path`).
+    pub fn from_source(file: SourceFile) -> Result<Self, SourceError> {
         let raw: RawConfig = source::parse_toml(&file)?;
         Self::validate(&file, raw)
     }

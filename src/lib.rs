@@ -47,6 +47,7 @@ pub mod cli;
 pub mod clock;
 pub mod config;
 pub mod downstream;
+pub mod fuzzing;
 pub mod dpop;
 pub mod gateway;
 pub mod http;

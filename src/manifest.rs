@@ -243,7 +243,11 @@ pub enum DownstreamProtocol {
 impl Manifest {
     /// Load and validate a manifest file.
     pub fn load(path: &Path) -> Result<Self, SourceError> {
-        let file = SourceFile::read(path)?;
+        Self::from_source(SourceFile::read(path)?)
+    }
+
+    /// Validate a manifest's text (as read from `file.path`).
+    pub fn from_source(file: SourceFile) -> Result<Self, SourceError> {
         let raw: RawManifest = source::parse_toml(&file)?;
         validate(&file, raw)
     }

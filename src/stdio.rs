@@ -60,7 +60,7 @@ fn error_line(code: i64, message: String, reason: &str) -> Vec<u8> {
 }
 
 /// Check one incoming line; `Err` holds the error response to send instead.
-fn screen(line: &[u8]) -> Result<(), Vec<u8>> {
+pub(crate) fn screen(line: &[u8]) -> Result<(), Vec<u8>> {
     match serde_json::from_slice::<serde_json::Value>(line) {
         Ok(serde_json::Value::Object(_)) => Ok(()),
         Ok(serde_json::Value::Array(_)) => Err(error_line(

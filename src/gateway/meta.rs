@@ -203,6 +203,20 @@ pub async fn handle(session: &Session, agent: &VerifiedAgent, binding: Binding<'
     }
 }
 
+/// Deserialize a meta-tool's arguments the way [`handle`] does, without
+/// acting on them (fuzzing).
+#[doc(hidden)]
+pub fn parse_arguments(name: &str, args: Value) -> bool {
+    match name {
+        BEGIN_TASK => serde_json::from_value::<BeginTask>(args).is_ok(),
+        REQUEST => serde_json::from_value::<Request>(args).is_ok(),
+        NEXT_PHASE => serde_json::from_value::<NextPhase>(args).is_ok(),
+        END_TASK => serde_json::from_value::<EndTask>(args).is_ok(),
+        APPROVAL_STATUS => serde_json::from_value::<ApprovalStatus>(args).is_ok(),
+        _ => false,
+    }
+}
+
 /// Bounds on a plan: it is stored, checked against policy tool by tool, and
 /// shown to people, so its size must not be the agent's choice.
 const MAX_TOOLS_PER_PHASE: usize = 32;
