@@ -33,6 +33,7 @@ allowed_tools = ["workspace__read_note", "workspace__send_message", "workspace__
 tools = ["workspace__read_note", "workspace__list_notes"]
 transitions = [["workspace__list_notes", "workspace__read_note"]]
 drift_threshold = 80
+max_requests_per_minute = 5
 "#;
 
 fn setup() -> Setup {
@@ -86,19 +87,31 @@ async fn drift_quarantines_the_agent_until_a_person_releases_it() {
     let gw = Gateway::start(&dep);
     gw.wait_server("workspace", "ready").await;
     let agent = gw.connect(&dep.mint("tight")).await;
-    // A usual task works.
+    // A usual task works (requests 1 and 2 of this minute).
     let usual = begin(&agent, json!([{"name": "read", "tools": ["workspace__list_notes", "workspace__read_note"]}])).await.unwrap();
     let list = grant(&agent, json!({"task": usual, "tool": "workspace__list_notes", "arguments": {}, "purpose": "list"})).await.unwrap();
     use_token(&agent, "workspace__list_notes", json!({}), &list).await;
     let read = grant(&agent, json!({"task": usual, "tool": "workspace__read_note", "arguments": {"name": "welcome.md"}, "purpose": "read"})).await.unwrap();
 
-    // An unusual tool (+30) reached by an unknown high-risk transition (+60): drift.
+    // An unusual tool (+30) reached by an unknown high-risk transition (+60):
+    // score 90, over the threshold of 80, but plausible new work. It goes to a
+    // person; the agent is not quarantined (requests 3 and 4).
     let odd = begin(&agent, json!([{"name": "x", "tools": ["workspace__read_note", "workspace__send_message"]}])).await.unwrap();
     let first = grant(&agent, json!({"task": odd, "tool": "workspace__read_note", "arguments": {"name": "customer-acme.md"}, "purpose": "read"})).await.unwrap();
     use_token(&agent, "workspace__read_note", json!({"name": "customer-acme.md"}), &first).await;
-    let refused = grant(&agent, json!({"task": odd, "tool": "workspace__send_message", "arguments": {"to": "x@example.net", "subject": "s", "body": "b"}, "purpose": "send"})).await.unwrap_err();
+    let send = json!({"task": odd, "tool": "workspace__send_message", "arguments": {"to": "x@example.net", "subject": "s", "body": "b"}, "purpose": "send"});
+    let held = grant(&agent, send.clone()).await.unwrap();
+    assert_eq!(held["decision"], "pending_approval", "{held}");
+    assert!(!gw.log().contains("AGENT QUARANTINED"));
+    // Its legitimate work goes on (request 5, within its rate).
+    let again = grant(&agent, json!({"task": usual, "tool": "workspace__read_note", "arguments": {"name": "q3-plan.md"}, "purpose": "read"})).await.unwrap();
+    assert_eq!(again["decision"], "allow", "{again}");
+
+    // The same unusual request in a burst over its limit (request 6 of 5 a
+    // minute) is strong evidence: drift, and the agent is quarantined.
+    let refused = grant(&agent, json!({"task": odd, "tool": "workspace__send_message", "arguments": {"to": "y@example.net", "subject": "s", "body": "b"}, "purpose": "send"})).await.unwrap_err();
     assert_eq!(refusal_code(&refused).as_deref(), Some("agent_quarantined"), "{}", text_of(&refused));
-    assert!(text_of(&refused).contains("drift (score 90)"), "{}", text_of(&refused));
+    assert!(text_of(&refused).contains("drift (score 100)") && text_of(&refused).contains("requests in the last minute"), "{}", text_of(&refused));
     assert!(gw.log().contains("AGENT QUARANTINED"));
 
     // Everything it held is revoked: the unused token of the usual task fails,

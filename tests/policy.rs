@@ -472,3 +472,29 @@ async fn large_policy_sets_decide_the_same_off_the_runtime() {
     let refused = request(&triage, &task, "workspace__read_inbox", json!({})).await.unwrap_err();
     assert!(text_of(&refused).contains("`no-inbox`: no inbox today"), "{}", text_of(&refused));
 }
+
+/// `policy explain` decides with the gateway's own verdict function: an
+/// unusual-but-plausible request (score 90) goes to a person, the same score
+/// with strong evidence quarantines, exactly as the gateway does (the
+/// gateway's side is in baseline.rs). It names the action it checked.
+#[test]
+fn explain_says_what_the_gateway_does_for_unusual_and_drifting_requests() {
+    let dep = Deployment::new(&quickstart_setup());
+    let explain = |extra: &[&str]| {
+        let mut args = vec!["policy", "explain", "--config", dep.config.to_str().unwrap(), "--agent", "triage", "--tool", "workspace__send_message", "--args", r#"{"to":"a@example.org","subject":"s","body":"b"}"#, "--json"];
+        args.extend_from_slice(extra);
+        let (code, out, err) = jitgate(&args);
+        assert_eq!(code, Some(0), "{err}");
+        serde_json::from_str::<Value>(&out).unwrap()
+    };
+    let usual = explain(&[]);
+    assert_eq!((usual["decision"].as_str(), usual["action"].as_str()), (Some("allow"), Some("Request")), "{usual}");
+    let unusual = explain(&["--baseline-score", "90", "--unknown-transition"]);
+    assert_eq!((unusual["decision"].as_str(), unusual["approval_group"].as_str()), (Some("needs_approval"), Some("platform-oncall")), "{unusual}");
+    let drifting = explain(&["--baseline-score", "90", "--unknown-transition", "--strong-evidence"]);
+    assert_eq!(drifting["decision"], "quarantine", "{drifting}");
+    // Planning is a different action with its own answer, and the text output says so.
+    let (code, out, _) = jitgate(&["policy", "explain", "--config", dep.config.to_str().unwrap(), "--agent", "triage", "--tool", "workspace__send_message", "--action", "begin-task"]);
+    assert_eq!(code, Some(0));
+    assert!(out.contains("decision for action BeginTask: ALLOW") && out.contains("try --action request"), "{out}");
+}

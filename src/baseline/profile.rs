@@ -139,7 +139,14 @@ pub struct Assessment {
     /// 0 (usual) .. 100 (never seen).
     pub score: i64,
     pub explanation: String,
-    /// The score reached the agent's drift threshold.
+    /// Evidence an honest agent does not produce, whatever its task: a burst
+    /// of requests over its limit. Unusual tools, chains, shapes and hours
+    /// are plausible for new legitimate work and never count here.
+    pub strong_evidence: bool,
+    /// The score reached the agent's drift threshold with strong evidence:
+    /// the agent is quarantined. Without strong evidence a high score goes
+    /// to policy (the shipped policies send it to a person), never to
+    /// quarantine.
     pub drift: bool,
 }
 
@@ -231,6 +238,7 @@ pub fn assess(agent: &Agent, learned: Option<&LearnedProfile>, r: &Request<'_>) 
         why.push(format!("outside active hours ({hour}:00 UTC)"));
     }
     let limit = declared.max_requests_per_minute.or_else(|| learned.map(|l| l.max_requests_per_minute.saturating_mul(2).max(10)));
+    let burst = limit.is_some_and(|l| r.rate > l);
     if let Some(limit) = limit.filter(|l| r.rate > *l) {
         score += 40;
         why.push(format!("{} requests in the last minute (usual at most {limit})", r.rate));
@@ -244,8 +252,15 @@ pub fn assess(agent: &Agent, learned: Option<&LearnedProfile>, r: &Request<'_>) 
         transition_known,
         score,
         explanation: if why.is_empty() { "usual".into() } else { why.join("; ") },
-        drift: agent.baseline.drift_threshold.is_some_and(|t| score >= i64::from(t)),
+        strong_evidence: burst,
+        drift: drifted(agent, score, burst),
     }
+}
+
+/// Quarantine needs both a score at the agent's `drift_threshold` and strong
+/// evidence; the gateway and `jitgate policy explain` both decide with this.
+pub fn drifted(agent: &Agent, score: i64, strong_evidence: bool) -> bool {
+    strong_evidence && agent.baseline.drift_threshold.is_some_and(|t| score >= i64::from(t))
 }
 
 fn in_window(hour: u8, start: u8, end: u8) -> bool {
@@ -325,7 +340,16 @@ mod tests {
         let mut burst = req("ws__send", Some("ws__send"), &plan, 22);
         burst.rate = 50;
         let drift = assess(&declared, None, &burst);
-        assert_eq!((drift.score, drift.drift), (100, true));
+        assert_eq!((drift.score, drift.strong_evidence, drift.drift), (100, true, true));
+        // Unusual but plausible: a tool the agent does not normally use, by an
+        // unknown chain into a high-risk tool, at an odd hour. The score
+        // reaches the threshold, but without strong evidence it is a question
+        // for a person, never a quarantine.
+        let mut unusual = agent(DeclaredBaseline { tools: vec!["ws__read_inbox".into()], ..declared.baseline.clone() });
+        unusual.baseline.transitions = vec![("ws__read_inbox".into(), "ws__send".into())];
+        let r = assess(&unusual, None, &req("ws__share", Some("ws__read_inbox"), &plan, 22));
+        assert!(r.score >= 90, "{}", r.explanation);
+        assert_eq!((r.strong_evidence, r.drift), (false, false), "{}", r.explanation);
         // With nothing declared, any transition within the plan is known.
         let open = agent(DeclaredBaseline::default());
         assert!(assess(&open, None, &req("ws__send", Some("ws__read_inbox"), &plan, 3)).transition_known);

@@ -12,7 +12,7 @@ use serde_json::json;
 
 use super::{CliError, Deployment};
 use crate::clock::{Clock, SystemClock, rfc3339};
-use crate::policy::{Action, AgentFacts, ApprovalFacts, BaselineFacts, DecisionInput, Outcome, RequestFacts, TaintFacts, TaskFacts, TimeFacts, ToolFacts};
+use crate::policy::{Action, AgentFacts, ApprovalFacts, BaselineFacts, DecisionInput, Outcome, RequestFacts, TaintFacts, TaskFacts, TimeFacts, ToolFacts, Verdict};
 use crate::token::constraints;
 
 #[derive(Debug, Subcommand)]
@@ -60,6 +60,11 @@ pub struct ExplainArgs {
     /// The baseline score (0-100) to decide with; default 0 (usual).
     #[arg(long, default_value_t = 0, value_parser = clap::value_parser!(i64).range(0..=100))]
     pub baseline_score: i64,
+    /// Pretend the baseline found strong evidence (a request burst over the
+    /// agent's limit): with a score at the agent's drift_threshold the gateway
+    /// quarantines the agent.
+    #[arg(long)]
+    pub strong_evidence: bool,
     /// With --action break-glass: the justification.
     #[arg(long, default_value = "")]
     pub justification: String,
@@ -129,6 +134,7 @@ fn explain(a: ExplainArgs) -> Result<(), CliError> {
             evaluated: true,
             transition_known: !a.unknown_transition,
             score: a.baseline_score,
+            strong_evidence: a.strong_evidence,
             explanation: "(policy explain)".into(),
         },
         break_glass: (action == Action::BreakGlass).then(|| a.justification.clone()),
@@ -136,16 +142,26 @@ fn explain(a: ExplainArgs) -> Result<(), CliError> {
     };
     let time = TimeFacts::at(now);
     let decision = d.policy.decide(&DecisionInput { action, agent: &agent_facts, tool: &tool, time, task: &task, request: (action != Action::BeginTask).then_some(&request) });
-    let (word, reason) = match &decision.outcome {
-        Outcome::Allow => ("ALLOW", String::new()),
-        Outcome::NeedsApproval { group } => ("NEEDS APPROVAL", format!("a person of group `{group}` must approve")),
-        Outcome::Deny { reason, .. } => ("DENY", reason.clone()),
+    // The gateway's own verdict function, so explain says what it would do.
+    let drifted = action != Action::BeginTask && crate::baseline::profile::drifted(&agent, a.baseline_score, a.strong_evidence);
+    let drift = drifted.then(|| format!("score {} at the agent's drift_threshold, with strong evidence", a.baseline_score));
+    let verdict = d.policy.verdict(drift.as_deref(), &decision);
+    let (word, reason, kind) = match &verdict {
+        Verdict::Quarantine { reason } => ("QUARANTINE", format!("the agent is quarantined and every task and token it holds is revoked ({reason})"), "quarantine"),
+        Verdict::Outcome(Outcome::Allow) => ("ALLOW", String::new(), "allow"),
+        Verdict::Outcome(Outcome::NeedsApproval { group }) => ("NEEDS APPROVAL", format!("a person of group `{group}` must approve"), "needs_approval"),
+        Verdict::Outcome(Outcome::Deny { reason, .. }) => ("DENY", reason.clone(), "deny"),
+    };
+    let other_action = match action {
+        Action::BeginTask => "request",
+        Action::Request | Action::BreakGlass => "begin-task",
     };
     if a.json {
         println!(
             "{}",
             json!({
-                "decision": match decision.outcome { Outcome::Allow => "allow", Outcome::NeedsApproval { .. } => "needs_approval", Outcome::Deny { .. } => "deny" },
+                "decision": kind,
+                "action": action.as_str(),
                 "reason": reason,
                 "approval_group": match &decision.outcome { Outcome::NeedsApproval { group } => Some(group.clone()), _ => None },
                 "policies": decision.determining.iter().map(|p| json!({"id": p.id, "file": p.file, "line": p.line, "effect": p.effect, "reason": p.reason, "approval": p.approval})).collect::<Vec<_>>(),
@@ -155,7 +171,7 @@ fn explain(a: ExplainArgs) -> Result<(), CliError> {
         );
         return Ok(());
     }
-    println!("decision: {word}{}", if reason.is_empty() { String::new() } else { format!(": {reason}") });
+    println!("decision for action {}: {word}{}", action.as_str(), if reason.is_empty() { String::new() } else { format!(": {reason}") });
     if decision.determining.is_empty() {
         println!("  no policy applied (default deny)");
     }
@@ -184,5 +200,6 @@ fn explain(a: ExplainArgs) -> Result<(), CliError> {
         time.hour,
         time.minute
     );
+    println!("(checked action {}; an agent plans with begin-task before it requests: try --action {other_action} too)", action.as_str());
     Ok(())
 }

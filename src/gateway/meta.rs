@@ -452,9 +452,6 @@ async fn request(session: &Session, agent: &VerifiedAgent, binding: Binding<'_>,
         tracing::warn!(task = %checked.task.id, tool = %crate::telemetry::Clean(&asked.tool), findings = ?taint.verdict.findings, sources = ?taint.verdict.sources, "request carries values from untrusted output");
     }
     let assessment = judge_baseline(shared, agent, &asked, &checked, taint.verdict.tainted);
-    if assessment.drift {
-        return quarantine_for_drift(session, agent, &checked.task, &asked.tool, &assessment).await;
-    }
     let facts = request_facts(&asked, &checked, &taint, &assessment);
     let action = if asked.break_glass.is_some() { Action::BreakGlass } else { Action::Request };
     let engine = shared.policy();
@@ -712,6 +709,7 @@ fn request_facts(asked: &Asked, checked: &Checked, taint: &Taint, assessment: &p
             evaluated: true,
             transition_known: assessment.transition_known,
             score: assessment.score,
+            strong_evidence: assessment.strong_evidence,
             explanation: assessment.explanation.clone(),
         },
         taint: TaintFacts {
@@ -763,14 +761,17 @@ async fn respond(
     if !decision.errors.is_empty() {
         tracing::warn!(errors = ?decision.errors, "policy evaluation errors");
     }
-    let pending = match decision.outcome.clone() {
+    let drift = assessment.drift.then(|| assessment.explanation.clone());
+    let outcome = match engine.verdict(drift.as_deref(), &decision) {
+        crate::policy::Verdict::Quarantine { reason } => {
+            let why = profile::Assessment { explanation: reason, ..assessment.clone() };
+            return quarantine_for_drift(session, agent, task, &asked.tool, &why).await;
+        }
+        crate::policy::Verdict::Outcome(o) => o,
+    };
+    let pending = match outcome {
         Outcome::Deny { policy, reason } => {
             tracing::info!(task = %task.id, tool = %crate::telemetry::Clean(&asked.tool), action = action.as_str(), policy = policy.as_deref().unwrap_or("default-deny"), "intent denied by policy");
-            // A forbid annotated @quarantine takes the agent out of service.
-            if let Some(id) = policy.as_deref().filter(|id| engine.policy(id).is_some_and(|p| p.quarantine)) {
-                let why = profile::Assessment { explanation: format!("policy `{id}`: {reason}"), ..assessment.clone() };
-                return quarantine_for_drift(session, agent, task, &asked.tool, &why).await;
-            }
             let mut reason = reason;
             if taint.tainted {
                 let from: Vec<String> = taint.sources.iter().map(|s| format!("call {} of {}", s.call, s.tool)).collect();

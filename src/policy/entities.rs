@@ -71,6 +71,8 @@ pub struct BaselineFacts {
     pub evaluated: bool,
     pub transition_known: bool,
     pub score: i64,
+    /// See [`crate::baseline::profile::Assessment::strong_evidence`].
+    pub strong_evidence: bool,
     pub explanation: String,
 }
 
@@ -297,6 +299,7 @@ pub fn request_context(time: TimeFacts, task: &TaskFacts, r: &RequestFacts, argu
                 ("evaluated", RestrictedExpression::new_bool(r.baseline.evaluated)),
                 ("transition_known", RestrictedExpression::new_bool(r.baseline.transition_known)),
                 ("score", RestrictedExpression::new_long(r.baseline.score)),
+                ("strong_evidence", RestrictedExpression::new_bool(r.baseline.strong_evidence)),
                 ("explanation", string(&r.baseline.explanation)),
             ])?,
         ),

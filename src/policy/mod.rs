@@ -146,6 +146,15 @@ pub enum Outcome {
     Deny { policy: Option<String>, reason: String },
 }
 
+/// What the gateway does with a request: policy's outcome, except that an
+/// agent that drifted (see [`crate::baseline::profile::drifted`]) or was
+/// denied by a forbid annotated `@quarantine` is quarantined.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Verdict {
+    Quarantine { reason: String },
+    Outcome(Outcome),
+}
+
 /// A decision with the policies that determined it.
 #[derive(Debug, Clone)]
 pub struct Decision {
@@ -377,6 +386,21 @@ impl PolicyEngine {
     }
 
     /// A policy's location and annotations.
+    /// The verdict for a request: the one function the gateway and `jitgate
+    /// policy explain` both use, so that explain says what the gateway does.
+    /// `drift` is the baseline's explanation when the agent drifted.
+    pub fn verdict(&self, drift: Option<&str>, decision: &Decision) -> Verdict {
+        if let Some(why) = drift {
+            return Verdict::Quarantine { reason: why.to_owned() };
+        }
+        match &decision.outcome {
+            Outcome::Deny { policy: Some(id), reason } if self.policy(id).is_some_and(|p| p.quarantine) => {
+                Verdict::Quarantine { reason: format!("policy `{id}`: {reason}") }
+            }
+            other => Verdict::Outcome(other.clone()),
+        }
+    }
+
     pub fn policy(&self, id: &str) -> Option<&PolicyInfo> {
         self.info.get(id)
     }

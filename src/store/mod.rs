@@ -347,7 +347,8 @@ pub trait Store: Send + Sync + 'static {
     /// Quarantine an agent (by SPIFFE id): the quarantine, the revocation of
     /// everything it holds and the audit record are one transaction.
     fn quarantine(&self, agent: &str, reason: &str, event: &crate::audit::Event, now: i64) -> Result<Revocation, StoreError>;
-    /// Release an agent with its audit record in the same transaction; false
+    /// Release an agent with its audit record in the same transaction (its
+    /// request-rate window starts again); false
     /// (and no record) if it was not quarantined.
     fn release(&self, agent: &str, by: &str, note: &str, event: &crate::audit::Event, now: i64) -> Result<bool, StoreError>;
     fn quarantined(&self, agent: &str) -> Result<Option<Quarantine>, StoreError>;

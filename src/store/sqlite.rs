@@ -689,6 +689,9 @@ impl Store for SqliteStore {
         )?;
         tx.execute("DELETE FROM quarantine WHERE agent=?1", params![agent])?;
         if n == 1 {
+            // A person looked at the burst that quarantined it: its rate
+            // window starts again, or the next request would drift at once.
+            tx.execute("DELETE FROM request_rate WHERE agent=?1", params![agent])?;
             audit::append_in(&tx, event, now)?;
         }
         tx.commit()?;
