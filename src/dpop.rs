@@ -85,8 +85,42 @@ struct RawHeader {
     jwk: Option<serde_json::Map<String, serde_json::Value>>,
 }
 
+/// Length of a base64url field in bytes, or None when it does not decode.
+fn decoded_len(field: &str) -> Option<usize> {
+    base64::engine::general_purpose::URL_SAFE_NO_PAD.decode(field).ok().map(|b| b.len())
+}
+
+/// The key material has the sizes its type requires. jsonwebtoken indexes
+/// key bytes without checking (an Ed25519 `x` shorter than 32 bytes panicked
+/// inside it; found by fuzzing), so a key from an agent is checked first.
+fn check_key_material(jwk: &Jwk) -> Result<(), DpopError> {
+    let bad = |what: &str| Err(DpopError::Key(what.to_owned()));
+    match &jwk.algorithm {
+        AlgorithmParameters::OctetKeyPair(p) => match (&p.curve, decoded_len(&p.x)) {
+            (EllipticCurve::Ed25519, Some(32)) => Ok(()),
+            (EllipticCurve::Ed25519, _) => bad("an Ed25519 key's x must be 32 bytes"),
+            (other, _) => Err(DpopError::Key(format!("curve {other:?} is not an Ed25519 key"))),
+        },
+        AlgorithmParameters::EllipticCurve(p) => {
+            let size = match p.curve {
+                EllipticCurve::P256 => 32,
+                EllipticCurve::P384 => 48,
+                ref other => return Err(DpopError::Key(format!("curve {other:?}"))),
+            };
+            if decoded_len(&p.x) == Some(size) && decoded_len(&p.y) == Some(size) { Ok(()) } else { bad("an EC key's x and y must be the curve's size") }
+        }
+        AlgorithmParameters::RSA(p) => match (decoded_len(&p.n), decoded_len(&p.e)) {
+            // 2048 to 8192-bit moduli; a public exponent of at most 8 bytes.
+            (Some(n), Some(e)) if (256..=1024).contains(&n) && (1..=8).contains(&e) => Ok(()),
+            _ => bad("an RSA key needs a 2048- to 8192-bit modulus and a short exponent"),
+        },
+        _ => Ok(()),
+    }
+}
+
 /// The one algorithm (or RSA family) a key type may sign proofs with.
 fn algorithms_for(jwk: &Jwk) -> Result<Vec<Algorithm>, DpopError> {
+    check_key_material(jwk)?;
     match &jwk.algorithm {
         AlgorithmParameters::EllipticCurve(p) => match p.curve {
             EllipticCurve::P256 => Ok(vec![Algorithm::ES256]),
@@ -214,6 +248,21 @@ pub(crate) mod tests {
         let sig = base64::engine::general_purpose::URL_SAFE_NO_PAD.encode(key.sign(input.as_bytes()).to_bytes());
         let canonical = format!(r#"{{"crv":"Ed25519","kty":"OKP","x":"{x}"}}"#);
         (format!("{input}.{sig}"), base64::engine::general_purpose::URL_SAFE_NO_PAD.encode(Sha256::digest(canonical.as_bytes())))
+    }
+
+    /// Found by fuzzing: an Ed25519 `x` shorter than 32 bytes panicked inside
+    /// jsonwebtoken. Key sizes are checked first; a good key still verifies.
+    #[test]
+    fn a_key_of_the_wrong_size_is_refused_without_a_panic() {
+        let (proof, _) = ed25519_proof(1, "POST", "http://127.0.0.1:7420/mcp", "tok", 1000, "p1");
+        let (header, rest) = proof.split_once('.').unwrap();
+        let mut h: serde_json::Value = serde_json::from_slice(&base64::engine::general_purpose::URL_SAFE_NO_PAD.decode(header).unwrap()).unwrap();
+        for short in ["AAAA", "", "not base64!"] {
+            h["jwk"]["x"] = serde_json::json!(short);
+            let forged = format!("{}.{rest}", base64::engine::general_purpose::URL_SAFE_NO_PAD.encode(h.to_string()));
+            assert!(matches!(verify(&forged, "POST", "127.0.0.1:7420/mcp", "tok", 1000), Err(DpopError::Key(_))), "{short:?}");
+        }
+        assert!(verify(&proof, "POST", "127.0.0.1:7420/mcp", "tok", 1000).is_ok());
     }
 
     #[test]
