@@ -32,7 +32,7 @@ async fn a_task_is_reconstructed_from_the_log_and_tampering_is_found() {
         call_with_token(&triage, "workspace__read_inbox", json!({}), read["token"].as_str().unwrap()).await.unwrap();
         raw_call(&triage, "jit_next_phase", json!({"task": task, "phase": "reply"})).await.unwrap();
         let send = |to: &str| json!({"task": task, "tool": "workspace__send_message", "arguments": {"to": to, "subject": "Re", "body": "Hello"}, "purpose": "reply", "follows": read_jti});
-        grant(&triage, send("audit@exfil.attacker.test")).await.unwrap_err();
+        assert_held_for_end_user(&grant(&triage, send("audit@exfil.attacker.test")).await, "platform-oncall");
         let ok = grant(&triage, send("alice@example.org")).await.unwrap();
         call_with_token(&triage, "workspace__send_message", json!({"to": "alice@example.org", "subject": "Re", "body": "Hello"}), ok["token"].as_str().unwrap()).await.unwrap();
         raw_call(&triage, "jit_end_task", json!({"task": task, "outcome": "done"})).await.unwrap();
@@ -60,7 +60,7 @@ async fn a_task_is_reconstructed_from_the_log_and_tampering_is_found() {
         "phase read",
         "phase reply",
         "workspace__read_inbox → allow [support-tool-set]",
-        "workspace__send_message → deny [no-untrusted-data-into-sinks]",
+        "workspace__send_message → pending_approval [untrusted-data-into-sinks-needs-the-end-user]",
         "tainted by output of",
         "(workspace__read_inbox)",
         "workspace__send_message → allow [support-tool-set]",
@@ -74,12 +74,12 @@ async fn a_task_is_reconstructed_from_the_log_and_tampering_is_found() {
     assert!(!out.contains(&read_jti) || out.matches(&read_jti[..8]).count() >= 1);
     let (_, json_out, _) = jitgate(&["trace", &task, "--json", "--config", dep.config.to_str().unwrap()]);
     let tree: Value = serde_json::from_str(&json_out).unwrap();
-    assert_eq!(tree["phases"][1]["requests"][0]["decision"], "deny");
+    assert_eq!(tree["phases"][1]["requests"][0]["decision"], "pending_approval");
     assert_eq!(tree["phases"][1]["requests"][0]["taint_sources"][0], read_jti.as_str());
     assert_eq!(tree["phases"][1]["requests"][1]["call"]["status"], "ok");
     let (code, list, _) = jitgate(&["trace", "--agent", "triage", "--since", "1h", "--config", dep.config.to_str().unwrap()]);
     assert_eq!(code, Some(0));
-    assert!(list.contains(&task) && list.contains("1 denied"), "{list}");
+    assert!(list.contains(&task) && list.contains("0 denied"), "{list}");
     // No full token is ever in the log.
     let (_, export, _) = jitgate(&["audit", "export", "--config", dep.config.to_str().unwrap()]);
     assert!(export.lines().count() > 8 && !export.contains("eyJ"), "tokens must never be logged");

@@ -54,10 +54,11 @@ async fn open_constraints_and_other_mailboxes_cannot_carry_an_injected_address()
         json!({"eq": "audit+1@exfil.attacker.test"}),
         json!({"one_of": ["alice@example.org", "x@exfil.attacker.test"]}),
     ] {
-        let refused = request_with(&triage, ask(to.clone())).await.unwrap_err();
-        assert_eq!(refusal_code(&refused).as_deref(), Some("policy_denied"), "{to}: {}", text_of(&refused));
-        assert!(text_of(&refused).contains("no-untrusted-data-into-sinks"), "{to}: {}", text_of(&refused));
+        // Held for the end user (this client cannot ask, so a person of the
+        // rule's group decides); no token.
+        assert_held_for_end_user(&grant(&triage, ask(to.clone())).await, "platform-oncall");
     }
+    assert!(sent_to(&dep).is_empty(), "nothing was sent");
     // The legitimate reply: exact, to the sender the mail system vouches for.
     let token = request_with(&triage, ask(json!({"eq": "alice@example.org"}))).await.unwrap();
     let sent = call_with_token(&triage, "workspace__send_message", json!({"to": "alice@example.org", "subject": "Audit", "body": "see attached"}), &token).await.unwrap();
@@ -86,11 +87,13 @@ async fn an_open_destination_after_a_fetched_page_is_refused_under_break_glass_t
         }
         body
     };
-    for (destination, break_glass) in [(json!({"prefix": "http"}), false), (json!({"prefix": "http"}), true), (json!({"schema": {"type": "string"}}), true)] {
-        let refused = request_with(&janitor, share(destination.clone(), break_glass)).await.unwrap_err();
-        assert_eq!(refusal_code(&refused).as_deref(), Some("policy_denied"), "{destination} bg={break_glass}: {}", text_of(&refused));
+    // Without break-glass: held for the end user (a person of the group here).
+    assert_held_for_end_user(&grant(&janitor, share(json!({"prefix": "http"}), false)).await, "platform-oncall");
+    for destination in [json!({"prefix": "http"}), json!({"schema": {"type": "string"}})] {
+        let refused = request_with(&janitor, share(destination.clone(), true)).await.unwrap_err();
+        assert_eq!(refusal_code(&refused).as_deref(), Some("policy_denied"), "{destination}: {}", text_of(&refused));
         // The destination is the problem, not the (clean) justification.
-        assert!(text_of(&refused).contains("no-untrusted-data-into-sinks"), "{}", text_of(&refused));
+        assert!(text_of(&refused).contains("no-untrusted-data-into-sinks-under-break-glass"), "{}", text_of(&refused));
         assert!(!text_of(&refused).contains("break-glass-not-from-untrusted-content"), "{}", text_of(&refused));
     }
     assert!(!dep.workspace_state.join("shares.jsonl").exists(), "nothing was shared");

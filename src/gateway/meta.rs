@@ -9,7 +9,7 @@
 use std::sync::Arc;
 use std::time::Duration;
 
-use rmcp::model::{CallToolResult, ContentBlock, JsonObject, Tool};
+use rmcp::model::{CallToolResponse, CallToolResult, ContentBlock, JsonObject, Tool};
 use serde::Deserialize;
 use serde_json::{Value, json};
 
@@ -176,17 +176,20 @@ async fn store_op<T: Send + 'static>(
 /// agent: the handshake-era session it came in (a task begun there is
 /// revoked when the session ends), and the DPoP key it proved; tokens minted
 /// for it bind both.
-pub async fn handle(session: &Session, agent: &VerifiedAgent, binding: Binding<'_>, name: &str, args: JsonObject) -> CallToolResult {
+pub async fn handle(session: &Session, agent: &VerifiedAgent, binding: Binding<'_>, name: &str, args: JsonObject) -> CallToolResponse {
     let args = Value::Object(args);
-    match name {
+    let result = match name {
         BEGIN_TASK => match serde_json::from_value(args) {
             Ok(req) => begin_task(session, agent, binding.session, req).await,
             Err(e) => bad_input(name, e),
         },
-        REQUEST => match serde_json::from_value(args) {
-            Ok(req) => request(session, agent, binding, req).await,
-            Err(e) => bad_input(name, e),
-        },
+        // The only meta-tool that may ask the end user (an input-required result).
+        REQUEST => {
+            return match serde_json::from_value(args) {
+                Ok(req) => request(session, agent, binding, req).await,
+                Err(e) => bad_input(name, e).into(),
+            };
+        }
         NEXT_PHASE => match serde_json::from_value(args) {
             Ok(req) => next_phase(session, agent, req).await,
             Err(e) => bad_input(name, e),
@@ -200,7 +203,8 @@ pub async fn handle(session: &Session, agent: &VerifiedAgent, binding: Binding<'
             Err(e) => bad_input(name, e),
         },
         other => refusal_result("unknown_tool", &format!("unknown meta-tool `{other}`")),
-    }
+    };
+    result.into()
 }
 
 /// Deserialize a meta-tool's arguments the way [`handle`] does, without
@@ -372,7 +376,7 @@ fn decide_plan(shared: &super::Shared, agent: &VerifiedAgent, id: &str, objectiv
                 };
                 denied_tools.push(why);
             }
-            Outcome::Allow | Outcome::NeedsApproval { .. } => allowed.push(tool.clone()),
+            Outcome::Allow | Outcome::NeedsApproval { .. } | Outcome::NeedsConfirmation { .. } => allowed.push(tool.clone()),
         }
     }
     if !denied_tools.is_empty() {
@@ -433,39 +437,150 @@ fn check_own_task(session: &Session, agent: &VerifiedAgent, task: Option<Task>) 
 /// hand their facts to the next: parse → load state (one store trip) →
 /// invariants → taint → baseline → policy → outcome (deny, pending
 /// approval, or a token).
-async fn request(session: &Session, agent: &VerifiedAgent, binding: Binding<'_>, req: Request) -> CallToolResult {
+async fn request(session: &Session, agent: &VerifiedAgent, binding: Binding<'_>, req: Request) -> CallToolResponse {
     let shared = &session.shared;
     let asked = match parse_request(shared, agent, req) {
         Ok(a) => a,
-        Err(r) => return r,
+        Err(r) => return r.into(),
     };
     let loaded = match load_request_state(shared, agent, &asked).await {
         Ok(l) => l,
-        Err(r) => return r,
+        Err(r) => return r.into(),
     };
     let checked = match check_request(session, agent, &asked, loaded) {
         Ok(c) => c,
-        Err(r) => return r,
+        Err(r) => return r.into(),
     };
     let taint = judge_taint(&checked.ledger, &checked.tool.spec, &checked.constraints, asked.break_glass.as_deref());
     if taint.verdict.tainted {
         tracing::warn!(task = %checked.task.id, tool = %crate::telemetry::Clean(&asked.tool), findings = ?taint.verdict.findings, sources = ?taint.verdict.sources, "request carries values from untrusted output");
     }
     let assessment = judge_baseline(shared, agent, &asked, &checked, taint.verdict.tainted);
-    let facts = request_facts(&asked, &checked, &taint, &assessment);
+    let mut facts = request_facts(&asked, &checked, &taint, &assessment);
+    match end_user_answer(shared, agent, binding, &asked, &checked).await {
+        Ok(confirmed) => facts.confirmed_by_end_user = confirmed,
+        Err(r) => return r.into(),
+    }
     let action = if asked.break_glass.is_some() { Action::BreakGlass } else { Action::Request };
     let engine = shared.policy();
-    let decision = decide_request(
-        engine.clone(),
-        action,
-        decide::agent_facts(agent, false),
-        checked.tool_facts.clone(),
-        TimeFacts::at(asked.now),
-        decide::task_facts(&checked.task, &asked.tool),
-        facts,
+    let decide = |facts: RequestFacts| {
+        decide_request(
+            engine.clone(),
+            action,
+            decide::agent_facts(agent, false),
+            checked.tool_facts.clone(),
+            TimeFacts::at(asked.now),
+            decide::task_facts(&checked.task, &asked.tool),
+            facts,
+        )
+    };
+    let mut decision = decide(facts.clone()).await;
+    if let Outcome::NeedsConfirmation { fallback } = decision.outcome.clone() {
+        match ask_end_user(shared, agent, binding, &asked, &checked, &taint.verdict).await {
+            Asking::InputRequired(r) => return CallToolResponse::InputRequired(r),
+            Asking::Confirmed => {
+                facts.confirmed_by_end_user = true;
+                decision = decide(facts).await;
+            }
+            Asking::Declined => return declined_by_end_user(&asked.tool).into(),
+            Asking::Unreachable => decision.outcome = Outcome::NeedsApproval { group: fallback },
+            Asking::Failed(r) => return r.into(),
+        }
+    }
+    respond(session, agent, binding, &asked, &checked, &taint.verdict, &assessment, &engine, action, decision).await.into()
+}
+
+fn declined_by_end_user(tool: &str) -> CallToolResult {
+    refusal_result(
+        "declined_by_end_user",
+        &format!("the end user did not confirm this call of `{tool}`; do not retry it. Ask the user what they want instead"),
     )
-    .await;
-    respond(session, agent, binding, &asked, &checked, &taint.verdict, &assessment, &engine, action, decision).await
+}
+
+/// Stage: a 2026-07-28 retry may carry the end user's answer to jitgate's
+/// question about exactly this request. True when it confirms; a declined
+/// or foreign answer refuses the request.
+async fn end_user_answer(shared: &super::Shared, agent: &VerifiedAgent, binding: Binding<'_>, asked: &Asked, checked: &Checked) -> Result<bool, CallToolResult> {
+    let super::confirm::EndUser::Stateless { state: Some(state), responses, .. } = binding.end_user else { return Ok(false) };
+    let (qid, agent_id, task, digest, now) = (state.to_owned(), agent.agent.id.clone(), checked.task.id.clone(), checked.digest.clone(), asked.now);
+    let taken = store_op(&shared.store, move |s| s.take_end_user_answer(&qid, &agent_id, &task, &digest, now)).await?;
+    let answer = super::confirm::answer_of(taken, responses);
+    let word = match answer {
+        super::confirm::Answer::None => return Ok(false),
+        super::confirm::Answer::Confirmed => "confirmed",
+        super::confirm::Answer::Declined => "declined",
+        super::confirm::Answer::Invalid => "invalid",
+    };
+    let via = "input_required";
+    let event = super::confirm::event("confirmation.answered", agent, &checked.task.id, &asked.tool, &checked.digest, via, Some(word));
+    super::record_or_log(shared, event).await;
+    tracing::info!(task = %checked.task.id, tool = %crate::telemetry::Clean(&asked.tool), answer = word, "end user answered");
+    match answer {
+        super::confirm::Answer::Confirmed => Ok(true),
+        super::confirm::Answer::Declined => Err(declined_by_end_user(&asked.tool)),
+        _ => Err(refusal_result(
+            "confirmation_invalid",
+            "this answer is not for this agent, task and request, was used already, or expired; send the jit_request again without one to be asked anew",
+        )),
+    }
+}
+
+/// What asking the end user came to.
+enum Asking {
+    /// A 2026-07-28 client: the question goes back as an input-required result.
+    InputRequired(rmcp::model::InputRequiredResult),
+    Confirmed,
+    Declined,
+    /// The client cannot ask its user: the rule's group approves instead.
+    Unreachable,
+    Failed(CallToolResult),
+}
+
+/// Stage: ask the end user about exactly this request, through the client.
+async fn ask_end_user(shared: &super::Shared, agent: &VerifiedAgent, binding: Binding<'_>, asked: &Asked, checked: &Checked, taint: &crate::baseline::taint::TaintVerdict) -> Asking {
+    use super::confirm::{self, EndUser};
+    let message = confirm::question(&asked.tool, &checked.constraints, &asked.purpose, taint);
+    match binding.end_user {
+        EndUser::Stateless { can_ask: true, .. } => {
+            let id = match crate::token::new_jti() {
+                Ok(id) => format!("q_{id}"),
+                Err(e) => return Asking::Failed(refusal_result("internal", &e.to_string())),
+            };
+            let ttl = i64::try_from(shared.config.approvals.pending_ttl.as_secs()).unwrap_or(900);
+            let (qid, agent_id, task, digest, now) = (id.clone(), agent.agent.id.clone(), checked.task.id.clone(), checked.digest.clone(), asked.now);
+            let event = confirm::event("confirmation.asked", agent, &checked.task.id, &asked.tool, &checked.digest, "input_required", None);
+            let stored = store_op(&shared.store, move |s| {
+                s.append_audit(&event, now)?;
+                s.ask_end_user(&qid, &agent_id, &task, &digest, now, now.saturating_add(ttl))
+            })
+            .await;
+            match stored {
+                Ok(()) => {
+                    tracing::info!(task = %checked.task.id, tool = %crate::telemetry::Clean(&asked.tool), "asking the end user to confirm");
+                    Asking::InputRequired(confirm::input_required(&id, message))
+                }
+                Err(r) => Asking::Failed(r),
+            }
+        }
+        EndUser::Session { can_ask: true, peer } => {
+            let event = confirm::event("confirmation.asked", agent, &checked.task.id, &asked.tool, &checked.digest, "elicitation", None);
+            super::record_or_log(shared, event).await;
+            let answer = confirm::ask_session(peer, message).await;
+            let word = match answer {
+                Some(true) => "confirmed",
+                Some(false) => "declined",
+                None => "unanswered",
+            };
+            let event = confirm::event("confirmation.answered", agent, &checked.task.id, &asked.tool, &checked.digest, "elicitation", Some(word));
+            super::record_or_log(shared, event).await;
+            match answer {
+                Some(true) => Asking::Confirmed,
+                Some(false) => Asking::Declined,
+                None => Asking::Unreachable,
+            }
+        }
+        _ => Asking::Unreachable,
+    }
 }
 
 /// What the agent asked for, checked for shape (nothing from the store yet).
@@ -784,7 +899,8 @@ async fn respond(
             super::record_or_log(shared, Event::new("intent", Some(&task.id), Some(&agent.agent.id), intent)).await;
             return policy_denied(policy.as_deref(), &reason);
         }
-        Outcome::NeedsApproval { group } => Some(group),
+        // Reaching here, a confirmation could not be asked: its group decides.
+        Outcome::NeedsApproval { group } | Outcome::NeedsConfirmation { fallback: group } => Some(group),
         Outcome::Allow => None,
     };
     if let Some(group) = pending {

@@ -20,6 +20,7 @@
 //! goes through [`authorize::authorize`], and nothing else forwards.
 
 pub mod authorize;
+pub mod confirm;
 mod decide;
 mod identity_source;
 pub mod inflight;
@@ -135,6 +136,20 @@ pub struct Binding<'a> {
     pub session: Option<&'a str>,
     /// The thumbprint of the DPoP key it proved possession of, if any.
     pub dpop_key: Option<&'a str>,
+    /// How its end user can be asked to confirm a request.
+    pub end_user: confirm::EndUser<'a>,
+}
+
+/// How this request's end user can be asked: through a 2026-07-28 client's
+/// input-required results, or a handshake-era session's elicitation, when
+/// the client declared it can elicit.
+fn end_user_of<'a>(req: &'a CallToolRequestParams, ctx: &'a RequestContext<RoleServer>, in_session: bool) -> confirm::EndUser<'a> {
+    if in_session {
+        let can_ask = ctx.peer.peer_info().is_some_and(|i| i.capabilities.elicitation.is_some());
+        return confirm::EndUser::Session { can_ask, peer: &ctx.peer };
+    }
+    let can_ask = ctx.meta.client_capabilities().is_some_and(|c| c.elicitation.is_some());
+    confirm::EndUser::Stateless { can_ask, responses: req.input_responses.as_ref(), state: req.request_state.as_deref() }
 }
 
 /// Is the request served statelessly (2026-07-28 lifecycle)? The same test
@@ -285,10 +300,17 @@ impl Session {
         // Plans and intents name tools too: wait (bounded) for servers still
         // on their first start, as a call does.
         self.shared.downstreams.wait_first_start(self.first_start_wait()).await;
-        let binding = Binding { session: sid, dpop_key: proven_key(&ctx) };
+        let end_user = end_user_of(&req, &ctx, sid.is_some());
+        let binding = Binding { session: sid, dpop_key: proven_key(&ctx), end_user };
         if meta::is_meta(&req.name) {
             let task = arguments.get("task").and_then(|t| t.as_str()).filter(|t| t.len() <= 64).map(str::to_owned);
-            let result = meta::handle(self, &agent, binding, &req.name, arguments).await;
+            let result = match meta::handle(self, &agent, binding, &req.name, arguments).await {
+                CallToolResponse::Complete(result) => result,
+                asking => {
+                    span.record("decision", "asking the end user");
+                    return Ok(asking);
+                }
+            };
             span.record("decision", if result.is_error == Some(true) { "refused" } else { "ok" });
             if let Some((code, message)) = unaudited_refusal(&req.name, &result) {
                 record_refusal(&self.shared, &agent, sid, &req.name, task.as_deref(), &code, &message).await;

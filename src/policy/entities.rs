@@ -100,6 +100,9 @@ pub struct RequestFacts {
     pub break_glass: Option<String>,
     /// Does the justification repeat content from untrusted output?
     pub break_glass_justification_tainted: bool,
+    /// The end user confirmed exactly this request through the agent's MCP
+    /// client (an answer to jitgate's own question, never an argument).
+    pub confirmed_by_end_user: bool,
 }
 
 /// The decision time, split the way rules use it (UTC).

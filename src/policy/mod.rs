@@ -38,6 +38,10 @@ pub const SCHEMA_TEXT: &str = include_str!("jitgate.cedarschema");
 pub const REASON_ANNOTATION: &str = "reason";
 /// Annotation: this permit needs a person of the named group to approve.
 pub const APPROVAL_ANNOTATION: &str = "approval";
+/// Annotation: this permit needs the end user (through the agent's MCP
+/// client) to confirm the exact request; the value is the group that
+/// approves instead when the client cannot ask its user.
+pub const CONFIRM_ANNOTATION: &str = "confirm";
 /// Annotation: when this forbid denies, quarantine the agent.
 pub const QUARANTINE_ANNOTATION: &str = "quarantine";
 /// Annotation: the policy's id.
@@ -90,6 +94,9 @@ pub struct PolicyInfo {
     pub effect: &'static str,
     pub reason: Option<String>,
     pub approval: Option<String>,
+    /// `@confirm("group")`: the end user confirms; `group` approves when the
+    /// client cannot ask.
+    pub confirm: Option<String>,
     /// `@quarantine`: when this forbid denies, the agent is quarantined.
     pub quarantine: bool,
 }
@@ -142,6 +149,10 @@ pub enum Outcome {
     Allow,
     /// Allowed only once a person of `group` approves this exact request.
     NeedsApproval { group: String },
+    /// Allowed once the end user confirms this exact request through the
+    /// agent's MCP client; when the client cannot ask, a person of
+    /// `fallback` approves instead.
+    NeedsConfirmation { fallback: String },
     /// `policy` is the forbid that denied, or `None` when nothing permitted.
     Deny { policy: Option<String>, reason: String },
 }
@@ -336,6 +347,26 @@ impl PolicyEngine {
                 if effect == "forbid" && approval.is_some() {
                     errors.push(PolicyError { file: path.clone(), line, column: 1, message: format!("policy `{id}`: @approval belongs on a permit, not a forbid") });
                 }
+                let confirm = renamed.annotation(CONFIRM_ANNOTATION).map(str::to_owned);
+                if effect == "forbid" && confirm.is_some() {
+                    errors.push(PolicyError { file: path.clone(), line, column: 1, message: format!("policy `{id}`: @confirm belongs on a permit, not a forbid") });
+                }
+                if approval.is_some() && confirm.is_some() {
+                    errors.push(PolicyError {
+                        file: path.clone(),
+                        line,
+                        column: 1,
+                        message: format!("policy `{id}`: use one of @approval (a person of a group decides) or @confirm (the end user confirms, the group decides when the client cannot ask)"),
+                    });
+                }
+                if confirm.as_deref().is_some_and(|g| g.trim().is_empty()) {
+                    errors.push(PolicyError {
+                        file: path.clone(),
+                        line,
+                        column: 1,
+                        message: format!("policy `{id}`: @confirm needs the group that approves when the client cannot ask its user, e.g. @confirm(\"platform-oncall\")"),
+                    });
+                }
                 if approval.as_deref().is_some_and(|g| g.trim().is_empty()) {
                     errors.push(PolicyError { file: path.clone(), line, column: 1, message: format!("policy `{id}`: @approval needs a group name, e.g. @approval(\"platform-oncall\")") });
                 }
@@ -348,6 +379,7 @@ impl PolicyEngine {
                         effect,
                         reason: renamed.annotation(REASON_ANNOTATION).map(str::to_owned),
                         approval,
+                        confirm,
                         quarantine: renamed.annotation(QUARANTINE_ANNOTATION).is_some(),
                     },
                 );
@@ -543,17 +575,25 @@ impl PolicyEngine {
                 // An allow needs approval only if every permit that allowed it asks
                 // for one, and only for a token request: planning a task that names
                 // a gated tool is fine, and break-glass is its own reviewed path.
-                let unconditional = determining.iter().any(|p| p.effect == "permit" && p.approval.is_none());
+                let unconditional = determining.iter().any(|p| p.effect == "permit" && p.approval.is_none() && p.confirm.is_none());
                 if unconditional || input.action != Action::Request {
                     return Ok(Decision { outcome: Outcome::Allow, determining, errors });
                 }
-                let group = determining.iter().filter_map(|p| p.approval.clone()).min().unwrap_or_default();
-                let granted = input.request.is_some_and(|r| r.approval.granted && determining.iter().any(|p| p.approval.as_deref() == Some(r.approval.group.as_str())));
+                let granted = input.request.is_some_and(|r| {
+                    (r.approval.granted && determining.iter().any(|p| p.approval.as_deref() == Some(r.approval.group.as_str())))
+                        || (r.approval.granted && determining.iter().any(|p| p.confirm.as_deref() == Some(r.approval.group.as_str())))
+                        || (r.confirmed_by_end_user && determining.iter().any(|p| p.confirm.is_some()))
+                });
                 if granted {
-                    Ok(Decision { outcome: Outcome::Allow, determining, errors })
-                } else {
-                    Ok(Decision { outcome: Outcome::NeedsApproval { group }, determining, errors })
+                    return Ok(Decision { outcome: Outcome::Allow, determining, errors });
                 }
+                // Any permit suffices: the end user's confirmation, when a
+                // rule offers it, is the lighter path.
+                if let Some(fallback) = determining.iter().filter_map(|p| p.confirm.clone()).min() {
+                    return Ok(Decision { outcome: Outcome::NeedsConfirmation { fallback }, determining, errors });
+                }
+                let group = determining.iter().filter_map(|p| p.approval.clone()).min().unwrap_or_default();
+                Ok(Decision { outcome: Outcome::NeedsApproval { group }, determining, errors })
             }
         }
     }

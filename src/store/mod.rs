@@ -352,6 +352,12 @@ pub trait Store: Send + Sync + 'static {
     /// (and no record) if it was not quarantined.
     fn release(&self, agent: &str, by: &str, note: &str, event: &crate::audit::Event, now: i64) -> Result<bool, StoreError>;
     fn quarantined(&self, agent: &str) -> Result<Option<Quarantine>, StoreError>;
+    /// Remember a question put to the agent's end user about one canonical
+    /// request (`digest`) of one task, answerable until `expires_at`.
+    fn ask_end_user(&self, id: &str, agent: &str, task: &str, digest: &str, now: i64, expires_at: i64) -> Result<(), StoreError>;
+    /// Take the answer to question `id`: true exactly once, and only for the
+    /// agent, task and request it was asked about, before it expires.
+    fn take_end_user_answer(&self, id: &str, agent: &str, task: &str, digest: &str, now: i64) -> Result<bool, StoreError>;
     /// Record a token together with the intent it was granted for.
     fn record_token_and_intent(&self, token: &TokenRecord, intent: &Intent) -> Result<(), StoreError>;
     /// The agent's latest call (a consumed token), in any task.

@@ -79,6 +79,18 @@ CREATE TABLE IF NOT EXISTS request_rate (
     at INTEGER NOT NULL
 );
 CREATE INDEX IF NOT EXISTS request_rate_agent ON request_rate(agent, at);
+-- Questions jitgate put to an agent's end user (MCP input-required results);
+-- the answer comes back with the retried request and is taken once, for the
+-- same agent, task and canonical request.
+CREATE TABLE IF NOT EXISTS confirmations (
+    id TEXT PRIMARY KEY,
+    agent TEXT NOT NULL,
+    task TEXT NOT NULL,
+    digest TEXT NOT NULL,
+    asked_at INTEGER NOT NULL,
+    expires_at INTEGER NOT NULL,
+    answered_at INTEGER
+);
 -- Every consumed token is a call that happened, in order: the chain a
 -- baseline judges is this, not what the agent says it follows.
 CREATE TABLE IF NOT EXISTS calls (
@@ -695,6 +707,25 @@ impl Store for SqliteStore {
             audit::append_in(&tx, event, now)?;
         }
         tx.commit()?;
+        Ok(n == 1)
+    }
+
+    fn ask_end_user(&self, id: &str, agent: &str, task: &str, digest: &str, now: i64, expires_at: i64) -> Result<(), StoreError> {
+        let conn = self.conn();
+        // Unanswered questions are kept only until they expire.
+        conn.execute("DELETE FROM confirmations WHERE expires_at <= ?1", params![now])?;
+        conn.execute(
+            "INSERT INTO confirmations(id, agent, task, digest, asked_at, expires_at) VALUES (?1,?2,?3,?4,?5,?6)",
+            params![id, agent, task, digest, now, expires_at],
+        )?;
+        Ok(())
+    }
+
+    fn take_end_user_answer(&self, id: &str, agent: &str, task: &str, digest: &str, now: i64) -> Result<bool, StoreError> {
+        let n = self.conn().execute(
+            "UPDATE confirmations SET answered_at=?5 WHERE id=?1 AND agent=?2 AND task=?3 AND digest=?4 AND answered_at IS NULL AND expires_at > ?5",
+            params![id, agent, task, digest, now],
+        )?;
         Ok(n == 1)
     }
 

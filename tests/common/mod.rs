@@ -520,3 +520,17 @@ impl Deployment {
         manifest
     }
 }
+
+/// A `jit_request` answer that holds the request for a person: a pending
+/// approval of `group`, under the end-user rule for untrusted values in
+/// sinks (the test client cannot ask its user), and no token.
+pub fn assert_held_for_end_user(r: &Result<serde_json::Value, CallToolResult>, group: &str) {
+    let v = match r {
+        Ok(v) => v,
+        Err(e) => panic!("expected a pending approval, got a refusal: {}", text_of(e)),
+    };
+    assert_eq!(v["decision"], "pending_approval", "{v}");
+    assert_eq!(v["group"], group, "{v}");
+    assert!(v["token"].is_null(), "no token may be granted: {v}");
+    assert!(v["policies"].to_string().contains("untrusted-data-into-sinks-needs-the-end-user"), "{v}");
+}

@@ -1,0 +1,175 @@
+//! The end user confirms what taint cannot decide.
+//!
+//! A policy rule annotated `@confirm("group")` lets a request through once
+//! the agent's end user confirms exactly that request. jitgate asks through
+//! the agent's own MCP client, never through the model: a 2026-07-28 client
+//! gets an input-required result (an elicitation) and sends the answer back
+//! with the retried `jit_request`; a handshake-era session is asked with an
+//! `elicitation/create` request. The question shows the exact call and where
+//! each third-party value came from. An answer counts only for the agent,
+//! task and canonical request it was asked about, once, before it expires,
+//! and it is read only from the protocol's input responses, which a model
+//! cannot write: a hijacked agent cannot confirm for its user by declaring a
+//! new objective or by putting words into its arguments. A client that cannot
+//! ask its user sends the request to the rule's group as a pending approval.
+
+use std::time::Duration;
+
+use rmcp::model::{
+    ElicitRequest, ElicitRequestParams, ElicitationAction, ElicitationSchema, InputRequest, InputRequests, InputRequiredResult, InputResponses,
+};
+use rmcp::service::Peer;
+use rmcp::RoleServer;
+use serde_json::{Value, json};
+
+use crate::audit::Event;
+use crate::baseline::taint::TaintVerdict;
+use crate::identity::VerifiedAgent;
+use crate::token::{ArgConstraints, Constraint};
+
+/// The key of jitgate's one question in an input-required result.
+pub const QUESTION_KEY: &str = "jitgate_confirm";
+/// The field the end user sets to true to confirm.
+pub const CONFIRM_FIELD: &str = "confirm";
+/// How long a handshake-era client may take to answer.
+const SESSION_ANSWER_TIMEOUT: Duration = Duration::from_secs(300);
+
+/// How the agent's end user can be asked, from the request's transport.
+#[derive(Debug, Clone, Copy, Default)]
+pub enum EndUser<'a> {
+    /// A 2026-07-28 request. `can_ask`: the client declared elicitation in
+    /// this request's capabilities. A retry carries the answer and the
+    /// question's handle (`request_state`).
+    Stateless { can_ask: bool, responses: Option<&'a InputResponses>, state: Option<&'a str> },
+    /// A handshake-era session whose client declared elicitation (or not).
+    Session { can_ask: bool, peer: &'a Peer<RoleServer> },
+    /// Nobody to ask.
+    #[default]
+    Unreachable,
+}
+
+/// What a retried request says about the end user.
+#[derive(Debug, PartialEq, Eq)]
+pub enum Answer {
+    /// Not a retry: no answer yet.
+    None,
+    Confirmed,
+    /// The end user declined or cancelled.
+    Declined,
+    /// An answer that does not belong to this agent, task and request, was
+    /// used already or expired.
+    Invalid,
+}
+
+/// A 2026-07-28 retry's answer, given whether its question (the handle in
+/// `request_state`) was taken from the store for this agent, task and request.
+pub fn answer_of(taken: bool, responses: Option<&InputResponses>) -> Answer {
+    if !taken {
+        return Answer::Invalid;
+    }
+    if responses.and_then(|r| r.get(QUESTION_KEY)).is_some_and(confirms) { Answer::Confirmed } else { Answer::Declined }
+}
+
+/// An elicitation result that accepts with `confirm: true`; anything else
+/// (decline, cancel, a missing or false field, another shape) is a no.
+fn confirms(result: &Value) -> bool {
+    result.get("action").and_then(Value::as_str) == Some("accept") && result.pointer(&format!("/content/{CONFIRM_FIELD}")) == Some(&Value::Bool(true))
+}
+
+/// The question, in words the end user can check against what they asked for.
+pub fn question(tool: &str, constraints: &ArgConstraints, purpose: &str, taint: &TaintVerdict) -> String {
+    let mut lines = vec![format!("Your agent wants to call `{tool}` with:")];
+    for (name, c) in constraints {
+        let value = match c {
+            Constraint::Eq(v) => v.to_string(),
+            other => format!("any value allowed by {}", serde_json::to_string(other).unwrap_or_default()),
+        };
+        let from: Vec<&str> = taint.findings.iter().filter(|(arg, _)| arg == name).map(|(_, v)| v.as_str()).collect();
+        let origin = if from.is_empty() { String::new() } else { format!("  <- contains {} from content a third party wrote", from.join(", ")) };
+        lines.push(format!("  {name} = {value}{origin}"));
+    }
+    if !taint.sources.is_empty() {
+        let sources: Vec<String> = taint.sources.iter().map(|s| format!("{} (call {})", s.tool, s.call)).collect();
+        lines.push(format!("Third-party values came from: {}.", sources.join(", ")));
+    }
+    lines.push(format!("The agent says why (its own words, not checked): {purpose}"));
+    lines.push("Confirm only if this is what you asked your agent to do.".into());
+    lines.join("\n")
+}
+
+fn schema() -> ElicitationSchema {
+    // The builder fails only for an empty schema; this one has a property.
+    ElicitationSchema::builder().required_bool(CONFIRM_FIELD).build().unwrap_or_else(|_| ElicitationSchema::new(Default::default()))
+}
+
+fn params(message: String) -> ElicitRequestParams {
+    ElicitRequestParams::FormElicitationParams { meta: None, message, requested_schema: schema() }
+}
+
+/// The input-required result that asks a 2026-07-28 client's user; the
+/// question's handle is `id`, remembered in the store by the caller.
+pub fn input_required(id: &str, message: String) -> InputRequiredResult {
+    let mut requests = InputRequests::new();
+    requests.insert(QUESTION_KEY.to_owned(), InputRequest::Elicitation(ElicitRequest::new(params(message))));
+    InputRequiredResult::new(Some(requests), Some(id.to_owned()))
+}
+
+/// Ask a handshake-era session's user now. None when the client could not
+/// answer (an error or no answer in time): the caller falls back.
+pub async fn ask_session(peer: &Peer<RoleServer>, message: String) -> Option<bool> {
+    match tokio::time::timeout(SESSION_ANSWER_TIMEOUT, peer.create_elicitation(params(message))).await {
+        Ok(Ok(result)) => Some(result.action == ElicitationAction::Accept && result.content.as_ref().and_then(|c| c.get(CONFIRM_FIELD)) == Some(&Value::Bool(true))),
+        Ok(Err(e)) => {
+            tracing::warn!(error = %e, "the client could not ask its user; falling back to approval");
+            None
+        }
+        Err(_) => {
+            tracing::warn!("the client's user did not answer in time; falling back to approval");
+            None
+        }
+    }
+}
+
+/// The audit record of a question or an answer.
+pub fn event(kind: &'static str, agent: &VerifiedAgent, task: &str, tool: &str, digest: &str, via: &str, answer: Option<&str>) -> Event {
+    Event::new(kind, Some(task), Some(&agent.agent.id), json!({"tool": tool, "request_digest": digest, "via": via, "answer": answer}))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn only_an_accept_with_confirm_true_confirms() {
+        assert!(confirms(&json!({"action": "accept", "content": {"confirm": true}})));
+        for no in [
+            json!({"action": "accept", "content": {"confirm": false}}),
+            json!({"action": "accept", "content": {"confirm": "true"}}),
+            json!({"action": "accept", "content": {}}),
+            json!({"action": "decline"}),
+            json!({"action": "cancel", "content": {"confirm": true}}),
+            json!("yes"),
+        ] {
+            assert!(!confirms(&no), "{no}");
+        }
+    }
+
+    #[test]
+    fn the_question_names_the_call_and_where_third_party_values_came_from() {
+        let constraints = ArgConstraints::from([("to".to_owned(), Constraint::Eq(json!("dana@partner.test"))), ("subject".to_owned(), Constraint::Eq(json!("Hello")))]);
+        let taint = TaintVerdict {
+            tainted: true,
+            sources: vec![crate::baseline::taint::Source { call: "jti-1".into(), tool: "workspace__fetch_page".into() }],
+            findings: vec![("to".into(), "dana@partner.test".into())],
+            unverifiable: vec![],
+        };
+        let q = question("workspace__send_message", &constraints, "invite Dana", &taint);
+        assert!(q.contains("`workspace__send_message`") && q.contains(r#"to = "dana@partner.test"  <- contains dana@partner.test"#), "{q}");
+        assert!(q.contains("workspace__fetch_page (call jti-1)") && q.contains("not checked): invite Dana"), "{q}");
+        let r = serde_json::to_value(input_required("q1", q)).unwrap();
+        assert_eq!(r["resultType"], "input_required");
+        assert_eq!(r["requestState"], "q1");
+        assert_eq!(r["inputRequests"][QUESTION_KEY]["method"], "elicitation/create");
+        assert_eq!(r["inputRequests"][QUESTION_KEY]["params"]["requestedSchema"]["required"], json!(["confirm"]));
+    }
+}
