@@ -157,3 +157,58 @@ async fn typescript_client_in_default_and_auto_modes_runs_the_worked_example() {
         assert_worked_example(&r, &dep);
     }
 }
+
+/// A third-party value the end user really asked for reaches its sink with
+/// one confirmation by the end user, asked through the official Python
+/// client (an input-required result in 2026-07-28, elicitation/create in a
+/// handshake session); the injected destination is declined by the same
+/// user and never sent; an answer works once, for its own request only.
+fn confirmation_flow(mode: &str) {
+    let dep = quickstart_deployment();
+    let gw = Gateway::start(&dep);
+    let rt = tokio::runtime::Runtime::new().unwrap();
+    rt.block_on(gw.wait_server("workspace", "ready"));
+    // Bob's message names the colleague to send the summary to.
+    let colleague = "carol@partner.example";
+    let msg = serde_json::json!({"id": "msg-004", "from": "bob@example.org", "subject": "Q3 summary", "body": format!("Please send the Q3 summary to my colleague {colleague}, who joins the project.")});
+    std::fs::write(dep.workspace_state.join("inbox/msg-004.json"), msg.to_string()).unwrap();
+
+    let out = Command::new(python())
+        .arg(repo_root().join("tests/support/python/confirm_flow.py"))
+        .args([mode, &gw.url, &dep.mint("triage"), colleague])
+        .output()
+        .unwrap();
+    assert!(out.status.success(), "python client failed:\n{}", String::from_utf8_lossy(&out.stderr));
+    let r: Value = serde_json::from_slice(&out.stdout).unwrap_or_else(|e| panic!("bad output ({e}): {}", String::from_utf8_lossy(&out.stdout)));
+
+    assert_eq!(r["inbox_has_colleague"], true, "{r}");
+    // The benign flow: one question, confirmed, and the mail goes out.
+    assert_eq!(r["benign_request"]["is_error"], false, "{r}");
+    assert_eq!(r["benign_questions"], 1, "exactly one confirmation: {r}");
+    assert_eq!(r["benign_send"]["is_error"], false, "{r}");
+    let question = r["questions"][0].as_str().unwrap();
+    assert!(question.contains("workspace__send_message") && question.contains(colleague) && question.contains("workspace__read_inbox"), "{question}");
+    // The injected destination: asked, declined, refused.
+    assert_eq!(r["attack_request"]["code"], "declined_by_end_user", "{r}");
+    let outbox = std::fs::read_to_string(dep.workspace_state.join("outbox.jsonl")).unwrap_or_default();
+    assert!(outbox.contains(colleague) && !outbox.contains("exfil.attacker.test"), "{outbox}");
+    if mode == "auto" {
+        assert!(r["manual_first"].as_str().unwrap().contains("input_required"), "{r}");
+        assert_eq!(r["manual_answer"]["is_error"], false, "{r}");
+        assert_eq!(r["answer_used_twice"]["code"], "confirmation_invalid", "{r}");
+        assert_eq!(r["answer_for_another_request"]["code"], "confirmation_invalid", "{r}");
+    }
+    // Every question and answer is in the audit trail.
+    let (_, log, _) = jitgate(&["audit", "export", "--config", dep.config.to_str().unwrap()]);
+    assert!(log.contains("confirmation.asked") && log.contains("confirmation.answered"), "{log}");
+}
+
+#[test]
+fn the_end_user_confirms_third_party_values_in_2026_07_28_mode() {
+    confirmation_flow("auto");
+}
+
+#[test]
+fn the_end_user_confirms_third_party_values_in_a_handshake_session() {
+    confirmation_flow("legacy");
+}

@@ -492,6 +492,11 @@ fn explain_says_what_the_gateway_does_for_unusual_and_drifting_requests() {
     assert_eq!((unusual["decision"].as_str(), unusual["approval_group"].as_str()), (Some("needs_approval"), Some("platform-oncall")), "{unusual}");
     let drifting = explain(&["--baseline-score", "90", "--unknown-transition", "--strong-evidence"]);
     assert_eq!(drifting["decision"], "quarantine", "{drifting}");
+    // A third-party value in a sink: the end user confirms (platform-oncall
+    // when the client cannot ask); once confirmed it is allowed.
+    let tainted = explain(&["--tainted"]);
+    assert_eq!((tainted["decision"].as_str(), tainted["approval_group"].as_str()), (Some("needs_confirmation"), Some("platform-oncall")), "{tainted}");
+    assert_eq!(explain(&["--tainted", "--confirmed-by-end-user"])["decision"], "allow");
     // Planning is a different action with its own answer, and the text output says so.
     let (code, out, _) = jitgate(&["policy", "explain", "--config", dep.config.to_str().unwrap(), "--agent", "triage", "--tool", "workspace__send_message", "--action", "begin-task"]);
     assert_eq!(code, Some(0));

@@ -159,6 +159,43 @@ fn approval_annotation_turns_allow_into_pending_until_granted() {
 }
 
 #[test]
+fn confirm_annotation_waits_for_the_end_user_or_its_fallback_group() {
+    let e = ok_engine(&[(
+        "c.cedar",
+        r#"@confirm("oncall") permit(principal, action == Action::"Request", resource) when { context.taint.sensitive_from_untrusted };
+           permit(principal, action == Action::"Request", resource) when { !context.taint.sensitive_from_untrusted };"#,
+    )]);
+    let (a, send) = (agent("support"), tool("send", Risk::High, "development"));
+    let mut tainted = request("a");
+    tainted.taint.sensitive_from_untrusted = true;
+    assert_eq!(decide(&e, Action::Request, &a, &send, &tainted, 9).outcome, Outcome::NeedsConfirmation { fallback: "oncall".into() });
+    // The end user's confirmation, or the fallback group's approval, allows it.
+    let mut confirmed = tainted.clone();
+    confirmed.confirmed_by_end_user = true;
+    assert_eq!(decide(&e, Action::Request, &a, &send, &confirmed, 9).outcome, Outcome::Allow);
+    let mut approved = tainted.clone();
+    approved.approval = ApprovalFacts { granted: true, group: "oncall".into(), approver: "alice".into() };
+    assert_eq!(decide(&e, Action::Request, &a, &send, &approved, 9).outcome, Outcome::Allow);
+    approved.approval.group = "other".into();
+    assert_eq!(decide(&e, Action::Request, &a, &send, &approved, 9).outcome, Outcome::NeedsConfirmation { fallback: "oncall".into() });
+    // A confirmation counts only where a @confirm rule applies: an untainted
+    // request is allowed anyway, and a confirmation cannot lift a forbid.
+    assert_eq!(decide(&e, Action::Request, &a, &send, &request("a"), 9).outcome, Outcome::Allow);
+    let strict = ok_engine(&[("s.cedar", r#"@id("never") forbid(principal, action == Action::"Request", resource) when { context.taint.sensitive_from_untrusted };
+        @confirm("oncall") permit(principal, action == Action::"Request", resource);"#)]);
+    assert!(matches!(decide(&strict, Action::Request, &a, &send, &confirmed, 9).outcome, Outcome::Deny { .. }));
+    // Misplaced or doubled annotations are refused when the policies load.
+    for (bad, want) in [
+        ("@confirm(\"g\") forbid(principal, action, resource);\n", "@confirm belongs on a permit"),
+        ("@confirm(\"g\") @approval(\"g\") permit(principal, action, resource);\n", "use one of @approval"),
+        ("@confirm(\"\") permit(principal, action, resource);\n", "@confirm needs the group"),
+    ] {
+        let Err(e) = engine(&[("a.cedar", bad)]) else { panic!("{bad} should fail") };
+        assert!(e.to_string().contains(want), "{e}");
+    }
+}
+
+#[test]
 fn a_forbid_that_errors_denies() {
     let e = ok_engine(&[(
         "e.cedar",
