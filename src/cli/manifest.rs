@@ -250,14 +250,90 @@ fn render(name: &str, server_info: &str, transport: &Transport, tools: &[rmcp::m
         let _ = writeln!(out, "\n# {desc}");
         let _ = writeln!(out, "[tools.{}]", quote(&tool.name));
         let _ = writeln!(out, "risk = \"{risk}\"\nresource_class = \"general\"\nenvironment = \"development\"");
-        let _ = writeln!(out, "max_ttl = \"60s\"\nsensitive_args = []\nuntrusted_output = false\npin = \"{}\"", pin_of_tool(tool));
+        let p = propose(tool);
+        let listed = |v: &[String]| v.iter().map(|a| quote(a)).collect::<Vec<_>>().join(", ");
+        if !p.sensitive.is_empty() {
+            let _ = writeln!(out, "# proposed: arguments that choose where data goes (recipient-like names, format email/uri); review");
+        }
+        let _ = writeln!(out, "max_ttl = \"60s\"\nsensitive_args = [{}]", listed(&p.sensitive));
+        if p.untrusted_output {
+            let _ = writeln!(out, "# proposed: its output is written by third parties (mail, web, messages); review");
+        }
+        let _ = writeln!(out, "untrusted_output = {}", p.untrusted_output);
+        if p.sink {
+            let _ = writeln!(out, "# proposed: it sends data somewhere an argument chooses; policies treat sinks with care\ntags = [\"sink\"]");
+        }
+        let _ = writeln!(out, "pin = \"{}\"", pin_of_tool(tool));
     }
     out
+}
+
+/// What `manifest init` proposes for a tool from its schema and description.
+/// Only a starting point for the person who reviews the manifest: names and
+/// words are hints, never proof.
+#[derive(Debug, Default, PartialEq, Eq)]
+struct Proposal {
+    sensitive: Vec<String>,
+    untrusted_output: bool,
+    sink: bool,
+}
+
+/// Argument names that choose a destination or an identity to act on.
+const DESTINATION_NAMES: &[&str] = &[
+    "to", "cc", "bcc", "recipient", "recipients", "email", "emails", "address", "destination", "dest", "target", "url", "uri", "link", "endpoint",
+    "webhook", "host", "domain", "channel", "user", "users", "participants", "attendees", "invitees", "iban", "account", "phone", "number",
+];
+
+/// Words in a description or name that say the output comes from third parties.
+const THIRD_PARTY_WORDS: &[&str] = &["third part", "inbox", "e-mail", "email", "message", "web page", "webpage", "fetch", "browse", "search", "http", "url", "channel", "comment", "review"];
+
+fn propose(tool: &rmcp::model::Tool) -> Proposal {
+    let mut sensitive = Vec::new();
+    if let Some(props) = tool.input_schema.get("properties").and_then(serde_json::Value::as_object) {
+        for (name, schema) in props {
+            let lower = name.to_ascii_lowercase();
+            let format = schema.get("format").and_then(serde_json::Value::as_str).unwrap_or("");
+            let by_name = DESTINATION_NAMES.iter().any(|d| lower == *d || lower.ends_with(&format!("_{d}")) || lower.starts_with(&format!("{d}_")));
+            if by_name || matches!(format, "email" | "idn-email" | "uri" | "url" | "iri" | "hostname") {
+                sensitive.push(name.clone());
+            }
+        }
+    }
+    sensitive.sort();
+    let read_only = tool.annotations.as_ref().and_then(|a| a.read_only_hint) == Some(true);
+    let text = format!("{} {}", tool.name, tool.description.as_deref().unwrap_or("")).to_ascii_lowercase();
+    let untrusted_output = read_only && THIRD_PARTY_WORDS.iter().any(|w| text.contains(w));
+    // A read-only fetch of a URL is an exfiltration channel too (the URL
+    // carries the data), so its URL stays sensitive; only writers are sinks.
+    let sink = !read_only && !sensitive.is_empty();
+    Proposal { sensitive, untrusted_output, sink }
 }
 
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn init_proposes_sensitive_arguments_untrusted_output_and_sinks() {
+        let tool = |v: serde_json::Value| -> rmcp::model::Tool { serde_json::from_value(v).unwrap() };
+        let send = tool(serde_json::json!({"name": "send_message", "description": "Send an e-mail", "inputSchema": {"type": "object", "properties": {
+            "to": {"type": "string"}, "reply_email": {"type": "string"}, "subject": {"type": "string"}, "cc_list": {"type": "string"}, "callback": {"type": "string", "format": "uri"}}}}));
+        assert_eq!(propose(&send), Proposal { sensitive: vec!["callback".into(), "cc_list".into(), "reply_email".into(), "to".into()], untrusted_output: false, sink: true });
+        let fetch = tool(serde_json::json!({"name": "fetch_page", "description": "Fetch a web page by URL", "annotations": {"readOnlyHint": true},
+            "inputSchema": {"type": "object", "properties": {"url": {"type": "string"}}}}));
+        assert_eq!(propose(&fetch), Proposal { sensitive: vec!["url".into()], untrusted_output: true, sink: false });
+        let notes = tool(serde_json::json!({"name": "list_notes", "description": "List the notes", "annotations": {"readOnlyHint": true}, "inputSchema": {"type": "object"}}));
+        assert_eq!(propose(&notes), Proposal::default());
+        // What it writes loads as a manifest.
+        let text = render("ws", "srv 1", &Transport::Url("http://127.0.0.1:1/mcp".into()), &[send, fetch, notes]);
+        let dir = std::env::temp_dir().join(format!("jitgate-init-{}", std::process::id()));
+        std::fs::create_dir_all(&dir).unwrap();
+        std::fs::write(dir.join("ws.toml"), &text).unwrap();
+        let m = Manifest::load(&dir.join("ws.toml")).unwrap();
+        assert_eq!(m.tools["send_message"].tags, vec!["sink".to_owned()]);
+        assert!(m.tools["fetch_page"].untrusted_output && m.tools["fetch_page"].sensitive_args == vec!["url".to_owned()]);
+        let _ = std::fs::remove_dir_all(&dir);
+    }
 
     #[test]
     fn replace_pin_touches_only_that_tools_pin_line() {
