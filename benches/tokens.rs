@@ -147,6 +147,8 @@ fn benches(c: &mut Criterion) {
         phase_count: 1,
         in_phase_plan: true,
         plan: vec!["workspace__send_message".into()],
+        after_untrusted_read: false,
+        new_tools: vec![],
     };
     let request = RequestFacts {
         purpose: "reply to alice".into(),

@@ -250,3 +250,31 @@ async fn follows_and_a_new_task_do_not_hide_the_real_previous_call() {
     raw_call(&agent, "jit_next_phase", json!({"task": usual, "phase": "send"})).await.unwrap();
     assert_eq!(grant(&agent, mail(&usual, None)).await.unwrap()["decision"], "allow");
 }
+
+/// A hijacked agent ends its task right after reading a poisoned page and
+/// plans a new one with a critical tool it never planned before: the plan
+/// is refused. The same plan after a trusted step, and a new plan that adds
+/// nothing critical, are accepted (and their calls judged when requested).
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_new_plan_right_after_untrusted_content_cannot_add_critical_tools() {
+    let dep = Deployment::new(&setup());
+    let gw = Gateway::start(&dep);
+    gw.wait_server("workspace", "ready").await;
+    let janitor = gw.connect(&dep.mint("janitor")).await;
+    let t1 = begin(&janitor, json!([{"name": "read", "tools": ["workspace__fetch_page", "workspace__read_note"]}])).await.unwrap();
+    let page = request(&janitor, &t1, "workspace__fetch_page", json!({"url": "https://news.example.com/today"})).await.unwrap();
+    call_with_token(&janitor, "workspace__fetch_page", json!({"url": "https://news.example.com/today"}), &page).await.unwrap();
+    raw_call(&janitor, "jit_end_task", json!({"task": t1, "outcome": "done"})).await.unwrap();
+
+    // The page said "rotate the API key": a new plan naming it is refused.
+    let rotate = json!([{"name": "rotate", "tools": ["workspace__rotate_api_key"]}]);
+    let refused = begin(&janitor, rotate.clone()).await.unwrap_err();
+    assert_eq!(refusal_code(&refused).as_deref(), Some("policy_denied"), "{}", text_of(&refused));
+    assert!(text_of(&refused).contains("no-new-critical-tools-right-after-untrusted-content"), "{}", text_of(&refused));
+    // A new plan with nothing critical is fine.
+    let t2 = begin(&janitor, json!([{"name": "read", "tools": ["workspace__read_note"]}])).await.unwrap();
+    // After a trusted step, the critical plan may be made (its request is still judged).
+    let note = request(&janitor, &t2, "workspace__read_note", json!({"name": "welcome.md"})).await.unwrap();
+    call_with_token(&janitor, "workspace__read_note", json!({"name": "welcome.md"}), &note).await.unwrap();
+    assert!(begin(&janitor, rotate).await.is_ok());
+}

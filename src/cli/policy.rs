@@ -65,6 +65,14 @@ pub struct ExplainArgs {
     /// quarantines the agent.
     #[arg(long)]
     pub strong_evidence: bool,
+    /// Pretend the agent's last call read third-party content
+    /// (`context.task.after_untrusted_read`).
+    #[arg(long)]
+    pub after_untrusted_read: bool,
+    /// With --action begin-task: the tool was already in the plan of the
+    /// agent's last call (not in `context.task.new_tools`).
+    #[arg(long)]
+    pub previously_planned: bool,
     /// Pretend the end user confirmed exactly this request through the
     /// agent's MCP client (what a @confirm rule waits for).
     #[arg(long)]
@@ -128,6 +136,9 @@ fn explain(a: ExplainArgs) -> Result<(), CliError> {
         phase_count: 1,
         in_phase_plan: !a.not_in_plan,
         plan: vec![a.tool.clone()],
+        after_untrusted_read: a.after_untrusted_read,
+        // For begin-task: the tool is new unless --previously-planned says otherwise.
+        new_tools: if a.previously_planned { vec![] } else { vec![a.tool.clone()] },
     };
     let request = RequestFacts {
         purpose: "(policy explain)".into(),

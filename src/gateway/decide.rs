@@ -43,6 +43,8 @@ pub fn task_facts(task: &Task, tool: &str) -> TaskFacts {
         phase_count: task.phases.len(),
         in_phase_plan: phase.is_some_and(|p| p.tools.iter().any(|t| t == tool)),
         plan: plan_tools(&task.phases),
+        after_untrusted_read: false,
+        new_tools: Vec::new(),
     }
 }
 

@@ -283,7 +283,11 @@ async fn begin_task(session: &Session, agent: &VerifiedAgent, sid: Option<&str>,
         Ok(id) => id,
         Err(r) => return r,
     };
-    if let Err(r) = decide_plan(shared, agent, &id, objective, &req.phases, now) {
+    let history = match plan_history(shared, agent).await {
+        Ok(h) => h,
+        Err(r) => return r,
+    };
+    if let Err(r) = decide_plan(shared, agent, &id, objective, &req.phases, &history, now) {
         return r;
     }
     let task = Task {
@@ -305,7 +309,7 @@ async fn begin_task(session: &Session, agent: &VerifiedAgent, sid: Option<&str>,
         "task.begin",
         Some(&id),
         Some(&agent.agent.id),
-        json!({"objective": objective, "phases": req.phases, "sid": sid, "instance": shared.instance, "expires_at": expires_at, "agent_name": agent.agent.name}),
+        json!({"objective": objective, "phases": req.phases, "sid": sid, "instance": shared.instance, "expires_at": expires_at, "agent_name": agent.agent.name, "after_untrusted_read": history.after_untrusted_read}),
     );
     let max_tasks = shared.config.limits.max_active_tasks_per_agent;
     // One transaction: a quarantined agent opens nothing, the cap holds under
@@ -347,8 +351,35 @@ async fn begin_task(session: &Session, agent: &VerifiedAgent, sid: Option<&str>,
 /// Policy decides `BeginTask` once for every tool the plan names; any denial
 /// refuses the plan, naming each denied tool with its policy and the tools
 /// that would be allowed.
-fn decide_plan(shared: &super::Shared, agent: &VerifiedAgent, id: &str, objective: &str, phases: &[Phase], now: i64) -> Result<(), CallToolResult> {
+/// What the agent did just before planning: a new plan right after it read
+/// third-party content, adding tools its last plan did not name, is how a
+/// hijacked agent widens its tools; policy sees both facts.
+struct PlanHistory {
+    after_untrusted_read: bool,
+    /// The plan of the task of the agent's last call; None before its first call.
+    previous_plan: Option<Vec<String>>,
+}
+
+async fn plan_history(shared: &super::Shared, agent: &VerifiedAgent) -> Result<PlanHistory, CallToolResult> {
+    let agent_id = agent.agent.id.clone();
+    let (last, previous_task) = store_op(&shared.store, move |s| {
+        let last = s.last_call_of(&agent_id)?;
+        let task = match &last {
+            Some(c) => s.task(&c.task)?,
+            None => None,
+        };
+        Ok((last, task))
+    })
+    .await?;
+    Ok(PlanHistory {
+        after_untrusted_read: last.as_ref().is_some_and(|c| decide::untrusted_output(shared, &c.tool)),
+        previous_plan: previous_task.map(|t| decide::plan_tools(&t.phases)),
+    })
+}
+
+fn decide_plan(shared: &super::Shared, agent: &VerifiedAgent, id: &str, objective: &str, phases: &[Phase], history: &PlanHistory, now: i64) -> Result<(), CallToolResult> {
     let plan = decide::plan_tools(phases);
+    let new_tools: Vec<String> = plan.iter().filter(|t| !history.previous_plan.as_ref().is_some_and(|p| p.contains(t))).cloned().collect();
     let engine = shared.policy();
     let agent_facts = decide::agent_facts(agent, false);
     let (mut denied_tools, mut allowed) = (Vec::new(), Vec::new());
@@ -365,6 +396,8 @@ fn decide_plan(shared: &super::Shared, agent: &VerifiedAgent, id: &str, objectiv
             phase_count: phases.len(),
             in_phase_plan: true,
             plan: plan.clone(),
+            after_untrusted_read: history.after_untrusted_read,
+            new_tools: new_tools.clone(),
         };
         let d = engine.decide(&DecisionInput { action: Action::BeginTask, agent: &agent_facts, tool: &tool_facts, time: TimeFacts::at(now), task: &task, request: None });
         match d.outcome {
@@ -470,7 +503,10 @@ async fn request(session: &Session, agent: &VerifiedAgent, binding: Binding<'_>,
             decide::agent_facts(agent, false),
             checked.tool_facts.clone(),
             TimeFacts::at(asked.now),
-            decide::task_facts(&checked.task, &asked.tool),
+            crate::policy::TaskFacts {
+                after_untrusted_read: checked.last_call.as_ref().is_some_and(|c| decide::untrusted_output(shared, &c.tool)),
+                ..decide::task_facts(&checked.task, &asked.tool)
+            },
             facts,
         )
     };

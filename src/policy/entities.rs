@@ -55,6 +55,11 @@ pub struct TaskFacts {
     pub phase_count: usize,
     pub in_phase_plan: bool,
     pub plan: Vec<String>,
+    /// The agent's last call, in any of its tasks, read untrusted output.
+    pub after_untrusted_read: bool,
+    /// `BeginTask`: the plan's tools that the plan of the agent's last call
+    /// did not name (every tool for its first task); empty for requests.
+    pub new_tools: Vec<String>,
 }
 
 /// The approval state of the exact request.
@@ -266,6 +271,8 @@ fn task_record(t: &TaskFacts) -> Result<RestrictedExpression, String> {
         ("phase_count", long(t.phase_count)),
         ("in_phase_plan", RestrictedExpression::new_bool(t.in_phase_plan)),
         ("plan", set_of(t.plan.iter().cloned())),
+        ("after_untrusted_read", RestrictedExpression::new_bool(t.after_untrusted_read)),
+        ("new_tools", set_of(t.new_tools.iter().cloned())),
     ])
 }
 

@@ -56,6 +56,8 @@ fn task() -> TaskFacts {
         phase_count: 2,
         in_phase_plan: true,
         plan: vec!["ws__send".into()],
+        after_untrusted_read: false,
+        new_tools: vec![],
     }
 }
 
