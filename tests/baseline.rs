@@ -257,7 +257,11 @@ async fn follows_and_a_new_task_do_not_hide_the_real_previous_call() {
 /// nothing critical, are accepted (and their calls judged when requested).
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_new_plan_right_after_untrusted_content_cannot_add_critical_tools() {
-    let dep = Deployment::new(&setup());
+    // A rule a platform team can add (the quick start holds critical calls
+    // for a person at request time instead, so benign replanning still works).
+    let mut setup = setup();
+    setup.policies.push(("26-replanning.cedar".into(), REPLANNING_RULE.into()));
+    let dep = Deployment::new(&setup);
     let gw = Gateway::start(&dep);
     gw.wait_server("workspace", "ready").await;
     let janitor = gw.connect(&dep.mint("janitor")).await;
@@ -278,3 +282,13 @@ async fn a_new_plan_right_after_untrusted_content_cannot_add_critical_tools() {
     call_with_token(&janitor, "workspace__read_note", json!({"name": "welcome.md"}), &note).await.unwrap();
     assert!(begin(&janitor, rotate).await.is_ok());
 }
+
+const REPLANNING_RULE: &str = r#"
+@id("no-new-critical-tools-right-after-untrusted-content")
+@reason("a new plan right after reading third-party content may not add critical tools; take a trusted step first (read a note), or have a person plan this work")
+forbid (principal, action == Action::"BeginTask", resource)
+when {
+  context.task.after_untrusted_read && resource.risk_level == 4 &&
+  context.task.new_tools.contains(resource.name)
+};
+"#;
