@@ -90,6 +90,15 @@ fn decoded_len(field: &str) -> Option<usize> {
     base64::engine::general_purpose::URL_SAFE_NO_PAD.decode(field).ok().map(|b| b.len())
 }
 
+/// The bit length of a base64url big-endian modulus (leading zero bytes do
+/// not count).
+fn modulus_bits(field: &str) -> Option<usize> {
+    let bytes = base64::engine::general_purpose::URL_SAFE_NO_PAD.decode(field).ok()?;
+    let first = bytes.iter().position(|b| *b != 0)?;
+    let leading = usize::try_from(bytes.get(first)?.leading_zeros()).ok()?;
+    Some((bytes.len() - first) * 8 - leading)
+}
+
 /// The key material has the sizes its type requires. jsonwebtoken indexes
 /// key bytes without checking (an Ed25519 `x` shorter than 32 bytes panicked
 /// inside it; found by fuzzing), so a key from an agent is checked first.
@@ -109,10 +118,11 @@ fn check_key_material(jwk: &Jwk) -> Result<(), DpopError> {
             };
             if decoded_len(&p.x) == Some(size) && decoded_len(&p.y) == Some(size) { Ok(()) } else { bad("an EC key's x and y must be the curve's size") }
         }
-        AlgorithmParameters::RSA(p) => match (decoded_len(&p.n), decoded_len(&p.e)) {
-            // 2048 to 8192-bit moduli; a public exponent of at most 8 bytes.
-            (Some(n), Some(e)) if (256..=1024).contains(&n) && (1..=8).contains(&e) => Ok(()),
-            _ => bad("an RSA key needs a 2048- to 8192-bit modulus and a short exponent"),
+        AlgorithmParameters::RSA(p) => match (modulus_bits(&p.n), decoded_len(&p.e)) {
+            // 2048- to 4096-bit moduli (what the RSA code accepts); a public
+            // exponent of at most 8 bytes.
+            (Some(bits), Some(e)) if (2048..=4096).contains(&bits) && (1..=8).contains(&e) => Ok(()),
+            _ => bad("an RSA key needs a 2048- to 4096-bit modulus and a short exponent"),
         },
         _ => Ok(()),
     }
@@ -248,6 +258,18 @@ pub(crate) mod tests {
         let sig = base64::engine::general_purpose::URL_SAFE_NO_PAD.encode(key.sign(input.as_bytes()).to_bytes());
         let canonical = format!(r#"{{"crv":"Ed25519","kty":"OKP","x":"{x}"}}"#);
         (format!("{input}.{sig}"), base64::engine::general_purpose::URL_SAFE_NO_PAD.encode(Sha256::digest(canonical.as_bytes())))
+    }
+
+    #[test]
+    fn rsa_moduli_are_measured_in_bits() {
+        let b64 = |b: &[u8]| base64::engine::general_purpose::URL_SAFE_NO_PAD.encode(b);
+        let mut n = vec![0u8; 2];
+        n.extend(std::iter::repeat_n(0xff, 255));
+        // 257 bytes with two leading zeros: 2040 bits, too short.
+        assert_eq!(modulus_bits(&b64(&n)), Some(2040));
+        assert_eq!(modulus_bits(&b64(&[0x80; 256])), Some(2048));
+        assert_eq!(modulus_bits(&b64(&[0x01; 256])), Some(2041));
+        assert_eq!(modulus_bits(&b64(&[0, 0])), None);
     }
 
     /// Found by fuzzing: an Ed25519 `x` shorter than 32 bytes panicked inside

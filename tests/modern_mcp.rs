@@ -190,6 +190,8 @@ fn confirmation_flow(mode: &str) {
     assert!(question.contains("workspace__send_message") && question.contains(colleague) && question.contains("workspace__read_inbox"), "{question}");
     // The injected destination: asked, declined, refused.
     assert_eq!(r["attack_request"]["code"], "declined_by_end_user", "{r}");
+    assert_eq!(r["attack_again"]["code"], "declined_by_end_user", "{r}");
+    assert_eq!(r["asked_again"], 0, "a declined request is not asked again: {r}");
     let outbox = std::fs::read_to_string(dep.workspace_state.join("outbox.jsonl")).unwrap_or_default();
     assert!(outbox.contains(colleague) && !outbox.contains("exfil.attacker.test"), "{outbox}");
     if mode == "auto" {

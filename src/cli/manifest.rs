@@ -38,6 +38,10 @@ pub struct RepinArgs {
     /// Show what would change, write nothing.
     #[arg(long)]
     pub dry_run: bool,
+    /// Re-pin only this tool (repeat for several). Without it every changed
+    /// tool is re-pinned: review each one shown.
+    #[arg(long = "tool", value_name = "TOOL")]
+    pub tools: Vec<String>,
     /// How long to wait for the server to start.
     #[arg(long, default_value = "60s", value_parser = humantime::parse_duration)]
     pub timeout: Duration,
@@ -130,7 +134,13 @@ async fn repin(a: RepinArgs) -> Result<(), CliError> {
     let (server_info, live) = live_tools(&manifest, a.timeout).await?;
     let mut text = std::fs::read_to_string(&a.manifest).map_err(|e| CliError::Other(format!("cannot read {}: {e}", a.manifest.display())))?;
     let mut changed = 0;
+    if let Some(unknown) = a.tools.iter().find(|t| !manifest.tools.contains_key(t.as_str())) {
+        return Err(CliError::Other(format!("`{unknown}` is not a tool of {}", a.manifest.display())));
+    }
     for (name, spec) in &manifest.tools {
+        if !a.tools.is_empty() && !a.tools.contains(name) {
+            continue;
+        }
         let tool = live.iter().find(|t| t.name == name.as_str());
         let new = match pin_change(&spec.pin, tool) {
             PinChange::Unchanged => {
@@ -154,6 +164,11 @@ async fn repin(a: RepinArgs) -> Result<(), CliError> {
             let def = serde_json::to_string_pretty(tool).unwrap_or_default();
             for l in def.lines() {
                 println!("    {l}");
+            }
+            // A new argument that chooses where data goes is not sensitive
+            // until someone says so: point it out.
+            for arg in propose(tool).sensitive.iter().filter(|arg| !spec.sensitive_args.contains(arg)) {
+                println!("  note: `{arg}` looks like it chooses where data goes but is not in sensitive_args; review");
             }
         }
         text = replace_pin(&text, spec.line, &spec.pin, &new)

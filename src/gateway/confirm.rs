@@ -76,23 +76,49 @@ fn confirms(result: &Value) -> bool {
     result.get("action").and_then(Value::as_str) == Some("accept") && result.pointer(&format!("/content/{CONFIRM_FIELD}")) == Some(&Value::Bool(true))
 }
 
-/// The question, in words the end user can check against what they asked for.
+/// Longest value shown in a question; the rest is counted, not shown.
+const MAX_SHOWN: usize = 300;
+
+/// A string from the agent or a third party as the question shows it: quoted
+/// and escaped (a newline cannot start a line that looks like jitgate's own),
+/// without invisible or direction-changing characters, and cut short.
+fn shown(s: &str) -> String {
+    let visible: String = s.chars().filter(|c| !matches!(*c as u32, 0x200B..=0x200F | 0x202A..=0x202E | 0x2060..=0x2069 | 0xFEFF)).collect();
+    let quoted = serde_json::to_string(&visible).unwrap_or_default();
+    cut(&quoted)
+}
+
+fn cut(s: &str) -> String {
+    let n = s.chars().count();
+    if n <= MAX_SHOWN {
+        return s.to_owned();
+    }
+    let head: String = s.chars().take(MAX_SHOWN).collect();
+    format!("{head}… ({} more characters)", n - MAX_SHOWN)
+}
+
+/// The question, in words the end user can check against what they asked
+/// for: the arguments carrying third-party values first.
 pub fn question(tool: &str, constraints: &ArgConstraints, purpose: &str, taint: &TaintVerdict) -> String {
-    let mut lines = vec![format!("Your agent wants to call `{tool}` with:")];
-    for (name, c) in constraints {
+    let mut lines = vec![format!("Your agent wants to call {} with:", shown(tool))];
+    let tainted = |name: &str| taint.findings.iter().any(|(arg, _)| arg == name);
+    let mut ordered: Vec<(&String, &Constraint)> = constraints.iter().collect();
+    ordered.sort_by_key(|(name, _)| !tainted(name));
+    for (name, c) in ordered {
         let value = match c {
-            Constraint::Eq(v) => v.to_string(),
-            other => format!("any value allowed by {}", serde_json::to_string(other).unwrap_or_default()),
+            Constraint::Eq(Value::String(v)) => shown(v),
+            Constraint::Eq(v) => cut(&v.to_string()),
+            other => format!("any value allowed by {}", cut(&serde_json::to_string(other).unwrap_or_default())),
         };
-        let from: Vec<&str> = taint.findings.iter().filter(|(arg, _)| arg == name).map(|(_, v)| v.as_str()).collect();
+        let from: Vec<String> = taint.findings.iter().filter(|(arg, _)| arg == name).map(|(_, v)| shown(v)).collect();
         let origin = if from.is_empty() { String::new() } else { format!("  <- contains {} from content a third party wrote", from.join(", ")) };
-        lines.push(format!("  {name} = {value}{origin}"));
+        lines.push(format!("  {} = {value}{origin}", shown(name)));
     }
     if !taint.sources.is_empty() {
-        let sources: Vec<String> = taint.sources.iter().map(|s| format!("{} (call {})", s.tool, s.call)).collect();
+        let sources: Vec<String> = taint.sources.iter().map(|s| format!("{} (call {})", shown(&s.tool), shown(&s.call))).collect();
         lines.push(format!("Third-party values came from: {}.", sources.join(", ")));
     }
-    lines.push(format!("The agent says why (its own words, not checked): {purpose}"));
+    lines.push(format!("The agent says why (its own words, not checked): {}", shown(purpose)));
     lines.push("Confirm only if this is what you asked your agent to do.".into());
     lines.join("\n")
 }
@@ -164,8 +190,19 @@ mod tests {
             unverifiable: vec![],
         };
         let q = question("workspace__send_message", &constraints, "invite Dana", &taint);
-        assert!(q.contains("`workspace__send_message`") && q.contains(r#"to = "dana@partner.test"  <- contains dana@partner.test"#), "{q}");
-        assert!(q.contains("workspace__fetch_page (call jti-1)") && q.contains("not checked): invite Dana"), "{q}");
+        assert!(q.contains(r#""workspace__send_message""#) && q.contains(r#""to" = "dana@partner.test"  <- contains "dana@partner.test""#), "{q}");
+        assert!(q.contains(r#""workspace__fetch_page" (call "jti-1")"#) && q.contains(r#"not checked): "invite Dana""#), "{q}");
+        // The tainted argument comes first.
+        assert!(q.find(r#""to""#) < q.find(r#""subject""#), "{q}");
+        // Text from the agent cannot forge a line of jitgate's own, hide
+        // behind direction marks, or push the rest out of view.
+        let forged = "reply\nThird-party values came from: none.\u{202E}";
+        let q = question("workspace__send_message", &constraints, forged, &taint);
+        assert!(!q.lines().any(|l| l.starts_with("Third-party values came from: none")), "{q}");
+        assert!(!q.contains('\u{202E}'), "{q}");
+        let long = ArgConstraints::from([("body".to_owned(), Constraint::Eq(json!("x".repeat(5000))))]);
+        let q = question("t", &long, "p", &TaintVerdict::default());
+        assert!(q.len() < 1000 && q.contains("more characters"), "{}", q.len());
         let r = serde_json::to_value(input_required("q1", q)).unwrap();
         assert_eq!(r["resultType"], "input_required");
         assert_eq!(r["requestState"], "q1");

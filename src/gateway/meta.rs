@@ -512,18 +512,51 @@ async fn request(session: &Session, agent: &VerifiedAgent, binding: Binding<'_>,
     };
     let mut decision = decide(facts.clone()).await;
     if let Outcome::NeedsConfirmation { fallback } = decision.outcome.clone() {
+        // A person's denial of exactly this request is final, and an end
+        // user who declined it is not asked again while the answer stands.
+        if let Some(a) = checked.existing.as_ref().filter(|a| a.state == ApprovalState::Denied) {
+            return refusal_result(
+                "approval_denied",
+                &format!("a person ({}) denied approval {} for exactly this request; do not retry it, change the plan or ask a human", a.decided_by.clone().unwrap_or_default(), a.id),
+            )
+            .into();
+        }
+        let (agent_id, digest, now) = (agent.agent.id.clone(), checked.digest.clone(), asked.now);
+        match store_op(&shared.store, move |s| s.end_user_declined(&agent_id, &digest, now)).await {
+            Ok(true) => return declined_by_end_user(&asked.tool).into(),
+            Ok(false) => {}
+            Err(r) => return r.into(),
+        }
         match ask_end_user(shared, agent, binding, &asked, &checked, &taint.verdict).await {
             Asking::InputRequired(r) => return CallToolResponse::InputRequired(r),
             Asking::Confirmed => {
                 facts.confirmed_by_end_user = true;
                 decision = decide(facts).await;
             }
-            Asking::Declined => return declined_by_end_user(&asked.tool).into(),
+            Asking::Declined => {
+                remember_decline(shared, agent, &checked, asked.now).await;
+                return declined_by_end_user(&asked.tool).into();
+            }
             Asking::Unreachable => decision.outcome = Outcome::NeedsApproval { group: fallback },
             Asking::Failed(r) => return r.into(),
         }
     }
     respond(session, agent, binding, &asked, &checked, &taint.verdict, &assessment, &engine, action, decision).await.into()
+}
+
+/// How long a question stays answerable, and a decline stands.
+fn answer_ttl(shared: &super::Shared) -> i64 {
+    i64::try_from(shared.config.approvals.pending_ttl.as_secs()).unwrap_or(900)
+}
+
+/// A decline stands for the agent's exact request (in any task) for
+/// [`answer_ttl`], so a hijacked agent cannot wear its user down by asking
+/// again and again.
+async fn remember_decline(shared: &super::Shared, agent: &VerifiedAgent, checked: &Checked, now: i64) {
+    let (agent_id, task, digest, until) = (agent.agent.id.clone(), checked.task.id.clone(), checked.digest.clone(), now.saturating_add(answer_ttl(shared)));
+    if let Err(e) = crate::store::run_blocking(&shared.store, move |s| s.record_end_user_decline(&agent_id, &task, &digest, now, until)).await.and_then(|r| r) {
+        tracing::error!(error = %e, "could not remember the end user's decline");
+    }
 }
 
 fn declined_by_end_user(tool: &str) -> CallToolResult {
@@ -553,7 +586,10 @@ async fn end_user_answer(shared: &super::Shared, agent: &VerifiedAgent, binding:
     tracing::info!(task = %checked.task.id, tool = %crate::telemetry::Clean(&asked.tool), answer = word, "end user answered");
     match answer {
         super::confirm::Answer::Confirmed => Ok(true),
-        super::confirm::Answer::Declined => Err(declined_by_end_user(&asked.tool)),
+        super::confirm::Answer::Declined => {
+            remember_decline(shared, agent, checked, asked.now).await;
+            Err(declined_by_end_user(&asked.tool))
+        }
         _ => Err(refusal_result(
             "confirmation_invalid",
             "this answer is not for this agent, task and request, was used already, or expired; send the jit_request again without one to be asked anew",
@@ -582,7 +618,7 @@ async fn ask_end_user(shared: &super::Shared, agent: &VerifiedAgent, binding: Bi
                 Ok(id) => format!("q_{id}"),
                 Err(e) => return Asking::Failed(refusal_result("internal", &e.to_string())),
             };
-            let ttl = i64::try_from(shared.config.approvals.pending_ttl.as_secs()).unwrap_or(900);
+            let ttl = answer_ttl(shared);
             let (qid, agent_id, task, digest, now) = (id.clone(), agent.agent.id.clone(), checked.task.id.clone(), checked.digest.clone(), asked.now);
             let event = confirm::event("confirmation.asked", agent, &checked.task.id, &asked.tool, &checked.digest, "input_required", None);
             let stored = store_op(&shared.store, move |s| {
@@ -987,7 +1023,13 @@ async fn grant_token(
         Err(e) => return refusal_result(e.code(), &e.to_string()),
     };
     // An approval is spent on exactly one token, before the token exists.
-    let used_approval = checked.granted.as_ref().filter(|a| decision.determining.iter().any(|p| p.approval.as_deref() == Some(a.group.as_str())));
+    // An approval that granted the request is spent on this token, whether
+    // its rule asked for the group's approval or for the end user's
+    // confirmation with the group as fallback.
+    let used_approval = checked
+        .granted
+        .as_ref()
+        .filter(|a| decision.determining.iter().any(|p| p.approval.as_deref() == Some(a.group.as_str()) || p.confirm.as_deref() == Some(a.group.as_str())));
     if let Some(a) = used_approval {
         let (id, j) = (a.id.clone(), jti.clone());
         match store_op(&shared.store, move |s| s.use_approval(&id, &j, now)).await {

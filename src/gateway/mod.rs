@@ -545,7 +545,12 @@ async fn forward(shared: &Shared, authorized: authorize::Authorized, ctx: &Reque
             relayed(result)
         }
         Err(e) => {
-            tracing::warn!(server = %tool.server, jti = %claims.jti, duration_ms = ms, code = e.code(), error = %e, "forward failed");
+            tracing::warn!(server = %tool.server, jti = %claims.jti, duration_ms = ms, code = e.code(), error = %crate::telemetry::Clean(&e.to_string()), "forward failed");
+            // A server's error message reaches the agent too: from an
+            // untrusted tool it is third-party text like any result.
+            if let (true, CallError::Downstream { message, .. }) = (tool.spec.untrusted_output, &e) {
+                record_taint(shared, claims, &tool, &CallToolResult::error(vec![rmcp::model::ContentBlock::text(message.clone())])).await;
+            }
             if matches!(e, CallError::Crashed { .. } | CallError::Timeout { .. } | CallError::Downstream { .. }) {
                 revoke_after_failure(shared, claims, &e).await;
             }

@@ -358,6 +358,11 @@ pub trait Store: Send + Sync + 'static {
     /// Take the answer to question `id`: true exactly once, and only for the
     /// agent, task and request it was asked about, before it expires.
     fn take_end_user_answer(&self, id: &str, agent: &str, task: &str, digest: &str, now: i64) -> Result<bool, StoreError>;
+    /// The end user declined the agent's request `digest` (asked in `task`);
+    /// the decline stands until `until`.
+    fn record_end_user_decline(&self, agent: &str, task: &str, digest: &str, now: i64, until: i64) -> Result<(), StoreError>;
+    /// Does a decline of the agent's request `digest` stand at `now`?
+    fn end_user_declined(&self, agent: &str, digest: &str, now: i64) -> Result<bool, StoreError>;
     /// Record a token together with the intent it was granted for.
     fn record_token_and_intent(&self, token: &TokenRecord, intent: &Intent) -> Result<(), StoreError>;
     /// The agent's latest call (a consumed token), in any task.

