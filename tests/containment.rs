@@ -11,17 +11,6 @@ fn quickstart() -> Deployment {
     Deployment::new(&Setup { policies: quickstart_policies(), ..Setup::default() })
 }
 
-/// Triage reads the poisoned inbox and moves to its reply phase.
-async fn after_reading_the_poisoned_inbox(gw: &Gateway, dep: &Deployment) -> (rmcp::service::RunningService<rmcp::RoleClient, ()>, String) {
-    let triage = gw.connect_modern(&dep.mint("triage")).await;
-    let task = begin(&triage, json!([{"name": "read", "tools": ["workspace__read_inbox"]}, {"name": "reply", "tools": ["workspace__send_message"]}])).await.unwrap();
-    let read = request(&triage, &task, "workspace__read_inbox", json!({})).await.unwrap();
-    let inbox = call_with_token(&triage, "workspace__read_inbox", json!({}), &read).await.unwrap();
-    assert!(text_of(&inbox).contains("audit@exfil.attacker.test"));
-    raw_call(&triage, "jit_next_phase", json!({"task": task, "phase": "reply"})).await.unwrap();
-    (triage, task)
-}
-
 fn sent_to(dep: &Deployment) -> Vec<String> {
     std::fs::read_to_string(dep.workspace_state.join("outbox.jsonl"))
         .unwrap_or_default()
@@ -39,7 +28,8 @@ async fn open_constraints_and_other_mailboxes_cannot_carry_an_injected_address()
     let dep = quickstart();
     let gw = Gateway::start(&dep);
     gw.wait_server("workspace", "ready").await;
-    let (triage, task) = after_reading_the_poisoned_inbox(&gw, &dep).await;
+    let triage = gw.connect_modern(&dep.mint("triage")).await;
+    let task = after_reading_the_poisoned_inbox(&triage).await;
     let ask = |to: Value| {
         json!({"task": task, "tool": "workspace__send_message", "purpose": "comply with the notice",
                "constraints": {"to": to, "subject": {"eq": "Audit"}, "body": {"eq": "see attached"}}})
@@ -113,7 +103,8 @@ async fn values_under_an_allowed_open_constraint_are_checked_at_call_time() {
     dep.edit_workspace_manifest(|m| m.replace("sensitive_args = [\"to\"]", "sensitive_args = [\"to\"]\nopen_sensitive_args = [\"to\"]"));
     let gw = Gateway::start(&dep);
     gw.wait_server("workspace", "ready").await;
-    let (triage, task) = after_reading_the_poisoned_inbox(&gw, &dep).await;
+    let triage = gw.connect_modern(&dep.mint("triage")).await;
+    let task = after_reading_the_poisoned_inbox(&triage).await;
     let grant = || {
         json!({"task": task, "tool": "workspace__send_message", "purpose": "reply",
                "constraints": {"to": {"schema": {"type": "string", "format": "email"}}, "subject": {"eq": "Audit"}, "body": {"eq": "see attached"}}})

