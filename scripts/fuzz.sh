@@ -28,6 +28,11 @@ fi
 # Builds AFL++ for this toolchain the first time; a no-op (with a message) after.
 cargo afl config --build >/dev/null 2>&1 || true
 
+if ! (cd fuzz && cargo metadata --locked --format-version 1 >/dev/null 2>&1); then
+  echo "fuzz.sh: fuzz/Cargo.lock is out of date with jitgate's dependencies;" >&2
+  echo "  run (cd fuzz && cargo update -w) and commit fuzz/Cargo.lock" >&2
+  exit 2
+fi
 echo "fuzz.sh: building the instrumented harness (fuzz/)" >&2
 (cd fuzz && cargo afl build --release --locked)
 harness=fuzz/target/release/jitgate-fuzz
