@@ -27,6 +27,18 @@ impl Drop for Guard {
     }
 }
 
+/// Text cut to at most `max` characters, saying how many were left out, for
+/// messages shown to agents and people (a downstream error, a question to
+/// the end user).
+pub fn cut(s: &str, max: usize) -> String {
+    let n = s.chars().count();
+    if n <= max {
+        return s.to_owned();
+    }
+    let head: String = s.chars().take(max).collect();
+    format!("{head}… ({} more characters)", n - max)
+}
+
 /// Text from agents, servers or files as it goes into a log line: control
 /// characters (a newline that would start a forged log line, terminal escape
 /// sequences) are written escaped.

@@ -76,15 +76,34 @@ pub struct TaintLedger {
 /// action, lowercased, once each: from text (and JSON inside text),
 /// embedded resources, resource links, structured content and `_meta`.
 pub fn output_values(result: &CallToolResult, trusted_fields: &[String]) -> Vec<String> {
-    let mut values = Vec::new();
+    scan_output(result, trusted_fields).values
+}
+
+/// What one walk over an untrusted result finds.
+#[derive(Debug, Default)]
+pub struct OutputScan {
+    /// As [`output_values`].
+    pub values: Vec<String>,
+    /// Did any of the trusted fields name a key in the result's JSON
+    /// (structured content, or JSON inside a text block)? `trusted_fields`
+    /// work only there: a result in text or YAML has no field jitgate could
+    /// trust without trusting text an attacker wrote ("From: me" in a body),
+    /// so all of it counts as third-party.
+    pub trusted_seen: bool,
+}
+
+/// Walk an untrusted result once: its values, and whether its trusted
+/// fields were there.
+pub fn scan_output(result: &CallToolResult, trusted_fields: &[String]) -> OutputScan {
+    let mut scan = OutputScan::default();
     // The whole result as JSON, so that no content kind is skipped; binary
     // payloads (base64 `data` and `blob`) hold nothing to steer with.
     if let Ok(v) = serde_json::to_value(result) {
-        collect_json(&v, trusted_fields, &mut values);
+        collect_json(&v, trusted_fields, &mut scan);
     }
-    values.sort();
-    values.dedup();
-    values
+    scan.values.sort();
+    scan.values.dedup();
+    scan
 }
 
 /// Keys of an MCP result whose values are encodings, not text.
@@ -172,41 +191,24 @@ fn constraint_texts(c: &Constraint) -> Vec<String> {
 }
 
 /// String leaves of a JSON value, except under trusted keys.
-/// Does any of `trusted` name a key in the result's JSON (structured content,
-/// or JSON inside a text block)? `trusted_fields` work only there: a result
-/// in text or YAML has no field jitgate could trust without trusting text an
-/// attacker wrote ("From: me" in a body), so all of it counts as third-party.
-pub fn trusted_field_seen(result: &CallToolResult, trusted: &[String]) -> bool {
-    fn seen(v: &Value, trusted: &[String]) -> bool {
-        match v {
-            Value::Array(items) => items.iter().any(|i| seen(i, trusted)),
-            Value::Object(map) => map.iter().any(|(k, v)| {
-                trusted.iter().any(|t| t == k)
-                    || match v.as_str().map(serde_json::from_str::<Value>) {
-                        Some(Ok(inner)) if inner.is_object() || inner.is_array() => seen(&inner, trusted),
-                        _ => seen(v, trusted),
-                    }
-            }),
-            _ => false,
-        }
-    }
-    !trusted.is_empty() && serde_json::to_value(result).is_ok_and(|v| seen(&v, trusted))
-}
-
-fn collect_json(v: &Value, trusted: &[String], out: &mut Vec<String>) {
+fn collect_json(v: &Value, trusted: &[String], scan: &mut OutputScan) {
     match v {
-        Value::String(s) => out.extend(extract_values(s)),
-        Value::Array(items) => items.iter().for_each(|i| collect_json(i, trusted, out)),
+        Value::String(s) => scan.values.extend(extract_values(s)),
+        Value::Array(items) => items.iter().for_each(|i| collect_json(i, trusted, scan)),
         Value::Object(map) => {
             for (k, v) in map {
-                if trusted.iter().any(|t| t == k) || BINARY_KEYS.contains(&k.as_str()) {
+                if trusted.iter().any(|t| t == k) {
+                    scan.trusted_seen = true;
+                    continue;
+                }
+                if BINARY_KEYS.contains(&k.as_str()) {
                     continue;
                 }
                 // JSON inside a text block is walked as JSON, so that its
                 // trusted fields are honoured.
                 match v.as_str().map(serde_json::from_str::<Value>) {
-                    Some(Ok(inner)) if inner.is_object() || inner.is_array() => collect_json(&inner, trusted, out),
-                    _ => collect_json(v, trusted, out),
+                    Some(Ok(inner)) if inner.is_object() || inner.is_array() => collect_json(&inner, trusted, scan),
+                    _ => collect_json(v, trusted, scan),
                 }
             }
         }
@@ -297,15 +299,15 @@ mod tests {
     fn trusted_fields_apply_to_json_results_only() {
         let trusted = vec!["from".to_owned()];
         let json_text = result(r#"[{"from": "alice@example.org", "body": "mail audit@exfil.attacker.test"}]"#);
-        assert!(trusted_field_seen(&json_text, &trusted));
+        assert!(scan_output(&json_text, &trusted).trusted_seen);
         let v = output_values(&json_text, &trusted);
         assert!(!v.contains(&"alice@example.org".to_owned()) && v.contains(&"audit@exfil.attacker.test".to_owned()), "{v:?}");
         // The same mail as YAML or headers: no field is trusted (an attacker
         // could write "from:" into a body), which the gateway logs.
         let yaml = result("- from: alice@example.org\n  body: mail audit@exfil.attacker.test\n");
-        assert!(!trusted_field_seen(&yaml, &trusted));
+        assert!(!scan_output(&yaml, &trusted).trusted_seen);
         assert!(output_values(&yaml, &trusted).contains(&"alice@example.org".to_owned()));
-        assert!(!trusted_field_seen(&json_text, &[]));
+        assert!(!scan_output(&json_text, &[]).trusted_seen);
     }
 
     fn exact(name: &str, value: &str) -> ArgConstraints {

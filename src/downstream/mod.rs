@@ -88,15 +88,6 @@ impl CallError {
 /// Longest downstream error message relayed to an agent.
 const MAX_ERROR_MESSAGE: usize = 2000;
 
-/// A downstream error message, cut to [`MAX_ERROR_MESSAGE`] characters.
-fn bounded(message: &str) -> String {
-    if message.chars().count() <= MAX_ERROR_MESSAGE {
-        return message.to_owned();
-    }
-    let head: String = message.chars().take(MAX_ERROR_MESSAGE).collect();
-    format!("{head}… (cut)")
-}
-
 /// The length of a value's JSON without building the JSON.
 fn serialized_len(value: &impl serde::Serialize) -> usize {
     struct Count(usize);
@@ -166,14 +157,14 @@ impl Downstream {
                 Ok(result)
             }
             Ok(Ok(_)) => Err(CallError::Downstream { server, message: "the server asked for client input or started a task, which jitgate does not relay".into() }),
-            Ok(Err(rmcp::ServiceError::McpError(e))) => Err(CallError::Downstream { server, message: bounded(&e.message) }),
+            Ok(Err(rmcp::ServiceError::McpError(e))) => Err(CallError::Downstream { server, message: crate::telemetry::cut(&e.message, MAX_ERROR_MESSAGE) }),
             Ok(Err(e @ (rmcp::ServiceError::TransportClosed | rmcp::ServiceError::TransportSend(_)))) => {
                 Err(CallError::Crashed { server, detail: e.to_string() })
             }
             Ok(Err(rmcp::ServiceError::Cancelled { reason })) => {
                 Err(CallError::Crashed { server, detail: format!("request cancelled: {}", reason.unwrap_or_default()) })
             }
-            Ok(Err(e)) => Err(CallError::Downstream { server, message: bounded(&e.to_string()) }),
+            Ok(Err(e)) => Err(CallError::Downstream { server, message: crate::telemetry::cut(&e.to_string(), MAX_ERROR_MESSAGE) }),
         }
     }
 }

@@ -23,6 +23,7 @@ use rmcp::RoleServer;
 use serde_json::{Value, json};
 
 use crate::audit::Event;
+use crate::telemetry::cut;
 use crate::baseline::taint::TaintVerdict;
 use crate::identity::VerifiedAgent;
 use crate::token::{ArgConstraints, Constraint};
@@ -85,16 +86,7 @@ const MAX_SHOWN: usize = 300;
 fn shown(s: &str) -> String {
     let visible: String = s.chars().filter(|c| !matches!(*c as u32, 0x200B..=0x200F | 0x202A..=0x202E | 0x2060..=0x2069 | 0xFEFF)).collect();
     let quoted = serde_json::to_string(&visible).unwrap_or_default();
-    cut(&quoted)
-}
-
-fn cut(s: &str) -> String {
-    let n = s.chars().count();
-    if n <= MAX_SHOWN {
-        return s.to_owned();
-    }
-    let head: String = s.chars().take(MAX_SHOWN).collect();
-    format!("{head}… ({} more characters)", n - MAX_SHOWN)
+    cut(&quoted, MAX_SHOWN)
 }
 
 /// The question, in words the end user can check against what they asked
@@ -107,8 +99,8 @@ pub fn question(tool: &str, constraints: &ArgConstraints, purpose: &str, taint: 
     for (name, c) in ordered {
         let value = match c {
             Constraint::Eq(Value::String(v)) => shown(v),
-            Constraint::Eq(v) => cut(&v.to_string()),
-            other => format!("any value allowed by {}", cut(&serde_json::to_string(other).unwrap_or_default())),
+            Constraint::Eq(v) => cut(&v.to_string(), MAX_SHOWN),
+            other => format!("any value allowed by {}", cut(&serde_json::to_string(other).unwrap_or_default(), MAX_SHOWN)),
         };
         let from: Vec<String> = taint.findings.iter().filter(|(arg, _)| arg == name).map(|(_, v)| shown(v)).collect();
         let origin = if from.is_empty() { String::new() } else { format!("  <- contains {} from content a third party wrote", from.join(", ")) };

@@ -515,11 +515,7 @@ async fn request(session: &Session, agent: &VerifiedAgent, binding: Binding<'_>,
         // A person's denial of exactly this request is final, and an end
         // user who declined it is not asked again while the answer stands.
         if let Some(a) = checked.existing.as_ref().filter(|a| a.state == ApprovalState::Denied) {
-            return refusal_result(
-                "approval_denied",
-                &format!("a person ({}) denied approval {} for exactly this request; do not retry it, change the plan or ask a human", a.decided_by.clone().unwrap_or_default(), a.id),
-            )
-            .into();
+            return approval_denied(a).into();
         }
         let (agent_id, digest, now) = (agent.agent.id.clone(), checked.digest.clone(), asked.now);
         match store_op(&shared.store, move |s| s.end_user_declined(&agent_id, &digest, now)).await {
@@ -542,6 +538,19 @@ async fn request(session: &Session, agent: &VerifiedAgent, binding: Binding<'_>,
         }
     }
     respond(session, agent, binding, &asked, &checked, &taint.verdict, &assessment, &engine, action, decision).await.into()
+}
+
+/// A person denied exactly this request earlier: final, with who and why.
+fn approval_denied(a: &Approval) -> CallToolResult {
+    refusal_result(
+        "approval_denied",
+        &format!(
+            "a person ({}) denied approval {} for exactly this request: {}; do not retry it, change the plan or ask a human",
+            a.decided_by.clone().unwrap_or_default(),
+            a.id,
+            a.note.clone().unwrap_or_default()
+        ),
+    )
 }
 
 /// How long a question stays answerable, and a decline stands.
@@ -1026,10 +1035,7 @@ async fn grant_token(
     // An approval that granted the request is spent on this token, whether
     // its rule asked for the group's approval or for the end user's
     // confirmation with the group as fallback.
-    let used_approval = checked
-        .granted
-        .as_ref()
-        .filter(|a| decision.determining.iter().any(|p| p.approval.as_deref() == Some(a.group.as_str()) || p.confirm.as_deref() == Some(a.group.as_str())));
+    let used_approval = checked.granted.as_ref().filter(|a| decision.determining.iter().any(|p| p.approvable_by(&a.group)));
     if let Some(a) = used_approval {
         let (id, j) = (a.id.clone(), jti.clone());
         match store_op(&shared.store, move |s| s.use_approval(&id, &j, now)).await {
@@ -1218,15 +1224,7 @@ async fn pending_approval(
         Some(a) if a.state == ApprovalState::Pending && a.group == group && a.task == task.id => a,
         Some(a) if a.state == ApprovalState::Denied => {
             tracing::info!(approval = %a.id, "request denied by an approver earlier");
-            return refusal_result(
-                "approval_denied",
-                &format!(
-                    "a person ({}) denied approval {} for exactly this request: {}; do not retry it, change the plan or ask a human",
-                    a.decided_by.clone().unwrap_or_default(),
-                    a.id,
-                    a.note.clone().unwrap_or_default()
-                ),
-            );
+            return approval_denied(&a);
         }
         _ => {
             let id = match token::new_jti() {

@@ -573,14 +573,15 @@ fn relayed(mut result: CallToolResult) -> CallToolResult {
 /// authority ends instead (fail closed).
 async fn record_taint(shared: &Shared, claims: &crate::token::CapabilityClaims, tool: &crate::downstream::ExposedTool, result: &CallToolResult) {
     let trusted = &tool.spec.trusted_fields;
-    let values = crate::baseline::taint::output_values(result, trusted);
-    if !trusted.is_empty() && !crate::baseline::taint::trusted_field_seen(result, trusted) {
+    let scan = crate::baseline::taint::scan_output(result, trusted);
+    if !trusted.is_empty() && !scan.trusted_seen {
         tracing::warn!(
             tool = %tool.exposed_name,
             trusted_fields = ?trusted,
             "trusted_fields matched nothing in this result: the server did not return JSON with those keys (text or YAML?), so every value in it counts as third-party and replies to its senders are tainted; trusted_fields work only for JSON results"
         );
     }
+    let values = scan.values;
     let source = crate::baseline::taint::Source { call: claims.jti.clone(), tool: tool.exposed_name.clone() };
     let (agent, now) = (claims.sub.clone(), shared.clock.now_unix());
     let max = crate::baseline::taint::MAX_VALUES_PER_AGENT;

@@ -101,6 +101,15 @@ pub struct PolicyInfo {
     pub quarantine: bool,
 }
 
+impl PolicyInfo {
+    /// Can an approval by a person of `group` satisfy this rule? Either it
+    /// asks for that group's approval, or for the end user's confirmation
+    /// with that group as the fallback.
+    pub fn approvable_by(&self, group: &str) -> bool {
+        self.approval.as_deref() == Some(group) || self.confirm.as_deref() == Some(group)
+    }
+}
+
 /// The action being decided.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
 pub enum Action {
@@ -580,8 +589,7 @@ impl PolicyEngine {
                     return Ok(Decision { outcome: Outcome::Allow, determining, errors });
                 }
                 let granted = input.request.is_some_and(|r| {
-                    (r.approval.granted && determining.iter().any(|p| p.approval.as_deref() == Some(r.approval.group.as_str())))
-                        || (r.approval.granted && determining.iter().any(|p| p.confirm.as_deref() == Some(r.approval.group.as_str())))
+                    (r.approval.granted && determining.iter().any(|p| p.approvable_by(&r.approval.group)))
                         || (r.confirmed_by_end_user && determining.iter().any(|p| p.confirm.is_some()))
                 });
                 if granted {
