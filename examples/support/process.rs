@@ -24,7 +24,12 @@ pub fn start_listening(mut cmd: Command) -> Result<(Killed, String), String> {
     let (tx, rx) = std::sync::mpsc::channel();
     std::thread::spawn(move || {
         let mut tx = Some(tx);
+        // JITGATE_EXAMPLE_LOG=1 passes the process's log through (for debugging a run).
+        let echo = std::env::var_os("JITGATE_EXAMPLE_LOG").is_some();
         for line in BufReader::new(stderr).lines().map_while(Result::ok) {
+            if echo {
+                eprintln!("{line}");
+            }
             if let Some(url) = line.split("listening on ").nth(1) {
                 if let Some(tx) = tx.take() {
                     let _ = tx.send(url.trim().to_owned());

@@ -242,12 +242,16 @@ impl TaintLedger {
                         verdict.sources.push(source.clone());
                     }
                 };
+                let mut matched_a_value = false;
                 for (value, source) in &self.values {
                     if lower.contains(value.as_str()) || (lower.len() >= MIN_VALUE_LEN && value.contains(lower.as_str())) {
                         found(value, source);
+                        matched_a_value = true;
                     }
                 }
-                if let Some(phrase) = phrase_of(&text) {
+                // A name is looked up only when no value already explains the
+                // argument (an address is reported as the address, not as words).
+                if let Some(phrase) = phrase_of(&text).filter(|_| !matched_a_value) {
                     for (_, source) in self.passages.iter().filter(|(p, _)| p.contains(phrase.as_str())) {
                         found(phrase.trim(), source);
                     }

@@ -581,7 +581,9 @@ async fn record_taint(shared: &Shared, claims: &crate::token::CapabilityClaims, 
             "trusted_fields matched nothing in this result: the server did not return JSON with those keys (text or YAML?), so every value in it counts as third-party and replies to its senders are tainted; trusted_fields work only for JSON results"
         );
     }
-    let values = scan.values;
+    // The values and the passages (for names), as one list of ledger entries.
+    let mut values = scan.values;
+    values.extend(scan.passages);
     let source = crate::baseline::taint::Source { call: claims.jti.clone(), tool: tool.exposed_name.clone() };
     let (agent, now) = (claims.sub.clone(), shared.clock.now_unix());
     let max = crate::baseline::taint::MAX_VALUES_PER_AGENT;
