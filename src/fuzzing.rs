@@ -118,11 +118,26 @@ pub fn constraints(data: &[u8]) -> bool {
     crate::token::constraints::check_arguments(&constraints, &arguments).is_ok()
 }
 
-/// A downstream server's tool result, as taint tracking reads it.
+/// A downstream server's tool result, as taint tracking reads it: its
+/// values and passages go into a ledger, and the first words of the result's
+/// text must then taint an argument (a name the text wrote is never lost).
+/// Passes when the result holds a value that could steer an action.
 pub fn tool_result(data: &[u8]) -> bool {
+    use crate::baseline::taint::{Source, TaintLedger, scan_output};
     let Ok(result) = serde_json::from_slice::<rmcp::model::CallToolResult>(data) else { return false };
-    let values = crate::baseline::taint::output_values(&result, &["from".to_owned()]);
-    !values.is_empty()
+    let scan = scan_output(&result, &["from".to_owned()]);
+    let source = Source { call: "fuzz".into(), tool: "fuzz".into() };
+    let entries = scan.values.iter().chain(&scan.passages).map(|v| (v.clone(), source.clone())).collect();
+    let ledger = TaintLedger::new(entries, false);
+    if let Some(first) = scan.passages.first() {
+        // Words of one field: no phrase spans two.
+        let probe: Vec<&str> = first.split(' ').filter(|w| !w.is_empty()).take_while(|w| *w != "|").take(3).collect();
+        if probe.iter().map(|w| w.chars().count()).sum::<usize>() >= 3 {
+            let args = crate::token::ArgConstraints::from([("to".to_owned(), crate::token::Constraint::Eq(Value::String(probe.join(" "))))]);
+            assert!(ledger.check(&["to".to_owned()], &[], &args).tainted, "words of a passage not found: {probe:?}");
+        }
+    }
+    !scan.values.is_empty()
 }
 
 /// A tool manifest file.

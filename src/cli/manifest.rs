@@ -302,25 +302,40 @@ const DESTINATION_NAMES: &[&str] = &[
 /// Words in a description or name that say the output comes from third parties.
 const THIRD_PARTY_WORDS: &[&str] = &["third part", "inbox", "e-mail", "email", "message", "web page", "webpage", "fetch", "browse", "search", "http", "url", "channel", "comment", "review"];
 
+/// Argument names that address something on the network: even a read-only
+/// tool sends data out through them (the URL of a fetch carries it).
+const NETWORK_NAMES: &[&str] = &["url", "uri", "link", "endpoint", "webhook", "host", "domain"];
+
+/// Words in a description that say the output comes from a directory or
+/// catalogue the server keeps, not from third parties.
+const OWN_DATA_WORDS: &[&str] = &["directory", "catalogue", "catalog"];
+
+fn named(lower: &str, names: &[&str]) -> bool {
+    names.iter().any(|d| lower == *d || lower.ends_with(&format!("_{d}")) || lower.starts_with(&format!("{d}_")))
+}
+
 fn propose(tool: &rmcp::model::Tool) -> Proposal {
+    let read_only = tool.annotations.as_ref().and_then(|a| a.read_only_hint) == Some(true);
     let mut sensitive = Vec::new();
     if let Some(props) = tool.input_schema.get("properties").and_then(serde_json::Value::as_object) {
         for (name, schema) in props {
             let lower = name.to_ascii_lowercase();
             let format = schema.get("format").and_then(serde_json::Value::as_str).unwrap_or("");
-            let by_name = DESTINATION_NAMES.iter().any(|d| lower == *d || lower.ends_with(&format!("_{d}")) || lower.starts_with(&format!("{d}_")));
-            if by_name || matches!(format, "email" | "idn-email" | "uri" | "url" | "iri" | "hostname") {
+            let network = named(&lower, NETWORK_NAMES) || matches!(format, "uri" | "url" | "iri" | "hostname");
+            // A read-only tool sends nothing to a recipient, a channel or a
+            // user it reads; only a network address takes data out.
+            let destination = named(&lower, DESTINATION_NAMES) || matches!(format, "email" | "idn-email");
+            if network || (destination && !read_only) {
                 sensitive.push(name.clone());
             }
         }
     }
     sensitive.sort();
-    let read_only = tool.annotations.as_ref().and_then(|a| a.read_only_hint) == Some(true);
     let text = format!("{} {}", tool.name, tool.description.as_deref().unwrap_or("")).to_ascii_lowercase();
-    let untrusted_output = read_only && THIRD_PARTY_WORDS.iter().any(|w| text.contains(w));
-    // A read-only fetch of a URL is an exfiltration channel too (the URL
-    // carries the data), so its URL stays sensitive; only writers are sinks.
-    let sink = !read_only && !sensitive.is_empty();
+    let untrusted_output = read_only && THIRD_PARTY_WORDS.iter().any(|w| text.contains(w)) && !OWN_DATA_WORDS.iter().any(|w| text.contains(w));
+    // A writer with a destination is a sink; so is a read-only fetch: its
+    // URL is an exfiltration channel (the URL itself carries the data).
+    let sink = !sensitive.is_empty();
     Proposal { sensitive, untrusted_output, sink }
 }
 
@@ -336,7 +351,19 @@ mod tests {
         assert_eq!(propose(&send), Proposal { sensitive: vec!["callback".into(), "cc_list".into(), "reply_email".into(), "to".into()], untrusted_output: false, sink: true });
         let fetch = tool(serde_json::json!({"name": "fetch_page", "description": "Fetch a web page by URL", "annotations": {"readOnlyHint": true},
             "inputSchema": {"type": "object", "properties": {"url": {"type": "string"}}}}));
-        assert_eq!(propose(&fetch), Proposal { sensitive: vec!["url".into()], untrusted_output: true, sink: false });
+        assert_eq!(propose(&fetch), Proposal { sensitive: vec!["url".into()], untrusted_output: true, sink: true });
+        // Reading a channel or a user's messages sends nothing anywhere; a
+        // directory's listing is the server's own data.
+        let read_channel = tool(serde_json::json!({"name": "read_channel_messages", "description": "Messages posted in a channel", "annotations": {"readOnlyHint": true},
+            "inputSchema": {"type": "object", "properties": {"channel": {"type": "string"}, "user": {"type": "string"}}}}));
+        assert_eq!(propose(&read_channel), Proposal { sensitive: vec![], untrusted_output: true, sink: false });
+        let members = tool(serde_json::json!({"name": "list_users_in_channel", "description": "Members of a channel, from the workspace directory", "annotations": {"readOnlyHint": true},
+            "inputSchema": {"type": "object", "properties": {"channel": {"type": "string"}}}}));
+        assert_eq!(propose(&members), Proposal::default());
+        // Writers: a recipient-like name or an e-mail format is a destination.
+        let invite = tool(serde_json::json!({"name": "invite_user", "description": "Invite a user", "inputSchema": {"type": "object", "properties": {
+            "user": {"type": "string"}, "contact": {"type": "string", "format": "email"}, "note": {"type": "string"}}}}));
+        assert_eq!(propose(&invite), Proposal { sensitive: vec!["contact".into(), "user".into()], untrusted_output: false, sink: true });
         let notes = tool(serde_json::json!({"name": "list_notes", "description": "List the notes", "annotations": {"readOnlyHint": true}, "inputSchema": {"type": "object"}}));
         assert_eq!(propose(&notes), Proposal::default());
         // What it writes loads as a manifest.
