@@ -12,7 +12,7 @@ fn check_accepts_the_shipped_quick_start_and_manifests() {
     let cfg = repo_root().join("examples/quickstart/gateway.toml");
     let (code, _, err) = jitgate(&["check", "--offline", "--config", cfg.to_str().unwrap()]);
     assert_eq!(code, Some(0), "{err}");
-    for m in ["workspace", "filesystem", "everything"] {
+    for m in ["workspace", "filesystem", "everything", "bank", "chat", "travel"] {
         jitgate::manifest::Manifest::load(&repo_root().join(format!("tool-manifests/{m}.toml"))).unwrap();
     }
 }
@@ -73,6 +73,32 @@ async fn check_live_compares_pins_and_lists_unlisted_tools() {
     assert_eq!(ws["exposed"].as_array().unwrap().len(), 9, "{ws}");
     let unlisted: Vec<&str> = ws["unlisted"].as_array().unwrap().iter().map(|x| x.as_str().unwrap()).collect();
     assert_eq!(unlisted, ["fault_crash", "fault_hang", "fault_rugpull"]);
+    // read_inbox trusts `id` and `from`, which work only for JSON results;
+    // the server declares no outputSchema, so check says so up front.
+    let warnings = v["warnings"].to_string();
+    assert!(warnings.contains("tool `read_inbox`: trusted_fields (id, from) apply only to JSON results"), "{warnings}");
+    assert!(!warnings.contains("tool `fetch_page`"), "{warnings}");
+}
+
+/// `trusted_fields` on a tool whose output is trusted anyway change nothing,
+/// and check says so; a manifest that uses them as meant gets no warning.
+#[test]
+fn check_warns_about_trusted_fields_that_do_nothing() {
+    let dep = Deployment::new(&Setup::default());
+    let cfg = dep.config.to_str().unwrap();
+    let (code, out, err) = jitgate(&["check", "--offline", "--json", "--config", cfg]);
+    assert_eq!(code, Some(0), "{err}");
+    assert!(!out.contains("trusted_fields"), "{out}");
+    let manifest = std::fs::read_to_string(repo_root().join("tool-manifests/workspace.toml")).unwrap();
+    let idle = manifest.replace("[tools.list_notes]\n", "[tools.list_notes]\ntrusted_fields = [\"name\"]\n");
+    assert_ne!(idle, manifest);
+    let path = dep.dir.path().join("workspace-idle.toml");
+    std::fs::write(&path, idle).unwrap();
+    let config = std::fs::read_to_string(&dep.config).unwrap().replace(&repo_root().join("tool-manifests/workspace.toml").display().to_string(), &path.display().to_string());
+    std::fs::write(&dep.config, config).unwrap();
+    let (code, out, err) = jitgate(&["check", "--offline", "--json", "--config", cfg]);
+    assert_eq!(code, Some(0), "{err}");
+    assert!(out.contains("tool `list_notes` lists trusted_fields but its output is not marked untrusted"), "{out}");
 }
 
 #[test]

@@ -39,7 +39,10 @@ pub async fn run(args: CheckArgs) -> Result<(), CliError> {
         }
     };
     let mut problems: Vec<String> = Vec::new();
-    let warnings = issuer_bindings(&deployment, &mut problems);
+    let mut warnings = issuer_bindings(&deployment, &mut problems);
+    for (manifest, _) in &deployment.manifests {
+        warnings.extend(idle_trusted_fields(manifest));
+    }
     let mut servers = Vec::new();
     if !args.offline {
         for (manifest, enabled) in &deployment.manifests {
@@ -47,7 +50,7 @@ pub async fn run(args: CheckArgs) -> Result<(), CliError> {
                 servers.push(json!({"name": manifest.name, "status": "disabled"}));
                 continue;
             }
-            servers.push(check_live(manifest, deployment.config.limits.startup_timeout, &mut problems).await);
+            servers.push(check_live(manifest, deployment.config.limits.startup_timeout, &mut problems, &mut warnings).await);
         }
     }
     if args.json {
@@ -103,7 +106,63 @@ fn issuer_bindings(deployment: &Deployment, problems: &mut Vec<String>) -> Vec<S
         .collect()
 }
 
-async fn check_live(manifest: &Manifest, timeout: std::time::Duration, problems: &mut Vec<String>) -> serde_json::Value {
+/// `trusted_fields` on a tool whose output is trusted anyway do nothing.
+fn idle_trusted_fields(manifest: &Manifest) -> Vec<String> {
+    manifest
+        .tools
+        .iter()
+        .filter(|(_, t)| !t.trusted_fields.is_empty() && !t.untrusted_output)
+        .map(|(name, t)| {
+            format!(
+                "{}:{}: tool `{name}` lists trusted_fields but its output is not marked untrusted (untrusted_output = false), so they change nothing; remove them, or set untrusted_output = true",
+                manifest.path.display(),
+                t.line
+            )
+        })
+        .collect()
+}
+
+/// Every property name anywhere in a JSON schema.
+fn schema_properties(schema: &serde_json::Value, out: &mut Vec<String>) {
+    match schema {
+        serde_json::Value::Object(map) => {
+            if let Some(serde_json::Value::Object(props)) = map.get("properties") {
+                out.extend(props.keys().cloned());
+            }
+            map.values().for_each(|v| schema_properties(v, out));
+        }
+        serde_json::Value::Array(items) => items.iter().for_each(|v| schema_properties(v, out)),
+        _ => {}
+    }
+}
+
+/// `trusted_fields` work only for JSON results. A tool that declares an
+/// outputSchema can be checked against it; one that declares none may
+/// return text or YAML, where nothing is trusted (the gateway then logs a
+/// warning per result). Either way the operator should hear it now.
+fn trusted_fields_against_live(manifest: &Manifest, exposed: &[crate::downstream::ExposedTool]) -> Vec<String> {
+    let mut out = Vec::new();
+    for t in exposed.iter().filter(|t| !t.spec.trusted_fields.is_empty() && t.spec.untrusted_output) {
+        let line = manifest.tools.get(&t.downstream_name).map(|s| s.line).unwrap_or(1);
+        let at = format!("{}:{line}: tool `{}`", manifest.path.display(), t.downstream_name);
+        match &t.definition.output_schema {
+            None => out.push(format!(
+                "{at}: trusted_fields ({}) apply only to JSON results, and the tool declares no outputSchema; if it returns text or YAML, every value counts as third-party (replies to a sender are then tainted) and the gateway logs a warning for each such result",
+                t.spec.trusted_fields.join(", ")
+            )),
+            Some(schema) => {
+                let mut props = Vec::new();
+                schema_properties(&serde_json::Value::Object((**schema).clone()), &mut props);
+                for f in t.spec.trusted_fields.iter().filter(|f| !props.contains(f)) {
+                    out.push(format!("{at}: trusted field `{f}` is not a property of its outputSchema, so it will match nothing; check the spelling"));
+                }
+            }
+        }
+    }
+    out
+}
+
+async fn check_live(manifest: &Manifest, timeout: std::time::Duration, problems: &mut Vec<String>, warnings: &mut Vec<String>) -> serde_json::Value {
     let name = &manifest.name;
     let connected = tokio::time::timeout(timeout, connect(manifest, Arc::new(Notify::new()))).await;
     let running = match connected {
@@ -127,6 +186,7 @@ async fn check_live(manifest: &Manifest, timeout: std::time::Duration, problems:
     };
     let unlisted: Vec<String> = live.iter().filter(|t| !manifest.tools.contains_key(t.name.as_ref())).map(|t| t.name.to_string()).collect();
     let (exposed, withheld) = expose(manifest, live);
+    warnings.extend(trusted_fields_against_live(manifest, &exposed));
     for w in &withheld {
         let line = manifest.tools.get(&w.tool).map(|t| t.line).unwrap_or(1);
         let what = match &w.reason {
