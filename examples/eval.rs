@@ -639,7 +639,8 @@ async fn real_main() -> Result<bool, String> {
     // `--domain NAME`: only that domain's scenarios (workspace, bank, chat, travel).
     let only = args.iter().position(|a| a == "--domain").and_then(|i| args.get(i + 1)).cloned();
     let repo = PathBuf::from(env!("CARGO_MANIFEST_DIR"));
-    let corpus_dir = repo.join("tests/scenarios");
+    // `--corpus DIR`: another directory of scenario files (the default is tests/scenarios).
+    let corpus_dir = args.iter().position(|a| a == "--corpus").and_then(|i| args.get(i + 1)).map(PathBuf::from).unwrap_or_else(|| repo.join("tests/scenarios"));
     let mut scenarios = Vec::new();
     let mut files: Vec<PathBuf> = std::fs::read_dir(&corpus_dir)
         .map_err(|e| format!("{}: {e}", corpus_dir.display()))?
