@@ -60,8 +60,10 @@ pub enum ApproverError {
     Missing,
     #[error("this gateway has no [[approvals.issuers]]; configure an issuer of people's credentials before approving")]
     NotConfigured,
-    #[error("approver credential is malformed ({0}); it must be a compact JWS signed with EdDSA")]
+    #[error("approver credential is malformed ({0}); it must be a compact JWS (a JWT) signed by an approver issuer")]
     Malformed(JwsError),
+    #[error("cannot verify people's credentials of this issuer right now: {0}; the gateway keeps retrying (see /healthz)")]
+    KeysUnavailable(String),
     #[error("this is an agent identity (issuer `{0}`): agents can never approve or review; use a person's credential from an approver issuer")]
     AgentIdentity(String),
     #[error("approver credential issuer `{0}` is not an approver issuer of this gateway; add it to [[approvals.issuers]]")]
@@ -87,6 +89,7 @@ impl ApproverError {
             ApproverError::Missing => "approver_missing",
             ApproverError::NotConfigured => "approver_not_configured",
             ApproverError::Malformed(_) => "approver_malformed",
+            ApproverError::KeysUnavailable(_) => "approver_keys_unavailable",
             ApproverError::AgentIdentity(_) => "approver_is_agent",
             ApproverError::UnknownIssuer(_) => "approver_unknown_issuer",
             ApproverError::UnknownKey { .. } => "approver_unknown_key",
@@ -130,13 +133,33 @@ impl ApproverVerifier {
         })
     }
 
+    /// Every people's issuer's remote key set, to fetch at start and keep fresh.
+    pub fn remote_key_sets(&self) -> Vec<Arc<crate::issuer_keys::RemoteKeys>> {
+        self.issuers.iter().filter_map(TrustedIssuer::remote).collect()
+    }
+
+    /// Verify, refreshing a remote key set once (rate-limited) when the
+    /// credential names a `kid` it does not have.
+    pub async fn verify_refreshing(&self, token: &str) -> Result<VerifiedApprover, ApproverError> {
+        match self.verify(token) {
+            Err(ApproverError::UnknownKey { kid, issuer }) => {
+                let remote = self.issuers.iter().find(|i| i.name == issuer).and_then(TrustedIssuer::remote);
+                match remote {
+                    Some(r) if r.refresh_for_unknown_kid(self.clock.as_ref()).await => self.verify(token),
+                    _ => Err(ApproverError::UnknownKey { kid, issuer }),
+                }
+            }
+            other => other,
+        }
+    }
+
     /// Verify a credential.
     pub fn verify(&self, token: &str) -> Result<VerifiedApprover, ApproverError> {
         let token = token.trim();
         if token.is_empty() {
             return Err(ApproverError::Missing);
         }
-        let parsed = jws::parse(token, MAX_APPROVER_TOKEN_BYTES).map_err(ApproverError::Malformed)?;
+        let parsed = jws::parse_any_alg(token, MAX_APPROVER_TOKEN_BYTES).map_err(ApproverError::Malformed)?;
         // Claims are read before the signature only to pick the issuer.
         let claims: ApproverClaims = parsed.claims().map_err(ApproverError::Malformed)?;
         if let Some(name) = self.agent_issuers.get(&claims.iss) {
@@ -148,6 +171,12 @@ impl ApproverVerifier {
         let issuer = self.issuers.iter().find(|i| i.iss == claims.iss).ok_or_else(|| ApproverError::UnknownIssuer(claims.iss.clone()))?;
         let signed = |e: SignedTokenError| match e {
             SignedTokenError::Malformed(j) => ApproverError::Malformed(j),
+            SignedTokenError::UnsupportedAlg(a) => ApproverError::Malformed(crate::jws::JwsError::UnsupportedAlg(a)),
+            SignedTokenError::AlgNotAllowed { alg, kid, allowed } => ApproverError::Malformed(crate::jws::JwsError::BadPart {
+                part: "header",
+                reason: format!("alg `{alg}` is not one key `{kid}` verifies ({})", allowed.join(", ")),
+            }),
+            SignedTokenError::KeysUnavailable(why) => ApproverError::KeysUnavailable(why),
             SignedTokenError::UnknownKey(kid) => ApproverError::UnknownKey { kid, issuer: issuer.name.clone() },
             SignedTokenError::BadSignature => ApproverError::BadSignature(issuer.name.clone()),
             SignedTokenError::Expired { ago, at } => ApproverError::Expired { ago, at },
@@ -155,7 +184,7 @@ impl ApproverVerifier {
             SignedTokenError::WrongType(t) => ApproverError::Malformed(crate::jws::JwsError::BadPart { part: "header", reason: format!("typ `{t}` is not a credential") }),
             SignedTokenError::TooLong { seconds, max } => ApproverError::Malformed(crate::jws::JwsError::BadPart { part: "claims", reason: format!("lifetime {seconds} s exceeds the issuer's max_lifetime of {max} s") }),
         };
-        issuer.check_signature(&parsed).map_err(signed)?;
+        issuer.check_signature(&parsed, self.clock.now_unix()).map_err(signed)?;
         issuer.check_credential(&parsed, claims.iat, claims.exp, self.clock.now_unix()).map_err(signed)?;
         if !claims.aud.contains(&self.audience) {
             return Err(ApproverError::WrongAudience { got: claims.aud.describe(), want: self.audience.clone() });
@@ -165,7 +194,17 @@ impl ApproverVerifier {
         if claims.sub.get(..9).is_some_and(|p| p.eq_ignore_ascii_case("spiffe://")) {
             return Err(ApproverError::SubjectIsAgent(claims.sub));
         }
-        Ok(VerifiedApprover { subject: claims.sub, issuer: issuer.name.clone(), groups: claims.groups })
+        // Groups come from the claim the issuer is configured with (`groups`
+        // by default; providers name it differently): a list, or a
+        // space-separated string.
+        let raw: serde_json::Value = parsed.claims().map_err(ApproverError::Malformed)?;
+        let groups = match raw.get(&issuer.groups_claim) {
+            Some(serde_json::Value::Array(items)) => items.iter().filter_map(|g| g.as_str().map(str::to_owned)).collect(),
+            Some(serde_json::Value::String(s)) => s.split_whitespace().map(str::to_owned).collect(),
+            _ => Vec::new(),
+        };
+        let _ = claims.groups;
+        Ok(VerifiedApprover { subject: claims.sub, issuer: issuer.name.clone(), groups })
     }
 }
 
@@ -196,13 +235,7 @@ mod tests {
             audience: "jitgate://gw".into(),
             skew: 5,
             issuers: vec![
-                TrustedIssuer::load(&IssuerConfig {
-                    name: "people".into(),
-                    iss: "https://people.test".into(),
-                    trust_domain: None,
-                    keys: IssuerKeys::Inline(vec![people.public().to_b64url()]),
-                    max_lifetime: crate::config::DEFAULT_MAX_CREDENTIAL_LIFETIME,
-                })
+                TrustedIssuer::load(&IssuerConfig::new("people", "https://people.test", IssuerKeys::Inline(vec![people.public().to_b64url()])))
                 .unwrap(),
             ],
             agent_issuers: BTreeMap::from([("https://agents.test".to_owned(), "corp-agents".to_owned())]),

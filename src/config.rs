@@ -49,6 +49,42 @@ struct RawConfig {
     reviewers: RawReviewers,
     #[serde(default)]
     http: HttpConfig,
+    oauth: Option<RawOauth>,
+}
+
+/// `[oauth]`: jitgate as an OAuth 2.1 resource server (the MCP
+/// authorization spec).
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+struct RawOauth {
+    resource: Spanned<String>,
+    #[serde(default)]
+    authorization_servers: Vec<String>,
+    #[serde(default)]
+    scopes_supported: Vec<String>,
+}
+
+/// What this gateway tells OAuth clients about itself (RFC 9728) and which
+/// audience their tokens must name (RFC 8707).
+#[derive(Debug, Clone)]
+pub struct OauthConfig {
+    /// The canonical URI of this gateway's MCP endpoint, e.g.
+    /// `https://gw.example.com/mcp`: the `resource` clients ask tokens for,
+    /// and an audience this gateway accepts.
+    pub resource: String,
+    /// Issuers of the authorization servers that issue tokens for it.
+    pub authorization_servers: Vec<String>,
+    pub scopes_supported: Vec<String>,
+}
+
+impl OauthConfig {
+    /// The URL of the protected resource metadata: the well-known path
+    /// inserted between the resource's origin and its path (RFC 9728 §3.1).
+    pub fn metadata_url(&self) -> String {
+        let (scheme, rest) = self.resource.split_once("://").unwrap_or(("https", self.resource.as_str()));
+        let (host, path) = rest.split_once('/').map(|(h, p)| (h, format!("/{p}"))).unwrap_or((rest, String::new()));
+        format!("{scheme}://{host}/.well-known/oauth-protected-resource{}", path.trim_end_matches('/'))
+    }
 }
 
 /// What the HTTP front end accepts in `Host` and `Origin` (DNS rebinding
@@ -256,6 +292,18 @@ struct RawIssuer {
     #[serde(default)]
     public_keys: Vec<String>,
     jwks_file: Option<PathBuf>,
+    jwks_uri: Option<String>,
+    #[serde(default)]
+    discovery: bool,
+    spiffe_bundle_endpoint: Option<String>,
+    #[serde(default)]
+    algorithms: Vec<String>,
+    #[serde(default, with = "source::duration::option")]
+    max_stale: Option<Duration>,
+    typ: Option<String>,
+    #[serde(default)]
+    required_scopes: Vec<String>,
+    groups_claim: Option<String>,
 }
 
 #[derive(Debug, Deserialize)]
@@ -295,6 +343,8 @@ pub struct Config {
     /// Issuers of reviewers' credentials for the /ui pages; never agent issuers.
     pub reviewers: Vec<IssuerConfig>,
     pub http: HttpConfig,
+    /// `[oauth]`, if this gateway advertises itself as an OAuth resource server.
+    pub oauth: Option<OauthConfig>,
 }
 
 /// Resource limits with safe defaults.
@@ -358,6 +408,8 @@ pub enum IssuerKeys {
     Inline(Vec<String>),
     /// A JWKS file on disk.
     JwksFile(PathBuf),
+    /// Fetched over HTTP and refreshed ([`crate::issuer_keys::RemoteKeys`]).
+    Remote(crate::issuer_keys::RemoteSource),
 }
 
 /// One approved issuer of agent identity tokens.
@@ -372,6 +424,40 @@ pub struct IssuerConfig {
     /// Longest credential lifetime accepted (`exp` minus `iat`, or minus now
     /// without `iat`); longer ones are refused.
     pub max_lifetime: Duration,
+    /// The algorithms this issuer's keys may verify (each key is pinned to
+    /// those its type and its own `alg` allow).
+    pub algorithms: Vec<jsonwebtoken::Algorithm>,
+    /// How long the last good remote key set keeps working while its
+    /// endpoint is down.
+    pub max_stale: Duration,
+    /// The JOSE `typ` every credential must carry (for example `at+jwt`), if set.
+    pub typ: Option<String>,
+    /// Scopes an agent's token must carry (`scope` or `scp`); a token
+    /// without them is refused with 403 `insufficient_scope`.
+    pub required_scopes: Vec<String>,
+    /// SPIFFE JWT-SVID rules: `sub` a SPIFFE ID in the trust domain.
+    pub spiffe: bool,
+    /// The claim holding a person's groups (people's issuers).
+    pub groups_claim: String,
+}
+
+impl IssuerConfig {
+    /// An issuer with the defaults for everything but its name, iss and keys.
+    pub fn new(name: &str, iss: &str, keys: IssuerKeys) -> Self {
+        Self {
+            name: name.into(),
+            iss: iss.into(),
+            trust_domain: None,
+            keys,
+            max_lifetime: DEFAULT_MAX_CREDENTIAL_LIFETIME,
+            algorithms: crate::issuer_keys::SUPPORTED.iter().map(|(_, a)| *a).collect(),
+            max_stale: DEFAULT_MAX_STALE_KEYS,
+            typ: None,
+            required_scopes: Vec::new(),
+            spiffe: false,
+            groups_claim: "groups".into(),
+        }
+    }
 }
 
 /// A registered downstream server: its manifest plus deployment overrides.
@@ -439,7 +525,9 @@ impl Config {
             .into_iter()
             .map(|s| validate_server(file, s))
             .collect::<Result<Vec<_>, _>>()?;
+        let oauth = raw.oauth.map(|o| validate_oauth(file, o, &identity)).transpose()?;
         Ok(Self {
+            oauth,
             path: file.path.clone(),
             gateway_id,
             agents_dir: file.resolve(&raw.gateway.agents_dir),
@@ -479,6 +567,24 @@ impl Config {
 
 /// Longest identity, approver or reviewer credential accepted by default.
 pub const DEFAULT_MAX_CREDENTIAL_LIFETIME: Duration = Duration::from_secs(24 * 3600);
+/// How long an issuer's last good remote key set keeps working while its
+/// endpoint is down.
+pub const DEFAULT_MAX_STALE_KEYS: Duration = Duration::from_secs(24 * 3600);
+
+/// Keys are fetched over HTTPS; plain HTTP only from this machine (tests,
+/// a provider on loopback), where no one can change them on the way.
+fn check_fetch_url(url: &str) -> Result<(), String> {
+    let (scheme, rest) = url.split_once("://").ok_or_else(|| format!("`{url}` is not a URL"))?;
+    let host = rest.split(['/', '?', '#']).next().unwrap_or("");
+    let host = host.rsplit_once('@').map(|(_, h)| h).unwrap_or(host);
+    let name = if host.starts_with('[') { host.split(']').next().map(|h| format!("{h}]")).unwrap_or_default() } else { host.split(':').next().unwrap_or("").to_owned() };
+    match scheme {
+        "https" if !name.is_empty() => Ok(()),
+        "http" if matches!(name.as_str(), "127.0.0.1" | "localhost" | "[::1]") => Ok(()),
+        "http" => Err(format!("`{url}`: keys fetched over plain HTTP could be swapped on the way; use https (plain http is allowed only on loopback)")),
+        _ => Err(format!("`{url}` must be an https URL")),
+    }
+}
 
 /// The default witness file of audit checkpoints, in the state directory.
 pub const AUDIT_WITNESS_FILE: &str = "audit-witness.jsonl";
@@ -591,12 +697,40 @@ fn validate_issuers(file: &SourceFile, raw: Vec<Spanned<RawIssuer>>, dev_key_fil
         if issuers.iter().any(|i| i.iss == r.iss) {
             return Err(at(format!("issuer iss `{}` is listed twice", r.iss)));
         }
-        let sources = usize::from(r.development) + usize::from(!r.public_keys.is_empty()) + usize::from(r.jwks_file.is_some());
+        let sources = usize::from(r.development)
+            + usize::from(!r.public_keys.is_empty())
+            + usize::from(r.jwks_file.is_some())
+            + usize::from(r.jwks_uri.is_some())
+            + usize::from(r.discovery)
+            + usize::from(r.spiffe_bundle_endpoint.is_some());
         if sources != 1 {
             return Err(at(format!(
-                "issuer `{}` must have exactly one key source: `development = true`, `public_keys = [..]` or `jwks_file = \"..\"`",
+                "issuer `{}` must have exactly one key source: `development = true`, `public_keys = [..]`, `jwks_file = \"..\"`, `jwks_uri = \"https://..\"`, `discovery = true` (OpenID Connect discovery from its iss) or `spiffe_bundle_endpoint = \"https://..\"`",
                 r.name
             )));
+        }
+        for url in [r.jwks_uri.as_deref(), r.spiffe_bundle_endpoint.as_deref(), r.discovery.then_some(r.iss.as_str())].into_iter().flatten() {
+            check_fetch_url(url).map_err(|e| at(format!("issuer `{}`: {e}", r.name)))?;
+        }
+        let mut algorithms = Vec::new();
+        for name in &r.algorithms {
+            match crate::issuer_keys::parse_alg(name) {
+                Some(a) => algorithms.push(a),
+                None => {
+                    let known: Vec<&str> = crate::issuer_keys::SUPPORTED.iter().map(|(n, _)| *n).collect();
+                    return Err(at(format!("issuer `{}`: algorithm `{name}` is not supported; use some of {}", r.name, known.join(", "))));
+                }
+            }
+        }
+        if algorithms.is_empty() {
+            algorithms = crate::issuer_keys::SUPPORTED.iter().map(|(_, a)| *a).collect();
+        }
+        let spiffe = r.spiffe_bundle_endpoint.is_some();
+        if spiffe && r.trust_domain.is_none() {
+            return Err(at(format!("issuer `{}`: a SPIFFE bundle endpoint verifies JWT-SVIDs of one trust domain; set trust_domain = \"spiffe://...\"", r.name)));
+        }
+        if people && !r.required_scopes.is_empty() {
+            return Err(at(format!("issuer `{}`: required_scopes is for agents' access tokens; people's issuers do not take it", r.name)));
         }
         if let Some(td) = &r.trust_domain {
             if people {
@@ -606,17 +740,63 @@ fn validate_issuers(file: &SourceFile, raw: Vec<Spanned<RawIssuer>>, dev_key_fil
                 return Err(at(format!("issuer `{}`: trust_domain must be a SPIFFE URI like \"spiffe://example.org\"", r.name)));
             }
         }
+        use crate::issuer_keys::RemoteSource;
         let keys = if r.development {
             IssuerKeys::Development { key_file: dev_key_file.to_owned() }
         } else if let Some(p) = r.jwks_file {
             IssuerKeys::JwksFile(file.resolve(&p))
+        } else if let Some(u) = r.jwks_uri {
+            IssuerKeys::Remote(RemoteSource::JwksUri(u))
+        } else if let Some(u) = r.spiffe_bundle_endpoint {
+            IssuerKeys::Remote(RemoteSource::SpiffeBundle(u))
+        } else if r.discovery {
+            IssuerKeys::Remote(RemoteSource::Discovery { iss: r.iss.clone() })
         } else {
             IssuerKeys::Inline(r.public_keys)
         };
         let max_lifetime = r.max_lifetime.unwrap_or(DEFAULT_MAX_CREDENTIAL_LIFETIME);
-        issuers.push(IssuerConfig { name: r.name, iss: r.iss, trust_domain: r.trust_domain, keys, max_lifetime });
+        issuers.push(IssuerConfig {
+            name: r.name,
+            iss: r.iss,
+            trust_domain: r.trust_domain,
+            keys,
+            max_lifetime,
+            algorithms,
+            max_stale: r.max_stale.unwrap_or(DEFAULT_MAX_STALE_KEYS),
+            typ: r.typ,
+            required_scopes: r.required_scopes,
+            spiffe,
+            groups_claim: r.groups_claim.unwrap_or_else(|| "groups".into()),
+        });
     }
     Ok(issuers)
+}
+
+fn validate_oauth(file: &SourceFile, raw: RawOauth, identity: &IdentityConfig) -> Result<OauthConfig, SourceError> {
+    let at = |m: String| file.error_at(Some(raw.resource.span()), m);
+    let resource = raw.resource.get_ref().trim().to_owned();
+    // RFC 8707 §2: an absolute URI without a fragment; https except on loopback.
+    check_fetch_url(&resource).map_err(|e| at(format!("[oauth] resource: {e}")))?;
+    if resource.contains('#') {
+        return Err(at("[oauth] resource must not have a fragment".into()));
+    }
+    if raw.authorization_servers.is_empty() {
+        return Err(at("[oauth] needs authorization_servers: the issuer URL(s) of the OAuth/OpenID provider(s) that issue tokens for this gateway".into()));
+    }
+    for a in &raw.authorization_servers {
+        if !identity.issuers.iter().any(|i| &i.iss == a) {
+            return Err(at(format!(
+                "[oauth] authorization server `{a}` is not the iss of any [[identity.issuers]]: its tokens would be refused; add the issuer (for example with discovery = true)"
+            )));
+        }
+    }
+    let mut scopes = raw.scopes_supported;
+    if scopes.is_empty() {
+        scopes = identity.issuers.iter().flat_map(|i| i.required_scopes.iter().cloned()).collect();
+        scopes.sort();
+        scopes.dedup();
+    }
+    Ok(OauthConfig { resource, authorization_servers: raw.authorization_servers, scopes_supported: scopes })
 }
 
 fn validate_server(file: &SourceFile, raw: RawServer) -> Result<ServerEntry, SourceError> {

@@ -1,10 +1,12 @@
-//! Agent identity: short-lived JWTs (EdDSA) from approved issuers.
+//! Agent identity: short-lived JWTs from approved issuers (a SPIRE server,
+//! an OpenID provider, jitgate's development issuer).
 //!
-//! Trusts: the issuer list in the gateway config and the keys it names.
-//! Checks, in order: size and shape, `alg` pinned to EdDSA, issuer approved,
-//! `kid` known for that issuer, signature, audience is this gateway, `exp` /
-//! `nbf` within the configured skew, subject inside the issuer's trust domain,
-//! subject has an agent file. Each failure is its own error with a reason code
+//! Trusts: the issuer list in the gateway config and the keys it names or
+//! fetches ([`crate::issuer_keys`]). Checks, in order: size and shape, issuer
+//! approved, `kid` known for that issuer, `alg` one that key is pinned to,
+//! signature, `typ` and lifetime, audience is this gateway, `exp` / `nbf`
+//! within the configured skew, a SPIFFE ID inside the issuer's trust domain,
+//! subject has an agent file the issuer may speak for, required scopes. Each failure is its own error with a reason code
 //! and a sentence telling the caller what to do.
 
 use std::sync::Arc;
@@ -14,8 +16,9 @@ use serde::{Deserialize, Serialize};
 use crate::agent::{Agent, AgentDirectory};
 use crate::clock::{Clock, rfc3339};
 use crate::config::{IdentityConfig, IssuerConfig, IssuerKeys};
+use crate::issuer_keys::{self, KeyCheckError, KeySet, KeyUse, RemoteKeys, VerificationKey};
 use crate::jws::{self, JwsError, UnverifiedJws};
-use crate::keys::{self, KeyPair, PublicKey};
+use crate::keys::{KeyPair, PublicKey};
 
 /// Largest identity token accepted.
 pub const MAX_IDENTITY_TOKEN_BYTES: usize = 8 * 1024;
@@ -69,10 +72,18 @@ impl Audience {
 pub enum IdentityError {
     #[error("no identity token: send `Authorization: Bearer <JWT>` (HTTP) or start with `--identity-file` (stdio); mint a development one with `jitgate identity mint`")]
     Missing,
-    #[error("identity token is malformed ({0}); it must be a compact JWS signed with EdDSA")]
+    #[error("identity token is malformed ({0}); it must be a compact JWS (a JWT) signed by an approved issuer")]
     Malformed(JwsError),
-    #[error("identity token uses alg `{0}`; jitgate accepts only EdDSA")]
+    #[error("identity token uses alg `{0}`; jitgate verifies only EdDSA, ES256, ES384, RS256, RS384, RS512, PS256, PS384 and PS512, as each issuer's keys allow (never none or HMAC)")]
     UnsupportedAlg(String),
+    #[error("identity token uses alg `{alg}`, but key `{kid}` of issuer `{issuer}` verifies only {allowed}; the algorithm is fixed by the key, not by the token")]
+    AlgNotAllowed { alg: String, kid: String, issuer: String, allowed: String },
+    #[error("cannot verify identity tokens of this issuer right now: {0}; the gateway keeps retrying (see /healthz)")]
+    KeysUnavailable(String),
+    #[error("identity token lacks the scope(s) {missing} this gateway requires of issuer `{issuer}`'s tokens; ask the authorization server for them (scope=\"{wanted}\")")]
+    InsufficientScope { missing: String, issuer: String, wanted: String },
+    #[error("subject `{0}` is not a valid SPIFFE ID (spiffe://TRUST-DOMAIN/PATH, no query, fragment or empty, `.` or `..` segments); JWT-SVIDs must name one")]
+    NotSpiffeId(String),
     #[error("identity token issuer `{0}` is not approved by this gateway; add it to [[identity.issuers]] or use an approved issuer")]
     UnknownIssuer(String),
     #[error("identity token key `{kid}` is not a key of issuer `{issuer}`; the issuer may have rotated keys: update its public_keys/jwks_file")]
@@ -105,7 +116,10 @@ impl IdentityError {
         match self {
             IdentityError::Missing => "identity_missing",
             IdentityError::Malformed(_) => "identity_malformed",
-            IdentityError::UnsupportedAlg(_) => "identity_bad_alg",
+            IdentityError::UnsupportedAlg(_) | IdentityError::AlgNotAllowed { .. } => "identity_bad_alg",
+            IdentityError::KeysUnavailable(_) => "identity_keys_unavailable",
+            IdentityError::InsufficientScope { .. } => "insufficient_scope",
+            IdentityError::NotSpiffeId(_) => "identity_not_spiffe_id",
             IdentityError::UnknownIssuer(_) => "identity_unknown_issuer",
             IdentityError::UnknownKey { .. } => "identity_unknown_key",
             IdentityError::BadSignature(_) => "identity_bad_signature",
@@ -139,40 +153,77 @@ pub(crate) struct TrustedIssuer {
     pub(crate) name: String,
     pub(crate) iss: String,
     trust_domain: Option<String>,
-    pub(crate) keys: Vec<PublicKey>,
+    pub(crate) keys: KeySet,
     max_lifetime: i64,
+    typ: Option<String>,
+    required_scopes: Vec<String>,
+    spiffe: bool,
+    pub(crate) groups_claim: String,
 }
 
 impl TrustedIssuer {
-    /// Load an issuer's verification keys (creating the development key pair on first use).
+    /// Load an issuer's verification keys (creating the development key pair
+    /// on first use). A remote key set is only prepared here: it is fetched
+    /// when the gateway starts ([`IdentityVerifier::remote_key_sets`]).
     pub(crate) fn load(i: &IssuerConfig) -> Result<Self, IssuerSetupError> {
         let err = |reason: String| IssuerSetupError { issuer: i.name.clone(), reason };
+        let ed25519 = |keys: Vec<PublicKey>| -> Result<KeySet, IssuerSetupError> {
+            if !i.algorithms.contains(&jsonwebtoken::Algorithm::EdDSA) {
+                return Err(err("its keys are Ed25519, but EdDSA is not in its `algorithms`".into()));
+            }
+            let keys = keys.iter().map(VerificationKey::ed25519).collect::<Result<Vec<_>, _>>().map_err(err)?;
+            Ok(KeySet::Static(Arc::new(keys)))
+        };
         let keys = match &i.keys {
             IssuerKeys::Development { key_file } => {
                 let (pair, created) = KeyPair::load_or_create(key_file).map_err(|e| err(e.to_string()))?;
                 if created {
                     tracing::warn!(issuer = %i.name, path = %key_file.display(), "created development issuer key; never use a development issuer in production");
                 }
-                vec![pair.public()]
+                ed25519(vec![pair.public()])?
             }
-            IssuerKeys::Inline(list) => list.iter().map(|x| PublicKey::from_b64url(x).map_err(|e| err(e.to_string()))).collect::<Result<_, _>>()?,
+            IssuerKeys::Inline(list) => ed25519(list.iter().map(|x| PublicKey::from_b64url(x).map_err(|e| err(e.to_string()))).collect::<Result<_, _>>()?)?,
             IssuerKeys::JwksFile(path) => {
                 let text = std::fs::read_to_string(path).map_err(|e| err(format!("cannot read {}: {e}", path.display())))?;
-                keys::parse_jwks(&text).map_err(|e| err(format!("{}: {e}", path.display())))?
+                let doc: serde_json::Value = serde_json::from_str(&text).map_err(|e| err(format!("{}: not JSON: {e}", path.display())))?;
+                let (keys, skipped) = issuer_keys::keys_from_jwks(&doc, &i.algorithms, KeyUse::Signature).map_err(|e| err(format!("{}: {e}", path.display())))?;
+                if !skipped.is_empty() {
+                    tracing::warn!(issuer = %i.name, path = %path.display(), skipped = ?skipped, "some keys of the JWKS file are not used");
+                }
+                KeySet::Static(Arc::new(keys))
+            }
+            IssuerKeys::Remote(source) => {
+                KeySet::Remote(Arc::new(RemoteKeys::new(&i.name, source.clone(), i.algorithms.clone(), i.max_stale).map_err(err)?))
             }
         };
         let max_lifetime = i64::try_from(i.max_lifetime.as_secs()).unwrap_or(i64::MAX);
-        Ok(Self { name: i.name.clone(), iss: i.iss.clone(), trust_domain: i.trust_domain.clone(), keys, max_lifetime })
+        Ok(Self {
+            name: i.name.clone(),
+            iss: i.iss.clone(),
+            trust_domain: i.trust_domain.clone(),
+            keys,
+            max_lifetime,
+            typ: i.typ.clone(),
+            required_scopes: i.required_scopes.clone(),
+            spiffe: i.spiffe,
+            groups_claim: i.groups_claim.clone(),
+        })
     }
 
     /// What every credential of this issuer must be besides well signed: of
-    /// a credential `typ` (absent, `JWT` or `at+jwt`, never another token kind
-    /// such as a capability token or a DPoP proof), and no longer-lived than
-    /// the issuer's `max_lifetime`.
+    /// a credential `typ` (the issuer's `typ` if it sets one; else absent,
+    /// `JWT` or `at+jwt`, never another token kind such as a capability
+    /// token or a DPoP proof), and no longer-lived than the issuer's
+    /// `max_lifetime`.
     pub(crate) fn check_credential(&self, parsed: &UnverifiedJws, iat: Option<i64>, exp: i64, now: i64) -> Result<(), SignedTokenError> {
-        match parsed.header.typ.as_deref().map(str::to_ascii_lowercase).as_deref() {
-            None | Some("jwt") | Some("at+jwt") | Some("application/at+jwt") => {}
-            Some(_) => return Err(SignedTokenError::WrongType(parsed.header.typ.clone().unwrap_or_default())),
+        let typ = parsed.header.typ.as_deref().map(str::to_ascii_lowercase);
+        let typ = typ.as_deref().map(|t| t.strip_prefix("application/").unwrap_or(t));
+        let fits = match &self.typ {
+            Some(want) => typ == Some(want.to_ascii_lowercase().strip_prefix("application/").unwrap_or(&want.to_ascii_lowercase())),
+            None => matches!(typ, None | Some("jwt") | Some("at+jwt")),
+        };
+        if !fits {
+            return Err(SignedTokenError::WrongType(parsed.header.typ.clone().unwrap_or_default()));
         }
         let seconds = exp.saturating_sub(iat.unwrap_or(now).min(now));
         if seconds > self.max_lifetime {
@@ -181,12 +232,55 @@ impl TrustedIssuer {
         Ok(())
     }
 
-    /// Find the token's key among this issuer's and check the signature.
-    pub(crate) fn check_signature(&self, parsed: &UnverifiedJws) -> Result<(), SignedTokenError> {
-        let kid = parsed.kid().map_err(SignedTokenError::Malformed)?;
-        let key = self.keys.iter().find(|k| k.kid == kid).ok_or_else(|| SignedTokenError::UnknownKey(kid.to_owned()))?;
-        parsed.verify_signature(&key.key).map_err(|_| SignedTokenError::BadSignature)
+    /// Find the token's key among this issuer's and check the signature with
+    /// the algorithms that key is pinned to.
+    pub(crate) fn check_signature(&self, parsed: &UnverifiedJws, now: i64) -> Result<(), SignedTokenError> {
+        let alg = issuer_keys::parse_alg(&parsed.header.alg).ok_or_else(|| SignedTokenError::UnsupportedAlg(parsed.header.alg.clone()))?;
+        let key = self.keys.find(parsed.header.kid.as_deref(), now).map_err(SignedTokenError::from)?;
+        key.verify(parsed.raw(), alg).map(|_| ()).map_err(SignedTokenError::from)
     }
+
+    /// The issuer's remote key set, if its keys are fetched.
+    pub(crate) fn remote(&self) -> Option<Arc<RemoteKeys>> {
+        self.keys.remote().cloned()
+    }
+}
+
+impl From<KeyCheckError> for SignedTokenError {
+    fn from(e: KeyCheckError) -> Self {
+        match e {
+            KeyCheckError::UnknownKey(kid) => SignedTokenError::UnknownKey(kid),
+            KeyCheckError::AlgNotAllowed { alg, kid, allowed } => SignedTokenError::AlgNotAllowed { alg, kid, allowed },
+            KeyCheckError::BadSignature => SignedTokenError::BadSignature,
+            KeyCheckError::KeysUnavailable(why) => SignedTokenError::KeysUnavailable(why),
+            KeyCheckError::Malformed(why) => SignedTokenError::Malformed(JwsError::BadPart { part: "token", reason: why }),
+        }
+    }
+}
+
+/// A SPIFFE ID as the JWT-SVID rules require: `spiffe://` a trust domain
+/// name, then a non-empty path of non-empty segments other than `.` and
+/// `..`, no query or fragment, only the allowed characters.
+fn is_spiffe_id(id: &str) -> bool {
+    let Some(rest) = id.strip_prefix("spiffe://") else { return false };
+    let Some((domain, path)) = rest.split_once('/') else { return false };
+    let domain_ok = !domain.is_empty() && domain.chars().all(|c| c.is_ascii_lowercase() || c.is_ascii_digit() || matches!(c, '.' | '-' | '_'));
+    let path_ok = path.split('/').all(|seg| !seg.is_empty() && seg != "." && seg != ".." && seg.chars().all(|c| c.is_ascii_alphanumeric() || matches!(c, '.' | '-' | '_')));
+    domain_ok && path_ok
+}
+
+/// The scopes a token carries: `scope` (space-separated, RFC 8693/9068) or
+/// `scp` (a list or a string, as some providers write it).
+fn token_scopes(extra: &std::collections::BTreeMap<String, serde_json::Value>) -> Vec<String> {
+    let mut out = Vec::new();
+    for claim in ["scope", "scp"] {
+        match extra.get(claim) {
+            Some(serde_json::Value::String(s)) => out.extend(s.split_whitespace().map(str::to_owned)),
+            Some(serde_json::Value::Array(items)) => out.extend(items.iter().filter_map(|v| v.as_str().map(str::to_owned))),
+            _ => {}
+        }
+    }
+    out
 }
 
 /// Failures common to every signed credential (agents' and people's); each
@@ -194,6 +288,9 @@ impl TrustedIssuer {
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub(crate) enum SignedTokenError {
     Malformed(JwsError),
+    UnsupportedAlg(String),
+    AlgNotAllowed { alg: String, kid: String, allowed: Vec<String> },
+    KeysUnavailable(String),
     UnknownKey(String),
     BadSignature,
     Expired { ago: i64, at: String },
@@ -217,6 +314,9 @@ impl IdentityError {
     fn from_signed(e: SignedTokenError, issuer: &str) -> Self {
         match e {
             SignedTokenError::Malformed(j) => IdentityError::Malformed(j),
+            SignedTokenError::UnsupportedAlg(a) => IdentityError::UnsupportedAlg(a),
+            SignedTokenError::AlgNotAllowed { alg, kid, allowed } => IdentityError::AlgNotAllowed { alg, kid, issuer: issuer.to_owned(), allowed: allowed.join(", ") },
+            SignedTokenError::KeysUnavailable(reason) => IdentityError::KeysUnavailable(reason),
             SignedTokenError::UnknownKey(kid) => IdentityError::UnknownKey { kid, issuer: issuer.to_owned() },
             SignedTokenError::BadSignature => IdentityError::BadSignature(issuer.to_owned()),
             SignedTokenError::Expired { ago, at } => IdentityError::Expired { ago, at },
@@ -295,12 +395,30 @@ impl IdentityVerifier {
         Ok(agent)
     }
 
+    /// Every issuer's remote key set, to fetch at start and keep fresh.
+    pub fn remote_key_sets(&self) -> Vec<Arc<RemoteKeys>> {
+        self.issuers.iter().filter_map(TrustedIssuer::remote).collect()
+    }
+
+    /// Verify, and when the token names a `kid` its issuer's remote key set
+    /// does not have (the provider may have rotated), refresh the set once
+    /// (rate-limited) and try again.
+    pub async fn verify_refreshing(&self, token: &str) -> Result<VerifiedAgent, IdentityError> {
+        match self.verify(token) {
+            Err(IdentityError::UnknownKey { kid, issuer }) => {
+                let remote = self.issuers.iter().find(|i| i.name == issuer).and_then(TrustedIssuer::remote);
+                match remote {
+                    Some(r) if r.refresh_for_unknown_kid(self.clock.as_ref()).await => self.verify(token),
+                    _ => Err(IdentityError::UnknownKey { kid, issuer }),
+                }
+            }
+            other => other,
+        }
+    }
+
     /// Verify an identity token fully (no cache).
     fn verify_uncached(&self, token: &str) -> Result<VerifiedAgent, IdentityError> {
-        let parsed = jws::parse(token, MAX_IDENTITY_TOKEN_BYTES).map_err(|e| match e {
-            JwsError::UnsupportedAlg(a) => IdentityError::UnsupportedAlg(a),
-            other => IdentityError::Malformed(other),
-        })?;
+        let parsed = jws::parse_any_alg(token, MAX_IDENTITY_TOKEN_BYTES).map_err(IdentityError::Malformed)?;
         // Claims are read before the signature only to pick the issuer's keys;
         // nothing is trusted until the signature has verified.
         let claims: IdentityClaims = parsed.claims().map_err(IdentityError::Malformed)?;
@@ -309,12 +427,15 @@ impl IdentityVerifier {
             .iter()
             .find(|i| i.iss == claims.iss)
             .ok_or_else(|| IdentityError::UnknownIssuer(claims.iss.clone()))?;
-        issuer.check_signature(&parsed).map_err(|e| IdentityError::from_signed(e, &issuer.name))?;
+        issuer.check_signature(&parsed, self.clock.now_unix()).map_err(|e| IdentityError::from_signed(e, &issuer.name))?;
         issuer.check_credential(&parsed, claims.iat, claims.exp, self.clock.now_unix()).map_err(|e| IdentityError::from_signed(e, &issuer.name))?;
         if !claims.aud.contains(&self.audience) {
             return Err(IdentityError::WrongAudience { got: claims.aud.describe(), want: self.audience.clone() });
         }
         self.check_times(&claims)?;
+        if issuer.spiffe && !is_spiffe_id(&claims.sub) {
+            return Err(IdentityError::NotSpiffeId(claims.sub));
+        }
         if let Some(domain) = &issuer.trust_domain {
             let inside = claims.sub.strip_prefix(domain.as_str()).is_some_and(|rest| rest.starts_with('/'));
             if !inside {
@@ -328,6 +449,13 @@ impl IdentityVerifier {
         let allowed = if agent.issuers.is_empty() { issuer.trust_domain.is_some() } else { agent.issuers.iter().any(|i| *i == issuer.name) };
         if !allowed {
             return Err(IdentityError::IssuerNotAllowed { issuer: issuer.name.clone(), agent: agent.name.clone() });
+        }
+        if !issuer.required_scopes.is_empty() {
+            let have = token_scopes(&claims.extra);
+            let missing: Vec<&str> = issuer.required_scopes.iter().filter(|s| !have.contains(s)).map(String::as_str).collect();
+            if !missing.is_empty() {
+                return Err(IdentityError::InsufficientScope { missing: missing.join(" "), issuer: issuer.name.clone(), wanted: issuer.required_scopes.join(" ") });
+            }
         }
         let extra = claims
             .extra
@@ -403,11 +531,9 @@ mod tests {
         let cfg = IdentityConfig {
             clock_skew: Duration::from_secs(5),
             issuers: vec![IssuerConfig {
-                name: "corp".into(),
-                iss: "https://issuer.test".into(),
                 trust_domain: Some("spiffe://test.local".into()),
-                keys: IssuerKeys::Inline(vec![key.public().to_b64url()]),
                 max_lifetime: Duration::from_secs(3600),
+                ..IssuerConfig::new("corp", "https://issuer.test", IssuerKeys::Inline(vec![key.public().to_b64url()]))
             }],
         };
         let clock = ManualClock::at(NOW);
@@ -473,13 +599,7 @@ mod tests {
         let key = KeyPair::from_seed(&[9; 32]);
         let cfg = IdentityConfig {
             clock_skew: Duration::from_secs(5),
-            issuers: vec![IssuerConfig {
-                name: "loose".into(),
-                iss: "https://loose.test".into(),
-                trust_domain: None,
-                keys: IssuerKeys::Inline(vec![key.public().to_b64url()]),
-                max_lifetime: Duration::from_secs(3600),
-            }],
+            issuers: vec![IssuerConfig { max_lifetime: Duration::from_secs(3600), ..IssuerConfig::new("loose", "https://loose.test", IssuerKeys::Inline(vec![key.public().to_b64url()])) }],
         };
         let v = IdentityVerifier::new("jitgate://gw", &cfg, AgentDirectory::load(dir.path()).unwrap(), Arc::new(ManualClock::at(NOW))).unwrap();
         let t = |sub: &str| mint(&key, "https://loose.test", sub, "jitgate://gw", NOW, 60).unwrap();

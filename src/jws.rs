@@ -55,6 +55,17 @@ pub struct UnverifiedJws {
 
 /// Split and decode a compact JWS. Checks size, shape and `alg`; not the signature.
 pub fn parse(token: &str, max_len: usize) -> Result<UnverifiedJws, JwsError> {
+    let parsed = parse_any_alg(token, max_len)?;
+    if parsed.header.alg != ALG {
+        return Err(JwsError::UnsupportedAlg(parsed.header.alg));
+    }
+    Ok(parsed)
+}
+
+/// Split and decode a compact JWS whatever its `alg`: for credentials of
+/// other issuers, whose keys pin the algorithms they verify
+/// ([`crate::issuer_keys`]). Checks size and shape only.
+pub fn parse_any_alg(token: &str, max_len: usize) -> Result<UnverifiedJws, JwsError> {
     let token = token.trim();
     if token.len() > max_len {
         return Err(JwsError::TooLarge { len: token.len(), max: max_len });
@@ -66,15 +77,17 @@ pub fn parse(token: &str, max_len: usize) -> Result<UnverifiedJws, JwsError> {
     let bad = |part: &'static str| move |e: String| JwsError::BadPart { part, reason: e };
     let header_bytes = B64URL.decode(h).map_err(|e| bad("header")(e.to_string()))?;
     let header: Header = serde_json::from_slice(&header_bytes).map_err(|e| bad("header")(e.to_string()))?;
-    if header.alg != ALG {
-        return Err(JwsError::UnsupportedAlg(header.alg));
-    }
     let payload = B64URL.decode(p).map_err(|e| bad("payload")(e.to_string()))?;
     let signature = B64URL.decode(s).map_err(|e| bad("signature")(e.to_string()))?;
     Ok(UnverifiedJws { header, payload, signing_input_len: h.len() + 1 + p.len(), raw: token.to_owned(), signature })
 }
 
 impl UnverifiedJws {
+    /// The whole compact token (for a verifier that checks it itself).
+    pub fn raw(&self) -> &str {
+        &self.raw
+    }
+
     /// Decode the payload as claims of type `T` (still unverified).
     pub fn claims<T: for<'de> Deserialize<'de>>(&self) -> Result<T, JwsError> {
         serde_json::from_slice(&self.payload).map_err(|e| JwsError::BadPart { part: "claims", reason: e.to_string() })

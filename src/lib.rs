@@ -25,6 +25,7 @@
 //! | [`manifest`] | tool manifests and definition pins |
 //! | [`agent`] | agent files |
 //! | [`identity`] | agent identity tokens |
+//! | [`issuer_keys`] | issuers' verification keys: JWKS, discovery, SPIFFE bundles, pinned algorithms |
 //! | [`approver`] | approvers' (people's) credentials, kept apart from agents' |
 //! | [`policy`] | Cedar schema, entity/context mapping, decisions, plan invariants |
 //! | [`store`] | tasks, tokens, revocations, approvals, break-glass, quarantine |
@@ -52,6 +53,7 @@ pub mod dpop;
 pub mod gateway;
 pub mod http;
 pub mod identity;
+pub mod issuer_keys;
 pub mod jws;
 pub mod keys;
 pub mod manifest;
