@@ -86,7 +86,6 @@ fn domain_of(agent: &str) -> &'static str {
 }
 
 const DOMAIN_SERVERS: [&str; 3] = ["bank", "chat", "travel"];
-const AGENTS: [&str; 5] = ["triage", "janitor", "banker", "teammate", "concierge"];
 
 /// Letters and digits as space-separated lowercase words, padded with spaces.
 fn words(text: &str) -> String {
@@ -118,7 +117,9 @@ fn replanning_variant(s: &Scenario) -> Option<Scenario> {
 fn third_party_values(question: &str) -> Vec<String> {
     let mut out = Vec::new();
     for line in question.lines() {
-        let Some((_, rest)) = line.split_once("<- contains ") else { continue };
+        // The last marker on the line: one inside a quoted value is text
+        // the agent or a third party wrote.
+        let Some((_, rest)) = line.rsplit_once("  <- contains ") else { continue };
         let listed = rest.split(" from content").next().unwrap_or("");
         out.extend(listed.split('"').skip(1).step_by(2).map(str::to_lowercase));
     }
@@ -316,12 +317,43 @@ fn mint(jitgate: &Path, config: &Path, args: &[&str]) -> Result<String, String> 
     Ok(token)
 }
 
-async fn start(dir: &Path, repo: &Path) -> Result<Env, String> {
+/// The agent a scenario runs as: a copy of its agent (same team, tools,
+/// baseline) under its own id, so that each scenario starts with a fresh
+/// history and taint ledger, as an independent user task would. Attacks over
+/// several tasks happen within one scenario.
+fn scenario_agent(s: &Scenario, index: usize) -> String {
+    format!("{}-s{index}", s.agent)
+}
+
+/// Write `agents/NAME-sI.toml` for every scenario from its agent's file.
+fn write_scenario_agents(agents: &Path, scenarios: &[Scenario]) -> Result<(), String> {
+    for (i, s) in scenarios.iter().enumerate() {
+        let base = std::fs::read_to_string(agents.join(format!("{}.toml", s.agent))).map_err(|e| format!("agent {}: {e}", s.agent))?;
+        let own = scenario_agent(s, i);
+        let text: Vec<String> = base
+            .lines()
+            .map(|l| {
+                if l.starts_with("name = ") {
+                    format!("name = \"{own}\"")
+                } else if let Some(id) = l.strip_prefix("id = \"").and_then(|r| r.strip_suffix('"')) {
+                    format!("id = \"{id}-s{i}\"")
+                } else {
+                    l.to_owned()
+                }
+            })
+            .collect();
+        std::fs::write(agents.join(format!("{own}.toml")), text.join("\n")).map_err(|e| e.to_string())?;
+    }
+    Ok(())
+}
+
+async fn start(dir: &Path, repo: &Path, scenarios: &[Scenario]) -> Result<Env, String> {
     let io = |e: std::io::Error| e.to_string();
     for part in ["agents", "policies"] {
         copy_dir(&repo.join("examples/quickstart").join(part), &dir.join(part)).map_err(io)?;
         copy_dir(&repo.join("examples/domains").join(part), &dir.join(part)).map_err(io)?;
     }
+    write_scenario_agents(&dir.join("agents"), scenarios)?;
     // The runner replays many tasks a second, far faster than any agent
     // works: its request rate is not a burst of drift, so the agents' rate
     // limits are lifted in the copies (everything else stays as shipped).
@@ -370,9 +402,19 @@ async fn start(dir: &Path, repo: &Path) -> Result<Env, String> {
     }
     let pristine = dir.join("pristine");
     copy_dir(&ws, &pristine).map_err(io)?;
+    // Identity tokens for every scenario's agent, signed here with the
+    // development issuer's key the gateway created (one `identity mint`
+    // process per scenario would take longer than the scenarios).
+    let key = jitgate::keys::KeyPair::load(&dir.join("state").join("dev-issuer.jwk")).map_err(|e| e.to_string())?;
+    let now = std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).map_err(|e| e.to_string())?.as_secs();
+    let now = i64::try_from(now).map_err(|e| e.to_string())?;
+    let agents = jitgate::agent::AgentDirectory::load(&dir.join("agents")).map_err(|e| format!("{e:?}"))?;
     let mut identities = BTreeMap::new();
-    for agent in AGENTS {
-        identities.insert(agent.to_owned(), mint(&jitgate, &config, &["--agent", agent])?);
+    for (i, s) in scenarios.iter().enumerate() {
+        let name = scenario_agent(s, i);
+        let agent = agents.iter().find(|a| a.name == name).ok_or_else(|| format!("agent {name} not loaded"))?;
+        let token = jitgate::identity::mint(&key, "jitgate-dev-issuer", &agent.id, "jitgate://eval", now, 7200).map_err(|e| e.to_string())?;
+        identities.insert(name, token);
     }
     let approver = mint(&jitgate, &config, &["--approver", "oncall@example.org", "--groups", "platform-oncall,support-leads"])?;
     Ok(Env { _gateway: gateway, dir: dir.to_owned(), url, base, config, jitgate, ws, pristine, approver, identities })
@@ -416,10 +458,11 @@ struct Ran {
     quarantined: bool,
 }
 
-async fn run(env: &Env, s: &Scenario) -> Result<Ran, String> {
+async fn run(env: &Env, s: &Scenario, index: usize) -> Result<Ran, String> {
     reset_workspace(&env.ws, &env.pristine, s).map_err(|e| e.to_string())?;
     reset_domains(&env.dir, s).map_err(|e| e.to_string())?;
-    let token = env.identities.get(&s.agent).ok_or_else(|| format!("unknown agent {}", s.agent))?;
+    let own = scenario_agent(s, index);
+    let token = env.identities.get(&own).ok_or_else(|| format!("unknown agent {own}"))?;
     let cfg = StreamableHttpClientTransportConfig::with_uri(env.url.as_str()).auth_header(token.clone());
     let user = ScriptedUser { asks: Arc::new(s.user_asks.clone()), questions: Arc::new(AtomicUsize::new(0)), declined: Arc::new(AtomicUsize::new(0)) };
     let client = user.clone().serve(StreamableHttpClientTransport::from_config(cfg)).await.map_err(|e| e.to_string())?;
@@ -505,18 +548,17 @@ async fn run(env: &Env, s: &Scenario) -> Result<Ran, String> {
         .arg(&env.config)
         .output()
         .map_err(|e| e.to_string())?;
-    let quarantined = String::from_utf8_lossy(&out.stdout).contains("\"reason\"");
+    let listed: Value = serde_json::from_slice(&out.stdout).unwrap_or_default();
+    let quarantined = listed.as_array().is_some_and(|agents| agents.iter().any(|a| a["name"] == own.as_str() && !a["quarantined"].is_null()));
     if quarantined {
         let cred = env.config.with_file_name("approver.jwt");
         std::fs::write(&cred, &env.approver).map_err(|e| e.to_string())?;
-        for agent in AGENTS {
-            let _ = Command::new(&env.jitgate)
-                .args(["agents", "release", agent, "--note", "eval: reviewed", "--config"])
-                .arg(&env.config)
-                .arg("--credential")
-                .arg(&cred)
-                .output();
-        }
+        let _ = Command::new(&env.jitgate)
+            .args(["agents", "release", own.as_str(), "--note", "eval: reviewed", "--config"])
+            .arg(&env.config)
+            .arg("--credential")
+            .arg(&cred)
+            .output();
     }
     Ok(Ran { outcomes, questions: user.questions.load(Ordering::SeqCst), declined: user.declined.load(Ordering::SeqCst), quarantined })
 }
@@ -662,13 +704,14 @@ async fn real_main() -> Result<bool, String> {
     let dir = std::env::temp_dir().join(format!("jitgate-eval-{}", std::process::id()));
     let _ = std::fs::remove_dir_all(&dir);
     std::fs::create_dir_all(&dir).map_err(|e| e.to_string())?;
-    let env = start(&dir, &repo).await?;
+    scenarios.retain(|s| only.as_deref().is_none_or(|d| d == domain_of(&s.agent)));
+    let env = start(&dir, &repo, &scenarios).await?;
     let mut total = Tally::default();
     let mut domains: BTreeMap<&'static str, Tally> = BTreeMap::new();
     let mut misses = Vec::new();
     let mut report = Vec::new();
-    for s in scenarios.iter().filter(|s| only.as_deref().is_none_or(|d| d == domain_of(&s.agent))) {
-        let ran = run(&env, s).await.map_err(|e| format!("scenario {}: {e}", s.name))?;
+    for (index, s) in scenarios.iter().enumerate() {
+        let ran = run(&env, s, index).await.map_err(|e| format!("scenario {}: {e}", s.name))?;
         let (outcomes, questions) = (&ran.outcomes, ran.questions);
         let steps: Vec<Value> = outcomes
             .iter()

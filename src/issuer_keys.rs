@@ -304,6 +304,20 @@ struct RemoteState {
     failures: u32,
 }
 
+/// The HTTP(S) client that fetches key sets.
+type HttpClient = hyper_util::client::legacy::Client<hyper_rustls::HttpsConnector<hyper_util::client::legacy::connect::HttpConnector>, http_body_util::Empty<bytes::Bytes>>;
+
+fn http_client() -> Result<HttpClient, String> {
+    let provider = Arc::new(rustls::crypto::ring::default_provider());
+    let https = hyper_rustls::HttpsConnectorBuilder::new()
+        .with_provider_and_native_roots(provider)
+        .map_err(|e| format!("cannot load the platform's root certificates: {e}"))?
+        .https_or_http()
+        .enable_http1()
+        .build();
+    Ok(hyper_util::client::legacy::Client::builder(hyper_util::rt::TokioExecutor::new()).build(https))
+}
+
 /// A key set fetched over HTTP and kept fresh.
 pub struct RemoteKeys {
     issuer: String,
@@ -312,7 +326,7 @@ pub struct RemoteKeys {
     max_stale: i64,
     state: RwLock<RemoteState>,
     refreshing: tokio::sync::Mutex<()>,
-    http: reqwest::Client,
+    http: HttpClient,
 }
 
 impl std::fmt::Debug for RemoteKeys {
@@ -322,21 +336,14 @@ impl std::fmt::Debug for RemoteKeys {
 }
 
 /// Seconds from a `Cache-Control: max-age=N` header, if any.
-fn max_age(headers: &reqwest::header::HeaderMap) -> Option<i64> {
-    let value = headers.get(reqwest::header::CACHE_CONTROL)?.to_str().ok()?;
+fn max_age(headers: &http::HeaderMap) -> Option<i64> {
+    let value = headers.get(http::header::CACHE_CONTROL)?.to_str().ok()?;
     value.split(',').find_map(|d| d.trim().strip_prefix("max-age=")).and_then(|n| n.trim().parse().ok())
 }
 
 impl RemoteKeys {
     pub fn new(issuer: &str, source: RemoteSource, allowed: Vec<Algorithm>, max_stale: Duration) -> Result<Self, String> {
-        // reqwest is built without a crypto provider of its own; rustls's ring
-        // provider serves the whole process (an error only means one is set).
-        let _ = rustls::crypto::ring::default_provider().install_default();
-        let http = reqwest::Client::builder()
-            .timeout(FETCH_TIMEOUT)
-            .redirect(reqwest::redirect::Policy::limited(3))
-            .build()
-            .map_err(|e| format!("cannot build an HTTP client: {e}"))?;
+        let http = http_client()?;
         Ok(Self {
             issuer: issuer.to_owned(),
             source,
@@ -377,21 +384,36 @@ impl RemoteKeys {
         }
     }
 
+    /// GET a JSON document: within [`FETCH_TIMEOUT`], at most
+    /// [`MAX_DOCUMENT_BYTES`], no redirects (a key set that moved is a
+    /// configuration change a person should make).
     async fn get_json(&self, url: &str) -> Result<(Value, Option<i64>), String> {
-        let mut response = self.http.get(url).header(reqwest::header::ACCEPT, "application/json").send().await.map_err(|e| format!("GET {url}: {e}"))?;
-        if !response.status().is_success() {
-            return Err(format!("GET {url}: HTTP {}", response.status()));
-        }
-        let age = max_age(response.headers());
-        let mut body = Vec::new();
-        while let Some(chunk) = response.chunk().await.map_err(|e| format!("GET {url}: {e}"))? {
-            body.extend_from_slice(&chunk);
-            if body.len() > MAX_DOCUMENT_BYTES {
-                return Err(format!("GET {url}: the document is over {MAX_DOCUMENT_BYTES} bytes"));
+        use http_body_util::BodyExt as _;
+        let uri: http::Uri = url.parse().map_err(|e| format!("`{url}` is not a URL: {e}"))?;
+        let request = http::Request::get(uri)
+            .header(http::header::ACCEPT, "application/json")
+            .body(http_body_util::Empty::new())
+            .map_err(|e| format!("GET {url}: {e}"))?;
+        let fetched = async {
+            let response = self.http.request(request).await.map_err(|e| format!("GET {url}: {e}"))?;
+            let status = response.status();
+            if status.is_redirection() {
+                let to = response.headers().get(http::header::LOCATION).and_then(|v| v.to_str().ok()).unwrap_or("?").to_owned();
+                return Err(format!("GET {url}: redirected to {to}; configure that URL instead"));
             }
-        }
-        let doc = serde_json::from_slice(&body).map_err(|e| format!("GET {url}: not JSON: {e}"))?;
-        Ok((doc, age))
+            if !status.is_success() {
+                return Err(format!("GET {url}: HTTP {status}"));
+            }
+            let age = max_age(response.headers());
+            let body = http_body_util::Limited::new(response.into_body(), MAX_DOCUMENT_BYTES)
+                .collect()
+                .await
+                .map_err(|e| format!("GET {url}: {e} (at most {MAX_DOCUMENT_BYTES} bytes)"))?
+                .to_bytes();
+            let doc = serde_json::from_slice(&body).map_err(|e| format!("GET {url}: not JSON: {e}"))?;
+            Ok((doc, age))
+        };
+        tokio::time::timeout(FETCH_TIMEOUT, fetched).await.map_err(|_| format!("GET {url}: no answer within {} s", FETCH_TIMEOUT.as_secs()))?
     }
 
     /// Where the JWKS is, discovering it if needed.

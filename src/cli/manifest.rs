@@ -310,6 +310,9 @@ const NETWORK_NAMES: &[&str] = &["url", "uri", "link", "endpoint", "webhook", "h
 /// catalogue the server keeps, not from third parties.
 const OWN_DATA_WORDS: &[&str] = &["directory", "catalogue", "catalog"];
 
+/// Words that say people wrote the output, whatever holds it.
+const PEOPLE_WRITE_WORDS: &[&str] = &["review", "message", "mail", "comment", "post", "written", "web"];
+
 fn named(lower: &str, names: &[&str]) -> bool {
     names.iter().any(|d| lower == *d || lower.ends_with(&format!("_{d}")) || lower.starts_with(&format!("{d}_")))
 }
@@ -332,7 +335,10 @@ fn propose(tool: &rmcp::model::Tool) -> Proposal {
     }
     sensitive.sort();
     let text = format!("{} {}", tool.name, tool.description.as_deref().unwrap_or("")).to_ascii_lowercase();
-    let untrusted_output = read_only && THIRD_PARTY_WORDS.iter().any(|w| text.contains(w)) && !OWN_DATA_WORDS.iter().any(|w| text.contains(w));
+    // "From the directory" makes a listing the server's own data, unless the
+    // description also says people write it (reviews, messages, mail).
+    let own_data = OWN_DATA_WORDS.iter().any(|w| text.contains(w)) && !PEOPLE_WRITE_WORDS.iter().any(|w| text.contains(w));
+    let untrusted_output = read_only && THIRD_PARTY_WORDS.iter().any(|w| text.contains(w)) && !own_data;
     // A writer with a destination is a sink; so is a read-only fetch: its
     // URL is an exfiltration channel (the URL itself carries the data).
     let sink = !sensitive.is_empty();
@@ -360,6 +366,9 @@ mod tests {
         let members = tool(serde_json::json!({"name": "list_users_in_channel", "description": "Members of a channel, from the workspace directory", "annotations": {"readOnlyHint": true},
             "inputSchema": {"type": "object", "properties": {"channel": {"type": "string"}}}}));
         assert_eq!(propose(&members), Proposal::default());
+        let reviews = tool(serde_json::json!({"name": "reviews", "description": "Guest reviews from our catalogue", "annotations": {"readOnlyHint": true},
+            "inputSchema": {"type": "object", "properties": {"hotel": {"type": "string"}}}}));
+        assert!(propose(&reviews).untrusted_output, "people write reviews, whatever holds them");
         // Writers: a recipient-like name or an e-mail format is a destination.
         let invite = tool(serde_json::json!({"name": "invite_user", "description": "Invite a user", "inputSchema": {"type": "object", "properties": {
             "user": {"type": "string"}, "contact": {"type": "string", "format": "email"}, "note": {"type": "string"}}}}));

@@ -84,9 +84,14 @@ const MAX_SHOWN: usize = 300;
 /// and escaped (a newline cannot start a line that looks like jitgate's own),
 /// without invisible or direction-changing characters, and cut short.
 fn shown(s: &str) -> String {
-    let visible: String = s.chars().filter(|c| !matches!(*c as u32, 0x200B..=0x200F | 0x202A..=0x202E | 0x2060..=0x2069 | 0xFEFF)).collect();
-    let quoted = serde_json::to_string(&visible).unwrap_or_default();
+    let quoted = serde_json::to_string(&visible(s)).unwrap_or_default();
     cut(&quoted, MAX_SHOWN)
+}
+
+/// Without direction marks and invisible characters, which could reorder
+/// or hide what the user reads.
+fn visible(s: &str) -> String {
+    s.chars().filter(|c| !matches!(*c as u32, 0xAD | 0x200B..=0x200F | 0x202A..=0x202E | 0x2060..=0x2069 | 0xFEFF)).collect()
 }
 
 /// The question, in words the end user can check against what they asked
@@ -99,7 +104,9 @@ pub fn question(tool: &str, constraints: &ArgConstraints, purpose: &str, taint: 
     for (name, c) in ordered {
         let value = match c {
             Constraint::Eq(Value::String(v)) => shown(v),
-            Constraint::Eq(v) => cut(&v.to_string(), MAX_SHOWN),
+            // JSON (a list of recipients): its strings are escaped by
+            // serialization, and invisible characters dropped like in text.
+            Constraint::Eq(v) => cut(&visible(&v.to_string()), MAX_SHOWN),
             other => format!("any value allowed by {}", cut(&serde_json::to_string(other).unwrap_or_default(), MAX_SHOWN)),
         };
         let from: Vec<String> = taint.findings.iter().filter(|(arg, _)| arg == name).map(|(_, v)| shown(v)).collect();

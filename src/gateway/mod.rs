@@ -582,8 +582,15 @@ async fn record_taint(shared: &Shared, claims: &crate::token::CapabilityClaims, 
         );
     }
     // The values and the passages (for names), as one list of ledger entries.
-    let mut values = scan.values;
-    values.extend(scan.passages);
+    let (values, flooded) = crate::baseline::taint::ledger_entries(scan);
+    if flooded {
+        tracing::warn!(
+            tool = %tool.exposed_name,
+            jti = %claims.jti,
+            "this untrusted result holds more than {} addresses and identifiers: only its text is kept (values are matched word for word), so that one page cannot flood the agent's taint ledger",
+            crate::baseline::taint::MAX_VALUES_PER_RESULT
+        );
+    }
     let source = crate::baseline::taint::Source { call: claims.jti.clone(), tool: tool.exposed_name.clone() };
     let (agent, now) = (claims.sub.clone(), shared.clock.now_unix());
     let max = crate::baseline::taint::MAX_VALUES_PER_AGENT;
