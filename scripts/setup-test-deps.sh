@@ -2,8 +2,9 @@
 # Installs what jitgate's tests drive besides Rust itself:
 #   - npm (pinned in tests/support/node/package-lock.json): the official MCP
 #     filesystem and everything servers, the official TypeScript SDK client,
-#     the MCP conformance suite, and Node 22 for that suite (it does not run
-#     on Node 20);
+#     the MCP conformance suite, a real OpenID provider (oidc-provider) for the
+#     OAuth tests, and Node 22 for the suite and the provider (neither runs on
+#     Node 20);
 #   - the official Python MCP client (tests/support/python/requirements.txt) in .venv;
 #   - Debian's chromium and chromium-driver, for the reviewer pages' browser test.
 # Safe to run again: it only reinstalls what changed. Needs Node >= 18, npm,

@@ -130,8 +130,17 @@ impl Agent {
     pub fn from_source(file: SourceFile) -> Result<Self, SourceError> {
         let raw: RawAgent = source::parse_toml(&file)?;
         let id = raw.id.get_ref().clone();
-        if !id.starts_with("spiffe://") || id.len() <= "spiffe://".len() {
-            return Err(file.error_at(Some(raw.id.span()), format!("agent id `{id}` must be a SPIFFE ID such as \"spiffe://example.org/agent/triage\"")));
+        // A SPIFFE ID, or, for an agent bound to named issuers (an OAuth
+        // client of an OpenID provider), the `sub` those issuers give it.
+        let spiffe = id.starts_with("spiffe://") && id.len() > "spiffe://".len();
+        let subject = !raw.issuers.is_empty() && !id.is_empty() && id.len() <= 256 && !id.chars().any(|c| c.is_whitespace() || c.is_control());
+        if !spiffe && !subject {
+            return Err(file.error_at(
+                Some(raw.id.span()),
+                format!(
+                    "agent id `{id}` must be a SPIFFE ID such as \"spiffe://example.org/agent/triage\", or, with `issuers = [..]` naming the issuers that vouch for it, the subject (`sub`) they give it, such as an OAuth client id"
+                ),
+            ));
         }
         let name = raw.name.get_ref().clone();
         if name.is_empty() || !name.chars().all(|c| c.is_ascii_alphanumeric() || c == '-' || c == '_') {
@@ -238,5 +247,21 @@ mod tests {
         std::fs::write(&p, "name = \"a\"\nid = \"spiffe://x/a\"\nallowed_tools = [\n  \"ws__ok\",\n  \"oops\"]\n").unwrap();
         let e = Agent::load(&p).unwrap_err();
         assert_eq!(e.line, 5, "{e}");
+    }
+
+    #[test]
+    fn a_non_spiffe_id_needs_the_issuers_that_vouch_for_it() {
+        let dir = tempfile::tempdir().unwrap();
+        let p = dir.path().join("a.toml");
+        // An OAuth client id is an agent id only for the issuers named.
+        std::fs::write(&p, "name = \"a\"\nid = \"triage-client\"\nallowed_tools = []\nissuers = [\"corp-idp\"]\n").unwrap();
+        assert_eq!(Agent::load(&p).unwrap().id, "triage-client");
+        for bad in ["triage-client", "two words", ""] {
+            std::fs::write(&p, format!("name = \"a\"\nid = \"{bad}\"\nallowed_tools = []\n")).unwrap();
+            let e = Agent::load(&p).unwrap_err();
+            assert!(e.message.contains("issuers"), "{e}");
+        }
+        std::fs::write(&p, "name = \"a\"\nid = \"two words\"\nallowed_tools = []\nissuers = [\"corp-idp\"]\n").unwrap();
+        assert!(Agent::load(&p).is_err());
     }
 }

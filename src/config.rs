@@ -837,6 +837,41 @@ development = true
 "#;
 
     #[test]
+    fn remote_key_sources_need_https_except_on_loopback() {
+        let with = |src: &str| load(&format!("{MINIMAL}\n[[identity.issuers]]\nname = \"idp\"\niss = \"https://idp.example.org\"\n{src}\n"));
+        let c = with("jwks_uri = \"https://idp.example.org/keys\"").unwrap();
+        assert!(matches!(&c.identity.issuers[1].keys, IssuerKeys::Remote(crate::issuer_keys::RemoteSource::JwksUri(_))));
+        assert!(with("jwks_uri = \"http://127.0.0.1:9000/keys\"").is_ok());
+        assert!(with("discovery = true").is_ok());
+        let e = with("jwks_uri = \"http://idp.example.org/keys\"").unwrap_err();
+        assert!(e.message.contains("plain HTTP") && e.message.contains("https"), "{e}");
+        let e = with("jwks_uri = \"https://idp.example.org/keys\"\ndiscovery = true").unwrap_err();
+        assert!(e.message.contains("exactly one key source"), "{e}");
+        let e = with("discovery = true\nalgorithms = [\"HS256\"]").unwrap_err();
+        assert!(e.message.contains("HS256") && e.message.contains("RS256"), "{e}");
+        let e = with("spiffe_bundle_endpoint = \"https://spire.example.org/bundle\"").unwrap_err();
+        assert!(e.message.contains("trust_domain"), "{e}");
+        // Tricks with the host: userinfo and look-alike loopback names are not loopback.
+        for url in ["http://127.0.0.1.evil.example/keys", "http://user@evil.example/keys", "http://localhost.evil.example/k"] {
+            assert!(check_fetch_url(url).is_err(), "{url}");
+        }
+        assert!(check_fetch_url("http://[::1]:8080/keys").is_ok());
+    }
+
+    #[test]
+    fn oauth_names_its_resource_and_known_authorization_servers() {
+        let base = format!("{MINIMAL}\n[[identity.issuers]]\nname = \"idp\"\niss = \"https://idp.example.org\"\ndiscovery = true\nrequired_scopes = [\"mcp:tools\"]\n");
+        let c = load(&format!("{base}\n[oauth]\nresource = \"https://gw.example.org/mcp\"\nauthorization_servers = [\"https://idp.example.org\"]\n")).unwrap();
+        let o = c.oauth.unwrap();
+        assert_eq!(o.metadata_url(), "https://gw.example.org/.well-known/oauth-protected-resource/mcp");
+        assert_eq!(o.scopes_supported, ["mcp:tools"]);
+        let e = load(&format!("{base}\n[oauth]\nresource = \"https://gw.example.org/mcp\"\nauthorization_servers = [\"https://other.example.org\"]\n")).unwrap_err();
+        assert!(e.message.contains("not the iss of any"), "{e}");
+        let e = load(&format!("{base}\n[oauth]\nresource = \"http://gw.example.org/mcp\"\nauthorization_servers = [\"https://idp.example.org\"]\n")).unwrap_err();
+        assert!(e.message.contains("resource"), "{e}");
+    }
+
+    #[test]
     fn minimal_config_gets_safe_defaults() {
         let c = load(MINIMAL).unwrap();
         assert_eq!(c.gateway_id, "jitgate://test");

@@ -61,6 +61,8 @@ pub fn router(shared: Arc<Shared>, local: SocketAddr) -> axum::Router {
         .layer(middleware::from_fn_with_state((shared.clone(), bindings, manager), require_identity))
         .route("/healthz", get(healthz))
         .route("/.well-known/jwks.json", get(jwks))
+        .route("/.well-known/oauth-protected-resource", get(protected_resource_metadata))
+        .route("/.well-known/oauth-protected-resource/{*path}", get(protected_resource_metadata_at))
         .merge(approvals::routes())
         .merge(ui::routes())
         .with_state(shared)
@@ -174,14 +176,14 @@ async fn require_identity(State((shared, bindings, manager)): State<FrontState>,
     let credential = credential(req.headers());
     let verified = match credential {
         None => Err(IdentityError::Missing),
-        Some((_, t)) => shared.identity.verify(t),
+        Some((_, t)) => shared.identity.verify_refreshing(t).await,
     };
     let agent = match verified {
         Ok(agent) => agent,
         Err(e) => {
             tracing::warn!(code = e.code(), token = %credential.map(|c| crate::jws::fingerprint(c.1)).unwrap_or_default(), "identity refused");
             shared.count_identity_refusal(e.code());
-            return unauthorized(&e);
+            return unauthorized(&e, shared.config.oauth.as_ref());
         }
     };
     let (dpop_scheme, token) = credential.unwrap_or_default();
@@ -338,10 +340,73 @@ fn with_challenge(mut resp: Response, challenge: &str) -> Response {
     resp
 }
 
-fn unauthorized(e: &IdentityError) -> Response {
-    // RFC 6750: tell the client what kind of credential is expected.
-    let challenge = format!("Bearer error=\"invalid_token\", error_description=\"{}\"", e.code());
-    with_challenge(error_response(StatusCode::UNAUTHORIZED, e.code(), &e.to_string()), &challenge)
+/// A refused identity, with the challenge the MCP authorization spec asks
+/// for: where the protected resource metadata is (RFC 9728 §5.1) and which
+/// scopes to ask for. No credential at all carries no error code (RFC 6750
+/// §3.1); a token without the required scopes is `403 insufficient_scope`;
+/// an issuer whose keys cannot be fetched now is the gateway's problem, 503.
+fn unauthorized(e: &IdentityError, oauth: Option<&crate::config::OauthConfig>) -> Response {
+    let mut params: Vec<String> = Vec::new();
+    let status = match e {
+        IdentityError::Missing => StatusCode::UNAUTHORIZED,
+        IdentityError::InsufficientScope { wanted, .. } => {
+            params.push("error=\"insufficient_scope\"".into());
+            params.push(format!("scope=\"{wanted}\""));
+            StatusCode::FORBIDDEN
+        }
+        IdentityError::KeysUnavailable(_) => {
+            let mut resp = error_response(StatusCode::SERVICE_UNAVAILABLE, e.code(), &e.to_string());
+            resp.headers_mut().insert(header::RETRY_AFTER, HeaderValue::from_static("10"));
+            return resp;
+        }
+        other => {
+            params.push("error=\"invalid_token\"".into());
+            params.push(format!("error_description=\"{}\"", other.code()));
+            StatusCode::UNAUTHORIZED
+        }
+    };
+    if let Some(o) = oauth {
+        params.push(format!("resource_metadata=\"{}\"", o.metadata_url()));
+        if !o.scopes_supported.is_empty() && !params.iter().any(|p| p.starts_with("scope=")) {
+            params.push(format!("scope=\"{}\"", o.scopes_supported.join(" ")));
+        }
+    }
+    let challenge = if params.is_empty() { "Bearer".to_owned() } else { format!("Bearer {}", params.join(", ")) };
+    with_challenge(error_response(status, e.code(), &e.to_string()), &challenge)
+}
+
+/// RFC 9728 protected resource metadata: which resource this gateway is,
+/// which authorization servers issue tokens for it, which scopes it takes.
+/// Served at the root well-known path and at the one suffixed with the
+/// resource's path (`/.well-known/oauth-protected-resource/mcp`), where MCP
+/// clients look.
+/// The path-suffixed form: only for this gateway's own resource path (the
+/// document must name the resource its URL was built from, RFC 9728 §3.3).
+async fn protected_resource_metadata_at(State(shared): State<Arc<Shared>>, axum::extract::Path(path): axum::extract::Path<String>) -> Response {
+    let ours = shared.config.oauth.as_ref().is_some_and(|o| o.metadata_url().ends_with(&format!("/.well-known/oauth-protected-resource/{}", path.trim_matches('/'))));
+    if !ours {
+        return error_response(StatusCode::NOT_FOUND, "not_found", "no protected resource here; this gateway's resource is /mcp");
+    }
+    protected_resource_metadata(State(shared)).await
+}
+
+async fn protected_resource_metadata(State(shared): State<Arc<Shared>>) -> Response {
+    let Some(o) = &shared.config.oauth else {
+        return error_response(
+            StatusCode::NOT_FOUND,
+            "oauth_not_configured",
+            "this gateway does not take OAuth access tokens ([oauth] is not configured); send an identity token from an approved issuer as `Authorization: Bearer` (`jitgate identity mint` for development)",
+        );
+    };
+    axum::Json(serde_json::json!({
+        "resource": o.resource,
+        "authorization_servers": o.authorization_servers,
+        "scopes_supported": o.scopes_supported,
+        "bearer_methods_supported": ["header"],
+        "resource_name": "jitgate",
+        "dpop_signing_alg_values_supported": ["ES256", "ES384", "RS256", "PS256", "EdDSA"],
+    }))
+    .into_response()
 }
 
 /// Public keys of capability tokens, for downstream servers that verify
@@ -364,5 +429,13 @@ async fn healthz(State(shared): State<Arc<Shared>>) -> Response {
             (ds.manifest.name.clone(), serde_json::Value::from(state))
         })
         .collect();
-    axum::Json(serde_json::json!({ "status": "ok", "servers": servers })).into_response()
+    // Remote key sets: their state, never their keys.
+    let now = shared.clock.now_unix();
+    let mut sets = shared.identity.remote_key_sets();
+    sets.extend(shared.approvers.remote_key_sets());
+    sets.extend(shared.reviewers.remote_key_sets());
+    let issuers: Vec<serde_json::Value> = sets.iter().map(|s| s.health(now)).collect();
+    let failing = issuers.iter().any(|i| matches!(i["status"].as_str(), Some("unavailable" | "stale")));
+    let status = if failing { "degraded" } else { "ok" };
+    axum::Json(serde_json::json!({ "status": status, "servers": servers, "issuer_keys": issuers })).into_response()
 }

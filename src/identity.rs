@@ -329,7 +329,9 @@ impl IdentityError {
 
 /// The identity verifier built from the config.
 pub struct IdentityVerifier {
-    audience: String,
+    /// Audiences a token may name: the gateway id, and the OAuth resource
+    /// URI when `[oauth]` is set (RFC 8707).
+    audiences: Vec<String>,
     skew: i64,
     issuers: Vec<TrustedIssuer>,
     agents: AgentDirectory,
@@ -363,13 +365,20 @@ impl IdentityVerifier {
     ) -> Result<Self, IssuerSetupError> {
         let issuers = cfg.issuers.iter().map(TrustedIssuer::load).collect::<Result<Vec<_>, _>>()?;
         Ok(Self {
-            audience: audience.to_owned(),
+            audiences: vec![audience.to_owned()],
             skew: i64::try_from(cfg.clock_skew.as_secs()).unwrap_or(60),
             issuers,
             agents,
             clock,
             verified: Default::default(),
         })
+    }
+
+    /// Also accept tokens issued for `aud` (the gateway's OAuth resource URI).
+    pub fn also_accept_audience(&mut self, aud: &str) {
+        if !self.audiences.iter().any(|a| a == aud) {
+            self.audiences.push(aud.to_owned());
+        }
     }
 
     /// The agent directory this verifier maps subjects into.
@@ -429,8 +438,8 @@ impl IdentityVerifier {
             .ok_or_else(|| IdentityError::UnknownIssuer(claims.iss.clone()))?;
         issuer.check_signature(&parsed, self.clock.now_unix()).map_err(|e| IdentityError::from_signed(e, &issuer.name))?;
         issuer.check_credential(&parsed, claims.iat, claims.exp, self.clock.now_unix()).map_err(|e| IdentityError::from_signed(e, &issuer.name))?;
-        if !claims.aud.contains(&self.audience) {
-            return Err(IdentityError::WrongAudience { got: claims.aud.describe(), want: self.audience.clone() });
+        if !self.audiences.iter().any(|a| claims.aud.contains(a)) {
+            return Err(IdentityError::WrongAudience { got: claims.aud.describe(), want: self.audiences.join("` or `") });
         }
         self.check_times(&claims)?;
         if issuer.spiffe && !is_spiffe_id(&claims.sub) {
@@ -543,6 +552,77 @@ mod tests {
 
     fn token(f: &Fixture, iss: &str, sub: &str, aud: &str, ttl: i64) -> String {
         mint(&f.key, iss, sub, aud, NOW, ttl).unwrap()
+    }
+
+    /// An issuer whose keys are the RSA and EC test keys of a JWKS file.
+    fn jwks_issuer(customize: impl FnOnce(&mut IssuerConfig)) -> (tempfile::TempDir, IdentityVerifier) {
+        let dir = tempfile::tempdir().unwrap();
+        let agents = dir.path().join("agents");
+        std::fs::create_dir_all(&agents).unwrap();
+        std::fs::write(agents.join("svc.toml"), "name = \"svc\"\nid = \"spiffe://test.local/agent/svc\"\nallowed_tools = []\n").unwrap();
+        let jwks = dir.path().join("jwks.json");
+        std::fs::write(&jwks, include_str!("../tests/fixtures/keys/jwks.json")).unwrap();
+        let mut issuer = IssuerConfig { trust_domain: Some("spiffe://test.local".into()), ..IssuerConfig::new("spire", "https://spire.test", IssuerKeys::JwksFile(jwks)) };
+        customize(&mut issuer);
+        let cfg = IdentityConfig { clock_skew: Duration::from_secs(5), issuers: vec![issuer] };
+        let v = IdentityVerifier::new("jitgate://gw", &cfg, AgentDirectory::load(&agents).unwrap(), Arc::new(ManualClock::at(NOW))).unwrap();
+        (dir, v)
+    }
+
+    fn signed(alg: jsonwebtoken::Algorithm, kid: &str, typ: &str, claims: serde_json::Value) -> String {
+        let pem = match alg {
+            jsonwebtoken::Algorithm::ES256 => jsonwebtoken::EncodingKey::from_ec_pem(include_bytes!("../tests/fixtures/keys/ec-p256.pem")).unwrap(),
+            _ => jsonwebtoken::EncodingKey::from_rsa_pem(include_bytes!("../tests/fixtures/keys/rsa-2048.pem")).unwrap(),
+        };
+        let mut h = jsonwebtoken::Header::new(alg);
+        h.kid = Some(kid.into());
+        h.typ = Some(typ.into());
+        jsonwebtoken::encode(&h, &claims, &pem).unwrap()
+    }
+
+    fn svid(sub: &str) -> serde_json::Value {
+        serde_json::json!({"iss": "https://spire.test", "sub": sub, "aud": "jitgate://gw", "exp": NOW + 300, "iat": NOW})
+    }
+
+    #[test]
+    fn rs256_and_es256_credentials_verify_with_keys_pinned_to_their_algorithms() {
+        let (_d, v) = jwks_issuer(|_| {});
+        let sub = "spiffe://test.local/agent/svc";
+        assert_eq!(v.verify(&signed(jsonwebtoken::Algorithm::RS256, "rsa-1", "JWT", svid(sub))).unwrap().agent.name, "svc");
+        assert_eq!(v.verify(&signed(jsonwebtoken::Algorithm::ES256, "ec-1", "JWT", svid(sub))).unwrap().agent.name, "svc");
+        // rsa-1's JWK says RS256: a PS256 signature by the same key is refused.
+        let e = v.verify(&signed(jsonwebtoken::Algorithm::PS256, "rsa-1", "JWT", svid(sub))).unwrap_err();
+        assert_eq!(e.code(), "identity_bad_alg", "{e}");
+        assert!(e.to_string().contains("fixed by the key"), "{e}");
+        // The issuer's algorithms narrow further.
+        let (_d, v) = jwks_issuer(|i| i.algorithms = vec![jsonwebtoken::Algorithm::ES256]);
+        assert_eq!(v.verify(&signed(jsonwebtoken::Algorithm::RS256, "rsa-1", "JWT", svid(sub))).unwrap_err().code(), "identity_unknown_key");
+        assert!(v.verify(&signed(jsonwebtoken::Algorithm::ES256, "ec-1", "JWT", svid(sub))).is_ok());
+    }
+
+    #[test]
+    fn spiffe_typ_and_scope_rules_of_an_issuer() {
+        let (_d, v) = jwks_issuer(|i| {
+            i.spiffe = true;
+            i.typ = Some("at+jwt".into());
+            i.required_scopes = vec!["mcp:tools".into()];
+        });
+        let good = |sub: &str, scope: &str| {
+            let mut c = svid(sub);
+            c["scope"] = serde_json::json!(scope);
+            signed(jsonwebtoken::Algorithm::ES256, "ec-1", "at+jwt", c)
+        };
+        let sub = "spiffe://test.local/agent/svc";
+        assert!(v.verify(&good(sub, "openid mcp:tools")).is_ok());
+        assert_eq!(v.verify(&good(sub, "openid")).unwrap_err().code(), "insufficient_scope");
+        assert_eq!(v.verify(&signed(jsonwebtoken::Algorithm::ES256, "ec-1", "JWT", svid(sub))).unwrap_err().code(), "identity_bad_type");
+        for bad in ["spiffe://test.local/agent/../svc", "spiffe://test.local/agent//svc", "spiffe://test.local/agent/svc?x=1", "spiffe://TEST.local/agent/svc"] {
+            assert_eq!(v.verify(&good(bad, "mcp:tools")).unwrap_err().code(), "identity_not_spiffe_id", "{bad}");
+        }
+        // `scp` as a list counts too.
+        let mut c = svid(sub);
+        c["scp"] = serde_json::json!(["mcp:tools"]);
+        assert!(v.verify(&signed(jsonwebtoken::Algorithm::ES256, "ec-1", "at+jwt", c)).is_ok());
     }
 
     #[test]

@@ -89,8 +89,11 @@ pub async fn start(config_path: &std::path::Path, kind: &str) -> Result<Arc<Shar
         .map_err(|e| CliError::Other(format!("cannot create state directory {}: {e}", config.state_dir.display())))?;
     let clock: Arc<dyn crate::clock::Clock> = Arc::new(SystemClock);
     let learned = load_learned(&config, &agents)?;
-    let identity = IdentityVerifier::new(&config.gateway_id, &config.identity, agents, clock.clone())
+    let mut identity = IdentityVerifier::new(&config.gateway_id, &config.identity, agents, clock.clone())
         .map_err(|e| CliError::Identity(e.to_string()))?;
+    if let Some(oauth) = &config.oauth {
+        identity.also_accept_audience(&oauth.resource);
+    }
     let approvers = ApproverVerifier::new(&config, clock.clone()).map_err(|e| CliError::Identity(e.to_string()))?;
     let reviewers = ApproverVerifier::reviewers(&config, clock.clone()).map_err(|e| CliError::Identity(e.to_string()))?;
     let keyring = Keyring::load_or_init(&config.keys_dir()).map_err(|e| CliError::Identity(e.to_string()))?;
@@ -130,7 +133,27 @@ pub async fn start(config_path: &std::path::Path, kind: &str) -> Result<Arc<Shar
     crate::gateway::maintenance::end_lapsed_instances(&shared).await;
     tokio::spawn(crate::gateway::maintenance::run(shared.clone()));
     spawn_policy_reload_on_sighup(shared.clone());
+    start_key_refresh(&shared).await;
     Ok(shared)
+}
+
+/// Fetch every issuer's remote key set once, all at once and each within
+/// its fetch timeout, then keep each fresh in the background. A set that
+/// cannot be fetched now is retried; its issuer's tokens are refused
+/// meanwhile (`identity_keys_unavailable`, and `/healthz` says so).
+async fn start_key_refresh(shared: &Arc<Shared>) {
+    let mut sets = shared.identity.remote_key_sets();
+    sets.extend(shared.approvers.remote_key_sets());
+    sets.extend(shared.reviewers.remote_key_sets());
+    let clock = shared.clock.clone();
+    futures::future::join_all(sets.iter().map(|set| {
+        let clock = clock.clone();
+        async move { set.refresh(clock.as_ref()).await }
+    }))
+    .await;
+    for set in sets {
+        tokio::spawn(set.run(shared.clock.clone(), shared.shutdown.clone()));
+    }
 }
 
 /// Learned baselines beside the agent files; a broken one stops the start.

