@@ -153,6 +153,57 @@ impl ApproverVerifier {
         }
     }
 
+    /// Does this verifier hold the issuer named `name`?
+    pub fn has_issuer(&self, name: &str) -> bool {
+        self.issuers.iter().any(|i| i.name == name)
+    }
+
+    /// Verify an OpenID Connect ID token from a sign-in at issuer `name`:
+    /// signed by that issuer's keys, for this gateway's client id (`aud`),
+    /// carrying the nonce of this sign-in, within its lifetime, of a person
+    /// (never a SPIFFE ID). Groups come from the issuer's groups claim.
+    pub fn verify_id_token(&self, token: &str, name: &str, client_id: &str, nonce: &str) -> Result<VerifiedApprover, ApproverError> {
+        let parsed = jws::parse_any_alg(token.trim(), MAX_APPROVER_TOKEN_BYTES).map_err(ApproverError::Malformed)?;
+        let claims: serde_json::Value = parsed.claims().map_err(ApproverError::Malformed)?;
+        let issuer = self.issuers.iter().find(|i| i.name == name).ok_or(ApproverError::NotConfigured)?;
+        let bad = |reason: &str| ApproverError::Malformed(crate::jws::JwsError::BadPart { part: "claims", reason: reason.to_owned() });
+        let iss = claims.get("iss").and_then(serde_json::Value::as_str).unwrap_or("");
+        if iss != issuer.iss {
+            return Err(ApproverError::UnknownIssuer(iss.to_owned()));
+        }
+        let now = self.clock.now_unix();
+        let signed = |e: SignedTokenError| match e {
+            SignedTokenError::UnknownKey(kid) => ApproverError::UnknownKey { kid, issuer: issuer.name.clone() },
+            SignedTokenError::BadSignature => ApproverError::BadSignature(issuer.name.clone()),
+            SignedTokenError::Expired { ago, at } => ApproverError::Expired { ago, at },
+            SignedTokenError::NotYetValid { at } => ApproverError::NotYetValid { at },
+            SignedTokenError::KeysUnavailable(why) => ApproverError::KeysUnavailable(why),
+            other => bad(&format!("{other:?}")),
+        };
+        issuer.check_signature(&parsed, now).map_err(signed)?;
+        let exp = claims.get("exp").and_then(serde_json::Value::as_i64).ok_or_else(|| bad("no exp"))?;
+        let iat = claims.get("iat").and_then(serde_json::Value::as_i64);
+        issuer.check_credential(&parsed, iat, exp, now).map_err(signed)?;
+        check_lifetime(now, self.skew, exp, claims.get("nbf").and_then(serde_json::Value::as_i64)).map_err(signed)?;
+        let aud: Audience = serde_json::from_value(claims.get("aud").cloned().unwrap_or_default()).map_err(|_| bad("no aud"))?;
+        if !aud.contains(client_id) {
+            return Err(ApproverError::WrongAudience { got: aud.describe(), want: client_id.to_owned() });
+        }
+        if claims.get("nonce").and_then(serde_json::Value::as_str) != Some(nonce) {
+            return Err(bad("the nonce is not this sign-in's (a replayed or foreign ID token)"));
+        }
+        let sub = claims.get("sub").and_then(serde_json::Value::as_str).filter(|s| !s.is_empty()).ok_or_else(|| bad("no sub"))?;
+        if sub.get(..9).is_some_and(|p| p.eq_ignore_ascii_case("spiffe://")) {
+            return Err(ApproverError::SubjectIsAgent(sub.to_owned()));
+        }
+        let groups = match claims.get(&issuer.groups_claim) {
+            Some(serde_json::Value::Array(items)) => items.iter().filter_map(|g| g.as_str().map(str::to_owned)).collect(),
+            Some(serde_json::Value::String(s)) => s.split_whitespace().map(str::to_owned).collect(),
+            _ => Vec::new(),
+        };
+        Ok(VerifiedApprover { subject: sub.to_owned(), issuer: issuer.name.clone(), groups })
+    }
+
     /// Verify a credential.
     pub fn verify(&self, token: &str) -> Result<VerifiedApprover, ApproverError> {
         let token = token.trim();

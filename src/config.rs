@@ -50,6 +50,64 @@ struct RawConfig {
     #[serde(default)]
     http: HttpConfig,
     oauth: Option<RawOauth>,
+    #[serde(default)]
+    ui: RawUi,
+}
+
+#[derive(Debug, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+struct RawUi {
+    oidc: Option<Spanned<RawUiOidc>>,
+}
+
+/// `[ui.oidc]`: people sign in to /ui with OpenID Connect.
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+struct RawUiOidc {
+    issuer: String,
+    client_id: String,
+    client_secret_file: Option<PathBuf>,
+    client_secret_env: Option<String>,
+    redirect_uri: String,
+    #[serde(default)]
+    scopes: Vec<String>,
+    #[serde(default, with = "source::duration::option")]
+    session_ttl: Option<Duration>,
+}
+
+/// How people sign in to `/ui` with OpenID Connect (authorization code with
+/// PKCE) at one of the people's issuers.
+#[derive(Debug, Clone)]
+pub struct UiOidcConfig {
+    /// The `name` of an `[[approvals.issuers]]` or `[[reviewers.issuers]]`
+    /// entry with `discovery = true`: the OpenID provider.
+    pub issuer: String,
+    /// Its `iss`.
+    pub iss: String,
+    pub client_id: String,
+    /// Where the secret is read from when the gateway starts.
+    pub client_secret: SecretSource,
+    /// `https://GATEWAY/ui/callback`, as registered at the provider.
+    pub redirect_uri: String,
+    pub scopes: Vec<String>,
+    /// How long a sign-in lasts.
+    pub session_ttl: Duration,
+}
+
+/// Where a secret comes from (never written in the config itself).
+#[derive(Debug, Clone)]
+pub enum SecretSource {
+    File(PathBuf),
+    Env(String),
+}
+
+impl SecretSource {
+    pub fn read(&self) -> Result<String, String> {
+        match self {
+            SecretSource::File(p) => std::fs::read_to_string(p).map(|s| s.trim().to_owned()).map_err(|e| format!("cannot read {}: {e}", p.display())),
+            SecretSource::Env(v) => std::env::var(v).map(|s| s.trim().to_owned()).map_err(|_| format!("the environment variable {v} is not set")),
+        }
+    }
 }
 
 /// `[oauth]`: jitgate as an OAuth 2.1 resource server (the MCP
@@ -345,6 +403,8 @@ pub struct Config {
     pub http: HttpConfig,
     /// `[oauth]`, if this gateway advertises itself as an OAuth resource server.
     pub oauth: Option<OauthConfig>,
+    /// `[ui.oidc]`, if people sign in to /ui with OpenID Connect.
+    pub ui_oidc: Option<UiOidcConfig>,
 }
 
 /// Resource limits with safe defaults.
@@ -526,8 +586,10 @@ impl Config {
             .map(|s| validate_server(file, s))
             .collect::<Result<Vec<_>, _>>()?;
         let oauth = raw.oauth.map(|o| validate_oauth(file, o, &identity)).transpose()?;
+        let ui_oidc = raw.ui.oidc.map(|o| validate_ui_oidc(file, o, &approvals.issuers, &reviewers)).transpose()?;
         Ok(Self {
             oauth,
+            ui_oidc,
             path: file.path.clone(),
             gateway_id,
             agents_dir: file.resolve(&raw.gateway.agents_dir),
@@ -772,6 +834,36 @@ fn validate_issuers(file: &SourceFile, raw: Vec<Spanned<RawIssuer>>, dev_key_fil
     Ok(issuers)
 }
 
+fn validate_ui_oidc(file: &SourceFile, raw: Spanned<RawUiOidc>, approvers: &[IssuerConfig], reviewers: &[IssuerConfig]) -> Result<UiOidcConfig, SourceError> {
+    let span = raw.span();
+    let r = raw.into_inner();
+    let at = |m: String| file.error_at(Some(span.clone()), m);
+    let issuer = approvers.iter().chain(reviewers).find(|i| i.name == r.issuer).ok_or_else(|| {
+        at(format!("[ui.oidc] issuer `{}` is not the name of any [[approvals.issuers]] or [[reviewers.issuers]]; people sign in at a people's issuer", r.issuer))
+    })?;
+    if !matches!(issuer.keys, IssuerKeys::Remote(crate::issuer_keys::RemoteSource::Discovery { .. })) {
+        return Err(at(format!("[ui.oidc] issuer `{}` needs `discovery = true`: sign-in finds the provider's endpoints and keys by OpenID Connect discovery", r.issuer)));
+    }
+    check_fetch_url(&r.redirect_uri).map_err(|e| at(format!("[ui.oidc] redirect_uri: {e}")))?;
+    if !r.redirect_uri.ends_with("/ui/callback") {
+        return Err(at("[ui.oidc] redirect_uri must be this gateway's /ui/callback, e.g. \"https://gw.example.org/ui/callback\"".into()));
+    }
+    let client_secret = match (r.client_secret_file, r.client_secret_env) {
+        (Some(f), None) => SecretSource::File(file.resolve(&f)),
+        (None, Some(v)) => SecretSource::Env(v),
+        _ => return Err(at("[ui.oidc] needs exactly one of client_secret_file or client_secret_env (the secret never goes in this file)".into())),
+    };
+    let mut scopes = r.scopes;
+    if !scopes.iter().any(|s| s == "openid") {
+        scopes.insert(0, "openid".into());
+    }
+    let session_ttl = r.session_ttl.unwrap_or(Duration::from_secs(3600));
+    if session_ttl.is_zero() || session_ttl > Duration::from_secs(12 * 3600) {
+        return Err(at("[ui.oidc] session_ttl must be between 1 s and 12 h".into()));
+    }
+    Ok(UiOidcConfig { issuer: r.issuer, iss: issuer.iss.clone(), client_id: r.client_id, client_secret, redirect_uri: r.redirect_uri, scopes, session_ttl })
+}
+
 fn validate_oauth(file: &SourceFile, raw: RawOauth, identity: &IdentityConfig) -> Result<OauthConfig, SourceError> {
     let at = |m: String| file.error_at(Some(raw.resource.span()), m);
     let resource = raw.resource.get_ref().trim().to_owned();
@@ -869,6 +961,23 @@ development = true
         assert!(e.message.contains("not the iss of any"), "{e}");
         let e = load(&format!("{base}\n[oauth]\nresource = \"http://gw.example.org/mcp\"\nauthorization_servers = [\"https://idp.example.org\"]\n")).unwrap_err();
         assert!(e.message.contains("resource"), "{e}");
+    }
+
+    #[test]
+    fn ui_oidc_needs_a_discovered_people_issuer_a_callback_and_a_secret_kept_elsewhere() {
+        let base = format!("{MINIMAL}\n[[approvals.issuers]]\nname = \"sso\"\niss = \"https://sso.example.org\"\ndiscovery = true\n");
+        let ui = |extra: &str| format!("{base}\n[ui.oidc]\nissuer = \"sso\"\nclient_id = \"jitgate-ui\"\nredirect_uri = \"https://gw.example.org/ui/callback\"\n{extra}\n");
+        let c = load(&ui("client_secret_env = \"UI_SECRET\"")).unwrap();
+        let o = c.ui_oidc.unwrap();
+        assert_eq!((o.iss.as_str(), o.scopes.as_slice()), ("https://sso.example.org", &["openid".to_owned()][..]));
+        assert!(load(&ui("")).unwrap_err().message.contains("client_secret"));
+        assert!(load(&ui("client_secret_env = \"A\"\nclient_secret_file = \"b\"")).unwrap_err().message.contains("exactly one"));
+        let e = load(&ui("client_secret_env = \"A\"").replace("issuer = \"sso\"", "issuer = \"nobody\"")).unwrap_err();
+        assert!(e.message.contains("not the name of any"), "{e}");
+        let e = load(&ui("client_secret_env = \"A\"").replace("/ui/callback", "/elsewhere")).unwrap_err();
+        assert!(e.message.contains("/ui/callback"), "{e}");
+        let e = load(&ui("client_secret_env = \"A\"").replace("https://gw.example.org", "http://gw.example.org")).unwrap_err();
+        assert!(e.message.contains("redirect_uri"), "{e}");
     }
 
     #[test]

@@ -13,6 +13,7 @@
 //! authenticated with approver credentials, never agent identities.
 
 mod approvals;
+pub mod login;
 pub mod sessions;
 mod ui;
 

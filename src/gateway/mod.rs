@@ -71,6 +71,8 @@ pub struct Shared {
     pub approvers: Arc<ApproverVerifier>,
     /// Verifies reviewers' credentials (the /ui pages).
     pub reviewers: Arc<ApproverVerifier>,
+    /// People's OpenID Connect sign-in to /ui (`[ui.oidc]`), if configured.
+    pub login: Option<Arc<crate::http::login::PeopleLogin>>,
     /// Learned baselines by agent id (`NAME.baseline.toml`, read at start).
     pub learned: std::collections::HashMap<String, crate::baseline::profile::LearnedProfile>,
     /// This process's instance id: it owns only the handshake-era sessions

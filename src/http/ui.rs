@@ -26,6 +26,10 @@ pub fn routes() -> axum::Router<Arc<Shared>> {
     axum::Router::new()
         .route("/ui", get(tasks))
         .route("/ui/login", get(login_form).post(login))
+        .route("/ui/login/oidc", get(oidc_start))
+        .route("/ui/callback", get(oidc_callback))
+        .route("/ui/approvals/{id}/approve", axum::routing::post(approve_from_page))
+        .route("/ui/approvals/{id}/deny", axum::routing::post(deny_from_page))
         .route("/ui/logout", axum::routing::post(logout))
         .route("/ui/tasks/{id}", get(task))
         .route("/ui/approvals", get(approvals))
@@ -108,7 +112,23 @@ fn cookie_token(headers: &HeaderMap) -> Option<String> {
     cookies.split(';').map(str::trim).find_map(|c| c.strip_prefix(&format!("{COOKIE}=")).map(str::to_owned))
 }
 
+/// A cookie's value.
+fn cookie(headers: &HeaderMap, name: &str) -> Option<String> {
+    let cookies = headers.get(header::COOKIE)?.to_str().ok()?;
+    cookies.split(';').map(str::trim).find_map(|c| c.strip_prefix(&format!("{name}=")).map(str::to_owned))
+}
+
+/// The person signed in with OpenID Connect, if any (with their session).
+fn signed_in(shared: &Shared, headers: &HeaderMap) -> Option<crate::http::login::PersonSession> {
+    let login = shared.login.as_ref()?;
+    let id = cookie(headers, crate::http::login::SESSION_COOKIE)?;
+    login.session(&id, shared.clock.now_unix())
+}
+
 fn reviewer(shared: &Shared, headers: &HeaderMap) -> Result<VerifiedApprover, Response> {
+    if let Some(s) = signed_in(shared, headers) {
+        return Ok(s.person);
+    }
     let bearer = headers.get(header::AUTHORIZATION).and_then(|v| v.to_str().ok()).and_then(|v| v.strip_prefix("Bearer ")).map(str::to_owned);
     let Some(token) = bearer.or_else(|| cookie_token(headers)) else {
         return Err(Redirect::to("/ui/login").into_response());
@@ -120,15 +140,135 @@ fn reviewer(shared: &Shared, headers: &HeaderMap) -> Result<VerifiedApprover, Re
     })
 }
 
-async fn login_form() -> Html<String> {
+async fn login_form(State(shared): State<Arc<Shared>>) -> Html<String> {
+    let oidc = if shared.login.is_some() {
+        "<p><a href=\"/ui/login/oidc\" id=\"sign-in-oidc\">Sign in with your identity provider</a></p><p class=\"muted\">Or:</p>"
+    } else {
+        ""
+    };
     page(
         "Reviewer sign-in",
         None,
-        "<p>Paste your reviewer credential (a JWT from a reviewer issuer; agents' identities are refused). \
+        &format!("{oidc}{}", "<p>Paste your reviewer credential (a JWT from a reviewer issuer; agents' identities are refused). \
          Development: <code>jitgate identity mint --config … --reviewer you@example.org</code>.</p>\
          <form method=\"post\" action=\"/ui/login\"><textarea name=\"credential\" id=\"credential\" rows=\"5\" cols=\"80\"></textarea><br>\
-         <button type=\"submit\" id=\"sign-in\">Sign in</button></form>",
+         <button type=\"submit\" id=\"sign-in\">Sign in</button></form>"),
     )
+}
+
+fn secure_attr(shared: &Shared) -> &'static str {
+    if shared.login.as_ref().is_some_and(|l| l.secure()) { "; Secure" } else { "" }
+}
+
+/// Start an OpenID Connect sign-in: to the provider, with a state cookie
+/// (SameSite=Lax: the provider sends the browser back with a cross-site
+/// navigation, which a Strict cookie would not survive).
+async fn oidc_start(State(shared): State<Arc<Shared>>) -> Response {
+    let Some(login) = shared.login.clone() else {
+        return (StatusCode::NOT_FOUND, page("Sign-in", None, "<p class=\"deny\">OpenID Connect sign-in is not configured ([ui.oidc])</p>")).into_response();
+    };
+    match login.start(shared.clock.now_unix()).await {
+        Ok((url, state)) => {
+            let c = format!("{}={state}; Path=/ui; HttpOnly; SameSite=Lax; Max-Age=600{}", crate::http::login::STATE_COOKIE, secure_attr(&shared));
+            ([(header::SET_COOKIE, c)], Redirect::to(&url)).into_response()
+        }
+        Err(e) => {
+            tracing::warn!(error = %e, "sign-in could not start");
+            (StatusCode::BAD_GATEWAY, page("Sign-in", None, &format!("<p class=\"deny\" id=\"error\">{}</p>", esc(&e.to_string())))).into_response()
+        }
+    }
+}
+
+/// The provider sends the browser back here with a code.
+async fn oidc_callback(State(shared): State<Arc<Shared>>, headers: HeaderMap, RawQuery(q): RawQuery) -> Response {
+    let Some(login) = shared.login.clone() else {
+        return StatusCode::NOT_FOUND.into_response();
+    };
+    let q = q.unwrap_or_default();
+    let param = |name: &str| form_field(q.as_bytes(), name);
+    let failed = |status: StatusCode, msg: String| {
+        let clear = format!("{}=; Path=/ui; HttpOnly; SameSite=Lax; Max-Age=0", crate::http::login::STATE_COOKIE);
+        ([(header::SET_COOKIE, clear)], (status, page("Sign-in failed", None, &format!("<p class=\"deny\" id=\"error\">{}</p><p><a href=\"/ui/login\">Start again</a></p>", esc(&msg)))))
+            .into_response()
+    };
+    if let Some(err) = param("error") {
+        return failed(StatusCode::UNAUTHORIZED, format!("the provider refused the sign-in: {err} {}", param("error_description").unwrap_or_default()));
+    }
+    let (Some(code), Some(state)) = (param("code"), param("state")) else {
+        return failed(StatusCode::BAD_REQUEST, "the provider's answer has no code or state".into());
+    };
+    let now = shared.clock.now_unix();
+    let people = shared.clone();
+    let issuer = login.config.issuer.clone();
+    let client_id = login.config.client_id.clone();
+    let verify = move |id_token: &str, nonce: &str| {
+        let verifier = if people.approvers.has_issuer(&issuer) { &people.approvers } else { &people.reviewers };
+        verifier.verify_id_token(id_token, &issuer, &client_id, nonce).map_err(|e| format!("{e} [{}]", e.code()))
+    };
+    match login.finish(&state, cookie(&headers, crate::http::login::STATE_COOKIE).as_deref(), &code, param("iss").as_deref(), now, verify).await {
+        Ok((id, session)) => {
+            tracing::info!(person = %session.person.subject, groups = ?session.person.groups, "person signed in with OpenID Connect");
+            let ttl = login.config.session_ttl.as_secs();
+            let secure = secure_attr(&shared);
+            let set = format!("{}={id}; Path=/ui; HttpOnly; SameSite=Strict; Max-Age={ttl}{secure}", crate::http::login::SESSION_COOKIE);
+            let clear = format!("{}=; Path=/ui; HttpOnly; SameSite=Lax; Max-Age=0", crate::http::login::STATE_COOKIE);
+            // A page of this site moves on: the Strict cookie would not be
+            // sent on a redirect that is still part of the provider's
+            // cross-site navigation.
+            let body = page(
+                "Signed in",
+                None,
+                "<meta http-equiv=\"refresh\" content=\"0;url=/ui/approvals\"><p>Signed in. <a href=\"/ui/approvals\" id=\"continue\">Continue</a></p>",
+            );
+            let mut resp = body.into_response();
+            for c in [set, clear] {
+                if let Ok(v) = header::HeaderValue::from_str(&c) {
+                    resp.headers_mut().append(header::SET_COOKIE, v);
+                }
+            }
+            resp
+        }
+        Err(e) => {
+            tracing::warn!(error = %e, "OpenID Connect sign-in refused");
+            failed(StatusCode::UNAUTHORIZED, e.to_string())
+        }
+    }
+}
+
+/// Approve or deny from the page: a signed-in person of an approver issuer,
+/// a same-site form post carrying the session's CSRF token.
+async fn act_from_page(shared: Arc<Shared>, headers: HeaderMap, id: String, body: Bytes, approve: bool) -> Response {
+    if !same_site(&headers) {
+        return cross_site_refused();
+    }
+    let Some(session) = signed_in(&shared, &headers) else {
+        return Redirect::to("/ui/login").into_response();
+    };
+    let token = form_field(&body, "csrf").unwrap_or_default();
+    if !crate::jws::constant_time_eq(token.as_bytes(), session.csrf.as_bytes()) {
+        return (StatusCode::FORBIDDEN, page("Refused", Some(&session.person.subject), "<p class=\"deny\" id=\"error\">the form's CSRF token is not this session's [csrf]</p>")).into_response();
+    }
+    if !shared.approvers.has_issuer(&session.person.issuer) {
+        return (StatusCode::FORBIDDEN, page("Refused", Some(&session.person.subject), "<p class=\"deny\" id=\"error\">you signed in at a reviewers' issuer: you can review, not approve [not_an_approver]</p>")).into_response();
+    }
+    let note = form_field(&body, "note").unwrap_or_default();
+    let (person, now, ttl) = (session.person.clone(), shared.clock.now_unix(), shared.config.approvals.use_ttl);
+    let wanted = id.clone();
+    let result = run_blocking(&shared.store, move |s| crate::policy::approvals::decide(s, &person, &wanted, approve, &note, now, ttl)).await;
+    let message = match result {
+        Ok(Ok(a)) => format!("<p class=\"allow\" id=\"done\">{} {}</p>", esc(&a.id), a.state.as_str()),
+        Ok(Err(e)) => format!("<p class=\"deny\" id=\"error\">{} [{}]</p>", esc(&e.to_string()), esc(e.code())),
+        Err(e) => format!("<p class=\"deny\" id=\"error\">{}</p>", esc(&e.to_string())),
+    };
+    page("Approval", Some(&session.person.subject), &format!("{message}<p><a href=\"/ui/approvals\" id=\"back\">Back to pending approvals</a></p>")).into_response()
+}
+
+async fn approve_from_page(State(shared): State<Arc<Shared>>, headers: HeaderMap, Path(id): Path<String>, body: Bytes) -> Response {
+    act_from_page(shared, headers, id, body, true).await
+}
+
+async fn deny_from_page(State(shared): State<Arc<Shared>>, headers: HeaderMap, Path(id): Path<String>, body: Bytes) -> Response {
+    act_from_page(shared, headers, id, body, false).await
 }
 
 /// Decode one field of an `application/x-www-form-urlencoded` body.
@@ -171,11 +311,23 @@ async fn login(State(shared): State<Arc<Shared>>, headers: HeaderMap, body: Byte
     }
 }
 
-async fn logout(headers: HeaderMap) -> Response {
+async fn logout(State(shared): State<Arc<Shared>>, headers: HeaderMap) -> Response {
     if !same_site(&headers) {
         return cross_site_refused();
     }
-    ([(header::SET_COOKIE, format!("{COOKIE}=; Path=/ui; HttpOnly; SameSite=Strict; Max-Age=0"))], Redirect::to("/ui/login")).into_response()
+    if let (Some(login), Some(id)) = (shared.login.as_ref(), cookie(&headers, crate::http::login::SESSION_COOKIE)) {
+        login.end(&id);
+    }
+    let mut resp = Redirect::to("/ui/login").into_response();
+    for c in [
+        format!("{COOKIE}=; Path=/ui; HttpOnly; SameSite=Strict; Max-Age=0"),
+        format!("{}=; Path=/ui; HttpOnly; SameSite=Strict; Max-Age=0", crate::http::login::SESSION_COOKIE),
+    ] {
+        if let Ok(v) = header::HeaderValue::from_str(&c) {
+            resp.headers_mut().append(header::SET_COOKIE, v);
+        }
+    }
+    resp
 }
 
 /// Tasks listed per page of `/ui`.
@@ -374,10 +526,23 @@ async fn approvals(State(shared): State<Arc<Shared>>, headers: HeaderMap) -> Res
         Ok(l) => l,
         Err(e) => return (StatusCode::SERVICE_UNAVAILABLE, e.to_string()).into_response(),
     };
-    let mut body = String::from("<p class=\"muted\">Approvers act with <code>jitgate approvals approve|deny</code> or the approvals API.</p><table id=\"approvals\"><tr><th>Approval</th><th>State</th><th>Agent</th><th>Task</th><th>Tool</th><th>Arguments</th><th>Purpose</th><th>Group</th><th>Expires</th></tr>");
+    // A person signed in with OpenID Connect at an approver issuer acts
+    // here; everyone else with the CLI or the approvals API.
+    let session = signed_in(&shared, &headers).filter(|s| shared.approvers.has_issuer(&s.person.issuer));
+    let mut body = String::from("<p class=\"muted\">Approvers act here when signed in with the identity provider, or with <code>jitgate approvals approve|deny</code> or the approvals API.</p><table id=\"approvals\"><tr><th>Approval</th><th>State</th><th>Agent</th><th>Task</th><th>Tool</th><th>Arguments</th><th>Purpose</th><th>Group</th><th>Expires</th><th>Decide</th></tr>");
     for a in &list {
+        let forms = match &session {
+            Some(s) if s.person.in_group(&a.group) => format!(
+                "<form method=\"post\" action=\"/ui/approvals/{id}/approve\"><input type=\"hidden\" name=\"csrf\" value=\"{csrf}\"><input name=\"note\" placeholder=\"note\"><button type=\"submit\" id=\"approve-{id}\">Approve</button></form>\
+                 <form method=\"post\" action=\"/ui/approvals/{id}/deny\"><input type=\"hidden\" name=\"csrf\" value=\"{csrf}\"><input name=\"note\" placeholder=\"reason (required)\" required><button type=\"submit\" id=\"deny-{id}\">Deny</button></form>",
+                id = esc(&a.id),
+                csrf = esc(&s.csrf),
+            ),
+            Some(_) => "<span class=\"muted\">not your group</span>".into(),
+            None => String::new(),
+        };
         body.push_str(&format!(
-            "<tr><td><code>{}</code></td><td class=\"pending\">{}</td><td>{}</td><td><a href=\"/ui/tasks/{task}\">{task}</a></td><td>{}</td><td><code>{}</code></td><td>{}</td><td>{}</td><td>{}</td></tr>",
+            "<tr><td><code>{}</code></td><td class=\"pending\">{}</td><td>{}</td><td><a href=\"/ui/tasks/{task}\">{task}</a></td><td>{}</td><td><code>{}</code></td><td>{}</td><td>{}</td><td>{}</td><td>{forms}</td></tr>",
             esc(&a.id),
             a.state.as_str(),
             esc(&a.agent),

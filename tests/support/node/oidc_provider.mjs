@@ -1,7 +1,7 @@
 // A real OpenID provider for jitgate's tests: panva's oidc-provider (a
 // certified OpenID Connect implementation), on loopback.
 //
-//   node oidc_provider.mjs PORT RESOURCE
+//   node oidc_provider.mjs PORT RESOURCE [UI_REDIRECT_URI]
 //
 // - Keys: a fresh RSA (RS256) and EC (ES256) pair on every start, with new
 //   kids, so restarting it on the same port is a key rotation.
@@ -10,6 +10,11 @@
 //   mcp:admin) or for the other resource http://127.0.0.1:1/other (a token
 //   for someone else). `POST /__sign?alg=RS256|ES256` chooses how access
 //   tokens are signed.
+// - People (with UI_REDIRECT_URI): the client `jitgate-ui` (secret
+//   `ui-secret`) signs people in by authorization code with PKCE through the
+//   provider's development login page (any login name, any password); the
+//   ID token carries `groups`: ["platform-oncall"] for logins starting with
+//   "oncall", none otherwise.
 // - Counters: `GET /__stats` tells how often the JWKS and discovery were
 //   fetched (to check that jitgate does not hammer the provider).
 // Prints "oidc-provider listening on http://127.0.0.1:PORT" when ready.
@@ -18,7 +23,7 @@ import { generateKeyPairSync, randomBytes } from "node:crypto";
 import { createServer } from "node:http";
 import Provider from "oidc-provider";
 
-const [port, resource] = [Number(process.argv[2]), process.argv[3]];
+const [port, resource, uiRedirect] = [Number(process.argv[2]), process.argv[3], process.argv[4]];
 const issuer = `http://127.0.0.1:${port}`;
 const other = "http://127.0.0.1:1/other";
 const stats = { jwks: 0, discovery: 0 };
@@ -53,9 +58,26 @@ const provider = new Provider(issuer, {
       redirect_uris: [],
       token_endpoint_auth_method: "client_secret_post",
     },
+    ...(uiRedirect
+      ? [{
+          client_id: "jitgate-ui",
+          client_secret: "ui-secret",
+          grant_types: ["authorization_code"],
+          response_types: ["code"],
+          redirect_uris: [uiRedirect],
+          token_endpoint_auth_method: "client_secret_basic",
+        }]
+      : []),
   ],
+  claims: { openid: ["sub"], groups: ["groups"] },
+  conformIdTokenClaims: false,
+  pkce: { required: () => true },
+  findAccount: (ctx, id) => ({
+    accountId: id,
+    claims: () => ({ sub: id, groups: id.startsWith("oncall") ? ["platform-oncall"] : [] }),
+  }),
   features: {
-    devInteractions: { enabled: false },
+    devInteractions: { enabled: true },
     clientCredentials: { enabled: true },
     resourceIndicators: {
       enabled: true,
