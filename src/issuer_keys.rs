@@ -671,6 +671,68 @@ mod tests {
         assert!(e.contains("symmetric") && e.contains("32 bytes"), "{e}");
     }
 
+    /// A one-shot-per-connection HTTP server on loopback answering every
+    /// request with `body` and these headers, while `up` says so.
+    async fn serve(body: String, headers: &'static str, up: Arc<std::sync::atomic::AtomicBool>) -> String {
+        use tokio::io::{AsyncReadExt as _, AsyncWriteExt as _};
+        let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+        let url = format!("http://{}/jwks", listener.local_addr().unwrap());
+        tokio::spawn(async move {
+            while let Ok((mut conn, _)) = listener.accept().await {
+                let mut buf = [0u8; 2048];
+                let _ = conn.read(&mut buf).await;
+                let reply = if up.load(std::sync::atomic::Ordering::SeqCst) {
+                    format!("HTTP/1.1 200 OK\r\ncontent-type: application/json\r\n{headers}content-length: {}\r\nconnection: close\r\n\r\n{body}", body.len())
+                } else {
+                    "HTTP/1.1 503 Service Unavailable\r\ncontent-length: 0\r\nconnection: close\r\n\r\n".to_owned()
+                };
+                let _ = conn.write_all(reply.as_bytes()).await;
+            }
+        });
+        url
+    }
+
+    #[tokio::test]
+    async fn a_remote_set_refreshes_on_its_cache_headers_survives_an_outage_then_fails_closed() {
+        let clock = crate::clock::ManualClock::at(1_000_000);
+        let all: Vec<Algorithm> = SUPPORTED.iter().map(|(_, a)| *a).collect();
+        // Never fetched: nothing verifies, and /healthz says so.
+        let dead = RemoteKeys::new("idp", RemoteSource::JwksUri("http://127.0.0.1:1/jwks".into()), all.clone(), Duration::from_secs(3600)).unwrap();
+        assert!(dead.refresh(&clock).await.is_err());
+        assert!(matches!(dead.current(clock.now_unix()), Err(KeyCheckError::KeysUnavailable(_))));
+        assert_eq!(dead.health(clock.now_unix())["status"], "unavailable");
+
+        let up = Arc::new(std::sync::atomic::AtomicBool::new(true));
+        let url = serve(JWKS.to_owned(), "cache-control: public, max-age=900\r\n", up.clone()).await;
+        let keys = RemoteKeys::new("idp", RemoteSource::JwksUri(url), all, Duration::from_secs(3600)).unwrap();
+        assert_eq!(keys.refresh(&clock).await.unwrap(), 2);
+        let h = keys.health(clock.now_unix());
+        assert_eq!((h["status"].as_str(), h["next_refresh_in_secs"].as_i64()), (Some("ok"), Some(900)), "{h}");
+        assert!(keys.current(clock.now_unix()).unwrap().iter().any(|k| k.kid == "rsa-1"));
+        // Unknown kids refresh at most once per interval.
+        assert!(keys.refresh_for_unknown_kid(&clock).await);
+        assert!(!keys.refresh_for_unknown_kid(&clock).await);
+        clock.advance(UNKNOWN_KID_REFRESH_SECS);
+        assert!(keys.refresh_for_unknown_kid(&clock).await);
+
+        // The endpoint goes down: the last good set keeps working until max_stale...
+        up.store(false, std::sync::atomic::Ordering::SeqCst);
+        clock.advance(1800);
+        assert!(keys.refresh(&clock).await.is_err());
+        assert!(keys.current(clock.now_unix()).is_ok());
+        let h = keys.health(clock.now_unix());
+        assert_eq!(h["status"], "degraded", "{h}");
+        assert!(h["last_error"].as_str().unwrap().contains("503"), "{h}");
+        // ... and not a second longer.
+        clock.advance(1801);
+        assert!(matches!(keys.current(clock.now_unix()), Err(KeyCheckError::KeysUnavailable(why)) if why.contains("max_stale")));
+        assert_eq!(keys.health(clock.now_unix())["status"], "stale");
+        // Back up: working again.
+        up.store(true, std::sync::atomic::Ordering::SeqCst);
+        keys.refresh(&clock).await.unwrap();
+        assert!(keys.current(clock.now_unix()).is_ok());
+    }
+
     #[test]
     fn a_spiffe_bundle_gives_only_its_jwt_svid_keys() {
         let mut doc = jwks();
