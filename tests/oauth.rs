@@ -147,7 +147,7 @@ fn python() -> std::path::PathBuf {
 }
 
 #[tokio::test]
-async fn the_python_sdk_finds_the_provider_from_the_401_and_completes_a_task() {
+async fn the_official_python_and_typescript_sdks_find_the_provider_from_the_401_and_complete_a_task() {
     let s = setting().await;
     // What a client without a token learns: where the metadata is.
     let (status, _, challenge) = list_with(&s.gateway.url, None).await;
@@ -185,6 +185,20 @@ async fn the_python_sdk_finds_the_provider_from_the_401_and_completes_a_task() {
         let header: Value = serde_json::from_slice(&B64URL.decode(token.split('.').next().unwrap()).unwrap()).unwrap();
         assert_eq!(header["alg"], alg);
     }
+
+    // The official TypeScript SDK's client-credentials provider does the same.
+    let out = Command::new(node22())
+        .arg(repo_root().join("tests/support/node/oauth_task.mjs"))
+        .args([&s.gateway.url, &s.provider.issuer, "triage-client", "triage-secret"])
+        .current_dir(repo_root().join("tests/support/node"))
+        .output()
+        .unwrap();
+    assert!(out.status.success(), "TypeScript client failed:\n{}\n{}", String::from_utf8_lossy(&out.stderr), s.gateway.log());
+    let r: Value = serde_json::from_slice(&out.stdout).unwrap();
+    for step in ["begin", "request", "call", "end"] {
+        assert_eq!(r[step]["is_error"], false, "{step}: {r}");
+    }
+    assert!(r["call_text"].as_str().unwrap().contains("Q3 plan"), "{r}");
 }
 
 /// Sign `claims` with HS256 keyed by `secret`, naming `kid`.
