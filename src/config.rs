@@ -635,7 +635,7 @@ pub const DEFAULT_MAX_STALE_KEYS: Duration = Duration::from_secs(24 * 3600);
 
 /// Keys are fetched over HTTPS; plain HTTP only from this machine (tests,
 /// a provider on loopback), where no one can change them on the way.
-fn check_fetch_url(url: &str) -> Result<(), String> {
+pub(crate) fn check_fetch_url(url: &str) -> Result<(), String> {
     let (scheme, rest) = url.split_once("://").ok_or_else(|| format!("`{url}` is not a URL"))?;
     let host = rest.split(['/', '?', '#']).next().unwrap_or("");
     let host = host.rsplit_once('@').map(|(_, h)| h).unwrap_or(host);
@@ -758,6 +758,12 @@ fn validate_issuers(file: &SourceFile, raw: Vec<Spanned<RawIssuer>>, dev_key_fil
         let at = |m: String| file.error_at(Some(span.clone()), m);
         if issuers.iter().any(|i| i.iss == r.iss) {
             return Err(at(format!("issuer iss `{}` is listed twice", r.iss)));
+        }
+        if issuers.iter().any(|i| i.name == r.name) {
+            return Err(at(format!("issuer name `{}` is used twice: agent files and [oauth] name issuers, so each name must be one issuer", r.name)));
+        }
+        if r.max_stale.is_some_and(|d| d < Duration::from_secs(60)) {
+            return Err(at(format!("issuer `{}`: max_stale must be at least 60s (key sets are refreshed at most once a minute)", r.name)));
         }
         let sources = usize::from(r.development)
             + usize::from(!r.public_keys.is_empty())

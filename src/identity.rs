@@ -82,6 +82,8 @@ pub enum IdentityError {
     KeysUnavailable(String),
     #[error("identity token lacks the scope(s) {missing} this gateway requires of issuer `{issuer}`'s tokens; ask the authorization server for them (scope=\"{wanted}\")")]
     InsufficientScope { missing: String, issuer: String, wanted: String },
+    #[error("this token is for subject `{sub}` but was issued to client `{client}`: an agent known by its client id takes only tokens issued to it as a client (client_id or azp equal to sub)")]
+    NotIssuedToAgent { sub: String, client: String },
     #[error("subject `{0}` is not a valid SPIFFE ID (spiffe://TRUST-DOMAIN/PATH, no query, fragment or empty, `.` or `..` segments); JWT-SVIDs must name one")]
     NotSpiffeId(String),
     #[error("identity token issuer `{0}` is not approved by this gateway; add it to [[identity.issuers]] or use an approved issuer")]
@@ -120,6 +122,7 @@ impl IdentityError {
             IdentityError::KeysUnavailable(_) => "identity_keys_unavailable",
             IdentityError::InsufficientScope { .. } => "insufficient_scope",
             IdentityError::NotSpiffeId(_) => "identity_not_spiffe_id",
+            IdentityError::NotIssuedToAgent { .. } => "identity_not_issued_to_agent",
             IdentityError::UnknownIssuer(_) => "identity_unknown_issuer",
             IdentityError::UnknownKey { .. } => "identity_unknown_key",
             IdentityError::BadSignature(_) => "identity_bad_signature",
@@ -236,6 +239,11 @@ impl TrustedIssuer {
     /// the algorithms that key is pinned to.
     pub(crate) fn check_signature(&self, parsed: &UnverifiedJws, now: i64) -> Result<(), SignedTokenError> {
         let alg = issuer_keys::parse_alg(&parsed.header.alg).ok_or_else(|| SignedTokenError::UnsupportedAlg(parsed.header.alg.clone()))?;
+        // RFC 7515 §4.1.11: a critical extension jitgate does not know means
+        // the token must not be accepted.
+        if parsed.header.crit.is_some() {
+            return Err(SignedTokenError::Malformed(JwsError::BadPart { part: "header", reason: "`crit` names extensions jitgate does not process".into() }));
+        }
         let key = self.keys.find(parsed.header.kid.as_deref(), now).map_err(SignedTokenError::from)?;
         key.verify(parsed.raw(), alg).map(|_| ()).map_err(SignedTokenError::from)
     }
@@ -340,7 +348,17 @@ pub struct IdentityVerifier {
     /// issuers, keys and agents are fixed while the gateway runs, so only the
     /// token's lifetime has to be checked again on a hit. Every HTTP request
     /// carries the bearer token; this saves a signature check per request.
-    verified: std::sync::Mutex<std::collections::HashMap<[u8; 32], VerifiedAgent>>,
+    verified: std::sync::Mutex<std::collections::HashMap<[u8; 32], Cached>>,
+}
+
+/// A verified token, with the key that verified it: a hit counts only while
+/// that key is still in its issuer's usable set (a key removed by rotation,
+/// or a remote set past `max_stale`, ends the token's cached verification).
+#[derive(Clone)]
+struct Cached {
+    agent: VerifiedAgent,
+    issuer: usize,
+    kid: Option<String>,
 }
 
 /// Bound on cached verified identities (cleared when full).
@@ -364,6 +382,13 @@ impl IdentityVerifier {
         clock: Arc<dyn Clock>,
     ) -> Result<Self, IssuerSetupError> {
         let issuers = cfg.issuers.iter().map(TrustedIssuer::load).collect::<Result<Vec<_>, _>>()?;
+        // An agent bound to an issuer that does not exist could never sign in,
+        // and a later issuer of that name would speak for it unreviewed.
+        for agent in agents.iter() {
+            if let Some(missing) = agent.issuers.iter().find(|n| !issuers.iter().any(|i| &i.name == *n)) {
+                return Err(IssuerSetupError { issuer: missing.clone(), reason: format!("agent `{}` lists it in `issuers`, but no [[identity.issuers]] has that name", agent.name) });
+            }
+        }
         Ok(Self {
             audiences: vec![audience.to_owned()],
             skew: i64::try_from(cfg.clock_skew.as_secs()).unwrap_or(60),
@@ -391,16 +416,20 @@ impl IdentityVerifier {
         use sha2::{Digest, Sha256};
         let key: [u8; 32] = Sha256::digest(token.trim().as_bytes()).into();
         let cached = self.verified.lock().unwrap_or_else(|p| p.into_inner()).get(&key).cloned();
-        if let Some(agent) = cached {
-            self.still_valid(&agent)?;
-            return Ok(agent);
+        if let Some(c) = cached {
+            let key_still_there = self.issuers.get(c.issuer).is_some_and(|i| i.keys.find(c.kid.as_deref(), self.clock.now_unix()).is_ok());
+            if key_still_there {
+                self.still_valid(&c.agent)?;
+                return Ok(c.agent);
+            }
+            self.verified.lock().unwrap_or_else(|p| p.into_inner()).remove(&key);
         }
-        let agent = self.verify_uncached(token)?;
+        let (agent, issuer, kid) = self.verify_uncached(token)?;
         let mut cache = self.verified.lock().unwrap_or_else(|p| p.into_inner());
         if cache.len() >= VERIFIED_CACHE_MAX {
             cache.clear();
         }
-        cache.insert(key, agent.clone());
+        cache.insert(key, Cached { agent: agent.clone(), issuer, kid });
         Ok(agent)
     }
 
@@ -425,16 +454,18 @@ impl IdentityVerifier {
         }
     }
 
-    /// Verify an identity token fully (no cache).
-    fn verify_uncached(&self, token: &str) -> Result<VerifiedAgent, IdentityError> {
+    /// Verify an identity token fully (no cache); also which issuer (its
+    /// index) and key verified it.
+    fn verify_uncached(&self, token: &str) -> Result<(VerifiedAgent, usize, Option<String>), IdentityError> {
         let parsed = jws::parse_any_alg(token, MAX_IDENTITY_TOKEN_BYTES).map_err(IdentityError::Malformed)?;
         // Claims are read before the signature only to pick the issuer's keys;
         // nothing is trusted until the signature has verified.
         let claims: IdentityClaims = parsed.claims().map_err(IdentityError::Malformed)?;
-        let issuer = self
+        let (index, issuer) = self
             .issuers
             .iter()
-            .find(|i| i.iss == claims.iss)
+            .enumerate()
+            .find(|(_, i)| i.iss == claims.iss)
             .ok_or_else(|| IdentityError::UnknownIssuer(claims.iss.clone()))?;
         issuer.check_signature(&parsed, self.clock.now_unix()).map_err(|e| IdentityError::from_signed(e, &issuer.name))?;
         issuer.check_credential(&parsed, claims.iat, claims.exp, self.clock.now_unix()).map_err(|e| IdentityError::from_signed(e, &issuer.name))?;
@@ -459,6 +490,16 @@ impl IdentityVerifier {
         if !allowed {
             return Err(IdentityError::IssuerNotAllowed { issuer: issuer.name.clone(), agent: agent.name.clone() });
         }
+        // An agent known by a subject its issuer gives it (an OAuth client
+        // id) is spoken for only by tokens issued to it as a client: a
+        // person whose user name happens to equal the client id, signing in
+        // at the same provider through another client, is not the agent.
+        if !agent.id.starts_with("spiffe://") {
+            let client = ["client_id", "azp"].iter().find_map(|c| claims.extra.get(*c).and_then(serde_json::Value::as_str));
+            if client != Some(claims.sub.as_str()) {
+                return Err(IdentityError::NotIssuedToAgent { sub: claims.sub.clone(), client: client.unwrap_or("").to_owned() });
+            }
+        }
         if !issuer.required_scopes.is_empty() {
             let have = token_scopes(&claims.extra);
             let missing: Vec<&str> = issuer.required_scopes.iter().filter(|s| !have.contains(s)).map(String::as_str).collect();
@@ -471,13 +512,14 @@ impl IdentityVerifier {
             .iter()
             .map(|(k, v)| (k.clone(), v.as_str().map(str::to_owned).unwrap_or_else(|| v.to_string())))
             .collect();
-        Ok(VerifiedAgent {
+        let verified = VerifiedAgent {
             agent: Arc::new(agent.clone()),
             issuer: issuer.name.clone(),
             expires_at: claims.exp,
             token_id: claims.jti,
             claims: Arc::new(extra),
-        })
+        };
+        Ok((verified, index, parsed.header.kid.clone()))
     }
 
     fn check_times(&self, claims: &IdentityClaims) -> Result<(), IdentityError> {
@@ -598,6 +640,44 @@ mod tests {
         let (_d, v) = jwks_issuer(|i| i.algorithms = vec![jsonwebtoken::Algorithm::ES256]);
         assert_eq!(v.verify(&signed(jsonwebtoken::Algorithm::RS256, "rsa-1", "JWT", svid(sub))).unwrap_err().code(), "identity_unknown_key");
         assert!(v.verify(&signed(jsonwebtoken::Algorithm::ES256, "ec-1", "JWT", svid(sub))).is_ok());
+    }
+
+    #[test]
+    fn an_agent_known_by_its_client_id_takes_only_tokens_issued_to_that_client() {
+        let dir = tempfile::tempdir().unwrap();
+        let agents = dir.path().join("agents");
+        std::fs::create_dir_all(&agents).unwrap();
+        std::fs::write(agents.join("svc.toml"), "name = \"svc\"\nid = \"triage-client\"\nallowed_tools = []\nissuers = [\"idp\"]\n").unwrap();
+        let jwks = dir.path().join("jwks.json");
+        std::fs::write(&jwks, include_str!("../tests/fixtures/keys/jwks.json")).unwrap();
+        let cfg = IdentityConfig { clock_skew: Duration::from_secs(5), issuers: vec![IssuerConfig::new("idp", "https://idp.test", IssuerKeys::JwksFile(jwks.clone()))] };
+        let v = IdentityVerifier::new("jitgate://gw", &cfg, AgentDirectory::load(&agents).unwrap(), Arc::new(ManualClock::at(NOW))).unwrap();
+        let token = |client: Option<&str>| {
+            let mut c = serde_json::json!({"iss": "https://idp.test", "sub": "triage-client", "aud": "jitgate://gw", "exp": NOW + 300, "iat": NOW});
+            if let Some(client) = client {
+                c["client_id"] = serde_json::json!(client);
+            }
+            signed(jsonwebtoken::Algorithm::ES256, "ec-1", "at+jwt", c)
+        };
+        assert_eq!(v.verify(&token(Some("triage-client"))).unwrap().agent.name, "svc");
+        // A person called "triage-client" signing in through another client is not the agent.
+        assert_eq!(v.verify(&token(Some("someone-elses-app"))).unwrap_err().code(), "identity_not_issued_to_agent");
+        assert_eq!(v.verify(&token(None)).unwrap_err().code(), "identity_not_issued_to_agent");
+        // An agent bound to an issuer that does not exist stops the start.
+        std::fs::write(agents.join("svc.toml"), "name = \"svc\"\nid = \"triage-client\"\nallowed_tools = []\nissuers = [\"idq\"]\n").unwrap();
+        let e = IdentityVerifier::new("jitgate://gw", &cfg, AgentDirectory::load(&agents).unwrap(), Arc::new(ManualClock::at(NOW))).err().unwrap();
+        assert!(e.to_string().contains("idq"), "{e}");
+    }
+
+    #[test]
+    fn a_token_with_critical_header_extensions_is_refused() {
+        let (_d, v) = jwks_issuer(|_| {});
+        let mut h = jsonwebtoken::Header::new(jsonwebtoken::Algorithm::ES256);
+        h.kid = Some("ec-1".into());
+        h.crit = Some(vec!["exp".into()]);
+        let key = jsonwebtoken::EncodingKey::from_ec_pem(include_bytes!("../tests/fixtures/keys/ec-p256.pem")).unwrap();
+        let t = jsonwebtoken::encode(&h, &svid("spiffe://test.local/agent/svc"), &key).unwrap();
+        assert_eq!(v.verify(&t).unwrap_err().code(), "identity_malformed");
     }
 
     #[test]

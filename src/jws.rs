@@ -40,6 +40,9 @@ pub struct Header {
     pub kid: Option<String>,
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub typ: Option<String>,
+    /// Critical header extensions (RFC 7515 §4.1.11): none is supported.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub crit: Option<serde_json::Value>,
 }
 
 /// A parsed token whose signature has not been checked yet.
@@ -110,7 +113,7 @@ impl UnverifiedJws {
 
 /// Sign `claims` as a compact JWS with `alg: EdDSA` and the given `kid`/`typ`.
 pub fn sign<T: Serialize>(claims: &T, kid: &str, typ: &str, key: &SigningKey) -> Result<String, serde_json::Error> {
-    let header = Header { alg: ALG.into(), kid: Some(kid.into()), typ: Some(typ.into()) };
+    let header = Header { alg: ALG.into(), kid: Some(kid.into()), typ: Some(typ.into()), crit: None };
     let h = B64URL.encode(serde_json::to_vec(&header)?);
     let p = B64URL.encode(serde_json::to_vec(claims)?);
     let input = format!("{h}.{p}");

@@ -324,10 +324,12 @@ async fn rotation_is_picked_up_made_up_kids_do_not_hammer_the_provider_and_an_ou
     assert_eq!(status, 200, "{body}");
     let health: Value = serde_json::from_str(&reqwest::get(format!("{}/healthz", gateway.base)).await.unwrap().text().await.unwrap()).unwrap();
     let set = &health["issuer_keys"][0];
-    assert_eq!(set["issuer"], "corp-idp", "{health}");
-    assert!(set["keys"].as_array().unwrap().iter().any(|k| *k == header_of(&fresh)["kid"]), "{health}");
-    assert!(!health.to_string().contains("\"n\":") && !health.to_string().contains("\"x\":"), "no key material in /healthz: {health}");
-    // The pre-rotation token's key is gone from the set: refused.
+    assert_eq!((set["issuer"].as_str(), set["status"].as_str(), set["keys"].as_u64()), (Some("corp-idp"), Some("ok"), Some(2)), "{health}");
+    assert!(!health.to_string().contains("127.0.0.1") && !health.to_string().contains(header_of(&fresh)["kid"].as_str().unwrap()), "no URLs, key ids or key material in the unauthenticated /healthz: {health}");
+    // The pre-rotation key is gone from the set: tokens it signed are
+    // refused, including one verified (and cached) before the rotation.
     let (status, body, _) = list_with(&gateway.url, Some(&kept)).await;
     assert_eq!((status, body["error"]["code"].as_str()), (401, Some("identity_unknown_key")), "{body}");
+    let (status, body, _) = list_with(&gateway.url, Some(&first)).await;
+    assert_eq!((status, body["error"]["code"].as_str()), (401, Some("identity_unknown_key")), "a cached verification ends with its key: {body}");
 }

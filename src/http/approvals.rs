@@ -38,16 +38,17 @@ fn error(status: StatusCode, code: &str, message: &str) -> Response {
     (status, axum::Json(json!({"error": {"code": code, "message": message}}))).into_response()
 }
 
-fn person(shared: &Shared, headers: &HeaderMap) -> Result<VerifiedApprover, Response> {
+async fn person(shared: &Shared, headers: &HeaderMap) -> Result<VerifiedApprover, Response> {
     let token = headers
         .get(header::AUTHORIZATION)
         .and_then(|v| v.to_str().ok())
         .and_then(|v| v.strip_prefix("Bearer ").or_else(|| v.strip_prefix("bearer ")))
         .unwrap_or("");
-    shared.approvers.verify(token).map_err(|e| {
+    shared.approvers.verify_refreshing(token).await.map_err(|e| {
         tracing::warn!(code = e.code(), "approvals API: credential refused");
         let status = match e {
             ApproverError::AgentIdentity(_) | ApproverError::SubjectIsAgent(_) => StatusCode::FORBIDDEN,
+            ApproverError::KeysUnavailable(_) => StatusCode::SERVICE_UNAVAILABLE,
             _ => StatusCode::UNAUTHORIZED,
         };
         error(status, e.code(), &e.to_string())
@@ -72,7 +73,7 @@ fn store_failed(e: impl std::fmt::Display) -> Response {
 }
 
 async fn list_approvals(State(shared): State<Arc<Shared>>, headers: HeaderMap, RawQuery(q): RawQuery) -> Response {
-    if let Err(r) = person(&shared, &headers) {
+    if let Err(r) = person(&shared, &headers).await {
         return r;
     }
     let now = shared.clock.now_unix();
@@ -84,7 +85,7 @@ async fn list_approvals(State(shared): State<Arc<Shared>>, headers: HeaderMap, R
 }
 
 async fn show_approval(State(shared): State<Arc<Shared>>, headers: HeaderMap, Path(id): Path<String>) -> Response {
-    if let Err(r) = person(&shared, &headers) {
+    if let Err(r) = person(&shared, &headers).await {
         return r;
     }
     let now = shared.clock.now_unix();
@@ -97,7 +98,7 @@ async fn show_approval(State(shared): State<Arc<Shared>>, headers: HeaderMap, Pa
 }
 
 async fn act(shared: Arc<Shared>, headers: HeaderMap, id: String, approve: bool, note: String) -> Response {
-    let approver = match person(&shared, &headers) {
+    let approver = match person(&shared, &headers).await {
         Ok(p) => p,
         Err(r) => return r,
     };
@@ -135,7 +136,7 @@ async fn deny(State(shared): State<Arc<Shared>>, headers: HeaderMap, Path(id): P
 }
 
 async fn list_reviews(State(shared): State<Arc<Shared>>, headers: HeaderMap, RawQuery(q): RawQuery) -> Response {
-    if let Err(r) = person(&shared, &headers) {
+    if let Err(r) = person(&shared, &headers).await {
         return r;
     }
     let all = all(&q);
@@ -146,7 +147,7 @@ async fn list_reviews(State(shared): State<Arc<Shared>>, headers: HeaderMap, Raw
 }
 
 async fn ack_review(State(shared): State<Arc<Shared>>, headers: HeaderMap, Path(id): Path<String>, body: Bytes) -> Response {
-    let approver = match person(&shared, &headers) {
+    let approver = match person(&shared, &headers).await {
         Ok(p) => p,
         Err(r) => return r,
     };

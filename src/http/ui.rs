@@ -125,7 +125,7 @@ fn signed_in(shared: &Shared, headers: &HeaderMap) -> Option<crate::http::login:
     login.session(&id, shared.clock.now_unix())
 }
 
-fn reviewer(shared: &Shared, headers: &HeaderMap) -> Result<VerifiedApprover, Response> {
+async fn reviewer(shared: &Shared, headers: &HeaderMap) -> Result<VerifiedApprover, Response> {
     if let Some(s) = signed_in(shared, headers) {
         return Ok(s.person);
     }
@@ -133,9 +133,13 @@ fn reviewer(shared: &Shared, headers: &HeaderMap) -> Result<VerifiedApprover, Re
     let Some(token) = bearer.or_else(|| cookie_token(headers)) else {
         return Err(Redirect::to("/ui/login").into_response());
     };
-    shared.reviewers.verify(&token).map_err(|e| {
+    shared.reviewers.verify_refreshing(&token).await.map_err(|e| {
         tracing::warn!(code = e.code(), "reviewer pages: credential refused");
-        let status = if e.code() == "approver_is_agent" { StatusCode::FORBIDDEN } else { StatusCode::UNAUTHORIZED };
+        let status = match e.code() {
+            "approver_is_agent" => StatusCode::FORBIDDEN,
+            "approver_keys_unavailable" => StatusCode::SERVICE_UNAVAILABLE,
+            _ => StatusCode::UNAUTHORIZED,
+        };
         (status, page("Not signed in", None, &format!("<p class=\"deny\">{} [{}]</p><p><a href=\"/ui/login\">Sign in</a> with a reviewer credential.</p>", esc(&e.to_string().replace("approver", "reviewer")), esc(e.code())))).into_response()
     })
 }
@@ -298,7 +302,7 @@ async fn login(State(shared): State<Arc<Shared>>, headers: HeaderMap, body: Byte
         return cross_site_refused();
     }
     let token = form_field(&body, "credential").unwrap_or_default();
-    match shared.reviewers.verify(&token) {
+    match shared.reviewers.verify_refreshing(&token).await {
         Ok(r) => {
             tracing::info!(reviewer = %r.subject, "reviewer signed in");
             let cookie = format!("{COOKIE}={token}; Path=/ui; HttpOnly; SameSite=Strict");
@@ -374,7 +378,7 @@ fn decision_class(d: &str) -> &'static str {
 }
 
 async fn tasks(State(shared): State<Arc<Shared>>, headers: HeaderMap, RawQuery(q): RawQuery) -> Response {
-    let who = match reviewer(&shared, &headers) {
+    let who = match reviewer(&shared, &headers).await {
         Ok(w) => w,
         Err(r) => return r,
     };
@@ -500,7 +504,7 @@ fn render_trace(t: &TaskTrace) -> String {
 }
 
 async fn task(State(shared): State<Arc<Shared>>, headers: HeaderMap, Path(id): Path<String>) -> Response {
-    let who = match reviewer(&shared, &headers) {
+    let who = match reviewer(&shared, &headers).await {
         Ok(w) => w,
         Err(r) => return r,
     };
@@ -517,7 +521,7 @@ async fn task(State(shared): State<Arc<Shared>>, headers: HeaderMap, Path(id): P
 }
 
 async fn approvals(State(shared): State<Arc<Shared>>, headers: HeaderMap) -> Response {
-    let who = match reviewer(&shared, &headers) {
+    let who = match reviewer(&shared, &headers).await {
         Ok(w) => w,
         Err(r) => return r,
     };
@@ -559,7 +563,7 @@ async fn approvals(State(shared): State<Arc<Shared>>, headers: HeaderMap) -> Res
 }
 
 async fn reviews(State(shared): State<Arc<Shared>>, headers: HeaderMap) -> Response {
-    let who = match reviewer(&shared, &headers) {
+    let who = match reviewer(&shared, &headers).await {
         Ok(w) => w,
         Err(r) => return r,
     };
