@@ -333,3 +333,83 @@ async fn rotation_is_picked_up_made_up_kids_do_not_hammer_the_provider_and_an_ou
     let (status, body, _) = list_with(&gateway.url, Some(&first)).await;
     assert_eq!((status, body["error"]["code"].as_str()), (401, Some("identity_unknown_key")), "a cached verification ends with its key: {body}");
 }
+
+/// A SPIFFE bundle endpoint on loopback (the `https_web` profile's JSON):
+/// one JWT-SVID key and one X.509-SVID key, with a refresh hint.
+async fn bundle_endpoint() -> String {
+    use tokio::io::{AsyncReadExt as _, AsyncWriteExt as _};
+    let jwks: Value = serde_json::from_str(include_str!("fixtures/keys/jwks.json")).unwrap();
+    let mut keys = Vec::new();
+    for k in jwks["keys"].as_array().unwrap() {
+        let mut k = k.clone();
+        let obj = k.as_object_mut().unwrap();
+        obj.remove("alg");
+        match obj["kid"].as_str() {
+            Some("ec-1") => obj.insert("use".into(), json!("jwt-svid")),
+            Some("rsa-1") => obj.insert("use".into(), json!("x509-svid")),
+            _ => continue,
+        };
+        keys.push(k);
+    }
+    let body = json!({"keys": keys, "spiffe_sequence": 7, "spiffe_refresh_hint": 300}).to_string();
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let url = format!("http://{}/bundle", listener.local_addr().unwrap());
+    tokio::spawn(async move {
+        while let Ok((mut conn, _)) = listener.accept().await {
+            let mut buf = [0u8; 2048];
+            let _ = conn.read(&mut buf).await;
+            let reply = format!("HTTP/1.1 200 OK\r\ncontent-type: application/json\r\ncontent-length: {}\r\nconnection: close\r\n\r\n{body}", body.len());
+            let _ = conn.write_all(reply.as_bytes()).await;
+        }
+    });
+    url
+}
+
+fn svid(kid: &str, pem_ec: bool, claims: Value) -> String {
+    let mut h = jsonwebtoken::Header::new(if pem_ec { jsonwebtoken::Algorithm::ES256 } else { jsonwebtoken::Algorithm::RS256 });
+    h.kid = Some(kid.into());
+    h.typ = Some("JWT".into());
+    let key = if pem_ec {
+        jsonwebtoken::EncodingKey::from_ec_pem(include_bytes!("fixtures/keys/ec-p256.pem")).unwrap()
+    } else {
+        jsonwebtoken::EncodingKey::from_rsa_pem(include_bytes!("fixtures/keys/rsa-2048.pem")).unwrap()
+    };
+    jsonwebtoken::encode(&h, &claims, &key).unwrap()
+}
+
+/// JWT-SVIDs verified with the trust bundle from a SPIFFE bundle endpoint:
+/// only the bundle's `jwt-svid` keys count, the subject must be a valid
+/// SPIFFE ID in the trust domain, and `aud` must name this gateway.
+// Multi-threaded: the bundle endpoint runs on this runtime while the test
+// blocks waiting for the gateway to start.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn jwt_svids_verify_with_a_spiffe_bundle_endpoint() {
+    let url = bundle_endpoint().await;
+    let dep = Deployment::new(&Setup {
+        agents: vec![("svc.toml".into(), "name = \"svc\"\nid = \"spiffe://spire.test/agent/svc\"\nteam = \"support\"\nallowed_tools = [\"workspace__read_note\"]\n".into())],
+        extra_config: format!(
+            "\n[[identity.issuers]]\nname = \"spire\"\niss = \"https://spire.test\"\ntrust_domain = \"spiffe://spire.test\"\nspiffe_bundle_endpoint = \"{url}\"\nmax_lifetime = \"1h\"\n"
+        ),
+        ..Setup::default()
+    });
+    let gateway = Gateway::start(&dep);
+    gateway.wait_server("workspace", "ready").await;
+    let now = std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).unwrap().as_secs() as i64;
+    let claims = |sub: &str, aud: Value| json!({"iss": "https://spire.test", "sub": sub, "aud": aud, "exp": now + 300, "iat": now});
+    let good = svid("ec-1", true, claims("spiffe://spire.test/agent/svc", json!([GATEWAY_ID])));
+    let (status, body, _) = list_with(&gateway.url, Some(&good)).await;
+    assert_eq!(status, 200, "{body}\n{}", gateway.log());
+    // The bundle's X.509-SVID key does not verify JWT-SVIDs.
+    let x509 = svid("rsa-1", false, claims("spiffe://spire.test/agent/svc", json!(GATEWAY_ID)));
+    let (status, body, _) = list_with(&gateway.url, Some(&x509)).await;
+    assert_eq!((status, body["error"]["code"].as_str()), (401, Some("identity_unknown_key")), "{body}");
+    // Not a valid SPIFFE ID, another trust domain, another audience.
+    for (sub, aud, code) in [
+        ("spiffe://spire.test/agent/../svc", json!(GATEWAY_ID), "identity_not_spiffe_id"),
+        ("spiffe://other.test/agent/svc", json!(GATEWAY_ID), "identity_outside_trust_domain"),
+        ("spiffe://spire.test/agent/svc", json!("spiffe://spire.test/someone-else"), "identity_wrong_audience"),
+    ] {
+        let (status, body, _) = list_with(&gateway.url, Some(&svid("ec-1", true, claims(sub, aud)))).await;
+        assert_eq!((status, body["error"]["code"].as_str()), (401, Some(code)), "{sub}: {body}");
+    }
+}
