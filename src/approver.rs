@@ -143,10 +143,10 @@ impl ApproverVerifier {
     pub async fn verify_refreshing(&self, token: &str) -> Result<VerifiedApprover, ApproverError> {
         match self.verify(token) {
             Err(ApproverError::UnknownKey { kid, issuer }) => {
-                let remote = self.issuers.iter().find(|i| i.name == issuer).and_then(TrustedIssuer::remote);
-                match remote {
-                    Some(r) if r.refresh_for_unknown_kid(self.clock.as_ref()).await => self.verify(token),
-                    _ => Err(ApproverError::UnknownKey { kid, issuer }),
+                if crate::identity::refreshed_for_unknown_kid(&self.issuers, &issuer, self.clock.as_ref()).await {
+                    self.verify(token)
+                } else {
+                    Err(ApproverError::UnknownKey { kid, issuer })
                 }
             }
             other => other,
@@ -172,14 +172,7 @@ impl ApproverVerifier {
             return Err(ApproverError::UnknownIssuer(iss.to_owned()));
         }
         let now = self.clock.now_unix();
-        let signed = |e: SignedTokenError| match e {
-            SignedTokenError::UnknownKey(kid) => ApproverError::UnknownKey { kid, issuer: issuer.name.clone() },
-            SignedTokenError::BadSignature => ApproverError::BadSignature(issuer.name.clone()),
-            SignedTokenError::Expired { ago, at } => ApproverError::Expired { ago, at },
-            SignedTokenError::NotYetValid { at } => ApproverError::NotYetValid { at },
-            SignedTokenError::KeysUnavailable(why) => ApproverError::KeysUnavailable(why),
-            other => bad(&format!("{other:?}")),
-        };
+        let signed = |e| ApproverError::from_signed(e, &issuer.name);
         issuer.check_signature(&parsed, now).map_err(signed)?;
         let exp = claims.get("exp").and_then(serde_json::Value::as_i64).ok_or_else(|| bad("no exp"))?;
         let iat = claims.get("iat").and_then(serde_json::Value::as_i64);
@@ -193,15 +186,10 @@ impl ApproverVerifier {
             return Err(bad("the nonce is not this sign-in's (a replayed or foreign ID token)"));
         }
         let sub = claims.get("sub").and_then(serde_json::Value::as_str).filter(|s| !s.is_empty()).ok_or_else(|| bad("no sub"))?;
-        if sub.get(..9).is_some_and(|p| p.eq_ignore_ascii_case("spiffe://")) {
+        if is_agent_subject(sub) {
             return Err(ApproverError::SubjectIsAgent(sub.to_owned()));
         }
-        let groups = match claims.get(&issuer.groups_claim) {
-            Some(serde_json::Value::Array(items)) => items.iter().filter_map(|g| g.as_str().map(str::to_owned)).collect(),
-            Some(serde_json::Value::String(s)) => s.split_whitespace().map(str::to_owned).collect(),
-            _ => Vec::new(),
-        };
-        Ok(VerifiedApprover { subject: sub.to_owned(), issuer: issuer.name.clone(), groups })
+        Ok(VerifiedApprover { subject: sub.to_owned(), issuer: issuer.name.clone(), groups: groups_of(&claims, &issuer.groups_claim) })
     }
 
     /// Verify a credential.
@@ -220,7 +208,25 @@ impl ApproverVerifier {
             return Err(ApproverError::NotConfigured);
         }
         let issuer = self.issuers.iter().find(|i| i.iss == claims.iss).ok_or_else(|| ApproverError::UnknownIssuer(claims.iss.clone()))?;
-        let signed = |e: SignedTokenError| match e {
+        let signed = |e| ApproverError::from_signed(e, &issuer.name);
+        issuer.check_signature(&parsed, self.clock.now_unix()).map_err(signed)?;
+        issuer.check_credential(&parsed, claims.iat, claims.exp, self.clock.now_unix()).map_err(signed)?;
+        if !claims.aud.contains(&self.audience) {
+            return Err(ApproverError::WrongAudience { got: claims.aud.describe(), want: self.audience.clone() });
+        }
+        check_lifetime(self.clock.now_unix(), self.skew, claims.exp, claims.nbf).map_err(signed)?;
+        if is_agent_subject(&claims.sub) {
+            return Err(ApproverError::SubjectIsAgent(claims.sub));
+        }
+        let raw: serde_json::Value = parsed.claims().map_err(ApproverError::Malformed)?;
+        Ok(VerifiedApprover { subject: claims.sub, issuer: issuer.name.clone(), groups: groups_of(&raw, &issuer.groups_claim) })
+    }
+}
+
+impl ApproverError {
+    /// A failure common to every signed credential, as a people's error.
+    fn from_signed(e: SignedTokenError, issuer: &str) -> Self {
+        match e {
             SignedTokenError::Malformed(j) => ApproverError::Malformed(j),
             SignedTokenError::UnsupportedAlg(a) => ApproverError::Malformed(crate::jws::JwsError::UnsupportedAlg(a)),
             SignedTokenError::AlgNotAllowed { alg, kid, allowed } => ApproverError::Malformed(crate::jws::JwsError::BadPart {
@@ -228,34 +234,29 @@ impl ApproverVerifier {
                 reason: format!("alg `{alg}` is not one key `{kid}` verifies ({})", allowed.join(", ")),
             }),
             SignedTokenError::KeysUnavailable(why) => ApproverError::KeysUnavailable(why),
-            SignedTokenError::UnknownKey(kid) => ApproverError::UnknownKey { kid, issuer: issuer.name.clone() },
-            SignedTokenError::BadSignature => ApproverError::BadSignature(issuer.name.clone()),
+            SignedTokenError::UnknownKey(kid) => ApproverError::UnknownKey { kid, issuer: issuer.to_owned() },
+            SignedTokenError::BadSignature => ApproverError::BadSignature(issuer.to_owned()),
             SignedTokenError::Expired { ago, at } => ApproverError::Expired { ago, at },
             SignedTokenError::NotYetValid { at } => ApproverError::NotYetValid { at },
             SignedTokenError::WrongType(t) => ApproverError::Malformed(crate::jws::JwsError::BadPart { part: "header", reason: format!("typ `{t}` is not a credential") }),
             SignedTokenError::TooLong { seconds, max } => ApproverError::Malformed(crate::jws::JwsError::BadPart { part: "claims", reason: format!("lifetime {seconds} s exceeds the issuer's max_lifetime of {max} s") }),
-        };
-        issuer.check_signature(&parsed, self.clock.now_unix()).map_err(signed)?;
-        issuer.check_credential(&parsed, claims.iat, claims.exp, self.clock.now_unix()).map_err(signed)?;
-        if !claims.aud.contains(&self.audience) {
-            return Err(ApproverError::WrongAudience { got: claims.aud.describe(), want: self.audience.clone() });
         }
-        check_lifetime(self.clock.now_unix(), self.skew, claims.exp, claims.nbf).map_err(signed)?;
-        // A SPIFFE id in any case is a workload, never a person.
-        if claims.sub.get(..9).is_some_and(|p| p.eq_ignore_ascii_case("spiffe://")) {
-            return Err(ApproverError::SubjectIsAgent(claims.sub));
-        }
-        // Groups come from the claim the issuer is configured with (`groups`
-        // by default; providers name it differently): a list, or a
-        // space-separated string.
-        let raw: serde_json::Value = parsed.claims().map_err(ApproverError::Malformed)?;
-        let groups = match raw.get(&issuer.groups_claim) {
-            Some(serde_json::Value::Array(items)) => items.iter().filter_map(|g| g.as_str().map(str::to_owned)).collect(),
-            Some(serde_json::Value::String(s)) => s.split_whitespace().map(str::to_owned).collect(),
-            _ => Vec::new(),
-        };
-        let _ = claims.groups;
-        Ok(VerifiedApprover { subject: claims.sub, issuer: issuer.name.clone(), groups })
+    }
+}
+
+/// A SPIFFE id in any case is a workload, never a person.
+fn is_agent_subject(sub: &str) -> bool {
+    sub.get(..9).is_some_and(|p| p.eq_ignore_ascii_case("spiffe://"))
+}
+
+/// A person's groups, from the claim the issuer is configured with
+/// (`groups` by default; providers name it differently): a list, or a
+/// space-separated string.
+fn groups_of(claims: &serde_json::Value, claim: &str) -> Vec<String> {
+    match claims.get(claim) {
+        Some(serde_json::Value::Array(items)) => items.iter().filter_map(|g| g.as_str().map(str::to_owned)).collect(),
+        Some(serde_json::Value::String(s)) => s.split_whitespace().map(str::to_owned).collect(),
+        _ => Vec::new(),
     }
 }
 

@@ -254,6 +254,16 @@ impl TrustedIssuer {
     }
 }
 
+/// A token named a `kid` issuer `name` does not have: refresh that issuer's
+/// remote key set (rate-limited); true if a refresh ran and succeeded, so the
+/// token is worth verifying again. Agents' and people's verifiers share it.
+pub(crate) async fn refreshed_for_unknown_kid(issuers: &[TrustedIssuer], name: &str, clock: &dyn Clock) -> bool {
+    match issuers.iter().find(|i| i.name == name).and_then(TrustedIssuer::remote) {
+        Some(remote) => remote.refresh_for_unknown_kid(clock).await,
+        None => false,
+    }
+}
+
 impl From<KeyCheckError> for SignedTokenError {
     fn from(e: KeyCheckError) -> Self {
         match e {
@@ -444,10 +454,10 @@ impl IdentityVerifier {
     pub async fn verify_refreshing(&self, token: &str) -> Result<VerifiedAgent, IdentityError> {
         match self.verify(token) {
             Err(IdentityError::UnknownKey { kid, issuer }) => {
-                let remote = self.issuers.iter().find(|i| i.name == issuer).and_then(TrustedIssuer::remote);
-                match remote {
-                    Some(r) if r.refresh_for_unknown_kid(self.clock.as_ref()).await => self.verify(token),
-                    _ => Err(IdentityError::UnknownKey { kid, issuer }),
+                if refreshed_for_unknown_kid(&self.issuers, &issuer, self.clock.as_ref()).await {
+                    self.verify(token)
+                } else {
+                    Err(IdentityError::UnknownKey { kid, issuer })
                 }
             }
             other => other,

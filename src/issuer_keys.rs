@@ -304,74 +304,71 @@ struct RemoteState {
     fetched_at: Option<i64>,
     /// When to fetch next.
     next_refresh: i64,
-    last_attempt: Option<i64>,
     last_error: Option<String>,
     /// The last refresh caused by an unknown kid.
     last_unknown_kid_refresh: Option<i64>,
-    /// The JWKS URL found by discovery.
-    jwks_uri: Option<String>,
     failures: u32,
 }
 
-/// The HTTP(S) client that fetches key sets.
-type HttpClient = hyper_util::client::legacy::Client<hyper_rustls::HttpsConnector<hyper_util::client::legacy::connect::HttpConnector>, http_body_util::Empty<bytes::Bytes>>;
+/// The HTTP(S) client that fetches key sets and discovery documents.
+type HttpClient = hyper_util::client::legacy::Client<Connector, http_body_util::Empty<bytes::Bytes>>;
+type Connector = hyper_rustls::HttpsConnector<hyper_util::client::legacy::connect::HttpConnector>;
+
+/// TLS by rustls with the ring provider passed explicitly, trusting the
+/// platform's roots; plain HTTP too (callers allow it on loopback only).
+fn connector() -> Result<Connector, String> {
+    let provider = Arc::new(rustls::crypto::ring::default_provider());
+    Ok(hyper_rustls::HttpsConnectorBuilder::new()
+        .with_provider_and_native_roots(provider)
+        .map_err(|e| format!("cannot load the platform's root certificates: {e}"))?
+        .https_or_http()
+        .enable_http1()
+        .build())
+}
 
 fn http_client() -> Result<HttpClient, String> {
-    let provider = Arc::new(rustls::crypto::ring::default_provider());
-    let https = hyper_rustls::HttpsConnectorBuilder::new()
-        .with_provider_and_native_roots(provider)
-        .map_err(|e| format!("cannot load the platform's root certificates: {e}"))?
-        .https_or_http()
-        .enable_http1()
-        .build();
-    Ok(hyper_util::client::legacy::Client::builder(hyper_util::rt::TokioExecutor::new()).build(https))
+    Ok(hyper_util::client::legacy::Client::builder(hyper_util::rt::TokioExecutor::new()).build(connector()?))
 }
 
-/// GET a JSON document once (OpenID discovery for sign-in), with the same
-/// limits as key sets: HTTPS (or loopback), no redirects, bounded size and time.
-pub async fn get_json_once(url: &str) -> Result<Value, String> {
-    let keys = RemoteKeys::new("-", RemoteSource::JwksUri(url.to_owned()), Vec::new(), Duration::from_secs(0))?;
-    keys.get_json(url).await.map(|(doc, _)| doc)
+/// Percent-encoding for form bodies and query strings: everything but the
+/// unreserved characters (RFC 3986 §2.3).
+pub(crate) fn percent_encode(s: &str) -> String {
+    s.bytes().map(|b| if b.is_ascii_alphanumeric() || b"-._~".contains(&b) { (b as char).to_string() } else { format!("%{b:02X}") }).collect()
 }
 
-/// POST a form and read a JSON answer (an OAuth token request), with HTTP
-/// Basic client authentication (RFC 6749 §2.3.1). Same limits as above.
-pub async fn post_form(url: &str, form: &[(&str, &str)], client_id: &str, client_secret: &str) -> Result<Value, String> {
-    use base64::Engine as _;
+/// GET a JSON document: HTTPS (or plain HTTP on loopback), within
+/// [`FETCH_TIMEOUT`], at most [`MAX_DOCUMENT_BYTES`], no redirects (a key
+/// set that moved is a configuration change a person should make). Also the
+/// `Cache-Control: max-age`, if any.
+async fn fetch_json(http: &HttpClient, url: &str) -> Result<(Value, Option<i64>), String> {
     use http_body_util::BodyExt as _;
+    // Every URL, configured or found by discovery.
     crate::config::check_fetch_url(url)?;
-    let enc = |s: &str| -> String {
-        s.bytes().map(|b| if b.is_ascii_alphanumeric() || b"-._~".contains(&b) { (b as char).to_string() } else { format!("%{b:02X}") }).collect()
-    };
-    let body: Vec<String> = form.iter().map(|(k, v)| format!("{}={}", enc(k), enc(v))).collect();
-    let basic = base64::engine::general_purpose::STANDARD.encode(format!("{}:{}", enc(client_id), enc(client_secret)));
-    let provider = Arc::new(rustls::crypto::ring::default_provider());
-    let https = hyper_rustls::HttpsConnectorBuilder::new()
-        .with_provider_and_native_roots(provider)
-        .map_err(|e| format!("cannot load the platform's root certificates: {e}"))?
-        .https_or_http()
-        .enable_http1()
-        .build();
-    let client: hyper_util::client::legacy::Client<_, http_body_util::Full<bytes::Bytes>> =
-        hyper_util::client::legacy::Client::builder(hyper_util::rt::TokioExecutor::new()).build(https);
     let uri: http::Uri = url.parse().map_err(|e| format!("`{url}` is not a URL: {e}"))?;
-    let request = http::Request::post(uri)
-        .header(http::header::CONTENT_TYPE, "application/x-www-form-urlencoded")
+    let request = http::Request::get(uri)
         .header(http::header::ACCEPT, "application/json")
-        .header(http::header::AUTHORIZATION, format!("Basic {basic}"))
-        .body(http_body_util::Full::new(bytes::Bytes::from(body.join("&"))))
-        .map_err(|e| format!("POST {url}: {e}"))?;
-    let answered = async {
-        let response = client.request(request).await.map_err(|e| format!("POST {url}: {e}"))?;
+        .body(http_body_util::Empty::new())
+        .map_err(|e| format!("GET {url}: {e}"))?;
+    let fetched = async {
+        let response = http.request(request).await.map_err(|e| format!("GET {url}: {e}"))?;
         let status = response.status();
-        let body = http_body_util::Limited::new(response.into_body(), MAX_DOCUMENT_BYTES).collect().await.map_err(|e| format!("POST {url}: {e}"))?.to_bytes();
-        let doc: Value = serde_json::from_slice(&body).map_err(|e| format!("POST {url}: HTTP {status}, not JSON: {e}"))?;
-        if !status.is_success() {
-            return Err(format!("POST {url}: HTTP {status}: {}", doc.get("error_description").or(doc.get("error")).map(Value::to_string).unwrap_or_default()));
+        if status.is_redirection() {
+            let to = response.headers().get(http::header::LOCATION).and_then(|v| v.to_str().ok()).unwrap_or("?").to_owned();
+            return Err(format!("GET {url}: redirected to {to}; configure that URL instead"));
         }
-        Ok(doc)
+        if !status.is_success() {
+            return Err(format!("GET {url}: HTTP {status}"));
+        }
+        let age = max_age(response.headers());
+        let body = http_body_util::Limited::new(response.into_body(), MAX_DOCUMENT_BYTES)
+            .collect()
+            .await
+            .map_err(|e| format!("GET {url}: {e} (at most {MAX_DOCUMENT_BYTES} bytes)"))?
+            .to_bytes();
+        let doc = serde_json::from_slice(&body).map_err(|e| format!("GET {url}: not JSON: {e}"))?;
+        Ok((doc, age))
     };
-    tokio::time::timeout(FETCH_TIMEOUT, answered).await.map_err(|_| format!("POST {url}: no answer within {} s", FETCH_TIMEOUT.as_secs()))?
+    tokio::time::timeout(FETCH_TIMEOUT, fetched).await.map_err(|_| format!("GET {url}: no answer within {} s", FETCH_TIMEOUT.as_secs()))?
 }
 
 /// A key set fetched over HTTP and kept fresh.
@@ -395,6 +392,43 @@ impl std::fmt::Debug for RemoteKeys {
 fn max_age(headers: &http::HeaderMap) -> Option<i64> {
     let value = headers.get(http::header::CACHE_CONTROL)?.to_str().ok()?;
     value.split(',').find_map(|d| d.trim().strip_prefix("max-age=")).and_then(|n| n.trim().parse().ok())
+}
+
+/// GET a JSON document once (OpenID discovery for sign-in), with the same
+/// limits as key sets: HTTPS (or loopback), no redirects, bounded size and time.
+pub async fn get_json_once(url: &str) -> Result<Value, String> {
+    fetch_json(&http_client()?, url).await.map(|(doc, _)| doc)
+}
+
+/// POST a form and read a JSON answer (an OAuth token request), with HTTP
+/// Basic client authentication (RFC 6749 §2.3.1). Same limits as above.
+pub async fn post_form(url: &str, form: &[(&str, &str)], client_id: &str, client_secret: &str) -> Result<Value, String> {
+    use base64::Engine as _;
+    use http_body_util::BodyExt as _;
+    crate::config::check_fetch_url(url)?;
+    let enc = percent_encode;
+    let body: Vec<String> = form.iter().map(|(k, v)| format!("{}={}", enc(k), enc(v))).collect();
+    let basic = base64::engine::general_purpose::STANDARD.encode(format!("{}:{}", enc(client_id), enc(client_secret)));
+    let client: hyper_util::client::legacy::Client<_, http_body_util::Full<bytes::Bytes>> =
+        hyper_util::client::legacy::Client::builder(hyper_util::rt::TokioExecutor::new()).build(connector()?);
+    let uri: http::Uri = url.parse().map_err(|e| format!("`{url}` is not a URL: {e}"))?;
+    let request = http::Request::post(uri)
+        .header(http::header::CONTENT_TYPE, "application/x-www-form-urlencoded")
+        .header(http::header::ACCEPT, "application/json")
+        .header(http::header::AUTHORIZATION, format!("Basic {basic}"))
+        .body(http_body_util::Full::new(bytes::Bytes::from(body.join("&"))))
+        .map_err(|e| format!("POST {url}: {e}"))?;
+    let answered = async {
+        let response = client.request(request).await.map_err(|e| format!("POST {url}: {e}"))?;
+        let status = response.status();
+        let body = http_body_util::Limited::new(response.into_body(), MAX_DOCUMENT_BYTES).collect().await.map_err(|e| format!("POST {url}: {e}"))?.to_bytes();
+        let doc: Value = serde_json::from_slice(&body).map_err(|e| format!("POST {url}: HTTP {status}, not JSON: {e}"))?;
+        if !status.is_success() {
+            return Err(format!("POST {url}: HTTP {status}: {}", doc.get("error_description").or(doc.get("error")).map(Value::to_string).unwrap_or_default()));
+        }
+        Ok(doc)
+    };
+    tokio::time::timeout(FETCH_TIMEOUT, answered).await.map_err(|_| format!("POST {url}: no answer within {} s", FETCH_TIMEOUT.as_secs()))?
 }
 
 impl RemoteKeys {
@@ -440,38 +474,8 @@ impl RemoteKeys {
         }
     }
 
-    /// GET a JSON document: within [`FETCH_TIMEOUT`], at most
-    /// [`MAX_DOCUMENT_BYTES`], no redirects (a key set that moved is a
-    /// configuration change a person should make).
     async fn get_json(&self, url: &str) -> Result<(Value, Option<i64>), String> {
-        use http_body_util::BodyExt as _;
-        // Every URL, configured or found by discovery: HTTPS, or plain HTTP on loopback only.
-        crate::config::check_fetch_url(url)?;
-        let uri: http::Uri = url.parse().map_err(|e| format!("`{url}` is not a URL: {e}"))?;
-        let request = http::Request::get(uri)
-            .header(http::header::ACCEPT, "application/json")
-            .body(http_body_util::Empty::new())
-            .map_err(|e| format!("GET {url}: {e}"))?;
-        let fetched = async {
-            let response = self.http.request(request).await.map_err(|e| format!("GET {url}: {e}"))?;
-            let status = response.status();
-            if status.is_redirection() {
-                let to = response.headers().get(http::header::LOCATION).and_then(|v| v.to_str().ok()).unwrap_or("?").to_owned();
-                return Err(format!("GET {url}: redirected to {to}; configure that URL instead"));
-            }
-            if !status.is_success() {
-                return Err(format!("GET {url}: HTTP {status}"));
-            }
-            let age = max_age(response.headers());
-            let body = http_body_util::Limited::new(response.into_body(), MAX_DOCUMENT_BYTES)
-                .collect()
-                .await
-                .map_err(|e| format!("GET {url}: {e} (at most {MAX_DOCUMENT_BYTES} bytes)"))?
-                .to_bytes();
-            let doc = serde_json::from_slice(&body).map_err(|e| format!("GET {url}: not JSON: {e}"))?;
-            Ok((doc, age))
-        };
-        tokio::time::timeout(FETCH_TIMEOUT, fetched).await.map_err(|_| format!("GET {url}: no answer within {} s", FETCH_TIMEOUT.as_secs()))?
+        fetch_json(&self.http, url).await
     }
 
     /// Where the JWKS is, discovering it if needed.
@@ -497,7 +501,6 @@ impl RemoteKeys {
     pub async fn refresh(&self, clock: &dyn Clock) -> Result<usize, String> {
         let _one_at_a_time = self.refreshing.lock().await;
         let now = clock.now_unix();
-        self.write().last_attempt = Some(now);
         let fetched = async {
             let url = self.jwks_url().await?;
             let (doc, age) = self.get_json(&url).await?;
@@ -518,7 +521,6 @@ impl RemoteKeys {
                 let within_stale = (self.max_stale / 2).max(MIN_REFRESH_SECS);
                 s.next_refresh = now + every.unwrap_or(DEFAULT_REFRESH_SECS).clamp(MIN_REFRESH_SECS, MAX_REFRESH_SECS).min(within_stale);
                 s.last_error = None;
-                s.jwks_uri = Some(url.clone());
                 s.failures = 0;
                 tracing::info!(issuer = %self.issuer, url = %url, keys = ?kids, skipped = ?skipped, next_in_secs = s.next_refresh - now, "issuer keys fetched");
                 Ok(n)

@@ -19,6 +19,7 @@ use sha2::{Digest, Sha256};
 
 use crate::approver::VerifiedApprover;
 use crate::config::UiOidcConfig;
+use crate::issuer_keys::percent_encode as encode;
 
 /// Sign-ins started and not finished, and sessions, are bounded.
 const MAX_PENDING: usize = 1024;
@@ -81,10 +82,6 @@ fn random(bytes: usize) -> Result<String, String> {
 
 fn lock<T>(m: &Mutex<T>) -> std::sync::MutexGuard<'_, T> {
     m.lock().unwrap_or_else(|p| p.into_inner())
-}
-
-fn encode(s: &str) -> String {
-    s.bytes().map(|b| if b.is_ascii_alphanumeric() || b"-._~".contains(&b) { (b as char).to_string() } else { format!("%{b:02X}") }).collect()
 }
 
 impl PeopleLogin {
