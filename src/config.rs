@@ -50,9 +50,41 @@ struct RawConfig {
     #[serde(default)]
     http: HttpConfig,
     oauth: Option<RawOauth>,
+    token_exchange: Option<Spanned<RawTokenExchange>>,
     #[serde(default)]
     ui: RawUi,
 }
+
+/// `[token_exchange]`: where jitgate exchanges an agent's credential for a
+/// downstream server's (RFC 8693).
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+struct RawTokenExchange {
+    token_endpoint: String,
+    client_id: String,
+    client_secret_file: Option<PathBuf>,
+    client_secret_env: Option<String>,
+    subject_token_type: Option<String>,
+    #[serde(default, with = "source::duration::option")]
+    max_ttl: Option<Duration>,
+}
+
+/// How jitgate obtains per-caller credentials for downstream servers whose
+/// manifests ask for one (`exchange = { audience = ... }`).
+#[derive(Debug, Clone)]
+pub struct TokenExchangeConfig {
+    /// The authorization server's token endpoint.
+    pub token_endpoint: String,
+    /// jitgate's own client at the authorization server (HTTP Basic).
+    pub client_id: String,
+    pub client_secret: SecretSource,
+    /// What the agent's credential is to the authorization server.
+    pub subject_token_type: String,
+    /// An exchanged credential is reused for one agent at most this long
+    /// (and never past its own expiry or the agent's credential's).
+    pub max_ttl: Duration,
+}
+
 
 #[derive(Debug, Default, Deserialize)]
 #[serde(deny_unknown_fields)]
@@ -405,6 +437,8 @@ pub struct Config {
     pub oauth: Option<OauthConfig>,
     /// `[ui.oidc]`, if people sign in to /ui with OpenID Connect.
     pub ui_oidc: Option<UiOidcConfig>,
+    /// `[token_exchange]`, if downstream servers get per-caller credentials.
+    pub token_exchange: Option<TokenExchangeConfig>,
 }
 
 /// Resource limits with safe defaults.
@@ -587,8 +621,10 @@ impl Config {
             .collect::<Result<Vec<_>, _>>()?;
         let oauth = raw.oauth.map(|o| validate_oauth(file, o, &identity)).transpose()?;
         let ui_oidc = raw.ui.oidc.map(|o| validate_ui_oidc(file, o, &approvals.issuers, &reviewers)).transpose()?;
+        let token_exchange = raw.token_exchange.map(|t| validate_token_exchange(file, t)).transpose()?;
         Ok(Self {
             oauth,
+            token_exchange,
             ui_oidc,
             path: file.path.clone(),
             gateway_id,
@@ -870,6 +906,30 @@ fn validate_ui_oidc(file: &SourceFile, raw: Spanned<RawUiOidc>, approvers: &[Iss
     Ok(UiOidcConfig { issuer: r.issuer, iss: issuer.iss.clone(), client_id: r.client_id, client_secret, redirect_uri: r.redirect_uri, scopes, session_ttl })
 }
 
+/// RFC 8693 §3: the token types a subject token may be declared as.
+const SUBJECT_TOKEN_TYPES: &[&str] = &["urn:ietf:params:oauth:token-type:access_token", "urn:ietf:params:oauth:token-type:jwt"];
+
+fn validate_token_exchange(file: &SourceFile, raw: Spanned<RawTokenExchange>) -> Result<TokenExchangeConfig, SourceError> {
+    let span = raw.span();
+    let r = raw.into_inner();
+    let at = |m: String| file.error_at(Some(span.clone()), m);
+    check_fetch_url(&r.token_endpoint).map_err(|e| at(format!("[token_exchange] token_endpoint: {e}")))?;
+    let client_secret = match (r.client_secret_file, r.client_secret_env) {
+        (Some(f), None) => SecretSource::File(file.resolve(&f)),
+        (None, Some(v)) => SecretSource::Env(v),
+        _ => return Err(at("[token_exchange] needs exactly one of client_secret_file or client_secret_env (the secret never goes in this file)".into())),
+    };
+    let subject_token_type = r.subject_token_type.unwrap_or_else(|| SUBJECT_TOKEN_TYPES[0].to_owned());
+    if !SUBJECT_TOKEN_TYPES.contains(&subject_token_type.as_str()) {
+        return Err(at(format!("[token_exchange] subject_token_type must be one of {}: agents' credentials are JWT access tokens", SUBJECT_TOKEN_TYPES.join(", "))));
+    }
+    let max_ttl = r.max_ttl.unwrap_or(Duration::from_secs(300));
+    if max_ttl.is_zero() || max_ttl > Duration::from_secs(3600) {
+        return Err(at("[token_exchange] max_ttl must be between 1 s and 1 h: exchanged credentials are meant to be short-lived".into()));
+    }
+    Ok(TokenExchangeConfig { token_endpoint: r.token_endpoint, client_id: r.client_id, client_secret, subject_token_type, max_ttl })
+}
+
 fn validate_oauth(file: &SourceFile, raw: RawOauth, identity: &IdentityConfig) -> Result<OauthConfig, SourceError> {
     let at = |m: String| file.error_at(Some(raw.resource.span()), m);
     let resource = raw.resource.get_ref().trim().to_owned();
@@ -967,6 +1027,21 @@ development = true
         assert!(e.message.contains("not the iss of any"), "{e}");
         let e = load(&format!("{base}\n[oauth]\nresource = \"http://gw.example.org/mcp\"\nauthorization_servers = [\"https://idp.example.org\"]\n")).unwrap_err();
         assert!(e.message.contains("resource"), "{e}");
+    }
+
+    #[test]
+    fn token_exchange_needs_an_endpoint_a_secret_kept_elsewhere_and_a_short_lifetime() {
+        let ok = "\n[token_exchange]\ntoken_endpoint = \"https://idp.example.org/token\"\nclient_id = \"jitgate\"\nclient_secret_env = \"TE_SECRET\"\n";
+        let c = load(&format!("{MINIMAL}{ok}")).unwrap().token_exchange.unwrap();
+        assert_eq!((c.subject_token_type.as_str(), c.max_ttl), ("urn:ietf:params:oauth:token-type:access_token", Duration::from_secs(300)));
+        let e = load(&format!("{MINIMAL}{}", ok.replace("https://idp", "http://idp"))).unwrap_err();
+        assert!(e.message.contains("token_endpoint"), "{e}");
+        let e = load(&format!("{MINIMAL}{}", ok.replace("client_secret_env = \"TE_SECRET\"\n", ""))).unwrap_err();
+        assert!(e.message.contains("client_secret_file or client_secret_env"), "{e}");
+        let e = load(&format!("{MINIMAL}{ok}max_ttl = \"2h\"\n")).unwrap_err();
+        assert!(e.message.contains("max_ttl"), "{e}");
+        let e = load(&format!("{MINIMAL}{ok}subject_token_type = \"urn:ietf:params:oauth:token-type:refresh_token\"\n")).unwrap_err();
+        assert!(e.message.contains("subject_token_type"), "{e}");
     }
 
     #[test]

@@ -150,6 +150,26 @@ pub struct VerifiedAgent {
     pub token_id: Option<String>,
     /// Unregistered claims as strings (JSON text for non-strings), for policy.
     pub claims: Arc<std::collections::BTreeMap<String, String>>,
+    /// The credential itself: only ever sent to `[token_exchange]` as the
+    /// subject of an exchange, never to a downstream server or a log.
+    pub credential: PresentedCredential,
+}
+
+/// An agent's credential as presented. Its `Debug` shows nothing, so no log
+/// line or error message can carry it by accident.
+#[derive(Clone)]
+pub struct PresentedCredential(Arc<str>);
+
+impl PresentedCredential {
+    pub fn expose(&self) -> &str {
+        &self.0
+    }
+}
+
+impl std::fmt::Debug for PresentedCredential {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str("PresentedCredential(..)")
+    }
 }
 
 pub(crate) struct TrustedIssuer {
@@ -528,6 +548,7 @@ impl IdentityVerifier {
             expires_at: claims.exp,
             token_id: claims.jti,
             claims: Arc::new(extra),
+            credential: PresentedCredential(Arc::from(token.trim())),
         };
         Ok((verified, index, parsed.header.kid.clone()))
     }

@@ -102,6 +102,16 @@ struct RawCredential {
     prefix: String,
     from_env: Option<String>,
     from_file: Option<PathBuf>,
+    /// Exchanged per caller at `[token_exchange]` (RFC 8693) instead of a
+    /// static secret.
+    exchange: Option<RawExchange>,
+}
+
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+struct RawExchange {
+    audience: String,
+    scope: Option<String>,
 }
 
 #[derive(Debug, Deserialize)]
@@ -179,6 +189,19 @@ impl Credential {
     }
 }
 
+/// A credential exchanged for the calling agent (OAuth 2.0 Token Exchange,
+/// RFC 8693) and sent in a header of that agent's calls only: the server
+/// learns who is calling without ever seeing the agent's own token.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct ExchangedCredential {
+    pub header: String,
+    pub prefix: String,
+    /// The `audience` asked for: this downstream server's identifier at the
+    /// authorization server.
+    pub audience: String,
+    pub scope: Option<String>,
+}
+
 /// One manifest-listed tool.
 #[derive(Debug, Clone)]
 pub struct ToolSpec {
@@ -219,7 +242,10 @@ pub struct Manifest {
     pub pinned_version: String,
     pub call_timeout: Option<Duration>,
     pub transport: Transport,
+    /// Static credentials, on every connection to the server.
     pub credentials: Vec<Credential>,
+    /// A per-caller credential, on the connections that carry calls.
+    pub exchanged: Option<ExchangedCredential>,
     pub tools: BTreeMap<String, ToolSpec>,
 }
 
@@ -317,12 +343,18 @@ fn validate(file: &SourceFile, raw: RawManifest) -> Result<Manifest, SourceError
             return Err(file.error_at(Some(transport_span), "[server.transport] needs exactly one of `command` (stdio) or `url` (streamable HTTP)"));
         }
     };
-    let credentials = raw
-        .server
-        .credentials
-        .into_iter()
-        .map(|c| validate_credential(file, c))
-        .collect::<Result<Vec<_>, _>>()?;
+    let mut credentials = Vec::new();
+    let mut exchanged = None;
+    for c in raw.server.credentials {
+        let span = c.span();
+        match validate_credential(file, c)? {
+            Either::Static(c) => credentials.push(c),
+            Either::Exchanged(_) if exchanged.is_some() => {
+                return Err(file.error_at(Some(span), "only one credential of a server may be exchanged per caller"));
+            }
+            Either::Exchanged(x) => exchanged = Some(x),
+        }
+    }
     let mut tools = BTreeMap::new();
     for (tool_name, spanned) in raw.tools {
         let span = spanned.span();
@@ -374,11 +406,17 @@ fn validate(file: &SourceFile, raw: RawManifest) -> Result<Manifest, SourceError
         call_timeout: raw.server.call_timeout,
         transport,
         credentials,
+        exchanged,
         tools,
     })
 }
 
-fn validate_credential(file: &SourceFile, spanned: Spanned<RawCredential>) -> Result<Credential, SourceError> {
+enum Either {
+    Static(Credential),
+    Exchanged(ExchangedCredential),
+}
+
+fn validate_credential(file: &SourceFile, spanned: Spanned<RawCredential>) -> Result<Either, SourceError> {
     let span = spanned.span();
     let c = spanned.into_inner();
     let at = |m: &str| file.error_at(Some(span.clone()), m.to_owned());
@@ -387,12 +425,25 @@ fn validate_credential(file: &SourceFile, spanned: Spanned<RawCredential>) -> Re
         (None, Some(name)) => CredentialTarget::Header { name, prefix: c.prefix },
         _ => return Err(at("a credential needs exactly one of `env` (for command servers) or `header` (for URL servers)")),
     };
-    let source = match (c.from_env, c.from_file) {
-        (Some(v), None) => SecretSource::Env(v),
-        (None, Some(p)) => SecretSource::File(file.resolve(&p)),
-        _ => return Err(at("a credential needs exactly one of `from_env` or `from_file`; secrets are never written in manifests")),
+    let source = match (c.from_env, c.from_file, c.exchange) {
+        (Some(v), None, None) => SecretSource::Env(v),
+        (None, Some(p), None) => SecretSource::File(file.resolve(&p)),
+        (None, None, Some(x)) => {
+            let CredentialTarget::Header { name, prefix } = target else {
+                return Err(at("an exchanged credential is per caller, so it goes in a header of a URL server's requests (`header = \"Authorization\"`), not in a spawned server's environment"));
+            };
+            if x.audience.trim().is_empty() {
+                return Err(at("`exchange.audience` must name this server at the authorization server, e.g. \"https://notes.example.org/mcp\""));
+            }
+            return Ok(Either::Exchanged(ExchangedCredential { header: name, prefix, audience: x.audience, scope: x.scope }));
+        }
+        _ => {
+            return Err(at(
+                "a credential needs exactly one of `from_env`, `from_file` or `exchange = { audience = \"...\" }`; secrets are never written in manifests",
+            ));
+        }
     };
-    Ok(Credential { target, source })
+    Ok(Either::Static(Credential { target, source }))
 }
 
 fn is_pin(pin: &str) -> bool {
@@ -512,6 +563,24 @@ pin = "{PIN}"
 
         let secret_inline = good().replace("from_env = \"JITGATE_WS_TOKEN\"", "value = \"hunter2\"");
         assert!(parse(&secret_inline).is_err());
+    }
+
+    #[test]
+    fn an_exchanged_credential_goes_in_a_header_names_its_audience_and_is_the_only_one() {
+        let static_cred = "[[server.credentials]]\nenv = \"WS_TOKEN\"\nfrom_env = \"JITGATE_WS_TOKEN\"\n";
+        let exchanged = "[[server.credentials]]\nheader = \"Authorization\"\nprefix = \"Bearer \"\nexchange = { audience = \"https://ws.example.org/mcp\", scope = \"notes\" }\n";
+        let m = parse(&good().replace(static_cred, exchanged)).unwrap();
+        assert!(m.credentials.is_empty());
+        let x = m.exchanged.unwrap();
+        assert_eq!((x.header.as_str(), x.prefix.as_str(), x.audience.as_str(), x.scope.as_deref()), ("Authorization", "Bearer ", "https://ws.example.org/mcp", Some("notes")));
+        let in_env = exchanged.replace("header = \"Authorization\"\nprefix = \"Bearer \"", "env = \"WS_TOKEN\"");
+        assert!(parse(&good().replace(static_cred, &in_env)).unwrap_err().message.contains("per caller"));
+        let both = exchanged.replace("exchange =", "from_env = \"X\"\nexchange =");
+        assert!(parse(&good().replace(static_cred, &both)).unwrap_err().message.contains("exactly one of"));
+        let no_audience = exchanged.replace("https://ws.example.org/mcp", " ");
+        assert!(parse(&good().replace(static_cred, &no_audience)).unwrap_err().message.contains("audience"));
+        let twice = format!("{exchanged}{exchanged}");
+        assert!(parse(&good().replace(static_cred, &twice)).unwrap_err().message.contains("only one"));
     }
 
     #[test]

@@ -44,6 +44,28 @@ fn check_and_serve_report_a_broken_manifest_with_file_and_line() {
 }
 
 #[test]
+fn check_refuses_a_per_caller_credential_with_nowhere_to_exchange_it_or_no_way_to_send_it() {
+    let dep = Deployment::new(&Setup::default());
+    let check = || jitgate(&["check", "--offline", "--config", dep.config.to_str().unwrap()]);
+    assert_eq!(check().0, Some(0), "{}", check().2);
+    // The shipped workspace manifest with its static credential made per caller.
+    dep.edit_workspace_manifest(|m| {
+        m.lines()
+            .filter(|l| !l.starts_with("from_file = "))
+            .map(|l| if l == "env = \"WORKSPACE_API_TOKEN\"" { "header = \"Authorization\"\nexchange = { audience = \"https://ws.example.org\" }" } else { l })
+            .collect::<Vec<_>>()
+            .join("\n")
+    });
+    let (code, _, err) = check();
+    assert_eq!(code, Some(2), "{err}");
+    assert!(err.contains("no [token_exchange] section"), "{err}");
+    dep.append_config("\n[token_exchange]\ntoken_endpoint = \"https://idp.example.org/token\"\nclient_id = \"jitgate\"\nclient_secret_env = \"TE\"\n");
+    let (code, _, err) = check();
+    assert_eq!(code, Some(2), "{err}");
+    assert!(err.contains("only a URL server can receive per request"), "{err}");
+}
+
+#[test]
 fn check_reports_broken_config_and_agent_files() {
     let dep = Deployment::new(&Setup::default());
     // An agent naming a tool the manifest does not have, and a config typo.

@@ -38,9 +38,15 @@ fn node22() -> std::path::PathBuf {
 
 impl Provider {
     fn start(port: u16, resource: &str) -> Self {
+        Self::start_exchanging(port, resource, None)
+    }
+
+    /// The provider, also exchanging tokens for `exchange_audience` (RFC 8693).
+    fn start_exchanging(port: u16, resource: &str, exchange_audience: Option<&str>) -> Self {
         let mut child = Command::new(node22())
             .arg(repo_root().join("tests/support/node/oidc_provider.mjs"))
             .args([port.to_string(), resource.to_owned()])
+            .envs(exchange_audience.map(|a| ("EXCHANGE_AUDIENCE", a.to_owned())))
             .current_dir(repo_root().join("tests/support/node"))
             .stdout(Stdio::piped())
             .stderr(Stdio::null())
@@ -61,6 +67,21 @@ impl Provider {
         let r = reqwest::Client::new()
             .post(format!("{}/token", self.issuer))
             .header("authorization", format!("Basic {}", STANDARD.encode("triage-client:triage-secret")))
+            .header("content-type", "application/x-www-form-urlencoded")
+            .body(body)
+            .send()
+            .await
+            .unwrap();
+        let v: Value = serde_json::from_str(&r.text().await.unwrap()).unwrap();
+        v["access_token"].as_str().unwrap_or_else(|| panic!("no token: {v}")).to_owned()
+    }
+
+    /// An access token for jitgate's `resource` for the client
+    /// `triage-client-post` (client_secret_post).
+    async fn token_post_client(&self, resource: &str) -> String {
+        let body = format!("grant_type=client_credentials&scope=mcp%3Atools&resource={}&client_id=triage-client-post&client_secret=triage-secret", enc(resource));
+        let r = reqwest::Client::new()
+            .post(format!("{}/token", self.issuer))
             .header("content-type", "application/x-www-form-urlencoded")
             .body(body)
             .send()
@@ -412,4 +433,124 @@ async fn jwt_svids_verify_with_a_spiffe_bundle_endpoint() {
         let (status, body, _) = list_with(&gateway.url, Some(&svid("ec-1", true, claims(sub, aud)))).await;
         assert_eq!((status, body["error"]["code"].as_str()), (401, Some(code)), "{sub}: {body}");
     }
+}
+
+/// A process killed on drop.
+struct Killed(Child);
+
+impl Drop for Killed {
+    fn drop(&mut self) {
+        let _ = self.0.kill();
+        let _ = self.0.wait();
+    }
+}
+
+/// What the downstream server recorded about each bearer token it checked.
+fn callers_seen(state: &std::path::Path) -> Vec<Value> {
+    std::fs::read_to_string(state.join("callers.jsonl")).unwrap_or_default().lines().map(|l| serde_json::from_str(l).unwrap()).collect()
+}
+
+#[tokio::test]
+async fn a_server_that_must_know_the_caller_gets_a_credential_exchanged_for_each_agent_and_never_the_agents_own() {
+    let (gw_port, idp_port, ds_port) = (free_port(), free_port(), free_port());
+    let resource = format!("http://127.0.0.1:{gw_port}/mcp");
+    let audience = format!("http://127.0.0.1:{ds_port}/mcp");
+    let provider = Provider::start_exchanging(idp_port, &resource, Some(&audience));
+    let issuer = provider.issuer.clone();
+    let work = tempfile::tempdir().unwrap();
+
+    // The downstream: the example server over HTTP, accepting only access
+    // tokens from the provider for its own audience.
+    let jwks = reqwest::get(format!("{issuer}/jwks")).await.unwrap().text().await.unwrap();
+    std::fs::write(work.path().join("jwks.json"), jwks).unwrap();
+    let ds_state = work.path().join("ds-state");
+    let mut ds = Command::new(workspace_server_bin())
+        .arg("--state")
+        .arg(&ds_state)
+        .args(["--listen", &format!("127.0.0.1:{ds_port}"), "--oauth-audience", &audience, "--oauth-jwks"])
+        .arg(work.path().join("jwks.json"))
+        .stderr(Stdio::piped())
+        .spawn()
+        .unwrap();
+    let mut ds_err = BufReader::new(ds.stderr.take().unwrap()).lines();
+    let ready = ds_err.next().and_then(Result::ok).unwrap_or_default();
+    let _ds = Killed(ds);
+    assert!(ready.contains("listening"), "the downstream did not start: {ready}");
+
+    let manifest = std::fs::read_to_string(repo_root().join("tool-manifests/workspace.toml")).unwrap();
+    let transport_at = manifest.find("[server.transport]").unwrap();
+    let tools_at = manifest.find("# List the notes").unwrap();
+    let manifest = format!(
+        "{}[server.transport]\nurl = \"{audience}\"\n\n[[server.credentials]]\nheader = \"Authorization\"\nprefix = \"Bearer \"\nexchange = {{ audience = \"{audience}\" }}\n\n{}",
+        &manifest[..transport_at],
+        &manifest[tools_at..]
+    );
+    std::fs::write(work.path().join("workspace-http.toml"), manifest).unwrap();
+    std::fs::write(work.path().join("exchange-secret"), "exchange-secret\n").unwrap();
+    let agent = |name: &str, id: &str, issuer: &str| {
+        (format!("{name}.toml"), format!("name = \"{name}\"\nid = \"{id}\"\nteam = \"support\"\nallowed_tools = [\"workspace__write_note\", \"workspace__read_note\"]\nissuers = [\"{issuer}\"]\n"))
+    };
+    let dep = Deployment::new(&Setup {
+        workspace: false,
+        agents: vec![agent("triage-svc", "triage-client", "corp-idp"), agent("post-svc", "triage-client-post", "corp-idp"), agent("local-svc", "spiffe://jitgate.local/agent/local", "dev")],
+        extra_config: format!(
+            "\n[[identity.issuers]]\nname = \"corp-idp\"\niss = \"{issuer}\"\ndiscovery = true\nalgorithms = [\"RS256\", \"ES256\"]\ntyp = \"at+jwt\"\nrequired_scopes = [\"mcp:tools\"]\nmax_lifetime = \"1h\"\n\
+             \n[oauth]\nresource = \"{resource}\"\nauthorization_servers = [\"{issuer}\"]\n\
+             \n[token_exchange]\ntoken_endpoint = \"{issuer}/token\"\nclient_id = \"jitgate-exchange\"\nclient_secret_file = {:?}\n\
+             \n[[servers]]\nmanifest = {:?}\n",
+            work.path().join("exchange-secret").display().to_string(),
+            work.path().join("workspace-http.toml").display().to_string(),
+        ),
+        ..Setup::default()
+    });
+    let gateway = Gateway::start_at(&dep, &format!("127.0.0.1:{gw_port}"));
+    gateway.wait_server("workspace", "ready").await;
+    let stats = || async { provider.stats().await };
+
+    // The agent's call reaches the server as the agent, on jitgate's behalf.
+    let triage_token = provider.token(&resource, "mcp:tools").await;
+    let triage = gateway.connect_modern(&triage_token).await;
+    for (i, note) in ["first.md", "second.md"].iter().enumerate() {
+        let r = call(&triage, "workspace__write_note", json!({"name": note, "content": "from triage"})).await.unwrap();
+        assert_ne!(r.is_error, Some(true), "{}\n{}", text_of(&r), gateway.log());
+        assert_eq!(std::fs::read_to_string(ds_state.join("notes").join(note)).unwrap(), "from triage");
+        // Exchanged once, then reused for the same agent.
+        assert_eq!(stats().await["exchanges"], 1, "call {i}");
+    }
+    let seen = callers_seen(&ds_state);
+    assert_eq!(seen.len(), 2, "{seen:?}");
+    for c in &seen {
+        assert_eq!(c["ok"], true, "{c}");
+        assert_eq!(c["sub"], "triage-client", "{c}");
+        assert_eq!(c["act"]["sub"], "jitgate-exchange", "{c}");
+        assert_eq!(c["aud"], audience.as_str(), "{c}");
+    }
+
+    // Another agent never rides on the first one's credential.
+    let post = gateway.connect_modern(&provider.token_post_client(&resource).await).await;
+    let r = call(&post, "workspace__write_note", json!({"name": "third.md", "content": "from post"})).await.unwrap();
+    assert_ne!(r.is_error, Some(true), "{}", text_of(&r));
+    assert_eq!(stats().await["exchanges"], 2);
+    let last = callers_seen(&ds_state).pop().unwrap();
+    assert_eq!((last["sub"].as_str(), last["ok"].as_bool()), (Some("triage-client-post"), Some(true)), "{last}");
+
+    // An agent whose credential the authorization server does not accept as
+    // a subject (jitgate's development issuer) gets nothing through: the call
+    // is refused before the server sees it, and nothing is written.
+    let local = gateway.connect_modern(&dep.mint("local-svc")).await;
+    let r = call(&local, "workspace__write_note", json!({"name": "fourth.md", "content": "from local"})).await.unwrap();
+    assert_eq!(refusal_code(&r).as_deref(), Some("downstream_credential"), "{}", text_of(&r));
+    assert!(text_of(&r).contains("[token_exchange]"), "{}", text_of(&r));
+    assert!(!ds_state.join("notes/fourth.md").exists());
+    assert_eq!(stats().await["exchange_refusals"], 1);
+    // Its credential never reached the server, and neither did the others'
+    // own tokens: every token the server checked was an exchanged one.
+    let seen = callers_seen(&ds_state);
+    assert_eq!(seen.len(), 3, "{seen:?}");
+    assert!(seen.iter().all(|c| c["aud"] == audience.as_str() && c["ok"] == true), "{seen:?}");
+    assert!(!gateway.log().contains(&triage_token), "the agent's token is never logged");
+
+    // The legitimate agent still works after the refusal.
+    let r = call(&triage, "workspace__read_note", json!({"name": "first.md"})).await.unwrap();
+    assert!(text_of(&r).contains("from triage"), "{}", text_of(&r));
 }

@@ -14,6 +14,11 @@
 //! `WORKSPACE_API_TOKEN` environment variable (stdio) or `Authorization:
 //! Bearer` header equal to it (HTTP). The agent never sees it.
 //!
+//! With `--oauth-jwks FILE --oauth-audience AUD` (HTTP only), the token must
+//! instead be an OAuth access token for AUD signed by a key in that JWKS, as
+//! a server that must know who is calling would check it; every check is
+//! recorded in `callers.jsonl` (who, on whose behalf, for which audience).
+//!
 //! `--faults` adds tools that misbehave on purpose for tests: `fault_crash`
 //! exits the process mid-call, `fault_hang` never answers, `fault_rugpull`
 //! changes `send_message`'s description and announces a tool-list change.
@@ -47,6 +52,37 @@ struct Args {
     /// Name of the environment variable holding the API token.
     #[arg(long, default_value = "WORKSPACE_API_TOKEN")]
     token_env: String,
+    /// Accept OAuth access tokens signed by a key of this JWKS file (HTTP only).
+    #[arg(long, requires = "oauth_audience")]
+    oauth_jwks: Option<PathBuf>,
+    /// The audience those access tokens must name.
+    #[arg(long, requires = "oauth_jwks")]
+    oauth_audience: Option<String>,
+}
+
+/// Verifies OAuth access tokens (`--oauth-jwks`).
+struct OauthCheck {
+    keys: jsonwebtoken::jwk::JwkSet,
+    audience: String,
+}
+
+impl OauthCheck {
+    fn load(jwks: &Path, audience: String) -> Result<Self, String> {
+        let text = std::fs::read_to_string(jwks).map_err(|e| format!("cannot read {}: {e}", jwks.display()))?;
+        let keys = serde_json::from_str(&text).map_err(|e| format!("{} is not a JWKS: {e}", jwks.display()))?;
+        Ok(Self { keys, audience })
+    }
+
+    /// The verified claims of a bearer token.
+    fn verify(&self, token: &str) -> Result<Value, String> {
+        let header = jsonwebtoken::decode_header(token).map_err(|e| e.to_string())?;
+        let kid = header.kid.ok_or("no kid")?;
+        let jwk = self.keys.find(&kid).ok_or_else(|| format!("unknown kid {kid}"))?;
+        let key = jsonwebtoken::DecodingKey::from_jwk(jwk).map_err(|e| e.to_string())?;
+        let mut validation = jsonwebtoken::Validation::new(header.alg);
+        validation.set_audience(&[&self.audience]);
+        jsonwebtoken::decode::<Value>(token, &key, &validation).map(|d| d.claims).map_err(|e| e.to_string())
+    }
 }
 
 #[derive(Clone)]
@@ -55,6 +91,7 @@ struct Workspace {
     faults: bool,
     token: Arc<Option<String>>,
     http: bool,
+    oauth: Option<Arc<OauthCheck>>,
     /// Which part of send_message's definition `fault_rugpull` changed, if any.
     rugpulled: Arc<std::sync::Mutex<Option<String>>>,
     /// Bumped when the tool list changes, for 2026-07-28 clients that listen.
@@ -187,6 +224,9 @@ impl Workspace {
     }
 
     fn authorized(&self, ctx: &RequestContext<RoleServer>) -> bool {
+        if let Some(check) = &self.oauth {
+            return self.authorized_by_oauth(check, ctx);
+        }
         let Some(expected) = self.token.as_deref().filter(|t| !t.is_empty()) else { return false };
         if !self.http {
             return true;
@@ -197,6 +237,32 @@ impl Workspace {
             .and_then(|v| v.to_str().ok())
             .and_then(|v| v.strip_prefix("Bearer "))
             .is_some_and(|got| got == expected)
+    }
+
+    /// A bearer access token for this server, recorded with the caller it names.
+    fn authorized_by_oauth(&self, check: &OauthCheck, ctx: &RequestContext<RoleServer>) -> bool {
+        let bearer = ctx
+            .extensions
+            .get::<http::request::Parts>()
+            .and_then(|p| p.headers.get(http::header::AUTHORIZATION))
+            .and_then(|v| v.to_str().ok())
+            .and_then(|v| v.strip_prefix("Bearer "));
+        let record = match bearer.map(|t| check.verify(t)) {
+            None => json!({"ok": false, "error": "no bearer token"}),
+            Some(Ok(c)) => json!({"ok": true, "sub": c["sub"], "act": c["act"], "aud": c["aud"], "iss": c["iss"]}),
+            // What was refused, unverified, so a test can see whose token it was.
+            Some(Err(e)) => {
+                let unverified = bearer.and_then(|t| t.split('.').nth(1)).and_then(|p| {
+                    use base64::Engine as _;
+                    base64::engine::general_purpose::URL_SAFE_NO_PAD.decode(p).ok()
+                });
+                let claims: Value = unverified.and_then(|b| serde_json::from_slice(&b).ok()).unwrap_or_default();
+                json!({"ok": false, "error": e, "sub": claims["sub"], "aud": claims["aud"]})
+            }
+        };
+        let ok = record["ok"] == json!(true);
+        let _ = append_line(&self.state.join("callers.jsonl"), &record);
+        ok
     }
 
     async fn dispatch(&self, name: &str, args: &JsonObject, ctx: &RequestContext<RoleServer>) -> Result<CallToolResult, String> {
@@ -382,6 +448,16 @@ async fn main() {
         faults: args.faults,
         token: Arc::new(std::env::var(&args.token_env).ok()),
         http: args.listen.is_some(),
+        oauth: match (&args.oauth_jwks, args.oauth_audience.clone()) {
+            (Some(jwks), Some(aud)) => match OauthCheck::load(jwks, aud) {
+                Ok(c) => Some(Arc::new(c)),
+                Err(e) => {
+                    eprintln!("workspace-server: {e}");
+                    std::process::exit(1);
+                }
+            },
+            _ => None,
+        },
         rugpulled: Arc::new(std::sync::Mutex::new(None)),
         changed: Arc::new(tokio::sync::watch::channel(0).0),
     };

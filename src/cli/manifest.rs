@@ -216,6 +216,7 @@ async fn init(a: InitArgs) -> Result<(), CliError> {
         call_timeout: None,
         transport: transport.clone(),
         credentials: vec![],
+        exchanged: None,
         tools: BTreeMap::new(),
     };
     let (server_info, tools) = live_tools(&probe, a.timeout).await?;

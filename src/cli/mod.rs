@@ -194,8 +194,23 @@ impl Deployment {
 
 /// Agent files may only name tools of registered servers; a typo there would
 /// otherwise silently grant nothing (or, after a later registration, something unintended).
-fn cross_check(_config: &Config, agents: &AgentDirectory, manifests: &[(Manifest, bool)]) -> Vec<SourceError> {
+fn cross_check(config: &Config, agents: &AgentDirectory, manifests: &[(Manifest, bool)]) -> Vec<SourceError> {
     let mut errors = Vec::new();
+    // A per-caller credential needs somewhere to be exchanged, and a server
+    // that every caller reaches over its own requests.
+    for (m, _) in manifests {
+        let Some(x) = &m.exchanged else { continue };
+        let problem = if config.token_exchange.is_none() {
+            Some(format!("server `{}` asks for a credential exchanged per caller (audience `{}`), but the gateway config has no [token_exchange] section naming the authorization server's token endpoint", m.name, x.audience))
+        } else if !matches!(m.transport, crate::manifest::Transport::Url(_)) {
+            Some(format!("server `{}` asks for a credential exchanged per caller, which only a URL server can receive per request; a spawned server is one process for every caller", m.name))
+        } else {
+            None
+        };
+        if let Some(message) = problem {
+            errors.push(SourceError { file: m.path.clone(), line: 1, column: 1, message });
+        }
+    }
     for agent in agents.iter() {
         for pattern in &agent.allowed_tools {
             let server = pattern.server();

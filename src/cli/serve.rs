@@ -108,7 +108,11 @@ pub async fn start(config_path: &std::path::Path, kind: &str) -> Result<Arc<Shar
     };
     let shutdown = CancellationToken::new();
     spawn_signal_handler(shutdown.clone());
-    let downstreams = DownstreamSet::start(manifests, &config.limits, &shutdown);
+    let exchanger = match &config.token_exchange {
+        Some(c) => Some(Arc::new(crate::downstream::TokenExchanger::new(c.clone()).map_err(CliError::Identity)?)),
+        None => None,
+    };
+    let downstreams = DownstreamSet::start(manifests, &config.limits, exchanger, &shutdown);
     tracing::info!(gateway = %config.gateway_id, servers = downstreams.iter().count(), signing_key = %keyring.active().kid, "gateway starting");
     tracing::info!(dir = %policy.dir.display(), policies = policy.len(), "policy set loaded");
     let (keyring, _) = tokio::sync::watch::channel(Arc::new(keyring));

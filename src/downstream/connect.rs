@@ -53,6 +53,16 @@ impl ClientHandler for DownstreamClient {
 
 /// Connect to the server a manifest describes and run the MCP handshake.
 pub async fn connect(manifest: &Manifest, relist: Arc<Notify>) -> Result<RunningService<RoleClient, DownstreamClient>, ConnectError> {
+    connect_with(manifest, relist, None).await
+}
+
+/// [`connect`], with one more header on every request (a URL server's
+/// per-caller credential; it replaces a static one of the same name).
+pub async fn connect_with(
+    manifest: &Manifest,
+    relist: Arc<Notify>,
+    per_caller: Option<(http::HeaderName, http::HeaderValue)>,
+) -> Result<RunningService<RoleClient, DownstreamClient>, ConnectError> {
     let handler = DownstreamClient { relist };
     let server = manifest.name.clone();
     let init_err = |e: rmcp::service::ClientInitializeError| ConnectError::Initialize { server: server.clone(), reason: e.to_string() };
@@ -92,6 +102,9 @@ pub async fn connect(manifest: &Manifest, relist: Arc<Notify>) -> Result<Running
                     value.set_sensitive(true);
                     headers.insert(name, value);
                 }
+            }
+            if let Some((name, value)) = per_caller {
+                headers.insert(name, value);
             }
             let config = StreamableHttpClientTransportConfig::with_uri(url.as_str()).custom_headers(headers);
             let transport = StreamableHttpClientTransport::from_config(config);

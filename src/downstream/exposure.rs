@@ -184,6 +184,7 @@ mod tests {
             call_timeout: None,
             transport: Transport::Url("http://127.0.0.1:1/mcp".into()),
             credentials: vec![],
+            exchanged: None,
             tools: specs,
         }
     }

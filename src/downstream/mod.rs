@@ -13,9 +13,11 @@
 //! vouch for.
 
 mod connect;
+mod exchange;
 mod exposure;
 
 pub use connect::{ConnectError, DownstreamClient, connect};
+pub use exchange::TokenExchanger;
 pub use exposure::{ExposedTool, Withheld, WithheldReason, expose};
 
 use std::collections::BTreeMap;
@@ -67,6 +69,8 @@ pub enum CallError {
     Downstream { server: String, message: String },
     #[error("the call was cancelled by the client")]
     Cancelled,
+    #[error("no credential for the calling agent at server `{server}`: {reason}; the call was not forwarded. The server needs a credential exchanged for this agent at [token_exchange]: check that the authorization server accepts this agent's credential for that audience")]
+    Credential { server: String, reason: String },
     #[error("server `{server}` returned a result of {bytes} bytes, over this gateway's limit of {max} bytes (limits.max_result_bytes); the result was dropped. Ask for less (a narrower query, a smaller page)")]
     ResultTooLarge { server: String, bytes: usize, max: usize },
 }
@@ -81,6 +85,7 @@ impl CallError {
             CallError::Downstream { .. } => "downstream_error",
             CallError::Cancelled => "cancelled",
             CallError::ResultTooLarge { .. } => "downstream_result_too_large",
+            CallError::Credential { .. } => "downstream_credential",
         }
     }
 }
@@ -115,6 +120,8 @@ pub struct Downstream {
     startup_timeout: Duration,
     max_result_bytes: usize,
     state: watch::Sender<ServerState>,
+    /// Servers that must know who calls: a connection per agent.
+    callers: Option<exchange::CallerConnections>,
 }
 
 impl Downstream {
@@ -130,8 +137,16 @@ impl Downstream {
         self.state()
     }
 
-    /// Forward one call. `params.name` must already be the downstream tool name.
-    pub async fn call(&self, params: CallToolRequestParams, cancel: &CancellationToken) -> Result<CallToolResult, CallError> {
+    /// Forget what this server holds for an agent (its authority ended).
+    pub fn forget_caller(&self, agent: &str) {
+        if let Some(c) = &self.callers {
+            c.forget(agent);
+        }
+    }
+
+    /// Forward one call for `caller`. `params.name` must already be the
+    /// downstream tool name.
+    pub async fn call(&self, params: CallToolRequestParams, caller: &crate::identity::VerifiedAgent, now_unix: i64, cancel: &CancellationToken) -> Result<CallToolResult, CallError> {
         let server = self.manifest.name.clone();
         let peer = match self.state() {
             ServerState::Ready { peer, .. } => peer,
@@ -139,6 +154,30 @@ impl Downstream {
                 return Err(CallError::Unavailable { server, reason: last_error.unwrap_or_else(|| "starting".into()) });
             }
             ServerState::Disabled => return Err(CallError::Unavailable { server, reason: "disabled in the gateway config".into() }),
+        };
+        // A server that must know the caller gets the call on the caller's
+        // own connection, never on the shared one.
+        let _caller_connection;
+        let peer = match &self.callers {
+            // Fail closed: never the shared connection for such a server.
+            None if self.manifest.exchanged.is_some() => {
+                return Err(CallError::Credential { server, reason: "the gateway has no [token_exchange] configured".into() });
+            }
+            None => peer,
+            Some(callers) => {
+                let connecting = callers.for_agent(&self.manifest, caller, now_unix);
+                let service = tokio::select! {
+                    r = tokio::time::timeout(self.startup_timeout, connecting) => match r {
+                        Ok(Ok(s)) => s,
+                        Ok(Err(reason)) => return Err(CallError::Credential { server, reason }),
+                        Err(_) => return Err(CallError::Credential { server, reason: format!("no exchange and connection within {} s (limits.startup_timeout)", self.startup_timeout.as_secs()) }),
+                    },
+                    _ = cancel.cancelled() => return Err(CallError::Cancelled),
+                };
+                let peer = service.peer().clone();
+                _caller_connection = service;
+                peer
+            }
         };
         let timeout = self.call_timeout;
         // Dropping the in-flight request future (timeout or agent cancel) makes
@@ -180,13 +219,19 @@ pub struct DownstreamSet {
 
 impl DownstreamSet {
     /// Start one supervisor per enabled server. Supervisors stop when `shutdown` is cancelled.
-    pub fn start(manifests: Vec<(Manifest, bool)>, limits: &Limits, shutdown: &CancellationToken) -> Self {
+    pub fn start(manifests: Vec<(Manifest, bool)>, limits: &Limits, exchanger: Option<Arc<TokenExchanger>>, shutdown: &CancellationToken) -> Self {
         let (changes, _) = watch::channel(0u64);
         let mut servers = BTreeMap::new();
         for (manifest, enabled) in manifests {
             let initial = if enabled { ServerState::Starting { attempt: 0, last_error: None } } else { ServerState::Disabled };
             let (state, _) = watch::channel(initial);
+            // Config loading refuses an exchanged credential without [token_exchange].
+            let callers = match (&manifest.exchanged, &exchanger) {
+                (Some(x), Some(e)) => Some(exchange::CallerConnections::new(e.clone(), x.clone())),
+                _ => None,
+            };
             let ds = Arc::new(Downstream {
+                callers,
                 call_timeout: manifest.call_timeout.unwrap_or(limits.call_timeout),
                 max_result_bytes: limits.max_result_bytes,
                 startup_timeout: limits.startup_timeout,

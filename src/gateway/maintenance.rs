@@ -162,6 +162,12 @@ async fn cancel_revoked(shared: &Shared, since: i64) -> i64 {
         tracing::info!(scope = r.scope.kind(), target = %crate::telemetry::Clean(r.scope.target()), reason = %crate::telemetry::Clean(&r.reason), tokens = r.tokens, cancelled, "revocation");
         let task = matches!(r.scope, crate::store::Scope::Task(_) | crate::store::Scope::Phase(_)).then(|| r.scope.target().to_owned());
         let agent = matches!(r.scope, crate::store::Scope::Agent(_)).then(|| r.scope.target().to_owned());
+        // A revoked agent's exchanged downstream credentials are not reused.
+        if let Some(a) = &agent {
+            for ds in shared.downstreams.iter() {
+                ds.forget_caller(a);
+            }
+        }
         let event = crate::audit::Event::new(
             "revocation",
             task.as_deref(),

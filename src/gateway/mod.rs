@@ -333,7 +333,7 @@ impl Session {
             }
         };
         span.record("decision", "forwarded");
-        Ok(forward(&self.shared, *authorized, &ctx).await.into())
+        Ok(forward(&self.shared, *authorized, &agent, &ctx).await.into())
     }
 
     /// Record an accepted identity (in the background: the answer does not wait on it).
@@ -490,7 +490,7 @@ async fn wait_for_change(changes: &mut watch::Receiver<u64>, shutdown: &Cancella
 }
 
 /// Forward an authorized call. The only caller of [`crate::downstream::Downstream::call`].
-async fn forward(shared: &Shared, authorized: authorize::Authorized, ctx: &RequestContext<RoleServer>) -> CallToolResult {
+async fn forward(shared: &Shared, authorized: authorize::Authorized, agent: &VerifiedAgent, ctx: &RequestContext<RoleServer>) -> CallToolResult {
     let (downstream, tool, arguments, capability) = authorized.into_parts();
     let claims = capability.claims();
     let mut params = CallToolRequestParams::new(tool.downstream_name.clone());
@@ -531,7 +531,7 @@ async fn forward(shared: &Shared, authorized: authorize::Authorized, ctx: &Reque
     }
     let started = std::time::Instant::now();
     tracing::debug!(server = %tool.server, jti = %claims.jti, "forwarding");
-    let outcome = downstream.call(params, &cancel).await;
+    let outcome = downstream.call(params, agent, shared.clock.now_unix(), &cancel).await;
     shutdown_link.abort();
     let ms = started.elapsed().as_secs_f64() * 1000.0;
     record_result(shared, claims, &tool.exposed_name, &outcome, ms).await;

@@ -15,18 +15,28 @@
 //   provider's development login page (any login name, any password); the
 //   ID token carries `groups`: ["platform-oncall"] for logins starting with
 //   "oncall", none otherwise.
+// - Token exchange (RFC 8693) with EXCHANGE_AUDIENCE set in the environment:
+//   the client `jitgate-exchange` (secret `exchange-secret`) exchanges an
+//   access token this provider issued for RESOURCE (the subject) for one
+//   whose audience is EXCHANGE_AUDIENCE, with the subject's `sub` and
+//   `act: {sub: "jitgate-exchange"}`, valid 120 s. Anything else is refused.
 // - Counters: `GET /__stats` tells how often the JWKS and discovery were
-//   fetched (to check that jitgate does not hammer the provider).
+//   fetched and how many exchanges were answered (to check that jitgate
+//   does not hammer the provider and reuses what it exchanged).
 // Prints "oidc-provider listening on http://127.0.0.1:PORT" when ready.
 
 import { generateKeyPairSync, randomBytes } from "node:crypto";
 import { createServer } from "node:http";
-import Provider from "oidc-provider";
+import Provider, { errors } from "oidc-provider";
+import { SignJWT, createLocalJWKSet, importJWK, jwtVerify } from "jose";
 
 const [port, resource, uiRedirect] = [Number(process.argv[2]), process.argv[3], process.argv[4]];
 const issuer = `http://127.0.0.1:${port}`;
 const other = "http://127.0.0.1:1/other";
-const stats = { jwks: 0, discovery: 0 };
+const exchangeAudience = process.env.EXCHANGE_AUDIENCE;
+const TOKEN_EXCHANGE = "urn:ietf:params:oauth:grant-type:token-exchange";
+const ACCESS_TOKEN = "urn:ietf:params:oauth:token-type:access_token";
+const stats = { jwks: 0, discovery: 0, exchanges: 0, exchange_refusals: 0 };
 let signAlg = "ES256";
 
 function privateJwk(type, options, alg) {
@@ -58,6 +68,16 @@ const provider = new Provider(issuer, {
       redirect_uris: [],
       token_endpoint_auth_method: "client_secret_post",
     },
+    ...(exchangeAudience
+      ? [{
+          client_id: "jitgate-exchange",
+          client_secret: "exchange-secret",
+          grant_types: [TOKEN_EXCHANGE],
+          response_types: [],
+          redirect_uris: [],
+          token_endpoint_auth_method: "client_secret_basic",
+        }]
+      : []),
     ...(uiRedirect
       ? [{
           client_id: "jitgate-ui",
@@ -99,6 +119,40 @@ const provider = new Provider(issuer, {
   },
 });
 provider.proxy = false;
+
+if (exchangeAudience) {
+  const publicKeys = createLocalJWKSet({
+    keys: keys.map(({ d, p, q, dp, dq, qi, ...pub }) => pub),
+  });
+  const signingKey = await importJWK(keys[1], "ES256");
+  provider.registerGrantType(TOKEN_EXCHANGE, async (ctx) => {
+    const p = ctx.oidc.params;
+    const refuse = (error) => {
+      stats.exchange_refusals++;
+      throw error;
+    };
+    if (p.subject_token_type !== ACCESS_TOKEN) refuse(new errors.InvalidRequest("subject_token_type must be an access token"));
+    if (p.audience !== exchangeAudience) refuse(new errors.InvalidTarget("unknown audience"));
+    let subject;
+    try {
+      ({ payload: subject } = await jwtVerify(p.subject_token, publicKeys, { issuer, audience: resource }));
+    } catch (e) {
+      refuse(new errors.InvalidGrant(`subject_token: ${e.message}`));
+    }
+    stats.exchanges++;
+    const now = Math.floor(Date.now() / 1000);
+    const token = await new SignJWT({ client_id: ctx.oidc.client.clientId, act: { sub: ctx.oidc.client.clientId }, scope: p.scope })
+      .setProtectedHeader({ alg: "ES256", kid: keys[1].kid, typ: "at+jwt" })
+      .setIssuer(issuer)
+      .setSubject(subject.sub)
+      .setAudience(exchangeAudience)
+      .setIssuedAt(now)
+      .setExpirationTime(now + 120)
+      .setJti(randomBytes(8).toString("hex"))
+      .sign(signingKey);
+    ctx.body = { access_token: token, issued_token_type: ACCESS_TOKEN, token_type: "Bearer", expires_in: 120 };
+  }, ["subject_token", "subject_token_type", "audience", "scope", "requested_token_type", "actor_token", "actor_token_type"]);
+}
 
 const handler = provider.callback();
 const server = createServer((req, res) => {

@@ -1,0 +1,190 @@
+//! Per-caller credentials for downstream servers (OAuth 2.0 Token Exchange,
+//! RFC 8693).
+//!
+//! A server whose manifest has `exchange = { audience = ... }` must know who
+//! is calling. For each agent, jitgate presents the agent's own credential as
+//! the `subject_token` at the configured authorization server, authenticating
+//! as itself, and asks for a token whose audience is that server. The answer
+//! goes in a header of that agent's calls only, on a connection of its own;
+//! the agent's credential never leaves for the downstream server.
+//!
+//! An exchanged token is reused for the same agent until shortly before the
+//! first of: its `expires_in`, `[token_exchange] max_ttl`, the agent's
+//! credential's expiry. Nothing is reused across agents.
+
+use std::collections::HashMap;
+use std::sync::{Arc, Mutex};
+use std::time::{Duration, Instant};
+
+use rmcp::RoleClient;
+use rmcp::service::RunningService;
+use serde_json::Value;
+
+use super::connect::{DownstreamClient, connect_with};
+use crate::config::TokenExchangeConfig;
+use crate::identity::VerifiedAgent;
+use crate::manifest::{ExchangedCredential, Manifest};
+
+const GRANT_TYPE: &str = "urn:ietf:params:oauth:grant-type:token-exchange";
+const ACCESS_TOKEN_TYPE: &str = "urn:ietf:params:oauth:token-type:access_token";
+/// Longest exchanged token put in a header.
+const MAX_TOKEN_BYTES: usize = 16 * 1024;
+/// Agents with a connection kept at once per server; beyond this, idle ones
+/// are dropped (they reconnect, with a fresh exchange, on their next call).
+const MAX_CALLERS: usize = 1024;
+
+/// jitgate's client at the authorization server that exchanges credentials.
+pub struct TokenExchanger {
+    config: TokenExchangeConfig,
+    client_secret: String,
+}
+
+impl std::fmt::Debug for TokenExchanger {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("TokenExchanger").field("token_endpoint", &self.config.token_endpoint).field("client_id", &self.config.client_id).finish()
+    }
+}
+
+/// An exchanged credential and how long it may be used.
+struct Exchanged {
+    token: String,
+    lifetime: Duration,
+}
+
+impl TokenExchanger {
+    /// Read the client secret now, so that a missing secret stops the gateway
+    /// at start rather than failing every call later.
+    pub fn new(config: TokenExchangeConfig) -> Result<Self, String> {
+        let client_secret = config.client_secret.read().map_err(|e| format!("[token_exchange] client secret: {e}"))?;
+        Ok(Self { config, client_secret })
+    }
+
+    /// Exchange the agent's credential for one naming `wanted.audience`.
+    async fn exchange(&self, agent: &VerifiedAgent, wanted: &ExchangedCredential, now_unix: i64) -> Result<Exchanged, String> {
+        let mut form = vec![
+            ("grant_type", GRANT_TYPE),
+            ("subject_token", agent.credential.expose()),
+            ("subject_token_type", self.config.subject_token_type.as_str()),
+            ("requested_token_type", ACCESS_TOKEN_TYPE),
+            ("audience", wanted.audience.as_str()),
+        ];
+        if let Some(scope) = &wanted.scope {
+            form.push(("scope", scope));
+        }
+        let answer = crate::issuer_keys::post_form(&self.config.token_endpoint, &form, &self.config.client_id, &self.client_secret).await?;
+        let (token, expires_in) = read_answer(&answer)?;
+        // Never past the credential it was exchanged for: once the agent's
+        // own credential has expired, nothing it obtained is reused.
+        let agent_left = u64::try_from(agent.expires_at.saturating_sub(now_unix)).unwrap_or(0);
+        let lifetime = [expires_in.unwrap_or(u64::MAX), self.config.max_ttl.as_secs(), agent_left].into_iter().min().unwrap_or(0);
+        Ok(Exchanged { token, lifetime: Duration::from_secs(lifetime) })
+    }
+}
+
+/// The token and its `expires_in` from a token endpoint's answer.
+fn read_answer(answer: &Value) -> Result<(String, Option<u64>), String> {
+    let token = answer
+        .get("access_token")
+        .and_then(Value::as_str)
+        .filter(|t| !t.is_empty())
+        .ok_or("the authorization server's answer has no access_token")?;
+    if token.len() > MAX_TOKEN_BYTES || !token.bytes().all(|b| b.is_ascii_graphic()) {
+        return Err("the authorization server's access_token is not a header-safe token".into());
+    }
+    if let Some(kind) = answer.get("issued_token_type").and_then(Value::as_str)
+        && kind != ACCESS_TOKEN_TYPE
+        && kind != "urn:ietf:params:oauth:token-type:jwt"
+    {
+        return Err(format!("the authorization server issued a `{kind}`, not an access token"));
+    }
+    let expires_in = match answer.get("expires_in") {
+        None | Some(Value::Null) => None,
+        Some(v) => Some(v.as_u64().ok_or("the authorization server's expires_in is not a whole number of seconds")?),
+    };
+    Ok((token.to_owned(), expires_in))
+}
+
+/// One agent's connection to the server, carrying its exchanged credential.
+struct CallerConnection {
+    reuse_until: Instant,
+    service: Arc<RunningService<RoleClient, DownstreamClient>>,
+}
+
+type Slot = Arc<tokio::sync::Mutex<Option<CallerConnection>>>;
+
+/// The per-agent connections of one downstream server.
+pub struct CallerConnections {
+    exchanger: Arc<TokenExchanger>,
+    credential: ExchangedCredential,
+    by_agent: Mutex<HashMap<String, Slot>>,
+}
+
+impl CallerConnections {
+    pub fn new(exchanger: Arc<TokenExchanger>, credential: ExchangedCredential) -> Self {
+        Self { exchanger, credential, by_agent: Mutex::new(HashMap::new()) }
+    }
+
+    /// The connection that carries `agent`'s calls, exchanging (again) when
+    /// it has none or its credential is due.
+    pub async fn for_agent(&self, manifest: &Manifest, agent: &VerifiedAgent, now_unix: i64) -> Result<Arc<RunningService<RoleClient, DownstreamClient>>, String> {
+        let slot = self.slot(&agent.agent.id);
+        // One exchange at a time per agent; other agents are not held up.
+        let mut held = slot.lock().await;
+        if let Some(c) = held.as_ref()
+            && c.reuse_until > Instant::now()
+            && !c.service.peer().is_transport_closed()
+        {
+            return Ok(c.service.clone());
+        }
+        *held = None;
+        let exchanged = self.exchanger.exchange(agent, &self.credential, now_unix).await?;
+        let header = header(&self.credential, &exchanged.token)?;
+        let service = connect_with(manifest, Arc::new(tokio::sync::Notify::new()), Some(header)).await.map_err(|e| e.to_string())?;
+        let service = Arc::new(service);
+        // Reuse stops a little before the credential expires, so no call
+        // sets out with one that lapses on the way.
+        let margin = (exchanged.lifetime / 10).min(Duration::from_secs(10));
+        let reuse_until = Instant::now() + exchanged.lifetime.saturating_sub(margin);
+        tracing::info!(agent = %agent.agent.name, lifetime_s = exchanged.lifetime.as_secs(), "exchanged a per-caller credential");
+        *held = Some(CallerConnection { reuse_until, service: service.clone() });
+        Ok(service)
+    }
+
+    fn slot(&self, agent: &str) -> Slot {
+        let mut map = self.by_agent.lock().unwrap_or_else(|p| p.into_inner());
+        if !map.contains_key(agent) && map.len() >= MAX_CALLERS {
+            // Keep the slots someone is using; the others reconnect later.
+            map.retain(|_, slot| Arc::strong_count(slot) > 1);
+        }
+        map.entry(agent.to_owned()).or_default().clone()
+    }
+
+    /// Forget an agent's connection (its authority was revoked), by agent id.
+    pub fn forget(&self, agent: &str) {
+        self.by_agent.lock().unwrap_or_else(|p| p.into_inner()).remove(agent);
+    }
+}
+
+fn header(credential: &ExchangedCredential, token: &str) -> Result<(http::HeaderName, http::HeaderValue), String> {
+    let name = http::HeaderName::from_bytes(credential.header.as_bytes()).map_err(|e| format!("header `{}`: {e}", credential.header))?;
+    let mut value = http::HeaderValue::from_str(&format!("{}{token}", credential.prefix)).map_err(|e| format!("header `{}`: {e}", credential.header))?;
+    value.set_sensitive(true);
+    Ok((name, value))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use serde_json::json;
+
+    #[test]
+    fn an_answer_needs_a_header_safe_access_token_and_whole_seconds() {
+        assert_eq!(read_answer(&json!({"access_token": "abc.def", "expires_in": 120})).unwrap(), ("abc.def".into(), Some(120)));
+        assert_eq!(read_answer(&json!({"access_token": "abc", "issued_token_type": ACCESS_TOKEN_TYPE})).unwrap(), ("abc".into(), None));
+        assert!(read_answer(&json!({"token_type": "Bearer"})).unwrap_err().contains("no access_token"));
+        assert!(read_answer(&json!({"access_token": "a\r\nX-Injected: 1"})).unwrap_err().contains("header-safe"));
+        assert!(read_answer(&json!({"access_token": "a b"})).unwrap_err().contains("header-safe"));
+        assert!(read_answer(&json!({"access_token": "abc", "expires_in": -5})).unwrap_err().contains("expires_in"));
+        assert!(read_answer(&json!({"access_token": "abc", "issued_token_type": "urn:ietf:params:oauth:token-type:refresh_token"})).unwrap_err().contains("not an access token"));
+    }
+}
