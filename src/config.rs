@@ -394,6 +394,7 @@ struct RawIssuer {
     #[serde(default)]
     required_scopes: Vec<String>,
     groups_claim: Option<String>,
+    agent_claim: Option<String>,
 }
 
 #[derive(Debug, Deserialize)]
@@ -533,6 +534,20 @@ pub struct IssuerConfig {
     pub spiffe: bool,
     /// The claim holding a person's groups (people's issuers).
     pub groups_claim: String,
+    /// The claim naming the agent (agents' issuers): `sub`, or the OAuth
+    /// client for providers that give a client's tokens another subject
+    /// (Keycloak's service accounts: `azp`; `client_id`).
+    pub agent_claim: AgentClaim,
+}
+
+/// Which claim of an agent's token names the agent.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+pub enum AgentClaim {
+    /// `sub` (SPIFFE IDs; providers whose client tokens have `sub` = client id).
+    #[default]
+    Sub,
+    /// The client the token was issued to (`azp`, else `client_id`).
+    Client,
 }
 
 impl IssuerConfig {
@@ -550,6 +565,7 @@ impl IssuerConfig {
             required_scopes: Vec::new(),
             spiffe: false,
             groups_claim: "groups".into(),
+            agent_claim: AgentClaim::Sub,
         }
     }
 }
@@ -833,6 +849,22 @@ fn validate_issuers(file: &SourceFile, raw: Vec<Spanned<RawIssuer>>, dev_key_fil
         if spiffe && r.trust_domain.is_none() {
             return Err(at(format!("issuer `{}`: a SPIFFE bundle endpoint verifies JWT-SVIDs of one trust domain; set trust_domain = \"spiffe://...\"", r.name)));
         }
+        let agent_claim = match r.agent_claim.as_deref() {
+            None | Some("sub") => AgentClaim::Sub,
+            Some("azp" | "client_id") if people => {
+                return Err(at(format!("issuer `{}`: agent_claim is for agents' issuers; people are their `sub`", r.name)));
+            }
+            Some("azp" | "client_id") if r.trust_domain.is_some() || spiffe => {
+                return Err(at(format!("issuer `{}`: a SPIFFE issuer names its workloads in `sub`; remove agent_claim", r.name)));
+            }
+            Some("azp" | "client_id") => AgentClaim::Client,
+            Some(other) => {
+                return Err(at(format!(
+                    "issuer `{}`: agent_claim `{other}` is not supported; use \"sub\" (default) or \"azp\"/\"client_id\" (the OAuth client the token was issued to); a free-form claim could name an agent in a person's token",
+                    r.name
+                )));
+            }
+        };
         if people && !r.required_scopes.is_empty() {
             return Err(at(format!("issuer `{}`: required_scopes is for agents' access tokens; people's issuers do not take it", r.name)));
         }
@@ -871,6 +903,7 @@ fn validate_issuers(file: &SourceFile, raw: Vec<Spanned<RawIssuer>>, dev_key_fil
             required_scopes: r.required_scopes,
             spiffe,
             groups_claim: r.groups_claim.unwrap_or_else(|| "groups".into()),
+            agent_claim,
         });
     }
     Ok(issuers)
@@ -1027,6 +1060,17 @@ development = true
         assert!(e.message.contains("not the iss of any"), "{e}");
         let e = load(&format!("{base}\n[oauth]\nresource = \"http://gw.example.org/mcp\"\nauthorization_servers = [\"https://idp.example.org\"]\n")).unwrap_err();
         assert!(e.message.contains("resource"), "{e}");
+    }
+
+    #[test]
+    fn agent_claim_is_sub_or_the_client_and_only_for_agents_outside_spiffe() {
+        let issuer = |extra: &str| format!("{MINIMAL}\n[[identity.issuers]]\nname = \"kc\"\niss = \"https://kc.example.org\"\ndiscovery = true\n{extra}");
+        let c = load(&issuer("agent_claim = \"azp\"\n")).unwrap();
+        assert_eq!(c.identity.issuers.iter().find(|i| i.name == "kc").unwrap().agent_claim, AgentClaim::Client);
+        let e = load(&issuer("agent_claim = \"preferred_username\"\n")).unwrap_err();
+        assert!(e.message.contains("not supported"), "{e}");
+        let e = load(&issuer("agent_claim = \"azp\"\ntrust_domain = \"spiffe://kc.example.org\"\n")).unwrap_err();
+        assert!(e.message.contains("SPIFFE"), "{e}");
     }
 
     #[test]

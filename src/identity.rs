@@ -182,6 +182,7 @@ pub(crate) struct TrustedIssuer {
     required_scopes: Vec<String>,
     spiffe: bool,
     pub(crate) groups_claim: String,
+    agent_claim: crate::config::AgentClaim,
 }
 
 impl TrustedIssuer {
@@ -230,6 +231,7 @@ impl TrustedIssuer {
             required_scopes: i.required_scopes.clone(),
             spiffe: i.spiffe,
             groups_claim: i.groups_claim.clone(),
+            agent_claim: i.agent_claim,
         })
     }
 
@@ -512,7 +514,15 @@ impl IdentityVerifier {
                 return Err(IdentityError::OutsideTrustDomain { sub: claims.sub, issuer: issuer.name.clone(), domain: domain.clone() });
             }
         }
-        let agent = self.agents.by_subject(&claims.sub).ok_or_else(|| IdentityError::UnknownAgent(claims.sub.clone()))?;
+        // The client the token was issued to, if it says; `azp` and
+        // `client_id` must agree when both are present.
+        let clients: Vec<&str> = ["azp", "client_id"].iter().filter_map(|c| claims.extra.get(*c)).map(|v| v.as_str().unwrap_or("\u{0}not a string")).collect();
+        let client = clients.first().copied().filter(|first| clients.iter().all(|c| c == first));
+        let subject = match issuer.agent_claim {
+            crate::config::AgentClaim::Sub => claims.sub.as_str(),
+            crate::config::AgentClaim::Client => client.ok_or_else(|| IdentityError::NotIssuedToAgent { sub: claims.sub.clone(), client: String::new() })?,
+        };
+        let agent = self.agents.by_subject(subject).ok_or_else(|| IdentityError::UnknownAgent(subject.to_owned()))?;
         // Who may speak for this agent: the issuers its file names, else an
         // issuer whose trust domain holds its id (one without a trust domain
         // could otherwise speak for any agent).
@@ -524,11 +534,9 @@ impl IdentityVerifier {
         // id) is spoken for only by tokens issued to it as a client: a
         // person whose user name happens to equal the client id, signing in
         // at the same provider through another client, is not the agent.
-        if !agent.id.starts_with("spiffe://") {
-            let client = ["client_id", "azp"].iter().find_map(|c| claims.extra.get(*c).and_then(serde_json::Value::as_str));
-            if client != Some(claims.sub.as_str()) {
-                return Err(IdentityError::NotIssuedToAgent { sub: claims.sub.clone(), client: client.unwrap_or("").to_owned() });
-            }
+        // (With `agent_claim = "azp"` the agent is that client by definition.)
+        if !agent.id.starts_with("spiffe://") && client != Some(subject) {
+            return Err(IdentityError::NotIssuedToAgent { sub: claims.sub.clone(), client: client.unwrap_or("").to_owned() });
         }
         if !issuer.required_scopes.is_empty() {
             let have = token_scopes(&claims.extra);
@@ -698,6 +706,39 @@ mod tests {
         std::fs::write(agents.join("svc.toml"), "name = \"svc\"\nid = \"triage-client\"\nallowed_tools = []\nissuers = [\"idq\"]\n").unwrap();
         let e = IdentityVerifier::new("jitgate://gw", &cfg, AgentDirectory::load(&agents).unwrap(), Arc::new(ManualClock::at(NOW))).err().unwrap();
         assert!(e.to_string().contains("idq"), "{e}");
+    }
+
+    #[test]
+    fn an_issuer_whose_client_tokens_have_another_subject_names_the_agent_by_its_client() {
+        // Keycloak's service accounts: sub is a user id, azp the client.
+        let dir = tempfile::tempdir().unwrap();
+        let agents = dir.path().join("agents");
+        std::fs::create_dir_all(&agents).unwrap();
+        std::fs::write(agents.join("svc.toml"), "name = \"svc\"\nid = \"triage-client\"\nallowed_tools = []\nissuers = [\"kc\"]\n").unwrap();
+        let jwks = dir.path().join("jwks.json");
+        std::fs::write(&jwks, include_str!("../tests/fixtures/keys/jwks.json")).unwrap();
+        let issuer = |claim| IssuerConfig { agent_claim: claim, ..IssuerConfig::new("kc", "https://kc.test", IssuerKeys::JwksFile(jwks.clone())) };
+        let verifier = |claim| {
+            let cfg = IdentityConfig { clock_skew: Duration::from_secs(5), issuers: vec![issuer(claim)] };
+            IdentityVerifier::new("jitgate://gw", &cfg, AgentDirectory::load(&agents).unwrap(), Arc::new(ManualClock::at(NOW))).unwrap()
+        };
+        let token = |sub: &str, extra: serde_json::Value| {
+            let mut c = serde_json::json!({"iss": "https://kc.test", "sub": sub, "aud": "jitgate://gw", "exp": NOW + 300, "iat": NOW});
+            c.as_object_mut().unwrap().extend(extra.as_object().unwrap().clone());
+            signed(jsonwebtoken::Algorithm::ES256, "ec-1", "at+jwt", c)
+        };
+        let service_account = token("8f1c-uuid", serde_json::json!({"azp": "triage-client", "client_id": "triage-client"}));
+        // By default the subject names the agent: the user id is nobody.
+        assert_eq!(verifier(crate::config::AgentClaim::Sub).verify(&service_account).unwrap_err().code(), "identity_unknown_agent");
+        let v = verifier(crate::config::AgentClaim::Client);
+        assert_eq!(v.verify(&service_account).unwrap().agent.name, "svc");
+        assert_eq!(v.verify(&token("8f1c-uuid", serde_json::json!({"azp": "triage-client"}))).unwrap().agent.name, "svc");
+        // A person's token names the client they signed in through, not the agent.
+        assert_eq!(v.verify(&token("triage-client", serde_json::json!({"azp": "people-portal"}))).unwrap_err().code(), "identity_unknown_agent");
+        // azp and client_id that disagree, or none at all, name nobody.
+        assert_eq!(v.verify(&token("x", serde_json::json!({"azp": "triage-client", "client_id": "other"}))).unwrap_err().code(), "identity_not_issued_to_agent");
+        assert_eq!(v.verify(&token("triage-client", serde_json::json!({}))).unwrap_err().code(), "identity_not_issued_to_agent");
+        assert_eq!(v.verify(&token("x", serde_json::json!({"azp": 5}))).unwrap_err().code(), "identity_unknown_agent");
     }
 
     #[test]
