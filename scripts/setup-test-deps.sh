@@ -17,10 +17,19 @@ command -v npm >/dev/null 2>&1 || need_apt+=(nodejs npm)
 python3 -c 'import venv, ensurepip' >/dev/null 2>&1 || need_apt+=(python3-venv)
 command -v chromium >/dev/null 2>&1 || need_apt+=(chromium)
 command -v chromedriver >/dev/null 2>&1 || need_apt+=(chromium-driver)
+# PostgreSQL (the replicas' store) and nginx (their load balancer), from the
+# distribution; the tests start private instances on loopback ports.
+ls /usr/lib/postgresql/*/bin/initdb >/dev/null 2>&1 || need_apt+=(postgresql)
+command -v nginx >/dev/null 2>&1 || [ -x /usr/sbin/nginx ] || need_apt+=(nginx-light)
 if [ ${#need_apt[@]} -gt 0 ]; then
   if [ "$(id -u)" = 0 ] && command -v apt-get >/dev/null 2>&1; then
     echo "setup-test-deps: installing ${need_apt[*]} with apt-get" >&2
     apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq "${need_apt[@]}"
+    # Installing them may start system-wide services; the tests need only
+    # the binaries (they start private instances), so stop what we started.
+    for svc in postgresql nginx; do
+      case " ${need_apt[*]} " in *" $svc"*) service "$svc" stop >/dev/null 2>&1 || true ;; esac
+    done
   else
     echo "setup-test-deps: please install: ${need_apt[*]}" >&2
     exit 1

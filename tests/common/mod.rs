@@ -15,6 +15,8 @@ use rmcp::transport::streamable_http_client::StreamableHttpClientTransportConfig
 use rmcp::transport::{StreamableHttpClientTransport, TokioChildProcess};
 use rmcp::{RoleClient, ServiceExt as _};
 
+pub mod pg;
+
 pub const GATEWAY_ID: &str = "jitgate://test";
 
 pub fn jitgate_bin() -> PathBuf {

@@ -1,0 +1,118 @@
+//! A private PostgreSQL server for one test binary: the distribution's
+//! binaries (installed by scripts/setup-test-deps.sh), a fresh data directory
+//! in a temporary directory, a loopback port, trust authentication for the
+//! `jitgate` role on 127.0.0.1 only. As root, the server runs as the
+//! `postgres` user (PostgreSQL refuses to run as root). Stopped on drop.
+#![allow(dead_code)]
+
+use std::path::{Path, PathBuf};
+use std::process::{Command, Stdio};
+use std::sync::atomic::{AtomicU32, Ordering};
+
+pub struct Postgres {
+    dir: tempfile::TempDir,
+    bin: PathBuf,
+    pub port: u16,
+    as_user: Option<&'static str>,
+}
+
+/// The directory of the newest installed PostgreSQL's binaries.
+fn pg_bin() -> PathBuf {
+    let mut found: Vec<PathBuf> = std::fs::read_dir("/usr/lib/postgresql")
+        .map(|d| d.filter_map(Result::ok).map(|e| e.path().join("bin")).filter(|p| p.join("initdb").exists()).collect())
+        .unwrap_or_default();
+    found.sort_by_key(|p| p.parent().and_then(|v| v.file_name()).and_then(|v| v.to_str()).and_then(|v| v.parse::<u32>().ok()).unwrap_or(0));
+    found.pop().unwrap_or_else(|| panic!("PostgreSQL is not installed (/usr/lib/postgresql/*/bin/initdb): run scripts/setup-test-deps.sh (the README's test command .ci/run does)"))
+}
+
+fn is_root() -> bool {
+    Command::new("id").arg("-u").output().map(|o| String::from_utf8_lossy(&o.stdout).trim() == "0").unwrap_or(false)
+}
+
+impl Postgres {
+    /// Start a fresh server.
+    pub fn start() -> Self {
+        let bin = pg_bin();
+        let dir = tempfile::tempdir().unwrap();
+        let as_user = is_root().then_some("postgres");
+        if let Some(user) = as_user {
+            // The server's user must own its directory.
+            let status = Command::new("chown").args(["-R", user]).arg(dir.path()).status().unwrap();
+            assert!(status.success());
+        }
+        let port = super::free_port();
+        let pg = Self { dir, bin, port, as_user };
+        let data = pg.data();
+        let out = pg.run("initdb", &["-D", data.to_str().unwrap(), "-U", "jitgate", "--auth=trust", "-E", "UTF8", "--no-sync"]);
+        assert!(out.status.success(), "initdb failed: {}", String::from_utf8_lossy(&out.stderr));
+        pg.pg_ctl_start();
+        pg
+    }
+
+    fn data(&self) -> PathBuf {
+        self.dir.path().join("data")
+    }
+
+    fn run(&self, tool: &str, args: &[&str]) -> std::process::Output {
+        let program = self.bin.join(tool);
+        let mut cmd = match self.as_user {
+            Some(user) => {
+                let mut c = Command::new("runuser");
+                c.args(["-u", user, "--"]).arg(&program);
+                c
+            }
+            None => Command::new(&program),
+        };
+        cmd.args(args).current_dir(self.dir.path()).stdin(Stdio::null()).output().unwrap()
+    }
+
+    fn pg_ctl_start(&self) {
+        let options = format!("-p {} -k {} -c listen_addresses=127.0.0.1 -c max_connections=200", self.port, self.dir.path().display());
+        let log = self.dir.path().join("server.log");
+        let out = self.run("pg_ctl", &["-D", self.data().to_str().unwrap(), "-o", &options, "-l", log.to_str().unwrap(), "-w", "-t", "60", "start"]);
+        assert!(out.status.success(), "PostgreSQL did not start: {}\n{}", String::from_utf8_lossy(&out.stderr), std::fs::read_to_string(&log).unwrap_or_default());
+    }
+
+    /// Stop the server (fast: open connections are cut).
+    pub fn stop(&self) {
+        let _ = self.run("pg_ctl", &["-D", self.data().to_str().unwrap(), "-m", "fast", "-w", "stop"]);
+    }
+
+    /// Stop and start again on the same port, keeping the data.
+    pub fn restart(&self) {
+        self.stop();
+        self.pg_ctl_start();
+    }
+
+    /// Start again after [`Postgres::stop`].
+    pub fn start_again(&self) {
+        self.pg_ctl_start();
+    }
+
+    /// The URL of a new, empty database on this server.
+    pub fn fresh_database(&self) -> String {
+        static NEXT: AtomicU32 = AtomicU32::new(0);
+        let name = format!("t{}_{}", std::process::id(), NEXT.fetch_add(1, Ordering::Relaxed));
+        let out = self.run("createdb", &["-h", "127.0.0.1", "-p", &self.port.to_string(), "-U", "jitgate", &name]);
+        assert!(out.status.success(), "createdb failed: {}", String::from_utf8_lossy(&out.stderr));
+        self.url(&name)
+    }
+
+    pub fn url(&self, database: &str) -> String {
+        format!("postgres://jitgate@127.0.0.1:{}/{database}", self.port)
+    }
+
+    pub fn log(&self) -> String {
+        std::fs::read_to_string(self.dir.path().join("server.log")).unwrap_or_default()
+    }
+
+    pub fn path(&self) -> &Path {
+        self.dir.path()
+    }
+}
+
+impl Drop for Postgres {
+    fn drop(&mut self) {
+        self.stop();
+    }
+}
