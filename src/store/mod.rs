@@ -10,10 +10,12 @@
 //! Every error is a refusal for the caller (fail closed).
 
 mod human;
+mod postgres;
 mod sqlite;
 
 pub use human::{Approval, ApprovalState, BreakGlassGrant, DecideOutcome, Intent, Quarantine};
 
+pub use postgres::PostgresStore;
 pub use sqlite::{STORE_FILE, SqliteStore};
 
 use serde::{Deserialize, Serialize};
@@ -41,6 +43,12 @@ impl StoreError {
 
 impl From<rusqlite::Error> for StoreError {
     fn from(e: rusqlite::Error) -> Self {
+        StoreError::Backend(e.to_string())
+    }
+}
+
+impl From<::postgres::Error> for StoreError {
+    fn from(e: ::postgres::Error) -> Self {
         StoreError::Backend(e.to_string())
     }
 }

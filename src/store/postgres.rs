@@ -1,0 +1,1128 @@
+//! The PostgreSQL store: several gateway replicas (and the CLI) share one
+//! database, with the same behaviour as the SQLite store.
+//!
+//! What this module trusts: the database to keep committed rows and to run
+//! transactions at READ COMMITTED, its default. What it does not trust: that
+//! two replicas never act at the same moment. Every state change is one
+//! transaction, and each is written so that it is correct under READ
+//! COMMITTED however many connections race:
+//!
+//! - **Conditional updates** decide "exactly once" (consume a token, use an
+//!   approval, advance a phase, take an end user's answer): `UPDATE ... WHERE
+//!   state = '<expected>'`. A second updater of the same row waits for the
+//!   first to commit, then PostgreSQL re-checks the `WHERE` on the committed
+//!   row and finds it no longer matches, so exactly one caller changes it.
+//! - **Row locks** where a decision reads one row to change another:
+//!   `consume` holds its task's row `FOR SHARE` (so the task cannot advance,
+//!   end or be revoked while the token is judged against it) and the token
+//!   `FOR UPDATE`. Rows are always locked task first, then its tokens, as
+//!   every update of tasks does, so these never deadlock with each other.
+//! - **Advisory transaction locks** serialise what no single row can: the
+//!   audit chain head (one chain, no forks), the order in which revocations
+//!   commit (pollers on other replicas never skip one), `begin_task`'s
+//!   active-task cap, and an agent's request-rate window and taint ledger.
+//!   A transaction takes every advisory lock it needs first, before any row
+//!   lock, and always in the order audit, revocations, per-agent; nothing
+//!   that holds a row lock ever waits for an advisory lock, so there is no
+//!   cycle. Each lock is released when its transaction ends, and each
+//!   statement after it (READ COMMITTED takes a fresh snapshot per
+//!   statement) sees everything the previous holder committed.
+//! - A deadlock or serialization failure (SQLSTATE 40P01/40001), which
+//!   PostgreSQL reports only after rolling the transaction back, is retried
+//!   a few times; every other error is a refusal (fail closed). A transaction
+//!   cut off by a lost connection is never retried: it may have committed.
+//!
+//! Time comes from the callers (unix seconds); the database clock decides
+//! nothing.
+//!
+//! The schema is versioned (`jitgate_schema_version`, one row) and migrated
+//! by [`PostgresStore::connect`] under an advisory lock, so replicas starting
+//! together migrate once. A binary refuses a schema newer than it knows.
+//!
+//! Connections: an r2d2 pool that tests each connection as it is checked
+//! out, so that after the database restarts the dead connections are
+//! replaced instead of failing calls forever.
+//! TODO(TLS): connections use `NoTls`, so a URL that asks for
+//! `sslmode=require` is refused by the driver and traffic to a remote
+//! database is in clear text. TLS (rustls, the crate's verifier) is a later
+//! step; until then run the database on the same host or a private network.
+
+mod audit;
+mod human;
+mod runtime;
+
+use std::time::Duration;
+
+use ::postgres::error::SqlState;
+use ::postgres::types::ToSql;
+use ::postgres::{Client, GenericClient, NoTls, Row, Transaction};
+use r2d2_postgres::PostgresConnectionManager;
+
+use super::{Approval, BeginTask, BreakGlassGrant, DecideOutcome, Intent, Quarantine};
+use super::{Call, Consumption, Phase, Revocation, Scope, Store, StoreError, Task, TaskState, TokenRecord, TokenState};
+
+/// Schema migrations, in order: migration `n` (1-based) brings the schema
+/// from version `n - 1` to `n`. Never edit one that has shipped; append.
+const MIGRATIONS: &[&str] = &[SCHEMA_V1];
+
+/// The schema version this binary writes and reads.
+const LATEST: i64 = MIGRATIONS.len() as i64;
+
+/// Version 1: the SQLite schema (src/store/sqlite.rs), ported. INTEGER is
+/// BIGINT, AUTOINCREMENT is BIGSERIAL. Differences, each for a reason:
+/// - `ord BIGSERIAL` in tables that SQLite orders by its hidden `rowid`
+///   (insertion order), since PostgreSQL has none.
+/// - `tasks.id` sorts bytewise (`COLLATE "C"`), as SQLite's TEXT does, so the
+///   `recent_tasks` cursor pages the same way whatever the database locale.
+/// - Taint values are keyed by their SHA-256 and stored as BYTEA: a btree
+///   entry holds at most ~2.7 kB (passages are up to 16 kB), and TEXT cannot
+///   hold the NUL characters an untrusted tool may return.
+/// - `audit.data` is TEXT, never JSONB: the record hash covers the JSON text
+///   as written, and JSONB would reorder keys and normalise numbers.
+/// - `confirmations.declined` is a BOOLEAN.
+const SCHEMA_V1: &str = r#"
+CREATE TABLE tasks (
+    id TEXT COLLATE "C" PRIMARY KEY,
+    agent TEXT NOT NULL,
+    sid TEXT NOT NULL,
+    objective TEXT NOT NULL,
+    phases TEXT NOT NULL,
+    current_phase BIGINT NOT NULL,
+    state TEXT NOT NULL,
+    created_at BIGINT NOT NULL,
+    expires_at BIGINT NOT NULL,
+    ended_at BIGINT,
+    end_reason TEXT
+);
+CREATE INDEX tasks_agent ON tasks(agent, state);
+CREATE INDEX tasks_expiry ON tasks(state, expires_at);
+CREATE INDEX tasks_sid ON tasks(sid, state);
+CREATE INDEX tasks_created ON tasks(created_at, id);
+CREATE TABLE tokens (
+    jti TEXT PRIMARY KEY,
+    task TEXT NOT NULL,
+    agent TEXT NOT NULL,
+    sid TEXT NOT NULL,
+    tool TEXT NOT NULL,
+    phase BIGINT NOT NULL,
+    state TEXT NOT NULL,
+    issued_at BIGINT NOT NULL,
+    expires_at BIGINT NOT NULL,
+    changed_at BIGINT,
+    reason TEXT
+);
+CREATE INDEX tokens_task ON tokens(task, state);
+CREATE INDEX tokens_agent ON tokens(agent, state);
+CREATE INDEX tokens_sid ON tokens(sid, state);
+CREATE TABLE sessions (
+    sid TEXT PRIMARY KEY,
+    agent TEXT NOT NULL,
+    opened_at BIGINT NOT NULL,
+    instance TEXT NOT NULL DEFAULT ''
+);
+CREATE TABLE instances (
+    id TEXT PRIMARY KEY,
+    kind TEXT NOT NULL,
+    pid BIGINT NOT NULL,
+    started_at BIGINT NOT NULL,
+    lease_until BIGINT NOT NULL,
+    stopped_at BIGINT
+);
+CREATE TABLE taint (
+    agent TEXT NOT NULL,
+    value_hash BYTEA NOT NULL,
+    value BYTEA NOT NULL,
+    call TEXT NOT NULL,
+    tool TEXT NOT NULL,
+    at BIGINT NOT NULL,
+    PRIMARY KEY (agent, value_hash)
+);
+CREATE INDEX taint_at ON taint(at);
+CREATE TABLE taint_overflow (
+    agent TEXT PRIMARY KEY,
+    at BIGINT NOT NULL
+);
+CREATE TABLE request_rate (
+    agent TEXT NOT NULL,
+    at BIGINT NOT NULL
+);
+CREATE INDEX request_rate_agent ON request_rate(agent, at);
+-- Questions jitgate put to an agent's end user (MCP input-required results);
+-- the answer comes back with the retried request and is taken once, for the
+-- same agent, task and canonical request.
+CREATE TABLE confirmations (
+    id TEXT PRIMARY KEY,
+    agent TEXT NOT NULL,
+    task TEXT NOT NULL,
+    digest TEXT NOT NULL,
+    asked_at BIGINT NOT NULL,
+    expires_at BIGINT NOT NULL,
+    answered_at BIGINT,
+    declined BOOLEAN NOT NULL DEFAULT false
+);
+CREATE INDEX confirmations_agent ON confirmations(agent, digest);
+-- Every consumed token is a call that happened, in order: the chain a
+-- baseline judges is this, not what the agent says it follows.
+CREATE TABLE calls (
+    seq BIGSERIAL PRIMARY KEY,
+    agent TEXT NOT NULL,
+    task TEXT NOT NULL,
+    tool TEXT NOT NULL,
+    jti TEXT NOT NULL,
+    at BIGINT NOT NULL
+);
+CREATE INDEX calls_agent ON calls(agent, seq);
+-- A trigger, as in SQLite, so that no path that consumes a token can skip
+-- its call record.
+CREATE FUNCTION jitgate_calls_on_consume() RETURNS trigger LANGUAGE plpgsql AS $$
+BEGIN
+    INSERT INTO calls(agent, task, tool, jti, at) VALUES (NEW.agent, NEW.task, NEW.tool, NEW.jti, COALESCE(NEW.changed_at, 0));
+    RETURN NULL;
+END
+$$;
+CREATE TRIGGER calls_on_consume AFTER UPDATE OF state ON tokens FOR EACH ROW
+WHEN (NEW.state = 'consumed' AND OLD.state <> 'consumed')
+EXECUTE FUNCTION jitgate_calls_on_consume();
+CREATE TABLE dpop_proofs (
+    jkt TEXT NOT NULL,
+    jti TEXT NOT NULL,
+    expires_at BIGINT NOT NULL,
+    PRIMARY KEY (jkt, jti)
+);
+CREATE INDEX dpop_proofs_expiry ON dpop_proofs(expires_at);
+CREATE TABLE revocations (
+    seq BIGSERIAL PRIMARY KEY,
+    scope TEXT NOT NULL,
+    target TEXT NOT NULL,
+    reason TEXT NOT NULL,
+    at BIGINT NOT NULL,
+    tokens BIGINT NOT NULL
+);
+CREATE TABLE approvals (
+    id TEXT PRIMARY KEY,
+    digest TEXT NOT NULL,
+    agent TEXT NOT NULL,
+    task TEXT NOT NULL,
+    tool TEXT NOT NULL,
+    constraints TEXT NOT NULL,
+    purpose TEXT NOT NULL,
+    grp TEXT NOT NULL,
+    policies TEXT NOT NULL,
+    state TEXT NOT NULL,
+    created_at BIGINT NOT NULL,
+    expires_at BIGINT NOT NULL,
+    decided_at BIGINT,
+    decided_by TEXT,
+    note TEXT,
+    used_jti TEXT,
+    ord BIGSERIAL NOT NULL
+);
+CREATE INDEX approvals_digest ON approvals(digest, created_at);
+CREATE INDEX approvals_agent ON approvals(agent, state);
+CREATE TABLE break_glass (
+    id TEXT PRIMARY KEY,
+    agent TEXT NOT NULL,
+    task TEXT NOT NULL,
+    tool TEXT NOT NULL,
+    constraints TEXT NOT NULL,
+    justification TEXT NOT NULL,
+    jti TEXT NOT NULL,
+    policies TEXT NOT NULL,
+    granted_at BIGINT NOT NULL,
+    expires_at BIGINT NOT NULL,
+    reviewed_at BIGINT,
+    reviewed_by TEXT,
+    note TEXT,
+    ord BIGSERIAL NOT NULL
+);
+CREATE TABLE quarantine (
+    agent TEXT PRIMARY KEY,
+    reason TEXT NOT NULL,
+    since BIGINT NOT NULL
+);
+CREATE TABLE intents (
+    jti TEXT PRIMARY KEY,
+    agent TEXT NOT NULL,
+    task TEXT NOT NULL,
+    tool TEXT NOT NULL,
+    shape TEXT NOT NULL,
+    at BIGINT NOT NULL,
+    ord BIGSERIAL NOT NULL
+);
+CREATE INDEX intents_task ON intents(task, at);
+CREATE INDEX intents_agent ON intents(agent, at);
+CREATE TABLE audit (
+    seq BIGINT PRIMARY KEY,
+    at BIGINT NOT NULL,
+    kind TEXT NOT NULL,
+    task TEXT,
+    agent TEXT,
+    data TEXT NOT NULL,
+    prev_hash TEXT NOT NULL,
+    hash TEXT NOT NULL
+);
+CREATE INDEX audit_task ON audit(task, seq);
+CREATE TABLE audit_checkpoints (
+    seq BIGINT NOT NULL,
+    hash TEXT NOT NULL,
+    at BIGINT NOT NULL,
+    jws TEXT NOT NULL,
+    ord BIGSERIAL NOT NULL
+);
+CREATE TABLE quarantine_releases (
+    agent TEXT NOT NULL,
+    reason TEXT NOT NULL,
+    since BIGINT NOT NULL,
+    released_at BIGINT NOT NULL,
+    released_by TEXT NOT NULL,
+    note TEXT NOT NULL
+);
+"#;
+
+/// Advisory lock keys (`pg_advisory_xact_lock(bigint)`), fixed for every
+/// jitgate version: replicas of different versions must agree on them.
+/// Migrations run one at a time.
+const MIGRATION_LOCK: i64 = 0x6a69_7467_6174_6501;
+/// The audit chain head: one appender at a time, so no two records chain
+/// onto the same previous one.
+const AUDIT_LOCK: i64 = 0x6a69_7467_6174_6502;
+/// Revocations commit one at a time, in seq order (see [`revoke_in`]).
+const REVOCATION_LOCK: i64 = 0x6a69_7467_6174_6503;
+/// Per-agent locks (`pg_advisory_xact_lock(int, hashtext(agent))`; the
+/// two-key form has its own key space). A hash collision only makes two
+/// agents wait for each other.
+const RATE_LOCK: i32 = 0x6a67_0001;
+const TAINT_LOCK: i32 = 0x6a67_0002;
+
+/// How long connecting may take before the store counts as down (unless
+/// the URL sets `connect_timeout`), and how long a call waits for a pooled
+/// connection.
+const CONNECT_TIMEOUT: Duration = Duration::from_secs(5);
+
+/// Attempts of a transaction that PostgreSQL rolled back for a deadlock or
+/// a serialization failure.
+const MAX_ATTEMPTS: u32 = 5;
+
+type Manager = PostgresConnectionManager<NoTls>;
+
+/// Why a statement failed inside this module. The driver's error is kept
+/// as it is until the end, so that its SQLSTATE decides whether to retry.
+enum Fail {
+    Pg(::postgres::Error),
+    Store(StoreError),
+}
+
+impl From<::postgres::Error> for Fail {
+    fn from(e: ::postgres::Error) -> Self {
+        Fail::Pg(e)
+    }
+}
+
+impl From<StoreError> for Fail {
+    fn from(e: StoreError) -> Self {
+        Fail::Store(e)
+    }
+}
+
+impl From<Fail> for StoreError {
+    fn from(f: Fail) -> Self {
+        match f {
+            Fail::Pg(e) => StoreError::from(e),
+            Fail::Store(e) => e,
+        }
+    }
+}
+
+/// Did PostgreSQL roll the transaction back so that running it again is safe?
+fn retryable(f: &Fail) -> bool {
+    let Fail::Pg(e) = f else { return false };
+    e.code().is_some_and(|c| *c == SqlState::T_R_SERIALIZATION_FAILURE || *c == SqlState::T_R_DEADLOCK_DETECTED)
+}
+
+/// PostgreSQL-backed [`Store`], shared by any number of processes.
+pub struct PostgresStore {
+    pool: r2d2::Pool<Manager>,
+}
+
+impl PostgresStore {
+    /// Connect (a pool of up to `pool_size` connections), apply pending
+    /// migrations and check that the schema is not newer than this binary.
+    ///
+    /// `url` is libpq-style, `postgres://user@host:port/database`; the
+    /// password, when given, comes from outside the config (environment or
+    /// file) and overrides one in the URL.
+    ///
+    /// ```no_run
+    /// let store = jitgate::store::PostgresStore::connect("postgres://jitgate@db:5432/jitgate", Some("secret"), 8)?;
+    /// # Ok::<(), jitgate::store::StoreError>(())
+    /// ```
+    pub fn connect(url: &str, password: Option<&str>, pool_size: u32) -> Result<Self, StoreError> {
+        let store = Self::open(url, password, pool_size)?;
+        store.migrate()?;
+        Ok(store)
+    }
+
+    /// Connect without migrating, for commands that only read: refuses a
+    /// database whose schema is missing or older than this binary's.
+    pub fn connect_existing(url: &str, password: Option<&str>, pool_size: u32) -> Result<Self, StoreError> {
+        let store = Self::open(url, password, pool_size)?;
+        let found = store.with_client(schema_version)?;
+        match found {
+            None => Err(StoreError::Backend(
+                "the PostgreSQL database has no jitgate schema yet; run `jitgate store migrate` (or start `jitgate serve`, which migrates) first".into(),
+            )),
+            Some(v) if v < LATEST => Err(StoreError::Backend(format!(
+                "the PostgreSQL store's schema is version {v}, older than this jitgate needs ({LATEST}); run `jitgate store migrate`"
+            ))),
+            Some(v) if v > LATEST => Err(newer_schema(v)),
+            Some(_) => Ok(store),
+        }
+    }
+
+    /// Apply pending migrations, one replica at a time; returns the schema
+    /// version before and after.
+    pub fn migrate(&self) -> Result<(i64, i64), StoreError> {
+        self.transaction(|tx| {
+            // Replicas starting together queue here; the second finds the
+            // work done. The version table itself is created under the lock
+            // too, as two concurrent CREATE TABLE IF NOT EXISTS can collide.
+            lock(tx, MIGRATION_LOCK)?;
+            tx.batch_execute(
+                "CREATE TABLE IF NOT EXISTS jitgate_schema_version (
+                     one BOOLEAN PRIMARY KEY DEFAULT true CHECK (one),
+                     version BIGINT NOT NULL
+                 )",
+            )?;
+            let from = schema_version(tx)?.unwrap_or(0);
+            if from > LATEST {
+                return Err(newer_schema(from).into());
+            }
+            for (i, sql) in MIGRATIONS.iter().enumerate().skip(usize::try_from(from).unwrap_or(usize::MAX)) {
+                tx.batch_execute(sql).map_err(|e| StoreError::Backend(format!("schema migration {} failed: {e}", i + 1)))?;
+            }
+            tx.execute(
+                "INSERT INTO jitgate_schema_version(one, version) VALUES (true, $1) ON CONFLICT (one) DO UPDATE SET version = excluded.version",
+                &[&LATEST],
+            )?;
+            Ok((from, LATEST))
+        })
+    }
+
+    fn open(url: &str, password: Option<&str>, pool_size: u32) -> Result<Self, StoreError> {
+        let config = client_config(url, password)?;
+        if pool_size == 0 {
+            return Err(StoreError::Backend("the PostgreSQL pool size must be at least 1".into()));
+        }
+        let where_ = describe(&config);
+        // Checked out connections are tested first (one round trip), so that
+        // after PostgreSQL restarts a dead connection is dropped and replaced
+        // rather than handed to a call. One connection is opened at once, so
+        // that a database that is down fails here, within the timeout.
+        let pool = r2d2::Pool::builder()
+            .max_size(pool_size)
+            .min_idle(Some(1))
+            .connection_timeout(CONNECT_TIMEOUT)
+            .test_on_check_out(true)
+            .build(Manager::new(config, NoTls))
+            .map_err(|e| StoreError::Backend(format!("cannot connect to the PostgreSQL store ({where_}): {e}; is it running and reachable?")))?;
+        Ok(Self { pool })
+    }
+
+    fn checkout(&self) -> Result<r2d2::PooledConnection<Manager>, StoreError> {
+        self.pool.get().map_err(|e| {
+            StoreError::Backend(format!("no connection to the PostgreSQL store within {} s ({e}); is it running and reachable?", CONNECT_TIMEOUT.as_secs()))
+        })
+    }
+
+    /// Run `body` in one transaction (READ COMMITTED), committed if it
+    /// returns Ok and rolled back otherwise; retried when PostgreSQL rolled
+    /// it back for a deadlock or a serialization failure.
+    fn transaction<T>(&self, mut body: impl FnMut(&mut Transaction<'_>) -> Result<T, Fail>) -> Result<T, StoreError> {
+        let mut conn = self.checkout()?;
+        let mut attempt = 1;
+        loop {
+            let result = (|| {
+                let mut tx = conn.transaction()?;
+                let value = body(&mut tx)?;
+                tx.commit()?;
+                Ok(value)
+            })();
+            match result {
+                Err(f) if attempt < MAX_ATTEMPTS && retryable(&f) => {
+                    std::thread::sleep(Duration::from_millis(5 << attempt));
+                    attempt += 1;
+                }
+                other => return other.map_err(StoreError::from),
+            }
+        }
+    }
+
+    /// Run statements outside a transaction (each commits on its own), with
+    /// the same retries: used where each statement is safe on its own and
+    /// safe to repeat.
+    fn with_client<T>(&self, mut body: impl FnMut(&mut Client) -> Result<T, Fail>) -> Result<T, StoreError> {
+        let mut conn = self.checkout()?;
+        let mut attempt = 1;
+        loop {
+            match body(&mut conn) {
+                Err(f) if attempt < MAX_ATTEMPTS && retryable(&f) => {
+                    std::thread::sleep(Duration::from_millis(5 << attempt));
+                    attempt += 1;
+                }
+                other => return other.map_err(StoreError::from),
+            }
+        }
+    }
+}
+
+/// The driver's config from the URL, with the password, a connect timeout
+/// and the application name (seen in `pg_stat_activity`).
+fn client_config(url: &str, password: Option<&str>) -> Result<::postgres::Config, StoreError> {
+    // The URL is not echoed back: it may hold a password.
+    let mut config: ::postgres::Config = url.parse().map_err(|e| {
+        StoreError::Backend(format!(
+            "the PostgreSQL URL is not valid ({e}); write it as postgres://user@host:port/database, with the password in its file or environment variable"
+        ))
+    })?;
+    if let Some(p) = password {
+        config.password(p);
+    }
+    if config.get_connect_timeout().is_none() {
+        config.connect_timeout(CONNECT_TIMEOUT);
+    }
+    if config.get_application_name().is_none() {
+        config.application_name("jitgate");
+    }
+    Ok(config)
+}
+
+/// Where the store is, for messages (never the password).
+fn describe(config: &::postgres::Config) -> String {
+    let host = match config.get_hosts().first() {
+        Some(::postgres::config::Host::Tcp(h)) => h.clone(),
+        #[cfg(unix)]
+        Some(::postgres::config::Host::Unix(p)) => p.display().to_string(),
+        None => "localhost".into(),
+    };
+    let port = config.get_ports().first().copied().unwrap_or(5432);
+    format!("database `{}` on {host}:{port}", config.get_dbname().unwrap_or("(default)"))
+}
+
+fn newer_schema(found: i64) -> StoreError {
+    StoreError::Backend(format!(
+        "the PostgreSQL store's schema is version {found}, newer than this jitgate knows (version {LATEST}): a newer jitgate migrated it; upgrade this jitgate to the same version as the other replicas"
+    ))
+}
+
+/// The schema version, or None when the version table does not exist.
+fn schema_version(c: &mut impl GenericClient) -> Result<Option<i64>, Fail> {
+    let exists: bool = c.query_one("SELECT to_regclass('jitgate_schema_version') IS NOT NULL", &[])?.try_get(0)?;
+    if !exists {
+        return Ok(None);
+    }
+    let row = c.query_opt("SELECT version FROM jitgate_schema_version", &[])?;
+    Ok(Some(match row {
+        Some(r) => r.try_get(0)?,
+        None => 0,
+    }))
+}
+
+/// Take an advisory lock until the transaction ends. Re-entrant: taking a
+/// lock the transaction holds is a no-op in effect.
+fn lock(tx: &mut Transaction<'_>, key: i64) -> Result<(), Fail> {
+    tx.execute("SELECT pg_advisory_xact_lock($1)", &[&key])?;
+    Ok(())
+}
+
+/// Take an agent's advisory lock of one kind until the transaction ends.
+fn lock_agent(tx: &mut Transaction<'_>, kind: i32, agent: &str) -> Result<(), Fail> {
+    tx.execute("SELECT pg_advisory_xact_lock($1, hashtext($2))", &[&kind, &agent])?;
+    Ok(())
+}
+
+fn to_i64(n: usize) -> i64 {
+    i64::try_from(n).unwrap_or(i64::MAX)
+}
+
+fn to_usize(n: i64) -> usize {
+    usize::try_from(n).unwrap_or(usize::MAX)
+}
+
+fn phases_text(phases: &[Phase]) -> Result<String, StoreError> {
+    serde_json::to_string(phases).map_err(|e| StoreError::Backend(e.to_string()))
+}
+
+fn task_from_row(r: &Row) -> Result<Task, Fail> {
+    let phases: String = r.try_get("phases")?;
+    let state: String = r.try_get("state")?;
+    Ok(Task {
+        id: r.try_get("id")?,
+        agent: r.try_get("agent")?,
+        sid: r.try_get("sid")?,
+        objective: r.try_get("objective")?,
+        phases: serde_json::from_str::<Vec<Phase>>(&phases).unwrap_or_default(),
+        current_phase: to_usize(r.try_get("current_phase")?),
+        state: TaskState::parse(&state)?,
+        created_at: r.try_get("created_at")?,
+        expires_at: r.try_get("expires_at")?,
+        end_reason: r.try_get("end_reason")?,
+    })
+}
+
+fn token_from_row(r: &Row) -> Result<TokenRecord, Fail> {
+    let state: String = r.try_get("state")?;
+    Ok(TokenRecord {
+        jti: r.try_get("jti")?,
+        task: r.try_get("task")?,
+        agent: r.try_get("agent")?,
+        sid: r.try_get("sid")?,
+        tool: r.try_get("tool")?,
+        phase: to_usize(r.try_get("phase")?),
+        state: TokenState::parse(&state)?,
+        issued_at: r.try_get("issued_at")?,
+        expires_at: r.try_get("expires_at")?,
+        changed_at: r.try_get("changed_at")?,
+        reason: r.try_get("reason")?,
+    })
+}
+
+fn insert_task(c: &mut impl GenericClient, t: &Task, phases: &str) -> Result<(), Fail> {
+    c.execute(
+        "INSERT INTO tasks(id, agent, sid, objective, phases, current_phase, state, created_at, expires_at) VALUES ($1,$2,$3,$4,$5,$6,$7,$8,$9)",
+        &[&t.id, &t.agent, &t.sid, &t.objective, &phases, &to_i64(t.current_phase), &t.state.as_str(), &t.created_at, &t.expires_at],
+    )?;
+    Ok(())
+}
+
+fn insert_token(c: &mut impl GenericClient, t: &TokenRecord) -> Result<(), Fail> {
+    c.execute(
+        "INSERT INTO tokens(jti, task, agent, sid, tool, phase, state, issued_at, expires_at) VALUES ($1,$2,$3,$4,$5,$6,'issued',$7,$8)",
+        &[&t.jti, &t.task, &t.agent, &t.sid, &t.tool, &to_i64(t.phase), &t.issued_at, &t.expires_at],
+    )?;
+    Ok(())
+}
+
+/// Revoke within an open transaction; returns how many tokens died and the
+/// revocation's seq.
+///
+/// Seqs are taken from a sequence when the row is inserted, not when it
+/// commits: if two transactions could insert at once, seq 6 could commit
+/// before seq 5, and a replica polling `revocations_since(5)` in between
+/// would never see 5. Holding [`REVOCATION_LOCK`] from before the insert
+/// until commit makes revocations commit one at a time in seq order. The
+/// lock is taken here as well as (earlier, before any row lock) by every
+/// caller, so no insert can skip it.
+fn revoke_in(tx: &mut Transaction<'_>, scope: &Scope, reason: &str, now: i64, task_state: TaskState) -> Result<(u64, i64), Fail> {
+    // Sessionless (2026-07-28) authority has sid ''; it never belongs to a session.
+    if matches!(scope, Scope::Session(sid) if sid.is_empty()) {
+        return Err(StoreError::Backend("refusing to revoke the empty session id".into()).into());
+    }
+    lock(tx, REVOCATION_LOCK)?;
+    let end_tasks = |tx: &mut Transaction<'_>, column: &str, target: &str| -> Result<(), Fail> {
+        let sql = format!("UPDATE tasks SET state=$1, ended_at=$2, end_reason=$3 WHERE state='active' AND {column}=$4");
+        tx.execute(sql.as_str(), &[&task_state.as_str(), &now, &reason, &target])?;
+        Ok(())
+    };
+    let kill = |tx: &mut Transaction<'_>, column: &str, target: &str| -> Result<u64, Fail> {
+        let sql = format!("UPDATE tokens SET state='revoked', changed_at=$1, reason=$2 WHERE state='issued' AND {column}=$3");
+        Ok(tx.execute(sql.as_str(), &[&now, &reason, &target])?)
+    };
+    // Tasks before tokens: the lock order every transaction follows.
+    let n = match scope {
+        Scope::Token(jti) => kill(tx, "jti", jti)?,
+        Scope::Phase(task) => kill(tx, "task", task)?,
+        Scope::Task(task) => {
+            end_tasks(tx, "id", task)?;
+            kill(tx, "task", task)?
+        }
+        Scope::Agent(agent) => {
+            end_tasks(tx, "agent", agent)?;
+            kill(tx, "agent", agent)?
+        }
+        Scope::Session(sid) => {
+            end_tasks(tx, "sid", sid)?;
+            kill(tx, "sid", sid)?
+        }
+    };
+    let seq: i64 = tx
+        .query_one(
+            "INSERT INTO revocations(scope, target, reason, at, tokens) VALUES ($1, $2, $3, $4, $5) RETURNING seq",
+            &[&scope.kind(), &scope.target(), &reason, &now, &i64::try_from(n).unwrap_or(i64::MAX)],
+        )?
+        .try_get(0)?;
+    Ok((n, seq))
+}
+
+fn scope_of(kind: &str, target: String) -> Result<Scope, StoreError> {
+    Ok(match kind {
+        "token" => Scope::Token(target),
+        "task" => Scope::Task(target),
+        "phase" => Scope::Phase(target),
+        "agent" => Scope::Agent(target),
+        "session" => Scope::Session(target),
+        other => return Err(StoreError::Corrupt(format!("revocation scope {other}"))),
+    })
+}
+
+/// A token's row, as `consume` judges it.
+struct TokenRow {
+    state: TokenState,
+    phase: i64,
+    changed_at: Option<i64>,
+    reason: Option<String>,
+}
+
+/// The row of a token's task, as `consume` judges it.
+struct TaskRow {
+    state: TaskState,
+    current_phase: i64,
+    expires_at: i64,
+    end_reason: Option<String>,
+}
+
+/// Why a token cannot be consumed, or `None` if it can: the same judgement,
+/// in the same order, as the SQLite store's.
+fn refusal(token: TokenRow, task: TaskRow, now: i64) -> Option<Consumption> {
+    Some(match (token.state, task.state) {
+        (TokenState::Consumed, _) => Consumption::AlreadyConsumed { at: token.changed_at.unwrap_or(0) },
+        (TokenState::Revoked, _) => Consumption::Revoked { reason: token.reason.unwrap_or_default() },
+        (TokenState::Issued, TaskState::Active) if task.expires_at <= now => {
+            Consumption::TaskInactive { state: TaskState::Expired, reason: Some("task TTL expired".into()) }
+        }
+        (TokenState::Issued, TaskState::Active) if token.phase != task.current_phase => {
+            Consumption::PhaseOver { token_phase: to_usize(token.phase), current_phase: to_usize(task.current_phase) }
+        }
+        (TokenState::Issued, TaskState::Active) => return None,
+        (TokenState::Issued, state) => Consumption::TaskInactive { state, reason: task.end_reason },
+    })
+}
+
+/// Consume in one transaction. The task's row is locked `FOR SHARE` first
+/// (consumers of one task's tokens go in parallel; advancing, ending or
+/// revoking the task waits for them and they for it), then the token's row
+/// `FOR UPDATE` (concurrent consumers of one token queue; each sees the row
+/// as the previous one committed it). So the judgement below is made on
+/// rows nobody can change before this transaction ends.
+fn consume_in(tx: &mut Transaction<'_>, jti: &str, now: i64) -> Result<Consumption, Fail> {
+    let task = tx.query_opt(
+        "SELECT state, current_phase, expires_at, end_reason FROM tasks WHERE id = (SELECT task FROM tokens WHERE jti=$1) FOR SHARE",
+        &[&jti],
+    )?;
+    // A token whose task does not exist is unknown, as in SQLite's join.
+    let Some(task) = task else { return Ok(Consumption::Unknown) };
+    let task_state: String = task.try_get(0)?;
+    let task = TaskRow { state: TaskState::parse(&task_state)?, current_phase: task.try_get(1)?, expires_at: task.try_get(2)?, end_reason: task.try_get(3)? };
+    let Some(token) = tx.query_opt("SELECT state, phase, changed_at, reason FROM tokens WHERE jti=$1 FOR UPDATE", &[&jti])? else {
+        return Ok(Consumption::Unknown);
+    };
+    let token_state: String = token.try_get(0)?;
+    let token = TokenRow { state: TokenState::parse(&token_state)?, phase: token.try_get(1)?, changed_at: token.try_get(2)?, reason: token.try_get(3)? };
+    if let Some(refused) = refusal(token, task, now) {
+        return Ok(refused);
+    }
+    let n = tx.execute("UPDATE tokens SET state='consumed', changed_at=$1 WHERE jti=$2 AND state='issued'", &[&now, &jti])?;
+    Ok(if n == 1 { Consumption::Consumed } else { Consumption::AlreadyConsumed { at: now } })
+}
+
+impl Store for PostgresStore {
+    fn create_task(&self, t: &Task) -> Result<(), StoreError> {
+        let phases = phases_text(&t.phases)?;
+        self.with_client(|c| insert_task(c, t, &phases))
+    }
+
+    fn begin_task(&self, t: &Task, session: Option<(&str, &str)>, event: &crate::audit::Event, max_active: usize, now: i64) -> Result<BeginTask, StoreError> {
+        let phases = phases_text(&t.phases)?;
+        self.transaction(|tx| {
+            // The audit lock, which this transaction needs anyway, also
+            // makes every begin_task (and quarantine) wait for the one
+            // before to commit: the reads below see its task, so two
+            // concurrent requests cannot both pass the cap, and a
+            // quarantine committed first is seen.
+            lock(tx, AUDIT_LOCK)?;
+            if let Some(row) = tx.query_opt("SELECT reason FROM quarantine WHERE agent=$1", &[&t.agent])? {
+                return Ok(BeginTask::Quarantined(row.try_get(0)?));
+            }
+            let active: i64 = tx.query_one("SELECT count(*) FROM tasks WHERE agent=$1 AND state='active'", &[&t.agent])?.try_get(0)?;
+            let active = to_usize(active);
+            if active >= max_active {
+                return Ok(BeginTask::TooMany(active));
+            }
+            audit::append_in(tx, event, now)?;
+            if let Some((sid, instance)) = session {
+                tx.execute(
+                    "INSERT INTO sessions(sid, agent, opened_at, instance) VALUES ($1,$2,$3,$4) ON CONFLICT (sid) DO NOTHING",
+                    &[&sid, &t.agent, &now, &instance],
+                )?;
+            }
+            insert_task(tx, t, &phases)?;
+            Ok(BeginTask::Created)
+        })
+    }
+
+    fn task(&self, id: &str) -> Result<Option<Task>, StoreError> {
+        self.with_client(|c| c.query_opt("SELECT * FROM tasks WHERE id=$1", &[&id])?.map(|r| task_from_row(&r)).transpose())
+    }
+
+    fn advance_phase(&self, task: &str, from: usize, now: i64) -> Result<bool, StoreError> {
+        self.transaction(|tx| {
+            lock(tx, REVOCATION_LOCK)?;
+            // Conditional: of concurrent advances from the same phase, the
+            // first to commit moves it; the others re-check the row as
+            // committed and match nothing.
+            let moved = tx.execute(
+                "UPDATE tasks SET current_phase=current_phase+1 WHERE id=$1 AND state='active' AND current_phase=$2 AND expires_at>$3",
+                &[&task, &to_i64(from), &now],
+            )?;
+            if moved == 1 {
+                revoke_in(tx, &Scope::Phase(task.to_owned()), &format!("phase {} ended", from.saturating_add(1)), now, TaskState::Active)?;
+            }
+            Ok(moved == 1)
+        })
+    }
+
+    fn end_task(&self, task: &str, outcome: &str, now: i64) -> Result<bool, StoreError> {
+        self.transaction(|tx| {
+            lock(tx, REVOCATION_LOCK)?;
+            let state: Option<String> = tx.query_opt("SELECT state FROM tasks WHERE id=$1 FOR UPDATE", &[&task])?.map(|r| r.try_get(0)).transpose()?;
+            let active = state.as_deref() == Some("active");
+            if active {
+                revoke_in(tx, &Scope::Task(task.to_owned()), &format!("task ended: {outcome}"), now, TaskState::Ended)?;
+            }
+            Ok(active)
+        })
+    }
+
+    fn record_token(&self, t: &TokenRecord) -> Result<(), StoreError> {
+        self.with_client(|c| insert_token(c, t))
+    }
+
+    fn token(&self, jti: &str) -> Result<Option<TokenRecord>, StoreError> {
+        self.with_client(|c| c.query_opt("SELECT * FROM tokens WHERE jti=$1", &[&jti])?.map(|r| token_from_row(&r)).transpose())
+    }
+
+    fn consume(&self, jti: &str, now: i64) -> Result<Consumption, StoreError> {
+        self.transaction(|tx| consume_in(tx, jti, now))
+    }
+
+    fn revoke(&self, scope: &Scope, reason: &str, now: i64) -> Result<Revocation, StoreError> {
+        self.transaction(|tx| {
+            lock(tx, REVOCATION_LOCK)?;
+            let (tokens, seq) = revoke_in(tx, scope, reason, now, TaskState::Revoked)?;
+            Ok(Revocation { seq, scope: scope.clone(), reason: reason.to_owned(), at: now, tokens })
+        })
+    }
+
+    fn expire_tasks(&self, now: i64) -> Result<Vec<String>, StoreError> {
+        self.transaction(|tx| {
+            // Under the revocation lock no other transaction changes a
+            // task's state, so the list is exact; a second replica
+            // expiring at the same moment finds nothing left.
+            lock(tx, REVOCATION_LOCK)?;
+            let ids: Vec<String> = tx
+                .query("SELECT id FROM tasks WHERE state='active' AND expires_at<=$1 ORDER BY expires_at, id", &[&now])?
+                .iter()
+                .map(|r| r.try_get(0))
+                .collect::<Result<_, _>>()?;
+            for id in &ids {
+                revoke_in(tx, &Scope::Task(id.clone()), "task TTL expired", now, TaskState::Expired)?;
+            }
+            Ok(ids)
+        })
+    }
+
+    fn revocations_since(&self, seq: i64) -> Result<Vec<Revocation>, StoreError> {
+        self.with_client(|c| {
+            let rows = c.query("SELECT seq, scope, target, reason, at, tokens FROM revocations WHERE seq>$1 ORDER BY seq", &[&seq])?;
+            let mut out = Vec::with_capacity(rows.len());
+            for r in rows {
+                let kind: String = r.try_get(1)?;
+                let tokens: i64 = r.try_get(5)?;
+                out.push(Revocation {
+                    seq: r.try_get(0)?,
+                    scope: scope_of(&kind, r.try_get(2)?)?,
+                    reason: r.try_get(3)?,
+                    at: r.try_get(4)?,
+                    tokens: u64::try_from(tokens).unwrap_or(0),
+                });
+            }
+            Ok(out)
+        })
+    }
+
+    fn active_tasks_of(&self, agent: &str) -> Result<Vec<String>, StoreError> {
+        self.with_client(|c| {
+            let rows = c.query("SELECT id FROM tasks WHERE agent=$1 AND state='active' ORDER BY created_at, id", &[&agent])?;
+            Ok(rows.iter().map(|r| r.try_get(0)).collect::<Result<_, _>>()?)
+        })
+    }
+
+    fn recent_tasks(&self, agent: Option<&str>, since: i64, before: Option<(i64, String)>, limit: usize) -> Result<Vec<Task>, StoreError> {
+        let (before_at, before_id) = before.unwrap_or((i64::MAX, String::new()));
+        self.with_client(|c| {
+            let rows = c.query(
+                "SELECT * FROM tasks WHERE created_at >= $1 AND ($2::TEXT IS NULL OR agent = $2::TEXT)
+                 AND (created_at < $3 OR (created_at = $3 AND ($4::TEXT = '' OR id < $4::TEXT)))
+                 ORDER BY created_at DESC, id DESC LIMIT $5",
+                &[&since, &agent, &before_at, &before_id, &to_i64(limit)],
+            )?;
+            rows.iter().map(task_from_row).collect()
+        })
+    }
+
+    fn session_opened(&self, sid: &str, agent: &str, instance: &str, now: i64) -> Result<(), StoreError> {
+        self.with_client(|c| {
+            c.execute(
+                "INSERT INTO sessions(sid, agent, opened_at, instance) VALUES ($1,$2,$3,$4) ON CONFLICT (sid) DO NOTHING",
+                &[&sid, &agent, &now, &instance],
+            )?;
+            Ok(())
+        })
+    }
+
+    fn register_instance(&self, id: &str, kind: &str, now: i64, lease_until: i64) -> Result<(), StoreError> {
+        self.with_client(|c| runtime::register_instance(c, id, kind, now, lease_until))
+    }
+
+    fn renew_instance(&self, id: &str, lease_until: i64) -> Result<bool, StoreError> {
+        self.with_client(|c| runtime::renew_instance(c, id, lease_until))
+    }
+
+    fn end_instance(&self, id: &str, reason: &str, now: i64) -> Result<Vec<Revocation>, StoreError> {
+        self.transaction(|tx| runtime::end_instance(tx, id, reason, now))
+    }
+
+    fn lapsed_instances(&self, now: i64) -> Result<Vec<String>, StoreError> {
+        self.with_client(|c| runtime::lapsed_instances(c, now))
+    }
+
+    fn record_taint(&self, agent: &str, values: &[String], source: &crate::baseline::taint::Source, now: i64, max: usize) -> Result<(), StoreError> {
+        if values.is_empty() {
+            return Ok(());
+        }
+        self.transaction(|tx| runtime::record_taint(tx, agent, values, source, now, max))
+    }
+
+    fn taint_ledger(&self, agent: &str) -> Result<crate::baseline::taint::TaintLedger, StoreError> {
+        self.with_client(|c| runtime::taint_ledger(c, agent))
+    }
+
+    fn forget_taint(&self, before: i64) -> Result<u64, StoreError> {
+        self.with_client(|c| runtime::forget_taint(c, before))
+    }
+
+    fn count_request(&self, agent: &str, now: i64) -> Result<u32, StoreError> {
+        self.transaction(|tx| runtime::count_request(tx, agent, now))
+    }
+
+    fn dpop_proof_first_use(&self, jkt: &str, jti: &str, expires_at: i64, now: i64) -> Result<bool, StoreError> {
+        self.with_client(|c| runtime::dpop_proof_first_use(c, jkt, jti, expires_at, now))
+    }
+
+    fn create_approval(&self, a: &Approval) -> Result<(), StoreError> {
+        self.with_client(|c| human::create_approval(c, a))
+    }
+
+    fn pending_approvals_of(&self, agent: &str, now: i64) -> Result<usize, StoreError> {
+        self.with_client(|c| {
+            let n: i64 = c.query_one("SELECT count(*) FROM approvals WHERE agent=$1 AND state='pending' AND expires_at > $2", &[&agent, &now])?.try_get(0)?;
+            Ok(to_usize(n))
+        })
+    }
+
+    // Reads take no lock (agents poll them): a lapsed approval is reported
+    // as expired without rewriting the row; deciding rewrites it.
+    fn approval(&self, id: &str, now: i64) -> Result<Option<Approval>, StoreError> {
+        self.with_client(|c| Ok(human::approval_where(c, "id=$1", id)?.map(|a| human::lapse(a, now))))
+    }
+
+    fn approval_for_request(&self, digest: &str, now: i64) -> Result<Option<Approval>, StoreError> {
+        self.with_client(|c| Ok(human::approval_where(c, "digest=$1 ORDER BY created_at DESC, ord DESC LIMIT 1", digest)?.map(|a| human::lapse(a, now))))
+    }
+
+    fn approvals(&self, all: bool, now: i64) -> Result<Vec<Approval>, StoreError> {
+        self.with_client(|c| human::approvals(c, all, now))
+    }
+
+    fn decide_approval(&self, id: &str, approve: bool, by: &str, note: &str, now: i64, use_until: i64, audit: &dyn Fn(&Approval) -> crate::audit::Event) -> Result<DecideOutcome, StoreError> {
+        self.transaction(|tx| human::decide(tx, id, approve, by, note, now, use_until, audit))
+    }
+
+    fn use_approval(&self, id: &str, jti: &str, now: i64) -> Result<bool, StoreError> {
+        // Conditional: concurrent users of one approval queue on its row,
+        // and only the first finds it still approved.
+        self.with_client(|c| {
+            let n = c.execute("UPDATE approvals SET state='used', used_jti=$2 WHERE id=$1 AND state='approved' AND expires_at > $3", &[&id, &jti, &now])?;
+            Ok(n == 1)
+        })
+    }
+
+    fn record_break_glass(&self, g: &BreakGlassGrant) -> Result<(), StoreError> {
+        self.with_client(|c| human::record_break_glass(c, g))
+    }
+
+    fn break_glass_grants(&self, all: bool) -> Result<Vec<BreakGlassGrant>, StoreError> {
+        self.with_client(|c| human::break_glass_grants(c, all))
+    }
+
+    fn ack_break_glass(&self, id: &str, by: &str, note: &str, event: &crate::audit::Event, now: i64) -> Result<bool, StoreError> {
+        self.transaction(|tx| {
+            lock(tx, AUDIT_LOCK)?;
+            let n = tx.execute("UPDATE break_glass SET reviewed_at=$2, reviewed_by=$3, note=$4 WHERE id=$1 AND reviewed_at IS NULL", &[&id, &now, &by, &note])?;
+            if n == 1 {
+                audit::append_in(tx, event, now)?;
+            }
+            Ok(n == 1)
+        })
+    }
+
+    fn quarantine(&self, agent: &str, reason: &str, event: &crate::audit::Event, now: i64) -> Result<Revocation, StoreError> {
+        self.transaction(|tx| {
+            lock(tx, AUDIT_LOCK)?;
+            lock(tx, REVOCATION_LOCK)?;
+            audit::append_in(tx, event, now)?;
+            tx.execute("INSERT INTO quarantine(agent, reason, since) VALUES ($1,$2,$3) ON CONFLICT (agent) DO NOTHING", &[&agent, &reason, &now])?;
+            let scope = Scope::Agent(agent.to_owned());
+            let why = format!("quarantined: {reason}");
+            let (tokens, seq) = revoke_in(tx, &scope, &why, now, TaskState::Revoked)?;
+            Ok(Revocation { seq, scope, reason: why, at: now, tokens })
+        })
+    }
+
+    fn release(&self, agent: &str, by: &str, note: &str, event: &crate::audit::Event, now: i64) -> Result<bool, StoreError> {
+        self.transaction(|tx| {
+            lock(tx, AUDIT_LOCK)?;
+            // The rate window is rewritten below: wait for a count_request
+            // of this agent in flight, as SQLite's one writer would.
+            lock_agent(tx, RATE_LOCK, agent)?;
+            let n = tx.execute(
+                "INSERT INTO quarantine_releases(agent, reason, since, released_at, released_by, note)
+                 SELECT agent, reason, since, $2, $3, $4 FROM quarantine WHERE agent=$1",
+                &[&agent, &now, &by, &note],
+            )?;
+            tx.execute("DELETE FROM quarantine WHERE agent=$1", &[&agent])?;
+            if n == 1 {
+                // A person looked at the burst that quarantined it: its rate
+                // window starts again, or the next request would drift at once.
+                tx.execute("DELETE FROM request_rate WHERE agent=$1", &[&agent])?;
+                audit::append_in(tx, event, now)?;
+            }
+            Ok(n == 1)
+        })
+    }
+
+    fn quarantined(&self, agent: &str) -> Result<Option<Quarantine>, StoreError> {
+        self.with_client(|c| {
+            let row = c.query_opt("SELECT agent, reason, since FROM quarantine WHERE agent=$1", &[&agent])?;
+            Ok(match row {
+                Some(r) => Some(Quarantine { agent: r.try_get(0)?, reason: r.try_get(1)?, since: r.try_get(2)? }),
+                None => None,
+            })
+        })
+    }
+
+    fn ask_end_user(&self, id: &str, agent: &str, task: &str, digest: &str, now: i64, expires_at: i64) -> Result<(), StoreError> {
+        self.with_client(|c| {
+            // Questions and declines are kept until they expire.
+            c.execute("DELETE FROM confirmations WHERE expires_at <= $1", &[&now])?;
+            c.execute(
+                "INSERT INTO confirmations(id, agent, task, digest, asked_at, expires_at) VALUES ($1,$2,$3,$4,$5,$6)",
+                &[&id, &agent, &task, &digest, &now, &expires_at],
+            )?;
+            Ok(())
+        })
+    }
+
+    fn take_end_user_answer(&self, id: &str, agent: &str, task: &str, digest: &str, now: i64) -> Result<bool, StoreError> {
+        // Conditional: only the first taker finds it unanswered.
+        self.with_client(|c| {
+            let n = c.execute(
+                "UPDATE confirmations SET answered_at=$5 WHERE id=$1 AND agent=$2 AND task=$3 AND digest=$4 AND answered_at IS NULL AND expires_at > $5",
+                &[&id, &agent, &task, &digest, &now],
+            )?;
+            Ok(n == 1)
+        })
+    }
+
+    fn record_end_user_decline(&self, agent: &str, task: &str, digest: &str, now: i64, until: i64) -> Result<(), StoreError> {
+        let mut id = [0u8; 12];
+        getrandom::fill(&mut id).map_err(|e| StoreError::Backend(e.to_string()))?;
+        let id = format!("d_{}", hex::encode(id));
+        self.with_client(|c| {
+            c.execute(
+                "INSERT INTO confirmations(id, agent, task, digest, asked_at, expires_at, answered_at, declined) VALUES ($1,$2,$3,$4,$5,$6,$5,true)",
+                &[&id, &agent, &task, &digest, &now, &until],
+            )?;
+            Ok(())
+        })
+    }
+
+    fn end_user_declined(&self, agent: &str, digest: &str, now: i64) -> Result<bool, StoreError> {
+        self.with_client(|c| {
+            let row = c.query_opt("SELECT 1 FROM confirmations WHERE agent=$1 AND digest=$2 AND declined AND expires_at > $3 LIMIT 1", &[&agent, &digest, &now])?;
+            Ok(row.is_some())
+        })
+    }
+
+    fn record_token_and_intent(&self, t: &TokenRecord, i: &Intent) -> Result<(), StoreError> {
+        self.transaction(|tx| {
+            insert_token(tx, t)?;
+            tx.execute("INSERT INTO intents(jti, agent, task, tool, shape, at) VALUES ($1,$2,$3,$4,$5,$6)", &[&i.jti, &i.agent, &i.task, &i.tool, &i.shape, &i.at])?;
+            Ok(())
+        })
+    }
+
+    fn last_call_of(&self, agent: &str) -> Result<Option<Call>, StoreError> {
+        self.with_client(|c| {
+            let row = c.query_opt("SELECT jti, task, tool, at FROM calls WHERE agent=$1 ORDER BY seq DESC LIMIT 1", &[&agent])?;
+            Ok(match row {
+                Some(r) => Some(Call { jti: r.try_get(0)?, task: r.try_get(1)?, tool: r.try_get(2)?, at: r.try_get(3)? }),
+                None => None,
+            })
+        })
+    }
+
+    fn intents_of(&self, agent: &str, since: i64, limit: usize) -> Result<Vec<Intent>, StoreError> {
+        self.with_client(|c| {
+            let rows = c.query("SELECT jti, agent, task, tool, shape, at FROM intents WHERE agent=$1 AND at >= $2 ORDER BY at, ord LIMIT $3", &[&agent, &since, &to_i64(limit)])?;
+            rows.iter()
+                .map(|r| Ok(Intent { jti: r.try_get(0)?, agent: r.try_get(1)?, task: r.try_get(2)?, tool: r.try_get(3)?, shape: r.try_get(4)?, at: r.try_get(5)? }))
+                .collect()
+        })
+    }
+
+    fn append_audit(&self, e: &crate::audit::Event, now: i64) -> Result<i64, StoreError> {
+        self.transaction(|tx| audit::append_in(tx, e, now)).map_err(|err| match err {
+            StoreError::Audit(m) => StoreError::Audit(m),
+            other => StoreError::Audit(other.to_string()),
+        })
+    }
+
+    fn audit_records(&self, after: i64, limit: usize) -> Result<Vec<crate::audit::Record>, StoreError> {
+        self.with_client(|c| audit::records(c, "seq > $1 ORDER BY seq LIMIT $2", &[&after, &to_i64(limit)]))
+    }
+
+    fn audit_of_task(&self, task: &str) -> Result<Vec<crate::audit::Record>, StoreError> {
+        self.with_client(|c| audit::records(c, "task = $1 ORDER BY seq", &[&task]))
+    }
+
+    fn audit_head(&self) -> Result<Option<(i64, String)>, StoreError> {
+        self.with_client(audit::head)
+    }
+
+    fn record_checkpoint(&self, c: &crate::audit::Checkpoint) -> Result<(), StoreError> {
+        self.with_client(|client| {
+            client.execute("INSERT INTO audit_checkpoints(seq, hash, at, jws) VALUES ($1,$2,$3,$4)", &[&c.seq, &c.hash, &c.at, &c.jws])?;
+            Ok(())
+        })
+    }
+
+    fn checkpoints(&self) -> Result<Vec<crate::audit::Checkpoint>, StoreError> {
+        self.with_client(|c| {
+            let rows = c.query("SELECT seq, hash, at, jws FROM audit_checkpoints ORDER BY ord", &[])?;
+            rows.iter().map(|r| Ok(crate::audit::Checkpoint { seq: r.try_get(0)?, hash: r.try_get(1)?, at: r.try_get(2)?, jws: r.try_get(3)? })).collect()
+        })
+    }
+}
+
+/// Parameters of a statement, as the driver takes them.
+type Params<'a> = &'a [&'a (dyn ToSql + Sync)];

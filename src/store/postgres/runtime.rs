@@ -1,0 +1,147 @@
+//! State shared by every replica that earlier versions kept in process
+//! memory: gateway instances and their leases, the taint ledger, the
+//! request-rate windows and used DPoP proofs.
+
+use std::collections::{HashMap, HashSet};
+
+use ::postgres::{GenericClient, Transaction};
+use sha2::{Digest as _, Sha256};
+
+use super::{Fail, RATE_LOCK, REVOCATION_LOCK, TAINT_LOCK, lock, lock_agent, revoke_in};
+use crate::baseline::taint::{Source, TaintLedger};
+use crate::store::{Revocation, Scope, StoreError, TaskState};
+
+pub(super) fn register_instance(c: &mut impl GenericClient, id: &str, kind: &str, now: i64, lease_until: i64) -> Result<(), Fail> {
+    c.execute(
+        "INSERT INTO instances(id, kind, pid, started_at, lease_until) VALUES ($1, $2, $3, $4, $5)",
+        &[&id, &kind, &i64::from(std::process::id()), &now, &lease_until],
+    )?;
+    Ok(())
+}
+
+pub(super) fn renew_instance(c: &mut impl GenericClient, id: &str, lease_until: i64) -> Result<bool, Fail> {
+    let live = c.execute("UPDATE instances SET lease_until=$2 WHERE id=$1 AND stopped_at IS NULL", &[&id, &lease_until])?;
+    if live == 1 {
+        return Ok(true);
+    }
+    // The lease had lapsed (the process was paused) and another process
+    // revoked what its sessions held. It is serving again: its lease is live
+    // again, so that what its sessions hold from now on is revoked when it
+    // stops or its lease lapses once more.
+    c.execute("UPDATE instances SET lease_until=$2, stopped_at=NULL WHERE id=$1", &[&id, &lease_until])?;
+    Ok(false)
+}
+
+/// Sessions of `instance` that still hold an active task or an issued token.
+const SESSIONS_HOLDING_AUTHORITY: &str = "SELECT sid FROM sessions s WHERE s.instance=$1 AND s.sid <> '' AND (
+    EXISTS (SELECT 1 FROM tasks t WHERE t.sid = s.sid AND t.state='active')
+    OR EXISTS (SELECT 1 FROM tokens k WHERE k.sid = s.sid AND k.state='issued'))";
+
+pub(super) fn end_instance(tx: &mut Transaction<'_>, id: &str, reason: &str, now: i64) -> Result<Vec<Revocation>, Fail> {
+    // Before any row lock (the module's lock order); it also means that two
+    // replicas ending the same lapsed instance take turns, and the second
+    // finds nothing left to revoke.
+    lock(tx, REVOCATION_LOCK)?;
+    tx.execute("UPDATE instances SET stopped_at=$2 WHERE id=$1 AND stopped_at IS NULL", &[&id, &now])?;
+    let sids: Vec<String> = tx.query(&format!("{SESSIONS_HOLDING_AUTHORITY} ORDER BY sid"), &[&id])?.iter().map(|r| r.try_get(0)).collect::<Result<_, _>>()?;
+    let mut out = Vec::with_capacity(sids.len());
+    for sid in sids {
+        let scope = Scope::Session(sid);
+        let (tokens, seq) = revoke_in(tx, &scope, reason, now, TaskState::Revoked)?;
+        out.push(Revocation { seq, scope, reason: reason.to_owned(), at: now, tokens });
+    }
+    Ok(out)
+}
+
+pub(super) fn lapsed_instances(c: &mut impl GenericClient, now: i64) -> Result<Vec<String>, Fail> {
+    let mut ids: Vec<String> = c
+        .query("SELECT id FROM instances WHERE stopped_at IS NULL AND lease_until < $1 ORDER BY started_at, id", &[&now])?
+        .iter()
+        .map(|r| r.try_get(0))
+        .collect::<Result<_, _>>()?;
+    // Sessions recorded by versions before instances existed belong to no
+    // live process: their owner is the empty instance id.
+    let legacy = c.query_opt(&format!("{SESSIONS_HOLDING_AUTHORITY} LIMIT 1"), &[&""])?;
+    if legacy.is_some() {
+        ids.push(String::new());
+    }
+    Ok(ids)
+}
+
+fn value_hash(value: &str) -> Vec<u8> {
+    Sha256::digest(value.as_bytes()).to_vec()
+}
+
+/// As the SQLite store does value by value: a value the agent already holds
+/// keeps its first source and is kept longer; a new one is added while the
+/// agent holds fewer than `max`; past that the ledger is marked overflowed.
+/// Here in three statements rather than two per value (each is a round trip).
+/// The agent's taint lock makes concurrent recorders for one agent take
+/// turns, so the cap holds and two replicas adding the same value do not
+/// collide on its key.
+pub(super) fn record_taint(tx: &mut Transaction<'_>, agent: &str, values: &[String], source: &Source, now: i64, max: usize) -> Result<(), Fail> {
+    lock_agent(tx, TAINT_LOCK, agent)?;
+    // Each distinct value once, in the order given.
+    let mut seen = HashSet::new();
+    let distinct: Vec<(&String, Vec<u8>)> = values.iter().map(|v| (v, value_hash(v))).filter(|(_, h)| seen.insert(h.clone())).collect();
+    let hashes: Vec<Vec<u8>> = distinct.iter().map(|(_, h)| h.clone()).collect();
+    let refreshed: HashSet<Vec<u8>> = tx
+        .query("UPDATE taint SET at=$3 WHERE agent=$1 AND value_hash = ANY($2) RETURNING value_hash", &[&agent, &hashes, &now])?
+        .iter()
+        .map(|r| r.try_get(0))
+        .collect::<Result<_, _>>()?;
+    let held: i64 = tx.query_one("SELECT count(*) FROM taint WHERE agent=$1", &[&agent])?.try_get(0)?;
+    let room = usize::try_from(i64::try_from(max).unwrap_or(i64::MAX).saturating_sub(held)).unwrap_or(0);
+    let fresh: Vec<&(&String, Vec<u8>)> = distinct.iter().filter(|(_, h)| !refreshed.contains(h)).collect();
+    let overflowed = fresh.len() > room;
+    let (new_hashes, new_values): (Vec<Vec<u8>>, Vec<Vec<u8>>) = fresh.into_iter().take(room).map(|(v, h)| (h.clone(), v.as_bytes().to_vec())).unzip();
+    if !new_hashes.is_empty() {
+        tx.execute(
+            "INSERT INTO taint(agent, value_hash, value, call, tool, at) SELECT $1, h, v, $4, $5, $6 FROM unnest($2::BYTEA[], $3::BYTEA[]) AS u(h, v)",
+            &[&agent, &new_hashes, &new_values, &source.call, &source.tool, &now],
+        )?;
+    }
+    if overflowed {
+        tx.execute("INSERT INTO taint_overflow(agent, at) VALUES ($1, $2) ON CONFLICT (agent) DO UPDATE SET at=excluded.at", &[&agent, &now])?;
+    }
+    Ok(())
+}
+
+pub(super) fn taint_ledger(c: &mut impl GenericClient, agent: &str) -> Result<TaintLedger, Fail> {
+    let mut values = HashMap::new();
+    for r in c.query("SELECT value, call, tool FROM taint WHERE agent=$1", &[&agent])? {
+        let value: Vec<u8> = r.try_get(0)?;
+        let value = String::from_utf8(value).map_err(|_| StoreError::Corrupt(format!("a taint value of agent {agent} is not UTF-8")))?;
+        values.insert(value, Source { call: r.try_get(1)?, tool: r.try_get(2)? });
+    }
+    let overflowed = c.query_opt("SELECT 1 FROM taint_overflow WHERE agent=$1", &[&agent])?.is_some();
+    Ok(TaintLedger::new(values, overflowed))
+}
+
+pub(super) fn forget_taint(c: &mut impl GenericClient, before: i64) -> Result<u64, Fail> {
+    let n = c.execute("DELETE FROM taint WHERE at < $1", &[&before])?;
+    c.execute("DELETE FROM taint_overflow WHERE at < $1", &[&before])?;
+    Ok(n)
+}
+
+/// The rate window: requests in the last 60 s.
+const WINDOW_SECS: i64 = 60;
+
+/// Count a request. The agent's rate lock makes concurrent counts of one
+/// agent take turns, so each sees the requests counted before it and the
+/// counts are 1, 2, 3... as with SQLite's single writer, not several 1s.
+pub(super) fn count_request(tx: &mut Transaction<'_>, agent: &str, now: i64) -> Result<u32, Fail> {
+    lock_agent(tx, RATE_LOCK, agent)?;
+    tx.execute("DELETE FROM request_rate WHERE agent=$1 AND at <= $2", &[&agent, &(now - WINDOW_SECS)])?;
+    tx.execute("INSERT INTO request_rate(agent, at) VALUES ($1, $2)", &[&agent, &now])?;
+    let n: i64 = tx.query_one("SELECT count(*) FROM request_rate WHERE agent=$1", &[&agent])?.try_get(0)?;
+    Ok(u32::try_from(n).unwrap_or(u32::MAX))
+}
+
+/// True for a proof's first use only: of concurrent inserts of one key, the
+/// later ones wait for the first to commit and then insert nothing.
+pub(super) fn dpop_proof_first_use(c: &mut impl GenericClient, jkt: &str, jti: &str, expires_at: i64, now: i64) -> Result<bool, Fail> {
+    c.execute("DELETE FROM dpop_proofs WHERE expires_at < $1", &[&now])?;
+    let inserted = c.execute("INSERT INTO dpop_proofs(jkt, jti, expires_at) VALUES ($1, $2, $3) ON CONFLICT (jkt, jti) DO NOTHING", &[&jkt, &jti, &expires_at])?;
+    Ok(inserted == 1)
+}

@@ -1,0 +1,1070 @@
+//! The store suite: the behaviour of the [`Store`] trait, run against both
+//! backends, SQLite and PostgreSQL, so that a gateway behaves the same on
+//! either.
+//!
+//! Each case is a function of a fresh store (and, for the cases that need
+//! more handles or must break something, its database). `sqlite_backend`
+//! and `postgres_backend` run every case on a fresh database of their
+//! backend and name each failure `backend/case`. Run one case with
+//! `STORE_SUITE_CASE=<part of its name> cargo test --test store_suite`.
+//!
+//! The concurrency cases open one handle per thread on the same database,
+//! as separate processes would: for SQLite another connection to the file,
+//! for PostgreSQL another `PostgresStore` (another pool), as another replica.
+
+mod common;
+
+use std::collections::BTreeMap;
+use std::panic::AssertUnwindSafe;
+use std::path::PathBuf;
+use std::sync::{Arc, Barrier};
+use std::time::{Duration, Instant};
+
+use jitgate::audit::Event;
+use jitgate::baseline::taint::{Source, TaintLedger};
+use jitgate::store::{
+    Approval, ApprovalState, BeginTask, BreakGlassGrant, Consumption, DecideOutcome, Intent, Phase, PostgresStore, Scope, SqliteStore, Store, StoreError, Task,
+    TaskState, TokenRecord, TokenState,
+};
+use jitgate::token::constraints::Constraint;
+
+// ---------------------------------------------------------------------------
+// Backends
+
+/// One fresh database of one backend.
+enum Db {
+    Sqlite { _dir: tempfile::TempDir, path: PathBuf },
+    Postgres { url: String },
+}
+
+impl Db {
+    fn sqlite() -> Self {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("jitgate.sqlite");
+        Db::Sqlite { _dir: dir, path }
+    }
+
+    fn postgres(pg: &common::pg::Postgres) -> Self {
+        Db::Postgres { url: pg.fresh_database() }
+    }
+
+    /// The store a case runs on.
+    fn main_store(&self) -> Arc<dyn Store> {
+        match self {
+            Db::Sqlite { path, .. } => Arc::new(SqliteStore::open(path).unwrap()),
+            Db::Postgres { url } => Arc::new(PostgresStore::connect(url, None, 8).unwrap()),
+        }
+    }
+
+    /// Another handle on the same database, as another process would hold.
+    fn another_handle(&self) -> Arc<dyn Store> {
+        match self {
+            Db::Sqlite { path, .. } => Arc::new(SqliteStore::open(path).unwrap()),
+            Db::Postgres { url } => Arc::new(PostgresStore::connect(url, None, 1).unwrap()),
+        }
+    }
+
+    fn handles(&self, n: usize) -> Vec<Arc<dyn Store>> {
+        (0..n).map(|_| self.another_handle()).collect()
+    }
+
+    /// Run SQL straight on the database (to break things).
+    fn sql(&self, sql: &str) {
+        match self {
+            Db::Sqlite { path, .. } => rusqlite::Connection::open(path).unwrap().execute_batch(sql).unwrap(),
+            Db::Postgres { url } => postgres::Client::connect(url, postgres::NoTls).unwrap().batch_execute(sql).unwrap(),
+        }
+    }
+
+    fn count(&self, table: &str) -> i64 {
+        let sql = format!("SELECT count(*) FROM {table}");
+        match self {
+            Db::Sqlite { path, .. } => rusqlite::Connection::open(path).unwrap().query_row(&sql, [], |r| r.get(0)).unwrap(),
+            Db::Postgres { url } => postgres::Client::connect(url, postgres::NoTls).unwrap().query_one(sql.as_str(), &[]).unwrap().get(0),
+        }
+    }
+
+    /// Make every audit append fail, as a full disk or a broken chain would.
+    fn break_audit(&self) {
+        match self {
+            Db::Sqlite { .. } => self.sql("CREATE TRIGGER no_audit BEFORE INSERT ON audit BEGIN SELECT RAISE(ABORT, 'audit unavailable'); END;"),
+            Db::Postgres { .. } => self.sql(
+                "CREATE OR REPLACE FUNCTION test_no_audit() RETURNS trigger LANGUAGE plpgsql AS $$ BEGIN RAISE EXCEPTION 'audit unavailable'; END $$;
+                 CREATE TRIGGER no_audit BEFORE INSERT ON audit FOR EACH ROW EXECUTE FUNCTION test_no_audit();",
+            ),
+        }
+    }
+
+    fn mend_audit(&self) {
+        match self {
+            Db::Sqlite { .. } => self.sql("DROP TRIGGER no_audit;"),
+            Db::Postgres { .. } => self.sql("DROP TRIGGER no_audit ON audit;"),
+        }
+    }
+}
+
+type Case = (&'static str, fn(&dyn Store, &Db));
+
+const CASES: &[Case] = &[
+    ("a_token_is_consumed_exactly_once", a_token_is_consumed_exactly_once),
+    ("consume_says_why_a_token_is_refused", consume_says_why_a_token_is_refused),
+    ("phase_change_task_end_and_ttl_kill_live_tokens", phase_change_task_end_and_ttl_kill_live_tokens),
+    ("expire_tasks_ends_only_what_ran_out", expire_tasks_ends_only_what_ran_out),
+    ("tasks_and_tokens_read_back_as_written", tasks_and_tokens_read_back_as_written),
+    ("revocations_are_recorded_in_order_per_scope", revocations_are_recorded_in_order_per_scope),
+    ("approvals_are_decided_once_used_once_and_expire", approvals_are_decided_once_used_once_and_expire),
+    ("approvals_list_newest_first", approvals_list_newest_first),
+    ("break_glass_stays_open_until_acked_and_quarantine_until_released", break_glass_stays_open_until_acked_and_quarantine_until_released),
+    ("begin_task_checks_quarantine_and_the_cap_and_writes_all_or_nothing", begin_task_checks_quarantine_and_the_cap_and_writes_all_or_nothing),
+    ("quarantine_revokes_and_records_in_one_transaction", quarantine_revokes_and_records_in_one_transaction),
+    ("a_decision_without_its_record_is_not_taken", a_decision_without_its_record_is_not_taken),
+    ("ending_an_instance_revokes_only_its_own_sessions", ending_an_instance_revokes_only_its_own_sessions),
+    ("an_instance_whose_lease_lapsed_is_reported_until_ended", an_instance_whose_lease_lapsed_is_reported_until_ended),
+    ("an_instance_id_registers_once", an_instance_id_registers_once),
+    ("a_dpop_proof_is_used_once_per_key", a_dpop_proof_is_used_once_per_key),
+    ("recent_tasks_page_newest_first_with_a_cursor", recent_tasks_page_newest_first_with_a_cursor),
+    ("request_rate_counts_the_last_minute_per_agent", request_rate_counts_the_last_minute_per_agent),
+    ("taint_is_capped_refreshed_and_forgotten", taint_is_capped_refreshed_and_forgotten),
+    ("end_user_answers_are_taken_once_and_declines_stand", end_user_answers_are_taken_once_and_declines_stand),
+    ("intents_and_calls_are_kept_in_order", intents_and_calls_are_kept_in_order),
+    ("the_audit_chain_reads_back_and_verifies", the_audit_chain_reads_back_and_verifies),
+    ("concurrent_consumers_get_one_success", concurrent_consumers_get_one_success),
+    ("concurrent_consumes_and_a_phase_change_agree", concurrent_consumes_and_a_phase_change_agree),
+    ("concurrent_approval_users_get_one_success", concurrent_approval_users_get_one_success),
+    ("concurrent_decisions_decide_once", concurrent_decisions_decide_once),
+    ("concurrent_phase_advances_move_once", concurrent_phase_advances_move_once),
+    ("concurrent_once_only_operations_succeed_once", concurrent_once_only_operations_succeed_once),
+    ("concurrent_appends_form_one_chain", concurrent_appends_form_one_chain),
+    ("concurrent_begin_tasks_keep_the_cap", concurrent_begin_tasks_keep_the_cap),
+    ("concurrent_revocations_are_seen_in_seq_order", concurrent_revocations_are_seen_in_seq_order),
+    ("concurrent_request_counts_are_exact", concurrent_request_counts_are_exact),
+    ("concurrent_taint_from_several_replicas_keeps_the_cap", concurrent_taint_from_several_replicas_keeps_the_cap),
+];
+
+/// Run every case (or those `STORE_SUITE_CASE` names) on a fresh database;
+/// fail with the list of `backend/case: message`.
+fn run_suite(backend: &str, fresh: &dyn Fn() -> Db) {
+    let filter = std::env::var("STORE_SUITE_CASE").ok();
+    let mut failed = Vec::new();
+    for (name, case) in CASES {
+        if filter.as_deref().is_some_and(|f| !name.contains(f)) {
+            continue;
+        }
+        let db = fresh();
+        let started = Instant::now();
+        let outcome = std::panic::catch_unwind(AssertUnwindSafe(|| {
+            let store = db.main_store();
+            case(store.as_ref(), &db)
+        }));
+        match outcome {
+            Ok(()) => eprintln!("ok {backend}/{name} ({} ms)", started.elapsed().as_millis()),
+            Err(panic) => {
+                let message = panic.downcast_ref::<String>().cloned().or_else(|| panic.downcast_ref::<&str>().map(|s| s.to_string())).unwrap_or_default();
+                eprintln!("FAILED {backend}/{name}: {message}");
+                failed.push(format!("{backend}/{name}: {message}"));
+            }
+        }
+    }
+    assert!(failed.is_empty(), "store suite failures:\n{}", failed.join("\n"));
+}
+
+#[test]
+fn sqlite_backend() {
+    run_suite("sqlite", &Db::sqlite);
+}
+
+#[test]
+fn postgres_backend() {
+    let pg = common::pg::Postgres::start();
+    run_suite("postgres", &|| Db::postgres(&pg));
+}
+
+// ---------------------------------------------------------------------------
+// Fixtures
+
+fn task(id: &str, expires_at: i64) -> Task {
+    Task {
+        id: id.into(),
+        agent: "triage".into(),
+        sid: "s1".into(),
+        objective: "answer alice".into(),
+        phases: vec![Phase { name: "read".into(), tools: vec!["ws__read".into()] }, Phase { name: "send".into(), tools: vec!["ws__send".into()] }],
+        current_phase: 0,
+        state: TaskState::Active,
+        created_at: 100,
+        expires_at,
+        end_reason: None,
+    }
+}
+
+fn task_of(id: &str, agent: &str, sid: &str) -> Task {
+    Task { agent: agent.into(), sid: sid.into(), ..task(id, 1000) }
+}
+
+fn token(jti: &str, task: &str, phase: usize) -> TokenRecord {
+    TokenRecord {
+        jti: jti.into(),
+        task: task.into(),
+        agent: "triage".into(),
+        sid: "s1".into(),
+        tool: "ws__read".into(),
+        phase,
+        state: TokenState::Issued,
+        issued_at: 100,
+        expires_at: 160,
+        changed_at: None,
+        reason: None,
+    }
+}
+
+fn token_of(jti: &str, task: &str, agent: &str, sid: &str) -> TokenRecord {
+    TokenRecord { agent: agent.into(), sid: sid.into(), ..token(jti, task, 0) }
+}
+
+fn approval(id: &str, digest: &str, expires_at: i64) -> Approval {
+    Approval {
+        id: id.into(),
+        digest: digest.into(),
+        agent: "spiffe://x/agent/a".into(),
+        task: "t1".into(),
+        tool: "ws__delete".into(),
+        constraints: "{}".into(),
+        purpose: "p".into(),
+        group: "oncall".into(),
+        policies: vec!["p1".into()],
+        state: ApprovalState::Pending,
+        created_at: 100,
+        expires_at,
+        decided_at: None,
+        decided_by: None,
+        note: None,
+        used_jti: None,
+    }
+}
+
+fn grant(id: &str, granted_at: i64) -> BreakGlassGrant {
+    BreakGlassGrant {
+        id: id.into(),
+        agent: "a".into(),
+        task: "t".into(),
+        tool: "ws__x".into(),
+        constraints: "{}".into(),
+        justification: "incident".into(),
+        jti: "j".into(),
+        policies: vec!["p1".into(), "p2".into()],
+        granted_at,
+        expires_at: granted_at + 1,
+        reviewed_at: None,
+        reviewed_by: None,
+        note: None,
+    }
+}
+
+fn event(kind: &'static str) -> Event {
+    Event::new(kind, None, Some("a"), serde_json::json!({}))
+}
+
+fn record(a: &Approval) -> Event {
+    Event::new("approval.decided", Some(&a.task), Some(&a.agent), serde_json::json!({"approval": a.id}))
+}
+
+/// Run `f(handle, i)` on `n` threads at once, thread `i` on `handles[i % len]`.
+fn race<T: Send + 'static>(handles: &[Arc<dyn Store>], n: usize, f: impl Fn(&dyn Store, usize) -> T + Send + Sync + 'static) -> Vec<T> {
+    let f = Arc::new(f);
+    let barrier = Arc::new(Barrier::new(n));
+    let threads: Vec<_> = (0..n)
+        .map(|i| {
+            let (store, f, barrier) = (handles[i % handles.len()].clone(), f.clone(), barrier.clone());
+            std::thread::spawn(move || {
+                barrier.wait();
+                f(store.as_ref(), i)
+            })
+        })
+        .collect();
+    threads.into_iter().map(|t| t.join().unwrap()).collect()
+}
+
+/// The sources the ledger names for `value` in a sensitive argument.
+fn taint_sources(ledger: &TaintLedger, value: &str) -> Vec<String> {
+    let constraints = BTreeMap::from([("to".to_owned(), Constraint::Eq(serde_json::json!(value)))]);
+    ledger.check(&["to".to_owned()], &[], &constraints).sources.into_iter().map(|s| s.call).collect()
+}
+
+fn verify_chain(records: &[jitgate::audit::Record]) -> jitgate::audit::verify::Report {
+    let evidence = jitgate::audit::verify::Evidence { stored: &[], witnessed: &[], keys: &[], must_be_covered_before: 0 };
+    jitgate::audit::verify::verify(records, &evidence)
+}
+
+// ---------------------------------------------------------------------------
+// Tokens, tasks, phases
+
+fn a_token_is_consumed_exactly_once(s: &dyn Store, _: &Db) {
+    s.create_task(&task("t1", 1000)).unwrap();
+    s.record_token(&token("j1", "t1", 0)).unwrap();
+    assert_eq!(s.consume("j1", 110).unwrap(), Consumption::Consumed);
+    assert_eq!(s.consume("j1", 111).unwrap(), Consumption::AlreadyConsumed { at: 110 });
+    assert_eq!(s.consume("nope", 111).unwrap(), Consumption::Unknown);
+    let t = s.token("j1").unwrap().unwrap();
+    assert_eq!((t.state, t.changed_at), (TokenState::Consumed, Some(110)));
+    // The consumption is a call that happened.
+    let call = s.last_call_of("triage").unwrap().unwrap();
+    assert_eq!((call.jti.as_str(), call.task.as_str(), call.tool.as_str(), call.at), ("j1", "t1", "ws__read", 110));
+}
+
+fn consume_says_why_a_token_is_refused(s: &dyn Store, _: &Db) {
+    s.create_task(&task("t1", 1000)).unwrap();
+    s.record_token(&token("ahead", "t1", 1)).unwrap();
+    assert_eq!(s.consume("ahead", 110).unwrap(), Consumption::PhaseOver { token_phase: 1, current_phase: 0 });
+    assert_eq!(s.token("ahead").unwrap().unwrap().state, TokenState::Issued, "a refused token stays as it was");
+    s.record_token(&token("revoked", "t1", 0)).unwrap();
+    s.revoke(&Scope::Token("revoked".into()), "operator said so", 111).unwrap();
+    assert_eq!(s.consume("revoked", 112).unwrap(), Consumption::Revoked { reason: "operator said so".into() });
+
+    // A task ended by a path that left a token issued (a token recorded
+    // after the end) reports the task's state and reason.
+    s.create_task(&task("t2", 1000)).unwrap();
+    assert!(s.end_task("t2", "done", 120).unwrap());
+    s.record_token(&token("late", "t2", 0)).unwrap();
+    assert_eq!(s.consume("late", 121).unwrap(), Consumption::TaskInactive { state: TaskState::Ended, reason: Some("task ended: done".into()) });
+
+    // Past the task's TTL, before anything marked it expired.
+    s.create_task(&task("t3", 130)).unwrap();
+    s.record_token(&token("ttl", "t3", 0)).unwrap();
+    assert_eq!(s.consume("ttl", 130).unwrap(), Consumption::TaskInactive { state: TaskState::Expired, reason: Some("task TTL expired".into()) });
+
+    // A token whose task does not exist is unknown.
+    s.record_token(&token("orphan", "missing", 0)).unwrap();
+    assert_eq!(s.consume("orphan", 110).unwrap(), Consumption::Unknown);
+    assert!(s.last_call_of("triage").unwrap().is_none(), "no refused consumption is a call");
+}
+
+fn phase_change_task_end_and_ttl_kill_live_tokens(s: &dyn Store, _: &Db) {
+    s.create_task(&task("t1", 1000)).unwrap();
+    s.record_token(&token("old", "t1", 0)).unwrap();
+    assert!(!s.advance_phase("t1", 1, 120).unwrap(), "cannot skip from a phase the task is not in");
+    assert!(s.advance_phase("t1", 0, 120).unwrap());
+    assert_eq!(s.task("t1").unwrap().unwrap().current_phase, 1);
+    assert_eq!(s.consume("old", 121).unwrap(), Consumption::Revoked { reason: "phase 1 ended".into() });
+    s.record_token(&token("new", "t1", 1)).unwrap();
+    assert!(s.end_task("t1", "done", 130).unwrap());
+    assert_eq!(s.consume("new", 131).unwrap(), Consumption::Revoked { reason: "task ended: done".into() });
+    assert!(!s.end_task("t1", "again", 132).unwrap());
+    assert!(!s.end_task("nope", "x", 132).unwrap());
+    let t1 = s.task("t1").unwrap().unwrap();
+    assert_eq!((t1.state, t1.end_reason.as_deref()), (TaskState::Ended, Some("task ended: done")));
+
+    s.create_task(&task("t2", 200)).unwrap();
+    s.record_token(&token("late", "t2", 0)).unwrap();
+    assert!(matches!(s.consume("late", 200).unwrap(), Consumption::TaskInactive { state: TaskState::Expired, .. }));
+    assert!(!s.advance_phase("t2", 0, 200).unwrap(), "an expired task does not advance");
+    assert_eq!(s.expire_tasks(200).unwrap(), vec!["t2".to_owned()]);
+    assert_eq!(s.task("t2").unwrap().unwrap().state, TaskState::Expired);
+    assert_eq!(s.consume("late", 201).unwrap(), Consumption::Revoked { reason: "task TTL expired".into() });
+}
+
+fn expire_tasks_ends_only_what_ran_out(s: &dyn Store, _: &Db) {
+    s.create_task(&task("soon", 150)).unwrap();
+    s.create_task(&task("later", 500)).unwrap();
+    s.create_task(&task("sooner", 140)).unwrap();
+    s.create_task(&task("done", 100)).unwrap();
+    s.end_task("done", "ok", 90).unwrap();
+    s.record_token(&token("j", "soon", 0)).unwrap();
+    assert!(s.expire_tasks(139).unwrap().is_empty());
+    let mut expired = s.expire_tasks(150).unwrap();
+    expired.sort();
+    assert_eq!(expired, ["soon", "sooner"]);
+    assert!(s.expire_tasks(150).unwrap().is_empty(), "expired once");
+    assert_eq!(s.task("later").unwrap().unwrap().state, TaskState::Active);
+    assert_eq!(s.task("done").unwrap().unwrap().state, TaskState::Ended);
+    let r: Vec<_> = s.revocations_since(0).unwrap().into_iter().filter(|r| r.reason == "task TTL expired").map(|r| (r.scope, r.tokens)).collect();
+    assert!(r.contains(&(Scope::Task("soon".into()), 1)) && r.contains(&(Scope::Task("sooner".into()), 0)), "{r:?}");
+    assert_eq!(s.active_tasks_of("triage").unwrap(), ["later"]);
+}
+
+fn tasks_and_tokens_read_back_as_written(s: &dyn Store, _: &Db) {
+    let mut t = task("t1", 1000);
+    t.objective = "reply to ünïcödé \"quoted\" 'text' ; DROP TABLE tasks; --".into();
+    s.create_task(&t).unwrap();
+    assert_eq!(s.task("t1").unwrap(), Some(t.clone()));
+    assert!(s.task("nope").unwrap().is_none());
+    assert!(s.create_task(&t).is_err(), "a task id is unique");
+    let k = token("j1", "t1", 0);
+    s.record_token(&k).unwrap();
+    assert_eq!(s.token("j1").unwrap(), Some(k.clone()));
+    assert!(s.record_token(&k).is_err(), "a jti is unique");
+    assert!(s.token("nope").unwrap().is_none());
+    s.session_opened("s1", "triage", "i1", 5).unwrap();
+    s.session_opened("s1", "triage", "i2", 6).unwrap();
+    s.create_task(&task_of("t2", "other", "s2")).unwrap();
+    assert_eq!(s.active_tasks_of("triage").unwrap(), ["t1"]);
+    assert_eq!(s.active_tasks_of("other").unwrap(), ["t2"]);
+    assert!(s.active_tasks_of("nobody").unwrap().is_empty());
+}
+
+fn revocations_are_recorded_in_order_per_scope(s: &dyn Store, _: &Db) {
+    s.create_task(&task("t1", 1000)).unwrap();
+    s.record_token(&token("a", "t1", 0)).unwrap();
+    s.record_token(&token("b", "t1", 0)).unwrap();
+    let r = s.revoke(&Scope::Token("a".into()), "operator", 150).unwrap();
+    assert_eq!(r.tokens, 1);
+    let r2 = s.revoke(&Scope::Agent("triage".into()), "drift", 151).unwrap();
+    assert_eq!(r2.tokens, 1);
+    assert!(r2.seq > r.seq);
+    assert_eq!(s.task("t1").unwrap().unwrap().state, TaskState::Revoked);
+    let seen: Vec<_> = s.revocations_since(0).unwrap().into_iter().map(|r| (r.scope.kind(), r.reason)).collect();
+    assert_eq!(seen, [("token", "operator".to_owned()), ("agent", "drift".to_owned())]);
+    let after = s.revocations_since(r.seq).unwrap();
+    assert_eq!(after, [r2.clone()], "the recorded revocation is the one returned");
+    assert!(s.revocations_since(r2.seq).unwrap().is_empty());
+    // Every scope round-trips; a revocation that kills nothing is still recorded.
+    for scope in [Scope::Task("t9".into()), Scope::Phase("t9".into()), Scope::Session("s9".into())] {
+        let r = s.revoke(&scope, "why", 152).unwrap();
+        assert_eq!((r.tokens, s.revocations_since(r.seq - 1).unwrap().first().map(|x| x.scope.clone())), (0, Some(scope)));
+    }
+}
+
+// ---------------------------------------------------------------------------
+// Approvals, break-glass, quarantine
+
+fn approvals_are_decided_once_used_once_and_expire(s: &dyn Store, _: &Db) {
+    s.create_approval(&approval("a1", "d1", 200)).unwrap();
+    s.create_approval(&approval("a2", "d2", 150)).unwrap();
+    assert_eq!(s.pending_approvals_of("spiffe://x/agent/a", 110).unwrap(), 2);
+    assert_eq!(s.pending_approvals_of("spiffe://x/agent/a", 150).unwrap(), 1, "a2 has lapsed");
+    assert_eq!(s.approval_for_request("d1", 110).unwrap().map(|a| a.id), Some("a1".into()));
+    assert_eq!(s.approval_for_request("d2", 150).unwrap().map(|a| a.state), Some(ApprovalState::Expired));
+    assert_eq!(s.approval("a1", 110).unwrap(), Some(approval("a1", "d1", 200)));
+    let DecideOutcome::Decided(a) = s.decide_approval("a1", true, "alice", "ok", 120, 180, &record).unwrap() else { panic!() };
+    assert_eq!((a.state, a.expires_at, a.decided_by.as_deref(), a.decided_at, a.note.as_deref()), (ApprovalState::Approved, 180, Some("alice"), Some(120), Some("ok")));
+    // A second decision sees it is no longer pending.
+    assert!(matches!(s.decide_approval("a1", false, "bob", "no", 121, 180, &record).unwrap(), DecideOutcome::NotPending(_)));
+    assert!(matches!(s.decide_approval("nope", true, "bob", "", 121, 180, &record).unwrap(), DecideOutcome::NotFound));
+    // Expired before anyone decided.
+    assert!(matches!(s.decide_approval("a2", true, "bob", "", 151, 180, &record).unwrap(), DecideOutcome::NotPending(a) if a.state == ApprovalState::Expired));
+    assert!(s.use_approval("a1", "j1", 130).unwrap());
+    assert!(!s.use_approval("a1", "j2", 131).unwrap());
+    assert_eq!(s.approval("a1", 131).unwrap().map(|a| (a.state, a.used_jti)), Some((ApprovalState::Used, Some("j1".into()))));
+    assert_eq!(s.approvals(false, 131).unwrap().len(), 0);
+    assert_eq!(s.approvals(true, 131).unwrap().len(), 2);
+    // One record per decision taken.
+    let kinds: Vec<String> = s.audit_records(0, 100).unwrap().into_iter().map(|r| r.kind).collect();
+    assert_eq!(kinds, ["approval.decided"]);
+
+    // An approval is usable only until it lapses.
+    s.create_approval(&approval("a3", "d3", 300)).unwrap();
+    assert!(matches!(s.decide_approval("a3", true, "alice", "", 200, 210, &record).unwrap(), DecideOutcome::Decided(_)));
+    assert!(!s.use_approval("a3", "j3", 210).unwrap());
+    assert_eq!(s.approval("a3", 210).unwrap().map(|a| a.state), Some(ApprovalState::Expired));
+    // A denial is final.
+    s.create_approval(&approval("a4", "d4", 300)).unwrap();
+    assert!(matches!(s.decide_approval("a4", false, "alice", "no", 200, 210, &record).unwrap(), DecideOutcome::Decided(a) if a.state == ApprovalState::Denied && a.expires_at == 300));
+    assert!(!s.use_approval("a4", "j4", 201).unwrap());
+}
+
+fn approvals_list_newest_first(s: &dyn Store, _: &Db) {
+    for (id, created) in [("first", 100), ("second", 100), ("newest", 101), ("oldest", 99)] {
+        s.create_approval(&Approval { created_at: created, ..approval(id, "same", 1000) }).unwrap();
+    }
+    let ids: Vec<String> = s.approvals(true, 0).unwrap().into_iter().map(|a| a.id).collect();
+    assert_eq!(ids, ["newest", "second", "first", "oldest"], "newest first; of the same second, the later written first");
+    assert_eq!(s.approval_for_request("same", 0).unwrap().map(|a| a.id), Some("newest".into()));
+    let a = s.approvals(false, 0).unwrap().remove(0);
+    assert_eq!((a.policies, a.group), (vec!["p1".to_owned()], "oncall".to_owned()));
+}
+
+fn break_glass_stays_open_until_acked_and_quarantine_until_released(s: &dyn Store, _: &Db) {
+    s.record_break_glass(&grant("bg1", 1)).unwrap();
+    s.record_break_glass(&grant("bg2", 3)).unwrap();
+    assert_eq!(s.break_glass_grants(false).unwrap().iter().map(|g| g.id.as_str()).collect::<Vec<_>>(), ["bg2", "bg1"]);
+    assert_eq!(s.break_glass_grants(false).unwrap()[1], grant("bg1", 1));
+    let ev = event("break_glass.reviewed");
+    assert!(s.ack_break_glass("bg1", "alice", "fine", &ev, 5).unwrap());
+    assert!(!s.ack_break_glass("bg1", "alice", "again", &ev, 6).unwrap());
+    assert!(!s.ack_break_glass("nope", "alice", "", &ev, 6).unwrap());
+    assert_eq!(s.break_glass_grants(false).unwrap().len(), 1);
+    let all = s.break_glass_grants(true).unwrap();
+    let acked = all.iter().find(|g| g.id == "bg1").unwrap();
+    assert_eq!((acked.reviewed_by.as_deref(), acked.reviewed_at, acked.note.as_deref()), (Some("alice"), Some(5), Some("fine")));
+    s.quarantine("a", "drift", &event("quarantine"), 1).unwrap();
+    assert_eq!(s.quarantined("a").unwrap().map(|q| (q.reason, q.since)), Some(("drift".into(), 1)));
+    assert!(s.release("a", "alice", "checked", &event("release"), 2).unwrap());
+    assert!(!s.release("a", "alice", "again", &event("release"), 3).unwrap());
+    assert!(s.quarantined("a").unwrap().is_none());
+    // One record per change that happened, none for the refused repeats.
+    let kinds: Vec<String> = s.audit_records(0, 100).unwrap().into_iter().map(|r| r.kind).collect();
+    assert_eq!(kinds, ["break_glass.reviewed", "quarantine", "release"]);
+}
+
+fn begin_task_checks_quarantine_and_the_cap_and_writes_all_or_nothing(s: &dyn Store, db: &Db) {
+    let ev = event("task.begin");
+    assert_eq!(s.begin_task(&task("t1", 100), Some(("sid1", "inst")), &ev, 2, 1).unwrap(), BeginTask::Created);
+    assert_eq!(s.begin_task(&task("t2", 100), None, &ev, 2, 1).unwrap(), BeginTask::Created);
+    assert_eq!(s.begin_task(&task("t3", 100), None, &ev, 2, 1).unwrap(), BeginTask::TooMany(2));
+    assert!(s.task("t3").unwrap().is_none());
+    assert_eq!(s.task("t1").unwrap(), Some(task("t1", 100)));
+    s.end_task("t1", "done", 2).unwrap();
+    s.quarantine("triage", "drift", &event("quarantine"), 3).unwrap();
+    assert_eq!(s.begin_task(&task("t4", 100), None, &ev, 9, 3).unwrap(), BeginTask::Quarantined("drift".into()));
+    assert!(s.task("t4").unwrap().is_none());
+    // Every task has its record; the refused ones have none.
+    let begun = s.audit_records(0, 100).unwrap().into_iter().filter(|r| r.kind == "task.begin").count();
+    assert_eq!(begun, 2);
+    assert_eq!(db.count("sessions"), 1);
+
+    // When the record cannot be written, neither the task nor its session exists.
+    db.break_audit();
+    let other = task_of("t5", "someone", "sid5");
+    assert!(s.begin_task(&other, Some(("sid5", "inst")), &ev, 9, 1).is_err());
+    assert!(s.task("t5").unwrap().is_none());
+    assert_eq!(db.count("sessions"), 1);
+}
+
+fn quarantine_revokes_and_records_in_one_transaction(s: &dyn Store, db: &Db) {
+    s.create_task(&task("t1", 100)).unwrap();
+    s.record_token(&token("j1", "t1", 0)).unwrap();
+    let r = s.quarantine("triage", "drift", &event("quarantine"), 5).unwrap();
+    assert_eq!((r.tokens, r.scope.clone(), r.reason.as_str()), (1, Scope::Agent("triage".into()), "quarantined: drift"));
+    assert_eq!(s.revocations_since(0).unwrap(), [r]);
+    assert_eq!(s.token("j1").unwrap().map(|t| t.state), Some(TokenState::Revoked));
+    assert_eq!(s.task("t1").unwrap().map(|t| t.state), Some(TaskState::Revoked));
+    // Quarantining again keeps the first reason.
+    s.quarantine("triage", "again", &event("quarantine"), 6).unwrap();
+    assert_eq!(s.quarantined("triage").unwrap().map(|q| q.reason), Some("drift".into()));
+
+    // A failed record leaves nothing half done: no quarantine, nothing revoked.
+    s.create_task(&task_of("t2", "other", "s2")).unwrap();
+    s.record_token(&token_of("j2", "t2", "other", "s2")).unwrap();
+    let revocations = s.revocations_since(0).unwrap().len();
+    db.break_audit();
+    let e = s.quarantine("other", "drift", &event("quarantine"), 7).unwrap_err();
+    assert_eq!(e.code(), "store_unavailable");
+    assert!(s.quarantined("other").unwrap().is_none());
+    assert_eq!(s.token("j2").unwrap().map(|t| t.state), Some(TokenState::Issued));
+    assert_eq!(s.task("t2").unwrap().map(|t| t.state), Some(TaskState::Active));
+    assert_eq!(s.revocations_since(0).unwrap().len(), revocations);
+    // Nor is a release without its record.
+    assert!(s.release("triage", "alice", "ok", &event("release"), 8).is_err());
+    assert!(s.quarantined("triage").unwrap().is_some());
+    // And a bare append says the audit is what failed.
+    assert_eq!(s.append_audit(&event("x"), 9).unwrap_err().code(), "audit_unavailable");
+}
+
+fn a_decision_without_its_record_is_not_taken(s: &dyn Store, db: &Db) {
+    s.create_approval(&approval("a1", "d1", 200)).unwrap();
+    s.record_break_glass(&grant("bg1", 1)).unwrap();
+    db.break_audit();
+    assert!(s.decide_approval("a1", false, "alice", "no", 120, 180, &record).is_err());
+    assert_eq!(s.approval("a1", 121).unwrap().map(|a| a.state), Some(ApprovalState::Pending));
+    assert!(s.ack_break_glass("bg1", "alice", "", &event("break_glass.reviewed"), 5).is_err());
+    assert_eq!(s.break_glass_grants(false).unwrap().len(), 1);
+    db.mend_audit();
+    assert!(matches!(s.decide_approval("a1", false, "alice", "no", 122, 180, &record).unwrap(), DecideOutcome::Decided(_)));
+    assert_eq!(s.audit_records(0, 10).unwrap().len(), 1);
+}
+
+// ---------------------------------------------------------------------------
+// Instances, DPoP, rate, taint, end users, intents
+
+fn ending_an_instance_revokes_only_its_own_sessions(s: &dyn Store, _: &Db) {
+    s.register_instance("i1", "http", 0, 30).unwrap();
+    s.register_instance("i2", "stdio", 0, 30).unwrap();
+    for (t, sid, inst) in [("t1", "s1", "i1"), ("t2", "s2", "i2")] {
+        s.create_task(&task_of(t, "a", sid)).unwrap();
+        s.record_token(&token_of(&format!("j{t}"), t, "a", sid)).unwrap();
+        s.session_opened(sid, "a", inst, 0).unwrap();
+    }
+    // A sessionless (2026-07-28) task belongs to no instance.
+    s.create_task(&task_of("t3", "a", "")).unwrap();
+    s.record_token(&token_of("jt3", "t3", "a", "")).unwrap();
+
+    let r = s.end_instance("i1", "instance stopped", 5).unwrap();
+    assert_eq!(r.iter().map(|r| r.scope.clone()).collect::<Vec<_>>(), vec![Scope::Session("s1".into())]);
+    assert_eq!(s.revocations_since(0).unwrap(), r, "the revocations returned are the ones recorded");
+    assert_eq!(s.task("t1").unwrap().unwrap().state, TaskState::Revoked);
+    assert_eq!(s.task("t2").unwrap().unwrap().state, TaskState::Active);
+    assert_eq!(s.task("t3").unwrap().unwrap().state, TaskState::Active);
+    assert_eq!(s.token("jt2").unwrap().unwrap().state, TokenState::Issued);
+    // Ending again changes nothing.
+    assert!(s.end_instance("i1", "again", 6).unwrap().is_empty());
+    assert!(s.renew_instance("i2", 1000).unwrap());
+    // An ended instance that renews (it was paused, not dead) says so and
+    // is live again: what its sessions hold later lapses with it.
+    assert!(!s.renew_instance("i1", 100).unwrap());
+    assert!(s.renew_instance("i1", 110).unwrap());
+    s.create_task(&task_of("t4", "a", "s1")).unwrap();
+    assert_eq!(s.lapsed_instances(111).unwrap(), vec!["i1".to_owned()]);
+    s.end_instance("i1", "lease lapsed", 111).unwrap();
+    assert_eq!(s.task("t4").unwrap().unwrap().state, TaskState::Revoked);
+    // The empty session id is never a revocation target.
+    let before = s.revocations_since(0).unwrap().len();
+    assert!(s.revoke(&Scope::Session(String::new()), "x", 7).is_err());
+    assert_eq!(s.task("t3").unwrap().unwrap().state, TaskState::Active);
+    assert_eq!(s.revocations_since(0).unwrap().len(), before);
+    // Sessions from before instances existed belong to the empty instance.
+    s.create_task(&task_of("t5", "a", "s5")).unwrap();
+    s.session_opened("s5", "a", "", 0).unwrap();
+    assert_eq!(s.lapsed_instances(0).unwrap(), vec![String::new()]);
+    s.end_instance("", "legacy", 8).unwrap();
+    assert!(s.lapsed_instances(0).unwrap().is_empty());
+}
+
+fn an_instance_whose_lease_lapsed_is_reported_until_ended(s: &dyn Store, _: &Db) {
+    s.register_instance("live", "http", 0, 100).unwrap();
+    s.register_instance("dead", "http", 0, 10).unwrap();
+    assert_eq!(s.lapsed_instances(50).unwrap(), vec!["dead".to_owned()]);
+    s.end_instance("dead", "lease lapsed", 50).unwrap();
+    assert!(s.lapsed_instances(50).unwrap().is_empty());
+    assert_eq!(s.lapsed_instances(101).unwrap(), vec!["live".to_owned()]);
+}
+
+fn an_instance_id_registers_once(s: &dyn Store, _: &Db) {
+    s.register_instance("i1", "http", 0, 10).unwrap();
+    assert_eq!(s.register_instance("i1", "http", 1, 10).unwrap_err().code(), "store_unavailable");
+    assert!(!s.renew_instance("never", 10).unwrap(), "an unknown instance is not live");
+}
+
+fn a_dpop_proof_is_used_once_per_key(s: &dyn Store, _: &Db) {
+    assert!(s.dpop_proof_first_use("k1", "j", 100, 0).unwrap());
+    assert!(!s.dpop_proof_first_use("k1", "j", 100, 1).unwrap());
+    assert!(s.dpop_proof_first_use("k2", "j", 100, 1).unwrap(), "another key's jti is its own");
+    assert!(!s.dpop_proof_first_use("k1", "j", 100, 100).unwrap(), "remembered until it expires");
+    // Forgotten once expired (the proof itself is refused by then).
+    assert!(s.dpop_proof_first_use("k1", "j", 200, 101).unwrap());
+}
+
+fn recent_tasks_page_newest_first_with_a_cursor(s: &dyn Store, _: &Db) {
+    for i in 0..5 {
+        let mut t = task_of(&format!("t{i}"), "a", "");
+        t.created_at = 100 + i / 2; // two tasks share each second
+        t.agent = if i == 4 { "b".into() } else { "a".into() };
+        s.create_task(&t).unwrap();
+    }
+    let ids = |v: Vec<Task>| v.into_iter().map(|t| t.id).collect::<Vec<_>>();
+    let first = s.recent_tasks(None, 0, None, 2).unwrap();
+    assert_eq!(ids(first.clone()), vec!["t4", "t3"]);
+    let last = first.last().unwrap();
+    let second = s.recent_tasks(None, 0, Some((last.created_at, last.id.clone())), 2).unwrap();
+    assert_eq!(ids(second.clone()), vec!["t2", "t1"]);
+    let last = second.last().unwrap();
+    assert_eq!(ids(s.recent_tasks(None, 0, Some((last.created_at, last.id.clone())), 2).unwrap()), vec!["t0"]);
+    assert_eq!(ids(s.recent_tasks(Some("b"), 0, None, 10).unwrap()), vec!["t4"]);
+    assert_eq!(ids(s.recent_tasks(None, 102, None, 10).unwrap()), vec!["t4"]);
+    // Ids of one second order bytewise (upper case before lower case, '_' between).
+    for id in ["B", "a", "_", "Z9"] {
+        s.create_task(&Task { created_at: 500, ..task_of(id, "c", "") }).unwrap();
+    }
+    assert_eq!(ids(s.recent_tasks(Some("c"), 0, None, 10).unwrap()), vec!["a", "_", "Z9", "B"]);
+    assert_eq!(ids(s.recent_tasks(Some("c"), 0, Some((500, "_".into())), 10).unwrap()), vec!["Z9", "B"]);
+}
+
+fn request_rate_counts_the_last_minute_per_agent(s: &dyn Store, _: &Db) {
+    assert_eq!(s.count_request("a", 100).unwrap(), 1);
+    assert_eq!(s.count_request("a", 130).unwrap(), 2);
+    assert_eq!(s.count_request("b", 130).unwrap(), 1);
+    assert_eq!(s.count_request("a", 161).unwrap(), 2, "the request at 100 left the window");
+    // Releasing an agent starts its window again.
+    s.quarantine("a", "burst", &event("quarantine"), 162).unwrap();
+    assert!(s.release("a", "alice", "ok", &event("release"), 163).unwrap());
+    assert_eq!(s.count_request("a", 164).unwrap(), 1);
+    assert_eq!(s.count_request("b", 164).unwrap(), 2, "another agent's window is its own");
+}
+
+fn taint_is_capped_refreshed_and_forgotten(s: &dyn Store, db: &Db) {
+    let src = |call: &str| Source { call: call.into(), tool: "ws__read".into() };
+    assert!(s.taint_ledger("a").unwrap().is_empty());
+    s.record_taint("a", &[], &src("j0"), 10, 3).unwrap();
+    assert!(s.taint_ledger("a").unwrap().is_empty());
+    s.record_taint("a", &["mallory@evil.example".into(), "mallory@evil.example".into(), "iban de89370400440532013000".into()], &src("j1"), 10, 4).unwrap();
+    let ledger = s.taint_ledger("a").unwrap();
+    assert_eq!(taint_sources(&ledger, "mallory@evil.example"), ["j1"]);
+    assert!(taint_sources(&ledger, "nobody@good.example").is_empty());
+    // Seen again: keeps its first source (and is kept longer).
+    s.record_taint("a", &["mallory@evil.example".into(), "eve@evil.example".into()], &src("j2"), 20, 4).unwrap();
+    let ledger = s.taint_ledger("a").unwrap();
+    assert_eq!((taint_sources(&ledger, "mallory@evil.example"), taint_sources(&ledger, "eve@evil.example")), (vec!["j1".to_owned()], vec!["j2".to_owned()]));
+    assert!(!ledger.check(&["to".into()], &[], &BTreeMap::from([("to".to_owned(), Constraint::Eq(serde_json::json!("x@y.example")))])).tainted);
+    // One more value fits; the next overflows the ledger, and then every value counts as tainted.
+    s.record_taint("a", &["trudy@evil.example".into(), "oscar@evil.example".into()], &src("j3"), 20, 4).unwrap();
+    assert_eq!(db.count("taint"), 4);
+    let ledger = s.taint_ledger("a").unwrap();
+    assert!(ledger.check(&["to".into()], &[], &BTreeMap::from([("to".to_owned(), Constraint::Eq(serde_json::json!("x@y.example")))])).tainted);
+    assert!(s.taint_ledger("b").unwrap().is_empty(), "another agent's ledger is its own");
+    // Values PostgreSQL TEXT and btree keys could not hold: a NUL, a long passage.
+    let passage = format!(" {} ", "lorem ipsum dolor ".repeat(1000));
+    let odd = "nul\u{0}inside".to_owned();
+    s.record_taint("b", &[passage.clone(), odd.clone()], &src("j4"), 30, 10).unwrap();
+    assert_eq!(db.count("taint"), 6);
+    let ledger = format!("{:?}", s.taint_ledger("b").unwrap());
+    assert!(ledger.contains("nul\\0inside") && ledger.matches("j4").count() == 2, "{}", &ledger[..200]);
+    // The values refreshed at 20 stay; those last seen at 10 go.
+    assert_eq!(s.forget_taint(20).unwrap(), 1);
+    assert_eq!(s.forget_taint(31).unwrap(), 5);
+    assert!(s.taint_ledger("a").unwrap().is_empty(), "the overflow mark is forgotten with the values");
+}
+
+fn end_user_answers_are_taken_once_and_declines_stand(s: &dyn Store, _: &Db) {
+    s.ask_end_user("q1", "a", "t1", "d1", 100, 200).unwrap();
+    assert!(!s.take_end_user_answer("q1", "b", "t1", "d1", 110).unwrap(), "another agent");
+    assert!(!s.take_end_user_answer("q1", "a", "t2", "d1", 110).unwrap(), "another task");
+    assert!(!s.take_end_user_answer("q1", "a", "t1", "d2", 110).unwrap(), "another request");
+    assert!(s.take_end_user_answer("q1", "a", "t1", "d1", 110).unwrap());
+    assert!(!s.take_end_user_answer("q1", "a", "t1", "d1", 111).unwrap(), "taken once");
+    s.ask_end_user("q2", "a", "t1", "d1", 100, 150).unwrap();
+    assert!(!s.take_end_user_answer("q2", "a", "t1", "d1", 150).unwrap(), "expired");
+    assert!(s.ask_end_user("q1", "a", "t1", "d1", 120, 300).is_err(), "a question id is unique while kept");
+
+    assert!(!s.end_user_declined("a", "d1", 100).unwrap());
+    s.record_end_user_decline("a", "t1", "d1", 100, 160).unwrap();
+    s.record_end_user_decline("a", "t1", "d1", 100, 160).unwrap();
+    assert!(s.end_user_declined("a", "d1", 159).unwrap());
+    assert!(!s.end_user_declined("b", "d1", 159).unwrap());
+    assert!(!s.end_user_declined("a", "d2", 159).unwrap());
+    assert!(!s.end_user_declined("a", "d1", 160).unwrap(), "stands until `until`");
+    // An asked question is not a decline.
+    s.ask_end_user("q3", "a", "t1", "d3", 100, 200).unwrap();
+    assert!(!s.end_user_declined("a", "d3", 110).unwrap());
+}
+
+fn intents_and_calls_are_kept_in_order(s: &dyn Store, _: &Db) {
+    s.create_task(&task("t1", 1000)).unwrap();
+    let intent = |jti: &str, at: i64| Intent { jti: jti.into(), agent: "triage".into(), task: "t1".into(), tool: "ws__read".into(), shape: "q:eq".into(), at };
+    for (jti, at) in [("i1", 110), ("i2", 105), ("i3", 110), ("i4", 120)] {
+        s.record_token_and_intent(&token(jti, "t1", 0), &intent(jti, at)).unwrap();
+    }
+    let got: Vec<String> = s.intents_of("triage", 0, 10).unwrap().into_iter().map(|i| i.jti).collect();
+    assert_eq!(got, ["i2", "i1", "i3", "i4"], "by time, then as written");
+    assert_eq!(s.intents_of("triage", 110, 2).unwrap(), [intent("i1", 110), intent("i3", 110)]);
+    assert!(s.intents_of("other", 0, 10).unwrap().is_empty());
+    // Token and intent are written together or not at all.
+    assert!(s.record_token_and_intent(&token("i5", "t1", 0), &intent("i1", 130)).is_err());
+    assert!(s.token("i5").unwrap().is_none());
+
+    assert!(s.last_call_of("triage").unwrap().is_none());
+    for (jti, at) in [("i3", 130), ("i1", 131)] {
+        assert_eq!(s.consume(jti, at).unwrap(), Consumption::Consumed);
+    }
+    assert_eq!(s.last_call_of("triage").unwrap().map(|c| (c.jti, c.at)), Some(("i1".into(), 131)));
+    assert!(s.last_call_of("other").unwrap().is_none());
+}
+
+fn the_audit_chain_reads_back_and_verifies(s: &dyn Store, _: &Db) {
+    assert!(s.audit_head().unwrap().is_none());
+    let data = [
+        serde_json::json!({"b": 1, "a": [1.5, -2, 1e300, 12345678901234567_u64], "z": null}),
+        serde_json::json!({"text": "ünïcödé \u{0} \"quotes\" \\ \n", "nested": {"k": true}}),
+        serde_json::json!("just a string"),
+    ];
+    let mut seqs = Vec::new();
+    for (i, d) in data.iter().enumerate() {
+        let task = (i != 1).then_some("t1");
+        seqs.push(s.append_audit(&Event::new("test.event", task, Some("agent"), d.clone()), 100 + i as i64).unwrap());
+    }
+    assert_eq!(seqs, [1, 2, 3]);
+    let records = s.audit_records(0, 100).unwrap();
+    assert_eq!(records.iter().map(|r| r.data.clone()).collect::<Vec<_>>(), data);
+    assert!(verify_chain(&records).ok(), "{:?}", verify_chain(&records).problems);
+    assert_eq!(s.audit_head().unwrap(), Some((3, records[2].hash.clone())));
+    assert_eq!(records[1].prev_hash, records[0].hash);
+    assert_eq!(records[0].prev_hash, jitgate::audit::GENESIS);
+    assert_eq!(s.audit_records(1, 1).unwrap(), records[1..2]);
+    assert!(s.audit_records(3, 10).unwrap().is_empty());
+    assert_eq!(s.audit_of_task("t1").unwrap().iter().map(|r| r.seq).collect::<Vec<_>>(), [1, 3]);
+    assert_eq!(jitgate::store::all_audit_records(s, usize::MAX).unwrap(), records);
+
+    let checkpoint = |seq: i64, jws: &str| jitgate::audit::Checkpoint { seq, hash: format!("h{seq}"), at: 200, jws: jws.into() };
+    assert!(s.checkpoints().unwrap().is_empty());
+    s.record_checkpoint(&checkpoint(3, "z")).unwrap();
+    s.record_checkpoint(&checkpoint(1, "a")).unwrap();
+    assert_eq!(s.checkpoints().unwrap(), [checkpoint(3, "z"), checkpoint(1, "a")], "in the order written");
+}
+
+// ---------------------------------------------------------------------------
+// Concurrency: every handle is another process or replica.
+
+const RACERS: usize = 50;
+
+fn concurrent_consumers_get_one_success(s: &dyn Store, db: &Db) {
+    s.create_task(&task("t1", 1000)).unwrap();
+    s.record_token(&token("j", "t1", 0)).unwrap();
+    let handles = db.handles(RACERS);
+    let outcomes = race(&handles, RACERS, |s, _| s.consume("j", 110).unwrap());
+    assert_eq!(outcomes.iter().filter(|c| **c == Consumption::Consumed).count(), 1, "{outcomes:?}");
+    assert!(outcomes.iter().all(|c| matches!(c, Consumption::Consumed | Consumption::AlreadyConsumed { .. })), "{outcomes:?}");
+    assert_eq!(db.count("calls"), 1, "one call recorded");
+}
+
+fn concurrent_consumes_and_a_phase_change_agree(s: &dyn Store, db: &Db) {
+    // Whatever the interleaving, a token reported consumed is consumed and
+    // was not revoked by the phase change, and every other one is revoked.
+    let handles = db.handles(8);
+    s.create_task(&task("t2", 1000)).unwrap();
+    for i in 0..40 {
+        s.record_token(&token(&format!("k{i}"), "t2", 0)).unwrap();
+    }
+    let outcomes = race(&handles, 41, |s, i| match i {
+        40 => (i, Ok(s.advance_phase("t2", 0, 110).unwrap())),
+        _ => (i, Err(s.consume(&format!("k{i}"), 110).unwrap())),
+    });
+    let mut consumed = 0;
+    for (i, outcome) in outcomes {
+        match outcome {
+            Ok(moved) => assert!(moved),
+            Err(c) => {
+                let state = s.token(&format!("k{i}")).unwrap().unwrap().state;
+                match c {
+                    Consumption::Consumed => {
+                        consumed += 1;
+                        assert_eq!(state, TokenState::Consumed);
+                    }
+                    Consumption::Revoked { .. } | Consumption::PhaseOver { .. } => assert_eq!(state, TokenState::Revoked),
+                    other => panic!("k{i}: {other:?}"),
+                }
+            }
+        }
+    }
+    let revoked = s.revocations_since(0).unwrap().into_iter().find(|r| r.scope == Scope::Phase("t2".into())).unwrap();
+    assert_eq!(consumed + revoked.tokens, 40, "each token consumed or revoked by the phase change, never both");
+    assert_eq!(db.count("calls"), consumed as i64);
+}
+
+fn concurrent_approval_users_get_one_success(s: &dyn Store, db: &Db) {
+    s.create_approval(&approval("a1", "d1", 200)).unwrap();
+    assert!(matches!(s.decide_approval("a1", true, "alice", "ok", 120, 180, &record).unwrap(), DecideOutcome::Decided(_)));
+    let handles = db.handles(RACERS);
+    let used = race(&handles, RACERS, |s, i| s.use_approval("a1", &format!("j{i}"), 130).unwrap());
+    assert_eq!(used.iter().filter(|u| **u).count(), 1);
+    let winner = used.iter().position(|u| *u).unwrap();
+    assert_eq!(s.approval("a1", 131).unwrap().and_then(|a| a.used_jti), Some(format!("j{winner}")));
+}
+
+fn concurrent_decisions_decide_once(s: &dyn Store, db: &Db) {
+    s.create_approval(&approval("a1", "d1", 200)).unwrap();
+    let handles = db.handles(10);
+    let outcomes = race(&handles, 20, |s, i| s.decide_approval("a1", i % 2 == 0, &format!("p{i}"), "", 120, 180, &record).unwrap());
+    assert_eq!(outcomes.iter().filter(|o| matches!(o, DecideOutcome::Decided(_))).count(), 1);
+    assert_eq!(outcomes.iter().filter(|o| matches!(o, DecideOutcome::NotPending(_))).count(), 19);
+    assert_eq!(s.audit_records(0, 100).unwrap().len(), 1, "one decision, one record");
+}
+
+fn concurrent_phase_advances_move_once(s: &dyn Store, db: &Db) {
+    s.create_task(&task("t1", 1000)).unwrap();
+    s.record_token(&token("j", "t1", 0)).unwrap();
+    let handles = db.handles(RACERS);
+    let moved = race(&handles, RACERS, |s, _| s.advance_phase("t1", 0, 120).unwrap());
+    assert_eq!(moved.iter().filter(|m| **m).count(), 1);
+    assert_eq!(s.task("t1").unwrap().unwrap().current_phase, 1);
+    assert_eq!(s.revocations_since(0).unwrap().len(), 1, "one phase change, one revocation");
+}
+
+fn concurrent_once_only_operations_succeed_once(s: &dyn Store, db: &Db) {
+    s.create_task(&task("t1", 1000)).unwrap();
+    s.ask_end_user("q1", "a", "t1", "d1", 100, 200).unwrap();
+    s.record_break_glass(&grant("bg1", 1)).unwrap();
+    s.quarantine("q", "drift", &event("quarantine"), 1).unwrap();
+    let handles = db.handles(10);
+    let results = race(&handles, 30, |s, _| {
+        [
+            s.end_task("t1", "done", 110).unwrap(),
+            s.take_end_user_answer("q1", "a", "t1", "d1", 110).unwrap(),
+            s.dpop_proof_first_use("k", "j", 200, 110).unwrap(),
+            s.ack_break_glass("bg1", "alice", "", &event("break_glass.reviewed"), 110).unwrap(),
+            s.release("q", "alice", "", &event("release"), 110).unwrap(),
+        ]
+    });
+    for (k, what) in ["end_task", "take_end_user_answer", "dpop_proof_first_use", "ack_break_glass", "release"].iter().enumerate() {
+        assert_eq!(results.iter().filter(|r| r[k]).count(), 1, "{what}");
+    }
+    assert_eq!(s.revocations_since(0).unwrap().len(), 2, "the quarantine and the one end");
+    assert_eq!(s.audit_records(0, 100).unwrap().len(), 3, "quarantine, one review, one release");
+}
+
+fn concurrent_appends_form_one_chain(s: &dyn Store, db: &Db) {
+    let handles = db.handles(10);
+    // Plain appends and the transactions that append with a change, mixed.
+    let seqs = race(&handles, 20, |s, i| {
+        let mut seqs = Vec::new();
+        for k in 0..10 {
+            let e = Event::new("test.append", Some(&format!("t{i}")), Some("a"), serde_json::json!({"i": i, "k": k}));
+            seqs.push(s.append_audit(&e, 1000 + k).unwrap());
+        }
+        let t = task_of(&format!("task{i}"), &format!("agent{i}"), "");
+        assert_eq!(s.begin_task(&t, None, &event("task.begin"), 5, 1000).unwrap(), BeginTask::Created);
+        if i % 5 == 0 {
+            s.quarantine(&format!("agent{i}"), "drift", &event("quarantine"), 1001).unwrap();
+        }
+        seqs
+    });
+    let mut seqs: Vec<i64> = seqs.into_iter().flatten().collect();
+    seqs.sort();
+    seqs.dedup();
+    assert_eq!(seqs.len(), 200, "every append got its own seq");
+    let records = jitgate::store::all_audit_records(s, usize::MAX).unwrap();
+    assert_eq!(records.len(), 200 + 20 + 4);
+    assert!(records.iter().enumerate().all(|(i, r)| r.seq == i as i64 + 1), "contiguous seqs");
+    let report = verify_chain(&records);
+    assert!(report.ok(), "{:?}", report.problems);
+}
+
+fn concurrent_begin_tasks_keep_the_cap(s: &dyn Store, db: &Db) {
+    let handles = db.handles(RACERS);
+    let outcomes = race(&handles, RACERS, |s, i| s.begin_task(&task_of(&format!("t{i}"), "a", ""), None, &event("task.begin"), 3, 1).unwrap());
+    assert_eq!(outcomes.iter().filter(|o| **o == BeginTask::Created).count(), 3, "{outcomes:?}");
+    assert!(outcomes.iter().all(|o| matches!(o, BeginTask::Created | BeginTask::TooMany(3))), "{outcomes:?}");
+    assert_eq!(s.active_tasks_of("a").unwrap().len(), 3);
+    assert_eq!(s.audit_records(0, 100).unwrap().len(), 3);
+}
+
+fn concurrent_revocations_are_seen_in_seq_order(s: &dyn Store, db: &Db) {
+    s.create_task(&task("t1", 1000)).unwrap();
+    for i in 0..200 {
+        s.record_token(&token(&format!("j{i}"), "t1", 0)).unwrap();
+    }
+    let handles = db.handles(10);
+    let done = Arc::new(std::sync::atomic::AtomicBool::new(false));
+    // A poller on another handle, as a replica following revocations.
+    let poller = {
+        let (store, done) = (db.another_handle(), done.clone());
+        std::thread::spawn(move || {
+            let (mut last, mut seen) = (0, Vec::new());
+            loop {
+                let finished = done.load(std::sync::atomic::Ordering::SeqCst);
+                for r in store.revocations_since(last).unwrap() {
+                    last = r.seq;
+                    seen.push(r.seq);
+                }
+                if finished {
+                    return seen;
+                }
+            }
+        })
+    };
+    let returned = race(&handles, 10, |s, i| (0..20).map(|k| s.revoke(&Scope::Token(format!("j{}", i * 20 + k)), "operator", 150).unwrap().seq).collect::<Vec<_>>());
+    done.store(true, std::sync::atomic::Ordering::SeqCst);
+    let seen = poller.join().unwrap();
+    let all: Vec<i64> = s.revocations_since(0).unwrap().into_iter().map(|r| r.seq).collect();
+    assert_eq!(all.len(), 200);
+    let mut returned: Vec<i64> = returned.into_iter().flatten().collect();
+    returned.sort();
+    assert_eq!(returned, all, "each revocation returned its recorded seq");
+    assert_eq!(seen, all, "a poller saw every revocation, none skipped");
+}
+
+fn concurrent_request_counts_are_exact(_: &dyn Store, db: &Db) {
+    let handles = db.handles(RACERS);
+    let mut counts = race(&handles, RACERS, |s, _| s.count_request("a", 100).unwrap());
+    counts.sort();
+    assert_eq!(counts, (1..=RACERS as u32).collect::<Vec<_>>());
+}
+
+fn concurrent_taint_from_several_replicas_keeps_the_cap(s: &dyn Store, db: &Db) {
+    let handles = db.handles(10);
+    race(&handles, 10, |s, i| {
+        let mut values: Vec<String> = (0..20).map(|k| format!("value-{i}-{k}@evil.example")).collect();
+        values.extend((0..5).map(|k| format!("shared-{k}@evil.example")));
+        s.record_taint("a", &values, &Source { call: format!("j{i}"), tool: "ws__read".into() }, 100, 100).unwrap();
+    });
+    assert_eq!(db.count("taint"), 100, "filled to the cap, not past it");
+    assert_eq!(db.count("taint_overflow"), 1);
+}
+
+// ---------------------------------------------------------------------------
+// PostgreSQL only: schema versions, connection failures, restarts.
+
+fn pg_client(url: &str) -> postgres::Client {
+    postgres::Client::connect(url, postgres::NoTls).unwrap()
+}
+
+fn err<T>(r: Result<T, StoreError>) -> StoreError {
+    match r {
+        Ok(_) => panic!("expected an error"),
+        Err(e) => e,
+    }
+}
+
+#[test]
+fn postgres_schema_is_versioned_and_migrated_once() {
+    let pg = common::pg::Postgres::start();
+    let url = pg.fresh_database();
+    let e = err(PostgresStore::connect_existing(&url, None, 2));
+    assert!(e.to_string().contains("jitgate store migrate"), "{e}");
+
+    // Replicas starting together: one migrates, all start.
+    let threads: Vec<_> = (0..8)
+        .map(|_| {
+            let url = url.clone();
+            std::thread::spawn(move || PostgresStore::connect(&url, None, 1).map(|_| ()))
+        })
+        .collect();
+    for t in threads {
+        t.join().unwrap().unwrap();
+    }
+    let store = PostgresStore::connect_existing(&url, None, 2).unwrap();
+    assert_eq!(store.migrate().unwrap(), (1, 1));
+    let version: i64 = pg_client(&url).query_one("SELECT version FROM jitgate_schema_version", &[]).unwrap().get(0);
+    assert_eq!(version, 1);
+
+    // A schema from a newer jitgate is refused, with what to do.
+    pg_client(&url).batch_execute("UPDATE jitgate_schema_version SET version = 99").unwrap();
+    for e in [err(PostgresStore::connect(&url, None, 1)), err(PostgresStore::connect_existing(&url, None, 1)), err(store.migrate())] {
+        assert!(e.to_string().contains("version 99") && e.to_string().contains("upgrade this jitgate"), "{e}");
+    }
+    pg_client(&url).batch_execute("UPDATE jitgate_schema_version SET version = 1").unwrap();
+    PostgresStore::connect(&url, Some("ignored by trust authentication"), 1).unwrap();
+
+    // Bad arguments are refused, and a URL's password is never echoed.
+    let e = err(PostgresStore::connect("postgres://u:hunter2@127.0.0.1:notaport/db", None, 1));
+    assert!(!e.to_string().contains("hunter2") && e.to_string().contains("postgres://user@host:port/database"), "{e}");
+    assert!(err(PostgresStore::connect(&url, None, 0)).to_string().contains("pool size"));
+}
+
+#[test]
+fn postgres_down_fails_closed_fast() {
+    let url = format!("postgres://jitgate@127.0.0.1:{}/nothing", common::free_port());
+    let started = Instant::now();
+    let e = err(PostgresStore::connect(&url, None, 2));
+    assert_eq!(e.code(), "store_unavailable");
+    assert!(e.to_string().contains("is it running"), "{e}");
+    assert!(started.elapsed() < Duration::from_secs(10), "took {:?}", started.elapsed());
+}
+
+/// Calls until one succeeds (at most `tries`); every failure must be a
+/// store_unavailable refusal.
+fn until_ok<T>(tries: usize, mut call: impl FnMut() -> Result<T, StoreError>) -> (T, usize) {
+    for i in 0..tries {
+        match call() {
+            Ok(v) => return (v, i),
+            Err(e) => {
+                assert_eq!(e.code(), "store_unavailable", "{e}");
+                std::thread::sleep(Duration::from_millis(200));
+            }
+        }
+    }
+    panic!("the store did not recover after {tries} calls");
+}
+
+#[test]
+fn postgres_restart_is_survived_by_the_same_store() {
+    let pg = common::pg::Postgres::start();
+    // A restart: calls fail closed or succeed, and the same store recovers.
+    let store = Arc::new(PostgresStore::connect(&pg.fresh_database(), None, 4).unwrap());
+    store.create_task(&task("t1", 1000)).unwrap();
+    store.record_token(&token("j0", "t1", 0)).unwrap();
+    race(&[store.clone() as Arc<dyn Store>], 4, |s, _| s.task("t1").unwrap());
+    pg.restart();
+    let (outcome, _) = until_ok(50, || store.consume("j0", 110));
+    assert_eq!(outcome, Consumption::Consumed);
+    assert_eq!(store.consume("j0", 111).unwrap(), Consumption::AlreadyConsumed { at: 110 });
+
+    // Down: refused, within the connect timeout, not hung.
+    pg.stop();
+    let started = Instant::now();
+    assert_eq!(store.task("t1").unwrap_err().code(), "store_unavailable");
+    assert_eq!(store.append_audit(&event("x"), 1).unwrap_err().code(), "audit_unavailable");
+    assert!(started.elapsed() < Duration::from_secs(15), "took {:?}", started.elapsed());
+    // Up again: the same store works.
+    pg.start_again();
+    let (t, _) = until_ok(50, || store.task("t1"));
+    assert_eq!(t.map(|t| t.state), Some(TaskState::Active));
+    store.record_token(&token("j1", "t1", 0)).unwrap();
+    assert_eq!(store.consume("j1", 112).unwrap(), Consumption::Consumed);
+}
