@@ -12,6 +12,12 @@
 //! Every run is bounded by a call count and a time limit, and talks only to
 //! 127.0.0.1. It starts its own workspace server and gateway (the release
 //! binaries next to this one) in a temporary directory and stops them at the end.
+//!
+//! Replicas: `--store postgres://... --replicas N` starts N gateways on that
+//! (empty) database behind nginx (round robin, as in the replica tests) and
+//! drives them with MCP 2026-07-28 clients, which keep no session; without
+//! `--store` the gateway uses SQLite. `scripts/bench-replicas.sh` runs the
+//! comparison with a private PostgreSQL.
 
 use std::path::{Path, PathBuf};
 use std::process::Command;
@@ -37,9 +43,21 @@ struct Args {
     /// Maximum seconds per run.
     #[arg(long, default_value_t = 15)]
     seconds: u64,
-    /// Concurrent clients for the concurrent runs.
-    #[arg(long, default_value_t = 16)]
-    concurrency: usize,
+    /// Concurrent clients for the concurrent runs (repeat for several).
+    #[arg(long, default_values_t = [16])]
+    concurrency: Vec<usize>,
+    /// The gateways' store: `postgres://USER@HOST:PORT/DB` (default: SQLite).
+    #[arg(long)]
+    store: Option<String>,
+    /// Gateway replicas behind nginx (needs --store; implies --modern).
+    #[arg(long, default_value_t = 1)]
+    replicas: usize,
+    /// Clients speak MCP 2026-07-28 (no session) instead of the handshake.
+    #[arg(long)]
+    modern: bool,
+    /// Skip the direct baseline runs.
+    #[arg(long)]
+    no_direct: bool,
     /// Record call arguments and results in the audit log too ([audit] content = true).
     #[arg(long)]
     audit_content: bool,
@@ -115,14 +133,22 @@ async fn begin_task(s: &Client, tool: &str) -> Result<String, String> {
         .ok_or_else(|| format!("jit_begin_task refused: {r:?}"))
 }
 
-async fn run(url: &str, token: Option<&str>, tool: &str, clients: usize, calls: usize, limit: Duration) -> Result<RunResult, String> {
+async fn run(url: &str, token: Option<&str>, tool: &str, clients: usize, calls: usize, limit: Duration, modern: bool) -> Result<RunResult, String> {
     let mut sessions = Vec::new();
     for _ in 0..clients {
         let mut cfg = StreamableHttpClientTransportConfig::with_uri(url.to_owned());
         if let Some(t) = token {
             cfg = cfg.auth_header(t.to_owned());
         }
-        let client = ().serve(StreamableHttpClientTransport::from_config(cfg)).await.map_err(|e| format!("connect {url}: {e}"))?;
+        let transport = StreamableHttpClientTransport::from_config(cfg);
+        let client = if modern {
+            use rmcp::service::{ClientLifecycleMode, ClientServiceExt as _};
+            let mode = ClientLifecycleMode::Discover { preferred_versions: vec![rmcp::model::ProtocolVersion::V_2026_07_28] };
+            ().serve_with_lifecycle(transport, mode).await
+        } else {
+            ().serve(transport).await
+        }
+        .map_err(|e| format!("connect {url}: {e}"))?;
         // Through the gateway each client works inside one task.
         let task = if token.is_some() { Some(begin_task(&client, tool).await?) } else { None };
         sessions.push((Arc::new(client), task));
@@ -198,7 +224,7 @@ fn params(tool: &str) -> CallToolRequestParams {
 }
 
 
-fn write_config(dir: &Path, workspace_url: &str, repo: &Path, audit_content: bool) -> Result<PathBuf, String> {
+fn write_config(dir: &Path, workspace_url: &str, repo: &Path, audit_content: bool, store: Option<&str>) -> Result<PathBuf, String> {
     let io = |e: std::io::Error| e.to_string();
     std::fs::create_dir_all(dir.join("agents")).map_err(io)?;
     std::fs::write(
@@ -219,9 +245,11 @@ fn write_config(dir: &Path, workspace_url: &str, repo: &Path, audit_content: boo
         "[gateway]\nid = \"jitgate://loadgen\"\n[limits]\nmax_concurrent_calls_per_session = 64\n\
          [[identity.issuers]]\nname = \"dev\"\niss = \"jitgate-dev-issuer\"\ntrust_domain = \"spiffe://jitgate.local\"\ndevelopment = true\n\
          [audit]\ncontent = {audit_content}\nredact = [\"to\"]\n\
-         [[servers]]\nmanifest = {:?}\nurl = {:?}\n",
+         [[servers]]\nmanifest = {:?}\nurl = {:?}\n\
+         [http]\nallowed_hosts = [\"127.0.0.1\"]\n{}",
         repo.join("tool-manifests/workspace.toml").display().to_string(),
-        workspace_url
+        workspace_url,
+        store.map(|u| format!("[store]\nurl = {u:?}\npool_size = 16\n")).unwrap_or_default()
     );
     let path = dir.join("gateway.toml");
     std::fs::write(&path, cfg).map_err(io)?;
@@ -236,6 +264,39 @@ async fn main() {
     }
 }
 
+/// nginx, round robin over the replicas (as in tests/common/nginx.rs).
+fn start_nginx(dir: &Path, upstreams: &[String]) -> Result<(process::Killed, String), String> {
+    let port = std::net::TcpListener::bind("127.0.0.1:0").and_then(|l| l.local_addr()).map_err(|e| e.to_string())?.port();
+    let d = dir.display();
+    let servers: String = upstreams.iter().map(|u| format!("server {u} max_fails=0;\n")).collect();
+    let conf = format!(
+        "worker_processes 1;\npid {d}/nginx.pid;\nerror_log {d}/nginx-error.log warn;\ndaemon off;\nevents {{ worker_connections 4096; }}\n\
+         http {{ access_log off; client_body_temp_path {d}/body; proxy_temp_path {d}/proxy; fastcgi_temp_path {d}/fcgi; uwsgi_temp_path {d}/uwsgi; scgi_temp_path {d}/scgi;\n\
+         upstream jitgate {{ {servers} keepalive 128; }}\n\
+         server {{ listen 127.0.0.1:{port}; location / {{ proxy_pass http://jitgate; proxy_http_version 1.1; proxy_set_header Connection \"\"; proxy_set_header Host $http_host; proxy_buffering off; proxy_read_timeout 120s; }} }} }}\n"
+    );
+    let conf_path = dir.join("nginx.conf");
+    std::fs::write(&conf_path, conf).map_err(|e| e.to_string())?;
+    let bin = ["/usr/sbin/nginx", "/usr/bin/nginx"].into_iter().find(|p| Path::new(p).exists()).ok_or("nginx is not installed (scripts/setup-test-deps.sh installs it)")?;
+    let child = Command::new(bin).arg("-p").arg(dir).arg("-c").arg(&conf_path).arg("-e").arg(dir.join("nginx-error.log")).spawn().map_err(|e| format!("nginx: {e}"))?;
+    let killed = process::Killed(child);
+    let deadline = Instant::now() + Duration::from_secs(10);
+    while std::net::TcpStream::connect(("127.0.0.1", port)).is_err() {
+        if Instant::now() > deadline {
+            return Err("nginx did not start listening within 10 s".into());
+        }
+        std::thread::sleep(Duration::from_millis(50));
+    }
+    Ok((killed, format!("http://127.0.0.1:{port}/mcp")))
+}
+
+/// Resident set size of a process, in MiB (Linux).
+fn rss_mib(pid: u32) -> Option<f64> {
+    let status = std::fs::read_to_string(format!("/proc/{pid}/status")).ok()?;
+    let kb: f64 = status.lines().find(|l| l.starts_with("VmRSS:"))?.split_whitespace().nth(1)?.parse().ok()?;
+    Some(kb / 1024.0)
+}
+
 async fn real_main() -> Result<(), String> {
     let args = Args::parse();
     let limit = Duration::from_secs(args.seconds);
@@ -246,25 +307,47 @@ async fn real_main() -> Result<(), String> {
     let mut ws = Command::new(sibling("workspace-server")?);
     ws.args(["--listen", "127.0.0.1:0", "--state"]).arg(dir.join("ws"));
     let (_ws, ws_url) = start_listening(ws)?;
-    let config = write_config(&dir, &ws_url, &repo, args.audit_content)?;
+    if args.replicas == 0 || (args.replicas > 1 && args.store.is_none()) {
+        return Err("--replicas N > 1 needs --store postgres://... (replicas share one PostgreSQL store)".into());
+    }
+    let modern = args.modern || args.replicas > 1;
+    let config = write_config(&dir, &ws_url, &repo, args.audit_content, args.store.as_deref())?;
     let jitgate = sibling("jitgate")?;
-    let mut gw = Command::new(&jitgate);
-    gw.args(["serve", "--listen", "127.0.0.1:0", "--config"]).arg(&config).env("JITGATE_LOG", "warn");
-    let (_gw, gw_url) = start_listening(gw)?;
+    let mut replicas = Vec::new();
+    for _ in 0..args.replicas {
+        let mut gw = Command::new(&jitgate);
+        gw.args(["serve", "--listen", "127.0.0.1:0", "--config"]).arg(&config).env("JITGATE_LOG", "warn");
+        replicas.push(start_listening(gw)?);
+    }
+    let _balancer;
+    let gw_url = if args.replicas > 1 {
+        let upstreams: Vec<String> = replicas.iter().map(|(_, u)| u.trim_start_matches("http://").trim_end_matches("/mcp").to_owned()).collect();
+        let (lb, url) = start_nginx(&dir, &upstreams)?;
+        _balancer = lb;
+        url
+    } else {
+        replicas[0].1.clone()
+    };
     let out = Command::new(&jitgate).args(["identity", "mint", "--agent", "load", "--ttl", "1h", "--config"]).arg(&config).output().map_err(|e| e.to_string())?;
     let token = String::from_utf8_lossy(&out.stdout).trim().to_owned();
     if token.is_empty() {
         return Err(format!("mint failed: {}", String::from_utf8_lossy(&out.stderr)));
     }
 
-    println!("read_note over streamable HTTP on loopback; at most {} calls or {} s per run", args.calls, args.seconds);
+    let store = match &args.store {
+        Some(_) => format!("PostgreSQL, {} replica(s){}", args.replicas, if args.replicas > 1 { " behind nginx" } else { "" }),
+        None => "SQLite".to_owned(),
+    };
+    println!("read_note over streamable HTTP on loopback; at most {} calls or {} s per run; store: {store}; clients: MCP {}", args.calls, args.seconds, if modern { "2026-07-28" } else { "handshake" });
     println!("direct: tools/call; jitgate: jit_request + tools/call with the token (one authorized call)\n");
     println!("{:<10} {:>7} {:>8} {:>10} {:>10} {:>10} {:>7} {:>14}", "path", "clients", "calls", "p50 ms", "p99 ms", "calls/s", "errors", "call-only p50");
     let mut table = Vec::new();
-    for clients in [1, args.concurrency] {
-        let direct = run(&ws_url, None, "read_note", clients, args.calls, limit).await?;
-        let via = run(&gw_url, Some(&token), "workspace__read_note", clients, args.calls, limit).await?;
-        for (name, r) in [("direct", &direct), ("jitgate", &via)] {
+    let mut levels = vec![1];
+    levels.extend(args.concurrency.iter().copied());
+    for clients in levels {
+        let direct = if args.no_direct { None } else { Some(run(&ws_url, None, "read_note", clients, args.calls, limit, false).await?) };
+        let via = run(&gw_url, Some(&token), "workspace__read_note", clients, args.calls, limit, modern).await?;
+        for (name, r) in direct.iter().map(|d| ("direct", d)).chain([("jitgate", &via)]) {
             let call_only = if r.call_us.is_empty() { "-".to_owned() } else { format!("{:.3}", pct_ms(&r.call_us, 0.5)) };
             println!(
                 "{:<10} {:>7} {:>8} {:>10.3} {:>10.3} {:>10.0} {:>7} {:>14}",
@@ -273,8 +356,15 @@ async fn real_main() -> Result<(), String> {
         }
         table.push((clients, direct, via));
     }
+    let rss: Vec<String> = replicas.iter().filter_map(|(k, _)| rss_mib(k.0.id())).map(|m| format!("{m:.0}")).collect();
+    println!("\ngateway RSS after the runs (MiB per replica): {}", rss.join(", "));
+    if args.no_direct {
+        let _ = std::fs::remove_dir_all(&dir);
+        return Ok(());
+    }
     println!("\nratio gateway/direct:");
     for (clients, d, v) in &table {
+        let Some(d) = d else { continue };
         println!(
             "  {clients:>2} client(s): p50 {:.2}x, p99 {:.2}x, throughput {:.2}x",
             v.pct(0.5) / d.pct(0.5),

@@ -51,8 +51,32 @@ struct RawConfig {
     http: HttpConfig,
     oauth: Option<RawOauth>,
     token_exchange: Option<Spanned<RawTokenExchange>>,
+    store: Option<Spanned<RawStore>>,
     #[serde(default)]
     ui: RawUi,
+}
+
+/// `[store]`: where the shared authorization state lives.
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+struct RawStore {
+    url: String,
+    password_env: Option<String>,
+    password_file: Option<PathBuf>,
+    pool_size: Option<u32>,
+}
+
+/// Where the authorization state lives: the embedded SQLite file (one
+/// machine) or PostgreSQL (several replicas).
+#[derive(Debug, Clone)]
+pub enum StoreConfig {
+    Sqlite(PathBuf),
+    Postgres {
+        /// `postgres://user@host:port/database`, without a password.
+        url: String,
+        password: Option<SecretSource>,
+        pool_size: u32,
+    },
 }
 
 /// `[token_exchange]`: where jitgate exchanges an agent's credential for a
@@ -440,6 +464,8 @@ pub struct Config {
     pub ui_oidc: Option<UiOidcConfig>,
     /// `[token_exchange]`, if downstream servers get per-caller credentials.
     pub token_exchange: Option<TokenExchangeConfig>,
+    /// `[store]`; default: SQLite in the state directory.
+    pub store: StoreConfig,
 }
 
 /// Resource limits with safe defaults.
@@ -638,7 +664,12 @@ impl Config {
         let oauth = raw.oauth.map(|o| validate_oauth(file, o, &identity)).transpose()?;
         let ui_oidc = raw.ui.oidc.map(|o| validate_ui_oidc(file, o, &approvals.issuers, &reviewers)).transpose()?;
         let token_exchange = raw.token_exchange.map(|t| validate_token_exchange(file, t)).transpose()?;
+        let store = match raw.store {
+            Some(s) => validate_store(file, s)?,
+            None => StoreConfig::Sqlite(state_dir.join(crate::store::STORE_FILE)),
+        };
         Ok(Self {
+            store,
             oauth,
             token_exchange,
             ui_oidc,
@@ -669,8 +700,13 @@ impl Config {
     }
 
     /// The SQLite store file.
+    /// The SQLite store's file (where an SQLite store is configured; the
+    /// default place otherwise, for messages).
     pub fn store_path(&self) -> PathBuf {
-        self.state_dir.join(crate::store::STORE_FILE)
+        match &self.store {
+            StoreConfig::Sqlite(p) => p.clone(),
+            StoreConfig::Postgres { .. } => self.state_dir.join(crate::store::STORE_FILE),
+        }
     }
 
     /// The directory relative paths in the config are resolved against.
@@ -937,6 +973,41 @@ fn validate_ui_oidc(file: &SourceFile, raw: Spanned<RawUiOidc>, approvers: &[Iss
         return Err(at("[ui.oidc] session_ttl must be between 1 s and 12 h".into()));
     }
     Ok(UiOidcConfig { issuer: r.issuer, iss: issuer.iss.clone(), client_id: r.client_id, client_secret, redirect_uri: r.redirect_uri, scopes, session_ttl })
+}
+
+fn validate_store(file: &SourceFile, raw: Spanned<RawStore>) -> Result<StoreConfig, SourceError> {
+    let span = raw.span();
+    let r = raw.into_inner();
+    let at = |m: String| file.error_at(Some(span.clone()), m);
+    if let Some(path) = r.url.strip_prefix("sqlite:") {
+        if r.password_env.is_some() || r.password_file.is_some() || r.pool_size.is_some() {
+            return Err(at("[store] password_env, password_file and pool_size are for PostgreSQL; an SQLite store is a file".into()));
+        }
+        return Ok(StoreConfig::Sqlite(file.resolve(Path::new(path))));
+    }
+    if !(r.url.starts_with("postgres://") || r.url.starts_with("postgresql://")) {
+        return Err(at(format!("[store] url `{}` must be \"sqlite:PATH\" or \"postgres://USER@HOST:PORT/DATABASE\"", r.url)));
+    }
+    // The password comes from the environment or a file, never this file.
+    if let Some(rest) = r.url.split_once("://").map(|(_, rest)| rest)
+        && rest.split_once('@').is_some_and(|(user, _)| user.contains(':'))
+    {
+        return Err(at("[store] url must not contain a password: use password_env or password_file".into()));
+    }
+    if r.url.contains("password=") {
+        return Err(at("[store] url must not contain a password: use password_env or password_file".into()));
+    }
+    let password = match (r.password_env, r.password_file) {
+        (Some(v), None) => Some(SecretSource::Env(v)),
+        (None, Some(f)) => Some(SecretSource::File(file.resolve(&f))),
+        (None, None) => None,
+        _ => return Err(at("[store] takes one of password_env or password_file".into())),
+    };
+    let pool_size = r.pool_size.unwrap_or(16);
+    if !(1..=256).contains(&pool_size) {
+        return Err(at("[store] pool_size must be between 1 and 256".into()));
+    }
+    Ok(StoreConfig::Postgres { url: r.url, password, pool_size })
 }
 
 /// RFC 8693 §3: the token types a subject token may be declared as.

@@ -15,7 +15,6 @@ use super::open_store;
 use crate::agent::AgentDirectory;
 use crate::clock::{Clock, SystemClock, rfc3339};
 use crate::config::Config;
-use crate::store::Store;
 
 #[derive(Debug, Subcommand)]
 pub enum AgentsCommand {
@@ -67,7 +66,7 @@ pub fn run(cmd: AgentsCommand) -> Result<(), CliError> {
         AgentsCommand::List { config, json } => {
             let config = Config::load(&config)?;
             let agents = AgentDirectory::load(&config.agents_dir).map_err(|e| CliError::Config(crate::source::SourceErrors(e)))?;
-            let store = open_store(&config.store_path()).ok();
+            let store = open_store(&config).ok();
             let mut rows = Vec::new();
             for a in agents.iter() {
                 let q = match &store {
@@ -91,7 +90,7 @@ pub fn run(cmd: AgentsCommand) -> Result<(), CliError> {
             }
             let config = Config::load(&a.config)?;
             let id = agent_id(&config, &a.name)?;
-            let store = open_store(&config.store_path())?;
+            let store = open_store(&config)?;
             let event = crate::audit::Event::new("quarantine", None, Some(&id), serde_json::json!({"reason": a.reason.trim(), "by": "operator (jitgate agents quarantine)"}));
             let r = store.quarantine(&id, a.reason.trim(), &event, now).map_err(other)?;
             tracing::warn!(agent = %id, tokens = r.tokens, "agent quarantined");

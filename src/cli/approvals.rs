@@ -12,7 +12,7 @@ use super::{CliError, open_store};
 use crate::approver::{ApproverVerifier, VerifiedApprover};
 use crate::clock::{Clock, SystemClock, rfc3339};
 use crate::config::Config;
-use crate::store::{Approval, BreakGlassGrant, SqliteStore, Store};
+use crate::store::{Approval, BreakGlassGrant, Store};
 
 /// Where a person's credential comes from.
 #[derive(Debug, Args)]
@@ -84,7 +84,7 @@ pub enum ReviewCommand {
 }
 
 /// Open the store of a config and verify the person's credential.
-pub fn open(who: &Credential) -> Result<(Config, SqliteStore, VerifiedApprover), CliError> {
+pub fn open(who: &Credential) -> Result<(Config, std::sync::Arc<dyn Store>, VerifiedApprover), CliError> {
     let config = Config::load(&who.config)?;
     let token = match &who.credential {
         Some(path) => std::fs::read_to_string(path).map_err(|e| CliError::Identity(format!("cannot read credential {}: {e}", path.display())))?,
@@ -92,7 +92,7 @@ pub fn open(who: &Credential) -> Result<(Config, SqliteStore, VerifiedApprover),
     };
     let verifier = ApproverVerifier::new(&config, std::sync::Arc::new(SystemClock)).map_err(|e| CliError::Identity(e.to_string()))?;
     let approver = verifier.verify(&token).map_err(|e| CliError::Identity(format!("{e} [{}]", e.code())))?;
-    let store = open_store(&config.store_path())?;
+    let store = open_store(&config)?;
     Ok((config, store, approver))
 }
 
@@ -130,7 +130,7 @@ pub fn run_approvals(cmd: ApprovalsCommand) -> Result<(), CliError> {
 
 fn decide(who: &Credential, id: &str, approve: bool, note: &str, now: i64) -> Result<(), CliError> {
     let (config, store, approver) = open(who)?;
-    let a = crate::policy::approvals::decide(&store, &approver, id, approve, note, now, config.approvals.use_ttl)
+    let a = crate::policy::approvals::decide(store.as_ref(), &approver, id, approve, note, now, config.approvals.use_ttl)
         .map_err(|e| CliError::Other(format!("{e} [{}]", e.code())))?;
     if who.json {
         println!("{}", json!(a));

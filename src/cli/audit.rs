@@ -49,9 +49,9 @@ pub fn run(cmd: AuditCommand) -> Result<(), CliError> {
     match cmd {
         AuditCommand::Verify { config, json: as_json } => {
             let config = Config::load(&config)?;
-            let store = open_store(&config.store_path())?;
+            let store = open_store(&config)?;
             let keyring = Keyring::load(&config.keys_dir()).map_err(other)?;
-            let records = all_records(&store)?;
+            let records = all_records(store.as_ref())?;
             let checkpoints = store.checkpoints().map_err(other)?;
             let witnessed = crate::audit::read_witness(&config.audit.witness)
                 .map_err(|e| other(format!("cannot read the audit witness {}: {e}", config.audit.witness.display())))?;
@@ -84,7 +84,7 @@ pub fn run(cmd: AuditCommand) -> Result<(), CliError> {
         }
         AuditCommand::Export { config, after } => {
             let config = Config::load(&config)?;
-            let store = open_store(&config.store_path())?;
+            let store = open_store(&config)?;
             let mut after = after;
             loop {
                 let page = store.audit_records(after, PAGE).map_err(other)?;
@@ -118,12 +118,12 @@ pub struct TraceArgs {
 
 pub fn trace(a: TraceArgs) -> Result<(), CliError> {
     let config = Config::load(&a.config)?;
-    let store = open_store(&config.store_path())?;
+    let store = open_store(&config)?;
     if let Some(name) = &a.agent {
         let agents = crate::agent::AgentDirectory::load(&config.agents_dir).map_err(|e| CliError::Config(crate::source::SourceErrors(e)))?;
         let agent = agents.by_name(name).ok_or_else(|| other(format!("no agent named `{name}`")))?;
         let since = SystemClock.now_unix() - i64::try_from(a.since.as_secs()).unwrap_or(0);
-        let tasks = crate::trace::tasks_of(&all_records(&store)?, &agent.id, since);
+        let tasks = crate::trace::tasks_of(&all_records(store.as_ref())?, &agent.id, since);
         if a.json {
             println!("{}", Value::Array(tasks.iter().map(|t| json!(t)).collect()));
         } else if tasks.is_empty() {

@@ -12,7 +12,6 @@ use super::open_store;
 use crate::baseline::profile::{LEARNED_SUFFIX, LearnedProfile};
 use crate::clock::{Clock, SystemClock, rfc3339};
 use crate::config::Config;
-use crate::store::Store;
 
 #[derive(Debug, Subcommand)]
 pub enum BaselineCommand {
@@ -43,7 +42,7 @@ pub fn run(cmd: BaselineCommand) -> Result<(), CliError> {
     let config = Config::load(&a.config)?;
     let agents = crate::agent::AgentDirectory::load(&config.agents_dir).map_err(|e| CliError::Config(crate::source::SourceErrors(e)))?;
     let agent = agents.by_name(&a.agent).ok_or_else(|| CliError::Other(format!("no agent named `{}` in {}", a.agent, config.agents_dir.display())))?;
-    let store = open_store(&config.store_path())?;
+    let store = open_store(&config)?;
     let now = SystemClock.now_unix();
     let since = now.saturating_sub(i64::try_from(a.since.as_secs()).unwrap_or(i64::MAX));
     let intents = store.intents_of(&agent.id, since, MAX_INTENTS).map_err(|e| CliError::Other(e.to_string()))?;

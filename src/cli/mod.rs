@@ -12,6 +12,7 @@ pub mod manifest;
 pub mod policy;
 pub mod revoke;
 pub mod serve;
+pub mod store;
 pub mod token;
 
 use std::path::{Path, PathBuf};
@@ -72,6 +73,9 @@ pub enum Command {
     Audit(audit::AuditCommand),
     /// Show a task as a tree (decisions, calls, follow-ons), or list an agent's tasks.
     Trace(audit::TraceArgs),
+    /// PostgreSQL store: migrations, and copying an SQLite deployment into it.
+    #[command(subcommand)]
+    Store(store::StoreCommand),
 }
 
 /// A command failure with the exit code it maps to.
@@ -129,15 +133,44 @@ pub async fn run(cli: Cli) -> Result<(), CliError> {
         Command::Baseline(c) => baseline::run(c),
         Command::Audit(c) => audit::run(c),
         Command::Trace(a) => audit::trace(a),
+        Command::Store(c) => store::run(c),
     }
 }
 
-/// Open the store of a deployment for an operator command; the gateway may be running.
-pub fn open_store(path: &Path) -> Result<crate::store::SqliteStore, CliError> {
-    if !path.exists() {
-        return Err(CliError::Other(format!("no store at {}; has the gateway run with this config?", path.display())));
+/// Open the store of a deployment for an operator command; the gateway may
+/// be running. Nothing is created or migrated here.
+pub fn open_store(config: &Config) -> Result<std::sync::Arc<dyn crate::store::Store>, CliError> {
+    match &config.store {
+        crate::config::StoreConfig::Sqlite(path) => {
+            if !path.exists() {
+                return Err(CliError::Other(format!("no store at {}; has the gateway run with this config?", path.display())));
+            }
+            Ok(std::sync::Arc::new(crate::store::SqliteStore::open(path).map_err(|e| CliError::Other(e.to_string()))?))
+        }
+        crate::config::StoreConfig::Postgres { url, password, .. } => {
+            let password = read_store_password(password.as_ref())?;
+            let store = crate::store::PostgresStore::connect_existing(url, password.as_deref(), 2).map_err(|e| CliError::Other(e.to_string()))?;
+            Ok(std::sync::Arc::new(store))
+        }
     }
-    crate::store::SqliteStore::open(path).map_err(|e| CliError::Other(e.to_string()))
+}
+
+/// Open (creating or migrating) the store a gateway serves from.
+pub fn open_store_for_serving(config: &Config) -> Result<std::sync::Arc<dyn crate::store::Store>, CliError> {
+    match &config.store {
+        crate::config::StoreConfig::Sqlite(path) => {
+            Ok(std::sync::Arc::new(crate::store::SqliteStore::open(path).map_err(|e| CliError::Other(e.to_string()))?))
+        }
+        crate::config::StoreConfig::Postgres { url, password, pool_size } => {
+            let password = read_store_password(password.as_ref())?;
+            let store = crate::store::PostgresStore::connect(url, password.as_deref(), *pool_size).map_err(|e| CliError::Other(e.to_string()))?;
+            Ok(std::sync::Arc::new(store))
+        }
+    }
+}
+
+fn read_store_password(source: Option<&crate::config::SecretSource>) -> Result<Option<String>, CliError> {
+    source.map(|s| s.read().map_err(|e| CliError::Other(format!("[store] password: {e}")))).transpose()
 }
 
 /// Everything a config file refers to, loaded and validated.

@@ -9,7 +9,7 @@ use clap::Args;
 use super::CliError;
 use crate::clock::{Clock, SystemClock};
 use crate::config::Config;
-use crate::store::{Scope, Store};
+use crate::store::Scope;
 
 #[derive(Debug, Args)]
 #[command(group(clap::ArgGroup::new("what").required(true).args(["task", "agent", "token"])))]
@@ -47,7 +47,7 @@ pub fn run(a: RevokeArgs) -> Result<(), CliError> {
     } else {
         return Err(CliError::Other("give --task, --agent or --token".into()));
     };
-    let store = super::open_store(&config.store_path())?;
+    let store = super::open_store(&config)?;
     let r = store.revoke(&scope, &format!("operator: {}", a.reason), SystemClock.now_unix()).map_err(|e| CliError::Other(e.to_string()))?;
     if a.json {
         println!("{}", serde_json::json!({"scope": r.scope.kind(), "target": r.scope.target(), "tokens_revoked": r.tokens, "seq": r.seq}));

@@ -14,7 +14,6 @@ use crate::downstream::DownstreamSet;
 use crate::gateway::{IdentityFile, IdentitySource, Session, Shared};
 use crate::approver::ApproverVerifier;
 use crate::identity::IdentityVerifier;
-use crate::store::{SqliteStore, Store as _};
 use crate::token::Keyring;
 
 /// Default HTTP listen address: loopback only.
@@ -97,7 +96,7 @@ pub async fn start(config_path: &std::path::Path, kind: &str) -> Result<Arc<Shar
     let approvers = ApproverVerifier::new(&config, clock.clone()).map_err(|e| CliError::Identity(e.to_string()))?;
     let reviewers = ApproverVerifier::reviewers(&config, clock.clone()).map_err(|e| CliError::Identity(e.to_string()))?;
     let keyring = Keyring::load_or_init(&config.keys_dir()).map_err(|e| CliError::Identity(e.to_string()))?;
-    let store = SqliteStore::open(&config.store_path()).map_err(|e| CliError::Other(e.to_string()))?;
+    let store = super::open_store_for_serving(&config)?;
     let instance = crate::gateway::new_instance_id();
     store
         .register_instance(&instance, kind, clock.now_unix(), crate::gateway::maintenance::lease_until(config.limits.instance_lease, clock.now_unix()))
@@ -121,7 +120,7 @@ pub async fn start(config_path: &std::path::Path, kind: &str) -> Result<Arc<Shar
         config,
         downstreams,
         identity: Arc::new(identity),
-        store: Arc::new(store),
+        store,
         keyring,
         clock,
         inflight: Default::default(),

@@ -10,7 +10,6 @@ use serde_json::json;
 use super::CliError;
 use crate::clock::rfc3339;
 use crate::config::Config;
-use crate::store::{SqliteStore, Store};
 use crate::token::{Keyring, UnverifiedToken};
 
 #[derive(Debug, Subcommand)]
@@ -49,7 +48,7 @@ pub fn run(cmd: TokenCommand) -> Result<(), CliError> {
         },
         Err(e) => format!("unknown (cannot load keys: {e})"),
     };
-    let record = SqliteStore::open(&config.store_path()).ok().and_then(|s| s.token(&parsed.claims().jti).ok().flatten());
+    let record = super::open_store(&config).ok().and_then(|s| s.token(&parsed.claims().jti).ok().flatten());
     let c = parsed.claims();
     let state = record.as_ref().map(|r| r.state.as_str()).unwrap_or("not in store");
     let report = json!({

@@ -343,7 +343,7 @@ pub trait Store: Send + Sync + 'static {
     /// An approval is usable until `use_until`.
     /// The decision and its audit record (`audit` builds it from the decided
     /// approval) are one transaction: no decision without its record.
-    fn decide_approval(&self, id: &str, approve: bool, by: &str, note: &str, now: i64, use_until: i64, audit: &dyn Fn(&Approval) -> crate::audit::Event) -> Result<DecideOutcome, StoreError>;
+    fn decide_approval(&self, id: &str, approve: bool, by: &str, note: &str, now: i64, use_until: i64, audit: &(dyn Fn(&Approval) -> crate::audit::Event + Sync)) -> Result<DecideOutcome, StoreError>;
     /// Spend an approved approval on token `jti`; true for exactly one caller.
     fn use_approval(&self, id: &str, jti: &str, now: i64) -> Result<bool, StoreError>;
     fn record_break_glass(&self, grant: &BreakGlassGrant) -> Result<(), StoreError>;

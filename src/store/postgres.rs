@@ -341,7 +341,36 @@ fn retryable(f: &Fail) -> bool {
 
 /// PostgreSQL-backed [`Store`], shared by any number of processes.
 pub struct PostgresStore {
-    pool: r2d2::Pool<Manager>,
+    /// Always `Some` until dropped (taken in `Drop`, see there).
+    pool: Option<r2d2::Pool<Manager>>,
+}
+
+/// Run `f`, which may block on the synchronous PostgreSQL client, from
+/// whatever thread calls the store. The client drives each request with a
+/// runtime of its own, and tokio forbids starting a runtime on a thread that
+/// is already driving one (a worker, or inside `block_on`): there it would
+/// panic. On a multi-threaded runtime `block_in_place` gives the thread up
+/// for the duration; on a current-thread runtime (where that is not allowed)
+/// the work runs on a scoped thread of its own. Blocking-pool threads and
+/// plain threads run it directly.
+fn blocking<T: Send>(f: impl FnOnce() -> T + Send) -> T {
+    use tokio::runtime::{Handle, RuntimeFlavor};
+    match Handle::try_current() {
+        Ok(h) if h.runtime_flavor() == RuntimeFlavor::CurrentThread => {
+            std::thread::scope(|s| s.spawn(f).join()).unwrap_or_else(|panic| std::panic::resume_unwind(panic))
+        }
+        Ok(_) => tokio::task::block_in_place(f),
+        Err(_) => f(),
+    }
+}
+
+impl Drop for PostgresStore {
+    fn drop(&mut self) {
+        // Closing the pooled connections blocks on the client's runtime too.
+        if let Some(pool) = self.pool.take() {
+            blocking(move || drop(pool));
+        }
+    }
 }
 
 impl PostgresStore {
@@ -418,18 +447,19 @@ impl PostgresStore {
         // after PostgreSQL restarts a dead connection is dropped and replaced
         // rather than handed to a call. One connection is opened at once, so
         // that a database that is down fails here, within the timeout.
-        let pool = r2d2::Pool::builder()
+        let pool = blocking(|| r2d2::Pool::builder()
             .max_size(pool_size)
             .min_idle(Some(1))
             .connection_timeout(CONNECT_TIMEOUT)
             .test_on_check_out(true)
-            .build(Manager::new(config, NoTls))
+            .build(Manager::new(config, NoTls)))
             .map_err(|e| StoreError::Backend(format!("cannot connect to the PostgreSQL store ({where_}): {e}; is it running and reachable?")))?;
-        Ok(Self { pool })
+        Ok(Self { pool: Some(pool) })
     }
 
     fn checkout(&self) -> Result<r2d2::PooledConnection<Manager>, StoreError> {
-        self.pool.get().map_err(|e| {
+        let pool = self.pool.as_ref().ok_or_else(|| StoreError::Backend("the PostgreSQL store was closed".into()))?;
+        pool.get().map_err(|e| {
             StoreError::Backend(format!("no connection to the PostgreSQL store within {} s ({e}); is it running and reachable?", CONNECT_TIMEOUT.as_secs()))
         })
     }
@@ -437,7 +467,11 @@ impl PostgresStore {
     /// Run `body` in one transaction (READ COMMITTED), committed if it
     /// returns Ok and rolled back otherwise; retried when PostgreSQL rolled
     /// it back for a deadlock or a serialization failure.
-    fn transaction<T>(&self, mut body: impl FnMut(&mut Transaction<'_>) -> Result<T, Fail>) -> Result<T, StoreError> {
+    fn transaction<T: Send>(&self, body: impl FnMut(&mut Transaction<'_>) -> Result<T, Fail> + Send) -> Result<T, StoreError> {
+        blocking(|| self.transaction_here(body))
+    }
+
+    fn transaction_here<T>(&self, mut body: impl FnMut(&mut Transaction<'_>) -> Result<T, Fail>) -> Result<T, StoreError> {
         let mut conn = self.checkout()?;
         let mut attempt = 1;
         loop {
@@ -460,7 +494,11 @@ impl PostgresStore {
     /// Run statements outside a transaction (each commits on its own), with
     /// the same retries: used where each statement is safe on its own and
     /// safe to repeat.
-    fn with_client<T>(&self, mut body: impl FnMut(&mut Client) -> Result<T, Fail>) -> Result<T, StoreError> {
+    fn with_client<T: Send>(&self, body: impl FnMut(&mut Client) -> Result<T, Fail> + Send) -> Result<T, StoreError> {
+        blocking(|| self.with_client_here(body))
+    }
+
+    fn with_client_here<T>(&self, mut body: impl FnMut(&mut Client) -> Result<T, Fail>) -> Result<T, StoreError> {
         let mut conn = self.checkout()?;
         let mut attempt = 1;
         loop {
@@ -943,7 +981,7 @@ impl Store for PostgresStore {
         self.with_client(|c| human::approvals(c, all, now))
     }
 
-    fn decide_approval(&self, id: &str, approve: bool, by: &str, note: &str, now: i64, use_until: i64, audit: &dyn Fn(&Approval) -> crate::audit::Event) -> Result<DecideOutcome, StoreError> {
+    fn decide_approval(&self, id: &str, approve: bool, by: &str, note: &str, now: i64, use_until: i64, audit: &(dyn Fn(&Approval) -> crate::audit::Event + Sync)) -> Result<DecideOutcome, StoreError> {
         self.transaction(|tx| human::decide(tx, id, approve, by, note, now, use_until, audit))
     }
 

@@ -644,7 +644,7 @@ impl Store for SqliteStore {
         human::approvals(&self.conn(), all, now)
     }
 
-    fn decide_approval(&self, id: &str, approve: bool, by: &str, note: &str, now: i64, use_until: i64, audit: &dyn Fn(&Approval) -> crate::audit::Event) -> Result<DecideOutcome, StoreError> {
+    fn decide_approval(&self, id: &str, approve: bool, by: &str, note: &str, now: i64, use_until: i64, audit: &(dyn Fn(&Approval) -> crate::audit::Event + Sync)) -> Result<DecideOutcome, StoreError> {
         let mut conn = self.conn();
         human::expire_approvals(&conn, now)?;
         human::decide(&mut conn, id, approve, by, note, now, use_until, audit)

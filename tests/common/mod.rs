@@ -15,6 +15,7 @@ use rmcp::transport::streamable_http_client::StreamableHttpClientTransportConfig
 use rmcp::transport::{StreamableHttpClientTransport, TokioChildProcess};
 use rmcp::{RoleClient, ServiceExt as _};
 
+pub mod nginx;
 pub mod pg;
 
 pub const GATEWAY_ID: &str = "jitgate://test";

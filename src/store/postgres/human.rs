@@ -77,7 +77,7 @@ pub(super) fn decide(
     note: &str,
     now: i64,
     use_until: i64,
-    audit: &dyn Fn(&Approval) -> crate::audit::Event,
+    audit: &(dyn Fn(&Approval) -> crate::audit::Event + Sync),
 ) -> Result<DecideOutcome, Fail> {
     // The audit lock before any row lock (the module's lock order).
     lock(tx, AUDIT_LOCK)?;

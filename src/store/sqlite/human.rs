@@ -92,7 +92,7 @@ pub(super) fn decide(
     note: &str,
     now: i64,
     use_until: i64,
-    audit: &dyn Fn(&Approval) -> crate::audit::Event,
+    audit: &(dyn Fn(&Approval) -> crate::audit::Event + Sync),
 ) -> Result<DecideOutcome, StoreError> {
     let tx = conn.transaction_with_behavior(TransactionBehavior::Immediate)?;
     let n = if approve {

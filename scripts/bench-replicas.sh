@@ -1,0 +1,48 @@
+#!/usr/bin/env bash
+# Authorized calls per second (jit_request + call) with 1, 2 and 3 gateway
+# replicas on PostgreSQL (behind nginx for 2 and 3) and with one process on
+# SQLite, at 16 and 64 concurrent clients: p50, p99, calls/s.
+#
+#   scripts/bench-replicas.sh [CALLS_PER_RUN] [SECONDS_PER_RUN]
+#
+# One bounded run: each measurement stops after CALLS_PER_RUN calls (default
+# 3000) or SECONDS_PER_RUN seconds (default 15). Everything listens on
+# 127.0.0.1 only; a private PostgreSQL is started in a temporary directory
+# (as the postgres user when run as root) and removed at the end. Needs the
+# distribution's postgresql and nginx (scripts/setup-test-deps.sh).
+set -euo pipefail
+cd "$(dirname "$0")/.."
+calls=${1:-3000}
+seconds=${2:-15}
+
+cargo build --release --quiet --bin jitgate --example loadgen --example workspace-server
+
+pg_bin=$(ls -d /usr/lib/postgresql/*/bin | sort -V | tail -1)
+[ -x "$pg_bin/initdb" ] || { echo "PostgreSQL is not installed: run scripts/setup-test-deps.sh" >&2; exit 1; }
+work=$(mktemp -d)
+as_pg=()
+if [ "$(id -u)" = 0 ]; then
+  chown postgres "$work"
+  as_pg=(runuser -u postgres --)
+fi
+port=$(python3 -c 'import socket; s=socket.socket(); s.bind(("127.0.0.1",0)); print(s.getsockname()[1])')
+cleanup() {
+  "${as_pg[@]}" "$pg_bin/pg_ctl" -D "$work/data" -m fast -w stop >/dev/null 2>&1 || true
+  rm -rf "$work"
+}
+trap cleanup EXIT
+"${as_pg[@]}" "$pg_bin/initdb" -D "$work/data" -U jitgate --auth=trust -E UTF8 >/dev/null
+"${as_pg[@]}" "$pg_bin/pg_ctl" -D "$work/data" -o "-p $port -k $work -c listen_addresses=127.0.0.1 -c max_connections=300" -l "$work/pg.log" -w start >/dev/null
+
+loadgen=target/release/examples/loadgen
+run() { timeout 900 "$loadgen" --calls "$calls" --seconds "$seconds" --concurrency 16 --concurrency 64 "$@"; }
+
+echo "== SQLite, one process"
+run --modern
+for n in 1 2 3; do
+  db="bench_$n"
+  "${as_pg[@]}" "$pg_bin/createdb" -h 127.0.0.1 -p "$port" -U jitgate "$db"
+  echo
+  echo "== PostgreSQL, $n replica(s)"
+  run --no-direct --modern --store "postgres://jitgate@127.0.0.1:$port/$db" --replicas "$n"
+done

@@ -1,0 +1,287 @@
+//! Several `jitgate serve` replicas on one PostgreSQL store behind nginx
+//! (round robin, no stickiness): the official Python client runs whole tasks
+//! through the balancer; a token is consumed by exactly one call whichever
+//! replicas receive the attempts; a revocation committed anywhere cancels an
+//! in-flight call on another replica; the audit chain stays one chain.
+
+mod common;
+
+use std::process::Command;
+use std::sync::Arc;
+use std::time::Duration;
+
+use common::nginx::Nginx;
+use common::pg::Postgres;
+use common::*;
+use serde_json::{Value, json};
+
+fn python() -> std::path::PathBuf {
+    let p = repo_root().join(".venv/bin/python");
+    assert!(p.exists(), "the Python test client is not installed: run scripts/setup-test-deps.sh (the README's test command .ci/run does)");
+    p
+}
+
+/// A deployment whose store is a fresh database on `pg`; Host checks accept
+/// the balancer's port.
+fn replicated(pg: &Postgres, setup: Setup) -> Deployment {
+    let store = format!("\n[store]\nurl = \"{}\"\npool_size = 8\n\n[http]\nallowed_hosts = [\"127.0.0.1\"]\n", pg.fresh_database());
+    Deployment::new(&Setup { extra_config: format!("{}{store}", setup.extra_config), ..setup })
+}
+
+fn host_port(g: &Gateway) -> String {
+    g.base.trim_start_matches("http://").to_owned()
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn replicas_behind_nginx_serve_whole_tasks_and_a_token_runs_once_whichever_replica_gets_it() {
+    let pg = Postgres::start();
+    let dep = replicated(&pg, Setup { policies: quickstart_policies(), ..Setup::default() });
+    let replicas: Vec<Gateway> = (0..3).map(|_| Gateway::start(&dep)).collect();
+    for r in &replicas {
+        r.wait_server("workspace", "ready").await;
+    }
+    let lb = Nginx::start(&replicas.iter().map(host_port).collect::<Vec<_>>());
+
+    // The official Python client in its default mode (MCP 2026-07-28, no
+    // session) runs the README's worked example through the balancer: each
+    // request, and the person's approval over the HTTP API, may land on
+    // another replica.
+    let out = Command::new(python())
+        .arg(repo_root().join("tests/support/python/worked_example.py"))
+        .args(["auto", "http", &lb.url, &dep.mint("janitor"), &dep.mint_approver("alice@example.org", "platform-oncall")])
+        .output()
+        .unwrap();
+    assert!(out.status.success(), "{}\n{}", String::from_utf8_lossy(&out.stderr), lb.error_log());
+    let r: Value = serde_json::from_slice(&out.stdout).unwrap();
+    assert_eq!(r["protocol_version"], "2026-07-28", "{r}");
+    for ok in ["begin", "request_read", "read", "next_phase", "pending", "granted", "delete", "end"] {
+        assert_eq!(r[ok]["is_error"], false, "{ok}: {r}");
+    }
+    assert!(r["read"]["text"].as_str().unwrap().contains("Ship the billing export"), "{r}");
+    assert_eq!(r["replay"]["code"], "token_replayed", "{r}");
+    assert_eq!(r["approved_status"], 200);
+    assert!(!dep.workspace_state.join("notes/meeting-2026-11-20.md").exists(), "the approved delete ran");
+    assert_eq!(r["break_glass"]["code"], "policy_denied", "{r}");
+    assert_eq!(r["after_end"]["code"], "task_inactive", "{r}");
+    // Every replica served part of it.
+    for (i, r) in replicas.iter().enumerate() {
+        assert!(r.log().contains("call received"), "replica {i} got no call:\n{}", r.log());
+    }
+
+    // 50 concurrent uses of one token, spread over the three replicas.
+    let identity = dep.mint("triage");
+    let mut clients = Vec::new();
+    for r in &replicas {
+        clients.push(Arc::new(r.connect_modern(&identity).await));
+    }
+    let task = begin(&clients[0], json!([{"name": "read", "tools": ["workspace__read_note"]}])).await.unwrap();
+    let token = request(&clients[1], &task, "workspace__read_note", json!({"name": "welcome.md"})).await.unwrap();
+    let mut attempts = Vec::new();
+    for i in 0..50 {
+        let (client, token) = (clients[i % 3].clone(), token.clone());
+        attempts.push(tokio::spawn(async move { call_with_token(&client, "workspace__read_note", json!({"name": "welcome.md"}), &token).await }));
+    }
+    let mut ran = 0;
+    let mut refused = std::collections::BTreeMap::new();
+    for a in attempts {
+        let r = a.await.unwrap().unwrap();
+        match refusal_code(&r) {
+            None => {
+                assert!(text_of(&r).contains("Welcome"), "{}", text_of(&r));
+                ran += 1;
+            }
+            Some(code) => *refused.entry(code).or_insert(0) += 1,
+        }
+    }
+    assert_eq!(ran, 1, "exactly one use runs; refusals: {refused:?}");
+    assert_eq!(refused.get("token_replayed"), Some(&49), "{refused:?}");
+
+    // The legitimate flow goes on: a new token for the next call works.
+    let token = request(&clients[2], &task, "workspace__read_note", json!({"name": "welcome.md"})).await.unwrap();
+    let r = call_with_token(&clients[0], "workspace__read_note", json!({"name": "welcome.md"}), &token).await.unwrap();
+    assert_eq!(refusal_code(&r), None, "{}", text_of(&r));
+
+    // One audit chain from three writers, verified by the operator command.
+    drop(clients);
+    let (code, out, err) = jitgate(&["audit", "verify", "--config", dep.config.to_str().unwrap()]);
+    assert_eq!(code, Some(0), "{out}\n{err}");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_revocation_on_one_replica_cancels_an_in_flight_call_on_another() {
+    let pg = Postgres::start();
+    let dep = replicated(&pg, Setup::default());
+    dep.add_faulty_server(|m| m.replace("call_timeout = \"30s\"", "call_timeout = \"300s\""));
+    let (a, b) = (Gateway::start(&dep), Gateway::start(&dep));
+    a.wait_server("faulty", "ready").await;
+    b.wait_server("faulty", "ready").await;
+    let identity = dep.mint("tester");
+    let on_a = a.connect_modern(&identity).await;
+    let task = begin(&on_a, json!([{"name": "p", "tools": ["faulty__fault_hang", "faulty__list_notes"]}])).await.unwrap();
+    let token = request(&on_a, &task, "faulty__fault_hang", json!({})).await.unwrap();
+    let hung = tokio::spawn(async move { call_with_token(&on_a, "faulty__fault_hang", json!({}), &token).await });
+    eventually(Duration::from_secs(30), || {
+        let forwarded = a.log().contains("forwarding");
+        async move { forwarded.then_some(()) }
+    })
+    .await;
+
+    // The task is revoked through replica B's store (the operator command
+    // writes to the same PostgreSQL): replica A cancels its call.
+    let (code, out, err) = jitgate(&["revoke", "--task", &task, "--reason", "incident 7", "--config", dep.config.to_str().unwrap()]);
+    assert_eq!(code, Some(0), "{out}\n{err}");
+    let r = tokio::time::timeout(Duration::from_secs(60), hung).await.expect("the in-flight call must end").unwrap().unwrap();
+    assert!(refusal_code(&r).is_some(), "{}", text_of(&r));
+    assert!(a.log().contains("revocation") && a.log().contains("cancelled=1"), "{}", a.log());
+
+    // The revoked task is refused on every replica; other work goes on.
+    let on_b = b.connect_modern(&identity).await;
+    let refused = request(&on_b, &task, "faulty__list_notes", json!({})).await.unwrap_err();
+    assert_eq!(refusal_code(&refused).as_deref(), Some("task_inactive"), "{}", text_of(&refused));
+    let r = call(&on_b, "faulty__list_notes", json!({})).await.unwrap();
+    assert_eq!(refusal_code(&r), None, "{}", text_of(&r));
+}
+
+/// What load workers saw.
+#[derive(Default, Debug)]
+struct Seen {
+    ran: usize,
+    refused: std::collections::BTreeMap<String, usize>,
+    transport_errors: usize,
+}
+
+/// `workers` clients through the balancer, each running whole authorized
+/// calls (request + call) until `stop` is set or `max_each` calls are done.
+async fn load(url: String, identity: String, workers: usize, max_each: usize, stop: Arc<std::sync::atomic::AtomicBool>, seen: Arc<std::sync::Mutex<Seen>>) {
+    let mut handles = Vec::new();
+    for _ in 0..workers {
+        let (url, identity, stop, seen) = (url.clone(), identity.clone(), stop.clone(), seen.clone());
+        handles.push(tokio::spawn(async move {
+            use rmcp::service::{ClientLifecycleMode, ClientServiceExt as _};
+            let cfg = rmcp::transport::streamable_http_client::StreamableHttpClientTransportConfig::with_uri(url.as_str()).auth_header(identity);
+            let mode = ClientLifecycleMode::Discover { preferred_versions: vec![rmcp::model::ProtocolVersion::V_2026_07_28] };
+            let Ok(client) = ().serve_with_lifecycle(rmcp::transport::StreamableHttpClientTransport::from_config(cfg), mode).await else {
+                seen.lock().unwrap().transport_errors += 1;
+                return;
+            };
+            // Every step may fail in transit (a replica killed mid-request
+            // answers 502 through nginx): count it and go on.
+            let step = |tool: &'static str, arguments: Value| {
+                let peer = client.peer().clone();
+                async move { peer.call_tool(rmcp::model::CallToolRequestParams::new(tool).with_arguments(args(arguments))).await }
+            };
+            let mut task = None;
+            for _ in 0..max_each {
+                if stop.load(std::sync::atomic::Ordering::Relaxed) {
+                    return;
+                }
+                let outcome = async {
+                    let task = match &task {
+                        Some(t) => t,
+                        None => {
+                            let r = step("jit_begin_task", json!({"objective": "load", "phases": [{"name": "read", "tools": ["workspace__read_note"]}]})).await.map_err(|_| ())?;
+                            if r.is_error == Some(true) {
+                                return Ok(refusal_code(&r));
+                            }
+                            task.insert(answer(&r)["task"].as_str().unwrap_or_default().to_owned())
+                        }
+                    };
+                    let r = step("jit_request", json!({"task": task, "tool": "workspace__read_note", "arguments": {"name": "welcome.md"}, "purpose": "load"})).await.map_err(|_| ())?;
+                    if r.is_error == Some(true) {
+                        return Ok(refusal_code(&r));
+                    }
+                    let token = answer(&r)["token"].as_str().unwrap_or_default().to_owned();
+                    let r = step("workspace__read_note", json!({"name": "welcome.md", "_jit_token": token})).await.map_err(|_| ())?;
+                    Ok::<_, ()>(refusal_code(&r))
+                }
+                .await;
+                let mut s = seen.lock().unwrap();
+                match outcome {
+                    Ok(None) => s.ran += 1,
+                    Ok(Some(code)) => *s.refused.entry(code).or_insert(0) += 1,
+                    Err(()) => s.transport_errors += 1,
+                }
+            }
+        }));
+    }
+    for h in handles {
+        let _ = h.await;
+    }
+}
+
+/// Every forwarded call's token id, from the operator's audit export.
+fn forwarded_jtis(dep: &Deployment) -> Vec<String> {
+    let (code, out, err) = jitgate(&["audit", "export", "--config", dep.config.to_str().unwrap()]);
+    assert_eq!(code, Some(0), "{err}");
+    out.lines()
+        .map(|l| serde_json::from_str::<Value>(l).unwrap())
+        .filter(|r| r["kind"] == "call.forwarded")
+        .map(|r| r["data"]["jti"].as_str().unwrap_or_default().to_owned())
+        .collect()
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_killed_replica_and_a_postgres_restart_lose_nothing_and_run_no_token_twice() {
+    let pg = Postgres::start();
+    let dep = replicated(&pg, Setup { limits: "instance_lease = \"3s\"".into(), ..Setup::default() });
+    let mut replicas: Vec<Gateway> = (0..3).map(|_| Gateway::start(&dep)).collect();
+    for r in &replicas {
+        r.wait_server("workspace", "ready").await;
+    }
+    let lb = Nginx::start(&replicas.iter().map(host_port).collect::<Vec<_>>());
+    // A handshake-era session that only the third replica holds.
+    let held = replicas[2].connect(&dep.mint("triage")).await;
+    let held_task = begin(&held, json!([{"name": "read", "tools": ["workspace__read_note"]}])).await.unwrap();
+
+    let stop = Arc::new(std::sync::atomic::AtomicBool::new(false));
+    let seen = Arc::new(std::sync::Mutex::new(Seen::default()));
+    let load = tokio::spawn(load(lb.url.clone(), dep.mint("triage"), 6, 400, stop.clone(), seen.clone()));
+    let ran = |n: usize| {
+        let seen = seen.clone();
+        move || {
+            let done = seen.lock().unwrap().ran >= n;
+            async move { done.then_some(()) }
+        }
+    };
+    eventually(Duration::from_secs(60), ran(20)).await;
+
+    // kill -9 of a replica under load.
+    let dead = replicas.pop().unwrap();
+    dead.crash();
+    drop(held);
+    let before = seen.lock().unwrap().ran;
+    eventually(Duration::from_secs(60), ran(before + 30)).await;
+    // Its lease lapses and a survivor revokes what only it held.
+    eventually(Duration::from_secs(30), || {
+        let lapsed = replicas.iter().any(|r| r.log().contains("lease lapsed"));
+        async move { lapsed.then_some(()) }
+    })
+    .await;
+    let survivor_log: String = replicas.iter().map(Gateway::log).collect();
+    assert!(survivor_log.contains("sessions=1"), "the dead replica's session is revoked:\n{survivor_log}");
+
+    // PostgreSQL restarts under load: calls fail closed, then recover
+    // without restarting jitgate.
+    pg.restart();
+    let before = seen.lock().unwrap().ran;
+    eventually(Duration::from_secs(90), ran(before + 30)).await;
+    stop.store(true, std::sync::atomic::Ordering::Relaxed);
+    load.await.unwrap();
+
+    let seen = std::mem::take(&mut *seen.lock().unwrap());
+    eprintln!("load through the failures: {seen:?}");
+    for code in seen.refused.keys() {
+        assert!(["store_unavailable", "audit_unavailable", "downstream_crashed", "downstream_unavailable"].contains(&code.as_str()), "unexpected refusal {code}: {seen:?}");
+    }
+    // No token ran twice, and every call a client saw run is on record.
+    let jtis = forwarded_jtis(&dep);
+    let unique: std::collections::BTreeSet<&String> = jtis.iter().collect();
+    assert_eq!(unique.len(), jtis.len(), "a token was forwarded twice");
+    assert!(jtis.len() >= seen.ran, "{} forwarded records for {} calls that ran: {seen:?}", jtis.len(), seen.ran);
+    let (code, out, err) = jitgate(&["audit", "verify", "--config", dep.config.to_str().unwrap()]);
+    assert_eq!(code, Some(0), "{out}\n{err}");
+    // The held session's task died with its replica.
+    let on_survivor = replicas[0].connect_modern(&dep.mint("triage")).await;
+    let refused = request(&on_survivor, &held_task, "workspace__read_note", json!({"name": "welcome.md"})).await.unwrap_err();
+    assert!(refusal_code(&refused).is_some(), "{}", text_of(&refused));
+}
