@@ -285,3 +285,48 @@ async fn a_killed_replica_and_a_postgres_restart_lose_nothing_and_run_no_token_t
     let refused = request(&on_survivor, &held_task, "workspace__read_note", json!({"name": "welcome.md"})).await.unwrap_err();
     assert!(refusal_code(&refused).is_some(), "{}", text_of(&refused));
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn an_sqlite_deployment_moves_to_postgres_with_its_history_and_chain() {
+    let dep = Deployment::new(&Setup::default());
+    let gw = Gateway::start(&dep);
+    gw.wait_server("workspace", "ready").await;
+    let triage = gw.connect_modern(&dep.mint("triage")).await;
+    let task = begin(&triage, json!([{"name": "read", "tools": ["workspace__read_note"]}])).await.unwrap();
+    let token = request(&triage, &task, "workspace__read_note", json!({"name": "welcome.md"})).await.unwrap();
+    let r = call_with_token(&triage, "workspace__read_note", json!({"name": "welcome.md"}), &token).await.unwrap();
+    assert_eq!(refusal_code(&r), None, "{}", text_of(&r));
+    drop(triage);
+    gw.stop();
+
+    let pg = Postgres::start();
+    let url = pg.fresh_database();
+    let sqlite = format!("sqlite:{}", dep.path("state/jitgate.sqlite").display());
+    let (code, out, err) = jitgate(&["store", "copy", "--from", &sqlite, "--to", &url]);
+    assert_eq!(code, Some(0), "{out}\n{err}");
+    assert!(out.contains("tasks: 1") && out.contains("tokens: 1"), "{out}");
+    // Never into a database that already holds records.
+    let (code, _, err) = jitgate(&["store", "copy", "--from", &sqlite, "--to", &url]);
+    assert_eq!(code, Some(1), "{err}");
+    assert!(err.contains("already holds records"), "{err}");
+
+    // The deployment now runs on PostgreSQL: its chain verifies, its history
+    // is there, and the consumed token stays consumed.
+    dep.append_config(&format!("\n[store]\nurl = \"{url}\"\n"));
+    let (code, out, err) = jitgate(&["store", "migrate", "--config", dep.config.to_str().unwrap()]);
+    assert_eq!(code, Some(0), "{err}");
+    assert!(out.contains("already at version"), "{out}");
+    let (code, out, err) = jitgate(&["audit", "verify", "--config", dep.config.to_str().unwrap()]);
+    assert_eq!(code, Some(0), "{out}\n{err}");
+    let (code, out, err) = jitgate(&["trace", &task, "--config", dep.config.to_str().unwrap()]);
+    assert_eq!(code, Some(0), "{err}");
+    assert!(out.contains("workspace__read_note"), "{out}");
+    let gw = Gateway::start(&dep);
+    gw.wait_server("workspace", "ready").await;
+    let triage = gw.connect_modern(&dep.mint("triage")).await;
+    let r = call_with_token(&triage, "workspace__read_note", json!({"name": "welcome.md"}), &token).await.unwrap();
+    assert_eq!(refusal_code(&r).as_deref(), Some("token_replayed"), "{}", text_of(&r));
+    let token = request(&triage, &task, "workspace__read_note", json!({"name": "welcome.md"})).await.unwrap();
+    let r = call_with_token(&triage, "workspace__read_note", json!({"name": "welcome.md"}), &token).await.unwrap();
+    assert_eq!(refusal_code(&r), None, "{}", text_of(&r));
+}

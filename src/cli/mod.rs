@@ -133,7 +133,9 @@ pub async fn run(cli: Cli) -> Result<(), CliError> {
         Command::Baseline(c) => baseline::run(c),
         Command::Audit(c) => audit::run(c),
         Command::Trace(a) => audit::trace(a),
-        Command::Store(c) => store::run(c),
+        // The synchronous PostgreSQL client must not run on a thread that
+        // drives the async runtime (it starts one of its own).
+        Command::Store(c) => tokio::task::block_in_place(|| store::run(c)),
     }
 }
 
