@@ -21,6 +21,7 @@ command -v chromedriver >/dev/null 2>&1 || need_apt+=(chromium-driver)
 # distribution; the tests start private instances on loopback ports.
 ls /usr/lib/postgresql/*/bin/initdb >/dev/null 2>&1 || need_apt+=(postgresql)
 command -v nginx >/dev/null 2>&1 || [ -x /usr/sbin/nginx ] || need_apt+=(nginx-light)
+command -v openssl >/dev/null 2>&1 || need_apt+=(openssl)   # certificates for the PostgreSQL TLS test
 if [ ${#need_apt[@]} -gt 0 ]; then
   if [ "$(id -u)" = 0 ] && command -v apt-get >/dev/null 2>&1; then
     echo "setup-test-deps: installing ${need_apt[*]} with apt-get" >&2

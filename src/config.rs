@@ -64,6 +64,7 @@ struct RawStore {
     password_env: Option<String>,
     password_file: Option<PathBuf>,
     pool_size: Option<u32>,
+    ca_file: Option<PathBuf>,
 }
 
 /// Where the authorization state lives: the embedded SQLite file (one
@@ -76,6 +77,8 @@ pub enum StoreConfig {
         url: String,
         password: Option<SecretSource>,
         pool_size: u32,
+        /// The CA(s) of the server's certificate (default: platform roots).
+        ca_file: Option<PathBuf>,
     },
 }
 
@@ -91,6 +94,8 @@ struct RawTokenExchange {
     subject_token_type: Option<String>,
     #[serde(default, with = "source::duration::option")]
     max_ttl: Option<Duration>,
+    #[serde(default)]
+    issuers: Vec<String>,
 }
 
 /// How jitgate obtains per-caller credentials for downstream servers whose
@@ -107,6 +112,11 @@ pub struct TokenExchangeConfig {
     /// An exchanged credential is reused for one agent at most this long
     /// (and never past its own expiry or the agent's credential's).
     pub max_ttl: Duration,
+    /// The `[[identity.issuers]]` (by name) whose credentials may be sent to
+    /// the authorization server as subjects: an agent's credential is a
+    /// bearer token for this gateway, so it goes only to the server that
+    /// issued it.
+    pub issuers: Vec<String>,
 }
 
 
@@ -663,7 +673,7 @@ impl Config {
             .collect::<Result<Vec<_>, _>>()?;
         let oauth = raw.oauth.map(|o| validate_oauth(file, o, &identity)).transpose()?;
         let ui_oidc = raw.ui.oidc.map(|o| validate_ui_oidc(file, o, &approvals.issuers, &reviewers)).transpose()?;
-        let token_exchange = raw.token_exchange.map(|t| validate_token_exchange(file, t)).transpose()?;
+        let token_exchange = raw.token_exchange.map(|t| validate_token_exchange(file, t, &identity)).transpose()?;
         let store = match raw.store {
             Some(s) => validate_store(file, s)?,
             None => StoreConfig::Sqlite(state_dir.join(crate::store::STORE_FILE)),
@@ -975,27 +985,33 @@ fn validate_ui_oidc(file: &SourceFile, raw: Spanned<RawUiOidc>, approvers: &[Iss
     Ok(UiOidcConfig { issuer: r.issuer, iss: issuer.iss.clone(), client_id: r.client_id, client_secret, redirect_uri: r.redirect_uri, scopes, session_ttl })
 }
 
+/// What is wrong with a PostgreSQL store URL, if anything: it must parse,
+/// and it must not carry a password (however spelled: the driver decodes
+/// percent-escapes in parameter names), which belongs in a file or the
+/// environment. The URL is never repeated in the message.
+pub(crate) fn postgres_url_problem(url: &str) -> Option<String> {
+    if !(url.starts_with("postgres://") || url.starts_with("postgresql://")) {
+        return Some("must be \"sqlite:PATH\" or \"postgres://USER@HOST:PORT/DATABASE\"".into());
+    }
+    match url.parse::<postgres::Config>() {
+        Err(e) => Some(format!("not a valid PostgreSQL URL ({e}); write it as postgres://USER@HOST:PORT/DATABASE")),
+        Ok(c) if c.get_password().is_some() => Some("must not contain a password: use password_env or password_file".into()),
+        Ok(_) => None,
+    }
+}
+
 fn validate_store(file: &SourceFile, raw: Spanned<RawStore>) -> Result<StoreConfig, SourceError> {
     let span = raw.span();
     let r = raw.into_inner();
     let at = |m: String| file.error_at(Some(span.clone()), m);
     if let Some(path) = r.url.strip_prefix("sqlite:") {
-        if r.password_env.is_some() || r.password_file.is_some() || r.pool_size.is_some() {
-            return Err(at("[store] password_env, password_file and pool_size are for PostgreSQL; an SQLite store is a file".into()));
+        if r.password_env.is_some() || r.password_file.is_some() || r.pool_size.is_some() || r.ca_file.is_some() {
+            return Err(at("[store] password_env, password_file, pool_size and ca_file are for PostgreSQL; an SQLite store is a file".into()));
         }
         return Ok(StoreConfig::Sqlite(file.resolve(Path::new(path))));
     }
-    if !(r.url.starts_with("postgres://") || r.url.starts_with("postgresql://")) {
-        return Err(at(format!("[store] url `{}` must be \"sqlite:PATH\" or \"postgres://USER@HOST:PORT/DATABASE\"", r.url)));
-    }
-    // The password comes from the environment or a file, never this file.
-    if let Some(rest) = r.url.split_once("://").map(|(_, rest)| rest)
-        && rest.split_once('@').is_some_and(|(user, _)| user.contains(':'))
-    {
-        return Err(at("[store] url must not contain a password: use password_env or password_file".into()));
-    }
-    if r.url.contains("password=") {
-        return Err(at("[store] url must not contain a password: use password_env or password_file".into()));
+    if let Some(problem) = postgres_url_problem(&r.url) {
+        return Err(at(format!("[store] url: {problem}")));
     }
     let password = match (r.password_env, r.password_file) {
         (Some(v), None) => Some(SecretSource::Env(v)),
@@ -1007,16 +1023,24 @@ fn validate_store(file: &SourceFile, raw: Spanned<RawStore>) -> Result<StoreConf
     if !(1..=256).contains(&pool_size) {
         return Err(at("[store] pool_size must be between 1 and 256".into()));
     }
-    Ok(StoreConfig::Postgres { url: r.url, password, pool_size })
+    Ok(StoreConfig::Postgres { url: r.url, password, pool_size, ca_file: r.ca_file.map(|f| file.resolve(&f)) })
 }
 
 /// RFC 8693 §3: the token types a subject token may be declared as.
 const SUBJECT_TOKEN_TYPES: &[&str] = &["urn:ietf:params:oauth:token-type:access_token", "urn:ietf:params:oauth:token-type:jwt"];
 
-fn validate_token_exchange(file: &SourceFile, raw: Spanned<RawTokenExchange>) -> Result<TokenExchangeConfig, SourceError> {
+fn validate_token_exchange(file: &SourceFile, raw: Spanned<RawTokenExchange>, identity: &IdentityConfig) -> Result<TokenExchangeConfig, SourceError> {
     let span = raw.span();
     let r = raw.into_inner();
     let at = |m: String| file.error_at(Some(span.clone()), m);
+    if r.issuers.is_empty() {
+        return Err(at("[token_exchange] needs issuers = [\"...\"]: the names of the [[identity.issuers]] whose agents' credentials this authorization server issued (and may therefore receive)".into()));
+    }
+    for name in &r.issuers {
+        if !identity.issuers.iter().any(|i| &i.name == name) {
+            return Err(at(format!("[token_exchange] issuer `{name}` is not the name of any [[identity.issuers]]")));
+        }
+    }
     check_fetch_url(&r.token_endpoint).map_err(|e| at(format!("[token_exchange] token_endpoint: {e}")))?;
     let client_secret = match (r.client_secret_file, r.client_secret_env) {
         (Some(f), None) => SecretSource::File(file.resolve(&f)),
@@ -1031,7 +1055,7 @@ fn validate_token_exchange(file: &SourceFile, raw: Spanned<RawTokenExchange>) ->
     if max_ttl.is_zero() || max_ttl > Duration::from_secs(3600) {
         return Err(at("[token_exchange] max_ttl must be between 1 s and 1 h: exchanged credentials are meant to be short-lived".into()));
     }
-    Ok(TokenExchangeConfig { token_endpoint: r.token_endpoint, client_id: r.client_id, client_secret, subject_token_type, max_ttl })
+    Ok(TokenExchangeConfig { token_endpoint: r.token_endpoint, client_id: r.client_id, client_secret, subject_token_type, max_ttl, issuers: r.issuers })
 }
 
 fn validate_oauth(file: &SourceFile, raw: RawOauth, identity: &IdentityConfig) -> Result<OauthConfig, SourceError> {
@@ -1146,7 +1170,7 @@ development = true
 
     #[test]
     fn token_exchange_needs_an_endpoint_a_secret_kept_elsewhere_and_a_short_lifetime() {
-        let ok = "\n[token_exchange]\ntoken_endpoint = \"https://idp.example.org/token\"\nclient_id = \"jitgate\"\nclient_secret_env = \"TE_SECRET\"\n";
+        let ok = "\n[token_exchange]\ntoken_endpoint = \"https://idp.example.org/token\"\nclient_id = \"jitgate\"\nclient_secret_env = \"TE_SECRET\"\nissuers = [\"dev\"]\n";
         let c = load(&format!("{MINIMAL}{ok}")).unwrap().token_exchange.unwrap();
         assert_eq!((c.subject_token_type.as_str(), c.max_ttl), ("urn:ietf:params:oauth:token-type:access_token", Duration::from_secs(300)));
         let e = load(&format!("{MINIMAL}{}", ok.replace("https://idp", "http://idp"))).unwrap_err();
@@ -1157,6 +1181,10 @@ development = true
         assert!(e.message.contains("max_ttl"), "{e}");
         let e = load(&format!("{MINIMAL}{ok}subject_token_type = \"urn:ietf:params:oauth:token-type:refresh_token\"\n")).unwrap_err();
         assert!(e.message.contains("subject_token_type"), "{e}");
+        let e = load(&format!("{MINIMAL}{}", ok.replace("issuers = [\"dev\"]\n", ""))).unwrap_err();
+        assert!(e.message.contains("needs issuers"), "{e}");
+        let e = load(&format!("{MINIMAL}{}", ok.replace("[\"dev\"]", "[\"nobody\"]"))).unwrap_err();
+        assert!(e.message.contains("`nobody`"), "{e}");
     }
 
     #[test]

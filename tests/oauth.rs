@@ -496,7 +496,7 @@ async fn a_server_that_must_know_the_caller_gets_a_credential_exchanged_for_each
         extra_config: format!(
             "\n[[identity.issuers]]\nname = \"corp-idp\"\niss = \"{issuer}\"\ndiscovery = true\nalgorithms = [\"RS256\", \"ES256\"]\ntyp = \"at+jwt\"\nrequired_scopes = [\"mcp:tools\"]\nmax_lifetime = \"1h\"\n\
              \n[oauth]\nresource = \"{resource}\"\nauthorization_servers = [\"{issuer}\"]\n\
-             \n[token_exchange]\ntoken_endpoint = \"{issuer}/token\"\nclient_id = \"jitgate-exchange\"\nclient_secret_file = {:?}\n\
+             \n[token_exchange]\ntoken_endpoint = \"{issuer}/token\"\nclient_id = \"jitgate-exchange\"\nclient_secret_file = {:?}\nissuers = [\"corp-idp\"]\n\
              \n[[servers]]\nmanifest = {:?}\n",
             work.path().join("exchange-secret").display().to_string(),
             work.path().join("workspace-http.toml").display().to_string(),
@@ -534,15 +534,17 @@ async fn a_server_that_must_know_the_caller_gets_a_credential_exchanged_for_each
     let last = callers_seen(&ds_state).pop().unwrap();
     assert_eq!((last["sub"].as_str(), last["ok"].as_bool()), (Some("triage-client-post"), Some(true)), "{last}");
 
-    // An agent whose credential the authorization server does not accept as
-    // a subject (jitgate's development issuer) gets nothing through: the call
-    // is refused before the server sees it, and nothing is written.
+    // An agent of another issuer (jitgate's development issuer) gets nothing
+    // through, and its credential, a bearer token for this gateway, is not
+    // even shown to the authorization server: the call is refused before
+    // anything is sent, and nothing is written.
     let local = gateway.connect_modern(&dep.mint("local-svc")).await;
     let r = call(&local, "workspace__write_note", json!({"name": "fourth.md", "content": "from local"})).await.unwrap();
     assert_eq!(refusal_code(&r).as_deref(), Some("downstream_credential"), "{}", text_of(&r));
-    assert!(text_of(&r).contains("[token_exchange]"), "{}", text_of(&r));
+    assert!(text_of(&r).contains("not in [token_exchange] issuers"), "{}", text_of(&r));
     assert!(!ds_state.join("notes/fourth.md").exists());
-    assert_eq!(stats().await["exchange_refusals"], 1);
+    let s = stats().await;
+    assert_eq!((s["exchanges"].as_u64(), s["exchange_refusals"].as_u64()), (Some(2), Some(0)), "{s}");
     // Its credential never reached the server, and neither did the others'
     // own tokens: every token the server checked was an exchanged one.
     let seen = callers_seen(&ds_state);
@@ -550,7 +552,18 @@ async fn a_server_that_must_know_the_caller_gets_a_credential_exchanged_for_each
     assert!(seen.iter().all(|c| c["aud"] == audience.as_str() && c["ok"] == true), "{seen:?}");
     assert!(!gateway.log().contains(&triage_token), "the agent's token is never logged");
 
-    // The legitimate agent still works after the refusal.
+    // The legitimate agent still works after the refusal, on the credential
+    // already exchanged for it.
     let r = call(&triage, "workspace__read_note", json!({"name": "first.md"})).await.unwrap();
     assert!(text_of(&r).contains("from triage"), "{}", text_of(&r));
+    assert_eq!(stats().await["exchanges"], 2);
+
+    // Revoking the agent forgets what was exchanged for it: its next task
+    // starts with a fresh exchange, not the old credential.
+    let (code, out, err) = jitgate(&["revoke", "--agent", "triage-svc", "--reason", "test", "--config", dep.config.to_str().unwrap()]);
+    assert_eq!(code, Some(0), "{out}\n{err}");
+    gateway.wait_log("scope=\"agent\"").await;
+    let r = call(&triage, "workspace__write_note", json!({"name": "fifth.md", "content": "after revocation"})).await.unwrap();
+    assert_ne!(r.is_error, Some(true), "{}", text_of(&r));
+    assert_eq!(stats().await["exchanges"], 3);
 }

@@ -296,15 +296,29 @@ async fn an_sqlite_deployment_moves_to_postgres_with_its_history_and_chain() {
     let token = request(&triage, &task, "workspace__read_note", json!({"name": "welcome.md"})).await.unwrap();
     let r = call_with_token(&triage, "workspace__read_note", json!({"name": "welcome.md"}), &token).await.unwrap();
     assert_eq!(refusal_code(&r), None, "{}", text_of(&r));
+    // Untrusted content read: the taint ledger has entries to move too.
+    let r = call(&triage, "workspace__read_inbox", json!({})).await.unwrap();
+    assert_eq!(refusal_code(&r), None, "{}", text_of(&r));
     drop(triage);
-    gw.stop();
 
     let pg = Postgres::start();
     let url = pg.fresh_database();
     let sqlite = format!("sqlite:{}", dep.path("state/jitgate.sqlite").display());
+    // Not while a gateway runs on the store.
+    let (code, _, err) = jitgate(&["store", "copy", "--from", &sqlite, "--to", &url]);
+    assert_eq!(code, Some(1), "{err}");
+    assert!(err.contains("still hold a lease"), "{err}");
+    // Never with a password in the URL.
+    let (code, _, err) = jitgate(&["store", "copy", "--from", &sqlite, "--to", &url.replace("jitgate@", "jitgate:hunter2@")]);
+    assert_eq!(code, Some(1), "{err}");
+    assert!(err.contains("must not contain a password") && !err.contains("hunter2"), "{err}");
+    gw.stop();
+
     let (code, out, err) = jitgate(&["store", "copy", "--from", &sqlite, "--to", &url]);
     assert_eq!(code, Some(0), "{out}\n{err}");
-    assert!(out.contains("tasks: 1") && out.contains("tokens: 1"), "{out}");
+    assert!(out.contains("tasks: 2") && out.contains("tokens: 2"), "{out}");
+    let taint: u64 = out.split("taint: ").nth(1).and_then(|r| r.split(|c: char| !c.is_ascii_digit()).next()).and_then(|n| n.parse().ok()).unwrap_or(0);
+    assert!(taint > 0, "the taint ledger moved: {out}");
     // Never into a database that already holds records.
     let (code, _, err) = jitgate(&["store", "copy", "--from", &sqlite, "--to", &url]);
     assert_eq!(code, Some(1), "{err}");

@@ -1082,3 +1082,45 @@ fn postgres_restart_is_survived_by_the_same_store() {
     store.record_token(&token("j1", "t1", 0)).unwrap();
     assert_eq!(store.consume("j1", 112).unwrap(), Consumption::Consumed);
 }
+
+#[test]
+fn postgres_over_tls_verifies_the_server_and_never_accepts_an_unknown_one() {
+    use jitgate::store::{PgTls, postgres_client};
+    let (pg, ca) = common::pg::Postgres::start_tls();
+    let url = pg.fresh_database();
+    let required = format!("{url}?sslmode=require");
+    let ours = PgTls { ca_file: Some(ca.clone()) };
+
+    // With the server's CA: the store works, over TLS.
+    let store = PostgresStore::connect_with(&required, None, 2, &ours).unwrap();
+    store.create_task(&task("t-tls", 1000)).unwrap();
+    assert_eq!(store.task("t-tls").unwrap().unwrap().agent, "triage");
+    let mut client = postgres_client(&required, None, &ours).unwrap();
+    let ssl: bool = client.query_one("SELECT ssl FROM pg_stat_ssl WHERE pid = pg_backend_pid()", &[]).unwrap().get(0);
+    assert!(ssl, "the connection is encrypted");
+
+    // A server whose certificate does not verify is refused: with the
+    // platform's roots, and with another CA.
+    let e = err(PostgresStore::connect_with(&required, None, 1, &PgTls::default()));
+    assert_eq!(e.code(), "store_unavailable", "{e}");
+    let other_dir = tempfile::tempdir().unwrap();
+    let other_ca = other_dir.path().join("other.crt");
+    let out = std::process::Command::new("openssl")
+        .args(["req", "-x509", "-newkey", "ec", "-pkeyopt", "ec_paramgen_curve:P-256", "-nodes", "-keyout"])
+        .arg(other_dir.path().join("other.key"))
+        .arg("-out")
+        .arg(&other_ca)
+        .args(["-subj", "/CN=someone else", "-days", "1"])
+        .output()
+        .unwrap();
+    assert!(out.status.success());
+    assert!(PostgresStore::connect_with(&required, None, 1, &PgTls { ca_file: Some(other_ca) }).is_err());
+    // `prefer` does not fall back to plain text over a certificate that fails.
+    assert!(PostgresStore::connect_with(&format!("{url}?sslmode=prefer"), None, 1, &PgTls::default()).is_err());
+    // A CA file that holds no certificate is a configuration error, said as such.
+    let bad = other_dir.path().join("empty.pem");
+    std::fs::write(&bad, "not a certificate\n").unwrap();
+    assert!(err(PostgresStore::connect_with(&required, None, 1, &PgTls { ca_file: Some(bad) })).to_string().contains("ca_file"));
+    drop(store);
+    drop(client);
+}

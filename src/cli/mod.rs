@@ -149,9 +149,10 @@ pub fn open_store(config: &Config) -> Result<std::sync::Arc<dyn crate::store::St
             }
             Ok(std::sync::Arc::new(crate::store::SqliteStore::open(path).map_err(|e| CliError::Other(e.to_string()))?))
         }
-        crate::config::StoreConfig::Postgres { url, password, .. } => {
+        crate::config::StoreConfig::Postgres { url, password, ca_file, .. } => {
             let password = read_store_password(password.as_ref())?;
-            let store = crate::store::PostgresStore::connect_existing(url, password.as_deref(), 2).map_err(|e| CliError::Other(e.to_string()))?;
+            let tls = crate::store::PgTls { ca_file: ca_file.clone() };
+            let store = crate::store::PostgresStore::connect_existing_with(url, password.as_deref(), 2, &tls).map_err(|e| CliError::Other(e.to_string()))?;
             Ok(std::sync::Arc::new(store))
         }
     }
@@ -163,9 +164,10 @@ pub fn open_store_for_serving(config: &Config) -> Result<std::sync::Arc<dyn crat
         crate::config::StoreConfig::Sqlite(path) => {
             Ok(std::sync::Arc::new(crate::store::SqliteStore::open(path).map_err(|e| CliError::Other(e.to_string()))?))
         }
-        crate::config::StoreConfig::Postgres { url, password, pool_size } => {
+        crate::config::StoreConfig::Postgres { url, password, pool_size, ca_file } => {
             let password = read_store_password(password.as_ref())?;
-            let store = crate::store::PostgresStore::connect(url, password.as_deref(), *pool_size).map_err(|e| CliError::Other(e.to_string()))?;
+            let tls = crate::store::PgTls { ca_file: ca_file.clone() };
+            let store = crate::store::PostgresStore::connect_with(url, password.as_deref(), *pool_size, &tls).map_err(|e| CliError::Other(e.to_string()))?;
             Ok(std::sync::Arc::new(store))
         }
     }

@@ -13,8 +13,10 @@ pub enum StoreCommand {
     /// Apply pending schema migrations to the configured PostgreSQL store
     /// (`jitgate serve` also does this on start).
     Migrate(MigrateArgs),
-    /// Copy every record of an SQLite store into an empty PostgreSQL store
-    /// (stop the gateway first; the SQLite file is only read).
+    /// Copy every record of an SQLite store into an empty PostgreSQL store,
+    /// from one consistent snapshot, in one transaction. Stop the gateway
+    /// first: a store with a live gateway lease is refused. The SQLite file
+    /// is brought up to this jitgate's schema, then only read.
     Copy(CopyArgs),
 }
 
@@ -35,6 +37,10 @@ pub struct CopyArgs {
     /// Environment variable holding the PostgreSQL password, if any.
     #[arg(long)]
     pub password_env: Option<String>,
+    /// PEM file of the CA(s) of the PostgreSQL server's certificate
+    /// (default: the platform's roots).
+    #[arg(long)]
+    pub ca_file: Option<PathBuf>,
 }
 
 pub fn run(c: StoreCommand) -> Result<(), CliError> {
@@ -46,14 +52,15 @@ pub fn run(c: StoreCommand) -> Result<(), CliError> {
 
 fn migrate(a: &MigrateArgs) -> Result<(), CliError> {
     let config = Config::load(&a.config)?;
-    let StoreConfig::Postgres { url, password, .. } = &config.store else {
+    let StoreConfig::Postgres { url, password, ca_file, .. } = &config.store else {
         println!("the store is SQLite ({}): it migrates itself when opened", config.store_path().display());
         return Ok(());
     };
     let password = password.as_ref().map(|s| s.read().map_err(|e| CliError::Other(format!("[store] password: {e}")))).transpose()?;
-    let from = schema_version(url, password.as_deref())?;
+    let tls = crate::store::PgTls { ca_file: ca_file.clone() };
+    let from = schema_version(url, password.as_deref(), &tls)?;
     // Connecting migrates (under the store's migration lock).
-    let store = crate::store::PostgresStore::connect(url, password.as_deref(), 1).map_err(|e| CliError::Other(e.to_string()))?;
+    let store = crate::store::PostgresStore::connect_with(url, password.as_deref(), 1, &tls).map_err(|e| CliError::Other(e.to_string()))?;
     let (_, to) = store.migrate().map_err(|e| CliError::Other(e.to_string()))?;
     if from == to {
         println!("schema already at version {to}");
@@ -64,13 +71,8 @@ fn migrate(a: &MigrateArgs) -> Result<(), CliError> {
 }
 
 /// The schema version of a PostgreSQL store before migrating (0: none yet).
-fn schema_version(url: &str, password: Option<&str>) -> Result<i64, CliError> {
-    let mut config: postgres::Config = url.parse().map_err(|e| CliError::Other(format!("[store] url: {e}")))?;
-    if let Some(p) = password {
-        config.password(p);
-    }
-    config.connect_timeout(std::time::Duration::from_secs(5));
-    let mut client = config.connect(postgres::NoTls).map_err(|e| CliError::Other(format!("cannot connect to PostgreSQL: {e}")))?;
+fn schema_version(url: &str, password: Option<&str>, tls: &crate::store::PgTls) -> Result<i64, CliError> {
+    let mut client = crate::store::postgres_client(url, password, tls).map_err(|e| CliError::Other(e.to_string()))?;
     let exists: bool = client
         .query_one("SELECT to_regclass('jitgate_schema_version') IS NOT NULL", &[])
         .map_err(|e| CliError::Other(e.to_string()))?
@@ -95,8 +97,8 @@ enum Cell {
 fn copy(a: &CopyArgs) -> Result<(), CliError> {
     let other = |m: String| CliError::Other(m);
     let path = a.from.strip_prefix("sqlite:").ok_or_else(|| other("--from must be sqlite:PATH".into()))?;
-    if !(a.to.starts_with("postgres://") || a.to.starts_with("postgresql://")) {
-        return Err(other("--to must be postgres://USER@HOST:PORT/DATABASE".into()));
+    if let Some(problem) = crate::config::postgres_url_problem(&a.to) {
+        return Err(other(format!("--to {problem}")));
     }
     let password = a.password_env.as_ref().map(|v| std::env::var(v).map_err(|_| other(format!("the environment variable {v} is not set")))).transpose()?;
     if !std::path::Path::new(path).exists() {
@@ -105,14 +107,17 @@ fn copy(a: &CopyArgs) -> Result<(), CliError> {
     // Opening it brings an older file's schema up to date first.
     drop(crate::store::SqliteStore::open(std::path::Path::new(path)).map_err(|e| other(e.to_string()))?);
     let source = rusqlite::Connection::open_with_flags(path, rusqlite::OpenFlags::SQLITE_OPEN_READ_ONLY).map_err(|e| other(format!("{path}: {e}")))?;
+    // One read transaction: every table from the same moment.
+    source.execute_batch("BEGIN").map_err(|e| other(format!("{path}: {e}")))?;
+    refuse_live_gateways(&source).map_err(other)?;
     // Creates or migrates the PostgreSQL schema.
-    drop(crate::store::PostgresStore::connect(&a.to, password.as_deref(), 1).map_err(|e| other(e.to_string()))?);
-    let mut pg_config: postgres::Config = a.to.parse().map_err(|e| other(format!("--to: {e}")))?;
-    if let Some(p) = &password {
-        pg_config.password(p);
-    }
-    let mut pg = pg_config.connect(postgres::NoTls).map_err(|e| other(format!("cannot connect to PostgreSQL: {e}")))?;
+    let tls = crate::store::PgTls { ca_file: a.ca_file.clone() };
+    drop(crate::store::PostgresStore::connect_with(&a.to, password.as_deref(), 1, &tls).map_err(|e| other(e.to_string()))?);
+    let mut pg = crate::store::postgres_client(&a.to, password.as_deref(), &tls).map_err(|e| other(e.to_string()))?;
     let tables = sqlite_tables(&source).map_err(|e| other(e.to_string()))?;
+    if tables.iter().any(|t| !is_identifier(t)) {
+        return Err(other("the SQLite store has a table whose name is not a plain identifier; it is not a jitgate store".into()));
+    }
     let mut tx = pg.transaction().map_err(|e| other(e.to_string()))?;
     // One transaction: the copy is all or nothing.
     let mut copied = Vec::new();
@@ -121,18 +126,41 @@ fn copy(a: &CopyArgs) -> Result<(), CliError> {
         if pg_columns.is_empty() {
             return Err(other(format!("table `{table}` of the SQLite store has no counterpart in PostgreSQL; this jitgate cannot copy it (is the PostgreSQL schema older?)")));
         }
-        let present: i64 = tx.query_one(&format!("SELECT count(*) FROM {table}"), &[]).map_err(|e| other(e.to_string()))?.get(0);
+        let present: i64 = tx.query_one(&format!("SELECT count(*) FROM {}", quote(table)), &[]).map_err(|e| other(e.to_string()))?.get(0);
         if present > 0 {
             return Err(other(format!("the PostgreSQL store already holds records (table `{table}`); copy into an empty database")));
         }
         let rows = copy_table(&source, &mut tx, table, &pg_columns).map_err(|e| other(format!("table `{table}`: {e}")))?;
         copied.push(format!("{table}: {rows}"));
     }
-    reset_sequences(&mut tx).map_err(|e| other(e.to_string()))?;
-    tx.commit().map_err(|e| other(format!("commit: {e}")))?;
+    reset_sequences(&mut tx, &tables).map_err(|e| other(crate::store::StoreError::from(e).to_string()))?;
+    tx.commit().map_err(|e| other(format!("commit: {}", crate::store::StoreError::from(e))))?;
     println!("copied {}", copied.join(", "));
     println!("now set [store] url = \"{}\" in the gateway config and run `jitgate audit verify`", a.to);
     Ok(())
+}
+
+/// A gateway still running on the store would change it under the copy.
+fn refuse_live_gateways(db: &rusqlite::Connection) -> Result<(), String> {
+    use crate::clock::Clock as _;
+    let now = crate::clock::SystemClock.now_unix();
+    let live: i64 = db
+        .query_row("SELECT count(*) FROM instances WHERE stopped_at IS NULL AND lease_until > ?1", [now], |r| r.get(0))
+        .map_err(|e| format!("cannot read the gateways' leases: {e}"))?;
+    if live > 0 {
+        return Err(format!("{live} gateway process(es) still hold a lease on this store; stop them (or wait for their lease to lapse) before copying"));
+    }
+    Ok(())
+}
+
+/// Table and column names are put into SQL only when they are plain
+/// identifiers, and then quoted.
+fn is_identifier(name: &str) -> bool {
+    !name.is_empty() && name.len() <= 63 && name.bytes().all(|b| b.is_ascii_lowercase() || b.is_ascii_digit() || b == b'_') && !name.as_bytes()[0].is_ascii_digit()
+}
+
+fn quote(identifier: &str) -> String {
+    format!("\"{}\"", identifier.replace('"', "\"\""))
 }
 
 /// The SQLite store's tables, without SQLite's own.
@@ -142,25 +170,56 @@ fn sqlite_tables(db: &rusqlite::Connection) -> rusqlite::Result<Vec<String>> {
     Ok(names)
 }
 
-/// A PostgreSQL table's columns and their types; empty when there is no such table.
-fn pg_columns(tx: &mut postgres::Transaction<'_>, table: &str) -> Result<Vec<(String, String)>, postgres::Error> {
-    let rows = tx.query(
-        "SELECT column_name, data_type FROM information_schema.columns WHERE table_schema = current_schema() AND table_name = $1 ORDER BY ordinal_position",
-        &[&table],
-    )?;
-    Ok(rows.iter().map(|r| (r.get(0), r.get(1))).collect())
+/// A PostgreSQL column: name, type, and whether it fills itself (a default).
+struct PgColumn {
+    name: String,
+    data_type: String,
+    has_default: bool,
 }
 
-fn copy_table(source: &rusqlite::Connection, tx: &mut postgres::Transaction<'_>, table: &str, pg_columns: &[(String, String)]) -> Result<u64, String> {
-    let mut stmt = source.prepare(&format!("SELECT * FROM {table}")).map_err(|e| e.to_string())?;
+/// A PostgreSQL table's columns; empty when there is no such table.
+fn pg_columns(tx: &mut postgres::Transaction<'_>, table: &str) -> Result<Vec<PgColumn>, postgres::Error> {
+    let rows = tx.query(
+        "SELECT column_name, data_type, column_default IS NOT NULL FROM information_schema.columns WHERE table_schema = current_schema() AND table_name = $1 ORDER BY ordinal_position",
+        &[&table],
+    )?;
+    Ok(rows.iter().map(|r| PgColumn { name: r.get(0), data_type: r.get(1), has_default: r.get(2) }).collect())
+}
+
+/// Columns the PostgreSQL store derives from others: the taint ledger's key
+/// is a digest of the value (PostgreSQL indexes cannot hold long passages).
+fn derived(table: &str, column: &str) -> Option<&'static str> {
+    match (table, column) {
+        ("taint", "value_hash") => Some("value"),
+        _ => None,
+    }
+}
+
+fn copy_table(source: &rusqlite::Connection, tx: &mut postgres::Transaction<'_>, table: &str, pg_columns: &[PgColumn]) -> Result<u64, String> {
+    // In insertion order, which tables ordered by a serial column keep.
+    let mut stmt = source.prepare(&format!("SELECT * FROM {} ORDER BY rowid", quote(table))).map_err(|e| e.to_string())?;
     let columns: Vec<String> = stmt.column_names().into_iter().map(str::to_owned).collect();
     let mut types = Vec::new();
     for c in &columns {
-        let t = pg_columns.iter().find(|(n, _)| n == c).map(|(_, t)| t.clone()).ok_or_else(|| format!("column `{c}` has no counterpart in PostgreSQL"))?;
+        let t = pg_columns.iter().find(|p| &p.name == c).map(|p| p.data_type.clone()).ok_or_else(|| format!("column `{c}` has no counterpart in PostgreSQL"))?;
         types.push(t);
     }
-    let placeholders: Vec<String> = (1..=columns.len()).map(|i| format!("${i}")).collect();
-    let insert = format!("INSERT INTO {table} ({}) VALUES ({})", columns.join(", "), placeholders.join(", "));
+    // PostgreSQL columns SQLite does not have: filled by a default, or
+    // derived from another column; anything else cannot be copied.
+    let mut derived_columns = Vec::new();
+    for p in pg_columns.iter().filter(|p| !columns.contains(&p.name)) {
+        match derived(table, &p.name) {
+            Some(from) => {
+                let index = columns.iter().position(|c| c == from).ok_or_else(|| format!("column `{from}` (for `{}`) is missing", p.name))?;
+                derived_columns.push((p.name.clone(), index));
+            }
+            None if p.has_default => {}
+            None => return Err(format!("column `{}` of PostgreSQL has no counterpart in SQLite", p.name)),
+        }
+    }
+    let names: Vec<String> = columns.iter().chain(derived_columns.iter().map(|(n, _)| n)).map(|c| quote(c)).collect();
+    let placeholders: Vec<String> = (1..=names.len()).map(|i| format!("${i}")).collect();
+    let insert = format!("INSERT INTO {} ({}) VALUES ({})", quote(table), names.join(", "), placeholders.join(", "));
     let insert = tx.prepare(&insert).map_err(|e| e.to_string())?;
     let mut rows = stmt.query([]).map_err(|e| e.to_string())?;
     let mut count = 0;
@@ -176,10 +235,23 @@ fn copy_table(source: &rusqlite::Connection, tx: &mut postgres::Transaction<'_>,
             };
             cells.push(cell);
         }
-        let values: Vec<Box<dyn postgres::types::ToSql + Sync>> =
+        let digests: Vec<Box<dyn postgres::types::ToSql + Sync>> = derived_columns
+            .iter()
+            .map(|(_, from)| -> Box<dyn postgres::types::ToSql + Sync> {
+                use sha2::{Digest as _, Sha256};
+                let bytes = match &cells[*from] {
+                    Cell::Text(t) => t.as_bytes().to_vec(),
+                    Cell::Blob(b) => b.clone(),
+                    _ => Vec::new(),
+                };
+                Box::new(Sha256::digest(&bytes).to_vec())
+            })
+            .collect();
+        let mut values: Vec<Box<dyn postgres::types::ToSql + Sync>> =
             cells.into_iter().zip(&types).map(|(c, t)| as_pg(c, t)).collect::<Result<_, _>>().map_err(|e| format!("{e}"))?;
+        values.extend(digests);
         let params: Vec<&(dyn postgres::types::ToSql + Sync)> = values.iter().map(|b| b.as_ref()).collect();
-        tx.execute(&insert, &params).map_err(|e| e.to_string())?;
+        tx.execute(&insert, &params).map_err(|e| crate::store::StoreError::from(e).to_string())?;
         count += 1;
     }
     Ok(count)
@@ -210,18 +282,19 @@ fn as_pg(cell: Cell, pg_type: &str) -> Result<Box<dyn postgres::types::ToSql + S
     })
 }
 
-/// Serial columns continue after the copied rows.
-fn reset_sequences(tx: &mut postgres::Transaction<'_>) -> Result<(), postgres::Error> {
+/// Serial columns of the copied tables continue after the copied rows.
+fn reset_sequences(tx: &mut postgres::Transaction<'_>, tables: &[String]) -> Result<(), postgres::Error> {
     let serials = tx.query(
-        "SELECT table_name, column_name FROM information_schema.columns WHERE table_schema = current_schema() AND column_default LIKE 'nextval(%'",
-        &[],
+        "SELECT table_name::text, column_name::text FROM information_schema.columns WHERE table_schema = current_schema() AND column_default LIKE 'nextval(%' AND table_name = ANY($1)",
+        &[&tables],
     )?;
     for row in serials {
         let (table, column): (String, String) = (row.get(0), row.get(1));
-        tx.execute(
-            &format!("SELECT setval(pg_get_serial_sequence('{table}', '{column}'), COALESCE((SELECT max({column}) FROM {table}), 0) + 1, false)"),
-            &[],
-        )?;
+        if !is_identifier(&table) || !is_identifier(&column) {
+            continue;
+        }
+        let next: i64 = tx.query_one(&format!("SELECT COALESCE(max({}), 0) + 1 FROM {}", quote(&column), quote(&table)), &[])?.get(0);
+        tx.execute("SELECT setval(pg_get_serial_sequence($1, $2), $3, false)", &[&table, &column, &next])?;
     }
     Ok(())
 }

@@ -8,9 +8,15 @@
 //! goes in a header of that agent's calls only, on a connection of its own;
 //! the agent's credential never leaves for the downstream server.
 //!
-//! An exchanged token is reused for the same agent until shortly before the
-//! first of: its `expires_in`, `[token_exchange] max_ttl`, the agent's
-//! credential's expiry. Nothing is reused across agents.
+//! Only credentials of the issuers listed in `[token_exchange] issuers` are
+//! ever sent: an agent's credential is a bearer token for this gateway, so
+//! it goes to no one but the server that issued it.
+//!
+//! An exchanged token is reused for the same agent and the same presented
+//! credential until shortly before the first of: its `expires_in`,
+//! `[token_exchange] max_ttl`, the agent's credential's expiry. Nothing is
+//! reused across agents, or across two credentials of one agent (another
+//! subject or other scopes behind the same client get their own exchange).
 
 use std::collections::HashMap;
 use std::sync::{Arc, Mutex};
@@ -61,6 +67,12 @@ impl TokenExchanger {
 
     /// Exchange the agent's credential for one naming `wanted.audience`.
     async fn exchange(&self, agent: &VerifiedAgent, wanted: &ExchangedCredential, now_unix: i64) -> Result<Exchanged, String> {
+        if !self.config.issuers.contains(&agent.issuer) {
+            return Err(format!(
+                "the agent's credential is from issuer `{}`, which is not in [token_exchange] issuers; it is not sent to another party",
+                agent.issuer
+            ));
+        }
         let mut form = vec![
             ("grant_type", GRANT_TYPE),
             ("subject_token", agent.credential.expose()),
@@ -73,12 +85,17 @@ impl TokenExchanger {
         }
         let answer = crate::issuer_keys::post_form(&self.config.token_endpoint, &form, &self.config.client_id, &self.client_secret).await?;
         let (token, expires_in) = read_answer(&answer)?;
-        // Never past the credential it was exchanged for: once the agent's
-        // own credential has expired, nothing it obtained is reused.
-        let agent_left = u64::try_from(agent.expires_at.saturating_sub(now_unix)).unwrap_or(0);
-        let lifetime = [expires_in.unwrap_or(u64::MAX), self.config.max_ttl.as_secs(), agent_left].into_iter().min().unwrap_or(0);
-        Ok(Exchanged { token, lifetime: Duration::from_secs(lifetime) })
+        Ok(Exchanged { token, lifetime: reuse_lifetime(expires_in, self.config.max_ttl, agent.expires_at, now_unix) })
     }
+}
+
+/// How long an exchanged credential may be reused: never past its own
+/// `expires_in`, `max_ttl`, or the credential it was exchanged for (once the
+/// agent's own credential has expired, nothing it obtained is reused).
+fn reuse_lifetime(expires_in: Option<u64>, max_ttl: Duration, agent_expires_at: i64, now_unix: i64) -> Duration {
+    let agent_left = u64::try_from(agent_expires_at.saturating_sub(now_unix)).unwrap_or(0);
+    let secs = [expires_in.unwrap_or(u64::MAX), max_ttl.as_secs(), agent_left].into_iter().min().unwrap_or(0);
+    Duration::from_secs(secs)
 }
 
 /// The token and its `expires_in` from a token endpoint's answer.
@@ -127,7 +144,7 @@ impl CallerConnections {
     /// The connection that carries `agent`'s calls, exchanging (again) when
     /// it has none or its credential is due.
     pub async fn for_agent(&self, manifest: &Manifest, agent: &VerifiedAgent, now_unix: i64) -> Result<Arc<RunningService<RoleClient, DownstreamClient>>, String> {
-        let slot = self.slot(&agent.agent.id);
+        let slot = self.slot(&slot_key(agent));
         // One exchange at a time per agent; other agents are not held up.
         let mut held = slot.lock().await;
         if let Some(c) = held.as_ref()
@@ -137,6 +154,8 @@ impl CallerConnections {
             return Ok(c.service.clone());
         }
         *held = None;
+        // Reuse is counted from before the exchange, not after the connect.
+        let asked_at = Instant::now();
         let exchanged = self.exchanger.exchange(agent, &self.credential, now_unix).await?;
         let header = header(&self.credential, &exchanged.token)?;
         let service = connect_with(manifest, Arc::new(tokio::sync::Notify::new()), Some(header)).await.map_err(|e| e.to_string())?;
@@ -144,7 +163,7 @@ impl CallerConnections {
         // Reuse stops a little before the credential expires, so no call
         // sets out with one that lapses on the way.
         let margin = (exchanged.lifetime / 10).min(Duration::from_secs(10));
-        let reuse_until = Instant::now() + exchanged.lifetime.saturating_sub(margin);
+        let reuse_until = asked_at + exchanged.lifetime.saturating_sub(margin);
         tracing::info!(agent = %agent.agent.name, lifetime_s = exchanged.lifetime.as_secs(), "exchanged a per-caller credential");
         *held = Some(CallerConnection { reuse_until, service: service.clone() });
         Ok(service)
@@ -159,10 +178,24 @@ impl CallerConnections {
         map.entry(agent.to_owned()).or_default().clone()
     }
 
-    /// Forget an agent's connection (its authority was revoked), by agent id.
+    /// Forget an agent's connections (its authority was revoked), by agent id.
     pub fn forget(&self, agent: &str) {
-        self.by_agent.lock().unwrap_or_else(|p| p.into_inner()).remove(agent);
+        let prefix = format!("{agent}\u{0}");
+        self.by_agent.lock().unwrap_or_else(|p| p.into_inner()).retain(|k, _| !k.starts_with(&prefix));
     }
+
+    /// How many agents' connections are kept (tests).
+    #[cfg(test)]
+    fn kept(&self) -> usize {
+        self.by_agent.lock().unwrap_or_else(|p| p.into_inner()).len()
+    }
+}
+
+/// One slot per agent and presented credential: the agent id, then a digest
+/// of the credential (never the credential itself).
+fn slot_key(agent: &VerifiedAgent) -> String {
+    use sha2::{Digest as _, Sha256};
+    format!("{}\u{0}{}", agent.agent.id, hex::encode(Sha256::digest(agent.credential.expose().as_bytes())))
 }
 
 fn header(credential: &ExchangedCredential, token: &str) -> Result<(http::HeaderName, http::HeaderValue), String> {
@@ -176,6 +209,15 @@ fn header(credential: &ExchangedCredential, token: &str) -> Result<(http::Header
 mod tests {
     use super::*;
     use serde_json::json;
+
+    #[test]
+    fn reuse_never_outlives_the_answer_the_limit_or_the_agents_credential() {
+        let max = Duration::from_secs(300);
+        assert_eq!(reuse_lifetime(Some(120), max, 10_000, 1_000), Duration::from_secs(120));
+        assert_eq!(reuse_lifetime(None, max, 10_000, 1_000), Duration::from_secs(300));
+        assert_eq!(reuse_lifetime(Some(120), max, 1_005, 1_000), Duration::from_secs(5));
+        assert_eq!(reuse_lifetime(Some(120), max, 900, 1_000), Duration::ZERO);
+    }
 
     #[test]
     fn an_answer_needs_a_header_safe_access_token_and_whole_seconds() {

@@ -15,7 +15,7 @@ mod sqlite;
 
 pub use human::{Approval, ApprovalState, BreakGlassGrant, DecideOutcome, Intent, Quarantine};
 
-pub use postgres::PostgresStore;
+pub use postgres::{PgTls, PostgresStore, direct_client as postgres_client};
 pub use sqlite::{STORE_FILE, SqliteStore};
 
 use serde::{Deserialize, Serialize};
@@ -49,7 +49,16 @@ impl From<rusqlite::Error> for StoreError {
 
 impl From<::postgres::Error> for StoreError {
     fn from(e: ::postgres::Error) -> Self {
-        StoreError::Backend(e.to_string())
+        // The driver's own text is only "db error"; the cause is the
+        // server's message (or the I/O error) underneath.
+        let detail = match e.as_db_error() {
+            Some(db) => Some(db.message().to_owned()),
+            None => std::error::Error::source(&e).map(|s| s.to_string()),
+        };
+        StoreError::Backend(match detail {
+            Some(d) => format!("{e}: {d}"),
+            None => e.to_string(),
+        })
     }
 }
 

@@ -42,10 +42,13 @@
 //! Connections: an r2d2 pool that tests each connection as it is checked
 //! out, so that after the database restarts the dead connections are
 //! replaced instead of failing calls forever.
-//! TODO(TLS): connections use `NoTls`, so a URL that asks for
-//! `sslmode=require` is refused by the driver and traffic to a remote
-//! database is in clear text. TLS (rustls, the crate's verifier) is a later
-//! step; until then run the database on the same host or a private network.
+//!
+//! TLS: rustls (ring), verifying the server's certificate against the
+//! platform's roots or the configured CA file. The URL's `sslmode` decides
+//! whether TLS is required (`require`), tried (`prefer`) or off (`disable`);
+//! without one, TLS is required except for a database on a loopback address
+//! or a Unix socket, where it is tried. A certificate that does not verify
+//! is never accepted, whatever the mode.
 
 mod audit;
 mod human;
@@ -55,7 +58,7 @@ use std::time::Duration;
 
 use ::postgres::error::SqlState;
 use ::postgres::types::ToSql;
-use ::postgres::{Client, GenericClient, NoTls, Row, Transaction};
+use ::postgres::{Client, GenericClient, Row, Transaction};
 use r2d2_postgres::PostgresConnectionManager;
 
 use super::{Approval, BeginTask, BreakGlassGrant, DecideOutcome, Intent, Quarantine};
@@ -303,7 +306,73 @@ const CONNECT_TIMEOUT: Duration = Duration::from_secs(5);
 /// a serialization failure.
 const MAX_ATTEMPTS: u32 = 5;
 
-type Manager = PostgresConnectionManager<NoTls>;
+type Manager = PostgresConnectionManager<tokio_postgres_rustls::MakeRustlsConnect>;
+
+/// How connections to PostgreSQL are protected.
+#[derive(Debug, Clone, Default)]
+pub struct PgTls {
+    /// PEM file of the CA(s) that sign the server's certificate; default:
+    /// the platform's root certificates.
+    pub ca_file: Option<std::path::PathBuf>,
+}
+
+/// The rustls connector for the pool.
+fn tls_connector(tls: &PgTls) -> Result<tokio_postgres_rustls::MakeRustlsConnect, StoreError> {
+    use rustls::pki_types::CertificateDer;
+    use rustls::pki_types::pem::PemObject as _;
+    let mut roots = rustls::RootCertStore::empty();
+    match &tls.ca_file {
+        Some(path) => {
+            let certs: Vec<CertificateDer<'static>> = CertificateDer::pem_file_iter(path)
+                .and_then(|it| it.collect::<Result<_, _>>())
+                .map_err(|e| StoreError::Backend(format!("[store] ca_file {}: not a PEM certificate file ({e})", path.display())))?;
+            let (added, _) = roots.add_parsable_certificates(certs);
+            if added == 0 {
+                return Err(StoreError::Backend(format!("[store] ca_file {} holds no usable CA certificate", path.display())));
+            }
+        }
+        None => {
+            let found = rustls_native_certs::load_native_certs();
+            roots.add_parsable_certificates(found.certs);
+        }
+    }
+    let provider = std::sync::Arc::new(rustls::crypto::ring::default_provider());
+    let config = rustls::ClientConfig::builder_with_provider(provider)
+        .with_safe_default_protocol_versions()
+        .map_err(|e| StoreError::Backend(format!("TLS set-up: {e}")))?
+        .with_root_certificates(roots)
+        .with_no_client_auth();
+    Ok(tokio_postgres_rustls::MakeRustlsConnect::new(config))
+}
+
+/// One plain client (no pool, no migration) with the store's URL, password
+/// and TLS rules, for operator commands that read tables directly
+/// (`jitgate store copy`). Call it where blocking is allowed.
+pub fn direct_client(url: &str, password: Option<&str>, tls: &PgTls) -> Result<Client, StoreError> {
+    let mut config = client_config(url, password)?;
+    default_ssl_mode(url, &mut config);
+    let connector = tls_connector(tls)?;
+    let where_ = describe(&config);
+    config.connect(connector).map_err(|e| StoreError::Backend(format!("cannot connect to the PostgreSQL store ({where_}): {e}")))
+}
+
+/// Without an explicit `sslmode`, TLS is required unless every host is a
+/// loopback address or a Unix socket.
+fn default_ssl_mode(url: &str, config: &mut ::postgres::Config) {
+    if url.contains("sslmode=") {
+        return;
+    }
+    let local = config.get_hosts().iter().all(|h| match h {
+        ::postgres::config::Host::Tcp(name) => {
+            name == "localhost" || name.trim_matches(['[', ']']).parse::<std::net::IpAddr>().is_ok_and(|ip| ip.is_loopback())
+        }
+        #[cfg(unix)]
+        ::postgres::config::Host::Unix(_) => true,
+    });
+    if !local {
+        config.ssl_mode(::postgres::config::SslMode::Require);
+    }
+}
 
 /// Why a statement failed inside this module. The driver's error is kept
 /// as it is until the end, so that its SQLSTATE decides whether to retry.
@@ -386,7 +455,12 @@ impl PostgresStore {
     /// # Ok::<(), jitgate::store::StoreError>(())
     /// ```
     pub fn connect(url: &str, password: Option<&str>, pool_size: u32) -> Result<Self, StoreError> {
-        let store = Self::open(url, password, pool_size)?;
+        Self::connect_with(url, password, pool_size, &PgTls::default())
+    }
+
+    /// [`PostgresStore::connect`] with TLS settings.
+    pub fn connect_with(url: &str, password: Option<&str>, pool_size: u32, tls: &PgTls) -> Result<Self, StoreError> {
+        let store = Self::open(url, password, pool_size, tls)?;
         store.migrate()?;
         Ok(store)
     }
@@ -394,7 +468,12 @@ impl PostgresStore {
     /// Connect without migrating, for commands that only read: refuses a
     /// database whose schema is missing or older than this binary's.
     pub fn connect_existing(url: &str, password: Option<&str>, pool_size: u32) -> Result<Self, StoreError> {
-        let store = Self::open(url, password, pool_size)?;
+        Self::connect_existing_with(url, password, pool_size, &PgTls::default())
+    }
+
+    /// [`PostgresStore::connect_existing`] with TLS settings.
+    pub fn connect_existing_with(url: &str, password: Option<&str>, pool_size: u32, tls: &PgTls) -> Result<Self, StoreError> {
+        let store = Self::open(url, password, pool_size, tls)?;
         let found = store.with_client(schema_version)?;
         match found {
             None => Err(StoreError::Backend(
@@ -437,8 +516,10 @@ impl PostgresStore {
         })
     }
 
-    fn open(url: &str, password: Option<&str>, pool_size: u32) -> Result<Self, StoreError> {
-        let config = client_config(url, password)?;
+    fn open(url: &str, password: Option<&str>, pool_size: u32, tls: &PgTls) -> Result<Self, StoreError> {
+        let mut config = client_config(url, password)?;
+        default_ssl_mode(url, &mut config);
+        let connector = tls_connector(tls)?;
         if pool_size == 0 {
             return Err(StoreError::Backend("the PostgreSQL pool size must be at least 1".into()));
         }
@@ -452,7 +533,7 @@ impl PostgresStore {
             .min_idle(Some(1))
             .connection_timeout(CONNECT_TIMEOUT)
             .test_on_check_out(true)
-            .build(Manager::new(config, NoTls)))
+            .build(Manager::new(config, connector)))
             .map_err(|e| StoreError::Backend(format!("cannot connect to the PostgreSQL store ({where_}): {e}; is it running and reachable?")))?;
         Ok(Self { pool: Some(pool) })
     }

@@ -14,6 +14,8 @@ pub struct Postgres {
     bin: PathBuf,
     pub port: u16,
     as_user: Option<&'static str>,
+    /// Extra server settings (`-c name=value ...`).
+    settings: String,
 }
 
 /// The directory of the newest installed PostgreSQL's binaries.
@@ -32,8 +34,41 @@ fn is_root() -> bool {
 impl Postgres {
     /// Start a fresh server.
     pub fn start() -> Self {
+        Self::start_with(|_| String::new())
+    }
+
+    /// Start a fresh server that also speaks TLS, with a certificate for
+    /// 127.0.0.1 and localhost signed by a CA made for it; returns the CA's
+    /// PEM file (openssl from the distribution makes them).
+    pub fn start_tls() -> (Self, PathBuf) {
+        let mut ca = PathBuf::new();
+        let pg = Self::start_with(|dir| {
+            let run = |args: &[&str]| {
+                let out = Command::new("openssl").args(args).current_dir(dir).output().expect("openssl is needed for the TLS tests (scripts/setup-test-deps.sh installs it)");
+                assert!(out.status.success(), "openssl {args:?}: {}", String::from_utf8_lossy(&out.stderr));
+            };
+            let ec = ["-newkey", "ec", "-pkeyopt", "ec_paramgen_curve:P-256", "-nodes"];
+            run(&[&["req", "-x509"][..], &ec, &["-keyout", "ca.key", "-out", "ca.crt", "-subj", "/CN=jitgate test CA", "-days", "2"]].concat());
+            run(&[&["req"][..], &ec, &["-keyout", "server.key", "-out", "server.csr", "-subj", "/CN=localhost"]].concat());
+            std::fs::write(dir.join("san.ext"), "subjectAltName=IP:127.0.0.1,DNS:localhost\n").unwrap();
+            run(&["x509", "-req", "-in", "server.csr", "-CA", "ca.crt", "-CAkey", "ca.key", "-CAcreateserial", "-out", "server.crt", "-days", "2", "-extfile", "san.ext"]);
+            #[cfg(unix)]
+            {
+                use std::os::unix::fs::PermissionsExt as _;
+                std::fs::set_permissions(dir.join("server.key"), std::fs::Permissions::from_mode(0o600)).unwrap();
+            }
+            ca = dir.join("ca.crt");
+            format!(" -c ssl=on -c ssl_cert_file={0}/server.crt -c ssl_key_file={0}/server.key", dir.display())
+        });
+        (pg, ca)
+    }
+
+    /// Start a fresh server; `prepare` may write files into its directory
+    /// and returns extra `-c` settings.
+    fn start_with(prepare: impl FnOnce(&Path) -> String) -> Self {
         let bin = pg_bin();
         let dir = tempfile::tempdir().unwrap();
+        let settings = prepare(dir.path());
         let as_user = is_root().then_some("postgres");
         if let Some(user) = as_user {
             // The server's user must own its directory.
@@ -41,7 +76,7 @@ impl Postgres {
             assert!(status.success());
         }
         let port = super::free_port();
-        let pg = Self { dir, bin, port, as_user };
+        let pg = Self { dir, bin, port, as_user, settings };
         let data = pg.data();
         let out = pg.run("initdb", &["-D", data.to_str().unwrap(), "-U", "jitgate", "--auth=trust", "-E", "UTF8", "--no-sync"]);
         assert!(out.status.success(), "initdb failed: {}", String::from_utf8_lossy(&out.stderr));
@@ -67,7 +102,7 @@ impl Postgres {
     }
 
     fn pg_ctl_start(&self) {
-        let options = format!("-p {} -k {} -c listen_addresses=127.0.0.1 -c max_connections=200", self.port, self.dir.path().display());
+        let options = format!("-p {} -k {} -c listen_addresses=127.0.0.1 -c max_connections=200{}", self.port, self.dir.path().display(), self.settings);
         let log = self.dir.path().join("server.log");
         let out = self.run("pg_ctl", &["-D", self.data().to_str().unwrap(), "-o", &options, "-l", log.to_str().unwrap(), "-w", "-t", "60", "start"]);
         assert!(out.status.success(), "PostgreSQL did not start: {}\n{}", String::from_utf8_lossy(&out.stderr), std::fs::read_to_string(&log).unwrap_or_default());
