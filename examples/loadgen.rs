@@ -118,6 +118,20 @@ async fn authorized_call(s: &Client, task: &str, tool: &str) -> Result<u64, Stri
     Ok(t0.elapsed().as_micros() as u64)
 }
 
+/// One authorized call in one round trip (`jit_call`).
+async fn one_step_call(s: &Client, task: &str, tool: &str) -> Result<(), String> {
+    let mut req = serde_json::Map::new();
+    req.insert("task".into(), task.into());
+    req.insert("tool".into(), tool.into());
+    req.insert("arguments".into(), serde_json::Value::Object(params(tool).arguments.unwrap_or_default()));
+    req.insert("purpose".into(), "load test".into());
+    let r = s.peer().call_tool(CallToolRequestParams::new("jit_call").with_arguments(req)).await.map_err(|e| e.to_string())?;
+    if r.is_error == Some(true) {
+        return Err(format!("jit_call refused: {r:?}"));
+    }
+    Ok(())
+}
+
 async fn begin_task(s: &Client, tool: &str) -> Result<String, String> {
     let args = serde_json::json!({"objective": "load test", "phases": [{"name": "load", "tools": [tool]}], "ttl_seconds": 3600});
     let r = s
@@ -133,7 +147,7 @@ async fn begin_task(s: &Client, tool: &str) -> Result<String, String> {
         .ok_or_else(|| format!("jit_begin_task refused: {r:?}"))
 }
 
-async fn run(url: &str, token: Option<&str>, tool: &str, clients: usize, calls: usize, limit: Duration, modern: bool) -> Result<RunResult, String> {
+async fn run(url: &str, token: Option<&str>, tool: &str, clients: usize, calls: usize, limit: Duration, modern: bool, one_step: bool) -> Result<RunResult, String> {
     let mut sessions = Vec::new();
     for _ in 0..clients {
         let mut cfg = StreamableHttpClientTransportConfig::with_uri(url.to_owned());
@@ -171,6 +185,7 @@ async fn run(url: &str, token: Option<&str>, tool: &str, clients: usize, calls: 
     for (s, task) in sessions.iter().cloned() {
         let remaining = remaining.clone();
         let tool = tool.to_owned();
+        let one_step = one_step;
         tasks.push(tokio::spawn(async move {
             let mut lat = Vec::new();
             let mut call_only = Vec::new();
@@ -180,6 +195,7 @@ async fn run(url: &str, token: Option<&str>, tool: &str, clients: usize, calls: 
             {
                 let t0 = Instant::now();
                 let outcome = match &task {
+                    Some(t) if one_step => one_step_call(&s, t, &tool).await.map(|()| None),
                     Some(t) => authorized_call(&s, t, &tool).await.map(Some),
                     None => match s.peer().call_tool(params(&tool)).await {
                         Ok(r) if r.is_error != Some(true) => Ok(None),
@@ -339,22 +355,23 @@ async fn real_main() -> Result<(), String> {
         None => "SQLite".to_owned(),
     };
     println!("read_note over streamable HTTP on loopback; at most {} calls or {} s per run; store: {store}; clients: MCP {}", args.calls, args.seconds, if modern { "2026-07-28" } else { "handshake" });
-    println!("direct: tools/call; jitgate: jit_request + tools/call with the token (one authorized call)\n");
+    println!("direct: tools/call; jitgate: jit_request + tools/call with the token (one authorized call, two round trips); 1-step: jit_call (one round trip)\n");
     println!("{:<10} {:>7} {:>8} {:>10} {:>10} {:>10} {:>7} {:>14}", "path", "clients", "calls", "p50 ms", "p99 ms", "calls/s", "errors", "call-only p50");
     let mut table = Vec::new();
     let mut levels = vec![1];
     levels.extend(args.concurrency.iter().copied());
     for clients in levels {
-        let direct = if args.no_direct { None } else { Some(run(&ws_url, None, "read_note", clients, args.calls, limit, false).await?) };
-        let via = run(&gw_url, Some(&token), "workspace__read_note", clients, args.calls, limit, modern).await?;
-        for (name, r) in direct.iter().map(|d| ("direct", d)).chain([("jitgate", &via)]) {
+        let direct = if args.no_direct { None } else { Some(run(&ws_url, None, "read_note", clients, args.calls, limit, false, false).await?) };
+        let via = run(&gw_url, Some(&token), "workspace__read_note", clients, args.calls, limit, modern, false).await?;
+        let one = run(&gw_url, Some(&token), "workspace__read_note", clients, args.calls, limit, modern, true).await?;
+        for (name, r) in direct.iter().map(|d| ("direct", d)).chain([("jitgate", &via), ("1-step", &one)]) {
             let call_only = if r.call_us.is_empty() { "-".to_owned() } else { format!("{:.3}", pct_ms(&r.call_us, 0.5)) };
             println!(
                 "{:<10} {:>7} {:>8} {:>10.3} {:>10.3} {:>10.0} {:>7} {:>14}",
                 name, clients, r.latencies_us.len(), r.pct(0.5), r.pct(0.99), r.rate(), r.errors, call_only
             );
         }
-        table.push((clients, direct, via));
+        table.push((clients, direct, via, one));
     }
     let rss: Vec<String> = replicas.iter().filter_map(|(k, _)| rss_mib(k.0.id())).map(|m| format!("{m:.0}")).collect();
     println!("\ngateway RSS after the runs (MiB per replica): {}", rss.join(", "));
@@ -363,15 +380,21 @@ async fn real_main() -> Result<(), String> {
         return Ok(());
     }
     println!("\nratio gateway/direct:");
-    for (clients, d, v) in &table {
+    for (clients, d, v, one) in &table {
         let Some(d) = d else { continue };
+        let call_only = if v.call_us.is_empty() { f64::NAN } else { pct_ms(&v.call_us, 0.5) / d.pct(0.5) };
         println!(
-            "  {clients:>2} client(s): p50 {:.2}x, p99 {:.2}x, throughput {:.2}x",
+            "  {clients:>2} client(s): two-step p50 {:.2}x, p99 {:.2}x, throughput {:.2}x; one-step p50 {:.2}x, p99 {:.2}x, throughput {:.2}x; call with token in hand p50 {:.2}x",
             v.pct(0.5) / d.pct(0.5),
             v.pct(0.99) / d.pct(0.99),
-            v.rate() / d.rate()
+            v.rate() / d.rate(),
+            one.pct(0.5) / d.pct(0.5),
+            one.pct(0.99) / d.pct(0.99),
+            one.rate() / d.rate(),
+            call_only
         );
     }
+    println!("\nmodel turns per authorized call: direct 1, two-step 2 (jit_request, then the call), one-step 1 (jit_call)");
     let _ = std::fs::remove_dir_all(&dir);
     Ok(())
 }

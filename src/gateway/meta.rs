@@ -30,6 +30,8 @@ pub const REQUEST: &str = "jit_request";
 pub const NEXT_PHASE: &str = "jit_next_phase";
 pub const END_TASK: &str = "jit_end_task";
 pub const APPROVAL_STATUS: &str = "jit_approval_status";
+/// `jit_request` and the call in one round trip.
+pub const CALL: &str = "jit_call";
 
 fn schema(v: Value) -> Arc<JsonObject> {
     Arc::new(v.as_object().cloned().unwrap_or_default())
@@ -98,6 +100,26 @@ pub fn definitions() -> Vec<Tool> {
             })),
         ),
         Tool::new(
+            CALL,
+            "Make ONE call of a tool in the task's current phase, authorized in the same step: give the task, the tool, its \
+             exact arguments and why. The gateway decides exactly as jit_request would (policy, plan, baseline, approvals, end-user \
+             confirmation), mints a one-time token for this call, uses it at once and returns the tool's result; the token id is in \
+             the result's _meta[\"jitgate/token\"]. If the request is denied or waits for a person, the answer says so and nothing \
+             is called. Use jit_request instead only when you need a token for constraints rather than exact arguments.",
+            schema(json!({
+                "type": "object",
+                "properties": {
+                    "task": {"type": "string", "description": "Task id from jit_begin_task."},
+                    "tool": {"type": "string", "description": "Exact tool name from tools/list, e.g. workspace__read_note."},
+                    "arguments": {"type": "object", "description": "The exact arguments of the call."},
+                    "purpose": {"type": "string", "minLength": 1, "maxLength": 1000, "description": "Why this call is needed for the objective."},
+                    "follows": {"type": "string", "description": "Optional: the token id (jti) of the earlier call whose output led to this call."}
+                },
+                "required": ["task", "tool", "arguments", "purpose"],
+                "additionalProperties": false
+            })),
+        ),
+        Tool::new(
             NEXT_PHASE,
             "Move the task to the next phase of its plan (phases cannot be skipped or revisited). Every unused token of the phase \
              being left is revoked; request new tokens in the new phase.",
@@ -140,7 +162,7 @@ pub fn definitions() -> Vec<Tool> {
 
 /// Is `name` a meta-tool?
 pub fn is_meta(name: &str) -> bool {
-    matches!(name, BEGIN_TASK | REQUEST | NEXT_PHASE | END_TASK | APPROVAL_STATUS)
+    matches!(name, BEGIN_TASK | REQUEST | CALL | NEXT_PHASE | END_TASK | APPROVAL_STATUS)
 }
 
 fn ok(v: Value) -> CallToolResult {
@@ -214,6 +236,7 @@ pub fn parse_arguments(name: &str, args: Value) -> bool {
     match name {
         BEGIN_TASK => serde_json::from_value::<BeginTask>(args).is_ok(),
         REQUEST => serde_json::from_value::<Request>(args).is_ok(),
+        CALL => serde_json::from_value::<OneStep>(args).is_ok(),
         NEXT_PHASE => serde_json::from_value::<NextPhase>(args).is_ok(),
         END_TASK => serde_json::from_value::<EndTask>(args).is_ok(),
         APPROVAL_STATUS => serde_json::from_value::<ApprovalStatus>(args).is_ok(),
@@ -433,6 +456,52 @@ struct Request {
     follows: Option<String>,
     ttl_seconds: Option<u64>,
     break_glass: Option<BreakGlassRequest>,
+}
+
+/// `jit_call`: a request for exact arguments, and the call.
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct OneStep {
+    pub task: String,
+    pub tool: String,
+    pub arguments: JsonObject,
+    pub purpose: String,
+    pub follows: Option<String>,
+}
+
+impl OneStep {
+    /// Parse `jit_call`'s arguments.
+    pub fn parse(args: JsonObject) -> Result<Self, CallToolResult> {
+        serde_json::from_value(Value::Object(args)).map_err(|e| bad_input(CALL, e))
+    }
+
+    /// The `jit_request` that authorizes it: these exact arguments.
+    fn as_request(&self) -> Request {
+        Request {
+            task: self.task.clone(),
+            tool: self.tool.clone(),
+            arguments: Some(self.arguments.clone()),
+            constraints: None,
+            purpose: self.purpose.clone(),
+            follows: self.follows.clone(),
+            ttl_seconds: None,
+            break_glass: None,
+        }
+    }
+}
+
+/// Authorize a `jit_call` exactly as `jit_request` would: the granted token
+/// (and its id), or the answer to give instead (a refusal, a pending
+/// approval, a question for the end user).
+pub async fn authorize_one_step(session: &Session, agent: &VerifiedAgent, binding: Binding<'_>, call: &OneStep) -> Result<(String, String), CallToolResponse> {
+    let answer = request(session, agent, binding, call.as_request()).await;
+    let CallToolResponse::Complete(result) = answer else { return Err(answer) };
+    let granted = result.structured_content.as_ref().filter(|_| result.is_error != Some(true)).and_then(|v| {
+        let token = v.get("token")?.as_str()?.to_owned();
+        let jti = v.get("jti")?.as_str()?.to_owned();
+        Some((token, jti))
+    });
+    granted.ok_or_else(|| result.into())
 }
 
 #[derive(Deserialize)]

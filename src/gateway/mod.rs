@@ -304,6 +304,9 @@ impl Session {
         self.shared.downstreams.wait_first_start(self.first_start_wait()).await;
         let end_user = end_user_of(&req, &ctx, sid.is_some());
         let binding = Binding { session: sid, dpop_key: proven_key(&ctx), end_user };
+        if req.name == meta::CALL {
+            return Ok(self.call_in_one_step(&agent, binding, arguments, &ctx, &span).await);
+        }
         if meta::is_meta(&req.name) {
             let task = arguments.get("task").and_then(|t| t.as_str()).filter(|t| t.len() <= 64).map(str::to_owned);
             let result = match meta::handle(self, &agent, binding, &req.name, arguments).await {
@@ -334,6 +337,59 @@ impl Session {
         };
         span.record("decision", "forwarded");
         Ok(forward(&self.shared, *authorized, &agent, &ctx).await.into())
+    }
+
+    /// `jit_call`: decide as `jit_request` would for exactly these
+    /// arguments, then consume the token and forward the call, in one round
+    /// trip. The token exists only inside this request; its id goes back in
+    /// the result's `_meta["jitgate/token"]` for `follows` and the traces.
+    async fn call_in_one_step(
+        &self,
+        agent: &VerifiedAgent,
+        binding: Binding<'_>,
+        arguments: rmcp::model::JsonObject,
+        ctx: &RequestContext<RoleServer>,
+        span: &tracing::Span,
+    ) -> CallToolResponse {
+        let sid = binding.session;
+        let task = arguments.get("task").and_then(|t| t.as_str()).filter(|t| t.len() <= 64).map(str::to_owned);
+        let one = match meta::OneStep::parse(arguments) {
+            Ok(one) => one,
+            Err(refusal) => {
+                span.record("decision", "refused");
+                if let Some((code, message)) = unaudited_refusal(meta::CALL, &refusal) {
+                    record_refusal(&self.shared, agent, sid, meta::CALL, task.as_deref(), &code, &message).await;
+                }
+                return refusal.into();
+            }
+        };
+        let (token, jti) = match meta::authorize_one_step(self, agent, binding, &one).await {
+            Ok(granted) => granted,
+            Err(CallToolResponse::Complete(answer)) => {
+                span.record("decision", if answer.is_error == Some(true) { "refused" } else { "held" });
+                if let Some((code, message)) = unaudited_refusal(meta::REQUEST, &answer) {
+                    record_refusal(&self.shared, agent, sid, meta::CALL, task.as_deref(), &code, &message).await;
+                }
+                return answer.into();
+            }
+            Err(asking) => {
+                span.record("decision", "asking the end user");
+                return asking;
+            }
+        };
+        let authorized = match authorize(&self.shared, agent, binding, &one.tool, Some(token), one.arguments).await {
+            Decision::Forward(a) => a,
+            Decision::Refuse(Refusal { code, message, .. }) => {
+                span.record("decision", "refused");
+                tracing::info!(code, "call refused");
+                record_refusal(&self.shared, agent, sid, &one.tool, task.as_deref(), code, &message).await;
+                return refusal_result(code, &message).into();
+            }
+        };
+        span.record("decision", "forwarded");
+        let mut result = forward(&self.shared, *authorized, agent, ctx).await;
+        result.meta.get_or_insert_with(Default::default).0.insert("jitgate/token".into(), serde_json::Value::String(jti));
+        result.into()
     }
 
     /// Record an accepted identity (in the background: the answer does not wait on it).
