@@ -207,7 +207,12 @@ async fn run(url: &str, token: Option<&str>, tool: &str, clients: usize, calls: 
                         lat.push(t0.elapsed().as_micros() as u64);
                         call_only.extend(call_us);
                     }
-                    Err(_) => errors += 1,
+                    Err(e) => {
+                        if errors == 0 {
+                            eprintln!("loadgen: first error of a client: {}", e.chars().take(300).collect::<String>());
+                        }
+                        errors += 1
+                    }
                 }
             }
             (lat, call_only, errors)
@@ -225,7 +230,14 @@ async fn run(url: &str, token: Option<&str>, tool: &str, clients: usize, calls: 
     let elapsed = started.elapsed();
     latencies_us.sort_unstable();
     call_us.sort_unstable();
-    for (s, _) in sessions {
+    for (s, task) in sessions {
+        // End the run's tasks: an agent may hold only so many at once.
+        if let Some(t) = task {
+            let mut end = serde_json::Map::new();
+            end.insert("task".into(), t.into());
+            end.insert("outcome".into(), "done".into());
+            let _ = s.peer().call_tool(CallToolRequestParams::new("jit_end_task").with_arguments(end)).await;
+        }
         if let Ok(s) = Arc::try_unwrap(s) {
             let _ = s.cancel().await;
         }
@@ -258,7 +270,7 @@ fn write_config(dir: &Path, workspace_url: &str, repo: &Path, audit_content: boo
         }
     }
     let cfg = format!(
-        "[gateway]\nid = \"jitgate://loadgen\"\n[limits]\nmax_concurrent_calls_per_session = 64\n\
+        "[gateway]\nid = \"jitgate://loadgen\"\n[limits]\nmax_concurrent_calls_per_session = 64\nmax_active_tasks_per_agent = 256\n\
          [[identity.issuers]]\nname = \"dev\"\niss = \"jitgate-dev-issuer\"\ntrust_domain = \"spiffe://jitgate.local\"\ndevelopment = true\n\
          [audit]\ncontent = {audit_content}\nredact = [\"to\"]\n\
          [[servers]]\nmanifest = {:?}\nurl = {:?}\n\

@@ -10,6 +10,10 @@
 # 127.0.0.1 only; a private PostgreSQL is started in a temporary directory
 # (as the postgres user when run as root) and removed at the end. Needs the
 # distribution's postgresql and nginx (scripts/setup-test-deps.sh).
+#
+# Knobs for experiments (environment): BENCH_REPLICAS="1 2 3" (which counts
+# to run), BENCH_SKIP_SQLITE=1, BENCH_PG_SETTINGS="-c synchronous_commit=off"
+# (extra PostgreSQL settings, e.g. to see what commit latency costs).
 set -euo pipefail
 cd "$(dirname "$0")/.."
 calls=${1:-3000}
@@ -32,17 +36,19 @@ cleanup() {
 }
 trap cleanup EXIT
 "${as_pg[@]}" "$pg_bin/initdb" -D "$work/data" -U jitgate --auth=trust -E UTF8 >/dev/null
-"${as_pg[@]}" "$pg_bin/pg_ctl" -D "$work/data" -o "-p $port -k $work -c listen_addresses=127.0.0.1 -c max_connections=300" -l "$work/pg.log" -w start >/dev/null
+"${as_pg[@]}" "$pg_bin/pg_ctl" -D "$work/data" -o "-p $port -k $work -c listen_addresses=127.0.0.1 -c max_connections=300 ${BENCH_PG_SETTINGS:-}" -l "$work/pg.log" -w start >/dev/null
 
 loadgen=target/release/examples/loadgen
 run() { timeout 900 "$loadgen" --calls "$calls" --seconds "$seconds" --concurrency 16 --concurrency 64 "$@"; }
 
-echo "== SQLite, one process"
-run --modern
-for n in 1 2 3; do
+if [ -z "${BENCH_SKIP_SQLITE:-}" ]; then
+  echo "== SQLite, one process"
+  run --modern
+fi
+for n in ${BENCH_REPLICAS:-1 2 3}; do
   db="bench_$n"
   "${as_pg[@]}" "$pg_bin/createdb" -h 127.0.0.1 -p "$port" -U jitgate "$db"
   echo
-  echo "== PostgreSQL, $n replica(s)"
+  echo "== PostgreSQL, $n replica(s) ${BENCH_PG_SETTINGS:-}"
   run --no-direct --modern --store "postgres://jitgate@127.0.0.1:$port/$db" --replicas "$n"
 done

@@ -93,6 +93,16 @@ fn host_and_origin_allowlists(http: &crate::config::HttpConfig, port: u16) -> (V
 /// ~40 ms a request), `limits.header_read_timeout` (slow-header clients would
 /// otherwise hold a connection and its memory forever), HTTP/1.1, and a
 /// graceful end on shutdown.
+/// An accepted connection sends each response at once: a response is
+/// written in more than one piece, and with Nagle's algorithm the second
+/// waits for the client's ACK of the first, which a client that delays its
+/// ACKs (many Python clients) sends only after about 40 ms.
+fn prepare_accepted(stream: &tokio::net::TcpStream) {
+    if let Err(e) = stream.set_nodelay(true) {
+        tracing::debug!(error = %e, "cannot set TCP_NODELAY");
+    }
+}
+
 pub async fn serve(shared: Arc<Shared>, listener: tokio::net::TcpListener) -> std::io::Result<()> {
     let shutdown = shared.shutdown.clone();
     let header_timeout = shared.config.limits.header_read_timeout;
@@ -111,9 +121,7 @@ pub async fn serve(shared: Arc<Shared>, listener: tokio::net::TcpListener) -> st
             },
             _ = shutdown.cancelled() => break,
         };
-        if let Err(e) = stream.set_nodelay(true) {
-            tracing::debug!(error = %e, "cannot set TCP_NODELAY");
-        }
+        prepare_accepted(&stream);
         let service = hyper_util::service::TowerToHyperService::new(app.clone());
         let mut builder = hyper::server::conn::http1::Builder::new();
         builder.timer(hyper_util::rt::TokioTimer::new()).header_read_timeout(header_timeout);
@@ -439,4 +447,18 @@ async fn healthz(State(shared): State<Arc<Shared>>) -> Response {
     let failing = issuers.iter().any(|i| matches!(i["status"].as_str(), Some("unavailable" | "stale")));
     let status = if failing { "degraded" } else { "ok" };
     axum::Json(serde_json::json!({ "status": status, "servers": servers, "issuer_keys": issuers })).into_response()
+}
+
+#[cfg(test)]
+mod tests {
+    #[tokio::test]
+    async fn accepted_connections_send_without_waiting_for_acks() {
+        let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+        let addr = listener.local_addr().unwrap();
+        let _client = tokio::net::TcpStream::connect(addr).await.unwrap();
+        let (accepted, _) = listener.accept().await.unwrap();
+        assert!(!accepted.nodelay().unwrap(), "the kernel's default is Nagle on");
+        super::prepare_accepted(&accepted);
+        assert!(accepted.nodelay().unwrap());
+    }
 }

@@ -485,6 +485,12 @@ async fn main() {
                 }
             };
             eprintln!("workspace-server listening on http://{}/mcp", listener.local_addr().map(|a| a.to_string()).unwrap_or_default());
+            // Responses go out in more than one write: without TCP_NODELAY a
+            // client that delays its ACKs waits about 40 ms for the second.
+            use axum::serve::ListenerExt as _;
+            let listener = listener.tap_io(|tcp| {
+                let _ = tcp.set_nodelay(true);
+            });
             let _ = axum::serve(listener, app).await;
         }
     }

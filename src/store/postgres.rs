@@ -524,15 +524,19 @@ impl PostgresStore {
             return Err(StoreError::Backend("the PostgreSQL pool size must be at least 1".into()));
         }
         let where_ = describe(&config);
-        // Checked out connections are tested first (one round trip), so that
-        // after PostgreSQL restarts a dead connection is dropped and replaced
-        // rather than handed to a call. One connection is opened at once, so
-        // that a database that is down fails here, within the timeout.
+        // Checked out connections are not tested first: that would cost a
+        // round trip on every store operation. After PostgreSQL restarts, a
+        // dead connection fails its one call (closed: store_unavailable, and
+        // a cut-off transaction is never retried, as it may have committed)
+        // and r2d2 then drops it, as it does any connection the driver marks
+        // closed, so the pool recovers by itself. One connection is opened
+        // at once, so that a database that is down fails here, within the
+        // timeout.
         let pool = blocking(|| r2d2::Pool::builder()
             .max_size(pool_size)
             .min_idle(Some(1))
             .connection_timeout(CONNECT_TIMEOUT)
-            .test_on_check_out(true)
+            .test_on_check_out(false)
             .build(Manager::new(config, connector)))
             .map_err(|e| StoreError::Backend(format!("cannot connect to the PostgreSQL store ({where_}): {e}; is it running and reachable?")))?;
         Ok(Self { pool: Some(pool) })
