@@ -59,7 +59,7 @@ fn check_refuses_a_per_caller_credential_with_nowhere_to_exchange_it_or_no_way_t
     let (code, _, err) = check();
     assert_eq!(code, Some(2), "{err}");
     assert!(err.contains("no [token_exchange] section"), "{err}");
-    dep.append_config("\n[token_exchange]\ntoken_endpoint = \"https://idp.example.org/token\"\nclient_id = \"jitgate\"\nclient_secret_env = \"TE\"\n");
+    dep.append_config("\n[token_exchange]\ntoken_endpoint = \"https://idp.example.org/token\"\nclient_id = \"jitgate\"\nclient_secret_env = \"TE\"\nissuers = [\"dev\"]\n");
     let (code, _, err) = check();
     assert_eq!(code, Some(2), "{err}");
     assert!(err.contains("only a URL server can receive per request"), "{err}");
