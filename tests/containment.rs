@@ -7,25 +7,13 @@ mod common;
 use common::*;
 use serde_json::{Value, json};
 
-fn quickstart() -> Deployment {
-    Deployment::new(&Setup { policies: quickstart_policies(), ..Setup::default() })
-}
-
-fn sent_to(dep: &Deployment) -> Vec<String> {
-    std::fs::read_to_string(dep.workspace_state.join("outbox.jsonl"))
-        .unwrap_or_default()
-        .lines()
-        .map(|l| serde_json::from_str::<Value>(l).unwrap()["to"].as_str().unwrap_or_default().to_owned())
-        .collect()
-}
-
 /// Open constraints (schema, prefix) used to walk around taint: the
 /// attacker's address never had to be named. Every kind is now refused,
 /// another mailbox at the attacker's domain too, and an exact reply to the
 /// real sender still goes out.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn open_constraints_and_other_mailboxes_cannot_carry_an_injected_address() {
-    let dep = quickstart();
+    let dep = quickstart_deployment();
     let gw = Gateway::start(&dep);
     gw.wait_server("workspace", "ready").await;
     let triage = gw.connect_modern(&dep.mint("triage")).await;
@@ -60,7 +48,7 @@ async fn open_constraints_and_other_mailboxes_cannot_carry_an_injected_address()
 /// destination is refused, under break-glass too.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn an_open_destination_after_a_fetched_page_is_refused_under_break_glass_too() {
-    let dep = quickstart();
+    let dep = quickstart_deployment();
     let gw = Gateway::start(&dep);
     gw.wait_server("workspace", "ready").await;
     let janitor = gw.connect_modern(&dep.mint("janitor")).await;
@@ -196,7 +184,7 @@ async fn per_agent_collections_and_plans_are_bounded() {
 /// different request still goes to a person.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_denial_holds_for_equivalent_requests_and_new_tasks() {
-    let dep = quickstart();
+    let dep = quickstart_deployment();
     let gw = Gateway::start(&dep);
     gw.wait_server("workspace", "ready").await;
     let janitor = gw.connect_modern(&dep.mint("janitor")).await;

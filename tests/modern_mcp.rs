@@ -40,10 +40,6 @@ fn assert_worked_example(r: &Value, dep: &Deployment) {
     assert_eq!(r["after_end"]["code"], "task_inactive", "{r}");
 }
 
-fn quickstart_deployment() -> Deployment {
-    Deployment::new(&Setup { policies: quickstart_policies(), ..Setup::default() })
-}
-
 #[tokio::test]
 async fn python_client_in_its_default_mode_runs_the_worked_example_over_http() {
     let dep = quickstart_deployment();

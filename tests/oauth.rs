@@ -61,32 +61,26 @@ impl Provider {
         Self { child, port, issuer: format!("http://127.0.0.1:{port}") }
     }
 
-    /// An access token by client credentials, for `resource` with `scope`.
+    /// An access token by client credentials, for `resource` with `scope`,
+    /// for the client `triage-client` (HTTP Basic).
     async fn token(&self, resource: &str, scope: &str) -> String {
-        let body = format!("grant_type=client_credentials&scope={}&resource={}", enc(scope), enc(resource));
-        let r = reqwest::Client::new()
-            .post(format!("{}/token", self.issuer))
-            .header("authorization", format!("Basic {}", STANDARD.encode("triage-client:triage-secret")))
-            .header("content-type", "application/x-www-form-urlencoded")
-            .body(body)
-            .send()
-            .await
-            .unwrap();
-        let v: Value = serde_json::from_str(&r.text().await.unwrap()).unwrap();
-        v["access_token"].as_str().unwrap_or_else(|| panic!("no token: {v}")).to_owned()
+        self.token_for(resource, scope, true).await
     }
 
-    /// An access token for jitgate's `resource` for the client
-    /// `triage-client-post` (client_secret_post).
+    /// The same for the client `triage-client-post` (client_secret_post).
     async fn token_post_client(&self, resource: &str) -> String {
-        let body = format!("grant_type=client_credentials&scope=mcp%3Atools&resource={}&client_id=triage-client-post&client_secret=triage-secret", enc(resource));
-        let r = reqwest::Client::new()
-            .post(format!("{}/token", self.issuer))
-            .header("content-type", "application/x-www-form-urlencoded")
-            .body(body)
-            .send()
-            .await
-            .unwrap();
+        self.token_for(resource, "mcp:tools", false).await
+    }
+
+    async fn token_for(&self, resource: &str, scope: &str, basic: bool) -> String {
+        let mut body = format!("grant_type=client_credentials&scope={}&resource={}", enc(scope), enc(resource));
+        let mut req = reqwest::Client::new().post(format!("{}/token", self.issuer)).header("content-type", "application/x-www-form-urlencoded");
+        if basic {
+            req = req.header("authorization", format!("Basic {}", STANDARD.encode("triage-client:triage-secret")));
+        } else {
+            body.push_str("&client_id=triage-client-post&client_secret=triage-secret");
+        }
+        let r = req.body(body).send().await.unwrap();
         let v: Value = serde_json::from_str(&r.text().await.unwrap()).unwrap();
         v["access_token"].as_str().unwrap_or_else(|| panic!("no token: {v}")).to_owned()
     }

@@ -8,25 +8,13 @@ mod common;
 use common::*;
 use serde_json::{Value, json};
 
-fn quickstart() -> Deployment {
-    Deployment::new(&Setup { policies: quickstart_policies(), ..Setup::default() })
-}
-
-fn sent_to(dep: &Deployment) -> Vec<String> {
-    std::fs::read_to_string(dep.workspace_state.join("outbox.jsonl"))
-        .unwrap_or_default()
-        .lines()
-        .map(|l| serde_json::from_str::<Value>(l).unwrap()["to"].as_str().unwrap_or_default().to_owned())
-        .collect()
-}
-
 fn token_id(r: &rmcp::model::CallToolResult) -> Option<String> {
     r.meta.as_ref()?.0.get("jitgate/token")?.as_str().map(str::to_owned)
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn one_step_calls_run_what_was_asked_and_refuse_what_jit_request_refuses() {
-    let dep = quickstart();
+    let dep = quickstart_deployment();
     let gw = Gateway::start(&dep);
     gw.wait_server("workspace", "ready").await;
     let triage = gw.connect_modern(&dep.mint("triage")).await;
@@ -87,7 +75,7 @@ async fn one_step_calls_run_what_was_asked_and_refuse_what_jit_request_refuses()
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn an_injected_recipient_is_held_in_one_step_as_in_two() {
-    let dep = quickstart();
+    let dep = quickstart_deployment();
     let gw = Gateway::start(&dep);
     gw.wait_server("workspace", "ready").await;
     let triage = gw.connect_modern(&dep.mint("triage")).await;

@@ -957,7 +957,7 @@ fn concurrent_request_counts_are_exact(_: &dyn Store, db: &Db) {
     assert_eq!(counts, (1..=RACERS as u32).collect::<Vec<_>>());
 }
 
-fn concurrent_taint_from_several_replicas_keeps_the_cap(s: &dyn Store, db: &Db) {
+fn concurrent_taint_from_several_replicas_keeps_the_cap(_: &dyn Store, db: &Db) {
     let handles = db.handles(10);
     race(&handles, 10, |s, i| {
         let mut values: Vec<String> = (0..20).map(|k| format!("value-{i}-{k}@evil.example")).collect();

@@ -183,12 +183,6 @@ impl CallerConnections {
         let prefix = format!("{agent}\u{0}");
         self.by_agent.lock().unwrap_or_else(|p| p.into_inner()).retain(|k, _| !k.starts_with(&prefix));
     }
-
-    /// How many agents' connections are kept (tests).
-    #[cfg(test)]
-    fn kept(&self) -> usize {
-        self.by_agent.lock().unwrap_or_else(|p| p.into_inner()).len()
-    }
 }
 
 /// One slot per agent and presented credential: the agent id, then a digest

@@ -75,6 +75,20 @@ pub struct Setup {
 /// A policy set that permits every action (the plan invariants still hold).
 pub const PERMIT_ALL: &str = "permit (principal, action, resource);\n";
 
+/// A deployment with the quick start's policies.
+pub fn quickstart_deployment() -> Deployment {
+    Deployment::new(&Setup { policies: quickstart_policies(), ..Setup::default() })
+}
+
+/// The recipients of the messages the workspace server really sent.
+pub fn sent_to(dep: &Deployment) -> Vec<String> {
+    std::fs::read_to_string(dep.workspace_state.join("outbox.jsonl"))
+        .unwrap_or_default()
+        .lines()
+        .map(|l| serde_json::from_str::<serde_json::Value>(l).unwrap()["to"].as_str().unwrap_or_default().to_owned())
+        .collect()
+}
+
 /// The quick start's policy files.
 pub fn quickstart_policies() -> Vec<(String, String)> {
     let dir = repo_root().join("examples/quickstart/policies");
