@@ -61,6 +61,16 @@ struct Args {
     /// Record call arguments and results in the audit log too ([audit] content = true).
     #[arg(long)]
     audit_content: bool,
+    /// Also measure another MCP endpoint in front of the same kind of
+    /// server, like the direct path (no authorization): `NAME=URL`, where
+    /// the server's tool is `read_note` (e.g. an npm proxy wrapping the
+    /// example server; scripts/bench-proxies.sh). Repeat for several.
+    #[arg(long = "proxy", value_name = "NAME=URL")]
+    proxies: Vec<String>,
+    /// Repeat every measurement this many times, alternating paths, so that
+    /// a noisy moment does not favour one of them.
+    #[arg(long, default_value_t = 1)]
+    rounds: usize,
 }
 
 struct RunResult {
@@ -368,22 +378,42 @@ async fn real_main() -> Result<(), String> {
     };
     println!("read_note over streamable HTTP on loopback; at most {} calls or {} s per run; store: {store}; clients: MCP {}", args.calls, args.seconds, if modern { "2026-07-28" } else { "handshake" });
     println!("direct: tools/call; jitgate: jit_request + tools/call with the token (one authorized call, two round trips); 1-step: jit_call (one round trip)\n");
-    println!("{:<10} {:>7} {:>8} {:>10} {:>10} {:>10} {:>7} {:>14}", "path", "clients", "calls", "p50 ms", "p99 ms", "calls/s", "errors", "call-only p50");
+    println!("{:<12} {:>7} {:>8} {:>10} {:>10} {:>10} {:>7} {:>14}", "path", "clients", "calls", "p50 ms", "p99 ms", "calls/s", "errors", "call-only p50");
     let mut table = Vec::new();
     let mut levels = vec![1];
     levels.extend(args.concurrency.iter().copied());
-    for clients in levels {
-        let direct = if args.no_direct { None } else { Some(run(&ws_url, None, "read_note", clients, args.calls, limit, false, false).await?) };
-        let via = run(&gw_url, Some(&token), "workspace__read_note", clients, args.calls, limit, modern, false).await?;
-        let one = run(&gw_url, Some(&token), "workspace__read_note", clients, args.calls, limit, modern, true).await?;
-        for (name, r) in direct.iter().map(|d| ("direct", d)).chain([("jitgate", &via), ("1-step", &one)]) {
-            let call_only = if r.call_us.is_empty() { "-".to_owned() } else { format!("{:.3}", pct_ms(&r.call_us, 0.5)) };
-            println!(
-                "{:<10} {:>7} {:>8} {:>10.3} {:>10.3} {:>10.0} {:>7} {:>14}",
-                name, clients, r.latencies_us.len(), r.pct(0.5), r.pct(0.99), r.rate(), r.errors, call_only
-            );
+    let mut proxies = Vec::new();
+    for p in &args.proxies {
+        let (name, url) = p.split_once('=').ok_or_else(|| format!("--proxy {p}: write NAME=URL"))?;
+        proxies.push((name.to_owned(), url.to_owned()));
+    }
+    for round in 1..=args.rounds.max(1) {
+        if args.rounds > 1 {
+            println!("-- round {round}");
         }
-        table.push((clients, direct, via, one));
+        for &clients in &levels {
+            let direct = if args.no_direct { None } else { Some(run(&ws_url, None, "read_note", clients, args.calls, limit, false, false).await?) };
+            let via = run(&gw_url, Some(&token), "workspace__read_note", clients, args.calls, limit, modern, false).await?;
+            let one = run(&gw_url, Some(&token), "workspace__read_note", clients, args.calls, limit, modern, true).await?;
+            let mut others = Vec::new();
+            for (name, url) in &proxies {
+                others.push((name.clone(), run(url, None, "read_note", clients, args.calls, limit, false, false).await?));
+            }
+            let fixed = direct.iter().map(|d| ("direct".to_owned(), d)).chain([("jitgate".to_owned(), &via), ("1-step".to_owned(), &one)]);
+            for (name, r) in fixed.chain(others.iter().map(|(n, r)| (n.clone(), r))) {
+                let call_only = if r.call_us.is_empty() { "-".to_owned() } else { format!("{:.3}", pct_ms(&r.call_us, 0.5)) };
+                println!(
+                    "{:<12} {:>7} {:>8} {:>10.3} {:>10.3} {:>10.0} {:>7} {:>14}",
+                    name, clients, r.latencies_us.len(), r.pct(0.5), r.pct(0.99), r.rate(), r.errors, call_only
+                );
+            }
+            if let Some(d) = &direct {
+                for (name, r) in &others {
+                    println!("  {name}/direct: p50 {:.2}x, throughput {:.2}x", r.pct(0.5) / d.pct(0.5), r.rate() / d.rate());
+                }
+            }
+            table.push((clients, direct, via, one));
+        }
     }
     let rss: Vec<String> = replicas.iter().filter_map(|(k, _)| rss_mib(k.0.id())).map(|m| format!("{m:.0}")).collect();
     println!("\ngateway RSS after the runs (MiB per replica): {}", rss.join(", "));
