@@ -150,6 +150,22 @@ pub fn build(task: &str, records: &[Record]) -> TaskTrace {
     t
 }
 
+/// A task's trace from the store: its records, with the outcome the store
+/// has (a revocation by the operator or of the whole agent ends the task in
+/// the store even when no gateway was running to record it). `None` when
+/// the task has no records.
+pub fn from_store(store: &dyn crate::store::Store, task: &str, now: i64) -> Result<Option<TaskTrace>, crate::store::StoreError> {
+    let records = store.audit_of_task(task)?;
+    if records.is_empty() {
+        return Ok(None);
+    }
+    let mut trace = build(task, &records);
+    if let Some(t) = store.task(task)? {
+        trace.outcome = outcome_of(&t, now);
+    }
+    Ok(Some(trace))
+}
+
 /// Tasks of an agent begun since `since`, newest first.
 pub fn tasks_of(records: &[Record], agent: &str, since: i64) -> Vec<TaskSummary> {
     summaries(records).into_iter().filter(|t| t.agent == agent && t.begun >= since).collect()

@@ -232,3 +232,57 @@ fn check_reports_issuer_bindings() {
     assert_ne!(code, Some(0));
     assert!(err.contains("agent `typo` lists issuer `lose`"), "{err}");
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_task_revoked_while_no_gateway_runs_reads_as_revoked_everywhere() {
+    let dep = Deployment::new(&Setup::default());
+    let gw = Gateway::start(&dep);
+    gw.wait_server("workspace", "ready").await;
+    let triage = gw.connect_modern(&dep.mint("triage")).await;
+    let task = begin(&triage, serde_json::json!([{"name": "read", "tools": ["workspace__read_note"]}])).await.unwrap();
+    drop(triage);
+    gw.stop();
+    let cfg = dep.config.to_str().unwrap();
+    let outcome = |args: &[&str]| {
+        let (code, out, err) = jitgate(args);
+        assert_eq!(code, Some(0), "{err}");
+        out
+    };
+    assert!(outcome(&["trace", &task, "--json", "--config", cfg]).contains("\"outcome\": \"open\""));
+    let (code, _, err) = jitgate(&["revoke", "--task", &task, "--reason", "incident 9", "--config", cfg]);
+    assert_eq!(code, Some(0), "{err}");
+    let tree: serde_json::Value = serde_json::from_str(&outcome(&["trace", &task, "--json", "--config", cfg])).unwrap();
+    assert!(tree["outcome"].as_str().unwrap().starts_with("revoked") && tree["outcome"].as_str().unwrap().contains("incident 9"), "{tree}");
+    let list: serde_json::Value = serde_json::from_str(&outcome(&["trace", "--agent", "triage", "--json", "--config", cfg])).unwrap();
+    assert!(list[0]["outcome"].as_str().unwrap().starts_with("revoked"), "{list}");
+    assert!(outcome(&["trace", &task, "--config", cfg]).contains("revoked"));
+}
+
+#[test]
+fn output_into_a_pipe_whose_reader_left_ends_quietly() {
+    let dep = Deployment::new(&Setup::default());
+    // Enough audit records that the export outgrows the pipe's buffer.
+    std::fs::create_dir_all(dep.path("state")).unwrap();
+    let store = jitgate::store::SqliteStore::open(&dep.path("state/jitgate.sqlite")).unwrap();
+    for i in 0..2000 {
+        let event = jitgate::audit::Event::new("test.filler", None, None, serde_json::json!({"i": i, "pad": "x".repeat(100)}));
+        jitgate::store::Store::append_audit(&store, &event, 1_800_000_000).unwrap();
+    }
+    drop(store);
+    let mut child = std::process::Command::new(jitgate_bin())
+        .args(["audit", "export", "--config", dep.config.to_str().unwrap()])
+        .stdout(std::process::Stdio::piped())
+        .stderr(std::process::Stdio::piped())
+        .spawn()
+        .unwrap();
+    // Read one line, as `| head -1` would, then go away.
+    let mut stdout = std::io::BufReader::new(child.stdout.take().unwrap());
+    let mut first = String::new();
+    std::io::BufRead::read_line(&mut stdout, &mut first).unwrap();
+    assert!(first.contains("test.filler"), "{first}");
+    drop(stdout);
+    let out = child.wait_with_output().unwrap();
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert!(!err.contains("panicked"), "{err}");
+    assert_eq!(out.status.code(), Some(0), "{err}");
+}

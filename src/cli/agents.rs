@@ -76,11 +76,11 @@ pub fn run(cmd: AgentsCommand) -> Result<(), CliError> {
                 rows.push(json!({"name": a.name, "id": a.id, "team": a.team, "quarantined": q.as_ref().map(|q| json!({"reason": q.reason, "since": rfc3339(q.since)}))}));
                 if !json {
                     let state = q.map(|q| format!("QUARANTINED since {}: {}", rfc3339(q.since), q.reason)).unwrap_or_else(|| "active".into());
-                    println!("{:<16} {:<44} team={:<10} {state}", a.name, a.id, a.team);
+                    outln!("{:<16} {:<44} team={:<10} {state}", a.name, a.id, a.team);
                 }
             }
             if json {
-                println!("{}", serde_json::Value::Array(rows));
+                outln!("{}", serde_json::Value::Array(rows));
             }
             Ok(())
         }

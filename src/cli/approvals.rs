@@ -107,12 +107,12 @@ pub fn run_approvals(cmd: ApprovalsCommand) -> Result<(), CliError> {
             let (_, store, _) = open(&who)?;
             let list = store.approvals(all, now).map_err(other)?;
             if who.json {
-                println!("{}", json!(list));
+                outln!("{}", json!(list));
             } else if list.is_empty() {
                 eprintln!("no {}approvals", if all { "" } else { "open " });
             } else {
                 for a in &list {
-                    println!("{}  {:<8}  {}  group={}  agent={}  task={}  expires {}", a.id, a.state.as_str(), a.tool, a.group, a.agent, a.task, rfc3339(a.expires_at));
+                    outln!("{}  {:<8}  {}  group={}  agent={}  task={}  expires {}", a.id, a.state.as_str(), a.tool, a.group, a.agent, a.task, rfc3339(a.expires_at));
                 }
             }
             Ok(())
@@ -133,7 +133,7 @@ fn decide(who: &Credential, id: &str, approve: bool, note: &str, now: i64) -> Re
     let a = crate::policy::approvals::decide(store.as_ref(), &approver, id, approve, note, now, config.approvals.use_ttl)
         .map_err(|e| CliError::Other(format!("{e} [{}]", e.code())))?;
     if who.json {
-        println!("{}", json!(a));
+        outln!("{}", json!(a));
     } else {
         eprintln!("{} {} ({} for agent {}); recorded as {}", a.state.as_str(), a.id, a.tool, a.agent, approver.subject);
     }
@@ -142,25 +142,25 @@ fn decide(who: &Credential, id: &str, approve: bool, note: &str, now: i64) -> Re
 
 fn print_approval(a: &Approval, as_json: bool) {
     if as_json {
-        println!("{}", json!(a));
+        outln!("{}", json!(a));
         return;
     }
-    println!("approval   {}", a.id);
-    println!("state      {}", a.state.as_str());
-    println!("agent      {}", a.agent);
-    println!("task       {}", a.task);
-    println!("tool       {}", a.tool);
-    println!("arguments  {}", a.constraints);
-    println!("purpose    {}", a.purpose);
-    println!("group      {}", a.group);
-    println!("policies   {}", a.policies.join(", "));
-    println!("created    {}", rfc3339(a.created_at));
-    println!("expires    {}", rfc3339(a.expires_at));
+    outln!("approval   {}", a.id);
+    outln!("state      {}", a.state.as_str());
+    outln!("agent      {}", a.agent);
+    outln!("task       {}", a.task);
+    outln!("tool       {}", a.tool);
+    outln!("arguments  {}", a.constraints);
+    outln!("purpose    {}", a.purpose);
+    outln!("group      {}", a.group);
+    outln!("policies   {}", a.policies.join(", "));
+    outln!("created    {}", rfc3339(a.created_at));
+    outln!("expires    {}", rfc3339(a.expires_at));
     if let Some(by) = &a.decided_by {
-        println!("decided by {by} at {}: {}", a.decided_at.map(rfc3339).unwrap_or_default(), a.note.clone().unwrap_or_default());
+        outln!("decided by {by} at {}: {}", a.decided_at.map(rfc3339).unwrap_or_default(), a.note.clone().unwrap_or_default());
     }
     if let Some(j) = &a.used_jti {
-        println!("used for   token {j}");
+        outln!("used for   token {j}");
     }
 }
 
@@ -169,7 +169,7 @@ fn print_grant(g: &BreakGlassGrant) {
         (Some(by), Some(at)) => format!("reviewed by {by} at {}: {}", rfc3339(at), g.note.clone().unwrap_or_default()),
         _ => "AWAITING REVIEW".into(),
     };
-    println!("{}  {}  agent={}  task={}  token={}  granted {}  justification: {}  [{review}]", g.id, g.tool, g.agent, g.task, g.jti, rfc3339(g.granted_at), g.justification);
+    outln!("{}  {}  agent={}  task={}  token={}  granted {}  justification: {}  [{review}]", g.id, g.tool, g.agent, g.task, g.jti, rfc3339(g.granted_at), g.justification);
 }
 
 pub fn run_review(cmd: ReviewCommand) -> Result<(), CliError> {
@@ -178,7 +178,7 @@ pub fn run_review(cmd: ReviewCommand) -> Result<(), CliError> {
             let (_, store, _) = open(&who)?;
             let list = store.break_glass_grants(all).map_err(other)?;
             if who.json {
-                println!("{}", json!(list));
+                outln!("{}", json!(list));
             } else if list.is_empty() {
                 eprintln!("no break-glass grants {}", if all { "" } else { "awaiting review" });
             } else {
@@ -197,7 +197,7 @@ pub fn run_review(cmd: ReviewCommand) -> Result<(), CliError> {
             }
             tracing::warn!(grant = %id, by = %approver.subject, "break-glass grant reviewed");
             if who.json {
-                println!("{}", json!({"id": id, "reviewed_by": approver.subject}));
+                outln!("{}", json!({"id": id, "reviewed_by": approver.subject}));
             } else {
                 eprintln!("break-glass grant {id} signed off by {}", approver.subject);
             }

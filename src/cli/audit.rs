@@ -66,7 +66,7 @@ pub fn run(cmd: AuditCommand) -> Result<(), CliError> {
             };
             let report = crate::audit::verify::verify(&records, &evidence);
             if as_json {
-                println!("{}", json!({"ok": report.ok(), "report": report}));
+                outln!("{}", json!({"ok": report.ok(), "report": report}));
             } else {
                 eprintln!("{} records, {} checkpoints; signed checkpoints cover records 1..{}", report.records, report.checkpoints, report.covered_to);
                 for p in &report.problems {
@@ -90,7 +90,7 @@ pub fn run(cmd: AuditCommand) -> Result<(), CliError> {
                 let page = store.audit_records(after, PAGE).map_err(other)?;
                 let Some(last) = page.last().map(|r| r.seq) else { break };
                 for r in &page {
-                    println!("{}", serde_json::to_string(r).map_err(other)?);
+                    outln!("{}", serde_json::to_string(r).map_err(other)?);
                 }
                 after = last;
             }
@@ -123,28 +123,33 @@ pub fn trace(a: TraceArgs) -> Result<(), CliError> {
         let agents = crate::agent::AgentDirectory::load(&config.agents_dir).map_err(|e| CliError::Config(crate::source::SourceErrors(e)))?;
         let agent = agents.by_name(name).ok_or_else(|| other(format!("no agent named `{name}`")))?;
         let since = SystemClock.now_unix() - i64::try_from(a.since.as_secs()).unwrap_or(0);
-        let tasks = crate::trace::tasks_of(&all_records(store.as_ref())?, &agent.id, since);
+        let mut tasks = crate::trace::tasks_of(&all_records(store.as_ref())?, &agent.id, since);
+        // The outcome as the store has it (revocations need no running gateway).
+        let now = SystemClock.now_unix();
+        for t in &mut tasks {
+            if let Ok(Some(task)) = store.task(&t.id) {
+                t.outcome = crate::trace::outcome_of(&task, now);
+            }
+        }
         if a.json {
-            println!("{}", Value::Array(tasks.iter().map(|t| json!(t)).collect()));
+            outln!("{}", Value::Array(tasks.iter().map(|t| json!(t)).collect()));
         } else if tasks.is_empty() {
             eprintln!("no tasks of `{name}` since {}", rfc3339(since));
         } else {
             for t in &tasks {
-                println!("{}  {}  {:<8} {}  ({} requests, {} denied, {} calls)", t.id, rfc3339(t.begun), t.outcome, t.objective, t.requests, t.denied, t.calls);
+                outln!("{}  {}  {:<8} {}  ({} requests, {} denied, {} calls)", t.id, rfc3339(t.begun), t.outcome, t.objective, t.requests, t.denied, t.calls);
             }
         }
         return Ok(());
     }
     let task = a.task.unwrap_or_default();
-    let records = store.audit_of_task(&task).map_err(other)?;
-    if records.is_empty() {
-        return Err(other(format!("no audit records for task `{task}`")));
-    }
-    let tree = crate::trace::build(&task, &records);
+    let tree = crate::trace::from_store(store.as_ref(), &task, SystemClock.now_unix())
+        .map_err(other)?
+        .ok_or_else(|| other(format!("no audit records for task `{task}`")))?;
     if a.json {
-        println!("{}", serde_json::to_string_pretty(&tree).map_err(other)?);
+        outln!("{}", serde_json::to_string_pretty(&tree).map_err(other)?);
     } else {
-        print!("{}", crate::trace::render_text(&tree));
+        out!("{}", crate::trace::render_text(&tree));
     }
     Ok(())
 }

@@ -61,7 +61,7 @@ pub fn run(cmd: BaselineCommand) -> Result<(), CliError> {
     );
     let path = a.out.unwrap_or_else(|| config.agents_dir.join(format!("{}{LEARNED_SUFFIX}", agent.name)));
     if path.as_os_str() == "-" {
-        print!("{text}");
+        out!("{text}");
         return Ok(());
     }
     std::fs::write(&path, text).map_err(|e| CliError::Other(format!("cannot write {}: {e}", path.display())))?;

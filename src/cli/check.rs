@@ -33,7 +33,7 @@ pub async fn run(args: CheckArgs) -> Result<(), CliError> {
         Err(errors) => {
             if args.json {
                 let list: Vec<_> = errors.0.iter().map(|e| json!({"file": e.file, "line": e.line, "column": e.column, "message": e.message})).collect();
-                println!("{}", json!({"ok": false, "errors": list, "servers": []}));
+                outln!("{}", json!({"ok": false, "errors": list, "servers": []}));
             }
             return Err(CliError::Config(errors));
         }
@@ -54,7 +54,7 @@ pub async fn run(args: CheckArgs) -> Result<(), CliError> {
         }
     }
     if args.json {
-        println!("{}", json!({"ok": problems.is_empty(), "errors": problems, "warnings": warnings, "servers": servers, "policies": deployment.policy.len()}));
+        outln!("{}", json!({"ok": problems.is_empty(), "errors": problems, "warnings": warnings, "servers": servers, "policies": deployment.policy.len()}));
     } else {
         eprintln!(
             "config {}: {} agent(s), {} server(s) registered",

@@ -88,7 +88,7 @@ fn emit(token: &str, out: Option<&std::path::Path>, what: &str, ttl: Duration) -
             write_token_file(path, token).map_err(|e| CliError::Other(format!("cannot write {}: {e}", path.display())))?;
             eprintln!("wrote {what} to {}, valid {}", path.display(), humantime::format_duration(ttl));
         }
-        None => println!("{token}"),
+        None => outln!("{token}"),
     }
     Ok(())
 }

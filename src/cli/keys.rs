@@ -45,7 +45,7 @@ pub fn run(cmd: KeysCommand) -> Result<(), CliError> {
             let key = crate::token::Keyring::add_key(&dir, now).map_err(|e| CliError::Identity(e.to_string()))?;
             let ring = crate::token::Keyring::load(&dir).map_err(|e| CliError::Identity(e.to_string()))?;
             eprintln!("added capability signing key {} in {}; {} key(s) verify", key.kid, dir.display(), ring.public_keys().len());
-            println!("{}", key.kid);
+            outln!("{}", key.kid);
             Ok(())
         }
         KeysCommand::Generate(a) => {
@@ -56,7 +56,7 @@ pub fn run(cmd: KeysCommand) -> Result<(), CliError> {
                 std::fs::write(&p, &doc).map_err(|e| CliError::Other(format!("cannot write {}: {e}", p.display())))?;
             }
             eprintln!("wrote private key {} (kid {}); public key:", a.out.display(), pair.kid);
-            println!("{doc}");
+            outln!("{doc}");
             Ok(())
         }
     }

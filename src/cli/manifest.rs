@@ -144,31 +144,31 @@ async fn repin(a: RepinArgs) -> Result<(), CliError> {
         let tool = live.iter().find(|t| t.name == name.as_str());
         let new = match pin_change(&spec.pin, tool) {
             PinChange::Unchanged => {
-                println!("{name}: unchanged");
+                outln!("{name}: unchanged");
                 continue;
             }
             PinChange::MissingOnServer => {
-                println!("{name}: NOT OFFERED by the server; pin left as it is (remove the tool if it is gone for good)");
+                outln!("{name}: NOT OFFERED by the server; pin left as it is (remove the tool if it is gone for good)");
                 continue;
             }
             PinChange::OldFormat { new } => {
-                println!("{name}: pinned in the old format; name, description and input schema are as reviewed, the rest is now pinned too");
+                outln!("{name}: pinned in the old format; name, description and input schema are as reviewed, the rest is now pinned too");
                 new
             }
             PinChange::Changed { new } => {
-                println!("{name}: DEFINITION CHANGED since it was pinned; review it before you trust it:");
+                outln!("{name}: DEFINITION CHANGED since it was pinned; review it before you trust it:");
                 new
             }
         };
         if let Some(tool) = tool {
             let def = serde_json::to_string_pretty(tool).unwrap_or_default();
             for l in def.lines() {
-                println!("    {l}");
+                outln!("    {l}");
             }
             // A new argument that chooses where data goes is not sensitive
             // until someone says so: point it out.
             for arg in propose(tool).sensitive.iter().filter(|arg| !spec.sensitive_args.contains(arg)) {
-                println!("  note: `{arg}` looks like it chooses where data goes but is not in sensitive_args; review");
+                outln!("  note: `{arg}` looks like it chooses where data goes but is not in sensitive_args; review");
             }
         }
         text = replace_pin(&text, spec.line, &spec.pin, &new)
@@ -227,7 +227,7 @@ async fn init(a: InitArgs) -> Result<(), CliError> {
         Manifest::load(out)?;
         eprintln!("wrote {} with {} tool(s) from {server_info}; review risk classes before registering it", out.display(), tools.len());
     } else {
-        print!("{text}");
+        out!("{text}");
     }
     Ok(())
 }

@@ -1,6 +1,25 @@
 //! The command line: one file per subcommand, each with its own arguments
 //! and `run`. Errors map to distinct exit codes (see [`CliError::exit_code`]).
 
+/// `println!` for a command's output that ends quietly when the reader of a
+/// pipe goes away (`jitgate trace … --json | head`): Rust ignores SIGPIPE,
+/// so the write fails, and `println!` would panic on it.
+macro_rules! outln {
+    () => {
+        $crate::cli::write_out(format_args!("\n"))
+    };
+    ($($arg:tt)*) => {
+        $crate::cli::write_out(format_args!("{}\n", format_args!($($arg)*)))
+    };
+}
+
+/// `print!`, the same way.
+macro_rules! out {
+    ($($arg:tt)*) => {
+        $crate::cli::write_out(format_args!($($arg)*))
+    };
+}
+
 pub mod agents;
 pub mod approvals;
 pub mod audit;
@@ -26,6 +45,21 @@ use crate::policy::PolicyEngine;
 use crate::source::{SourceError, SourceErrors};
 
 /// jitgate: just-in-time authorization gateway for AI agents that use tools over MCP.
+/// Write command output to stdout. A reader that went away ends the command
+/// (exit 0, as `head` expects); any other write error ends it with a message.
+pub fn write_out(args: std::fmt::Arguments<'_>) {
+    use std::io::Write as _;
+    let mut stdout = std::io::stdout().lock();
+    match stdout.write_fmt(args).and_then(|()| stdout.flush()) {
+        Ok(()) => {}
+        Err(e) if e.kind() == std::io::ErrorKind::BrokenPipe => std::process::exit(0),
+        Err(e) => {
+            eprintln!("error: cannot write the output: {e}");
+            std::process::exit(1);
+        }
+    }
+}
+
 #[derive(Debug, Parser)]
 #[command(name = "jitgate", version, about, long_about = None, propagate_version = true)]
 pub struct Cli {

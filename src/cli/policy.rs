@@ -90,7 +90,7 @@ pub struct ExplainArgs {
 pub fn run(cmd: PolicyCommand) -> Result<(), CliError> {
     match cmd {
         PolicyCommand::Schema => {
-            print!("{}", crate::policy::SCHEMA_TEXT);
+            out!("{}", crate::policy::SCHEMA_TEXT);
             Ok(())
         }
         PolicyCommand::Explain(a) => explain(a),
@@ -178,7 +178,7 @@ fn explain(a: ExplainArgs) -> Result<(), CliError> {
         Action::Request | Action::BreakGlass => "begin-task",
     };
     if a.json {
-        println!(
+        outln!(
             "{}",
             json!({
                 "decision": kind,
@@ -196,9 +196,9 @@ fn explain(a: ExplainArgs) -> Result<(), CliError> {
         );
         return Ok(());
     }
-    println!("decision for action {}: {word}{}", action.as_str(), if reason.is_empty() { String::new() } else { format!(": {reason}") });
+    outln!("decision for action {}: {word}{}", action.as_str(), if reason.is_empty() { String::new() } else { format!(": {reason}") });
     if decision.determining.is_empty() {
-        println!("  no policy applied (default deny)");
+        outln!("  no policy applied (default deny)");
     }
     for p in &decision.determining {
         let extra = match (&p.reason, &p.approval) {
@@ -206,12 +206,12 @@ fn explain(a: ExplainArgs) -> Result<(), CliError> {
             (None, Some(g)) => format!(" — needs approval by `{g}`"),
             _ => String::new(),
         };
-        println!("  {} {} ({}:{}){extra}", p.effect, p.id, p.file.display(), p.line);
+        outln!("  {} {} ({}:{}){extra}", p.effect, p.id, p.file.display(), p.line);
     }
     for e in &decision.errors {
-        println!("  error: {e}");
+        outln!("  error: {e}");
     }
-    println!(
+    outln!(
         "input: action {} · agent {} (team {}, issuer {issuer}) · tool {} (risk {}, class {}, env {}) · {} {} {:02}:{:02} UTC",
         action.as_str(),
         agent.name,
@@ -225,6 +225,6 @@ fn explain(a: ExplainArgs) -> Result<(), CliError> {
         time.hour,
         time.minute
     );
-    println!("(checked action {}; an agent plans with begin-task before it requests: try --action {other_action} too)", action.as_str());
+    outln!("(checked action {}; an agent plans with begin-task before it requests: try --action {other_action} too)", action.as_str());
     Ok(())
 }

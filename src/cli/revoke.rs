@@ -50,7 +50,7 @@ pub fn run(a: RevokeArgs) -> Result<(), CliError> {
     let store = super::open_store(&config)?;
     let r = store.revoke(&scope, &format!("operator: {}", a.reason), SystemClock.now_unix()).map_err(|e| CliError::Other(e.to_string()))?;
     if a.json {
-        println!("{}", serde_json::json!({"scope": r.scope.kind(), "target": r.scope.target(), "tokens_revoked": r.tokens, "seq": r.seq}));
+        outln!("{}", serde_json::json!({"scope": r.scope.kind(), "target": r.scope.target(), "tokens_revoked": r.tokens, "seq": r.seq}));
     } else {
         eprintln!("revoked {} {}: {} live token(s) revoked; reason recorded: {}", r.scope.kind(), r.scope.target(), r.tokens, r.reason);
     }

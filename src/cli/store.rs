@@ -53,7 +53,7 @@ pub fn run(c: StoreCommand) -> Result<(), CliError> {
 fn migrate(a: &MigrateArgs) -> Result<(), CliError> {
     let config = Config::load(&a.config)?;
     let StoreConfig::Postgres { url, password, ca_file, .. } = &config.store else {
-        println!("the store is SQLite ({}): it migrates itself when opened", config.store_path().display());
+        outln!("the store is SQLite ({}): it migrates itself when opened", config.store_path().display());
         return Ok(());
     };
     let password = password.as_ref().map(|s| s.read().map_err(|e| CliError::Other(format!("[store] password: {e}")))).transpose()?;
@@ -63,9 +63,9 @@ fn migrate(a: &MigrateArgs) -> Result<(), CliError> {
     let store = crate::store::PostgresStore::connect_with(url, password.as_deref(), 1, &tls).map_err(|e| CliError::Other(e.to_string()))?;
     let (_, to) = store.migrate().map_err(|e| CliError::Other(e.to_string()))?;
     if from == to {
-        println!("schema already at version {to}");
+        outln!("schema already at version {to}");
     } else {
-        println!("migrated schema from version {from} to {to}");
+        outln!("migrated schema from version {from} to {to}");
     }
     Ok(())
 }
@@ -135,8 +135,8 @@ fn copy(a: &CopyArgs) -> Result<(), CliError> {
     }
     reset_sequences(&mut tx, &tables).map_err(|e| other(crate::store::StoreError::from(e).to_string()))?;
     tx.commit().map_err(|e| other(format!("commit: {}", crate::store::StoreError::from(e))))?;
-    println!("copied {}", copied.join(", "));
-    println!("now set [store] url = \"{}\" in the gateway config and run `jitgate audit verify`", a.to);
+    outln!("copied {}", copied.join(", "));
+    outln!("now set [store] url = \"{}\" in the gateway config and run `jitgate audit verify`", a.to);
     Ok(())
 }
 

@@ -63,13 +63,13 @@ pub fn run(cmd: TokenCommand) -> Result<(), CliError> {
         "fingerprint": crate::jws::fingerprint(&token),
     });
     if a.json {
-        println!("{report}");
+        outln!("{report}");
     } else {
-        println!("token {} (kid {}), signature {signature}", report["fingerprint"].as_str().unwrap_or(""), parsed.kid().unwrap_or("?"));
-        println!("  agent   {}\n  tool    {} on server {}\n  task    {} phase {}\n  session {}", c.sub, c.tool, c.aud, c.task, c.phase, c.sid);
-        println!("  args    {}", serde_json::to_string(&c.args).unwrap_or_default());
-        println!("  valid   {} .. {}", rfc3339(c.nbf), rfc3339(c.exp));
-        println!("  state   {state}{}", record.and_then(|r| r.reason).map(|r| format!(" ({r})")).unwrap_or_default());
+        outln!("token {} (kid {}), signature {signature}", report["fingerprint"].as_str().unwrap_or(""), parsed.kid().unwrap_or("?"));
+        outln!("  agent   {}\n  tool    {} on server {}\n  task    {} phase {}\n  session {}", c.sub, c.tool, c.aud, c.task, c.phase, c.sid);
+        outln!("  args    {}", serde_json::to_string(&c.args).unwrap_or_default());
+        outln!("  valid   {} .. {}", rfc3339(c.nbf), rfc3339(c.exp));
+        outln!("  state   {state}{}", record.and_then(|r| r.reason).map(|r| format!(" ({r})")).unwrap_or_default());
     }
     Ok(())
 }

@@ -508,15 +508,14 @@ async fn task(State(shared): State<Arc<Shared>>, headers: HeaderMap, Path(id): P
         Ok(w) => w,
         Err(r) => return r,
     };
-    let wanted = id.clone();
-    let records = match run_blocking(&shared.store, move |s| s.audit_of_task(&wanted)).await.and_then(|r| r) {
-        Ok(r) => r,
+    let (wanted, now) = (id.clone(), shared.clock.now_unix());
+    let trace = match run_blocking(&shared.store, move |s| crate::trace::from_store(s, &wanted, now)).await.and_then(|r| r) {
+        Ok(Some(t)) => t,
+        Ok(None) => {
+            return (StatusCode::NOT_FOUND, page("No such task", Some(&who.subject), &format!("<p>No audit records for task <code>{}</code>.</p>", esc(&id)))).into_response();
+        }
         Err(e) => return (StatusCode::SERVICE_UNAVAILABLE, e.to_string()).into_response(),
     };
-    if records.is_empty() {
-        return (StatusCode::NOT_FOUND, page("No such task", Some(&who.subject), &format!("<p>No audit records for task <code>{}</code>.</p>", esc(&id)))).into_response();
-    }
-    let trace = crate::trace::build(&id, &records);
     page(&format!("Task {id}"), Some(&who.subject), &render_trace(&trace)).into_response()
 }
 
