@@ -61,6 +61,8 @@ pub fn router(shared: Arc<Shared>, local: SocketAddr) -> axum::Router {
         .nest_service("/mcp", mcp)
         .layer(middleware::from_fn_with_state((shared.clone(), bindings, manager), require_identity))
         .route("/healthz", get(healthz))
+        .route("/livez", get(livez))
+        .route("/readyz", get(readyz))
         .route("/.well-known/jwks.json", get(jwks))
         .route("/.well-known/oauth-protected-resource", get(protected_resource_metadata))
         .route("/.well-known/oauth-protected-resource/{*path}", get(protected_resource_metadata_at))
@@ -445,8 +447,33 @@ async fn healthz(State(shared): State<Arc<Shared>>) -> Response {
     sets.extend(shared.reviewers.remote_key_sets());
     let issuers: Vec<serde_json::Value> = sets.iter().map(|s| s.health(now)).collect();
     let failing = issuers.iter().any(|i| matches!(i["status"].as_str(), Some("unavailable" | "stale")));
-    let status = if failing { "degraded" } else { "ok" };
+    // An enabled server that is not up is a degraded gateway, even though
+    // the others keep working.
+    let server_down = servers.values().any(|s| s == "unavailable");
+    let status = if failing || server_down { "degraded" } else { "ok" };
     axum::Json(serde_json::json!({ "status": status, "servers": servers, "issuer_keys": issuers })).into_response()
+}
+
+/// Liveness: the process answers HTTP. Restart it only when this fails.
+async fn livez() -> Response {
+    axum::Json(serde_json::json!({ "status": "alive" })).into_response()
+}
+
+/// Readiness: this process can authorize calls now: it is not shutting down
+/// and its store answers. A load balancer sends it no traffic otherwise;
+/// downstream servers that are down do not count (other servers work).
+async fn readyz(State(shared): State<Arc<Shared>>) -> Response {
+    if shared.shutdown.is_cancelled() {
+        return (StatusCode::SERVICE_UNAVAILABLE, axum::Json(serde_json::json!({ "status": "stopping" }))).into_response();
+    }
+    match crate::store::run_blocking(&shared.store, |s| s.audit_head()).await.and_then(|r| r) {
+        Ok(_) => axum::Json(serde_json::json!({ "status": "ready" })).into_response(),
+        // The error can name internal hosts: it goes to the log only.
+        Err(e) => {
+            tracing::warn!(error = %e, "not ready: the store does not answer");
+            (StatusCode::SERVICE_UNAVAILABLE, axum::Json(serde_json::json!({ "status": "not_ready", "code": e.code() }))).into_response()
+        }
+    }
 }
 
 #[cfg(test)]

@@ -64,6 +64,30 @@ impl std::fmt::Display for Clean<'_> {
 /// MCP session ids (bearer-like secrets of handshake-era sessions) and
 /// whole messages at info and below, so they stay at warn unless the
 /// operator names rmcp explicitly.
+/// The usable directives of `JITGATE_LOG`, and those refused with why. A
+/// bare word that is not a level would be read as a module name and silently
+/// match nothing (`JITGATE_LOG=verbose`), so it is refused, loudly.
+fn checked_directives(env: Option<&str>) -> (Option<String>, Vec<(String, String)>) {
+    const LEVELS: &[&str] = &["off", "error", "warn", "info", "debug", "trace"];
+    let Some(env) = env else { return (None, Vec::new()) };
+    let mut kept = Vec::new();
+    let mut rejected = Vec::new();
+    for d in env.split(',').map(str::trim).filter(|d| !d.is_empty()) {
+        let bare = !d.contains('=') && !d.contains("::") && !d.contains('[');
+        if bare && !LEVELS.contains(&d.to_ascii_lowercase().as_str()) && !KNOWN_TARGETS.contains(&d) {
+            rejected.push((d.to_owned(), "not a level or a module".to_owned()));
+        } else if d.parse::<tracing_subscriber::filter::Directive>().is_err() {
+            rejected.push((d.to_owned(), "not a valid filter".to_owned()));
+        } else {
+            kept.push(d);
+        }
+    }
+    ((!kept.is_empty()).then(|| kept.join(",")), rejected)
+}
+
+/// Crates whose logs a person may want on their own (bare names allowed).
+const KNOWN_TARGETS: &[&str] = &["jitgate", "rmcp", "hyper", "tower_http", "cedar_policy", "rusqlite", "postgres", "tokio_postgres", "r2d2"];
+
 fn log_directives(env: Option<&str>) -> String {
     match env.map(str::trim).filter(|v| !v.is_empty()) {
         None => "info,rmcp=warn".into(),
@@ -74,11 +98,27 @@ fn log_directives(env: Option<&str>) -> String {
 
 /// Install the subscriber.
 pub fn init() -> Guard {
-    let filter = tracing_subscriber::EnvFilter::new(log_directives(std::env::var("JITGATE_LOG").ok().as_deref()));
+    let raw = std::env::var("JITGATE_LOG").ok();
+    let (directives, rejected) = checked_directives(raw.as_deref());
+    let filter = tracing_subscriber::EnvFilter::new(log_directives(directives.as_deref()));
     // Colour only for a person at a terminal; a file or a pipe gets plain text.
     let ansi = std::io::IsTerminal::is_terminal(&std::io::stderr());
-    let fmt = tracing_subscriber::fmt::layer().with_writer(std::io::stderr).with_ansi(ansi);
-    let registry = tracing_subscriber::registry().with(filter).with(fmt);
+    let json = match std::env::var("JITGATE_LOG_FORMAT").ok().as_deref().map(str::trim) {
+        None | Some("" | "text") => false,
+        Some("json") => true,
+        Some(other) => {
+            eprintln!("warning: JITGATE_LOG_FORMAT={other:?} is not a log format; use \"text\" (default) or \"json\"");
+            false
+        }
+    };
+    // One JSON object per line for log collectors; text otherwise.
+    let text_layer = (!json).then(|| tracing_subscriber::fmt::layer().with_writer(std::io::stderr).with_ansi(ansi));
+    let json_layer = json.then(|| tracing_subscriber::fmt::layer().json().with_writer(std::io::stderr).with_ansi(false));
+    for (directive, why) in rejected {
+        eprintln!("warning: JITGATE_LOG: `{directive}` ignored ({why}); use levels (error, warn, info, debug, trace) and module filters, e.g. JITGATE_LOG=debug or JITGATE_LOG=info,jitgate::gateway=debug");
+    }
+    let fmt = (text_layer, json_layer);
+    let registry = tracing_subscriber::registry().with(filter).with(fmt.0).with(fmt.1);
     #[cfg(feature = "otel")]
     {
         if std::env::var_os("OTEL_EXPORTER_OTLP_ENDPOINT").is_some() {
@@ -111,6 +151,19 @@ fn otel_provider() -> Result<opentelemetry_sdk::trace::SdkTracerProvider, String
 
 #[cfg(test)]
 mod tests {
+    #[test]
+    fn a_log_filter_that_would_match_nothing_is_refused_loudly() {
+        let (kept, rejected) = super::checked_directives(Some("verbose"));
+        assert_eq!((kept, rejected.len()), (None, 1));
+        let (kept, rejected) = super::checked_directives(Some("debug,jitgate::gateway=trace,lots"));
+        assert_eq!(kept.as_deref(), Some("debug,jitgate::gateway=trace"));
+        assert_eq!(rejected[0].0, "lots");
+        let (kept, rejected) = super::checked_directives(Some("jitgate=debug,info"));
+        assert_eq!((kept.as_deref(), rejected.len()), (Some("jitgate=debug,info"), 0));
+        assert_eq!(super::checked_directives(Some("DEBUG")).1.len(), 0);
+        assert_eq!(super::checked_directives(Some("jitgate=loud")).1.len(), 1);
+    }
+
     #[test]
     fn control_characters_are_escaped_in_log_text() {
         let forged = "read_note\n2026-11-25T10:00:00Z  WARN BREAK-GLASS GRANTED\u{1b}[31m";

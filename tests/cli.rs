@@ -286,3 +286,36 @@ fn output_into_a_pipe_whose_reader_left_ends_quietly() {
     assert!(!err.contains("panicked"), "{err}");
     assert_eq!(out.status.code(), Some(0), "{err}");
 }
+
+#[test]
+fn logs_are_json_lines_when_asked_and_a_bad_filter_is_said_not_ignored() {
+    let dep = Deployment::new(&Setup::default());
+    let mut child = std::process::Command::new(jitgate_bin())
+        .args(["serve", "--listen", "127.0.0.1:0", "--config", dep.config.to_str().unwrap()])
+        .env("JITGATE_LOG_FORMAT", "json")
+        .env("JITGATE_LOG", "info,verbose")
+        .stdout(std::process::Stdio::null())
+        .stderr(std::process::Stdio::piped())
+        .spawn()
+        .unwrap();
+    let stderr = std::io::BufReader::new(child.stderr.take().unwrap());
+    let mut lines = Vec::new();
+    for line in std::io::BufRead::lines(stderr).map_while(Result::ok) {
+        let listening = line.contains("listening on");
+        lines.push(line);
+        if listening || lines.len() > 200 {
+            break;
+        }
+    }
+    let _ = child.kill();
+    let _ = child.wait();
+    // The refusal of the filter comes first, as plain text (before logging starts).
+    assert!(lines[0].contains("`verbose` ignored"), "{lines:?}");
+    // Then log records, one JSON object per line, until the address line
+    // people and scripts read (plain text, on purpose).
+    let (address, logged) = lines[1..].split_last().unwrap();
+    assert!(address.starts_with("jitgate listening on http://127.0.0.1:"), "{address}");
+    let records: Vec<serde_json::Value> = logged.iter().map(|l| serde_json::from_str(l).unwrap_or_else(|e| panic!("not JSON ({e}): {l}"))).collect();
+    assert!(!records.is_empty() && records.iter().all(|r| r["level"].is_string() && r["fields"]["message"].is_string()), "{records:?}");
+    assert!(records.iter().any(|r| r["fields"]["message"] == "gateway starting"), "{records:?}");
+}

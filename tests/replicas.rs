@@ -344,3 +344,41 @@ async fn an_sqlite_deployment_moves_to_postgres_with_its_history_and_chain() {
     let r = call_with_token(&triage, "workspace__read_note", json!({"name": "welcome.md"}), &token).await.unwrap();
     assert_eq!(refusal_code(&r), None, "{}", text_of(&r));
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn readiness_follows_the_store_and_health_names_a_server_that_is_down() {
+    let pg = Postgres::start();
+    let dep = replicated(&pg, Setup::default());
+    // A second server whose command does not exist: never up.
+    let broken = dep.path("broken.toml");
+    let manifest = std::fs::read_to_string(repo_root().join("tool-manifests/workspace.toml")).unwrap();
+    std::fs::write(&broken, manifest.replacen("name = \"workspace\"", "name = \"broken\"", 1)).unwrap();
+    dep.append_config(&format!("\n[[servers]]\nmanifest = {:?}\ncommand = \"/nonexistent/server\"\n", broken.display().to_string()));
+    let gw = Gateway::start(&dep);
+    gw.wait_server("workspace", "ready").await;
+    let get = |path: &'static str| {
+        let url = format!("{}{path}", gw.base);
+        async move {
+            let r = reqwest::get(url).await.unwrap();
+            (r.status().as_u16(), serde_json::from_str::<Value>(&r.text().await.unwrap()).unwrap())
+        }
+    };
+    let (status, health) = get("/healthz").await;
+    assert_eq!((status, health["status"].as_str()), (200, Some("degraded")), "{health}");
+    assert_eq!((health["servers"]["workspace"].as_str(), health["servers"]["broken"].as_str()), (Some("ready"), Some("unavailable")), "{health}");
+    assert_eq!(get("/livez").await.0, 200);
+    assert_eq!(get("/readyz").await, (200, json!({"status": "ready"})));
+
+    // The store goes away: not ready (alive still), and back by itself.
+    pg.stop();
+    let (status, ready) = get("/readyz").await;
+    assert_eq!((status, ready["code"].as_str()), (503, Some("store_unavailable")), "{ready}");
+    assert!(!ready.to_string().contains("127.0.0.1"), "no hosts in the unauthenticated answer: {ready}");
+    assert_eq!(get("/livez").await.0, 200);
+    pg.start_again();
+    eventually(Duration::from_secs(30), || {
+        let ready = get("/readyz");
+        async move { (ready.await.0 == 200).then_some(()) }
+    })
+    .await;
+}
