@@ -319,3 +319,48 @@ fn logs_are_json_lines_when_asked_and_a_bad_filter_is_said_not_ignored() {
     assert!(!records.is_empty() && records.iter().all(|r| r["level"].is_string() && r["fields"]["message"].is_string()), "{records:?}");
     assert!(records.iter().any(|r| r["fields"]["message"] == "gateway starting"), "{records:?}");
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_token_is_looked_up_by_its_id_as_the_trail_names_it() {
+    let dep = Deployment::new(&Setup::default());
+    let gw = Gateway::start(&dep);
+    gw.wait_server("workspace", "ready").await;
+    let triage = gw.connect_modern(&dep.mint("triage")).await;
+    let task = begin(&triage, serde_json::json!([{"name": "read", "tools": ["workspace__read_note"]}])).await.unwrap();
+    let granted = grant(&triage, serde_json::json!({"task": task, "tool": "workspace__read_note", "arguments": {"name": "welcome.md"}, "purpose": "test"})).await.unwrap();
+    let (token, jti) = (granted["token"].as_str().unwrap().to_owned(), granted["jti"].as_str().unwrap().to_owned());
+    let r = call_with_token(&triage, "workspace__read_note", serde_json::json!({"name": "welcome.md"}), &token).await.unwrap();
+    assert_eq!(refusal_code(&r), None, "{}", text_of(&r));
+    let cfg = dep.config.to_str().unwrap();
+    // By id, as `trace`, the audit trail and `revoke --token` name it.
+    let (code, out, err) = jitgate(&["token", "inspect", &jti, "--json", "--config", cfg]);
+    assert_eq!(code, Some(0), "{err}");
+    let v: serde_json::Value = serde_json::from_str(&out).unwrap();
+    assert_eq!((v["jti"].as_str(), v["state"].as_str(), v["tool"].as_str()), (Some(jti.as_str()), Some("consumed"), Some("workspace__read_note")), "{v}");
+    let (code, out, _) = jitgate(&["token", "inspect", &jti, "--config", cfg]);
+    assert_eq!(code, Some(0));
+    assert!(out.starts_with(&format!("token {jti}")) && out.contains("consumed"), "{out}");
+    // The token itself shows its id first too, and never the token.
+    let (code, out, _) = jitgate(&["token", "inspect", &token, "--config", cfg]);
+    assert_eq!(code, Some(0));
+    assert!(out.starts_with(&format!("token {jti} ")) && !out.contains(&token), "{out}");
+    // An unknown id and garbage say what they are.
+    let (code, _, err) = jitgate(&["token", "inspect", "nope123", "--config", cfg]);
+    assert_eq!(code, Some(1));
+    assert!(err.contains("no token `nope123`"), "{err}");
+    let (code, _, err) = jitgate(&["token", "inspect", "not a token!", "--config", cfg]);
+    assert_eq!(code, Some(1));
+    assert!(err.contains("token id"), "{err}");
+}
+
+#[test]
+fn a_server_that_does_not_start_is_explained_by_its_own_stderr() {
+    let dir = tempfile::tempdir().unwrap();
+    let out = dir.path().join("x.toml");
+    // What npx prints (then gives up) when it cannot ask whether to install.
+    let script = "echo 'Need to install the following packages: @example/server' >&2; echo 'Ok to proceed? (y)' >&2; exit 1";
+    let (code, _, err) = jitgate(&["manifest", "init", "x", "--out", out.to_str().unwrap(), "--", "sh", "-c", script]);
+    assert_eq!(code, Some(5), "{err}");
+    assert!(err.contains("last words on stderr") && err.contains("Need to install the following packages"), "{err}");
+    assert!(!out.exists());
+}

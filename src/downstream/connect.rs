@@ -86,10 +86,27 @@ pub async fn connect_with(
                 .stderr(Stdio::piped())
                 .spawn()
                 .map_err(|source| ConnectError::Spawn { command: command.clone(), source })?;
+            let last_words = Arc::new(std::sync::Mutex::new(std::collections::VecDeque::new()));
             if let Some(stderr) = stderr {
-                tokio::spawn(relay_stderr(server.clone(), stderr));
+                tokio::spawn(relay_stderr(server.clone(), stderr, last_words.clone()));
             }
-            handler.serve_with_lifecycle(transport, lifecycle(manifest.protocol)).await.map_err(init_err)
+            match handler.serve_with_lifecycle(transport, lifecycle(manifest.protocol)).await {
+                Ok(running) => Ok(running),
+                Err(e) => {
+                    // Why a server did not start is usually in what it wrote
+                    // on stderr (npx asking to install a package, a missing
+                    // argument): give it a moment to arrive, then say it.
+                    tokio::time::sleep(std::time::Duration::from_millis(200)).await;
+                    let said: Vec<String> = last_words.lock().unwrap_or_else(|p| p.into_inner()).iter().cloned().collect();
+                    let mut err = init_err(e);
+                    if let ConnectError::Initialize { reason, .. } = &mut err
+                        && !said.is_empty()
+                    {
+                        reason.push_str(&format!("; the server's last words on stderr: {}", said.join(" | ")));
+                    }
+                    Err(err)
+                }
+            }
         }
         Transport::Url(url) => {
             let mut headers = HashMap::new();
@@ -125,16 +142,27 @@ fn lifecycle(protocol: DownstreamProtocol) -> ClientLifecycleMode {
 
 /// Downstream stderr goes to jitgate's log, a line at a time, so a chatty or
 /// hostile server cannot write into jitgate's own stdout (the stdio transport).
-async fn relay_stderr(server: String, stderr: tokio::process::ChildStderr) {
+async fn relay_stderr(server: String, stderr: tokio::process::ChildStderr, last_words: Arc<std::sync::Mutex<std::collections::VecDeque<String>>>) {
     use crate::stdio::{Line, read_bounded};
     /// Longest stderr line kept in memory and logged.
     const MAX_LINE: usize = 2000;
+    /// Lines kept for a start-up error message, and their length there.
+    const KEPT: usize = 5;
+    const KEPT_LEN: usize = 300;
     let mut reader = tokio::io::BufReader::new(stderr);
     loop {
         match read_bounded(&mut reader, MAX_LINE).await {
             Ok(Line::Complete(line)) => {
                 let line = String::from_utf8_lossy(&line);
                 tracing::info!(server = %server, "downstream stderr: {}", crate::telemetry::Clean(&line));
+                let clean = crate::telemetry::cut(&crate::telemetry::Clean(line.trim()).to_string(), KEPT_LEN);
+                if !clean.is_empty() {
+                    let mut kept = last_words.lock().unwrap_or_else(|p| p.into_inner());
+                    if kept.len() == KEPT {
+                        kept.pop_front();
+                    }
+                    kept.push_back(clean);
+                }
             }
             Ok(Line::Oversized(len)) => tracing::info!(server = %server, len, "downstream stderr: a line over {MAX_LINE} bytes was dropped"),
             Ok(Line::Eof) | Err(_) => return,
