@@ -364,3 +364,24 @@ fn a_server_that_does_not_start_is_explained_by_its_own_stderr() {
     assert!(err.contains("last words on stderr") && err.contains("Need to install the following packages"), "{err}");
     assert!(!out.exists());
 }
+
+#[test]
+fn check_names_a_registered_tool_that_no_policy_lets_anyone_use() {
+    let dep = Deployment::new(&Setup { policies: quickstart_policies(), ..Setup::default() });
+    // A new server, listed in an agent file, but no policy mentions it yet.
+    let manifest = std::fs::read_to_string(repo_root().join("tool-manifests/workspace.toml")).unwrap();
+    let notes = dep.path("notes.toml");
+    std::fs::write(&notes, manifest.replacen("name = \"workspace\"", "name = \"notes\"", 1)).unwrap();
+    dep.append_config(&format!("\n[[servers]]\nmanifest = {:?}\ncommand = {:?}\n", notes.display().to_string(), workspace_server_bin().display().to_string()));
+    dep.add_agent("reader.toml", "name = \"reader\"\nid = \"spiffe://jitgate.local/agent/reader\"\nteam = \"support\"\nallowed_tools = [\"notes__read_note\"]\n");
+    let cfg = dep.config.to_str().unwrap();
+    let (code, _, err) = jitgate(&["check", "--offline", "--config", cfg]);
+    assert_eq!(code, Some(0), "warnings do not fail the check: {err}");
+    assert!(err.contains("tool `notes__read_note` is allowed to reader but no policy permits action begin-task"), "{err}");
+    assert!(!err.contains("`workspace__read_note` is allowed"), "the shipped server's tools are usable: {err}");
+    // Once a policy lets the team use it, the warning goes.
+    std::fs::write(dep.path("policies/70-notes.cedar"), "permit (principal in Team::\"support\", action, resource in Server::\"notes\");\n").unwrap();
+    let (code, _, err) = jitgate(&["check", "--offline", "--config", cfg]);
+    assert_eq!(code, Some(0), "{err}");
+    assert!(!err.contains("notes__read_note"), "{err}");
+}

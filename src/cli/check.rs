@@ -43,6 +43,7 @@ pub async fn run(args: CheckArgs) -> Result<(), CliError> {
     for (manifest, _) in &deployment.manifests {
         warnings.extend(idle_trusted_fields(manifest));
     }
+    warnings.extend(super::policy::unusable_tools(&deployment));
     let mut servers = Vec::new();
     if !args.offline {
         for (manifest, enabled) in &deployment.manifests {

@@ -228,3 +228,66 @@ fn explain(a: ExplainArgs) -> Result<(), CliError> {
     outln!("(checked action {}; an agent plans with begin-task before it requests: try --action {other_action} too)", action.as_str());
     Ok(())
 }
+
+/// Tools that agent files allow but that no policy lets any of those agents
+/// plan (`begin-task`) or then request with plain facts (no taint, no
+/// drift): registered and listed, yet unusable. One warning each, naming
+/// the action that is missing and how to see it. Needs-approval and
+/// needs-confirmation count as usable: a person can let them through.
+pub(crate) fn unusable_tools(d: &Deployment) -> Vec<String> {
+    let mut warnings = Vec::new();
+    let issuer = d.config.identity.issuers.first().map(|i| i.name.clone()).unwrap_or_default();
+    // Policies may depend on the time (business hours): a tool counts as
+    // usable if it is at some time, so try now and a weekday morning and
+    // afternoon (Wednesday 2024-01-03, 10:00 and 14:00 UTC).
+    let times = [SystemClock.now_unix(), 1_704_276_000, 1_704_290_400].map(TimeFacts::at);
+    for (manifest, enabled) in &d.manifests {
+        if !enabled {
+            continue;
+        }
+        for (tool_name, spec) in &manifest.tools {
+            let exposed = manifest.exposed_name(tool_name);
+            let agents: Vec<_> = d.agents.iter().filter(|a| a.may_use(&exposed)).collect();
+            if agents.is_empty() {
+                continue;
+            }
+            let tool = ToolFacts::new(&manifest.name, spec);
+            let usable = |action: Action| {
+                agents.iter().flat_map(|agent| times.iter().map(move |time| (agent, *time))).any(|(agent, time)| {
+                    let agent_facts = AgentFacts { agent: (*agent).clone(), issuer: issuer.clone(), claims: Default::default(), quarantined: false };
+                    let task = TaskFacts {
+                        id: "task_check".into(),
+                        objective: "(check)".into(),
+                        phase: "check".into(),
+                        phase_index: 0,
+                        phase_count: 1,
+                        in_phase_plan: true,
+                        plan: vec![exposed.clone()],
+                        after_untrusted_read: false,
+                        new_tools: if action == Action::BeginTask { vec![exposed.clone()] } else { vec![] },
+                    };
+                    let request = RequestFacts { purpose: "(check)".into(), ..Default::default() };
+                    let input = DecisionInput { action, agent: &agent_facts, tool: &tool, time, task: &task, request: (action != Action::BeginTask).then_some(&request) };
+                    !matches!(d.policy.decide(&input).outcome, Outcome::Deny { .. })
+                })
+            };
+            let names: Vec<&str> = agents.iter().map(|a| a.name.as_str()).collect();
+            let missing = if !usable(Action::BeginTask) {
+                Some("begin-task")
+            } else if !usable(Action::Request) {
+                Some("request")
+            } else {
+                None
+            };
+            if let Some(action) = missing {
+                let effect = if action == "begin-task" { "every task naming it is refused" } else { "a task may plan it, but every request for it is refused (break-glass aside)" };
+                warnings.push(format!(
+                    "tool `{exposed}` is allowed to {} but no policy permits action {action} for it: {effect}; if that is not meant, add a permit (see `jitgate policy explain --action {action} --agent {} --tool {exposed}`)",
+                    names.join(", "),
+                    names[0]
+                ));
+            }
+        }
+    }
+    warnings
+}
