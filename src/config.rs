@@ -955,6 +955,17 @@ fn validate_issuers(file: &SourceFile, raw: Vec<Spanned<RawIssuer>>, dev_key_fil
     Ok(issuers)
 }
 
+/// A secret named by a `*_file` or `*_env` key: at most one of them (Err
+/// when both), `None` when neither.
+fn secret_source(file: &SourceFile, from_file: Option<PathBuf>, from_env: Option<String>) -> Result<Option<SecretSource>, ()> {
+    match (from_file, from_env) {
+        (Some(f), None) => Ok(Some(SecretSource::File(file.resolve(&f)))),
+        (None, Some(v)) => Ok(Some(SecretSource::Env(v))),
+        (None, None) => Ok(None),
+        (Some(_), Some(_)) => Err(()),
+    }
+}
+
 fn validate_ui_oidc(file: &SourceFile, raw: Spanned<RawUiOidc>, approvers: &[IssuerConfig], reviewers: &[IssuerConfig]) -> Result<UiOidcConfig, SourceError> {
     let span = raw.span();
     let r = raw.into_inner();
@@ -969,10 +980,8 @@ fn validate_ui_oidc(file: &SourceFile, raw: Spanned<RawUiOidc>, approvers: &[Iss
     if !r.redirect_uri.ends_with("/ui/callback") {
         return Err(at("[ui.oidc] redirect_uri must be this gateway's /ui/callback, e.g. \"https://gw.example.org/ui/callback\"".into()));
     }
-    let client_secret = match (r.client_secret_file, r.client_secret_env) {
-        (Some(f), None) => SecretSource::File(file.resolve(&f)),
-        (None, Some(v)) => SecretSource::Env(v),
-        _ => return Err(at("[ui.oidc] needs exactly one of client_secret_file or client_secret_env (the secret never goes in this file)".into())),
+    let Ok(Some(client_secret)) = secret_source(file, r.client_secret_file, r.client_secret_env) else {
+        return Err(at("[ui.oidc] needs exactly one of client_secret_file or client_secret_env (the secret never goes in this file)".into()));
     };
     let mut scopes = r.scopes;
     if !scopes.iter().any(|s| s == "openid") {
@@ -1013,11 +1022,8 @@ fn validate_store(file: &SourceFile, raw: Spanned<RawStore>) -> Result<StoreConf
     if let Some(problem) = postgres_url_problem(&r.url) {
         return Err(at(format!("[store] url: {problem}")));
     }
-    let password = match (r.password_env, r.password_file) {
-        (Some(v), None) => Some(SecretSource::Env(v)),
-        (None, Some(f)) => Some(SecretSource::File(file.resolve(&f))),
-        (None, None) => None,
-        _ => return Err(at("[store] takes one of password_env or password_file".into())),
+    let Ok(password) = secret_source(file, r.password_file, r.password_env) else {
+        return Err(at("[store] takes one of password_env or password_file".into()));
     };
     let pool_size = r.pool_size.unwrap_or(16);
     if !(1..=256).contains(&pool_size) {
@@ -1042,10 +1048,8 @@ fn validate_token_exchange(file: &SourceFile, raw: Spanned<RawTokenExchange>, id
         }
     }
     check_fetch_url(&r.token_endpoint).map_err(|e| at(format!("[token_exchange] token_endpoint: {e}")))?;
-    let client_secret = match (r.client_secret_file, r.client_secret_env) {
-        (Some(f), None) => SecretSource::File(file.resolve(&f)),
-        (None, Some(v)) => SecretSource::Env(v),
-        _ => return Err(at("[token_exchange] needs exactly one of client_secret_file or client_secret_env (the secret never goes in this file)".into())),
+    let Ok(Some(client_secret)) = secret_source(file, r.client_secret_file, r.client_secret_env) else {
+        return Err(at("[token_exchange] needs exactly one of client_secret_file or client_secret_env (the secret never goes in this file)".into()));
     };
     let subject_token_type = r.subject_token_type.unwrap_or_else(|| SUBJECT_TOKEN_TYPES[0].to_owned());
     if !SUBJECT_TOKEN_TYPES.contains(&subject_token_type.as_str()) {
