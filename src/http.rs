@@ -88,13 +88,6 @@ fn host_and_origin_allowlists(http: &crate::config::HttpConfig, port: u16) -> (V
     (hosts, origins)
 }
 
-/// Serve until `shared.shutdown` is cancelled.
-///
-/// Each connection: `TCP_NODELAY` (a response goes out at once instead of
-/// waiting for the client's delayed ACK, which cost keep-alive clients
-/// ~40 ms a request), `limits.header_read_timeout` (slow-header clients would
-/// otherwise hold a connection and its memory forever), HTTP/1.1, and a
-/// graceful end on shutdown.
 /// An accepted connection sends each response at once: a response is
 /// written in more than one piece, and with Nagle's algorithm the second
 /// waits for the client's ACK of the first, which a client that delays its
@@ -105,6 +98,12 @@ fn prepare_accepted(stream: &tokio::net::TcpStream) {
     }
 }
 
+/// Serve until `shared.shutdown` is cancelled.
+///
+/// Each connection: `TCP_NODELAY` (see [`prepare_accepted`]),
+/// `limits.header_read_timeout` (slow-header clients would otherwise hold a
+/// connection and its memory forever), HTTP/1.1, and a graceful end on
+/// shutdown.
 pub async fn serve(shared: Arc<Shared>, listener: tokio::net::TcpListener) -> std::io::Result<()> {
     let shutdown = shared.shutdown.clone();
     let header_timeout = shared.config.limits.header_read_timeout;

@@ -290,10 +290,23 @@ async fn post_raw_with(url: &str, token: &str, version: &str, method: &str, body
 /// One `tools/call` with per-request `_meta` (the 2026-07-28 lifecycle) as
 /// raw HTTP, naming `version`, optionally carrying a session header.
 async fn stateless_call(url: &str, version: &str, token: &str, session: Option<&str>, tool: &str, arguments: serde_json::Value) -> serde_json::Value {
+    stateless_call_on(&reqwest::Client::new(), url, version, token, session, tool, arguments).await
+}
+
+/// [`stateless_call`] on a given HTTP client (whose connection it keeps alive).
+async fn stateless_call_on(
+    client: &reqwest::Client,
+    url: &str,
+    version: &str,
+    token: &str,
+    session: Option<&str>,
+    tool: &str,
+    arguments: serde_json::Value,
+) -> serde_json::Value {
     let body = json!({"jsonrpc": "2.0", "id": 7, "method": "tools/call", "params": {
         "name": tool, "arguments": arguments,
         "_meta": {"io.modelcontextprotocol/protocolVersion": version, "io.modelcontextprotocol/clientCapabilities": {}}}});
-    let mut req = reqwest::Client::new()
+    let mut req = client
         .post(url)
         .header("authorization", format!("Bearer {token}"))
         .header("content-type", "application/json")
@@ -425,4 +438,119 @@ async fn slow_headers_and_bodies_are_cut_off() {
     let _ = tokio::time::timeout(std::time::Duration::from_secs(30), drip.read_to_end(&mut answer)).await.expect("the server must act within the bound");
     let answer = String::from_utf8_lossy(&answer);
     assert!(answer.starts_with("HTTP/1.1 408") && answer.contains("request_timeout"), "{answer}");
+}
+
+/// Whether the socket of process `pid` whose local port is `local` (and, when
+/// given, whose peer port is `peer`) has `TCP_NODELAY` set, for every such
+/// established socket: read in the real process, not assumed. The socket is
+/// found by inode in `/proc/PID/net/tcp{,6}` and `/proc/PID/fd`, duplicated
+/// into this process with `pidfd_getfd` (the gateway and the server are our
+/// children, so we may), and asked with `getsockopt`.
+fn nodelay_of_sockets(pid: u32, local: Option<u16>, peer: Option<u16>) -> Vec<bool> {
+    let mut inodes = Vec::new();
+    for table in ["tcp", "tcp6"] {
+        let text = std::fs::read_to_string(format!("/proc/{pid}/net/{table}")).unwrap_or_default();
+        for line in text.lines().skip(1) {
+            let cols: Vec<&str> = line.split_whitespace().collect();
+            let port = |addr: &str| u16::from_str_radix(addr.rsplit(':').next().unwrap(), 16).unwrap();
+            let established = cols[3] == "01";
+            if established && local.is_none_or(|p| port(cols[1]) == p) && peer.is_none_or(|p| port(cols[2]) == p) {
+                inodes.push(cols[9].to_owned());
+            }
+        }
+    }
+    let pidfd = unsafe { libc::syscall(libc::SYS_pidfd_open, pid as libc::c_int, 0) } as libc::c_int;
+    assert!(pidfd >= 0, "pidfd_open({pid}): {}", std::io::Error::last_os_error());
+    let mut answers = Vec::new();
+    for entry in std::fs::read_dir(format!("/proc/{pid}/fd")).unwrap().flatten() {
+        let Ok(target) = std::fs::read_link(entry.path()) else { continue };
+        let target = target.display().to_string();
+        if !inodes.iter().any(|i| target == format!("socket:[{i}]")) {
+            continue;
+        }
+        let their_fd: libc::c_int = entry.file_name().to_string_lossy().parse().unwrap();
+        let ours = unsafe { libc::syscall(libc::SYS_pidfd_getfd, pidfd, their_fd, 0) } as libc::c_int;
+        assert!(ours >= 0, "pidfd_getfd: {}", std::io::Error::last_os_error());
+        let mut value: libc::c_int = 0;
+        let mut len = std::mem::size_of::<libc::c_int>() as libc::socklen_t;
+        let rc = unsafe { libc::getsockopt(ours, libc::IPPROTO_TCP, libc::TCP_NODELAY, (&mut value as *mut libc::c_int).cast(), &mut len) };
+        assert_eq!(rc, 0, "getsockopt: {}", std::io::Error::last_os_error());
+        unsafe { libc::close(ours) };
+        answers.push(value != 0);
+    }
+    unsafe { libc::close(pidfd) };
+    answers
+}
+
+/// Issue 15's bug: each response goes out in more than one write, so with
+/// Nagle's algorithm on, the second write waited for the client's delayed ACK
+/// (about 40 ms per request for keep-alive clients, 88 ms for an authorized
+/// call). Every hop of an authorized call over kept-alive connections must
+/// send at once: the agent's connection to jitgate, jitgate's connection to
+/// an HTTP server, and the example server's side of it. Checked on the real
+/// sockets of the real processes after a whole authorized call, so the test
+/// does not depend on timing.
+#[tokio::test]
+async fn every_hop_of_a_kept_alive_authorized_call_sends_without_waiting_for_acks() {
+    use std::io::BufRead as _;
+    let dep = Deployment::new(&Setup { workspace: false, ..Setup::default() });
+    struct KillOnDrop(std::process::Child);
+    impl Drop for KillOnDrop {
+        fn drop(&mut self) {
+            let _ = self.0.kill();
+            let _ = self.0.wait();
+        }
+    }
+    let mut ws = KillOnDrop(
+        std::process::Command::new(workspace_server_bin())
+            .args(["--listen", "127.0.0.1:0", "--state"])
+            .arg(dep.path("ws-http"))
+            .stdout(std::process::Stdio::null())
+            .stderr(std::process::Stdio::piped())
+            .spawn()
+            .unwrap(),
+    );
+    let mut lines = std::io::BufReader::new(ws.0.stderr.take().unwrap()).lines();
+    let ws_url = loop {
+        let line = lines.next().expect("the example server ended before listening").unwrap();
+        if let Some(rest) = line.split("listening on ").nth(1) {
+            break rest.trim().to_owned();
+        }
+    };
+    std::thread::spawn(move || lines.for_each(drop));
+    let ws_port: u16 = ws_url.trim_start_matches("http://127.0.0.1:").trim_end_matches("/mcp").parse().unwrap();
+    dep.append_config(&format!(
+        "\n[[servers]]\nmanifest = {:?}\nurl = {ws_url:?}\n",
+        repo_root().join("tool-manifests/workspace.toml").display().to_string()
+    ));
+    let gw = Gateway::start(&dep);
+    gw.wait_server("workspace", "ready").await;
+    let gw_port: u16 = gw.base.rsplit(':').next().unwrap().parse().unwrap();
+
+    // The legitimate flow, over one kept-alive client connection (raw
+    // HTTP/1.1 from one client, as a Python agent's HTTP client does).
+    let agent = reqwest::Client::new();
+    let token = dep.mint("triage");
+    let call = |tool: &'static str, arguments: serde_json::Value| stateless_call_on(&agent, &gw.url, "2026-07-28", &token, None, tool, arguments);
+    let plan = json!({"objective": "read", "phases": [{"name": "r", "tools": ["workspace__read_note"]}]});
+    let begun = call("jit_begin_task", plan).await;
+    let task = begun["result"]["structuredContent"]["task"].as_str().unwrap_or_else(|| panic!("{begun}")).to_owned();
+    let ask = json!({"task": task, "tool": "workspace__read_note", "arguments": {"name": "welcome.md"}, "purpose": "read"});
+    let granted = call("jit_request", ask).await;
+    let grant = &granted["result"]["structuredContent"];
+    assert_eq!(grant["decision"], "allow", "{granted}");
+    let read = call("workspace__read_note", json!({"name": "welcome.md", "_jit_token": grant["token"]})).await;
+    assert_eq!(read["result"]["isError"], false, "{read}");
+
+    let gateway_pid = gw.child.id();
+    let accepted = nodelay_of_sockets(gateway_pid, Some(gw_port), None);
+    assert!(!accepted.is_empty(), "the client's kept-alive connection to jitgate should be open");
+    assert!(accepted.iter().all(|on| *on), "jitgate's accepted sockets: {accepted:?}");
+    let downstream = nodelay_of_sockets(gateway_pid, None, Some(ws_port));
+    assert!(!downstream.is_empty(), "jitgate should keep its connection to the server");
+    assert!(downstream.iter().all(|on| *on), "jitgate's sockets to the server: {downstream:?}");
+    let served = nodelay_of_sockets(ws.0.id(), Some(ws_port), None);
+    assert!(!served.is_empty(), "the server's side of jitgate's connection should be open");
+    assert!(served.iter().all(|on| *on), "the example server's accepted sockets: {served:?}");
+    drop(agent);
 }
