@@ -114,6 +114,7 @@ fn benches(c: &mut Criterion) {
         attributes: Default::default(),
         baseline: Default::default(),
         issuers: vec![],
+        source: Default::default(),
     };
     let t = task();
     c.bench_function("plan invariants (request)", |b| {

@@ -370,7 +370,7 @@ async fn start(dir: &Path, repo: &Path, scenarios: &[Scenario]) -> Result<Env, S
          [[approvals.issuers]]\nname = \"people\"\niss = \"jitgate-dev-approver-issuer\"\ndevelopment = true\n\
          [[servers]]\nmanifest = {:?}\ncommand = {:?}\nargs = [\"--state\", {:?}]\n",
         repo.join("tool-manifests/workspace.toml").display().to_string(),
-        sibling("workspace-server")?.display().to_string(),
+        sibling("jitgate-workspace-server")?.display().to_string(),
         ws.display().to_string(),
     );
     let domain_server = sibling("domain-server")?.display().to_string();

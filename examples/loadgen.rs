@@ -342,7 +342,7 @@ async fn real_main() -> Result<(), String> {
     let dir = std::env::temp_dir().join(format!("jitgate-loadgen-{}", std::process::id()));
     std::fs::create_dir_all(&dir).map_err(|e| e.to_string())?;
 
-    let mut ws = Command::new(sibling("workspace-server")?);
+    let mut ws = Command::new(sibling("jitgate-workspace-server")?);
     ws.args(["--listen", "127.0.0.1:0", "--state"]).arg(dir.join("ws"));
     let (_ws, ws_url) = start_listening(ws)?;
     if args.replicas == 0 || (args.replicas > 1 && args.store.is_none()) {

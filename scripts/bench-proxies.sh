@@ -19,19 +19,19 @@ seconds=${2:-10}
 rounds=${3:-2}
 
 if [ -z "${JITGATE_BENCH_NETNS:-}" ] && [ "$(id -u)" = 0 ] && command -v unshare >/dev/null 2>&1; then
-  cargo build --release --quiet --bin jitgate --example loadgen --example workspace-server
+  cargo build --release --quiet --bin jitgate --bin jitgate-workspace-server --example loadgen
   (cd benches/proxies && npm ci --no-audit --no-fund --loglevel=error)
   exec unshare --net env JITGATE_BENCH_NETNS=1 bash -c 'ip link set lo up 2>/dev/null || true; exec "$0" "$@"' "$0" "$@"
 fi
 if [ -z "${JITGATE_BENCH_NETNS:-}" ]; then
-  cargo build --release --quiet --bin jitgate --example loadgen --example workspace-server
+  cargo build --release --quiet --bin jitgate --bin jitgate-workspace-server --example loadgen
   (cd benches/proxies && npm ci --no-audit --no-fund --loglevel=error)
 fi
 
 free_port() { python3 -c 'import socket; s=socket.socket(); s.bind(("127.0.0.1",0)); print(s.getsockname()[1])'; }
 wait_port() { for _ in $(seq 100); do (exec 3<>"/dev/tcp/127.0.0.1/$1") 2>/dev/null && return 0; sleep 0.1; done; echo "nothing listens on $1" >&2; return 1; }
 
-ws=$PWD/target/release/examples/workspace-server
+ws=$PWD/target/release/jitgate-workspace-server
 work=$(mktemp -d)
 pids=()
 cleanup() { for p in "${pids[@]}"; do kill "$p" 2>/dev/null || true; done; rm -rf "$work"; }

@@ -19,7 +19,7 @@ cd "$(dirname "$0")/.."
 calls=${1:-3000}
 seconds=${2:-15}
 
-cargo build --release --quiet --bin jitgate --example loadgen --example workspace-server
+cargo build --release --quiet --bin jitgate --bin jitgate-workspace-server --example loadgen
 
 pg_bin=$(ls -d /usr/lib/postgresql/*/bin | sort -V | tail -1)
 [ -x "$pg_bin/initdb" ] || { echo "PostgreSQL is not installed: run scripts/setup-test-deps.sh" >&2; exit 1; }

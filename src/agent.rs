@@ -6,7 +6,7 @@
 //! or a whole server (`server__*`).
 
 use std::collections::BTreeMap;
-use std::path::Path;
+use std::path::{Path, PathBuf};
 
 use serde::Deserialize;
 use toml::Spanned;
@@ -78,6 +78,25 @@ pub struct Agent {
     pub baseline: DeclaredBaseline,
     /// Issuers that may speak for this agent (empty: any whose trust domain holds its id).
     pub issuers: Vec<String>,
+    /// Where the agent file is, for errors found after loading it.
+    pub source: AgentSource,
+}
+
+/// The file an agent came from and where in it each `allowed_tools` entry is
+/// (line, column), so that a check that needs the registered servers can
+/// point at the entry it refuses.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct AgentSource {
+    pub path: PathBuf,
+    pub allowed_tools_at: Vec<(usize, usize)>,
+}
+
+impl AgentSource {
+    /// A located error about the `index`th allowed tool.
+    pub fn error_at_tool(&self, index: usize, message: String) -> SourceError {
+        let (line, column) = self.allowed_tools_at.get(index).copied().unwrap_or((1, 1));
+        SourceError { file: self.path.clone(), line, column, message }
+    }
 }
 
 /// An entry of `allowed_tools`.
@@ -147,13 +166,15 @@ impl Agent {
             return Err(file.error_at(Some(raw.name.span()), format!("agent name `{name}` must be non-empty and use only a-z A-Z 0-9 - _")));
         }
         let mut allowed_tools = Vec::new();
+        let mut allowed_tools_at = Vec::new();
         for t in raw.allowed_tools {
+            allowed_tools_at.push(source::line_col(&file.text, t.span().start));
             let p = ToolPattern::parse(t.get_ref()).ok_or_else(|| {
                 file.error_at(Some(t.span()), format!("allowed tool `{}` must be `server__tool` or `server__*`", t.get_ref()))
             })?;
             allowed_tools.push(p);
         }
-        Ok(Self { name, id, team: raw.team, environment: raw.environment, description: raw.description, allowed_tools, attributes: raw.attributes, baseline: raw.baseline, issuers: raw.issuers })
+        Ok(Self { name, id, team: raw.team, environment: raw.environment, description: raw.description, allowed_tools, attributes: raw.attributes, baseline: raw.baseline, issuers: raw.issuers, source: AgentSource { path: file.path.clone(), allowed_tools_at } })
     }
 }
 

@@ -4,7 +4,7 @@ use clap::Parser as _;
 
 fn main() {
     let cli = jitgate::cli::Cli::parse();
-    let telemetry = jitgate::telemetry::init();
+    let telemetry = jitgate::telemetry::init(cli.is_long_running());
     let runtime = match tokio::runtime::Runtime::new() {
         Ok(rt) => rt,
         Err(e) => {

@@ -88,19 +88,22 @@ fn checked_directives(env: Option<&str>) -> (Option<String>, Vec<(String, String
 /// Crates whose logs a person may want on their own (bare names allowed).
 const KNOWN_TARGETS: &[&str] = &["jitgate", "rmcp", "hyper", "tower_http", "cedar_policy", "rusqlite", "postgres", "tokio_postgres", "r2d2"];
 
-fn log_directives(env: Option<&str>) -> String {
+fn log_directives(env: Option<&str>, default_level: &str) -> String {
     match env.map(str::trim).filter(|v| !v.is_empty()) {
-        None => "info,rmcp=warn".into(),
+        None => format!("{default_level},rmcp=warn"),
         Some(v) if v.contains("rmcp") => v.to_owned(),
         Some(v) => format!("{v},rmcp=warn"),
     }
 }
 
-/// Install the subscriber.
-pub fn init() -> Guard {
+/// Install the subscriber. Without `JITGATE_LOG`, a long-running gateway
+/// logs at `info` and a one-shot command at `warn`: what a command did is its
+/// output, and an operator's `approvals approve` or `agents release` is no
+/// warning (the audit trail records it either way).
+pub fn init(long_running: bool) -> Guard {
     let raw = std::env::var("JITGATE_LOG").ok();
     let (directives, rejected) = checked_directives(raw.as_deref());
-    let filter = tracing_subscriber::EnvFilter::new(log_directives(directives.as_deref()));
+    let filter = tracing_subscriber::EnvFilter::new(log_directives(directives.as_deref(), if long_running { "info" } else { "warn" }));
     // Colour only for a person at a terminal; a file or a pipe gets plain text.
     let ansi = std::io::IsTerminal::is_terminal(&std::io::stderr());
     let json = match std::env::var("JITGATE_LOG_FORMAT").ok().as_deref().map(str::trim) {
@@ -174,8 +177,9 @@ mod tests {
 
     #[test]
     fn rmcp_stays_at_warn_unless_named() {
-        assert_eq!(super::log_directives(None), "info,rmcp=warn");
-        assert_eq!(super::log_directives(Some("debug")), "debug,rmcp=warn");
-        assert_eq!(super::log_directives(Some("debug,rmcp=debug")), "debug,rmcp=debug");
+        assert_eq!(super::log_directives(None, "info"), "info,rmcp=warn");
+        assert_eq!(super::log_directives(None, "warn"), "warn,rmcp=warn");
+        assert_eq!(super::log_directives(Some("debug"), "warn"), "debug,rmcp=warn");
+        assert_eq!(super::log_directives(Some("debug,rmcp=debug"), "info"), "debug,rmcp=debug");
     }
 }

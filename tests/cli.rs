@@ -145,28 +145,82 @@ fn keys_generate_writes_a_private_key_once_and_prints_jwks() {
 #[test]
 fn identity_mint_names_known_agents_when_the_name_is_wrong() {
     let dep = Deployment::new(&Setup::default());
-    let (code, _, err) = jitgate(&["identity", "mint", "--config", dep.config.to_str().unwrap(), "--agent", "nobody"]);
-    assert_eq!(code, Some(4));
-    assert!(err.contains("known agents: janitor, triage"), "{err}");
+    let cfg = dep.config.to_str().unwrap();
+    // The same mistake gets the same answer and exit code from every command.
+    for args in [
+        vec!["identity", "mint", "--config", cfg, "--agent", "nobody"],
+        vec!["revoke", "--config", cfg, "--agent", "nobody", "--reason", "test"],
+        vec!["agents", "quarantine", "nobody", "--reason", "test", "--config", cfg],
+        vec!["trace", "--agent", "nobody", "--config", cfg],
+        vec!["baseline", "learn", "--agent", "nobody", "--config", cfg],
+        vec!["policy", "explain", "--agent", "nobody", "--tool", "workspace__read_note", "--config", cfg],
+    ] {
+        let (code, _, err) = jitgate(&args);
+        assert_eq!(code, Some(2), "{args:?}: {err}");
+        assert!(err.contains("no agent named `nobody`") && err.contains("known agents: janitor, triage"), "{args:?}: {err}");
+    }
 }
 
+/// The subcommands a `-h` screen lists.
+fn subcommands(help: &str) -> Vec<String> {
+    help.split("Commands:\n")
+        .nth(1)
+        .map(|rest| rest.lines().take_while(|l| l.starts_with("  ")).filter_map(|l| l.split_whitespace().next()).filter(|c| *c != "help").map(str::to_owned).collect())
+        .unwrap_or_default()
+}
+
+/// Every command and subcommand has help, and every option in it says what
+/// it is for (a bare `--config <CONFIG>` with no words helps nobody).
 #[test]
-fn every_command_has_help() {
-    for cmd in [
-        vec!["--help"],
-        vec!["serve", "--help"],
-        vec!["check", "--help"],
-        vec!["keys", "generate", "--help"],
-        vec!["identity", "mint", "--help"],
-        vec!["manifest", "init", "--help"],
-    ] {
-        let (code, out, _) = jitgate(&cmd);
-        assert_eq!(code, Some(0), "{cmd:?}");
-        assert!(out.contains("Usage:"), "{cmd:?}: {out}");
+fn every_command_has_help_and_every_option_a_description() {
+    let mut pending = vec![Vec::<String>::new()];
+    let mut seen = 0;
+    while let Some(path) = pending.pop() {
+        let mut args: Vec<&str> = path.iter().map(String::as_str).collect();
+        args.push("-h");
+        let (code, out, err) = jitgate(&args);
+        assert_eq!(code, Some(0), "{args:?}: {err}");
+        assert!(out.contains("Usage:"), "{args:?}: {out}");
+        seen += 1;
+        let options: Vec<&str> = out.split("Options:\n").nth(1).unwrap_or("").lines().collect();
+        let is_option = |l: &str| l.trim_start().starts_with('-');
+        for (i, line) in options.iter().enumerate().filter(|(_, l)| is_option(l)) {
+            // `  -x, --name <VALUE>  what it is for`, or (clap's wide layout)
+            // the description on the next, further indented line.
+            let inline = line.trim_start().split("  ").filter(|part| !part.trim().is_empty()).count() > 1;
+            let indent = |l: &str| l.len() - l.trim_start().len();
+            let below = options.get(i + 1).is_some_and(|next| !is_option(next) && !next.trim().is_empty() && indent(next) > indent(line));
+            assert!(inline || below, "{args:?}: option without a description: {line:?}");
+        }
+        for sub in subcommands(&out) {
+            let mut next = path.clone();
+            next.push(sub);
+            pending.push(next);
+        }
     }
+    assert!(seen > 25, "walked only {seen} help screens");
     let (code, _, err) = jitgate(&["serve"]);
     assert_eq!(code, Some(2));
     assert!(err.contains("--config"), "{err}");
+}
+
+/// `JITGATE_CONFIG` stands in for `--config` in every command.
+#[test]
+fn the_config_can_come_from_the_environment() {
+    let dep = Deployment::new(&Setup::default());
+    let out = std::process::Command::new(jitgate_bin()).args(["check", "--offline"]).env("JITGATE_CONFIG", &dep.config).output().unwrap();
+    assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
+    let out = std::process::Command::new(jitgate_bin()).args(["identity", "mint", "--agent", "triage"]).env("JITGATE_CONFIG", &dep.config).output().unwrap();
+    assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
+    assert_eq!(String::from_utf8_lossy(&out.stdout).trim().split('.').count(), 3, "a JWT");
+    // --config still wins over the environment.
+    let out = std::process::Command::new(jitgate_bin())
+        .args(["check", "--offline", "--config"])
+        .arg(&dep.config)
+        .env("JITGATE_CONFIG", "/nonexistent/gateway.toml")
+        .output()
+        .unwrap();
+    assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
 }
 
 #[test]
@@ -384,4 +438,61 @@ fn check_names_a_registered_tool_that_no_policy_lets_anyone_use() {
     let (code, _, err) = jitgate(&["check", "--offline", "--config", cfg]);
     assert_eq!(code, Some(0), "{err}");
     assert!(!err.contains("notes__read_note"), "{err}");
+}
+
+/// Issue 16, item 1: registration is complete with `manifest init`'s starting
+/// policy. Without it the new server's tools are allowed to the agent but no
+/// policy lets anyone use them (`check` says so); with it, `check` is clean,
+/// a low-risk call runs and a critical one waits for a person, as in the
+/// quick start's own policies.
+#[tokio::test]
+async fn manifest_init_writes_a_starting_policy_that_makes_a_new_server_usable() {
+    let dep = Deployment::new(&Setup { policies: quickstart_policies(), ..Setup::default() });
+    let ws = workspace_server_bin().display().to_string();
+    let state = dep.path("notes-state").display().to_string();
+    let manifest = dep.path("notes.toml");
+    let policy = dep.path("policies/60-notes.cedar");
+    let init = |extra: &[&str]| {
+        let mut args = vec!["manifest", "init", "notes", "--out", manifest.to_str().unwrap()];
+        args.extend_from_slice(extra);
+        args.extend_from_slice(&["--", ws.as_str(), "--state", state.as_str()]);
+        jitgate(&args)
+    };
+    // The policy must say whose it is, and an odd team name is refused.
+    let (code, _, err) = init(&["--policy", policy.to_str().unwrap()]);
+    assert_eq!(code, Some(2), "clap refuses --policy without --team: {err}");
+    assert!(err.contains("--team"), "{err}");
+    let (code, _, err) = init(&["--policy", policy.to_str().unwrap(), "--team", "support\") when {true"]);
+    assert_eq!(code, Some(1), "{err}");
+    assert!(err.contains("--team") && err.contains("letters, digits"), "{err}");
+    assert!(!manifest.exists() && !policy.exists(), "nothing is written when the arguments are refused");
+
+    dep.append_config(&format!("\n[[servers]]\nmanifest = {:?}\n", manifest.display().to_string()));
+    dep.add_agent("reader.toml", "name = \"reader\"\nid = \"spiffe://jitgate.local/agent/reader\"\nteam = \"support\"\nallowed_tools = [\"notes__read_note\", \"notes__delete_note\"]\n");
+    let cfg = dep.config.to_str().unwrap();
+    let (code, _, err) = init(&[]);
+    assert_eq!(code, Some(0), "{err}");
+    let (_, _, err) = jitgate(&["check", "--offline", "--config", cfg]);
+    assert!(err.contains("tool `notes__read_note` is allowed to reader but no policy permits"), "without a policy the server is unusable: {err}");
+
+    let (code, _, err) = init(&["--force", "--policy", policy.to_str().unwrap(), "--team", "support"]);
+    assert_eq!(code, Some(0), "{err}");
+    assert!(err.contains("60-notes.cedar") && err.contains("jitgate check"), "{err}");
+    let (code, _, err) = jitgate(&["check", "--offline", "--config", cfg]);
+    assert_eq!(code, Some(0), "{err}");
+    assert!(!err.contains("notes__"), "every tool of the new server is usable now: {err}");
+    // Written once, not overwritten by accident.
+    let (code, _, err) = init(&["--policy", policy.to_str().unwrap(), "--team", "support"]);
+    assert_eq!(code, Some(1));
+    assert!(err.contains("exists; pass --force"), "{err}");
+
+    let gw = Gateway::start(&dep);
+    gw.wait_server("notes", "ready").await;
+    let reader = gw.connect_modern(&dep.mint("reader")).await;
+    let task = begin(&reader, serde_json::json!([{"name": "tidy", "tools": ["notes__read_note", "notes__delete_note"]}])).await.unwrap();
+    let token = request(&reader, &task, "notes__read_note", serde_json::json!({"name": "welcome.md"})).await.unwrap();
+    let r = call_with_token(&reader, "notes__read_note", serde_json::json!({"name": "welcome.md"}), &token).await.unwrap();
+    assert_eq!(r.is_error, Some(false), "{}", text_of(&r));
+    let held = grant(&reader, serde_json::json!({"task": task, "tool": "notes__delete_note", "arguments": {"name": "welcome.md"}, "purpose": "tidy"})).await.unwrap();
+    assert_eq!(held["decision"], "pending_approval", "a critical tool waits for a person: {held}");
 }

@@ -87,7 +87,11 @@ async fn arguments_failing_the_schema_are_refused_before_forwarding() {
     let token = request_with(&janitor, json!({"task": task, "tool": "workspace__delete_note", "constraints": {"name": {"schema": {"type": "string"}}}, "purpose": "tidy"})).await.unwrap();
     let r = call_with_token(&janitor, "workspace__delete_note", json!({"name": "../../etc/passwd"}), &token).await.unwrap();
     assert_eq!(refusal_code(&r).as_deref(), Some("invalid_arguments"), "{}", text_of(&r));
+    assert!(text_of(&r).contains("The token is used up"), "the agent is told not to retry with it: {}", text_of(&r));
     assert!(!dep.workspace_state.join("outbox.jsonl").exists(), "nothing may have been sent");
+    // ... and it is indeed spent: the same token with good arguments is a replay.
+    let r = call_with_token(&janitor, "workspace__delete_note", json!({"name": "welcome.md"}), &token).await.unwrap();
+    assert_eq!(refusal_code(&r).as_deref(), Some("token_replayed"), "{}", text_of(&r));
 
     let r = call(&janitor, "workspace__read_note", json!({"name": "welcome.md"})).await.unwrap();
     assert_eq!(r.is_error, Some(false));

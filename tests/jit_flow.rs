@@ -36,7 +36,7 @@ async fn a_full_task_works_phase_by_phase_and_nothing_works_after_its_end() {
     // Without a token nothing is forwarded.
     let r = raw_call(&triage, "workspace__read_note", json!({"name": "q3-plan.md"})).await.unwrap();
     assert_eq!(refusal_code(&r).as_deref(), Some("capability_required"));
-    assert!(text_of(&r).contains("jit_request"));
+    assert!(text_of(&r).contains("jit_begin_task") && text_of(&r).contains("jit_request") && text_of(&r).contains("jit_call"), "the whole way to a token: {}", text_of(&r));
 
     let task = begin(&triage, plan()).await.unwrap();
     let read = request(&triage, &task, "workspace__read_note", json!({"name": "q3-plan.md"})).await.unwrap();

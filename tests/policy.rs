@@ -155,6 +155,7 @@ async fn destructive_tools_need_a_person_to_approve_the_exact_request() {
     assert!(out.contains(&id), "{out}");
     let (code, _, err) = jitgate_with_credential(&["approvals", "approve", &id, "--note", "old note, fine"], &alice, &dep);
     assert_eq!(code, Some(0), "{err}");
+    assert!(!err.contains("WARN"), "an approval that went as asked is no warning: {err}");
     let status = answer(&raw_call(&janitor, "jit_approval_status", json!({"approval": id})).await.unwrap());
     assert_eq!((status["state"].as_str(), status["decided_by"].as_str()), (Some("approved"), Some("alice@example.org")));
 

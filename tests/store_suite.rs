@@ -124,6 +124,7 @@ const CASES: &[Case] = &[
     ("a_dpop_proof_is_used_once_per_key", a_dpop_proof_is_used_once_per_key),
     ("recent_tasks_page_newest_first_with_a_cursor", recent_tasks_page_newest_first_with_a_cursor),
     ("request_rate_counts_the_last_minute_per_agent", request_rate_counts_the_last_minute_per_agent),
+    ("a_store_from_before_per_second_counts_keeps_its_open_window", a_store_from_before_per_second_counts_keeps_its_open_window),
     ("taint_is_capped_refreshed_and_forgotten", taint_is_capped_refreshed_and_forgotten),
     ("end_user_answers_are_taken_once_and_declines_stand", end_user_answers_are_taken_once_and_declines_stand),
     ("intents_and_calls_are_kept_in_order", intents_and_calls_are_kept_in_order),
@@ -668,6 +669,39 @@ fn request_rate_counts_the_last_minute_per_agent(s: &dyn Store, _: &Db) {
     assert!(s.release("a", "alice", "ok", &event("release"), 163).unwrap());
     assert_eq!(s.count_request("a", 164).unwrap(), 1);
     assert_eq!(s.count_request("b", 164).unwrap(), 2, "another agent's window is its own");
+    // Many requests in one second each count.
+    for expected in 2..=50 {
+        assert_eq!(s.count_request("a", 170).unwrap(), expected);
+    }
+    assert_eq!(s.count_request("a", 229).unwrap(), 50, "the window is the last 60 s, to the second: 164 left it, the 49 at 170 are in");
+    assert_eq!(s.count_request("a", 230).unwrap(), 2, "the 49 at 170 left at 230");
+}
+
+/// Earlier versions kept a row per request (`request_rate`); opening such a
+/// store carries the open window into per-second counts.
+fn a_store_from_before_per_second_counts_keeps_its_open_window(_: &dyn Store, db: &Db) {
+    match db {
+        Db::Sqlite { .. } => db.sql(
+            "DROP TABLE request_counts;
+             CREATE TABLE request_rate (agent TEXT NOT NULL, at INTEGER NOT NULL);
+             INSERT INTO request_rate VALUES ('old', 200), ('old', 200), ('old', 230), ('other', 230);",
+        ),
+        Db::Postgres { .. } => db.sql(
+            "DROP TABLE request_counts;
+             CREATE TABLE request_rate (agent TEXT NOT NULL, at BIGINT NOT NULL);
+             INSERT INTO request_rate VALUES ('old', 200), ('old', 200), ('old', 230), ('other', 230);
+             UPDATE jitgate_schema_version SET version = 1;",
+        ),
+    }
+    let reopened = db.another_handle();
+    assert_eq!(reopened.count_request("old", 231).unwrap(), 4);
+    assert_eq!(reopened.count_request("other", 231).unwrap(), 2);
+    assert_eq!(reopened.count_request("old", 261).unwrap(), 3, "the two at 200 left the window");
+    let legacy_left = match db {
+        Db::Sqlite { path, .. } => rusqlite::Connection::open(path).unwrap().query_row("SELECT count(*) FROM sqlite_master WHERE name='request_rate'", [], |r| r.get::<_, i64>(0)).unwrap(),
+        Db::Postgres { url } => postgres::Client::connect(url, postgres::NoTls).unwrap().query_one("SELECT count(*) FROM pg_tables WHERE tablename='request_rate'", &[]).unwrap().get(0),
+    };
+    assert_eq!(legacy_left, 0, "the old table is gone");
 }
 
 fn taint_is_capped_refreshed_and_forgotten(s: &dyn Store, db: &Db) {
@@ -1000,16 +1034,16 @@ fn postgres_schema_is_versioned_and_migrated_once() {
         t.join().unwrap().unwrap();
     }
     let store = PostgresStore::connect_existing(&url, None, 2).unwrap();
-    assert_eq!(store.migrate().unwrap(), (1, 1));
+    assert_eq!(store.migrate().unwrap(), (2, 2));
     let version: i64 = pg_client(&url).query_one("SELECT version FROM jitgate_schema_version", &[]).unwrap().get(0);
-    assert_eq!(version, 1);
+    assert_eq!(version, 2);
 
     // A schema from a newer jitgate is refused, with what to do.
     pg_client(&url).batch_execute("UPDATE jitgate_schema_version SET version = 99").unwrap();
     for e in [err(PostgresStore::connect(&url, None, 1)), err(PostgresStore::connect_existing(&url, None, 1)), err(store.migrate())] {
         assert!(e.to_string().contains("version 99") && e.to_string().contains("upgrade this jitgate"), "{e}");
     }
-    pg_client(&url).batch_execute("UPDATE jitgate_schema_version SET version = 1").unwrap();
+    pg_client(&url).batch_execute("UPDATE jitgate_schema_version SET version = 2").unwrap();
     PostgresStore::connect(&url, Some("ignored by trust authentication"), 1).unwrap();
 
     // Bad arguments are refused, and a URL's password is never echoed.

@@ -49,5 +49,5 @@ pub fn sibling(name: &str) -> Result<PathBuf, String> {
     candidates
         .into_iter()
         .find(|p| p.exists())
-        .ok_or_else(|| format!("{name} not built: run `cargo build --bin jitgate --examples` (with --release for the load generator)"))
+        .ok_or_else(|| format!("{name} not built: run `cargo build --release --bins --examples`"))
 }

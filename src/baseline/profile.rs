@@ -283,6 +283,7 @@ mod tests {
             attributes: Default::default(),
             baseline,
             issuers: vec![],
+            source: Default::default(),
         }
     }
 

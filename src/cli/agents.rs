@@ -20,8 +20,10 @@ use crate::config::Config;
 pub enum AgentsCommand {
     /// List the registered agents and whether each is quarantined.
     List {
-        #[arg(long)]
+        /// The gateway config file.
+        #[arg(long, env = "JITGATE_CONFIG")]
         config: PathBuf,
+        /// Print JSON on stdout (for scripts).
         #[arg(long)]
         json: bool,
     },
@@ -41,7 +43,8 @@ pub enum AgentsCommand {
 
 #[derive(Debug, Args)]
 pub struct QuarantineArgs {
-    #[arg(long)]
+    /// The gateway config file.
+    #[arg(long, env = "JITGATE_CONFIG")]
     pub config: PathBuf,
     /// Agent name or SPIFFE id.
     pub name: String,
@@ -51,12 +54,8 @@ pub struct QuarantineArgs {
 }
 
 fn agent_id(config: &Config, name: &str) -> Result<String, CliError> {
-    let agents = AgentDirectory::load(&config.agents_dir).map_err(|e| CliError::Config(crate::source::SourceErrors(e)))?;
-    agents
-        .by_name(name)
-        .or_else(|| agents.by_subject(name))
-        .map(|a| a.id.clone())
-        .ok_or_else(|| CliError::Other(format!("no agent named `{name}` in {}", config.agents_dir.display())))
+    let agents = super::load_agents(config)?;
+    Ok(super::find_agent(&agents, config, name)?.id.clone())
 }
 
 pub fn run(cmd: AgentsCommand) -> Result<(), CliError> {
@@ -93,7 +92,7 @@ pub fn run(cmd: AgentsCommand) -> Result<(), CliError> {
             let store = open_store(&config)?;
             let event = crate::audit::Event::new("quarantine", None, Some(&id), serde_json::json!({"reason": a.reason.trim(), "by": "operator (jitgate agents quarantine)"}));
             let r = store.quarantine(&id, a.reason.trim(), &event, now).map_err(other)?;
-            tracing::warn!(agent = %id, tokens = r.tokens, "agent quarantined");
+            tracing::info!(agent = %id, tokens = r.tokens, "agent quarantined");
             eprintln!("agent {id} quarantined; {} live token(s) revoked, its tasks ended", r.tokens);
             Ok(())
         }
@@ -107,7 +106,7 @@ pub fn run(cmd: AgentsCommand) -> Result<(), CliError> {
             if !store.release(&id, &person.subject, note.trim(), &event, now).map_err(other)? {
                 return Err(CliError::Other(format!("agent {id} is not quarantined")));
             }
-            tracing::warn!(agent = %id, by = %person.subject, "agent released from quarantine");
+            tracing::info!(agent = %id, by = %person.subject, "agent released from quarantine");
             eprintln!("agent {id} released by {}", person.subject);
             Ok(())
         }

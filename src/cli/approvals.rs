@@ -17,8 +17,8 @@ use crate::store::{Approval, BreakGlassGrant, Store};
 /// Where a person's credential comes from.
 #[derive(Debug, Args)]
 pub struct Credential {
-    /// The gateway config.
-    #[arg(long)]
+    /// The gateway config file.
+    #[arg(long, env = "JITGATE_CONFIG")]
     pub config: PathBuf,
     /// File with your approver credential (a JWT from an approver issuer). Default: $JITGATE_APPROVER_TOKEN.
     #[arg(long)]
@@ -34,6 +34,7 @@ pub enum ApprovalsCommand {
     List {
         #[command(flatten)]
         who: Credential,
+        /// Also list denied, used and expired approvals.
         #[arg(long)]
         all: bool,
     },
@@ -69,6 +70,7 @@ pub enum ReviewCommand {
     List {
         #[command(flatten)]
         who: Credential,
+        /// Also list grants already reviewed.
         #[arg(long)]
         all: bool,
     },
@@ -195,7 +197,7 @@ pub fn run_review(cmd: ReviewCommand) -> Result<(), CliError> {
             if !store.ack_break_glass(&id, &approver.subject, note.trim(), &event, SystemClock.now_unix()).map_err(other)? {
                 return Err(CliError::Other(format!("no break-glass grant `{id}` awaiting review; see `jitgate review list --all`")));
             }
-            tracing::warn!(grant = %id, by = %approver.subject, "break-glass grant reviewed");
+            tracing::info!(grant = %id, by = %approver.subject, "break-glass grant reviewed");
             if who.json {
                 outln!("{}", json!({"id": id, "reviewed_by": approver.subject}));
             } else {

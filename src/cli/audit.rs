@@ -19,14 +19,17 @@ use crate::token::Keyring;
 pub enum AuditCommand {
     /// Check the hash chain and the signed checkpoints; report the first bad record.
     Verify {
-        #[arg(long)]
+        /// The gateway config file.
+        #[arg(long, env = "JITGATE_CONFIG")]
         config: PathBuf,
+        /// Print JSON on stdout (for scripts).
         #[arg(long)]
         json: bool,
     },
     /// Stream the records as JSON lines.
     Export {
-        #[arg(long)]
+        /// The gateway config file.
+        #[arg(long, env = "JITGATE_CONFIG")]
         config: PathBuf,
         /// Only records after this seq.
         #[arg(long, default_value_t = 0)]
@@ -104,7 +107,8 @@ pub fn run(cmd: AuditCommand) -> Result<(), CliError> {
 pub struct TraceArgs {
     /// The task to show as a tree.
     pub task: Option<String>,
-    #[arg(long)]
+    /// The gateway config file.
+    #[arg(long, env = "JITGATE_CONFIG")]
     pub config: PathBuf,
     /// Or: list an agent's tasks (by name).
     #[arg(long)]
@@ -112,16 +116,18 @@ pub struct TraceArgs {
     /// With --agent: how far back, e.g. 1h, 2d.
     #[arg(long, default_value = "24h", value_parser = humantime::parse_duration)]
     pub since: Duration,
+    /// Print JSON on stdout (for scripts).
     #[arg(long)]
     pub json: bool,
 }
 
 pub fn trace(a: TraceArgs) -> Result<(), CliError> {
     let config = Config::load(&a.config)?;
+    // A wrong agent name is answered before the store is looked for.
+    let agents = super::load_agents(&config)?;
+    let agent = a.agent.as_deref().map(|name| super::find_agent(&agents, &config, name)).transpose()?;
     let store = open_store(&config)?;
-    if let Some(name) = &a.agent {
-        let agents = crate::agent::AgentDirectory::load(&config.agents_dir).map_err(|e| CliError::Config(crate::source::SourceErrors(e)))?;
-        let agent = agents.by_name(name).ok_or_else(|| other(format!("no agent named `{name}`")))?;
+    if let Some(agent) = agent {
         let since = SystemClock.now_unix() - i64::try_from(a.since.as_secs()).unwrap_or(0);
         let mut tasks = crate::trace::tasks_of(&all_records(store.as_ref())?, &agent.id, since);
         // The outcome as the store has it (revocations need no running gateway).
@@ -134,7 +140,7 @@ pub fn trace(a: TraceArgs) -> Result<(), CliError> {
         if a.json {
             outln!("{}", Value::Array(tasks.iter().map(|t| json!(t)).collect()));
         } else if tasks.is_empty() {
-            eprintln!("no tasks of `{name}` since {}", rfc3339(since));
+            eprintln!("no tasks of `{}` since {}", agent.name, rfc3339(since));
         } else {
             for t in &tasks {
                 outln!("{}  {}  {:<8} {}  ({} requests, {} denied, {} calls)", t.id, rfc3339(t.begun), t.outcome, t.objective, t.requests, t.denied, t.calls);

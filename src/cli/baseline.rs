@@ -21,7 +21,8 @@ pub enum BaselineCommand {
 
 #[derive(Debug, Args)]
 pub struct LearnArgs {
-    #[arg(long)]
+    /// The gateway config file.
+    #[arg(long, env = "JITGATE_CONFIG")]
     pub config: PathBuf,
     /// Agent name.
     #[arg(long)]
@@ -40,8 +41,8 @@ const MAX_INTENTS: usize = 1_000_000;
 pub fn run(cmd: BaselineCommand) -> Result<(), CliError> {
     let BaselineCommand::Learn(a) = cmd;
     let config = Config::load(&a.config)?;
-    let agents = crate::agent::AgentDirectory::load(&config.agents_dir).map_err(|e| CliError::Config(crate::source::SourceErrors(e)))?;
-    let agent = agents.by_name(&a.agent).ok_or_else(|| CliError::Other(format!("no agent named `{}` in {}", a.agent, config.agents_dir.display())))?;
+    let agents = super::load_agents(&config)?;
+    let agent = super::find_agent(&agents, &config, &a.agent)?;
     let store = open_store(&config)?;
     let now = SystemClock.now_unix();
     let since = now.saturating_sub(i64::try_from(a.since.as_secs()).unwrap_or(i64::MAX));

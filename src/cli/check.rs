@@ -17,7 +17,7 @@ use crate::manifest::Manifest;
 #[derive(Debug, Args)]
 pub struct CheckArgs {
     /// The gateway config file.
-    #[arg(long)]
+    #[arg(long, env = "JITGATE_CONFIG")]
     pub config: PathBuf,
     /// Only validate files; do not start or connect to downstream servers.
     #[arg(long)]

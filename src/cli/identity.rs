@@ -24,8 +24,8 @@ pub enum IdentityCommand {
 
 #[derive(Debug, Args)]
 pub struct MintArgs {
-    /// The gateway config (names the development issuer and the agents directory).
-    #[arg(long)]
+    /// The gateway config file.
+    #[arg(long, env = "JITGATE_CONFIG")]
     pub config: PathBuf,
     /// The agent's name (its agent file's `name`).
     #[arg(long, required_unless_present_any = ["approver", "reviewer"], conflicts_with = "approver")]
@@ -62,11 +62,8 @@ pub fn run(cmd: IdentityCommand) -> Result<(), CliError> {
     let Some(agent_name) = a.agent.as_deref() else {
         return Err(CliError::Identity("give --agent NAME or --approver SUBJECT".into()));
     };
-    let agents = crate::agent::AgentDirectory::load(&config.agents_dir).map_err(|e| CliError::Config(crate::source::SourceErrors(e)))?;
-    let agent = agents.by_name(agent_name).ok_or_else(|| {
-        let known: Vec<&str> = agents.iter().map(|x| x.name.as_str()).collect();
-        CliError::Identity(format!("no agent named `{agent_name}` in {}; known agents: {}", config.agents_dir.display(), known.join(", ")))
-    })?;
+    let agents = super::load_agents(&config)?;
+    let agent = super::find_agent(&agents, &config, agent_name)?;
     let issuer = config
         .identity
         .issuers

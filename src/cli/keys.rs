@@ -20,8 +20,8 @@ pub enum KeysCommand {
 
 #[derive(Debug, Args)]
 pub struct RotateArgs {
-    /// The gateway config (names the state directory).
-    #[arg(long)]
+    /// The gateway config file.
+    #[arg(long, env = "JITGATE_CONFIG")]
     pub config: PathBuf,
 }
 

@@ -3,7 +3,7 @@
 
 use std::collections::BTreeMap;
 use std::fmt::Write as _;
-use std::path::PathBuf;
+use std::path::{Path, PathBuf};
 use std::sync::Arc;
 use std::time::Duration;
 
@@ -63,6 +63,19 @@ pub struct InitArgs {
     /// How long to wait for the server to start.
     #[arg(long, default_value = "60s", value_parser = humantime::parse_duration)]
     pub timeout: Duration,
+    /// Also write a starting Cedar policy for the server to FILE (put it in
+    /// the policy directory): --team may plan with every tool, request low-
+    /// and medium-risk ones, high-risk ones on a chain its baseline knows,
+    /// and critical ones with a person's approval. Without a policy no agent
+    /// can use the server. Review it with the manifest.
+    #[arg(long, value_name = "FILE", requires = "team", requires = "out")]
+    pub policy: Option<PathBuf>,
+    /// The team (the `team` of agent files) the starting policy is for.
+    #[arg(long, requires = "policy")]
+    pub team: Option<String>,
+    /// The approvers' group for critical tools in the starting policy.
+    #[arg(long, default_value = "platform-oncall", requires = "policy")]
+    pub approvers: String,
     /// The command (and its arguments) that starts the server over stdio, after `--`.
     #[arg(last = true)]
     pub command: Vec<String>,
@@ -192,9 +205,16 @@ async fn repin(a: RepinArgs) -> Result<(), CliError> {
 }
 
 async fn init(a: InitArgs) -> Result<(), CliError> {
-    if let Some(out) = &a.out {
-        if out.exists() && !a.force {
-            return Err(CliError::Other(format!("{} exists; pass --force to overwrite it", out.display())));
+    for file in a.out.iter().chain(&a.policy) {
+        if file.exists() && !a.force {
+            return Err(CliError::Other(format!("{} exists; pass --force to overwrite it", file.display())));
+        }
+    }
+    for (what, value) in [("--team", a.team.as_deref()), ("--approvers", a.policy.as_ref().map(|_| a.approvers.as_str()))] {
+        if let Some(v) = value {
+            if v.is_empty() || !v.chars().all(|c| c.is_ascii_alphanumeric() || "._@-".contains(c)) {
+                return Err(CliError::Other(format!("{what} `{v}`: use letters, digits and . _ @ - (it is written into a Cedar policy)")));
+            }
         }
     }
     let transport = match (&a.url, a.command.split_first()) {
@@ -226,10 +246,90 @@ async fn init(a: InitArgs) -> Result<(), CliError> {
         std::fs::write(out, &text).map_err(|e| CliError::Other(format!("cannot write {}: {e}", out.display())))?;
         Manifest::load(out)?;
         eprintln!("wrote {} with {} tool(s) from {server_info}; review risk classes before registering it", out.display(), tools.len());
+        if let (Some(policy), Some(team)) = (&a.policy, &a.team) {
+            let text = starting_policy(&a.name, team, &a.approvers, &tools);
+            let dir = policy.parent().unwrap_or(Path::new("."));
+            crate::policy::PolicyEngine::from_sources(dir, vec![(policy.clone(), text.clone())])
+                .map_err(|e| CliError::Other(format!("the starting policy does not validate (a bug; please report it):\n{e}")))?;
+            std::fs::write(policy, &text).map_err(|e| CliError::Other(format!("cannot write {}: {e}", policy.display())))?;
+            eprintln!(
+                "wrote {}: team {team} may use {}'s tools by risk; put it in the policy directory, review it with the manifest, then run `jitgate check`",
+                policy.display(),
+                a.name
+            );
+        }
     } else {
         out!("{text}");
     }
     Ok(())
+}
+
+/// The risk `manifest init` proposes. Annotations are hints from the server;
+/// they only choose a starting value for a person to review, and never lower
+/// it below high unless the server says read-only.
+fn proposed_risk(tool: &rmcp::model::Tool) -> &'static str {
+    let ann = tool.annotations.as_ref();
+    match (ann.and_then(|a| a.read_only_hint), ann.and_then(|a| a.destructive_hint)) {
+        (Some(true), _) => "low",
+        (_, Some(true)) => "critical",
+        _ => "high",
+    }
+}
+
+/// A starting policy for a newly registered server, by risk (the manifest's,
+/// read at decision time, so raising a tool's risk in the manifest tightens
+/// it). The same shape as the quick start's team policies.
+fn starting_policy(server: &str, team: &str, approvers: &str, tools: &[rmcp::model::Tool]) -> String {
+    let mut out = String::new();
+    let _ = writeln!(out, "// Starting policy for the `{server}` server, written by `jitgate manifest init`.");
+    let _ = writeln!(out, "// Review it with the manifest: what a tool may do follows its `risk` there.");
+    let _ = writeln!(out, "// Tools as proposed (edit the manifest's risk, not this list):");
+    for risk in ["low", "medium", "high", "critical"] {
+        let names: Vec<&str> = tools.iter().filter(|t| proposed_risk(t) == risk).map(|t| t.name.as_ref()).collect();
+        if !names.is_empty() {
+            let _ = writeln!(out, "//   {risk}: {}", names.join(", "));
+        }
+    }
+    let guard = "context.baseline.score < 90 &&\n  !(resource.tags.contains(\"sink\") && context.taint.sensitive_from_untrusted)";
+    let _ = write!(
+        out,
+        r#"
+// Team {team} may declare tasks that use any of the server's tools.
+@id("{server}-may-plan")
+permit (principal in Team::"{team}", action == Action::"BeginTask", resource in Server::"{server}");
+
+// Low- and medium-risk requests run directly, unless far outside the agent's
+// baseline or feeding a sink with a value read from untrusted content.
+@id("{server}-low-and-medium-risk")
+permit (principal in Team::"{team}", action == Action::"Request", resource in Server::"{server}")
+when {{
+  resource.risk_level <= 2 &&
+  {guard}
+}};
+
+// High-risk requests run directly only on a chain the agent's baseline knows.
+@id("{server}-high-risk-on-a-known-chain")
+permit (principal in Team::"{team}", action == Action::"Request", resource in Server::"{server}")
+when {{
+  resource.risk_level == 3 && context.baseline.transition_known &&
+  {guard}
+}};
+
+// High-risk requests on a chain the baseline does not know wait for a person.
+@id("{server}-unusual-high-risk-needs-approval")
+@approval("{approvers}")
+permit (principal in Team::"{team}", action == Action::"Request", resource in Server::"{server}")
+when {{ resource.risk_level == 3 && !context.baseline.transition_known }};
+
+// Critical requests wait for a person of group {approvers}
+// (`jitgate approvals approve ID`); each approval covers one exact request.
+@id("{server}-critical-needs-approval")
+@approval("{approvers}")
+permit (principal in Team::"{team}", action == Action::"Request", resource in Server::"{server}")
+when {{ resource.risk == "critical" }};
+"#
+    );
+    out
 }
 
 fn quote(s: &str) -> String {
@@ -253,15 +353,7 @@ fn render(name: &str, server_info: &str, transport: &Transport, tools: &[rmcp::m
         }
     }
     for tool in tools {
-        let ann = tool.annotations.as_ref();
-        // Annotations are hints from the server; they only choose a starting
-        // value for a person to review, and never lower it below medium
-        // unless the server says read-only.
-        let risk = match (ann.and_then(|a| a.read_only_hint), ann.and_then(|a| a.destructive_hint)) {
-            (Some(true), _) => "low",
-            (_, Some(true)) => "critical",
-            _ => "high",
-        };
+        let risk = proposed_risk(tool);
         let desc: String = tool.description.as_deref().unwrap_or("").lines().next().unwrap_or("").chars().take(100).collect();
         let _ = writeln!(out, "\n# {desc}");
         let _ = writeln!(out, "[tools.{}]", quote(&tool.name));
@@ -271,7 +363,10 @@ fn render(name: &str, server_info: &str, transport: &Transport, tools: &[rmcp::m
         if !p.sensitive.is_empty() {
             let _ = writeln!(out, "# proposed: arguments that choose where data goes (recipient-like names, format email/uri); review");
         }
-        let _ = writeln!(out, "max_ttl = \"60s\"\nsensitive_args = [{}]", listed(&p.sensitive));
+        // Long enough for a model turn or an approval's pick-up; shorter
+        // where a token would do more harm.
+        let max_ttl = if risk == "low" { "5m" } else { "2m" };
+        let _ = writeln!(out, "max_ttl = \"{max_ttl}\"\nsensitive_args = [{}]", listed(&p.sensitive));
         if p.untrusted_output {
             let _ = writeln!(out, "# proposed: its output is written by third parties (mail, web, messages); review");
         }
@@ -349,6 +444,22 @@ fn propose(tool: &rmcp::model::Tool) -> Proposal {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn the_starting_policy_validates_against_the_schema_and_lists_tools_by_risk() {
+        let tool = |v: serde_json::Value| -> rmcp::model::Tool { serde_json::from_value(v).unwrap() };
+        let tools = [
+            tool(serde_json::json!({"name": "read_file", "annotations": {"readOnlyHint": true}, "inputSchema": {"type": "object"}})),
+            tool(serde_json::json!({"name": "write_file", "inputSchema": {"type": "object"}})),
+            tool(serde_json::json!({"name": "delete_tree", "annotations": {"destructiveHint": true}, "inputSchema": {"type": "object"}})),
+        ];
+        let text = starting_policy("fs", "data-eng", "storage-oncall", &tools);
+        let engine = crate::policy::PolicyEngine::from_sources(Path::new("policies"), vec![("policies/60-fs.cedar".into(), text.clone())]).unwrap();
+        assert_eq!(engine.len(), 5, "{text}");
+        assert!(text.contains("//   low: read_file\n//   high: write_file\n//   critical: delete_tree\n"), "{text}");
+        assert!(engine.policy("fs-critical-needs-approval").unwrap().approvable_by("storage-oncall"));
+        assert!(!engine.policy("fs-may-plan").unwrap().approvable_by("storage-oncall"));
+    }
 
     #[test]
     fn init_proposes_sensitive_arguments_untrusted_output_and_sinks() {

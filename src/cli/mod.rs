@@ -34,7 +34,7 @@ pub mod serve;
 pub mod store;
 pub mod token;
 
-use std::path::{Path, PathBuf};
+use std::path::Path;
 
 use clap::{Parser, Subcommand};
 
@@ -65,6 +65,14 @@ pub fn write_out(args: std::fmt::Arguments<'_>) {
 pub struct Cli {
     #[command(subcommand)]
     pub command: Command,
+}
+
+impl Cli {
+    /// A gateway that runs until stopped (its log is its running record),
+    /// as opposed to a one-shot command.
+    pub fn is_long_running(&self) -> bool {
+        matches!(self.command, Command::Serve(_))
+    }
 }
 
 #[derive(Debug, Subcommand)]
@@ -130,13 +138,17 @@ pub enum CliError {
     /// Files, sockets, anything else (exit 1).
     #[error("{0}")]
     Other(String),
+    /// The command line names something that is not there, such as an
+    /// unknown agent (exit 2, as clap's own usage errors).
+    #[error("{0}")]
+    Usage(String),
 }
 
 impl CliError {
     pub fn exit_code(&self) -> i32 {
         match self {
             CliError::Other(_) => 1,
-            CliError::Config(_) => 2,
+            CliError::Config(_) | CliError::Usage(_) => 2,
             CliError::CheckFailed(_) => 3,
             CliError::Identity(_) => 4,
             CliError::Downstream(_) => 5,
@@ -211,6 +223,21 @@ fn read_store_password(source: Option<&crate::config::SecretSource>) -> Result<O
     source.map(|s| s.read().map_err(|e| CliError::Other(format!("[store] password: {e}")))).transpose()
 }
 
+/// The deployment's agent files.
+pub(crate) fn load_agents(config: &Config) -> Result<crate::agent::AgentDirectory, CliError> {
+    crate::agent::AgentDirectory::load(&config.agents_dir).map_err(|e| CliError::Config(SourceErrors(e)))
+}
+
+/// The agent a command names, by name or by its id. Every command answers a
+/// name that is not there the same way: exit 2, naming the agents it knows.
+pub(crate) fn find_agent<'a>(agents: &'a crate::agent::AgentDirectory, config: &Config, name: &str) -> Result<&'a crate::agent::Agent, CliError> {
+    agents.by_name(name).or_else(|| agents.by_subject(name)).ok_or_else(|| {
+        let known: Vec<&str> = agents.iter().map(|x| x.name.as_str()).collect();
+        let known = if known.is_empty() { "none".to_owned() } else { known.join(", ") };
+        CliError::Usage(format!("no agent named `{name}` in {}; known agents: {known}", config.agents_dir.display()))
+    })
+}
+
 /// Everything a config file refers to, loaded and validated.
 pub struct Deployment {
     pub config: Config,
@@ -283,26 +310,22 @@ fn cross_check(config: &Config, agents: &AgentDirectory, manifests: &[(Manifest,
         }
     }
     for agent in agents.iter() {
-        for pattern in &agent.allowed_tools {
+        for (i, pattern) in agent.allowed_tools.iter().enumerate() {
             let server = pattern.server();
             let Some((m, _)) = manifests.iter().find(|(m, _)| m.name == server) else {
-                errors.push(SourceError {
-                    file: PathBuf::from(format!("agent `{}`", agent.name)),
-                    line: 0,
-                    column: 0,
-                    message: format!("allowed tool pattern for server `{server}`, which is not registered in [[servers]]"),
-                });
+                errors.push(agent.source.error_at_tool(
+                    i,
+                    format!("agent `{}`: allowed tool pattern for server `{server}`, which is not registered in [[servers]]", agent.name),
+                ));
                 continue;
             };
             if let crate::agent::ToolPattern::Exact(t) = pattern {
                 let tool = t.split_once(crate::manifest::NAMESPACE_SEPARATOR).map(|(_, t)| t).unwrap_or("");
                 if !m.tools.contains_key(tool) {
-                    errors.push(SourceError {
-                        file: PathBuf::from(format!("agent `{}`", agent.name)),
-                        line: 0,
-                        column: 0,
-                        message: format!("allowed tool `{t}` is not in the manifest of server `{server}` ({})", m.path.display()),
-                    });
+                    errors.push(agent.source.error_at_tool(
+                        i,
+                        format!("agent `{}`: allowed tool `{t}` is not in the manifest of server `{server}` ({})", agent.name, m.path.display()),
+                    ));
                 }
             }
         }

@@ -25,7 +25,8 @@ pub enum PolicyCommand {
 
 #[derive(Debug, Args)]
 pub struct ExplainArgs {
-    #[arg(long)]
+    /// The gateway config file.
+    #[arg(long, env = "JITGATE_CONFIG")]
     pub config: PathBuf,
     /// Agent name.
     #[arg(long)]
@@ -83,6 +84,7 @@ pub struct ExplainArgs {
     /// Pretend the agent is quarantined.
     #[arg(long)]
     pub quarantined: bool,
+    /// Print JSON on stdout (for scripts).
     #[arg(long)]
     pub json: bool,
 }
@@ -104,7 +106,7 @@ fn bad(m: String) -> CliError {
 fn explain(a: ExplainArgs) -> Result<(), CliError> {
     let d = Deployment::load(&a.config).map_err(CliError::Config)?;
     let action: Action = a.action.parse().map_err(bad)?;
-    let agent = d.agents.by_name(&a.agent).ok_or_else(|| bad(format!("no agent named `{}`", a.agent)))?;
+    let agent = super::find_agent(&d.agents, &d.config, &a.agent)?;
     let (server, tool_name) = a.tool.split_once(crate::manifest::NAMESPACE_SEPARATOR).ok_or_else(|| bad(format!("tool `{}` must be server__tool", a.tool)))?;
     let spec = d
         .manifests

@@ -14,8 +14,8 @@ use crate::store::Scope;
 #[derive(Debug, Args)]
 #[command(group(clap::ArgGroup::new("what").required(true).args(["task", "agent", "token"])))]
 pub struct RevokeArgs {
-    /// The gateway config (names the state directory and agents).
-    #[arg(long)]
+    /// The gateway config file.
+    #[arg(long, env = "JITGATE_CONFIG")]
     pub config: PathBuf,
     /// Revoke a task: it ends and all its live tokens die.
     #[arg(long)]
@@ -41,9 +41,8 @@ pub fn run(a: RevokeArgs) -> Result<(), CliError> {
     } else if let Some(t) = a.token {
         Scope::Token(t)
     } else if let Some(name) = a.agent {
-        let agents = crate::agent::AgentDirectory::load(&config.agents_dir).map_err(|e| CliError::Config(crate::source::SourceErrors(e)))?;
-        let id = agents.by_name(&name).map(|x| x.id.clone()).or_else(|| agents.by_subject(&name).map(|x| x.id.clone()));
-        Scope::Agent(id.ok_or_else(|| CliError::Other(format!("no agent named `{name}` in {}", config.agents_dir.display())))?)
+        let agents = super::load_agents(&config)?;
+        Scope::Agent(super::find_agent(&agents, &config, &name)?.id.clone())
     } else {
         return Err(CliError::Other("give --task, --agent or --token".into()));
     };

@@ -21,8 +21,8 @@ pub const DEFAULT_LISTEN: &str = "127.0.0.1:7420";
 
 #[derive(Debug, Args)]
 pub struct ServeArgs {
-    /// The gateway config file (e.g. examples/quickstart/gateway.toml).
-    #[arg(long)]
+    /// The gateway config file.
+    #[arg(long, env = "JITGATE_CONFIG")]
     pub config: PathBuf,
     /// Serve streamable HTTP at http://ADDR/mcp (default 127.0.0.1:7420).
     #[arg(long, conflicts_with = "stdio")]

@@ -22,7 +22,8 @@ pub enum StoreCommand {
 
 #[derive(Debug, Args)]
 pub struct MigrateArgs {
-    #[arg(long, default_value = "gateway.toml")]
+    /// The gateway config file.
+    #[arg(long, env = "JITGATE_CONFIG")]
     pub config: PathBuf,
 }
 

@@ -24,8 +24,8 @@ pub enum TokenCommand {
 pub struct InspectArgs {
     /// The token, its id, or `-` to read either from stdin.
     pub token: String,
-    /// The gateway config (names the keys and the store).
-    #[arg(long)]
+    /// The gateway config file.
+    #[arg(long, env = "JITGATE_CONFIG")]
     pub config: PathBuf,
     /// Print JSON.
     #[arg(long)]

@@ -58,6 +58,13 @@ impl Refusal {
     fn tool(code: &'static str, message: String) -> Self {
         Self { code, message, protocol_error: false }
     }
+
+    /// Say that the refused call used up its token, so the agent does not
+    /// retry with the same one.
+    fn token_spent(mut self) -> Self {
+        self.message.push_str(". The token is used up (a token covers one attempt): ask again with jit_request, or jit_call, for the arguments you will send");
+        self
+    }
 }
 
 impl From<TokenError> for Refusal {
@@ -103,28 +110,33 @@ pub async fn authorize(
         Ok(c) => c,
         Err(e) => return Decision::Refuse(e.into()),
     };
-    if let Err(e) = capability.check_arguments(&arguments) {
-        return Decision::Refuse(e.into());
+    match check_consumed_call(shared, agent, tool_name, &tool, &capability, &arguments).await {
+        Ok(()) => Decision::Forward(Box::new(Authorized { downstream, tool, arguments, capability })),
+        Err(refusal) => Decision::Refuse(refusal.token_spent()),
     }
+}
+
+/// The checks after the token is consumed: its constraints, the schemas and
+/// taint. The token is spent whatever they find (consumption comes first so
+/// that two concurrent uses can never both get this far).
+async fn check_consumed_call(shared: &Shared, agent: &VerifiedAgent, tool_name: &str, tool: &ExposedTool, capability: &Capability, arguments: &JsonObject) -> Result<(), Refusal> {
+    capability.check_arguments(arguments)?;
     let args_value = Value::Object(arguments.clone());
     if let Some(problem) = schema_problems(&tool.input_validator, &args_value) {
-        return Decision::Refuse(Refusal::tool(
+        return Err(Refusal::tool(
             "invalid_arguments",
             format!("arguments for `{tool_name}` do not match its input schema: {problem}; see the schema in tools/list"),
         ));
     }
     if let Some(validator) = &tool.manifest_validator {
         if let Some(problem) = schema_problems(validator, &args_value) {
-            return Decision::Refuse(Refusal::tool(
+            return Err(Refusal::tool(
                 "arguments_outside_policy",
                 format!("arguments for `{tool_name}` are outside what this gateway allows for the tool: {problem}"),
             ));
         }
     }
-    if let Err(refusal) = check_taint_at_call(shared, agent, &tool, &capability, &arguments).await {
-        return Decision::Refuse(refusal);
-    }
-    Decision::Forward(Box::new(Authorized { downstream, tool, arguments, capability }))
+    check_taint_at_call(shared, agent, tool, capability, arguments).await
 }
 
 async fn verify_and_consume(shared: &Shared, agent: &VerifiedAgent, binding: super::Binding<'_>, tool: &ExposedTool, token: Option<String>) -> Result<Capability, TokenError> {

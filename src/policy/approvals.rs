@@ -69,7 +69,7 @@ pub fn decide(
     // leaves the approval pending.
     match store.decide_approval(id, approve, &approver.subject, note, now, use_until, &record)? {
         DecideOutcome::Decided(a) => {
-            tracing::warn!(approval = %a.id, by = %approver.subject, decision = a.state.as_str(), tool = %a.tool, agent = %a.agent, "approval decided");
+            tracing::info!(approval = %a.id, by = %approver.subject, decision = a.state.as_str(), tool = %a.tool, agent = %a.agent, "approval decided");
             Ok(a)
         }
         DecideOutcome::NotFound => Err(ApprovalActionError::NotFound(id.to_owned())),

@@ -77,6 +77,7 @@ mod tests {
             attributes: Default::default(),
             baseline: Default::default(),
             issuers: vec![],
+            source: Default::default(),
         }
     }
 

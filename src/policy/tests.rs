@@ -19,6 +19,7 @@ fn agent(team: &str) -> AgentFacts {
             attributes: BTreeMap::from([("tier".to_owned(), "gold".to_owned())]),
             baseline: Default::default(),
             issuers: vec![],
+            source: Default::default(),
         },
         issuer: "dev".into(),
         claims: BTreeMap::from([("attested".to_owned(), "true".to_owned())]),

@@ -74,11 +74,15 @@ CREATE TABLE IF NOT EXISTS taint_overflow (
     agent TEXT PRIMARY KEY,
     at INTEGER NOT NULL
 );
-CREATE TABLE IF NOT EXISTS request_rate (
+-- Requests per agent and second, for the rate window: a request costs one
+-- upsert and a sum over at most a window's worth of rows, however fast the
+-- agent goes (a row per request made each count scan the whole window).
+CREATE TABLE IF NOT EXISTS request_counts (
     agent TEXT NOT NULL,
-    at INTEGER NOT NULL
+    at INTEGER NOT NULL,
+    n INTEGER NOT NULL,
+    PRIMARY KEY (agent, at)
 );
-CREATE INDEX IF NOT EXISTS request_rate_agent ON request_rate(agent, at);
 -- Questions jitgate put to an agent's end user (MCP input-required results);
 -- the answer comes back with the retried request and is taken once, for the
 -- same agent, task and canonical request.
@@ -235,6 +239,16 @@ fn migrate(conn: &Connection) -> Result<(), StoreError> {
         }
     }
     conn.execute_batch(SCHEMA)?;
+    // A store from before per-second rate counts: carry the open window over.
+    let has_rate_rows: bool = conn.query_row("SELECT count(*) > 0 FROM sqlite_master WHERE type='table' AND name='request_rate'", [], |r| r.get(0))?;
+    if has_rate_rows {
+        conn.execute_batch(
+            "BEGIN IMMEDIATE;
+             INSERT OR IGNORE INTO request_counts(agent, at, n) SELECT agent, at, count(*) FROM request_rate GROUP BY agent, at;
+             DROP TABLE request_rate;
+             COMMIT;",
+        )?;
+    }
     Ok(())
 }
 
@@ -705,7 +719,7 @@ impl Store for SqliteStore {
         if n == 1 {
             // A person looked at the burst that quarantined it: its rate
             // window starts again, or the next request would drift at once.
-            tx.execute("DELETE FROM request_rate WHERE agent=?1", params![agent])?;
+            tx.execute("DELETE FROM request_counts WHERE agent=?1", params![agent])?;
             audit::append_in(&tx, event, now)?;
         }
         tx.commit()?;

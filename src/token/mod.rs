@@ -94,7 +94,7 @@ pub fn new_jti() -> Result<String, TokenError> {
 /// Why a capability token was refused. Each variant has a stable code.
 #[derive(Debug, Clone, PartialEq, thiserror::Error)]
 pub enum TokenError {
-    #[error("this call needs a capability token: call jit_request for it first, then pass the token in the `_jit_token` argument or in _meta[\"jitgate/capability\"]")]
+    #[error("this call needs a capability token: begin a task with jit_begin_task (once per task), call jit_request for this call, then pass the token in the `_jit_token` argument or in _meta[\"jitgate/capability\"]; or let jit_call do the request and the call in one step")]
     Missing,
     #[error("capability token is malformed ({0}); pass the token exactly as jit_request returned it")]
     Malformed(JwsError),

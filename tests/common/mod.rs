@@ -24,11 +24,9 @@ pub fn jitgate_bin() -> PathBuf {
     PathBuf::from(env!("CARGO_BIN_EXE_jitgate"))
 }
 
-/// `cargo test` builds examples next to the binaries.
+/// The example workspace server, a second binary of the package.
 pub fn workspace_server_bin() -> PathBuf {
-    let p = jitgate_bin().parent().unwrap().join("examples").join("workspace-server");
-    assert!(p.exists(), "example server not built at {}; run `cargo test` (which builds examples) or `cargo build --examples`", p.display());
-    p
+    PathBuf::from(env!("CARGO_BIN_EXE_jitgate-workspace-server"))
 }
 
 /// Run the jitgate binary; (exit code, stdout, stderr).

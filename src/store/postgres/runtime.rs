@@ -132,9 +132,12 @@ const WINDOW_SECS: i64 = 60;
 /// counts are 1, 2, 3... as with SQLite's single writer, not several 1s.
 pub(super) fn count_request(tx: &mut Transaction<'_>, agent: &str, now: i64) -> Result<u32, Fail> {
     lock_agent(tx, RATE_LOCK, agent)?;
-    tx.execute("DELETE FROM request_rate WHERE agent=$1 AND at <= $2", &[&agent, &(now - WINDOW_SECS)])?;
-    tx.execute("INSERT INTO request_rate(agent, at) VALUES ($1, $2)", &[&agent, &now])?;
-    let n: i64 = tx.query_one("SELECT count(*) FROM request_rate WHERE agent=$1", &[&agent])?.try_get(0)?;
+    tx.execute("DELETE FROM request_counts WHERE agent=$1 AND at <= $2", &[&agent, &(now - WINDOW_SECS)])?;
+    tx.execute(
+        "INSERT INTO request_counts(agent, at, n) VALUES ($1, $2, 1) ON CONFLICT (agent, at) DO UPDATE SET n = request_counts.n + 1",
+        &[&agent, &now],
+    )?;
+    let n: i64 = tx.query_one("SELECT COALESCE(sum(n), 0)::BIGINT FROM request_counts WHERE agent=$1", &[&agent])?.try_get(0)?;
     Ok(u32::try_from(n).unwrap_or(u32::MAX))
 }
 

@@ -122,9 +122,11 @@ const WINDOW_SECS: i64 = 60;
 
 pub(super) fn count_request(conn: &mut Connection, agent: &str, now: i64) -> Result<u32, StoreError> {
     let tx = conn.transaction_with_behavior(TransactionBehavior::Immediate)?;
-    tx.prepare_cached("DELETE FROM request_rate WHERE agent=?1 AND at <= ?2")?.execute(params![agent, now - WINDOW_SECS])?;
-    tx.prepare_cached("INSERT INTO request_rate(agent, at) VALUES (?1, ?2)")?.execute(params![agent, now])?;
-    let n: i64 = tx.prepare_cached("SELECT count(*) FROM request_rate WHERE agent=?1")?.query_row(params![agent], |r| r.get(0))?;
+    tx.prepare_cached("DELETE FROM request_counts WHERE agent=?1 AND at <= ?2")?.execute(params![agent, now - WINDOW_SECS])?;
+    tx.prepare_cached("INSERT INTO request_counts(agent, at, n) VALUES (?1, ?2, 1) ON CONFLICT(agent, at) DO UPDATE SET n = n + 1")?
+        .execute(params![agent, now])?;
+    let n: Option<i64> = tx.prepare_cached("SELECT sum(n) FROM request_counts WHERE agent=?1")?.query_row(params![agent], |r| r.get(0))?;
+    let n = n.unwrap_or(0);
     tx.commit()?;
     Ok(u32::try_from(n).unwrap_or(u32::MAX))
 }
