@@ -1092,19 +1092,6 @@ fn validate_oauth(file: &SourceFile, raw: RawOauth, identity: &IdentityConfig) -
     Ok(OauthConfig { resource, authorization_servers: raw.authorization_servers, scopes_supported: scopes })
 }
 
-/// A command given as a relative path (`../bin/server`) is resolved against
-/// the config's directory, like every other path in it, rather than against
-/// wherever jitgate happens to be started; a bare name (`npx`) is looked up on
-/// `PATH` when the server starts.
-fn resolve_command(file: &SourceFile, command: String) -> String {
-    let path = Path::new(&command);
-    if path.is_relative() && command.contains('/') {
-        file.resolve(path).display().to_string()
-    } else {
-        command
-    }
-}
-
 fn validate_server(file: &SourceFile, raw: RawServer) -> Result<ServerEntry, SourceError> {
     if raw.url.is_some() && raw.command.is_some() {
         return Err(file.error_at(Some(raw.manifest.span()), "a server entry may override `command` or `url`, not both"));
@@ -1113,7 +1100,7 @@ fn validate_server(file: &SourceFile, raw: RawServer) -> Result<ServerEntry, Sou
         manifest: file.resolve(raw.manifest.get_ref()),
         enabled: raw.enabled,
         overrides: TransportOverride {
-            command: raw.command.map(|c| resolve_command(file, c)),
+            command: raw.command,
             args: raw.args,
             cwd: raw.cwd.map(|c| file.resolve(&c)),
             url: raw.url,
@@ -1162,14 +1149,6 @@ development = true
             assert!(check_fetch_url(url).is_err(), "{url}");
         }
         assert!(check_fetch_url("http://[::1]:8080/keys").is_ok());
-    }
-
-    #[test]
-    fn a_relative_server_command_is_resolved_against_the_config_not_the_working_directory() {
-        let servers = "\n[[servers]]\nmanifest = \"a.toml\"\ncommand = \"../bin/server\"\n\n[[servers]]\nmanifest = \"b.toml\"\ncommand = \"npx\"\n\n[[servers]]\nmanifest = \"c.toml\"\ncommand = \"/opt/server\"\n";
-        let c = load(&format!("{MINIMAL}{servers}")).unwrap();
-        let commands: Vec<_> = c.servers.iter().map(|s| s.overrides.command.clone().unwrap()).collect();
-        assert_eq!(commands, ["/etc/jitgate/../bin/server", "npx", "/opt/server"]);
     }
 
     #[test]

@@ -360,6 +360,11 @@ fn validate(file: &SourceFile, raw: RawManifest) -> Result<Manifest, SourceError
         let span = spanned.span();
         let t = spanned.into_inner();
         let at = |m: String| file.error_at(Some(span.clone()), m);
+        // Names reach agents, logs, policies and people's screens: no
+        // control or invisible line-breaking characters.
+        if tool_name.is_empty() || tool_name.chars().any(|c| c.is_control() || matches!(c, '\u{2028}' | '\u{2029}')) {
+            return Err(at(format!("tool name {tool_name:?} is empty or contains control characters; a server offering it cannot be registered")));
+        }
         let pin = t.pin.get_ref().clone();
         if !is_pin(&pin) {
             return Err(file.error_at(Some(t.pin.span()), format!("tool `{tool_name}`: pin `{pin}` is not `sha256:` + 64 hex digits; run `jitgate manifest init` to take pins from the live server")));
@@ -553,6 +558,9 @@ pin = "{PIN}"
 
         let bad_name = good().replace("name = \"ws\"", "name = \"ws__x\"");
         assert!(parse(&bad_name).unwrap_err().message.contains("not a valid namespace"));
+
+        let control = good().replace("[tools.read_note]", "[tools.\"read\\rnote\"]");
+        assert!(parse(&control).unwrap_err().message.contains("control characters"), "{:?}", parse(&control).err());
 
         let bad_risk = good().replace("risk = \"low\"", "risk = \"tiny\"");
         let e = parse(&bad_risk).unwrap_err();

@@ -159,6 +159,18 @@ fn identity_mint_names_known_agents_when_the_name_is_wrong() {
         assert_eq!(code, Some(2), "{args:?}: {err}");
         assert!(err.contains("no agent named `nobody`") && err.contains("known agents: janitor, triage"), "{args:?}: {err}");
     }
+    // An agent whose id (an OAuth subject) is another agent's name: commands
+    // that take ids refuse to guess, commands that take names use the name.
+    dep.add_agent("helper.toml", "name = \"helper\"\nid = \"janitor\"\nissuers = [\"dev\"]\nteam = \"support\"\nallowed_tools = []\n");
+    let (code, _, err) = jitgate(&["revoke", "--config", cfg, "--agent", "janitor", "--reason", "test"]);
+    assert_eq!(code, Some(2), "{err}");
+    assert!(err.contains("is the name of agent spiffe://jitgate.local/agent/janitor and the id of agent `helper`"), "{err}");
+    let (code, out, err) = jitgate(&["identity", "mint", "--config", cfg, "--agent", "janitor"]);
+    assert_eq!(code, Some(0), "{err}");
+    use base64::Engine as _;
+    let payload = base64::engine::general_purpose::URL_SAFE_NO_PAD.decode(out.trim().split('.').nth(1).unwrap()).unwrap();
+    let claims: serde_json::Value = serde_json::from_slice(&payload).unwrap();
+    assert_eq!(claims["sub"], "spiffe://jitgate.local/agent/janitor", "the agent named janitor, not the one whose id is `janitor`");
 }
 
 /// The subcommands a `-h` screen lists.

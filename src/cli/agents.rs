@@ -55,7 +55,7 @@ pub struct QuarantineArgs {
 
 fn agent_id(config: &Config, name: &str) -> Result<String, CliError> {
     let agents = super::load_agents(config)?;
-    Ok(super::find_agent(&agents, config, name)?.id.clone())
+    Ok(super::find_agent(&agents, config, name, super::AgentRef::NameOrId)?.id.clone())
 }
 
 pub fn run(cmd: AgentsCommand) -> Result<(), CliError> {
@@ -65,7 +65,13 @@ pub fn run(cmd: AgentsCommand) -> Result<(), CliError> {
         AgentsCommand::List { config, json } => {
             let config = Config::load(&config)?;
             let agents = AgentDirectory::load(&config.agents_dir).map_err(|e| CliError::Config(crate::source::SourceErrors(e)))?;
-            let store = open_store(&config).ok();
+            // No store yet (no gateway has run): nobody is quarantined. A store
+            // that is there but cannot be read is an error, never "active".
+            let store = match open_store(&config) {
+                Ok(s) => Some(s),
+                Err(_) if matches!(&config.store, crate::config::StoreConfig::Sqlite(p) if !p.exists()) => None,
+                Err(e) => return Err(e),
+            };
             let mut rows = Vec::new();
             for a in agents.iter() {
                 let q = match &store {

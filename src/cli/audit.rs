@@ -125,7 +125,7 @@ pub fn trace(a: TraceArgs) -> Result<(), CliError> {
     let config = Config::load(&a.config)?;
     // A wrong agent name is answered before the store is looked for.
     let agents = super::load_agents(&config)?;
-    let agent = a.agent.as_deref().map(|name| super::find_agent(&agents, &config, name)).transpose()?;
+    let agent = a.agent.as_deref().map(|name| super::find_agent(&agents, &config, name, super::AgentRef::Name)).transpose()?;
     let store = open_store(&config)?;
     if let Some(agent) = agent {
         let since = SystemClock.now_unix() - i64::try_from(a.since.as_secs()).unwrap_or(0);

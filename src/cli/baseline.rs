@@ -42,7 +42,7 @@ pub fn run(cmd: BaselineCommand) -> Result<(), CliError> {
     let BaselineCommand::Learn(a) = cmd;
     let config = Config::load(&a.config)?;
     let agents = super::load_agents(&config)?;
-    let agent = super::find_agent(&agents, &config, &a.agent)?;
+    let agent = super::find_agent(&agents, &config, &a.agent, super::AgentRef::Name)?;
     let store = open_store(&config)?;
     let now = SystemClock.now_unix();
     let since = now.saturating_sub(i64::try_from(a.since.as_secs()).unwrap_or(i64::MAX));

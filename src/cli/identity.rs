@@ -63,7 +63,7 @@ pub fn run(cmd: IdentityCommand) -> Result<(), CliError> {
         return Err(CliError::Identity("give --agent NAME or --approver SUBJECT".into()));
     };
     let agents = super::load_agents(&config)?;
-    let agent = super::find_agent(&agents, &config, agent_name)?;
+    let agent = super::find_agent(&agents, &config, agent_name, super::AgentRef::Name)?;
     let issuer = config
         .identity
         .issuers

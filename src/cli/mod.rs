@@ -228,14 +228,35 @@ pub(crate) fn load_agents(config: &Config) -> Result<crate::agent::AgentDirector
     crate::agent::AgentDirectory::load(&config.agents_dir).map_err(|e| CliError::Config(SourceErrors(e)))
 }
 
-/// The agent a command names, by name or by its id. Every command answers a
-/// name that is not there the same way: exit 2, naming the agents it knows.
-pub(crate) fn find_agent<'a>(agents: &'a crate::agent::AgentDirectory, config: &Config, name: &str) -> Result<&'a crate::agent::Agent, CliError> {
-    agents.by_name(name).or_else(|| agents.by_subject(name)).ok_or_else(|| {
-        let known: Vec<&str> = agents.iter().map(|x| x.name.as_str()).collect();
-        let known = if known.is_empty() { "none".to_owned() } else { known.join(", ") };
-        CliError::Usage(format!("no agent named `{name}` in {}; known agents: {known}", config.agents_dir.display()))
-    })
+/// How a command lets an agent be named.
+#[derive(Clone, Copy, PartialEq, Eq)]
+pub(crate) enum AgentRef {
+    /// Its agent file's `name` only.
+    Name,
+    /// Its name, or its id (SPIFFE id or OAuth subject), for the commands
+    /// that act on what the audit trail shows (`revoke`, `agents`).
+    NameOrId,
+}
+
+/// The agent a command names. Every command answers a name that is not
+/// there the same way: exit 2, naming the agents it knows. Where an id is
+/// accepted too, a word that is one agent's name and another's id is refused
+/// rather than guessed.
+pub(crate) fn find_agent<'a>(agents: &'a crate::agent::AgentDirectory, config: &Config, name: &str, how: AgentRef) -> Result<&'a crate::agent::Agent, CliError> {
+    let by_name = agents.by_name(name);
+    let by_id = if how == AgentRef::NameOrId { agents.by_subject(name) } else { None };
+    match (by_name, by_id) {
+        (Some(a), Some(b)) if a.id != b.id => Err(CliError::Usage(format!(
+            "`{name}` is the name of agent {} and the id of agent `{}`; give the full id of the one you mean",
+            a.id, b.name
+        ))),
+        (Some(a), _) | (None, Some(a)) => Ok(a),
+        (None, None) => {
+            let known: Vec<&str> = agents.iter().map(|x| x.name.as_str()).collect();
+            let known = if known.is_empty() { "none".to_owned() } else { known.join(", ") };
+            Err(CliError::Usage(format!("no agent named `{name}` in {}; known agents: {known}", config.agents_dir.display())))
+        }
+    }
 }
 
 /// Everything a config file refers to, loaded and validated.

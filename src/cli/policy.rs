@@ -106,7 +106,7 @@ fn bad(m: String) -> CliError {
 fn explain(a: ExplainArgs) -> Result<(), CliError> {
     let d = Deployment::load(&a.config).map_err(CliError::Config)?;
     let action: Action = a.action.parse().map_err(bad)?;
-    let agent = super::find_agent(&d.agents, &d.config, &a.agent)?;
+    let agent = super::find_agent(&d.agents, &d.config, &a.agent, super::AgentRef::Name)?;
     let (server, tool_name) = a.tool.split_once(crate::manifest::NAMESPACE_SEPARATOR).ok_or_else(|| bad(format!("tool `{}` must be server__tool", a.tool)))?;
     let spec = d
         .manifests

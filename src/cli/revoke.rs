@@ -42,7 +42,7 @@ pub fn run(a: RevokeArgs) -> Result<(), CliError> {
         Scope::Token(t)
     } else if let Some(name) = a.agent {
         let agents = super::load_agents(&config)?;
-        Scope::Agent(super::find_agent(&agents, &config, &name)?.id.clone())
+        Scope::Agent(super::find_agent(&agents, &config, &name, super::AgentRef::NameOrId)?.id.clone())
     } else {
         return Err(CliError::Other("give --task, --agent or --token".into()));
     };

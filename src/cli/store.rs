@@ -23,7 +23,7 @@ pub enum StoreCommand {
 #[derive(Debug, Args)]
 pub struct MigrateArgs {
     /// The gateway config file.
-    #[arg(long, env = "JITGATE_CONFIG")]
+    #[arg(long, env = "JITGATE_CONFIG", default_value = "gateway.toml")]
     pub config: PathBuf,
 }
 
@@ -105,7 +105,16 @@ fn copy(a: &CopyArgs) -> Result<(), CliError> {
     if !std::path::Path::new(path).exists() {
         return Err(other(format!("no SQLite store at {path}")));
     }
-    // Opening it brings an older file's schema up to date first.
+    // A live gateway is refused before anything touches the file: opening
+    // it as a store would bring an older file's schema up to date.
+    let looked_at = rusqlite::Connection::open_with_flags(path, rusqlite::OpenFlags::SQLITE_OPEN_READ_ONLY).map_err(|e| other(format!("{path}: {e}")))?;
+    let has_leases: bool = looked_at
+        .query_row("SELECT count(*) > 0 FROM sqlite_master WHERE type='table' AND name='instances'", [], |r| r.get(0))
+        .map_err(|e| other(format!("{path}: {e}")))?;
+    if has_leases {
+        refuse_live_gateways(&looked_at).map_err(other)?;
+    }
+    drop(looked_at);
     drop(crate::store::SqliteStore::open(std::path::Path::new(path)).map_err(|e| other(e.to_string()))?);
     let source = rusqlite::Connection::open_with_flags(path, rusqlite::OpenFlags::SQLITE_OPEN_READ_ONLY).map_err(|e| other(format!("{path}: {e}")))?;
     // One read transaction: every table from the same moment.

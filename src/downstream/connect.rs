@@ -52,6 +52,16 @@ impl ClientHandler for DownstreamClient {
 }
 
 /// Connect to the server a manifest describes and run the MCP handshake.
+/// The program to start: a relative path with a directory in it
+/// (`target/release/server`) is taken relative to the server's working
+/// directory (`cwd`), as the shell would find it there; a bare name (`npx`)
+/// is looked up on `PATH`. Spelled out because the standard library leaves
+/// which directory a relative program is resolved against to the platform.
+fn program_path(command: &str, cwd: &std::path::Path) -> std::path::PathBuf {
+    let path = std::path::Path::new(command);
+    if path.is_relative() && command.contains('/') { cwd.join(path) } else { path.to_owned() }
+}
+
 pub async fn connect(manifest: &Manifest, relist: Arc<Notify>) -> Result<RunningService<RoleClient, DownstreamClient>, ConnectError> {
     connect_with(manifest, relist, None).await
 }
@@ -68,7 +78,7 @@ pub async fn connect_with(
     let init_err = |e: rmcp::service::ClientInitializeError| ConnectError::Initialize { server: server.clone(), reason: e.to_string() };
     match &manifest.transport {
         Transport::Command { command, args, env, cwd } => {
-            let mut cmd = tokio::process::Command::new(command);
+            let mut cmd = tokio::process::Command::new(program_path(command, cwd));
             cmd.args(args).current_dir(cwd).env_clear().kill_on_drop(true);
             for var in PASSTHROUGH_ENV {
                 if let Ok(v) = std::env::var(var) {
@@ -167,5 +177,20 @@ async fn relay_stderr(server: String, stderr: tokio::process::ChildStderr, last_
             Ok(Line::Oversized(len)) => tracing::info!(server = %server, len, "downstream stderr: a line over {MAX_LINE} bytes was dropped"),
             Ok(Line::Eof) | Err(_) => return,
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::program_path;
+    use std::path::Path;
+
+    #[test]
+    fn a_relative_program_is_found_in_the_servers_working_directory() {
+        let cwd = Path::new("/srv/repo");
+        assert_eq!(program_path("target/release/server", cwd), Path::new("/srv/repo/target/release/server"));
+        assert_eq!(program_path("./server", cwd), Path::new("/srv/repo/./server"));
+        assert_eq!(program_path("npx", cwd), Path::new("npx"), "a bare name is looked up on PATH");
+        assert_eq!(program_path("/usr/bin/node", cwd), Path::new("/usr/bin/node"));
     }
 }

@@ -239,6 +239,9 @@ pub async fn checkpoint(shared: &Shared) {
         Ok(Ok(Some(c))) => tracing::info!(seq = c.seq, "audit checkpoint signed"),
         Ok(Ok(None)) => {}
         Ok(Err(e)) => tracing::error!(error = %e, "AUDIT CHECKPOINT FAILED"),
+        // The runtime is shutting down (a stdio client went away); the
+        // shutdown's own checkpoint signs the head.
+        Err(e) if e.is_cancelled() => tracing::debug!("audit checkpoint cancelled at shutdown"),
         Err(e) => tracing::error!(error = %e, "audit checkpoint task failed"),
     }
 }

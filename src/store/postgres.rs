@@ -70,7 +70,9 @@ const MIGRATIONS: &[&str] = &[SCHEMA_V1, SCHEMA_V2];
 
 /// Version 2: requests per agent and second instead of a row per request,
 /// so a count sums at most a window's worth of rows however fast the agent
-/// goes; the open window is carried over.
+/// goes; the open window is carried over. The old table stays for replicas
+/// of the previous version during a rolling upgrade (they count in it until
+/// they are replaced); a later migration drops it.
 const SCHEMA_V2: &str = "
 CREATE TABLE request_counts (
     agent TEXT NOT NULL,
@@ -79,7 +81,6 @@ CREATE TABLE request_counts (
     PRIMARY KEY (agent, at)
 );
 INSERT INTO request_counts(agent, at, n) SELECT agent, at, count(*) FROM request_rate GROUP BY agent, at;
-DROP TABLE request_rate;
 ";
 
 /// The schema version this binary writes and reads.

@@ -228,7 +228,21 @@ fn create_private_file(path: &Path) -> std::io::Result<()> {
 
 /// Create what is missing, and bring stores written by earlier versions up
 /// to this schema (columns added since are added with their defaults).
+///
+/// It all happens in one write transaction, so that processes opening the
+/// store at the same moment take turns and each finds the other's work done.
 fn migrate(conn: &Connection) -> Result<(), StoreError> {
+    conn.execute_batch("BEGIN IMMEDIATE")?;
+    match migrate_in_transaction(conn) {
+        Ok(()) => conn.execute_batch("COMMIT").map_err(StoreError::from),
+        Err(e) => {
+            let _ = conn.execute_batch("ROLLBACK");
+            Err(e)
+        }
+    }
+}
+
+fn migrate_in_transaction(conn: &Connection) -> Result<(), StoreError> {
     // A store from before instances: its sessions table lacks `instance`,
     // and CREATE TABLE IF NOT EXISTS leaves it as it is.
     let has_sessions: bool = conn.query_row("SELECT count(*) > 0 FROM sqlite_master WHERE type='table' AND name='sessions'", [], |r| r.get(0))?;
@@ -239,15 +253,25 @@ fn migrate(conn: &Connection) -> Result<(), StoreError> {
         }
     }
     conn.execute_batch(SCHEMA)?;
-    // A store from before per-second rate counts: carry the open window over.
-    let has_rate_rows: bool = conn.query_row("SELECT count(*) > 0 FROM sqlite_master WHERE type='table' AND name='request_rate'", [], |r| r.get(0))?;
-    if has_rate_rows {
-        conn.execute_batch(
-            "BEGIN IMMEDIATE;
-             INSERT OR IGNORE INTO request_counts(agent, at, n) SELECT agent, at, count(*) FROM request_rate GROUP BY agent, at;
-             DROP TABLE request_rate;
-             COMMIT;",
-        )?;
+    carry_over_rate_rows(conn)
+}
+
+/// A store from before per-second rate counts: carry the open window of the
+/// old table (a row per request) over, once (`user_version` 1 records it).
+/// The old table stays, so that a gateway of the previous version sharing
+/// the store during an upgrade keeps working (its requests count in its own
+/// table until it is replaced).
+fn carry_over_rate_rows(conn: &Connection) -> Result<(), StoreError> {
+    let version: i64 = conn.query_row("PRAGMA user_version", [], |r| r.get(0))?;
+    if version < 1 {
+        let legacy: bool = conn.query_row("SELECT count(*) > 0 FROM sqlite_master WHERE type='table' AND name='request_rate'", [], |r| r.get(0))?;
+        if legacy {
+            conn.execute_batch(
+                "INSERT INTO request_counts(agent, at, n) SELECT agent, at, count(*) FROM request_rate WHERE true GROUP BY agent, at
+                 ON CONFLICT(agent, at) DO UPDATE SET n = n + excluded.n",
+            )?;
+        }
+        conn.execute_batch("PRAGMA user_version = 1")?;
     }
     Ok(())
 }

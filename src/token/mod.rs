@@ -116,7 +116,7 @@ pub enum TokenError {
     WrongIssuer(String),
     #[error("capability token is for server `{token}`, not `{call}`")]
     WrongAudience { token: String, call: String },
-    #[error("capability token belongs to another MCP session (or was minted outside one); tokens cannot move between sessions: request one where you call it")]
+    #[error("capability token belongs to another MCP session (or was minted outside one); tokens cannot move between sessions: request one in the session that calls it, or use jit_call, which requests and calls in one step (a client that opens a session per request, such as MCP Inspector's CLI, needs it)")]
     WrongSession,
     #[error("capability token is bound to the DPoP key of the request that asked for it; send the call with a DPoP proof of that key")]
     WrongKey,
