@@ -199,3 +199,42 @@ async fn mcp_inspector_cli_walkthrough_from_the_readme() {
     let outside = run("jit_call", &[&task_arg, "tool=workspace__send_message", r#"arguments={"to":"x@example.org","subject":"s","body":"b"}"#, "purpose=send"]);
     assert_eq!(outside["isError"], true, "{outside}");
 }
+
+/// Issue 16: the README's "Register a server" walkthrough, step by step, on
+/// the official npm filesystem server: `manifest init` with a starting
+/// policy, the `[[servers]]` entry, the tools in an agent file, a clean
+/// `check`, then a first authorized call through the gateway. Reading is
+/// allowed; a write (proposed high risk, on a chain the agent's baseline
+/// does not know) waits for a person, and nothing was written.
+#[tokio::test]
+async fn registering_the_npm_filesystem_server_as_the_readme_says() {
+    let dep = Deployment::new(&Setup { policies: quickstart_policies(), ..Setup::default() });
+    let files = dep.path("agent-files");
+    std::fs::create_dir_all(&files).unwrap();
+    std::fs::write(files.join("hello.txt"), "hello from the filesystem server\n").unwrap();
+    let server = node_bin_dir().join("mcp-server-filesystem").display().to_string();
+    let (manifest, policy) = (dep.path("fs.toml"), dep.path("policies/60-fs.cedar"));
+    let (code, _, err) = jitgate(&[
+        "manifest", "init", "fs", "--out", manifest.to_str().unwrap(), "--policy", policy.to_str().unwrap(), "--team", "support", "--",
+        &server, files.to_str().unwrap(),
+    ]);
+    assert_eq!(code, Some(0), "{err}");
+    dep.append_config(&format!("\n[[servers]]\nmanifest = {:?}\n", manifest.display().to_string()));
+    dep.add_agent("files.toml", "name = \"files\"\nid = \"spiffe://jitgate.local/agent/files\"\nteam = \"support\"\nallowed_tools = [\"fs__*\"]\n");
+    let (code, _, err) = jitgate(&["check", "--offline", "--config", dep.config.to_str().unwrap()]);
+    assert_eq!(code, Some(0), "{err}");
+    assert!(!err.contains("no policy permits"), "registration is complete: {err}");
+
+    let gw = Gateway::start(&dep);
+    gw.wait_server("fs", "ready").await;
+    let agent = gw.connect_modern(&dep.mint("files")).await;
+    let task = begin(&agent, json!([{"name": "work", "tools": ["fs__read_text_file", "fs__write_file"]}])).await.unwrap();
+    let path = files.join("hello.txt").display().to_string();
+    let read = raw_call(&agent, "jit_call", json!({"task": task, "tool": "fs__read_text_file", "arguments": {"path": path}, "purpose": "read"})).await.unwrap();
+    assert_ne!(read.is_error, Some(true), "{}", text_of(&read));
+    assert!(text_of(&read).contains("hello from the filesystem server"), "{}", text_of(&read));
+    let target = files.join("new.txt").display().to_string();
+    let write = grant(&agent, json!({"task": task, "tool": "fs__write_file", "arguments": {"path": target, "content": "x"}, "purpose": "write", "follows": read.meta.as_ref().and_then(|m| m.0.get("jitgate/token")).cloned().unwrap_or_default()})).await.unwrap();
+    assert_eq!(write["decision"], "pending_approval", "{write}");
+    assert!(!files.join("new.txt").exists());
+}
