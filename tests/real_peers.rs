@@ -238,3 +238,39 @@ async fn registering_the_npm_filesystem_server_as_the_readme_says() {
     assert_eq!(write["decision"], "pending_approval", "{write}");
     assert!(!files.join("new.txt").exists());
 }
+
+/// The README's own Python programs, taken from the README as a new user
+/// would copy them, run with the official Python SDK (2.3.0, default
+/// client): over HTTP against a gateway, and over stdio where the program
+/// starts jitgate itself. Only the addresses and paths are this test's.
+#[tokio::test]
+async fn the_readme_python_examples_run_as_written() {
+    let readme = std::fs::read_to_string(repo_root().join("README.md")).unwrap();
+    let blocks: Vec<&str> = readme.split("```python\n").skip(1).filter_map(|b| b.split("\n```").next()).collect();
+    let http = blocks.iter().find(|b| b.contains("streamable_http_client(\"http://127.0.0.1:7420/mcp\"")).expect("the README's HTTP example");
+    let stdio = blocks.iter().find(|b| b.contains("StdioServerParameters(command=\"jitgate\"")).expect("the README's stdio example");
+
+    let dep = Deployment::new(&Setup::default());
+    let identity = dep.path("triage.jwt");
+    std::fs::write(&identity, dep.mint("triage")).unwrap();
+    let gw = Gateway::start(&dep);
+    gw.wait_server("workspace", "ready").await;
+    let run = |name: &str, program: String| {
+        let file = dep.path(name);
+        std::fs::write(&file, program).unwrap();
+        let out = Command::new(python()).arg(&file).output().unwrap();
+        let (stdout, stderr) = (String::from_utf8_lossy(&out.stdout).into_owned(), String::from_utf8_lossy(&out.stderr).into_owned());
+        assert!(out.status.success(), "{name} failed:\n{stdout}\n{stderr}");
+        stdout
+    };
+    let out = run("http_example.py", http.replace("http://127.0.0.1:7420/mcp", &gw.url).replace("/tmp/triage.jwt", identity.to_str().unwrap()));
+    assert!(out.contains("2026-07-28") && out.contains("Ship the billing export"), "{out}");
+    let out = run(
+        "stdio_example.py",
+        stdio
+            .replace("command=\"jitgate\"", &format!("command={:?}", jitgate_bin().display().to_string()))
+            .replace("examples/quickstart/gateway.toml", dep.config.to_str().unwrap())
+            .replace("/tmp/triage.jwt", identity.to_str().unwrap()),
+    );
+    assert!(out.contains("Ship the billing export"), "{out}");
+}
