@@ -308,6 +308,13 @@ impl Manifest {
     }
 }
 
+/// A tool name jitgate will register: not empty, and with no control or
+/// line-breaking characters (names reach agents, logs, policies written by
+/// `manifest init`, and people's screens).
+pub fn is_registrable_tool_name(name: &str) -> bool {
+    !name.is_empty() && !name.chars().any(|c| c.is_control() || matches!(c, '\u{2028}' | '\u{2029}'))
+}
+
 fn is_valid_namespace(name: &str) -> bool {
     !name.is_empty()
         && name.len() <= 32
@@ -360,9 +367,7 @@ fn validate(file: &SourceFile, raw: RawManifest) -> Result<Manifest, SourceError
         let span = spanned.span();
         let t = spanned.into_inner();
         let at = |m: String| file.error_at(Some(span.clone()), m);
-        // Names reach agents, logs, policies and people's screens: no
-        // control or invisible line-breaking characters.
-        if tool_name.is_empty() || tool_name.chars().any(|c| c.is_control() || matches!(c, '\u{2028}' | '\u{2029}')) {
+        if !is_registrable_tool_name(&tool_name) {
             return Err(at(format!("tool name {tool_name:?} is empty or contains control characters; a server offering it cannot be registered")));
         }
         let pin = t.pin.get_ref().clone();

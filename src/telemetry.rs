@@ -60,10 +60,6 @@ impl std::fmt::Display for Clean<'_> {
     }
 }
 
-/// The filter directives for a `JITGATE_LOG` value. rmcp's own logs name
-/// MCP session ids (bearer-like secrets of handshake-era sessions) and
-/// whole messages at info and below, so they stay at warn unless the
-/// operator names rmcp explicitly.
 /// The usable directives of `JITGATE_LOG`, and those refused with why. A
 /// bare word that is not a level would be read as a module name and silently
 /// match nothing (`JITGATE_LOG=verbose`), so it is refused, loudly.
@@ -88,6 +84,10 @@ fn checked_directives(env: Option<&str>) -> (Option<String>, Vec<(String, String
 /// Crates whose logs a person may want on their own (bare names allowed).
 const KNOWN_TARGETS: &[&str] = &["jitgate", "rmcp", "hyper", "tower_http", "cedar_policy", "rusqlite", "postgres", "tokio_postgres", "r2d2"];
 
+/// The filter directives for a `JITGATE_LOG` value. rmcp's own logs name
+/// MCP session ids (bearer-like secrets of handshake-era sessions) and
+/// whole messages at info and below, so they stay at warn unless the
+/// operator names rmcp explicitly.
 fn log_directives(env: Option<&str>, default_level: &str) -> String {
     match env.map(str::trim).filter(|v| !v.is_empty()) {
         None => format!("{default_level},rmcp=warn"),
@@ -120,8 +120,7 @@ pub fn init(long_running: bool) -> Guard {
     for (directive, why) in rejected {
         eprintln!("warning: JITGATE_LOG: `{directive}` ignored ({why}); use levels (error, warn, info, debug, trace) and module filters, e.g. JITGATE_LOG=debug or JITGATE_LOG=info,jitgate::gateway=debug");
     }
-    let fmt = (text_layer, json_layer);
-    let registry = tracing_subscriber::registry().with(filter).with(fmt.0).with(fmt.1);
+    let registry = tracing_subscriber::registry().with(filter).with(text_layer).with(json_layer);
     #[cfg(feature = "otel")]
     {
         if std::env::var_os("OTEL_EXPORTER_OTLP_ENDPOINT").is_some() {

@@ -160,10 +160,15 @@ pub fn from_store(store: &dyn crate::store::Store, task: &str, now: i64) -> Resu
         return Ok(None);
     }
     let mut trace = build(task, &records);
-    if let Some(t) = store.task(task)? {
-        trace.outcome = outcome_of(&t, now);
+    if let Some(outcome) = stored_outcome(store, task, now)? {
+        trace.outcome = outcome;
     }
     Ok(Some(trace))
+}
+
+/// A task's outcome as the store has it, `None` for a task it does not know.
+pub fn stored_outcome(store: &dyn crate::store::Store, task: &str, now: i64) -> Result<Option<String>, crate::store::StoreError> {
+    Ok(store.task(task)?.map(|t| outcome_of(&t, now)))
 }
 
 /// Tasks of an agent begun since `since`, newest first.

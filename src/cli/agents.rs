@@ -12,7 +12,6 @@ use serde_json::json;
 use super::CliError;
 use super::approvals::{Credential, open};
 use super::open_store;
-use crate::agent::AgentDirectory;
 use crate::clock::{Clock, SystemClock, rfc3339};
 use crate::config::Config;
 
@@ -64,7 +63,7 @@ pub fn run(cmd: AgentsCommand) -> Result<(), CliError> {
     match cmd {
         AgentsCommand::List { config, json } => {
             let config = Config::load(&config)?;
-            let agents = AgentDirectory::load(&config.agents_dir).map_err(|e| CliError::Config(crate::source::SourceErrors(e)))?;
+            let agents = super::load_agents(&config)?;
             // No store yet (no gateway has run): nobody is quarantined. A store
             // that is there but cannot be read is an error, never "active".
             let store = match open_store(&config) {

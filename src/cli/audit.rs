@@ -133,8 +133,8 @@ pub fn trace(a: TraceArgs) -> Result<(), CliError> {
         // The outcome as the store has it (revocations need no running gateway).
         let now = SystemClock.now_unix();
         for t in &mut tasks {
-            if let Ok(Some(task)) = store.task(&t.id) {
-                t.outcome = crate::trace::outcome_of(&task, now);
+            if let Ok(Some(outcome)) = crate::trace::stored_outcome(store.as_ref(), &t.id, now) {
+                t.outcome = outcome;
             }
         }
         if a.json {

@@ -97,7 +97,7 @@ async fn live_tools(manifest: &Manifest, timeout: Duration) -> Result<(String, V
     let tools = running.peer().list_all_tools().await.map_err(|e| CliError::Downstream(format!("tools/list failed: {e}")));
     let _ = running.cancel().await;
     let tools = tools?;
-    if let Some(bad) = tools.iter().find(|t| t.name.is_empty() || t.name.chars().any(|c| c.is_control() || matches!(c, '\u{2028}' | '\u{2029}'))) {
+    if let Some(bad) = tools.iter().find(|t| !crate::manifest::is_registrable_tool_name(&t.name)) {
         return Err(CliError::Downstream(format!(
             "the server offers a tool named {:?}, which is empty or contains control characters; jitgate does not register such a server",
             bad.name

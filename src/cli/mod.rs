@@ -44,7 +44,6 @@ use crate::manifest::Manifest;
 use crate::policy::PolicyEngine;
 use crate::source::{SourceError, SourceErrors};
 
-/// jitgate: just-in-time authorization gateway for AI agents that use tools over MCP.
 /// Write command output to stdout. A reader that went away ends the command
 /// (exit 0, as `head` expects); any other write error ends it with a message.
 pub fn write_out(args: std::fmt::Arguments<'_>) {
@@ -60,6 +59,7 @@ pub fn write_out(args: std::fmt::Arguments<'_>) {
     }
 }
 
+/// jitgate: just-in-time authorization gateway for AI agents that use tools over MCP.
 #[derive(Debug, Parser)]
 #[command(name = "jitgate", version, about, long_about = None, propagate_version = true)]
 pub struct Cli {

@@ -51,7 +51,6 @@ impl ClientHandler for DownstreamClient {
     }
 }
 
-/// Connect to the server a manifest describes and run the MCP handshake.
 /// The program to start: a relative path with a directory in it
 /// (`target/release/server`) is taken relative to the server's working
 /// directory (`cwd`), as the shell would find it there; a bare name (`npx`)
@@ -62,6 +61,7 @@ fn program_path(command: &str, cwd: &std::path::Path) -> std::path::PathBuf {
     if path.is_relative() && command.contains('/') { cwd.join(path) } else { path.to_owned() }
 }
 
+/// Connect to the server a manifest describes and run the MCP handshake.
 pub async fn connect(manifest: &Manifest, relist: Arc<Notify>) -> Result<RunningService<RoleClient, DownstreamClient>, ConnectError> {
     connect_with(manifest, relist, None).await
 }

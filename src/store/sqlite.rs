@@ -232,14 +232,11 @@ fn create_private_file(path: &Path) -> std::io::Result<()> {
 /// It all happens in one write transaction, so that processes opening the
 /// store at the same moment take turns and each finds the other's work done.
 fn migrate(conn: &Connection) -> Result<(), StoreError> {
-    conn.execute_batch("BEGIN IMMEDIATE")?;
-    match migrate_in_transaction(conn) {
-        Ok(()) => conn.execute_batch("COMMIT").map_err(StoreError::from),
-        Err(e) => {
-            let _ = conn.execute_batch("ROLLBACK");
-            Err(e)
-        }
-    }
+    // Rolled back when dropped uncommitted (an error below).
+    let tx = rusqlite::Transaction::new_unchecked(conn, TransactionBehavior::Immediate)?;
+    migrate_in_transaction(&tx)?;
+    tx.commit()?;
+    Ok(())
 }
 
 fn migrate_in_transaction(conn: &Connection) -> Result<(), StoreError> {
