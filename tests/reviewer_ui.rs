@@ -303,7 +303,9 @@ impl Browser {
 /// (authorization code with PKCE) and approves a pending request from the
 /// page; someone outside the approval's group cannot, a form without the
 /// session's CSRF token is refused, and the session cookie is HttpOnly and
-/// SameSite=Strict.
+/// SameSite=Strict. Sign-ins started by a stranger by the thousand do not
+/// keep people out (issue 23), and a sign-in cookie that is another
+/// sign-in's, altered or forged is refused.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_person_signs_in_with_the_identity_provider_and_approves_from_the_page() {
     let (gw_port, idp_port) = (free_port(), free_port());
@@ -324,9 +326,44 @@ async fn a_person_signs_in_with_the_identity_provider_and_approves_from_the_page
     let request = json!({"task": task, "tool": "workspace__delete_note", "arguments": {"name": "welcome.md"}, "purpose": "tidy"});
     let pending = raw_call(&janitor, "jit_request", request.clone()).await.unwrap();
     let approval = answer(&pending)["approval"].as_str().unwrap().to_owned();
+    let base = gw.base.clone();
+
+    // Issue 23: 2,000 sign-ins started by a stranger and never finished
+    // (their cookies thrown away) keep no one out: the people below sign in
+    // after them. Each start hands the browser a sealed cookie for the
+    // callback only, and the gateway keeps nothing.
+    let stranger = reqwest::Client::builder().redirect(reqwest::redirect::Policy::none()).build().unwrap();
+    let start = || async {
+        let r = stranger.get(format!("{base}/ui/login/oidc")).send().await.unwrap();
+        assert_eq!(r.status().as_u16(), 303, "{:?}", r.text().await);
+        let header = |name: &str| r.headers().get(name).and_then(|v| v.to_str().ok()).unwrap_or_default().to_owned();
+        let (location, cookie) = (header("location"), header("set-cookie"));
+        let state = location.split(['?', '&']).find_map(|kv| kv.strip_prefix("state=")).unwrap_or_else(|| panic!("{location}")).to_owned();
+        (state, cookie)
+    };
+    for _ in 0..2000 {
+        start().await;
+    }
+    let ((state_a, cookie_a), (state_b, _)) = (start().await, start().await);
+    assert!(cookie_a.ends_with("; Path=/ui/callback; HttpOnly; SameSite=Lax; Max-Age=600"), "{cookie_a}");
+    // One sign-in's cookie with another's state, an altered cookie, or the
+    // bare state as cookie: refused before the provider is asked.
+    let sealed_a = cookie_a.split(';').next().and_then(|c| c.strip_prefix("jitgate_oidc_state=")).unwrap().to_owned();
+    let mid = sealed_a.len() / 2;
+    let altered = format!("{}{}{}", &sealed_a[..mid], if &sealed_a[mid..=mid] == "A" { 'B' } else { 'A' }, &sealed_a[mid + 1..]);
+    for (state, cookie) in [(&state_b, &sealed_a), (&state_a, &altered), (&state_a, &state_a)] {
+        let refused = stranger
+            .get(format!("{base}/ui/callback?code=any&state={state}&iss=http%3A%2F%2F127.0.0.1%3A{idp_port}"))
+            .header("cookie", format!("jitgate_oidc_state={cookie}"))
+            .send()
+            .await
+            .unwrap();
+        assert_eq!(refused.status().as_u16(), 401);
+        let page = refused.text().await.unwrap();
+        assert!(page.contains("this sign-in was not started from this browser, or took longer than 10 minutes; start again"), "{page}");
+    }
 
     let (_driver, browser, _profile) = start_browser().await;
-    let base = gw.base.clone();
 
     // Someone outside the group signs in: sees the queue, cannot act on it.
     browser.sign_in_with_provider(&base, "visitor@example.org").await;

@@ -27,7 +27,7 @@ pub fn routes() -> axum::Router<Arc<Shared>> {
         .route("/ui", get(tasks))
         .route("/ui/login", get(login_form).post(login))
         .route("/ui/login/oidc", get(oidc_start))
-        .route("/ui/callback", get(oidc_callback))
+        .route(crate::http::login::CALLBACK_PATH, get(oidc_callback))
         .route("/ui/approvals/{id}/approve", axum::routing::post(approve_from_page))
         .route("/ui/approvals/{id}/deny", axum::routing::post(deny_from_page))
         .route("/ui/logout", axum::routing::post(logout))
@@ -164,18 +164,14 @@ fn secure_attr(shared: &Shared) -> &'static str {
     if shared.login.as_ref().is_some_and(|l| l.secure()) { "; Secure" } else { "" }
 }
 
-/// Start an OpenID Connect sign-in: to the provider, with a state cookie
-/// (SameSite=Lax: the provider sends the browser back with a cross-site
-/// navigation, which a Strict cookie would not survive).
+/// Start an OpenID Connect sign-in: to the provider, with the sealed
+/// sign-in cookie for the callback (see `login::PeopleLogin::started_cookie`).
 async fn oidc_start(State(shared): State<Arc<Shared>>) -> Response {
     let Some(login) = shared.login.clone() else {
         return (StatusCode::NOT_FOUND, page("Sign-in", None, "<p class=\"deny\">OpenID Connect sign-in is not configured ([ui.oidc])</p>")).into_response();
     };
     match login.start(shared.clock.now_unix()).await {
-        Ok((url, state)) => {
-            let c = format!("{}={state}; Path=/ui; HttpOnly; SameSite=Lax; Max-Age=600{}", crate::http::login::STATE_COOKIE, secure_attr(&shared));
-            ([(header::SET_COOKIE, c)], Redirect::to(&url)).into_response()
-        }
+        Ok((url, sealed)) => ([(header::SET_COOKIE, login.started_cookie(&sealed))], Redirect::to(&url)).into_response(),
         Err(e) => {
             tracing::warn!(error = %e, "sign-in could not start");
             (StatusCode::BAD_GATEWAY, page("Sign-in", None, &format!("<p class=\"deny\" id=\"error\">{}</p>", esc(&e.to_string())))).into_response()
@@ -191,8 +187,7 @@ async fn oidc_callback(State(shared): State<Arc<Shared>>, headers: HeaderMap, Ra
     let q = q.unwrap_or_default();
     let param = |name: &str| form_field(q.as_bytes(), name);
     let failed = |status: StatusCode, msg: String| {
-        let clear = format!("{}=; Path=/ui; HttpOnly; SameSite=Lax; Max-Age=0", crate::http::login::STATE_COOKIE);
-        ([(header::SET_COOKIE, clear)], (status, page("Sign-in failed", None, &format!("<p class=\"deny\" id=\"error\">{}</p><p><a href=\"/ui/login\">Start again</a></p>", esc(&msg)))))
+        ([(header::SET_COOKIE, login.forget_started_cookie())], (status, page("Sign-in failed", None, &format!("<p class=\"deny\" id=\"error\">{}</p><p><a href=\"/ui/login\">Start again</a></p>", esc(&msg)))))
             .into_response()
     };
     if let Some(err) = param("error") {
@@ -215,7 +210,7 @@ async fn oidc_callback(State(shared): State<Arc<Shared>>, headers: HeaderMap, Ra
             let ttl = login.config.session_ttl.as_secs();
             let secure = secure_attr(&shared);
             let set = format!("{}={id}; Path=/ui; HttpOnly; SameSite=Strict; Max-Age={ttl}{secure}", crate::http::login::SESSION_COOKIE);
-            let clear = format!("{}=; Path=/ui; HttpOnly; SameSite=Lax; Max-Age=0", crate::http::login::STATE_COOKIE);
+            let clear = login.forget_started_cookie();
             // A page of this site moves on: the Strict cookie would not be
             // sent on a redirect that is still part of the provider's
             // cross-site navigation.
