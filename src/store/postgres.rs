@@ -46,8 +46,8 @@
 //! TLS: rustls (ring), verifying the server's certificate against the
 //! platform's roots or the configured CA file. The URL's `sslmode` decides
 //! whether TLS is required (`require`), tried (`prefer`) or off (`disable`);
-//! without one, TLS is required except for a database on a loopback address
-//! or a Unix socket, where it is tried. A certificate that does not verify
+//! without one, TLS is required unless every `host` and every `hostaddr` is
+//! a loopback address or a Unix socket, where it is tried. A certificate that does not verify
 //! is never accepted, whatever the mode.
 
 mod audit;
@@ -371,22 +371,107 @@ pub fn direct_client(url: &str, password: Option<&str>, tls: &PgTls) -> Result<C
     config.connect(connector).map_err(|e| StoreError::Backend(format!("cannot connect to the PostgreSQL store ({where_}): {e}")))
 }
 
-/// Without an explicit `sslmode`, TLS is required unless every host is a
-/// loopback address or a Unix socket.
+/// Without an explicit `sslmode`, TLS is required unless every host and
+/// every `hostaddr` is a loopback address or a Unix socket. A `hostaddr` is
+/// where the driver actually connects, whatever `host` says, so a loopback
+/// `host` with a remote `hostaddr` is remote. An explicit `sslmode` is kept
+/// as written.
 fn default_ssl_mode(url: &str, config: &mut ::postgres::Config) {
-    if url.contains("sslmode=") {
+    if parameter_names(url).iter().any(|name| name == "sslmode") {
         return;
     }
-    let local = config.get_hosts().iter().all(|h| match h {
+    let hosts_local = config.get_hosts().iter().all(|h| match h {
         ::postgres::config::Host::Tcp(name) => {
             name == "localhost" || name.trim_matches(['[', ']']).parse::<std::net::IpAddr>().is_ok_and(|ip| ip.is_loopback())
         }
         #[cfg(unix)]
         ::postgres::config::Host::Unix(_) => true,
     });
-    if !local {
+    let addrs_local = config.get_hostaddrs().iter().all(std::net::IpAddr::is_loopback);
+    if !(hosts_local && addrs_local) {
         config.ssl_mode(::postgres::config::SslMode::Require);
     }
+}
+
+/// The parameter names a connection string sets, read the way the driver
+/// reads them. The driver's config cannot say whether `sslmode` was given
+/// (absent reads as `prefer`), and a substring search would find
+/// `sslmode=` in a user name, a parameter's value or the database name,
+/// leaving a remote database on the downgradable `prefer`.
+fn parameter_names(url: &str) -> Vec<String> {
+    match url.strip_prefix("postgres://").or_else(|| url.strip_prefix("postgresql://")) {
+        Some(rest) => url_parameter_names(rest),
+        None => keyword_parameter_names(url),
+    }
+}
+
+/// A URL's parameter names: those of its query string, percent-decoded. As
+/// in the driver, the user part ends at the first `@` and the query starts
+/// at the first `?` after it; each parameter is a name up to the next `=`
+/// and a value up to the next `&`.
+fn url_parameter_names(rest: &str) -> Vec<String> {
+    let after_user = rest.split_once('@').map_or(rest, |(_, r)| r);
+    let Some((_, mut left)) = after_user.split_once('?') else { return Vec::new() };
+    let mut names = Vec::new();
+    while let Some((name, after)) = left.split_once('=') {
+        names.push(percent_decode(name));
+        left = after.split_once('&').map_or("", |(_, r)| r);
+    }
+    names
+}
+
+/// The keys of a `key=value` connection string, as the driver tokenizes it:
+/// whitespace-separated, a value either `'quoted'` or up to whitespace, with
+/// a backslash escaping the next character in either.
+fn keyword_parameter_names(s: &str) -> Vec<String> {
+    let mut names = Vec::new();
+    let mut chars = s.chars().peekable();
+    loop {
+        while chars.next_if(|c| c.is_whitespace()).is_some() {}
+        let mut name = String::new();
+        while let Some(c) = chars.next_if(|c| !c.is_whitespace() && *c != '=') {
+            name.push(c);
+        }
+        while chars.next_if(|c| c.is_whitespace()).is_some() {}
+        if name.is_empty() || chars.next() != Some('=') {
+            return names;
+        }
+        while chars.next_if(|c| c.is_whitespace()).is_some() {}
+        let quoted = chars.next_if_eq(&'\'').is_some();
+        while let Some(c) = chars.next() {
+            match c {
+                '\\' => {
+                    chars.next();
+                }
+                '\'' if quoted => break,
+                c if c.is_whitespace() && !quoted => break,
+                _ => {}
+            }
+        }
+        names.push(name);
+    }
+}
+
+/// Percent-decoding as the driver does it: `%` and two hex digits is a
+/// byte; anything else stays as it is.
+fn percent_decode(s: &str) -> String {
+    let bytes = s.as_bytes();
+    let mut out = Vec::with_capacity(bytes.len());
+    let mut i = 0;
+    while let Some(&b) = bytes.get(i) {
+        let hex = |at: usize| bytes.get(at).and_then(|h| (*h as char).to_digit(16));
+        match (b, hex(i + 1), hex(i + 2)) {
+            (b'%', Some(hi), Some(lo)) => {
+                out.push(u8::try_from(hi * 16 + lo).unwrap_or(b'%'));
+                i += 3;
+            }
+            _ => {
+                out.push(b);
+                i += 1;
+            }
+        }
+    }
+    String::from_utf8_lossy(&out).into_owned()
 }
 
 /// Why a statement failed inside this module. The driver's error is kept
@@ -1264,3 +1349,63 @@ impl Store for PostgresStore {
 
 /// Parameters of a statement, as the driver takes them.
 type Params<'a> = &'a [&'a (dyn ToSql + Sync)];
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use ::postgres::config::SslMode;
+
+    /// The TLS mode a store URL ends up with.
+    fn mode(url: &str) -> SslMode {
+        let mut config = client_config(url, None).unwrap();
+        default_ssl_mode(url, &mut config);
+        config.get_ssl_mode()
+    }
+
+    #[test]
+    fn sslmode_text_outside_a_parameter_name_leaves_tls_required() {
+        for url in [
+            "postgres://u@db.example/jit?application_name=sslmode%3Ddisable",
+            "postgres://u@db.example/jit?application_name=sslmode=disable",
+            "postgres://sslmode=disable@db.example/jit",
+            "postgres://u@db.example/jit#sslmode=disable",
+            "host=db.example user=u application_name='sslmode=disable'",
+            "host=db.example user=sslmode=disable",
+        ] {
+            assert_eq!(mode(url), SslMode::Require, "{url}");
+        }
+    }
+
+    #[test]
+    fn a_remote_hostaddr_behind_a_loopback_host_needs_tls() {
+        for url in [
+            "host=127.0.0.1 hostaddr=10.0.0.5 user=u dbname=jit",
+            "host=localhost hostaddr=10.0.0.5 user=u dbname=jit",
+            "postgres://u@localhost/jit?hostaddr=203.0.113.9",
+            "hostaddr=203.0.113.9 user=u dbname=jit",
+        ] {
+            assert_eq!(mode(url), SslMode::Require, "{url}");
+        }
+    }
+
+    #[test]
+    fn loopback_and_unix_sockets_stay_plain_and_an_explicit_sslmode_is_kept() {
+        for url in [
+            "postgres://u@localhost/jit",
+            "postgres://u@127.0.0.1:5432/jit",
+            "postgres://u@[::1]/jit",
+            "postgres://u@localhost/jit?hostaddr=127.0.0.1",
+            "host=localhost hostaddr=127.0.0.1 user=u dbname=jit",
+            "postgres://u@%2Fvar%2Frun%2Fpostgresql/jit",
+        ] {
+            assert_eq!(mode(url), SslMode::Prefer, "{url}");
+        }
+        assert_eq!(mode("postgres://u@db.example/jit"), SslMode::Require);
+        assert_eq!(mode("postgres://u@db.example/jit?sslmode=disable"), SslMode::Disable);
+        // The driver decodes parameter names, so this one is sslmode too.
+        assert_eq!(mode("postgres://u@db.example/jit?ssl%6Dode=disable"), SslMode::Disable);
+        assert_eq!(mode("postgres://u@db.example/jit?application_name=x&sslmode=prefer"), SslMode::Prefer);
+        assert_eq!(mode("host=db.example user=u sslmode='disable'"), SslMode::Disable);
+        assert_eq!(mode("host=db.example application_name='a b\\' c' sslmode=prefer"), SslMode::Prefer);
+    }
+}
