@@ -18,7 +18,7 @@
 //! reused across agents, or across two credentials of one agent (another
 //! subject or other scopes behind the same client get their own exchange).
 
-use std::collections::HashMap;
+use std::collections::{HashMap, VecDeque};
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
@@ -35,9 +35,14 @@ const GRANT_TYPE: &str = "urn:ietf:params:oauth:grant-type:token-exchange";
 const ACCESS_TOKEN_TYPE: &str = "urn:ietf:params:oauth:token-type:access_token";
 /// Longest exchanged token put in a header.
 const MAX_TOKEN_BYTES: usize = 16 * 1024;
-/// Agents with a connection kept at once per server; beyond this, idle ones
-/// are dropped (they reconnect, with a fresh exchange, on their next call).
+/// Connections kept at once per server, over all agents; beyond this, idle
+/// ones are dropped (they reconnect, with a fresh exchange, on their next
+/// call).
 const MAX_CALLERS: usize = 1024;
+/// Connections kept per agent and server (one per credential it presents):
+/// an agent that can mint credentials must not fill [`MAX_CALLERS`] by
+/// itself. Beyond this, the agent's least recently used one is dropped.
+const MAX_PER_AGENT: usize = 4;
 
 /// jitgate's client at the authorization server that exchanges credentials.
 pub struct TokenExchanger {
@@ -129,23 +134,71 @@ struct CallerConnection {
 
 type Slot = Arc<tokio::sync::Mutex<Option<CallerConnection>>>;
 
+/// The slots of one server's connections: per agent, one per presented
+/// credential, least recently used first. A slot dropped from here while a
+/// call holds it stays alive for that call and closes when it ends.
+#[derive(Default)]
+struct Slots {
+    by_agent: HashMap<String, VecDeque<(String, Slot)>>,
+    total: usize,
+}
+
+impl Slots {
+    /// The slot of `agent`'s credential (by digest), made when there is
+    /// none, within [`MAX_PER_AGENT`] and [`MAX_CALLERS`].
+    fn get(&mut self, agent: &str, credential: &str) -> Slot {
+        let mine = self.by_agent.entry(agent.to_owned()).or_default();
+        if let Some(at) = mine.iter().position(|(c, _)| c == credential) {
+            // Most recently used goes last.
+            if let Some(used) = mine.remove(at) {
+                let slot = used.1.clone();
+                mine.push_back(used);
+                return slot;
+            }
+        }
+        while mine.len() >= MAX_PER_AGENT {
+            mine.pop_front();
+            self.total = self.total.saturating_sub(1);
+        }
+        if self.total >= MAX_CALLERS {
+            // Keep the slots someone is using; the others reconnect later.
+            for slots in self.by_agent.values_mut() {
+                slots.retain(|(_, slot)| Arc::strong_count(slot) > 1);
+            }
+            self.by_agent.retain(|a, slots| !slots.is_empty() || a == agent);
+            self.total = self.by_agent.values().map(VecDeque::len).sum();
+        }
+        let slot = Slot::default();
+        self.by_agent.entry(agent.to_owned()).or_default().push_back((credential.to_owned(), slot.clone()));
+        self.total += 1;
+        slot
+    }
+
+    /// Drop every slot of `agent`.
+    fn forget(&mut self, agent: &str) {
+        if let Some(slots) = self.by_agent.remove(agent) {
+            self.total = self.total.saturating_sub(slots.len());
+        }
+    }
+}
+
 /// The per-agent connections of one downstream server.
 pub struct CallerConnections {
     exchanger: Arc<TokenExchanger>,
     credential: ExchangedCredential,
-    by_agent: Mutex<HashMap<String, Slot>>,
+    slots: Mutex<Slots>,
 }
 
 impl CallerConnections {
     pub fn new(exchanger: Arc<TokenExchanger>, credential: ExchangedCredential) -> Self {
-        Self { exchanger, credential, by_agent: Mutex::new(HashMap::new()) }
+        Self { exchanger, credential, slots: Mutex::new(Slots::default()) }
     }
 
     /// The connection that carries `agent`'s calls, exchanging (again) when
     /// it has none or its credential is due.
     pub async fn for_agent(&self, manifest: &Manifest, agent: &VerifiedAgent, now_unix: i64) -> Result<Arc<RunningService<RoleClient, DownstreamClient>>, String> {
-        let slot = self.slot(&slot_key(agent));
-        // One exchange at a time per agent; other agents are not held up.
+        let slot = self.slots.lock().unwrap_or_else(|p| p.into_inner()).get(&agent.agent.id, &credential_digest(agent));
+        // One exchange at a time per agent and credential; other agents are not held up.
         let mut held = slot.lock().await;
         if let Some(c) = held.as_ref()
             && c.reuse_until > Instant::now()
@@ -169,27 +222,17 @@ impl CallerConnections {
         Ok(service)
     }
 
-    fn slot(&self, agent: &str) -> Slot {
-        let mut map = self.by_agent.lock().unwrap_or_else(|p| p.into_inner());
-        if !map.contains_key(agent) && map.len() >= MAX_CALLERS {
-            // Keep the slots someone is using; the others reconnect later.
-            map.retain(|_, slot| Arc::strong_count(slot) > 1);
-        }
-        map.entry(agent.to_owned()).or_default().clone()
-    }
-
     /// Forget an agent's connections (its authority was revoked), by agent id.
     pub fn forget(&self, agent: &str) {
-        let prefix = format!("{agent}\u{0}");
-        self.by_agent.lock().unwrap_or_else(|p| p.into_inner()).retain(|k, _| !k.starts_with(&prefix));
+        self.slots.lock().unwrap_or_else(|p| p.into_inner()).forget(agent);
     }
 }
 
-/// One slot per agent and presented credential: the agent id, then a digest
-/// of the credential (never the credential itself).
-fn slot_key(agent: &VerifiedAgent) -> String {
+/// Which of an agent's credentials a slot is for: a digest, never the
+/// credential itself.
+fn credential_digest(agent: &VerifiedAgent) -> String {
     use sha2::{Digest as _, Sha256};
-    format!("{}\u{0}{}", agent.agent.id, hex::encode(Sha256::digest(agent.credential.expose().as_bytes())))
+    hex::encode(Sha256::digest(agent.credential.expose().as_bytes()))
 }
 
 fn header(credential: &ExchangedCredential, token: &str) -> Result<(http::HeaderName, http::HeaderValue), String> {
@@ -222,5 +265,40 @@ mod tests {
         assert!(read_answer(&json!({"access_token": "a b"})).unwrap_err().contains("header-safe"));
         assert!(read_answer(&json!({"access_token": "abc", "expires_in": -5})).unwrap_err().contains("expires_in"));
         assert!(read_answer(&json!({"access_token": "abc", "issued_token_type": "urn:ietf:params:oauth:token-type:refresh_token"})).unwrap_err().contains("not an access token"));
+    }
+
+    #[test]
+    fn one_agent_keeps_at_most_four_connections_and_drops_its_least_recently_used() {
+        let mut slots = Slots::default();
+        let other = slots.get("other", "c0");
+        let first: Vec<Slot> = (0..MAX_PER_AGENT).map(|i| slots.get("minter", &format!("c{i}"))).collect();
+        // Using c0 again hands out the same slot and makes c1 the oldest.
+        assert!(Arc::ptr_eq(&slots.get("minter", "c0"), &first[0]));
+        for i in MAX_PER_AGENT..40 {
+            slots.get("minter", &format!("c{i}"));
+        }
+        assert_eq!(slots.by_agent["minter"].len(), MAX_PER_AGENT);
+        assert_eq!(slots.total, MAX_PER_AGENT + 1);
+        let kept: Vec<&str> = slots.by_agent["minter"].iter().map(|(c, _)| c.as_str()).collect();
+        assert_eq!(kept, ["c36", "c37", "c38", "c39"]);
+        // Another agent's connection is untouched; a dropped credential gets a new slot.
+        assert!(Arc::ptr_eq(&slots.get("other", "c0"), &other));
+        assert!(!Arc::ptr_eq(&slots.get("minter", "c0"), &first[0]));
+        slots.forget("minter");
+        assert_eq!((slots.by_agent.len(), slots.total), (1, 1));
+    }
+
+    #[test]
+    fn the_global_bound_drops_idle_connections_and_keeps_those_in_use() {
+        let mut slots = Slots::default();
+        let in_use = slots.get("agent0", "c");
+        for a in 1..MAX_CALLERS {
+            slots.get(&format!("agent{a}"), "c");
+        }
+        assert_eq!(slots.total, MAX_CALLERS);
+        slots.get("newcomer", "c");
+        assert_eq!(slots.total, 2);
+        assert!(Arc::ptr_eq(&slots.get("agent0", "c"), &in_use));
+        assert!(slots.by_agent.contains_key("newcomer"));
     }
 }
