@@ -385,6 +385,7 @@ struct RawLimits {
     max_active_tasks_per_agent: Option<Spanned<usize>>,
     max_pending_approvals_per_agent: Option<Spanned<usize>>,
     max_sessions_per_agent: Option<Spanned<usize>>,
+    max_listen_streams_per_agent: Option<Spanned<usize>>,
     #[serde(default, with = "source::duration::option")]
     call_timeout: Option<Duration>,
     #[serde(default, with = "source::duration::option")]
@@ -496,6 +497,9 @@ pub struct Limits {
     pub max_pending_approvals_per_agent: usize,
     /// Handshake-era sessions one agent may hold open on one process.
     pub max_sessions_per_agent: usize,
+    /// 2026-07-28 `subscriptions/listen` streams one agent may hold open on
+    /// one process.
+    pub max_listen_streams_per_agent: usize,
     pub call_timeout: Duration,
     pub startup_timeout: Duration,
     /// How long a gateway process's lease lasts without renewal; when it
@@ -517,6 +521,7 @@ impl Default for Limits {
             max_active_tasks_per_agent: 64,
             max_pending_approvals_per_agent: 16,
             max_sessions_per_agent: 32,
+            max_listen_streams_per_agent: 32,
             call_timeout: DEFAULT_CALL_TIMEOUT,
             startup_timeout: DEFAULT_STARTUP_TIMEOUT,
             instance_lease: DEFAULT_INSTANCE_LEASE,
@@ -780,6 +785,7 @@ fn validate_limits(file: &SourceFile, raw: RawLimits) -> Result<Limits, SourceEr
         (raw.max_active_tasks_per_agent, "max_active_tasks_per_agent", &mut limits.max_active_tasks_per_agent),
         (raw.max_pending_approvals_per_agent, "max_pending_approvals_per_agent", &mut limits.max_pending_approvals_per_agent),
         (raw.max_sessions_per_agent, "max_sessions_per_agent", &mut limits.max_sessions_per_agent),
+        (raw.max_listen_streams_per_agent, "max_listen_streams_per_agent", &mut limits.max_listen_streams_per_agent),
     ] {
         if let Some(v) = value {
             if *v.get_ref() == 0 {

@@ -303,6 +303,43 @@ async fn a_rug_pull_reaches_a_listening_2026_agent_through_a_2026_server() {
     assert_eq!(refusal_code(&r).as_deref(), Some("tool_withheld"), "{}", text_of(&r));
 }
 
+/// `subscriptions/listen` streams are bounded per agent, like handshake-era
+/// sessions: of three streams one agent opens with a bound of two, exactly
+/// one ends at once with an error that names the limit and what to do; the
+/// other two, and another agent's stream, carry the next change.
+#[tokio::test]
+async fn listen_streams_are_bounded_per_agent_and_the_held_ones_still_carry_changes() {
+    let dep = Deployment::new(&Setup { limits: "max_listen_streams_per_agent = 2".into(), ..Setup::default() });
+    dep.add_faulty_server(|m| m);
+    let gw = Gateway::start(&dep);
+    gw.wait_server("faulty", "ready").await;
+    let tester = gw.connect_modern(&dep.mint("tester")).await;
+    let triage = gw.connect_modern(&dep.mint("triage")).await;
+    let filter = rmcp::model::SubscriptionFilter::builder().tools_list_changed().build();
+    let mut streams = Vec::new();
+    for _ in 0..3 {
+        streams.push(tester.peer().listen(filter.clone()).await.expect("jitgate acknowledges subscriptions/listen"));
+    }
+    // Each stream takes its place after its acknowledgement, so which of
+    // the three is refused is not fixed; that one ends, the others wait.
+    let (first, refused, _) = {
+        let ends = streams.iter_mut().map(|s| Box::pin(s.next()));
+        tokio::time::timeout(Duration::from_secs(60), futures::future::select_all(ends)).await.expect("the stream over the bound ends")
+    };
+    let message = first.expect_err("the stream over the bound ends with an error").to_string();
+    assert!(message.contains("2 subscriptions/listen streams") && message.contains("limits.max_listen_streams_per_agent"), "{message}");
+    assert!(message.contains("close streams it no longer reads"), "{message}");
+    streams.remove(refused);
+    // Another agent has places of its own.
+    streams.push(triage.peer().listen(filter.clone()).await.expect("another agent listens"));
+
+    call(&tester, "faulty__fault_rugpull", json!({})).await.unwrap();
+    for s in &mut streams {
+        let note = tokio::time::timeout(Duration::from_secs(20), s.next()).await.expect("a list change in time").unwrap();
+        assert!(matches!(note, Some(rmcp::model::ServerNotification::ToolListChangedNotification(_))), "{note:?}");
+    }
+}
+
 /// A downstream result over `limits.max_result_bytes` is dropped with its own
 /// error instead of being relayed, scanned and stored; a result under the
 /// limit from the same tool still arrives.

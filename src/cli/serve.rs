@@ -131,6 +131,7 @@ pub async fn start(config_path: &std::path::Path, kind: &str) -> Result<Arc<Shar
         login,
         learned,
         instance,
+        listen_streams: Default::default(),
         agent_calls: Default::default(),
         seen_identities: Default::default(),
         identity_refusals: Default::default(),

@@ -26,6 +26,7 @@ mod identity_source;
 pub mod inflight;
 pub mod maintenance;
 pub mod meta;
+pub mod streams;
 
 pub use identity_source::{IdentityFile, IdentitySource};
 
@@ -78,6 +79,9 @@ pub struct Shared {
     /// This process's instance id: it owns only the handshake-era sessions
     /// it served, and revokes only those when it stops.
     pub instance: String,
+    /// Open `subscriptions/listen` streams, per agent (bounded by
+    /// `limits.max_listen_streams_per_agent`).
+    pub listen_streams: streams::ListenStreams,
     /// Concurrency permits of sessionless requests, per agent (resource
     /// limits, not authority: losing them on a restart loses nothing).
     pub agent_calls: std::sync::Mutex<std::collections::HashMap<String, Arc<Semaphore>>>,
@@ -518,6 +522,12 @@ impl ServerHandler for Session {
         // Only a verified agent may hold a stream open on this gateway.
         let in_session = self.session_of(context.request_context()).is_some();
         let agent = self.identify(context.request_context(), in_session).map_err(|e| identity_error(&e))?;
+        let max = self.shared.config.limits.max_listen_streams_per_agent;
+        // Held until this future ends, which is when the stream closes.
+        let Some(_place) = self.shared.listen_streams.open(&agent.agent.id, max) else {
+            tracing::warn!(agent = %agent.agent.name, max, "subscriptions/listen refused: too many streams");
+            return Err(streams::too_many_streams(max));
+        };
         // The stream ends with the credential that opened it.
         let lifetime = u64::try_from(agent.expires_at.saturating_sub(self.shared.clock.now_unix())).unwrap_or(0);
         let expiry = tokio::time::sleep(std::time::Duration::from_secs(lifetime));
