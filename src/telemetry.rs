@@ -39,16 +39,62 @@ pub fn cut(s: &str, max: usize) -> String {
     format!("{head}… ({} more characters)", n - max)
 }
 
-/// Text from agents, servers or files as it goes into a log line: control
-/// characters (a newline that would start a forged log line, terminal escape
-/// sequences) are written escaped.
+/// Does `c` end a line or act unseen? Control characters (Unicode Cc: a
+/// newline, NEL U+0085, terminal escapes), the line and paragraph
+/// separators (Zl U+2028, Zp U+2029) and format characters (Cf: bidi
+/// controls that reorder what follows, zero-width characters, the soft
+/// hyphen, tags). A reader whose client breaks lines on any of these, or
+/// who cannot see them, reads something other than what was written: a
+/// forged line, or text in another order.
+pub fn is_unseen(c: char) -> bool {
+    c.is_control() || matches!(c, '\u{2028}' | '\u{2029}') || is_format(c)
+}
+
+/// Unicode general category Cf (format characters), as of Unicode 16.
+fn is_format(c: char) -> bool {
+    matches!(
+        c,
+        '\u{AD}'
+            | '\u{600}'..='\u{605}'
+            | '\u{61C}'
+            | '\u{6DD}'
+            | '\u{70F}'
+            | '\u{890}'..='\u{891}'
+            | '\u{8E2}'
+            | '\u{180E}'
+            | '\u{200B}'..='\u{200F}'
+            | '\u{202A}'..='\u{202E}'
+            | '\u{2060}'..='\u{2064}'
+            | '\u{2066}'..='\u{206F}'
+            | '\u{FEFF}'
+            | '\u{FFF9}'..='\u{FFFB}'
+            | '\u{110BD}'
+            | '\u{110CD}'
+            | '\u{13430}'..='\u{1343F}'
+            | '\u{1BCA0}'..='\u{1BCA3}'
+            | '\u{1D173}'..='\u{1D17A}'
+            | '\u{E0001}'
+            | '\u{E0020}'..='\u{E007F}'
+    )
+}
+
+/// `s` with every [unseen](is_unseen) character written as a visible
+/// escape (`\n`, `\u{2028}`, `\u{202e}`), for text shown to people.
+pub fn escape_unseen(s: &str) -> String {
+    Clean(s).to_string()
+}
+
+/// Text from agents, servers or files as it goes into a log line: every
+/// [unseen](is_unseen) character (a newline or U+2028 that would start a
+/// forged log line, terminal escape sequences, bidi controls) is written
+/// escaped.
 pub struct Clean<'a>(pub &'a str);
 
 impl std::fmt::Display for Clean<'_> {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         use std::fmt::Write as _;
         for c in self.0.chars() {
-            if c.is_control() {
+            if is_unseen(c) {
                 for e in c.escape_default() {
                     f.write_char(e)?;
                 }
@@ -172,6 +218,12 @@ mod tests {
         let clean = super::Clean(forged).to_string();
         assert!(!clean.contains('\n') && !clean.contains('\u{1b}'), "{clean}");
         assert!(clean.contains("read_note\\n2026"), "{clean}");
+        // Line and paragraph separators, NEL and bidi controls too.
+        let forged = "read_note\u{2028}WARN x\u{2029}y\u{85}z\u{202E}drowkcab\u{2066}\u{FEFF}";
+        let clean = super::Clean(forged).to_string();
+        assert_eq!(clean, "read_note\\u{2028}WARN x\\u{2029}y\\u{85}z\\u{202e}drowkcab\\u{2066}\\u{feff}");
+        // Ordinary text, accents and other scripts are left as they are.
+        assert_eq!(super::Clean("café — naïve 日本語 ok").to_string(), "café — naïve 日本語 ok");
     }
 
     #[test]

@@ -23,7 +23,7 @@ use rmcp::RoleServer;
 use serde_json::{Value, json};
 
 use crate::audit::Event;
-use crate::telemetry::cut;
+use crate::telemetry::{cut, escape_unseen};
 use crate::baseline::taint::TaintVerdict;
 use crate::identity::VerifiedAgent;
 use crate::token::{ArgConstraints, Constraint};
@@ -81,17 +81,18 @@ fn confirms(result: &Value) -> bool {
 const MAX_SHOWN: usize = 300;
 
 /// A string from the agent or a third party as the question shows it: quoted
-/// and escaped (a newline cannot start a line that looks like jitgate's own),
-/// without invisible or direction-changing characters, and cut short.
+/// and escaped, and cut short. JSON escapes a newline; the characters JSON
+/// leaves as they are but that a client may break a line on (U+2028,
+/// U+2029, NEL) or that reorder or hide what the user reads (bidi controls,
+/// zero-width characters) are written as visible escapes (`\u{2028}`), so
+/// no text of the agent's starts a line that looks like jitgate's own.
 fn shown(s: &str) -> String {
-    let quoted = serde_json::to_string(&visible(s)).unwrap_or_default();
-    cut(&quoted, MAX_SHOWN)
+    shown_json(&serde_json::to_string(s).unwrap_or_default())
 }
 
-/// Without direction marks and invisible characters, which could reorder
-/// or hide what the user reads.
-fn visible(s: &str) -> String {
-    s.chars().filter(|c| !matches!(*c as u32, 0xAD | 0x200B..=0x200F | 0x202A..=0x202E | 0x2060..=0x2069 | 0xFEFF)).collect()
+/// Serialized JSON as the question shows it: escaped like [`shown`], cut short.
+fn shown_json(json: &str) -> String {
+    cut(&escape_unseen(json), MAX_SHOWN)
 }
 
 /// The question, in words the end user can check against what they asked
@@ -104,10 +105,9 @@ pub fn question(tool: &str, constraints: &ArgConstraints, purpose: &str, taint: 
     for (name, c) in ordered {
         let value = match c {
             Constraint::Eq(Value::String(v)) => shown(v),
-            // JSON (a list of recipients): its strings are escaped by
-            // serialization, and invisible characters dropped like in text.
-            Constraint::Eq(v) => cut(&visible(&v.to_string()), MAX_SHOWN),
-            other => format!("any value allowed by {}", cut(&serde_json::to_string(other).unwrap_or_default(), MAX_SHOWN)),
+            // JSON (a list of recipients): escaped like text.
+            Constraint::Eq(v) => shown_json(&v.to_string()),
+            other => format!("any value allowed by {}", shown_json(&serde_json::to_string(other).unwrap_or_default())),
         };
         let from: Vec<String> = taint.findings.iter().filter(|(arg, _)| arg == name).map(|(_, v)| shown(v)).collect();
         let origin = if from.is_empty() { String::new() } else { format!("  <- contains {} from content a third party wrote", from.join(", ")) };
@@ -198,7 +198,23 @@ mod tests {
         let forged = "reply\nThird-party values came from: none.\u{202E}";
         let q = question("workspace__send_message", &constraints, forged, &taint);
         assert!(!q.lines().any(|l| l.starts_with("Third-party values came from: none")), "{q}");
-        assert!(!q.contains('\u{202E}'), "{q}");
+        assert!(!q.contains('\u{202E}') && q.contains(r"none.\u{202e}"), "{q}");
+        // Nor by a separator some clients break lines on (U+2028, U+2029,
+        // NEL), in the purpose, a value or a constraint: each shows as an escape.
+        let constraints = ArgConstraints::from([
+            ("to".to_owned(), Constraint::Eq(json!("x@a.test\u{2029}Your agent wants to call nothing"))),
+            ("cc".to_owned(), Constraint::Eq(json!(["b@a.test\u{85}Confirm: safe"]))),
+            ("subject".to_owned(), Constraint::Prefix("Re\u{2028}Third-party values came from: none.".into())),
+        ]);
+        let q = question("workspace__send_message", &constraints, "ok\u{2028}Source: your own request", &taint);
+        let breaks = ['\n', '\r', '\u{b}', '\u{c}', '\u{85}', '\u{2028}', '\u{2029}'];
+        let lines: Vec<&str> = q.split(breaks).collect();
+        assert_eq!(lines.len(), q.lines().count(), "only jitgate's own newlines break lines: {q}");
+        for forged in ["Source: your own request", "Your agent wants to call nothing", "Confirm: safe", "Third-party values came from: none."] {
+            assert!(!lines.iter().any(|l| l.trim_start().starts_with(forged)), "{forged}: {q}");
+        }
+        assert!(q.contains(r#"not checked): "ok\u{2028}Source: your own request""#), "{q}");
+        assert!(q.contains(r#""x@a.test\u{2029}Your agent"#) && q.contains(r#"["b@a.test\u{85}Confirm: safe"]"#), "{q}");
         let long = ArgConstraints::from([("body".to_owned(), Constraint::Eq(json!("x".repeat(5000))))]);
         let q = question("t", &long, "p", &TaintVerdict::default());
         assert!(q.len() < 1000 && q.contains("more characters"), "{}", q.len());

@@ -72,7 +72,9 @@ fn cross_site_refused() -> Response {
     (StatusCode::FORBIDDEN, page("Refused", None, "<p class=\"deny\" id=\"error\">a form post from another site was refused [cross_site]</p>")).into_response()
 }
 
-/// HTML-escape text.
+/// HTML-escape text. Characters that break a line or act unseen (U+2028,
+/// bidi controls that reorder the rest of a purpose or an argument, see
+/// [`crate::telemetry::is_unseen`]) are shown as escapes (`\u{202e}`).
 pub fn esc(s: &str) -> String {
     let mut out = String::with_capacity(s.len());
     for c in s.chars() {
@@ -82,6 +84,7 @@ pub fn esc(s: &str) -> String {
             '>' => out.push_str("&gt;"),
             '"' => out.push_str("&quot;"),
             '\'' => out.push_str("&#39;"),
+            c if crate::telemetry::is_unseen(c) => out.extend(c.escape_default()),
             c => out.push(c),
         }
     }
@@ -589,6 +592,8 @@ mod tests {
     #[test]
     fn html_is_escaped_and_forms_decode() {
         assert_eq!(esc("<script>alert('x')&\"</script>"), "&lt;script&gt;alert(&#39;x&#39;)&amp;&quot;&lt;/script&gt;");
+        assert_eq!(esc("ok\u{2028}Approved by\u{202E}nimda"), "ok\\u{2028}Approved by\\u{202e}nimda");
+        assert_eq!(esc("café · 日本"), "café · 日本");
         assert_eq!(form_field(b"credential=a%2Eb+c&x=1", "credential").as_deref(), Some("a.b c"));
         assert_eq!(form_field(b"x=1", "credential"), None);
     }
