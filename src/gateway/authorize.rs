@@ -21,7 +21,7 @@ use serde_json::Value;
 use super::Shared;
 use crate::downstream::{Downstream, DownstreamSet, ExposedTool, ServerState, WithheldReason};
 use crate::identity::VerifiedAgent;
-use crate::token::{CallContext, Capability, TokenError, UnverifiedToken};
+use crate::token::{ArgConstraints, CallContext, Capability, TokenError, UnverifiedToken};
 
 /// The argument name that carries a token for clients that cannot set `_meta`.
 pub const TOKEN_ARGUMENT: &str = "_jit_token";
@@ -120,23 +120,41 @@ pub async fn authorize(
 /// taint. The token is spent whatever they find (consumption comes first so
 /// that two concurrent uses can never both get this far).
 async fn check_consumed_call(shared: &Shared, agent: &VerifiedAgent, tool_name: &str, tool: &ExposedTool, capability: &Capability, arguments: &JsonObject) -> Result<(), Refusal> {
-    capability.check_arguments(arguments)?;
-    let args_value = Value::Object(arguments.clone());
-    if let Some(problem) = schema_problems(&tool.input_validator, &args_value) {
+    check_arguments_off_runtime(tool_name, tool, capability, arguments).await?;
+    check_taint_at_call(shared, agent, tool, capability, arguments).await
+}
+
+/// The token's constraints, the server's input schema and the manifest's
+/// `args_schema`, on the blocking pool: schema evaluation is CPU work whose
+/// cost the token's holder partly chooses (a `schema` constraint), and a
+/// runtime worker busy with it stalls every other agent's requests (issue 23).
+async fn check_arguments_off_runtime(tool_name: &str, tool: &ExposedTool, capability: &Capability, arguments: &JsonObject) -> Result<(), Refusal> {
+    let constraints = capability.claims().args.clone();
+    let (input, manifest) = (Arc::clone(&tool.input_validator), tool.manifest_validator.clone());
+    let (tool_name, arguments) = (tool_name.to_owned(), arguments.clone());
+    tokio::task::spawn_blocking(move || check_arguments(&tool_name, &constraints, &input, manifest.as_deref(), arguments))
+        .await
+        .unwrap_or_else(|e| Err(Refusal::tool("internal", format!("the argument check did not finish ({e}); try again with a new token"))))
+}
+
+/// The argument checks themselves, in order: constraints, server schema,
+/// manifest schema. Blocking; see [`check_arguments_off_runtime`].
+fn check_arguments(tool_name: &str, constraints: &ArgConstraints, input: &jsonschema::Validator, manifest: Option<&jsonschema::Validator>, arguments: JsonObject) -> Result<(), Refusal> {
+    crate::token::constraints::check_arguments(constraints, &arguments).map_err(TokenError::Arguments)?;
+    let args_value = Value::Object(arguments);
+    if let Some(problem) = schema_problems(input, &args_value) {
         return Err(Refusal::tool(
             "invalid_arguments",
             format!("arguments for `{tool_name}` do not match its input schema: {problem}; see the schema in tools/list"),
         ));
     }
-    if let Some(validator) = &tool.manifest_validator {
-        if let Some(problem) = schema_problems(validator, &args_value) {
-            return Err(Refusal::tool(
-                "arguments_outside_policy",
-                format!("arguments for `{tool_name}` are outside what this gateway allows for the tool: {problem}"),
-            ));
-        }
+    if let Some(problem) = manifest.and_then(|v| schema_problems(v, &args_value)) {
+        return Err(Refusal::tool(
+            "arguments_outside_policy",
+            format!("arguments for `{tool_name}` are outside what this gateway allows for the tool: {problem}"),
+        ));
     }
-    check_taint_at_call(shared, agent, tool, capability, arguments).await
+    Ok(())
 }
 
 async fn verify_and_consume(shared: &Shared, agent: &VerifiedAgent, binding: super::Binding<'_>, tool: &ExposedTool, token: Option<String>) -> Result<Capability, TokenError> {

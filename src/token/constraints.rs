@@ -4,6 +4,15 @@
 //! an exact value, a string prefix, one of a list, a numeric range, or a JSON
 //! Schema fragment. The call's arguments must be exactly the named set
 //! (nothing missing, nothing extra) and each must satisfy its constraint.
+//!
+//! A `schema` constraint is written by an agent and evaluated by the gateway
+//! on every call the token covers, so the gateway bounds its cost, not the
+//! agent (issue 23: 300 backtracking patterns cost 2.5 s of CPU per call).
+//! See [`compile_schema`]: at most [`MAX_SCHEMA_BYTES`] of JSON,
+//! [`MAX_SCHEMA_NODES`] objects and arrays, [`MAX_SCHEMA_PATTERNS`] patterns,
+//! no references, and patterns on the linear-time `regex` engine, which has
+//! no backreferences or look-around. Checking arguments is still CPU work:
+//! callers on the async runtime run it on the blocking pool.
 
 use std::collections::BTreeMap;
 
@@ -72,7 +81,7 @@ impl Constraint {
             Constraint::Range { min: None, max: None } => Err(invalid("range needs min, max or both")),
             Constraint::Range { min: Some(a), max: Some(b) } if a > b => Err(invalid("range min is above max")),
             Constraint::Range { .. } => Ok(()),
-            Constraint::Schema(s) => jsonschema::options().build(s).map(|_| ()).map_err(|e| invalid(&format!("not a valid JSON Schema: {e}"))),
+            Constraint::Schema(s) => compile_schema(s).map(|_| ()).map_err(|e| invalid(&e)),
         }
     }
 
@@ -107,13 +116,118 @@ impl Constraint {
                 Ok(())
             }
             Constraint::Schema(schema) => {
-                let validator = jsonschema::options().build(schema).map_err(|e| violated(format!("invalid schema in token: {e}")))?;
+                // Tokens minted before the limits existed are held to them too.
+                let validator = compile_schema(schema).map_err(|e| violated(format!("the token's schema is not accepted ({e}); request a new token")))?;
                 match validator.iter_errors(value).next() {
                     None => Ok(()),
                     Some(e) => Err(violated(e.to_string())),
                 }
             }
         }
+    }
+}
+
+/// Largest `schema` constraint, in bytes of compact JSON. An argument's rules
+/// fit in far less; `eq`, `one_of`, `prefix` and `range` cover long lists.
+pub const MAX_SCHEMA_BYTES: usize = 4 * 1024;
+/// Most JSON objects and arrays (subschemas and the maps and lists that hold
+/// them) in one `schema` constraint. With no references, each subschema is
+/// applied at most once per value of the argument, so this bounds the work.
+pub const MAX_SCHEMA_NODES: usize = 64;
+/// Most regular expressions (`pattern` values and `patternProperties` keys)
+/// in one `schema` constraint.
+pub const MAX_SCHEMA_PATTERNS: usize = 16;
+/// Largest compiled program of one pattern, in bytes (the `regex` crate's
+/// `size_limit`); ordinary patterns, Unicode classes included, stay far below.
+const MAX_PATTERN_PROGRAM_BYTES: usize = 256 * 1024;
+/// Largest lazy-DFA cache of one pattern, in bytes (`dfa_size_limit`).
+const MAX_PATTERN_DFA_BYTES: usize = 256 * 1024;
+/// Keywords that make a schema jump elsewhere: a small schema whose
+/// references fan out is evaluated an exponential number of times.
+const REFERENCE_KEYWORDS: [&str; 3] = ["$ref", "$dynamicRef", "$recursiveRef"];
+
+/// Compile an agent's `schema` constraint, or say which limit it breaks and
+/// what to do instead. Patterns run on the `regex` crate (time linear in the
+/// value's length, whatever the pattern), never on `fancy-regex`, whose
+/// backtracking an agent could make exponential.
+///
+/// ```
+/// use jitgate::token::constraints::compile_schema;
+/// use serde_json::json;
+/// let v = compile_schema(&json!({"type": "string", "pattern": "^[a-z0-9-]+\\.md$"})).unwrap();
+/// assert!(v.is_valid(&json!("q3-plan.md")) && !v.is_valid(&json!("../etc/passwd")));
+/// assert!(compile_schema(&json!({"pattern": "^(a|a)*\\1b"})).unwrap_err().contains("backreference"));
+/// ```
+pub fn compile_schema(schema: &Value) -> Result<jsonschema::Validator, String> {
+    check_schema_limits(schema)?;
+    let patterns = jsonschema::PatternOptions::regex().size_limit(MAX_PATTERN_PROGRAM_BYTES).dfa_size_limit(MAX_PATTERN_DFA_BYTES);
+    jsonschema::options().with_pattern_options(patterns).build(schema).map_err(|e| match e.kind() {
+        jsonschema::error::ValidationErrorKind::Format { format } if format == "regex" => {
+            let pattern = e.instance().as_str().map(str::to_owned).unwrap_or_else(|| e.instance().to_string());
+            format!("the pattern {} at {} is not accepted: {}", cut(&pattern), e.schema_path(), unsupported_pattern(&pattern))
+        }
+        _ => format!("not a valid JSON Schema: {e}"),
+    })
+}
+
+/// Size, node count, pattern count and references, checked before the
+/// schema is compiled at all. The walk is iterative and stops at the first
+/// limit crossed.
+fn check_schema_limits(schema: &Value) -> Result<(), String> {
+    let remedy = "keep the schema to this argument's rules, or use `eq`, `one_of`, `prefix` or `range`";
+    let bytes = serde_json::to_vec(schema).map_err(|e| format!("the schema cannot be written as JSON: {e}"))?.len();
+    if bytes > MAX_SCHEMA_BYTES {
+        return Err(format!("the schema is {bytes} bytes as JSON; a `schema` constraint may be at most {MAX_SCHEMA_BYTES} bytes: {remedy}"));
+    }
+    let (mut nodes, mut patterns) = (0usize, 0usize);
+    let mut pending = vec![schema];
+    while let Some(value) = pending.pop() {
+        match value {
+            Value::Object(map) => {
+                for (key, child) in map {
+                    match (key.as_str(), child) {
+                        (k, Value::String(_)) if REFERENCE_KEYWORDS.contains(&k) => {
+                            return Err(format!("the schema uses `{k}`; a `schema` constraint cannot use references (`$ref`, `$dynamicRef`, `$recursiveRef`): write the subschema out in place"));
+                        }
+                        ("pattern", Value::String(_)) => patterns += 1,
+                        ("patternProperties", Value::Object(keys)) => patterns += keys.len(),
+                        _ => {}
+                    }
+                }
+                pending.extend(map.values());
+            }
+            Value::Array(items) => pending.extend(items),
+            _ => continue,
+        }
+        nodes += 1;
+        if nodes > MAX_SCHEMA_NODES {
+            return Err(format!("the schema has more than {MAX_SCHEMA_NODES} objects and arrays (subschemas); a `schema` constraint may have at most {MAX_SCHEMA_NODES}: {remedy}"));
+        }
+        if patterns > MAX_SCHEMA_PATTERNS {
+            return Err(format!("the schema has more than {MAX_SCHEMA_PATTERNS} patterns (`pattern` values and `patternProperties` keys); a `schema` constraint may have at most {MAX_SCHEMA_PATTERNS}: {remedy}"));
+        }
+    }
+    Ok(())
+}
+
+/// Why the linear-time engine refused a pattern, in the agent's terms.
+fn unsupported_pattern(pattern: &str) -> String {
+    let engine = "patterns in a `schema` constraint run on a linear-time regex engine";
+    let backreference = pattern.contains("\\k<") || pattern.as_bytes().windows(2).any(|w| matches!(w, [b'\\', b'1'..=b'9']));
+    if backreference {
+        format!("it uses a backreference (`\\1`, `\\k<name>`), which {engine} does not have; match the repeated text explicitly, or use `one_of`")
+    } else if ["(?=", "(?!", "(?<=", "(?<!"].iter().any(|l| pattern.contains(l)) {
+        format!("it uses look-around (`(?=`, `(?!`, `(?<=`, `(?<!`), which {engine} does not have; rewrite it without")
+    } else {
+        format!("it is not a valid regular expression, or it compiles to more than {} KiB on the linear-time engine; write a smaller pattern", MAX_PATTERN_PROGRAM_BYTES / 1024)
+    }
+}
+
+/// A pattern as shown in a message: at most 80 characters.
+fn cut(pattern: &str) -> String {
+    match pattern.char_indices().nth(80) {
+        Some((end, _)) => format!("{:?}…", pattern.get(..end).unwrap_or_default()),
+        None => format!("{pattern:?}"),
     }
 }
 
@@ -318,6 +432,93 @@ mod tests {
         assert!(Constraint::Range { min: Some(5.0), max: Some(1.0) }.validate("p").is_err());
         assert!(Constraint::Schema(json!({"type": 5})).validate("p").is_err());
         assert!(serde_json::from_value::<Constraint>(json!({"regex": ".*"})).is_err());
+    }
+
+    /// The schema from issue 23: 300 backtracking patterns, about 10 KB.
+    fn issue_23_schema() -> Value {
+        let all: Vec<Value> = (0..300).map(|_| json!({"pattern": "^(?:(a|a)*\\1b|a)"})).collect();
+        json!({"type": "string", "allOf": all})
+    }
+
+    fn refusal(schema: Value) -> String {
+        match Constraint::Schema(schema).validate("note") {
+            Err(ConstraintError::Invalid { detail, .. }) => detail,
+            other => panic!("expected the schema to be refused, got {other:?}"),
+        }
+    }
+
+    #[test]
+    fn the_issue_23_schema_is_refused_at_request_time_and_at_call_time() {
+        let big = issue_23_schema();
+        assert!(serde_json::to_vec(&big).unwrap().len() > 9_000);
+        let why = refusal(big.clone());
+        assert!(why.contains("at most 4096 bytes"), "{why}");
+        // A token minted before the limits is held to them when it is used.
+        let at_call = Constraint::Schema(big).check("note", &json!("aaaa"));
+        assert!(matches!(&at_call, Err(ConstraintError::Violated { detail, .. }) if detail.contains("request a new token")), "{at_call:?}");
+        // One such pattern alone is small, and still refused: it needs a backreference.
+        let why = refusal(json!({"type": "string", "pattern": "^(?:(a|a)*\\1b|a)"}));
+        assert!(why.contains("backreference") && why.contains("/pattern"), "{why}");
+        let why = refusal(json!({"patternProperties": {"^(x)\\1$": true}}));
+        assert!(why.contains("backreference"), "{why}");
+        let why = refusal(json!({"pattern": "^(?=.*[0-9]).+$"}));
+        assert!(why.contains("look-around"), "{why}");
+    }
+
+    #[test]
+    fn patterns_run_on_the_linear_engine() {
+        // The backtracking shape without the backreference is admitted and
+        // answers correctly; on the `regex` crate its cost is linear in the value.
+        let c = Constraint::Schema(json!({"type": "string", "pattern": "^(a|a)*b$"}));
+        assert_eq!(c.validate("s"), Ok(()));
+        assert!(c.check("s", &json!(format!("{}b", "a".repeat(5000)))).is_ok());
+        assert!(c.check("s", &json!("a".repeat(5000))).is_err());
+        // A pattern that compiles beyond the engine's size limit is refused, saying so.
+        let why = refusal(json!({"pattern": "^\\w{1000}\\w{1000}\\w{1000}$"}));
+        assert!(why.contains("KiB"), "{why}");
+    }
+
+    #[test]
+    fn oversize_schemas_are_refused_saying_the_limit() {
+        let why = refusal(json!({"type": "string", "description": "x".repeat(MAX_SCHEMA_BYTES)}));
+        assert!(why.contains(&format!("at most {MAX_SCHEMA_BYTES} bytes")) && why.contains("one_of"), "{why}");
+        // Small, but too many subschemas.
+        let nested = (0..MAX_SCHEMA_NODES).fold(json!({"type": "string"}), |inner, _| json!({"not": {"not": inner}}));
+        assert!(serde_json::to_vec(&nested).unwrap().len() <= MAX_SCHEMA_BYTES);
+        let why = refusal(nested);
+        assert!(why.contains(&format!("at most {MAX_SCHEMA_NODES}")) && why.contains("subschemas"), "{why}");
+        let wide: Vec<Value> = (0..MAX_SCHEMA_NODES).map(|_| json!({})).collect();
+        assert!(refusal(json!({"anyOf": wide})).contains("subschemas"));
+        let patterns: serde_json::Map<String, Value> = (0..=MAX_SCHEMA_PATTERNS).map(|i| (format!("^k{i}$"), json!(true))).collect();
+        let why = refusal(json!({"patternProperties": patterns}));
+        assert!(why.contains(&format!("at most {MAX_SCHEMA_PATTERNS}")), "{why}");
+        let why = refusal(json!({"$defs": {"s": {"type": "string"}}, "$ref": "#/$defs/s"}));
+        assert!(why.contains("`$ref`") && why.contains("write the subschema out"), "{why}");
+        // At the limits exactly is fine.
+        let wide: Vec<Value> = (0..MAX_SCHEMA_NODES - 2).map(|_| json!({})).collect();
+        assert_eq!(Constraint::Schema(json!({"anyOf": wide})).validate("s"), Ok(()));
+    }
+
+    #[test]
+    fn a_legitimate_schema_with_a_pattern_admits_and_refuses() {
+        let c = Constraint::Schema(json!({"type": "string", "pattern": "^[a-z0-9-]+\\.md$", "maxLength": 64}));
+        assert_eq!(c.validate("name"), Ok(()));
+        for ok in ["q3-plan.md", "notes.md", "a-1.md"] {
+            assert!(c.check("name", &json!(ok)).is_ok(), "{ok}");
+        }
+        for bad in [json!("q3-plan.txt"), json!("../etc/passwd.md"), json!("Q3.md"), json!("x.md\n"), json!(7)] {
+            assert!(matches!(c.check("name", &bad), Err(ConstraintError::Violated { .. })), "{bad}");
+        }
+        // patternProperties and Unicode classes stay within the limits.
+        let c = Constraint::Schema(json!({"type": "object", "patternProperties": {"^\\w+$": {"type": "string", "pattern": "^[\\w.+-]+@[\\w-]+(\\.[\\w-]+)+$"}}, "additionalProperties": false}));
+        assert_eq!(c.validate("m"), Ok(()));
+        assert!(c.check("m", &json!({"to_1": "alice@example.org"})).is_ok());
+        assert!(c.check("m", &json!({"to": "not an address"})).is_err());
+        assert!(c.check("m", &json!({"a b": "alice@example.org"})).is_err());
+        let c = Constraint::Schema(json!({"type": "string", "pattern": "^[\\p{L} .'-]{1,100}$"}));
+        assert_eq!(c.validate("name"), Ok(()));
+        assert!(c.check("name", &json!("Zoë O'Brien-Łukasz")).is_ok());
+        assert!(c.check("name", &json!("Zoë; rm -rf")).is_err());
     }
 
     proptest! {
