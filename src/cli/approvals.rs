@@ -13,6 +13,7 @@ use crate::approver::{ApproverVerifier, VerifiedApprover};
 use crate::clock::{Clock, SystemClock, rfc3339};
 use crate::config::Config;
 use crate::store::{Approval, BreakGlassGrant, Store};
+use crate::telemetry::Clean;
 
 /// Where a person's credential comes from.
 #[derive(Debug, Args)]
@@ -147,31 +148,57 @@ fn print_approval(a: &Approval, as_json: bool) {
         outln!("{}", json!(a));
         return;
     }
-    outln!("approval   {}", a.id);
-    outln!("state      {}", a.state.as_str());
-    outln!("agent      {}", a.agent);
-    outln!("task       {}", a.task);
-    outln!("tool       {}", a.tool);
-    outln!("arguments  {}", a.constraints);
-    outln!("purpose    {}", a.purpose);
-    outln!("group      {}", a.group);
-    outln!("policies   {}", a.policies.join(", "));
-    outln!("created    {}", rfc3339(a.created_at));
-    outln!("expires    {}", rfc3339(a.expires_at));
+    outln!("{}", approval_text(a));
+}
+
+/// An approval as a person reads it in a terminal. The agent wrote the
+/// purpose and the arguments: a line break (U+2028 too), a terminal escape
+/// or a bidi control in them is shown escaped, so it cannot forge a line
+/// of this listing or hide what follows.
+fn approval_text(a: &Approval) -> String {
+    let mut lines = vec![
+        format!("approval   {}", a.id),
+        format!("state      {}", a.state.as_str()),
+        format!("agent      {}", a.agent),
+        format!("task       {}", a.task),
+        format!("tool       {}", Clean(&a.tool)),
+        format!("arguments  {}", Clean(&a.constraints)),
+        format!("purpose    {}", Clean(&a.purpose)),
+        format!("group      {}", a.group),
+        format!("policies   {}", a.policies.join(", ")),
+        format!("created    {}", rfc3339(a.created_at)),
+        format!("expires    {}", rfc3339(a.expires_at)),
+    ];
     if let Some(by) = &a.decided_by {
-        outln!("decided by {by} at {}: {}", a.decided_at.map(rfc3339).unwrap_or_default(), a.note.clone().unwrap_or_default());
+        lines.push(format!("decided by {by} at {}: {}", a.decided_at.map(rfc3339).unwrap_or_default(), Clean(a.note.as_deref().unwrap_or_default())));
     }
     if let Some(j) = &a.used_jti {
-        outln!("used for   token {j}");
+        lines.push(format!("used for   token {j}"));
     }
+    lines.join("\n")
+}
+
+/// A break-glass grant on one line; the agent's justification is escaped
+/// like an approval's purpose.
+fn grant_line(g: &BreakGlassGrant) -> String {
+    let review = match (&g.reviewed_by, g.reviewed_at) {
+        (Some(by), Some(at)) => format!("reviewed by {by} at {}: {}", rfc3339(at), Clean(g.note.as_deref().unwrap_or_default())),
+        _ => "AWAITING REVIEW".into(),
+    };
+    format!(
+        "{}  {}  agent={}  task={}  token={}  granted {}  justification: {}  [{review}]",
+        g.id,
+        Clean(&g.tool),
+        g.agent,
+        g.task,
+        g.jti,
+        rfc3339(g.granted_at),
+        Clean(&g.justification)
+    )
 }
 
 fn print_grant(g: &BreakGlassGrant) {
-    let review = match (&g.reviewed_by, g.reviewed_at) {
-        (Some(by), Some(at)) => format!("reviewed by {by} at {}: {}", rfc3339(at), g.note.clone().unwrap_or_default()),
-        _ => "AWAITING REVIEW".into(),
-    };
-    outln!("{}  {}  agent={}  task={}  token={}  granted {}  justification: {}  [{review}]", g.id, g.tool, g.agent, g.task, g.jti, rfc3339(g.granted_at), g.justification);
+    outln!("{}", grant_line(g));
 }
 
 pub fn run_review(cmd: ReviewCommand) -> Result<(), CliError> {
@@ -205,5 +232,55 @@ pub fn run_review(cmd: ReviewCommand) -> Result<(), CliError> {
             }
             Ok(())
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn text_the_agent_wrote_cannot_forge_a_line_of_a_listing() {
+        let a = Approval {
+            id: "a_1".into(),
+            digest: "d".into(),
+            agent: "spiffe://jitgate.local/agent/triage".into(),
+            task: "t_1".into(),
+            tool: "workspace__send_message".into(),
+            constraints: "{\"to\":{\"eq\":\"x@a.test\u{2029}state      approved\"}}".into(),
+            purpose: "tidy\u{2028}decided by alice@example.org\nok\u{1b}[2K\u{202E}".into(),
+            group: "platform-oncall".into(),
+            policies: vec!["p1".into()],
+            state: crate::store::ApprovalState::Pending,
+            created_at: 0,
+            expires_at: 60,
+            decided_at: None,
+            decided_by: None,
+            note: None,
+            used_jti: None,
+        };
+        let text = approval_text(&a);
+        let lines: Vec<&str> = text.split(['\n', '\r', '\u{85}', '\u{2028}', '\u{2029}']).collect();
+        assert_eq!(lines.len(), 11, "{text}");
+        assert!(!lines.iter().any(|l| l.starts_with("decided by") || l.starts_with("state      approved")), "{text}");
+        assert!(text.contains(r"purpose    tidy\u{2028}decided by alice@example.org\nok\u{1b}[2K\u{202e}"), "{text}");
+        assert!(text.contains("tool       workspace__send_message") && text.contains("group      platform-oncall"), "{text}");
+        let g = BreakGlassGrant {
+            id: "g_1".into(),
+            agent: a.agent.clone(),
+            task: a.task.clone(),
+            tool: a.tool.clone(),
+            constraints: "{}".into(),
+            justification: "outage\u{2028}g_2  reviewed".into(),
+            jti: "j".into(),
+            policies: vec![],
+            granted_at: 0,
+            expires_at: 60,
+            reviewed_at: None,
+            reviewed_by: None,
+            note: None,
+        };
+        let line = grant_line(&g);
+        assert!(!line.contains('\u{2028}') && line.contains(r"justification: outage\u{2028}g_2  reviewed  [AWAITING REVIEW]"), "{line}");
     }
 }
