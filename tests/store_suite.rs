@@ -127,6 +127,7 @@ const CASES: &[Case] = &[
     ("a_store_from_before_per_second_counts_keeps_its_open_window", a_store_from_before_per_second_counts_keeps_its_open_window),
     ("taint_is_capped_refreshed_and_forgotten", taint_is_capped_refreshed_and_forgotten),
     ("end_user_answers_are_taken_once_and_declines_stand", end_user_answers_are_taken_once_and_declines_stand),
+    ("a_decline_or_a_denial_closes_every_question_about_the_request", a_decline_or_a_denial_closes_every_question_about_the_request),
     ("intents_and_calls_are_kept_in_order", intents_and_calls_are_kept_in_order),
     ("the_audit_chain_reads_back_and_verifies", the_audit_chain_reads_back_and_verifies),
     ("concurrent_consumers_get_one_success", concurrent_consumers_get_one_success),
@@ -757,6 +758,32 @@ fn end_user_answers_are_taken_once_and_declines_stand(s: &dyn Store, _: &Db) {
     // An asked question is not a decline.
     s.ask_end_user("q3", "a", "t1", "d3", 100, 200).unwrap();
     assert!(!s.end_user_declined("a", "d3", 110).unwrap());
+}
+
+/// Issue 23: an older question, or a second one about the same request,
+/// answered "confirm" after the end user declined the request or a person
+/// denied it, used to be honoured.
+fn a_decline_or_a_denial_closes_every_question_about_the_request(s: &dyn Store, _: &Db) {
+    let agent = "spiffe://x/agent/a";
+    // Two questions about one request; the end user declines through one.
+    s.ask_end_user("q1", agent, "t1", "d1", 100, 400).unwrap();
+    s.ask_end_user("q2", agent, "t1", "d1", 101, 400).unwrap();
+    s.record_end_user_decline(agent, "t1", "d1", 110, 400).unwrap();
+    assert!(!s.take_end_user_answer("q2", agent, "t1", "d1", 120).unwrap(), "the other question is closed by the decline");
+    assert!(!s.take_end_user_answer("q1", agent, "t1", "d1", 120).unwrap());
+    // A question about another request is untouched.
+    s.ask_end_user("q3", agent, "t1", "d2", 100, 400).unwrap();
+    assert!(s.take_end_user_answer("q3", agent, "t1", "d2", 120).unwrap());
+    // A person denies a request while a question about it is open.
+    s.ask_end_user("q4", agent, "t1", "d4", 100, 400).unwrap();
+    s.create_approval(&approval("a4", "d4", 300)).unwrap();
+    assert!(matches!(s.decide_approval("a4", false, "bob", "no", 130, 300, &record).unwrap(), DecideOutcome::Decided(_)));
+    assert!(!s.take_end_user_answer("q4", agent, "t1", "d4", 140).unwrap(), "a denial closes the question");
+    // An approval that is granted does not close anything.
+    s.ask_end_user("q5", agent, "t1", "d5", 100, 400).unwrap();
+    s.create_approval(&approval("a5", "d5", 300)).unwrap();
+    assert!(matches!(s.decide_approval("a5", true, "bob", "ok", 130, 300, &record).unwrap(), DecideOutcome::Decided(_)));
+    assert!(s.take_end_user_answer("q5", agent, "t1", "d5", 140).unwrap());
 }
 
 fn intents_and_calls_are_kept_in_order(s: &dyn Store, _: &Db) {

@@ -174,6 +174,9 @@ pub struct Request<'a> {
     /// Requests by this agent in the last minute, this one included.
     pub rate: u32,
     pub tainted: bool,
+    /// Tools whose untrusted output the agent read within the taint
+    /// horizon (from its taint ledger), in this task or an earlier one.
+    pub earlier_untrusted: &'a [String],
 }
 
 /// Score a request against the declared and learned baselines.
@@ -192,29 +195,43 @@ pub fn assess(agent: &Agent, learned: Option<&LearnedProfile>, r: &Request<'_>) 
         score += 30;
         why.push(format!("`{}` is not among the tools this agent normally uses", r.tool));
     }
-    let transition_known = match r.previous {
-        None => true,
-        Some(prev) => {
-            let p = prev.tool.as_str();
-            let declared_pair = declared.transitions.iter().any(|(a, b)| a == p && b == r.tool);
-            match learned {
-                Some(l) => declared_pair || l.transitions.iter().any(|t| t.from == p && t.to == r.tool),
-                // No transitions declared: any chain within the task's plan is
-                // usual. Across a task boundary only when the last call read
-                // nothing untrusted: a new plan right after untrusted content
-                // is exactly how a hijacked agent would widen its tools.
-                None if declared.transitions.is_empty() => {
-                    let in_plan = r.plan.iter().any(|t| t == r.tool);
-                    in_plan && if prev.same_task { r.plan.iter().any(|t| t == p) } else { !prev.untrusted_output }
-                }
-                None => declared_pair,
+    // Is `from -> r.tool` a chain this agent's baseline knows?
+    let known = |from: &str, same_task: bool, untrusted_output: bool| {
+        let declared_pair = declared.transitions.iter().any(|(a, b)| a == from && b == r.tool);
+        match learned {
+            Some(l) => declared_pair || l.transitions.iter().any(|t| t.from == from && t.to == r.tool),
+            // No transitions declared: any chain within the task's plan is
+            // usual. Across a task boundary only when the last call read
+            // nothing untrusted: a new plan right after untrusted content
+            // is exactly how a hijacked agent would widen its tools.
+            None if declared.transitions.is_empty() => {
+                let in_plan = r.plan.iter().any(|t| t == r.tool);
+                in_plan && if same_task { r.plan.iter().any(|t| t == from) } else { !untrusted_output }
             }
+            None => declared_pair,
         }
     };
+    let mut transition_known = r.previous.is_none_or(|prev| known(&prev.tool, prev.same_task, prev.untrusted_output));
     if !transition_known {
         score += if r.risk >= Risk::High { 60 } else { 40 };
         let across = if r.previous.is_some_and(|p| !p.same_task) { " (across tasks)" } else { "" };
         why.push(format!("the transition {} -> {}{across} is not in the baseline", r.previous.map(|p| p.tool.as_str()).unwrap_or("(start)"), r.tool));
+    }
+    // A harmless call in between does not launder a chain: every untrusted
+    // read the agent made within the taint horizon counts as a link into a
+    // high-risk tool, as if it had come just before (fetch_page, read_note,
+    // send_message is judged as fetch_page -> send_message too).
+    if r.risk >= Risk::High {
+        let last = r.previous.map(|p| p.tool.as_str());
+        for read in r.earlier_untrusted.iter().filter(|t| Some(t.as_str()) != last && t.as_str() != r.tool) {
+            if !known(read, true, true) {
+                if transition_known {
+                    score += 60;
+                }
+                transition_known = false;
+                why.push(format!("an earlier read of untrusted content by {read} -> {} is not in the baseline", r.tool));
+            }
+        }
     }
     if !declared.phases.is_empty() && !declared.phases.iter().any(|p| p == r.phase) {
         score += 10;
@@ -298,7 +315,7 @@ mod tests {
 
     fn req<'a>(tool: &'a str, previous: Option<&'a str>, plan: &'a [String], hour: i64) -> Request<'a> {
         let previous = previous.map(same_task);
-        Request { tool, risk: Risk::High, shape: "to:eq", previous, plan, phase: "reply", time: TimeFacts::at(hour * 3600), rate: 1, tainted: false }
+        Request { tool, risk: Risk::High, shape: "to:eq", previous, plan, phase: "reply", time: TimeFacts::at(hour * 3600), rate: 1, tainted: false, earlier_untrusted: &[] }
     }
 
     #[test]
@@ -381,5 +398,33 @@ mod tests {
     #[test]
     fn hour_windows_wrap_around_midnight() {
         assert!(in_window(22, 20, 6) && in_window(3, 20, 6) && !in_window(12, 20, 6));
+    }
+
+    #[test]
+    fn an_untrusted_read_earlier_in_the_work_counts_as_a_link_into_a_high_risk_tool() {
+        // Triage knows fetch_page -> read_note and read_note -> send, not
+        // fetch_page -> send: one harmless read in between must not launder it.
+        let declared = agent(DeclaredBaseline {
+            transitions: vec![("ws__fetch_page".into(), "ws__read_note".into()), ("ws__read_note".into(), "ws__send".into()), ("ws__read_inbox".into(), "ws__send".into())],
+            ..Default::default()
+        });
+        let plan = vec!["ws__fetch_page".to_owned(), "ws__read_note".to_owned(), "ws__send".to_owned()];
+        let fetched = vec!["ws__fetch_page".to_owned()];
+        let laundered = Request { earlier_untrusted: &fetched, ..req("ws__send", Some("ws__read_note"), &plan, 9) };
+        let a = assess(&declared, None, &laundered);
+        assert!(!a.transition_known && a.explanation.contains("ws__fetch_page -> ws__send"), "{a:?}");
+        // The same chain after reading only the inbox, which the baseline knows into a send: usual.
+        let inbox = vec!["ws__read_inbox".to_owned()];
+        assert!(assess(&declared, None, &Request { earlier_untrusted: &inbox, ..req("ws__send", Some("ws__read_note"), &plan, 9) }).transition_known);
+        // Nothing untrusted read: the last link alone decides, as before.
+        assert!(assess(&declared, None, &req("ws__send", Some("ws__read_note"), &plan, 9)).transition_known);
+        // A low-risk tool after the page is not a sink: not judged this way.
+        let low = Request { risk: Risk::Low, earlier_untrusted: &fetched, ..req("ws__send", Some("ws__read_note"), &plan, 9) };
+        assert!(assess(&declared, None, &low).transition_known);
+        // No declared transitions: a read in the task's plan is part of the plan's chain.
+        let open = agent(DeclaredBaseline::default());
+        assert!(assess(&open, None, &laundered).transition_known);
+        let off_plan = vec!["ws__fetch_other".to_owned()];
+        assert!(!assess(&open, None, &Request { earlier_untrusted: &off_plan, ..req("ws__send", Some("ws__read_note"), &plan, 9) }).transition_known);
     }
 }

@@ -573,7 +573,10 @@ async fn request(session: &Session, agent: &VerifiedAgent, binding: Binding<'_>,
             checked.tool_facts.clone(),
             TimeFacts::at(asked.now),
             crate::policy::TaskFacts {
-                after_untrusted_read: checked.last_call.as_ref().is_some_and(|c| decide::untrusted_output(shared, &c.tool)),
+                // Not only the last call: an untrusted read anywhere within
+                // the taint horizon holds, so one harmless call in between
+                // does not clear it.
+                after_untrusted_read: checked.last_call.as_ref().is_some_and(|c| decide::untrusted_output(shared, &c.tool)) || !checked.ledger.is_empty(),
                 ..decide::task_facts(&checked.task, &asked.tool)
             },
             facts,
@@ -583,18 +586,17 @@ async fn request(session: &Session, agent: &VerifiedAgent, binding: Binding<'_>,
     if let Outcome::NeedsConfirmation { fallback } = decision.outcome.clone() {
         // A person's denial of exactly this request is final, and an end
         // user who declined it is not asked again while the answer stands.
-        if let Some(a) = checked.existing.as_ref().filter(|a| a.state == ApprovalState::Denied) {
-            return approval_denied(a).into();
-        }
-        let (agent_id, digest, now) = (agent.agent.id.clone(), checked.digest.clone(), asked.now);
-        match store_op(&shared.store, move |s| s.end_user_declined(&agent_id, &digest, now)).await {
-            Ok(true) => return declined_by_end_user(&asked.tool).into(),
-            Ok(false) => {}
-            Err(r) => return r.into(),
+        if let Err(r) = question_still_open(shared, agent, &asked.tool, &checked).await {
+            return r.into();
         }
         match ask_end_user(shared, agent, binding, &asked, &checked, &taint.verdict).await {
             Asking::InputRequired(r) => return CallToolResponse::InputRequired(r),
             Asking::Confirmed => {
+                // The answer took the user a while: a decline of the same
+                // request elsewhere, or a person's denial, in the meantime wins.
+                if let Err(r) = question_still_open(shared, agent, &asked.tool, &checked).await {
+                    return r.into();
+                }
                 facts.confirmed_by_end_user = true;
                 decision = decide(facts).await;
             }
@@ -649,6 +651,10 @@ fn declined_by_end_user(tool: &str) -> CallToolResult {
 /// or foreign answer refuses the request.
 async fn end_user_answer(shared: &super::Shared, agent: &VerifiedAgent, binding: Binding<'_>, asked: &Asked, checked: &Checked) -> Result<bool, CallToolResult> {
     let super::confirm::EndUser::Stateless { state: Some(state), responses, .. } = binding.end_user else { return Ok(false) };
+    // A denial or a decline is checked before any answer: an older
+    // question, or another one about the same request, cannot override it
+    // (the store refuses to hand such an answer out as well).
+    question_still_open(shared, agent, &asked.tool, checked).await?;
     let (qid, agent_id, task, digest, now) = (state.to_owned(), agent.agent.id.clone(), checked.task.id.clone(), checked.digest.clone(), asked.now);
     let taken = store_op(&shared.store, move |s| s.take_end_user_answer(&qid, &agent_id, &task, &digest, now)).await?;
     let answer = super::confirm::answer_of(taken, responses);
@@ -673,6 +679,21 @@ async fn end_user_answer(shared: &super::Shared, agent: &VerifiedAgent, binding:
             "this answer is not for this agent, task and request, was used already, or expired; send the jit_request again without one to be asked anew",
         )),
     }
+}
+
+/// Can the end user still be asked about, or answer for, this request?
+/// Not after a person denied exactly this request, nor while the end user's
+/// decline of it stands (both hold for the agent in every task).
+async fn question_still_open(shared: &super::Shared, agent: &VerifiedAgent, tool: &str, checked: &Checked) -> Result<(), CallToolResult> {
+    let (agent_id, digest, now) = (agent.agent.id.clone(), checked.digest.clone(), shared.clock.now_unix());
+    let (approval, declined) = store_op(&shared.store, move |s| Ok((s.approval_for_request(&digest, now)?, s.end_user_declined(&agent_id, &digest, now)?))).await?;
+    if let Some(a) = approval.as_ref().or(checked.existing.as_ref()).filter(|a| a.state == ApprovalState::Denied) {
+        return Err(approval_denied(a));
+    }
+    if declined {
+        return Err(declined_by_end_user(tool));
+    }
+    Ok(())
 }
 
 /// What asking the end user came to.
@@ -936,6 +957,7 @@ fn judge_baseline(shared: &super::Shared, agent: &VerifiedAgent, asked: &Asked, 
     });
     let shape = profile::shape_of(&checked.constraints);
     let plan = decide::plan_tools(&checked.task.phases);
+    let earlier_untrusted = checked.ledger.untrusted_tools();
     let assessment = profile::assess(
         &agent.agent,
         shared.learned.get(&agent.agent.id),
@@ -949,6 +971,7 @@ fn judge_baseline(shared: &super::Shared, agent: &VerifiedAgent, asked: &Asked, 
             time: TimeFacts::at(asked.now),
             rate: checked.rate,
             tainted,
+            earlier_untrusted: &earlier_untrusted,
         },
     );
     if assessment.score > 0 {

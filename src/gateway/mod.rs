@@ -655,7 +655,7 @@ async fn record_taint(shared: &Shared, claims: &crate::token::CapabilityClaims, 
         tracing::warn!(
             tool = %tool.exposed_name,
             jti = %claims.jti,
-            "this untrusted result holds more than {} addresses and identifiers: only its text is kept (values are matched word for word), so that one page cannot flood the agent's taint ledger",
+            "this untrusted result holds more than {} file names and identifiers: only its destinations, amounts and text are kept (the rest is matched word for word in the text), so that one page cannot flood the agent's taint ledger",
             crate::baseline::taint::MAX_VALUES_PER_RESULT
         );
     }

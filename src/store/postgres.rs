@@ -1259,7 +1259,11 @@ impl Store for PostgresStore {
         // Conditional: only the first taker finds it unanswered.
         self.with_client(|c| {
             let n = c.execute(
-                "UPDATE confirmations SET answered_at=$5 WHERE id=$1 AND agent=$2 AND task=$3 AND digest=$4 AND answered_at IS NULL AND expires_at > $5",
+                // A decline by the end user, or a person's denial, of the same
+                // request closes every question about it, whichever came first.
+                "UPDATE confirmations SET answered_at=$5 WHERE id=$1 AND agent=$2 AND task=$3 AND digest=$4 AND answered_at IS NULL AND expires_at > $5
+                   AND NOT EXISTS (SELECT 1 FROM confirmations d WHERE d.agent=$2 AND d.digest=$4 AND d.declined AND d.expires_at > $5)
+                   AND NOT EXISTS (SELECT 1 FROM approvals a WHERE a.agent=$2 AND a.digest=$4 AND a.state='denied')",
                 &[&id, &agent, &task, &digest, &now],
             )?;
             Ok(n == 1)
@@ -1270,11 +1274,13 @@ impl Store for PostgresStore {
         let mut id = [0u8; 12];
         getrandom::fill(&mut id).map_err(|e| StoreError::Backend(e.to_string()))?;
         let id = format!("d_{}", hex::encode(id));
-        self.with_client(|c| {
-            c.execute(
+        self.transaction(|tx| {
+            tx.execute(
                 "INSERT INTO confirmations(id, agent, task, digest, asked_at, expires_at, answered_at, declined) VALUES ($1,$2,$3,$4,$5,$6,$5,true)",
                 &[&id, &agent, &task, &digest, &now, &until],
             )?;
+            // Every other open question about this request is closed with it.
+            tx.execute("UPDATE confirmations SET answered_at=$3 WHERE agent=$1 AND digest=$2 AND answered_at IS NULL", &[&agent, &digest, &now])?;
             Ok(())
         })
     }

@@ -761,7 +761,11 @@ impl Store for SqliteStore {
 
     fn take_end_user_answer(&self, id: &str, agent: &str, task: &str, digest: &str, now: i64) -> Result<bool, StoreError> {
         let n = self.conn().execute(
-            "UPDATE confirmations SET answered_at=?5 WHERE id=?1 AND agent=?2 AND task=?3 AND digest=?4 AND answered_at IS NULL AND expires_at > ?5",
+            // A decline by the end user, or a person's denial, of the same
+            // request closes every question about it, whichever came first.
+            "UPDATE confirmations SET answered_at=?5 WHERE id=?1 AND agent=?2 AND task=?3 AND digest=?4 AND answered_at IS NULL AND expires_at > ?5
+               AND NOT EXISTS (SELECT 1 FROM confirmations d WHERE d.agent=?2 AND d.digest=?4 AND d.declined=1 AND d.expires_at > ?5)
+               AND NOT EXISTS (SELECT 1 FROM approvals a WHERE a.agent=?2 AND a.digest=?4 AND a.state='denied')",
             params![id, agent, task, digest, now],
         )?;
         Ok(n == 1)
@@ -770,10 +774,15 @@ impl Store for SqliteStore {
     fn record_end_user_decline(&self, agent: &str, task: &str, digest: &str, now: i64, until: i64) -> Result<(), StoreError> {
         let mut id = [0u8; 12];
         getrandom::fill(&mut id).map_err(|e| StoreError::Backend(e.to_string()))?;
-        self.conn().execute(
+        let mut conn = self.conn();
+        let tx = conn.transaction_with_behavior(TransactionBehavior::Immediate)?;
+        tx.execute(
             "INSERT INTO confirmations(id, agent, task, digest, asked_at, expires_at, answered_at, declined) VALUES (?1,?2,?3,?4,?5,?6,?5,1)",
             params![format!("d_{}", hex::encode(id)), agent, task, digest, now, until],
         )?;
+        // Every other open question about this request is closed with it.
+        tx.execute("UPDATE confirmations SET answered_at=?3 WHERE agent=?1 AND digest=?2 AND answered_at IS NULL", params![agent, digest, now])?;
+        tx.commit()?;
         Ok(())
     }
 
