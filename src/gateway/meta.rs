@@ -541,9 +541,17 @@ fn check_own_task(session: &Session, agent: &VerifiedAgent, task: Option<Task>) 
 /// approval, or a token).
 async fn request(session: &Session, agent: &VerifiedAgent, binding: Binding<'_>, req: Request) -> CallToolResponse {
     let shared = &session.shared;
-    let asked = match parse_request(shared, agent, req) {
-        Ok(a) => a,
-        Err(r) => return r.into(),
+    // Schemas (the tool's, the manifest's, an agent's constraint) are
+    // evaluated on the blocking pool: however costly an agent makes its
+    // request, the runtime's workers keep serving the other agents.
+    let parsed = {
+        let (shared, agent) = (shared.clone(), agent.clone());
+        tokio::task::spawn_blocking(move || parse_request(&shared, &agent, req)).await
+    };
+    let asked = match parsed {
+        Ok(Ok(a)) => a,
+        Ok(Err(r)) => return r.into(),
+        Err(e) => return refusal_result("internal", &format!("the request could not be checked: {e}")).into(),
     };
     let loaded = match load_request_state(shared, agent, &asked).await {
         Ok(l) => l,
