@@ -149,7 +149,9 @@ impl ClientHandler for ScriptedUser {
         // Hotel" is "riverside view hotel"; an address's domain is part of it).
         let shown = third_party_values(&message);
         let asks: Vec<String> = self.asks.iter().map(|a| words(a)).collect();
-        let asked = !shown.is_empty() && shown.iter().all(|v| asks.iter().any(|a| a.contains(&words(v))));
+        // An amount is read as a number ("98.7" is the "98.70" the user said).
+        let same_number = |v: &str| v.parse::<f64>().ok().is_some_and(|n| self.asks.iter().any(|a| a.replace(',', "").parse::<f64>().ok() == Some(n)));
+        let asked = !shown.is_empty() && shown.iter().all(|v| same_number(v) || asks.iter().any(|a| a.contains(&words(v))));
         if !asked {
             self.declined.fetch_add(1, Ordering::SeqCst);
         }
