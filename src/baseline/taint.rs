@@ -780,26 +780,45 @@ fn extract(text: &str) -> (Vec<String>, Vec<String>) {
     (kept, rest)
 }
 
-/// Account numbers written in groups (`NL91 ABNA 0417 1643 00`): runs of
-/// short words that hold at least six digits between them, joined.
+/// Account numbers written in groups (`NL91 ABNA 0417 1643 00`,
+/// `GB98-MIDL-0700-...`): runs of short groups separated by spaces or
+/// hyphens, starting with a group that holds a digit, in which a group of
+/// letters only is a four-letter bank code; joined when they hold at least
+/// six digits. Other punctuation, a longer word or a line ends a run, so
+/// that an amount, a date or a word of the surrounding text ("Apple") is
+/// never glued to an account number.
 fn grouped_numbers(text: &str) -> Vec<String> {
     let mut out = Vec::new();
-    let mut run: Vec<&str> = Vec::new();
-    let mut flush = |run: &mut Vec<&str>| {
-        let joined: String = run.concat();
-        if run.len() >= 2 && digits(&joined) >= 6 {
-            out.push(joined);
+    for line in text.split(['\n', '\r']) {
+        let mut run: Vec<&str> = Vec::new();
+        let mut flush = |run: &mut Vec<&str>| {
+            let joined: String = run.concat();
+            if run.len() >= 2 && digits(&joined) >= 6 {
+                out.push(joined);
+            }
+            run.clear();
+        };
+        let mut rest = line;
+        while !rest.is_empty() {
+            let end = rest.find(|c: char| !c.is_alphanumeric()).unwrap_or(rest.len());
+            let word = &rest[..end];
+            let joins = word.chars().count() <= 6
+                && (word.chars().any(|c| c.is_ascii_digit()) || (!run.is_empty() && word.chars().count() == 4 && word.chars().all(char::is_alphabetic)));
+            if !word.is_empty() {
+                if joins {
+                    run.push(word);
+                } else {
+                    flush(&mut run);
+                }
+            }
+            let Some(sep) = rest[end..].chars().next() else { break };
+            if !(sep == ' ' || sep == '-') {
+                flush(&mut run);
+            }
+            rest = &rest[end + sep.len_utf8()..];
         }
-        run.clear();
-    };
-    for w in text.split(|c: char| !c.is_alphanumeric()).filter(|w| !w.is_empty()) {
-        if w.chars().count() <= 6 {
-            run.push(w);
-        } else {
-            flush(&mut run);
-        }
+        flush(&mut run);
     }
-    flush(&mut run);
     out
 }
 
@@ -1086,6 +1105,16 @@ mod tests {
             assert!(!t.tainted || v.is_string(), "{v}: {t:?}");
         }
         assert!(!ledger.check("a", &amount, &num(json!(7))).tainted);
+    }
+
+    #[test]
+    fn account_numbers_are_joined_only_from_their_own_groups() {
+        assert_eq!(grouped_numbers("pay to iban nl91 abna 0417 1643 00 or gb98-midl-0700-9312-3456-78."), ["nl91abna0417164300", "gb98midl07009312345678"]);
+        // Issue 24: words, amounts and fields around it are not glued on.
+        let bill = grouped_numbers("rechnung r-2026-77: 1.250,00 eur an iban de44 5001 0517 5407 3249 31.");
+        assert!(bill.contains(&"de44500105175407324931".to_owned()) && bill.iter().all(|v| !v.contains("125000") && !v.contains("iban")), "{bill:?}");
+        assert!(grouped_numbers("apple 12 34 56 pay").iter().all(|v| !v.contains("apple")));
+        assert_eq!(grouped_numbers("ref 1234\n56 78"), Vec::<String>::new(), "never across a line");
     }
 
     #[test]
