@@ -3,7 +3,9 @@
 //! An agent is known to jitgate only through its file: a verified identity
 //! whose subject has no agent file is refused. `allowed_tools` is the
 //! outermost bound on the agent's authority: exposed names (`server__tool`)
-//! or a whole server (`server__*`).
+//! or a whole server (`server__*`). `[end_user]` says whether a person
+//! answers the questions jitgate asks through the agent's MCP client; policy
+//! sees it as `context.end_user.client_trusted`.
 
 use std::collections::BTreeMap;
 use std::path::{Path, PathBuf};
@@ -34,6 +36,30 @@ struct RawAgent {
     /// this agent; empty means any issuer whose trust domain holds its id.
     #[serde(default)]
     issuers: Vec<String>,
+    #[serde(default)]
+    end_user: EndUserClient,
+}
+
+/// Who answers the questions jitgate asks through this agent's MCP client
+/// (`[end_user]`).
+///
+/// jitgate asks the end user through the client the agent itself connects
+/// with, so whoever drives that client answers. An unattended agent whose
+/// client declares elicitation, or a client that answers on its own, confirms
+/// for itself, and a `@confirm("GROUP")` rule then never reaches GROUP. Only
+/// the platform team can say that a person sits at the client: policy sees
+/// its word as `context.end_user.client_trusted`, false unless it is given.
+///
+/// ```toml
+/// [end_user]
+/// client_trusted = true   # a person answers this agent's questions in their MCP client
+/// ```
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct EndUserClient {
+    /// A person reads and answers the questions the agent's client is asked.
+    #[serde(default)]
+    pub client_trusted: bool,
 }
 
 /// What the platform team declares this agent normally does (`[baseline]`).
@@ -147,6 +173,12 @@ impl Agent {
 
     /// Validate an agent file's text (as read from `file.path`).
     pub fn from_source(file: SourceFile) -> Result<Self, SourceError> {
+        Self::parse(file).map(|(agent, _)| agent)
+    }
+
+    /// Validate an agent file's text: the agent, and who answers its
+    /// client's questions (`[end_user]`, kept by [`AgentDirectory`]).
+    pub fn parse(file: SourceFile) -> Result<(Self, EndUserClient), SourceError> {
         let raw: RawAgent = source::parse_toml(&file)?;
         let id = raw.id.get_ref().clone();
         // A SPIFFE ID, or, for an agent bound to named issuers (an OAuth
@@ -174,7 +206,19 @@ impl Agent {
             })?;
             allowed_tools.push(p);
         }
-        Ok(Self { name, id, team: raw.team, environment: raw.environment, description: raw.description, allowed_tools, attributes: raw.attributes, baseline: raw.baseline, issuers: raw.issuers, source: AgentSource { path: file.path.clone(), allowed_tools_at } })
+        let agent = Self {
+            name,
+            id,
+            team: raw.team,
+            environment: raw.environment,
+            description: raw.description,
+            allowed_tools,
+            attributes: raw.attributes,
+            baseline: raw.baseline,
+            issuers: raw.issuers,
+            source: AgentSource { path: file.path.clone(), allowed_tools_at },
+        };
+        Ok((agent, raw.end_user))
     }
 }
 
@@ -182,6 +226,8 @@ impl Agent {
 #[derive(Debug, Clone, Default)]
 pub struct AgentDirectory {
     by_id: BTreeMap<String, Agent>,
+    /// Each agent's `[end_user]` setting, by id.
+    end_user: BTreeMap<String, EndUserClient>,
 }
 
 impl AgentDirectory {
@@ -189,6 +235,7 @@ impl AgentDirectory {
     pub fn load(dir: &Path) -> Result<Self, Vec<SourceError>> {
         let mut errors = Vec::new();
         let mut by_id: BTreeMap<String, Agent> = BTreeMap::new();
+        let mut end_user = BTreeMap::new();
         let entries = match std::fs::read_dir(dir) {
             Ok(rd) => rd,
             Err(e) => {
@@ -207,8 +254,8 @@ impl AgentDirectory {
             .collect();
         files.sort();
         for f in files {
-            match Agent::load(&f) {
-                Ok(agent) => {
+            match SourceFile::read(&f).and_then(Agent::parse) {
+                Ok((agent, client)) => {
                     if let Some(other) = by_id.values().find(|a| a.name == agent.name || a.id == agent.id) {
                         errors.push(SourceError {
                             file: f.clone(),
@@ -218,12 +265,19 @@ impl AgentDirectory {
                         });
                         continue;
                     }
+                    end_user.insert(agent.id.clone(), client);
                     by_id.insert(agent.id.clone(), agent);
                 }
                 Err(e) => errors.push(e),
             }
         }
-        if errors.is_empty() { Ok(Self { by_id }) } else { Err(errors) }
+        if errors.is_empty() { Ok(Self { by_id, end_user }) } else { Err(errors) }
+    }
+
+    /// Who answers the questions asked through the client of the agent with
+    /// this id; an agent the directory does not know has no trusted client.
+    pub fn end_user(&self, id: &str) -> EndUserClient {
+        self.end_user.get(id).copied().unwrap_or_default()
     }
 
     /// The agent with this SPIFFE subject.
@@ -268,6 +322,25 @@ mod tests {
         std::fs::write(&p, "name = \"a\"\nid = \"spiffe://x/a\"\nallowed_tools = [\n  \"ws__ok\",\n  \"oops\"]\n").unwrap();
         let e = Agent::load(&p).unwrap_err();
         assert_eq!(e.line, 5, "{e}");
+    }
+
+    #[test]
+    fn only_the_agent_file_can_vouch_for_the_end_user_client() {
+        let dir = tempfile::tempdir().unwrap();
+        let head = "allowed_tools = []\n";
+        std::fs::write(dir.path().join("a.toml"), format!("name = \"a\"\nid = \"spiffe://x/a\"\n{head}")).unwrap();
+        std::fs::write(dir.path().join("b.toml"), format!("name = \"b\"\nid = \"spiffe://x/b\"\n{head}\n[end_user]\nclient_trusted = true\n")).unwrap();
+        let agents = AgentDirectory::load(dir.path()).unwrap();
+        // Not trusted unless the file says so, nor for an agent it does not know.
+        assert!(!agents.end_user("spiffe://x/a").client_trusted);
+        assert!(agents.end_user("spiffe://x/b").client_trusted);
+        assert!(!agents.end_user("spiffe://x/c").client_trusted);
+        let p = dir.path().join("c.toml");
+        std::fs::write(&p, format!("name = \"c\"\nid = \"spiffe://x/c\"\n{head}[end_user]\ntrusted = true\n")).unwrap();
+        let e = Agent::load(&p).unwrap_err();
+        assert!(e.line == 5 && e.message.contains("trusted"), "{e}");
+        std::fs::write(&p, format!("name = \"c\"\nid = \"spiffe://x/c\"\n{head}[end_user]\nclient_trusted = \"yes\"\n")).unwrap();
+        assert!(Agent::load(&p).is_err());
     }
 
     #[test]

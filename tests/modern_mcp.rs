@@ -210,3 +210,83 @@ fn the_end_user_confirms_third_party_values_in_2026_07_28_mode() {
 fn the_end_user_confirms_third_party_values_in_a_handshake_session() {
     confirmation_flow("legacy");
 }
+
+/// An agent whose file does not vouch for its client (`[end_user]
+/// client_trusted`): its team may do what triage does, under the same
+/// quick-start rules.
+const UNATTENDED: &str = r#"name = "unattended"
+id = "spiffe://jitgate.local/agent/unattended"
+team = "support"
+allowed_tools = ["workspace__list_notes", "workspace__read_note", "workspace__read_inbox", "workspace__send_message"]
+"#;
+
+/// `confirm_flow.py`'s report for one agent: it reads the inbox whose
+/// message names `colleague`, then asks to send there (and to the injected
+/// address), answering every question as a user who asked for `colleague`.
+fn confirm_flow_report(mode: &str, url: &str, agent_token: &str, colleague: &str) -> Value {
+    let out = Command::new(python()).arg(repo_root().join("tests/support/python/confirm_flow.py")).args([mode, url, agent_token, colleague]).output().unwrap();
+    assert!(out.status.success(), "python client failed:\n{}", String::from_utf8_lossy(&out.stderr));
+    serde_json::from_slice(&out.stdout).unwrap_or_else(|e| panic!("bad output ({e}): {}", String::from_utf8_lossy(&out.stdout)))
+}
+
+/// `@confirm("platform-oncall")` asks through the agent's own client, so a
+/// client that declares elicitation would answer for platform-oncall. The
+/// quick start asks only where the agent file vouches that a person answers
+/// the client: the same request, from the same official client declaring
+/// elicitation, is never put to an unattended agent's client and waits for
+/// platform-oncall, and an answer that client sends unasked counts for
+/// nothing; triage's user is asked once and the mail goes out.
+fn untrusted_client_flow(mode: &str) {
+    let dep = Deployment::new(&Setup { policies: quickstart_policies(), agents: vec![("unattended.toml".into(), UNATTENDED.into())], ..Setup::default() });
+    let gw = Gateway::start(&dep);
+    let rt = tokio::runtime::Runtime::new().unwrap();
+    rt.block_on(gw.wait_server("workspace", "ready"));
+    let colleague = "carol@partner.example";
+    let msg = serde_json::json!({"id": "msg-004", "from": "bob@example.org", "subject": "Q3 summary", "body": format!("Please send the Q3 summary to my colleague {colleague}, who joins the project.")});
+    std::fs::write(dep.workspace_state.join("inbox/msg-004.json"), msg.to_string()).unwrap();
+    let (_, log, _) = jitgate(&["audit", "export", "--config", dep.config.to_str().unwrap()]);
+    assert!(!log.contains("confirmation.asked"), "{log}");
+
+    let r = confirm_flow_report(mode, &gw.url, &dep.mint("unattended"), colleague);
+    assert_eq!(r["inbox_has_colleague"], true, "{r}");
+    assert_eq!(r["questions"], serde_json::json!([]), "the unattended agent's client is never asked: {r}");
+    let held = |step: &Value| -> Value {
+        assert_eq!(step["is_error"], false, "{r}");
+        serde_json::from_str(step["text"].as_str().unwrap()).unwrap_or_else(|e| panic!("{e}: {step}"))
+    };
+    for step in ["benign_request", "attack_request", "attack_again"] {
+        let v = held(&r[step]);
+        assert_eq!(v["decision"], "pending_approval", "{step}: {v}");
+        assert_eq!(v["group"], "platform-oncall", "{step}: {v}");
+        assert!(v["token"].is_null() && v["policies"].to_string().contains("untrusted-data-into-sinks-needs-a-person"), "{step}: {v}");
+    }
+    assert!(r["benign_send"].is_null(), "no token, no send: {r}");
+    if mode == "auto" {
+        // Its client declares elicitation and sends a confirmation anyway.
+        assert_eq!(r["manual_answer"]["code"], "confirmation_invalid", "{r}");
+        assert_eq!(r["answer_for_another_request"]["code"], "confirmation_invalid", "{r}");
+    }
+    let outbox = std::fs::read_to_string(dep.workspace_state.join("outbox.jsonl")).unwrap_or_default();
+    assert!(!outbox.contains(colleague) && !outbox.contains("exfil.attacker.test"), "{outbox}");
+    let (_, log, _) = jitgate(&["audit", "export", "--config", dep.config.to_str().unwrap()]);
+    assert!(!log.contains("confirmation.asked"), "{log}");
+
+    // Triage's file vouches for its client: the same request is asked once,
+    // confirmed, and the mail goes out.
+    let r = confirm_flow_report(mode, &gw.url, &dep.mint("triage"), colleague);
+    assert_eq!((r["benign_request"]["is_error"].clone(), r["benign_questions"].clone()), (Value::Bool(false), Value::from(1)), "{r}");
+    assert_eq!(r["benign_send"]["is_error"], false, "{r}");
+    assert_eq!(r["attack_request"]["code"], "declined_by_end_user", "{r}");
+    let outbox = std::fs::read_to_string(dep.workspace_state.join("outbox.jsonl")).unwrap_or_default();
+    assert!(outbox.contains(colleague) && !outbox.contains("exfil.attacker.test"), "{outbox}");
+}
+
+#[test]
+fn an_untrusted_agents_client_is_not_asked_in_2026_07_28_mode() {
+    untrusted_client_flow("auto");
+}
+
+#[test]
+fn an_untrusted_agents_client_is_not_asked_in_a_handshake_session() {
+    untrusted_client_flow("legacy");
+}

@@ -498,6 +498,14 @@ fn explain_says_what_the_gateway_does_for_unusual_and_drifting_requests() {
     let tainted = explain(&["--tainted"]);
     assert_eq!((tainted["decision"].as_str(), tainted["approval_group"].as_str()), (Some("needs_confirmation"), Some("platform-oncall")), "{tainted}");
     assert_eq!(explain(&["--tainted", "--confirmed-by-end-user"])["decision"], "allow");
+    // Triage's file vouches for its client. Without that, the same request
+    // is platform-oncall's to approve, and no confirmation lifts it.
+    assert_eq!(tainted["end_user_client_trusted"], true, "{tainted}");
+    for extra in [&["--tainted", "--end-user-client-trusted", "false"][..], &["--tainted", "--end-user-client-trusted", "false", "--confirmed-by-end-user"]] {
+        let untrusted = explain(extra);
+        assert_eq!((untrusted["decision"].as_str(), untrusted["approval_group"].as_str()), (Some("needs_approval"), Some("platform-oncall")), "{untrusted}");
+        assert_eq!(untrusted["policies"][0]["id"], "untrusted-data-into-sinks-needs-a-person", "{untrusted}");
+    }
     // Planning is a different action with its own answer, and the text output says so.
     let (code, out, _) = jitgate(&["policy", "explain", "--config", dep.config.to_str().unwrap(), "--agent", "triage", "--tool", "workspace__send_message", "--action", "begin-task"]);
     assert_eq!(code, Some(0));

@@ -12,7 +12,7 @@ use serde_json::json;
 
 use super::{CliError, Deployment};
 use crate::clock::{Clock, SystemClock, rfc3339};
-use crate::policy::{Action, AgentFacts, ApprovalFacts, BaselineFacts, DecisionInput, Outcome, RequestFacts, TaintFacts, TaskFacts, TimeFacts, ToolFacts, Verdict};
+use crate::policy::{Action, AgentFacts, ApprovalFacts, BaselineFacts, DecisionInput, EndUserFacts, Outcome, RequestFacts, TaintFacts, TaskFacts, TimeFacts, ToolFacts, Verdict};
 use crate::token::constraints;
 
 #[derive(Debug, Subcommand)]
@@ -78,6 +78,10 @@ pub struct ExplainArgs {
     /// agent's MCP client (what a @confirm rule waits for).
     #[arg(long)]
     pub confirmed_by_end_user: bool,
+    /// Decide as if the agent file's `[end_user] client_trusted` said this
+    /// (`context.end_user.client_trusted`); default: what the file says.
+    #[arg(long)]
+    pub end_user_client_trusted: Option<bool>,
     /// With --action break-glass: the justification.
     #[arg(long, default_value = "")]
     pub justification: String,
@@ -130,6 +134,7 @@ fn explain(a: ExplainArgs) -> Result<(), CliError> {
         None => d.config.identity.issuers.first().map(|i| i.name.clone()).unwrap_or_default(),
     };
     let agent_facts = AgentFacts { agent: agent.clone(), issuer: issuer.clone(), claims: Default::default(), quarantined: a.quarantined };
+    let client_trusted = a.end_user_client_trusted.unwrap_or_else(|| d.agents.end_user(&agent.id).client_trusted);
     let task = TaskFacts {
         id: "task_explain".into(),
         objective: "(policy explain)".into(),
@@ -156,6 +161,7 @@ fn explain(a: ExplainArgs) -> Result<(), CliError> {
         },
         break_glass: (action == Action::BreakGlass).then(|| a.justification.clone()),
         confirmed_by_end_user: a.confirmed_by_end_user,
+        end_user: EndUserFacts { client_trusted },
         ..Default::default()
     };
     let time = TimeFacts::at(now);
@@ -193,6 +199,7 @@ fn explain(a: ExplainArgs) -> Result<(), CliError> {
                 },
                 "policies": decision.determining.iter().map(|p| json!({"id": p.id, "file": p.file, "line": p.line, "effect": p.effect, "reason": p.reason, "approval": p.approval})).collect::<Vec<_>>(),
                 "errors": decision.errors,
+                "end_user_client_trusted": client_trusted,
                 "at": rfc3339(now),
             })
         );
@@ -214,10 +221,11 @@ fn explain(a: ExplainArgs) -> Result<(), CliError> {
         outln!("  error: {e}");
     }
     outln!(
-        "input: action {} · agent {} (team {}, issuer {issuer}) · tool {} (risk {}, class {}, env {}) · {} {} {:02}:{:02} UTC",
+        "input: action {} · agent {} (team {}, issuer {issuer}, end-user client {}) · tool {} (risk {}, class {}, env {}) · {} {} {:02}:{:02} UTC",
         action.as_str(),
         agent.name,
         agent.team,
+        if client_trusted { "trusted" } else { "not trusted" },
         tool.exposed,
         spec.risk.as_str(),
         spec.resource_class,

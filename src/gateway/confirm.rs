@@ -12,6 +12,13 @@
 //! cannot write: a hijacked agent cannot confirm for its user by declaring a
 //! new objective or by putting words into its arguments. A client that cannot
 //! ask its user sends the request to the rule's group as a pending approval.
+//!
+//! Whoever drives the client answers: the model cannot, but an unattended
+//! agent's client that declares elicitation can, and the rule's group then
+//! never sees the request. Declaring elicitation says nothing about who
+//! answers; only the agent file does (`[end_user] client_trusted`), and
+//! policy reads it as `context.end_user.client_trusted` to ask the end user
+//! only where a person answers (see `examples/quickstart/policies`).
 
 use std::time::Duration;
 

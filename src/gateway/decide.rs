@@ -5,13 +5,20 @@ use sha2::{Digest, Sha256};
 
 use super::Shared;
 use crate::identity::VerifiedAgent;
-use crate::policy::{AgentFacts, TaskFacts, ToolFacts};
+use crate::policy::{AgentFacts, EndUserFacts, TaskFacts, ToolFacts};
 use crate::store::{Phase, Task};
 use crate::token::ArgConstraints;
 
 /// The agent as policy sees it.
 pub fn agent_facts(agent: &VerifiedAgent, quarantined: bool) -> AgentFacts {
     AgentFacts { agent: (*agent.agent).clone(), issuer: agent.issuer.clone(), claims: (*agent.claims).clone(), quarantined }
+}
+
+/// Who would answer a question asked through the agent's client, as policy
+/// sees it: a person only where the agent's file says so. The client's own
+/// word (declaring elicitation) says nothing about who answers.
+pub fn end_user_facts(shared: &Shared, agent: &VerifiedAgent) -> EndUserFacts {
+    EndUserFacts { client_trusted: shared.identity.agents().end_user(&agent.agent.id).client_trusted }
 }
 
 /// A registered tool by exposed name, from its manifest (whether or not the

@@ -567,6 +567,7 @@ async fn request(session: &Session, agent: &VerifiedAgent, binding: Binding<'_>,
     }
     let assessment = judge_baseline(shared, agent, &asked, &checked, taint.verdict.tainted);
     let mut facts = request_facts(&asked, &checked, &taint, &assessment);
+    facts.end_user = decide::end_user_facts(shared, agent);
     match end_user_answer(shared, agent, binding, &asked, &checked).await {
         Ok(confirmed) => facts.confirmed_by_end_user = confirmed,
         Err(r) => return r.into(),

@@ -92,6 +92,16 @@ pub struct TaintFacts {
     pub unverifiable: Vec<String>,
 }
 
+/// Who would answer a question asked through the agent's MCP client.
+#[derive(Debug, Clone, Copy, Default)]
+pub struct EndUserFacts {
+    /// The platform team vouches that a person answers the agent's client
+    /// (`[end_user] client_trusted` in its agent file). Otherwise whoever
+    /// drives the client, possibly the agent itself, answers a `@confirm`
+    /// question, so policy can send such requests to people instead.
+    pub client_trusted: bool,
+}
+
 /// One intent request.
 #[derive(Debug, Clone, Default)]
 pub struct RequestFacts {
@@ -108,6 +118,8 @@ pub struct RequestFacts {
     /// The end user confirmed exactly this request through the agent's MCP
     /// client (an answer to jitgate's own question, never an argument).
     pub confirmed_by_end_user: bool,
+    /// Who would answer that question.
+    pub end_user: EndUserFacts,
 }
 
 /// The decision time, split the way rules use it (UTC).
@@ -330,6 +342,7 @@ pub fn request_context(time: TimeFacts, task: &TaskFacts, r: &RequestFacts, argu
                 ("justification_tainted", RestrictedExpression::new_bool(r.break_glass_justification_tainted)),
             ])?,
         ),
+        ("end_user", record(vec![("client_trusted", RestrictedExpression::new_bool(r.end_user.client_trusted))])?),
     ];
     Context::from_pairs(pairs.into_iter().map(|(k, v)| (k.to_owned(), v))).map_err(|e| e.to_string())
 }

@@ -6,8 +6,18 @@
 //! always wins; a `forbid` that cannot be evaluated denies too (Cedar itself
 //! would skip an erroring policy, which for a `forbid` means allowing). A
 //! `permit` annotated `@approval("GROUP")` turns its allow into a pending
-//! approval; `@reason("…")` is the sentence an agent sees when a policy
+//! approval; `@confirm("GROUP")` lets the end user confirm the exact request
+//! through the agent's MCP client instead (GROUP approves when the client
+//! cannot ask); `@reason("…")` is the sentence an agent sees when a policy
 //! denies it; `@id("…")` names a policy (otherwise `<file>.<n>`).
+//!
+//! `@confirm` does not make GROUP a gate: whoever drives the agent's client
+//! answers, and an agent whose client declares elicitation answers its own
+//! question. A rule that should reach GROUP unless a person answers the
+//! client says so with `context.end_user.client_trusted` (the agent file's
+//! `[end_user] client_trusted`) on its `@confirm` permit and an `@approval`
+//! permit for the other agents; the quick start's `50-untrusted-sources.cedar`
+//! is written that way.
 //!
 //! What the agent is told is the policy id and its reason, never policy text.
 
@@ -29,7 +39,7 @@ use cedar_policy::{
 use miette::Diagnostic;
 use sha2::{Digest, Sha256};
 
-pub use entities::{AgentFacts, ApprovalFacts, BaselineFacts, RequestFacts, TaintFacts, TaskFacts, TimeFacts, ToolFacts};
+pub use entities::{AgentFacts, ApprovalFacts, BaselineFacts, EndUserFacts, RequestFacts, TaintFacts, TaskFacts, TimeFacts, ToolFacts};
 
 /// jitgate's Cedar schema; policies are validated against it.
 pub const SCHEMA_TEXT: &str = include_str!("jitgate.cedarschema");
@@ -40,7 +50,9 @@ pub const REASON_ANNOTATION: &str = "reason";
 pub const APPROVAL_ANNOTATION: &str = "approval";
 /// Annotation: this permit needs the end user (through the agent's MCP
 /// client) to confirm the exact request; the value is the group that
-/// approves instead when the client cannot ask its user.
+/// approves instead when the client cannot ask its user. The group is not
+/// asked when the client can: who answers is whoever drives the client, the
+/// agent itself where nobody else does (see `context.end_user.client_trusted`).
 pub const CONFIRM_ANNOTATION: &str = "confirm";
 /// Annotation: when this forbid denies, quarantine the agent.
 pub const QUARANTINE_ANNOTATION: &str = "quarantine";

@@ -103,7 +103,8 @@ fn every_attribute_of_the_mapping_fits_the_schema() {
             forbid(principal, action == Action::"Request", resource) unless { resource.sensitive_args.contains("to") && !resource.untrusted_output && context.time.hour == 9 && context.time.minute == 0 && context.time.weekday == "Wed" && context.time.weekday_number == 3 && context.time.unix > 0 && context.task.id == "task_1" && context.task.objective == "answer" };
             forbid(principal, action == Action::"Request", resource) unless { context.task.phase == "reply" && context.task.phase_index == 1 && context.task.phase_count == 2 && context.task.in_phase_plan && context.task.plan.contains("ws__send") && context.purpose like "*customer*" && context.follows == "" && context.arguments.hasTag("to") && context.arguments.getTag("to") == "c@example.com" };
             forbid(principal, action == Action::"Request", resource) unless { !context.arguments.hasTag("body") && context.argument_names.contains("body") && context.open_arguments == ["body"] && !context.exact_arguments && !context.approval.granted && context.approval.group == "" && context.approval.approver == "" && !context.baseline.evaluated && !context.baseline.transition_known };
-            forbid(principal, action == Action::"Request", resource) unless { context.baseline.score == 0 && context.baseline.explanation == "" && !context.taint.evaluated && !context.taint.sensitive_from_untrusted && context.taint.sources.isEmpty() && !context.break_glass.requested && context.break_glass.justification == "" };"#,
+            forbid(principal, action == Action::"Request", resource) unless { context.baseline.score == 0 && context.baseline.explanation == "" && !context.taint.evaluated && !context.taint.sensitive_from_untrusted && context.taint.sources.isEmpty() && !context.break_glass.requested && context.break_glass.justification == "" };
+            forbid(principal, action == Action::"Request", resource) unless { !context.end_user.client_trusted };"#,
     )]);
     let d = decide(&e, Action::Request, &agent("support"), &tool("send", Risk::High, "production"), &request("c@example.com"), 9);
     assert_eq!(d.outcome, Outcome::Allow, "errors: {:?}", d.errors);
@@ -195,6 +196,68 @@ fn confirm_annotation_waits_for_the_end_user_or_its_fallback_group() {
     ] {
         let Err(e) = engine(&[("a.cedar", bad)]) else { panic!("{bad} should fail") };
         assert!(e.to_string().contains(want), "{e}");
+    }
+}
+
+/// `@confirm("oncall")` alone lets any client that can ask answer for
+/// oncall. Written with `context.end_user.client_trusted`, the same tainted
+/// request asks the end user only where the agent file vouches for its
+/// client, and is a pending approval of oncall for every other agent, which
+/// its own client's confirmation cannot lift.
+#[test]
+fn policy_can_require_the_approval_path_unless_the_client_is_trusted() {
+    let e = ok_engine(&[(
+        "c.cedar",
+        r#"@id("sink-end-user") @confirm("oncall")
+           permit(principal, action == Action::"Request", resource) when { context.taint.sensitive_from_untrusted && context.end_user.client_trusted };
+           @id("sink-person") @approval("oncall")
+           permit(principal, action == Action::"Request", resource) when { context.taint.sensitive_from_untrusted && !context.end_user.client_trusted };
+           permit(principal, action == Action::"Request", resource) when { !context.taint.sensitive_from_untrusted };"#,
+    )]);
+    let (a, send) = (agent("support"), tool("send", Risk::High, "development"));
+    let mut tainted = request("audit@exfil.test");
+    tainted.taint.sensitive_from_untrusted = true;
+    let mut trusted = tainted.clone();
+    trusted.end_user.client_trusted = true;
+    let d = decide(&e, Action::Request, &a, &send, &trusted, 9);
+    assert_eq!((d.outcome.clone(), d.policy_ids()), (Outcome::NeedsConfirmation { fallback: "oncall".into() }, vec!["sink-end-user".to_owned()]));
+    trusted.confirmed_by_end_user = true;
+    assert_eq!(decide(&e, Action::Request, &a, &send, &trusted, 9).outcome, Outcome::Allow);
+    // The same request from an agent whose client nobody vouches for.
+    let d = decide(&e, Action::Request, &a, &send, &tainted, 9);
+    assert_eq!((d.outcome.clone(), d.policy_ids()), (Outcome::NeedsApproval { group: "oncall".into() }, vec!["sink-person".to_owned()]));
+    let mut self_confirmed = tainted.clone();
+    self_confirmed.confirmed_by_end_user = true;
+    assert_eq!(decide(&e, Action::Request, &a, &send, &self_confirmed, 9).outcome, Outcome::NeedsApproval { group: "oncall".into() });
+    let mut approved = tainted.clone();
+    approved.approval = ApprovalFacts { granted: true, group: "oncall".into(), approver: "alice".into() };
+    assert_eq!(decide(&e, Action::Request, &a, &send, &approved, 9).outcome, Outcome::Allow);
+    // The rule as before: any client that can ask answers for oncall.
+    let plain = ok_engine(&[("p.cedar", r#"@confirm("oncall") permit(principal, action == Action::"Request", resource) when { context.taint.sensitive_from_untrusted };"#)]);
+    assert_eq!(decide(&plain, Action::Request, &a, &send, &tainted, 9).outcome, Outcome::NeedsConfirmation { fallback: "oncall".into() });
+}
+
+/// The shipped quick start and domain policies ask the end user about a
+/// tainted sink only for an agent whose client is trusted.
+#[test]
+fn shipped_policies_ask_the_end_user_only_through_a_trusted_client() {
+    let root = Path::new(env!("CARGO_MANIFEST_DIR")).join("examples");
+    let mut sources = read_dir_sources(&root.join("quickstart/policies")).unwrap_or_else(|e| panic!("{e}"));
+    sources.extend(read_dir_sources(&root.join("domains/policies")).unwrap_or_else(|e| panic!("{e}")));
+    let e = PolicyEngine::from_sources(&root, sources).unwrap_or_else(|e| panic!("{e}"));
+    for (team, server, sink) in [("support", "workspace", "send_message"), ("finance", "bank", "send_money")] {
+        let a = agent(team);
+        let mut t = tool(sink, Risk::High, "development");
+        t.server = server.into();
+        t.exposed = format!("{server}__{sink}");
+        let mut r = request("audit@exfil.test");
+        r.taint = TaintFacts { evaluated: true, sensitive_from_untrusted: true, sources: vec!["jti-1".into()], unverifiable: vec![] };
+        r.baseline = BaselineFacts { evaluated: true, transition_known: true, score: 0, strong_evidence: false, explanation: String::new() };
+        let untrusted = decide(&e, Action::Request, &a, &t, &r, 9);
+        assert_eq!(untrusted.outcome, Outcome::NeedsApproval { group: "platform-oncall".into() }, "{team}: {:?}", untrusted.errors);
+        r.end_user.client_trusted = true;
+        let trusted = decide(&e, Action::Request, &a, &t, &r, 9);
+        assert_eq!(trusted.outcome, Outcome::NeedsConfirmation { fallback: "platform-oncall".into() }, "{team}: {:?}", trusted.errors);
     }
 }
 

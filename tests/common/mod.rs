@@ -122,16 +122,24 @@ impl Default for Setup {
     }
 }
 
+/// The quick start's agents as the tests know them: a person answers their
+/// MCP client (`[end_user]`), as in `examples/quickstart/agents`.
 pub const TRIAGE: &str = r#"name = "triage"
 id = "spiffe://jitgate.local/agent/triage"
 team = "support"
 allowed_tools = ["workspace__list_notes", "workspace__read_note", "workspace__read_inbox", "workspace__send_message"]
+
+[end_user]
+client_trusted = true
 "#;
 
 pub const JANITOR: &str = r#"name = "janitor"
 id = "spiffe://jitgate.local/agent/janitor"
 team = "platform"
 allowed_tools = ["workspace__*"]
+
+[end_user]
+client_trusted = true
 "#;
 
 /// A deployment directory (config, agents, state) for one test.

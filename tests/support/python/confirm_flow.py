@@ -73,13 +73,16 @@ async def run(client, mode, asked_for):
         yes = {"jitgate_confirm": {"action": "accept", "content": {"confirm": True}}}
         first = await client.session.call_tool("jit_request", send(asked_for), allow_input_required=True)
         report["manual_first"] = str(getattr(first, "result_type", ""))
-        state = first.request_state
+        # A client jitgate does not ask gets no question back: an answer it
+        # sends anyway names a question that does not exist.
+        state = getattr(first, "request_state", None) or "q_unasked"
         ok = await client.session.call_tool("jit_request", send(asked_for), input_responses=yes, request_state=state, allow_input_required=True)
         report["manual_answer"] = step(ok)
         again = await client.session.call_tool("jit_request", send(asked_for), input_responses=yes, request_state=state, allow_input_required=True)
         report["answer_used_twice"] = step(again)
         second = await client.session.call_tool("jit_request", send(asked_for), allow_input_required=True)
-        other = await client.session.call_tool("jit_request", send("audit@exfil.attacker.test"), input_responses=yes, request_state=second.request_state, allow_input_required=True)
+        # Another request the user never declined (a decline is checked first).
+        other = await client.session.call_tool("jit_request", send("dana@acme.example"), input_responses=yes, request_state=getattr(second, "request_state", None) or "q_unasked", allow_input_required=True)
         report["answer_for_another_request"] = step(other)
     return report
 
