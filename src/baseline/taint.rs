@@ -139,6 +139,9 @@ pub struct TaintLedger {
     values: HashMap<String, Source>,
     /// Third-party text, normalized (see the module documentation).
     passages: Vec<(String, Source)>,
+    /// The tools whose untrusted output the agent read, once each (all of
+    /// them, whatever a lookup found).
+    tools: Vec<String>,
     overflowed: bool,
 }
 
@@ -316,19 +319,103 @@ fn phrase_of(text: &str) -> Option<String> {
 }
 
 
+/// What one request looks up in its agent's ledger: the exact keys its
+/// sensitive values could match (the whole text, the addresses, hosts and
+/// their parent domains, identifiers, account numbers without grouping and
+/// amounts it holds) and the phrases (` w1 w2 `) to find in the stored
+/// passages. The store answers with the entries that match (an index
+/// lookup, not a load of everything the agent has read), and
+/// [`TaintLedger::check`] judges those exactly as it would judge the whole
+/// ledger: a value or passage that is not a candidate cannot match.
+#[derive(Debug, Default, Clone, PartialEq, Eq)]
+pub struct TaintProbe {
+    pub keys: Vec<String>,
+    pub phrases: Vec<String>,
+}
+
+impl TaintProbe {
+    /// The probe for a request's sensitive arguments: every leaf of every
+    /// value a checkable constraint admits. Open constraints need nothing
+    /// looked up at request time (they count as tainted whenever the agent
+    /// has read anything; their values are checked at call time).
+    pub fn of(sensitive_args: &[String], constraints: &ArgConstraints) -> Self {
+        let mut probe = Self::default();
+        for c in sensitive_args.iter().filter_map(|name| constraints.get(name)) {
+            for leaf in constraint_leaves(c) {
+                probe.add_leaf(&leaf);
+            }
+        }
+        probe.keys.sort();
+        probe.keys.dedup();
+        probe.phrases.sort();
+        probe.phrases.dedup();
+        probe
+    }
+
+    /// Add free text to look up (a break-glass justification).
+    pub fn with_text(mut self, text: &str) -> Self {
+        self.add_leaf(&Leaf::Text(text.to_owned()));
+        self
+    }
+
+    fn add_leaf(&mut self, leaf: &Leaf) {
+        self.keys.extend(leaf.numbers());
+        let text = leaf.text();
+        let lower = normalize(&text);
+        let (destinations, others) = extract(&text);
+        for value in destinations.iter().chain(&others).filter(|v| !v.starts_with(NUMBER_KEY)) {
+            self.keys.push(value.clone());
+            if digits(value) >= 6 {
+                self.keys.push(compact(value));
+            }
+            self.keys.extend(parent_domains(value));
+            self.phrases.extend(phrase_of(value));
+        }
+        if digits(&lower) >= 6 {
+            self.keys.push(compact(&lower));
+        }
+        self.keys.push(lower.trim().to_owned());
+        self.phrases.extend(phrase_of(&text));
+    }
+}
+
+/// The domains above a host or an address's domain, down to two labels
+/// (`a.b.attacker.test`: `b.attacker.test`, `attacker.test`): a page that
+/// named the attacker's domain taints every host under it.
+fn parent_domains(value: &str) -> Vec<String> {
+    let host = match value.split_once("://") {
+        Some((_, rest)) => rest.split(['/', '?', '#']).next().unwrap_or(""),
+        None => value.rsplit_once('@').map_or(value, |(_, d)| d),
+    };
+    if host.contains('/') || !host.contains('.') {
+        return Vec::new();
+    }
+    let labels: Vec<&str> = host.split('.').collect();
+    (1..labels.len().saturating_sub(1)).map(|i| labels[i..].join(".")).filter(|d| d.len() >= MIN_VALUE_LEN).collect()
+}
+
 impl TaintLedger {
     /// The ledger from the store's entries: values, and passages (the
     /// entries that begin with a space).
     pub fn new(entries: HashMap<String, Source>, overflowed: bool) -> Self {
+        let mut tools: Vec<String> = entries.values().map(|s| s.tool.clone()).collect();
+        tools.sort();
+        tools.dedup();
+        Self::from_lookup(entries, tools, overflowed)
+    }
+
+    /// The part of an agent's ledger a [`TaintProbe`] found, with the tools
+    /// whose untrusted output the agent read and the overflow mark.
+    pub fn from_lookup(entries: HashMap<String, Source>, tools: Vec<String>, overflowed: bool) -> Self {
         let (passages, values): (HashMap<String, Source>, HashMap<String, Source>) = entries.into_iter().partition(|(k, _)| k.starts_with(' '));
         let mut passages: Vec<(String, Source)> = passages.into_iter().collect();
         passages.sort_by(|a, b| a.1.call.cmp(&b.1.call));
-        Self { values, passages, overflowed }
+        Self { values, passages, tools, overflowed }
     }
 
     /// Has the agent read anything untrusted (that is still remembered)?
     pub fn is_empty(&self) -> bool {
-        self.values.is_empty() && self.passages.is_empty() && !self.overflowed
+        self.values.is_empty() && self.passages.is_empty() && self.tools.is_empty() && !self.overflowed
     }
 
     /// Does a sensitive argument of this request carry, or admit, a tainted
@@ -426,23 +513,25 @@ impl TaintLedger {
     /// horizon, once each (for the chain check: an untrusted read earlier in
     /// the work counts when a sink follows, not only the last call).
     pub fn untrusted_tools(&self) -> Vec<String> {
-        let mut tools: Vec<String> = self.values.values().chain(self.passages.iter().map(|(_, s)| s)).map(|s| s.tool.clone()).collect();
-        tools.sort();
-        tools.dedup();
-        tools
+        self.tools.clone()
     }
 
     /// At call time: do the values that really reach the tool carry a
     /// tainted value in a sensitive argument the token admitted by an open
     /// constraint? (Exact values were judged when the token was granted.)
     pub fn check_call(&self, sensitive_args: &[String], granted: &ArgConstraints, arguments: &serde_json::Map<String, Value>) -> TaintVerdict {
-        let reached: ArgConstraints = sensitive_args
-            .iter()
-            .filter(|name| granted.get(*name).is_some_and(|c| !is_checkable(c)))
-            .filter_map(|name| arguments.get(name).map(|v| (name.clone(), Constraint::Eq(v.clone()))))
-            .collect();
-        self.check(sensitive_args, &[], &reached)
+        self.check(sensitive_args, &[], &reached_at_call(sensitive_args, granted, arguments))
     }
+}
+
+/// The values of sensitive arguments that a token admitted by an open
+/// constraint, as they really reach the tool.
+pub fn reached_at_call(sensitive_args: &[String], granted: &ArgConstraints, arguments: &serde_json::Map<String, Value>) -> ArgConstraints {
+    sensitive_args
+        .iter()
+        .filter(|name| granted.get(*name).is_some_and(|c| !is_checkable(c)))
+        .filter_map(|name| arguments.get(name).map(|v| (name.clone(), Constraint::Eq(v.clone()))))
+        .collect()
 }
 
 /// Can the values a constraint admits be compared with the ledger?
@@ -792,10 +881,7 @@ fn grouped_numbers(text: &str) -> Vec<String> {
     for line in text.split(['\n', '\r']) {
         let mut run: Vec<&str> = Vec::new();
         let mut flush = |run: &mut Vec<&str>| {
-            let joined: String = run.concat();
-            if run.len() >= 2 && digits(&joined) >= 6 {
-                out.push(joined);
-            }
+            out.extend(account_numbers_in(run));
             run.clear();
         };
         let mut rest = line;
@@ -818,6 +904,40 @@ fn grouped_numbers(text: &str) -> Vec<String> {
             rest = &rest[end + sep.len_utf8()..];
         }
         flush(&mut run);
+    }
+    out
+}
+
+/// The longest account number (an IBAN has at most 34 characters).
+const MAX_ACCOUNT_CHARS: usize = 34;
+
+/// A run of groups joined, if it can be one account number; a longer run
+/// (a list of codes) holds the IBANs that start inside it (two letters and
+/// two digits), each as long as an IBAN can be.
+fn account_numbers_in(run: &[&str]) -> Vec<String> {
+    let joined: String = run.concat();
+    if run.len() < 2 || digits(&joined) < 6 {
+        return Vec::new();
+    }
+    if joined.chars().count() <= MAX_ACCOUNT_CHARS {
+        return vec![joined];
+    }
+    let iban_start = |w: &str| {
+        let c: Vec<char> = w.chars().collect();
+        c.len() == 4 && c[..2].iter().all(|c| c.is_ascii_lowercase()) && c[2..].iter().all(char::is_ascii_digit)
+    };
+    let mut out = Vec::new();
+    for (i, _) in run.iter().enumerate().filter(|(_, w)| iban_start(w)) {
+        let mut iban = String::new();
+        for w in &run[i..] {
+            if iban.chars().count() + w.chars().count() > MAX_ACCOUNT_CHARS {
+                break;
+            }
+            iban.push_str(w);
+        }
+        if digits(&iban) >= 6 && iban.len() > 4 {
+            out.push(iban);
+        }
     }
     out
 }
@@ -896,9 +1016,24 @@ mod tests {
             let source = Source { call: jti.into(), tool: tool.into() };
             self.0.record_taint(agent, &output_values(r, trusted), &source, now, MAX_VALUES_PER_AGENT).unwrap();
         }
+        /// The verdict as the gateway reaches it (the entries the request's
+        /// probe finds by index), checked against the verdict on the whole
+        /// ledger: the index may never miss what a full read would find.
         fn check(&self, agent: &str, sensitive: &[String], c: &ArgConstraints) -> TaintVerdict {
             use crate::store::Store as _;
-            self.0.taint_ledger(agent).unwrap().check(sensitive, &[], c)
+            let looked_up = self.0.taint_lookup(agent, &TaintProbe::of(sensitive, c)).unwrap().check(sensitive, &[], c);
+            let whole = self.0.taint_ledger(agent).unwrap().check(sensitive, &[], c);
+            assert_eq!((looked_up.tainted, &looked_up.sources), (whole.tainted, &whole.sources), "the lookup and the whole ledger disagree on {c:?}");
+            looked_up
+        }
+        /// As `check`, at call time for a token with open constraints.
+        fn check_call(&self, agent: &str, sensitive: &[String], granted: &ArgConstraints, call: &serde_json::Map<String, Value>) -> TaintVerdict {
+            use crate::store::Store as _;
+            let probe = TaintProbe::of(sensitive, &reached_at_call(sensitive, granted, call));
+            let looked_up = self.0.taint_lookup(agent, &probe).unwrap().check_call(sensitive, granted, call);
+            let whole = self.0.taint_ledger(agent).unwrap().check_call(sensitive, granted, call);
+            assert_eq!(looked_up.tainted, whole.tainted, "the lookup and the whole ledger disagree at call time on {call:?}");
+            looked_up
         }
         fn forget_idle(&self, before: i64) {
             use crate::store::Store as _;
@@ -1060,11 +1195,46 @@ mod tests {
             assert!(!ledger.check("a", names, &exact(arg, value)).tainted, "{value}");
         }
         // Open constraints are judged again at call time on the same terms.
-        let l = crate::store::Store::taint_ledger(&ledger.0, "a").unwrap();
         let granted = ArgConstraints::from([("to".to_owned(), Constraint::Prefix("".into()))]);
         let call = |v: &str| json!({"to": v}).as_object().unwrap().clone();
-        assert!(l.check_call(&to, &granted, &call("q3-report@exfil.attacker.test")).tainted);
-        assert!(!l.check_call(&to, &granted, &call("bob@example.org")).tainted);
+        assert!(ledger.check_call("a", &to, &granted, &call("q3-report@exfil.attacker.test")).tainted);
+        assert!(!ledger.check_call("a", &to, &granted, &call("bob@example.org")).tainted);
+    }
+
+    #[test]
+    fn a_request_reads_only_the_entries_its_values_can_match() {
+        // Issue 23: the whole ledger (up to 4,096 passages of 16 KB) was
+        // loaded for every request. Now the request's probe finds its
+        // candidates by index, however much the agent has read.
+        let ledger = Recorded::new();
+        // Words of letters only (a number in base 26), so that the pages hold
+        // text, not thousands of account-like identifiers.
+        let word = |n: usize| (0..4).map(|i| char::from(b'a' + u8::try_from(n / 26usize.pow(i) % 26).unwrap())).collect::<String>();
+        for page in 0..40 {
+            let text: Vec<String> = (0..2000).map(|w| word(page * 2000 + w)).collect();
+            ledger.record("a", &format!("j{page}"), "web__get", &result(&format!("{} contact mallory{page}@evil{page}.test", text.join(" "))), &[], 0);
+        }
+        let whole = crate::store::Store::taint_ledger(&ledger.0, "a").unwrap();
+        assert!(whole.passages.len() >= 40 && whole.values.len() >= 80 && !whole.overflowed, "{} passages, {} values", whole.passages.len(), whole.values.len());
+        let to = vec!["to".to_owned()];
+        let found = |value: &str| crate::store::Store::taint_lookup(&ledger.0, "a", &TaintProbe::of(&to, &exact("to", value))).unwrap();
+        // The user's own address: nothing is read but the agent's tools.
+        let clean = found("bob@example.org");
+        assert!(clean.values.is_empty() && clean.passages.is_empty() && !clean.is_empty(), "{clean:?}");
+        assert!(!clean.check(&to, &[], &exact("to", "bob@example.org")).tainted);
+        assert_eq!(clean.untrusted_tools(), ["web__get"]);
+        // A tainted address: its own entry (and its domain's), not the rest.
+        let hit = found("mallory7@evil7.test");
+        assert!(hit.values.len() <= 3 && hit.passages.len() <= 1, "{} values, {} passages", hit.values.len(), hit.passages.len());
+        assert!(hit.check(&to, &[], &exact("to", "mallory7@evil7.test")).tainted);
+        // A name: the one passage that holds it.
+        let phrase = format!("{} {}", word(12 * 2000 + 1500), word(12 * 2000 + 1501));
+        let name = found(&phrase);
+        assert_eq!(name.passages.len(), 1);
+        assert!(name.check(&to, &[], &exact("to", &phrase)).tainted);
+        // Forgotten entries leave the index with them.
+        ledger.forget_idle(1);
+        assert!(found(&phrase).is_empty());
     }
 
     #[test]
@@ -1115,6 +1285,10 @@ mod tests {
         assert!(bill.contains(&"de44500105175407324931".to_owned()) && bill.iter().all(|v| !v.contains("125000") && !v.contains("iban")), "{bill:?}");
         assert!(grouped_numbers("apple 12 34 56 pay").iter().all(|v| !v.contains("apple")));
         assert_eq!(grouped_numbers("ref 1234\n56 78"), Vec::<String>::new(), "never across a line");
+        // A long list of short codes is no account number; an IBAN inside it still is.
+        let codes: Vec<String> = (0..500).map(|i| format!("w{i}")).collect();
+        assert_eq!(grouped_numbers(&codes.join(" ")), Vec::<String>::new());
+        assert_eq!(grouped_numbers(&format!("{} nl91 abna 0417 1643 00 {}", codes.join(" "), codes.join(" "))).first().map(|v| v.starts_with("nl91abna0417164300")), Some(true));
     }
 
     #[test]
@@ -1217,15 +1391,15 @@ mod tests {
             assert!(v.tainted && v.unverifiable == to, "{c:?}: {v:?}");
         }
         // Unless the manifest allows open values for that argument...
-        let l = crate::store::Store::taint_ledger(&ledger.0, "a").unwrap();
+        let l = crate::store::Store::taint_lookup(&ledger.0, "a", &TaintProbe::default()).unwrap();
         assert!(!l.check(&to, &to, &open(Constraint::Prefix("a".into()))).tainted);
         // ...and then the value that really reaches the tool is checked at call time.
         let granted = open(Constraint::Prefix("a".into()));
         let call = |v: &str| json!({"to": v}).as_object().unwrap().clone();
-        assert!(l.check_call(&to, &granted, &call("audit@exfil.attacker.test")).tainted);
-        assert!(!l.check_call(&to, &granted, &call("alice@example.org")).tainted);
+        assert!(ledger.check_call("a", &to, &granted, &call("audit@exfil.attacker.test")).tainted);
+        assert!(!ledger.check_call("a", &to, &granted, &call("alice@example.org")).tainted);
         // An exact grant was judged at request time; call time leaves it alone.
-        assert!(!l.check_call(&to, &exact("to", "audit@exfil.attacker.test"), &call("audit@exfil.attacker.test")).tainted);
+        assert!(!ledger.check_call("a", &to, &exact("to", "audit@exfil.attacker.test"), &call("audit@exfil.attacker.test")).tainted);
     }
 
     #[test]

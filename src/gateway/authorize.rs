@@ -185,7 +185,9 @@ async fn check_taint_at_call(shared: &Shared, agent: &VerifiedAgent, tool: &Expo
         return Ok(());
     }
     let agent_id = agent.agent.id.clone();
-    let ledger = crate::store::run_blocking(&shared.store, move |s| s.taint_ledger(&agent_id))
+    let reached = crate::baseline::taint::reached_at_call(&tool.spec.sensitive_args, granted, arguments);
+    let probe = crate::baseline::taint::TaintProbe::of(&tool.spec.sensitive_args, &reached);
+    let ledger = crate::store::run_blocking(&shared.store, move |s| s.taint_lookup(&agent_id, &probe))
         .await
         .and_then(|r| r)
         .map_err(|e| Refusal::tool(e.code(), e.to_string()))?;

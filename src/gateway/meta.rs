@@ -21,6 +21,7 @@ use crate::policy::invariants::{self as policy, Verdict};
 use super::decide;
 use crate::audit::Event;
 use crate::baseline::profile;
+use crate::baseline::taint::TaintProbe;
 use crate::policy::{Action, ApprovalFacts, BaselineFacts, DecisionInput, Outcome, RequestFacts, TaintFacts, TimeFacts};
 use crate::store::{Approval, ApprovalState, BreakGlassGrant, Intent, Phase, Store, Task, TaskState, TokenRecord, TokenState};
 use crate::token::{self, ArgConstraints, CapabilityClaims, Constraint};
@@ -776,6 +777,8 @@ struct Asked {
     constraints: Result<ArgConstraints, CallToolResult>,
     /// The approval digest of the (canonical) request.
     digest: Option<String>,
+    /// The ledger entries the taint stage needs (see [`TaintProbe`]).
+    probe: TaintProbe,
     now: i64,
 }
 
@@ -820,6 +823,18 @@ fn parse_request(shared: &super::Shared, agent: &VerifiedAgent, req: Request) ->
         _ => Err(bad_input(REQUEST, "give exactly one of `arguments` (exact values; {} for none) or `constraints`")),
     };
     let digest = constraints.as_ref().ok().map(|c| decide::request_digest(&agent.agent.id, &req.tool, c));
+    // What the taint stage will look up in the agent's ledger: only what
+    // this request's sensitive values (and justification) could match.
+    let probe = match (&exposed, &constraints) {
+        (Some((_, tool)), Ok(c)) => {
+            let probe = TaintProbe::of(&tool.spec.sensitive_args, c);
+            match &break_glass {
+                Some(j) => probe.with_text(j),
+                None => probe,
+            }
+        }
+        _ => TaintProbe::default(),
+    };
     Ok(Asked {
         task: req.task,
         tool: req.tool,
@@ -829,6 +844,7 @@ fn parse_request(shared: &super::Shared, agent: &VerifiedAgent, req: Request) ->
         break_glass,
         constraints,
         digest,
+        probe,
         now: shared.clock.now_unix(),
     })
 }
@@ -850,6 +866,7 @@ struct Loaded {
 async fn load_request_state(shared: &super::Shared, agent: &VerifiedAgent, asked: &Asked) -> Result<Loaded, CallToolResult> {
     let (task_id, agent_id, parent_id, now) = (asked.task.clone(), agent.agent.id.clone(), asked.follows.clone(), asked.now);
     let lookup_digest = asked.digest.clone().filter(|_| asked.break_glass.is_none());
+    let probe = asked.probe.clone();
     store_op(&shared.store, move |s| {
         Ok(Loaded {
             last_call: s.last_call_of(&agent_id)?,
@@ -857,7 +874,7 @@ async fn load_request_state(shared: &super::Shared, agent: &VerifiedAgent, asked
             quarantined: s.quarantined(&agent_id)?,
             parent: parent_id.map(|p| s.token(&p)).transpose()?.flatten(),
             existing: lookup_digest.map(|d| s.approval_for_request(&d, now)).transpose()?.flatten(),
-            ledger: s.taint_ledger(&agent_id)?,
+            ledger: s.taint_lookup(&agent_id, &probe)?,
             rate: s.count_request(&agent_id, now)?,
         })
     })

@@ -331,6 +331,10 @@ pub trait Store: Send + Sync + 'static {
     fn record_taint(&self, agent: &str, values: &[String], source: &crate::baseline::taint::Source, now: i64, max: usize) -> Result<(), StoreError>;
     /// The agent's taint ledger.
     fn taint_ledger(&self, agent: &str) -> Result<crate::baseline::taint::TaintLedger, StoreError>;
+    /// The entries of the agent's ledger that a request's probe can match,
+    /// found by index (the whole ledger is never read for a request), with
+    /// the tools whose untrusted output the agent read and the overflow mark.
+    fn taint_lookup(&self, agent: &str, probe: &crate::baseline::taint::TaintProbe) -> Result<crate::baseline::taint::TaintLedger, StoreError>;
     /// Forget taint recorded before `before`; returns how many values went.
     fn forget_taint(&self, before: i64) -> Result<u64, StoreError>;
     /// Count an intent request of `agent` at `now`; returns how many fell in the last 60 s.

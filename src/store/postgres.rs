@@ -66,7 +66,32 @@ use super::{Call, Consumption, Phase, Revocation, Scope, Store, StoreError, Task
 
 /// Schema migrations, in order: migration `n` (1-based) brings the schema
 /// from version `n - 1` to `n`. Never edit one that has shipped; append.
-const MIGRATIONS: &[&str] = &[SCHEMA_V1, SCHEMA_V2];
+const MIGRATIONS: &[&str] = &[SCHEMA_V1, SCHEMA_V2, SCHEMA_V3];
+
+/// Version 3: passages are indexed for full-text phrase search, and the
+/// tools an agent read from by agent, so that a request looks up only the
+/// entries its values can match instead of reading the agent's whole
+/// ledger. A trigger fills `passage` for every inserted passage, whichever
+/// version of jitgate inserts it (a replica of the previous version during
+/// a rolling upgrade does not know the column). Passages are normalized
+/// words, never NUL, so their text is valid TEXT. Written to be run again
+/// over its own result.
+const SCHEMA_V3: &str = r"
+ALTER TABLE taint ADD COLUMN IF NOT EXISTS passage TEXT;
+UPDATE taint SET passage = convert_from(value, 'UTF8') WHERE passage IS NULL AND substring(value from 1 for 1) = '\x20'::BYTEA;
+CREATE OR REPLACE FUNCTION jitgate_taint_passage() RETURNS trigger LANGUAGE plpgsql AS $$
+BEGIN
+    IF substring(NEW.value from 1 for 1) = '\x20'::BYTEA THEN
+        NEW.passage := convert_from(NEW.value, 'UTF8');
+    END IF;
+    RETURN NEW;
+END
+$$;
+DROP TRIGGER IF EXISTS taint_passage ON taint;
+CREATE TRIGGER taint_passage BEFORE INSERT ON taint FOR EACH ROW EXECUTE FUNCTION jitgate_taint_passage();
+CREATE INDEX IF NOT EXISTS taint_passages ON taint USING GIN (to_tsvector('simple', passage)) WHERE passage IS NOT NULL;
+CREATE INDEX IF NOT EXISTS taint_agent_tool ON taint(agent, tool);
+";
 
 /// Version 2: requests per agent and second instead of a row per request,
 /// so a count sums at most a window's worth of rows however fast the agent
@@ -1127,6 +1152,10 @@ impl Store for PostgresStore {
 
     fn taint_ledger(&self, agent: &str) -> Result<crate::baseline::taint::TaintLedger, StoreError> {
         self.with_client(|c| runtime::taint_ledger(c, agent))
+    }
+
+    fn taint_lookup(&self, agent: &str, probe: &crate::baseline::taint::TaintProbe) -> Result<crate::baseline::taint::TaintLedger, StoreError> {
+        self.with_client(|c| runtime::taint_lookup(c, agent, probe))
     }
 
     fn forget_taint(&self, before: i64) -> Result<u64, StoreError> {

@@ -67,9 +67,16 @@ CREATE TABLE IF NOT EXISTS taint (
     call TEXT NOT NULL,
     tool TEXT NOT NULL,
     at INTEGER NOT NULL,
+    -- A passage's row in taint_fts (NULL for values).
+    fts INTEGER,
     PRIMARY KEY (agent, value)
 );
 CREATE INDEX IF NOT EXISTS taint_at ON taint(at);
+CREATE INDEX IF NOT EXISTS taint_agent_tool ON taint(agent, tool);
+-- The passages' words, so that a request finds the passages holding its
+-- phrases by index. Contentless (the text is in taint), its own stable
+-- rowids (a VACUUM renumbers taint's implicit ones).
+CREATE VIRTUAL TABLE IF NOT EXISTS taint_fts USING fts5(value, content='', contentless_delete=1);
 CREATE TABLE IF NOT EXISTS taint_overflow (
     agent TEXT PRIMARY KEY,
     at INTEGER NOT NULL
@@ -249,8 +256,37 @@ fn migrate_in_transaction(conn: &Connection) -> Result<(), StoreError> {
             conn.execute_batch("ALTER TABLE sessions ADD COLUMN instance TEXT NOT NULL DEFAULT ''")?;
         }
     }
+    // A store from before the full-text index of passages: its taint table
+    // lacks `fts` (the index on it below needs the column).
+    let has_taint: bool = conn.query_row("SELECT count(*) > 0 FROM sqlite_master WHERE type='table' AND name='taint'", [], |r| r.get(0))?;
+    if has_taint {
+        let has_fts: bool = conn.query_row("SELECT count(*) > 0 FROM pragma_table_info('taint') WHERE name='fts'", [], |r| r.get(0))?;
+        if !has_fts {
+            conn.execute_batch("ALTER TABLE taint ADD COLUMN fts INTEGER")?;
+        }
+    }
     conn.execute_batch(SCHEMA)?;
-    carry_over_rate_rows(conn)
+    carry_over_rate_rows(conn)?;
+    index_stored_passages(conn)
+}
+
+/// A store from before the full-text index: its passages are indexed
+/// once (`user_version` 2 records it).
+fn index_stored_passages(conn: &Connection) -> Result<(), StoreError> {
+    let version: i64 = conn.query_row("PRAGMA user_version", [], |r| r.get(0))?;
+    if version < 2 {
+        let passages: Vec<(String, String)> = conn
+            .prepare("SELECT agent, value FROM taint WHERE fts IS NULL AND substr(value, 1, 1) = ' '")?
+            .query_map([], |r| Ok((r.get(0)?, r.get(1)?)))?
+            .collect::<Result<_, _>>()?;
+        for (agent, value) in passages {
+            conn.execute("INSERT INTO taint_fts(value) VALUES (?1)", params![value])?;
+            let fts = conn.last_insert_rowid();
+            conn.execute("UPDATE taint SET fts=?3 WHERE agent=?1 AND value=?2", params![agent, value, fts])?;
+        }
+        conn.execute_batch("PRAGMA user_version = 2")?;
+    }
+    Ok(())
 }
 
 /// A store from before per-second rate counts: carry the open window of the
@@ -638,6 +674,10 @@ impl Store for SqliteStore {
 
     fn taint_ledger(&self, agent: &str) -> Result<crate::baseline::taint::TaintLedger, StoreError> {
         runtime::taint_ledger(&self.conn(), agent)
+    }
+
+    fn taint_lookup(&self, agent: &str, probe: &crate::baseline::taint::TaintProbe) -> Result<crate::baseline::taint::TaintLedger, StoreError> {
+        runtime::taint_lookup(&self.conn(), agent, probe)
     }
 
     fn forget_taint(&self, before: i64) -> Result<u64, StoreError> {

@@ -4,11 +4,11 @@
 
 use std::collections::{HashMap, HashSet};
 
-use ::postgres::{GenericClient, Transaction};
+use ::postgres::{GenericClient, Row, Transaction};
 use sha2::{Digest as _, Sha256};
 
 use super::{Fail, RATE_LOCK, REVOCATION_LOCK, TAINT_LOCK, lock, lock_agent, revoke_in};
-use crate::baseline::taint::{Source, TaintLedger};
+use crate::baseline::taint::{Source, TaintLedger, TaintProbe};
 use crate::store::{Revocation, Scope, StoreError, TaskState};
 
 pub(super) fn register_instance(c: &mut impl GenericClient, id: &str, kind: &str, now: i64, lease_until: i64) -> Result<(), Fail> {
@@ -116,6 +116,47 @@ pub(super) fn taint_ledger(c: &mut impl GenericClient, agent: &str) -> Result<Ta
     }
     let overflowed = c.query_opt("SELECT 1 FROM taint_overflow WHERE agent=$1", &[&agent])?.is_some();
     Ok(TaintLedger::new(values, overflowed))
+}
+
+/// Longest word PostgreSQL's text search indexes (2,047 bytes); a phrase
+/// with a longer one is looked for in all the agent's passages instead.
+const MAX_INDEXED_WORD: usize = 2000;
+
+/// As the SQLite store: the entries a request's probe can match, by index
+/// (the keys by their hash, the phrases through the passages' full-text
+/// index), never the whole ledger. The phrases are found with PostgreSQL's
+/// `simple` text search (words, no stemming, no stop words), a superset of
+/// what jitgate's own phrase match then accepts.
+pub(super) fn taint_lookup(c: &mut impl GenericClient, agent: &str, probe: &TaintProbe) -> Result<TaintLedger, Fail> {
+    let mut values = HashMap::new();
+    let mut keep = |r: &Row| -> Result<(), Fail> {
+        let value: Vec<u8> = r.try_get(0)?;
+        let value = String::from_utf8(value).map_err(|_| StoreError::Corrupt(format!("a taint value of agent {agent} is not UTF-8")))?;
+        values.insert(value, Source { call: r.try_get(1)?, tool: r.try_get(2)? });
+        Ok(())
+    };
+    let hashes: Vec<Vec<u8>> = probe.keys.iter().map(|k| value_hash(k)).collect();
+    for r in c.query("SELECT value, call, tool FROM taint WHERE agent=$1 AND value_hash = ANY($2)", &[&agent, &hashes])? {
+        keep(&r)?;
+    }
+    let phrases: Vec<&str> = probe.phrases.iter().map(|p| p.trim()).collect();
+    if phrases.iter().any(|p| p.split(' ').any(|w| w.len() > MAX_INDEXED_WORD)) {
+        for r in c.query("SELECT value, call, tool FROM taint WHERE agent=$1 AND passage IS NOT NULL", &[&agent])? {
+            keep(&r)?;
+        }
+    } else if !phrases.is_empty() {
+        let rows = c.query(
+            "SELECT value, call, tool FROM taint WHERE agent=$1 AND passage IS NOT NULL AND to_tsvector('simple', passage) @@
+               (SELECT string_agg('(' || q::TEXT || ')', ' | ')::TSQUERY FROM unnest($2::TEXT[]) AS p, phraseto_tsquery('simple', p) AS q WHERE numnode(q) > 0)",
+            &[&agent, &phrases],
+        )?;
+        for r in rows {
+            keep(&r)?;
+        }
+    }
+    let tools = c.query("SELECT DISTINCT tool FROM taint WHERE agent=$1 ORDER BY tool", &[&agent])?.iter().map(|r| r.try_get(0)).collect::<Result<Vec<String>, _>>()?;
+    let overflowed = c.query_opt("SELECT 1 FROM taint_overflow WHERE agent=$1", &[&agent])?.is_some();
+    Ok(TaintLedger::from_lookup(values, tools, overflowed))
 }
 
 pub(super) fn forget_taint(c: &mut impl GenericClient, before: i64) -> Result<u64, Fail> {

@@ -5,7 +5,9 @@
 use rusqlite::{Connection, OptionalExtension as _, TransactionBehavior, params};
 
 use super::{Revocation, Scope, StoreError, TaskState, revoke_in};
-use crate::baseline::taint::{Source, TaintLedger};
+use std::collections::HashMap;
+
+use crate::baseline::taint::{Source, TaintLedger, TaintProbe};
 
 pub(super) fn register_instance(conn: &Connection, id: &str, kind: &str, now: i64, lease_until: i64) -> Result<(), StoreError> {
     conn.execute(
@@ -76,7 +78,8 @@ pub(super) fn record_taint(conn: &mut Connection, agent: &str, values: &[String]
     {
         // A value seen again keeps its first source and is kept longer.
         let mut refresh = tx.prepare_cached("UPDATE taint SET at=?3 WHERE agent=?1 AND value=?2")?;
-        let mut insert = tx.prepare_cached("INSERT INTO taint(agent, value, call, tool, at) VALUES (?1, ?2, ?3, ?4, ?5)")?;
+        let mut insert = tx.prepare_cached("INSERT INTO taint(agent, value, call, tool, at, fts) VALUES (?1, ?2, ?3, ?4, ?5, ?6)")?;
+        let mut index = tx.prepare_cached("INSERT INTO taint_fts(value) VALUES (?1)")?;
         for value in values {
             if refresh.execute(params![agent, value, now])? == 1 {
                 continue;
@@ -85,7 +88,10 @@ pub(super) fn record_taint(conn: &mut Connection, agent: &str, values: &[String]
                 overflowed = true;
                 continue;
             }
-            insert.execute(params![agent, value, source.call, source.tool, now])?;
+            // A passage goes into the full-text index too, so that a request
+            // finds the passages holding its phrases without reading the rest.
+            let fts = if is_passage(value) { Some(index.insert(params![value])?) } else { None };
+            insert.execute(params![agent, value, source.call, source.tool, now, fts])?;
             held += 1;
         }
     }
@@ -103,18 +109,56 @@ pub(super) fn taint_ledger(conn: &Connection, agent: &str) -> Result<TaintLedger
     let mut stmt = conn.prepare_cached("SELECT value, call, tool FROM taint WHERE agent=?1")?;
     let rows = stmt.query_map(params![agent], |r| Ok((r.get::<_, String>(0)?, Source { call: r.get(1)?, tool: r.get(2)? })))?;
     let values = rows.collect::<Result<_, _>>()?;
-    let overflowed = conn
-        .prepare_cached("SELECT 1 FROM taint_overflow WHERE agent=?1")?
-        .query_row(params![agent], |_| Ok(()))
-        .optional()?
-        .is_some();
-    Ok(TaintLedger::new(values, overflowed))
+    Ok(TaintLedger::new(values, overflowed(conn, agent)?))
 }
 
 pub(super) fn forget_taint(conn: &Connection, before: i64) -> Result<u64, StoreError> {
+    conn.execute("DELETE FROM taint_fts WHERE rowid IN (SELECT fts FROM taint WHERE at < ?1 AND fts IS NOT NULL)", params![before])?;
     let n = conn.execute("DELETE FROM taint WHERE at < ?1", params![before])?;
     conn.execute("DELETE FROM taint_overflow WHERE at < ?1", params![before])?;
     Ok(n as u64)
+}
+
+/// A ledger entry that is a passage of text (see `crate::baseline::taint`).
+pub(super) fn is_passage(value: &str) -> bool {
+    value.starts_with(' ')
+}
+
+/// The entries of an agent's ledger that a request's probe can match, by
+/// index: its keys by the primary key, its phrases through the full-text
+/// index of passages. The cost follows the request, not how much the agent
+/// has read.
+pub(super) fn taint_lookup(conn: &Connection, agent: &str, probe: &TaintProbe) -> Result<TaintLedger, StoreError> {
+    let mut entries: HashMap<String, Source> = HashMap::new();
+    {
+        let mut by_key = conn.prepare_cached("SELECT call, tool FROM taint WHERE agent=?1 AND value=?2")?;
+        for key in &probe.keys {
+            if let Some(source) = by_key.query_row(params![agent, key], |r| Ok(Source { call: r.get(0)?, tool: r.get(1)? })).optional()? {
+                entries.insert(key.clone(), source);
+            }
+        }
+    }
+    if !probe.phrases.is_empty() {
+        // Each phrase quoted: FTS5 reads everything inside quotes as words.
+        let query = probe.phrases.iter().map(|p| format!("\"{}\"", p.trim().replace('"', "\"\""))).collect::<Vec<_>>().join(" OR ");
+        let mut stmt = conn.prepare_cached(
+            "SELECT value, call, tool FROM taint WHERE agent=?1 AND fts IN (SELECT rowid FROM taint_fts WHERE taint_fts MATCH ?2)",
+        )?;
+        let rows = stmt.query_map(params![agent, query], |r| Ok((r.get::<_, String>(0)?, Source { call: r.get(1)?, tool: r.get(2)? })))?;
+        for row in rows {
+            let (value, source) = row?;
+            entries.insert(value, source);
+        }
+    }
+    let tools = conn
+        .prepare_cached("SELECT DISTINCT tool FROM taint WHERE agent=?1 ORDER BY tool")?
+        .query_map(params![agent], |r| r.get::<_, String>(0))?
+        .collect::<Result<Vec<_>, _>>()?;
+    Ok(TaintLedger::from_lookup(entries, tools, overflowed(conn, agent)?))
+}
+
+fn overflowed(conn: &Connection, agent: &str) -> Result<bool, StoreError> {
+    Ok(conn.prepare_cached("SELECT 1 FROM taint_overflow WHERE agent=?1")?.query_row(params![agent], |_| Ok(())).optional()?.is_some())
 }
 
 /// The rate window: requests in the last 60 s.
