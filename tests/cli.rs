@@ -520,3 +520,41 @@ fn an_agent_file_error_names_its_file_and_line() {
     let at = format!("{}:5:3: agent `stray`: allowed tool pattern for server `nosuch`", dep.path("agents/stray.toml").display());
     assert!(err.contains(&at), "expected {at:?} in:\n{err}");
 }
+
+/// Issue 24, item 7: `manifest init` on servers nobody here wrote proposes
+/// what a reviewer would: on the official filesystem server, reading a file
+/// returns what others wrote (untrusted), a listing does not, an overwrite or
+/// a move is high risk and the paths a write takes are sensitive; every
+/// proposal says why, and what the file sets loads and passes `check`.
+#[test]
+fn manifest_init_proposes_taint_for_the_npm_filesystem_server() {
+    let dep = Deployment::new(&Setup::default());
+    let files = dep.path("agent-files");
+    std::fs::create_dir_all(&files).unwrap();
+    let out = dep.path("fs.toml");
+    let server = node_bin_dir().join("mcp-server-filesystem").display().to_string();
+    let (code, _, err) = jitgate(&["manifest", "init", "fs", "--out", out.to_str().unwrap(), "--", &server, files.to_str().unwrap()]);
+    assert_eq!(code, Some(0), "{err}");
+    assert!(err.contains("marked `# REVIEW:`"), "{err}");
+    let m = jitgate::manifest::Manifest::load(&out).unwrap();
+    let t = |name: &str| m.tools.get(name).unwrap_or_else(|| panic!("{name} missing"));
+    use jitgate::manifest::Risk::*;
+    for read in ["read_text_file", "read_media_file", "read_multiple_files"] {
+        assert!(t(read).untrusted_output && t(read).risk == Medium && t(read).sensitive_args.is_empty() && t(read).tags.is_empty(), "{read}: {:?}", t(read));
+    }
+    for listing in ["list_directory", "directory_tree", "get_file_info", "list_allowed_directories"] {
+        assert!(!t(listing).untrusted_output && t(listing).risk == Low, "{listing}: {:?}", t(listing));
+    }
+    assert_eq!((t("write_file").risk, t("write_file").sensitive_args.as_slice()), (High, ["path".to_owned()].as_slice()));
+    assert_eq!((t("move_file").risk, t("move_file").sensitive_args.as_slice()), (High, ["destination".to_owned(), "source".to_owned()].as_slice()));
+    assert_eq!(t("create_directory").risk, Medium);
+    assert!(m.tools.values().all(|t| t.tags.is_empty()), "nothing here sends data anywhere");
+    let text = std::fs::read_to_string(&out).unwrap();
+    assert!(text.contains("# proposed risk high: the name says \"write\"; the description says \"overwrite\""), "{text}");
+    assert!(text.contains("# proposed untrusted output: the name says \"file\", and files and documents hold what other people wrote"), "{text}");
+
+    dep.append_config(&format!("\n[[servers]]\nmanifest = {:?}\n", out.display().to_string()));
+    let (code, _, err) = jitgate(&["check", "--config", dep.config.to_str().unwrap()]);
+    assert_eq!(code, Some(0), "the proposals pass check against the live server: {err}");
+    assert!(!err.contains("fs.toml") || !err.contains("trusted_fields"), "no idle or unmatched trusted_fields: {err}");
+}

@@ -204,8 +204,11 @@ async fn mcp_inspector_cli_walkthrough_from_the_readme() {
 /// the official npm filesystem server: `manifest init` with a starting
 /// policy, the `[[servers]]` entry, the tools in an agent file, a clean
 /// `check`, then a first authorized call through the gateway. Reading is
-/// allowed; a write (proposed high risk, on a chain the agent's baseline
-/// does not know) waits for a person, and nothing was written.
+/// allowed. A write is proposed high risk (it overwrites files) and the
+/// read file's content untrusted, so: a write on the chain the task's plan
+/// declares runs, but a write in a new task begun right after reading the
+/// file (how a hijacked agent would widen its tools) waits for a person, and
+/// nothing is written.
 #[tokio::test]
 async fn registering_the_npm_filesystem_server_as_the_readme_says() {
     let dep = Deployment::new(&Setup { policies: quickstart_policies(), ..Setup::default() });
@@ -234,9 +237,16 @@ async fn registering_the_npm_filesystem_server_as_the_readme_says() {
     assert_ne!(read.is_error, Some(true), "{}", text_of(&read));
     assert!(text_of(&read).contains("hello from the filesystem server"), "{}", text_of(&read));
     let target = files.join("new.txt").display().to_string();
-    let write = grant(&agent, json!({"task": task, "tool": "fs__write_file", "arguments": {"path": target, "content": "x"}, "purpose": "write", "follows": read.meta.as_ref().and_then(|m| m.0.get("jitgate/token")).cloned().unwrap_or_default()})).await.unwrap();
+    let follows = read.meta.as_ref().and_then(|m| m.0.get("jitgate/token")).cloned().unwrap_or_default();
+    let write = grant(&agent, json!({"task": task, "tool": "fs__write_file", "arguments": {"path": target, "content": "x"}, "purpose": "write", "follows": follows})).await.unwrap();
+    assert_eq!(write["decision"], "allow", "high risk on the chain the plan declares: {write}");
+    let read = raw_call(&agent, "jit_call", json!({"task": task, "tool": "fs__read_text_file", "arguments": {"path": path}, "purpose": "read again"})).await.unwrap();
+    assert_ne!(read.is_error, Some(true), "{}", text_of(&read));
+    let widened = begin(&agent, json!([{"name": "write", "tools": ["fs__write_file"]}])).await.unwrap();
+    let other = files.join("other.txt").display().to_string();
+    let write = grant(&agent, json!({"task": widened, "tool": "fs__write_file", "arguments": {"path": other, "content": "x"}, "purpose": "write"})).await.unwrap();
     assert_eq!(write["decision"], "pending_approval", "{write}");
-    assert!(!files.join("new.txt").exists());
+    assert!(!files.join("other.txt").exists());
 }
 
 /// The README's own Python programs, taken from the README as a new user
