@@ -521,6 +521,46 @@ fn an_agent_file_error_names_its_file_and_line() {
     assert!(err.contains(&at), "expected {at:?} in:\n{err}");
 }
 
+/// Issue 24, item 7: `check` says so when a server has sinks but nothing
+/// marked untrusted_output, so taint could never fire for it: loudly when no
+/// registered server has an untrusted read at all. A warning, not a failure.
+#[test]
+fn check_warns_when_sinks_have_no_untrusted_reads_to_be_tainted_by() {
+    let dep = Deployment::new(&Setup::default());
+    let cfg = dep.config.to_str().unwrap();
+    let shipped = repo_root().join("tool-manifests/workspace.toml").display().to_string();
+    let original = std::fs::read_to_string(&dep.config).unwrap();
+    let (code, _, err) = jitgate(&["check", "--offline", "--config", cfg]);
+    assert_eq!(code, Some(0), "{err}");
+    assert!(!err.contains("no tool with untrusted_output"), "the shipped manifest marks its untrusted reads: {err}");
+
+    // The workspace manifest as a team would have it after accepting weak
+    // proposals: every output trusted.
+    let manifest = std::fs::read_to_string(&shipped).unwrap();
+    let trusting: String = manifest.replace("untrusted_output = true", "untrusted_output = false").lines().filter(|l| !l.starts_with("trusted_fields")).map(|l| format!("{l}\n")).collect();
+    let path = dep.path("workspace-trusting.toml");
+    std::fs::write(&path, &trusting).unwrap();
+    std::fs::write(&dep.config, original.replace(&shipped, &path.display().to_string())).unwrap();
+    let (code, _, err) = jitgate(&["check", "--offline", "--config", cfg]);
+    assert_eq!(code, Some(0), "a warning does not fail the check: {err}");
+    assert!(
+        err.contains("warning: TAINT CAN NEVER FIRE: ") && err.contains("server `workspace` has sink tools (fetch_page, send_message, share_note) but no tool with untrusted_output = true"),
+        "{err}"
+    );
+
+    // With the shipped server back and the trusting copy beside it under
+    // another name, the copy's sinks can still be tainted by the other's reads.
+    let notify = dep.path("notify.toml");
+    std::fs::write(&notify, trusting.replacen("name = \"workspace\"", "name = \"notify\"", 1)).unwrap();
+    std::fs::write(&dep.config, format!("{original}\n[[servers]]\nmanifest = {:?}\ncommand = {:?}\n", notify.display().to_string(), workspace_server_bin().display().to_string())).unwrap();
+    let (code, out, err) = jitgate(&["check", "--offline", "--json", "--config", cfg]);
+    assert_eq!(code, Some(0), "{err}");
+    let v: serde_json::Value = serde_json::from_str(&out).unwrap();
+    let warnings = v["warnings"].to_string();
+    assert!(warnings.contains("server `notify` has sink tools") && warnings.contains("other servers' 2 untrusted tool(s)"), "{warnings}");
+    assert!(!warnings.contains("NEVER") && !warnings.contains("server `workspace` has sink"), "{warnings}");
+}
+
 /// Issue 24, item 7: `manifest init` on servers nobody here wrote proposes
 /// what a reviewer would: on the official filesystem server, reading a file
 /// returns what others wrote (untrusted), a listing does not, an overwrite or

@@ -43,6 +43,7 @@ pub async fn run(args: CheckArgs) -> Result<(), CliError> {
     for (manifest, _) in &deployment.manifests {
         warnings.extend(idle_trusted_fields(manifest));
     }
+    warnings.extend(sinks_without_untrusted_reads(&deployment.manifests));
     warnings.extend(super::policy::unusable_tools(&deployment));
     let mut servers = Vec::new();
     if !args.offline {
@@ -121,6 +122,32 @@ fn idle_trusted_fields(manifest: &Manifest) -> Vec<String> {
             )
         })
         .collect()
+}
+
+/// Taint needs both ends: a tool whose output is marked untrusted, where an
+/// injected instruction can come from, and a sink it could steer. A server
+/// with sinks but no untrusted output (what `manifest init` used to propose
+/// for tools without annotations) leaves its sinks unguarded unless another
+/// server's reads taint the task; with no untrusted output anywhere, taint
+/// never fires at all. Either way the operator should hear it before serving.
+fn sinks_without_untrusted_reads(manifests: &[(Manifest, bool)]) -> Vec<String> {
+    let untrusted_tools = |m: &Manifest| m.tools.values().filter(|t| t.untrusted_output).count();
+    let mut out = Vec::new();
+    for (manifest, _) in manifests {
+        let sinks: Vec<&str> = manifest.tools.iter().filter(|(_, t)| t.tags.iter().any(|tag| tag == "sink")).map(|(n, _)| n.as_str()).collect();
+        if sinks.is_empty() || untrusted_tools(manifest) > 0 {
+            continue;
+        }
+        let elsewhere: usize = manifests.iter().filter(|(m, enabled)| *enabled && m.name != manifest.name).map(|(m, _)| untrusted_tools(m)).sum();
+        let at = format!("{}: server `{}` has sink tools ({}) but no tool with untrusted_output = true", manifest.path.display(), manifest.name, sinks.join(", "));
+        let fix = "mark every tool that returns what other people wrote (mail, messages, web pages, files, reviews, transactions) untrusted_output = true";
+        out.push(if elsewhere == 0 {
+            format!("TAINT CAN NEVER FIRE: {at}, and no other registered server has one either, so a value an injected instruction planted reaches these sinks unchecked; {fix}")
+        } else {
+            format!("{at}: only what agents read from other servers' {elsewhere} untrusted tool(s) can taint a call to them; if any of its own tools returns third-party content, {fix}")
+        });
+    }
+    out
 }
 
 /// Every property name anywhere in a JSON schema.
@@ -207,4 +234,38 @@ async fn check_live(manifest: &Manifest, timeout: std::time::Duration, problems:
         "unlisted": unlisted,
         "summary": format!("{} exposed, {} withheld, {} offered but not in the manifest (never exposed)", exposed.len(), withheld.len(), unlisted.len()),
     })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn manifest(name: &str, tools: &str) -> Manifest {
+        let dir = std::env::temp_dir().join(format!("jitgate-check-{name}-{}", std::process::id()));
+        std::fs::create_dir_all(&dir).unwrap();
+        let path = dir.join(format!("{name}.toml"));
+        std::fs::write(&path, format!("[server]\nname = \"{name}\"\n[server.transport]\nurl = \"http://127.0.0.1:1/mcp\"\n{tools}")).unwrap();
+        let m = Manifest::load(&path).unwrap();
+        let _ = std::fs::remove_dir_all(&dir);
+        m
+    }
+
+    #[test]
+    fn sinks_with_no_untrusted_read_anywhere_are_reported_loudly() {
+        let pin = format!("sha256:{}", "0".repeat(64));
+        let send = format!("[tools.send]\nrisk = \"high\"\nsensitive_args = [\"to\"]\ntags = [\"sink\"]\npin = \"{pin}\"\n");
+        let read = |untrusted: bool| format!("[tools.read]\nrisk = \"low\"\nuntrusted_output = {untrusted}\npin = \"{pin}\"\n");
+        let mail = manifest("mail", &format!("{send}{}", read(false)));
+        let warnings = sinks_without_untrusted_reads(&[(mail.clone(), true)]);
+        assert_eq!(warnings.len(), 1, "{warnings:?}");
+        assert!(warnings[0].starts_with("TAINT CAN NEVER FIRE: ") && warnings[0].contains("server `mail` has sink tools (send)"), "{warnings:?}");
+        // Another server's untrusted reads can taint its sinks: still said, less loudly.
+        let web = manifest("web", &read(true));
+        let warnings = sinks_without_untrusted_reads(&[(mail.clone(), true), (web.clone(), true)]);
+        assert!(warnings.len() == 1 && !warnings[0].contains("NEVER") && warnings[0].contains("other servers' 1 untrusted tool(s)"), "{warnings:?}");
+        // ... unless that server is disabled.
+        assert!(sinks_without_untrusted_reads(&[(mail, true), (web, false)])[0].starts_with("TAINT CAN NEVER FIRE"));
+        // A server with both ends, or with no sink, is fine.
+        assert!(sinks_without_untrusted_reads(&[(manifest("ok", &format!("{send}{}", read(true))), true), (manifest("ro", &read(false)), true)]).is_empty());
+    }
 }
