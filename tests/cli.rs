@@ -598,3 +598,127 @@ fn manifest_init_proposes_taint_for_the_npm_filesystem_server() {
     assert_eq!(code, Some(0), "the proposals pass check against the live server: {err}");
     assert!(!err.contains("fs.toml") || !err.contains("trusted_fields"), "no idle or unmatched trusted_fields: {err}");
 }
+
+/// Register the example server as `notes` with `manifest init`'s manifest
+/// and starting policy for team support (approvers `notes-oncall`), plus
+/// agent files: (name, extra TOML). Returns the config path.
+fn notes_with_starting_policy(dep: &Deployment, agents: &[(&str, &str)]) -> String {
+    let (manifest, policy) = (dep.path("notes.toml"), dep.path("policies/60-notes.cedar"));
+    let state = dep.path("notes-state").display().to_string();
+    let ws = workspace_server_bin().display().to_string();
+    let (code, _, err) = jitgate(&[
+        "manifest", "init", "notes", "--out", manifest.to_str().unwrap(), "--policy", policy.to_str().unwrap(), "--team", "support",
+        "--approvers", "notes-oncall", "--", &ws, "--state", &state,
+    ]);
+    assert_eq!(code, Some(0), "{err}");
+    let m = jitgate::manifest::Manifest::load(&manifest).unwrap();
+    let send = &m.tools["send_message"];
+    assert!(send.tags.contains(&"sink".to_owned()) && send.sensitive_args.contains(&"to".to_owned()), "{send:?}");
+    assert_eq!(m.tools["delete_note"].risk, jitgate::manifest::Risk::Critical);
+    dep.append_config(&format!("\n[[servers]]\nmanifest = {:?}\n", manifest.display().to_string()));
+    for (name, extra) in agents {
+        dep.add_agent(
+            &format!("{name}.toml"),
+            &format!("name = \"{name}\"\nid = \"spiffe://jitgate.local/agent/{name}\"\nteam = \"support\"\nallowed_tools = [\"notes__*\"]\n{extra}"),
+        );
+    }
+    let cfg = dep.config.display().to_string();
+    let (code, _, err) = jitgate(&["check", "--offline", "--config", &cfg]);
+    assert_eq!(code, Some(0), "{err}");
+    assert!(!err.contains("no policy permits"), "{err}");
+    cfg
+}
+
+/// `jitgate policy explain --json` for one request: (decision, approval
+/// group, ids of the deciding policies).
+fn explain(cfg: &str, agent: &str, tool: &str, extra: &[&str]) -> (String, String, Vec<String>) {
+    let mut args = vec!["policy", "explain", "--json", "--config", cfg, "--agent", agent, "--tool", tool];
+    args.extend_from_slice(extra);
+    let (code, out, err) = jitgate(&args);
+    assert_eq!(code, Some(0), "{err}");
+    let v: serde_json::Value = serde_json::from_str(&out).unwrap_or_else(|e| panic!("{e}: {out}"));
+    let ids = v["policies"].as_array().unwrap().iter().map(|p| p["id"].as_str().unwrap().to_owned()).collect();
+    (v["decision"].as_str().unwrap().to_owned(), v["approval_group"].as_str().unwrap_or_default().to_owned(), ids)
+}
+
+/// Issue 24, item 6: the starting policy `manifest init --policy` writes
+/// neither runs nor refuses a sink call that carries a third-party value: it
+/// asks the end user where the agent file vouches for the client, and sends
+/// it to the approvers' group otherwise (an unattended client's own "yes"
+/// counts for nothing). The same call with the user's own values runs.
+#[test]
+fn the_starting_policy_asks_the_end_user_about_third_party_values_in_sinks() {
+    let dep = Deployment::new(&Setup { policies: quickstart_policies(), ..Setup::default() });
+    let cfg = notes_with_starting_policy(&dep, &[("helper", "[end_user]\nclient_trusted = true\n"), ("robot", "")]);
+    let send = |agent: &str, extra: &[&str]| explain(&cfg, agent, "notes__send_message", extra);
+    let ask = "notes-third-party-values-into-sinks-ask-the-end-user".to_owned();
+    let person = "notes-third-party-values-into-sinks-need-a-person".to_owned();
+
+    assert_eq!(send("helper", &["--tainted"]), ("needs_confirmation".into(), "notes-oncall".into(), vec![ask.clone()]));
+    assert_eq!(send("helper", &["--tainted", "--confirmed-by-end-user"]).0, "allow");
+    // A client nobody vouches for: a person decides, whatever the client answered.
+    assert_eq!(send("robot", &["--tainted"]), ("needs_approval".into(), "notes-oncall".into(), vec![person.clone()]));
+    assert_eq!(send("robot", &["--tainted", "--confirmed-by-end-user"]).0, "needs_approval");
+    assert_eq!(send("robot", &["--tainted", "--approved-by-group", "notes-oncall"]).0, "allow");
+    assert_eq!(send("helper", &["--tainted", "--end-user-client-trusted", "false"]).2, vec![person]);
+    // The user's own values go out directly, for either agent.
+    assert_eq!(send("helper", &[]).0, "allow");
+    assert_eq!(send("robot", &[]).0, "allow");
+    // The end user does not lift what goes to a person anyway: an unusual
+    // chain into a high-risk tool, a critical tool.
+    assert_eq!(send("helper", &["--tainted", "--unknown-transition"]), ("needs_approval".into(), "notes-oncall".into(), vec!["notes-unusual-high-risk-needs-approval".to_owned()]));
+    assert_eq!(explain(&cfg, "helper", "notes__delete_note", &["--tainted"]).0, "needs_approval");
+    // Far outside the baseline, nothing goes (no rule of the starting policy).
+    assert_eq!(send("helper", &["--tainted", "--baseline-score", "95"]).0, "deny");
+    // Break-glass never carries the value: a team's break-glass permit for
+    // the server is overruled.
+    std::fs::write(dep.path("policies/70-bg.cedar"), "permit (principal in Team::\"support\", action == Action::\"BreakGlass\", resource in Server::\"notes\");\n").unwrap();
+    let bg = |extra: &[&str]| explain(&cfg, "helper", "notes__send_message", &[&["--action", "break-glass", "--justification", "INC-1"], extra].concat());
+    assert_eq!(bg(&[]).0, "allow");
+    assert_eq!(bg(&["--tainted"]).0, "deny");
+    assert!(bg(&["--tainted"]).2.contains(&"notes-no-third-party-values-into-sinks-under-break-glass".to_owned()));
+}
+
+/// Issue 24, item 6: the policy guide's personal-assistant recipe
+/// (`examples/policies/personal-assistant.cedar`), added to a starting
+/// policy: a critical request from an agent marked as a personal assistant,
+/// whose client the agent file vouches for, is put to its end user; every
+/// other agent's still waits for the approvers, and so does a marked
+/// agent's critical call that carries a third-party value.
+#[test]
+fn the_personal_assistant_recipe_lets_the_end_user_confirm_critical_calls() {
+    let recipe = std::fs::read_to_string(repo_root().join("examples/policies/personal-assistant.cedar")).unwrap();
+    // The policy guide shows the same rule, without its comments.
+    let readme = std::fs::read_to_string(repo_root().join("README.md")).unwrap();
+    let shown = readme.split("```cedar\n").find(|b| b.starts_with("@id(\"personal-assistant-")).and_then(|b| b.split("```").next()).expect("the recipe in the policy guide");
+    let rule: String = recipe.lines().map(|l| l.split("//").next().unwrap_or_default().trim_end()).filter(|l| !l.is_empty()).map(|l| format!("{l}\n")).collect();
+    assert_eq!(shown, rule);
+    let mut policies = quickstart_policies();
+    policies.push(("70-personal-assistant.cedar".into(), recipe));
+    let dep = Deployment::new(&Setup { policies, ..Setup::default() });
+    let marker = "[attributes]\ndeployment = \"personal-assistant\"\n";
+    let trusted = "[end_user]\nclient_trusted = true\n";
+    let cfg = notes_with_starting_policy(
+        &dep,
+        &[("assistant", &format!("{marker}{trusted}")), ("helper", trusted), ("unattended", marker)],
+    );
+    let delete = |agent: &str, extra: &[&str]| explain(&cfg, agent, "notes__delete_note", extra);
+    let by_user = "personal-assistant-critical-asks-the-end-user".to_owned();
+    let (decision, fallback, ids) = delete("assistant", &[]);
+    assert_eq!((decision.as_str(), fallback.as_str()), ("needs_confirmation", "platform-oncall"));
+    assert!(ids.contains(&by_user), "{ids:?}");
+    assert_eq!(delete("assistant", &["--confirmed-by-end-user"]).0, "allow");
+
+    // Without the marker, or with nobody vouching for the client: the approvers.
+    assert_eq!(delete("helper", &[]), ("needs_approval".into(), "notes-oncall".into(), vec!["notes-critical-needs-approval".to_owned()]));
+    assert_eq!(delete("helper", &["--confirmed-by-end-user"]).0, "needs_approval");
+    assert_eq!(delete("unattended", &[]).0, "needs_approval");
+    assert_eq!(delete("assistant", &["--end-user-client-trusted", "false"]).0, "needs_approval");
+    // A third-party value in the call, or a request far outside the baseline:
+    // still the approvers.
+    assert_eq!(delete("assistant", &["--tainted"]).0, "needs_approval");
+    assert_eq!(delete("assistant", &["--baseline-score", "95"]).0, "needs_approval");
+    // Forbids still win: a production change outside working hours.
+    let night = explain(&cfg, "assistant", "workspace__rotate_api_key", &["--at", "2026-11-28T22:00:00Z"]);
+    assert_eq!((night.0.as_str(), night.2.as_slice()), ("deny", ["production-changes-in-window".to_owned()].as_slice()));
+}

@@ -70,14 +70,18 @@ pub struct InitArgs {
     /// Also write a starting Cedar policy for the server to FILE (put it in
     /// the policy directory): --team may plan with every tool, request low-
     /// and medium-risk ones, high-risk ones on a chain its baseline knows,
-    /// and critical ones with a person's approval. Without a policy no agent
-    /// can use the server. Review it with the manifest.
+    /// and critical ones with a person's approval; a sink fed a value from
+    /// untrusted content needs the end user's confirmation (where the agent
+    /// file vouches for its client) or a person's approval. Without a policy
+    /// no agent can use the server. Review it with the manifest.
     #[arg(long, value_name = "FILE", requires = "team", requires = "out")]
     pub policy: Option<PathBuf>,
     /// The team (the `team` of agent files) the starting policy is for.
     #[arg(long, requires = "policy")]
     pub team: Option<String>,
-    /// The approvers' group for critical tools in the starting policy.
+    /// The approvers' group in the starting policy: critical tools, unusual
+    /// high-risk chains, and sinks fed untrusted values when the end user
+    /// cannot be asked.
     #[arg(long, default_value = "platform-oncall", requires = "policy")]
     pub approvers: String,
     /// The command (and its arguments) that starts the server over stdio, after `--`.
@@ -282,7 +286,10 @@ async fn init(a: InitArgs) -> Result<(), CliError> {
 
 /// A starting policy for a newly registered server, by risk (the manifest's,
 /// read at decision time, so raising a tool's risk in the manifest tightens
-/// it). The same shape as the quick start's team policies.
+/// it). The same shape as the quick start's team policies: a sink fed with a
+/// third-party value is neither run nor refused but put to the end user
+/// (through a client the agent file vouches for) or to `approvers`, so a team
+/// that starts here gets containment and its work done.
 fn starting_policy(server: &str, team: &str, approvers: &str, tools: &[rmcp::model::Tool]) -> String {
     let mut out = String::new();
     let _ = writeln!(out, "// Starting policy for the `{server}` server, written by `jitgate manifest init`.");
@@ -296,7 +303,13 @@ fn starting_policy(server: &str, team: &str, approvers: &str, tools: &[rmcp::mod
             let _ = writeln!(out, "//   {risk}: {}", names.join(", "));
         }
     }
-    let guard = "context.baseline.score < 90 &&\n  !(resource.tags.contains(\"sink\") && context.taint.sensitive_from_untrusted)";
+    let tainted_sink = "resource.tags.contains(\"sink\") && context.taint.sensitive_from_untrusted";
+    let guard = format!("context.baseline.score < 90 &&\n  !({tainted_sink})");
+    // What the end user (or, for an untrusted client, a person) may let
+    // through: not critical (that always waits for a person, below), not far
+    // outside the baseline, and not an unusual chain into a high-risk tool
+    // (a person decides that, tainted or not).
+    let askable = format!("{tainted_sink} &&\n  resource.risk_level <= 3 && context.baseline.score < 90 &&\n  (resource.risk_level < 3 || context.baseline.transition_known)");
     let _ = write!(
         out,
         r#"
@@ -305,7 +318,8 @@ fn starting_policy(server: &str, team: &str, approvers: &str, tools: &[rmcp::mod
 permit (principal in Team::"{team}", action == Action::"BeginTask", resource in Server::"{server}");
 
 // Low- and medium-risk requests run directly, unless far outside the agent's
-// baseline or feeding a sink with a value read from untrusted content.
+// baseline or feeding a sink with a value read from untrusted content (those
+// are put to the end user or a person: below).
 @id("{server}-low-and-medium-risk")
 permit (principal in Team::"{team}", action == Action::"Request", resource in Server::"{server}")
 when {{
@@ -327,12 +341,46 @@ when {{
 permit (principal in Team::"{team}", action == Action::"Request", resource in Server::"{server}")
 when {{ resource.risk_level == 3 && !context.baseline.transition_known }};
 
+// A sink whose sensitive argument carries a value from content a third party
+// wrote (the IBAN in a bill, the address on a web page, the link in a mail)
+// may be exactly what the user asked for, or what an attacker planted. Only
+// the end user can tell, so the end user confirms the exact call, shown where
+// each value came from. The question goes through the agent's own MCP client
+// and whoever drives that client answers it: an unattended agent would
+// answer itself. So the end user is asked only where the agent file says a
+// person answers the client (`[end_user] client_trusted = true`); a trusted
+// client that cannot ask sends the request to {approvers} instead.
+@id("{server}-third-party-values-into-sinks-ask-the-end-user")
+@confirm("{approvers}")
+permit (principal in Team::"{team}", action == Action::"Request", resource in Server::"{server}")
+when {{
+  context.end_user.client_trusted &&
+  {askable}
+}};
+
+// The same requests from an agent whose client nobody vouches for: a person
+// of {approvers} approves the exact call.
+@id("{server}-third-party-values-into-sinks-need-a-person")
+@approval("{approvers}")
+permit (principal in Team::"{team}", action == Action::"Request", resource in Server::"{server}")
+when {{
+  !context.end_user.client_trusted &&
+  {askable}
+}};
+
 // Critical requests wait for a person of group {approvers}
 // (`jitgate approvals approve ID`); each approval covers one exact request.
 @id("{server}-critical-needs-approval")
 @approval("{approvers}")
 permit (principal in Team::"{team}", action == Action::"Request", resource in Server::"{server}")
 when {{ resource.risk == "critical" }};
+
+// Break-glass, wherever another policy grants it, never carries a
+// third-party value into one of this server's sinks.
+@id("{server}-no-third-party-values-into-sinks-under-break-glass")
+@reason("a sensitive argument carries a value that came from third-party content; ask without break-glass, and the end user or {approvers} will be asked to confirm the call")
+forbid (principal, action == Action::"BreakGlass", resource in Server::"{server}")
+when {{ {tainted_sink} }};
 "#
     );
     out
@@ -409,19 +457,28 @@ mod tests {
         ];
         let text = starting_policy("fs", "data-eng", "storage-oncall", &tools);
         let engine = crate::policy::PolicyEngine::from_sources(Path::new("policies"), vec![("policies/60-fs.cedar".into(), text.clone())]).unwrap();
-        assert_eq!(engine.len(), 5, "{text}");
+        assert_eq!(engine.len(), 8, "{text}");
         // Reading files (which others may have written) and a plain write are
         // medium; deleting is critical.
         assert!(text.contains("//   medium: read_file, write_file\n//   critical: delete_tree\n"), "{text}");
         assert!(engine.policy("fs-critical-needs-approval").unwrap().approvable_by("storage-oncall"));
         assert!(!engine.policy("fs-may-plan").unwrap().approvable_by("storage-oncall"));
+        // Third-party values into sinks are put to the end user (a trusted
+        // client) or to the approvers, never refused outright; break-glass
+        // may not carry them. (tests/cli.rs decides requests against it.)
+        let ask = engine.policy("fs-third-party-values-into-sinks-ask-the-end-user").unwrap();
+        assert_eq!((ask.effect, ask.confirm.as_deref(), ask.approval.as_deref()), ("permit", Some("storage-oncall"), None));
+        let person = engine.policy("fs-third-party-values-into-sinks-need-a-person").unwrap();
+        assert_eq!((person.effect, person.confirm.as_deref(), person.approval.as_deref()), ("permit", None, Some("storage-oncall")));
+        assert_eq!(engine.policy("fs-no-third-party-values-into-sinks-under-break-glass").unwrap().effect, "forbid");
+        assert!(!text.contains("forbid (principal, action == Action::\"Request\""), "no request is refused outright: {text}");
 
         // A hostile server's tool name cannot smuggle a rule out of the comment.
         for end in ["\r", "\n", "\r\n", "\u{85}", "\u{2028}"] {
             let evil = tool(serde_json::json!({"name": format!("lookup{end}permit (principal, action, resource);{end}//"), "inputSchema": {"type": "object"}}));
             let text = starting_policy("fs", "data-eng", "storage-oncall", &[evil]);
             let engine = crate::policy::PolicyEngine::from_sources(Path::new("policies"), vec![("policies/60-fs.cedar".into(), text.clone())]).unwrap();
-            assert_eq!(engine.len(), 5, "{end:?}: {text}");
+            assert_eq!(engine.len(), 8, "{end:?}: {text}");
             assert!(text.lines().filter(|l| l.contains("permit (principal, action, resource)")).all(|l| l.starts_with("//")), "{text}");
         }
     }
