@@ -4,14 +4,15 @@
 //! the agent's end user confirms exactly that request. jitgate asks through
 //! the agent's own MCP client, never through the model: a 2026-07-28 client
 //! gets an input-required result (an elicitation) and sends the answer back
-//! with the retried `jit_request`; a handshake-era session is asked with an
-//! `elicitation/create` request. The question shows the exact call and where
-//! each third-party value came from. An answer counts only for the agent,
-//! task and canonical request it was asked about, once, before it expires,
-//! and it is read only from the protocol's input responses, which a model
-//! cannot write: a hijacked agent cannot confirm for its user by declaring a
-//! new objective or by putting words into its arguments. A client that cannot
-//! ask its user sends the request to the rule's group as a pending approval.
+//! with the retried `jit_request`, over HTTP and stdio alike; a handshake-era
+//! session is asked with an `elicitation/create` request. The question shows
+//! the exact call and where each third-party value came from. An answer
+//! counts only for the agent, task and canonical request it was asked about,
+//! once, before it expires, and it is read only from the protocol's input
+//! responses, which a model cannot write: a hijacked agent cannot confirm
+//! for its user by declaring a new objective or by putting words into its
+//! arguments. A client that cannot ask its user sends the request to the
+//! rule's group as a pending approval.
 //!
 //! Whoever drives the client answers: the model cannot, but an unattended
 //! agent's client that declares elicitation can, and the rule's group then
@@ -42,14 +43,18 @@ pub const CONFIRM_FIELD: &str = "confirm";
 /// How long a handshake-era client may take to answer.
 const SESSION_ANSWER_TIMEOUT: Duration = Duration::from_secs(300);
 
-/// How the agent's end user can be asked, from the request's transport.
+/// How the agent's end user can be asked, from the request's era (not its
+/// transport: stdio serves both eras).
 #[derive(Debug, Clone, Copy, Default)]
 pub enum EndUser<'a> {
-    /// A 2026-07-28 request. `can_ask`: the client declared elicitation in
-    /// this request's capabilities. A retry carries the answer and the
-    /// question's handle (`request_state`).
+    /// A 2026-07-28 request, over HTTP or stdio. `can_ask`: the client
+    /// declared elicitation in this request's own capabilities (its
+    /// `_meta`), the only place such a client declares them. A retry carries
+    /// the answer and the question's handle (`request_state`).
     Stateless { can_ask: bool, responses: Option<&'a InputResponses>, state: Option<&'a str> },
-    /// A handshake-era session whose client declared elicitation (or not).
+    /// A handshake-era request in a session (HTTP with `Mcp-Session-Id`, or
+    /// stdio after `initialize`) whose client declared elicitation in the
+    /// handshake (or not).
     Session { can_ask: bool, peer: &'a Peer<RoleServer> },
     /// Nobody to ask.
     #[default]

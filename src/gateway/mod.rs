@@ -13,7 +13,10 @@
 //! agent per process in either era) gets one [`Session`] value for its
 //! lifetime, bound to the first agent identity that uses it; its tokens also
 //! bind the session's own random id, and what it holds is revoked when it
-//! ends or when the process that owns it stops.
+//! ends or when the process that owns it stops. How the end user can be
+//! asked follows the request's era, not the session: a 2026-07-28 request
+//! over stdio declares its client's capabilities in its own `_meta`, as over
+//! HTTP (see [`Binding`]).
 //!
 //! `tools/list` shows the meta-tools and the exposed tools the agent may use,
 //! each with a `_jit_token` argument added. `tools/call` of a wrapped tool
@@ -146,11 +149,17 @@ pub struct Binding<'a> {
     pub end_user: confirm::EndUser<'a>,
 }
 
-/// How this request's end user can be asked: through a 2026-07-28 client's
-/// input-required results, or a handshake-era session's elicitation, when
-/// the client declared it can elicit.
+/// How this request's end user can be asked, from the era of the request
+/// itself rather than from its transport. A 2026-07-28 request declares its
+/// client's capabilities in its own `_meta`
+/// (`io.modelcontextprotocol/clientCapabilities`), over HTTP and over stdio
+/// alike: its client never sends `initialize`, so a stdio process (one
+/// session, for binding) has no handshake to read, and may not send it
+/// requests of its own either; it is asked with an input-required result.
+/// Only a handshake-era request in a session falls back to what the
+/// handshake declared, and is asked with `elicitation/create`.
 fn end_user_of<'a>(req: &'a CallToolRequestParams, ctx: &'a RequestContext<RoleServer>, in_session: bool) -> confirm::EndUser<'a> {
-    if in_session {
+    if in_session && !is_modern(ctx) {
         let can_ask = ctx.peer.peer_info().is_some_and(|i| i.capabilities.elicitation.is_some());
         return confirm::EndUser::Session { can_ask, peer: &ctx.peer };
     }
