@@ -431,6 +431,11 @@ fn answer(r: &CallToolResult) -> Value {
     r.structured_content.clone().unwrap_or_default()
 }
 
+/// Did jitgate refuse this call (rather than the tool fail after it ran)?
+fn refused_by_jitgate(r: &CallToolResult) -> bool {
+    r.is_error == Some(true) && r.meta.as_ref().is_some_and(|m| m.0.contains_key("jitgate/error"))
+}
+
 fn refusal(r: &CallToolResult) -> String {
     let code = r.meta.as_ref().and_then(|m| m.0.get("jitgate/error")).and_then(|e| e.get("code")).and_then(Value::as_str).unwrap_or("error");
     let text: Vec<String> = r.content.iter().filter_map(|c| c.as_text().map(|t| t.text.clone())).collect();
@@ -538,7 +543,9 @@ async fn run(env: &Env, s: &Scenario, index: usize) -> Result<Ran, String> {
         let mut args = step.args.clone();
         args.insert("_jit_token".into(), grant["token"].clone());
         let called = client.peer().call_tool(CallToolRequestParams::new(tool.clone()).with_arguments(args)).await.map_err(|e| e.to_string())?;
-        outcomes.push(if called.is_error == Some(true) { StepOutcome::Refused(refusal(&called)) } else { StepOutcome::Executed });
+        // A call jitgate forwarded ran, whatever the tool answered: only
+        // jitgate's own refusal (its error code in `_meta`) stopped it.
+        outcomes.push(if refused_by_jitgate(&called) { StepOutcome::Refused(refusal(&called)) } else { StepOutcome::Executed });
         jtis.push(grant["jti"].as_str().map(str::to_owned));
     }
     let _ = meta(&client, "jit_end_task", json!({"task": task, "outcome": "done"})).await;

@@ -127,7 +127,7 @@ pub fn tool_result(data: &[u8]) -> bool {
     let Ok(result) = serde_json::from_slice::<rmcp::model::CallToolResult>(data) else { return false };
     let scan = scan_output(&result, &["from".to_owned()]);
     let source = Source { call: "fuzz".into(), tool: "fuzz".into() };
-    let entries = scan.values.iter().chain(&scan.passages).map(|v| (v.clone(), source.clone())).collect();
+    let entries = scan.destinations.iter().chain(&scan.values).chain(&scan.passages).map(|v| (v.clone(), source.clone())).collect();
     let ledger = TaintLedger::new(entries, false);
     if let Some(first) = scan.passages.first() {
         // Words of one field: no phrase spans two.
@@ -137,7 +137,7 @@ pub fn tool_result(data: &[u8]) -> bool {
             assert!(ledger.check(&["to".to_owned()], &[], &args).tainted, "words of a passage not found: {probe:?}");
         }
     }
-    !scan.values.is_empty()
+    !scan.values.is_empty() || !scan.destinations.is_empty()
 }
 
 /// A tool manifest file.
