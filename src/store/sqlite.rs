@@ -73,6 +73,9 @@ CREATE TABLE IF NOT EXISTS taint (
 );
 CREATE INDEX IF NOT EXISTS taint_at ON taint(at);
 CREATE INDEX IF NOT EXISTS taint_agent_tool ON taint(agent, tool);
+-- From a full-text match to its row (a scan by agent would read every
+-- passage the agent holds to reach this column).
+CREATE INDEX IF NOT EXISTS taint_fts_row ON taint(fts) WHERE fts IS NOT NULL;
 -- The passages' words, so that a request finds the passages holding its
 -- phrases by index. Contentless (the text is in taint), its own stable
 -- rowids (a VACUUM renumbers taint's implicit ones).

@@ -142,7 +142,7 @@ pub(super) fn taint_lookup(conn: &Connection, agent: &str, probe: &TaintProbe) -
         // Each phrase quoted: FTS5 reads everything inside quotes as words.
         let query = probe.phrases.iter().map(|p| format!("\"{}\"", p.trim().replace('"', "\"\""))).collect::<Vec<_>>().join(" OR ");
         let mut stmt = conn.prepare_cached(
-            "SELECT value, call, tool FROM taint WHERE agent=?1 AND fts IN (SELECT rowid FROM taint_fts WHERE taint_fts MATCH ?2)",
+            "SELECT t.value, t.call, t.tool FROM taint_fts f CROSS JOIN taint t ON t.fts = f.rowid WHERE taint_fts MATCH ?2 AND t.agent = ?1",
         )?;
         let rows = stmt.query_map(params![agent, query], |r| Ok((r.get::<_, String>(0)?, Source { call: r.get(1)?, tool: r.get(2)? })))?;
         for row in rows {
