@@ -39,7 +39,12 @@ max_requests_per_minute = 5
 fn setup() -> Setup {
     Setup {
         policies: quickstart_policies(),
-        agents: vec![("watched.toml".into(), WATCHED.into()), ("tight.toml".into(), TIGHT.into())],
+        agents: vec![
+            ("watched.toml".into(), WATCHED.into()),
+            // The same agent under another identity: a history of its own.
+            ("watched-too.toml".into(), WATCHED.replace("watched", "watched-too")),
+            ("tight.toml".into(), TIGHT.into()),
+        ],
         ..Setup::default()
     }
 }
@@ -64,6 +69,14 @@ async fn an_unusual_high_risk_chain_goes_to_a_person() {
     .unwrap();
     let mail = |to: &str| json!({"task": task, "tool": "workspace__send_message", "arguments": {"to": to, "subject": "Guide", "body": "Please see the support guide."}, "purpose": "share the guide"});
 
+    // read_note -> send_message is in the baseline: a token at once.
+    let task2 = begin(&agent, json!([{"name": "look", "tools": ["workspace__read_note"]}, {"name": "send", "tools": ["workspace__send_message"]}])).await.unwrap();
+    let note = grant(&agent, json!({"task": task2, "tool": "workspace__read_note", "arguments": {"name": "q3-plan.md"}, "purpose": "read"})).await.unwrap();
+    use_token(&agent, "workspace__read_note", json!({"name": "q3-plan.md"}), &note).await;
+    raw_call(&agent, "jit_next_phase", json!({"task": task2, "phase": "send"})).await.unwrap();
+    let body = json!({"task": task2, "tool": "workspace__send_message", "arguments": {"to": "alice@example.org", "subject": "Q3", "body": "summary"}, "purpose": "reply"});
+    assert_eq!(grant(&agent, body).await.unwrap()["decision"], "allow");
+
     // fetch_page -> send_message is not in the baseline: a person must approve it.
     let page = grant(&agent, json!({"task": task, "tool": "workspace__fetch_page", "arguments": {"url": "https://docs.example.org/guide"}, "purpose": "read the guide"})).await.unwrap();
     use_token(&agent, "workspace__fetch_page", json!({"url": "https://docs.example.org/guide"}), &page).await;
@@ -72,13 +85,16 @@ async fn an_unusual_high_risk_chain_goes_to_a_person() {
     assert_eq!(pending["decision"], "pending_approval", "{pending}");
     assert!(gw.log().contains("the transition workspace__fetch_page -> workspace__send_message is not in the baseline"), "{}", gw.log());
 
-    // read_note -> send_message is in the baseline: a token at once.
-    let task2 = begin(&agent, json!([{"name": "look", "tools": ["workspace__read_note"]}, {"name": "send", "tools": ["workspace__send_message"]}])).await.unwrap();
-    let note = grant(&agent, json!({"task": task2, "tool": "workspace__read_note", "arguments": {"name": "q3-plan.md"}, "purpose": "read"})).await.unwrap();
+    // Issue 23: one harmless read in between launders nothing. After the
+    // page, read_note -> send_message (known on its own) still goes to a
+    // person while the page is within the taint horizon, in a new task too.
+    let task3 = begin(&agent, json!([{"name": "look", "tools": ["workspace__read_note"]}, {"name": "send", "tools": ["workspace__send_message"]}])).await.unwrap();
+    let note = grant(&agent, json!({"task": task3, "tool": "workspace__read_note", "arguments": {"name": "q3-plan.md"}, "purpose": "read"})).await.unwrap();
     use_token(&agent, "workspace__read_note", json!({"name": "q3-plan.md"}), &note).await;
-    raw_call(&agent, "jit_next_phase", json!({"task": task2, "phase": "send"})).await.unwrap();
-    let body = json!({"task": task2, "tool": "workspace__send_message", "arguments": {"to": "alice@example.org", "subject": "Q3", "body": "summary"}, "purpose": "reply"});
-    assert_eq!(grant(&agent, body).await.unwrap()["decision"], "allow");
+    raw_call(&agent, "jit_next_phase", json!({"task": task3, "phase": "send"})).await.unwrap();
+    let body = json!({"task": task3, "tool": "workspace__send_message", "arguments": {"to": "alice@example.org", "subject": "Q3", "body": "summary"}, "purpose": "reply"});
+    assert_eq!(grant(&agent, body).await.unwrap()["decision"], "pending_approval");
+    gw.wait_log("an earlier read of untrusted content by workspace__fetch_page -> workspace__send_message is not in the baseline").await;
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -243,12 +259,21 @@ async fn follows_and_a_new_task_do_not_hide_the_real_previous_call() {
     assert_eq!(pending["decision"], "pending_approval", "{pending}");
     gw.wait_log("workspace__fetch_page -> workspace__send_message (across tasks)").await;
 
-    // The usual chain still gets a token at once: read a note, then send.
-    let usual = begin(&agent, json!([{"name": "look", "tools": ["workspace__read_note"]}, {"name": "send", "tools": ["workspace__send_message"]}])).await.unwrap();
-    let note = grant(&agent, json!({"task": usual, "tool": "workspace__read_note", "arguments": {"name": "q3-plan.md"}, "purpose": "read"})).await.unwrap();
+    // Nor does a harmless read in a new task: the page is still within the
+    // taint horizon, and page -> send is what the baseline does not know.
+    let laundering = begin(&agent, json!([{"name": "look", "tools": ["workspace__read_note"]}, {"name": "send", "tools": ["workspace__send_message"]}])).await.unwrap();
+    let note = grant(&agent, json!({"task": laundering, "tool": "workspace__read_note", "arguments": {"name": "q3-plan.md"}, "purpose": "read"})).await.unwrap();
     use_token(&agent, "workspace__read_note", json!({"name": "q3-plan.md"}), &note).await;
-    raw_call(&agent, "jit_next_phase", json!({"task": usual, "phase": "send"})).await.unwrap();
-    assert_eq!(grant(&agent, mail(&usual, None)).await.unwrap()["decision"], "allow");
+    raw_call(&agent, "jit_next_phase", json!({"task": laundering, "phase": "send"})).await.unwrap();
+    assert_eq!(grant(&agent, mail(&laundering, None)).await.unwrap()["decision"], "pending_approval");
+
+    // An agent that read no page: the usual chain gets a token at once.
+    let other = gw.connect_modern(&dep.mint("watched-too")).await;
+    let usual = begin(&other, json!([{"name": "look", "tools": ["workspace__read_note"]}, {"name": "send", "tools": ["workspace__send_message"]}])).await.unwrap();
+    let note = grant(&other, json!({"task": usual, "tool": "workspace__read_note", "arguments": {"name": "q3-plan.md"}, "purpose": "read"})).await.unwrap();
+    use_token(&other, "workspace__read_note", json!({"name": "q3-plan.md"}), &note).await;
+    raw_call(&other, "jit_next_phase", json!({"task": usual, "phase": "send"})).await.unwrap();
+    assert_eq!(grant(&other, mail(&usual, None)).await.unwrap()["decision"], "allow");
 }
 
 /// A hijacked agent ends its task right after reading a poisoned page and
