@@ -352,6 +352,17 @@ impl TaintProbe {
         probe
     }
 
+    /// This probe and another's, for one lookup.
+    pub fn and(mut self, other: TaintProbe) -> Self {
+        self.keys.extend(other.keys);
+        self.phrases.extend(other.phrases);
+        self.keys.sort();
+        self.keys.dedup();
+        self.phrases.sort();
+        self.phrases.dedup();
+        self
+    }
+
     /// Add free text to look up (a break-glass justification).
     pub fn with_text(mut self, text: &str) -> Self {
         self.add_leaf(&Leaf::Text(text.to_owned()));
@@ -561,6 +572,59 @@ impl TaintLedger {
     pub fn check_call(&self, sensitive_args: &[String], granted: &ArgConstraints, arguments: &serde_json::Map<String, Value>) -> TaintVerdict {
         self.check(sensitive_args, &[], &reached_at_call(sensitive_args, granted, arguments))
     }
+}
+
+/// The destinations written inside an outward message's other arguments
+/// (issue 24): the URLs, addresses, account and phone numbers in the text
+/// of every argument of a sink that is not a sensitive one (a link in a
+/// message's body), each argument's as a `one_of` of those values, so that
+/// the ledger judges them like a sensitive argument's. Names and other
+/// words of free text are not looked up here: a body may quote what it
+/// answers.
+pub fn destinations_in_text(sensitive_args: &[String], constraints: &ArgConstraints) -> ArgConstraints {
+    constraints
+        .iter()
+        .filter(|(name, _)| !sensitive_args.contains(name))
+        .filter_map(|(name, c)| {
+            let mut found: Vec<Value> = Vec::new();
+            for leaf in constraint_leaves(c) {
+                let (destinations, others) = extract(&leaf.text());
+                for d in destinations.into_iter().chain(others).filter(|d| is_destination(d)) {
+                    let d = Value::String(d);
+                    if !found.contains(&d) {
+                        found.push(d);
+                    }
+                }
+            }
+            (!found.is_empty()).then(|| (name.clone(), Constraint::OneOf(found)))
+        })
+        .collect()
+}
+
+/// Where something could be sent or paid: a URL or a link without its
+/// scheme (`www.site.test`, `site.test/login`), an e-mail address, an IBAN,
+/// an account or phone number (nine digits or more). A payment reference
+/// (`EL-2026-12`) or a file name is not one.
+fn is_destination(token: &str) -> bool {
+    if token.starts_with(NUMBER_KEY) {
+        return false;
+    }
+    let packed = compact(token);
+    let iban = packed.len() >= 14 && packed.len() <= MAX_ACCOUNT_CHARS && packed.chars().take(2).all(|c| c.is_ascii_lowercase()) && packed.chars().skip(2).take(2).all(|c| c.is_ascii_digit());
+    let host_with_path = token.split_once('/').is_some_and(|(host, _)| host.contains('.') && !host.starts_with('.') && host.rsplit('.').next().is_some_and(|tld| tld.len() >= 2 && tld.chars().all(|c| c.is_ascii_alphabetic())));
+    token.contains("://") || token.starts_with("www.") || is_email(token) || iban || host_with_path || digits(token) >= 9
+}
+
+/// At call time, the destinations in the text of a sink's other arguments
+/// that the token admitted by an open constraint (their values were not
+/// known when it was granted), as [`destinations_in_text`] gives them.
+pub fn open_text_at_call(sensitive_args: &[String], granted: &ArgConstraints, arguments: &serde_json::Map<String, Value>) -> ArgConstraints {
+    let reached: ArgConstraints = granted
+        .iter()
+        .filter(|(name, c)| !sensitive_args.contains(name) && !is_checkable(c))
+        .filter_map(|(name, _)| arguments.get(name).map(|v| (name.clone(), Constraint::Eq(v.clone()))))
+        .collect();
+    destinations_in_text(sensitive_args, &reached)
 }
 
 /// The values of sensitive arguments that a token admitted by an open

@@ -303,7 +303,7 @@ fn starting_policy(server: &str, team: &str, approvers: &str, tools: &[rmcp::mod
             let _ = writeln!(out, "//   {risk}: {}", names.join(", "));
         }
     }
-    let tainted_sink = "resource.tags.contains(\"sink\") && context.taint.sensitive_from_untrusted";
+    let tainted_sink = "resource.tags.contains(\"sink\") && (context.taint.sensitive_from_untrusted || context.taint.destination_in_text)";
     let guard = format!("context.baseline.score < 90 &&\n  !({tainted_sink})");
     // What the end user (or, for an untrusted client, a person) may let
     // through: not critical (that always waits for a person, below), not far

@@ -55,6 +55,10 @@ pub struct ExplainArgs {
     /// Pretend a sensitive argument carries a value from untrusted content.
     #[arg(long)]
     pub tainted: bool,
+    /// Pretend a sink's other argument (a message body) carries a URL, an
+    /// address or an account or phone number from untrusted content.
+    #[arg(long)]
+    pub destination_in_text: bool,
     /// Pretend the chain that led to this request is not in the agent's baseline.
     #[arg(long)]
     pub unknown_transition: bool,
@@ -151,7 +155,7 @@ fn explain(a: ExplainArgs) -> Result<(), CliError> {
         purpose: "(policy explain)".into(),
         constraints: constraints::exact(&arguments),
         approval: a.approved_by_group.clone().map(|g| ApprovalFacts { granted: true, group: g, approver: "(explain)".into() }).unwrap_or_default(),
-        taint: TaintFacts { evaluated: true, sensitive_from_untrusted: a.tainted, sources: Vec::new(), unverifiable: Vec::new() },
+        taint: TaintFacts { evaluated: true, sensitive_from_untrusted: a.tainted, destination_in_text: a.destination_in_text, sources: Vec::new(), unverifiable: Vec::new() },
         baseline: BaselineFacts {
             evaluated: true,
             transition_known: !a.unknown_transition,

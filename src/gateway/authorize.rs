@@ -179,19 +179,28 @@ async fn verify_and_consume(shared: &Shared, agent: &VerifiedAgent, binding: sup
 /// carrying a value from untrusted output refuses the call. Exact values
 /// were judged when the token was granted.
 async fn check_taint_at_call(shared: &Shared, agent: &VerifiedAgent, tool: &ExposedTool, capability: &Capability, arguments: &JsonObject) -> Result<(), Refusal> {
+    use crate::baseline::taint::{TaintProbe, open_text_at_call, reached_at_call};
     let granted = &capability.claims().args;
-    let open = tool.spec.sensitive_args.iter().any(|a| granted.get(a).is_some_and(|c| !matches!(c, crate::token::Constraint::Eq(_) | crate::token::Constraint::OneOf(_))));
-    if !open {
+    let sensitive = &tool.spec.sensitive_args;
+    let open = sensitive.iter().any(|a| granted.get(a).is_some_and(|c| !matches!(c, crate::token::Constraint::Eq(_) | crate::token::Constraint::OneOf(_))));
+    // A sink's body admitted by an open constraint: the links and addresses
+    // in what really reaches the tool (issue 24).
+    let in_text = if tool.spec.tags.iter().any(|t| t == "sink") { open_text_at_call(sensitive, granted, arguments) } else { Default::default() };
+    if !open && in_text.is_empty() {
         return Ok(());
     }
     let agent_id = agent.agent.id.clone();
-    let reached = crate::baseline::taint::reached_at_call(&tool.spec.sensitive_args, granted, arguments);
-    let probe = crate::baseline::taint::TaintProbe::of(&tool.spec.sensitive_args, &reached);
+    let in_text_names: Vec<String> = in_text.keys().cloned().collect();
+    let probe = TaintProbe::of(sensitive, &reached_at_call(sensitive, granted, arguments)).and(TaintProbe::of(&in_text_names, &in_text));
     let ledger = crate::store::run_blocking(&shared.store, move |s| s.taint_lookup(&agent_id, &probe))
         .await
         .and_then(|r| r)
         .map_err(|e| Refusal::tool(e.code(), e.to_string()))?;
-    let verdict = ledger.check_call(&tool.spec.sensitive_args, granted, arguments);
+    let mut verdict = ledger.check_call(sensitive, granted, arguments);
+    let text = ledger.check(&in_text_names, &[], &in_text);
+    verdict.tainted |= text.tainted;
+    verdict.findings.extend(text.findings);
+    verdict.sources.extend(text.sources);
     if !verdict.tainted {
         return Ok(());
     }

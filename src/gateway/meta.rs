@@ -563,7 +563,7 @@ async fn request(session: &Session, agent: &VerifiedAgent, binding: Binding<'_>,
         Err(r) => return r.into(),
     };
     let taint = judge_taint(&checked.ledger, &checked.tool.spec, &checked.constraints, asked.break_glass.as_deref());
-    if taint.verdict.tainted {
+    if taint.verdict.tainted || taint.destination_in_text {
         tracing::warn!(task = %checked.task.id, tool = %crate::telemetry::Clean(&asked.tool), findings = ?taint.verdict.findings, sources = ?taint.verdict.sources, "request carries values from untrusted output");
     }
     let assessment = judge_baseline(shared, agent, &asked, &checked, taint.verdict.tainted);
@@ -827,7 +827,11 @@ fn parse_request(shared: &super::Shared, agent: &VerifiedAgent, req: Request) ->
     // this request's sensitive values (and justification) could match.
     let probe = match (&exposed, &constraints) {
         (Some((_, tool)), Ok(c)) => {
-            let probe = TaintProbe::of(&tool.spec.sensitive_args, c);
+            let mut probe = TaintProbe::of(&tool.spec.sensitive_args, c);
+            if is_sink(&tool.spec) {
+                let in_text = crate::baseline::taint::destinations_in_text(&tool.spec.sensitive_args, c);
+                probe = probe.and(TaintProbe::of(&in_text.keys().cloned().collect::<Vec<_>>(), &in_text));
+            }
             match &break_glass {
                 Some(j) => probe.with_text(j),
                 None => probe,
@@ -952,12 +956,26 @@ struct Taint {
     verdict: crate::baseline::taint::TaintVerdict,
     /// The break-glass justification itself repeats untrusted content.
     justification_tainted: bool,
+    /// A sink's other argument (a body) carries a URL, an address or an
+    /// account or phone number from untrusted content.
+    destination_in_text: bool,
 }
 
 /// Stage 4: do the sensitive arguments carry, or admit, values from
 /// untrusted output? Does a break-glass justification repeat such content?
 fn judge_taint(ledger: &crate::baseline::taint::TaintLedger, spec: &crate::manifest::ToolSpec, constraints: &ArgConstraints, break_glass: Option<&str>) -> Taint {
     let mut verdict = ledger.check(&spec.sensitive_args, &spec.open_sensitive_args, constraints);
+    // A sink's other arguments: a link or an address from third-party
+    // content inside a message's body is marked too (issue 24).
+    let mut destination_in_text = false;
+    if is_sink(spec) {
+        let in_text = crate::baseline::taint::destinations_in_text(&spec.sensitive_args, constraints);
+        let names: Vec<String> = in_text.keys().cloned().collect();
+        let t = ledger.check(&names, &[], &in_text);
+        destination_in_text = t.tainted;
+        verdict.findings.extend(t.findings);
+        verdict.sources.extend(t.sources.into_iter().filter(|s| !verdict.sources.contains(s)).collect::<Vec<_>>());
+    }
     let mut justification_tainted = false;
     if let Some(j) = break_glass {
         let justification = ArgConstraints::from([("break_glass.justification".to_owned(), Constraint::Eq(Value::String(j.to_owned())))]);
@@ -969,7 +987,12 @@ fn judge_taint(ledger: &crate::baseline::taint::TaintLedger, spec: &crate::manif
             verdict.sources.extend(t.sources.into_iter().filter(|s| !verdict.sources.contains(s)).collect::<Vec<_>>());
         }
     }
-    Taint { verdict, justification_tainted }
+    Taint { verdict, justification_tainted, destination_in_text }
+}
+
+/// A tool the manifest tags as a sink: what it is given leaves the system.
+fn is_sink(spec: &crate::manifest::ToolSpec) -> bool {
+    spec.tags.iter().any(|t| t == "sink")
 }
 
 /// Stage 5: the request as a link of the chain that really happened (the
@@ -1029,6 +1052,7 @@ fn request_facts(asked: &Asked, checked: &Checked, taint: &Taint, assessment: &p
         taint: TaintFacts {
             evaluated: true,
             sensitive_from_untrusted: taint.verdict.tainted,
+            destination_in_text: taint.destination_in_text,
             sources: taint.verdict.sources.iter().map(|s| s.call.clone()).collect(),
             unverifiable: taint.verdict.unverifiable.clone(),
         },
@@ -1572,6 +1596,28 @@ mod tests {
 
     fn args(v: Value) -> ArgConstraints {
         serde_json::from_value(v).unwrap()
+    }
+
+    #[test]
+    fn a_link_from_third_party_content_in_a_sinks_body_is_marked() {
+        // Issue 24: a phishing link from a page, relayed in the body of a
+        // message to a colleague the user named, went through.
+        let ledger = ledger_after_reading(&["https://secure-login.attacker.test/reset", "secure-login.attacker.test", "gb98midl07009312345678"]);
+        let mut send = spec(&["to"], &[]);
+        send.tags = vec!["sink".into()];
+        let body = |b: &str| args(json!({"to": {"eq": "bob@example.org"}, "body": {"eq": b}}));
+        for relayed in ["Please reset your password at https://secure-login.attacker.test/reset today", "pay GB98 MIDL 0700 9312 3456 78 please", "see secure-login.attacker.test/reset"] {
+            let t = judge_taint(&ledger, &send, &body(relayed), None);
+            assert!(t.destination_in_text && !t.verdict.tainted, "{relayed}");
+            assert!(t.verdict.findings.iter().any(|(arg, _)| arg == "body") && t.verdict.sources.len() == 1, "{relayed}: {:?}", t.verdict);
+        }
+        // The user's own link, a reference number or plain words: not marked.
+        for clean in ["Reset it at https://intranet.example.org/reset", "Invoice EL-2026-12 is paid", "the attacker test was fun"] {
+            assert!(!judge_taint(&ledger, &send, &body(clean), None).destination_in_text, "{clean}");
+        }
+        // A tool that is no sink: its text is not judged this way.
+        let note = spec(&["name"], &[]);
+        assert!(!judge_taint(&ledger, &note, &body("https://secure-login.attacker.test/reset"), None).destination_in_text);
     }
 
     #[test]

@@ -86,6 +86,9 @@ pub struct BaselineFacts {
 pub struct TaintFacts {
     pub evaluated: bool,
     pub sensitive_from_untrusted: bool,
+    /// A sink's other argument (a message body) carries a URL, an address
+    /// or an account or phone number from untrusted content.
+    pub destination_in_text: bool,
     pub sources: Vec<String>,
     /// Sensitive arguments admitted by a constraint whose values cannot be
     /// checked (counted as tainted).
@@ -330,6 +333,7 @@ pub fn request_context(time: TimeFacts, task: &TaskFacts, r: &RequestFacts, argu
             record(vec![
                 ("evaluated", RestrictedExpression::new_bool(r.taint.evaluated)),
                 ("sensitive_from_untrusted", RestrictedExpression::new_bool(r.taint.sensitive_from_untrusted)),
+                ("destination_in_text", RestrictedExpression::new_bool(r.taint.destination_in_text)),
                 ("sources", set_of(r.taint.sources.iter().cloned())),
                 ("unverifiable", set_of(r.taint.unverifiable.iter().cloned())),
             ])?,
