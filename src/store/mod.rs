@@ -348,7 +348,9 @@ pub trait Store: Send + Sync + 'static {
     /// How many approvals of `agent` are pending and unexpired.
     fn pending_approvals_of(&self, agent: &str, now: i64) -> Result<usize, StoreError>;
     fn approval(&self, id: &str, now: i64) -> Result<Option<Approval>, StoreError>;
-    /// The newest approval for this exact request (by digest), any state.
+    /// The approval that decides this exact request (by digest): a person's
+    /// denial if there is one, however many approvals were opened after it
+    /// (a denial holds in every task), else the newest, any state.
     fn approval_for_request(&self, digest: &str, now: i64) -> Result<Option<Approval>, StoreError>;
     /// Approvals, newest first; only pending and approved ones unless `all`.
     fn approvals(&self, all: bool, now: i64) -> Result<Vec<Approval>, StoreError>;

@@ -1188,7 +1188,7 @@ impl Store for PostgresStore {
     }
 
     fn approval_for_request(&self, digest: &str, now: i64) -> Result<Option<Approval>, StoreError> {
-        self.with_client(|c| Ok(human::approval_where(c, "digest=$1 ORDER BY created_at DESC, ord DESC LIMIT 1", digest)?.map(|a| human::lapse(a, now))))
+        self.with_client(|c| Ok(human::approval_where(c, "digest=$1 ORDER BY state = 'denied' DESC, created_at DESC, ord DESC LIMIT 1", digest)?.map(|a| human::lapse(a, now))))
     }
 
     fn approvals(&self, all: bool, now: i64) -> Result<Vec<Approval>, StoreError> {

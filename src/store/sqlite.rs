@@ -714,7 +714,7 @@ impl Store for SqliteStore {
     }
 
     fn approval_for_request(&self, digest: &str, now: i64) -> Result<Option<Approval>, StoreError> {
-        let found = human::approval_where(&self.conn(), "digest=?1 ORDER BY created_at DESC, rowid DESC LIMIT 1", digest)?;
+        let found = human::approval_where(&self.conn(), "digest=?1 ORDER BY state = 'denied' DESC, created_at DESC, rowid DESC LIMIT 1", digest)?;
         Ok(found.map(|a| human::lapse(a, now)))
     }
 

@@ -124,9 +124,11 @@ const MAX_INDEXED_WORD: usize = 2000;
 
 /// As the SQLite store: the entries a request's probe can match, by index
 /// (the keys by their hash, the phrases through the passages' full-text
-/// index), never the whole ledger. The phrases are found with PostgreSQL's
-/// `simple` text search (words, no stemming, no stop words), a superset of
-/// what jitgate's own phrase match then accepts.
+/// index), never the whole ledger. A phrase's candidates are the passages
+/// holding all its words (PostgreSQL's `simple` text search: no stemming,
+/// no stop words), not its words in a row: a tsvector keeps at most 256
+/// positions of a word, so a phrase after the 256th "hotel" of a page would
+/// not match as a phrase. jitgate's own phrase match then decides.
 pub(super) fn taint_lookup(c: &mut impl GenericClient, agent: &str, probe: &TaintProbe) -> Result<TaintLedger, Fail> {
     let mut values = HashMap::new();
     let mut keep = |r: &Row| -> Result<(), Fail> {
@@ -147,7 +149,7 @@ pub(super) fn taint_lookup(c: &mut impl GenericClient, agent: &str, probe: &Tain
     } else if !phrases.is_empty() {
         let rows = c.query(
             "SELECT value, call, tool FROM taint WHERE agent=$1 AND passage IS NOT NULL AND to_tsvector('simple', passage) @@
-               (SELECT string_agg('(' || q::TEXT || ')', ' | ')::TSQUERY FROM unnest($2::TEXT[]) AS p, phraseto_tsquery('simple', p) AS q WHERE numnode(q) > 0)",
+               (SELECT string_agg('(' || q::TEXT || ')', ' | ')::TSQUERY FROM unnest($2::TEXT[]) AS p, plainto_tsquery('simple', p) AS q WHERE numnode(q) > 0)",
             &[&agent, &phrases],
         )?;
         for r in rows {
