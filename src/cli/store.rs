@@ -177,7 +177,18 @@ fn quote(identifier: &str) -> String {
 fn sqlite_tables(db: &rusqlite::Connection) -> rusqlite::Result<Vec<String>> {
     let mut stmt = db.prepare("SELECT name FROM sqlite_master WHERE type = 'table' AND name NOT LIKE 'sqlite_%' ORDER BY name")?;
     let names = stmt.query_map([], |r| r.get::<_, String>(0))?.collect::<Result<Vec<_>, _>>()?;
-    Ok(names)
+    // The full-text index of passages and its shadow tables are SQLite's own
+    // index; PostgreSQL indexes the passages itself.
+    Ok(names.into_iter().filter(|n| !(n == SQLITE_ONLY_INDEX || n.starts_with(&format!("{SQLITE_ONLY_INDEX}_")))).collect())
+}
+
+/// SQLite's full-text index of taint passages (a virtual table).
+const SQLITE_ONLY_INDEX: &str = "taint_fts";
+
+/// Columns only the SQLite store has: the taint row's place in its
+/// full-text index.
+fn sqlite_only(table: &str, column: &str) -> bool {
+    matches!((table, column), ("taint", "fts"))
 }
 
 /// A PostgreSQL column: name, type, and whether it fills itself (a default).
@@ -205,10 +216,25 @@ fn derived(table: &str, column: &str) -> Option<&'static str> {
     }
 }
 
+/// Columns the PostgreSQL store fills itself on insert (a trigger): a
+/// passage's text for its full-text index.
+fn filled_by_trigger(table: &str, column: &str) -> bool {
+    matches!((table, column), ("taint", "passage"))
+}
+
 fn copy_table(source: &rusqlite::Connection, tx: &mut postgres::Transaction<'_>, table: &str, pg_columns: &[PgColumn]) -> Result<u64, String> {
     // In insertion order, which tables ordered by a serial column keep.
-    let mut stmt = source.prepare(&format!("SELECT * FROM {} ORDER BY rowid", quote(table))).map_err(|e| e.to_string())?;
-    let columns: Vec<String> = stmt.column_names().into_iter().map(str::to_owned).collect();
+    let all: Vec<String> = source
+        .prepare(&format!("SELECT * FROM {} LIMIT 0", quote(table)))
+        .map_err(|e| e.to_string())?
+        .column_names()
+        .into_iter()
+        .map(str::to_owned)
+        .filter(|c| !sqlite_only(table, c))
+        .collect();
+    let listed: Vec<String> = all.iter().map(|c| quote(c)).collect();
+    let mut stmt = source.prepare(&format!("SELECT {} FROM {} ORDER BY rowid", listed.join(", "), quote(table))).map_err(|e| e.to_string())?;
+    let columns: Vec<String> = all;
     let mut types = Vec::new();
     for c in &columns {
         let t = pg_columns.iter().find(|p| &p.name == c).map(|p| p.data_type.clone()).ok_or_else(|| format!("column `{c}` has no counterpart in PostgreSQL"))?;
@@ -223,7 +249,7 @@ fn copy_table(source: &rusqlite::Connection, tx: &mut postgres::Transaction<'_>,
                 let index = columns.iter().position(|c| c == from).ok_or_else(|| format!("column `{from}` (for `{}`) is missing", p.name))?;
                 derived_columns.push((p.name.clone(), index));
             }
-            None if p.has_default => {}
+            None if p.has_default || filled_by_trigger(table, &p.name) => {}
             None => return Err(format!("column `{}` of PostgreSQL has no counterpart in SQLite", p.name)),
         }
     }
