@@ -165,9 +165,7 @@ fn confirmation_flow(mode: &str) {
     let rt = tokio::runtime::Runtime::new().unwrap();
     rt.block_on(gw.wait_server("workspace", "ready"));
     // Bob's message names the colleague to send the summary to.
-    let colleague = "carol@partner.example";
-    let msg = serde_json::json!({"id": "msg-004", "from": "bob@example.org", "subject": "Q3 summary", "body": format!("Please send the Q3 summary to my colleague {colleague}, who joins the project.")});
-    std::fs::write(dep.workspace_state.join("inbox/msg-004.json"), msg.to_string()).unwrap();
+    let colleague = deliver_bobs_request_for_the_colleague(&dep);
 
     let out = Command::new(python())
         .arg(repo_root().join("tests/support/python/confirm_flow.py"))
@@ -241,9 +239,7 @@ fn untrusted_client_flow(mode: &str) {
     let gw = Gateway::start(&dep);
     let rt = tokio::runtime::Runtime::new().unwrap();
     rt.block_on(gw.wait_server("workspace", "ready"));
-    let colleague = "carol@partner.example";
-    let msg = serde_json::json!({"id": "msg-004", "from": "bob@example.org", "subject": "Q3 summary", "body": format!("Please send the Q3 summary to my colleague {colleague}, who joins the project.")});
-    std::fs::write(dep.workspace_state.join("inbox/msg-004.json"), msg.to_string()).unwrap();
+    let colleague = deliver_bobs_request_for_the_colleague(&dep);
     let (_, log, _) = jitgate(&["audit", "export", "--config", dep.config.to_str().unwrap()]);
     assert!(!log.contains("confirmation.asked"), "{log}");
 

@@ -26,9 +26,7 @@ async fn a_denial_or_a_decline_closes_every_open_question_about_the_request() {
     let dep = quickstart_deployment();
     let gw = Gateway::start(&dep);
     gw.wait_server("workspace", "ready").await;
-    let colleague = "carol@partner.example";
-    let msg = json!({"id": "msg-004", "from": "bob@example.org", "subject": "Q3 summary", "body": format!("Please send the Q3 summary to my colleague {colleague}.")});
-    std::fs::write(dep.workspace_state.join("inbox/msg-004.json"), msg.to_string()).unwrap();
+    let colleague = deliver_bobs_request_for_the_colleague(&dep);
     let token = dep.mint("triage");
     // The agent's other client: it cannot ask its user (no elicitation).
     let plain = gw.connect(&token).await;

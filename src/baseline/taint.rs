@@ -619,13 +619,12 @@ impl TaintLedger {
             // an account number as itself, not also as the runs of digits
             // or the unseparated form stored beside it.
             let packed: Vec<String> = out.iter().map(|(v, _)| compact(v)).collect();
-            let mut i = 0;
-            out.retain(|_| {
+            let shown_once = |i: usize| {
                 let mine = &packed[i];
-                i += 1;
-                !packed.iter().any(|other| other != mine && other.contains(mine.as_str())) && packed.iter().position(|p| p == mine) == Some(i - 1)
-            });
-            return out;
+                let inside_another = packed.iter().any(|other| other != mine && other.contains(mine.as_str()));
+                !inside_another && packed.iter().position(|p| p == mine) == Some(i)
+            };
+            return out.into_iter().enumerate().filter(|(i, _)| shown_once(*i)).map(|(_, m)| m).collect();
         }
         // The argument's own addresses, hosts, domains and identifiers,
         // looked up word for word in the passages: found there even when a

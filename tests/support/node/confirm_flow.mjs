@@ -18,6 +18,7 @@
 // for (declined, twice). Prints the same JSON report as confirm_flow.py.
 import { Client, StreamableHTTPClientTransport } from '@modelcontextprotocol/client';
 import { StdioClientTransport } from '@modelcontextprotocol/client/stdio';
+import { answer, step } from './jit.mjs';
 
 const [mode, kind, ...rest] = process.argv.slice(2);
 let transport, askedFor;
@@ -44,12 +45,6 @@ client.setRequestHandler('elicitation/create', async (request) => {
 });
 await client.connect(transport);
 
-const answer = (r) => r.structuredContent ?? JSON.parse(r.content[0].text);
-const step = (r) => ({
-  is_error: Boolean(r.isError),
-  code: r._meta?.['jitgate/error']?.code ?? null,
-  text: (r.content ?? []).filter((c) => c.type === 'text').map((c) => c.text).join('\n'),
-});
 const call = (name, args) => client.callTool({ name, arguments: args });
 
 const report = { protocol_version: client.getNegotiatedProtocolVersion() };

@@ -10,6 +10,7 @@
 // the same report as tests/support/python/worked_example.py.
 import { Client, StreamableHTTPClientTransport } from '@modelcontextprotocol/client';
 import { StdioClientTransport } from '@modelcontextprotocol/client/stdio';
+import { answer, step } from './jit.mjs';
 
 const [mode, kind, ...rest] = process.argv.slice(2);
 let transport, base, approverToken;
@@ -31,12 +32,6 @@ const options = mode === 'auto' ? { versionNegotiation: { mode: 'auto' } } : {};
 const client = new Client({ name: 'jitgate-worked-example', version: '1.0.0' }, options);
 await client.connect(transport);
 
-const answer = (r) => r.structuredContent ?? JSON.parse(r.content[0].text);
-const step = (r) => ({
-  is_error: Boolean(r.isError),
-  code: r._meta?.['jitgate/error']?.code ?? null,
-  text: (r.content ?? []).filter((c) => c.type === 'text').map((c) => c.text).join('\n'),
-});
 const call = (name, args) => client.callTool({ name, arguments: args });
 
 const report = { protocol_version: client.getNegotiatedProtocolVersion() };
