@@ -4,7 +4,7 @@ use clap::Parser as _;
 
 fn main() {
     let cli = jitgate::cli::Cli::parse();
-    let telemetry = jitgate::telemetry::init(cli.is_long_running());
+    let telemetry = jitgate::telemetry::init(cli.default_log_level());
     let runtime = match tokio::runtime::Runtime::new() {
         Ok(rt) => rt,
         Err(e) => {

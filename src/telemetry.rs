@@ -142,14 +142,34 @@ fn log_directives(env: Option<&str>, default_level: &str) -> String {
     }
 }
 
-/// Install the subscriber. Without `JITGATE_LOG`, a long-running gateway
-/// logs at `info` and a one-shot command at `warn`: what a command did is its
-/// output, and an operator's `approvals approve` or `agents release` is no
-/// warning (the audit trail records it either way).
-pub fn init(long_running: bool) -> Guard {
+/// The level logged when `JITGATE_LOG` sets none.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Level {
+    /// `jitgate serve --listen`: the log is the gateway's running record.
+    Info,
+    /// One-shot commands, and `serve --stdio`, whose stderr the MCP client
+    /// that spawned it shows its own user.
+    Warn,
+}
+
+impl Level {
+    fn as_str(self) -> &'static str {
+        match self {
+            Level::Info => "info",
+            Level::Warn => "warn",
+        }
+    }
+}
+
+/// Install the subscriber. Without `JITGATE_LOG`, a gateway serving HTTP
+/// logs at `info`; a gateway serving stdio and a one-shot command at
+/// `warn`: what a command did is its output, and an operator's
+/// `approvals approve` or `agents release` is no warning (the audit trail
+/// records it either way).
+pub fn init(default_level: Level) -> Guard {
     let raw = std::env::var("JITGATE_LOG").ok();
     let (directives, rejected) = checked_directives(raw.as_deref());
-    let filter = tracing_subscriber::EnvFilter::new(log_directives(directives.as_deref(), if long_running { "info" } else { "warn" }));
+    let filter = tracing_subscriber::EnvFilter::new(log_directives(directives.as_deref(), default_level.as_str()));
     // Colour only for a person at a terminal; a file or a pipe gets plain text.
     let ansi = std::io::IsTerminal::is_terminal(&std::io::stderr());
     let json = match std::env::var("JITGATE_LOG_FORMAT").ok().as_deref().map(str::trim) {

@@ -155,3 +155,48 @@ fn stdio_answers_malformed_oversized_and_unknown_messages_and_keeps_serving() {
     assert_eq!(ok["id"], 5, "{ok}");
     assert!(ok.get("error").is_none(), "{ok}");
 }
+
+/// The MCP client that spawns `serve --stdio` shows its user our stderr
+/// (Claude Desktop's log, the terminal an SDK script runs in): there the
+/// gateway logs warnings and errors only, unless `JITGATE_LOG` asks for
+/// more; an HTTP gateway keeps logging at info.
+#[test]
+fn stdio_writes_only_warnings_to_the_clients_stderr_unless_jitgate_log_asks() {
+    let dep = Deployment::new(&Setup::default());
+    let id_file = dep.path("identity.jwt");
+    std::fs::write(&id_file, dep.mint("triage")).unwrap();
+    let run = |log: Option<&str>| -> String {
+        let err_path = dep.path(&format!("stderr-{}.log", log.unwrap_or("default")));
+        let mut cmd = Command::new(jitgate_bin());
+        cmd.args(["serve", "--config"])
+            .arg(&dep.config)
+            .args(["--stdio", "--identity-file"])
+            .arg(&id_file)
+            .env_remove("JITGATE_LOG")
+            .stdin(Stdio::piped())
+            .stdout(Stdio::piped())
+            .stderr(std::fs::File::create(&err_path).unwrap());
+        if let Some(level) = log {
+            cmd.env("JITGATE_LOG", level);
+        }
+        let mut child = cmd.spawn().unwrap();
+        let mut stdin = child.stdin.take().unwrap();
+        let mut stdout = BufReader::new(child.stdout.take().unwrap());
+        writeln!(stdin, "{INIT}").unwrap();
+        let mut line = String::new();
+        stdout.read_line(&mut line).unwrap();
+        assert!(line.contains("\"id\":1"), "{line}");
+        // The client goes away: the gateway stops, logging as it does.
+        drop(stdin);
+        let deadline = std::time::Instant::now() + Duration::from_secs(20);
+        while child.try_wait().unwrap().is_none() {
+            assert!(std::time::Instant::now() < deadline, "serve --stdio did not stop when its stdin closed");
+            std::thread::sleep(Duration::from_millis(50));
+        }
+        std::fs::read_to_string(&err_path).unwrap()
+    };
+    let quiet = run(None);
+    assert!(!quiet.contains(" INFO ") && !quiet.contains("gateway starting"), "info lines on the client's stderr:\n{quiet}");
+    let asked = run(Some("info"));
+    assert!(asked.contains("gateway starting"), "JITGATE_LOG=info must still show info:\n{asked}");
+}

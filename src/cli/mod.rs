@@ -68,10 +68,17 @@ pub struct Cli {
 }
 
 impl Cli {
-    /// A gateway that runs until stopped (its log is its running record),
-    /// as opposed to a one-shot command.
-    pub fn is_long_running(&self) -> bool {
-        matches!(self.command, Command::Serve(_))
+    /// The log level when `JITGATE_LOG` does not set one. A gateway serving
+    /// HTTP runs until stopped and its log is its running record: `info`.
+    /// A gateway serving stdio is spawned by an MCP client, whose user sees
+    /// our stderr inside the client's own (Claude Desktop's log, an SDK's
+    /// terminal): only warnings and errors belong there. A one-shot
+    /// command's output says what it did: `warn` too.
+    pub fn default_log_level(&self) -> crate::telemetry::Level {
+        match &self.command {
+            Command::Serve(a) if !a.stdio => crate::telemetry::Level::Info,
+            _ => crate::telemetry::Level::Warn,
+        }
     }
 }
 
