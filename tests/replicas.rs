@@ -382,3 +382,38 @@ async fn readiness_follows_the_store_and_health_names_a_server_that_is_down() {
     })
     .await;
 }
+
+/// `store copy` into a database that asks for a password says what
+/// PostgreSQL said, at once: no password given, or the wrong one.
+#[test]
+fn store_copy_into_a_password_protected_database_names_postgres_own_reason() {
+    let dep = Deployment::new(&Setup::default());
+    let sqlite = dep.path("state/jitgate.sqlite");
+    std::fs::create_dir_all(dep.path("state")).unwrap();
+    drop(jitgate::store::SqliteStore::open(&sqlite).unwrap());
+    let pg = Postgres::start();
+    let url = pg.password_role("owner", "s3cret-pw");
+    let from = format!("sqlite:{}", sqlite.display());
+    let copy = |password: &str| {
+        let mut cmd = Command::new(jitgate_bin());
+        cmd.args(["store", "copy", "--from", &from, "--to", &url, "--password-env", "TEST_DB_PASSWORD"]).env("TEST_DB_PASSWORD", password);
+        let started = std::time::Instant::now();
+        let out = cmd.output().unwrap();
+        let err = String::from_utf8_lossy(&out.stderr).into_owned();
+        assert!(started.elapsed() < Duration::from_secs(4), "took {:?}: {err}", started.elapsed());
+        (out.status.code(), String::from_utf8_lossy(&out.stdout).into_owned(), err)
+    };
+    let (code, _, err) = copy("wrong");
+    assert_eq!(code, Some(1), "{err}");
+    assert!(err.contains("password authentication failed for user \"owner\"") && err.contains("--password-env"), "{err}");
+    assert!(!err.contains("r2d2") && !err.contains("invalid configuration") && !err.contains("s3cret"), "{err}");
+    // Without --password-env the server's demand for one is named too.
+    let no_password = Command::new(jitgate_bin()).args(["store", "copy", "--from", &from, "--to", &url]).output().unwrap();
+    let err = String::from_utf8_lossy(&no_password.stderr);
+    assert_eq!(no_password.status.code(), Some(1), "{err}");
+    assert!(err.contains("asks for a password and none was given"), "{err}");
+    assert!(!err.contains("r2d2") && !err.contains("invalid configuration"), "{err}");
+    let (code, out, err) = copy("s3cret-pw");
+    assert_eq!(code, Some(0), "{out}\n{err}");
+    assert!(out.contains("copied"), "{out}");
+}

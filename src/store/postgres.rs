@@ -52,6 +52,7 @@
 
 mod audit;
 mod human;
+mod pool;
 mod runtime;
 
 use std::time::Duration;
@@ -59,7 +60,6 @@ use std::time::Duration;
 use ::postgres::error::SqlState;
 use ::postgres::types::ToSql;
 use ::postgres::{Client, GenericClient, Row, Transaction};
-use r2d2_postgres::PostgresConnectionManager;
 
 use super::{Approval, BeginTask, BreakGlassGrant, DecideOutcome, Intent, Quarantine};
 use super::{Call, Consumption, Phase, Revocation, Scope, Store, StoreError, Task, TaskState, TokenRecord, TokenState};
@@ -346,7 +346,7 @@ const CONNECT_TIMEOUT: Duration = Duration::from_secs(5);
 /// a serialization failure.
 const MAX_ATTEMPTS: u32 = 5;
 
-type Manager = PostgresConnectionManager<tokio_postgres_rustls::MakeRustlsConnect>;
+use pool::Manager;
 
 /// How connections to PostgreSQL are protected.
 #[derive(Debug, Clone, Default)]
@@ -393,7 +393,7 @@ pub fn direct_client(url: &str, password: Option<&str>, tls: &PgTls) -> Result<C
     default_ssl_mode(url, &mut config);
     let connector = tls_connector(tls)?;
     let where_ = describe(&config);
-    config.connect(connector).map_err(|e| StoreError::Backend(format!("cannot connect to the PostgreSQL store ({where_}): {e}")))
+    config.connect(connector).map_err(|e| StoreError::Backend(format!("cannot connect to the PostgreSQL store ({where_}): {}", pool::ConnectError::from(&e))))
 }
 
 /// Without an explicit `sslmode`, TLS is required unless every host and
@@ -654,23 +654,33 @@ impl PostgresStore {
         // dead connection fails its one call (closed: store_unavailable, and
         // a cut-off transaction is never retried, as it may have committed)
         // and r2d2 then drops it, as it does any connection the driver marks
-        // closed, so the pool recovers by itself. One connection is opened
-        // at once, so that a database that is down fails here, within the
-        // timeout.
+        // closed, so the pool recovers by itself.
+        let manager = Manager::new(config, connector);
+        // One connection first, by hand: a database that is down, or that
+        // refuses this user or password, fails here at once with its own
+        // reason, where r2d2 would retry until its timeout and then say
+        // only that it timed out.
+        // (Closing the connection blocks too: it is dropped inside.)
+        blocking(|| r2d2::ManageConnection::connect(&manager).map(drop))
+            .map_err(|e| StoreError::Backend(format!("cannot connect to the PostgreSQL store ({where_}): {e}")))?;
         let pool = blocking(|| r2d2::Pool::builder()
             .max_size(pool_size)
             .min_idle(Some(1))
             .connection_timeout(CONNECT_TIMEOUT)
             .test_on_check_out(false)
-            .build(Manager::new(config, connector)))
-            .map_err(|e| StoreError::Backend(format!("cannot connect to the PostgreSQL store ({where_}): {e}; is it running and reachable?")))?;
+            .build(manager))
+            .map_err(|e| StoreError::Backend(format!("cannot connect to the PostgreSQL store ({where_}): {e}")))?;
         Ok(Self { pool: Some(pool) })
     }
 
     fn checkout(&self) -> Result<r2d2::PooledConnection<Manager>, StoreError> {
         let pool = self.pool.as_ref().ok_or_else(|| StoreError::Backend("the PostgreSQL store was closed".into()))?;
+        // r2d2's error names the last failed connection's reason, if any
+        // connection failed; otherwise every connection was busy.
         pool.get().map_err(|e| {
-            StoreError::Backend(format!("no connection to the PostgreSQL store within {} s ({e}); is it running and reachable?", CONNECT_TIMEOUT.as_secs()))
+            let why = e.to_string();
+            let hint = if why.contains(": ") { "" } else { "; every connection of the pool was busy, or the store does not answer" };
+            StoreError::Backend(format!("no connection to the PostgreSQL store within {} s ({why}{hint})", CONNECT_TIMEOUT.as_secs()))
         })
     }
 
@@ -753,7 +763,8 @@ fn describe(config: &::postgres::Config) -> String {
         None => "localhost".into(),
     };
     let port = config.get_ports().first().copied().unwrap_or(5432);
-    format!("database `{}` on {host}:{port}", config.get_dbname().unwrap_or("(default)"))
+    let user = config.get_user().unwrap_or("(default)");
+    format!("database `{}` on {host}:{port} as user `{user}`", config.get_dbname().unwrap_or("(default)"))
 }
 
 fn newer_schema(found: i64) -> StoreError {

@@ -133,6 +133,34 @@ impl Postgres {
         self.url(&name)
     }
 
+    /// A login role that must give `password` (SCRAM) from 127.0.0.1, and a
+    /// fresh database it owns; every other role keeps trust authentication.
+    /// Returns the database's URL for that role (no password in it).
+    pub fn password_role(&self, role: &str, password: &str) -> String {
+        let db = self.fresh_database();
+        let name = db.rsplit('/').next().unwrap().to_owned();
+        let sql = format!("CREATE ROLE {role} LOGIN PASSWORD '{password}'; ALTER DATABASE {name} OWNER TO {role};");
+        let out = self.run("psql", &["-h", "127.0.0.1", "-p", &self.port.to_string(), "-U", "jitgate", "-d", "postgres", "-v", "ON_ERROR_STOP=1", "-c", &sql]);
+        assert!(out.status.success(), "psql failed: {}", String::from_utf8_lossy(&out.stderr));
+        // pg_hba.conf is read top down: this line comes before trust.
+        let hba = self.data().join("pg_hba.conf");
+        let rest = std::fs::read_to_string(&hba).unwrap();
+        std::fs::write(&hba, format!("host all {role} 127.0.0.1/32 scram-sha-256\n{rest}")).unwrap();
+        let out = self.run("pg_ctl", &["-D", self.data().to_str().unwrap(), "reload"]);
+        assert!(out.status.success(), "pg_ctl reload failed: {}", String::from_utf8_lossy(&out.stderr));
+        // The reload is a signal: wait until the role is asked for its password.
+        let deadline = std::time::Instant::now() + std::time::Duration::from_secs(10);
+        loop {
+            let out = self.run("psql", &["-w", "-h", "127.0.0.1", "-p", &self.port.to_string(), "-U", role, "-d", &name, "-c", "SELECT 1"]);
+            if !out.status.success() {
+                break;
+            }
+            assert!(std::time::Instant::now() < deadline, "PostgreSQL did not start asking {role} for a password");
+            std::thread::sleep(std::time::Duration::from_millis(100));
+        }
+        format!("postgres://{role}@127.0.0.1:{}/{name}", self.port)
+    }
+
     pub fn url(&self, database: &str) -> String {
         format!("postgres://jitgate@127.0.0.1:{}/{database}", self.port)
     }
