@@ -417,3 +417,34 @@ fn store_copy_into_a_password_protected_database_names_postgres_own_reason() {
     assert_eq!(code, Some(0), "{out}\n{err}");
     assert!(out.contains("copied"), "{out}");
 }
+
+/// While the database is down, r2d2 keeps trying to refill the pool (about
+/// four attempts a second); the log says so once, at warn, then at most
+/// every 30 s, and says when the store is back.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_database_outage_is_logged_once_not_per_connection_attempt() {
+    let pg = Postgres::start();
+    let dep = replicated(&pg, Setup::default());
+    let gw = Gateway::start(&dep);
+    gw.wait_server("workspace", "ready").await;
+    let readyz = format!("{}/readyz", gw.base);
+    pg.stop();
+    // Calls keep coming during the outage (a balancer's health checks).
+    let until = std::time::Instant::now() + Duration::from_secs(8);
+    while std::time::Instant::now() < until {
+        let status = reqwest::get(&readyz).await.unwrap().status().as_u16();
+        assert_eq!(status, 503);
+        tokio::time::sleep(Duration::from_millis(200)).await;
+    }
+    let log = gw.log();
+    let pool_lines: Vec<&str> = log.lines().filter(|l| l.contains("r2d2") || l.contains("connect to the PostgreSQL store")).collect();
+    assert_eq!(pool_lines.len(), 1, "one line for the outage so far:\n{}", pool_lines.join("\n"));
+    assert!(pool_lines[0].contains("WARN") && pool_lines[0].contains("Connection refused"), "{}", pool_lines[0]);
+    pg.start_again();
+    eventually(Duration::from_secs(30), || {
+        let r = reqwest::get(readyz.clone());
+        async move { (r.await.unwrap().status().as_u16() == 200).then_some(()) }
+    })
+    .await;
+    gw.wait_log("connected to the PostgreSQL store again").await;
+}

@@ -655,7 +655,8 @@ impl PostgresStore {
         // a cut-off transaction is never retried, as it may have committed)
         // and r2d2 then drops it, as it does any connection the driver marks
         // closed, so the pool recovers by itself.
-        let manager = Manager::new(config, connector);
+        let outage = std::sync::Arc::new(pool::Outage::default());
+        let manager = Manager::new(config, connector, outage.clone());
         // One connection first, by hand: a database that is down, or that
         // refuses this user or password, fails here at once with its own
         // reason, where r2d2 would retry until its timeout and then say
@@ -668,6 +669,7 @@ impl PostgresStore {
             .min_idle(Some(1))
             .connection_timeout(CONNECT_TIMEOUT)
             .test_on_check_out(false)
+            .error_handler(Box::new(pool::OutageReporter(outage)))
             .build(manager))
             .map_err(|e| StoreError::Backend(format!("cannot connect to the PostgreSQL store ({where_}): {e}")))?;
         Ok(Self { pool: Some(pool) })
