@@ -300,6 +300,14 @@ mod tests {
     use super::*;
 
     #[test]
+    fn the_readme_reference_is_an_agent_file_this_parser_reads() {
+        let file = source::readme_toml_block("### Agent file (`agents/NAME.toml`)");
+        if let Err(e) = Agent::parse(file) {
+            panic!("{e}");
+        }
+    }
+
+    #[test]
     fn patterns_match_exact_and_whole_server() {
         let exact = ToolPattern::parse("ws__read_note").unwrap();
         assert!(exact.matches("ws__read_note"));

@@ -1136,6 +1136,16 @@ development = true
 "#;
 
     #[test]
+    fn the_readme_reference_is_a_config_this_parser_reads() {
+        // Copied as is, every key must be where jitgate looks for it
+        // (`content` and `redact` under [http] instead of [audit] failed).
+        let file = source::readme_toml_block("### Gateway config (`gateway.toml`)");
+        if let Err(e) = source::parse_toml::<RawConfig>(&file) {
+            panic!("{e}");
+        }
+    }
+
+    #[test]
     fn remote_key_sources_need_https_except_on_loopback() {
         let with = |src: &str| load(&format!("{MINIMAL}\n[[identity.issuers]]\nname = \"idp\"\niss = \"https://idp.example.org\"\n{src}\n"));
         let c = with("jwks_uri = \"https://idp.example.org/keys\"").unwrap();

@@ -517,6 +517,14 @@ mod tests {
         validate(&file, source::parse_toml(&file)?)
     }
 
+    #[test]
+    fn the_readme_reference_is_a_manifest_this_parser_reads() {
+        let file = source::readme_toml_block("### Tool manifest (`tool-manifests/NAME.toml`)");
+        if let Err(e) = source::parse_toml::<RawManifest>(&file) {
+            panic!("{e}");
+        }
+    }
+
     const PIN: &str = "sha256:0000000000000000000000000000000000000000000000000000000000000000";
 
     fn good() -> String {

@@ -94,6 +94,18 @@ pub mod duration {
     }
 }
 
+/// The first ```toml block after `heading` in the README, as a file whose
+/// errors name README.md and the block's own lines: the reference there is
+/// copied as is, so tests parse it with the types that read real files.
+#[cfg(test)]
+pub(crate) fn readme_toml_block(heading: &str) -> SourceFile {
+    const README: &str = include_str!("../README.md");
+    let after = README.split_once(heading).map(|(_, rest)| rest).unwrap_or_else(|| panic!("README.md has no heading {heading:?}"));
+    let block = after.split_once("```toml\n").map(|(_, rest)| rest).unwrap_or_else(|| panic!("no ```toml block after {heading:?}"));
+    let text = block.split_once("\n```").map(|(b, _)| b).unwrap_or_else(|| panic!("the block after {heading:?} does not end"));
+    SourceFile { path: format!("README.md ({heading})").into(), text: text.to_owned() }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
