@@ -5,8 +5,11 @@
 //! (`initialize`, `Mcp-Session-Id`, SSE). Every request must carry
 //! `Authorization: Bearer <identity JWT>`; the middleware verifies it before
 //! rmcp sees the request and attaches the [`VerifiedAgent`] for the handler.
-//! A missing or bad token gets `401` with a JSON body naming the reason. A
-//! request that names a session must come from the session's own agent
+//! Every refusal of `/mcp` is a JSON-RPC error ([`mcp_refusal`]): a missing
+//! or bad token (`401`, the reason also in `WWW-Authenticate`), a body too
+//! large or too slow, a session that is not the agent's, so that an MCP
+//! client shows the reason code and the sentence where it shows any error.
+//! A request that names a session must come from the session's own agent
 //! ([`sessions`]).
 //! `/healthz` reports which downstream servers are ready (no secrets, no tool
 //! names). `/approvals` and `/reviews` are the people's API ([`approvals`]),
@@ -149,12 +152,12 @@ async fn read_body_in_time(req: Request, limit: usize, within: std::time::Durati
     let (parts, body) = req.into_parts();
     match tokio::time::timeout(within, axum::body::to_bytes(body, limit)).await {
         Ok(Ok(bytes)) => Ok(Request::from_parts(parts, axum::body::Body::from(bytes))),
-        Ok(Err(_)) => Err(error_response(
+        Ok(Err(_)) => Err(mcp_refusal(
             StatusCode::PAYLOAD_TOO_LARGE,
             "message_too_large",
             &format!("the request body is over {limit} bytes (limits.max_message_bytes)"),
         )),
-        Err(_) => Err(error_response(
+        Err(_) => Err(mcp_refusal(
             StatusCode::REQUEST_TIMEOUT,
             "request_timeout",
             &format!("the request body did not arrive within {} s (limits.body_read_timeout)", within.as_secs()),
@@ -317,23 +320,28 @@ async fn proven_key(
 
 fn dpop_refused(e: &crate::dpop::DpopError) -> Response {
     let challenge = format!("DPoP error=\"invalid_dpop_proof\", error_description=\"{}\", algs=\"ES256 ES384 RS256 PS256 EdDSA\"", e.code());
-    with_challenge(error_response(StatusCode::UNAUTHORIZED, e.code(), &e.to_string()), &challenge)
+    with_challenge(mcp_refusal(StatusCode::UNAUTHORIZED, e.code(), &e.to_string()), &challenge)
 }
 
 fn too_many_sessions(max: usize) -> Response {
     let message = format!("this agent already holds {max} sessions on this gateway (limits.max_sessions_per_agent); close one (DELETE) or send 2026-07-28 requests, which need no session");
-    jsonrpc_error(StatusCode::TOO_MANY_REQUESTS, "too_many_sessions", &message)
+    mcp_refusal(StatusCode::TOO_MANY_REQUESTS, "too_many_sessions", &message)
 }
 
 /// Another agent's session looks exactly like one that does not exist.
 fn session_not_found() -> Response {
     let message = "session not found: this Mcp-Session-Id is unknown, expired or not yours; start a new session (initialize) or send 2026-07-28 requests without a session";
-    jsonrpc_error(StatusCode::NOT_FOUND, "session_not_found", message)
+    mcp_refusal(StatusCode::NOT_FOUND, "session_not_found", message)
 }
 
-/// A refusal of `/mcp` before rmcp sees the request, as a JSON-RPC error.
-fn jsonrpc_error(status: StatusCode, code: &str, message: &str) -> Response {
-    let body = serde_json::json!({"jsonrpc": "2.0", "id": null, "error": {"code": -32600, "message": message, "data": {"code": code}}});
+/// A refusal of `/mcp`, as a JSON-RPC error: MCP clients show a JSON-RPC
+/// error's message where they show any error (the Python SDK turns any
+/// other body of a 4xx into "Server returned an error response"), so the
+/// message carries the reason code as well as the sentence; `data.code`
+/// is the code alone, as in a refused call's `_meta`, and over stdio.
+fn mcp_refusal(status: StatusCode, code: &str, message: &str) -> Response {
+    let text = format!("jitgate refused the request [{code}]: {message}");
+    let body = serde_json::json!({"jsonrpc": "2.0", "id": null, "error": {"code": -32600, "message": text, "data": {"code": code}}});
     (status, axum::Json(body)).into_response()
 }
 
@@ -365,7 +373,7 @@ fn unauthorized(e: &IdentityError, oauth: Option<&crate::config::OauthConfig>) -
             StatusCode::FORBIDDEN
         }
         IdentityError::KeysUnavailable(_) => {
-            let mut resp = error_response(StatusCode::SERVICE_UNAVAILABLE, e.code(), &e.to_string());
+            let mut resp = mcp_refusal(StatusCode::SERVICE_UNAVAILABLE, e.code(), &e.to_string());
             resp.headers_mut().insert(header::RETRY_AFTER, HeaderValue::from_static("10"));
             return resp;
         }
@@ -382,7 +390,7 @@ fn unauthorized(e: &IdentityError, oauth: Option<&crate::config::OauthConfig>) -
         }
     }
     let challenge = if params.is_empty() { "Bearer".to_owned() } else { format!("Bearer {}", params.join(", ")) };
-    with_challenge(error_response(status, e.code(), &e.to_string()), &challenge)
+    with_challenge(mcp_refusal(status, e.code(), &e.to_string()), &challenge)
 }
 
 /// RFC 9728 protected resource metadata: which resource this gateway is,

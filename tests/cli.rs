@@ -173,6 +173,30 @@ fn identity_mint_names_known_agents_when_the_name_is_wrong() {
     assert_eq!(claims["sub"], "spiffe://jitgate.local/agent/janitor", "the agent named janitor, not the one whose id is `janitor`");
 }
 
+/// A token longer-lived than its issuer's max_lifetime would be refused by
+/// the gateway on every request: minting one is refused instead, saying
+/// the longest it may be.
+#[test]
+fn identity_mint_refuses_a_ttl_the_gateway_would_refuse() {
+    let dep = Deployment::new(&Setup::default());
+    let cfg = dep.config.to_str().unwrap();
+    let out_file = dep.path("long.jwt");
+    for args in [
+        vec!["identity", "mint", "--config", cfg, "--agent", "triage", "--ttl", "48h"],
+        vec!["identity", "mint", "--config", cfg, "--agent", "triage", "--ttl", "48h", "--out", out_file.to_str().unwrap()],
+        vec!["identity", "mint", "--config", cfg, "--approver", "alice@example.org", "--groups", "platform-oncall", "--ttl", "48h"],
+    ] {
+        let (code, out, err) = jitgate(&args);
+        assert_eq!(code, Some(2), "{args:?}: {err}");
+        assert!(out.is_empty(), "{args:?}: no token: {out}");
+        assert!(err.contains("--ttl 2days is longer than issuer") && err.contains("max_lifetime of 1day") && err.contains("identity_lifetime_too_long"), "{args:?}: {err}");
+    }
+    assert!(!out_file.exists());
+    let (code, out, err) = jitgate(&["identity", "mint", "--config", cfg, "--agent", "triage", "--ttl", "24h"]);
+    assert_eq!(code, Some(0), "{err}");
+    assert_eq!(out.trim().split('.').count(), 3, "{out}");
+}
+
 /// The subcommands a `-h` screen lists.
 fn subcommands(help: &str) -> Vec<String> {
     help.split("Commands:\n")

@@ -137,9 +137,13 @@ async fn manifest_args_schema_narrows_what_the_server_would_accept() {
 async fn refused_with(gw: &Gateway, token: Option<&str>, code: &str) {
     let (status, body, _) = post_raw(&gw.url, token, None, INIT).await;
     assert_eq!(status, 401, "{body}");
+    // A JSON-RPC error, which MCP clients show: the code in data and in
+    // the message, with the sentence.
     let v: serde_json::Value = serde_json::from_str(&body).unwrap();
-    assert_eq!(v["error"]["code"], code, "{body}");
-    assert!(v["error"]["message"].as_str().unwrap().len() > 20, "the message must say what to do: {body}");
+    assert_eq!((v["jsonrpc"].as_str(), v["error"]["code"].as_i64()), (Some("2.0"), Some(-32600)), "{body}");
+    assert_eq!(v["error"]["data"]["code"], code, "{body}");
+    let message = v["error"]["message"].as_str().unwrap();
+    assert!(message.contains(&format!("[{code}]")) && message.len() > 60, "the message must name the code and say what to do: {body}");
 }
 
 #[tokio::test]

@@ -286,3 +286,21 @@ fn an_untrusted_agents_client_is_not_asked_in_2026_07_28_mode() {
 fn an_untrusted_agents_client_is_not_asked_in_a_handshake_session() {
     untrusted_client_flow("legacy");
 }
+
+/// An expired identity, as the official Python SDK shows it in both eras:
+/// the error it raises names `identity_expired` and says what to do, where
+/// it once said only "Server returned an error response".
+#[tokio::test]
+async fn the_python_sdk_shows_an_expired_identity_as_identity_expired() {
+    let dep = Deployment::new(&Setup::default());
+    let gw = Gateway::start(&dep);
+    let now = std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).unwrap().as_secs() as i64;
+    let expired = jitgate::identity::mint(&dep.dev_key(), "jitgate-dev-issuer", "spiffe://jitgate.local/agent/triage", GATEWAY_ID, now - 3600, 600).unwrap();
+    let out = Command::new(python()).arg(repo_root().join("tests/support/python/expired_identity.py")).args([gw.url.as_str(), expired.as_str()]).output().unwrap();
+    assert!(out.status.success(), "python client failed:\n{}", String::from_utf8_lossy(&out.stderr));
+    let seen: Value = serde_json::from_slice(&out.stdout).unwrap_or_else(|e| panic!("bad output ({e}): {}", String::from_utf8_lossy(&out.stdout)));
+    for mode in ["default", "legacy"] {
+        let error = seen[mode].as_str().unwrap_or_default();
+        assert!(error.contains("[identity_expired]") && error.contains("expired") && error.contains("fresh token"), "{mode}: {error}");
+    }
+}

@@ -237,13 +237,13 @@ async fn each_wrong_property_of_a_real_token_is_refused_and_the_right_one_works(
     // Issued for someone else: another resource.
     let other = s.provider.token("http://127.0.0.1:1/other", "mcp:tools").await;
     let (status, body, challenge) = list_with(&s.gateway.url, Some(&other)).await;
-    assert_eq!((status, body["error"]["code"].as_str()), (401, Some("identity_wrong_audience")), "{body}");
+    assert_eq!((status, body["error"]["data"]["code"].as_str()), (401, Some("identity_wrong_audience")), "{body}");
     assert!(challenge.contains("error=\"invalid_token\"") && challenge.contains("resource_metadata="), "{challenge}");
 
     // Without the scope this gateway requires: 403 insufficient_scope.
     let narrow = s.provider.token(&s.resource, "mcp:admin").await;
     let (status, body, challenge) = list_with(&s.gateway.url, Some(&narrow)).await;
-    assert_eq!((status, body["error"]["code"].as_str()), (403, Some("insufficient_scope")), "{body}");
+    assert_eq!((status, body["error"]["data"]["code"].as_str()), (403, Some("insufficient_scope")), "{body}");
     assert!(challenge.contains("error=\"insufficient_scope\"") && challenge.contains("scope=\"mcp:tools\""), "{challenge}");
 
     // HS256 keyed with the public key (the classic confusion), and `none`.
@@ -252,10 +252,10 @@ async fn each_wrong_property_of_a_real_token_is_refused_and_the_right_one_works(
     let claims = claims_of(&good);
     let forged = hs256(rsa["kid"].as_str().unwrap(), &claims, rsa.to_string().as_bytes());
     let (status, body, _) = list_with(&s.gateway.url, Some(&forged)).await;
-    assert_eq!((status, body["error"]["code"].as_str()), (401, Some("identity_bad_alg")), "{body}");
+    assert_eq!((status, body["error"]["data"]["code"].as_str()), (401, Some("identity_bad_alg")), "{body}");
     let none = format!("{}.{}.", B64URL.encode(json!({"alg": "none", "typ": "at+jwt"}).to_string()), B64URL.encode(claims.to_string()));
     let (status, body, _) = list_with(&s.gateway.url, Some(&none)).await;
-    assert_eq!((status, body["error"]["code"].as_str()), (401, Some("identity_bad_alg")), "{body}");
+    assert_eq!((status, body["error"]["data"]["code"].as_str()), (401, Some("identity_bad_alg")), "{body}");
 
     // A good ES256 signature presented as RS256 under the RSA key's kid: the
     // key's algorithm is fixed by the key, so the token's claim changes nothing.
@@ -273,14 +273,14 @@ async fn each_wrong_property_of_a_real_token_is_refused_and_the_right_one_works(
     altered["sub"] = json!("someone-else");
     let tampered = format!("{}.{}.{}", parts[0], B64URL.encode(altered.to_string()), parts[2]);
     let (status, body, _) = list_with(&s.gateway.url, Some(&tampered)).await;
-    assert_eq!((status, body["error"]["code"].as_str()), (401, Some("identity_bad_signature")), "{body}");
+    assert_eq!((status, body["error"]["data"]["code"].as_str()), (401, Some("identity_bad_signature")), "{body}");
     let dev = s._dep.mint("triage");
     let mut cross = header_of(&dev);
     cross["typ"] = json!("at+jwt");
     let dev_parts: Vec<&str> = dev.split('.').collect();
     let cross = format!("{}.{}.{}", B64URL.encode(cross.to_string()), B64URL.encode(claims.to_string()), dev_parts[2]);
     let (status, body, _) = list_with(&s.gateway.url, Some(&cross)).await;
-    assert_eq!((status, body["error"]["code"].as_str()), (401, Some("identity_unknown_key")), "{body}");
+    assert_eq!((status, body["error"]["data"]["code"].as_str()), (401, Some("identity_unknown_key")), "{body}");
 
     // A token of the right issuer but not an access token (`typ` JWT).
     let mut untyped = header_of(&good);
@@ -321,7 +321,7 @@ async fn rotation_is_picked_up_made_up_kids_do_not_hammer_the_provider_and_an_ou
         let h = json!({"alg": "ES256", "typ": "at+jwt", "kid": format!("made-up-{i}")});
         let t = format!("{}.{}.{sig}", B64URL.encode(h.to_string()), B64URL.encode(claims.to_string()));
         let (status, body, _) = list_with(&gateway.url, Some(&t)).await;
-        assert_eq!((status, body["error"]["code"].as_str()), (401, Some("identity_unknown_key")), "{body}");
+        assert_eq!((status, body["error"]["data"]["code"].as_str()), (401, Some("identity_unknown_key")), "{body}");
     }
     let after = provider.stats().await["jwks"].as_u64().unwrap();
     assert!(after - before <= 1, "25 made-up kids fetched the key set {} times", after - before);
@@ -339,9 +339,9 @@ async fn rotation_is_picked_up_made_up_kids_do_not_hammer_the_provider_and_an_ou
     // The pre-rotation key is gone from the set: tokens it signed are
     // refused, including one verified (and cached) before the rotation.
     let (status, body, _) = list_with(&gateway.url, Some(&kept)).await;
-    assert_eq!((status, body["error"]["code"].as_str()), (401, Some("identity_unknown_key")), "{body}");
+    assert_eq!((status, body["error"]["data"]["code"].as_str()), (401, Some("identity_unknown_key")), "{body}");
     let (status, body, _) = list_with(&gateway.url, Some(&first)).await;
-    assert_eq!((status, body["error"]["code"].as_str()), (401, Some("identity_unknown_key")), "a cached verification ends with its key: {body}");
+    assert_eq!((status, body["error"]["data"]["code"].as_str()), (401, Some("identity_unknown_key")), "a cached verification ends with its key: {body}");
 }
 
 /// A SPIFFE bundle endpoint on loopback (the `https_web` profile's JSON):
@@ -412,7 +412,7 @@ async fn jwt_svids_verify_with_a_spiffe_bundle_endpoint() {
     // The bundle's X.509-SVID key does not verify JWT-SVIDs.
     let x509 = svid("rsa-1", false, claims("spiffe://spire.test/agent/svc", json!(GATEWAY_ID)));
     let (status, body, _) = list_with(&gateway.url, Some(&x509)).await;
-    assert_eq!((status, body["error"]["code"].as_str()), (401, Some("identity_unknown_key")), "{body}");
+    assert_eq!((status, body["error"]["data"]["code"].as_str()), (401, Some("identity_unknown_key")), "{body}");
     // Not a valid SPIFFE ID, another trust domain, another audience.
     for (sub, aud, code) in [
         ("spiffe://spire.test/agent/../svc", json!(GATEWAY_ID), "identity_not_spiffe_id"),
@@ -420,7 +420,7 @@ async fn jwt_svids_verify_with_a_spiffe_bundle_endpoint() {
         ("spiffe://spire.test/agent/svc", json!("spiffe://spire.test/someone-else"), "identity_wrong_audience"),
     ] {
         let (status, body, _) = list_with(&gateway.url, Some(&svid("ec-1", true, claims(sub, aud)))).await;
-        assert_eq!((status, body["error"]["code"].as_str()), (401, Some(code)), "{sub}: {body}");
+        assert_eq!((status, body["error"]["data"]["code"].as_str()), (401, Some(code)), "{sub}: {body}");
     }
 }
 

@@ -260,6 +260,13 @@ async fn the_readme_python_examples_run_as_written() {
     let http = blocks.iter().find(|b| b.contains("streamable_http_client(\"http://127.0.0.1:7420/mcp\"")).expect("the README's HTTP example");
     let stdio = blocks.iter().find(|b| b.contains("StdioServerParameters(command=\"jitgate\"")).expect("the README's stdio example");
 
+    // The stdio step mints its own file: the HTTP step's token is still in use.
+    let minted: Vec<&str> = readme.lines().filter(|l| l.starts_with("jitgate identity mint") && l.contains("--agent triage")).collect();
+    let http_file = minted.iter().find_map(|l| l.split("> ").nth(1)).expect("the HTTP step's mint command");
+    let stdio_file = minted.iter().find_map(|l| l.split("--out ").nth(1)).expect("the stdio step's mint command");
+    assert_ne!(http_file, stdio_file, "the stdio step overwrites the HTTP step's token");
+    assert!(http.contains(http_file) && stdio.contains(stdio_file), "each program reads the file its step minted");
+
     let dep = Deployment::new(&Setup::default());
     let identity = dep.path("triage.jwt");
     std::fs::write(&identity, dep.mint("triage")).unwrap();
@@ -273,14 +280,14 @@ async fn the_readme_python_examples_run_as_written() {
         assert!(out.status.success(), "{name} failed:\n{stdout}\n{stderr}");
         stdout
     };
-    let out = run("http_example.py", http.replace("http://127.0.0.1:7420/mcp", &gw.url).replace("/tmp/triage.jwt", identity.to_str().unwrap()));
+    let out = run("http_example.py", http.replace("http://127.0.0.1:7420/mcp", &gw.url).replace(http_file, identity.to_str().unwrap()));
     assert!(out.contains("2026-07-28") && out.contains("Ship the billing export"), "{out}");
     let out = run(
         "stdio_example.py",
         stdio
             .replace("command=\"jitgate\"", &format!("command={:?}", jitgate_bin().display().to_string()))
             .replace("examples/quickstart/gateway.toml", dep.config.to_str().unwrap())
-            .replace("/tmp/triage.jwt", identity.to_str().unwrap()),
+            .replace(stdio_file, identity.to_str().unwrap()),
     );
     assert!(out.contains("Ship the billing export"), "{out}");
 }

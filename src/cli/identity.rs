@@ -73,6 +73,7 @@ pub fn run(cmd: IdentityCommand) -> Result<(), CliError> {
     let IssuerKeys::Development { key_file } = &issuer.keys else {
         return Err(CliError::Identity("development issuer has no key file".into()));
     };
+    within_max_lifetime(issuer, a.ttl)?;
     let (key, _) = KeyPair::load_or_create(key_file).map_err(|e| CliError::Identity(e.to_string()))?;
     let token = crate::identity::mint(&key, &issuer.iss, &agent.id, &config.gateway_id, SystemClock.now_unix(), ttl)
         .map_err(|e| CliError::Identity(e.to_string()))?;
@@ -100,8 +101,25 @@ fn mint_person(config: &Config, issuers: &[crate::config::IssuerConfig], role: &
     let IssuerKeys::Development { key_file } = &issuer.keys else {
         return Err(CliError::Identity(format!("development {role} issuer has no key file")));
     };
+    within_max_lifetime(issuer, std::time::Duration::from_secs(u64::try_from(ttl).unwrap_or(u64::MAX)))?;
     let (key, _) = KeyPair::load_or_create(key_file).map_err(|e| CliError::Identity(e.to_string()))?;
     crate::approver::mint(&key, &issuer.iss, subject, &config.gateway_id, groups, SystemClock.now_unix(), ttl).map_err(|e| CliError::Identity(e.to_string()))
+}
+
+/// A token that lives longer than its issuer's `max_lifetime` is refused
+/// by the gateway on every request (`identity_lifetime_too_long`): refuse
+/// to write one.
+fn within_max_lifetime(issuer: &crate::config::IssuerConfig, ttl: Duration) -> Result<(), CliError> {
+    if ttl <= issuer.max_lifetime {
+        return Ok(());
+    }
+    Err(CliError::Usage(format!(
+        "--ttl {} is longer than issuer `{}`'s max_lifetime of {}, so the gateway would refuse the token (identity_lifetime_too_long); give --ttl {} or less, or raise max_lifetime in that issuer's section of the config",
+        humantime::format_duration(ttl),
+        issuer.name,
+        humantime::format_duration(issuer.max_lifetime),
+        humantime::format_duration(issuer.max_lifetime),
+    )))
 }
 
 /// Replace the file atomically so a gateway re-reading it never sees half a token.
