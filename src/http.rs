@@ -7,10 +7,10 @@
 //! rmcp sees the request and attaches the [`VerifiedAgent`] for the handler.
 //! Every refusal of `/mcp` is a JSON-RPC error ([`mcp_refusal`]): a missing
 //! or bad token (`401`, the reason also in `WWW-Authenticate`), a body too
-//! large or too slow, a session that is not the agent's, so that an MCP
-//! client shows the reason code and the sentence where it shows any error.
-//! A request that names a session must come from the session's own agent
-//! ([`sessions`]).
+//! large or too slow, a session that is not the agent's, a `Host` or
+//! `Origin` that is not allowed, so that an MCP client shows the reason
+//! code and the sentence where it shows any error. A request that names a
+//! session must come from the session's own agent ([`sessions`]).
 //! `/healthz` reports which downstream servers are ready (no secrets, no tool
 //! names). `/approvals` and `/reviews` are the people's API ([`approvals`]),
 //! authenticated with approver credentials, never agent identities.
@@ -230,7 +230,8 @@ async fn require_identity(State((shared, bindings, manager)): State<FrontState>,
         };
     }
     req.extensions_mut().insert(agent);
-    let mut resp = next.run(req).await;
+    let host = req.headers().get(header::HOST).map(|h| String::from_utf8_lossy(h.as_bytes()).into_owned());
+    let mut resp = as_mcp_refusal(next.run(req).await, host.as_deref()).await;
     match &session {
         // A response that hands out a session id answers `initialize`:
         // the session belongs to the agent that opened it, from now on.
@@ -343,6 +344,47 @@ fn mcp_refusal(status: StatusCode, code: &str, message: &str) -> Response {
     let text = format!("jitgate refused the request [{code}]: {message}");
     let body = serde_json::json!({"jsonrpc": "2.0", "id": null, "error": {"code": -32600, "message": text, "data": {"code": code}}});
     (status, axum::Json(body)).into_response()
+}
+
+/// rmcp answers some requests itself, before any handler, with a plain-text
+/// error (a `Host` or `Origin` not allowed, a missing `Accept`): those
+/// become [`mcp_refusal`]s like every other refusal of `/mcp`. `host` is
+/// the request's `Host`, named in the refusal of it.
+async fn as_mcp_refusal(resp: Response, host: Option<&str>) -> Response {
+    let status = resp.status();
+    let json = resp.headers().get(header::CONTENT_TYPE).and_then(|v| v.to_str().ok()).is_some_and(|v| v.starts_with("application/json") || v.starts_with("text/event-stream"));
+    if !(status.is_client_error() || status.is_server_error()) || json {
+        return resp;
+    }
+    let (parts, body) = resp.into_parts();
+    let text = axum::body::to_bytes(body, 4096).await.map(|b| String::from_utf8_lossy(&b).trim().to_owned()).unwrap_or_default();
+    let (code, message) = match (status, text.as_str()) {
+        (StatusCode::FORBIDDEN, t) if t.contains("Host") => (
+            "host_not_allowed",
+            format!(
+                "this gateway does not answer to the Host `{}`; reach it by a name in [http] allowed_hosts, or add this one there (default: the loopback names on the port it listens on)",
+                crate::telemetry::Clean(host.unwrap_or("(none)"))
+            ),
+        ),
+        (StatusCode::FORBIDDEN, t) if t.contains("Origin") => {
+            ("origin_not_allowed", "a browser request from an Origin not in [http] allowed_origins; add the page's origin there to allow it".to_owned())
+        }
+        (StatusCode::BAD_REQUEST, t) => ("bad_request", t.to_owned()),
+        (StatusCode::NOT_FOUND, t) => ("not_found", t.to_owned()),
+        (StatusCode::METHOD_NOT_ALLOWED, t) => ("method_not_allowed", t.to_owned()),
+        (StatusCode::NOT_ACCEPTABLE, t) => ("not_acceptable", t.to_owned()),
+        (StatusCode::PAYLOAD_TOO_LARGE, t) => ("message_too_large", t.to_owned()),
+        (StatusCode::UNSUPPORTED_MEDIA_TYPE, t) => ("unsupported_media_type", t.to_owned()),
+        (_, t) => ("http_error", t.to_owned()),
+    };
+    let mut refusal = mcp_refusal(status, code, &message);
+    // Headers rmcp set (Allow on a 405, say) stay; the body is now JSON.
+    for (name, value) in &parts.headers {
+        if name != header::CONTENT_TYPE && name != header::CONTENT_LENGTH {
+            refusal.headers_mut().insert(name.clone(), value.clone());
+        }
+    }
+    refusal
 }
 
 /// A refusal as `{"error": {"code", "message"}}`.

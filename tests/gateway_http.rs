@@ -402,15 +402,39 @@ async fn foreign_hosts_and_origins_are_refused() {
             if let Some(o) = origin {
                 req = req.header("origin", o);
             }
-            req.send().await.unwrap().status().as_u16()
+            let resp = req.send().await.unwrap();
+            let status = resp.status().as_u16();
+            let body = resp.text().await.unwrap();
+            if status == 403 {
+                // Refused the way every other request to /mcp is: a JSON-RPC error.
+                let v: serde_json::Value = serde_json::from_str(&body).unwrap_or_else(|e| panic!("not JSON ({e}): {body}"));
+                return (status, v["error"]["data"]["code"].as_str().unwrap_or_default().to_owned());
+            }
+            (status, String::new())
         }
     };
-    assert_eq!(send(Some("evil.example:80".into()), None).await, 403);
-    assert_eq!(send(Some("127.0.0.1:1".into()), None).await, 403, "another port of loopback");
-    assert_eq!(send(None, Some("https://evil.example")).await, 403);
-    assert_eq!(send(None, Some("http://localhost:6274")).await, 200, "MCP Inspector's origin");
-    assert_eq!(send(Some(format!("localhost:{port}")), None).await, 200);
-    assert_eq!(send(None, None).await, 200);
+    assert_eq!(send(Some("evil.example:80".into()), None).await, (403, "host_not_allowed".into()));
+    assert_eq!(send(Some("127.0.0.1:1".into()), None).await, (403, "host_not_allowed".into()), "another port of loopback");
+    assert_eq!(send(None, Some("https://evil.example")).await, (403, "origin_not_allowed".into()));
+    assert_eq!(send(None, Some("http://localhost:6274")).await.0, 200, "MCP Inspector's origin");
+    assert_eq!(send(Some(format!("localhost:{port}")), None).await.0, 200);
+    assert_eq!(send(None, None).await.0, 200);
+}
+
+/// A replica with `allowed_hosts` set (the name clients use through the
+/// balancer), asked directly: a 403 in the shape of every other refusal
+/// of /mcp, naming the Host and the setting, not rmcp's plain text.
+#[tokio::test]
+async fn a_host_outside_allowed_hosts_is_refused_with_the_json_error_every_refusal_has() {
+    let dep = Deployment::new(&Setup { extra_config: "\n[http]\nallowed_hosts = [\"gateway.internal\"]\n".into(), ..Setup::default() });
+    let gw = Gateway::start(&dep);
+    let direct = gw.base.trim_start_matches("http://").to_owned();
+    let (status, body, _) = post_raw(&gw.url, Some(&dep.mint("triage")), None, INIT).await;
+    assert_eq!(status, 403, "{body}");
+    let v: serde_json::Value = serde_json::from_str(&body).unwrap_or_else(|e| panic!("not JSON ({e}): {body}"));
+    assert_eq!((v["jsonrpc"].as_str(), v["error"]["data"]["code"].as_str()), (Some("2.0"), Some("host_not_allowed")), "{body}");
+    let message = v["error"]["message"].as_str().unwrap();
+    assert!(message.contains(&format!("Host `{direct}`")) && message.contains("[http] allowed_hosts"), "{message}");
 }
 
 /// Slow clients do not hold the gateway: a client that never finishes its
