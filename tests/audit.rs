@@ -12,9 +12,11 @@ fn db(dep: &Deployment) -> rusqlite::Connection {
     rusqlite::Connection::open(dep.path("state/jitgate.sqlite")).unwrap()
 }
 
+/// `audit verify`'s exit code and its report (stdout), with the error it
+/// ends with (stderr) after it.
 fn verify(dep: &Deployment) -> (Option<i32>, String) {
-    let (code, _, err) = jitgate(&["audit", "verify", "--config", dep.config.to_str().unwrap()]);
-    (code, err)
+    let (code, out, err) = jitgate(&["audit", "verify", "--config", dep.config.to_str().unwrap()]);
+    (code, format!("{out}{err}"))
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]

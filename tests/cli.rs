@@ -281,9 +281,9 @@ fn check_and_serve_report_policy_errors_with_file_and_line() {
     // Fixed: check passes and reports the policies.
     std::fs::remove_file(dep.path("policies/syntax.cedar")).unwrap();
     std::fs::remove_file(dep.path("policies/schema.cedar")).unwrap();
-    let (code, _, err) = jitgate(&["check", "--offline", "--config", cfg]);
+    let (code, out, err) = jitgate(&["check", "--offline", "--config", cfg]);
     assert_eq!(code, Some(0), "{err}");
-    assert!(err.contains("policies: 1 valid"), "{err}");
+    assert!(out.contains("policies: 1 valid") && out.ends_with("ok\n"), "the report is the result, on stdout: {out}");
     // The schema is printable for policy authors.
     let (code, out, _) = jitgate(&["policy", "schema"]);
     assert_eq!(code, Some(0));
@@ -436,10 +436,10 @@ async fn a_token_is_looked_up_by_its_id_as_the_trail_names_it() {
     assert!(out.starts_with(&format!("token {jti} ")) && !out.contains(&token), "{out}");
     // An unknown id and garbage say what they are.
     let (code, _, err) = jitgate(&["token", "inspect", "nope123", "--config", cfg]);
-    assert_eq!(code, Some(1));
+    assert_eq!(code, Some(2));
     assert!(err.contains("no token `nope123`"), "{err}");
     let (code, _, err) = jitgate(&["token", "inspect", "not a token!", "--config", cfg]);
-    assert_eq!(code, Some(1));
+    assert_eq!(code, Some(2));
     assert!(err.contains("token id"), "{err}");
 }
 
@@ -499,7 +499,7 @@ async fn manifest_init_writes_a_starting_policy_that_makes_a_new_server_usable()
     assert_eq!(code, Some(2), "clap refuses --policy without --team: {err}");
     assert!(err.contains("--team"), "{err}");
     let (code, _, err) = init(&["--policy", policy.to_str().unwrap(), "--team", "support\") when {true"]);
-    assert_eq!(code, Some(1), "{err}");
+    assert_eq!(code, Some(2), "{err}");
     assert!(err.contains("--team") && err.contains("letters, digits"), "{err}");
     assert!(!manifest.exists() && !policy.exists(), "nothing is written when the arguments are refused");
 
@@ -511,15 +511,15 @@ async fn manifest_init_writes_a_starting_policy_that_makes_a_new_server_usable()
     let (_, _, err) = jitgate(&["check", "--offline", "--config", cfg]);
     assert!(err.contains("tool `notes__read_note` is allowed to reader but no policy permits"), "without a policy the server is unusable: {err}");
 
-    let (code, _, err) = init(&["--force", "--policy", policy.to_str().unwrap(), "--team", "support"]);
+    let (code, out, err) = init(&["--force", "--policy", policy.to_str().unwrap(), "--team", "support"]);
     assert_eq!(code, Some(0), "{err}");
-    assert!(err.contains("60-notes.cedar") && err.contains("jitgate check"), "{err}");
+    assert!(out.contains("60-notes.cedar") && out.contains("jitgate check"), "{out}");
     let (code, _, err) = jitgate(&["check", "--offline", "--config", cfg]);
     assert_eq!(code, Some(0), "{err}");
     assert!(!err.contains("notes__"), "every tool of the new server is usable now: {err}");
     // Written once, not overwritten by accident.
     let (code, _, err) = init(&["--policy", policy.to_str().unwrap(), "--team", "support"]);
-    assert_eq!(code, Some(1));
+    assert_eq!(code, Some(2));
     assert!(err.contains("exists; pass --force"), "{err}");
 
     let gw = Gateway::start(&dep);
@@ -745,4 +745,89 @@ fn the_personal_assistant_recipe_lets_the_end_user_confirm_critical_calls() {
     // Forbids still win: a production change outside working hours.
     let night = explain(&cfg, "assistant", "workspace__rotate_api_key", &["--at", "2026-11-28T22:00:00Z"]);
     assert_eq!((night.0.as_str(), night.2.as_slice()), ("deny", ["production-changes-in-window".to_owned()].as_slice()));
+}
+
+/// One convention for every command: its result on stdout, diagnostics and
+/// errors on stderr; exit 0 done, 1 failed or refused, 2 usage (the command
+/// line names something that is not there, or says it wrong).
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn results_go_to_stdout_errors_to_stderr_and_exit_codes_follow_one_convention() {
+    let dep = Deployment::new(&Setup::default());
+    let gw = Gateway::start(&dep);
+    gw.wait_server("workspace", "ready").await;
+    gw.stop();
+    let cfg = dep.config.to_str().unwrap();
+    // A pending approval, as the gateway would have opened it.
+    let now = std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).unwrap().as_secs() as i64;
+    let store = jitgate::store::SqliteStore::open(&dep.path("state/jitgate.sqlite")).unwrap();
+    use jitgate::store::Store as _;
+    store
+        .create_approval(&jitgate::store::Approval {
+            id: "apr_cli".into(),
+            digest: "d".into(),
+            agent: "spiffe://jitgate.local/agent/janitor".into(),
+            task: "task_cli".into(),
+            tool: "workspace__delete_note".into(),
+            constraints: "{}".into(),
+            purpose: "p".into(),
+            group: "platform-oncall".into(),
+            policies: vec![],
+            state: jitgate::store::ApprovalState::Pending,
+            created_at: now,
+            expires_at: now + 600,
+            decided_at: None,
+            decided_by: None,
+            note: None,
+            used_jti: None,
+        })
+        .unwrap();
+    drop(store);
+    let alice = dep.path("alice.jwt");
+    std::fs::write(&alice, dep.mint_approver("alice@example.org", "platform-oncall")).unwrap();
+    let cred = alice.to_str().unwrap();
+
+    // Done: what the command did, on stdout; nothing on stderr.
+    for (args, said) in [
+        (vec!["revoke", "--task", "task_cli", "--reason", "test", "--config", cfg], "revoked task task_cli"),
+        (vec!["approvals", "approve", "apr_cli", "--config", cfg, "--credential", cred], "approved apr_cli"),
+        (vec!["approvals", "list", "--config", cfg, "--credential", cred], "apr_cli"),
+        (vec!["review", "list", "--config", cfg, "--credential", cred], "no break-glass grants awaiting review"),
+        (vec!["audit", "verify", "--config", cfg], "ok: the chain is intact"),
+        (vec!["check", "--offline", "--config", cfg], "ok"),
+        (vec!["agents", "quarantine", "triage", "--reason", "test", "--config", cfg], "agent spiffe://jitgate.local/agent/triage quarantined"),
+        (vec!["agents", "release", "triage", "--note", "checked", "--config", cfg, "--credential", cred], "released by alice@example.org"),
+    ] {
+        let (code, out, err) = jitgate(&args);
+        assert_eq!(code, Some(0), "{args:?}: {err}");
+        assert!(out.contains(said), "{args:?}: the result belongs on stdout: {out:?} (stderr: {err:?})");
+        assert!(err.is_empty(), "{args:?}: nothing to say on stderr: {err}");
+    }
+    // Refused: exit 1, the reason on stderr, nothing on stdout.
+    for args in [
+        vec!["approvals", "approve", "apr_cli", "--config", cfg, "--credential", cred],
+        vec!["agents", "release", "triage", "--note", "again", "--config", cfg, "--credential", cred],
+    ] {
+        let (code, out, err) = jitgate(&args);
+        assert_eq!(code, Some(1), "{args:?}: {err}");
+        assert!(out.is_empty() && err.starts_with("error: "), "{args:?}: {out:?} {err:?}");
+    }
+    // Usage: exit 2 from every command, whether clap or the command finds it.
+    for args in [
+        vec!["revoke", "--config", cfg],
+        vec!["identity", "mint", "--config", cfg],
+        vec!["approvals", "show", "apr_nope", "--config", cfg, "--credential", cred],
+        vec!["approvals", "approve", "apr_nope", "--config", cfg, "--credential", cred],
+        vec!["review", "ack", "bg_x", "--note", " ", "--config", cfg, "--credential", cred],
+        vec!["agents", "quarantine", "triage", "--reason", " ", "--config", cfg],
+        vec!["trace", "task_nope", "--config", cfg],
+        vec!["token", "inspect", "jti_nope", "--config", cfg],
+        vec!["policy", "explain", "--agent", "triage", "--tool", "workspace__nope", "--config", cfg],
+        vec!["store", "copy", "--from", "nowhere", "--to", "postgres://u@127.0.0.1/db"],
+    ] {
+        let (code, out, err) = jitgate(&args);
+        assert_eq!(code, Some(2), "{args:?}: {err}");
+        assert!(out.is_empty() && !err.is_empty(), "{args:?}: {out:?} {err:?}");
+    }
+    let (_, help, _) = jitgate(&["--help"]);
+    assert!(help.contains("Exit codes") && help.contains("2  usage"), "{help}");
 }

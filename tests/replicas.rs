@@ -310,7 +310,7 @@ async fn an_sqlite_deployment_moves_to_postgres_with_its_history_and_chain() {
     assert!(err.contains("still hold a lease"), "{err}");
     // Never with a password in the URL.
     let (code, _, err) = jitgate(&["store", "copy", "--from", &sqlite, "--to", &url.replace("jitgate@", "jitgate:hunter2@")]);
-    assert_eq!(code, Some(1), "{err}");
+    assert_eq!(code, Some(2), "a usage error: {err}");
     assert!(err.contains("must not contain a password") && !err.contains("hunter2"), "{err}");
     gw.stop();
 

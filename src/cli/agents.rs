@@ -90,7 +90,7 @@ pub fn run(cmd: AgentsCommand) -> Result<(), CliError> {
         }
         AgentsCommand::Quarantine(a) => {
             if a.reason.trim().is_empty() {
-                return Err(CliError::Other("--reason must say why".into()));
+                return Err(CliError::Usage("--reason must say why".into()));
             }
             let config = Config::load(&a.config)?;
             let id = agent_id(&config, &a.name)?;
@@ -98,12 +98,12 @@ pub fn run(cmd: AgentsCommand) -> Result<(), CliError> {
             let event = crate::audit::Event::new("quarantine", None, Some(&id), serde_json::json!({"reason": a.reason.trim(), "by": "operator (jitgate agents quarantine)"}));
             let r = store.quarantine(&id, a.reason.trim(), &event, now).map_err(other)?;
             tracing::info!(agent = %id, tokens = r.tokens, "agent quarantined");
-            eprintln!("agent {id} quarantined; {} live token(s) revoked, its tasks ended", r.tokens);
+            outln!("agent {id} quarantined; {} live token(s) revoked, its tasks ended", r.tokens);
             Ok(())
         }
         AgentsCommand::Release { who, name, note } => {
             if note.trim().is_empty() {
-                return Err(CliError::Other("--note must say what was checked".into()));
+                return Err(CliError::Usage("--note must say what was checked".into()));
             }
             let (config, store, person) = open(&who)?;
             let id = agent_id(&config, &name)?;
@@ -112,7 +112,7 @@ pub fn run(cmd: AgentsCommand) -> Result<(), CliError> {
                 return Err(CliError::Other(format!("agent {id} is not quarantined")));
             }
             tracing::info!(agent = %id, by = %person.subject, "agent released from quarantine");
-            eprintln!("agent {id} released by {}", person.subject);
+            outln!("agent {id} released by {}", person.subject);
             Ok(())
         }
     }

@@ -112,7 +112,7 @@ pub fn run_approvals(cmd: ApprovalsCommand) -> Result<(), CliError> {
             if who.json {
                 outln!("{}", json!(list));
             } else if list.is_empty() {
-                eprintln!("no {}approvals", if all { "" } else { "open " });
+                outln!("no {}approvals", if all { "" } else { "open " });
             } else {
                 for a in &list {
                     outln!("{}  {:<8}  {}  group={}  agent={}  task={}  expires {}", a.id, a.state.as_str(), a.tool, a.group, a.agent, a.task, rfc3339(a.expires_at));
@@ -122,7 +122,7 @@ pub fn run_approvals(cmd: ApprovalsCommand) -> Result<(), CliError> {
         }
         ApprovalsCommand::Show { who, id } => {
             let (_, store, _) = open(&who)?;
-            let a = store.approval(&id, now).map_err(other)?.ok_or_else(|| CliError::Other(format!("no approval `{id}`")))?;
+            let a = store.approval(&id, now).map_err(other)?.ok_or_else(|| CliError::Usage(format!("no approval `{id}`; `jitgate approvals list --all` lists them")))?;
             print_approval(&a, who.json);
             Ok(())
         }
@@ -134,11 +134,16 @@ pub fn run_approvals(cmd: ApprovalsCommand) -> Result<(), CliError> {
 fn decide(who: &Credential, id: &str, approve: bool, note: &str, now: i64) -> Result<(), CliError> {
     let (config, store, approver) = open(who)?;
     let a = crate::policy::approvals::decide(store.as_ref(), &approver, id, approve, note, now, config.approvals.use_ttl)
-        .map_err(|e| CliError::Other(format!("{e} [{}]", e.code())))?;
+        .map_err(|e| {
+            let message = format!("{e} [{}]", e.code());
+            // An id that is not there is a mistake on the command line; a
+            // decision refused (not pending, not your group) is not.
+            if matches!(e, crate::policy::approvals::ApprovalActionError::NotFound(_)) { CliError::Usage(message) } else { CliError::Other(message) }
+        })?;
     if who.json {
         outln!("{}", json!(a));
     } else {
-        eprintln!("{} {} ({} for agent {}); recorded as {}", a.state.as_str(), a.id, a.tool, a.agent, approver.subject);
+        outln!("{} {} ({} for agent {}); recorded as {}", a.state.as_str(), a.id, a.tool, a.agent, approver.subject);
     }
     Ok(())
 }
@@ -209,7 +214,7 @@ pub fn run_review(cmd: ReviewCommand) -> Result<(), CliError> {
             if who.json {
                 outln!("{}", json!(list));
             } else if list.is_empty() {
-                eprintln!("no break-glass grants {}", if all { "" } else { "awaiting review" });
+                outln!("no break-glass grants {}", if all { "" } else { "awaiting review" });
             } else {
                 list.iter().for_each(print_grant);
             }
@@ -217,7 +222,7 @@ pub fn run_review(cmd: ReviewCommand) -> Result<(), CliError> {
         }
         ReviewCommand::Ack { who, id, note } => {
             if note.trim().is_empty() {
-                return Err(CliError::Other("--note must say what you checked".into()));
+                return Err(CliError::Usage("--note must say what you checked".into()));
             }
             let (_, store, approver) = open(&who)?;
             let event = crate::audit::Event::new("break_glass.reviewed", None, None, json!({"grant": id, "by": approver.subject, "note": note.trim()}));
@@ -228,7 +233,7 @@ pub fn run_review(cmd: ReviewCommand) -> Result<(), CliError> {
             if who.json {
                 outln!("{}", json!({"id": id, "reviewed_by": approver.subject}));
             } else {
-                eprintln!("break-glass grant {id} signed off by {}", approver.subject);
+                outln!("break-glass grant {id} signed off by {}", approver.subject);
             }
             Ok(())
         }

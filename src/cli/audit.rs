@@ -71,12 +71,12 @@ pub fn run(cmd: AuditCommand) -> Result<(), CliError> {
             if as_json {
                 outln!("{}", json!({"ok": report.ok(), "report": report}));
             } else {
-                eprintln!("{} records, {} checkpoints; signed checkpoints cover records 1..{}", report.records, report.checkpoints, report.covered_to);
+                outln!("{} records, {} checkpoints; signed checkpoints cover records 1..{}", report.records, report.checkpoints, report.covered_to);
                 for p in &report.problems {
-                    eprintln!("TAMPERING: {p}");
+                    outln!("TAMPERING: {p}");
                 }
                 if report.ok() {
-                    eprintln!("ok: the chain is intact");
+                    outln!("ok: the chain is intact");
                 }
             }
             if report.ok() {
@@ -140,7 +140,7 @@ pub fn trace(a: TraceArgs) -> Result<(), CliError> {
         if a.json {
             outln!("{}", Value::Array(tasks.iter().map(|t| json!(t)).collect()));
         } else if tasks.is_empty() {
-            eprintln!("no tasks of `{}` since {}", agent.name, rfc3339(since));
+            outln!("no tasks of `{}` since {}", agent.name, rfc3339(since));
         } else {
             for t in &tasks {
                 outln!("{}  {}  {:<8} {}  ({} requests, {} denied, {} calls)", t.id, rfc3339(t.begun), t.outcome, t.objective, t.requests, t.denied, t.calls);
@@ -151,7 +151,7 @@ pub fn trace(a: TraceArgs) -> Result<(), CliError> {
     let task = a.task.unwrap_or_default();
     let tree = crate::trace::from_store(store.as_ref(), &task, SystemClock.now_unix())
         .map_err(other)?
-        .ok_or_else(|| other(format!("no audit records for task `{task}`")))?;
+        .ok_or_else(|| CliError::Usage(format!("no audit records for task `{task}`; `jitgate trace --agent NAME` lists an agent's tasks")))?;
     if a.json {
         outln!("{}", serde_json::to_string_pretty(&tree).map_err(other)?);
     } else {

@@ -66,7 +66,7 @@ pub fn run(cmd: BaselineCommand) -> Result<(), CliError> {
         return Ok(());
     }
     std::fs::write(&path, text).map_err(|e| CliError::Other(format!("cannot write {}: {e}", path.display())))?;
-    eprintln!(
+    outln!(
         "learned baseline of `{}`: {} intents, {} tools, {} transitions; wrote {} (restart the gateway to use it)",
         agent.name,
         profile.intents,

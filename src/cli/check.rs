@@ -58,23 +58,25 @@ pub async fn run(args: CheckArgs) -> Result<(), CliError> {
     if args.json {
         outln!("{}", json!({"ok": problems.is_empty(), "errors": problems, "warnings": warnings, "servers": servers, "policies": deployment.policy.len()}));
     } else {
-        eprintln!(
+        // The report is the result (stdout); warnings are diagnostics
+        // (stderr), and the problems are the error that ends the command.
+        outln!(
             "config {}: {} agent(s), {} server(s) registered",
             deployment.config.path.display(),
             deployment.agents.iter().count(),
             deployment.manifests.len()
         );
-        eprintln!("  policies: {} valid against the Cedar schema, in {}", deployment.policy.len(), deployment.policy.dir.display());
+        outln!("  policies: {} valid against the Cedar schema, in {}", deployment.policy.len(), deployment.policy.dir.display());
         for s in &servers {
-            eprintln!("  server {}: {}", s["name"].as_str().unwrap_or("?"), s["summary"].as_str().unwrap_or(s["status"].as_str().unwrap_or("")));
+            outln!("  server {}: {}", s["name"].as_str().unwrap_or("?"), s["summary"].as_str().unwrap_or(s["status"].as_str().unwrap_or("")));
         }
         for w in &warnings {
-            eprintln!("  warning: {w}");
+            eprintln!("warning: {w}");
         }
     }
     if problems.is_empty() {
         if !args.json {
-            eprintln!("ok");
+            outln!("ok");
         }
         Ok(())
     } else {

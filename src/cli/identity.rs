@@ -50,7 +50,7 @@ pub struct MintArgs {
 pub fn run(cmd: IdentityCommand) -> Result<(), CliError> {
     let IdentityCommand::Mint(a) = cmd;
     let config = Config::load(&a.config)?;
-    let ttl = i64::try_from(a.ttl.as_secs()).map_err(|_| CliError::Identity("--ttl is too large".into()))?;
+    let ttl = i64::try_from(a.ttl.as_secs()).map_err(|_| CliError::Usage("--ttl is too large".into()))?;
     if let Some(subject) = &a.reviewer {
         let token = mint_person(&config, &config.reviewers, "reviewer", subject, &[], ttl)?;
         return emit(&token, a.out.as_deref(), &format!("reviewer `{subject}`"), a.ttl);
@@ -60,7 +60,7 @@ pub fn run(cmd: IdentityCommand) -> Result<(), CliError> {
         return emit(&token, a.out.as_deref(), &format!("approver `{subject}` (groups: {})", a.groups.join(", ")), a.ttl);
     }
     let Some(agent_name) = a.agent.as_deref() else {
-        return Err(CliError::Identity("give --agent NAME or --approver SUBJECT".into()));
+        return Err(CliError::Usage("give --agent NAME, --approver SUBJECT or --reviewer SUBJECT".into()));
     };
     let agents = super::load_agents(&config)?;
     let agent = super::find_agent(&agents, &config, agent_name, super::AgentRef::Name)?;
@@ -84,7 +84,7 @@ fn emit(token: &str, out: Option<&std::path::Path>, what: &str, ttl: Duration) -
     match out {
         Some(path) => {
             write_token_file(path, token).map_err(|e| CliError::Other(format!("cannot write {}: {e}", path.display())))?;
-            eprintln!("wrote {what} to {}, valid {}", path.display(), humantime::format_duration(ttl));
+            outln!("wrote {what} to {}, valid {}", path.display(), humantime::format_duration(ttl));
         }
         None => outln!("{token}"),
     }

@@ -163,7 +163,7 @@ async fn repin(a: RepinArgs) -> Result<(), CliError> {
     let mut text = std::fs::read_to_string(&a.manifest).map_err(|e| CliError::Other(format!("cannot read {}: {e}", a.manifest.display())))?;
     let mut changed = 0;
     if let Some(unknown) = a.tools.iter().find(|t| !manifest.tools.contains_key(t.as_str())) {
-        return Err(CliError::Other(format!("`{unknown}` is not a tool of {}", a.manifest.display())));
+        return Err(CliError::Usage(format!("`{unknown}` is not a tool of {}", a.manifest.display())));
     }
     for (name, spec) in &manifest.tools {
         if !a.tools.is_empty() && !a.tools.contains(name) {
@@ -204,7 +204,7 @@ async fn repin(a: RepinArgs) -> Result<(), CliError> {
         changed += 1;
     }
     if a.dry_run || changed == 0 {
-        eprintln!("{changed} pin(s) would change in {} ({server_info}); nothing written", a.manifest.display());
+        outln!("{changed} pin(s) would change in {} ({server_info}); nothing written", a.manifest.display());
         return Ok(());
     }
     // Write next to the file and rename, so a failure never leaves half a manifest.
@@ -215,20 +215,20 @@ async fn repin(a: RepinArgs) -> Result<(), CliError> {
         return Err(e.into());
     }
     std::fs::rename(&tmp, &a.manifest).map_err(|e| CliError::Other(format!("cannot replace {}: {e}", a.manifest.display())))?;
-    eprintln!("re-pinned {changed} tool(s) in {} from {server_info}; risk classes and other settings kept", a.manifest.display());
+    outln!("re-pinned {changed} tool(s) in {} from {server_info}; risk classes and other settings kept", a.manifest.display());
     Ok(())
 }
 
 async fn init(a: InitArgs) -> Result<(), CliError> {
     for file in a.out.iter().chain(&a.policy) {
         if file.exists() && !a.force {
-            return Err(CliError::Other(format!("{} exists; pass --force to overwrite it", file.display())));
+            return Err(CliError::Usage(format!("{} exists; pass --force to overwrite it", file.display())));
         }
     }
     for (what, value) in [("--team", a.team.as_deref()), ("--approvers", a.policy.as_ref().map(|_| a.approvers.as_str()))] {
         if let Some(v) = value {
             if v.is_empty() || !v.chars().all(|c| c.is_ascii_alphanumeric() || "._@-".contains(c)) {
-                return Err(CliError::Other(format!("{what} `{v}`: use letters, digits and . _ @ - (it is written into a Cedar policy)")));
+                return Err(CliError::Usage(format!("{what} `{v}`: use letters, digits and . _ @ - (it is written into a Cedar policy)")));
             }
         }
     }
@@ -240,7 +240,7 @@ async fn init(a: InitArgs) -> Result<(), CliError> {
             env: BTreeMap::new(),
             cwd: std::env::current_dir().unwrap_or_default(),
         },
-        (None, None) => return Err(CliError::Other("give the server command after `--`, or --url URL".into())),
+        (None, None) => return Err(CliError::Usage("give the server command after `--`, or --url URL".into())),
     };
     let probe = Manifest {
             protocol: Default::default(),
@@ -261,7 +261,7 @@ async fn init(a: InitArgs) -> Result<(), CliError> {
         std::fs::write(out, &text).map_err(|e| CliError::Other(format!("cannot write {}: {e}", out.display())))?;
         Manifest::load(out)?;
         let questions = text.lines().filter(|l| l.starts_with("# REVIEW:")).count();
-        eprintln!(
+        outln!(
             "wrote {} with {} tool(s) from {server_info}: review every proposal, and the {questions} line(s) marked `# REVIEW:`, before registering it",
             out.display(),
             tools.len()
@@ -272,7 +272,7 @@ async fn init(a: InitArgs) -> Result<(), CliError> {
             crate::policy::PolicyEngine::from_sources(dir, vec![(policy.clone(), text.clone())])
                 .map_err(|e| CliError::Other(format!("the starting policy does not validate (a bug; please report it):\n{e}")))?;
             std::fs::write(policy, &text).map_err(|e| CliError::Other(format!("cannot write {}: {e}", policy.display())))?;
-            eprintln!(
+            outln!(
                 "wrote {}: team {team} may use {}'s tools by risk; put it in the policy directory, review it with the manifest, then run `jitgate check`",
                 policy.display(),
                 a.name

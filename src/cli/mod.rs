@@ -1,5 +1,7 @@
 //! The command line: one file per subcommand, each with its own arguments
-//! and `run`. Errors map to distinct exit codes (see [`CliError::exit_code`]).
+//! and `run`. Every command writes its result to stdout (`outln!`) and
+//! warnings and errors to stderr, and exits with one convention
+//! ([`CliError::exit_code`], shown under `jitgate --help`).
 
 /// `println!` for a command's output that ends quietly when the reader of a
 /// pipe goes away (`jitgate trace … --json | head`): Rust ignores SIGPIPE,
@@ -59,9 +61,25 @@ pub fn write_out(args: std::fmt::Arguments<'_>) {
     }
 }
 
+/// What every command does with its output and its exit code, shown
+/// under `jitgate --help`.
+const CONVENTIONS: &str = "\
+Output: a command's result (what it did, found or shows) goes to stdout,
+as JSON with --json where offered; warnings, progress and errors go to
+stderr.
+
+Exit codes, the same for every command:
+  0  done
+  1  failed or refused (the store, a file, a decision that is not yours to make)
+  2  usage: the command line or the config is wrong (an unknown agent, approval,
+     task or token included); fix it and run again
+  3  check or audit verify found problems
+  4  identity or keys could not be set up
+  5  a downstream server could not be reached";
+
 /// jitgate: just-in-time authorization gateway for AI agents that use tools over MCP.
 #[derive(Debug, Parser)]
-#[command(name = "jitgate", version, about, long_about = None, propagate_version = true)]
+#[command(name = "jitgate", version, about, long_about = None, propagate_version = true, after_help = CONVENTIONS)]
 pub struct Cli {
     #[command(subcommand)]
     pub command: Command,
@@ -133,7 +151,7 @@ pub enum CliError {
     /// Config, agent files or manifests are invalid (exit 2).
     #[error("configuration is invalid:\n{0}")]
     Config(SourceErrors),
-    /// `check` found problems (exit 3).
+    /// `check` or `audit verify` found problems (exit 3).
     #[error("{0}")]
     CheckFailed(String),
     /// Keys or identity could not be set up (exit 4).
@@ -142,11 +160,13 @@ pub enum CliError {
     /// A downstream server could not be reached (exit 5).
     #[error("{0}")]
     Downstream(String),
-    /// Files, sockets, anything else (exit 1).
+    /// Failed or refused: files, sockets, the store, a decision refused
+    /// (exit 1).
     #[error("{0}")]
     Other(String),
-    /// The command line names something that is not there, such as an
-    /// unknown agent (exit 2, as clap's own usage errors).
+    /// The command line is wrong: a value it cannot take, or a name of
+    /// something that is not there, such as an unknown agent (exit 2, as
+    /// clap's own usage errors).
     #[error("{0}")]
     Usage(String),
 }

@@ -107,8 +107,10 @@ pub fn run(cmd: PolicyCommand) -> Result<(), CliError> {
     }
 }
 
+/// The command line asks about something that is not there, or says it
+/// in a form explain cannot read.
 fn bad(m: String) -> CliError {
-    CliError::Other(m)
+    CliError::Usage(m)
 }
 
 fn explain(a: ExplainArgs) -> Result<(), CliError> {

@@ -44,14 +44,14 @@ pub fn run(a: RevokeArgs) -> Result<(), CliError> {
         let agents = super::load_agents(&config)?;
         Scope::Agent(super::find_agent(&agents, &config, &name, super::AgentRef::NameOrId)?.id.clone())
     } else {
-        return Err(CliError::Other("give --task, --agent or --token".into()));
+        return Err(CliError::Usage("give --task, --agent or --token".into()));
     };
     let store = super::open_store(&config)?;
     let r = store.revoke(&scope, &format!("operator: {}", a.reason), SystemClock.now_unix()).map_err(|e| CliError::Other(e.to_string()))?;
     if a.json {
         outln!("{}", serde_json::json!({"scope": r.scope.kind(), "target": r.scope.target(), "tokens_revoked": r.tokens, "seq": r.seq}));
     } else {
-        eprintln!("revoked {} {}: {} live token(s) revoked; reason recorded: {}", r.scope.kind(), r.scope.target(), r.tokens, r.reason);
+        outln!("revoked {} {}: {} live token(s) revoked; reason recorded: {}", r.scope.kind(), r.scope.target(), r.tokens, r.reason);
     }
     Ok(())
 }

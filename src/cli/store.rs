@@ -97,13 +97,14 @@ enum Cell {
 
 fn copy(a: &CopyArgs) -> Result<(), CliError> {
     let other = |m: String| CliError::Other(m);
-    let path = a.from.strip_prefix("sqlite:").ok_or_else(|| other("--from must be sqlite:PATH".into()))?;
+    let usage = |m: String| CliError::Usage(m);
+    let path = a.from.strip_prefix("sqlite:").ok_or_else(|| usage("--from must be sqlite:PATH".into()))?;
     if let Some(problem) = crate::config::postgres_url_problem(&a.to) {
-        return Err(other(format!("--to {problem}")));
+        return Err(usage(format!("--to {problem}")));
     }
-    let password = a.password_env.as_ref().map(|v| std::env::var(v).map_err(|_| other(format!("the environment variable {v} is not set")))).transpose()?;
+    let password = a.password_env.as_ref().map(|v| std::env::var(v).map_err(|_| usage(format!("--password-env {v}: the environment variable {v} is not set")))).transpose()?;
     if !std::path::Path::new(path).exists() {
-        return Err(other(format!("no SQLite store at {path}")));
+        return Err(usage(format!("--from: no SQLite store at {path}")));
     }
     // A live gateway is refused before anything touches the file: opening
     // it as a store would bring an older file's schema up to date.

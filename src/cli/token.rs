@@ -46,7 +46,7 @@ pub fn run(cmd: TokenCommand) -> Result<(), CliError> {
     if !token.contains('.') {
         return inspect_id(&config, &token, a.json);
     }
-    let parsed = UnverifiedToken::parse(&token).map_err(|e| CliError::Other(format!("[{}] {e}", e.code())))?;
+    let parsed = UnverifiedToken::parse(&token).map_err(|e| CliError::Usage(format!("[{}] {e}", e.code())))?;
     let signature = match Keyring::load(&config.keys_dir()) {
         Ok(k) => match parsed.verify_signature(&k) {
             Ok(()) => "valid".to_owned(),
@@ -83,13 +83,13 @@ pub fn run(cmd: TokenCommand) -> Result<(), CliError> {
 /// What the store has of a token, by its id.
 fn inspect_id(config: &Config, jti: &str, as_json: bool) -> Result<(), CliError> {
     if jti.is_empty() || jti.len() > 128 || !jti.bytes().all(|b| b.is_ascii_alphanumeric() || b == b'-' || b == b'_') {
-        return Err(CliError::Other("give a capability token (header.claims.signature) or a token id (the jti shown by jit_request, trace and the audit trail)".into()));
+        return Err(CliError::Usage("give a capability token (header.claims.signature) or a token id (the jti shown by jit_request, trace and the audit trail)".into()));
     }
     let store = super::open_store(config)?;
     let record = store
         .token(jti)
         .map_err(|e| CliError::Other(e.to_string()))?
-        .ok_or_else(|| CliError::Other(format!("no token `{jti}` in the store ({})", config.store_path().display())))?;
+        .ok_or_else(|| CliError::Usage(format!("no token `{jti}` in the store ({})", config.store_path().display())))?;
     let report = json!({
         "jti": record.jti,
         "task": record.task,
