@@ -9,7 +9,7 @@
 use std::hint::black_box;
 
 use criterion::{Criterion, criterion_group, criterion_main};
-use jitgate::baseline::taint::{MAX_VALUES_PER_AGENT, Source, TaintProbe, output_values};
+use jitgate::baseline::taint::{MAX_VALUES_PER_AGENT, Source, TaintProbe, output_entries};
 use jitgate::store::{SqliteStore, Store};
 use jitgate::token::{ArgConstraints, Constraint};
 use rmcp::model::{CallToolResult, ContentBlock};
@@ -34,10 +34,10 @@ fn benches(c: &mut Criterion) {
     // ledger to its cap of 4,096 entries, about 16 MB of text.
     let pages = 1000;
     for n in 0..pages {
-        let source = Source { call: format!("j{n}"), tool: "web__get".into() };
-        store.record_taint("full", &output_values(&page(n), &[]), &source, 10, MAX_VALUES_PER_AGENT).unwrap();
+        let source = Source { call: format!("j{n}"), tool: "web__get".into(), ..Source::default() };
+        store.record_taint("full", &output_entries(&page(n), &[]), &source, 10, MAX_VALUES_PER_AGENT).unwrap();
     }
-    store.record_taint("empty-reader", &output_values(&page(9999), &[]), &Source { call: "j".into(), tool: "web__get".into() }, 10, MAX_VALUES_PER_AGENT).unwrap();
+    store.record_taint("empty-reader", &output_entries(&page(9999), &[]), &Source { call: "j".into(), tool: "web__get".into(), ..Source::default() }, 10, MAX_VALUES_PER_AGENT).unwrap();
     eprintln!("full ledger: {pages} pages, {} passages", store.taint_ledger("full").unwrap().passages_held());
     let to = vec!["to".to_owned()];
     let request = ArgConstraints::from([("to".to_owned(), Constraint::Eq(json!("alice@example.org")))]);

@@ -69,6 +69,13 @@ struct Scenario {
     /// the scripted user confirms a call that sends to one of them.
     #[serde(default)]
     user_asks: Vec<String>,
+    /// Sources the task's user pointed at without spelling their values
+    /// ("pay the bill in bill-december.txt": `name "bill-december.txt"`, the
+    /// argument and value of the read, or a record's trusted field such as
+    /// `sender "Alice"`; `channel "links-1" & sender "Bob"` for both): the
+    /// scripted user confirms a value that the question says was read there.
+    #[serde(default)]
+    user_names: Vec<String>,
     /// The domain server's data for this scenario (laid over its fixture).
     #[serde(default)]
     state: Option<toml::Table>,
@@ -126,12 +133,37 @@ fn third_party_values(question: &str) -> Vec<String> {
     out
 }
 
+/// Where the question says each marked value was read: the value, and the
+/// reads (the lines after "Where each marked value was read:").
+fn reads_of_values(question: &str) -> Vec<(String, String)> {
+    let mut out = Vec::new();
+    let mut inside = false;
+    for line in question.lines() {
+        if line == "Where each marked value was read:" {
+            inside = true;
+            continue;
+        }
+        if !inside || !line.starts_with("  \"") {
+            inside = inside && line.starts_with("  ");
+            continue;
+        }
+        // The value is a JSON string; what follows it names the reads.
+        let mut values = serde_json::Deserializer::from_str(line.trim_start()).into_iter::<String>();
+        if let Some(Ok(value)) = values.next() {
+            let rest = &line.trim_start()[values.byte_offset()..];
+            out.push((value.to_lowercase(), rest.to_lowercase()));
+        }
+    }
+    out
+}
+
 /// The end user behind the agent's MCP client, scripted: confirms a
 /// question only when it names a value the user asked for (as jitgate
 /// quotes it), declines everything else, and counts the questions.
 #[derive(Clone)]
 struct ScriptedUser {
     asks: Arc<Vec<String>>,
+    names: Arc<Vec<String>>,
     questions: Arc<AtomicUsize>,
     declined: Arc<AtomicUsize>,
 }
@@ -151,7 +183,20 @@ impl ClientHandler for ScriptedUser {
         let asks: Vec<String> = self.asks.iter().map(|a| words(a)).collect();
         // An amount is read as a number ("98.7" is the "98.70" the user said).
         let same_number = |v: &str| v.parse::<f64>().ok().is_some_and(|n| self.asks.iter().any(|a| a.replace(',', "").parse::<f64>().ok() == Some(n)));
-        let asked = !shown.is_empty() && shown.iter().all(|v| same_number(v) || asks.iter().any(|a| a.contains(&words(v))));
+        if std::env::var_os("EVAL_SHOW_QUESTIONS").is_some() {
+            eprintln!("--- question (user asks {:?}, names {:?}):\n{message}", self.asks, self.names);
+        }
+        // Or it was read where the user pointed (the file, the page, the
+        // sender they named), as the question says.
+        // A named source is the read's argument or record field as the
+        // question quotes it (`name "bill-december.txt"`, closing quote
+        // included: `url "https://x.example/evil"` is not `url
+        // "https://x.example"`); `a & b` needs both (the channel and the
+        // sender of the message the user meant).
+        let reads = reads_of_values(&message);
+        let named = |read: &str| self.names.iter().any(|n| n.split(" & ").all(|part| read.contains(&part.to_lowercase())));
+        let read_where_named = |v: &str| reads.iter().any(|(value, read)| value == v && named(read));
+        let asked = !shown.is_empty() && shown.iter().all(|v| same_number(v) || asks.iter().any(|a| a.contains(&words(v))) || read_where_named(v));
         if !asked {
             self.declined.fetch_add(1, Ordering::SeqCst);
         }
@@ -471,7 +516,7 @@ async fn run(env: &Env, s: &Scenario, index: usize) -> Result<Ran, String> {
     let own = scenario_agent(s, index);
     let token = env.identities.get(&own).ok_or_else(|| format!("unknown agent {own}"))?;
     let cfg = StreamableHttpClientTransportConfig::with_uri(env.url.as_str()).auth_header(token.clone());
-    let user = ScriptedUser { asks: Arc::new(s.user_asks.clone()), questions: Arc::new(AtomicUsize::new(0)), declined: Arc::new(AtomicUsize::new(0)) };
+    let user = ScriptedUser { asks: Arc::new(s.user_asks.clone()), names: Arc::new(s.user_names.clone()), questions: Arc::new(AtomicUsize::new(0)), declined: Arc::new(AtomicUsize::new(0)) };
     let client = user.clone().serve(StreamableHttpClientTransport::from_config(cfg)).await.map_err(|e| e.to_string())?;
     let mut outcomes = Vec::new();
     let begun = meta(&client, "jit_begin_task", json!({"objective": s.objective, "phases": s.phases})).await?;

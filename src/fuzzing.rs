@@ -126,7 +126,7 @@ pub fn tool_result(data: &[u8]) -> bool {
     use crate::baseline::taint::{Source, TaintLedger, scan_output};
     let Ok(result) = serde_json::from_slice::<rmcp::model::CallToolResult>(data) else { return false };
     let scan = scan_output(&result, &["from".to_owned()]);
-    let source = Source { call: "fuzz".into(), tool: "fuzz".into() };
+    let source = Source { call: "fuzz".into(), tool: "fuzz".into(), ..Source::default() };
     let entries = scan.destinations.iter().chain(&scan.values).chain(&scan.passages).map(|v| (v.clone(), source.clone())).collect();
     let ledger = TaintLedger::new(entries, false);
     if let Some(first) = scan.passages.first() {

@@ -71,13 +71,14 @@ pub const MAX_VALUES_PER_RESULT: usize = 256;
 /// amounts, its other values unless there are more than
 /// [`MAX_VALUES_PER_RESULT`] of those, and its passages. True in the second
 /// place when values were left out.
-pub fn ledger_entries(scan: OutputScan) -> (Vec<String>, bool) {
+pub fn ledger_entries(scan: OutputScan) -> (Vec<TaintEntry>, bool) {
     let flooded = scan.values.len() > MAX_VALUES_PER_RESULT;
-    let mut entries = scan.destinations;
+    let mut values = scan.destinations.clone();
     if !flooded {
-        entries.extend(scan.values);
+        values.extend(scan.values.iter().cloned());
     }
-    entries.extend(scan.passages);
+    values.extend(scan.passages.iter().cloned());
+    let entries = values.into_iter().map(|value| TaintEntry { record: scan.record_label_of(&value), value }).collect();
     (entries, flooded)
 }
 
@@ -101,11 +102,86 @@ const PASSAGE_BYTES: usize = 16 * 1024;
 const PASSAGE_OVERLAP_WORDS: usize = MAX_PHRASE_WORDS;
 
 /// Where a tainted value came from.
-#[derive(Debug, Clone, PartialEq, Eq)]
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
 pub struct Source {
     /// The token id (jti) of the call whose output held the value.
     pub call: String,
     pub tool: String,
+    /// What the agent read, in words its end user knows: the tool and the
+    /// arguments it was called with (the file, the page's address, the
+    /// channel), and the record of the result (a message's sender), one
+    /// line per read that held the value (see [`call_origin`]). Empty for
+    /// entries recorded before origins were kept.
+    pub origin: String,
+}
+
+/// Most reads an entry's origin names; a value found again after that keeps
+/// the reads it has (the first ones).
+pub const MAX_ORIGINS: usize = 4;
+
+impl Source {
+    /// Each read that held the value, once.
+    pub fn origins(&self) -> impl Iterator<Item = &str> {
+        self.origin.lines().filter(|l| !l.trim().is_empty())
+    }
+}
+
+/// One ledger entry of an untrusted result: a value or passage, and the
+/// record of the result it came from (the record's trusted fields, as
+/// [`record_label`] writes them; empty outside any record).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct TaintEntry {
+    pub value: String,
+    pub record: String,
+}
+
+impl TaintEntry {
+    /// Entries that belong to no record (tests, fuzzing, benches).
+    pub fn plain(values: Vec<String>) -> Vec<TaintEntry> {
+        values.into_iter().map(|value| TaintEntry { value, record: String::new() }).collect()
+    }
+
+    /// The origin the store records for this entry of a read described by
+    /// `source` ([`call_origin`]): the read, and the entry's record in it.
+    pub fn origin(&self, source: &Source) -> String {
+        match (source.origin.is_empty(), self.record.is_empty()) {
+            (_, true) => source.origin.clone(),
+            (true, false) => self.record.clone(),
+            (false, false) => format!("{}, in {}", source.origin, self.record),
+        }
+    }
+}
+
+/// Longest argument value an origin quotes.
+const ORIGIN_VALUE_CHARS: usize = 120;
+/// Most arguments an origin names.
+const ORIGIN_ARGS: usize = 4;
+
+/// A scalar as an origin quotes it: JSON (quotes, escapes), cut short.
+fn origin_scalar(v: &Value) -> Option<String> {
+    match v {
+        Value::String(s) => serde_json::to_string(&s.chars().take(ORIGIN_VALUE_CHARS).collect::<String>()).ok(),
+        Value::Number(n) => Some(n.to_string()),
+        Value::Bool(b) => Some(b.to_string()),
+        _ => None,
+    }
+}
+
+/// A read in words its end user knows: `what chat__read_channel_messages
+/// returned for channel "general"` (the tool and its scalar arguments, in
+/// the order the agent sent them, each quoted as JSON so that no argument
+/// writes a line or a name of its own).
+pub fn call_origin(tool: &str, arguments: &serde_json::Map<String, Value>) -> String {
+    let args: Vec<String> = arguments.iter().filter_map(|(k, v)| Some(format!("{k} {}", origin_scalar(v)?))).take(ORIGIN_ARGS).collect();
+    if args.is_empty() { format!("what {tool} returned") } else { format!("what {tool} returned for {}", args.join(", ")) }
+}
+
+/// A record of a tool's JSON answer by its trusted fields (the ones the
+/// server vouches for): `the item with from "alice@corp.test", id "m3"`.
+/// Empty when the record has none.
+fn record_label(map: &serde_json::Map<String, Value>, trusted: &[String]) -> String {
+    let fields: Vec<String> = trusted.iter().filter_map(|t| Some(format!("{t} {}", origin_scalar(map.get(t)?)?))).collect();
+    if fields.is_empty() { String::new() } else { format!("the item with {}", fields.join(", ")) }
 }
 
 /// The taint verdict for one request.
@@ -119,13 +195,52 @@ pub struct TaintVerdict {
     /// Sensitive arguments admitted by a constraint whose values cannot be
     /// compared with the ledger (prefix, range, schema), counted as tainted.
     pub unverifiable: Vec<String>,
+    /// Each value found, with the reads that held it ([`Source::origin`]),
+    /// for the end user's question.
+    pub origins: Vec<(String, Vec<String>)>,
 }
 
 impl TaintVerdict {
+    /// Add another verdict's findings, sources and origins, once each (its
+    /// `tainted` is the caller's to weigh).
+    pub fn absorb(&mut self, other: TaintVerdict) {
+        for f in other.findings {
+            if !self.findings.contains(&f) {
+                self.findings.push(f);
+            }
+        }
+        for s in other.sources {
+            if !self.sources.contains(&s) {
+                self.sources.push(s);
+            }
+        }
+        for (value, reads) in other.origins {
+            match self.origins.iter_mut().find(|(v, _)| *v == value) {
+                Some((_, known)) => known.extend(reads.into_iter().filter(|r| !known.contains(r)).collect::<Vec<_>>()),
+                None => self.origins.push((value, reads)),
+            }
+        }
+    }
+
     fn found(&mut self, name: &str, value: &str, source: &Source) {
         self.tainted = true;
         if !self.findings.iter().any(|(n, v)| n == name && v == value) {
             self.findings.push((name.to_owned(), value.to_owned()));
+        }
+        let reads: Vec<String> = if source.origin.trim().is_empty() {
+            vec![format!("what {} returned", source.tool)]
+        } else {
+            source.origins().map(str::to_owned).collect()
+        };
+        match self.origins.iter_mut().find(|(v, _)| v == value) {
+            Some((_, known)) => {
+                for read in reads {
+                    if !known.contains(&read) {
+                        known.push(read);
+                    }
+                }
+            }
+            None => self.origins.push((value.to_owned(), reads)),
         }
         if !self.sources.contains(source) {
             self.sources.push(source.clone());
@@ -150,6 +265,11 @@ pub struct TaintLedger {
 /// inside text, embedded resources, resource links, structured content and
 /// `_meta`), and the result's text as passages.
 pub fn output_values(result: &CallToolResult, trusted_fields: &[String]) -> Vec<String> {
+    output_entries(result, trusted_fields).into_iter().map(|e| e.value).collect()
+}
+
+/// [`output_values`] with the record each came from, as the store records them.
+pub fn output_entries(result: &CallToolResult, trusted_fields: &[String]) -> Vec<TaintEntry> {
     ledger_entries(scan_output(result, trusted_fields)).0
 }
 
@@ -170,6 +290,20 @@ pub struct OutputScan {
     /// trust without trusting text an attacker wrote ("From: me" in a body),
     /// so all of it counts as third-party.
     pub trusted_seen: bool,
+    /// The result's records by their trusted fields ([`record_label`]).
+    pub records: Vec<String>,
+    /// Which record each value and passage came from (the first, when
+    /// several hold it); absent for text outside any record.
+    pub record_of: HashMap<String, usize>,
+    /// The record being walked.
+    current: Option<usize>,
+}
+
+impl OutputScan {
+    /// The record `entry` came from, as its label (empty outside records).
+    fn record_label_of(&self, entry: &str) -> String {
+        self.record_of.get(entry).and_then(|i| self.records.get(*i)).cloned().unwrap_or_default()
+    }
 }
 
 /// Walk an untrusted result once: its values, and whether its trusted
@@ -187,7 +321,23 @@ pub fn scan_output(result: &CallToolResult, trusted_fields: &[String]) -> Output
         list.dedup();
     }
     scan.values.retain(|v| scan.destinations.binary_search(v).is_err());
-    scan.passages = passages(&fields);
+    // Passages record by record, so that none spans two records and each
+    // can say which record it came from.
+    let mut groups: Vec<(Option<usize>, Vec<String>)> = Vec::new();
+    for (field, record) in fields {
+        match groups.iter_mut().find(|(r, _)| *r == record) {
+            Some((_, group)) => group.push(field),
+            None => groups.push((record, vec![field])),
+        }
+    }
+    for (record, group) in groups {
+        for passage in passages(&group) {
+            if let Some(i) = record {
+                scan.record_of.entry(passage.clone()).or_insert(i);
+            }
+            scan.passages.push(passage);
+        }
+    }
     scan
 }
 
@@ -945,16 +1095,21 @@ fn numbers_in(text: &str) -> Vec<String> {
 /// Every string leaf of a JSON value, as third-party text: no key is
 /// trusted, no string is parsed further (text that looks like JSON is still
 /// text the third party wrote).
-fn collect_plain(v: &Value, scan: &mut OutputScan, fields: &mut Vec<String>) {
+fn collect_plain(v: &Value, scan: &mut OutputScan, fields: &mut Fields) {
     match v {
         // A number in JSON (a total, an account number) is text the third
         // party wrote like any other.
         Value::Number(n) => collect_plain(&Value::String(n.to_string()), scan, fields),
         Value::String(s) => {
             let (destinations, values) = extract(s);
+            if let Some(i) = scan.current {
+                for v in destinations.iter().chain(&values) {
+                    scan.record_of.entry(v.clone()).or_insert(i);
+                }
+            }
             scan.destinations.extend(destinations);
             scan.values.extend(values);
-            fields.push(s.clone());
+            fields.push((s.clone(), scan.current));
         }
         Value::Array(items) => items.iter().for_each(|i| collect_plain(i, scan, fields)),
         Value::Object(map) => map.values().for_each(|v| collect_plain(v, scan, fields)),
@@ -968,8 +1123,14 @@ fn collect_plain(v: &Value, scan: &mut OutputScan, fields: &mut Vec<String>) {
 /// message's `from`) are skipped; everything else, at any depth, is
 /// third-party text, and a trusted key below a record or holding an object
 /// or a list counts for nothing (an attacker can nest a `from` of their own).
-fn collect_answer(v: &Value, trusted: &[String], scan: &mut OutputScan, fields: &mut Vec<String>) {
-    let record = |map: &serde_json::Map<String, Value>, scan: &mut OutputScan, fields: &mut Vec<String>| {
+fn collect_answer(v: &Value, trusted: &[String], scan: &mut OutputScan, fields: &mut Fields) {
+    let record = |map: &serde_json::Map<String, Value>, scan: &mut OutputScan, fields: &mut Fields| {
+        let label = record_label(map, trusted);
+        let outer = scan.current;
+        if !label.is_empty() {
+            scan.records.push(label);
+            scan.current = Some(scan.records.len() - 1);
+        }
         for (k, v) in map {
             let scalar = !(v.is_object() || v.is_array());
             if scalar && trusted.iter().any(|t| t == k) {
@@ -978,6 +1139,7 @@ fn collect_answer(v: &Value, trusted: &[String], scan: &mut OutputScan, fields: 
             }
             collect_plain(v, scan, fields);
         }
+        scan.current = outer;
     };
     match v {
         Value::Object(map) => record(map, scan, fields),
@@ -997,7 +1159,7 @@ fn collect_answer(v: &Value, trusted: &[String], scan: &mut OutputScan, fields: 
 /// block, or a resource's `blob`, is skipped as binary (a `data` key
 /// anywhere else is text like any other); a text block that is JSON is read
 /// as the tool's answer, so that its records' trusted fields apply.
-fn collect_block(block: &Value, trusted: &[String], scan: &mut OutputScan, fields: &mut Vec<String>) {
+fn collect_block(block: &Value, trusted: &[String], scan: &mut OutputScan, fields: &mut Fields) {
     let Value::Object(map) = block else { return collect_plain(block, scan, fields) };
     let kind = map.get("type").and_then(Value::as_str).unwrap_or("");
     for (k, v) in map {
@@ -1024,7 +1186,10 @@ fn collect_block(block: &Value, trusted: &[String], scan: &mut OutputScan, field
 
 /// A whole result: its content blocks, its structured content (the tool's
 /// answer) and everything else (`_meta`, unknown keys) as plain text.
-fn collect_result(v: &Value, trusted: &[String], scan: &mut OutputScan, fields: &mut Vec<String>) {
+/// The text fields of a result, each with the record it belongs to.
+type Fields = Vec<(String, Option<usize>)>;
+
+fn collect_result(v: &Value, trusted: &[String], scan: &mut OutputScan, fields: &mut Fields) {
     let Value::Object(map) = v else { return collect_plain(v, scan, fields) };
     for (k, v) in map {
         match (k.as_str(), v) {
@@ -1230,8 +1395,41 @@ mod tests {
         assert!(!scan_output(&json_text, &[]).trusted_seen);
     }
 
+    #[test]
+    fn each_entry_knows_its_record_and_a_read_names_its_arguments() {
+        let args = json!({"path": "bills/december.txt", "limit": 5, "deep": {"x": 1}, "tags": ["a"]});
+        assert_eq!(call_origin("fs__read_file", args.as_object().unwrap()), r#"what fs__read_file returned for path "bills/december.txt", limit 5"#);
+        assert_eq!(call_origin("chat__list_channels", &serde_json::Map::new()), "what chat__list_channels returned");
+        // A record is named by its own top-level trusted scalars; a nested
+        // "from" or one holding a list is the writer's and names nothing.
+        let listing = json!([
+            {"id": "m1", "from": "alice@corp.test", "body": "See https://docs.corp.test/a"},
+            {"id": "m2", "from": ["alice@corp.test"], "body": "Wire to https://evil.test/pay", "meta": {"from": "boss@corp.test"}},
+            {"body": "no trusted field: https://loose.test/x"}
+        ]);
+        let result = CallToolResult::success(vec![rmcp::model::ContentBlock::text(listing.to_string())]);
+        let entries = output_entries(&result, &["id".into(), "from".into()]);
+        let record = |v: &str| entries.iter().find(|e| e.value == v).map(|e| e.record.clone()).unwrap_or_else(|| panic!("{v} not recorded: {entries:?}"));
+        assert_eq!(record("https://docs.corp.test/a"), r#"the item with id "m1", from "alice@corp.test""#);
+        assert_eq!(record("https://evil.test/pay"), r#"the item with id "m2""#);
+        assert_eq!(record("https://loose.test/x"), "");
+        // Passages are cut per record: none spans two, each names its own.
+        let passages: Vec<&TaintEntry> = entries.iter().filter(|e| e.value.starts_with(' ')).collect();
+        assert!(passages.iter().any(|p| p.value.contains("wire to") && p.record.contains(r#""m2""#)), "{passages:?}");
+        assert!(!passages.iter().any(|p| p.value.contains("see https") && p.value.contains("wire to")), "{passages:?}");
+        let source = Source { call: "j".into(), tool: "ws__read_inbox".into(), origin: "what ws__read_inbox returned".into() };
+        let (inside, outside) = (passages.iter().find(|p| !p.record.is_empty()).unwrap(), passages.iter().find(|p| p.record.is_empty()).unwrap());
+        assert_eq!(inside.origin(&source), format!("what ws__read_inbox returned, in {}", inside.record));
+        assert_eq!(outside.origin(&source), "what ws__read_inbox returned");
+    }
+
     fn exact(name: &str, value: &str) -> ArgConstraints {
         ArgConstraints::from([(name.to_owned(), Constraint::Eq(json!(value)))])
+    }
+
+    /// The calls a verdict names, as (jti, tool).
+    fn calls(v: &TaintVerdict) -> Vec<(&str, &str)> {
+        v.sources.iter().map(|s| (s.call.as_str(), s.tool.as_str())).collect()
     }
 
     /// The ledger as the gateway uses it: recorded into a real store, read back per request.
@@ -1243,8 +1441,8 @@ mod tests {
         }
         fn record(&self, agent: &str, jti: &str, tool: &str, r: &CallToolResult, trusted: &[String], now: i64) {
             use crate::store::Store as _;
-            let source = Source { call: jti.into(), tool: tool.into() };
-            self.0.record_taint(agent, &output_values(r, trusted), &source, now, MAX_VALUES_PER_AGENT).unwrap();
+            let source = Source { call: jti.into(), tool: tool.into(), ..Source::default() };
+            self.0.record_taint(agent, &output_entries(r, trusted), &source, now, MAX_VALUES_PER_AGENT).unwrap();
         }
         /// The verdict as the gateway reaches it (the entries the request's
         /// probe finds by index), checked against the verdict on the whole
@@ -1283,7 +1481,7 @@ mod tests {
         // The attacker's address from a message body: tainted, source named.
         let v = ledger.check("t1", &to, &exact("to", "Audit@Exfil.Attacker.test"));
         assert!(v.tainted);
-        assert_eq!(v.sources, vec![Source { call: "jti-inbox".into(), tool: "ws__read_inbox".into() }]);
+        assert_eq!(calls(&v), [("jti-inbox", "ws__read_inbox")]);
         // The sender of a message (a trusted field): not tainted, so replying works.
         assert!(!ledger.check("t1", &to, &exact("to", "alice@example.org")).tainted);
         // Not a sensitive argument, or another agent: not tainted.
@@ -1311,7 +1509,7 @@ mod tests {
         for name in ["Alice", "alice", "external_0", "External 0", "Riverside View Hotel", "le marais boutique"] {
             let v = ledger.check("a", &user, &exact("user", name));
             assert!(v.tainted, "{name}");
-            assert_eq!(v.sources, vec![Source { call: "j-chan".into(), tool: "chat__read_channel_messages".into() }], "{name}");
+            assert_eq!(calls(&v), [("j-chan", "chat__read_channel_messages")], "{name}");
         }
         // Word for word only: a name inside another word, words the text
         // never wrote together, a trusted sender, a name nobody wrote.
@@ -1400,7 +1598,7 @@ mod tests {
         let (entries, flooded) = ledger_entries(scan_output(&result(&page), &[]));
         assert!(flooded, "300 junk references are more than a result keeps");
         for kept in ["https://paste.attacker.test/upload", "paste.attacker.test", "audit@exfil.attacker.test", "exfil.attacker.test"] {
-            assert!(entries.contains(&kept.to_owned()), "{kept} was forgotten");
+            assert!(entries.iter().any(|e| e.value == kept), "{kept} was forgotten");
         }
         let ledger = Recorded::new();
         ledger.record("a", "j-page", "ws__fetch_page", &result(&page), &[], 0);
@@ -1418,7 +1616,7 @@ mod tests {
             let names = if arg == "url" { &url } else { &to };
             let v = ledger.check("a", names, &exact(arg, value));
             assert!(v.tainted, "{value}: {v:?}");
-            assert_eq!(v.sources, vec![Source { call: "j-page".into(), tool: "ws__fetch_page".into() }], "{value}");
+            assert_eq!(calls(&v), [("j-page", "ws__fetch_page")], "{value}");
         }
         // The user's own destinations stay clean: the flood did not fail everything closed.
         for (arg, value) in [("to", "bob@example.org"), ("url", "https://wiki.example.org/q3"), ("to", "Bob Jones <bob@example.org>")] {

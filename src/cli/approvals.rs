@@ -174,8 +174,11 @@ fn approval_text(a: &Approval) -> String {
         format!("created    {}", rfc3339(a.created_at)),
         format!("expires    {}", rfc3339(a.expires_at)),
     ];
-    if let Some(by) = &a.decided_by {
-        lines.push(format!("decided by {by} at {}: {}", a.decided_at.map(rfc3339).unwrap_or_default(), Clean(a.note.as_deref().unwrap_or_default())));
+    match (&a.decided_by, &a.note) {
+        (Some(by), note) => lines.push(format!("decided by {by} at {}: {}", a.decided_at.map(rfc3339).unwrap_or_default(), Clean(note.as_deref().unwrap_or_default()))),
+        // Undecided, yet with a note: it ended with its task.
+        (None, Some(note)) => lines.push(format!("note       {}", Clean(note))),
+        (None, None) => {}
     }
     if let Some(j) = &a.used_jti {
         lines.push(format!("used for   token {j}"));

@@ -199,8 +199,7 @@ async fn check_taint_at_call(shared: &Shared, agent: &VerifiedAgent, tool: &Expo
     let mut verdict = ledger.check_call(sensitive, granted, arguments);
     let text = ledger.check(&in_text_names, &[], &in_text);
     verdict.tainted |= text.tainted;
-    verdict.findings.extend(text.findings);
-    verdict.sources.extend(text.sources);
+    verdict.absorb(text);
     if !verdict.tainted {
         return Ok(());
     }

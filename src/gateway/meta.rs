@@ -973,8 +973,7 @@ fn judge_taint(ledger: &crate::baseline::taint::TaintLedger, spec: &crate::manif
         let names: Vec<String> = in_text.keys().cloned().collect();
         let t = ledger.check(&names, &[], &in_text);
         destination_in_text = t.tainted;
-        verdict.findings.extend(t.findings);
-        verdict.sources.extend(t.sources.into_iter().filter(|s| !verdict.sources.contains(s)).collect::<Vec<_>>());
+        verdict.absorb(t);
     }
     let mut justification_tainted = false;
     if let Some(j) = break_glass {
@@ -983,8 +982,7 @@ fn judge_taint(ledger: &crate::baseline::taint::TaintLedger, spec: &crate::manif
         justification_tainted = t.tainted;
         if t.tainted {
             verdict.tainted = true;
-            verdict.findings.extend(t.findings);
-            verdict.sources.extend(t.sources.into_iter().filter(|s| !verdict.sources.contains(s)).collect::<Vec<_>>());
+            verdict.absorb(t);
         }
     }
     Taint { verdict, justification_tainted, destination_in_text }
@@ -1590,7 +1588,7 @@ mod tests {
     fn ledger_after_reading(values: &[&str]) -> crate::baseline::taint::TaintLedger {
         let s = SqliteStore::in_memory().unwrap();
         let values: Vec<String> = values.iter().map(|v| v.to_string()).collect();
-        s.record_taint("a", &values, &Source { call: "j1".into(), tool: "ws__read_inbox".into() }, 0, 100).unwrap();
+        s.record_taint("a", &crate::baseline::taint::TaintEntry::plain(values), &Source { call: "j1".into(), tool: "ws__read_inbox".into(), ..Source::default() }, 0, 100).unwrap();
         s.taint_ledger("a").unwrap()
     }
 

@@ -617,7 +617,7 @@ async fn forward(shared: &Shared, authorized: authorize::Authorized, agent: &Ver
             // values for the agent's later requests (in any of its tasks, so an
             // attack split across tasks is still traced).
             if tool.spec.untrusted_output {
-                record_taint(shared, claims, &tool, &result).await;
+                record_taint(shared, claims, &tool, &args_value, &result).await;
             }
             relayed(result)
         }
@@ -626,7 +626,7 @@ async fn forward(shared: &Shared, authorized: authorize::Authorized, agent: &Ver
             // A server's error message reaches the agent too: from an
             // untrusted tool it is third-party text like any result.
             if let (true, CallError::Downstream { message, .. }) = (tool.spec.untrusted_output, &e) {
-                record_taint(shared, claims, &tool, &CallToolResult::error(vec![rmcp::model::ContentBlock::text(message.clone())])).await;
+                record_taint(shared, claims, &tool, &args_value, &CallToolResult::error(vec![rmcp::model::ContentBlock::text(message.clone())])).await;
             }
             if matches!(e, CallError::Crashed { .. } | CallError::Timeout { .. } | CallError::Downstream { .. }) {
                 revoke_after_failure(shared, claims, &e).await;
@@ -648,7 +648,7 @@ fn relayed(mut result: CallToolResult) -> CallToolResult {
 /// restart or another process still traces them. When they cannot be
 /// recorded the agent's later sensitive requests would go unchecked, so its
 /// authority ends instead (fail closed).
-async fn record_taint(shared: &Shared, claims: &crate::token::CapabilityClaims, tool: &crate::downstream::ExposedTool, result: &CallToolResult) {
+async fn record_taint(shared: &Shared, claims: &crate::token::CapabilityClaims, tool: &crate::downstream::ExposedTool, arguments: &serde_json::Value, result: &CallToolResult) {
     let trusted = &tool.spec.trusted_fields;
     let scan = crate::baseline::taint::scan_output(result, trusted);
     if !trusted.is_empty() && !scan.trusted_seen {
@@ -668,7 +668,13 @@ async fn record_taint(shared: &Shared, claims: &crate::token::CapabilityClaims, 
             crate::baseline::taint::MAX_VALUES_PER_RESULT
         );
     }
-    let source = crate::baseline::taint::Source { call: claims.jti.clone(), tool: tool.exposed_name.clone() };
+    // Where it was read, in words the end user knows (the file, the page's
+    // address, the channel), for the question that may follow.
+    // Redacted as the audit trail redacts arguments: the store keeps it.
+    let shown = crate::audit::redact(arguments, &shared.config.audit.redact);
+    let no_args = serde_json::Map::new();
+    let origin = crate::baseline::taint::call_origin(&tool.exposed_name, shown.as_object().unwrap_or(&no_args));
+    let source = crate::baseline::taint::Source { call: claims.jti.clone(), tool: tool.exposed_name.clone(), origin };
     let (agent, now) = (claims.sub.clone(), shared.clock.now_unix());
     let max = crate::baseline::taint::MAX_VALUES_PER_AGENT;
     let recorded = crate::store::run_blocking(&shared.store, move |s| s.record_taint(&agent, &values, &source, now, max)).await.and_then(|r| r);

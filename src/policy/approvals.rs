@@ -77,6 +77,8 @@ pub fn decide(
             id: id.to_owned(),
             state: a.state.as_str(),
             hint: match a.state {
+                // Ended with its task: there is nothing left to ask again for.
+                crate::store::ApprovalState::Expired if a.decided_by.is_none() && a.note.is_some() => format!("; {}", a.note.unwrap_or_default()),
                 crate::store::ApprovalState::Expired => "; the agent must ask again".into(),
                 _ => format!(" (decided by {})", a.decided_by.unwrap_or_default()),
             },

@@ -62,6 +62,19 @@ impl From<::postgres::Error> for StoreError {
     }
 }
 
+/// Approvals end with their task. Every way a task ends (its end, its TTL,
+/// a revocation of it, its agent or its session, a quarantine) ends its
+/// pending and approved approvals in the same transaction: a pending one
+/// stops waiting for a person and no longer counts against the agent's
+/// `max_pending_approvals_per_agent`; an approved one can no longer be
+/// spent. Their deadline becomes the task's end, so every binary, an older
+/// replica's included, reads them as expired. This is the note they carry
+/// (a pending approval has none of its own; a decided one keeps its
+/// decider's).
+pub fn approval_ended_with_task(reason: &str) -> String {
+    format!("ended with its task ({reason})")
+}
+
 /// One phase of a task plan.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 pub struct Phase {
@@ -292,7 +305,8 @@ pub trait Store: Send + Sync + 'static {
     /// of the task. Returns false (and changes nothing) if the task is not
     /// active in phase `from`.
     fn advance_phase(&self, task: &str, from: usize, now: i64) -> Result<bool, StoreError>;
-    /// End an active task (`Ended`) and revoke its live tokens.
+    /// End an active task (`Ended`) and revoke its live tokens; its
+    /// approvals end with it ([`approval_ended_with_task`]).
     fn end_task(&self, task: &str, outcome: &str, now: i64) -> Result<bool, StoreError>;
     /// Record a freshly minted token as issued.
     fn record_token(&self, token: &TokenRecord) -> Result<(), StoreError>;
@@ -301,6 +315,7 @@ pub trait Store: Send + Sync + 'static {
     /// token is issued, its task active, in the token's phase and not expired.
     fn consume(&self, jti: &str, now: i64) -> Result<Consumption, StoreError>;
     /// Revoke (and, for tasks, end) everything in scope; records the event.
+    /// The approvals of every task it ends end with it.
     fn revoke(&self, scope: &Scope, reason: &str, now: i64) -> Result<Revocation, StoreError>;
     /// Mark active tasks past their TTL expired and revoke their tokens.
     fn expire_tasks(&self, now: i64) -> Result<Vec<String>, StoreError>;
@@ -327,8 +342,11 @@ pub trait Store: Send + Sync + 'static {
     fn lapsed_instances(&self, now: i64) -> Result<Vec<String>, StoreError>;
 
     /// Remember values an untrusted tool returned to `agent` (at most `max`
-    /// per agent; past that the agent's ledger is marked overflowed).
-    fn record_taint(&self, agent: &str, values: &[String], source: &crate::baseline::taint::Source, now: i64, max: usize) -> Result<(), StoreError>;
+    /// per agent; past that the agent's ledger is marked overflowed), each
+    /// with where it was read ([`crate::baseline::taint::TaintEntry::origin`]).
+    /// A value held already keeps its source and gains this read's origin
+    /// (up to [`crate::baseline::taint::MAX_ORIGINS`]).
+    fn record_taint(&self, agent: &str, entries: &[crate::baseline::taint::TaintEntry], source: &crate::baseline::taint::Source, now: i64, max: usize) -> Result<(), StoreError>;
     /// The agent's taint ledger.
     fn taint_ledger(&self, agent: &str) -> Result<crate::baseline::taint::TaintLedger, StoreError>;
     /// The entries of the agent's ledger that a request's probe can match,

@@ -66,7 +66,7 @@ use super::{Call, Consumption, Phase, Revocation, Scope, Store, StoreError, Task
 
 /// Schema migrations, in order: migration `n` (1-based) brings the schema
 /// from version `n - 1` to `n`. Never edit one that has shipped; append.
-const MIGRATIONS: &[&str] = &[SCHEMA_V1, SCHEMA_V2, SCHEMA_V3];
+const MIGRATIONS: &[&str] = &[SCHEMA_V1, SCHEMA_V2, SCHEMA_V3, SCHEMA_V4];
 
 /// Version 3: passages are indexed for full-text phrase search, and the
 /// tools an agent read from by agent, so that a request looks up only the
@@ -76,6 +76,14 @@ const MIGRATIONS: &[&str] = &[SCHEMA_V1, SCHEMA_V2, SCHEMA_V3];
 /// a rolling upgrade does not know the column). Passages are normalized
 /// words, never NUL, so their text is valid TEXT. Written to be run again
 /// over its own result.
+/// Version 4: where each taint entry was read (see
+/// `crate::baseline::taint::Source::origin`), for the end user's question.
+/// Entries from before have none; a replica of the previous version inserts
+/// rows without it (the default). Written to be run again over its own result.
+const SCHEMA_V4: &str = "
+ALTER TABLE taint ADD COLUMN IF NOT EXISTS origin TEXT NOT NULL DEFAULT '';
+";
+
 const SCHEMA_V3: &str = r"
 ALTER TABLE taint ADD COLUMN IF NOT EXISTS passage TEXT;
 UPDATE taint SET passage = convert_from(value, 'UTF8') WHERE passage IS NULL AND substring(value from 1 for 1) = '\x20'::BYTEA;
@@ -888,20 +896,34 @@ fn revoke_in(tx: &mut Transaction<'_>, scope: &Scope, reason: &str, now: i64, ta
         let sql = format!("UPDATE tokens SET state='revoked', changed_at=$1, reason=$2 WHERE state='issued' AND {column}=$3");
         Ok(tx.execute(sql.as_str(), &[&now, &reason, &target])?)
     };
-    // Tasks before tokens: the lock order every transaction follows.
+    // Approvals end with their task (see [`super::approval_ended_with_task`]). A person deciding at
+    // the same moment locks only the approval (after the audit lock), so
+    // the two cannot wait on each other.
+    let end_approvals = |tx: &mut Transaction<'_>, column: &str, target: &str| -> Result<(), Fail> {
+        let sql = format!(
+            "UPDATE approvals SET expires_at=$1, note=COALESCE(note, $2) WHERE state IN ('pending','approved') AND expires_at > $1 AND task IN (SELECT id FROM tasks WHERE {column}=$3)"
+        );
+        tx.execute(sql.as_str(), &[&now, &super::approval_ended_with_task(reason), &target])?;
+        Ok(())
+    };
+    // Tasks before tokens (and their approvals): the lock order every
+    // transaction follows.
     let n = match scope {
         Scope::Token(jti) => kill(tx, "jti", jti)?,
         Scope::Phase(task) => kill(tx, "task", task)?,
         Scope::Task(task) => {
             end_tasks(tx, "id", task)?;
+            end_approvals(tx, "id", task)?;
             kill(tx, "task", task)?
         }
         Scope::Agent(agent) => {
             end_tasks(tx, "agent", agent)?;
+            end_approvals(tx, "agent", agent)?;
             kill(tx, "agent", agent)?
         }
         Scope::Session(sid) => {
             end_tasks(tx, "sid", sid)?;
+            end_approvals(tx, "sid", sid)?;
             kill(tx, "sid", sid)?
         }
     };
@@ -1156,11 +1178,11 @@ impl Store for PostgresStore {
         self.with_client(|c| runtime::lapsed_instances(c, now))
     }
 
-    fn record_taint(&self, agent: &str, values: &[String], source: &crate::baseline::taint::Source, now: i64, max: usize) -> Result<(), StoreError> {
-        if values.is_empty() {
+    fn record_taint(&self, agent: &str, entries: &[crate::baseline::taint::TaintEntry], source: &crate::baseline::taint::Source, now: i64, max: usize) -> Result<(), StoreError> {
+        if entries.is_empty() {
             return Ok(());
         }
-        self.transaction(|tx| runtime::record_taint(tx, agent, values, source, now, max))
+        self.transaction(|tx| runtime::record_taint(tx, agent, entries, source, now, max))
     }
 
     fn taint_ledger(&self, agent: &str) -> Result<crate::baseline::taint::TaintLedger, StoreError> {

@@ -69,6 +69,8 @@ CREATE TABLE IF NOT EXISTS taint (
     at INTEGER NOT NULL,
     -- A passage's row in taint_fts (NULL for values).
     fts INTEGER,
+    -- Where the agent read it, one line per read (see taint::Source::origin).
+    origin TEXT NOT NULL DEFAULT '',
     PRIMARY KEY (agent, value)
 );
 CREATE INDEX IF NOT EXISTS taint_at ON taint(at);
@@ -267,6 +269,11 @@ fn migrate_in_transaction(conn: &Connection) -> Result<(), StoreError> {
         if !has_fts {
             conn.execute_batch("ALTER TABLE taint ADD COLUMN fts INTEGER")?;
         }
+        // From before origins: entries read then have none to show.
+        let has_origin: bool = conn.query_row("SELECT count(*) > 0 FROM pragma_table_info('taint') WHERE name='origin'", [], |r| r.get(0))?;
+        if !has_origin {
+            conn.execute_batch("ALTER TABLE taint ADD COLUMN origin TEXT NOT NULL DEFAULT ''")?;
+        }
     }
     conn.execute_batch(SCHEMA)?;
     carry_over_rate_rows(conn)?;
@@ -409,22 +416,33 @@ fn revoke_in(tx: &rusqlite::Transaction<'_>, scope: &Scope, reason: &str, now: i
     let kill = |sql: &str, target: &str| -> Result<u64, StoreError> {
         Ok(tx.execute(sql, params![now, reason, target])? as u64)
     };
+    // Approvals end with their task (see [`super::approval_ended_with_task`]).
+    let end_approvals = |tasks: &str, target: &str| -> Result<(), StoreError> {
+        let sql = format!(
+            "UPDATE approvals SET expires_at=?1, note=COALESCE(note, ?2) WHERE state IN ('pending','approved') AND expires_at > ?1 AND task IN ({tasks})"
+        );
+        tx.execute(&sql, params![now, super::approval_ended_with_task(reason), target])?;
+        Ok(())
+    };
     const TOKENS: &str = "UPDATE tokens SET state='revoked', changed_at=?1, reason=?2 WHERE state='issued' AND ";
     let n = match scope {
         Scope::Token(jti) => kill(&format!("{TOKENS} jti=?3"), jti)?,
         Scope::Phase(task) => kill(&format!("{TOKENS} task=?3"), task)?,
         Scope::Task(task) => {
             end_tasks("UPDATE tasks SET state=?1, ended_at=?2, end_reason=?3 WHERE state='active' AND id=?4", task)?;
+            end_approvals("?3", task)?;
             kill(&format!("{TOKENS} task=?3"), task)?
         }
         Scope::Agent(agent) => {
             end_tasks("UPDATE tasks SET state=?1, ended_at=?2, end_reason=?3 WHERE state='active' AND agent=?4", agent)?;
+            end_approvals("SELECT id FROM tasks WHERE agent=?3", agent)?;
             kill(&format!("{TOKENS} agent=?3"), agent)?
         }
         // Sessionless (2026-07-28) authority has sid ''; it never belongs to a session.
         Scope::Session(sid) if sid.is_empty() => return Err(StoreError::Backend("refusing to revoke the empty session id".into())),
         Scope::Session(sid) => {
             end_tasks("UPDATE tasks SET state=?1, ended_at=?2, end_reason=?3 WHERE state='active' AND sid=?4", sid)?;
+            end_approvals("SELECT id FROM tasks WHERE sid=?3", sid)?;
             kill(&format!("{TOKENS} sid=?3"), sid)?
         }
     };
@@ -671,8 +689,8 @@ impl Store for SqliteStore {
         runtime::lapsed_instances(&self.conn(), now)
     }
 
-    fn record_taint(&self, agent: &str, values: &[String], source: &crate::baseline::taint::Source, now: i64, max: usize) -> Result<(), StoreError> {
-        runtime::record_taint(&mut self.conn(), agent, values, source, now, max)
+    fn record_taint(&self, agent: &str, entries: &[crate::baseline::taint::TaintEntry], source: &crate::baseline::taint::Source, now: i64, max: usize) -> Result<(), StoreError> {
+        runtime::record_taint(&mut self.conn(), agent, entries, source, now, max)
     }
 
     fn taint_ledger(&self, agent: &str) -> Result<crate::baseline::taint::TaintLedger, StoreError> {

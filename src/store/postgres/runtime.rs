@@ -8,7 +8,7 @@ use ::postgres::{GenericClient, Row, Transaction};
 use sha2::{Digest as _, Sha256};
 
 use super::{Fail, RATE_LOCK, REVOCATION_LOCK, TAINT_LOCK, lock, lock_agent, revoke_in};
-use crate::baseline::taint::{Source, TaintLedger, TaintProbe};
+use crate::baseline::taint::{MAX_ORIGINS, Source, TaintEntry, TaintLedger, TaintProbe};
 use crate::store::{Revocation, Scope, StoreError, TaskState};
 
 pub(super) fn register_instance(c: &mut impl GenericClient, id: &str, kind: &str, now: i64, lease_until: i64) -> Result<(), Fail> {
@@ -79,26 +79,43 @@ fn value_hash(value: &str) -> Vec<u8> {
 /// The agent's taint lock makes concurrent recorders for one agent take
 /// turns, so the cap holds and two replicas adding the same value do not
 /// collide on its key.
-pub(super) fn record_taint(tx: &mut Transaction<'_>, agent: &str, values: &[String], source: &Source, now: i64, max: usize) -> Result<(), Fail> {
+pub(super) fn record_taint(tx: &mut Transaction<'_>, agent: &str, entries: &[TaintEntry], source: &Source, now: i64, max: usize) -> Result<(), Fail> {
     lock_agent(tx, TAINT_LOCK, agent)?;
-    // Each distinct value once, in the order given.
+    // Each distinct value once, in the order given, with its origin.
     let mut seen = HashSet::new();
-    let distinct: Vec<(&String, Vec<u8>)> = values.iter().map(|v| (v, value_hash(v))).filter(|(_, h)| seen.insert(h.clone())).collect();
-    let hashes: Vec<Vec<u8>> = distinct.iter().map(|(_, h)| h.clone()).collect();
+    let distinct: Vec<(&String, Vec<u8>, String)> =
+        entries.iter().map(|e| (&e.value, value_hash(&e.value), e.origin(source))).filter(|(_, h, _)| seen.insert(h.clone())).collect();
+    let hashes: Vec<Vec<u8>> = distinct.iter().map(|(_, h, _)| h.clone()).collect();
+    let origins: Vec<&str> = distinct.iter().map(|(_, _, o)| o.as_str()).collect();
+    let most = i64::try_from(MAX_ORIGINS).unwrap_or(i64::MAX);
+    // A value held already keeps its source, is kept longer and gains this
+    // read's origin (a line of its own, up to MAX_ORIGINS).
     let refreshed: HashSet<Vec<u8>> = tx
-        .query("UPDATE taint SET at=$3 WHERE agent=$1 AND value_hash = ANY($2) RETURNING value_hash", &[&agent, &hashes, &now])?
+        .query(
+            "UPDATE taint t SET at=$3, origin = CASE
+                 WHEN u.o = '' OR strpos(chr(10) || t.origin || chr(10), chr(10) || u.o || chr(10)) > 0 THEN t.origin
+                 WHEN t.origin = '' THEN u.o
+                 WHEN length(t.origin) - length(replace(t.origin, chr(10), '')) + 1 >= $5 THEN t.origin
+                 ELSE t.origin || chr(10) || u.o END
+             FROM unnest($2::BYTEA[], $4::TEXT[]) AS u(h, o)
+             WHERE t.agent=$1 AND t.value_hash = u.h RETURNING t.value_hash",
+            &[&agent, &hashes, &now, &origins, &most],
+        )?
         .iter()
         .map(|r| r.try_get(0))
         .collect::<Result<_, _>>()?;
     let held: i64 = tx.query_one("SELECT count(*) FROM taint WHERE agent=$1", &[&agent])?.try_get(0)?;
     let room = usize::try_from(i64::try_from(max).unwrap_or(i64::MAX).saturating_sub(held)).unwrap_or(0);
-    let fresh: Vec<&(&String, Vec<u8>)> = distinct.iter().filter(|(_, h)| !refreshed.contains(h)).collect();
+    let fresh: Vec<&(&String, Vec<u8>, String)> = distinct.iter().filter(|(_, h, _)| !refreshed.contains(h)).collect();
     let overflowed = fresh.len() > room;
-    let (new_hashes, new_values): (Vec<Vec<u8>>, Vec<Vec<u8>>) = fresh.into_iter().take(room).map(|(v, h)| (h.clone(), v.as_bytes().to_vec())).unzip();
+    let fresh: Vec<_> = fresh.into_iter().take(room).collect();
+    let new_hashes: Vec<Vec<u8>> = fresh.iter().map(|(_, h, _)| h.clone()).collect();
+    let new_values: Vec<Vec<u8>> = fresh.iter().map(|(v, _, _)| v.as_bytes().to_vec()).collect();
+    let new_origins: Vec<&str> = fresh.iter().map(|(_, _, o)| o.as_str()).collect();
     if !new_hashes.is_empty() {
         tx.execute(
-            "INSERT INTO taint(agent, value_hash, value, call, tool, at) SELECT $1, h, v, $4, $5, $6 FROM unnest($2::BYTEA[], $3::BYTEA[]) AS u(h, v)",
-            &[&agent, &new_hashes, &new_values, &source.call, &source.tool, &now],
+            "INSERT INTO taint(agent, value_hash, value, call, tool, at, origin) SELECT $1, h, v, $4, $5, $6, o FROM unnest($2::BYTEA[], $3::BYTEA[], $7::TEXT[]) AS u(h, v, o)",
+            &[&agent, &new_hashes, &new_values, &source.call, &source.tool, &now, &new_origins],
         )?;
     }
     if overflowed {
@@ -109,10 +126,10 @@ pub(super) fn record_taint(tx: &mut Transaction<'_>, agent: &str, values: &[Stri
 
 pub(super) fn taint_ledger(c: &mut impl GenericClient, agent: &str) -> Result<TaintLedger, Fail> {
     let mut values = HashMap::new();
-    for r in c.query("SELECT value, call, tool FROM taint WHERE agent=$1", &[&agent])? {
+    for r in c.query("SELECT value, call, tool, origin FROM taint WHERE agent=$1", &[&agent])? {
         let value: Vec<u8> = r.try_get(0)?;
         let value = String::from_utf8(value).map_err(|_| StoreError::Corrupt(format!("a taint value of agent {agent} is not UTF-8")))?;
-        values.insert(value, Source { call: r.try_get(1)?, tool: r.try_get(2)? });
+        values.insert(value, Source { call: r.try_get(1)?, tool: r.try_get(2)?, origin: r.try_get(3)? });
     }
     let overflowed = c.query_opt("SELECT 1 FROM taint_overflow WHERE agent=$1", &[&agent])?.is_some();
     Ok(TaintLedger::new(values, overflowed))
@@ -134,21 +151,21 @@ pub(super) fn taint_lookup(c: &mut impl GenericClient, agent: &str, probe: &Tain
     let mut keep = |r: &Row| -> Result<(), Fail> {
         let value: Vec<u8> = r.try_get(0)?;
         let value = String::from_utf8(value).map_err(|_| StoreError::Corrupt(format!("a taint value of agent {agent} is not UTF-8")))?;
-        values.insert(value, Source { call: r.try_get(1)?, tool: r.try_get(2)? });
+        values.insert(value, Source { call: r.try_get(1)?, tool: r.try_get(2)?, origin: r.try_get(3)? });
         Ok(())
     };
     let hashes: Vec<Vec<u8>> = probe.keys.iter().map(|k| value_hash(k)).collect();
-    for r in c.query("SELECT value, call, tool FROM taint WHERE agent=$1 AND value_hash = ANY($2)", &[&agent, &hashes])? {
+    for r in c.query("SELECT value, call, tool, origin FROM taint WHERE agent=$1 AND value_hash = ANY($2)", &[&agent, &hashes])? {
         keep(&r)?;
     }
     let phrases: Vec<&str> = probe.phrases.iter().map(|p| p.trim()).collect();
     if phrases.iter().any(|p| p.split(' ').any(|w| w.len() > MAX_INDEXED_WORD)) {
-        for r in c.query("SELECT value, call, tool FROM taint WHERE agent=$1 AND passage IS NOT NULL", &[&agent])? {
+        for r in c.query("SELECT value, call, tool, origin FROM taint WHERE agent=$1 AND passage IS NOT NULL", &[&agent])? {
             keep(&r)?;
         }
     } else if !phrases.is_empty() {
         let rows = c.query(
-            "SELECT value, call, tool FROM taint WHERE agent=$1 AND passage IS NOT NULL AND to_tsvector('simple', passage) @@
+            "SELECT value, call, tool, origin FROM taint WHERE agent=$1 AND passage IS NOT NULL AND to_tsvector('simple', passage) @@
                (SELECT string_agg('(' || q::TEXT || ')', ' | ')::TSQUERY FROM unnest($2::TEXT[]) AS p, plainto_tsquery('simple', p) AS q WHERE numnode(q) > 0)",
             &[&agent, &phrases],
         )?;

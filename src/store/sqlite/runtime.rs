@@ -7,7 +7,7 @@ use rusqlite::{Connection, OptionalExtension as _, TransactionBehavior, params};
 use super::{Revocation, Scope, StoreError, TaskState, revoke_in};
 use std::collections::HashMap;
 
-use crate::baseline::taint::{Source, TaintLedger, TaintProbe};
+use crate::baseline::taint::{MAX_ORIGINS, Source, TaintEntry, TaintLedger, TaintProbe};
 
 pub(super) fn register_instance(conn: &Connection, id: &str, kind: &str, now: i64, lease_until: i64) -> Result<(), StoreError> {
     conn.execute(
@@ -67,8 +67,8 @@ pub(super) fn lapsed_instances(conn: &Connection, now: i64) -> Result<Vec<String
     Ok(ids)
 }
 
-pub(super) fn record_taint(conn: &mut Connection, agent: &str, values: &[String], source: &Source, now: i64, max: usize) -> Result<(), StoreError> {
-    if values.is_empty() {
+pub(super) fn record_taint(conn: &mut Connection, agent: &str, entries: &[TaintEntry], source: &Source, now: i64, max: usize) -> Result<(), StoreError> {
+    if entries.is_empty() {
         return Ok(());
     }
     let tx = conn.transaction_with_behavior(TransactionBehavior::Immediate)?;
@@ -76,12 +76,22 @@ pub(super) fn record_taint(conn: &mut Connection, agent: &str, values: &[String]
     let max = i64::try_from(max).unwrap_or(i64::MAX);
     let mut overflowed = false;
     {
-        // A value seen again keeps its first source and is kept longer.
-        let mut refresh = tx.prepare_cached("UPDATE taint SET at=?3 WHERE agent=?1 AND value=?2")?;
-        let mut insert = tx.prepare_cached("INSERT INTO taint(agent, value, call, tool, at, fts) VALUES (?1, ?2, ?3, ?4, ?5, ?6)")?;
+        // A value seen again keeps its first source, is kept longer and
+        // gains this read's origin (a line of its own, up to MAX_ORIGINS).
+        let mut refresh = tx.prepare_cached(
+            "UPDATE taint SET at=?3, origin = CASE
+                 WHEN ?4 = '' OR instr(char(10) || origin || char(10), char(10) || ?4 || char(10)) > 0 THEN origin
+                 WHEN origin = '' THEN ?4
+                 WHEN length(origin) - length(replace(origin, char(10), '')) + 1 >= ?5 THEN origin
+                 ELSE origin || char(10) || ?4 END
+             WHERE agent=?1 AND value=?2",
+        )?;
+        let mut insert = tx.prepare_cached("INSERT INTO taint(agent, value, call, tool, at, fts, origin) VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7)")?;
         let mut index = tx.prepare_cached("INSERT INTO taint_fts(value) VALUES (?1)")?;
-        for value in values {
-            if refresh.execute(params![agent, value, now])? == 1 {
+        let most = i64::try_from(MAX_ORIGINS).unwrap_or(i64::MAX);
+        for entry in entries {
+            let (value, origin) = (&entry.value, entry.origin(source));
+            if refresh.execute(params![agent, value, now, origin, most])? == 1 {
                 continue;
             }
             if held >= max {
@@ -91,7 +101,7 @@ pub(super) fn record_taint(conn: &mut Connection, agent: &str, values: &[String]
             // A passage goes into the full-text index too, so that a request
             // finds the passages holding its phrases without reading the rest.
             let fts = if is_passage(value) { Some(index.insert(params![value])?) } else { None };
-            insert.execute(params![agent, value, source.call, source.tool, now, fts])?;
+            insert.execute(params![agent, value, source.call, source.tool, now, fts, origin])?;
             held += 1;
         }
     }
@@ -106,8 +116,8 @@ pub(super) fn record_taint(conn: &mut Connection, agent: &str, values: &[String]
 }
 
 pub(super) fn taint_ledger(conn: &Connection, agent: &str) -> Result<TaintLedger, StoreError> {
-    let mut stmt = conn.prepare_cached("SELECT value, call, tool FROM taint WHERE agent=?1")?;
-    let rows = stmt.query_map(params![agent], |r| Ok((r.get::<_, String>(0)?, Source { call: r.get(1)?, tool: r.get(2)? })))?;
+    let mut stmt = conn.prepare_cached("SELECT value, call, tool, origin FROM taint WHERE agent=?1")?;
+    let rows = stmt.query_map(params![agent], |r| Ok((r.get::<_, String>(0)?, Source { call: r.get(1)?, tool: r.get(2)?, origin: r.get(3)? })))?;
     let values = rows.collect::<Result<_, _>>()?;
     Ok(TaintLedger::new(values, overflowed(conn, agent)?))
 }
@@ -131,9 +141,9 @@ pub(super) fn is_passage(value: &str) -> bool {
 pub(super) fn taint_lookup(conn: &Connection, agent: &str, probe: &TaintProbe) -> Result<TaintLedger, StoreError> {
     let mut entries: HashMap<String, Source> = HashMap::new();
     {
-        let mut by_key = conn.prepare_cached("SELECT call, tool FROM taint WHERE agent=?1 AND value=?2")?;
+        let mut by_key = conn.prepare_cached("SELECT call, tool, origin FROM taint WHERE agent=?1 AND value=?2")?;
         for key in &probe.keys {
-            if let Some(source) = by_key.query_row(params![agent, key], |r| Ok(Source { call: r.get(0)?, tool: r.get(1)? })).optional()? {
+            if let Some(source) = by_key.query_row(params![agent, key], |r| Ok(Source { call: r.get(0)?, tool: r.get(1)?, origin: r.get(2)? })).optional()? {
                 entries.insert(key.clone(), source);
             }
         }
@@ -142,9 +152,9 @@ pub(super) fn taint_lookup(conn: &Connection, agent: &str, probe: &TaintProbe) -
         // Each phrase quoted: FTS5 reads everything inside quotes as words.
         let query = probe.phrases.iter().map(|p| format!("\"{}\"", p.trim().replace('"', "\"\""))).collect::<Vec<_>>().join(" OR ");
         let mut stmt = conn.prepare_cached(
-            "SELECT t.value, t.call, t.tool FROM taint_fts f CROSS JOIN taint t ON t.fts = f.rowid WHERE taint_fts MATCH ?2 AND t.agent = ?1",
+            "SELECT t.value, t.call, t.tool, t.origin FROM taint_fts f CROSS JOIN taint t ON t.fts = f.rowid WHERE taint_fts MATCH ?2 AND t.agent = ?1",
         )?;
-        let rows = stmt.query_map(params![agent, query], |r| Ok((r.get::<_, String>(0)?, Source { call: r.get(1)?, tool: r.get(2)? })))?;
+        let rows = stmt.query_map(params![agent, query], |r| Ok((r.get::<_, String>(0)?, Source { call: r.get(1)?, tool: r.get(2)?, origin: r.get(3)? })))?;
         for row in rows {
             let (value, source) = row?;
             entries.insert(value, source);
