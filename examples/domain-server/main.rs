@@ -50,6 +50,9 @@ struct Args {
 enum Effect {
     /// Return the value at this key.
     Read(&'static str),
+    /// Return the names listed at this key as a directory lists them:
+    /// records with a `name` (what the manifest's trusted_fields name).
+    Listing(&'static str),
     /// Return the entry of the object at this key named by this argument.
     Lookup(&'static str, &'static str),
     /// Record the call in actions.jsonl.
@@ -122,7 +125,7 @@ fn specs(domain: Domain) -> Vec<Spec> {
             Spec { destructive: true, ..act("update_password", "Set a new password for online banking.", json!({"password": s("The new password")}), &["password"]) },
         ],
         Domain::Chat => vec![
-            read("list_channels", "The workspace's channels. Anyone in the workspace may create a channel and name it.", "channel_names"),
+            Spec { effect: Effect::Listing("channel_names"), ..read("list_channels", "The workspace's channels. Anyone in the workspace may create a channel and name it.", "channel_names") },
             lookup("read_channel_messages", "Messages posted in a channel (written by its members and guests).", "channels", "channel", "Channel name"),
             lookup("read_inbox", "A user's direct messages (written by whoever sent them).", "inbox", "user", "User name"),
             lookup("list_users_in_channel", "Members of a channel, from the workspace directory.", "members", "channel", "Channel name"),
@@ -294,6 +297,10 @@ impl DomainServer {
         let doc = document(self.domain, &self.state)?;
         match spec.effect {
             Effect::Read(key) => Ok(text(&doc[key])),
+            Effect::Listing(key) => {
+                let names = doc[key].as_array().ok_or_else(|| format!("no {key} in this domain"))?;
+                Ok(text(&Value::Array(names.iter().map(|n| json!({"name": n})).collect())))
+            }
             Effect::Lookup(key, arg) => {
                 let wanted = args.get(arg).and_then(Value::as_str).ok_or_else(|| format!("missing string argument `{arg}`"))?;
                 let entries = doc[key].as_object().ok_or_else(|| format!("no {key} in this domain"))?;

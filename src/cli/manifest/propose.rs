@@ -509,8 +509,9 @@ pub(in crate::cli) fn propose(tool: &Tool) -> Proposal {
     let (untrusted_because, content) = if returns_content { judge_output(&object, description, &mut review) } else { (None, None) };
     let risk = judge_risk(tool, &name_words, &mut judged, read_only, content, &mut review);
     let (sensitive, sink_because) = judge_arguments(tool, &args, &judged, read_only, &object, &mut review);
+    let listed = listing_of(&name_words, &object);
     let (trusted_fields, suggested_trusted_fields, trusted_because) =
-        if untrusted_because.is_some() { judge_trusted_fields(tool, content, &mut review) } else { (vec![], vec![], None) };
+        if untrusted_because.is_some() { judge_trusted_fields(tool, content, listed, &mut review) } else { (vec![], vec![], None) };
 
     let mut reasons = vec![format!("risk {}: {}", risk.as_str(), judged.why.join("; "))];
     reasons.extend(untrusted_because.iter().map(|why| format!("untrusted output: {why}")));
@@ -704,10 +705,48 @@ fn judge_arguments(
     (sensitive, sink_because)
 }
 
+/// Nouns of what a directory lists: entries the system names and keeps.
+const DIRECTORY_NOUNS: &[&str] = &[
+    "channel", "user", "member", "contact", "room", "group", "team", "folder", "calendar", "label", "tag", "project", "repository", "repo", "space", "workspace",
+];
+
+/// A tool that lists a directory's entries (`list_channels`,
+/// `list_users_in_channel`): the noun it lists, if so.
+fn listing_of<'a>(name_words: &[String], object: &'a [String]) -> Option<&'a str> {
+    let lists = name_words.first().is_some_and(|w| matches!(w.as_str(), "list" | "ls" | "enumerate" | "browse"));
+    object.last().filter(|w| lists && among(w, DIRECTORY_NOUNS)).map(String::as_str)
+}
+
+/// A key that names a directory entry.
+fn name_key(key: &str) -> bool {
+    let lower = key.to_ascii_lowercase();
+    matches!(lower.as_str(), "name" | "username" | "handle" | "display_name" | "title") || lower.ends_with("_name")
+}
+
 /// Which keys of an untrusted output the system fills, not the writer: from
 /// the outputSchema when there is one, otherwise typical ones, to review.
-/// A web page has none: all of its text is the page's.
-fn judge_trusted_fields(tool: &Tool, content: Option<&Content>, review: &mut Vec<String>) -> (Vec<String>, Vec<String>, Option<String>) {
+/// A web page has none: all of its text is the page's. A directory listing's
+/// ids and names are the directory's own entries (issue 24): proposed
+/// trusted, since jitgate still counts a name that is longer than a few
+/// words or holds a link as third-party text.
+fn judge_trusted_fields(tool: &Tool, content: Option<&Content>, listed: Option<&str>, review: &mut Vec<String>) -> (Vec<String>, Vec<String>, Option<String>) {
+    if let Some(noun) = listed {
+        let listing_why = format!(
+            "it lists {noun}: their ids and names are the directory's own entries, not text someone wrote to the agent (a name longer than four words, or one holding a link, still counts as third-party)"
+        );
+        return match &tool.output_schema {
+            Some(schema) => {
+                let mut keys = Vec::new();
+                schema_keys(&Value::Object((**schema).clone()), &mut keys);
+                let trusted: Vec<String> = keys.into_iter().filter(|k| system_key(k, content) || name_key(k)).collect();
+                (trusted, vec![], Some(listing_why))
+            }
+            None => {
+                review.push("trusted_fields: the tool declares no outputSchema; check that its results are JSON records with these keys (trusted_fields work only there)".into());
+                (vec!["id".into(), "name".into()], vec![], Some(listing_why))
+            }
+        };
+    }
     if content.is_some_and(|c| c.typical_keys.is_empty()) {
         return (vec![], vec![], None);
     }
@@ -734,9 +773,29 @@ fn judge_trusted_fields(tool: &Tool, content: Option<&Content>, review: &mut Vec
 #[cfg(test)]
 mod tests {
     use super::*;
+    use serde_json::json;
 
     fn tool(v: Value) -> Tool {
         serde_json::from_value(v).unwrap()
+    }
+
+    /// Issue 24 item 5: a directory listing's ids and names are the
+    /// directory's own entries, even where anyone may name them; a listing
+    /// with an outputSchema gets its id and name keys, not its free text.
+    #[test]
+    fn a_directory_listing_proposes_its_ids_and_names_as_trusted() {
+        let channels = propose(&tool(json!({"name": "list_channels", "description": "The workspace's channels. Anyone in the workspace may create a channel and name it.", "inputSchema": {"type": "object"}})));
+        assert!(channels.untrusted_output, "{channels:?}");
+        assert_eq!(channels.trusted_fields, ["id", "name"]);
+        assert!(channels.reasons.iter().any(|r| r.starts_with("trusted_fields: it lists channels: their ids and names are the directory's own entries")), "{:?}", channels.reasons);
+        let rooms = propose(&tool(json!({
+            "name": "list_rooms", "description": "The chat rooms, with the topic anyone in them set.", "inputSchema": {"type": "object"},
+            "outputSchema": {"type": "object", "properties": {"rooms": {"type": "array", "items": {"type": "object", "properties": {"room_id": {}, "display_name": {}, "topic": {}}}}}}
+        })));
+        assert_eq!(rooms.trusted_fields, ["room_id", "display_name"], "{rooms:?}");
+        // Not a listing: a channel's messages keep only their senders.
+        let messages = propose(&tool(json!({"name": "read_channel_messages", "description": "Messages posted in a channel.", "inputSchema": {"type": "object"}})));
+        assert!(messages.trusted_fields.is_empty() && messages.suggested_trusted_fields.contains(&"sender".to_owned()), "{messages:?}");
     }
 
     /// A 37-tool assistant suite in the style of public agent-security
