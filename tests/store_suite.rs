@@ -21,7 +21,7 @@ use std::sync::{Arc, Barrier};
 use std::time::{Duration, Instant};
 
 use jitgate::audit::Event;
-use jitgate::baseline::taint::{Source, TaintLedger};
+use jitgate::baseline::taint::{Source, TaintEntry, TaintLedger};
 use jitgate::store::{
     Approval, ApprovalState, BeginTask, BreakGlassGrant, Consumption, DecideOutcome, Intent, Phase, PostgresStore, Scope, SqliteStore, Store, StoreError, Task,
     TaskState, TokenRecord, TokenState,
@@ -1195,7 +1195,7 @@ fn concurrent_taint_from_several_replicas_keeps_the_cap(_: &dyn Store, db: &Db) 
     race(&handles, 10, |s, i| {
         let mut values: Vec<String> = (0..20).map(|k| format!("value-{i}-{k}@evil.example")).collect();
         values.extend((0..5).map(|k| format!("shared-{k}@evil.example")));
-        s.record_taint("a", &values, &Source { call: format!("j{i}"), tool: "ws__read".into(), ..Source::default() }, 100, 100).unwrap();
+        s.record_taint("a", &TaintEntry::plain(values), &Source { call: format!("j{i}"), tool: "ws__read".into(), ..Source::default() }, 100, 100).unwrap();
     });
     assert_eq!(db.count("taint"), 100, "filled to the cap, not past it");
     assert_eq!(db.count("taint_overflow"), 1);
