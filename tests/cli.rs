@@ -788,7 +788,7 @@ async fn results_go_to_stdout_errors_to_stderr_and_exit_codes_follow_one_convent
 
     // Done: what the command did, on stdout; nothing on stderr.
     for (args, said) in [
-        (vec!["revoke", "--task", "task_cli", "--reason", "test", "--config", cfg], "revoked task task_cli"),
+        (vec!["revoke", "--task", "task_other", "--reason", "test", "--config", cfg], "revoked task task_other"),
         (vec!["approvals", "approve", "apr_cli", "--config", cfg, "--credential", cred], "approved apr_cli"),
         (vec!["approvals", "list", "--config", cfg, "--credential", cred], "apr_cli"),
         (vec!["review", "list", "--config", cfg, "--credential", cred], "no break-glass grants awaiting review"),

@@ -430,7 +430,7 @@ fn revoke_in(tx: &rusqlite::Transaction<'_>, scope: &Scope, reason: &str, now: i
         Scope::Phase(task) => kill(&format!("{TOKENS} task=?3"), task)?,
         Scope::Task(task) => {
             end_tasks("UPDATE tasks SET state=?1, ended_at=?2, end_reason=?3 WHERE state='active' AND id=?4", task)?;
-            end_approvals("?3", task)?;
+            end_approvals("SELECT id FROM tasks WHERE id=?3", task)?;
             kill(&format!("{TOKENS} task=?3"), task)?
         }
         Scope::Agent(agent) => {
