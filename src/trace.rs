@@ -142,7 +142,16 @@ pub fn build(task: &str, records: &[Record]) -> TaskTrace {
                     }
                 }
             }
-            "revocation" => t.revocations.push(serde_json::json!({"at": r.at, "scope": d["scope"], "reason": d["reason"], "tokens": d["tokens"], "cancelled_calls": d["cancelled_calls"]})),
+            // One record per revocation (the store's); the calls it cut off
+            // are recorded by each process that had some in flight.
+            "revocation" => t.revocations.push(serde_json::json!({"at": r.at, "scope": d["scope"], "reason": d["reason"], "tokens": d["tokens"], "cancelled_calls": d.get("cancelled_calls").and_then(Value::as_u64).unwrap_or(0), "revocation_seq": d["revocation_seq"]})),
+            "revocation.cancelled" => {
+                let cut = d.get("cancelled_calls").and_then(Value::as_u64).unwrap_or(0);
+                match t.revocations.iter_mut().find(|v| v["revocation_seq"] == d["revocation_seq"]) {
+                    Some(v) => v["cancelled_calls"] = Value::from(v["cancelled_calls"].as_u64().unwrap_or(0).saturating_add(cut)),
+                    None => t.events.push(serde_json::json!({"at": r.at, "kind": r.kind, "data": d})),
+                }
+            }
             "approval.decided" => t.approvals.push(serde_json::json!({"at": r.at, "approval": d["approval"], "decision": d["decision"], "by": d["by"], "note": d["note"]})),
             _ => t.events.push(serde_json::json!({"at": r.at, "kind": r.kind, "data": d})),
         }

@@ -191,6 +191,13 @@ async fn operator_revocation_refuses_tokens_and_cancels_in_flight_calls() {
     assert_eq!(code, Some(0), "{err}");
     let r = tokio::time::timeout(Duration::from_secs(20), in_flight).await.expect("in-flight call must be cancelled").unwrap();
     assert_eq!(refusal_code(&r).as_deref(), Some("cancelled"), "{}", text_of(&r));
+    // The trace shows the revocation once, with the call the gateway cut off.
+    let tree = eventually(Duration::from_secs(10), || {
+        let (_, tree, _) = jitgate(&["trace", &task, "--config", &cfg]);
+        async move { tree.contains("1 call(s) cancelled").then_some(tree) }
+    })
+    .await;
+    assert_eq!(tree.matches("revoked (task)").count(), 1, "{tree}");
     let r = call_with_token(&tester, "faulty__read_note", json!({"name": "welcome.md"}), &spare).await.unwrap();
     assert_eq!(refusal_code(&r).as_deref(), Some("token_revoked"));
     assert_eq!(refusal_code(&request(&tester, &task, "faulty__read_note", json!({"name": "welcome.md"})).await.unwrap_err()).as_deref(), Some("task_inactive"));

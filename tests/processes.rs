@@ -233,3 +233,47 @@ async fn a_paused_process_that_resumes_and_then_dies_leaves_nothing_behind() {
     revoked_by_lease_lapse(&dep, &later).await;
     drop(b);
 }
+
+/// One revocation, one audit record: both processes on the store poll it
+/// (each would cancel its own calls in flight), and the trail and `trace`
+/// show it once. A revocation made while no gateway runs is on record too.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_revocation_is_recorded_once_however_many_processes_poll_it() {
+    let dep = Deployment::new(&Setup::default());
+    let a = Gateway::start(&dep);
+    let b = Gateway::start(&dep);
+    a.wait_server("workspace", "ready").await;
+    b.wait_server("workspace", "ready").await;
+    let cfg = dep.config.to_str().unwrap().to_owned();
+    let client = a.connect_modern(&dep.mint("triage")).await;
+    let (task, _) = task_holding_a_token(&client).await;
+    let (code, _, err) = jitgate(&["revoke", "--task", &task, "--reason", "incident 7", "--config", &cfg]);
+    assert_eq!(code, Some(0), "{err}");
+    // Both processes have polled it.
+    a.wait_log("incident 7").await;
+    b.wait_log("incident 7").await;
+    let revocations_for = |reason: &str| -> Vec<serde_json::Value> {
+        let (code, export, err) = jitgate(&["audit", "export", "--config", &cfg]);
+        assert_eq!(code, Some(0), "{err}");
+        export
+            .lines()
+            .map(|l| serde_json::from_str::<serde_json::Value>(l).unwrap())
+            .filter(|r| r["kind"] == "revocation" && r["data"]["reason"] == reason)
+            .collect()
+    };
+    let once = revocations_for("operator: incident 7");
+    assert_eq!(once.len(), 1, "{once:?}");
+    assert_eq!((once[0]["task"].as_str(), once[0]["data"]["tokens"].as_u64()), (Some(task.as_str()), Some(1)), "{once:?}");
+    let (code, tree, err) = jitgate(&["trace", &task, "--config", &cfg]);
+    assert_eq!(code, Some(0), "{err}");
+    assert_eq!(tree.matches("revoked (task)").count(), 1, "{tree}");
+
+    drop(client);
+    a.stop();
+    b.stop();
+    let (code, _, err) = jitgate(&["revoke", "--agent", "triage", "--reason", "while stopped", "--config", &cfg]);
+    assert_eq!(code, Some(0), "{err}");
+    assert_eq!(revocations_for("operator: while stopped").len(), 1, "recorded with no gateway running to poll it");
+    let (code, out, err) = jitgate(&["audit", "verify", "--config", &cfg]);
+    assert_eq!(code, Some(0), "{out}{err}");
+}

@@ -112,6 +112,7 @@ const CASES: &[Case] = &[
     ("expire_tasks_ends_only_what_ran_out", expire_tasks_ends_only_what_ran_out),
     ("tasks_and_tokens_read_back_as_written", tasks_and_tokens_read_back_as_written),
     ("revocations_are_recorded_in_order_per_scope", revocations_are_recorded_in_order_per_scope),
+    ("every_revocation_has_one_audit_record_written_with_it", every_revocation_has_one_audit_record_written_with_it),
     ("approvals_are_decided_once_used_once_and_expire", approvals_are_decided_once_used_once_and_expire),
     ("approvals_list_newest_first", approvals_list_newest_first),
     ("approvals_end_with_their_task", approvals_end_with_their_task),
@@ -430,6 +431,45 @@ fn revocations_are_recorded_in_order_per_scope(s: &dyn Store, _: &Db) {
     }
 }
 
+/// However a revocation is made (an operator's, a task's end or TTL, a
+/// phase change, a quarantine, a stopped instance), the store writes its
+/// audit record in the same transaction: one record per revocation, which
+/// no poller adds to; and one that cannot be recorded does not happen.
+fn every_revocation_has_one_audit_record_written_with_it(s: &dyn Store, db: &Db) {
+    s.register_instance("i1", "http", 0, 30).unwrap();
+    for (t, sid) in [("t1", "s1"), ("t2", "s2"), ("t3", "s3"), ("t4", "s4")] {
+        s.create_task(&task_of(t, "triage", sid)).unwrap();
+    }
+    s.create_task(&Task { sid: "s5".into(), ..task("t5", 200) }).unwrap();
+    s.record_token(&token("j1", "t1", 0)).unwrap();
+    s.session_opened("s4", "triage", "i1", 0).unwrap();
+    s.revoke(&Scope::Token("j1".into()), "operator: leaked", 100).unwrap();
+    assert!(s.advance_phase("t2", 0, 101).unwrap());
+    assert!(s.end_task("t3", "done", 102).unwrap());
+    assert_eq!(s.end_instance("i1", "instance stopped", 103).unwrap().len(), 1);
+    assert_eq!(s.expire_tasks(200).unwrap(), ["t5"]);
+    s.quarantine("triage", "drift", &event("quarantine"), 201).unwrap();
+    let revocations = s.revocations_since(0).unwrap();
+    assert_eq!(revocations.len(), 6);
+    let records: Vec<_> = s.audit_records(0, 100).unwrap().into_iter().filter(|r| r.kind == "revocation").collect();
+    assert_eq!(records.len(), revocations.len(), "one record per revocation: {records:?}");
+    for (r, rec) in revocations.iter().zip(&records) {
+        assert_eq!(rec.data["revocation_seq"].as_i64(), Some(r.seq), "{rec:?}");
+        assert_eq!((rec.data["scope"].as_str(), rec.data["target"].as_str(), rec.data["reason"].as_str()), (Some(r.scope.kind()), Some(r.scope.target()), Some(r.reason.as_str())));
+        assert_eq!((rec.at, rec.data["tokens"].as_u64()), (r.at, Some(r.tokens)));
+    }
+    assert_eq!(records[0].data["tokens"].as_u64(), Some(1), "the leaked token");
+    assert_eq!((records[2].task.as_deref(), records[5].agent.as_deref()), (Some("t3"), Some("triage")), "a task's and an agent's revocation name them");
+    // No record, no revocation.
+    s.create_task(&task_of("t6", "other", "s6")).unwrap();
+    db.break_audit();
+    assert!(s.revoke(&Scope::Task("t6".into()), "operator: x", 300).is_err());
+    assert!(s.end_task("t6", "done", 300).is_err());
+    db.mend_audit();
+    assert_eq!(s.task("t6").unwrap().map(|t| t.state), Some(TaskState::Active));
+    assert_eq!(s.revocations_since(0).unwrap().len(), 6);
+}
+
 // ---------------------------------------------------------------------------
 // Approvals, break-glass, quarantine
 
@@ -537,9 +577,10 @@ fn break_glass_stays_open_until_acked_and_quarantine_until_released(s: &dyn Stor
     assert!(s.release("a", "alice", "checked", &event("release"), 2).unwrap());
     assert!(!s.release("a", "alice", "again", &event("release"), 3).unwrap());
     assert!(s.quarantined("a").unwrap().is_none());
-    // One record per change that happened, none for the refused repeats.
+    // One record per change that happened (the quarantine's revocation is
+    // one), none for the refused repeats.
     let kinds: Vec<String> = s.audit_records(0, 100).unwrap().into_iter().map(|r| r.kind).collect();
-    assert_eq!(kinds, ["break_glass.reviewed", "quarantine", "release"]);
+    assert_eq!(kinds, ["break_glass.reviewed", "quarantine", "revocation", "release"]);
 }
 
 fn begin_task_checks_quarantine_and_the_cap_and_writes_all_or_nothing(s: &dyn Store, db: &Db) {
@@ -1109,7 +1150,7 @@ fn concurrent_once_only_operations_succeed_once(s: &dyn Store, db: &Db) {
         assert_eq!(results.iter().filter(|r| r[k]).count(), 1, "{what}");
     }
     assert_eq!(s.revocations_since(0).unwrap().len(), 2, "the quarantine and the one end");
-    assert_eq!(s.audit_records(0, 100).unwrap().len(), 3, "quarantine, one review, one release");
+    assert_eq!(s.audit_records(0, 100).unwrap().len(), 5, "the quarantine and its revocation, one end's revocation, one review, one release");
 }
 
 fn concurrent_appends_form_one_chain(s: &dyn Store, db: &Db) {
@@ -1133,7 +1174,7 @@ fn concurrent_appends_form_one_chain(s: &dyn Store, db: &Db) {
     seqs.dedup();
     assert_eq!(seqs.len(), 200, "every append got its own seq");
     let records = jitgate::store::all_audit_records(s, usize::MAX).unwrap();
-    assert_eq!(records.len(), 200 + 20 + 4);
+    assert_eq!(records.len(), 200 + 20 + 4 + 4, "appends, task begins, quarantines and their revocations");
     assert!(records.iter().enumerate().all(|(i, r)| r.seq == i as i64 + 1), "contiguous seqs");
     let report = verify_chain(&records);
     assert!(report.ok(), "{:?}", report.problems);

@@ -58,21 +58,13 @@ pub async fn run(args: ServeArgs) -> Result<(), CliError> {
 }
 
 /// This process stops: the handshake-era sessions it served cannot go on
-/// anywhere else, so what they hold is revoked, with the reason on record.
+/// anywhere else, so what they hold is revoked, with the reason on record
+/// (the store writes each revocation's record with it).
 /// Sessionless authority and other processes' sessions are untouched.
 async fn end_own_sessions(shared: &Shared) {
     let (store, id, now) = (shared.store.clone(), shared.instance.clone(), shared.clock.now_unix());
     match tokio::task::spawn_blocking(move || store.end_instance(&id, crate::gateway::INSTANCE_STOPPED, now)).await {
         Ok(Ok(revoked)) => {
-            for r in &revoked {
-                let event = crate::audit::Event::new(
-                    "revocation",
-                    None,
-                    None,
-                    serde_json::json!({"scope": r.scope.kind(), "target": r.scope.target(), "reason": r.reason, "tokens": r.tokens, "instance": shared.instance, "revocation_seq": r.seq}),
-                );
-                crate::gateway::record_or_log(shared, event).await;
-            }
             tracing::info!(instance = %shared.instance, sessions = revoked.len(), "stopped; revoked the sessions this process served");
         }
         Ok(Err(e)) => tracing::error!(error = %e, "cannot record the end of this gateway's sessions; they lapse with its lease"),

@@ -1,6 +1,8 @@
 //! The gateway's one background task that owns the clock: expires tasks at
 //! their TTL, turns every recorded revocation (from this gateway or from
-//! `jitgate revoke` in another process) into cancellation of in-flight calls,
+//! `jitgate revoke` in another process) into cancellation of in-flight calls
+//! (the revocation's audit record is the store's, written once where it was
+//! made; each process records only the calls it cancelled),
 //! reloads the keyring after `jitgate keys rotate`, and reloads the policy
 //! set when its files change (a set that does not validate is rejected and
 //! the one in force stays).
@@ -168,13 +170,18 @@ async fn cancel_revoked(shared: &Shared, since: i64) -> i64 {
                 ds.forget_caller(a);
             }
         }
-        let event = crate::audit::Event::new(
-            "revocation",
-            task.as_deref(),
-            agent.as_deref(),
-            serde_json::json!({"scope": r.scope.kind(), "target": r.scope.target(), "reason": r.reason, "tokens": r.tokens, "cancelled_calls": cancelled, "revocation_seq": r.seq}),
-        );
-        super::record_or_log(shared, event).await;
+        // The revocation has its record already (the store wrote it with
+        // the revocation); every process polls it, so each adds only what
+        // it did: the calls it cut off, where there were any.
+        if cancelled > 0 {
+            let event = crate::audit::Event::new(
+                "revocation.cancelled",
+                task.as_deref(),
+                agent.as_deref(),
+                serde_json::json!({"scope": r.scope.kind(), "target": r.scope.target(), "revocation_seq": r.seq, "cancelled_calls": cancelled, "instance": shared.instance}),
+            );
+            super::record_or_log(shared, event).await;
+        }
         last = r.seq;
     }
     last

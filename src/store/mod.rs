@@ -62,6 +62,22 @@ impl From<::postgres::Error> for StoreError {
     }
 }
 
+/// The audit record of a revocation. The store writes it in the
+/// transaction that revokes, so one revocation is one record whichever
+/// process made it (a gateway, `jitgate revoke` while none runs) and
+/// however many gateways poll the revocation to cancel their in-flight
+/// calls; a revocation whose record cannot be written does not happen.
+pub fn revocation_event(scope: &Scope, reason: &str, tokens: u64, seq: i64) -> crate::audit::Event {
+    let task = matches!(scope, Scope::Task(_) | Scope::Phase(_)).then(|| scope.target());
+    let agent = matches!(scope, Scope::Agent(_)).then(|| scope.target());
+    crate::audit::Event::new(
+        "revocation",
+        task,
+        agent,
+        serde_json::json!({"scope": scope.kind(), "target": scope.target(), "reason": reason, "tokens": tokens, "revocation_seq": seq}),
+    )
+}
+
 /// Approvals end with their task. Every way a task ends (its end, its TTL,
 /// a revocation of it, its agent or its session, a quarantine) ends its
 /// pending and approved approvals in the same transaction: a pending one
@@ -314,8 +330,9 @@ pub trait Store: Send + Sync + 'static {
     /// Atomically consume: succeeds for exactly one caller, and only while the
     /// token is issued, its task active, in the token's phase and not expired.
     fn consume(&self, jti: &str, now: i64) -> Result<Consumption, StoreError>;
-    /// Revoke (and, for tasks, end) everything in scope; records the event.
-    /// The approvals of every task it ends end with it.
+    /// Revoke (and, for tasks, end) everything in scope, with its audit
+    /// record ([`revocation_event`]) in the same transaction. The approvals
+    /// of every task it ends end with it.
     fn revoke(&self, scope: &Scope, reason: &str, now: i64) -> Result<Revocation, StoreError>;
     /// Mark active tasks past their TTL expired and revoke their tokens.
     fn expire_tasks(&self, now: i64) -> Result<Vec<String>, StoreError>;

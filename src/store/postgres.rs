@@ -881,6 +881,11 @@ fn insert_token(c: &mut impl GenericClient, t: &TokenRecord) -> Result<(), Fail>
 /// until commit makes revocations commit one at a time in seq order. The
 /// lock is taken here as well as (earlier, before any row lock) by every
 /// caller, so no insert can skip it.
+///
+/// The revocation's audit record is written here too
+/// ([`super::revocation_event`]), so every caller takes [`AUDIT_LOCK`]
+/// before [`REVOCATION_LOCK`] (the module's lock order: the audit lock
+/// first).
 fn revoke_in(tx: &mut Transaction<'_>, scope: &Scope, reason: &str, now: i64, task_state: TaskState) -> Result<(u64, i64), Fail> {
     // Sessionless (2026-07-28) authority has sid ''; it never belongs to a session.
     if matches!(scope, Scope::Session(sid) if sid.is_empty()) {
@@ -933,6 +938,7 @@ fn revoke_in(tx: &mut Transaction<'_>, scope: &Scope, reason: &str, now: i64, ta
             &[&scope.kind(), &scope.target(), &reason, &now, &i64::try_from(n).unwrap_or(i64::MAX)],
         )?
         .try_get(0)?;
+    audit::append_in(tx, &super::revocation_event(scope, reason, n, seq), now)?;
     Ok((n, seq))
 }
 
@@ -1048,6 +1054,7 @@ impl Store for PostgresStore {
 
     fn advance_phase(&self, task: &str, from: usize, now: i64) -> Result<bool, StoreError> {
         self.transaction(|tx| {
+            lock(tx, AUDIT_LOCK)?;
             lock(tx, REVOCATION_LOCK)?;
             // Conditional: of concurrent advances from the same phase, the
             // first to commit moves it; the others re-check the row as
@@ -1065,6 +1072,7 @@ impl Store for PostgresStore {
 
     fn end_task(&self, task: &str, outcome: &str, now: i64) -> Result<bool, StoreError> {
         self.transaction(|tx| {
+            lock(tx, AUDIT_LOCK)?;
             lock(tx, REVOCATION_LOCK)?;
             let state: Option<String> = tx.query_opt("SELECT state FROM tasks WHERE id=$1 FOR UPDATE", &[&task])?.map(|r| r.try_get(0)).transpose()?;
             let active = state.as_deref() == Some("active");
@@ -1089,6 +1097,7 @@ impl Store for PostgresStore {
 
     fn revoke(&self, scope: &Scope, reason: &str, now: i64) -> Result<Revocation, StoreError> {
         self.transaction(|tx| {
+            lock(tx, AUDIT_LOCK)?;
             lock(tx, REVOCATION_LOCK)?;
             let (tokens, seq) = revoke_in(tx, scope, reason, now, TaskState::Revoked)?;
             Ok(Revocation { seq, scope: scope.clone(), reason: reason.to_owned(), at: now, tokens })
@@ -1096,10 +1105,17 @@ impl Store for PostgresStore {
     }
 
     fn expire_tasks(&self, now: i64) -> Result<Vec<String>, StoreError> {
+        // Every replica asks every second: the locks below (the audit's
+        // among them) are taken only when some task has run out.
+        let due = self.with_client(|c| Ok(c.query_opt("SELECT 1 FROM tasks WHERE state='active' AND expires_at<=$1 LIMIT 1", &[&now])?.is_some()))?;
+        if !due {
+            return Ok(Vec::new());
+        }
         self.transaction(|tx| {
             // Under the revocation lock no other transaction changes a
             // task's state, so the list is exact; a second replica
             // expiring at the same moment finds nothing left.
+            lock(tx, AUDIT_LOCK)?;
             lock(tx, REVOCATION_LOCK)?;
             let ids: Vec<String> = tx
                 .query("SELECT id FROM tasks WHERE state='active' AND expires_at<=$1 ORDER BY expires_at, id", &[&now])?

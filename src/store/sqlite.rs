@@ -408,7 +408,10 @@ fn to_i64(n: usize) -> i64 {
 }
 
 /// Revoke within an open transaction; returns how many tokens died.
-fn revoke_in(tx: &rusqlite::Transaction<'_>, scope: &Scope, reason: &str, now: i64, task_state: TaskState) -> Result<u64, StoreError> {
+/// Revoke what `scope` covers and record the revocation (its row, polled by
+/// every gateway, and its audit record); returns the tokens revoked and the
+/// revocation's seq.
+fn revoke_in(tx: &rusqlite::Transaction<'_>, scope: &Scope, reason: &str, now: i64, task_state: TaskState) -> Result<(u64, i64), StoreError> {
     let end_tasks = |sql: &str, target: &str| -> Result<(), StoreError> {
         tx.execute(sql, params![task_state.as_str(), now, reason, target])?;
         Ok(())
@@ -450,7 +453,9 @@ fn revoke_in(tx: &rusqlite::Transaction<'_>, scope: &Scope, reason: &str, now: i
         "INSERT INTO revocations(scope, target, reason, at, tokens) VALUES (?1, ?2, ?3, ?4, ?5)",
         params![scope.kind(), scope.target(), reason, now, i64::try_from(n).unwrap_or(i64::MAX)],
     )?;
-    Ok(n)
+    let seq = tx.last_insert_rowid();
+    audit::append_in(tx, &super::revocation_event(scope, reason, n, seq), now)?;
+    Ok((n, seq))
 }
 
 impl Store for SqliteStore {
@@ -600,8 +605,7 @@ impl Store for SqliteStore {
     fn revoke(&self, scope: &Scope, reason: &str, now: i64) -> Result<Revocation, StoreError> {
         let mut conn = self.conn();
         let tx = conn.transaction_with_behavior(TransactionBehavior::Immediate)?;
-        let tokens = revoke_in(&tx, scope, reason, now, TaskState::Revoked)?;
-        let seq = tx.last_insert_rowid();
+        let (tokens, seq) = revoke_in(&tx, scope, reason, now, TaskState::Revoked)?;
         tx.commit()?;
         Ok(Revocation { seq, scope: scope.clone(), reason: reason.to_owned(), at: now, tokens })
     }
@@ -783,8 +787,7 @@ impl Store for SqliteStore {
         tx.execute("INSERT OR IGNORE INTO quarantine(agent, reason, since) VALUES (?1,?2,?3)", params![agent, reason, now])?;
         let scope = Scope::Agent(agent.to_owned());
         let why = format!("quarantined: {reason}");
-        let tokens = revoke_in(&tx, &scope, &why, now, TaskState::Revoked)?;
-        let seq = tx.last_insert_rowid();
+        let (tokens, seq) = revoke_in(&tx, &scope, &why, now, TaskState::Revoked)?;
         tx.commit()?;
         Ok(Revocation { seq, scope, reason: why, at: now, tokens })
     }

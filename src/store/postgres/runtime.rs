@@ -7,7 +7,7 @@ use std::collections::{HashMap, HashSet};
 use ::postgres::{GenericClient, Row, Transaction};
 use sha2::{Digest as _, Sha256};
 
-use super::{Fail, RATE_LOCK, REVOCATION_LOCK, TAINT_LOCK, lock, lock_agent, revoke_in};
+use super::{AUDIT_LOCK, Fail, RATE_LOCK, REVOCATION_LOCK, TAINT_LOCK, lock, lock_agent, revoke_in};
 use crate::baseline::taint::{MAX_ORIGINS, Source, TaintEntry, TaintLedger, TaintProbe};
 use crate::store::{Revocation, Scope, StoreError, TaskState};
 
@@ -40,7 +40,9 @@ const SESSIONS_HOLDING_AUTHORITY: &str = "SELECT sid FROM sessions s WHERE s.ins
 pub(super) fn end_instance(tx: &mut Transaction<'_>, id: &str, reason: &str, now: i64) -> Result<Vec<Revocation>, Fail> {
     // Before any row lock (the module's lock order); it also means that two
     // replicas ending the same lapsed instance take turns, and the second
-    // finds nothing left to revoke.
+    // finds nothing left to revoke. The audit lock first: each revocation
+    // writes its record.
+    lock(tx, AUDIT_LOCK)?;
     lock(tx, REVOCATION_LOCK)?;
     tx.execute("UPDATE instances SET stopped_at=$2 WHERE id=$1 AND stopped_at IS NULL", &[&id, &now])?;
     let sids: Vec<String> = tx.query(&format!("{SESSIONS_HOLDING_AUTHORITY} ORDER BY sid"), &[&id])?.iter().map(|r| r.try_get(0)).collect::<Result<_, _>>()?;

@@ -48,8 +48,8 @@ pub(super) fn end_instance(conn: &mut Connection, id: &str, reason: &str, now: i
     let mut out = Vec::new();
     for sid in sids {
         let scope = Scope::Session(sid);
-        let tokens = revoke_in(&tx, &scope, reason, now, TaskState::Revoked)?;
-        out.push(Revocation { seq: tx.last_insert_rowid(), scope, reason: reason.to_owned(), at: now, tokens });
+        let (tokens, seq) = revoke_in(&tx, &scope, reason, now, TaskState::Revoked)?;
+        out.push(Revocation { seq, scope, reason: reason.to_owned(), at: now, tokens });
     }
     tx.commit()?;
     Ok(out)
