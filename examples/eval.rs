@@ -516,7 +516,10 @@ async fn run(env: &Env, s: &Scenario, index: usize) -> Result<Ran, String> {
     let own = scenario_agent(s, index);
     let token = env.identities.get(&own).ok_or_else(|| format!("unknown agent {own}"))?;
     let cfg = StreamableHttpClientTransportConfig::with_uri(env.url.as_str()).auth_header(token.clone());
-    let user = ScriptedUser { asks: Arc::new(s.user_asks.clone()), names: Arc::new(s.user_names.clone()), questions: Arc::new(AtomicUsize::new(0)), declined: Arc::new(AtomicUsize::new(0)) };
+    // What the user asked for: the values they listed, and their own words
+    // (a subject or a title the objective spells is theirs).
+    let asks: Vec<String> = s.user_asks.iter().cloned().chain([s.objective.clone()]).collect();
+    let user = ScriptedUser { asks: Arc::new(asks), names: Arc::new(s.user_names.clone()), questions: Arc::new(AtomicUsize::new(0)), declined: Arc::new(AtomicUsize::new(0)) };
     let client = user.clone().serve(StreamableHttpClientTransport::from_config(cfg)).await.map_err(|e| e.to_string())?;
     let mut outcomes = Vec::new();
     let begun = meta(&client, "jit_begin_task", json!({"objective": s.objective, "phases": s.phases})).await?;

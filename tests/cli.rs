@@ -597,9 +597,10 @@ fn manifest_init_proposes_taint_for_the_npm_filesystem_server() {
     std::fs::create_dir_all(&files).unwrap();
     let out = dep.path("fs.toml");
     let server = node_bin_dir().join("mcp-server-filesystem").display().to_string();
-    let (code, _, err) = jitgate(&["manifest", "init", "fs", "--out", out.to_str().unwrap(), "--", &server, files.to_str().unwrap()]);
+    let (code, said, err) = jitgate(&["manifest", "init", "fs", "--out", out.to_str().unwrap(), "--", &server, files.to_str().unwrap()]);
     assert_eq!(code, Some(0), "{err}");
-    assert!(err.contains("marked `# REVIEW:`"), "{err}");
+    // What it did is the command's result: on stdout.
+    assert!(said.contains("marked `# REVIEW:`"), "{said}");
     let m = jitgate::manifest::Manifest::load(&out).unwrap();
     let t = |name: &str| m.tools.get(name).unwrap_or_else(|| panic!("{name} missing"));
     use jitgate::manifest::Risk::*;
@@ -685,6 +686,12 @@ fn the_starting_policy_asks_the_end_user_about_third_party_values_in_sinks() {
     assert_eq!(send("robot", &["--tainted", "--confirmed-by-end-user"]).0, "needs_approval");
     assert_eq!(send("robot", &["--tainted", "--approved-by-group", "notes-oncall"]).0, "allow");
     assert_eq!(send("helper", &["--tainted", "--end-user-client-trusted", "false"]).2, vec![person]);
+    // Issue 24 item 4: a write whose other arguments carry text a third
+    // party wrote is put to the same people; a note (a medium-risk write
+    // that sends nothing) with such text is not.
+    assert_eq!(send("helper", &["--text-from-third-party"]), ("needs_confirmation".into(), "notes-oncall".into(), vec![ask.clone()]));
+    assert_eq!(send("robot", &["--text-from-third-party"]).0, "needs_approval");
+    assert_eq!(explain(&cfg, "helper", "notes__write_note", &["--text-from-third-party"]).0, "allow");
     // The user's own values go out directly, for either agent.
     assert_eq!(send("helper", &[]).0, "allow");
     assert_eq!(send("robot", &[]).0, "allow");

@@ -1274,9 +1274,9 @@ fn postgres_schema_is_versioned_and_migrated_once() {
         t.join().unwrap().unwrap();
     }
     let store = PostgresStore::connect_existing(&url, None, 2).unwrap();
-    assert_eq!(store.migrate().unwrap(), (3, 3));
+    assert_eq!(store.migrate().unwrap(), (4, 4));
     let version: i64 = pg_client(&url).query_one("SELECT version FROM jitgate_schema_version", &[]).unwrap().get(0);
-    assert_eq!(version, 3);
+    assert_eq!(version, 4);
 
     // A schema from a newer jitgate is refused, with what to do.
     pg_client(&url).batch_execute("UPDATE jitgate_schema_version SET version = 99").unwrap();

@@ -535,6 +535,20 @@ impl TaintProbe {
         probe
     }
 
+    /// The probe for text taken over into other arguments: the runs of
+    /// words of each longer string ([`taken_over_windows`]).
+    pub fn windows(args: &[String], constraints: &ArgConstraints) -> Self {
+        let mut probe = Self::default();
+        for c in args.iter().filter_map(|name| constraints.get(name)) {
+            for leaf in constraint_leaves(c) {
+                probe.phrases.extend(taken_over_windows(&leaf.text()));
+            }
+        }
+        probe.phrases.sort();
+        probe.phrases.dedup();
+        probe
+    }
+
     /// This probe and another's, for one lookup.
     pub fn and(mut self, other: TaintProbe) -> Self {
         self.keys.extend(other.keys);
@@ -579,6 +593,26 @@ impl TaintProbe {
         self.keys.push(lower.trim().to_owned());
         self.phrases.extend(name_phrases(&text));
     }
+}
+
+/// Words in a row that show a longer text was taken over from third-party
+/// text (an event title of nine words copied from a review): shorter text
+/// is looked up whole, as a phrase.
+const TAKEN_OVER_WORDS: usize = 5;
+/// Most runs of words looked up for one string (spread over all of it).
+const MAX_WINDOWS: usize = 64;
+
+/// The runs of [`TAKEN_OVER_WORDS`] words of a string longer than a phrase
+/// ([`MAX_PHRASE_WORDS`]), as passages hold them (` w1 w2 w3 w4 w5 `), at
+/// most [`MAX_WINDOWS`] of them, spread evenly.
+pub fn taken_over_windows(text: &str) -> Vec<String> {
+    let ws: Vec<String> = words(text).collect();
+    if ws.len() <= MAX_PHRASE_WORDS {
+        return Vec::new();
+    }
+    let starts = ws.len() - TAKEN_OVER_WORDS + 1;
+    let step = starts.div_ceil(MAX_WINDOWS).max(1);
+    (0..starts).step_by(step).map(|i| format!(" {} ", ws[i..i + TAKEN_OVER_WORDS].join(" "))).collect()
 }
 
 /// Punctuation marks in a value past which only its prefixes and suffixes
@@ -834,6 +868,24 @@ impl TaintLedger {
         self.passages.iter().filter(|(p, _)| p.contains(phrase)).map(|(_, s)| s).collect()
     }
 
+    /// Does a longer string in one of `args` repeat third-party text word for
+    /// word ([`TAKEN_OVER_WORDS`] in a row)? Each run found is a finding.
+    pub fn check_taken_over(&self, args: &[String], constraints: &ArgConstraints) -> TaintVerdict {
+        let mut verdict = TaintVerdict::default();
+        for name in args {
+            let Some(c) = constraints.get(name) else { continue };
+            for leaf in constraint_leaves(c) {
+                for window in taken_over_windows(&leaf.text()) {
+                    for source in self.passages_with(&window) {
+                        verdict.found(name, window.trim(), source);
+                    }
+                }
+            }
+        }
+        verdict.sources.sort_by(|a, b| a.call.cmp(&b.call));
+        verdict
+    }
+
     /// The tools whose untrusted output the agent read within the taint
     /// horizon, once each (for the chain check: an untrusted read earlier in
     /// the work counts when a sink follows, not only the last call).
@@ -863,7 +915,7 @@ pub fn destinations_in_text(sensitive_args: &[String], constraints: &ArgConstrai
         .filter_map(|(name, c)| {
             let mut found: Vec<Value> = Vec::new();
             for leaf in constraint_leaves(c) {
-                let (destinations, others) = extract(&leaf.text());
+                let (destinations, others) = extract(&without_dates(&leaf.text()));
                 for d in destinations.into_iter().chain(others).filter(|d| is_destination(d)) {
                     let d = Value::String(d);
                     if !found.contains(&d) {
@@ -874,6 +926,29 @@ pub fn destinations_in_text(sensitive_args: &[String], constraints: &ArgConstrai
             (!found.is_empty()).then(|| (name.clone(), Constraint::OneOf(found)))
         })
         .collect()
+}
+
+/// Text with its dates and times (`2027-05-12`, `09:00`, `18:30:00`) blanked:
+/// an event's start is not an account or phone number, however many digits
+/// a date and a time make together.
+fn without_dates(text: &str) -> String {
+    let chars: Vec<char> = text.chars().collect();
+    let digit = |i: usize| chars.get(i).is_some_and(char::is_ascii_digit);
+    let at = |i: usize, c: char| chars.get(i) == Some(&c);
+    let mut out = chars.clone();
+    let mut i = 0;
+    while i < chars.len() {
+        let boundary = i == 0 || !chars[i - 1].is_alphanumeric();
+        let date = boundary && (0..4).all(|k| digit(i + k)) && at(i + 4, '-') && digit(i + 5) && digit(i + 6) && at(i + 7, '-') && digit(i + 8) && digit(i + 9) && !digit(i + 10);
+        let time_len = if at(i + 5, ':') && digit(i + 6) && digit(i + 7) { 8 } else { 5 };
+        let time = boundary && digit(i) && digit(i + 1) && at(i + 2, ':') && digit(i + 3) && digit(i + 4) && !digit(i + time_len);
+        let len = if date { 10 } else if time { time_len } else { 0 };
+        for c in out.iter_mut().skip(i).take(len) {
+            *c = ' ';
+        }
+        i += len.max(1);
+    }
+    out.into_iter().collect()
 }
 
 /// Where something could be sent or paid: a URL or a link without its
@@ -1456,6 +1531,19 @@ mod tests {
         let (inside, outside) = (passages.iter().find(|p| !p.record.is_empty()).unwrap(), passages.iter().find(|p| p.record.is_empty()).unwrap());
         assert_eq!(inside.origin(&source), format!("what ws__read_inbox returned, in {}", inside.record));
         assert_eq!(outside.origin(&source), "what ws__read_inbox returned");
+    }
+
+    #[test]
+    fn dates_and_times_are_not_destinations() {
+        assert_eq!(without_dates("2027-05-12 09:00"), "                ");
+        assert_eq!(without_dates("from 2027-05-12 18:30:00 on"), "from                     on");
+        // A phone number or an account that only looks a little like one stays.
+        for kept in ["+49 30 1234 5678", "2027-05-123", "12027-05-12", "NL91ABNA0417164300", "call 0049 301234567 at 09:00"] {
+            assert!(without_dates(kept).chars().filter(char::is_ascii_digit).count() >= 9, "{kept}");
+        }
+        let c = ArgConstraints::from([("start_time".to_owned(), Constraint::Eq(json!("2027-05-12 09:00"))), ("notes".to_owned(), Constraint::Eq(json!("Call +49 30 1234 5678 at 09:00")))]);
+        let found = destinations_in_text(&[], &c);
+        assert!(!found.contains_key("start_time") && found.contains_key("notes"), "{found:?}");
     }
 
     /// Issue 24 item 5: a listing's trusted names are the directory's own

@@ -303,7 +303,9 @@ fn starting_policy(server: &str, team: &str, approvers: &str, tools: &[rmcp::mod
             let _ = writeln!(out, "//   {risk}: {}", names.join(", "));
         }
     }
-    let tainted_sink = "resource.tags.contains(\"sink\") && (context.taint.sensitive_from_untrusted || context.taint.destination_in_text)";
+    // A sink fed a third-party value, or any write (a sink or a high-risk
+    // tool) whose arguments carry text a third party wrote (issue 24).
+    let tainted_sink = "((resource.tags.contains(\"sink\") && (context.taint.sensitive_from_untrusted || context.taint.destination_in_text)) ||\n   (context.taint.text_from_third_party && !resource.untrusted_output && (resource.tags.contains(\"sink\") || resource.risk_level >= 3)))";
     let guard = format!("context.baseline.score < 90 &&\n  !({tainted_sink})");
     // What the end user (or, for an untrusted client, a person) may let
     // through: not critical (that always waits for a person, below), not far

@@ -59,6 +59,10 @@ pub struct ExplainArgs {
     /// address or an account or phone number from untrusted content.
     #[arg(long)]
     pub destination_in_text: bool,
+    /// Pretend another argument (an event's title, a booking's notes)
+    /// carries text from untrusted content.
+    #[arg(long)]
+    pub text_from_third_party: bool,
     /// Pretend the chain that led to this request is not in the agent's baseline.
     #[arg(long)]
     pub unknown_transition: bool,
@@ -157,7 +161,15 @@ fn explain(a: ExplainArgs) -> Result<(), CliError> {
         purpose: "(policy explain)".into(),
         constraints: constraints::exact(&arguments),
         approval: a.approved_by_group.clone().map(|g| ApprovalFacts { granted: true, group: g, approver: "(explain)".into() }).unwrap_or_default(),
-        taint: TaintFacts { evaluated: true, sensitive_from_untrusted: a.tainted, destination_in_text: a.destination_in_text, sources: Vec::new(), unverifiable: Vec::new() },
+        taint: TaintFacts {
+            evaluated: true,
+            sensitive_from_untrusted: a.tainted,
+            destination_in_text: a.destination_in_text,
+            text_from_third_party: a.text_from_third_party,
+            third_party_arguments: Vec::new(),
+            sources: Vec::new(),
+            unverifiable: Vec::new(),
+        },
         baseline: BaselineFacts {
             evaluated: true,
             transition_known: !a.unknown_transition,

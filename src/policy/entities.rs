@@ -89,6 +89,13 @@ pub struct TaintFacts {
     /// A sink's other argument (a message body) carries a URL, an address
     /// or an account or phone number from untrusted content.
     pub destination_in_text: bool,
+    /// Some other argument (a calendar event's title or place, a booking's
+    /// hotel where the manifest marks nothing sensitive) carries text from
+    /// untrusted content: one of its values, or a name or phrase of up to
+    /// eight words found there word for word.
+    pub text_from_third_party: bool,
+    /// Those arguments.
+    pub third_party_arguments: Vec<String>,
     pub sources: Vec<String>,
     /// Sensitive arguments admitted by a constraint whose values cannot be
     /// checked (counted as tainted).
@@ -334,6 +341,8 @@ pub fn request_context(time: TimeFacts, task: &TaskFacts, r: &RequestFacts, argu
                 ("evaluated", RestrictedExpression::new_bool(r.taint.evaluated)),
                 ("sensitive_from_untrusted", RestrictedExpression::new_bool(r.taint.sensitive_from_untrusted)),
                 ("destination_in_text", RestrictedExpression::new_bool(r.taint.destination_in_text)),
+                ("text_from_third_party", RestrictedExpression::new_bool(r.taint.text_from_third_party)),
+                ("third_party_arguments", set_of(r.taint.third_party_arguments.iter().cloned())),
                 ("sources", set_of(r.taint.sources.iter().cloned())),
                 ("unverifiable", set_of(r.taint.unverifiable.iter().cloned())),
             ])?,

@@ -251,7 +251,7 @@ fn shipped_policies_ask_the_end_user_only_through_a_trusted_client() {
         t.server = server.into();
         t.exposed = format!("{server}__{sink}");
         let mut r = request("audit@exfil.test");
-        r.taint = TaintFacts { evaluated: true, sensitive_from_untrusted: true, destination_in_text: false, sources: vec!["jti-1".into()], unverifiable: vec![] };
+        r.taint = TaintFacts { evaluated: true, sensitive_from_untrusted: true, sources: vec!["jti-1".into()], ..TaintFacts::default() };
         r.baseline = BaselineFacts { evaluated: true, transition_known: true, score: 0, strong_evidence: false, explanation: String::new() };
         let untrusted = decide(&e, Action::Request, &a, &t, &r, 9);
         assert_eq!(untrusted.outcome, Outcome::NeedsApproval { group: "platform-oncall".into() }, "{team}: {:?}", untrusted.errors);

@@ -97,7 +97,7 @@ pub(super) fn record_taint(tx: &mut Transaction<'_>, agent: &str, entries: &[Tai
             "UPDATE taint t SET at=$3, origin = CASE
                  WHEN u.o = '' OR strpos(chr(10) || t.origin || chr(10), chr(10) || u.o || chr(10)) > 0 THEN t.origin
                  WHEN t.origin = '' THEN u.o
-                 WHEN length(t.origin) - length(replace(t.origin, chr(10), '')) + 1 >= $5 THEN t.origin
+                 WHEN length(t.origin) - length(replace(t.origin, chr(10), '')) + 1 >= $5::BIGINT THEN t.origin
                  ELSE t.origin || chr(10) || u.o END
              FROM unnest($2::BYTEA[], $4::TEXT[]) AS u(h, o)
              WHERE t.agent=$1 AND t.value_hash = u.h RETURNING t.value_hash",
