@@ -28,19 +28,18 @@ use axum::http::{HeaderValue, StatusCode, header};
 use axum::middleware::{self, Next};
 use axum::response::{IntoResponse, Response};
 use axum::routing::get;
-use rmcp::transport::streamable_http_server::session::local::LocalSessionManager;
 use rmcp::transport::streamable_http_server::{StreamableHttpServerConfig, StreamableHttpService};
 
 use crate::downstream::ServerState;
 use crate::gateway::{IdentitySource, Session, Shared};
 use crate::identity::IdentityError;
-use sessions::{SessionBindings, SessionCheck};
+use sessions::{ReplicaSessions, SessionBindings, SessionCheck};
 
 /// The handshake-era session header.
 pub const SESSION_HEADER: &str = "mcp-session-id";
 
 /// Build the router for a running gateway listening on `local`.
-pub fn router(shared: Arc<Shared>, local: SocketAddr) -> axum::Router {
+pub fn router(shared: Arc<Shared>, local: SocketAddr, replica: Option<&str>) -> axum::Router {
     let (hosts, origins) = host_and_origin_allowlists(&shared.config.http, local.port());
     let config = StreamableHttpServerConfig::default()
         .with_cancellation_token(shared.shutdown.child_token())
@@ -49,13 +48,13 @@ pub fn router(shared: Arc<Shared>, local: SocketAddr) -> axum::Router {
         .with_allowed_origins(origins)
         .enforce_origin_validation();
     let factory_shared = shared.clone();
-    let session_manager = Arc::new(LocalSessionManager::default());
+    let session_manager = Arc::new(ReplicaSessions::new(replica));
     let bindings = Arc::new(SessionBindings::default());
     sessions::spawn_pruning(bindings.clone(), session_manager.clone(), shared.shutdown.clone());
     let manager = session_manager.clone();
     // rmcp builds one handler per handshake-era session, and one per request
     // for 2026-07-28 requests, which have no session.
-    let mcp: StreamableHttpService<Session, LocalSessionManager> = StreamableHttpService::new(
+    let mcp: StreamableHttpService<Session, ReplicaSessions> = StreamableHttpService::new(
         move || Ok(Session::new(factory_shared.clone(), IdentitySource::HttpBearer)),
         session_manager,
         config,
@@ -107,10 +106,10 @@ fn prepare_accepted(stream: &tokio::net::TcpStream) {
 /// `limits.header_read_timeout` (slow-header clients would otherwise hold a
 /// connection and its memory forever), HTTP/1.1, and a graceful end on
 /// shutdown.
-pub async fn serve(shared: Arc<Shared>, listener: tokio::net::TcpListener) -> std::io::Result<()> {
+pub async fn serve(shared: Arc<Shared>, listener: tokio::net::TcpListener, replica: Option<&str>) -> std::io::Result<()> {
     let shutdown = shared.shutdown.clone();
     let header_timeout = shared.config.limits.header_read_timeout;
-    let app = router(shared, listener.local_addr()?);
+    let app = router(shared, listener.local_addr()?, replica);
     let graceful = hyper_util::server::graceful::GracefulShutdown::new();
     loop {
         let (stream, _peer) = tokio::select! {
@@ -180,7 +179,7 @@ fn credential(headers: &axum::http::HeaderMap) -> Option<(bool, &str)> {
     Some((dpop, token.trim()))
 }
 
-type FrontState = (Arc<Shared>, Arc<SessionBindings>, Arc<LocalSessionManager>);
+type FrontState = (Arc<Shared>, Arc<SessionBindings>, Arc<ReplicaSessions>);
 
 async fn require_identity(State((shared, bindings, manager)): State<FrontState>, mut req: Request, next: Next) -> Response {
     if !req.uri().path().starts_with("/mcp") {

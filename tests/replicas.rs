@@ -1,6 +1,8 @@
 //! Several `jitgate serve` replicas on one PostgreSQL store behind nginx
-//! (round robin, no stickiness): the official Python client runs whole tasks
-//! through the balancer; a token is consumed by exactly one call whichever
+//! (round robin, no stickiness, for sessionless requests; the shipped
+//! `deploy/nginx.conf` routes a handshake-era session to its replica): the
+//! official Python and TypeScript clients run whole tasks through the
+//! balancer; a token is consumed by exactly one call whichever
 //! replicas receive the attempts; a revocation committed anywhere cancels an
 //! in-flight call on another replica; the audit chain stays one chain.
 
@@ -105,6 +107,110 @@ async fn replicas_behind_nginx_serve_whole_tasks_and_a_token_runs_once_whichever
     drop(clients);
     let (code, out, err) = jitgate(&["audit", "verify", "--config", dep.config.to_str().unwrap()]);
     assert_eq!(code, Some(0), "{out}\n{err}");
+}
+
+/// Issue 25: behind plain round robin, every handshake-era client failed on
+/// its second request (`404 session not found`): its session lives in the
+/// replica that opened it. With the shipped `deploy/nginx.conf`, as written
+/// but for its addresses, and replicas started with `--replica r1`..`r3`,
+/// each session's requests reach its replica and the rest go anywhere: the
+/// official TypeScript client in its default mode, the Python client's
+/// handshake mode and the README's Inspector CLI recipe run whole tasks,
+/// with a person's approval over the HTTP API in between, through the
+/// balancer. A replica that stops loses its sessions, and the client is told
+/// to start a new one (404), not sent to a replica that half-knows it.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn handshake_era_clients_work_through_the_shipped_nginx_config_over_three_replicas() {
+    let pg = Postgres::start();
+    let dep = replicated(&pg, Setup { policies: quickstart_policies(), ..Setup::default() });
+    let mut replicas: Vec<Gateway> = ["r1", "r2", "r3"].iter().map(|name| Gateway::start_replica(&dep, name)).collect();
+    for r in &replicas {
+        r.wait_server("workspace", "ready").await;
+    }
+    let addresses: [String; 3] = [host_port(&replicas[0]), host_port(&replicas[1]), host_port(&replicas[2])];
+    let lb = Nginx::start_deployed(&addresses);
+    let approver = dep.mint_approver("alice@example.org", "platform-oncall");
+
+    // The official TypeScript client, default mode: the initialize handshake.
+    let out = Command::new("node")
+        .arg(repo_root().join("tests/support/node/worked_example.mjs"))
+        .args(["default", "http", &lb.url, &dep.mint("janitor"), &approver])
+        .output()
+        .unwrap();
+    assert!(out.status.success(), "{}\n{}", String::from_utf8_lossy(&out.stderr), lb.error_log());
+    let r: Value = serde_json::from_slice(&out.stdout).unwrap();
+    assert_eq!(r["protocol_version"], "2025-11-25", "{r}");
+    for ok in ["begin", "request_read", "read", "next_phase", "pending", "granted", "delete", "end"] {
+        assert_eq!(r[ok]["is_error"], false, "TypeScript {ok}: {r}");
+    }
+
+    // The official Python client with the handshake (`legacy`).
+    let out = Command::new(python())
+        .arg(repo_root().join("tests/support/python/worked_example.py"))
+        .args(["legacy", "http", &lb.url, &dep.mint("janitor"), &approver])
+        .output()
+        .unwrap();
+    assert!(out.status.success(), "{}\n{}", String::from_utf8_lossy(&out.stderr), lb.error_log());
+    let r: Value = serde_json::from_slice(&out.stdout).unwrap();
+    for ok in ["begin", "request_read", "read", "next_phase", "pending", "granted", "end"] {
+        assert_eq!(r[ok]["is_error"], false, "Python {ok}: {r}");
+    }
+    // The TypeScript run deleted the note already: the server says so, and
+    // jitgate let the call through.
+    assert!(r["delete"]["code"].is_null() && r["delete"]["text"].as_str().unwrap().contains("no note named"), "{r}");
+
+    // The README's Inspector CLI recipe: one session per invocation.
+    let inspector = node_bin_dir().join("mcp-inspector");
+    assert!(inspector.exists(), "MCP Inspector is not installed: run scripts/setup-test-deps.sh");
+    let path = format!("{}:{}", node22().parent().unwrap().display(), std::env::var("PATH").unwrap_or_default());
+    let token = dep.mint("triage");
+    let run = |tool: &str, args: &[&str]| -> Value {
+        let out = Command::new(&inspector)
+            .env("PATH", &path)
+            .env("HOME", dep.path("home"))
+            .args(["--cli", lb.url.as_str(), "--header", &format!("Authorization: Bearer {token}"), "--method", "tools/call", "--tool-name", tool, "--tool-arg"])
+            .args(args)
+            .output()
+            .unwrap();
+        let stdout = String::from_utf8_lossy(&out.stdout);
+        serde_json::from_str(&stdout).unwrap_or_else(|e| panic!("{e}: {stdout}\n{}", String::from_utf8_lossy(&out.stderr)))
+    };
+    let begun = run("jit_begin_task", &["objective=read the Q3 plan", r#"phases=[{"name":"read","tools":["workspace__read_note"]}]"#]);
+    let task = begun["structuredContent"]["task"].as_str().unwrap_or_else(|| panic!("{begun}")).to_owned();
+    let read = run("jit_call", &[&format!("task={task}"), "tool=workspace__read_note", r#"arguments={"name":"q3-plan.md"}"#, "purpose=read the plan"]);
+    assert_eq!(read["isError"], false, "{read}");
+    assert!(read.to_string().contains("Ship the billing export"), "{read}");
+
+    // Sessions were spread over the replicas and each was served by its own.
+    let opened: Vec<usize> = replicas.iter().map(|r| r.log().matches("session bound to its agent").count()).collect();
+    assert!(opened.iter().filter(|n| **n > 0).count() >= 2, "sessions opened on {opened:?}");
+
+    // A session whose replica is gone: 404 from its backup, so the client
+    // starts over; a new session works.
+    let client = reqwest::Client::new();
+    let init = json!({"jsonrpc": "2.0", "id": 1, "method": "initialize", "params": {"protocolVersion": "2025-11-25", "capabilities": {}, "clientInfo": {"name": "probe", "version": "0"}}});
+    let auth = format!("Bearer {}", dep.mint("triage"));
+    let mut owner = None;
+    for _ in 0..12 {
+        let resp = client.post(&lb.url).header("Authorization", &auth).header("Accept", "application/json, text/event-stream").json(&init).send().await.unwrap();
+        let sid = resp.headers().get("mcp-session-id").and_then(|v| v.to_str().ok()).unwrap_or_default().to_owned();
+        assert!(["r1.", "r2.", "r3."].iter().any(|p| sid.starts_with(p)), "a session id names its replica: {sid:?}");
+        if sid.starts_with("r1.") {
+            owner = Some(sid);
+            break;
+        }
+    }
+    let sid = owner.expect("round robin reaches r1 within 12 initializations");
+    let ping = json!({"jsonrpc": "2.0", "id": 2, "method": "ping"});
+    let ask = |sid: String| {
+        let (client, url, auth, ping) = (client.clone(), lb.url.clone(), auth.clone(), ping.clone());
+        async move {
+            client.post(&url).header("Authorization", &auth).header("Accept", "application/json, text/event-stream").header("mcp-session-id", sid).json(&ping).send().await.unwrap().status()
+        }
+    };
+    assert!(ask(sid.clone()).await.is_success(), "the session's own replica answers");
+    drop(replicas.remove(0));
+    assert_eq!(ask(sid).await, reqwest::StatusCode::NOT_FOUND, "{}", lb.error_log());
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]

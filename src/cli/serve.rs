@@ -33,6 +33,18 @@ pub struct ServeArgs {
     /// With --stdio: file holding the agent's identity JWT; re-read when it changes.
     #[arg(long, requires = "stdio")]
     pub identity_file: Option<PathBuf>,
+    /// This replica's name behind a load balancer (1-32 letters, digits or
+    /// '-', unique per replica): its handshake-era session ids begin with
+    /// `NAME.`, so the load balancer sends each session's requests to the
+    /// replica that holds it (see deploy/nginx.conf).
+    #[arg(long, value_parser = parse_replica, conflicts_with = "stdio")]
+    pub replica: Option<String>,
+}
+
+/// A replica name as session ids carry it.
+fn parse_replica(name: &str) -> Result<String, String> {
+    let ok = (1..=32).contains(&name.len()) && name.chars().all(|c| c.is_ascii_alphanumeric() || c == '-');
+    if ok { Ok(name.to_owned()) } else { Err(format!("{name:?}: a replica name is 1-32 letters, digits or '-' (it begins every session id this replica hands out)")) }
 }
 
 pub async fn run(args: ServeArgs) -> Result<(), CliError> {
@@ -48,7 +60,7 @@ pub async fn run(args: ServeArgs) -> Result<(), CliError> {
         serve_stdio(shared.clone(), path).await
     } else {
         let addr = args.listen.unwrap_or_else(|| DEFAULT_LISTEN.parse().unwrap_or(SocketAddr::from(([127, 0, 0, 1], 7420))));
-        serve_http(shared.clone(), addr).await
+        serve_http(shared.clone(), addr, args.replica.as_deref()).await
     };
     shared.shutdown.cancel();
     end_own_sessions(&shared).await;
@@ -172,14 +184,14 @@ fn load_learned(
     Ok(learned)
 }
 
-async fn serve_http(shared: Arc<Shared>, addr: SocketAddr) -> Result<(), CliError> {
+async fn serve_http(shared: Arc<Shared>, addr: SocketAddr, replica: Option<&str>) -> Result<(), CliError> {
     let listener = tokio::net::TcpListener::bind(addr)
         .await
         .map_err(|e| CliError::Other(format!("cannot listen on {addr}: {e}; pick a free port with --listen")))?;
     let bound = listener.local_addr().map_err(|e| CliError::Other(e.to_string()))?;
     // Tests and scripts read this line to learn the port when --listen used port 0.
     eprintln!("jitgate listening on http://{bound}/mcp");
-    crate::http::serve(shared, listener).await.map_err(|e| CliError::Other(format!("HTTP server failed: {e}")))
+    crate::http::serve(shared, listener, replica).await.map_err(|e| CliError::Other(format!("HTTP server failed: {e}")))
 }
 
 async fn serve_stdio(shared: Arc<Shared>, identity_file: PathBuf) -> Result<(), CliError> {

@@ -14,8 +14,11 @@ use std::collections::HashMap;
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
-use rmcp::transport::streamable_http_server::session::SessionManager as _;
-use rmcp::transport::streamable_http_server::session::local::LocalSessionManager;
+use futures::Stream;
+use rmcp::model::{ClientJsonRpcMessage, ServerJsonRpcMessage};
+use rmcp::transport::WorkerTransport;
+use rmcp::transport::streamable_http_server::session::local::{LocalSessionManager, LocalSessionManagerError, LocalSessionWorker, create_local_session};
+use rmcp::transport::streamable_http_server::session::{ServerSseMessage, SessionId, SessionManager};
 use tokio_util::sync::CancellationToken;
 
 /// Which agent (SPIFFE id) owns each live session id of this process.
@@ -74,7 +77,7 @@ impl SessionBindings {
 
     /// Drop bindings of sessions rmcp no longer has (idle expiry, closed
     /// streams), so that the map never outgrows the live sessions.
-    async fn prune(&self, sessions: &LocalSessionManager) {
+    async fn prune(&self, sessions: &ReplicaSessions) {
         let ids: Vec<String> = self.owners().keys().cloned().collect();
         for id in ids {
             let live = sessions.has_session(&Arc::<str>::from(id.as_str())).await.unwrap_or(false);
@@ -85,11 +88,71 @@ impl SessionBindings {
     }
 }
 
+/// This process's handshake-era sessions: rmcp's own, with ids that begin
+/// with the replica's name (`r1.` and a random UUID) when it has one, so that
+/// a load balancer in front of several replicas sends every request of a
+/// session to the replica that holds it (a session's stream, its pending
+/// questions to the user and its handler live in that process). Without a
+/// name, ids are rmcp's.
+pub struct ReplicaSessions {
+    inner: LocalSessionManager,
+    prefix: String,
+}
+
+impl ReplicaSessions {
+    pub fn new(replica: Option<&str>) -> Self {
+        Self { inner: LocalSessionManager::default(), prefix: replica.map(|r| format!("{r}.")).unwrap_or_default() }
+    }
+}
+
+impl SessionManager for ReplicaSessions {
+    type Error = LocalSessionManagerError;
+    type Transport = WorkerTransport<LocalSessionWorker>;
+
+    async fn create_session(&self) -> Result<(SessionId, Self::Transport), Self::Error> {
+        if self.prefix.is_empty() {
+            return self.inner.create_session().await;
+        }
+        let id: SessionId = format!("{}{}", self.prefix, rmcp::transport::common::server_side_http::session_id()).into();
+        let (handle, worker) = create_local_session(id.clone(), self.inner.session_config.clone());
+        self.inner.sessions.write().await.insert(id.clone(), handle);
+        Ok((id, WorkerTransport::spawn(worker)))
+    }
+
+    async fn initialize_session(&self, id: &SessionId, message: ClientJsonRpcMessage) -> Result<ServerJsonRpcMessage, Self::Error> {
+        self.inner.initialize_session(id, message).await
+    }
+
+    async fn has_session(&self, id: &SessionId) -> Result<bool, Self::Error> {
+        self.inner.has_session(id).await
+    }
+
+    async fn close_session(&self, id: &SessionId) -> Result<(), Self::Error> {
+        self.inner.close_session(id).await
+    }
+
+    async fn create_stream(&self, id: &SessionId, message: ClientJsonRpcMessage) -> Result<impl Stream<Item = ServerSseMessage> + Send + Sync + 'static, Self::Error> {
+        self.inner.create_stream(id, message).await
+    }
+
+    async fn accept_message(&self, id: &SessionId, message: ClientJsonRpcMessage) -> Result<(), Self::Error> {
+        self.inner.accept_message(id, message).await
+    }
+
+    async fn create_standalone_stream(&self, id: &SessionId) -> Result<impl Stream<Item = ServerSseMessage> + Send + Sync + 'static, Self::Error> {
+        self.inner.create_standalone_stream(id).await
+    }
+
+    async fn resume(&self, id: &SessionId, last_event_id: String) -> Result<impl Stream<Item = ServerSseMessage> + Send + Sync + 'static, Self::Error> {
+        self.inner.resume(id, last_event_id).await
+    }
+}
+
 /// How often bindings of expired sessions are dropped.
 const PRUNE_EVERY: Duration = Duration::from_secs(30);
 
 /// Keep `bindings` in step with rmcp's sessions until shutdown.
-pub fn spawn_pruning(bindings: Arc<SessionBindings>, sessions: Arc<LocalSessionManager>, shutdown: CancellationToken) {
+pub fn spawn_pruning(bindings: Arc<SessionBindings>, sessions: Arc<ReplicaSessions>, shutdown: CancellationToken) {
     tokio::spawn(async move {
         let mut every = tokio::time::interval(PRUNE_EVERY);
         loop {
@@ -131,8 +194,20 @@ mod tests {
     async fn bindings_of_sessions_rmcp_no_longer_has_are_pruned() {
         let b = SessionBindings::default();
         b.bind("gone", "a", 1);
-        b.prune(&LocalSessionManager::default()).await;
+        b.prune(&ReplicaSessions::new(None)).await;
         assert_eq!(b.len(), 0);
+    }
+
+    #[tokio::test]
+    async fn a_named_replica_hands_out_session_ids_that_name_it() {
+        let named = ReplicaSessions::new(Some("r2"));
+        let (id, _transport) = named.create_session().await.unwrap();
+        assert!(id.starts_with("r2.") && id.len() > 30, "{id}");
+        assert!(named.has_session(&id).await.unwrap());
+        named.close_session(&id).await.unwrap();
+        assert!(!named.has_session(&id).await.unwrap());
+        let (plain, _transport) = ReplicaSessions::new(None).create_session().await.unwrap();
+        assert!(!plain.contains('.'), "{plain}");
     }
 
     #[test]

@@ -294,10 +294,20 @@ impl Gateway {
     /// Start listening on `addr` (a port chosen with [`free_port`], when the
     /// config must name the gateway's own URL).
     pub fn start_at(dep: &Deployment, addr: &str) -> Self {
+        Self::start_with(dep, addr, &[])
+    }
+
+    /// A replica behind a load balancer: `serve --replica NAME`.
+    pub fn start_replica(dep: &Deployment, name: &str) -> Self {
+        Self::start_with(dep, "127.0.0.1:0", &["--replica", name])
+    }
+
+    fn start_with(dep: &Deployment, addr: &str, extra: &[&str]) -> Self {
         let mut child = Command::new(jitgate_bin())
             .args(["serve", "--config"])
             .arg(&dep.config)
             .args(["--listen", addr])
+            .args(extra)
             .env("JITGATE_LOG", "info,jitgate=debug")
             .stdin(Stdio::null())
             .stdout(Stdio::null())

@@ -25,7 +25,49 @@ fn nginx_bin() -> &'static str {
     panic!("nginx is not installed: run scripts/setup-test-deps.sh (the README's test command .ci/run does)")
 }
 
+/// The addresses `deploy/nginx.conf` names for its three replicas, and the
+/// one it listens on.
+const DEPLOY_REPLICAS: [&str; 3] = ["127.0.0.1:7421", "127.0.0.1:7422", "127.0.0.1:7423"];
+const DEPLOY_LISTEN: &str = "listen 127.0.0.1:8080;";
+
 impl Nginx {
+    /// The shipped `deploy/nginx.conf` as written, with only its addresses
+    /// changed: the three replicas (started with `--replica r1`..`r3`) at
+    /// these `host:port`s, and a free loopback port to listen on. Wrapped in
+    /// the minimal main configuration a distribution's nginx.conf would give
+    /// it (it is an `http` block's content).
+    pub fn start_deployed(replicas: &[String; 3]) -> Self {
+        let dir = tempfile::tempdir().unwrap();
+        let port = super::free_port();
+        let mut shipped = std::fs::read_to_string(super::repo_root().join("deploy/nginx.conf")).unwrap();
+        assert!(shipped.contains(DEPLOY_LISTEN), "deploy/nginx.conf no longer says `{DEPLOY_LISTEN}`");
+        shipped = shipped.replace(DEPLOY_LISTEN, &format!("listen 127.0.0.1:{port};"));
+        for (written, actual) in DEPLOY_REPLICAS.iter().zip(replicas) {
+            assert!(shipped.contains(written), "deploy/nginx.conf no longer names {written}");
+            shipped = shipped.replace(written, actual);
+        }
+        std::fs::write(dir.path().join("jitgate.conf"), shipped).unwrap();
+        let d = dir.path().display();
+        let conf = format!(
+            r#"worker_processes 1;
+pid {d}/nginx.pid;
+error_log {d}/error.log warn;
+daemon off;
+events {{ worker_connections 1024; }}
+http {{
+    access_log off;
+    client_body_temp_path {d}/body;
+    proxy_temp_path {d}/proxy;
+    fastcgi_temp_path {d}/fastcgi;
+    uwsgi_temp_path {d}/uwsgi;
+    scgi_temp_path {d}/scgi;
+    include {d}/jitgate.conf;
+}}
+"#
+        );
+        Self::run(dir, port, conf)
+    }
+
     /// Balance over these `host:port` upstreams.
     pub fn start(upstreams: &[String]) -> Self {
         let dir = tempfile::tempdir().unwrap();
@@ -63,6 +105,10 @@ http {{
 }}
 "#
         );
+        Self::run(dir, port, conf)
+    }
+
+    fn run(dir: tempfile::TempDir, port: u16, conf: String) -> Self {
         let conf_path = dir.path().join("nginx.conf");
         std::fs::write(&conf_path, conf).unwrap();
         let child = Command::new(nginx_bin())
