@@ -22,10 +22,18 @@ command -v chromedriver >/dev/null 2>&1 || need_apt+=(chromium-driver)
 ls /usr/lib/postgresql/*/bin/initdb >/dev/null 2>&1 || need_apt+=(postgresql)
 command -v nginx >/dev/null 2>&1 || [ -x /usr/sbin/nginx ] || need_apt+=(nginx-light)
 command -v openssl >/dev/null 2>&1 || need_apt+=(openssl)   # certificates for the PostgreSQL TLS test
+# Say what will be installed, and where, before anything is.
+echo "setup-test-deps: will install, if missing or changed:" >&2
+if [ ${#need_apt[@]} -gt 0 ]; then
+  echo "  - system packages (apt-get, --no-install-recommends): ${need_apt[*]}" >&2
+fi
+echo "  - npm packages into tests/support/node/node_modules (pinned by its package-lock.json)" >&2
+echo "  - the Python MCP client into .venv (tests/support/python/requirements.txt)" >&2
+echo "  (scripts/fuzz.sh, which .ci/run does not run, installs cargo-afl into ~/.cargo/bin on first use)" >&2
 if [ ${#need_apt[@]} -gt 0 ]; then
   if [ "$(id -u)" = 0 ] && command -v apt-get >/dev/null 2>&1; then
     echo "setup-test-deps: installing ${need_apt[*]} with apt-get" >&2
-    apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq "${need_apt[@]}"
+    apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq --no-install-recommends "${need_apt[@]}"
     # Installing them may start system-wide services; the tests need only
     # the binaries (they start private instances), so stop what we started.
     for svc in postgresql nginx; do
