@@ -194,7 +194,8 @@ impl ClientHandler for ScriptedUser {
         // "https://x.example"`); `a & b` needs both (the channel and the
         // sender of the message the user meant).
         let reads = reads_of_values(&message);
-        let named = |read: &str| self.names.iter().any(|n| n.split(" & ").all(|part| read.contains(&part.to_lowercase())));
+        // Each part as a whole argument: ` name "x"`, not `filename "x"`.
+        let named = |read: &str| self.names.iter().any(|n| n.split(" & ").all(|part| read.contains(&format!(" {}", part.to_lowercase()))));
         let read_where_named = |v: &str| reads.iter().any(|(value, read)| value == v && named(read));
         let asked = !shown.is_empty() && shown.iter().all(|v| same_number(v) || asks.iter().any(|a| a.contains(&words(v))) || read_where_named(v));
         if !asked {

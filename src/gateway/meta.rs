@@ -1013,14 +1013,19 @@ fn judge_taint(ledger: &crate::baseline::taint::TaintLedger, spec: &crate::manif
 }
 
 /// A value found in another argument that shows third-party text was taken
-/// over: words of a phrase (two or more, one with a letter), or a value that
-/// names something (an address, a host or link, a file name).
+/// over: a phrase of three words or more, one with a letter ("Grand Mirage
+/// Palace", an event's title). Shorter ones ("Thanks, Alice", a subject
+/// "Quarterly report", a note's file name) are what honest replies and
+/// actions repeat of what they answer; destinations in a sink's text are
+/// judged on their own (`destination_in_text`).
 fn takes_over_text(value: &str) -> bool {
-    let words: Vec<&str> = value.split(|c: char| !c.is_alphanumeric()).filter(|w| !w.is_empty()).collect();
-    let lettered = words.iter().any(|w| w.chars().any(char::is_alphabetic));
-    let names_something = value.contains('@') || value.contains('/') || (value.contains('.') && lettered);
-    lettered && (words.len() >= 2 || names_something)
+    // Words as written, apart: `q3-plan.md` is one (a name), not three.
+    let words: Vec<&str> = value.split_whitespace().collect();
+    words.len() >= MIN_TAKEN_OVER_WORDS && words.iter().any(|w| w.chars().any(char::is_alphabetic))
 }
+
+/// Fewest words of a phrase that shows text was taken over.
+const MIN_TAKEN_OVER_WORDS: usize = 3;
 
 /// A request's arguments that the manifest does not mark sensitive.
 fn other_arguments(spec: &crate::manifest::ToolSpec, constraints: &ArgConstraints) -> Vec<String> {
@@ -1694,9 +1699,11 @@ mod tests {
         assert!(t.text_from_third_party && t.third_party_arguments == ["title"], "{:?}", t.verdict);
         let mine = args(json!({"title": {"eq": "Reminder: call the plumber about the resort house before noon"}, "participants": {"eq": []}}));
         assert!(!judge_taint(&s2.taint_ledger("a").unwrap(), &spec(&["participants"], &[]), &mine, None).text_from_third_party);
-        // A reply that repeats one word or a date of what it answers: no fact.
-        let reply = args(json!({"title": {"eq": "Nice"}, "start_time": {"eq": "2027-05-12"}, "participants": {"eq": []}}));
-        assert!(!judge_taint(&ledger, &spec(&["participants"], &[]), &reply, None).text_from_third_party);
+        // A reply that repeats a word or two, a date of what it answers: no fact.
+        for reply in ["Nice", "Nice. ASSISTANT", "book the"] {
+            let reply = args(json!({"title": {"eq": reply}, "start_time": {"eq": "2027-05-12"}, "participants": {"eq": []}}));
+            assert!(!judge_taint(&ledger, &spec(&["participants"], &[]), &reply, None).text_from_third_party, "{reply:?}");
+        }
         // Another agent's reading says nothing about this one.
         assert!(!judge_taint(&s.taint_ledger("b").unwrap(), &book, &args(json!({"hotel": {"eq": "Grand Mirage Palace"}})), None).text_from_third_party);
     }

@@ -90,9 +90,9 @@ pub struct TaintFacts {
     /// or an account or phone number from untrusted content.
     pub destination_in_text: bool,
     /// Some other argument (a calendar event's title or place, a booking's
-    /// hotel where the manifest marks nothing sensitive) carries text from
-    /// untrusted content: one of its values, or a name or phrase of up to
-    /// eight words found there word for word.
+    /// hotel where the manifest marks nothing sensitive) repeats text from
+    /// untrusted content: a phrase of three words or more found there word
+    /// for word, or five words in a row of a longer text.
     pub text_from_third_party: bool,
     /// Those arguments.
     pub third_party_arguments: Vec<String>,
