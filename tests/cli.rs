@@ -838,3 +838,14 @@ async fn results_go_to_stdout_errors_to_stderr_and_exit_codes_follow_one_convent
     let (_, help, _) = jitgate(&["--help"]);
     assert!(help.contains("Exit codes") && help.contains("2  usage"), "{help}");
 }
+
+/// A token id is random base64url and may begin with `-`: `revoke --token`
+/// takes it as the value (a test that revoked by jti failed when one did).
+#[test]
+fn revoke_takes_a_token_id_that_begins_with_a_dash() {
+    let dep = Deployment::new(&Setup::default());
+    let (_, out, err) = jitgate(&["revoke", "--config", dep.config.to_str().unwrap(), "--token", "-nAbCdEfGhIjKlMnOpQrStU"]);
+    assert!(!err.contains("unexpected argument"), "{err}");
+    // Parsed: the command went on to open the store (none here yet).
+    assert!(out.is_empty() && err.contains("no store at"), "{out}{err}");
+}

@@ -23,8 +23,9 @@ pub struct RevokeArgs {
     /// Revoke everything an agent holds (by agent name or SPIFFE id).
     #[arg(long)]
     pub agent: Option<String>,
-    /// Revoke one token (by jti).
-    #[arg(long)]
+    /// Revoke one token (by jti). A jti may begin with `-`: it is taken as
+    /// the value, not as another option.
+    #[arg(long, allow_hyphen_values = true)]
     pub token: Option<String>,
     /// Why; recorded with the revocation.
     #[arg(long, default_value = "operator revocation")]
