@@ -178,7 +178,7 @@ async fn reviewers_see_tasks_traces_and_queues_in_a_real_browser() {
 
     // The task page: the trace tree with each decision's reasons.
     browser.open(&format!("{base}/ui/tasks/{task}")).await;
-    let page = browser.source().await;
+    let page = browser.source_with("Phase reply").await;
     for want in ["Phase read", "Phase reply", "workspace__read_inbox", "support-tool-set", "no-untrusted-data-into-sinks", "tainted", "call at"] {
         assert!(page.contains(want), "task page lacks {want}:\n{page}");
     }
@@ -186,11 +186,12 @@ async fn reviewers_see_tasks_traces_and_queues_in_a_real_browser() {
 
     // The queues.
     browser.open(&format!("{base}/ui/approvals")).await;
-    let approvals = browser.source().await;
+    let approvals = browser.source_with(&approval).await;
     assert!(approvals.contains(&approval) && approvals.contains("workspace__delete_note"), "{approvals}");
     browser.screenshot("approvals").await;
     browser.open(&format!("{base}/ui/reviews")).await;
-    assert!(browser.source().await.contains("Break-glass reviews"));
+    // The page the browser shows may still be the last one for a moment.
+    assert!(browser.source_with("Break-glass reviews").await.contains("Break-glass reviews"));
 
     // Signing out (a form post from the page) ends access.
     let button = browser.element("#sign-out").await;
