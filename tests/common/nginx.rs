@@ -30,6 +30,28 @@ fn nginx_bin() -> &'static str {
 const DEPLOY_REPLICAS: [&str; 3] = ["127.0.0.1:7421", "127.0.0.1:7422", "127.0.0.1:7423"];
 const DEPLOY_LISTEN: &str = "listen 127.0.0.1:8080;";
 
+/// The main configuration a distribution's nginx.conf would give: this
+/// instance's files under `dir`, and `http_body` inside its `http` block.
+fn main_conf(dir: &std::path::Path, http_body: &str) -> String {
+    let d = dir.display();
+    format!(
+        r#"worker_processes 1;
+pid {d}/nginx.pid;
+error_log {d}/error.log warn;
+daemon off;
+events {{ worker_connections 1024; }}
+http {{
+    access_log off;
+    client_body_temp_path {d}/body;
+    proxy_temp_path {d}/proxy;
+    fastcgi_temp_path {d}/fastcgi;
+    uwsgi_temp_path {d}/uwsgi;
+    scgi_temp_path {d}/scgi;
+{http_body}}}
+"#
+    )
+}
+
 impl Nginx {
     /// The shipped `deploy/nginx.conf` as written, with only its addresses
     /// changed: the three replicas (started with `--replica r1`..`r3`) at
@@ -47,24 +69,7 @@ impl Nginx {
             shipped = shipped.replace(written, actual);
         }
         std::fs::write(dir.path().join("jitgate.conf"), shipped).unwrap();
-        let d = dir.path().display();
-        let conf = format!(
-            r#"worker_processes 1;
-pid {d}/nginx.pid;
-error_log {d}/error.log warn;
-daemon off;
-events {{ worker_connections 1024; }}
-http {{
-    access_log off;
-    client_body_temp_path {d}/body;
-    proxy_temp_path {d}/proxy;
-    fastcgi_temp_path {d}/fastcgi;
-    uwsgi_temp_path {d}/uwsgi;
-    scgi_temp_path {d}/scgi;
-    include {d}/jitgate.conf;
-}}
-"#
-        );
+        let conf = main_conf(dir.path(), &format!("    include {}/jitgate.conf;\n", dir.path().display()));
         Self::run(dir, port, conf)
     }
 
@@ -72,22 +77,9 @@ http {{
     pub fn start(upstreams: &[String]) -> Self {
         let dir = tempfile::tempdir().unwrap();
         let port = super::free_port();
-        let d = dir.path().display();
         let servers: String = upstreams.iter().map(|u| format!("        server {u} max_fails=0;\n")).collect();
-        let conf = format!(
-            r#"worker_processes 1;
-pid {d}/nginx.pid;
-error_log {d}/error.log warn;
-daemon off;
-events {{ worker_connections 1024; }}
-http {{
-    access_log off;
-    client_body_temp_path {d}/body;
-    proxy_temp_path {d}/proxy;
-    fastcgi_temp_path {d}/fastcgi;
-    uwsgi_temp_path {d}/uwsgi;
-    scgi_temp_path {d}/scgi;
-    upstream jitgate {{
+        let balancer = format!(
+            r#"    upstream jitgate {{
 {servers}        keepalive 32;
     }}
     server {{
@@ -102,9 +94,9 @@ http {{
             proxy_connect_timeout 2s;
         }}
     }}
-}}
 "#
         );
+        let conf = main_conf(dir.path(), &balancer);
         Self::run(dir, port, conf)
     }
 
