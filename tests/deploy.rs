@@ -73,7 +73,7 @@ fn the_systemd_unit_is_hardened_and_its_command_line_starts_a_named_replica() {
         "ReadOnlyPaths=/etc/jitgate",
         "PrivateTmp=yes",
         "CapabilityBoundingSet=",
-        "StateDirectory=jitgate/%i",
+        "StateDirectory=jitgate",
         "UMask=0077",
     ] {
         assert!(unit.lines().any(|l| l.trim() == line), "deploy/jitgate@.service lacks `{line}`");
@@ -118,4 +118,41 @@ fn the_systemd_unit_is_hardened_and_its_command_line_starts_a_named_replica() {
     let _ = child.kill();
     let _ = child.wait();
     assert!(sid.starts_with("r7."), "a session of replica r7: {sid:?}");
+}
+
+/// `deploy/gateway.toml`, the production configuration the README's runbook
+/// copies to `/etc/jitgate`: a real identity provider (no development
+/// issuer), PostgreSQL, `[oauth]`, `[ui.oidc]` and a witness. With only its
+/// absolute paths moved into a scratch directory, `jitgate check --offline`
+/// loads it, its policies and its manifest.
+#[test]
+fn the_shipped_production_config_loads_as_written() {
+    let shipped = std::fs::read_to_string(repo_root().join("deploy/gateway.toml")).unwrap();
+    for section in ["[store]", "[oauth]", "[ui.oidc]", "[[identity.issuers]]", "[[approvals.issuers]]", "witness ="] {
+        assert!(shipped.contains(section), "deploy/gateway.toml lacks {section}");
+    }
+    assert!(shipped.contains("url = \"postgres://"), "replicas need PostgreSQL");
+    assert!(!shipped.lines().any(|l| l.trim_start().starts_with("development")), "no development issuer in production");
+    let dir = tempfile::tempdir().unwrap();
+    let etc = dir.path().join("etc");
+    for sub in ["agents", "policies", "tool-manifests"] {
+        std::fs::create_dir_all(etc.join(sub)).unwrap();
+    }
+    std::fs::copy(repo_root().join("tool-manifests/filesystem.toml"), etc.join("tool-manifests/filesystem.toml")).unwrap();
+    std::fs::write(etc.join("policies/00-deny.cedar"), "forbid (principal, action, resource) when { resource.risk_level == 4 };\n").unwrap();
+    let secrets = dir.path().join("secrets");
+    std::fs::create_dir_all(&secrets).unwrap();
+    std::fs::write(secrets.join("db"), "pw\n").unwrap();
+    std::fs::write(secrets.join("ui"), "secret\n").unwrap();
+    let state = dir.path().join("state");
+    let moved = shipped
+        .replace("/var/lib/jitgate", state.to_str().unwrap())
+        .replace("/run/secrets/jitgate-db", secrets.join("db").to_str().unwrap())
+        .replace("/run/secrets/jitgate-ui-client-secret", secrets.join("ui").to_str().unwrap());
+    assert!(!moved.contains("/var/") && !moved.contains("/run/"), "every absolute path was moved");
+    let config = etc.join("gateway.toml");
+    std::fs::write(&config, moved).unwrap();
+    let (code, out, err) = jitgate(&["check", "--offline", "--config", config.to_str().unwrap()]);
+    assert_eq!(code, Some(0), "{out}{err}");
+    assert!(out.contains("1 server(s) registered"), "{out}");
 }
