@@ -213,6 +213,58 @@ async fn handshake_era_clients_work_through_the_shipped_nginx_config_over_three_
     assert_eq!(ask(sid).await, reqwest::StatusCode::NOT_FOUND, "{}", lb.error_log());
 }
 
+/// Issue 25: replicas must sign with the same capability keys (a token one
+/// grants is refused by another). A replica whose state directory holds
+/// other keys than the ones the deployment's audit checkpoints are signed
+/// with does not start, and says what to copy; one with the same keys does.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_replica_with_other_signing_keys_does_not_start() {
+    let pg = Postgres::start();
+    let dep = replicated(&pg, Setup { extra_config: "\n[audit]\ncheckpoint_interval = \"1s\"\n".into(), ..Setup::default() });
+    let first = Gateway::start(&dep);
+    first.wait_server("workspace", "ready").await;
+    let agent = first.connect(&dep.mint("triage")).await;
+    begin(&agent, json!([{"name": "read", "tools": ["workspace__read_note"]}])).await.unwrap();
+    // A signed checkpoint is in the store (every second here).
+    let config_text = std::fs::read_to_string(&dep.config).unwrap();
+    let url = config_text.split("url = \"").nth(1).and_then(|r| r.split('"').next()).unwrap().to_owned();
+    eventually(Duration::from_secs(30), || {
+        let out = Command::new("psql").args([url.as_str(), "-Atc", "SELECT count(*) FROM audit_checkpoints"]).output().unwrap();
+        let n: u32 = String::from_utf8_lossy(&out.stdout).trim().parse().unwrap_or(0);
+        async move { (n > 0).then_some(()) }
+    })
+    .await;
+    // The same config with a state directory of its own: new keys.
+    let other = dep.path("other.toml");
+    let text = std::fs::read_to_string(&dep.config).unwrap().replace("state_dir = \"state\"", "state_dir = \"state-elsewhere\"");
+    std::fs::write(&other, text).unwrap();
+    let mut child = Command::new(jitgate_bin())
+        .args(["serve", "--config", other.to_str().unwrap(), "--listen", "127.0.0.1:0"])
+        .stdout(std::process::Stdio::null())
+        .stderr(std::process::Stdio::piped())
+        .spawn()
+        .unwrap();
+    // It must stop by itself; if it serves instead, it is stopped and the test fails.
+    let deadline = std::time::Instant::now() + Duration::from_secs(60);
+    let status = loop {
+        if let Some(s) = child.try_wait().unwrap() {
+            break s;
+        }
+        if std::time::Instant::now() > deadline {
+            let _ = child.kill();
+            panic!("a replica with other signing keys started serving");
+        }
+        std::thread::sleep(Duration::from_millis(100));
+    };
+    let mut err = String::new();
+    std::io::Read::read_to_string(child.stderr.as_mut().unwrap(), &mut err).unwrap();
+    assert_eq!(status.code(), Some(4), "{err}");
+    assert!(err.contains("every replica must sign with the same keys") && err.contains("state-elsewhere/keys"), "{err}");
+    // A replica with the deployment's keys starts.
+    let second = Gateway::start(&dep);
+    second.wait_server("workspace", "ready").await;
+}
+
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_revocation_on_one_replica_cancels_an_in_flight_call_on_another() {
     let pg = Postgres::start();

@@ -101,6 +101,9 @@ pub async fn start(config_path: &std::path::Path, kind: &str) -> Result<Arc<Shar
     let reviewers = ApproverVerifier::reviewers(&config, clock.clone()).map_err(|e| CliError::Identity(e.to_string()))?;
     let keyring = Keyring::load_or_init(&config.keys_dir()).map_err(|e| CliError::Identity(e.to_string()))?;
     let store = super::open_store_for_serving(&config)?;
+    if matches!(config.store, crate::config::StoreConfig::Postgres { .. }) {
+        signs_with_the_other_replicas_keys(store.as_ref(), &keyring, &config.keys_dir())?;
+    }
     let instance = crate::gateway::new_instance_id();
     store
         .register_instance(&instance, kind, clock.now_unix(), crate::gateway::maintenance::lease_until(config.limits.instance_lease, clock.now_unix()))
@@ -148,6 +151,23 @@ pub async fn start(config_path: &std::path::Path, kind: &str) -> Result<Arc<Shar
     spawn_policy_reload_on_sighup(shared.clone());
     start_key_refresh(&shared).await;
     Ok(shared)
+}
+
+/// Replicas must sign with the same capability keys, or a token one of them
+/// grants is refused by the next (`STATE/keys` per replica). The store's
+/// latest signed audit checkpoint shows the key the deployment signs with:
+/// a replica that does not hold it does not start. A fresh store has none.
+fn signs_with_the_other_replicas_keys(store: &dyn crate::store::Store, keyring: &Keyring, keys_dir: &std::path::Path) -> Result<(), CliError> {
+    let checkpoints = store.checkpoints().map_err(|e| CliError::Other(e.to_string()))?;
+    let Some(last) = checkpoints.last() else { return Ok(()) };
+    let kid = crate::jws::parse(&last.jws, 16 * 1024).ok().and_then(|j| j.kid().ok().map(str::to_owned));
+    match kid {
+        Some(kid) if keyring.public_key(&kid).is_none() => Err(CliError::Identity(format!(
+            "the store's audit checkpoints are signed with capability key {kid}, which {} does not hold: every replica must sign with the same keys (a token one grants is refused by the others). Copy the keys directory from a running replica, or mount one shared directory, then start again",
+            keys_dir.display()
+        ))),
+        _ => Ok(()),
+    }
 }
 
 /// Fetch every issuer's remote key set once, all at once and each within
