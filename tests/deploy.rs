@@ -4,9 +4,7 @@
 
 mod common;
 
-use std::io::{BufRead as _, BufReader};
-use std::process::{Command, Stdio};
-use std::time::Duration;
+use std::process::Command;
 
 use common::pg::Postgres;
 use common::*;
@@ -82,26 +80,10 @@ fn the_systemd_unit_is_hardened_and_its_command_line_starts_a_named_replica() {
     let dep = Deployment::new(&Setup::default());
     let args: Vec<String> = exec.replace("%i", "r7").replace("${JITGATE_LISTEN}", "127.0.0.1:0").split_whitespace().map(str::to_owned).collect();
     assert_eq!(args[0], "/usr/local/bin/jitgate");
-    let mut child = Command::new(jitgate_bin())
-        .args(&args[1..])
-        .env("JITGATE_CONFIG", &dep.config)
-        .env("JITGATE_LOG", "info")
-        .stdin(Stdio::null())
-        .stdout(Stdio::null())
-        .stderr(Stdio::piped())
-        .spawn()
-        .unwrap();
-    let stderr = child.stderr.take().unwrap();
-    let (tx, rx) = std::sync::mpsc::channel();
-    std::thread::spawn(move || {
-        for line in BufReader::new(stderr).lines().map_while(Result::ok) {
-            if let Some(rest) = line.split("jitgate listening on ").nth(1) {
-                let _ = tx.send(rest.trim().to_owned());
-                return;
-            }
-        }
-    });
-    let url = rx.recv_timeout(Duration::from_secs(60)).expect("the unit's command line starts a gateway");
+    let mut cmd = Command::new(jitgate_bin());
+    cmd.args(&args[1..]).env("JITGATE_CONFIG", &dep.config).env("JITGATE_LOG", "info");
+    let gateway = Gateway::from_command(cmd);
+    let url = gateway.url.clone();
     let rt = tokio::runtime::Runtime::new().unwrap();
     let sid = rt.block_on(async {
         let init = serde_json::json!({"jsonrpc": "2.0", "id": 1, "method": "initialize", "params": {"protocolVersion": "2025-11-25", "capabilities": {}, "clientInfo": {"name": "probe", "version": "0"}}});
@@ -115,8 +97,7 @@ fn the_systemd_unit_is_hardened_and_its_command_line_starts_a_named_replica() {
             .unwrap();
         resp.headers().get("mcp-session-id").and_then(|v| v.to_str().ok()).unwrap_or_default().to_owned()
     });
-    let _ = child.kill();
-    let _ = child.wait();
+    drop(gateway);
     assert!(sid.starts_with("r7."), "a session of replica r7: {sid:?}");
 }
 

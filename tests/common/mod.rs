@@ -303,17 +303,15 @@ impl Gateway {
     }
 
     fn start_with(dep: &Deployment, addr: &str, extra: &[&str]) -> Self {
-        let mut child = Command::new(jitgate_bin())
-            .args(["serve", "--config"])
-            .arg(&dep.config)
-            .args(["--listen", addr])
-            .args(extra)
-            .env("JITGATE_LOG", "info,jitgate=debug")
-            .stdin(Stdio::null())
-            .stdout(Stdio::null())
-            .stderr(Stdio::piped())
-            .spawn()
-            .unwrap();
+        let mut cmd = Command::new(jitgate_bin());
+        cmd.args(["serve", "--config"]).arg(&dep.config).args(["--listen", addr]).args(extra).env("JITGATE_LOG", "info,jitgate=debug");
+        Self::from_command(cmd)
+    }
+
+    /// A gateway started by this command line (`jitgate serve ...`), once it
+    /// listens; its log is kept.
+    pub fn from_command(mut cmd: Command) -> Self {
+        let mut child = cmd.stdin(Stdio::null()).stdout(Stdio::null()).stderr(Stdio::piped()).spawn().unwrap();
         let stderr = child.stderr.take().unwrap();
         let log = Arc::new(Mutex::new(String::new()));
         let (tx, rx) = std::sync::mpsc::channel();
