@@ -228,10 +228,21 @@ impl TaintVerdict {
             }
         }
         for (value, reads) in other.origins {
-            match self.origins.iter_mut().find(|(v, _)| *v == value) {
-                Some((_, known)) => known.extend(reads.into_iter().filter(|r| !known.contains(r)).collect::<Vec<_>>()),
-                None => self.origins.push((value, reads)),
+            self.add_reads(&value, reads);
+        }
+    }
+
+    /// The reads that held `value`, each once.
+    fn add_reads(&mut self, value: &str, reads: Vec<String>) {
+        match self.origins.iter_mut().find(|(v, _)| v == value) {
+            Some((_, known)) => {
+                for read in reads {
+                    if !known.contains(&read) {
+                        known.push(read);
+                    }
+                }
             }
+            None => self.origins.push((value.to_owned(), reads)),
         }
     }
 
@@ -245,16 +256,7 @@ impl TaintVerdict {
         } else {
             source.origins().map(str::to_owned).collect()
         };
-        match self.origins.iter_mut().find(|(v, _)| v == value) {
-            Some((_, known)) => {
-                for read in reads {
-                    if !known.contains(&read) {
-                        known.push(read);
-                    }
-                }
-            }
-            None => self.origins.push((value.to_owned(), reads)),
-        }
+        self.add_reads(value, reads);
         if !self.sources.contains(source) {
             self.sources.push(source.clone());
         }
