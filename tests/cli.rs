@@ -848,4 +848,7 @@ fn revoke_takes_a_token_id_that_begins_with_a_dash() {
     assert!(!err.contains("unexpected argument"), "{err}");
     // Parsed: the command went on to open the store (none here yet).
     assert!(out.is_empty() && err.contains("no store at"), "{out}{err}");
+    // And so does `token inspect` with such an id.
+    let (_, _, err) = jitgate(&["token", "inspect", "-bAbCdEfGhIjKlMnOpQrStU", "--config", dep.config.to_str().unwrap()]);
+    assert!(!err.contains("unexpected argument"), "{err}");
 }

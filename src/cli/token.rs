@@ -22,7 +22,9 @@ pub enum TokenCommand {
 
 #[derive(Debug, Args)]
 pub struct InspectArgs {
-    /// The token, its id, or `-` to read either from stdin.
+    /// The token, its id, or `-` to read either from stdin. An id may begin
+    /// with `-` (random base64url): it is taken as the value.
+    #[arg(allow_hyphen_values = true)]
     pub token: String,
     /// The gateway config file.
     #[arg(long, env = "JITGATE_CONFIG")]
