@@ -827,13 +827,11 @@ fn parse_request(shared: &super::Shared, agent: &VerifiedAgent, req: Request) ->
     // this request's sensitive values (and justification) could match.
     let probe = match (&exposed, &constraints) {
         (Some((_, tool)), Ok(c)) => {
-            let mut probe = TaintProbe::of(&tool.spec.sensitive_args, c);
-            if is_sink(&tool.spec) {
-                let in_text = crate::baseline::taint::destinations_in_text(&tool.spec.sensitive_args, c);
-                probe = probe.and(TaintProbe::of(&in_text.keys().cloned().collect::<Vec<_>>(), &in_text));
-            }
-            let others = other_arguments(&tool.spec, c);
-            probe = probe.and(TaintProbe::of(&others, c)).and(TaintProbe::windows(&others, c));
+            let text = JudgedText::of(&tool.spec, c);
+            let probe = TaintProbe::of(&tool.spec.sensitive_args, c)
+                .and(TaintProbe::of(&text.in_text_names, &text.in_text))
+                .and(TaintProbe::of(&text.others, c))
+                .and(TaintProbe::windows(&text.others, c));
             match &break_glass {
                 Some(j) => probe.with_text(j),
                 None => probe,
@@ -970,26 +968,20 @@ struct Taint {
 /// untrusted output? Does a break-glass justification repeat such content?
 fn judge_taint(ledger: &crate::baseline::taint::TaintLedger, spec: &crate::manifest::ToolSpec, constraints: &ArgConstraints, break_glass: Option<&str>) -> Taint {
     let mut verdict = ledger.check(&spec.sensitive_args, &spec.open_sensitive_args, constraints);
+    let text = JudgedText::of(spec, constraints);
     // A sink's other arguments: a link or an address from third-party
     // content inside a message's body is marked too (issue 24).
-    let mut destination_in_text = false;
-    if is_sink(spec) {
-        let in_text = crate::baseline::taint::destinations_in_text(&spec.sensitive_args, constraints);
-        let names: Vec<String> = in_text.keys().cloned().collect();
-        let t = ledger.check(&names, &[], &in_text);
-        destination_in_text = t.tainted;
-        verdict.absorb(t);
-    }
+    let t = ledger.check(&text.in_text_names, &[], &text.in_text);
+    let destination_in_text = t.tainted;
+    verdict.absorb(t);
     // Every other argument, of any tool: text an attacker wrote can steer a
     // write that has no destination (an event's title and place, a
     // booking's hotel where nothing is marked sensitive).
-    let others = other_arguments(spec, constraints);
-    let mut t = ledger.check(&others, &others, constraints);
-    t.absorb(ledger.check_taken_over(&others, constraints));
+    let others = &text.others;
+    let mut t = ledger.check(others, others, constraints);
+    t.absorb(ledger.check_taken_over(others, constraints));
     // What says the text was taken over, not that a reply used a word or a
-    // date of what it answers: a phrase of two words or more, an address,
-    // a link, a file name. A single word ("Audit") or a number ("2027") is
-    // too common in honest replies to mean anything here.
+    // date of what it answers (see `takes_over_text`).
     t.findings.retain(|(_, value)| takes_over_text(value));
     t.origins.retain(|(value, _)| takes_over_text(value));
     let text_from_third_party = !t.findings.is_empty();
@@ -1027,9 +1019,25 @@ fn takes_over_text(value: &str) -> bool {
 /// Fewest words of a phrase that shows text was taken over.
 const MIN_TAKEN_OVER_WORDS: usize = 3;
 
-/// A request's arguments that the manifest does not mark sensitive.
-fn other_arguments(spec: &crate::manifest::ToolSpec, constraints: &ArgConstraints) -> Vec<String> {
-    constraints.keys().filter(|name| !spec.sensitive_args.contains(name)).cloned().collect()
+/// What the taint stage judges besides the sensitive arguments, in one
+/// place, so that the request's ledger lookup (its probe, built when the
+/// request is parsed) finds what the stage then checks.
+struct JudgedText {
+    /// The destinations written in a sink's other arguments (none for a
+    /// tool that is no sink), and the names of those arguments.
+    in_text: ArgConstraints,
+    in_text_names: Vec<String>,
+    /// The arguments the manifest does not mark sensitive.
+    others: Vec<String>,
+}
+
+impl JudgedText {
+    fn of(spec: &crate::manifest::ToolSpec, constraints: &ArgConstraints) -> Self {
+        let in_text = if is_sink(spec) { crate::baseline::taint::destinations_in_text(&spec.sensitive_args, constraints) } else { ArgConstraints::new() };
+        let in_text_names = in_text.keys().cloned().collect();
+        let others = constraints.keys().filter(|name| !spec.sensitive_args.contains(name)).cloned().collect();
+        Self { in_text, in_text_names, others }
+    }
 }
 
 /// A tool the manifest tags as a sink: what it is given leaves the system.
