@@ -71,6 +71,13 @@ struct Args {
     /// a noisy moment does not favour one of them.
     #[arg(long, default_value_t = 1)]
     rounds: usize,
+    /// With --store: count the PostgreSQL statements (pg_stat_statements,
+    /// which the server must preload) and the transactions that wrote
+    /// (transaction ids taken) per authorized call, one client, for
+    /// `jit_call` and for `jit_request` + call; then stop.
+    /// scripts/bench-pg-statements.sh runs it with a private PostgreSQL.
+    #[arg(long)]
+    count_statements: bool,
 }
 
 struct RunResult {
@@ -80,6 +87,8 @@ struct RunResult {
     call_us: Vec<u64>,
     errors: usize,
     elapsed: Duration,
+    /// PostgreSQL's counters for the measured calls (with --count-statements).
+    counts: Option<PgCounts>,
 }
 
 impl RunResult {
@@ -157,7 +166,93 @@ async fn begin_task(s: &Client, tool: &str) -> Result<String, String> {
         .ok_or_else(|| format!("jit_begin_task refused: {r:?}"))
 }
 
-async fn run(url: &str, token: Option<&str>, tool: &str, clients: usize, calls: usize, limit: Duration, modern: bool, one_step: bool) -> Result<RunResult, String> {
+/// PostgreSQL's own counters around a measured run: statements by text
+/// (pg_stat_statements) and transaction ids taken (one per transaction that
+/// wrote; read-only transactions take none).
+struct PgCounter {
+    url: String,
+}
+
+/// What the database did during a measured run.
+struct PgCounts {
+    /// (calls, normalized statement text), most called first.
+    statements: Vec<(i64, String)>,
+    /// Transactions that wrote, the counter's own two reads taken off.
+    writing_transactions: i64,
+}
+
+impl PgCounter {
+    async fn on_client<T: Send + 'static>(&self, f: impl FnOnce(&mut postgres::Client) -> Result<T, postgres::Error> + Send + 'static) -> Result<T, String> {
+        let url = self.url.clone();
+        tokio::task::spawn_blocking(move || {
+            let mut c = postgres::Client::connect(&url, postgres::NoTls)?;
+            f(&mut c)
+        })
+        .await
+        .map_err(|e| e.to_string())?
+        .map_err(|e| format!("counting statements: {e} ({:?})", std::error::Error::source(&e).map(ToString::to_string)))
+    }
+
+    /// Forget what was counted so far; returns the transaction id counter.
+    async fn reset(&self) -> Result<i64, String> {
+        self.on_client(|c| {
+            c.batch_execute("CREATE EXTENSION IF NOT EXISTS pg_stat_statements")?;
+            c.query_one("SELECT pg_stat_statements_reset()", &[])?;
+            c.query_one("SELECT pg_current_xact_id()::text::bigint", &[])?.try_get(0)
+        })
+        .await
+    }
+
+    async fn read(&self, xid_before: i64) -> Result<PgCounts, String> {
+        let (statements, xid) = self
+            .on_client(|c| {
+                let rows = c.query(
+                    "SELECT calls, query FROM pg_stat_statements WHERE dbid = (SELECT oid FROM pg_database WHERE datname = current_database()) \
+                     AND query NOT LIKE '%pg_stat_statements%' AND query NOT LIKE '%pg_current_xact_id%' ORDER BY calls DESC, query",
+                    &[],
+                )?;
+                let statements = rows.iter().map(|r| Ok((r.try_get::<_, i64>(0)?, r.try_get::<_, String>(1)?))).collect::<Result<Vec<_>, postgres::Error>>()?;
+                let xid: i64 = c.query_one("SELECT pg_current_xact_id()::text::bigint", &[])?.try_get(0)?;
+                Ok((statements, xid))
+            })
+            .await?;
+        Ok(PgCounts { statements, writing_transactions: xid - xid_before - 1 })
+    }
+}
+
+fn print_counts(what: &str, calls: usize, counts: &PgCounts) {
+    let total: i64 = counts.statements.iter().map(|(n, _)| n).sum();
+    let commits: i64 = counts.statements.iter().filter(|(_, q)| q.trim().eq_ignore_ascii_case("commit")).map(|(n, _)| n).sum();
+    let per = |n: i64| n as f64 / calls.max(1) as f64;
+    println!("\n{what}: {calls} authorized calls, one client");
+    println!(
+        "  per call: {:.2} statements, {:.2} transactions that wrote, {:.2} COMMIT statements (the run's task begin and end included)",
+        per(total),
+        per(counts.writing_transactions),
+        per(commits)
+    );
+    println!("  {:>9} {:>8}  statement", "calls", "per call");
+    for (n, q) in &counts.statements {
+        let q: String = q.split_whitespace().collect::<Vec<_>>().join(" ");
+        println!("  {n:>9} {:>8.2}  {}", per(*n), q.chars().take(150).collect::<String>());
+    }
+}
+
+async fn count_statements(url: &str, token: &str, store: &str, calls: usize, limit: Duration, modern: bool) -> Result<(), String> {
+    let counter = PgCounter { url: store.to_owned() };
+    for (what, one_step) in [("jit_call", true), ("jit_request + call", false)] {
+        let r = run(url, Some(token), "workspace__read_note", 1, calls, limit, modern, one_step, Some(&counter)).await?;
+        let counts = r.counts.ok_or("no counts")?;
+        if r.errors > 0 {
+            return Err(format!("{what}: {} calls failed", r.errors));
+        }
+        print_counts(what, r.latencies_us.len(), &counts);
+    }
+    Ok(())
+}
+
+#[allow(clippy::too_many_arguments)]
+async fn run(url: &str, token: Option<&str>, tool: &str, clients: usize, calls: usize, limit: Duration, modern: bool, one_step: bool, counter: Option<&PgCounter>) -> Result<RunResult, String> {
     let mut sessions = Vec::new();
     for _ in 0..clients {
         let mut cfg = StreamableHttpClientTransportConfig::with_uri(url.to_owned());
@@ -188,6 +283,10 @@ async fn run(url: &str, token: Option<&str>, tool: &str, clients: usize, calls: 
             }
         }
     }
+    let xid_before = match counter {
+        Some(c) => Some(c.reset().await?),
+        None => None,
+    };
     let remaining = Arc::new(std::sync::atomic::AtomicUsize::new(calls));
     let deadline = Instant::now() + limit;
     let started = Instant::now();
@@ -240,6 +339,7 @@ async fn run(url: &str, token: Option<&str>, tool: &str, clients: usize, calls: 
     let elapsed = started.elapsed();
     latencies_us.sort_unstable();
     call_us.sort_unstable();
+    let mut counts = None;
     for (s, task) in sessions {
         // End the run's tasks: an agent may hold only so many at once.
         if let Some(t) = task {
@@ -252,7 +352,10 @@ async fn run(url: &str, token: Option<&str>, tool: &str, clients: usize, calls: 
             let _ = s.cancel().await;
         }
     }
-    Ok(RunResult { latencies_us, call_us, errors, elapsed })
+    if let (Some(c), Some(before)) = (counter, xid_before) {
+        counts = Some(c.read(before).await?);
+    }
+    Ok(RunResult { latencies_us, call_us, errors, elapsed, counts })
 }
 
 fn params(tool: &str) -> CallToolRequestParams {
@@ -372,6 +475,13 @@ async fn real_main() -> Result<(), String> {
         return Err(format!("mint failed: {}", String::from_utf8_lossy(&out.stderr)));
     }
 
+    if args.count_statements {
+        let url = args.store.as_deref().ok_or("--count-statements needs --store postgres://...")?;
+        println!("PostgreSQL statements per authorized call (read_note through one gateway; clients: MCP {})", if modern { "2026-07-28" } else { "handshake" });
+        count_statements(&gw_url, &token, url, args.calls, limit, modern).await?;
+        let _ = std::fs::remove_dir_all(&dir);
+        return Ok(());
+    }
     let store = match &args.store {
         Some(_) => format!("PostgreSQL, {} replica(s){}", args.replicas, if args.replicas > 1 { " behind nginx" } else { "" }),
         None => "SQLite".to_owned(),
@@ -392,12 +502,12 @@ async fn real_main() -> Result<(), String> {
             println!("-- round {round}");
         }
         for &clients in &levels {
-            let direct = if args.no_direct { None } else { Some(run(&ws_url, None, "read_note", clients, args.calls, limit, false, false).await?) };
-            let via = run(&gw_url, Some(&token), "workspace__read_note", clients, args.calls, limit, modern, false).await?;
-            let one = run(&gw_url, Some(&token), "workspace__read_note", clients, args.calls, limit, modern, true).await?;
+            let direct = if args.no_direct { None } else { Some(run(&ws_url, None, "read_note", clients, args.calls, limit, false, false, None).await?) };
+            let via = run(&gw_url, Some(&token), "workspace__read_note", clients, args.calls, limit, modern, false, None).await?;
+            let one = run(&gw_url, Some(&token), "workspace__read_note", clients, args.calls, limit, modern, true, None).await?;
             let mut others = Vec::new();
             for (name, url) in &proxies {
-                others.push((name.clone(), run(url, None, "read_note", clients, args.calls, limit, false, false).await?));
+                others.push((name.clone(), run(url, None, "read_note", clients, args.calls, limit, false, false, None).await?));
             }
             let fixed = direct.iter().map(|d| ("direct".to_owned(), d)).chain([("jitgate".to_owned(), &via), ("1-step".to_owned(), &one)]);
             for (name, r) in fixed.chain(others.iter().map(|(n, r)| (n.clone(), r))) {
