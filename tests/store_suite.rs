@@ -23,8 +23,8 @@ use std::time::{Duration, Instant};
 use jitgate::audit::Event;
 use jitgate::baseline::taint::{Source, TaintEntry, TaintLedger};
 use jitgate::store::{
-    Approval, ApprovalState, BeginTask, BreakGlassGrant, Consumption, DecideOutcome, Intent, Phase, PostgresStore, Scope, SqliteStore, Store, StoreError, Task,
-    TaskState, TokenRecord, TokenState,
+    Approval, ApprovalState, BeginTask, BreakGlassGrant, Consumption, DecideOutcome, Grant, Granted, Intent, Phase, PostgresStore, RequestRead, Scope, SqliteStore,
+    Store, StoreError, Task, TaskState, TokenRecord, TokenState,
 };
 use jitgate::token::constraints::Constraint;
 
@@ -146,6 +146,10 @@ const CASES: &[Case] = &[
     ("concurrent_revocations_are_seen_in_seq_order", concurrent_revocations_are_seen_in_seq_order),
     ("concurrent_request_counts_are_exact", concurrent_request_counts_are_exact),
     ("concurrent_taint_from_several_replicas_keeps_the_cap", concurrent_taint_from_several_replicas_keeps_the_cap),
+    ("a_request_reads_everything_it_is_decided_on_at_once", a_request_reads_everything_it_is_decided_on_at_once),
+    ("a_grant_commits_everything_or_nothing", a_grant_commits_everything_or_nothing),
+    ("a_call_is_consumed_with_its_record_or_not_at_all", a_call_is_consumed_with_its_record_or_not_at_all),
+    ("concurrent_units_of_work_form_one_chain_and_spend_once", concurrent_units_of_work_form_one_chain_and_spend_once),
 ];
 
 /// Run every case (or those `STORE_SUITE_CASE` names) on a fresh database;
@@ -1153,6 +1157,194 @@ fn concurrent_once_only_operations_succeed_once(s: &dyn Store, db: &Db) {
     assert_eq!(s.audit_records(0, 100).unwrap().len(), 5, "the quarantine and its revocation, one end's revocation, one review, one release");
 }
 
+/// A granted request's pieces, as the gateway builds them.
+struct Granting {
+    token: TokenRecord,
+    intent: Intent,
+    record: Event,
+    forwarded: Event,
+}
+
+fn granting(jti: &str, task: &str, phase: usize) -> Granting {
+    let token = token(jti, task, phase);
+    let intent = Intent { jti: jti.into(), agent: token.agent.clone(), task: task.into(), tool: token.tool.clone(), shape: "{}".into(), at: 120 };
+    let record = Event::new("intent", Some(task), Some("triage"), serde_json::json!({"jti": jti, "decision": "allow"}));
+    let forwarded = Event::new("call.forwarded", Some(task), Some("triage"), serde_json::json!({"jti": jti}));
+    Granting { token, intent, record, forwarded }
+}
+
+impl Granting {
+    fn grant(&self, s: &dyn Store, approval: Option<&str>, one_step: bool) -> Granted {
+        let g = Grant { token: &self.token, intent: &self.intent, record: &self.record, approval, forwarded: one_step.then_some(&self.forwarded), now: 120 };
+        s.grant(&g).unwrap()
+    }
+}
+
+fn request_read(task: &str) -> RequestRead {
+    RequestRead { agent: "triage".into(), task: task.into(), follows: None, digest: None, probe: Default::default(), now: 120 }
+}
+
+fn a_request_reads_everything_it_is_decided_on_at_once(s: &dyn Store, _: &Db) {
+    s.create_task(&task("t1", 1000)).unwrap();
+    let empty = s.read_request(&request_read("t1")).unwrap();
+    assert_eq!(empty.task.as_ref().map(|t| t.id.as_str()), Some("t1"));
+    assert!(empty.quarantined.is_none() && empty.parent.is_none() && empty.approval.is_none() && empty.last_call.is_none());
+    assert_eq!(empty.rate, 1, "this request, nothing counted before");
+    assert!(s.read_request(&request_read("nope")).unwrap().task.is_none());
+
+    // A call, a person's decision on a digest, taint and a quarantine, then read again.
+    let first = granting("j1", "t1", 0);
+    assert_eq!(first.grant(s, None, true), Granted::Recorded);
+    s.create_approval(&Approval { agent: "triage".into(), ..approval("ap1", "d1", 1000) }).unwrap();
+    let entries = vec![TaintEntry { value: "mallory@evil.example".into(), record: String::new() }];
+    s.record_taint("triage", &entries, &Source { call: "j1".into(), tool: "ws__read".into(), origin: "ws__read".into() }, 120, 100).unwrap();
+    s.note_request("triage", 120).unwrap();
+    let mut probe = jitgate::baseline::taint::TaintProbe::default();
+    probe.keys.push("mallory@evil.example".into());
+    probe.keys.push("alice@example.org".into());
+    let read = RequestRead { follows: Some("j1".into()), digest: Some("d1".into()), probe, ..request_read("t1") };
+    let state = s.read_request(&read).unwrap();
+    assert_eq!(state.parent.as_ref().map(|t| (t.jti.as_str(), t.state)), Some(("j1", TokenState::Consumed)));
+    assert_eq!(state.approval.as_ref().map(|a| (a.id.as_str(), a.state)), Some(("ap1", ApprovalState::Pending)));
+    assert_eq!(state.last_call.as_ref().map(|c| c.jti.as_str()), Some("j1"));
+    assert_eq!(taint_sources(&state.ledger, "mallory@evil.example"), vec!["j1".to_owned()]);
+    assert!(taint_sources(&state.ledger, "alice@example.org").is_empty());
+    assert_eq!(state.rate, 3, "the grant and the noted request counted, and this one");
+    assert_eq!(s.read_request(&RequestRead { now: 200, ..request_read("t1") }).unwrap().rate, 1, "a minute later the window is empty");
+    s.quarantine("triage", "drift", &event("quarantine"), 121).unwrap();
+    let quarantined = s.read_request(&request_read("t1")).unwrap();
+    assert_eq!(quarantined.quarantined.map(|q| q.reason), Some("drift".into()));
+    assert_eq!(quarantined.task.map(|t| t.state), Some(TaskState::Revoked));
+}
+
+fn a_grant_commits_everything_or_nothing(s: &dyn Store, db: &Db) {
+    s.create_task(&task("t1", 1000)).unwrap();
+    let head = |s: &dyn Store| s.audit_head().unwrap().map(|(seq, _)| seq).unwrap_or(0);
+
+    // Granted: token, intent, record, and the request counted.
+    let two_step = granting("j1", "t1", 0);
+    assert_eq!(two_step.grant(s, None, false), Granted::Recorded);
+    assert_eq!(s.token("j1").unwrap().map(|t| t.state), Some(TokenState::Issued));
+    assert_eq!(s.intents_of("triage", 0, 10).unwrap().len(), 1);
+    let records = jitgate::store::all_audit_records(s, usize::MAX).unwrap();
+    assert_eq!(records.iter().map(|r| r.kind.as_str()).collect::<Vec<_>>(), ["intent"]);
+    assert!(s.last_call_of("triage").unwrap().is_none(), "issued, not used");
+    assert_eq!(s.consume("j1", 121).unwrap(), Consumption::Consumed, "a granted token is spent once, later");
+
+    // jit_call: spent at once, with the call's record after the intent's.
+    let one_step = granting("j2", "t1", 0);
+    assert_eq!(one_step.grant(s, None, true), Granted::Recorded);
+    assert_eq!(s.token("j2").unwrap().map(|t| t.state), Some(TokenState::Consumed));
+    assert_eq!(s.consume("j2", 121).unwrap(), Consumption::AlreadyConsumed { at: 120 }, "its token cannot be used again");
+    assert_eq!(s.last_call_of("triage").unwrap().map(|c| c.jti), Some("j2".into()));
+    let kinds: Vec<String> = jitgate::store::all_audit_records(s, usize::MAX).unwrap().into_iter().map(|r| r.kind).collect();
+    assert_eq!(kinds, ["intent", "intent", "call.forwarded"]);
+
+    // An approval already spent: nothing at all is written.
+    s.create_approval(&approval("ap1", "d1", 1000)).unwrap();
+    assert!(matches!(s.decide_approval("ap1", true, "bob", "ok", 110, 1000, &record).unwrap(), DecideOutcome::Decided(_)));
+    let before = head(s);
+    let spends = granting("j3", "t1", 0);
+    assert_eq!(spends.grant(s, Some("ap1"), false), Granted::Recorded);
+    assert_eq!(s.approval("ap1", 120).unwrap().map(|a| (a.state, a.used_jti)), Some((ApprovalState::Used, Some("j3".into()))));
+    assert_eq!(head(s), before + 1);
+    let again = granting("j4", "t1", 0);
+    assert_eq!(again.grant(s, Some("ap1"), true), Granted::ApprovalUsed);
+    assert!(s.token("j4").unwrap().is_none() && head(s) == before + 1, "no token, no record, no call");
+    assert_eq!(s.last_call_of("triage").unwrap().map(|c| c.jti), Some("j2".into()));
+
+    // The task moved on or the agent was quarantined while deciding: nothing.
+    assert!(s.advance_phase("t1", 0, 121).unwrap());
+    let stale = granting("j5", "t1", 0);
+    assert_eq!(stale.grant(s, None, true), Granted::TaskChanged(Consumption::PhaseOver { token_phase: 0, current_phase: 1 }));
+    assert!(s.token("j5").unwrap().is_none());
+    s.create_task(&task("t2", 1000)).unwrap();
+    s.quarantine("triage", "drift", &event("quarantine"), 122).unwrap();
+    let quarantined = granting("j6", "t2", 0);
+    assert_eq!(quarantined.grant(s, None, false), Granted::Quarantined);
+    assert!(s.token("j6").unwrap().is_none());
+    s.create_task(&task("t3", 100)).unwrap();
+    let expired = granting("j7", "t3", 0);
+    assert!(matches!(expired.grant(s, None, false), Granted::TaskChanged(Consumption::TaskInactive { .. }) | Granted::Quarantined));
+
+    // A failed record fails the whole grant.
+    s.release("triage", "bob", "ok", &event("release"), 123).unwrap();
+    s.create_task(&task("t4", 1000)).unwrap();
+    db.break_audit();
+    let unrecorded = granting("j8", "t4", 0);
+    let g = Grant { token: &unrecorded.token, intent: &unrecorded.intent, record: &unrecorded.record, approval: None, forwarded: Some(&unrecorded.forwarded), now: 120 };
+    assert!(matches!(s.grant(&g), Err(StoreError::Audit(_))), "an audit failure is reported as one");
+    db.mend_audit();
+    assert!(s.token("j8").unwrap().is_none(), "no token without its records");
+    let report = verify_chain(&jitgate::store::all_audit_records(s, usize::MAX).unwrap());
+    assert!(report.ok(), "{:?}", report.problems);
+}
+
+fn a_call_is_consumed_with_its_record_or_not_at_all(s: &dyn Store, db: &Db) {
+    s.create_task(&task("t1", 1000)).unwrap();
+    s.record_token(&token("j1", "t1", 0)).unwrap();
+    let forwarded = |jti: &str| Event::new("call.forwarded", Some("t1"), Some("triage"), serde_json::json!({"jti": jti}));
+    let calls = |s: &dyn Store| jitgate::store::all_audit_records(s, usize::MAX).unwrap().into_iter().filter(|r| r.kind == "call.forwarded").count();
+    assert_eq!(s.consume_for_call("j1", &forwarded("j1"), 121).unwrap(), Consumption::Consumed);
+    assert_eq!(calls(s), 1);
+    assert_eq!(s.consume_for_call("j1", &forwarded("j1"), 122).unwrap(), Consumption::AlreadyConsumed { at: 121 }, "a replay");
+    assert_eq!(calls(s), 1, "a replay writes no call record");
+    assert_eq!(s.last_call_of("triage").unwrap().map(|c| c.jti), Some("j1".into()));
+    s.record_token(&token("j2", "t1", 0)).unwrap();
+    s.revoke(&Scope::Token("j2".into()), "operator", 122).unwrap();
+    assert_eq!(s.consume_for_call("j2", &forwarded("j2"), 123).unwrap(), Consumption::Revoked { reason: "operator".into() });
+    assert_eq!(s.consume_for_call("nope", &forwarded("nope"), 123).unwrap(), Consumption::Unknown);
+    s.record_token(&token("j3", "t1", 0)).unwrap();
+    assert!(s.advance_phase("t1", 0, 124).unwrap());
+    assert!(matches!(s.consume_for_call("j3", &forwarded("j3"), 125).unwrap(), Consumption::Revoked { .. } | Consumption::PhaseOver { .. }));
+    assert_eq!(calls(s), 1);
+
+    // The record cannot be written: the token stays unspent.
+    s.record_token(&token("j4", "t1", 1)).unwrap();
+    db.break_audit();
+    assert!(matches!(s.consume_for_call("j4", &forwarded("j4"), 126), Err(StoreError::Audit(_))));
+    db.mend_audit();
+    assert_eq!(s.token("j4").unwrap().map(|t| t.state), Some(TokenState::Issued), "not spent without its record");
+    assert_eq!(s.consume_for_call("j4", &forwarded("j4"), 127).unwrap(), Consumption::Consumed);
+    let report = verify_chain(&jitgate::store::all_audit_records(s, usize::MAX).unwrap());
+    assert!(report.ok(), "{:?}", report.problems);
+}
+
+fn concurrent_units_of_work_form_one_chain_and_spend_once(s: &dyn Store, db: &Db) {
+    let handles = db.handles(10);
+    s.create_task(&task_of("t1", "triage", "s1")).unwrap();
+    for i in 0..20 {
+        s.record_token(&token(&format!("shared{}", i % 4), "t1", 0)).ok();
+    }
+    // Each racer: grants (one- and two-step), a consumption of one of four
+    // shared tokens, plain appends, and a revocation now and then.
+    let outcomes = race(&handles, 20, |s, i| {
+        let mut spent = 0;
+        for k in 0..5 {
+            let g = granting(&format!("g{i}-{k}"), "t1", 0);
+            assert_eq!(g.grant(s, None, k % 2 == 0), Granted::Recorded);
+            s.append_audit(&event("test.append"), 120).unwrap();
+        }
+        let shared = format!("shared{}", i % 4);
+        if s.consume_for_call(&shared, &Event::new("call.forwarded", Some("t1"), Some("triage"), serde_json::json!({"jti": shared})), 121).unwrap() == Consumption::Consumed {
+            spent += 1;
+        }
+        if i % 7 == 0 {
+            s.revoke(&Scope::Token(format!("g{i}-1")), "operator", 122).unwrap();
+        }
+        spent
+    });
+    assert_eq!(outcomes.iter().sum::<i32>(), 4, "each shared token spent exactly once");
+    let records = jitgate::store::all_audit_records(s, usize::MAX).unwrap();
+    assert!(records.iter().enumerate().all(|(i, r)| r.seq == i as i64 + 1), "contiguous seqs");
+    let forwarded = records.iter().filter(|r| r.kind == "call.forwarded").count();
+    assert_eq!(forwarded, 20 * 3 + 4, "one record per one-step grant and per spent shared token");
+    assert_eq!(records.len(), 20 * 5 * 2 + 20 * 3 + 4 + 3);
+    let report = verify_chain(&records);
+    assert!(report.ok(), "{:?}", report.problems);
+    assert_eq!(s.audit_head().unwrap().map(|(seq, _)| seq), Some(records.len() as i64));
+}
+
 fn concurrent_appends_form_one_chain(s: &dyn Store, db: &Db) {
     let handles = db.handles(10);
     // Plain appends and the transactions that append with a change, mixed.
@@ -1274,9 +1466,9 @@ fn postgres_schema_is_versioned_and_migrated_once() {
         t.join().unwrap().unwrap();
     }
     let store = PostgresStore::connect_existing(&url, None, 2).unwrap();
-    assert_eq!(store.migrate().unwrap(), (4, 4));
+    assert_eq!(store.migrate().unwrap(), (5, 5));
     let version: i64 = pg_client(&url).query_one("SELECT version FROM jitgate_schema_version", &[]).unwrap().get(0);
-    assert_eq!(version, 4);
+    assert_eq!(version, 5);
 
     // A schema from a newer jitgate is refused, with what to do.
     pg_client(&url).batch_execute("UPDATE jitgate_schema_version SET version = 99").unwrap();

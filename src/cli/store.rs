@@ -333,5 +333,10 @@ fn reset_sequences(tx: &mut postgres::Transaction<'_>, tables: &[String]) -> Res
         let next: i64 = tx.query_one(&format!("SELECT COALESCE(max({}), 0) + 1 FROM {}", quote(&column), quote(&table)), &[])?.get(0);
         tx.execute("SELECT setval(pg_get_serial_sequence($1, $2), $3, false)", &[&table, &column, &next])?;
     }
+    // The audit chain's head row (PostgreSQL only) follows the copied chain.
+    tx.execute(
+        "UPDATE audit_head SET seq = last.seq, hash = last.hash FROM (SELECT seq, hash FROM audit ORDER BY seq DESC LIMIT 1) last",
+        &[],
+    )?;
     Ok(())
 }

@@ -106,30 +106,66 @@ pub async fn authorize(
             format!("agent `{}` is not allowed to use `{tool_name}`; ask the platform team to add it to the agent's allowed_tools", agent.agent.name),
         ));
     }
-    let capability = match verify_and_consume(shared, agent, binding, &tool, token).await {
-        Ok(c) => c,
+    let verified = match verify(shared, agent, binding, &tool, token) {
+        Ok(v) => v,
         Err(e) => return Decision::Refuse(e.into()),
     };
-    match check_consumed_call(shared, agent, tool_name, &tool, &capability, &arguments).await {
-        Ok(()) => Decision::Forward(Box::new(Authorized { downstream, tool, arguments, capability })),
-        Err(refusal) => Decision::Refuse(refusal.token_spent()),
+    // The checks that need no store write come first; the token is spent
+    // whatever they find, and a call they pass is consumed together with
+    // its `call.forwarded` record (one unit of work), so that two uses of
+    // one token can never both be forwarded and no call leaves unrecorded.
+    let checked = check_call(shared, agent, tool_name, &tool, verified.claims(), &arguments).await;
+    let now = shared.clock.now_unix();
+    match checked {
+        Ok(()) => {
+            let event = super::forwarded_event(shared, verified.claims(), &tool.exposed_name, &arguments);
+            let jti = verified.claims().jti.clone();
+            let outcome = crate::store::run_blocking(&shared.store, move |s| s.consume_for_call(&jti, &event, now)).await.and_then(|r| r);
+            match outcome {
+                Ok(consumption) => match verified.consumed(consumption) {
+                    Ok(capability) => Decision::Forward(Box::new(Authorized { downstream, tool, arguments, capability })),
+                    Err(e) => Decision::Refuse(e.into()),
+                },
+                Err(e) => {
+                    if matches!(e, crate::store::StoreError::Audit(_)) {
+                        tracing::error!(error = %e, jti = %verified.claims().jti, "AUDIT WRITE FAILED: call refused, nothing forwarded");
+                    }
+                    Decision::Refuse(Refusal::tool(e.code(), format!("{e}; the call was not forwarded and its token not spent; try again later or tell the operator")))
+                }
+            }
+        }
+        Err(refusal) => match crate::store::run_blocking(&shared.store, move |s| verified.consume(s, now)).await {
+            Ok(Ok(_spent)) => Decision::Refuse(refusal.token_spent()),
+            // A replayed, revoked or otherwise dead token says so first, as
+            // when consumption came before these checks.
+            Ok(Err(e)) => Decision::Refuse(e.into()),
+            Err(e) => Decision::Refuse(Refusal::tool(e.code(), e.to_string())),
+        },
     }
 }
 
-/// The checks after the token is consumed: its constraints, the schemas and
-/// taint. The token is spent whatever they find (consumption comes first so
-/// that two concurrent uses can never both get this far).
-async fn check_consumed_call(shared: &Shared, agent: &VerifiedAgent, tool_name: &str, tool: &ExposedTool, capability: &Capability, arguments: &JsonObject) -> Result<(), Refusal> {
-    check_arguments_off_runtime(tool_name, tool, capability, arguments).await?;
-    check_taint_at_call(shared, agent, tool, capability, arguments).await
+/// A `jit_call` whose grant spent its token on this call (with the call's
+/// record): the parts the forwarder needs.
+pub fn spent_at_grant(shared: &Shared, claims: crate::token::CapabilityClaims, arguments: JsonObject) -> Result<Authorized, Refusal> {
+    let Some((downstream, tool)) = shared.downstreams.find(&claims.tool) else {
+        return Err(Refusal::tool("server_unavailable", format!("`{}` is no longer exposed; its token is spent, ask again", claims.tool)));
+    };
+    Ok(Authorized { downstream, tool, arguments, capability: crate::token::Capability::spent_at_grant(claims) })
+}
+
+/// The checks before the token is spent: its constraints, the schemas and
+/// taint.
+async fn check_call(shared: &Shared, agent: &VerifiedAgent, tool_name: &str, tool: &ExposedTool, claims: &crate::token::CapabilityClaims, arguments: &JsonObject) -> Result<(), Refusal> {
+    check_arguments_off_runtime(tool_name, tool, &claims.args, arguments).await?;
+    check_taint_at_call(shared, agent, tool, claims, arguments).await
 }
 
 /// The token's constraints, the server's input schema and the manifest's
 /// `args_schema`, on the blocking pool: schema evaluation is CPU work whose
 /// cost the token's holder partly chooses (a `schema` constraint), and a
 /// runtime worker busy with it stalls every other agent's requests (issue 23).
-async fn check_arguments_off_runtime(tool_name: &str, tool: &ExposedTool, capability: &Capability, arguments: &JsonObject) -> Result<(), Refusal> {
-    let constraints = capability.claims().args.clone();
+pub(super) async fn check_arguments_off_runtime(tool_name: &str, tool: &ExposedTool, constraints: &ArgConstraints, arguments: &JsonObject) -> Result<(), Refusal> {
+    let constraints = constraints.clone();
     let (input, manifest) = (Arc::clone(&tool.input_validator), tool.manifest_validator.clone());
     let (tool_name, arguments) = (tool_name.to_owned(), arguments.clone());
     tokio::task::spawn_blocking(move || check_arguments(&tool_name, &constraints, &input, manifest.as_deref(), arguments))
@@ -157,7 +193,7 @@ fn check_arguments(tool_name: &str, constraints: &ArgConstraints, input: &jsonsc
     Ok(())
 }
 
-async fn verify_and_consume(shared: &Shared, agent: &VerifiedAgent, binding: super::Binding<'_>, tool: &ExposedTool, token: Option<String>) -> Result<Capability, TokenError> {
+fn verify(shared: &Shared, agent: &VerifiedAgent, binding: super::Binding<'_>, tool: &ExposedTool, token: Option<String>) -> Result<crate::token::Verified, TokenError> {
     let token = token.ok_or(TokenError::Missing)?;
     let unverified = UnverifiedToken::parse(&token)?;
     let keyring = shared.keyring();
@@ -170,17 +206,16 @@ async fn verify_and_consume(shared: &Shared, agent: &VerifiedAgent, binding: sup
         tool: &tool.exposed_name,
         server: &tool.server,
     };
-    let verified = unverified.verify(&keyring, &call, now)?;
-    crate::store::run_blocking(&shared.store, move |s| verified.consume(s, now)).await?
+    unverified.verify(&keyring, &call, now)
 }
 
 /// A sensitive argument the token admitted by an open constraint (prefix,
 /// range, schema) is judged on the value that really reaches the tool:
 /// carrying a value from untrusted output refuses the call. Exact values
 /// were judged when the token was granted.
-async fn check_taint_at_call(shared: &Shared, agent: &VerifiedAgent, tool: &ExposedTool, capability: &Capability, arguments: &JsonObject) -> Result<(), Refusal> {
+async fn check_taint_at_call(shared: &Shared, agent: &VerifiedAgent, tool: &ExposedTool, claims: &crate::token::CapabilityClaims, arguments: &JsonObject) -> Result<(), Refusal> {
     use crate::baseline::taint::{TaintProbe, open_text_at_call, reached_at_call};
-    let granted = &capability.claims().args;
+    let granted = &claims.args;
     let sensitive = &tool.spec.sensitive_args;
     let open = sensitive.iter().any(|a| granted.get(a).is_some_and(|c| !matches!(c, crate::token::Constraint::Eq(_) | crate::token::Constraint::OneOf(_))));
     // A sink's body admitted by an open constraint: the links and addresses

@@ -457,6 +457,29 @@ struct Request {
     follows: Option<String>,
     ttl_seconds: Option<u64>,
     break_glass: Option<BreakGlassRequest>,
+    /// `jit_call`: where the grant leaves the call it already spent the
+    /// token on (never part of the agent's input).
+    #[serde(skip)]
+    one_step: Option<Arc<OneStepCall>>,
+}
+
+/// A `jit_call`'s call, for the grant to spend its token on at once: the
+/// exact arguments, and (filled by the grant) the spent token's claims.
+#[derive(Debug)]
+pub struct OneStepCall {
+    arguments: JsonObject,
+    spent: std::sync::Mutex<Option<CapabilityClaims>>,
+}
+
+/// What authorizing a `jit_call` gave.
+pub enum OneStepGrant {
+    /// The token was recorded as spent on this call together with the
+    /// call's `call.forwarded` record: forward it.
+    Spent(CapabilityClaims),
+    /// A token to use as a call with the token in hand would (the grant did
+    /// not spend it: the arguments failed a schema check, which the call
+    /// path reports).
+    Token { token: String, jti: String },
 }
 
 /// `jit_call`: a request for exact arguments, and the call.
@@ -477,7 +500,7 @@ impl OneStep {
     }
 
     /// The `jit_request` that authorizes it: these exact arguments.
-    fn as_request(&self) -> Request {
+    fn as_request(&self, call: Arc<OneStepCall>) -> Request {
         Request {
             task: self.task.clone(),
             tool: self.tool.clone(),
@@ -487,6 +510,7 @@ impl OneStep {
             follows: self.follows.clone(),
             ttl_seconds: None,
             break_glass: None,
+            one_step: Some(call),
         }
     }
 }
@@ -494,13 +518,19 @@ impl OneStep {
 /// Authorize a `jit_call` exactly as `jit_request` would: the granted token
 /// (and its id), or the answer to give instead (a refusal, a pending
 /// approval, a question for the end user).
-pub async fn authorize_one_step(session: &Session, agent: &VerifiedAgent, binding: Binding<'_>, call: &OneStep) -> Result<(String, String), CallToolResponse> {
-    let answer = request(session, agent, binding, call.as_request()).await;
+pub async fn authorize_one_step(session: &Session, agent: &VerifiedAgent, binding: Binding<'_>, call: &OneStep) -> Result<OneStepGrant, CallToolResponse> {
+    let slot = Arc::new(OneStepCall { arguments: call.arguments.clone(), spent: std::sync::Mutex::new(None) });
+    let answer = request(session, agent, binding, call.as_request(slot.clone())).await;
     let CallToolResponse::Complete(result) = answer else { return Err(answer) };
+    if result.is_error != Some(true) {
+        if let Some(claims) = slot.spent.lock().unwrap_or_else(|p| p.into_inner()).take() {
+            return Ok(OneStepGrant::Spent(claims));
+        }
+    }
     let granted = result.structured_content.as_ref().filter(|_| result.is_error != Some(true)).and_then(|v| {
         let token = v.get("token")?.as_str()?.to_owned();
         let jti = v.get("jti")?.as_str()?.to_owned();
-        Some((token, jti))
+        Some(OneStepGrant::Token { token, jti })
     });
     granted.ok_or_else(|| result.into())
 }
@@ -558,7 +588,23 @@ async fn request(session: &Session, agent: &VerifiedAgent, binding: Binding<'_>,
         Ok(l) => l,
         Err(r) => return r.into(),
     };
-    let checked = match check_request(session, agent, &asked, loaded) {
+    let answer = decide_loaded(session, agent, binding, &asked, loaded).await;
+    // Every request that got this far counts in the agent's rate: a grant
+    // counted it in its own transaction; any other outcome is counted here.
+    if !asked.counted.load(std::sync::atomic::Ordering::Relaxed) {
+        let (agent_id, now) = (agent.agent.id.clone(), asked.now);
+        if let Err(e) = crate::store::run_blocking(&shared.store, move |s| s.note_request(&agent_id, now)).await.and_then(|r| r) {
+            tracing::warn!(error = %e, "the request could not be counted in the agent's request rate");
+        }
+    }
+    answer
+}
+
+/// Stages 3 onwards, on the state the store gave.
+async fn decide_loaded(session: &Session, agent: &VerifiedAgent, binding: Binding<'_>, asked: &Asked, loaded: Loaded) -> CallToolResponse {
+    let shared = &session.shared;
+    let asked = asked;
+    let checked = match check_request(session, agent, asked, loaded) {
         Ok(c) => c,
         Err(r) => return r.into(),
     };
@@ -780,6 +826,9 @@ struct Asked {
     /// The ledger entries the taint stage needs (see [`TaintProbe`]).
     probe: TaintProbe,
     now: i64,
+    one_step: Option<Arc<OneStepCall>>,
+    /// The request was counted in the agent's request rate (by the grant).
+    counted: std::sync::atomic::AtomicBool,
 }
 
 /// Stage 1: the request's own shape.
@@ -850,6 +899,8 @@ fn parse_request(shared: &super::Shared, agent: &VerifiedAgent, req: Request) ->
         digest,
         probe,
         now: shared.clock.now_unix(),
+        one_step: req.one_step,
+        counted: std::sync::atomic::AtomicBool::new(false),
     })
 }
 
@@ -864,25 +915,29 @@ struct Loaded {
     rate: u32,
 }
 
-/// Stage 2: one trip to the store for the task, the quarantine flag, the
-/// named parent call, the approval state of exactly this request, the
-/// agent's last call, its taint ledger and its request rate (counted here).
+/// Stage 2: one trip to the store ([`Store::read_request`], one snapshot)
+/// for the task, the quarantine flag, the named parent call, the approval
+/// state of exactly this request, the agent's last call, the taint entries
+/// this request can match and its request rate.
 async fn load_request_state(shared: &super::Shared, agent: &VerifiedAgent, asked: &Asked) -> Result<Loaded, CallToolResult> {
-    let (task_id, agent_id, parent_id, now) = (asked.task.clone(), agent.agent.id.clone(), asked.follows.clone(), asked.now);
-    let lookup_digest = asked.digest.clone().filter(|_| asked.break_glass.is_none());
-    let probe = asked.probe.clone();
-    store_op(&shared.store, move |s| {
-        Ok(Loaded {
-            last_call: s.last_call_of(&agent_id)?,
-            task: s.task(&task_id)?,
-            quarantined: s.quarantined(&agent_id)?,
-            parent: parent_id.map(|p| s.token(&p)).transpose()?.flatten(),
-            existing: lookup_digest.map(|d| s.approval_for_request(&d, now)).transpose()?.flatten(),
-            ledger: s.taint_lookup(&agent_id, &probe)?,
-            rate: s.count_request(&agent_id, now)?,
-        })
+    let read = crate::store::RequestRead {
+        agent: agent.agent.id.clone(),
+        task: asked.task.clone(),
+        follows: asked.follows.clone(),
+        digest: asked.digest.clone().filter(|_| asked.break_glass.is_none()),
+        probe: asked.probe.clone(),
+        now: asked.now,
+    };
+    let state = store_op(&shared.store, move |s| s.read_request(&read)).await?;
+    Ok(Loaded {
+        task: state.task,
+        quarantined: state.quarantined,
+        parent: state.parent,
+        existing: state.approval,
+        last_call: state.last_call,
+        ledger: state.ledger,
+        rate: state.rate,
     })
-    .await
 }
 
 /// A request that passed the invariants, with what later stages need.
@@ -1230,23 +1285,35 @@ async fn grant_token(
     // its rule asked for the group's approval or for the end user's
     // confirmation with the group as fallback.
     let used_approval = checked.granted.as_ref().filter(|a| decision.determining.iter().any(|p| p.approvable_by(&a.group)));
-    if let Some(a) = used_approval {
-        let (id, j) = (a.id.clone(), jti.clone());
-        match store_op(&shared.store, move |s| s.use_approval(&id, &j, now)).await {
-            Ok(true) => tracing::info!(approval = %a.id, jti = %jti, "approval spent"),
-            Ok(false) => return refusal_result("approval_used", &format!("approval {} was already used or expired; ask again", a.id)),
-            Err(r) => return r,
-        }
-    }
     intent["decision"] = json!(if asked.break_glass.is_some() { "allow_break_glass" } else { "allow" });
     intent["jti"] = json!(jti);
     if let Some(a) = used_approval {
         intent["approval"] = json!({"id": a.id, "approved_by": a.decided_by, "group": a.group});
     }
-    let issued = match issue_token(session, agent, binding, task, &asked.tool, tool.server.clone(), checked.constraints.clone(), &asked.purpose, asked.follows.clone(), ttl, jti, now, intent).await {
+    // jit_call: the token is spent on its call in the grant's own
+    // transaction, once the arguments pass the schemas the call path checks.
+    let one_step = match &asked.one_step {
+        Some(call) if asked.break_glass.is_none() => {
+            match super::authorize::check_arguments_off_runtime(&asked.tool, tool, &checked.constraints, &call.arguments).await {
+                Ok(()) => Some(call.clone()),
+                // Left to the call path, which refuses it and spends the token.
+                Err(_) => None,
+            }
+        }
+        _ => None,
+    };
+    let mint = Mint { tool: &asked.tool, audience: tool.server.clone(), constraints: checked.constraints.clone(), purpose: &asked.purpose, follows: asked.follows.clone(), ttl, jti };
+    let issued = match issue_token(session, agent, binding, task, mint, used_approval.map(|a| a.id.as_str()), one_step.as_deref(), now, intent).await {
         Ok(i) => i,
         Err(r) => return r,
     };
+    asked.counted.store(true, std::sync::atomic::Ordering::Relaxed);
+    if let Some(a) = used_approval {
+        tracing::info!(approval = %a.id, jti = %issued.claims.jti, "approval spent");
+    }
+    if let Some(call) = one_step {
+        *call.spent.lock().unwrap_or_else(|p| p.into_inner()) = Some(issued.claims.clone());
+    }
     let mut answer = json!({
         "decision": "allow",
         "token": issued.signed,
@@ -1332,25 +1399,35 @@ struct Issued {
     claims: CapabilityClaims,
 }
 
-/// Mint a token for one call and record it; the token only exists once the
-/// store knows it, so a store failure means no token.
+/// What a token is minted for.
+struct Mint<'a> {
+    tool: &'a str,
+    audience: String,
+    constraints: ArgConstraints,
+    purpose: &'a str,
+    follows: Option<String>,
+    ttl: Duration,
+    jti: String,
+}
+
+/// Mint a token for one call and commit the grant ([`Store::grant`]): the
+/// token only exists once the store knows it, so a store failure means no
+/// token. With `approval`, the grant spends it; with `one_step`, the token is
+/// recorded as spent on that call, with the call's `call.forwarded` record.
 #[allow(clippy::too_many_arguments)]
 async fn issue_token(
     session: &Session,
     agent: &VerifiedAgent,
     binding: Binding<'_>,
     task: &Task,
-    tool: &str,
-    audience: String,
-    constraints: ArgConstraints,
-    purpose: &str,
-    follows: Option<String>,
-    ttl: Duration,
-    jti: String,
+    mint: Mint<'_>,
+    approval: Option<&str>,
+    one_step: Option<&OneStepCall>,
     now: i64,
     mut audit_data: Value,
 ) -> Result<Issued, CallToolResult> {
     let shared = &session.shared;
+    let Mint { tool, audience, constraints, purpose, follows, ttl, jti } = mint;
     let ttl_secs = i64::try_from(ttl.as_secs()).unwrap_or(60).max(1);
     let claims = CapabilityClaims {
         iss: shared.config.gateway_id.clone(),
@@ -1387,13 +1464,31 @@ async fn issue_token(
     let intent = Intent { jti: jti.clone(), agent: agent.agent.id.clone(), task: task.id.clone(), tool: tool.to_owned(), shape: profile::shape_of(&claims.args), at: now };
     audit_data["expires_at"] = json!(claims.exp);
     let event = Event::new("intent", Some(&task.id), Some(&agent.agent.id), audit_data);
-    // No token without its audit record: the record goes first, in the same trip.
-    store_op(&shared.store, move |s| {
-        s.append_audit(&event, now)?;
-        s.record_token_and_intent(&record, &intent)
+    let forwarded = one_step.map(|call| super::forwarded_event(shared, &claims, tool, &call.arguments));
+    let approval = approval.map(str::to_owned);
+    // No token without its audit record: one unit of work.
+    let granted = store_op(&shared.store, move |s| {
+        s.grant(&crate::store::Grant { token: &record, intent: &intent, record: &event, approval: approval.as_deref(), forwarded: forwarded.as_ref(), now })
     })
     .await?;
-    tracing::info!(task = %task.id, tool, jti = %jti, ttl_secs, "capability issued");
+    match granted {
+        crate::store::Granted::Recorded => {}
+        crate::store::Granted::ApprovalUsed => {
+            return Err(refusal_result("approval_used", "the approval of this request was already used or expired; ask again"));
+        }
+        crate::store::Granted::Quarantined => {
+            return Err(refusal_result("agent_quarantined", "the agent was quarantined while this request was decided; nothing was granted"));
+        }
+        crate::store::Granted::TaskChanged(why) => {
+            let what = match why {
+                crate::store::Consumption::PhaseOver { current_phase, .. } => format!("moved on to phase {}", current_phase + 1),
+                crate::store::Consumption::TaskInactive { state, reason } => format!("is {} ({})", state.as_str(), reason.unwrap_or_else(|| "no reason recorded".into())),
+                _ => "no longer exists".to_owned(),
+            };
+            return Err(refusal_result("task_inactive", &format!("task {} {what} while this request was decided; nothing was granted", task.id)));
+        }
+    }
+    tracing::info!(task = %task.id, tool, jti = %jti, ttl_secs, spent = one_step.is_some(), "capability issued");
     Ok(Issued { signed, claims })
 }
 

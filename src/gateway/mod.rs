@@ -376,7 +376,7 @@ impl Session {
                 return refusal.into();
             }
         };
-        let (token, jti) = match meta::authorize_one_step(self, agent, binding, &one).await {
+        let granted = match meta::authorize_one_step(self, agent, binding, &one).await {
             Ok(granted) => granted,
             Err(CallToolResponse::Complete(answer)) => {
                 span.record("decision", if answer.is_error == Some(true) { "refused" } else { "held" });
@@ -390,7 +390,17 @@ impl Session {
                 return asking;
             }
         };
-        let authorized = match authorize(&self.shared, agent, binding, &one.tool, Some(token), one.arguments).await {
+        let (decision, jti) = match granted {
+            meta::OneStepGrant::Spent(claims) => {
+                let jti = claims.jti.clone();
+                match authorize::spent_at_grant(&self.shared, claims, one.arguments) {
+                    Ok(a) => (Decision::Forward(Box::new(a)), jti),
+                    Err(r) => (Decision::Refuse(r), jti),
+                }
+            }
+            meta::OneStepGrant::Token { token, jti } => (authorize(&self.shared, agent, binding, &one.tool, Some(token), one.arguments).await, jti),
+        };
+        let authorized = match decision {
             Decision::Forward(a) => a,
             Decision::Refuse(Refusal { code, message, .. }) => {
                 span.record("decision", "refused");
@@ -582,28 +592,10 @@ async fn forward(shared: &Shared, authorized: authorize::Authorized, agent: &Ver
         })
         .abort_handle()
     };
-    // No call leaves without its audit record (fail closed).
+    // No call leaves without its audit record (fail closed): it was written
+    // with the token's consumption (`consume_for_call`, or the `jit_call`
+    // grant), in the same transaction.
     let args_value = serde_json::Value::Object(params.arguments.clone().unwrap_or_default());
-    let mut data = serde_json::json!({
-        "jti": claims.jti,
-        "tool": tool.exposed_name,
-        "phase": claims.phase,
-        "arguments_digest": crate::audit::digest(&args_value),
-        "argument_bytes": args_value.to_string().len(),
-    });
-    if shared.config.audit.content {
-        data["arguments"] = crate::audit::redact(&args_value, &shared.config.audit.redact);
-    }
-    let event = crate::audit::Event::new("call.forwarded", Some(&claims.task), Some(&claims.sub), data);
-    let now = shared.clock.now_unix();
-    match crate::store::run_blocking(&shared.store, move |s| s.append_audit(&event, now)).await {
-        Ok(Ok(_)) => {}
-        Ok(Err(e)) | Err(e) => {
-            shutdown_link.abort();
-            tracing::error!(error = %e, jti = %claims.jti, "AUDIT WRITE FAILED: call refused, nothing forwarded");
-            return refusal_result("audit_unavailable", &format!("{e}; the call was not forwarded; try again later or tell the operator"));
-        }
-    }
     let started = std::time::Instant::now();
     tracing::debug!(server = %tool.server, jti = %claims.jti, "forwarding");
     let outcome = downstream.call(params, agent, shared.clock.now_unix(), &cancel).await;
@@ -634,6 +626,24 @@ async fn forward(shared: &Shared, authorized: authorize::Authorized, agent: &Ver
             refusal_result(e.code(), &e.to_string())
         }
     }
+}
+
+/// The `call.forwarded` record of a call about to be forwarded: written in
+/// the transaction that consumes its token, so that no call leaves without
+/// it and no record claims a call whose token another use consumed.
+pub(crate) fn forwarded_event(shared: &Shared, claims: &crate::token::CapabilityClaims, exposed_name: &str, arguments: &rmcp::model::JsonObject) -> crate::audit::Event {
+    let args_value = serde_json::Value::Object(arguments.clone());
+    let mut data = serde_json::json!({
+        "jti": claims.jti,
+        "tool": exposed_name,
+        "phase": claims.phase,
+        "arguments_digest": crate::audit::digest(&args_value),
+        "argument_bytes": args_value.to_string().len(),
+    });
+    if shared.config.audit.content {
+        data["arguments"] = crate::audit::redact(&args_value, &shared.config.audit.redact);
+    }
+    crate::audit::Event::new("call.forwarded", Some(&claims.task), Some(&claims.sub), data)
 }
 
 /// A downstream result as the agent's revision needs it: a handshake-era

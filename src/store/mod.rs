@@ -306,6 +306,70 @@ pub enum BeginTask {
     TooMany(usize),
 }
 
+/// What an intent request reads before it is decided (the first of its
+/// two units of work): everything, in one snapshot.
+#[derive(Debug, Clone)]
+pub struct RequestRead {
+    pub agent: String,
+    pub task: String,
+    /// The call the request says it follows (a token id), if any.
+    pub follows: Option<String>,
+    /// The request's digest, to find a person's decision on exactly it.
+    pub digest: Option<String>,
+    pub probe: crate::baseline::taint::TaintProbe,
+    pub now: i64,
+}
+
+/// The state an intent request is decided on.
+#[derive(Debug, Clone)]
+pub struct RequestState {
+    pub task: Option<Task>,
+    pub quarantined: Option<Quarantine>,
+    /// The token `follows` names.
+    pub parent: Option<TokenRecord>,
+    /// The approval that decides this exact request
+    /// ([`Store::approval_for_request`]).
+    pub approval: Option<Approval>,
+    pub last_call: Option<Call>,
+    /// The agent's taint entries this request's probe can match
+    /// ([`Store::taint_lookup`]).
+    pub ledger: crate::baseline::taint::TaintLedger,
+    /// The agent's requests in the last minute, this one included (as
+    /// committed: requests decided at the same moment are not in it yet).
+    pub rate: u32,
+}
+
+/// Everything an allowed request commits (the second unit of work), in one
+/// transaction: the agent's request count, the approval it spends, the
+/// token, the intent, its audit record, and, for `jit_call`, the token's
+/// consumption and the forwarded call's audit record.
+#[derive(Debug, Clone, Copy)]
+pub struct Grant<'a> {
+    pub token: &'a TokenRecord,
+    pub intent: &'a Intent,
+    /// The `intent` audit record.
+    pub record: &'a crate::audit::Event,
+    /// The approval spent on this token (one token per approval).
+    pub approval: Option<&'a str>,
+    /// `jit_call`: the token is spent at once, on the call this
+    /// `call.forwarded` record describes.
+    pub forwarded: Option<&'a crate::audit::Event>,
+    pub now: i64,
+}
+
+/// What [`Store::grant`] did. Anything but `Recorded` wrote nothing (the
+/// request count aside).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Granted {
+    Recorded,
+    /// The approval was spent by another request, or expired, meanwhile.
+    ApprovalUsed,
+    /// The agent was quarantined while the request was decided.
+    Quarantined,
+    /// The task ended, expired or moved to another phase meanwhile.
+    TaskChanged(Consumption),
+}
+
 /// The gateway's durable state.
 pub trait Store: Send + Sync + 'static {
     /// Open a task in its first phase (no checks; tests and tools).
@@ -374,6 +438,22 @@ pub trait Store: Send + Sync + 'static {
     fn forget_taint(&self, before: i64) -> Result<u64, StoreError>;
     /// Count an intent request of `agent` at `now`; returns how many fell in the last 60 s.
     fn count_request(&self, agent: &str, now: i64) -> Result<u32, StoreError>;
+    /// Count an intent request that [`Store::grant`] did not count (one
+    /// refused, held or asked about).
+    fn note_request(&self, agent: &str, now: i64) -> Result<(), StoreError> {
+        self.count_request(agent, now).map(drop)
+    }
+
+    /// Unit of work: what an intent request is decided on, in one snapshot.
+    fn read_request(&self, read: &RequestRead) -> Result<RequestState, StoreError>;
+    /// Unit of work: commit an allowed request, all or nothing, and only
+    /// while its task is active in the token's phase and its agent is not
+    /// quarantined. The request is counted whatever the outcome.
+    fn grant(&self, grant: &Grant<'_>) -> Result<Granted, StoreError>;
+    /// Unit of work: consume a token for a call and write the call's
+    /// `call.forwarded` record, in one transaction; the record is written
+    /// only if this call consumed the token.
+    fn consume_for_call(&self, jti: &str, forwarded: &crate::audit::Event, now: i64) -> Result<Consumption, StoreError>;
     /// Record a DPoP proof (key thumbprint and `jti`) until `expires_at`;
     /// true for its first use only, in any process sharing the store.
     fn dpop_proof_first_use(&self, jkt: &str, jti: &str, expires_at: i64, now: i64) -> Result<bool, StoreError>;

@@ -54,6 +54,7 @@ mod audit;
 mod human;
 mod pool;
 mod runtime;
+mod units;
 
 use std::time::Duration;
 
@@ -66,7 +67,7 @@ use super::{Call, Consumption, Phase, Revocation, Scope, Store, StoreError, Task
 
 /// Schema migrations, in order: migration `n` (1-based) brings the schema
 /// from version `n - 1` to `n`. Never edit one that has shipped; append.
-const MIGRATIONS: &[&str] = &[SCHEMA_V1, SCHEMA_V2, SCHEMA_V3, SCHEMA_V4];
+const MIGRATIONS: &[&str] = &[SCHEMA_V1, SCHEMA_V2, SCHEMA_V3, SCHEMA_V4, SCHEMA_V5];
 
 /// Version 3: passages are indexed for full-text phrase search, and the
 /// tools an agent read from by agent, so that a request looks up only the
@@ -80,6 +81,26 @@ const MIGRATIONS: &[&str] = &[SCHEMA_V1, SCHEMA_V2, SCHEMA_V3, SCHEMA_V4];
 /// `crate::baseline::taint::Source::origin`), for the end user's question.
 /// Entries from before have none; a replica of the previous version inserts
 /// rows without it (the default). Written to be run again over its own result.
+/// Version 5: the audit chain's head in a row of its own. Every appender
+/// locks this row first (`FOR UPDATE`), so appends from every process take
+/// turns and each reads the head as the previous one committed it, without
+/// an advisory lock and a `SELECT ... ORDER BY seq DESC LIMIT 1` per record;
+/// and a request's unit of work can append in the one statement that
+/// commits it (the record's hash is computed there, see
+/// `postgres::audit::chain_ctes`). Written to be run again over its own
+/// result. Replicas of version 4 and 5 must not append at once (version 4
+/// does not take this row): upgrade them together.
+const SCHEMA_V5: &str = "
+CREATE TABLE IF NOT EXISTS audit_head (
+    one BOOLEAN PRIMARY KEY DEFAULT true CHECK (one),
+    seq BIGINT NOT NULL,
+    hash TEXT NOT NULL
+);
+INSERT INTO audit_head(one, seq, hash)
+SELECT true, COALESCE((SELECT seq FROM audit ORDER BY seq DESC LIMIT 1), 0),
+       COALESCE((SELECT hash FROM audit ORDER BY seq DESC LIMIT 1), '0000000000000000000000000000000000000000000000000000000000000000')
+ON CONFLICT (one) DO NOTHING;
+";
 const SCHEMA_V4: &str = "
 ALTER TABLE taint ADD COLUMN IF NOT EXISTS origin TEXT NOT NULL DEFAULT '';
 ";
@@ -799,6 +820,14 @@ fn schema_version(c: &mut impl GenericClient) -> Result<Option<i64>, Fail> {
 /// Take an advisory lock until the transaction ends. Re-entrant: taking a
 /// lock the transaction holds is a no-op in effect.
 fn lock(tx: &mut Transaction<'_>, key: i64) -> Result<(), Fail> {
+    if key == AUDIT_LOCK {
+        // The audit chain's head row (schema v5), which every appender locks
+        // first, the request path's single-statement units of work too
+        // (`units`): a row lock, since those cannot take an advisory lock
+        // before their first row lock within one statement.
+        tx.execute("SELECT 1 FROM audit_head FOR UPDATE", &[])?;
+        return Ok(());
+    }
     tx.execute("SELECT pg_advisory_xact_lock($1)", &[&key])?;
     Ok(())
 }
@@ -984,6 +1013,31 @@ fn refusal(token: TokenRow, task: TaskRow, now: i64) -> Option<Consumption> {
         (TokenState::Issued, TaskState::Active) => return None,
         (TokenState::Issued, state) => Consumption::TaskInactive { state, reason: task.end_reason },
     })
+}
+
+/// A failed write that carried audit records is an audit failure for the
+/// caller (`audit_unavailable`), as a failed append is.
+fn audit_or_store(e: StoreError) -> StoreError {
+    match e {
+        StoreError::Backend(m) => StoreError::Audit(m),
+        other => other,
+    }
+}
+
+/// Why a token cannot be consumed now, read without changing it (`None`:
+/// it can be).
+fn consume_refusal(tx: &mut Transaction<'_>, jti: &str, now: i64) -> Result<Option<Consumption>, Fail> {
+    let row = tx.query_opt(
+        "SELECT k.state, k.phase, k.changed_at, k.reason, t.state, t.current_phase, t.expires_at, t.end_reason
+         FROM tokens k JOIN tasks t ON t.id = k.task WHERE k.jti = $1",
+        &[&jti],
+    )?;
+    let Some(r) = row else { return Ok(Some(Consumption::Unknown)) };
+    let token_state: String = r.try_get(0)?;
+    let task_state: String = r.try_get(4)?;
+    let token = TokenRow { state: TokenState::parse(&token_state)?, phase: r.try_get(1)?, changed_at: r.try_get(2)?, reason: r.try_get(3)? };
+    let task = TaskRow { state: TaskState::parse(&task_state)?, current_phase: r.try_get(5)?, expires_at: r.try_get(6)?, end_reason: r.try_get(7)? };
+    Ok(refusal(token, task, now))
 }
 
 /// Consume in one transaction. The task's row is locked `FOR SHARE` first
@@ -1221,6 +1275,36 @@ impl Store for PostgresStore {
         self.with_client(|c| runtime::dpop_proof_first_use(c, jkt, jti, expires_at, now))
     }
 
+    fn note_request(&self, agent: &str, now: i64) -> Result<(), StoreError> {
+        self.with_client(|c| units::note_request(c, agent, now))
+    }
+
+    fn read_request(&self, read: &super::RequestRead) -> Result<super::RequestState, StoreError> {
+        self.with_client(|c| units::read_request(c, read))
+    }
+
+    fn grant(&self, grant: &super::Grant<'_>) -> Result<super::Granted, StoreError> {
+        // One statement: it commits on its own, all or nothing.
+        self.with_client(|c| units::grant(c, grant)).map_err(audit_or_store)
+    }
+
+    fn consume_for_call(&self, jti: &str, forwarded: &crate::audit::Event, now: i64) -> Result<Consumption, StoreError> {
+        // Almost always one statement. When it consumed nothing, a
+        // transaction that consumes nothing says why; should the token be
+        // consumable after all (its task's row moved in between), the
+        // statement is tried again.
+        for _ in 0..3 {
+            if self.with_client(|c| units::consume_for_call(c, jti, forwarded, now)).map_err(audit_or_store)? {
+                return Ok(Consumption::Consumed);
+            }
+            let why = self.transaction(|tx| consume_refusal(tx, jti, now))?;
+            if let Some(refused) = why {
+                return Ok(refused);
+            }
+        }
+        Err(StoreError::Backend(format!("token {jti} could not be consumed: its task kept changing; try again")))
+    }
+
     fn create_approval(&self, a: &Approval) -> Result<(), StoreError> {
         self.with_client(|c| human::create_approval(c, a))
     }
@@ -1400,7 +1484,8 @@ impl Store for PostgresStore {
     }
 
     fn append_audit(&self, e: &crate::audit::Event, now: i64) -> Result<i64, StoreError> {
-        self.transaction(|tx| audit::append_in(tx, e, now)).map_err(|err| match err {
+        // One statement, which commits on its own (audit::append).
+        self.with_client(|c| audit::append(c, e, now)).map_err(|err| match err {
             StoreError::Audit(m) => StoreError::Audit(m),
             other => StoreError::Audit(other.to_string()),
         })
@@ -1442,6 +1527,12 @@ mod tests {
     use ::postgres::config::SslMode;
 
     /// The TLS mode a store URL ends up with.
+    #[test]
+    fn the_audit_heads_first_row_starts_the_chain_at_genesis() {
+        // Schema v5 writes the genesis hash as text; it must be the chain's.
+        assert!(SCHEMA_V5.contains(&format!("'{}'", crate::audit::GENESIS)));
+    }
+
     fn mode(url: &str) -> SslMode {
         let mut config = client_config(url, None).unwrap();
         default_ssl_mode(url, &mut config);

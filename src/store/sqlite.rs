@@ -220,6 +220,7 @@ CREATE TABLE IF NOT EXISTS quarantine_releases (
 mod audit;
 mod human;
 mod runtime;
+mod units;
 
 /// Create the store file readable by its owner only, before SQLite opens it
 /// (SQLite gives its -wal and -shm files the database file's permissions).
@@ -711,6 +712,22 @@ impl Store for SqliteStore {
 
     fn count_request(&self, agent: &str, now: i64) -> Result<u32, StoreError> {
         runtime::count_request(&mut self.conn(), agent, now)
+    }
+
+    fn note_request(&self, agent: &str, now: i64) -> Result<(), StoreError> {
+        units::note_request(&mut self.conn(), agent, now)
+    }
+
+    fn read_request(&self, read: &super::RequestRead) -> Result<super::RequestState, StoreError> {
+        units::read_request(&mut self.conn(), read)
+    }
+
+    fn grant(&self, grant: &super::Grant<'_>) -> Result<super::Granted, StoreError> {
+        units::grant(&mut self.conn(), grant)
+    }
+
+    fn consume_for_call(&self, jti: &str, forwarded: &crate::audit::Event, now: i64) -> Result<Consumption, StoreError> {
+        units::consume_for_call(&mut self.conn(), jti, forwarded, now)
     }
 
     fn dpop_proof_first_use(&self, jkt: &str, jti: &str, expires_at: i64, now: i64) -> Result<bool, StoreError> {

@@ -282,7 +282,16 @@ impl Verified {
     /// Atomically consume the token in the store (exactly once, even under
     /// concurrency and across processes sharing the store).
     pub fn consume(self, store: &dyn Store, now: i64) -> Result<Capability, TokenError> {
-        match store.consume(&self.claims.jti, now)? {
+        let outcome = store.consume(&self.claims.jti, now)?;
+        self.consumed(outcome)
+    }
+
+    /// The authority a consumption gave, or why there is none: for a
+    /// consumption made with the call's record
+    /// ([`Store::consume_for_call`]), whose store errors the caller tells
+    /// apart (an audit failure is not a store outage).
+    pub fn consumed(self, outcome: Consumption) -> Result<Capability, TokenError> {
+        match outcome {
             Consumption::Consumed => Ok(Capability { claims: self.claims }),
             Consumption::AlreadyConsumed { at } => Err(TokenError::Replayed { at: rfc3339(at) }),
             Consumption::Revoked { reason } => Err(TokenError::Revoked { reason }),
@@ -299,16 +308,27 @@ impl Verified {
     pub fn claims(&self) -> &CapabilityClaims {
         &self.claims
     }
+
 }
 
 /// Authority for exactly one call: a verified token that this call consumed.
-/// Only [`Verified::consume`] creates one.
+/// Only [`Verified::consumed`] (after [`Verified::consume`] or
+/// [`Store::consume_for_call`]) and a
+/// `jit_call` grant that recorded its token as spent on the call
+/// ([`Capability::spent_at_grant`]) create one.
 #[derive(Debug)]
 pub struct Capability {
     claims: CapabilityClaims,
 }
 
 impl Capability {
+    /// The authority of a `jit_call` whose grant recorded its token as
+    /// consumed by this call, in the transaction that wrote the token and
+    /// the call's record ([`crate::store::Grant::forwarded`]).
+    pub(crate) fn spent_at_grant(claims: CapabilityClaims) -> Capability {
+        Capability { claims }
+    }
+
     pub fn claims(&self) -> &CapabilityClaims {
         &self.claims
     }

@@ -2,27 +2,110 @@
 //! format as the SQLite store writes (src/store/sqlite/audit.rs), so that
 //! `jitgate audit verify` checks either store the same way.
 
+use ::postgres::types::ToSql;
 use ::postgres::{GenericClient, Transaction};
 
-use super::{AUDIT_LOCK, Fail, Params, lock};
-use crate::audit::{Event, GENESIS, Record, record_hash};
+use super::{Fail, Params};
+use crate::audit::{Event, Record};
 
 /// Append inside a transaction the caller opened, together with the change
-/// the record is about. The audit lock, held until that transaction ends,
-/// makes appends from every process take turns: each reads the head as the
-/// previous appender committed it, so the chain has one record per seq and
-/// never forks. (The primary key on seq would refuse a fork anyway; the
-/// lock makes it never happen instead of failing a request.)
+/// the record is about. The head row's lock, held until that transaction
+/// ends, makes appends from every process take turns: each reads the head as
+/// the previous appender committed it, so the chain has one record per seq
+/// and never forks. (The primary key on seq would refuse a fork anyway.)
 pub(super) fn append_in(tx: &mut Transaction<'_>, e: &Event, now: i64) -> Result<i64, Fail> {
-    lock(tx, AUDIT_LOCK)?;
-    let (prev_seq, prev_hash) = head(tx)?.unwrap_or((0, GENESIS.to_owned()));
-    let seq = prev_seq + 1;
-    let hash = record_hash(seq, now, e.kind, e.task.as_deref(), e.agent.as_deref(), &e.data, &prev_hash);
-    tx.execute(
-        "INSERT INTO audit(seq, at, kind, task, agent, data, prev_hash, hash) VALUES ($1,$2,$3,$4,$5,$6,$7,$8)",
-        &[&seq, &now, &e.kind, &e.task, &e.agent, &e.data.to_string(), &prev_hash, &hash],
-    )?;
-    Ok(seq)
+    append(tx, e, now)
+}
+
+/// Append in one statement: the head row locked, the record chained onto
+/// it, the head moved. On a client outside a transaction it commits on its
+/// own.
+pub(super) fn append(c: &mut impl GenericClient, e: &Event, now: i64) -> Result<i64, Fail> {
+    let chain = chain_ctes(&[e], 2, "true");
+    let sql = format!("WITH {HEAD_CTE}, {chain} SELECT seq FROM audit_appended ORDER BY seq DESC LIMIT 1");
+    let args = ChainArgs::of(&[e], now);
+    let mut params: Vec<&(dyn ToSql + Sync)> = vec![&now];
+    args.push_params(&mut params);
+    let row = c.query_one(sql.as_str(), &params)?;
+    Ok(row.try_get(0)?)
+}
+
+/// The canonical text of a record (see [`crate::audit::record_hash`]) is
+/// `[seq,at,kind,task,agent,data,prev_hash]` as compact JSON. Everything but
+/// `seq` and `prev_hash` is known before the head is: this is that middle
+/// part, so that the statement that locks the head can hash the record.
+fn middle(e: &Event, now: i64) -> String {
+    let whole = serde_json::json!([now, e.kind, e.task, e.agent, e.data]).to_string();
+    whole[1..whole.len() - 1].to_owned()
+}
+
+/// The per-record parameters of [`chain_ctes`], owned.
+pub(super) struct ChainArgs {
+    rows: Vec<(String, &'static str, Option<String>, Option<String>, String)>,
+}
+
+impl ChainArgs {
+    pub(super) fn of(events: &[&Event], now: i64) -> Self {
+        ChainArgs { rows: events.iter().map(|e| (middle(e, now), e.kind, e.task.clone(), e.agent.clone(), e.data.to_string())).collect() }
+    }
+
+    /// Five per record, in the order [`chain_ctes`] numbers them.
+    pub(super) fn push_params<'a>(&'a self, params: &mut Vec<&'a (dyn ToSql + Sync)>) {
+        for (mid, kind, task, agent, data) in &self.rows {
+            params.push(mid);
+            params.push(kind);
+            params.push(task);
+            params.push(agent);
+            params.push(data);
+        }
+    }
+}
+
+/// The CTEs that append `events.len()` records to the chain in the
+/// statement they are part of, written only where `gate` (an SQL condition
+/// over the statement's other CTEs) holds:
+///
+/// - `audit_head_locked` locks the head row. A statement that also locks
+///   other rows must make their CTEs depend on it (`EXISTS (SELECT 1 FROM
+///   audit_head_locked)`), so that the head is locked first, as every
+///   transaction of this store does (no lock cycle); a row locked after it
+///   is read as last committed (READ COMMITTED re-reads a row it waited for).
+/// - `audit_rN` chain record N onto the head, hashing in SQL the same
+///   canonical text as [`crate::audit::record_hash`]: SHA-256, hex.
+/// - `audit_appended` inserts them; `audit_moved` moves the head.
+///
+/// Parameters: `$1` is the records' time, then five per record from
+/// `first` on (middle text, kind, task, agent, data).
+/// The statement puts [`HEAD_CTE`] first in its `WITH` list and these after
+/// the CTEs `gate` names.
+pub(super) const HEAD_CTE: &str = "audit_head_locked AS (SELECT seq, hash FROM audit_head FOR UPDATE)";
+
+pub(super) fn chain_ctes(events: &[&Event], first: usize, gate: &str) -> String {
+    let mut parts = Vec::new();
+    let mut inserts = Vec::new();
+    for (i, _) in events.iter().enumerate() {
+        let n = i + 1;
+        let p = first + 5 * i;
+        let prev = if i == 0 { "audit_head_locked".to_owned() } else { format!("audit_r{i}") };
+        parts.push(format!(
+            "audit_r{n} AS (SELECT p.seq + 1 AS seq, p.hash AS prev,              encode(sha256(convert_to('[' || (p.seq + 1)::TEXT || ',' || ${p}::TEXT || ',\"' || p.hash || '\"]', 'UTF8')), 'hex') AS hash FROM {prev} p)"
+        ));
+        inserts.push(format!(
+            "SELECT r.seq, $1::BIGINT, ${}::TEXT, ${}::TEXT, ${}::TEXT, ${}::TEXT, r.prev, r.hash FROM audit_r{n} r WHERE {gate}",
+            p + 1,
+            p + 2,
+            p + 3,
+            p + 4
+        ));
+    }
+    parts.push(format!(
+        "audit_appended AS (INSERT INTO audit(seq, at, kind, task, agent, data, prev_hash, hash) {} RETURNING seq, hash)",
+        inserts.join(" UNION ALL ")
+    ));
+    parts.push(
+        "audit_moved AS (UPDATE audit_head SET seq = last.seq, hash = last.hash FROM (SELECT seq, hash FROM audit_appended ORDER BY seq DESC LIMIT 1) last)".to_owned(),
+    );
+    parts.join(",\n")
 }
 
 pub(super) fn head(c: &mut impl GenericClient) -> Result<Option<(i64, String)>, Fail> {

@@ -70,7 +70,7 @@ pub(super) fn lapsed_instances(c: &mut impl GenericClient, now: i64) -> Result<V
     Ok(ids)
 }
 
-fn value_hash(value: &str) -> Vec<u8> {
+pub(super) fn value_hash(value: &str) -> Vec<u8> {
     Sha256::digest(value.as_bytes()).to_vec()
 }
 
@@ -139,7 +139,7 @@ pub(super) fn taint_ledger(c: &mut impl GenericClient, agent: &str) -> Result<Ta
 
 /// Longest word PostgreSQL's text search indexes (2,047 bytes); a phrase
 /// with a longer one is looked for in all the agent's passages instead.
-const MAX_INDEXED_WORD: usize = 2000;
+pub(super) const MAX_INDEXED_WORD: usize = 2000;
 
 /// As the SQLite store: the entries a request's probe can match, by index
 /// (the keys by their hash, the phrases through the passages' full-text

@@ -172,7 +172,7 @@ fn overflowed(conn: &Connection, agent: &str) -> Result<bool, StoreError> {
 }
 
 /// The rate window: requests in the last 60 s.
-const WINDOW_SECS: i64 = 60;
+pub(super) const WINDOW_SECS: i64 = 60;
 
 pub(super) fn count_request(conn: &mut Connection, agent: &str, now: i64) -> Result<u32, StoreError> {
     let tx = conn.transaction_with_behavior(TransactionBehavior::Immediate)?;

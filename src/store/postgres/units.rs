@@ -1,0 +1,326 @@
+//! The PostgreSQL store's units of work on the request path, one statement
+//! each, so that each is one round trip and (for writes) one commit:
+//!
+//! - [`read_request`]: everything a request is decided on, one snapshot;
+//! - [`grant`]: an allowed request's request count, approval, token, intent
+//!   and audit records (and, for `jit_call`, the call's consumption and its
+//!   record), all or nothing;
+//! - [`consume_for_call`]: a token's consumption and its call's record.
+//!
+//! Each write locks the audit chain's head row first (see
+//! [`super::audit::chain_ctes`]): the statement's other locks (the task row
+//! `FOR SHARE`, the token and approval rows they update) come after it, the
+//! lock order of every other transaction of this store, and READ COMMITTED
+//! re-reads each row it had to wait for, so the checks below see what the
+//! previous holder committed, as the lock-and-read transactions did.
+
+use std::collections::HashMap;
+
+use ::postgres::GenericClient;
+use ::postgres::types::ToSql;
+use serde::Deserialize;
+
+use super::audit::{ChainArgs, HEAD_CTE, chain_ctes};
+use super::{Fail, to_i64, to_usize};
+use crate::baseline::taint::{Source, TaintLedger};
+use crate::store::{Approval, ApprovalState, Call, Consumption, Grant, Granted, Phase, Quarantine, RequestRead, RequestState, StoreError, Task, TaskState, TokenRecord, TokenState};
+
+/// The rate window: requests in the last 60 s (as `runtime`'s).
+const WINDOW_SECS: i64 = 60;
+
+/// Rows as `to_jsonb` gives them (column names as keys).
+#[derive(Deserialize)]
+struct TaskRow {
+    id: String,
+    agent: String,
+    sid: String,
+    objective: String,
+    phases: String,
+    current_phase: i64,
+    state: String,
+    created_at: i64,
+    expires_at: i64,
+    end_reason: Option<String>,
+}
+
+#[derive(Deserialize)]
+struct TokenRow {
+    jti: String,
+    task: String,
+    agent: String,
+    sid: String,
+    tool: String,
+    phase: i64,
+    state: String,
+    issued_at: i64,
+    expires_at: i64,
+    changed_at: Option<i64>,
+    reason: Option<String>,
+}
+
+#[derive(Deserialize)]
+struct ApprovalRow {
+    id: String,
+    digest: String,
+    agent: String,
+    task: String,
+    tool: String,
+    constraints: String,
+    purpose: String,
+    grp: String,
+    policies: String,
+    state: String,
+    created_at: i64,
+    expires_at: i64,
+    decided_at: Option<i64>,
+    decided_by: Option<String>,
+    note: Option<String>,
+    used_jti: Option<String>,
+}
+
+#[derive(Deserialize)]
+struct QuarantineRow {
+    agent: String,
+    reason: String,
+    since: i64,
+}
+
+#[derive(Deserialize)]
+struct CallRow {
+    jti: String,
+    task: String,
+    tool: String,
+    at: i64,
+}
+
+#[derive(Deserialize)]
+struct TaintRow {
+    value: String,
+    call: String,
+    tool: String,
+    origin: String,
+}
+
+/// A row the statement gave as JSON text (`to_jsonb(...)::TEXT`).
+fn json<T: serde::de::DeserializeOwned>(what: &str, v: Option<String>) -> Result<Option<T>, StoreError> {
+    v.map(|v| serde_json::from_str(&v).map_err(|e| StoreError::Corrupt(format!("{what}: {e}")))).transpose()
+}
+
+const READ_REQUEST: &str = "
+SELECT
+  (SELECT to_jsonb(t)::TEXT FROM tasks t WHERE t.id = $1),
+  (SELECT to_jsonb(q)::TEXT FROM quarantine q WHERE q.agent = $2),
+  (SELECT to_jsonb(k)::TEXT FROM tokens k WHERE k.jti = $3::TEXT),
+  (SELECT to_jsonb(a)::TEXT FROM approvals a WHERE a.digest = $4::TEXT ORDER BY a.state = 'denied' DESC, a.created_at DESC, a.ord DESC LIMIT 1),
+  (SELECT to_jsonb(c)::TEXT FROM (SELECT jti, task, tool, at FROM calls WHERE agent = $2 ORDER BY seq DESC LIMIT 1) c),
+  (SELECT COALESCE(sum(n), 0)::BIGINT FROM request_counts WHERE agent = $2 AND at > $5),
+  ARRAY(SELECT DISTINCT tool FROM taint WHERE agent = $2 ORDER BY tool),
+  EXISTS (SELECT 1 FROM taint_overflow WHERE agent = $2),
+  (SELECT jsonb_agg(jsonb_build_object('value', convert_from(x.value, 'UTF8'), 'call', x.call, 'tool', x.tool, 'origin', x.origin))::TEXT FROM taint x
+     WHERE x.agent = $2 AND (x.value_hash = ANY($6) OR (x.passage IS NOT NULL AND (
+       $8 OR to_tsvector('simple', x.passage) @@
+         (SELECT string_agg('(' || q::TEXT || ')', ' | ')::TSQUERY FROM unnest($7::TEXT[]) AS p, plainto_tsquery('simple', p) AS q WHERE numnode(q) > 0)))))
+";
+
+pub(super) fn read_request(c: &mut impl GenericClient, r: &RequestRead) -> Result<RequestState, Fail> {
+    let hashes: Vec<Vec<u8>> = r.probe.keys.iter().map(|k| super::runtime::value_hash(k)).collect();
+    let phrases: Vec<&str> = r.probe.phrases.iter().map(|p| p.trim()).collect();
+    // A word too long for the full-text index: every passage is a candidate
+    // (as `runtime::taint_lookup` does).
+    let every_passage = phrases.iter().any(|p| p.split(' ').any(|w| w.len() > super::runtime::MAX_INDEXED_WORD));
+    let window = r.now - WINDOW_SECS;
+    let row = c.query_one(READ_REQUEST, &[&r.task, &r.agent, &r.follows, &r.digest, &window, &hashes, &phrases, &every_passage])?;
+    let task = json::<TaskRow>("task", row.try_get(0)?)?
+        .map(|t| -> Result<Task, StoreError> {
+            Ok(Task {
+                id: t.id,
+                agent: t.agent,
+                sid: t.sid,
+                objective: t.objective,
+                phases: serde_json::from_str::<Vec<Phase>>(&t.phases).unwrap_or_default(),
+                current_phase: to_usize(t.current_phase),
+                state: TaskState::parse(&t.state)?,
+                created_at: t.created_at,
+                expires_at: t.expires_at,
+                end_reason: t.end_reason,
+            })
+        })
+        .transpose()?;
+    let quarantined = json::<QuarantineRow>("quarantine", row.try_get(1)?)?.map(|q| Quarantine { agent: q.agent, reason: q.reason, since: q.since });
+    let parent = json::<TokenRow>("token", row.try_get(2)?)?
+        .map(|t| -> Result<TokenRecord, StoreError> {
+            Ok(TokenRecord {
+                jti: t.jti,
+                task: t.task,
+                agent: t.agent,
+                sid: t.sid,
+                tool: t.tool,
+                phase: to_usize(t.phase),
+                state: TokenState::parse(&t.state)?,
+                issued_at: t.issued_at,
+                expires_at: t.expires_at,
+                changed_at: t.changed_at,
+                reason: t.reason,
+            })
+        })
+        .transpose()?;
+    let approval = json::<ApprovalRow>("approval", row.try_get(3)?)?
+        .map(|a| -> Result<Approval, StoreError> {
+            Ok(super::human::lapse(
+                Approval {
+                    id: a.id,
+                    digest: a.digest,
+                    agent: a.agent,
+                    task: a.task,
+                    tool: a.tool,
+                    constraints: a.constraints,
+                    purpose: a.purpose,
+                    group: a.grp,
+                    policies: serde_json::from_str(&a.policies).unwrap_or_default(),
+                    state: ApprovalState::parse(&a.state)?,
+                    created_at: a.created_at,
+                    expires_at: a.expires_at,
+                    decided_at: a.decided_at,
+                    decided_by: a.decided_by,
+                    note: a.note,
+                    used_jti: a.used_jti,
+                },
+                r.now,
+            ))
+        })
+        .transpose()?;
+    let last_call = json::<CallRow>("call", row.try_get(4)?)?.map(|c| Call { jti: c.jti, task: c.task, tool: c.tool, at: c.at });
+    let counted: i64 = row.try_get(5)?;
+    let tools: Vec<String> = row.try_get(6)?;
+    let overflowed: bool = row.try_get(7)?;
+    let entries: Vec<TaintRow> = json("taint", row.try_get(8)?)?.unwrap_or_default();
+    let entries: HashMap<String, Source> = entries.into_iter().map(|e| (e.value, Source { call: e.call, tool: e.tool, origin: e.origin })).collect();
+    Ok(RequestState {
+        task,
+        quarantined,
+        parent,
+        approval,
+        last_call,
+        ledger: TaintLedger::from_lookup(entries, tools, overflowed),
+        rate: u32::try_from(counted.saturating_add(1)).unwrap_or(u32::MAX),
+    })
+}
+
+/// An allowed request, one statement. Parameters: `$1` now (the records'
+/// time too), then the audit records' (five each, from `$2`), then the
+/// grant's own, numbered after those.
+pub(super) fn grant(c: &mut impl GenericClient, g: &Grant<'_>) -> Result<Granted, Fail> {
+    let events: Vec<&crate::audit::Event> = std::iter::once(g.record).chain(g.forwarded).collect();
+    let base = 2 + 5 * events.len();
+    let p = |i: usize| format!("${}", base + i);
+    // go: the task is active in the token's phase, the agent is not
+    // quarantined, and the approval (if any) was spent by this statement.
+    let sql = format!(
+        "WITH {HEAD_CTE},
+         counted AS (INSERT INTO request_counts(agent, at, n) VALUES ({agent}::TEXT, $1::BIGINT, 1)
+                     ON CONFLICT (agent, at) DO UPDATE SET n = request_counts.n + 1),
+         ok AS (SELECT 1 FROM tasks t WHERE t.id = {task}::TEXT AND t.state = 'active' AND t.current_phase = {phase}::BIGINT AND t.expires_at > $1::BIGINT
+                AND EXISTS (SELECT 1 FROM audit_head_locked)
+                AND NOT EXISTS (SELECT 1 FROM quarantine q WHERE q.agent = {agent}::TEXT) FOR SHARE OF t),
+         spent AS (UPDATE approvals SET state = 'used', used_jti = {jti}::TEXT
+                   WHERE {approval}::TEXT IS NOT NULL AND id = {approval}::TEXT AND state = 'approved' AND expires_at > $1::BIGINT AND EXISTS (SELECT 1 FROM ok)
+                   RETURNING 1),
+         go AS (SELECT 1 FROM ok WHERE {approval}::TEXT IS NULL OR EXISTS (SELECT 1 FROM spent)),
+         tok AS (INSERT INTO tokens(jti, task, agent, sid, tool, phase, state, issued_at, expires_at, changed_at)
+                 SELECT {jti}::TEXT, {task}::TEXT, {agent}::TEXT, {sid}::TEXT, {tool}::TEXT, {phase}::BIGINT, {state}::TEXT, {issued}::BIGINT, {expires}::BIGINT, {changed}::BIGINT FROM go
+                 RETURNING 1),
+         intent AS (INSERT INTO intents(jti, agent, task, tool, shape, at) SELECT {jti}::TEXT, {agent}::TEXT, {task}::TEXT, {tool}::TEXT, {shape}::TEXT, {intent_at}::BIGINT FROM go),
+         called AS (INSERT INTO calls(agent, task, tool, jti, at) SELECT {agent}::TEXT, {task}::TEXT, {tool}::TEXT, {jti}::TEXT, $1::BIGINT FROM go WHERE {consumed}::BOOLEAN),
+         {chain}
+         SELECT EXISTS (SELECT 1 FROM tok), EXISTS (SELECT 1 FROM ok),
+                EXISTS (SELECT 1 FROM quarantine WHERE agent = {agent}::TEXT),
+                (SELECT to_jsonb(t)::TEXT FROM tasks t WHERE t.id = {task}::TEXT)",
+        chain = chain_ctes(&events, 2, "EXISTS (SELECT 1 FROM go)"),
+        jti = p(0),
+        task = p(1),
+        agent = p(2),
+        sid = p(3),
+        tool = p(4),
+        phase = p(5),
+        state = p(6),
+        issued = p(7),
+        expires = p(8),
+        changed = p(9),
+        shape = p(10),
+        intent_at = p(11),
+        approval = p(12),
+        consumed = p(13),
+    );
+    let t = g.token;
+    let consumed = g.forwarded.is_some();
+    let state = if consumed { "consumed" } else { "issued" };
+    let changed = consumed.then_some(g.now);
+    let phase = to_i64(t.phase);
+    let approval = g.approval.map(str::to_owned);
+    let chain = ChainArgs::of(&events, g.now);
+    let mut params: Vec<&(dyn ToSql + Sync)> = vec![&g.now];
+    chain.push_params(&mut params);
+    params.extend([
+        &t.jti as &(dyn ToSql + Sync),
+        &t.task,
+        &t.agent,
+        &t.sid,
+        &t.tool,
+        &phase,
+        &state,
+        &t.issued_at,
+        &t.expires_at,
+        &changed,
+        &g.intent.shape,
+        &g.intent.at,
+        &approval,
+        &consumed,
+    ]);
+    let row = c.query_one(sql.as_str(), &params)?;
+    let (written, task_ok, quarantined): (bool, bool, bool) = (row.try_get(0)?, row.try_get(1)?, row.try_get(2)?);
+    if written {
+        return Ok(Granted::Recorded);
+    }
+    if task_ok {
+        return Ok(Granted::ApprovalUsed);
+    }
+    if quarantined {
+        return Ok(Granted::Quarantined);
+    }
+    let task = json::<TaskRow>("task", row.try_get(3)?)?;
+    Ok(Granted::TaskChanged(match task {
+        None => Consumption::Unknown,
+        Some(task) => match TaskState::parse(&task.state)? {
+            TaskState::Active if task.expires_at <= g.now => Consumption::TaskInactive { state: TaskState::Expired, reason: Some("task TTL expired".into()) },
+            TaskState::Active => Consumption::PhaseOver { token_phase: t.phase, current_phase: to_usize(task.current_phase) },
+            state => Consumption::TaskInactive { state, reason: task.end_reason },
+        },
+    }))
+}
+
+/// Consume and record, one statement; `None` when the token was not
+/// consumable (the caller asks why).
+pub(super) fn consume_for_call(c: &mut impl GenericClient, jti: &str, forwarded: &crate::audit::Event, now: i64) -> Result<bool, Fail> {
+    let sql = format!(
+        "WITH {HEAD_CTE},
+         live AS (SELECT k.jti FROM tokens k JOIN tasks t ON t.id = k.task
+                  WHERE k.jti = $7::TEXT AND k.state = 'issued' AND t.state = 'active' AND t.current_phase = k.phase AND t.expires_at > $1::BIGINT
+                    AND EXISTS (SELECT 1 FROM audit_head_locked)
+                  FOR SHARE OF t),
+         used AS (UPDATE tokens SET state = 'consumed', changed_at = $1::BIGINT WHERE jti IN (SELECT jti FROM live) AND state = 'issued' RETURNING jti),
+         {chain}
+         SELECT EXISTS (SELECT 1 FROM used)",
+        chain = chain_ctes(&[forwarded], 2, "EXISTS (SELECT 1 FROM used)"),
+    );
+    let chain = ChainArgs::of(&[forwarded], now);
+    let mut params: Vec<&(dyn ToSql + Sync)> = vec![&now];
+    chain.push_params(&mut params);
+    params.push(&jti);
+    Ok(c.query_one(sql.as_str(), &params)?.try_get(0)?)
+}
+
+/// Count a request: one statement (the window is read by [`read_request`]).
+pub(super) fn note_request(c: &mut impl GenericClient, agent: &str, now: i64) -> Result<(), Fail> {
+    c.execute("INSERT INTO request_counts(agent, at, n) VALUES ($1, $2, 1) ON CONFLICT (agent, at) DO UPDATE SET n = request_counts.n + 1", &[&agent, &now])?;
+    Ok(())
+}
