@@ -17,24 +17,8 @@ seconds=${2:-30}
 
 cargo build --release --quiet --bin jitgate --bin jitgate-workspace-server --example loadgen
 
-pg_bin=$(ls -d /usr/lib/postgresql/*/bin | sort -V | tail -1)
-[ -x "$pg_bin/initdb" ] || { echo "PostgreSQL is not installed: run scripts/setup-test-deps.sh" >&2; exit 1; }
-work=$(mktemp -d)
-as_pg=()
-if [ "$(id -u)" = 0 ]; then
-  chown postgres "$work"
-  as_pg=(runuser -u postgres --)
-fi
-port=$(python3 -c 'import socket; s=socket.socket(); s.bind(("127.0.0.1",0)); print(s.getsockname()[1])')
-cleanup() {
-  "${as_pg[@]}" "$pg_bin/pg_ctl" -D "$work/data" -m fast -w stop >/dev/null 2>&1 || true
-  rm -rf "$work"
-}
-trap cleanup EXIT
-"${as_pg[@]}" "$pg_bin/initdb" -D "$work/data" -U jitgate --auth=trust -E UTF8 >/dev/null
-"${as_pg[@]}" "$pg_bin/pg_ctl" -D "$work/data" \
-  -o "-p $port -k $work -c listen_addresses=127.0.0.1 -c shared_preload_libraries=pg_stat_statements -c pg_stat_statements.track=all -c pg_stat_statements.track_utility=on" \
-  -l "$work/pg.log" -w start >/dev/null
+. scripts/private-pg.sh
+start_private_pg "-c shared_preload_libraries=pg_stat_statements -c pg_stat_statements.track=all -c pg_stat_statements.track_utility=on"
 "${as_pg[@]}" "$pg_bin/createdb" -h 127.0.0.1 -p "$port" -U jitgate bench
 
 modern=()

@@ -21,22 +21,8 @@ seconds=${2:-15}
 
 cargo build --release --quiet --bin jitgate --bin jitgate-workspace-server --example loadgen
 
-pg_bin=$(ls -d /usr/lib/postgresql/*/bin | sort -V | tail -1)
-[ -x "$pg_bin/initdb" ] || { echo "PostgreSQL is not installed: run scripts/setup-test-deps.sh" >&2; exit 1; }
-work=$(mktemp -d)
-as_pg=()
-if [ "$(id -u)" = 0 ]; then
-  chown postgres "$work"
-  as_pg=(runuser -u postgres --)
-fi
-port=$(python3 -c 'import socket; s=socket.socket(); s.bind(("127.0.0.1",0)); print(s.getsockname()[1])')
-cleanup() {
-  "${as_pg[@]}" "$pg_bin/pg_ctl" -D "$work/data" -m fast -w stop >/dev/null 2>&1 || true
-  rm -rf "$work"
-}
-trap cleanup EXIT
-"${as_pg[@]}" "$pg_bin/initdb" -D "$work/data" -U jitgate --auth=trust -E UTF8 >/dev/null
-"${as_pg[@]}" "$pg_bin/pg_ctl" -D "$work/data" -o "-p $port -k $work -c listen_addresses=127.0.0.1 -c max_connections=300 ${BENCH_PG_SETTINGS:-}" -l "$work/pg.log" -w start >/dev/null
+. scripts/private-pg.sh
+start_private_pg "-c max_connections=300 ${BENCH_PG_SETTINGS:-}"
 
 loadgen=target/release/examples/loadgen
 run() { timeout 900 "$loadgen" --calls "$calls" --seconds "$seconds" --concurrency 16 --concurrency 64 "$@"; }
