@@ -1497,6 +1497,30 @@ fn postgres_schema_is_versioned_and_migrated_once() {
     }
 }
 
+/// During a rolling upgrade a replica of schema version 4 still appends by
+/// `max(seq)` and knows nothing of the head row: the head must follow its
+/// records, or every later append would collide with them.
+#[test]
+fn an_append_by_a_replica_from_before_the_head_row_is_followed() {
+    let pg = common::pg::Postgres::start();
+    let url = pg.fresh_database();
+    let store = PostgresStore::connect(&url, None, 2).unwrap();
+    store.append_audit(&event("first"), 100).unwrap();
+    let (seq, prev) = store.audit_head().unwrap().unwrap();
+    let old = Event::new("call.result", Some("t1"), Some("a"), serde_json::json!({"by": "a version-4 replica"}));
+    let hash = jitgate::audit::record_hash(seq + 1, 101, old.kind, old.task.as_deref(), old.agent.as_deref(), &old.data, &prev);
+    pg_client(&url)
+        .execute(
+            "INSERT INTO audit(seq, at, kind, task, agent, data, prev_hash, hash) VALUES ($1, 101, $2, $3, $4, $5, $6, $7)",
+            &[&(seq + 1), &old.kind, &old.task, &old.agent, &old.data.to_string(), &prev, &hash],
+        )
+        .unwrap();
+    assert_eq!(store.append_audit(&event("after"), 102).unwrap(), seq + 2, "chained after the old replica's record");
+    let records = jitgate::store::all_audit_records(&store, usize::MAX).unwrap();
+    let report = verify_chain(&records);
+    assert!(report.ok() && records.len() == 3, "{:?}", report.problems);
+}
+
 #[test]
 fn postgres_down_fails_closed_fast() {
     let url = format!("postgres://jitgate@127.0.0.1:{}/nothing", common::free_port());

@@ -1303,11 +1303,12 @@ async fn grant_token(
         _ => None,
     };
     let mint = Mint { tool: &asked.tool, audience: tool.server.clone(), constraints: checked.constraints.clone(), purpose: &asked.purpose, follows: asked.follows.clone(), ttl, jti };
+    // The grant counts the request whatever it finds (a store failure aside).
+    asked.counted.store(true, std::sync::atomic::Ordering::Relaxed);
     let issued = match issue_token(session, agent, binding, task, mint, used_approval.map(|a| a.id.as_str()), one_step.as_deref(), now, intent).await {
         Ok(i) => i,
         Err(r) => return r,
     };
-    asked.counted.store(true, std::sync::atomic::Ordering::Relaxed);
     if let Some(a) = used_approval {
         tracing::info!(approval = %a.id, jti = %issued.claims.jti, "approval spent");
     }

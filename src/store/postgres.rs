@@ -88,8 +88,13 @@ const MIGRATIONS: &[&str] = &[SCHEMA_V1, SCHEMA_V2, SCHEMA_V3, SCHEMA_V4, SCHEMA
 /// and a request's unit of work can append in the one statement that
 /// commits it (the record's hash is computed there, see
 /// `postgres::audit::chain_ctes`). Written to be run again over its own
-/// result. Replicas of version 4 and 5 must not append at once (version 4
-/// does not take this row): upgrade them together.
+/// result. The head follows every inserted record by trigger, whoever
+/// inserts it: a replica of version 4, still running during a rolling
+/// upgrade, appends by its advisory lock and `max(seq)` and does not know
+/// this row, and the row must not fall behind its records (each append of
+/// version 5 would then collide with an existing seq). The two versions'
+/// appends still do not take turns with each other: one of two colliding
+/// appends fails (the primary key on seq), none forks the chain.
 const SCHEMA_V5: &str = "
 CREATE TABLE IF NOT EXISTS audit_head (
     one BOOLEAN PRIMARY KEY DEFAULT true CHECK (one),
@@ -100,6 +105,14 @@ INSERT INTO audit_head(one, seq, hash)
 SELECT true, COALESCE((SELECT seq FROM audit ORDER BY seq DESC LIMIT 1), 0),
        COALESCE((SELECT hash FROM audit ORDER BY seq DESC LIMIT 1), '0000000000000000000000000000000000000000000000000000000000000000')
 ON CONFLICT (one) DO NOTHING;
+CREATE OR REPLACE FUNCTION jitgate_audit_head() RETURNS trigger LANGUAGE plpgsql AS $$
+BEGIN
+    UPDATE audit_head SET seq = NEW.seq, hash = NEW.hash WHERE seq < NEW.seq;
+    RETURN NULL;
+END
+$$;
+DROP TRIGGER IF EXISTS audit_head_follows ON audit;
+CREATE TRIGGER audit_head_follows AFTER INSERT ON audit FOR EACH ROW EXECUTE FUNCTION jitgate_audit_head();
 ";
 const SCHEMA_V4: &str = "
 ALTER TABLE taint ADD COLUMN IF NOT EXISTS origin TEXT NOT NULL DEFAULT '';

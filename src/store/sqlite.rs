@@ -559,46 +559,10 @@ impl Store for SqliteStore {
         if consumed == 1 {
             return Ok(Consumption::Consumed);
         }
-        // Slow path: say why not.
+        // Slow path: say why not (or consume, should it have become
+        // consumable in between), under the write lock.
         let tx = conn.transaction_with_behavior(TransactionBehavior::Immediate)?;
-        let row = tx
-            .query_row(
-                "SELECT k.state, k.phase, k.changed_at, k.reason, t.state, t.current_phase, t.expires_at, t.end_reason
-                 FROM tokens k JOIN tasks t ON t.id = k.task WHERE k.jti=?1",
-                params![jti],
-                |r| {
-                    Ok((
-                        r.get::<_, String>(0)?,
-                        r.get::<_, i64>(1)?,
-                        r.get::<_, Option<i64>>(2)?,
-                        r.get::<_, Option<String>>(3)?,
-                        r.get::<_, String>(4)?,
-                        r.get::<_, i64>(5)?,
-                        r.get::<_, i64>(6)?,
-                        r.get::<_, Option<String>>(7)?,
-                    ))
-                },
-            )
-            .optional()?;
-        let Some((token_state, token_phase, changed_at, reason, task_state, current_phase, task_exp, end_reason)) = row else {
-            return Ok(Consumption::Unknown);
-        };
-        let outcome = match (TokenState::parse(&token_state)?, TaskState::parse(&task_state)?) {
-            (TokenState::Consumed, _) => Consumption::AlreadyConsumed { at: changed_at.unwrap_or(0) },
-            (TokenState::Revoked, _) => Consumption::Revoked { reason: reason.unwrap_or_default() },
-            (TokenState::Issued, TaskState::Active) if task_exp <= now => {
-                Consumption::TaskInactive { state: TaskState::Expired, reason: Some("task TTL expired".into()) }
-            }
-            (TokenState::Issued, TaskState::Active) if token_phase != current_phase => Consumption::PhaseOver {
-                token_phase: usize::try_from(token_phase).unwrap_or(usize::MAX),
-                current_phase: usize::try_from(current_phase).unwrap_or(usize::MAX),
-            },
-            (TokenState::Issued, TaskState::Active) => {
-                let n = tx.execute("UPDATE tokens SET state='consumed', changed_at=?1 WHERE jti=?2 AND state='issued'", params![now, jti])?;
-                if n == 1 { Consumption::Consumed } else { Consumption::AlreadyConsumed { at: now } }
-            }
-            (TokenState::Issued, state) => Consumption::TaskInactive { state, reason: end_reason },
-        };
+        let outcome = units::consume_in(&tx, jti, now)?;
         tx.commit()?;
         Ok(outcome)
     }

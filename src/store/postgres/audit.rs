@@ -72,7 +72,8 @@ impl ChainArgs {
 ///   is read as last committed (READ COMMITTED re-reads a row it waited for).
 /// - `audit_rN` chain record N onto the head, hashing in SQL the same
 ///   canonical text as [`crate::audit::record_hash`]: SHA-256, hex.
-/// - `audit_appended` inserts them; `audit_moved` moves the head.
+/// - `audit_appended` inserts them; the head row follows by trigger
+///   (schema v5's `audit_head_follows`).
 ///
 /// Parameters: `$1` is the records' time, then five per record from
 /// `first` on (middle text, kind, task, agent, data).
@@ -102,9 +103,6 @@ pub(super) fn chain_ctes(events: &[&Event], first: usize, gate: &str) -> String 
         "audit_appended AS (INSERT INTO audit(seq, at, kind, task, agent, data, prev_hash, hash) {} RETURNING seq, hash)",
         inserts.join(" UNION ALL ")
     ));
-    parts.push(
-        "audit_moved AS (UPDATE audit_head SET seq = last.seq, hash = last.hash FROM (SELECT seq, hash FROM audit_appended ORDER BY seq DESC LIMIT 1) last)".to_owned(),
-    );
     parts.join(",\n")
 }
 

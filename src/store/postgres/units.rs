@@ -219,6 +219,7 @@ pub(super) fn grant(c: &mut impl GenericClient, g: &Grant<'_>) -> Result<Granted
         "WITH {HEAD_CTE},
          counted AS (INSERT INTO request_counts(agent, at, n) VALUES ({agent}::TEXT, $1::BIGINT, 1)
                      ON CONFLICT (agent, at) DO UPDATE SET n = request_counts.n + 1),
+         pruned AS (DELETE FROM request_counts WHERE agent = {agent}::TEXT AND at <= $1::BIGINT - {WINDOW_SECS}),
          ok AS (SELECT 1 FROM tasks t WHERE t.id = {task}::TEXT AND t.state = 'active' AND t.current_phase = {phase}::BIGINT AND t.expires_at > $1::BIGINT
                 AND EXISTS (SELECT 1 FROM audit_head_locked)
                 AND NOT EXISTS (SELECT 1 FROM quarantine q WHERE q.agent = {agent}::TEXT) FOR SHARE OF t),
@@ -321,6 +322,10 @@ pub(super) fn consume_for_call(c: &mut impl GenericClient, jti: &str, forwarded:
 
 /// Count a request: one statement (the window is read by [`read_request`]).
 pub(super) fn note_request(c: &mut impl GenericClient, agent: &str, now: i64) -> Result<(), Fail> {
-    c.execute("INSERT INTO request_counts(agent, at, n) VALUES ($1, $2, 1) ON CONFLICT (agent, at) DO UPDATE SET n = request_counts.n + 1", &[&agent, &now])?;
+    c.execute(
+        "WITH pruned AS (DELETE FROM request_counts WHERE agent = $1::TEXT AND at <= $2::BIGINT - $3::BIGINT)
+         INSERT INTO request_counts(agent, at, n) VALUES ($1::TEXT, $2::BIGINT, 1) ON CONFLICT (agent, at) DO UPDATE SET n = request_counts.n + 1",
+        &[&agent, &now, &WINDOW_SECS],
+    )?;
     Ok(())
 }
