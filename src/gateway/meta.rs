@@ -475,7 +475,7 @@ pub struct OneStepCall {
 pub enum OneStepGrant {
     /// The token was recorded as spent on this call together with the
     /// call's `call.forwarded` record: forward it.
-    Spent(CapabilityClaims),
+    Spent(Box<CapabilityClaims>),
     /// A token to use as a call with the token in hand would (the grant did
     /// not spend it: the arguments failed a schema check, which the call
     /// path reports).
@@ -522,10 +522,10 @@ pub async fn authorize_one_step(session: &Session, agent: &VerifiedAgent, bindin
     let slot = Arc::new(OneStepCall { arguments: call.arguments.clone(), spent: std::sync::Mutex::new(None) });
     let answer = request(session, agent, binding, call.as_request(slot.clone())).await;
     let CallToolResponse::Complete(result) = answer else { return Err(answer) };
-    if result.is_error != Some(true) {
-        if let Some(claims) = slot.spent.lock().unwrap_or_else(|p| p.into_inner()).take() {
-            return Ok(OneStepGrant::Spent(claims));
-        }
+    if result.is_error != Some(true)
+        && let Some(claims) = slot.spent.lock().unwrap_or_else(|p| p.into_inner()).take()
+    {
+        return Ok(OneStepGrant::Spent(Box::new(claims)));
     }
     let granted = result.structured_content.as_ref().filter(|_| result.is_error != Some(true)).and_then(|v| {
         let token = v.get("token")?.as_str()?.to_owned();
@@ -603,7 +603,6 @@ async fn request(session: &Session, agent: &VerifiedAgent, binding: Binding<'_>,
 /// Stages 3 onwards, on the state the store gave.
 async fn decide_loaded(session: &Session, agent: &VerifiedAgent, binding: Binding<'_>, asked: &Asked, loaded: Loaded) -> CallToolResponse {
     let shared = &session.shared;
-    let asked = asked;
     let checked = match check_request(session, agent, asked, loaded) {
         Ok(c) => c,
         Err(r) => return r.into(),

@@ -393,7 +393,7 @@ impl Session {
         let (decision, jti) = match granted {
             meta::OneStepGrant::Spent(claims) => {
                 let jti = claims.jti.clone();
-                match authorize::spent_at_grant(&self.shared, claims, one.arguments) {
+                match authorize::spent_at_grant(&self.shared, *claims, one.arguments) {
                     Ok(a) => (Decision::Forward(Box::new(a)), jti),
                     Err(r) => (Decision::Refuse(r), jti),
                 }

@@ -209,6 +209,39 @@ pub enum Consumption {
     Unknown,
 }
 
+/// A task as a use (or a grant) of one of its tokens is judged against it.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub(crate) struct TaskAt {
+    pub state: TaskState,
+    pub current_phase: usize,
+    pub expires_at: i64,
+    pub end_reason: Option<String>,
+}
+
+impl TaskAt {
+    /// Why this task admits no token of `token_phase` at `now` (`None`: it
+    /// does): expired, in another phase, or no longer active. Both stores
+    /// judge consumption and grants by this one rule.
+    pub(crate) fn refuses(self, token_phase: usize, now: i64) -> Option<Consumption> {
+        match self.state {
+            TaskState::Active if self.expires_at <= now => Some(Consumption::TaskInactive { state: TaskState::Expired, reason: Some("task TTL expired".into()) }),
+            TaskState::Active if token_phase != self.current_phase => Some(Consumption::PhaseOver { token_phase, current_phase: self.current_phase }),
+            TaskState::Active => None,
+            state => Some(Consumption::TaskInactive { state, reason: self.end_reason }),
+        }
+    }
+}
+
+/// Why a token cannot be consumed now (`None`: it can), from its state (with
+/// when it changed and why) and its task's.
+pub(crate) fn consumption_refusal(state: TokenState, changed_at: Option<i64>, reason: Option<String>, token_phase: usize, task: TaskAt, now: i64) -> Option<Consumption> {
+    match state {
+        TokenState::Consumed => Some(Consumption::AlreadyConsumed { at: changed_at.unwrap_or(0) }),
+        TokenState::Revoked => Some(Consumption::Revoked { reason: reason.unwrap_or_default() }),
+        TokenState::Issued => task.refuses(token_phase, now),
+    }
+}
+
 /// What a revocation applies to.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum Scope {

@@ -1003,29 +1003,15 @@ struct TokenRow {
     reason: Option<String>,
 }
 
-/// The row of a token's task, as `consume` judges it.
-struct TaskRow {
-    state: TaskState,
-    current_phase: i64,
-    expires_at: i64,
-    end_reason: Option<String>,
+/// Why a token cannot be consumed, or `None` if it can: the same judgement
+/// as the SQLite store's ([`super::consumption_refusal`]).
+fn refusal(token: TokenRow, task: super::TaskAt, now: i64) -> Option<Consumption> {
+    super::consumption_refusal(token.state, token.changed_at, token.reason, to_usize(token.phase), task, now)
 }
 
-/// Why a token cannot be consumed, or `None` if it can: the same judgement,
-/// in the same order, as the SQLite store's.
-fn refusal(token: TokenRow, task: TaskRow, now: i64) -> Option<Consumption> {
-    Some(match (token.state, task.state) {
-        (TokenState::Consumed, _) => Consumption::AlreadyConsumed { at: token.changed_at.unwrap_or(0) },
-        (TokenState::Revoked, _) => Consumption::Revoked { reason: token.reason.unwrap_or_default() },
-        (TokenState::Issued, TaskState::Active) if task.expires_at <= now => {
-            Consumption::TaskInactive { state: TaskState::Expired, reason: Some("task TTL expired".into()) }
-        }
-        (TokenState::Issued, TaskState::Active) if token.phase != task.current_phase => {
-            Consumption::PhaseOver { token_phase: to_usize(token.phase), current_phase: to_usize(task.current_phase) }
-        }
-        (TokenState::Issued, TaskState::Active) => return None,
-        (TokenState::Issued, state) => Consumption::TaskInactive { state, reason: task.end_reason },
-    })
+/// A task's row as [`refusal`] reads it: state, current phase, expiry, end reason.
+fn task_at(state: &str, current_phase: i64, expires_at: i64, end_reason: Option<String>) -> Result<super::TaskAt, StoreError> {
+    Ok(super::TaskAt { state: TaskState::parse(state)?, current_phase: to_usize(current_phase), expires_at, end_reason })
 }
 
 /// A failed write that carried audit records is an audit failure for the
@@ -1049,7 +1035,7 @@ fn consume_refusal(tx: &mut Transaction<'_>, jti: &str, now: i64) -> Result<Opti
     let token_state: String = r.try_get(0)?;
     let task_state: String = r.try_get(4)?;
     let token = TokenRow { state: TokenState::parse(&token_state)?, phase: r.try_get(1)?, changed_at: r.try_get(2)?, reason: r.try_get(3)? };
-    let task = TaskRow { state: TaskState::parse(&task_state)?, current_phase: r.try_get(5)?, expires_at: r.try_get(6)?, end_reason: r.try_get(7)? };
+    let task = task_at(&task_state, r.try_get(5)?, r.try_get(6)?, r.try_get(7)?)?;
     Ok(refusal(token, task, now))
 }
 
@@ -1067,7 +1053,7 @@ fn consume_in(tx: &mut Transaction<'_>, jti: &str, now: i64) -> Result<Consumpti
     // A token whose task does not exist is unknown, as in SQLite's join.
     let Some(task) = task else { return Ok(Consumption::Unknown) };
     let task_state: String = task.try_get(0)?;
-    let task = TaskRow { state: TaskState::parse(&task_state)?, current_phase: task.try_get(1)?, expires_at: task.try_get(2)?, end_reason: task.try_get(3)? };
+    let task = task_at(&task_state, task.try_get(1)?, task.try_get(2)?, task.try_get(3)?)?;
     let Some(token) = tx.query_opt("SELECT state, phase, changed_at, reason FROM tokens WHERE jti=$1 FOR UPDATE", &[&jti])? else {
         return Ok(Consumption::Unknown);
     };
@@ -1336,7 +1322,7 @@ impl Store for PostgresStore {
     }
 
     fn approval_for_request(&self, digest: &str, now: i64) -> Result<Option<Approval>, StoreError> {
-        self.with_client(|c| Ok(human::approval_where(c, "digest=$1 ORDER BY state = 'denied' DESC, created_at DESC, ord DESC LIMIT 1", digest)?.map(|a| human::lapse(a, now))))
+        self.with_client(|c| Ok(human::approval_where(c, &format!("digest=$1 {}", human::DECIDING_APPROVAL), digest)?.map(|a| human::lapse(a, now))))
     }
 
     fn approvals(&self, all: bool, now: i64) -> Result<Vec<Approval>, StoreError> {

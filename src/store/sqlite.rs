@@ -400,6 +400,38 @@ fn token_from_row(row: &rusqlite::Row<'_>) -> rusqlite::Result<(TokenRecord, Str
     ))
 }
 
+fn task_by_id(conn: &Connection, id: &str) -> Result<Option<Task>, StoreError> {
+    let row = conn.prepare_cached("SELECT * FROM tasks WHERE id=?1")?.query_row(params![id], task_from_row).optional()?;
+    row.map(|(mut t, state)| {
+        t.state = TaskState::parse(&state)?;
+        Ok(t)
+    })
+    .transpose()
+}
+
+fn token_by_jti(conn: &Connection, jti: &str) -> Result<Option<TokenRecord>, StoreError> {
+    let row = conn.prepare_cached("SELECT * FROM tokens WHERE jti=?1")?.query_row(params![jti], token_from_row).optional()?;
+    row.map(|(mut t, state)| {
+        t.state = TokenState::parse(&state)?;
+        Ok(t)
+    })
+    .transpose()
+}
+
+fn quarantine_of(conn: &Connection, agent: &str) -> Result<Option<Quarantine>, StoreError> {
+    Ok(conn
+        .prepare_cached("SELECT agent, reason, since FROM quarantine WHERE agent=?1")?
+        .query_row(params![agent], |r| Ok(Quarantine { agent: r.get(0)?, reason: r.get(1)?, since: r.get(2)? }))
+        .optional()?)
+}
+
+fn last_call_of(conn: &Connection, agent: &str) -> Result<Option<super::Call>, StoreError> {
+    Ok(conn
+        .prepare_cached("SELECT jti, task, tool, at FROM calls WHERE agent=?1 ORDER BY seq DESC LIMIT 1")?
+        .query_row(params![agent], |r| Ok(super::Call { jti: r.get(0)?, task: r.get(1)?, tool: r.get(2)?, at: r.get(3)? }))
+        .optional()?)
+}
+
 fn intent_from_row(r: &rusqlite::Row<'_>) -> rusqlite::Result<Intent> {
     Ok(Intent { jti: r.get(0)?, agent: r.get(1)?, task: r.get(2)?, tool: r.get(3)?, shape: r.get(4)?, at: r.get(5)? })
 }
@@ -494,13 +526,7 @@ impl Store for SqliteStore {
     }
 
     fn task(&self, id: &str) -> Result<Option<Task>, StoreError> {
-        let conn = self.conn();
-        let row = conn.prepare_cached("SELECT * FROM tasks WHERE id=?1")?.query_row(params![id], task_from_row).optional()?;
-        row.map(|(mut t, state)| {
-            t.state = TaskState::parse(&state)?;
-            Ok(t)
-        })
-        .transpose()
+        task_by_id(&self.conn(), id)
     }
 
     fn advance_phase(&self, task: &str, from: usize, now: i64) -> Result<bool, StoreError> {
@@ -537,13 +563,7 @@ impl Store for SqliteStore {
     }
 
     fn token(&self, jti: &str) -> Result<Option<TokenRecord>, StoreError> {
-        let conn = self.conn();
-        let row = conn.prepare_cached("SELECT * FROM tokens WHERE jti=?1")?.query_row(params![jti], token_from_row).optional()?;
-        row.map(|(mut t, state)| {
-            t.state = TokenState::parse(&state)?;
-            Ok(t)
-        })
-        .transpose()
+        token_by_jti(&self.conn(), jti)
     }
 
     fn consume(&self, jti: &str, now: i64) -> Result<Consumption, StoreError> {
@@ -717,8 +737,7 @@ impl Store for SqliteStore {
     }
 
     fn approval_for_request(&self, digest: &str, now: i64) -> Result<Option<Approval>, StoreError> {
-        let found = human::approval_where(&self.conn(), "digest=?1 ORDER BY state = 'denied' DESC, created_at DESC, rowid DESC LIMIT 1", digest)?;
-        Ok(found.map(|a| human::lapse(a, now)))
+        human::approval_for_request(&self.conn(), digest, now)
     }
 
     fn approvals(&self, all: bool, now: i64) -> Result<Vec<Approval>, StoreError> {
@@ -852,11 +871,7 @@ impl Store for SqliteStore {
     }
 
     fn last_call_of(&self, agent: &str) -> Result<Option<super::Call>, StoreError> {
-        Ok(self
-            .conn()
-            .prepare_cached("SELECT jti, task, tool, at FROM calls WHERE agent=?1 ORDER BY seq DESC LIMIT 1")?
-            .query_row(params![agent], |r| Ok(super::Call { jti: r.get(0)?, task: r.get(1)?, tool: r.get(2)?, at: r.get(3)? }))
-            .optional()?)
+        last_call_of(&self.conn(), agent)
     }
 
     fn intents_of(&self, agent: &str, since: i64, limit: usize) -> Result<Vec<Intent>, StoreError> {
@@ -895,10 +910,6 @@ impl Store for SqliteStore {
     }
 
     fn quarantined(&self, agent: &str) -> Result<Option<Quarantine>, StoreError> {
-        Ok(self
-            .conn()
-            .prepare_cached("SELECT agent, reason, since FROM quarantine WHERE agent=?1")?
-            .query_row(params![agent], |r| Ok(Quarantine { agent: r.get(0)?, reason: r.get(1)?, since: r.get(2)? }))
-            .optional()?)
+        quarantine_of(&self.conn(), agent)
     }
 }

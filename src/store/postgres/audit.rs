@@ -2,6 +2,8 @@
 //! format as the SQLite store writes (src/store/sqlite/audit.rs), so that
 //! `jitgate audit verify` checks either store the same way.
 
+use std::sync::LazyLock;
+
 use ::postgres::types::ToSql;
 use ::postgres::{GenericClient, Transaction};
 
@@ -21,14 +23,16 @@ pub(super) fn append_in(tx: &mut Transaction<'_>, e: &Event, now: i64) -> Result
 /// it, the head moved. On a client outside a transaction it commits on its
 /// own.
 pub(super) fn append(c: &mut impl GenericClient, e: &Event, now: i64) -> Result<i64, Fail> {
-    let chain = chain_ctes(&[e], 2, "true");
-    let sql = format!("WITH {HEAD_CTE}, {chain} SELECT seq FROM audit_appended ORDER BY seq DESC LIMIT 1");
     let args = ChainArgs::of(&[e], now);
     let mut params: Vec<&(dyn ToSql + Sync)> = vec![&now];
     args.push_params(&mut params);
-    let row = c.query_one(sql.as_str(), &params)?;
+    let row = c.query_one(APPEND.as_str(), &params)?;
     Ok(row.try_get(0)?)
 }
+
+/// [`append`]'s statement, built once.
+static APPEND: LazyLock<String> =
+    LazyLock::new(|| format!("WITH {HEAD_CTE}, {} SELECT seq FROM audit_appended ORDER BY seq DESC LIMIT 1", chain_ctes(1, 2, "true")));
 
 /// The canonical text of a record (see [`crate::audit::record_hash`]) is
 /// `[seq,at,kind,task,agent,data,prev_hash]` as compact JSON. Everything but
@@ -39,29 +43,35 @@ fn middle(e: &Event, now: i64) -> String {
     whole[1..whole.len() - 1].to_owned()
 }
 
-/// The per-record parameters of [`chain_ctes`], owned.
+/// One record's parameters of [`chain_ctes`], owned.
+struct ChainRow {
+    middle: String,
+    kind: &'static str,
+    task: Option<String>,
+    agent: Option<String>,
+    data: String,
+}
+
+/// The per-record parameters of [`chain_ctes`].
 pub(super) struct ChainArgs {
-    rows: Vec<(String, &'static str, Option<String>, Option<String>, String)>,
+    rows: Vec<ChainRow>,
 }
 
 impl ChainArgs {
     pub(super) fn of(events: &[&Event], now: i64) -> Self {
-        ChainArgs { rows: events.iter().map(|e| (middle(e, now), e.kind, e.task.clone(), e.agent.clone(), e.data.to_string())).collect() }
+        let row = |e: &&Event| ChainRow { middle: middle(e, now), kind: e.kind, task: e.task.clone(), agent: e.agent.clone(), data: e.data.to_string() };
+        ChainArgs { rows: events.iter().map(row).collect() }
     }
 
     /// Five per record, in the order [`chain_ctes`] numbers them.
     pub(super) fn push_params<'a>(&'a self, params: &mut Vec<&'a (dyn ToSql + Sync)>) {
-        for (mid, kind, task, agent, data) in &self.rows {
-            params.push(mid);
-            params.push(kind);
-            params.push(task);
-            params.push(agent);
-            params.push(data);
+        for r in &self.rows {
+            params.extend([&r.middle as &(dyn ToSql + Sync), &r.kind, &r.task, &r.agent, &r.data]);
         }
     }
 }
 
-/// The CTEs that append `events.len()` records to the chain in the
+/// The CTEs that append `records` records to the chain in the
 /// statement they are part of, written only where `gate` (an SQL condition
 /// over the statement's other CTEs) holds:
 ///
@@ -81,10 +91,10 @@ impl ChainArgs {
 /// the CTEs `gate` names.
 pub(super) const HEAD_CTE: &str = "audit_head_locked AS (SELECT seq, hash FROM audit_head FOR UPDATE)";
 
-pub(super) fn chain_ctes(events: &[&Event], first: usize, gate: &str) -> String {
+pub(super) fn chain_ctes(records: usize, first: usize, gate: &str) -> String {
     let mut parts = Vec::new();
     let mut inserts = Vec::new();
-    for (i, _) in events.iter().enumerate() {
+    for i in 0..records {
         let n = i + 1;
         let p = first + 5 * i;
         let prev = if i == 0 { "audit_head_locked".to_owned() } else { format!("audit_r{i}") };

@@ -45,6 +45,10 @@ fn approval_from_row(r: &Row) -> Result<Approval, Fail> {
     })
 }
 
+/// Of a digest's approvals, the one that decides the request: a person's
+/// denial if there is one, else the newest (an SQL tail after `WHERE digest = ...`).
+pub(super) const DECIDING_APPROVAL: &str = "ORDER BY state = 'denied' DESC, created_at DESC, ord DESC LIMIT 1";
+
 pub(super) fn approval_where(c: &mut impl GenericClient, clause: &str, arg: &str) -> Result<Option<Approval>, Fail> {
     let sql = format!("SELECT * FROM approvals WHERE {clause}");
     c.query_opt(sql.as_str(), &[&arg])?.map(|r| approval_from_row(&r)).transpose()

@@ -187,7 +187,7 @@ pub(super) fn forget_taint(c: &mut impl GenericClient, before: i64) -> Result<u6
 }
 
 /// The rate window: requests in the last 60 s.
-const WINDOW_SECS: i64 = 60;
+pub(super) const WINDOW_SECS: i64 = 60;
 
 /// Count a request. The agent's rate lock makes concurrent counts of one
 /// agent take turns, so each sees the requests counted before it and the

@@ -15,6 +15,7 @@
 //! previous holder committed, as the lock-and-read transactions did.
 
 use std::collections::HashMap;
+use std::sync::LazyLock;
 
 use ::postgres::GenericClient;
 use ::postgres::types::ToSql;
@@ -23,10 +24,9 @@ use serde::Deserialize;
 use super::audit::{ChainArgs, HEAD_CTE, chain_ctes};
 use super::{Fail, to_i64, to_usize};
 use crate::baseline::taint::{Source, TaintLedger};
-use crate::store::{Approval, ApprovalState, Call, Consumption, Grant, Granted, Phase, Quarantine, RequestRead, RequestState, StoreError, Task, TaskState, TokenRecord, TokenState};
+use crate::store::{Approval, ApprovalState, Call, Consumption, Grant, Granted, Phase, Quarantine, RequestRead, RequestState, StoreError, Task, TaskAt, TaskState, TokenRecord, TokenState};
 
-/// The rate window: requests in the last 60 s (as `runtime`'s).
-const WINDOW_SECS: i64 = 60;
+use super::runtime::WINDOW_SECS;
 
 /// Rows as `to_jsonb` gives them (column names as keys).
 #[derive(Deserialize)]
@@ -106,12 +106,15 @@ fn json<T: serde::de::DeserializeOwned>(what: &str, v: Option<String>) -> Result
     v.map(|v| serde_json::from_str(&v).map_err(|e| StoreError::Corrupt(format!("{what}: {e}")))).transpose()
 }
 
-const READ_REQUEST: &str = "
+/// [`read_request`]'s statement, built once.
+static READ_REQUEST: LazyLock<String> = LazyLock::new(|| {
+    format!(
+        "
 SELECT
   (SELECT to_jsonb(t)::TEXT FROM tasks t WHERE t.id = $1),
   (SELECT to_jsonb(q)::TEXT FROM quarantine q WHERE q.agent = $2),
   (SELECT to_jsonb(k)::TEXT FROM tokens k WHERE k.jti = $3::TEXT),
-  (SELECT to_jsonb(a)::TEXT FROM approvals a WHERE a.digest = $4::TEXT ORDER BY a.state = 'denied' DESC, a.created_at DESC, a.ord DESC LIMIT 1),
+  (SELECT to_jsonb(a)::TEXT FROM approvals a WHERE digest = $4::TEXT {DECIDING_APPROVAL}),
   (SELECT to_jsonb(c)::TEXT FROM (SELECT jti, task, tool, at FROM calls WHERE agent = $2 ORDER BY seq DESC LIMIT 1) c),
   (SELECT COALESCE(sum(n), 0)::BIGINT FROM request_counts WHERE agent = $2 AND at > $5),
   ARRAY(SELECT DISTINCT tool FROM taint WHERE agent = $2 ORDER BY tool),
@@ -120,7 +123,10 @@ SELECT
      WHERE x.agent = $2 AND (x.value_hash = ANY($6) OR (x.passage IS NOT NULL AND (
        $8 OR to_tsvector('simple', x.passage) @@
          (SELECT string_agg('(' || q::TEXT || ')', ' | ')::TSQUERY FROM unnest($7::TEXT[]) AS p, plainto_tsquery('simple', p) AS q WHERE numnode(q) > 0)))))
-";
+",
+        DECIDING_APPROVAL = super::human::DECIDING_APPROVAL
+    )
+});
 
 pub(super) fn read_request(c: &mut impl GenericClient, r: &RequestRead) -> Result<RequestState, Fail> {
     let hashes: Vec<Vec<u8>> = r.probe.keys.iter().map(|k| super::runtime::value_hash(k)).collect();
@@ -129,7 +135,7 @@ pub(super) fn read_request(c: &mut impl GenericClient, r: &RequestRead) -> Resul
     // (as `runtime::taint_lookup` does).
     let every_passage = phrases.iter().any(|p| p.split(' ').any(|w| w.len() > super::runtime::MAX_INDEXED_WORD));
     let window = r.now - WINDOW_SECS;
-    let row = c.query_one(READ_REQUEST, &[&r.task, &r.agent, &r.follows, &r.digest, &window, &hashes, &phrases, &every_passage])?;
+    let row = c.query_one(READ_REQUEST.as_str(), &[&r.task, &r.agent, &r.follows, &r.digest, &window, &hashes, &phrases, &every_passage])?;
     let task = json::<TaskRow>("task", row.try_get(0)?)?
         .map(|t| -> Result<Task, StoreError> {
             Ok(Task {
@@ -206,16 +212,19 @@ pub(super) fn read_request(c: &mut impl GenericClient, r: &RequestRead) -> Resul
     })
 }
 
-/// An allowed request, one statement. Parameters: `$1` now (the records'
-/// time too), then the audit records' (five each, from `$2`), then the
-/// grant's own, numbered after those.
-pub(super) fn grant(c: &mut impl GenericClient, g: &Grant<'_>) -> Result<Granted, Fail> {
-    let events: Vec<&crate::audit::Event> = std::iter::once(g.record).chain(g.forwarded).collect();
-    let base = 2 + 5 * events.len();
+/// An allowed request, one statement ([`grant_sql`]).
+/// [`grant`]'s statements, built once: with the `intent` record, and with
+/// the `call.forwarded` record too (`jit_call`).
+static GRANT: [LazyLock<String>; 2] = [LazyLock::new(|| grant_sql(1)), LazyLock::new(|| grant_sql(2))];
+
+/// Parameters: `$1` now (the records' time too), then the audit records'
+/// (five each, from `$2`), then the grant's own, numbered after those.
+/// `go`: the task is active in the token's phase, the agent is not
+/// quarantined, and the approval (if any) was spent by this statement.
+fn grant_sql(records: usize) -> String {
+    let base = 2 + 5 * records;
     let p = |i: usize| format!("${}", base + i);
-    // go: the task is active in the token's phase, the agent is not
-    // quarantined, and the approval (if any) was spent by this statement.
-    let sql = format!(
+    format!(
         "WITH {HEAD_CTE},
          counted AS (INSERT INTO request_counts(agent, at, n) VALUES ({agent}::TEXT, $1::BIGINT, 1)
                      ON CONFLICT (agent, at) DO UPDATE SET n = request_counts.n + 1),
@@ -236,7 +245,7 @@ pub(super) fn grant(c: &mut impl GenericClient, g: &Grant<'_>) -> Result<Granted
          SELECT EXISTS (SELECT 1 FROM tok), EXISTS (SELECT 1 FROM ok),
                 EXISTS (SELECT 1 FROM quarantine WHERE agent = {agent}::TEXT),
                 (SELECT to_jsonb(t)::TEXT FROM tasks t WHERE t.id = {task}::TEXT)",
-        chain = chain_ctes(&events, 2, "EXISTS (SELECT 1 FROM go)"),
+        chain = chain_ctes(records, 2, "EXISTS (SELECT 1 FROM go)"),
         jti = p(0),
         task = p(1),
         agent = p(2),
@@ -251,7 +260,12 @@ pub(super) fn grant(c: &mut impl GenericClient, g: &Grant<'_>) -> Result<Granted
         intent_at = p(11),
         approval = p(12),
         consumed = p(13),
-    );
+    )
+}
+
+pub(super) fn grant(c: &mut impl GenericClient, g: &Grant<'_>) -> Result<Granted, Fail> {
+    let events: Vec<&crate::audit::Event> = std::iter::once(g.record).chain(g.forwarded).collect();
+    let sql = GRANT[events.len() - 1].as_str();
     let t = g.token;
     let consumed = g.forwarded.is_some();
     let state = if consumed { "consumed" } else { "issued" };
@@ -277,7 +291,7 @@ pub(super) fn grant(c: &mut impl GenericClient, g: &Grant<'_>) -> Result<Granted
         &approval,
         &consumed,
     ]);
-    let row = c.query_one(sql.as_str(), &params)?;
+    let row = c.query_one(sql, &params)?;
     let (written, task_ok, quarantined): (bool, bool, bool) = (row.try_get(0)?, row.try_get(1)?, row.try_get(2)?);
     if written {
         return Ok(Granted::Recorded);
@@ -291,18 +305,19 @@ pub(super) fn grant(c: &mut impl GenericClient, g: &Grant<'_>) -> Result<Granted
     let task = json::<TaskRow>("task", row.try_get(3)?)?;
     Ok(Granted::TaskChanged(match task {
         None => Consumption::Unknown,
-        Some(task) => match TaskState::parse(&task.state)? {
-            TaskState::Active if task.expires_at <= g.now => Consumption::TaskInactive { state: TaskState::Expired, reason: Some("task TTL expired".into()) },
-            TaskState::Active => Consumption::PhaseOver { token_phase: t.phase, current_phase: to_usize(task.current_phase) },
-            state => Consumption::TaskInactive { state, reason: task.end_reason },
-        },
+        Some(task) => {
+            let current_phase = to_usize(task.current_phase);
+            let at = TaskAt { state: TaskState::parse(&task.state)?, current_phase, expires_at: task.expires_at, end_reason: task.end_reason };
+            // Active, in the token's phase, yet not granted: the statement
+            // read the task before a change it then waited for.
+            at.refuses(t.phase, g.now).unwrap_or(Consumption::PhaseOver { token_phase: t.phase, current_phase })
+        }
     }))
 }
 
-/// Consume and record, one statement; `None` when the token was not
-/// consumable (the caller asks why).
-pub(super) fn consume_for_call(c: &mut impl GenericClient, jti: &str, forwarded: &crate::audit::Event, now: i64) -> Result<bool, Fail> {
-    let sql = format!(
+/// [`consume_for_call`]'s statement, built once.
+static CONSUME: LazyLock<String> = LazyLock::new(|| {
+    format!(
         "WITH {HEAD_CTE},
          live AS (SELECT k.jti FROM tokens k JOIN tasks t ON t.id = k.task
                   WHERE k.jti = $7::TEXT AND k.state = 'issued' AND t.state = 'active' AND t.current_phase = k.phase AND t.expires_at > $1::BIGINT
@@ -311,13 +326,18 @@ pub(super) fn consume_for_call(c: &mut impl GenericClient, jti: &str, forwarded:
          used AS (UPDATE tokens SET state = 'consumed', changed_at = $1::BIGINT WHERE jti IN (SELECT jti FROM live) AND state = 'issued' RETURNING jti),
          {chain}
          SELECT EXISTS (SELECT 1 FROM used)",
-        chain = chain_ctes(&[forwarded], 2, "EXISTS (SELECT 1 FROM used)"),
-    );
+        chain = chain_ctes(1, 2, "EXISTS (SELECT 1 FROM used)"),
+    )
+});
+
+/// Consume and record, one statement; false when the token was not
+/// consumable (the caller asks why).
+pub(super) fn consume_for_call(c: &mut impl GenericClient, jti: &str, forwarded: &crate::audit::Event, now: i64) -> Result<bool, Fail> {
     let chain = ChainArgs::of(&[forwarded], now);
     let mut params: Vec<&(dyn ToSql + Sync)> = vec![&now];
     chain.push_params(&mut params);
     params.push(&jti);
-    Ok(c.query_one(sql.as_str(), &params)?.try_get(0)?)
+    Ok(c.query_one(CONSUME.as_str(), &params)?.try_get(0)?)
 }
 
 /// Count a request: one statement (the window is read by [`read_request`]).

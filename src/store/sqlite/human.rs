@@ -65,6 +65,12 @@ pub(super) fn approval_where(conn: &Connection, clause: &str, arg: &str) -> Resu
 }
 
 /// A pending or approved approval past its time reads as expired.
+/// The approval that decides a request ([`crate::store::Store::approval_for_request`]).
+pub(super) fn approval_for_request(conn: &Connection, digest: &str, now: i64) -> Result<Option<Approval>, StoreError> {
+    let found = approval_where(conn, "digest=?1 ORDER BY state = 'denied' DESC, created_at DESC, rowid DESC LIMIT 1", digest)?;
+    Ok(found.map(|a| lapse(a, now)))
+}
+
 pub(super) fn lapse(mut a: Approval, now: i64) -> Approval {
     if matches!(a.state, ApprovalState::Pending | ApprovalState::Approved) && a.expires_at <= now {
         a.state = ApprovalState::Expired;

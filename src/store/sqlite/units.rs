@@ -7,44 +7,18 @@
 use rusqlite::{Connection, OptionalExtension as _, TransactionBehavior, params};
 
 use super::runtime::WINDOW_SECS;
-use super::{audit, human, runtime, task_from_row, to_i64, token_from_row};
-use crate::store::{Call, Consumption, Grant, Granted, Quarantine, RequestRead, RequestState, StoreError, TaskState, TokenState};
+use super::{audit, human, last_call_of, quarantine_of, runtime, task_by_id, to_i64, token_by_jti};
+use crate::store::{Consumption, Grant, Granted, RequestRead, RequestState, StoreError, TaskAt, TaskState, TokenState, consumption_refusal};
 
 pub(super) fn read_request(conn: &mut Connection, r: &RequestRead) -> Result<RequestState, StoreError> {
     // A deferred transaction that only reads: one snapshot of the file for
     // every statement below, whatever other processes commit meanwhile.
     let tx = conn.transaction()?;
-    let task = tx.prepare_cached("SELECT * FROM tasks WHERE id=?1")?.query_row(params![r.task], task_from_row).optional()?;
-    let task = task
-        .map(|(mut t, state)| {
-            t.state = TaskState::parse(&state)?;
-            Ok::<_, StoreError>(t)
-        })
-        .transpose()?;
-    let quarantined = tx
-        .prepare_cached("SELECT agent, reason, since FROM quarantine WHERE agent=?1")?
-        .query_row(params![r.agent], |q| Ok(Quarantine { agent: q.get(0)?, reason: q.get(1)?, since: q.get(2)? }))
-        .optional()?;
-    let parent = match &r.follows {
-        Some(jti) => tx
-            .prepare_cached("SELECT * FROM tokens WHERE jti=?1")?
-            .query_row(params![jti], token_from_row)
-            .optional()?
-            .map(|(mut t, state)| {
-                t.state = TokenState::parse(&state)?;
-                Ok::<_, StoreError>(t)
-            })
-            .transpose()?,
-        None => None,
-    };
-    let approval = match &r.digest {
-        Some(d) => human::approval_where(&tx, "digest=?1 ORDER BY state = 'denied' DESC, created_at DESC, rowid DESC LIMIT 1", d)?.map(|a| human::lapse(a, r.now)),
-        None => None,
-    };
-    let last_call = tx
-        .prepare_cached("SELECT jti, task, tool, at FROM calls WHERE agent=?1 ORDER BY seq DESC LIMIT 1")?
-        .query_row(params![r.agent], |c| Ok(Call { jti: c.get(0)?, task: c.get(1)?, tool: c.get(2)?, at: c.get(3)? }))
-        .optional()?;
+    let task = task_by_id(&tx, &r.task)?;
+    let quarantined = quarantine_of(&tx, &r.agent)?;
+    let parent = r.follows.as_deref().map(|jti| token_by_jti(&tx, jti)).transpose()?.flatten();
+    let approval = r.digest.as_deref().map(|d| human::approval_for_request(&tx, d, r.now)).transpose()?.flatten();
+    let last_call = last_call_of(&tx, &r.agent)?;
     let ledger = runtime::taint_lookup(&tx, &r.agent, &r.probe)?;
     let counted: Option<i64> = tx.prepare_cached("SELECT sum(n) FROM request_counts WHERE agent=?1 AND at > ?2")?.query_row(params![r.agent, r.now - WINDOW_SECS], |c| c.get(0))?;
     tx.commit()?;
@@ -76,19 +50,12 @@ fn refusal(tx: &rusqlite::Transaction<'_>, jti: &str, now: i64) -> Result<Option
     let Some((token_state, token_phase, changed_at, reason, task_state, current_phase, task_exp, end_reason)) = row else {
         return Ok(Some(Consumption::Unknown));
     };
-    Ok(match (TokenState::parse(&token_state)?, TaskState::parse(&task_state)?) {
-        (TokenState::Consumed, _) => Some(Consumption::AlreadyConsumed { at: changed_at.unwrap_or(0) }),
-        (TokenState::Revoked, _) => Some(Consumption::Revoked { reason: reason.unwrap_or_default() }),
-        (TokenState::Issued, TaskState::Active) if task_exp <= now => {
-            Some(Consumption::TaskInactive { state: TaskState::Expired, reason: Some("task TTL expired".into()) })
-        }
-        (TokenState::Issued, TaskState::Active) if token_phase != current_phase => Some(Consumption::PhaseOver {
-            token_phase: usize::try_from(token_phase).unwrap_or(usize::MAX),
-            current_phase: usize::try_from(current_phase).unwrap_or(usize::MAX),
-        }),
-        (TokenState::Issued, TaskState::Active) => None,
-        (TokenState::Issued, state) => Some(Consumption::TaskInactive { state, reason: end_reason }),
-    })
+    let task = TaskAt { state: TaskState::parse(&task_state)?, current_phase: to_usize(current_phase), expires_at: task_exp, end_reason };
+    Ok(consumption_refusal(TokenState::parse(&token_state)?, changed_at, reason, to_usize(token_phase), task, now))
+}
+
+fn to_usize(n: i64) -> usize {
+    usize::try_from(n).unwrap_or(usize::MAX)
 }
 
 /// Consume inside the caller's IMMEDIATE transaction.
@@ -151,15 +118,9 @@ fn grant_in(tx: &rusqlite::Transaction<'_>, g: &Grant<'_>) -> Result<Granted, St
         .query_row(params![t.task], |r| Ok((r.get::<_, String>(0)?, r.get::<_, i64>(1)?, r.get::<_, i64>(2)?, r.get::<_, Option<String>>(3)?)))
         .optional()?;
     let Some((state, phase, expires_at, end_reason)) = task else { return Ok(Granted::TaskChanged(Consumption::Unknown)) };
-    match TaskState::parse(&state)? {
-        TaskState::Active if expires_at <= now => {
-            return Ok(Granted::TaskChanged(Consumption::TaskInactive { state: TaskState::Expired, reason: Some("task TTL expired".into()) }));
-        }
-        TaskState::Active if phase != to_i64(t.phase) => {
-            return Ok(Granted::TaskChanged(Consumption::PhaseOver { token_phase: t.phase, current_phase: usize::try_from(phase).unwrap_or(usize::MAX) }));
-        }
-        TaskState::Active => {}
-        other => return Ok(Granted::TaskChanged(Consumption::TaskInactive { state: other, reason: end_reason })),
+    let task = TaskAt { state: TaskState::parse(&state)?, current_phase: to_usize(phase), expires_at, end_reason };
+    if let Some(changed) = task.refuses(t.phase, now) {
+        return Ok(Granted::TaskChanged(changed));
     }
     if let Some(id) = g.approval {
         let spent = tx
