@@ -277,3 +277,56 @@ async fn a_revocation_is_recorded_once_however_many_processes_poll_it() {
     let (code, out, err) = jitgate(&["audit", "verify", "--config", &cfg]);
     assert_eq!(code, Some(0), "{out}{err}");
 }
+
+/// A burst sent in parallel, through two processes at once, meets the
+/// agent's rate limit exactly. Each request reads the rate as committed, so
+/// before, requests decided at the same moment did not see each other and a
+/// parallel burst stayed under `max_requests_per_minute`; now the grant
+/// counts with the exact window and a request that went over is decided
+/// again on it: the limit's worth are granted, the burst quarantines the
+/// agent, and once a person releases it its next request is granted.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_parallel_burst_through_two_processes_meets_the_rate_limit_exactly() {
+    const LIMIT: usize = 3;
+    const BURST: usize = 12;
+    let burst = format!(
+        "name = \"burst\"\nid = \"spiffe://jitgate.local/agent/burst\"\nteam = \"support\"\nallowed_tools = [\"workspace__read_note\"]\n\n[baseline]\nmax_requests_per_minute = {LIMIT}\ndrift_threshold = 40\n"
+    );
+    let dep = Deployment::new(&Setup { policies: quickstart_policies(), agents: vec![("burst.toml".into(), burst)], ..Setup::default() });
+    let a = Gateway::start(&dep);
+    let b = Gateway::start(&dep);
+    a.wait_server("workspace", "ready").await;
+    b.wait_server("workspace", "ready").await;
+    let token = dep.mint("burst");
+    let mut sessions = Vec::new();
+    for i in 0..6 {
+        sessions.push(std::sync::Arc::new(if i % 2 == 0 { a.connect_modern(&token).await } else { b.connect_modern(&token).await }));
+    }
+    let task = begin(&sessions[0], json!([{"name": "read", "tools": ["workspace__read_note"]}])).await.unwrap();
+    let answers = futures::future::join_all((0..BURST).map(|i| {
+        let (client, task) = (sessions[i % sessions.len()].clone(), task.clone());
+        async move { request(&client, &task, "workspace__read_note", json!({"name": "welcome.md"})).await }
+    }))
+    .await;
+    let granted = answers.iter().filter(|a| a.is_ok()).count();
+    let refusals: Vec<(Option<String>, String)> = answers.iter().filter_map(|a| a.as_ref().err()).map(|r| (refusal_code(r), text_of(r))).collect();
+    assert_eq!(granted, LIMIT, "{refusals:?}");
+    // The rest: the agent is quarantined, or the task it revoked is.
+    let quarantined = |(code, text): &(Option<String>, String)| match code.as_deref() {
+        Some("agent_quarantined") => true,
+        Some("task_inactive") => text.contains("quarantined: drift"),
+        _ => false,
+    };
+    assert!(refusals.iter().all(quarantined), "{refusals:?}");
+    assert!(refusals.iter().any(|(_, text)| text.contains("requests in the last minute")), "the burst is what quarantined it: {refusals:?}");
+
+    // Released by a person, the agent's window starts again and it works.
+    let cred = dep.path("approver.jwt");
+    std::fs::write(&cred, dep.mint_approver("alice@example.org", "platform-oncall")).unwrap();
+    let (code, _, err) = jitgate(&["agents", "release", "burst", "--note", "load test", "--config", dep.config.to_str().unwrap(), "--credential", cred.to_str().unwrap()]);
+    assert_eq!(code, Some(0), "{err}");
+    let again = begin(&sessions[1], json!([{"name": "read", "tools": ["workspace__read_note"]}])).await.unwrap();
+    let t = request(&sessions[1], &again, "workspace__read_note", json!({"name": "welcome.md"})).await.unwrap();
+    let r = call_with_token(&sessions[1], "workspace__read_note", json!({"name": "welcome.md"}), &t).await.unwrap();
+    assert_ne!(r.is_error, Some(true), "{}", text_of(&r));
+}

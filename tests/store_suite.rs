@@ -150,6 +150,7 @@ const CASES: &[Case] = &[
     ("a_grant_commits_everything_or_nothing", a_grant_commits_everything_or_nothing),
     ("a_call_is_consumed_with_its_record_or_not_at_all", a_call_is_consumed_with_its_record_or_not_at_all),
     ("concurrent_units_of_work_form_one_chain_and_spend_once", concurrent_units_of_work_form_one_chain_and_spend_once),
+    ("a_parallel_burst_of_grants_meets_the_rate_limit_exactly", a_parallel_burst_of_grants_meets_the_rate_limit_exactly),
 ];
 
 /// Run every case (or those `STORE_SUITE_CASE` names) on a fresh database;
@@ -1175,7 +1176,20 @@ fn granting(jti: &str, task: &str, phase: usize) -> Granting {
 
 impl Granting {
     fn grant(&self, s: &dyn Store, approval: Option<&str>, one_step: bool) -> Granted {
-        let g = Grant { token: &self.token, intent: &self.intent, record: &self.record, approval, forwarded: one_step.then_some(&self.forwarded), now: 120 };
+        self.grant_within(s, approval, one_step, None)
+    }
+
+    fn grant_within(&self, s: &dyn Store, approval: Option<&str>, one_step: bool, rate_within: Option<u32>) -> Granted {
+        let g = Grant {
+            token: &self.token,
+            intent: &self.intent,
+            record: &self.record,
+            approval,
+            forwarded: one_step.then_some(&self.forwarded),
+            count: true,
+            rate_within,
+            now: 120,
+        };
         s.grant(&g).unwrap()
     }
 }
@@ -1272,7 +1286,16 @@ fn a_grant_commits_everything_or_nothing(s: &dyn Store, db: &Db) {
     s.create_task(&task("t4", 1000)).unwrap();
     db.break_audit();
     let unrecorded = granting("j8", "t4", 0);
-    let g = Grant { token: &unrecorded.token, intent: &unrecorded.intent, record: &unrecorded.record, approval: None, forwarded: Some(&unrecorded.forwarded), now: 120 };
+    let g = Grant {
+        token: &unrecorded.token,
+        intent: &unrecorded.intent,
+        record: &unrecorded.record,
+        approval: None,
+        forwarded: Some(&unrecorded.forwarded),
+        count: true,
+        rate_within: None,
+        now: 120,
+    };
     assert!(matches!(s.grant(&g), Err(StoreError::Audit(_))), "an audit failure is reported as one");
     db.mend_audit();
     assert!(s.token("j8").unwrap().is_none(), "no token without its records");
@@ -1306,6 +1329,43 @@ fn a_call_is_consumed_with_its_record_or_not_at_all(s: &dyn Store, db: &Db) {
     db.mend_audit();
     assert_eq!(s.token("j4").unwrap().map(|t| t.state), Some(TokenState::Issued), "not spent without its record");
     assert_eq!(s.consume_for_call("j4", &forwarded("j4"), 127).unwrap(), Consumption::Consumed);
+    let report = verify_chain(&jitgate::store::all_audit_records(s, usize::MAX).unwrap());
+    assert!(report.ok(), "{:?}", report.problems);
+}
+
+/// Requests decided at the same moment each read the rate as committed
+/// (none sees the others); the grant holds each to the limit it was decided
+/// within, with the exact count, across handles (processes, replicas):
+/// exactly `LIMIT` of a burst are granted, every other one is refused with
+/// the count that took it over, nothing of it written, and each is counted.
+fn a_parallel_burst_of_grants_meets_the_rate_limit_exactly(s: &dyn Store, db: &Db) {
+    const LIMIT: u32 = 12;
+    const BURST: usize = 40;
+    s.create_task(&task("t1", 1000)).unwrap();
+    // Decided within the limit: nothing in the window yet.
+    assert_eq!(s.read_request(&request_read("t1")).unwrap().rate, 1);
+    let handles = db.handles(10);
+    let outcomes = race(&handles, BURST, |s, i| granting(&format!("j{i}"), "t1", 0).grant_within(s, None, i % 2 == 0, Some(LIMIT)));
+    let granted = outcomes.iter().filter(|o| **o == Granted::Recorded).count();
+    assert_eq!(granted, LIMIT as usize, "{outcomes:?}");
+    let mut over: Vec<u32> = outcomes.iter().filter_map(|o| if let Granted::RateExceeded(n) = o { Some(*n) } else { None }).collect();
+    over.sort();
+    assert_eq!(over, (LIMIT + 1..=BURST as u32).collect::<Vec<_>>(), "each refused grant saw every request counted before it");
+    let tokens = (0..BURST).filter(|i| s.token(&format!("j{i}")).unwrap().is_some()).count();
+    assert_eq!(tokens, LIMIT as usize, "a refused grant writes no token");
+    let intents = jitgate::store::all_audit_records(s, usize::MAX).unwrap().into_iter().filter(|r| r.kind == "intent").count();
+    assert_eq!(intents, LIMIT as usize, "nor a record");
+    assert_eq!(s.read_request(&request_read("t1")).unwrap().rate, BURST as u32 + 1, "every request of the burst is counted");
+
+    // The legitimate flow: a request decided on the exact count is granted
+    // (the gateway decides again without the limit, not counting twice).
+    let redecided = granting("j-again", "t1", 0);
+    let g = Grant { token: &redecided.token, intent: &redecided.intent, record: &redecided.record, approval: None, forwarded: None, count: false, rate_within: None, now: 120 };
+    assert_eq!(s.grant(&g).unwrap(), Granted::Recorded);
+    assert_eq!(s.read_request(&request_read("t1")).unwrap().rate, BURST as u32 + 1, "a second decision is not counted again");
+    // A grant under the limit within another agent's window is its own.
+    let other = Granting { token: TokenRecord { agent: "other".into(), ..token("k1", "t1", 0) }, ..granting("k1", "t1", 0) };
+    assert_eq!(other.grant_within(s, None, false, Some(1)), Granted::Recorded);
     let report = verify_chain(&jitgate::store::all_audit_records(s, usize::MAX).unwrap());
     assert!(report.ok(), "{:?}", report.problems);
 }
@@ -1466,9 +1526,9 @@ fn postgres_schema_is_versioned_and_migrated_once() {
         t.join().unwrap().unwrap();
     }
     let store = PostgresStore::connect_existing(&url, None, 2).unwrap();
-    assert_eq!(store.migrate().unwrap(), (5, 5));
+    assert_eq!(store.migrate().unwrap(), (6, 6));
     let version: i64 = pg_client(&url).query_one("SELECT version FROM jitgate_schema_version", &[]).unwrap().get(0);
-    assert_eq!(version, 5);
+    assert_eq!(version, 6);
 
     // A schema from a newer jitgate is refused, with what to do.
     pg_client(&url).batch_execute("UPDATE jitgate_schema_version SET version = 99").unwrap();

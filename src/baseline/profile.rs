@@ -148,6 +148,11 @@ pub struct Assessment {
     /// to policy (the shipped policies send it to a person), never to
     /// quarantine.
     pub drift: bool,
+    /// The request rate judged within its limit: this limit. The grant
+    /// holds the request to it with the exact count (see
+    /// `crate::store::Grant::rate_within`); `None` when no limit applies or
+    /// the rate was already over it.
+    pub rate_within: Option<u32>,
 }
 
 /// The agent's previous call, whatever the agent says it follows.
@@ -271,6 +276,7 @@ pub fn assess(agent: &Agent, learned: Option<&LearnedProfile>, r: &Request<'_>) 
         explanation: if why.is_empty() { "usual".into() } else { why.join("; ") },
         strong_evidence: burst,
         drift: drifted(agent, score, burst),
+        rate_within: limit.filter(|_| !burst),
     }
 }
 

@@ -338,5 +338,11 @@ fn reset_sequences(tx: &mut postgres::Transaction<'_>, tables: &[String]) -> Res
         "UPDATE audit_head SET seq = last.seq, hash = last.hash FROM (SELECT seq, hash FROM audit ORDER BY seq DESC LIMIT 1) last",
         &[],
     )?;
+    // So do the agents' rate windows (one row per agent there, see the
+    // store's schema 6), from the copied per-second counts.
+    tx.execute(
+        "INSERT INTO request_windows(agent, counts) SELECT agent, jsonb_object_agg(at::TEXT, n) FROM request_counts GROUP BY agent ON CONFLICT (agent) DO NOTHING",
+        &[],
+    )?;
     Ok(())
 }

@@ -588,7 +588,22 @@ async fn request(session: &Session, agent: &VerifiedAgent, binding: Binding<'_>,
         Ok(l) => l,
         Err(r) => return r.into(),
     };
-    let answer = decide_loaded(session, agent, binding, &asked, loaded).await;
+    let mut answer = decide_loaded(session, agent, binding, &asked, loaded).await;
+    let exact = asked.rate_at_grant.load(std::sync::atomic::Ordering::Relaxed);
+    if exact > 0 {
+        // Decided within the agent's rate limit, but requests decided at
+        // the same moment were counted first: the grant wrote nothing, and
+        // the request is decided again on its exact count (a parallel
+        // burst meets the baseline as a burst). Once: the second grant
+        // neither counts the request again nor holds it to the limit.
+        let mut loaded = match load_request_state(shared, agent, &asked).await {
+            Ok(l) => l,
+            Err(r) => return r.into(),
+        };
+        // The read counts this request as one more, but it is counted.
+        loaded.rate = loaded.rate.saturating_sub(1).max(exact);
+        answer = decide_loaded(session, agent, binding, &asked, loaded).await;
+    }
     // Every request that got this far counts in the agent's rate: a grant
     // counted it in its own transaction; any other outcome is counted here.
     if !asked.counted.load(std::sync::atomic::Ordering::Relaxed) {
@@ -828,6 +843,9 @@ struct Asked {
     one_step: Option<Arc<OneStepCall>>,
     /// The request was counted in the agent's request rate (by the grant).
     counted: std::sync::atomic::AtomicBool,
+    /// The grant found the agent's exact rate, this many, over the limit
+    /// the request was decided within (0: it did not).
+    rate_at_grant: std::sync::atomic::AtomicU32,
 }
 
 /// Stage 1: the request's own shape.
@@ -900,6 +918,7 @@ fn parse_request(shared: &super::Shared, agent: &VerifiedAgent, req: Request) ->
         now: shared.clock.now_unix(),
         one_step: req.one_step,
         counted: std::sync::atomic::AtomicBool::new(false),
+        rate_at_grant: std::sync::atomic::AtomicU32::new(0),
     })
 }
 
@@ -1247,7 +1266,7 @@ async fn respond(
         }
         return answer;
     }
-    grant_token(session, agent, binding, asked, checked, &decision, policies, intent).await
+    grant_token(session, agent, binding, asked, checked, &decision, policies, intent, assessment.rate_within).await
 }
 
 /// The allowed outcome: spend the approval that allowed it (once), mint and
@@ -1262,6 +1281,7 @@ async fn grant_token(
     decision: &crate::policy::Decision,
     policies: Vec<String>,
     mut intent: Value,
+    rate_within: Option<u32>,
 ) -> CallToolResult {
     let shared = &session.shared;
     let (task, tool, now) = (&checked.task, &checked.tool, asked.now);
@@ -1302,9 +1322,11 @@ async fn grant_token(
         _ => None,
     };
     let mint = Mint { tool: &asked.tool, audience: tool.server.clone(), constraints: checked.constraints.clone(), purpose: &asked.purpose, follows: asked.follows.clone(), ttl, jti };
-    // The grant counts the request whatever it finds (a store failure aside).
-    asked.counted.store(true, std::sync::atomic::Ordering::Relaxed);
-    let issued = match issue_token(session, agent, binding, task, mint, used_approval.map(|a| a.id.as_str()), one_step.as_deref(), now, intent).await {
+    // The grant counts the request whatever it finds (a store failure
+    // aside), once: a second decision of it (see `request`) does not.
+    let count = !asked.counted.swap(true, std::sync::atomic::Ordering::Relaxed);
+    let rate = RateCheck { count, within: rate_within.filter(|_| count), exceeded: &asked.rate_at_grant };
+    let issued = match issue_token(session, agent, binding, task, mint, used_approval.map(|a| a.id.as_str()), one_step.as_deref(), rate, now, intent).await {
         Ok(i) => i,
         Err(r) => return r,
     };
@@ -1399,6 +1421,15 @@ struct Issued {
     claims: CapabilityClaims,
 }
 
+/// How a grant treats the agent's request rate ([`crate::store::Grant::count`]
+/// and [`crate::store::Grant::rate_within`]); the exact rate of a grant
+/// refused for it goes to `exceeded`.
+struct RateCheck<'a> {
+    count: bool,
+    within: Option<u32>,
+    exceeded: &'a std::sync::atomic::AtomicU32,
+}
+
 /// What a token is minted for.
 struct Mint<'a> {
     tool: &'a str,
@@ -1423,6 +1454,7 @@ async fn issue_token(
     mint: Mint<'_>,
     approval: Option<&str>,
     one_step: Option<&OneStepCall>,
+    rate: RateCheck<'_>,
     now: i64,
     mut audit_data: Value,
 ) -> Result<Issued, CallToolResult> {
@@ -1466,9 +1498,19 @@ async fn issue_token(
     let event = Event::new("intent", Some(&task.id), Some(&agent.agent.id), audit_data);
     let forwarded = one_step.map(|call| super::forwarded_event(shared, &claims, tool, &call.arguments));
     let approval = approval.map(str::to_owned);
+    let (count, rate_within) = (rate.count, rate.within);
     // No token without its audit record: one unit of work.
     let granted = store_op(&shared.store, move |s| {
-        s.grant(&crate::store::Grant { token: &record, intent: &intent, record: &event, approval: approval.as_deref(), forwarded: forwarded.as_ref(), now })
+        s.grant(&crate::store::Grant {
+            token: &record,
+            intent: &intent,
+            record: &event,
+            approval: approval.as_deref(),
+            forwarded: forwarded.as_ref(),
+            count,
+            rate_within,
+            now,
+        })
     })
     .await?;
     match granted {
@@ -1486,6 +1528,11 @@ async fn issue_token(
                 _ => "no longer exists".to_owned(),
             };
             return Err(refusal_result("task_inactive", &format!("task {} {what} while this request was decided; nothing was granted", task.id)));
+        }
+        crate::store::Granted::RateExceeded(exact) => {
+            rate.exceeded.store(exact, std::sync::atomic::Ordering::Relaxed);
+            tracing::info!(task = %task.id, tool, rate = exact, "requests decided at the same moment took the agent over its rate; deciding again");
+            return Err(refusal_result("rate_exceeded", &format!("the agent's request rate ({exact} in the last minute) went over its limit while this request was decided; nothing was granted")));
         }
     }
     tracing::info!(task = %task.id, tool, jti = %jti, ttl_secs, spent = one_step.is_some(), "capability issued");

@@ -368,7 +368,8 @@ pub struct RequestState {
     /// ([`Store::taint_lookup`]).
     pub ledger: crate::baseline::taint::TaintLedger,
     /// The agent's requests in the last minute, this one included (as
-    /// committed: requests decided at the same moment are not in it yet).
+    /// committed: requests decided at the same moment are not in it yet;
+    /// [`Grant::rate_within`] makes the grant exact).
     pub rate: u32,
 }
 
@@ -387,6 +388,14 @@ pub struct Grant<'a> {
     /// `jit_call`: the token is spent at once, on the call this
     /// `call.forwarded` record describes.
     pub forwarded: Option<&'a crate::audit::Event>,
+    /// Count the request in the agent's rate window (false when an earlier
+    /// grant of this same request counted it already).
+    pub count: bool,
+    /// The request was decided on a rate within this limit: grant nothing
+    /// if, counted with every request committed before it (exactly, also
+    /// across processes), the agent's window holds more. A burst decided
+    /// in parallel cannot each read the rate before the others count.
+    pub rate_within: Option<u32>,
     pub now: i64,
 }
 
@@ -401,6 +410,9 @@ pub enum Granted {
     Quarantined,
     /// The task ended, expired or moved to another phase meanwhile.
     TaskChanged(Consumption),
+    /// The agent's window, this request counted, holds this many requests,
+    /// over [`Grant::rate_within`]: the request is to be decided again on it.
+    RateExceeded(u32),
 }
 
 /// The gateway's durable state.
@@ -481,7 +493,9 @@ pub trait Store: Send + Sync + 'static {
     fn read_request(&self, read: &RequestRead) -> Result<RequestState, StoreError>;
     /// Unit of work: commit an allowed request, all or nothing, and only
     /// while its task is active in the token's phase and its agent is not
-    /// quarantined. The request is counted whatever the outcome.
+    /// quarantined, and (with [`Grant::rate_within`]) the agent's exact
+    /// rate stays within the limit the request was decided on. The request
+    /// is counted whatever the outcome (unless [`Grant::count`] is false).
     fn grant(&self, grant: &Grant<'_>) -> Result<Granted, StoreError>;
     /// Unit of work: consume a token for a call and write the call's
     /// `call.forwarded` record, in one transaction; the record is written

@@ -67,7 +67,7 @@ use super::{Call, Consumption, Phase, Revocation, Scope, Store, StoreError, Task
 
 /// Schema migrations, in order: migration `n` (1-based) brings the schema
 /// from version `n - 1` to `n`. Never edit one that has shipped; append.
-const MIGRATIONS: &[&str] = &[SCHEMA_V1, SCHEMA_V2, SCHEMA_V3, SCHEMA_V4, SCHEMA_V5];
+const MIGRATIONS: &[&str] = &[SCHEMA_V1, SCHEMA_V2, SCHEMA_V3, SCHEMA_V4, SCHEMA_V5, SCHEMA_V6];
 
 /// Version 3: passages are indexed for full-text phrase search, and the
 /// tools an agent read from by agent, so that a request looks up only the
@@ -95,6 +95,24 @@ const MIGRATIONS: &[&str] = &[SCHEMA_V1, SCHEMA_V2, SCHEMA_V3, SCHEMA_V4, SCHEMA
 /// version 5 would then collide with an existing seq). The two versions'
 /// appends still do not take turns with each other: one of two colliding
 /// appends fails (the primary key on seq), none forks the chain.
+/// Version 6: an agent's rate window in one row (`{"<second>": n}`), so
+/// that counting a request and reading the window it makes is one row
+/// update: concurrent counts of one agent queue on the row and each reads
+/// the window as the one before committed it, inside the statement that
+/// grants. (Per-second rows cannot give that in one statement: it reads the
+/// other seconds' rows as they were when it began.) The open window is
+/// carried over. `request_counts` stays for replicas of version 5 during a
+/// rolling upgrade; until they are replaced, each version counts in its own
+/// table, so an agent's window is split between them for that time.
+const SCHEMA_V6: &str = "
+CREATE TABLE IF NOT EXISTS request_windows (
+    agent TEXT PRIMARY KEY,
+    counts JSONB NOT NULL
+);
+INSERT INTO request_windows(agent, counts)
+SELECT agent, jsonb_object_agg(at::TEXT, n) FROM request_counts GROUP BY agent
+ON CONFLICT (agent) DO NOTHING;
+";
 const SCHEMA_V5: &str = "
 CREATE TABLE IF NOT EXISTS audit_head (
     one BOOLEAN PRIMARY KEY DEFAULT true CHECK (one),
@@ -375,8 +393,9 @@ const AUDIT_LOCK: i64 = 0x6a69_7467_6174_6502;
 const REVOCATION_LOCK: i64 = 0x6a69_7467_6174_6503;
 /// Per-agent locks (`pg_advisory_xact_lock(int, hashtext(agent))`; the
 /// two-key form has its own key space). A hash collision only makes two
-/// agents wait for each other.
-const RATE_LOCK: i32 = 0x6a67_0001;
+/// agents wait for each other. (`0x6a67_0001` was the rate window's
+/// until schema 6 made the window a row; not to be reused while replicas
+/// of schema 5 may run.)
 const TAINT_LOCK: i32 = 0x6a67_0002;
 
 /// How long connecting may take before the store counts as down (unless
@@ -1267,7 +1286,7 @@ impl Store for PostgresStore {
     }
 
     fn count_request(&self, agent: &str, now: i64) -> Result<u32, StoreError> {
-        self.transaction(|tx| runtime::count_request(tx, agent, now))
+        self.with_client(|c| units::count_request(c, agent, now))
     }
 
     fn dpop_proof_first_use(&self, jkt: &str, jti: &str, expires_at: i64, now: i64) -> Result<bool, StoreError> {
@@ -1377,9 +1396,6 @@ impl Store for PostgresStore {
     fn release(&self, agent: &str, by: &str, note: &str, event: &crate::audit::Event, now: i64) -> Result<bool, StoreError> {
         self.transaction(|tx| {
             lock(tx, AUDIT_LOCK)?;
-            // The rate window is rewritten below: wait for a count_request
-            // of this agent in flight, as SQLite's one writer would.
-            lock_agent(tx, RATE_LOCK, agent)?;
             let n = tx.execute(
                 "INSERT INTO quarantine_releases(agent, reason, since, released_at, released_by, note)
                  SELECT agent, reason, since, $2, $3, $4 FROM quarantine WHERE agent=$1",
@@ -1389,6 +1405,7 @@ impl Store for PostgresStore {
             if n == 1 {
                 // A person looked at the burst that quarantined it: its rate
                 // window starts again, or the next request would drift at once.
+                tx.execute("DELETE FROM request_windows WHERE agent=$1", &[&agent])?;
                 tx.execute("DELETE FROM request_counts WHERE agent=$1", &[&agent])?;
                 audit::append_in(tx, event, now)?;
             }

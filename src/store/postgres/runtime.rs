@@ -7,7 +7,7 @@ use std::collections::{HashMap, HashSet};
 use ::postgres::{GenericClient, Row, Transaction};
 use sha2::{Digest as _, Sha256};
 
-use super::{AUDIT_LOCK, Fail, RATE_LOCK, REVOCATION_LOCK, TAINT_LOCK, lock, lock_agent, revoke_in};
+use super::{AUDIT_LOCK, Fail, REVOCATION_LOCK, TAINT_LOCK, lock, lock_agent, revoke_in};
 use crate::baseline::taint::{MAX_ORIGINS, Source, TaintEntry, TaintLedger, TaintProbe};
 use crate::store::{Revocation, Scope, StoreError, TaskState};
 
@@ -188,20 +188,6 @@ pub(super) fn forget_taint(c: &mut impl GenericClient, before: i64) -> Result<u6
 
 /// The rate window: requests in the last 60 s.
 pub(super) const WINDOW_SECS: i64 = 60;
-
-/// Count a request. The agent's rate lock makes concurrent counts of one
-/// agent take turns, so each sees the requests counted before it and the
-/// counts are 1, 2, 3... as with SQLite's single writer, not several 1s.
-pub(super) fn count_request(tx: &mut Transaction<'_>, agent: &str, now: i64) -> Result<u32, Fail> {
-    lock_agent(tx, RATE_LOCK, agent)?;
-    tx.execute("DELETE FROM request_counts WHERE agent=$1 AND at <= $2", &[&agent, &(now - WINDOW_SECS)])?;
-    tx.execute(
-        "INSERT INTO request_counts(agent, at, n) VALUES ($1, $2, 1) ON CONFLICT (agent, at) DO UPDATE SET n = request_counts.n + 1",
-        &[&agent, &now],
-    )?;
-    let n: i64 = tx.query_one("SELECT COALESCE(sum(n), 0)::BIGINT FROM request_counts WHERE agent=$1", &[&agent])?.try_get(0)?;
-    Ok(u32::try_from(n).unwrap_or(u32::MAX))
-}
 
 /// True for a proof's first use only: of concurrent inserts of one key, the
 /// later ones wait for the first to commit and then insert nothing.

@@ -116,7 +116,7 @@ SELECT
   (SELECT to_jsonb(k)::TEXT FROM tokens k WHERE k.jti = $3::TEXT),
   (SELECT to_jsonb(a)::TEXT FROM approvals a WHERE digest = $4::TEXT {DECIDING_APPROVAL}),
   (SELECT to_jsonb(c)::TEXT FROM (SELECT jti, task, tool, at FROM calls WHERE agent = $2 ORDER BY seq DESC LIMIT 1) c),
-  (SELECT COALESCE(sum(n), 0)::BIGINT FROM request_counts WHERE agent = $2 AND at > $5),
+  {WINDOW_SUM},
   ARRAY(SELECT DISTINCT tool FROM taint WHERE agent = $2 ORDER BY tool),
   EXISTS (SELECT 1 FROM taint_overflow WHERE agent = $2),
   (SELECT jsonb_agg(jsonb_build_object('value', convert_from(x.value, 'UTF8'), 'call', x.call, 'tool', x.tool, 'origin', x.origin))::TEXT FROM taint x
@@ -124,9 +124,36 @@ SELECT
        $8 OR to_tsvector('simple', x.passage) @@
          (SELECT string_agg('(' || q::TEXT || ')', ' | ')::TSQUERY FROM unnest($7::TEXT[]) AS p, plainto_tsquery('simple', p) AS q WHERE numnode(q) > 0)))))
 ",
-        DECIDING_APPROVAL = super::human::DECIDING_APPROVAL
+        DECIDING_APPROVAL = super::human::DECIDING_APPROVAL,
+        WINDOW_SUM = window_sum("$2", "$5"),
     )
 });
+
+/// The requests in `agent`'s window after `since`, as the statement's
+/// snapshot has them.
+fn window_sum(agent: &str, since: &str) -> String {
+    format!(
+        "(SELECT COALESCE(sum(e.value::BIGINT), 0)::BIGINT FROM request_windows w, jsonb_each_text(w.counts) AS e
+          WHERE w.agent = {agent}::TEXT AND e.key::BIGINT > {since}::BIGINT)"
+    )
+}
+
+/// A data-modifying CTE body that counts a request of `agent` at `now` in
+/// its window row (when `when` holds) and returns the window's `total`,
+/// this request included. Concurrent counts of one agent queue on the row,
+/// and each updates the row as the previous one committed it (READ
+/// COMMITTED re-reads a row it waited for): the totals are exact, 1, 2,
+/// 3..., across processes. Seconds that left the window are dropped.
+fn count_cte(agent: &str, now: &str, when: &str) -> String {
+    format!(
+        "INSERT INTO request_windows AS w (agent, counts) SELECT {agent}::TEXT, jsonb_build_object({now}::BIGINT::TEXT, 1) WHERE {when}
+         ON CONFLICT (agent) DO UPDATE SET counts =
+           COALESCE((SELECT jsonb_object_agg(e.key, e.value) FROM jsonb_each(w.counts) AS e
+                     WHERE e.key::BIGINT > {now}::BIGINT - {WINDOW_SECS} AND e.key <> {now}::BIGINT::TEXT), '{{}}'::JSONB)
+           || jsonb_build_object({now}::BIGINT::TEXT, COALESCE((w.counts ->> ({now}::BIGINT::TEXT))::BIGINT, 0) + 1)
+         RETURNING (SELECT COALESCE(sum(e.value::BIGINT), 0) FROM jsonb_each_text(w.counts) AS e WHERE e.key::BIGINT > {now}::BIGINT - {WINDOW_SECS})::BIGINT AS total"
+    )
+}
 
 pub(super) fn read_request(c: &mut impl GenericClient, r: &RequestRead) -> Result<RequestState, Fail> {
     let hashes: Vec<Vec<u8>> = r.probe.keys.iter().map(|k| super::runtime::value_hash(k)).collect();
@@ -226,16 +253,17 @@ fn grant_sql(records: usize) -> String {
     let p = |i: usize| format!("${}", base + i);
     format!(
         "WITH {HEAD_CTE},
-         counted AS (INSERT INTO request_counts(agent, at, n) VALUES ({agent}::TEXT, $1::BIGINT, 1)
-                     ON CONFLICT (agent, at) DO UPDATE SET n = request_counts.n + 1),
-         pruned AS (DELETE FROM request_counts WHERE agent = {agent}::TEXT AND at <= $1::BIGINT - {WINDOW_SECS}),
+         counted AS ({count}),
+         over AS (SELECT {limit}::BIGINT IS NOT NULL
+                         AND COALESCE((SELECT total FROM counted), {window}) > {limit}::BIGINT AS over),
          ok AS (SELECT 1 FROM tasks t WHERE t.id = {task}::TEXT AND t.state = 'active' AND t.current_phase = {phase}::BIGINT AND t.expires_at > $1::BIGINT
                 AND EXISTS (SELECT 1 FROM audit_head_locked)
                 AND NOT EXISTS (SELECT 1 FROM quarantine q WHERE q.agent = {agent}::TEXT) FOR SHARE OF t),
+         allowed AS (SELECT 1 FROM ok WHERE NOT (SELECT over FROM over)),
          spent AS (UPDATE approvals SET state = 'used', used_jti = {jti}::TEXT
-                   WHERE {approval}::TEXT IS NOT NULL AND id = {approval}::TEXT AND state = 'approved' AND expires_at > $1::BIGINT AND EXISTS (SELECT 1 FROM ok)
+                   WHERE {approval}::TEXT IS NOT NULL AND id = {approval}::TEXT AND state = 'approved' AND expires_at > $1::BIGINT AND EXISTS (SELECT 1 FROM allowed)
                    RETURNING 1),
-         go AS (SELECT 1 FROM ok WHERE {approval}::TEXT IS NULL OR EXISTS (SELECT 1 FROM spent)),
+         go AS (SELECT 1 FROM allowed WHERE {approval}::TEXT IS NULL OR EXISTS (SELECT 1 FROM spent)),
          tok AS (INSERT INTO tokens(jti, task, agent, sid, tool, phase, state, issued_at, expires_at, changed_at)
                  SELECT {jti}::TEXT, {task}::TEXT, {agent}::TEXT, {sid}::TEXT, {tool}::TEXT, {phase}::BIGINT, {state}::TEXT, {issued}::BIGINT, {expires}::BIGINT, {changed}::BIGINT FROM go
                  RETURNING 1),
@@ -244,8 +272,13 @@ fn grant_sql(records: usize) -> String {
          {chain}
          SELECT EXISTS (SELECT 1 FROM tok), EXISTS (SELECT 1 FROM ok),
                 EXISTS (SELECT 1 FROM quarantine WHERE agent = {agent}::TEXT),
-                (SELECT to_jsonb(t)::TEXT FROM tasks t WHERE t.id = {task}::TEXT)",
+                (SELECT to_jsonb(t)::TEXT FROM tasks t WHERE t.id = {task}::TEXT),
+                (SELECT over FROM over), COALESCE((SELECT total FROM counted), {window})",
         chain = chain_ctes(records, 2, "EXISTS (SELECT 1 FROM go)"),
+        // After the head, as every other lock of the statement.
+        count = count_cte(&p(2), "$1", &format!("{}::BOOLEAN AND EXISTS (SELECT 1 FROM audit_head_locked)", p(14))),
+        window = window_sum(&p(2), &format!("$1::BIGINT - {WINDOW_SECS}")),
+        limit = p(15),
         jti = p(0),
         task = p(1),
         agent = p(2),
@@ -272,6 +305,7 @@ pub(super) fn grant(c: &mut impl GenericClient, g: &Grant<'_>) -> Result<Granted
     let changed = consumed.then_some(g.now);
     let phase = to_i64(t.phase);
     let approval = g.approval.map(str::to_owned);
+    let limit = g.rate_within.map(i64::from);
     let chain = ChainArgs::of(&events, g.now);
     let mut params: Vec<&(dyn ToSql + Sync)> = vec![&g.now];
     chain.push_params(&mut params);
@@ -290,17 +324,23 @@ pub(super) fn grant(c: &mut impl GenericClient, g: &Grant<'_>) -> Result<Granted
         &g.intent.at,
         &approval,
         &consumed,
+        &g.count,
+        &limit,
     ]);
     let row = c.query_one(sql, &params)?;
     let (written, task_ok, quarantined): (bool, bool, bool) = (row.try_get(0)?, row.try_get(1)?, row.try_get(2)?);
+    let (over, rate): (bool, i64) = (row.try_get(4)?, row.try_get(5)?);
     if written {
         return Ok(Granted::Recorded);
     }
-    if task_ok {
-        return Ok(Granted::ApprovalUsed);
-    }
     if quarantined {
         return Ok(Granted::Quarantined);
+    }
+    if task_ok && over {
+        return Ok(Granted::RateExceeded(u32::try_from(rate).unwrap_or(u32::MAX)));
+    }
+    if task_ok {
+        return Ok(Granted::ApprovalUsed);
     }
     let task = json::<TaskRow>("task", row.try_get(3)?)?;
     Ok(Granted::TaskChanged(match task {
@@ -342,10 +382,14 @@ pub(super) fn consume_for_call(c: &mut impl GenericClient, jti: &str, forwarded:
 
 /// Count a request: one statement (the window is read by [`read_request`]).
 pub(super) fn note_request(c: &mut impl GenericClient, agent: &str, now: i64) -> Result<(), Fail> {
-    c.execute(
-        "WITH pruned AS (DELETE FROM request_counts WHERE agent = $1::TEXT AND at <= $2::BIGINT - $3::BIGINT)
-         INSERT INTO request_counts(agent, at, n) VALUES ($1::TEXT, $2::BIGINT, 1) ON CONFLICT (agent, at) DO UPDATE SET n = request_counts.n + 1",
-        &[&agent, &now, &WINDOW_SECS],
-    )?;
-    Ok(())
+    count_request(c, agent, now).map(drop)
+}
+
+/// [`count_request`]'s statement, built once.
+static COUNT: LazyLock<String> = LazyLock::new(|| format!("WITH counted AS ({}) SELECT total FROM counted", count_cte("$1", "$2", "true")));
+
+/// Count a request and give the agent's window with it, one statement.
+pub(super) fn count_request(c: &mut impl GenericClient, agent: &str, now: i64) -> Result<u32, Fail> {
+    let total: i64 = c.query_one(COUNT.as_str(), &[&agent, &now])?.try_get(0)?;
+    Ok(u32::try_from(total).unwrap_or(u32::MAX))
 }

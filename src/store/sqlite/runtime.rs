@@ -176,13 +176,10 @@ pub(super) const WINDOW_SECS: i64 = 60;
 
 pub(super) fn count_request(conn: &mut Connection, agent: &str, now: i64) -> Result<u32, StoreError> {
     let tx = conn.transaction_with_behavior(TransactionBehavior::Immediate)?;
-    tx.prepare_cached("DELETE FROM request_counts WHERE agent=?1 AND at <= ?2")?.execute(params![agent, now - WINDOW_SECS])?;
-    tx.prepare_cached("INSERT INTO request_counts(agent, at, n) VALUES (?1, ?2, 1) ON CONFLICT(agent, at) DO UPDATE SET n = n + 1")?
-        .execute(params![agent, now])?;
-    let n: Option<i64> = tx.prepare_cached("SELECT sum(n) FROM request_counts WHERE agent=?1")?.query_row(params![agent], |r| r.get(0))?;
-    let n = n.unwrap_or(0);
+    super::units::bump_request_count(&tx, agent, now)?;
+    let n = super::units::window_count(&tx, agent, now)?;
     tx.commit()?;
-    Ok(u32::try_from(n).unwrap_or(u32::MAX))
+    Ok(n)
 }
 
 pub(super) fn dpop_proof_first_use(conn: &Connection, jkt: &str, jti: &str, expires_at: i64, now: i64) -> Result<bool, StoreError> {

@@ -20,9 +20,8 @@ pub(super) fn read_request(conn: &mut Connection, r: &RequestRead) -> Result<Req
     let approval = r.digest.as_deref().map(|d| human::approval_for_request(&tx, d, r.now)).transpose()?.flatten();
     let last_call = last_call_of(&tx, &r.agent)?;
     let ledger = runtime::taint_lookup(&tx, &r.agent, &r.probe)?;
-    let counted: Option<i64> = tx.prepare_cached("SELECT sum(n) FROM request_counts WHERE agent=?1 AND at > ?2")?.query_row(params![r.agent, r.now - WINDOW_SECS], |c| c.get(0))?;
+    let rate = window_count(&tx, &r.agent, r.now)?.saturating_add(1);
     tx.commit()?;
-    let rate = u32::try_from(counted.unwrap_or(0).saturating_add(1)).unwrap_or(u32::MAX);
     Ok(RequestState { task, quarantined, parent, approval, last_call, ledger, rate })
 }
 
@@ -91,6 +90,12 @@ pub(super) fn bump_request_count(conn: &Connection, agent: &str, now: i64) -> Re
     Ok(())
 }
 
+/// The agent's requests in the window that ends at `now`.
+pub(super) fn window_count(conn: &Connection, agent: &str, now: i64) -> Result<u32, StoreError> {
+    let counted: Option<i64> = conn.prepare_cached("SELECT sum(n) FROM request_counts WHERE agent=?1 AND at > ?2")?.query_row(params![agent, now - WINDOW_SECS], |c| c.get(0))?;
+    Ok(u32::try_from(counted.unwrap_or(0)).unwrap_or(u32::MAX))
+}
+
 pub(super) fn note_request(conn: &mut Connection, agent: &str, now: i64) -> Result<(), StoreError> {
     let tx = conn.transaction_with_behavior(TransactionBehavior::Immediate)?;
     bump_request_count(&tx, agent, now)?;
@@ -100,7 +105,9 @@ pub(super) fn note_request(conn: &mut Connection, agent: &str, now: i64) -> Resu
 
 pub(super) fn grant(conn: &mut Connection, g: &Grant<'_>) -> Result<Granted, StoreError> {
     let tx = conn.transaction_with_behavior(TransactionBehavior::Immediate)?;
-    bump_request_count(&tx, &g.token.agent, g.now)?;
+    if g.count {
+        bump_request_count(&tx, &g.token.agent, g.now)?;
+    }
     let outcome = grant_in(&tx, g)?;
     // The count stands whatever the outcome; the rest only with `Recorded`
     // (grant_in writes nothing before every check has passed).
@@ -121,6 +128,14 @@ fn grant_in(tx: &rusqlite::Transaction<'_>, g: &Grant<'_>) -> Result<Granted, St
     let task = TaskAt { state: TaskState::parse(&state)?, current_phase: to_usize(phase), expires_at, end_reason };
     if let Some(changed) = task.refuses(t.phase, now) {
         return Ok(Granted::TaskChanged(changed));
+    }
+    if let Some(limit) = g.rate_within {
+        // Exact: this IMMEDIATE transaction is the only writer, so every
+        // request counted before this one is in the sum.
+        let rate = window_count(tx, &t.agent, now)?;
+        if rate > limit {
+            return Ok(Granted::RateExceeded(rate));
+        }
     }
     if let Some(id) = g.approval {
         let spent = tx
