@@ -151,6 +151,7 @@ const CASES: &[Case] = &[
     ("a_call_is_consumed_with_its_record_or_not_at_all", a_call_is_consumed_with_its_record_or_not_at_all),
     ("concurrent_units_of_work_form_one_chain_and_spend_once", concurrent_units_of_work_form_one_chain_and_spend_once),
     ("a_parallel_burst_of_grants_meets_the_rate_limit_exactly", a_parallel_burst_of_grants_meets_the_rate_limit_exactly),
+    ("the_units_called_from_async_code_keep_every_guarantee", the_units_called_from_async_code_keep_every_guarantee),
 ];
 
 /// Run every case (or those `STORE_SUITE_CASE` names) on a fresh database;
@@ -1370,6 +1371,108 @@ fn a_parallel_burst_of_grants_meets_the_rate_limit_exactly(s: &dyn Store, db: &D
     assert!(report.ok(), "{:?}", report.problems);
 }
 
+/// The gateway calls the units through `jitgate::store::units` from async
+/// code: on PostgreSQL the async client (one prepared statement each), on
+/// SQLite the blocking pool. Driven from many tasks of a multi-threaded
+/// runtime at once, beside blocking callers on other handles: every grant
+/// recorded, each shared token spent once, the rate exact, one contiguous
+/// chain, refusals explained, and an audit failure reported as one.
+fn the_units_called_from_async_code_keep_every_guarantee(s: &dyn Store, db: &Db) {
+    use jitgate::store::units;
+    s.create_task(&task_of("t1", "triage", "s1")).unwrap();
+    for i in 0..4 {
+        s.record_token(&token(&format!("shared{i}"), "t1", 0)).unwrap();
+    }
+    let handles = db.handles(4);
+    let runtime = tokio::runtime::Builder::new_multi_thread().worker_threads(2).enable_all().build().unwrap();
+    let forwarded = |jti: &str| Event::new("call.forwarded", Some("t1"), Some("triage"), serde_json::json!({"jti": jti}));
+    let owned = |g: &Granting, one_step: bool, rate_within: Option<u32>| units::OwnedGrant {
+        token: g.token.clone(),
+        intent: g.intent.clone(),
+        record: g.record.clone(),
+        approval: None,
+        forwarded: one_step.then(|| g.forwarded.clone()),
+        count: true,
+        rate_within,
+        now: 120,
+    };
+    let blocking = {
+        let handles = handles.clone();
+        std::thread::spawn(move || {
+            for k in 0..10 {
+                let g = granting(&format!("b{k}"), "t1", 0);
+                assert_eq!(g.grant(handles[k % 4].as_ref(), None, k % 2 == 0), Granted::Recorded);
+            }
+        })
+    };
+    let (granted, spent) = runtime.block_on(async {
+        let tasks: Vec<_> = (0..24)
+            .map(|i| {
+                let store = handles[i % handles.len()].clone();
+                let g = owned(&granting(&format!("a{i}"), "t1", 0), i % 2 == 0, None);
+                let shared = format!("shared{}", i % 4);
+                let event = forwarded(&shared);
+                tokio::spawn(async move {
+                    let read = units::read_request(&store, request_read("t1")).await.unwrap();
+                    assert!(read.task.is_some());
+                    let granted = units::grant(&store, g).await.unwrap();
+                    units::append_audit(&store, event_of("test.append"), 120).await.unwrap();
+                    let spent = units::consume_for_call(&store, shared.clone(), event, 121).await.unwrap();
+                    (granted, spent)
+                })
+            })
+            .collect();
+        let mut granted = Vec::new();
+        let mut spent = Vec::new();
+        for t in tasks {
+            let (g, c) = t.await.unwrap();
+            granted.push(g);
+            spent.push(c);
+        }
+        (granted, spent)
+    });
+    blocking.join().unwrap();
+    assert!(granted.iter().all(|g| *g == Granted::Recorded), "{granted:?}");
+    assert_eq!(spent.iter().filter(|c| **c == Consumption::Consumed).count(), 4, "each shared token spent once: {spent:?}");
+    assert!(spent.iter().all(|c| matches!(c, Consumption::Consumed | Consumption::AlreadyConsumed { .. })), "a replay says so: {spent:?}");
+    let records = jitgate::store::all_audit_records(s, usize::MAX).unwrap();
+    assert!(records.iter().enumerate().all(|(i, r)| r.seq == i as i64 + 1), "contiguous seqs");
+    assert_eq!(records.len(), 24 + 12 + 24 + 4 + 10 + 5, "intents, one-step calls, appends, spent shared tokens, blocking grants");
+    let report = verify_chain(&records);
+    assert!(report.ok(), "{:?}", report.problems);
+
+    runtime.block_on(async {
+        let store = handles[0].clone();
+        // Rate: counted and read through the async path, exact (a read
+        // counts the request it is for as one more).
+        let before = units::read_request(&store, request_read("t1")).await.unwrap().rate;
+        units::note_request(&store, "triage".into(), 120).await.unwrap();
+        assert_eq!(units::read_request(&store, request_read("t1")).await.unwrap().rate, before + 1);
+        let over = owned(&granting("over", "t1", 0), false, Some(before));
+        assert_eq!(units::grant(&store, over).await.unwrap(), Granted::RateExceeded(before + 1), "the noted request and this one");
+        // An unknown token is refused with its reason.
+        assert_eq!(units::consume_for_call(&store, "nope".into(), forwarded("nope"), 121).await.unwrap(), Consumption::Unknown);
+    });
+    // A failed record fails the unit, as an audit failure. (The test's own
+    // blocking SQL runs outside the runtime.)
+    db.break_audit();
+    runtime.block_on(async {
+        let store = handles[0].clone();
+        let failed = units::grant(&store, owned(&granting("unrecorded", "t1", 0), true, None)).await;
+        assert!(matches!(failed, Err(StoreError::Audit(_))), "{failed:?}");
+        assert!(matches!(units::append_audit(&store, event_of("test.append"), 120).await, Err(StoreError::Audit(_))));
+    });
+    db.mend_audit();
+    assert!(s.token("unrecorded").unwrap().is_none(), "no token without its records");
+    // The legitimate flow after it.
+    let after = runtime.block_on(units::grant(&handles[0], owned(&granting("after", "t1", 0), true, None)));
+    assert_eq!(after.unwrap(), Granted::Recorded);
+}
+
+fn event_of(kind: &'static str) -> Event {
+    Event::new(kind, Some("t1"), Some("triage"), serde_json::json!({}))
+}
+
 fn concurrent_units_of_work_form_one_chain_and_spend_once(s: &dyn Store, db: &Db) {
     let handles = db.handles(10);
     s.create_task(&task_of("t1", "triage", "s1")).unwrap();
@@ -1648,6 +1751,23 @@ fn postgres_over_tls_verifies_the_server_and_never_accepts_an_unknown_one() {
     let mut client = postgres_client(&required, None, &ours).unwrap();
     let ssl: bool = client.query_one("SELECT ssl FROM pg_stat_ssl WHERE pid = pg_backend_pid()", &[]).unwrap().get(0);
     assert!(ssl, "the connection is encrypted");
+    // The request path's async client too: its units work over TLS, and no
+    // connection of the store's is in plain text.
+    let count = |client: &mut postgres::Client, ssl: bool| -> i64 {
+        client
+            .query_one("SELECT count(*) FROM pg_stat_ssl s JOIN pg_stat_activity a USING (pid) WHERE a.application_name = 'jitgate' AND s.ssl = $1", &[&ssl])
+            .unwrap()
+            .get(0)
+    };
+    let before = count(&mut client, true);
+    let shared: Arc<dyn Store> = Arc::new(store);
+    let runtime = tokio::runtime::Builder::new_multi_thread().worker_threads(2).enable_all().build().unwrap();
+    let read = runtime.block_on(jitgate::store::units::read_request(&shared, RequestRead { task: "t-tls".into(), ..request_read("t-tls") })).unwrap();
+    assert_eq!(read.task.unwrap().agent, "triage");
+    assert_eq!(count(&mut client, false), 0);
+    assert_eq!(count(&mut client, true), before + 1, "the async pool's first connection, encrypted");
+    drop(runtime);
+    let store = shared;
 
     // A server whose certificate does not verify is refused: with the
     // platform's roots, and with another CA.

@@ -120,7 +120,7 @@ pub async fn authorize(
         Ok(()) => {
             let event = super::forwarded_event(shared, verified.claims(), &tool.exposed_name, &arguments);
             let jti = verified.claims().jti.clone();
-            let outcome = crate::store::run_blocking(&shared.store, move |s| s.consume_for_call(&jti, &event, now)).await.and_then(|r| r);
+            let outcome = crate::store::units::consume_for_call(&shared.store, jti, event, now).await;
             match outcome {
                 Ok(consumption) => match verified.consumed(consumption) {
                     Ok(capability) => Decision::Forward(Box::new(Authorized { downstream, tool, arguments, capability })),

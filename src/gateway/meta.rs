@@ -185,12 +185,15 @@ async fn store_op<T: Send + 'static>(
     store: &Arc<dyn Store>,
     f: impl FnOnce(&dyn Store) -> Result<T, crate::store::StoreError> + Send + 'static,
 ) -> Result<T, CallToolResult> {
-    crate::store::run_blocking(store, f).await.and_then(|r| r).map_err(|e| {
-        if matches!(e, crate::store::StoreError::Audit(_)) {
-            tracing::error!(error = %e, "AUDIT WRITE FAILED: request refused");
-        }
-        refusal_result(e.code(), &e.to_string())
-    })
+    crate::store::run_blocking(store, f).await.and_then(|r| r).map_err(store_refusal)
+}
+
+/// A store failure as the agent's refusal.
+fn store_refusal(e: crate::store::StoreError) -> CallToolResult {
+    if matches!(e, crate::store::StoreError::Audit(_)) {
+        tracing::error!(error = %e, "AUDIT WRITE FAILED: request refused");
+    }
+    refusal_result(e.code(), &e.to_string())
 }
 
 /// Handle a meta-tool call.
@@ -608,7 +611,7 @@ async fn request(session: &Session, agent: &VerifiedAgent, binding: Binding<'_>,
     // counted it in its own transaction; any other outcome is counted here.
     if !asked.counted.load(std::sync::atomic::Ordering::Relaxed) {
         let (agent_id, now) = (agent.agent.id.clone(), asked.now);
-        if let Err(e) = crate::store::run_blocking(&shared.store, move |s| s.note_request(&agent_id, now)).await.and_then(|r| r) {
+        if let Err(e) = crate::store::units::note_request(&shared.store, agent_id, now).await {
             tracing::warn!(error = %e, "the request could not be counted in the agent's request rate");
         }
     }
@@ -946,7 +949,7 @@ async fn load_request_state(shared: &super::Shared, agent: &VerifiedAgent, asked
         probe: asked.probe.clone(),
         now: asked.now,
     };
-    let state = store_op(&shared.store, move |s| s.read_request(&read)).await?;
+    let state = crate::store::units::read_request(&shared.store, read).await.map_err(store_refusal)?;
     Ok(Loaded {
         task: state.task,
         quarantined: state.quarantined,
@@ -1261,8 +1264,8 @@ async fn respond(
             intent["reason"] = json!(text_of_result(&answer));
         }
         let event = Event::new("intent", Some(&task.id), Some(&agent.agent.id), intent);
-        if let Err(r) = store_op(&shared.store, move |s| s.append_audit(&event, now)).await {
-            return r;
+        if let Err(e) = crate::store::units::append_audit(&shared.store, event, now).await {
+            return store_refusal(e);
         }
         return answer;
     }
@@ -1500,19 +1503,8 @@ async fn issue_token(
     let approval = approval.map(str::to_owned);
     let (count, rate_within) = (rate.count, rate.within);
     // No token without its audit record: one unit of work.
-    let granted = store_op(&shared.store, move |s| {
-        s.grant(&crate::store::Grant {
-            token: &record,
-            intent: &intent,
-            record: &event,
-            approval: approval.as_deref(),
-            forwarded: forwarded.as_ref(),
-            count,
-            rate_within,
-            now,
-        })
-    })
-    .await?;
+    let grant = crate::store::units::OwnedGrant { token: record, intent, record: event, approval, forwarded, count, rate_within, now };
+    let granted = crate::store::units::grant(&shared.store, grant).await.map_err(store_refusal)?;
     match granted {
         crate::store::Granted::Recorded => {}
         crate::store::Granted::ApprovalUsed => {

@@ -745,7 +745,7 @@ async fn record_refusal(shared: &Shared, agent: &VerifiedAgent, sid: Option<&str
 pub(crate) async fn record_or_log(shared: &Shared, event: crate::audit::Event) {
     let now = shared.clock.now_unix();
     let kind = event.kind;
-    if let Err(e) = crate::store::run_blocking(&shared.store, move |s| s.append_audit(&event, now)).await.and_then(|r| r) {
+    if let Err(e) = crate::store::units::append_audit(&shared.store, event, now).await {
         tracing::error!(kind, error = %e, "AUDIT WRITE FAILED");
     }
 }

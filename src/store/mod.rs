@@ -12,6 +12,7 @@
 mod human;
 mod postgres;
 mod sqlite;
+pub mod units;
 
 pub use human::{Approval, ApprovalState, BreakGlassGrant, DecideOutcome, Intent, Quarantine};
 
@@ -417,6 +418,11 @@ pub enum Granted {
 
 /// The gateway's durable state.
 pub trait Store: Send + Sync + 'static {
+    /// The request path's units of work as futures, where the store's
+    /// client is async (see [`units`]); `None` runs them on the blocking pool.
+    fn units(&self) -> Option<&dyn units::AsyncUnits> {
+        None
+    }
     /// Open a task in its first phase (no checks; tests and tools).
     fn create_task(&self, task: &Task) -> Result<(), StoreError>;
     /// Begin a task in one transaction: refused when the agent is quarantined

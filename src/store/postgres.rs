@@ -50,6 +50,7 @@
 //! a loopback address or a Unix socket, where it is tried. A certificate that does not verify
 //! is never accepted, whatever the mode.
 
+mod async_units;
 mod audit;
 mod human;
 mod pool;
@@ -61,6 +62,9 @@ use std::time::Duration;
 use ::postgres::error::SqlState;
 use ::postgres::types::ToSql;
 use ::postgres::{Client, GenericClient, Row, Transaction};
+/// The driver's connection settings (the async client's type; the
+/// synchronous client's wraps it).
+use deadpool_postgres::tokio_postgres::Config as PgConfig;
 
 use super::{Approval, BeginTask, BreakGlassGrant, DecideOutcome, Intent, Quarantine};
 use super::{Call, Consumption, Phase, Revocation, Scope, Store, StoreError, Task, TaskState, TokenRecord, TokenState};
@@ -454,7 +458,9 @@ pub fn direct_client(url: &str, password: Option<&str>, tls: &PgTls) -> Result<C
     default_ssl_mode(url, &mut config);
     let connector = tls_connector(tls)?;
     let where_ = describe(&config);
-    config.connect(connector).map_err(|e| StoreError::Backend(format!("cannot connect to the PostgreSQL store ({where_}): {}", pool::ConnectError::from(&e))))
+    ::postgres::Config::from(config)
+        .connect(connector)
+        .map_err(|e| StoreError::Backend(format!("cannot connect to the PostgreSQL store ({where_}): {}", pool::ConnectError::from(&e))))
 }
 
 /// Without an explicit `sslmode`, TLS is required unless every host and
@@ -462,7 +468,7 @@ pub fn direct_client(url: &str, password: Option<&str>, tls: &PgTls) -> Result<C
 /// where the driver actually connects, whatever `host` says, so a loopback
 /// `host` with a remote `hostaddr` is remote. An explicit `sslmode` is kept
 /// as written.
-fn default_ssl_mode(url: &str, config: &mut ::postgres::Config) {
+fn default_ssl_mode(url: &str, config: &mut PgConfig) {
     if parameter_names(url).iter().any(|name| name == "sslmode") {
         return;
     }
@@ -598,6 +604,9 @@ fn retryable(f: &Fail) -> bool {
 pub struct PostgresStore {
     /// Always `Some` until dropped (taken in `Drop`, see there).
     pool: Option<r2d2::Pool<Manager>>,
+    /// The request path's units of work ([`async_units`]); `None` once
+    /// dropped.
+    async_pool: Option<deadpool_postgres::Pool>,
 }
 
 /// Run `f`, which may block on the synchronous PostgreSQL client, from
@@ -717,7 +726,8 @@ impl PostgresStore {
         // and r2d2 then drops it, as it does any connection the driver marks
         // closed, so the pool recovers by itself.
         let outage = std::sync::Arc::new(pool::Outage::default());
-        let manager = Manager::new(config, connector, outage.clone());
+        let async_pool = async_units::pool(config.clone(), connector.clone(), pool_size)?;
+        let manager = Manager::new(config.into(), connector, outage.clone());
         // One connection first, by hand: a database that is down, or that
         // refuses this user or password, fails here at once with its own
         // reason, where r2d2 would retry until its timeout and then say
@@ -733,7 +743,7 @@ impl PostgresStore {
             .error_handler(Box::new(pool::OutageReporter(outage)))
             .build(manager))
             .map_err(|e| StoreError::Backend(format!("cannot connect to the PostgreSQL store ({where_}): {e}")))?;
-        Ok(Self { pool: Some(pool) })
+        Ok(Self { pool: Some(pool), async_pool: Some(async_pool) })
     }
 
     fn checkout(&self) -> Result<r2d2::PooledConnection<Manager>, StoreError> {
@@ -798,9 +808,9 @@ impl PostgresStore {
 
 /// The driver's config from the URL, with the password, a connect timeout
 /// and the application name (seen in `pg_stat_activity`).
-fn client_config(url: &str, password: Option<&str>) -> Result<::postgres::Config, StoreError> {
+fn client_config(url: &str, password: Option<&str>) -> Result<PgConfig, StoreError> {
     // The URL is not echoed back: it may hold a password.
-    let mut config: ::postgres::Config = url.parse().map_err(|e| {
+    let mut config: PgConfig = url.parse().map_err(|e| {
         StoreError::Backend(format!(
             "the PostgreSQL URL is not valid ({e}); write it as postgres://user@host:port/database, with the password in its file or environment variable"
         ))
@@ -818,7 +828,7 @@ fn client_config(url: &str, password: Option<&str>) -> Result<::postgres::Config
 }
 
 /// Where the store is, for messages (never the password).
-fn describe(config: &::postgres::Config) -> String {
+fn describe(config: &PgConfig) -> String {
     let host = match config.get_hosts().first() {
         Some(::postgres::config::Host::Tcp(h)) => h.clone(),
         #[cfg(unix)]
@@ -1086,6 +1096,10 @@ fn consume_in(tx: &mut Transaction<'_>, jti: &str, now: i64) -> Result<Consumpti
 }
 
 impl Store for PostgresStore {
+    fn units(&self) -> Option<&dyn super::units::AsyncUnits> {
+        Some(self)
+    }
+
     fn create_task(&self, t: &Task) -> Result<(), StoreError> {
         let phases = phases_text(&t.phases)?;
         self.with_client(|c| insert_task(c, t, &phases))

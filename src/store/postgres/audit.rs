@@ -23,15 +23,31 @@ pub(super) fn append_in(tx: &mut Transaction<'_>, e: &Event, now: i64) -> Result
 /// it, the head moved. On a client outside a transaction it commits on its
 /// own.
 pub(super) fn append(c: &mut impl GenericClient, e: &Event, now: i64) -> Result<i64, Fail> {
-    let args = ChainArgs::of(&[e], now);
-    let mut params: Vec<&(dyn ToSql + Sync)> = vec![&now];
-    args.push_params(&mut params);
-    let row = c.query_one(APPEND.as_str(), &params)?;
+    let args = AppendArgs::of(e, now);
+    let row = c.query_one(APPEND.as_str(), &args.params())?;
     Ok(row.try_get(0)?)
 }
 
+/// [`append`]'s parameters, owned.
+pub(super) struct AppendArgs {
+    now: i64,
+    chain: ChainArgs,
+}
+
+impl AppendArgs {
+    pub(super) fn of(e: &Event, now: i64) -> Self {
+        Self { now, chain: ChainArgs::of(&[e], now) }
+    }
+
+    pub(super) fn params(&self) -> Vec<&(dyn ToSql + Sync)> {
+        let mut params: Vec<&(dyn ToSql + Sync)> = vec![&self.now];
+        self.chain.push_params(&mut params);
+        params
+    }
+}
+
 /// [`append`]'s statement, built once.
-static APPEND: LazyLock<String> =
+pub(super) static APPEND: LazyLock<String> =
     LazyLock::new(|| format!("WITH {HEAD_CTE}, {} SELECT seq FROM audit_appended ORDER BY seq DESC LIMIT 1", chain_ctes(1, 2, "true")));
 
 /// The canonical text of a record (see [`crate::audit::record_hash`]) is

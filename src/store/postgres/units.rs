@@ -17,7 +17,7 @@
 use std::collections::HashMap;
 use std::sync::LazyLock;
 
-use ::postgres::GenericClient;
+use ::postgres::{GenericClient, Row};
 use ::postgres::types::ToSql;
 use serde::Deserialize;
 
@@ -107,7 +107,7 @@ fn json<T: serde::de::DeserializeOwned>(what: &str, v: Option<String>) -> Result
 }
 
 /// [`read_request`]'s statement, built once.
-static READ_REQUEST: LazyLock<String> = LazyLock::new(|| {
+pub(super) static READ_REQUEST: LazyLock<String> = LazyLock::new(|| {
     format!(
         "
 SELECT
@@ -155,14 +155,51 @@ fn count_cte(agent: &str, now: &str, when: &str) -> String {
     )
 }
 
+/// [`read_request`]'s parameters, owned (the async client holds them
+/// across its round trip).
+pub(super) struct ReadArgs {
+    task: String,
+    agent: String,
+    follows: Option<String>,
+    digest: Option<String>,
+    window: i64,
+    hashes: Vec<Vec<u8>>,
+    phrases: Vec<String>,
+    every_passage: bool,
+}
+
+impl ReadArgs {
+    pub(super) fn of(r: &RequestRead) -> Self {
+        let hashes = r.probe.keys.iter().map(|k| super::runtime::value_hash(k)).collect();
+        let phrases: Vec<String> = r.probe.phrases.iter().map(|p| p.trim().to_owned()).collect();
+        // A word too long for the full-text index: every passage is a
+        // candidate (as `runtime::taint_lookup` does).
+        let every_passage = phrases.iter().any(|p| p.split(' ').any(|w| w.len() > super::runtime::MAX_INDEXED_WORD));
+        Self {
+            task: r.task.clone(),
+            agent: r.agent.clone(),
+            follows: r.follows.clone(),
+            digest: r.digest.clone(),
+            window: r.now - WINDOW_SECS,
+            hashes,
+            phrases,
+            every_passage,
+        }
+    }
+
+    pub(super) fn params(&self) -> [&(dyn ToSql + Sync); 8] {
+        [&self.task, &self.agent, &self.follows, &self.digest, &self.window, &self.hashes, &self.phrases, &self.every_passage]
+    }
+}
+
 pub(super) fn read_request(c: &mut impl GenericClient, r: &RequestRead) -> Result<RequestState, Fail> {
-    let hashes: Vec<Vec<u8>> = r.probe.keys.iter().map(|k| super::runtime::value_hash(k)).collect();
-    let phrases: Vec<&str> = r.probe.phrases.iter().map(|p| p.trim()).collect();
-    // A word too long for the full-text index: every passage is a candidate
-    // (as `runtime::taint_lookup` does).
-    let every_passage = phrases.iter().any(|p| p.split(' ').any(|w| w.len() > super::runtime::MAX_INDEXED_WORD));
-    let window = r.now - WINDOW_SECS;
-    let row = c.query_one(READ_REQUEST.as_str(), &[&r.task, &r.agent, &r.follows, &r.digest, &window, &hashes, &phrases, &every_passage])?;
+    let args = ReadArgs::of(r);
+    let row = c.query_one(READ_REQUEST.as_str(), &args.params())?;
+    decode_read(&row, r.now)
+}
+
+/// What [`READ_REQUEST`] gave, as the request's state.
+pub(super) fn decode_read(row: &Row, now: i64) -> Result<RequestState, Fail> {
     let task = json::<TaskRow>("task", row.try_get(0)?)?
         .map(|t| -> Result<Task, StoreError> {
             Ok(Task {
@@ -218,7 +255,7 @@ pub(super) fn read_request(c: &mut impl GenericClient, r: &RequestRead) -> Resul
                     note: a.note,
                     used_jti: a.used_jti,
                 },
-                r.now,
+                now,
             ))
         })
         .transpose()?;
@@ -296,67 +333,126 @@ fn grant_sql(records: usize) -> String {
     )
 }
 
-pub(super) fn grant(c: &mut impl GenericClient, g: &Grant<'_>) -> Result<Granted, Fail> {
-    let events: Vec<&crate::audit::Event> = std::iter::once(g.record).chain(g.forwarded).collect();
-    let sql = GRANT[events.len() - 1].as_str();
-    let t = g.token;
-    let consumed = g.forwarded.is_some();
-    let state = if consumed { "consumed" } else { "issued" };
-    let changed = consumed.then_some(g.now);
-    let phase = to_i64(t.phase);
-    let approval = g.approval.map(str::to_owned);
-    let limit = g.rate_within.map(i64::from);
-    let chain = ChainArgs::of(&events, g.now);
-    let mut params: Vec<&(dyn ToSql + Sync)> = vec![&g.now];
-    chain.push_params(&mut params);
-    params.extend([
-        &t.jti as &(dyn ToSql + Sync),
-        &t.task,
-        &t.agent,
-        &t.sid,
-        &t.tool,
-        &phase,
-        &state,
-        &t.issued_at,
-        &t.expires_at,
-        &changed,
-        &g.intent.shape,
-        &g.intent.at,
-        &approval,
-        &consumed,
-        &g.count,
-        &limit,
-    ]);
-    let row = c.query_one(sql, &params)?;
-    let (written, task_ok, quarantined): (bool, bool, bool) = (row.try_get(0)?, row.try_get(1)?, row.try_get(2)?);
-    let (over, rate): (bool, i64) = (row.try_get(4)?, row.try_get(5)?);
-    if written {
-        return Ok(Granted::Recorded);
-    }
-    if quarantined {
-        return Ok(Granted::Quarantined);
-    }
-    if task_ok && over {
-        return Ok(Granted::RateExceeded(u32::try_from(rate).unwrap_or(u32::MAX)));
-    }
-    if task_ok {
-        return Ok(Granted::ApprovalUsed);
-    }
-    let task = json::<TaskRow>("task", row.try_get(3)?)?;
-    Ok(Granted::TaskChanged(match task {
-        None => Consumption::Unknown,
-        Some(task) => {
-            let current_phase = to_usize(task.current_phase);
-            let at = TaskAt { state: TaskState::parse(&task.state)?, current_phase, expires_at: task.expires_at, end_reason: task.end_reason };
-            // Active, in the token's phase, yet not granted: the statement
-            // read the task before a change it then waited for.
-            at.refuses(t.phase, g.now).unwrap_or(Consumption::PhaseOver { token_phase: t.phase, current_phase })
+/// [`grant`]'s statement and parameters, owned.
+pub(super) struct GrantArgs {
+    records: usize,
+    now: i64,
+    chain: ChainArgs,
+    jti: String,
+    task: String,
+    agent: String,
+    sid: String,
+    tool: String,
+    phase: i64,
+    state: &'static str,
+    issued_at: i64,
+    expires_at: i64,
+    changed: Option<i64>,
+    shape: String,
+    intent_at: i64,
+    approval: Option<String>,
+    consumed: bool,
+    count: bool,
+    limit: Option<i64>,
+    /// For the outcome: the token's phase.
+    token_phase: usize,
+}
+
+impl GrantArgs {
+    pub(super) fn of(g: &Grant<'_>) -> Self {
+        let events: Vec<&crate::audit::Event> = std::iter::once(g.record).chain(g.forwarded).collect();
+        let t = g.token;
+        let consumed = g.forwarded.is_some();
+        Self {
+            records: events.len(),
+            now: g.now,
+            chain: ChainArgs::of(&events, g.now),
+            jti: t.jti.clone(),
+            task: t.task.clone(),
+            agent: t.agent.clone(),
+            sid: t.sid.clone(),
+            tool: t.tool.clone(),
+            phase: to_i64(t.phase),
+            state: if consumed { "consumed" } else { "issued" },
+            issued_at: t.issued_at,
+            expires_at: t.expires_at,
+            changed: consumed.then_some(g.now),
+            shape: g.intent.shape.clone(),
+            intent_at: g.intent.at,
+            approval: g.approval.map(str::to_owned),
+            consumed,
+            count: g.count,
+            limit: g.rate_within.map(i64::from),
+            token_phase: t.phase,
         }
-    }))
+    }
+
+    pub(super) fn sql(&self) -> &'static str {
+        GRANT[self.records - 1].as_str()
+    }
+
+    pub(super) fn params(&self) -> Vec<&(dyn ToSql + Sync)> {
+        let mut params: Vec<&(dyn ToSql + Sync)> = vec![&self.now];
+        self.chain.push_params(&mut params);
+        params.extend([
+            &self.jti as &(dyn ToSql + Sync),
+            &self.task,
+            &self.agent,
+            &self.sid,
+            &self.tool,
+            &self.phase,
+            &self.state,
+            &self.issued_at,
+            &self.expires_at,
+            &self.changed,
+            &self.shape,
+            &self.intent_at,
+            &self.approval,
+            &self.consumed,
+            &self.count,
+            &self.limit,
+        ]);
+        params
+    }
+
+    /// What the statement's row says the grant did.
+    pub(super) fn outcome(&self, row: &Row) -> Result<Granted, Fail> {
+        let (written, task_ok, quarantined): (bool, bool, bool) = (row.try_get(0)?, row.try_get(1)?, row.try_get(2)?);
+        let (over, rate): (bool, i64) = (row.try_get(4)?, row.try_get(5)?);
+        if written {
+            return Ok(Granted::Recorded);
+        }
+        if quarantined {
+            return Ok(Granted::Quarantined);
+        }
+        if task_ok && over {
+            return Ok(Granted::RateExceeded(u32::try_from(rate).unwrap_or(u32::MAX)));
+        }
+        if task_ok {
+            return Ok(Granted::ApprovalUsed);
+        }
+        let task = json::<TaskRow>("task", row.try_get(3)?)?;
+        Ok(Granted::TaskChanged(match task {
+            None => Consumption::Unknown,
+            Some(task) => {
+                let current_phase = to_usize(task.current_phase);
+                let at = TaskAt { state: TaskState::parse(&task.state)?, current_phase, expires_at: task.expires_at, end_reason: task.end_reason };
+                // Active, in the token's phase, yet not granted: the
+                // statement read the task before a change it then waited for.
+                at.refuses(self.token_phase, self.now).unwrap_or(Consumption::PhaseOver { token_phase: self.token_phase, current_phase })
+            }
+        }))
+    }
+}
+
+pub(super) fn grant(c: &mut impl GenericClient, g: &Grant<'_>) -> Result<Granted, Fail> {
+    let args = GrantArgs::of(g);
+    let row = c.query_one(args.sql(), &args.params())?;
+    args.outcome(&row)
 }
 
 /// [`consume_for_call`]'s statement, built once.
-static CONSUME: LazyLock<String> = LazyLock::new(|| {
+pub(super) static CONSUME: LazyLock<String> = LazyLock::new(|| {
     format!(
         "WITH {HEAD_CTE},
          live AS (SELECT k.jti FROM tokens k JOIN tasks t ON t.id = k.task
@@ -370,14 +466,31 @@ static CONSUME: LazyLock<String> = LazyLock::new(|| {
     )
 });
 
+/// [`consume_for_call`]'s parameters, owned.
+pub(super) struct ConsumeArgs {
+    now: i64,
+    chain: ChainArgs,
+    jti: String,
+}
+
+impl ConsumeArgs {
+    pub(super) fn of(jti: &str, forwarded: &crate::audit::Event, now: i64) -> Self {
+        Self { now, chain: ChainArgs::of(&[forwarded], now), jti: jti.to_owned() }
+    }
+
+    pub(super) fn params(&self) -> Vec<&(dyn ToSql + Sync)> {
+        let mut params: Vec<&(dyn ToSql + Sync)> = vec![&self.now];
+        self.chain.push_params(&mut params);
+        params.push(&self.jti);
+        params
+    }
+}
+
 /// Consume and record, one statement; false when the token was not
 /// consumable (the caller asks why).
 pub(super) fn consume_for_call(c: &mut impl GenericClient, jti: &str, forwarded: &crate::audit::Event, now: i64) -> Result<bool, Fail> {
-    let chain = ChainArgs::of(&[forwarded], now);
-    let mut params: Vec<&(dyn ToSql + Sync)> = vec![&now];
-    chain.push_params(&mut params);
-    params.push(&jti);
-    Ok(c.query_one(CONSUME.as_str(), &params)?.try_get(0)?)
+    let args = ConsumeArgs::of(jti, forwarded, now);
+    Ok(c.query_one(CONSUME.as_str(), &args.params())?.try_get(0)?)
 }
 
 /// Count a request: one statement (the window is read by [`read_request`]).
@@ -386,7 +499,7 @@ pub(super) fn note_request(c: &mut impl GenericClient, agent: &str, now: i64) ->
 }
 
 /// [`count_request`]'s statement, built once.
-static COUNT: LazyLock<String> = LazyLock::new(|| format!("WITH counted AS ({}) SELECT total FROM counted", count_cte("$1", "$2", "true")));
+pub(super) static COUNT: LazyLock<String> = LazyLock::new(|| format!("WITH counted AS ({}) SELECT total FROM counted", count_cte("$1", "$2", "true")));
 
 /// Count a request and give the agent's window with it, one statement.
 pub(super) fn count_request(c: &mut impl GenericClient, agent: &str, now: i64) -> Result<u32, Fail> {
