@@ -108,6 +108,8 @@ const MIGRATIONS: &[&str] = &[SCHEMA_V1, SCHEMA_V2, SCHEMA_V3, SCHEMA_V4, SCHEMA
 /// carried over. `request_counts` stays for replicas of version 5 during a
 /// rolling upgrade; until they are replaced, each version counts in its own
 /// table, so an agent's window is split between them for that time.
+/// And the audit head follows each inserting statement once, to its last
+/// record, instead of once per record (a `jit_call`'s grant inserts two).
 const SCHEMA_V6: &str = "
 CREATE TABLE IF NOT EXISTS request_windows (
     agent TEXT PRIMARY KEY,
@@ -116,6 +118,17 @@ CREATE TABLE IF NOT EXISTS request_windows (
 INSERT INTO request_windows(agent, counts)
 SELECT agent, jsonb_object_agg(at::TEXT, n) FROM request_counts GROUP BY agent
 ON CONFLICT (agent) DO NOTHING;
+CREATE OR REPLACE FUNCTION jitgate_audit_head_after_statement() RETURNS trigger LANGUAGE plpgsql AS $$
+BEGIN
+    UPDATE audit_head h SET seq = i.seq, hash = i.hash
+    FROM (SELECT seq, hash FROM inserted ORDER BY seq DESC LIMIT 1) i
+    WHERE h.seq < i.seq;
+    RETURN NULL;
+END
+$$;
+DROP TRIGGER IF EXISTS audit_head_follows ON audit;
+CREATE TRIGGER audit_head_follows AFTER INSERT ON audit REFERENCING NEW TABLE AS inserted
+    FOR EACH STATEMENT EXECUTE FUNCTION jitgate_audit_head_after_statement();
 ";
 const SCHEMA_V5: &str = "
 CREATE TABLE IF NOT EXISTS audit_head (
