@@ -1794,3 +1794,107 @@ fn postgres_over_tls_verifies_the_server_and_never_accepts_an_unknown_one() {
     drop(store);
     drop(client);
 }
+
+/// Group commit on PostgreSQL: writes that wait while the writer is busy
+/// (here: held up behind another session's lock on the audit head) commit
+/// together, in one transaction; a unit PostgreSQL refuses inside such a
+/// batch fails alone, the others of its batch are written all the same;
+/// and after a restart the writer serves again.
+#[test]
+fn postgres_group_commit_shares_a_transaction_and_no_unit_pays_for_another() {
+    use jitgate::store::units;
+    use std::task::Poll;
+    let pg = common::pg::Postgres::start();
+    let url = pg.fresh_database();
+    let store: Arc<dyn Store> = Arc::new(PostgresStore::connect(&url, None, 4).unwrap());
+    store.create_task(&task("t1", 1000)).unwrap();
+    store.record_token(&token("taken", "t1", 0)).unwrap();
+    let runtime = tokio::runtime::Builder::new_multi_thread().worker_threads(2).enable_all().build().unwrap();
+    let owned = |jti: &str| {
+        let g = granting(jti, "t1", 0);
+        units::OwnedGrant { token: g.token, intent: g.intent, record: g.record, approval: None, forwarded: None, count: true, rate_within: None, now: 120 }
+    };
+    // Start a grant and return once its unit is in the writer's queue (the
+    // first poll hands it over), with the task that finishes it.
+    let start = |jti: &str| {
+        let (store, grant) = (store.clone(), owned(jti));
+        let (queued, is_queued) = std::sync::mpsc::channel();
+        let task = runtime.spawn(async move {
+            let mut granting = Box::pin(units::grant(&store, grant));
+            let first = futures::poll!(granting.as_mut());
+            queued.send(()).unwrap();
+            match first {
+                Poll::Ready(r) => r,
+                Poll::Pending => granting.await,
+            }
+        });
+        is_queued.recv().unwrap();
+        task
+    };
+    let mut lock_holder = pg_client(&url);
+    let waiting_on_the_head = |client: &mut postgres::Client| {
+        for _ in 0..200 {
+            let n: i64 = client
+                .query_one("SELECT count(*) FROM pg_stat_activity WHERE application_name = 'jitgate' AND wait_event_type = 'Lock'", &[])
+                .unwrap()
+                .get(0);
+            if n > 0 {
+                return;
+            }
+            std::thread::sleep(Duration::from_millis(50));
+        }
+        panic!("the writer never waited for the head");
+    };
+    let xmins = |pattern: &str| -> i64 {
+        pg_client(&url).query_one("SELECT count(DISTINCT xmin::TEXT) FROM tokens WHERE jti LIKE $1", &[&pattern]).unwrap().get(0)
+    };
+
+    // Batching: the first unit waits behind the lock; 18 queue meanwhile.
+    let mut held = lock_holder.transaction().unwrap();
+    held.execute("SELECT 1 FROM audit_head FOR UPDATE", &[]).unwrap();
+    let first = start("gc-first");
+    waiting_on_the_head(&mut pg_client(&url));
+    let queued: Vec<_> = (0..18).map(|i| start(&format!("gc-{i}"))).collect();
+    held.commit().unwrap();
+    assert_eq!(runtime.block_on(first).unwrap().unwrap(), Granted::Recorded);
+    for t in queued {
+        assert_eq!(runtime.block_on(t).unwrap().unwrap(), Granted::Recorded);
+    }
+    assert_eq!(xmins("gc-%"), 2, "the first unit alone, the 18 that waited in one transaction");
+
+    // A unit PostgreSQL refuses (its token id is taken) in a batch of ten:
+    // it fails, on its own; the nine are written.
+    let mut held = lock_holder.transaction().unwrap();
+    held.execute("SELECT 1 FROM audit_head FOR UPDATE", &[]).unwrap();
+    let first = start("bad-first");
+    waiting_on_the_head(&mut pg_client(&url));
+    let mut queued: Vec<_> = (0..9).map(|i| start(&format!("bad-{i}"))).collect();
+    queued.insert(4, start("taken"));
+    held.commit().unwrap();
+    assert_eq!(runtime.block_on(first).unwrap().unwrap(), Granted::Recorded);
+    let outcomes: Vec<_> = queued.into_iter().map(|t| runtime.block_on(t).unwrap()).collect();
+    assert!(matches!(outcomes[4], Err(StoreError::Audit(_))), "{:?}", outcomes[4]);
+    assert!(outcomes.iter().enumerate().all(|(i, o)| i == 4 || *o.as_ref().unwrap() == Granted::Recorded), "{outcomes:?}");
+    assert_eq!(store.token("taken").unwrap().unwrap().state, TokenState::Issued, "the refused unit changed nothing");
+    let records = jitgate::store::all_audit_records(store.as_ref(), usize::MAX).unwrap();
+    assert_eq!(records.iter().filter(|r| r.kind == "intent").count(), 1 + 18 + 1 + 9, "one record per unit written, none for the refused one");
+    let report = verify_chain(&records);
+    assert!(report.ok(), "{:?}", report.problems);
+
+    // A restart: the writer's units fail closed or succeed, then it serves.
+    pg.restart();
+    let mut recovered = None;
+    for i in 0..50 {
+        match runtime.block_on(units::grant(&store, owned(&format!("after-{i}")))) {
+            Ok(g) => {
+                recovered = Some(g);
+                break;
+            }
+            Err(e) => {
+                assert!(matches!(e.code(), "store_unavailable" | "audit_unavailable"), "{e}");
+                std::thread::sleep(Duration::from_millis(200));
+            }
+        }
+    }
+    assert_eq!(recovered, Some(Granted::Recorded), "the writer serves again after the restart");
+}

@@ -52,6 +52,7 @@
 
 mod async_units;
 mod audit;
+mod group_commit;
 mod human;
 mod pool;
 mod runtime;
@@ -617,9 +618,9 @@ fn retryable(f: &Fail) -> bool {
 pub struct PostgresStore {
     /// Always `Some` until dropped (taken in `Drop`, see there).
     pool: Option<r2d2::Pool<Manager>>,
-    /// The request path's units of work ([`async_units`]); `None` once
-    /// dropped.
-    async_pool: Option<deadpool_postgres::Pool>,
+    /// The request path's units of work ([`async_units`]): the async
+    /// client's pool and its group-committing writer.
+    async_parts: Option<async_units::AsyncParts>,
 }
 
 /// Run `f`, which may block on the synchronous PostgreSQL client, from
@@ -756,7 +757,7 @@ impl PostgresStore {
             .error_handler(Box::new(pool::OutageReporter(outage)))
             .build(manager))
             .map_err(|e| StoreError::Backend(format!("cannot connect to the PostgreSQL store ({where_}): {e}")))?;
-        Ok(Self { pool: Some(pool), async_pool: Some(async_pool) })
+        Ok(Self { pool: Some(pool), async_parts: Some(async_units::AsyncParts::new(async_pool)) })
     }
 
     fn checkout(&self) -> Result<r2d2::PooledConnection<Manager>, StoreError> {

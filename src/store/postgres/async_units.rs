@@ -15,6 +15,7 @@ use futures::future::BoxFuture;
 
 use super::audit::AppendArgs;
 use super::units::{self, ConsumeArgs, GrantArgs, ReadArgs};
+use super::group_commit::{GroupCommit, Work};
 use super::{CONNECT_TIMEOUT, Fail, MAX_ATTEMPTS, PostgresStore, retryable};
 use crate::audit::Event;
 use crate::store::units::AsyncUnits;
@@ -38,7 +39,7 @@ pub(super) fn pool(config: super::PgConfig, tls: tokio_postgres_rustls::MakeRust
 
 /// A pool failure in the words the synchronous pool uses: the server's
 /// reason where it gave one.
-fn pool_error(e: PoolError) -> StoreError {
+pub(super) fn pool_error(e: PoolError) -> StoreError {
     let why = match e {
         PoolError::Backend(e) => super::pool::ConnectError::from(&e).to_string(),
         PoolError::Timeout(_) => "every connection of the pool was busy, or the store does not answer".to_owned(),
@@ -48,27 +49,49 @@ fn pool_error(e: PoolError) -> StoreError {
     StoreError::Backend(format!("no connection to the PostgreSQL store within {} s ({why})", CONNECT_TIMEOUT.as_secs()))
 }
 
-impl PostgresStore {
-    /// Run one statement (it commits on its own), prepared once per
-    /// connection; retried, as the synchronous client's are, when
-    /// PostgreSQL rolled it back for a deadlock or a serialization failure.
-    async fn query_one_async(&self, sql: &str, params: &[&(dyn ToSql + Sync)]) -> Result<Row, StoreError> {
-        let pool = self.async_pool.as_ref().ok_or_else(|| StoreError::Backend("the PostgreSQL store was closed".into()))?;
-        let mut attempt = 1;
-        loop {
-            let client = pool.get().await.map_err(pool_error)?;
-            let outcome = match client.prepare_cached(sql).await {
-                Ok(statement) => client.query_one(&statement, params).await,
-                Err(e) => Err(e),
-            };
-            match outcome.map_err(Fail::Pg) {
-                Err(f) if attempt < MAX_ATTEMPTS && retryable(&f) => {
-                    tokio::time::sleep(Duration::from_millis(5 << attempt)).await;
-                    attempt += 1;
-                }
-                other => return other.map_err(StoreError::from),
+/// Run one statement (it commits on its own), prepared once per
+/// connection; retried, as the synchronous client's are, when PostgreSQL
+/// rolled it back for a deadlock or a serialization failure.
+pub(super) async fn run_one(pool: &Pool, sql: &str, params: &[&(dyn ToSql + Sync)]) -> Result<Row, Fail> {
+    let mut attempt = 1;
+    loop {
+        let client = pool.get().await.map_err(|e| Fail::Store(pool_error(e)))?;
+        let outcome = match client.prepare_cached(sql).await {
+            Ok(statement) => client.query_one(&statement, params).await,
+            Err(e) => Err(e),
+        };
+        match outcome.map_err(Fail::Pg) {
+            Err(f) if attempt < MAX_ATTEMPTS && retryable(&f) => {
+                tokio::time::sleep(Duration::from_millis(5 << attempt)).await;
+                attempt += 1;
             }
+            other => return other,
         }
+    }
+}
+
+impl PostgresStore {
+    fn async_parts(&self) -> Result<&AsyncParts, StoreError> {
+        self.async_parts.as_ref().ok_or_else(|| StoreError::Backend("the PostgreSQL store was closed".into()))
+    }
+
+    /// A write of the request path, committed with the others waiting
+    /// ([`GroupCommit`]).
+    async fn commit(&self, work: Work) -> Result<(Work, Row), StoreError> {
+        let (work, row) = self.async_parts()?.writer.commit(work).await;
+        Ok((work, row?))
+    }
+}
+
+/// The async client's pool and the writer that group-commits on it.
+pub(super) struct AsyncParts {
+    pool: Pool,
+    writer: GroupCommit,
+}
+
+impl AsyncParts {
+    pub(super) fn new(pool: Pool) -> Self {
+        Self { writer: GroupCommit::new(pool.clone()), pool }
     }
 }
 
@@ -76,39 +99,38 @@ impl AsyncUnits for PostgresStore {
     fn read_request<'a>(&'a self, read: &'a RequestRead) -> BoxFuture<'a, Result<RequestState, StoreError>> {
         Box::pin(async move {
             let args = ReadArgs::of(read);
-            let row = self.query_one_async(units::READ_REQUEST.as_str(), &args.params()).await?;
+            let row = run_one(&self.async_parts()?.pool, units::READ_REQUEST.as_str(), &args.params()).await?;
             Ok(units::decode_read(&row, read.now)?)
         })
     }
 
     fn grant<'a>(&'a self, grant: &'a Grant<'a>) -> BoxFuture<'a, Result<Granted, StoreError>> {
         Box::pin(async move {
-            let args = GrantArgs::of(grant);
-            // One statement: it commits on its own, all or nothing.
-            let row = self.query_one_async(args.sql(), &args.params()).await.map_err(super::audit_or_store)?;
-            Ok(args.outcome(&row)?)
+            let (work, row) = self.commit(Work::Grant(GrantArgs::of(grant))).await.map_err(super::audit_or_store)?;
+            match work {
+                Work::Grant(args) => Ok(args.outcome(&row)?),
+                _ => Err(StoreError::Backend("the store's writer answered a grant with another unit".into())),
+            }
         })
     }
 
     fn try_consume_for_call<'a>(&'a self, jti: &'a str, forwarded: &'a Event, now: i64) -> BoxFuture<'a, Result<bool, StoreError>> {
         Box::pin(async move {
-            let args = ConsumeArgs::of(jti, forwarded, now);
-            let row = self.query_one_async(units::CONSUME.as_str(), &args.params()).await.map_err(super::audit_or_store)?;
+            let (_, row) = self.commit(Work::Consume(ConsumeArgs::of(jti, forwarded, now))).await.map_err(super::audit_or_store)?;
             Ok(row.try_get(0).map_err(Fail::Pg)?)
         })
     }
 
     fn note_request<'a>(&'a self, agent: &'a str, now: i64) -> BoxFuture<'a, Result<(), StoreError>> {
         Box::pin(async move {
-            self.query_one_async(units::COUNT.as_str(), &[&agent, &now]).await?;
+            self.commit(Work::Count(agent.to_owned(), now)).await?;
             Ok(())
         })
     }
 
     fn append_audit<'a>(&'a self, event: &'a Event, now: i64) -> BoxFuture<'a, Result<i64, StoreError>> {
         Box::pin(async move {
-            let args = AppendArgs::of(event, now);
-            let row = self.query_one_async(super::audit::APPEND.as_str(), &args.params()).await.map_err(|e| match e {
+            let (_, row) = self.commit(Work::Append(AppendArgs::of(event, now))).await.map_err(|e| match e {
                 StoreError::Audit(m) => StoreError::Audit(m),
                 other => StoreError::Audit(other.to_string()),
             })?;
