@@ -78,6 +78,12 @@ struct Args {
     /// scripts/bench-pg-statements.sh runs it with a private PostgreSQL.
     #[arg(long)]
     count_statements: bool,
+    /// SQLite only: before the gateway starts, fill the load agent's taint
+    /// ledger with this many untrusted pages of about 16 KB each (1,000
+    /// fill it to its cap of 4,096 entries), so that every request's taint
+    /// lookup runs against a full ledger (compare with 0).
+    #[arg(long, default_value_t = 0)]
+    ledger_pages: usize,
 }
 
 struct RunResult {
@@ -358,6 +364,35 @@ async fn run(url: &str, token: Option<&str>, tool: &str, clients: usize, calls: 
     Ok(RunResult { latencies_us, call_us, errors, elapsed, counts })
 }
 
+/// Words of letters only, different on every page.
+fn word(n: usize) -> String {
+    (0..5).map(|i| char::from(b'a' + (n / 26usize.pow(i) % 26) as u8)).collect()
+}
+
+/// Record `pages` untrusted pages (about 16 KB of text and one address
+/// each) as read by the load agent, in the gateway's SQLite store.
+fn fill_ledger(state: &Path, pages: usize) -> Result<(), String> {
+    use jitgate::baseline::taint::{MAX_VALUES_PER_AGENT, Source, output_entries};
+    use jitgate::store::Store as _;
+    std::fs::create_dir_all(state).map_err(|e| e.to_string())?;
+    let store = jitgate::store::SqliteStore::open(&state.join(jitgate::store::STORE_FILE)).map_err(|e| e.to_string())?;
+    for n in 0..pages {
+        let text: Vec<String> = (0..2700).map(|w| word(n * 2700 + w)).collect();
+        let page = rmcp::model::CallToolResult::success(vec![rmcp::model::ContentBlock::text(format!("{} write to someone{n}@elsewhere{n}.example", text.join(" ")))]);
+        let source = Source { call: format!("j{n}"), tool: "web__get".into(), ..Source::default() };
+        store.record_taint(AGENT, &output_entries(&page, &[]), &source, now_unix(), MAX_VALUES_PER_AGENT).map_err(|e| e.to_string())?;
+    }
+    let held = store.taint_ledger(AGENT).map_err(|e| e.to_string())?.passages_held();
+    println!("the load agent's taint ledger: {pages} untrusted pages read, {held} passages held");
+    Ok(())
+}
+
+const AGENT: &str = "spiffe://jitgate.local/agent/load";
+
+fn now_unix() -> i64 {
+    std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).map_or(0, |d| i64::try_from(d.as_secs()).unwrap_or(i64::MAX))
+}
+
 fn params(tool: &str) -> CallToolRequestParams {
     let mut args = serde_json::Map::new();
     args.insert("name".into(), "welcome.md".into());
@@ -453,6 +488,12 @@ async fn real_main() -> Result<(), String> {
     }
     let modern = args.modern || args.replicas > 1;
     let config = write_config(&dir, &ws_url, &repo, args.audit_content, args.store.as_deref())?;
+    if args.ledger_pages > 0 {
+        if args.store.is_some() {
+            return Err("--ledger-pages fills the SQLite store; leave out --store".into());
+        }
+        fill_ledger(&dir.join("state"), args.ledger_pages)?;
+    }
     let jitgate = sibling("jitgate")?;
     let mut replicas = Vec::new();
     for _ in 0..args.replicas {

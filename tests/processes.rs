@@ -330,3 +330,43 @@ async fn a_parallel_burst_through_two_processes_meets_the_rate_limit_exactly() {
     let r = call_with_token(&sessions[1], "workspace__read_note", json!({"name": "welcome.md"}), &t).await.unwrap();
     assert_ne!(r.is_error, Some(true), "{}", text_of(&r));
 }
+
+/// The same for requests that are never granted: a parallel burst of
+/// requests that policy holds for a person (a critical tool) each read the
+/// committed rate, within the limit, and were held without a word of the
+/// burst. Counting them is exact, and the request whose count goes over the
+/// limit is judged again for the burst: the agent is quarantined. Its
+/// ordinary held requests before the burst do not quarantine it.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_parallel_burst_of_held_requests_quarantines_the_agent() {
+    const LIMIT: usize = 3;
+    let agent_file = format!(
+        "name = \"prober\"\nid = \"spiffe://jitgate.local/agent/prober\"\nteam = \"platform\"\nallowed_tools = [\"workspace__delete_note\"]\n\n[baseline]\nmax_requests_per_minute = {LIMIT}\ndrift_threshold = 40\n"
+    );
+    let dep = Deployment::new(&Setup { policies: quickstart_policies(), agents: vec![("prober.toml".into(), agent_file)], ..Setup::default() });
+    let a = Gateway::start(&dep);
+    let b = Gateway::start(&dep);
+    a.wait_server("workspace", "ready").await;
+    b.wait_server("workspace", "ready").await;
+    let token = dep.mint("prober");
+    let mut sessions = Vec::new();
+    for i in 0..=LIMIT {
+        sessions.push(std::sync::Arc::new(if i % 2 == 0 { a.connect_modern(&token).await } else { b.connect_modern(&token).await }));
+    }
+    let plan = json!([{"name": "clean", "tools": ["workspace__delete_note"]}]);
+    let task = begin(&sessions[0], plan.clone()).await.unwrap();
+    let delete = |name: &str| json!({"task": task, "tool": "workspace__delete_note", "arguments": {"name": name}, "purpose": "clean up"});
+    // Within the limit, one after another: held for a person, nothing more.
+    let held = grant(&sessions[0], delete("old-0.md")).await.unwrap();
+    assert_eq!(held["decision"], "pending_approval", "{held}");
+    // The rest of the window's worth and one more, at once: over the limit.
+    let answers = futures::future::join_all(sessions.iter().take(LIMIT).enumerate().map(|(i, client)| {
+        let (client, args) = (client.clone(), delete(&format!("old-{}.md", i + 1)));
+        async move { grant(&client, args).await }
+    }))
+    .await;
+    assert!(answers.iter().all(|a| a.as_ref().map_or(true, |v| v.get("token").is_none())), "nothing is granted: {answers:?}");
+    let again = begin(&sessions[LIMIT], plan).await.unwrap_err();
+    assert_eq!(refusal_code(&again).as_deref(), Some("agent_quarantined"), "{}", text_of(&again));
+    assert!(text_of(&again).contains("requests in the last minute"), "the burst is what quarantined it: {}", text_of(&again));
+}

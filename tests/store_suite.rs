@@ -152,6 +152,7 @@ const CASES: &[Case] = &[
     ("concurrent_units_of_work_form_one_chain_and_spend_once", concurrent_units_of_work_form_one_chain_and_spend_once),
     ("a_parallel_burst_of_grants_meets_the_rate_limit_exactly", a_parallel_burst_of_grants_meets_the_rate_limit_exactly),
     ("the_units_called_from_async_code_keep_every_guarantee", the_units_called_from_async_code_keep_every_guarantee),
+    ("an_async_burst_of_grants_and_counts_across_seconds_is_counted_exactly", an_async_burst_of_grants_and_counts_across_seconds_is_counted_exactly),
 ];
 
 /// Run every case (or those `STORE_SUITE_CASE` names) on a fresh database;
@@ -1213,7 +1214,7 @@ fn a_request_reads_everything_it_is_decided_on_at_once(s: &dyn Store, _: &Db) {
     s.create_approval(&Approval { agent: "triage".into(), ..approval("ap1", "d1", 1000) }).unwrap();
     let entries = vec![TaintEntry { value: "mallory@evil.example".into(), record: String::new() }];
     s.record_taint("triage", &entries, &Source { call: "j1".into(), tool: "ws__read".into(), origin: "ws__read".into() }, 120, 100).unwrap();
-    s.note_request("triage", 120).unwrap();
+    s.count_request("triage", 120).unwrap();
     let mut probe = jitgate::baseline::taint::TaintProbe::default();
     probe.keys.push("mallory@evil.example".into());
     probe.keys.push("alice@example.org".into());
@@ -1446,7 +1447,7 @@ fn the_units_called_from_async_code_keep_every_guarantee(s: &dyn Store, db: &Db)
         // Rate: counted and read through the async path, exact (a read
         // counts the request it is for as one more).
         let before = units::read_request(&store, request_read("t1")).await.unwrap().rate;
-        units::note_request(&store, "triage".into(), 120).await.unwrap();
+        units::count_request(&store, "triage".into(), 120).await.unwrap();
         assert_eq!(units::read_request(&store, request_read("t1")).await.unwrap().rate, before + 1);
         let over = owned(&granting("over", "t1", 0), false, Some(before));
         assert_eq!(units::grant(&store, over).await.unwrap(), Granted::RateExceeded(before + 1), "the noted request and this one");
@@ -1467,6 +1468,62 @@ fn the_units_called_from_async_code_keep_every_guarantee(s: &dyn Store, db: &Db)
     // The legitimate flow after it.
     let after = runtime.block_on(units::grant(&handles[0], owned(&granting("after", "t1", 0), true, None)));
     assert_eq!(after.unwrap(), Granted::Recorded);
+}
+
+/// A burst through the async units (on PostgreSQL the group-committing
+/// writer of each of several handles): grants held to a limit and plain
+/// counts, over five seconds of one window. Every request is counted once
+/// and each count sees every one before it, whichever second it fell in:
+/// the totals are 1..=N, exactly, and only grants counted within the limit
+/// are written.
+fn an_async_burst_of_grants_and_counts_across_seconds_is_counted_exactly(s: &dyn Store, db: &Db) {
+    use jitgate::store::units;
+    const LIMIT: u32 = 15;
+    const N: usize = 48;
+    s.create_task(&task("t1", 1000)).unwrap();
+    let handles = db.handles(4);
+    let runtime = tokio::runtime::Builder::new_multi_thread().worker_threads(2).enable_all().build().unwrap();
+    let outcomes: Vec<(bool, Result<u32, Granted>)> = runtime.block_on(async {
+        let tasks: Vec<_> = (0..N)
+            .map(|i| {
+                let store = handles[i % handles.len()].clone();
+                let now = 120 + (i % 5) as i64;
+                tokio::spawn(async move {
+                    if i % 3 == 0 {
+                        (false, Ok(units::count_request(&store, "triage".into(), now).await.unwrap()))
+                    } else {
+                        let g = granting(&format!("burst{i}"), "t1", 0);
+                        let grant = units::OwnedGrant { token: g.token, intent: g.intent, record: g.record, approval: None, forwarded: None, count: true, rate_within: Some(LIMIT), now };
+                        (true, Err(units::grant(&store, grant).await.unwrap()))
+                    }
+                })
+            })
+            .collect();
+        let mut out = Vec::new();
+        for t in tasks {
+            out.push(t.await.unwrap());
+        }
+        out
+    });
+    let mut totals: Vec<u32> = outcomes
+        .iter()
+        .filter_map(|(_, o)| match o {
+            Ok(total) => Some(*total),
+            Err(Granted::RateExceeded(total)) => Some(*total),
+            _ => None,
+        })
+        .collect();
+    let recorded = outcomes.iter().filter(|(_, o)| matches!(o, Err(Granted::Recorded))).count();
+    assert!(outcomes.iter().all(|(grant, o)| !grant || matches!(o, Err(Granted::Recorded | Granted::RateExceeded(_)))), "{outcomes:?}");
+    totals.sort();
+    totals.dedup();
+    assert_eq!(totals.len() + recorded, N, "no two counts saw the same total: {outcomes:?}");
+    let counts_within = outcomes.iter().filter(|(grant, o)| !grant && matches!(o, Ok(t) if *t <= LIMIT)).count();
+    assert_eq!(recorded + counts_within, LIMIT as usize, "the first {LIMIT} counted: the grants among them are written, no other");
+    assert!(totals.iter().all(|t| *t <= N as u32));
+    assert_eq!(s.read_request(&RequestRead { now: 124, ..request_read("t1") }).unwrap().rate, N as u32 + 1, "every request counted once");
+    let report = verify_chain(&jitgate::store::all_audit_records(s, usize::MAX).unwrap());
+    assert!(report.ok(), "{:?}", report.problems);
 }
 
 fn event_of(kind: &'static str) -> Event {

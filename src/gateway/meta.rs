@@ -592,27 +592,42 @@ async fn request(session: &Session, agent: &VerifiedAgent, binding: Binding<'_>,
         Err(r) => return r.into(),
     };
     let mut answer = decide_loaded(session, agent, binding, &asked, loaded).await;
+    // Requests decided at the same moment read the same committed rate: a
+    // burst sent in parallel would each find itself within the agent's
+    // limit. Counting is exact (the grant's, or the count below), and a
+    // request whose exact count is over the limit it was decided within is
+    // decided again on that count, once, so a parallel burst meets the
+    // baseline as a burst.
     let exact = asked.rate_at_grant.load(std::sync::atomic::Ordering::Relaxed);
-    if exact > 0 {
-        // Decided within the agent's rate limit, but requests decided at
-        // the same moment were counted first: the grant wrote nothing, and
-        // the request is decided again on its exact count (a parallel
-        // burst meets the baseline as a burst). Once: the second grant
-        // neither counts the request again nor holds it to the limit.
+    let again = if exact > 0 {
+        // The grant wrote nothing; the request is decided whole again (its
+        // grant neither counts it again nor holds it to the limit).
+        Some((Pass::AfterGrant, exact))
+    } else if !asked.counted.load(std::sync::atomic::Ordering::Relaxed) {
+        // Not granted (denied, held for a person, asked about): counted
+        // here; only a quarantine for the burst replaces the answer.
+        let (agent_id, now) = (agent.agent.id.clone(), asked.now);
+        match crate::store::units::count_request(&shared.store, agent_id, now).await {
+            Ok(total) => asked.decided_within().filter(|limit| total > *limit).map(|_| (Pass::BurstOnly, total)),
+            Err(e) => {
+                tracing::warn!(error = %e, "the request could not be counted in the agent's request rate");
+                None
+            }
+        }
+    } else {
+        None
+    };
+    if let Some((pass, exact)) = again {
+        asked.set_pass(pass);
         let mut loaded = match load_request_state(shared, agent, &asked).await {
             Ok(l) => l,
             Err(r) => return r.into(),
         };
         // The read counts this request as one more, but it is counted.
         loaded.rate = loaded.rate.saturating_sub(1).max(exact);
-        answer = decide_loaded(session, agent, binding, &asked, loaded).await;
-    }
-    // Every request that got this far counts in the agent's rate: a grant
-    // counted it in its own transaction; any other outcome is counted here.
-    if !asked.counted.load(std::sync::atomic::Ordering::Relaxed) {
-        let (agent_id, now) = (agent.agent.id.clone(), asked.now);
-        if let Err(e) = crate::store::units::note_request(&shared.store, agent_id, now).await {
-            tracing::warn!(error = %e, "the request could not be counted in the agent's request rate");
+        let second = decide_loaded(session, agent, binding, &asked, loaded).await;
+        if pass == Pass::AfterGrant || asked.quarantined_on_second_pass.load(std::sync::atomic::Ordering::Relaxed) {
+            answer = second;
         }
     }
     answer
@@ -630,11 +645,22 @@ async fn decide_loaded(session: &Session, agent: &VerifiedAgent, binding: Bindin
         tracing::warn!(task = %checked.task.id, tool = %crate::telemetry::Clean(&asked.tool), findings = ?taint.verdict.findings, sources = ?taint.verdict.sources, "request carries values from untrusted output");
     }
     let assessment = judge_baseline(shared, agent, &asked, &checked, taint.verdict.tainted);
+    let pass = asked.pass();
+    if pass == Pass::First {
+        let within = assessment.rate_within.map_or(0, |l| u64::from(l) + 1);
+        asked.decided_within.store(within, std::sync::atomic::Ordering::Relaxed);
+    }
     let mut facts = request_facts(&asked, &checked, &taint, &assessment);
     facts.end_user = decide::end_user_facts(shared, agent);
-    match end_user_answer(shared, agent, binding, &asked, &checked).await {
-        Ok(confirmed) => facts.confirmed_by_end_user = confirmed,
-        Err(r) => return r.into(),
+    if pass == Pass::First {
+        match end_user_answer(shared, agent, binding, &asked, &checked).await {
+            Ok(confirmed) => facts.confirmed_by_end_user = confirmed,
+            Err(r) => return r.into(),
+        }
+    } else {
+        // The first decision took the end user's answer (a stateless
+        // answer is good once); it stands.
+        facts.confirmed_by_end_user = asked.confirmed.load(std::sync::atomic::Ordering::Relaxed);
     }
     let action = if asked.break_glass.is_some() { Action::BreakGlass } else { Action::Request };
     let engine = shared.policy();
@@ -656,6 +682,20 @@ async fn decide_loaded(session: &Session, agent: &VerifiedAgent, binding: Bindin
         )
     };
     let mut decision = decide(facts.clone()).await;
+    if facts.confirmed_by_end_user {
+        asked.confirmed.store(true, std::sync::atomic::Ordering::Relaxed);
+    }
+    if pass == Pass::BurstOnly {
+        // Judged for the burst only: no question, nothing written unless
+        // the agent is quarantined.
+        let drift = assessment.drift.then(|| assessment.explanation.clone());
+        if let crate::policy::Verdict::Quarantine { reason } = engine.verdict(drift.as_deref(), &decision) {
+            asked.quarantined_on_second_pass.store(true, std::sync::atomic::Ordering::Relaxed);
+            let why = profile::Assessment { explanation: reason, ..assessment.clone() };
+            return quarantine_for_drift(session, agent, &checked.task, &asked.tool, &why).await.into();
+        }
+        return refusal_result("internal", "kept the first decision").into();
+    }
     if let Outcome::NeedsConfirmation { fallback } = decision.outcome.clone() {
         // A person's denial of exactly this request is final, and an end
         // user who declined it is not asked again while the answer stands.
@@ -671,6 +711,7 @@ async fn decide_loaded(session: &Session, agent: &VerifiedAgent, binding: Bindin
                     return r.into();
                 }
                 facts.confirmed_by_end_user = true;
+                asked.confirmed.store(true, std::sync::atomic::Ordering::Relaxed);
                 decision = decide(facts).await;
             }
             Asking::Declined => {
@@ -849,6 +890,46 @@ struct Asked {
     /// The grant found the agent's exact rate, this many, over the limit
     /// the request was decided within (0: it did not).
     rate_at_grant: std::sync::atomic::AtomicU32,
+    /// Which decision of the request runs ([`Pass`]).
+    pass: std::sync::atomic::AtomicU8,
+    /// The first decision's rate was judged within this limit (+1; 0: none).
+    decided_within: std::sync::atomic::AtomicU64,
+    /// The end user confirmed the request in the first decision.
+    confirmed: std::sync::atomic::AtomicBool,
+    /// A [`Pass::BurstOnly`] decision quarantined the agent.
+    quarantined_on_second_pass: std::sync::atomic::AtomicBool,
+}
+
+/// Which decision of a request this is (see `request`).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Pass {
+    First = 0,
+    /// After the grant found the exact rate over the limit: decided whole
+    /// again (the grant wrote nothing).
+    AfterGrant = 1,
+    /// After counting a request that was not granted found the exact rate
+    /// over the limit: only judged for quarantine; anything else keeps the
+    /// first answer and writes nothing.
+    BurstOnly = 2,
+}
+
+impl Asked {
+    fn pass(&self) -> Pass {
+        match self.pass.load(std::sync::atomic::Ordering::Relaxed) {
+            1 => Pass::AfterGrant,
+            2 => Pass::BurstOnly,
+            _ => Pass::First,
+        }
+    }
+
+    fn set_pass(&self, pass: Pass) {
+        self.pass.store(pass as u8, std::sync::atomic::Ordering::Relaxed);
+    }
+
+    fn decided_within(&self) -> Option<u32> {
+        let v = self.decided_within.load(std::sync::atomic::Ordering::Relaxed);
+        v.checked_sub(1).and_then(|l| u32::try_from(l).ok())
+    }
 }
 
 /// Stage 1: the request's own shape.
@@ -922,6 +1003,10 @@ fn parse_request(shared: &super::Shared, agent: &VerifiedAgent, req: Request) ->
         one_step: req.one_step,
         counted: std::sync::atomic::AtomicBool::new(false),
         rate_at_grant: std::sync::atomic::AtomicU32::new(0),
+        pass: std::sync::atomic::AtomicU8::new(Pass::First as u8),
+        decided_within: std::sync::atomic::AtomicU64::new(0),
+        confirmed: std::sync::atomic::AtomicBool::new(false),
+        quarantined_on_second_pass: std::sync::atomic::AtomicBool::new(false),
     })
 }
 

@@ -489,11 +489,6 @@ pub trait Store: Send + Sync + 'static {
     fn forget_taint(&self, before: i64) -> Result<u64, StoreError>;
     /// Count an intent request of `agent` at `now`; returns how many fell in the last 60 s.
     fn count_request(&self, agent: &str, now: i64) -> Result<u32, StoreError>;
-    /// Count an intent request that [`Store::grant`] did not count (one
-    /// refused, held or asked about).
-    fn note_request(&self, agent: &str, now: i64) -> Result<(), StoreError> {
-        self.count_request(agent, now).map(drop)
-    }
 
     /// Unit of work: what an intent request is decided on, in one snapshot.
     fn read_request(&self, read: &RequestRead) -> Result<RequestState, StoreError>;

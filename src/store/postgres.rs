@@ -1321,9 +1321,6 @@ impl Store for PostgresStore {
         self.with_client(|c| runtime::dpop_proof_first_use(c, jkt, jti, expires_at, now))
     }
 
-    fn note_request(&self, agent: &str, now: i64) -> Result<(), StoreError> {
-        self.with_client(|c| units::note_request(c, agent, now))
-    }
 
     fn read_request(&self, read: &super::RequestRead) -> Result<super::RequestState, StoreError> {
         self.with_client(|c| units::read_request(c, read))

@@ -698,9 +698,6 @@ impl Store for SqliteStore {
         runtime::count_request(&mut self.conn(), agent, now)
     }
 
-    fn note_request(&self, agent: &str, now: i64) -> Result<(), StoreError> {
-        units::note_request(&mut self.conn(), agent, now)
-    }
 
     fn read_request(&self, read: &super::RequestRead) -> Result<super::RequestState, StoreError> {
         units::read_request(&mut self.conn(), read)

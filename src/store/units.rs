@@ -23,7 +23,7 @@ pub trait AsyncUnits: Send + Sync {
     /// token was not consumable, and nothing was written (the caller asks
     /// [`Store::consume_for_call`] why).
     fn try_consume_for_call<'a>(&'a self, jti: &'a str, forwarded: &'a Event, now: i64) -> BoxFuture<'a, Result<bool, StoreError>>;
-    fn note_request<'a>(&'a self, agent: &'a str, now: i64) -> BoxFuture<'a, Result<(), StoreError>>;
+    fn count_request<'a>(&'a self, agent: &'a str, now: i64) -> BoxFuture<'a, Result<u32, StoreError>>;
     fn append_audit<'a>(&'a self, event: &'a Event, now: i64) -> BoxFuture<'a, Result<i64, StoreError>>;
 }
 
@@ -85,11 +85,13 @@ pub async fn consume_for_call(store: &Arc<dyn Store>, jti: String, forwarded: Ev
     run_blocking(store, move |s| s.consume_for_call(&jti, &forwarded, now)).await?
 }
 
-/// [`Store::note_request`].
-pub async fn note_request(store: &Arc<dyn Store>, agent: String, now: i64) -> Result<(), StoreError> {
+/// [`Store::count_request`]: count a request that [`Store::grant`] did not
+/// count (one refused, held or asked about), and the agent's exact window
+/// with it.
+pub async fn count_request(store: &Arc<dyn Store>, agent: String, now: i64) -> Result<u32, StoreError> {
     match store.units() {
-        Some(units) => units.note_request(&agent, now).await,
-        None => run_blocking(store, move |s| s.note_request(&agent, now)).await?,
+        Some(units) => units.count_request(&agent, now).await,
+        None => run_blocking(store, move |s| s.count_request(&agent, now)).await?,
     }
 }
 

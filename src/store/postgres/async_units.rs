@@ -121,10 +121,11 @@ impl AsyncUnits for PostgresStore {
         })
     }
 
-    fn note_request<'a>(&'a self, agent: &'a str, now: i64) -> BoxFuture<'a, Result<(), StoreError>> {
+    fn count_request<'a>(&'a self, agent: &'a str, now: i64) -> BoxFuture<'a, Result<u32, StoreError>> {
         Box::pin(async move {
-            self.commit(Work::Count(agent.to_owned(), now)).await?;
-            Ok(())
+            let (_, row) = self.commit(Work::Count(agent.to_owned(), now)).await?;
+            let total: i64 = row.try_get(0).map_err(Fail::Pg)?;
+            Ok(u32::try_from(total).unwrap_or(u32::MAX))
         })
     }
 

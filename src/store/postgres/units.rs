@@ -117,7 +117,7 @@ SELECT
   (SELECT to_jsonb(a)::TEXT FROM approvals a WHERE digest = $4::TEXT {DECIDING_APPROVAL}),
   (SELECT to_jsonb(c)::TEXT FROM (SELECT jti, task, tool, at FROM calls WHERE agent = $2 ORDER BY seq DESC LIMIT 1) c),
   {WINDOW_SUM},
-  ARRAY(SELECT DISTINCT tool FROM taint WHERE agent = $2 ORDER BY tool),
+  ARRAY({TOOLS_READ_FROM}),
   EXISTS (SELECT 1 FROM taint_overflow WHERE agent = $2),
   (SELECT jsonb_agg(jsonb_build_object('value', convert_from(x.value, 'UTF8'), 'call', x.call, 'tool', x.tool, 'origin', x.origin))::TEXT FROM taint x
      WHERE x.agent = $2 AND (x.value_hash = ANY($6) OR (x.passage IS NOT NULL AND (
@@ -126,6 +126,7 @@ SELECT
 ",
         DECIDING_APPROVAL = super::human::DECIDING_APPROVAL,
         WINDOW_SUM = window_sum("$2", "$5"),
+        TOOLS_READ_FROM = super::runtime::tools_read_from("$2"),
     )
 });
 
@@ -493,13 +494,15 @@ pub(super) fn consume_for_call(c: &mut impl GenericClient, jti: &str, forwarded:
     Ok(c.query_one(CONSUME.as_str(), &args.params())?.try_get(0)?)
 }
 
-/// Count a request: one statement (the window is read by [`read_request`]).
-pub(super) fn note_request(c: &mut impl GenericClient, agent: &str, now: i64) -> Result<(), Fail> {
-    count_request(c, agent, now).map(drop)
-}
 
 /// [`count_request`]'s statement, built once.
-pub(super) static COUNT: LazyLock<String> = LazyLock::new(|| format!("WITH counted AS ({}) SELECT total FROM counted", count_cte("$1", "$2", "true")));
+/// The head is locked first, as by every other write of this store: a count
+/// committed in a batch with other units holds its window row until the
+/// batch commits, and a window row taken before the head would deadlock
+/// with a grant or a release of the same agent (head, then window row).
+pub(super) static COUNT: LazyLock<String> = LazyLock::new(|| {
+    format!("WITH {HEAD_CTE}, counted AS ({}) SELECT total FROM counted", count_cte("$1", "$2", "EXISTS (SELECT 1 FROM audit_head_locked)"))
+});
 
 /// Count a request and give the agent's window with it, one statement.
 pub(super) fn count_request(c: &mut impl GenericClient, agent: &str, now: i64) -> Result<u32, Fail> {

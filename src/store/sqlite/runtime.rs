@@ -160,8 +160,16 @@ pub(super) fn taint_lookup(conn: &Connection, agent: &str, probe: &TaintProbe) -
             entries.insert(value, source);
         }
     }
+    // The tools it read from, one index seek per tool (a plain DISTINCT
+    // would scan every entry of a full ledger on every request).
     let tools = conn
-        .prepare_cached("SELECT DISTINCT tool FROM taint WHERE agent=?1 ORDER BY tool")?
+        .prepare_cached(
+            "WITH RECURSIVE read_from(tool) AS (
+                 SELECT min(tool) FROM taint WHERE agent=?1
+                 UNION ALL
+                 SELECT (SELECT min(tool) FROM taint WHERE agent=?1 AND tool > read_from.tool) FROM read_from WHERE read_from.tool IS NOT NULL)
+             SELECT tool FROM read_from WHERE tool IS NOT NULL",
+        )?
         .query_map(params![agent], |r| r.get::<_, String>(0))?
         .collect::<Result<Vec<_>, _>>()?;
     Ok(TaintLedger::from_lookup(entries, tools, overflowed(conn, agent)?))

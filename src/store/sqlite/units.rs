@@ -96,13 +96,6 @@ pub(super) fn window_count(conn: &Connection, agent: &str, now: i64) -> Result<u
     Ok(u32::try_from(counted.unwrap_or(0)).unwrap_or(u32::MAX))
 }
 
-pub(super) fn note_request(conn: &mut Connection, agent: &str, now: i64) -> Result<(), StoreError> {
-    let tx = conn.transaction_with_behavior(TransactionBehavior::Immediate)?;
-    bump_request_count(&tx, agent, now)?;
-    tx.commit()?;
-    Ok(())
-}
-
 pub(super) fn grant(conn: &mut Connection, g: &Grant<'_>) -> Result<Granted, StoreError> {
     let tx = conn.transaction_with_behavior(TransactionBehavior::Immediate)?;
     if g.count {
