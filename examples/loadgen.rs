@@ -84,6 +84,12 @@ struct Args {
     /// lookup runs against a full ledger (compare with 0).
     #[arg(long, default_value_t = 0)]
     ledger_pages: usize,
+    /// Open and close this many handshake-era sessions through the gateway
+    /// (initialize, tools/list, close with DELETE), 16 at a time, and print
+    /// the gateway's resident memory after every 1,000; then stop. Bounded
+    /// by --seconds for the whole run.
+    #[arg(long, default_value_t = 0)]
+    sessions: usize,
 }
 
 struct RunResult {
@@ -364,6 +370,41 @@ async fn run(url: &str, token: Option<&str>, tool: &str, clients: usize, calls: 
     Ok(RunResult { latencies_us, call_us, errors, elapsed, counts })
 }
 
+/// Open and close `total` handshake-era sessions, 16 at a time, printing
+/// the gateway's RSS after each thousand.
+async fn sessions_memory(url: &str, token: &str, total: usize, limit: Duration, pid: u32) -> Result<(), String> {
+    const AT_ONCE: usize = 16;
+    println!("handshake-era sessions opened and closed (initialize, tools/list, DELETE), {AT_ONCE} at a time; gateway RSS:");
+    println!("{:>9} {:>10} {:>9}", "sessions", "RSS MiB", "seconds");
+    if let Some(rss) = rss_mib(pid) {
+        println!("{:>9} {:>10.1} {:>9.1}", 0, rss, 0.0);
+    }
+    let started = Instant::now();
+    let mut done = 0;
+    while done < total {
+        if started.elapsed() > limit {
+            return Err(format!("stopped after {done} sessions: the {} s limit", limit.as_secs()));
+        }
+        let batch = AT_ONCE.min(total - done);
+        let opened = futures::future::join_all((0..batch).map(|_| async {
+            let cfg = StreamableHttpClientTransportConfig::with_uri(url.to_owned()).auth_header(token.to_owned());
+            let client = ().serve(StreamableHttpClientTransport::from_config(cfg)).await.map_err(|e| format!("connect {url}: {e}"))?;
+            client.peer().list_all_tools().await.map_err(|e| format!("tools/list: {e}"))?;
+            client.cancel().await.map_err(|e| format!("close: {e}"))?;
+            Ok::<(), String>(())
+        }))
+        .await;
+        opened.into_iter().collect::<Result<Vec<()>, String>>()?;
+        let before = done;
+        done += batch;
+        if done / 1000 > before / 1000 || done == total {
+            let rss = rss_mib(pid).ok_or("cannot read the gateway's memory")?;
+            println!("{:>9} {:>10.1} {:>9.1}", done, rss, started.elapsed().as_secs_f64());
+        }
+    }
+    Ok(())
+}
+
 /// Words of letters only, different on every page.
 fn word(n: usize) -> String {
     (0..5).map(|i| char::from(b'a' + (n / 26usize.pow(i) % 26) as u8)).collect()
@@ -516,6 +557,12 @@ async fn real_main() -> Result<(), String> {
         return Err(format!("mint failed: {}", String::from_utf8_lossy(&out.stderr)));
     }
 
+    if args.sessions > 0 {
+        let pid = replicas.first().map(|(k, _)| k.0.id()).ok_or("no gateway")?;
+        sessions_memory(&gw_url, &token, args.sessions, limit, pid).await?;
+        let _ = std::fs::remove_dir_all(&dir);
+        return Ok(());
+    }
     if args.count_statements {
         let url = args.store.as_deref().ok_or("--count-statements needs --store postgres://...")?;
         println!("PostgreSQL statements per authorized call (read_note through one gateway; clients: MCP {})", if modern { "2026-07-28" } else { "handshake" });
