@@ -85,9 +85,9 @@ struct Args {
     #[arg(long, default_value_t = 0)]
     ledger_pages: usize,
     /// Open and close this many handshake-era sessions through the gateway
-    /// (initialize, tools/list, close with DELETE), 16 at a time, and print
-    /// the gateway's resident memory after every 1,000; then stop. Bounded
-    /// by --seconds for the whole run.
+    /// (initialize, tools/list, a task with one `jit_call`, close with
+    /// DELETE), 16 at a time, and print the gateway's resident memory after
+    /// every 1,000; then stop. Bounded by --seconds for the whole run.
     #[arg(long, default_value_t = 0)]
     sessions: usize,
 }
@@ -374,7 +374,7 @@ async fn run(url: &str, token: Option<&str>, tool: &str, clients: usize, calls: 
 /// the gateway's RSS after each thousand.
 async fn sessions_memory(url: &str, token: &str, total: usize, limit: Duration, pid: u32) -> Result<(), String> {
     const AT_ONCE: usize = 16;
-    println!("handshake-era sessions opened and closed (initialize, tools/list, DELETE), {AT_ONCE} at a time; gateway RSS:");
+    println!("handshake-era sessions opened and closed (initialize, tools/list, a task with one jit_call, DELETE), {AT_ONCE} at a time; gateway RSS:");
     println!("{:>9} {:>10} {:>9}", "sessions", "RSS MiB", "seconds");
     if let Some(rss) = rss_mib(pid) {
         println!("{:>9} {:>10.1} {:>9.1}", 0, rss, 0.0);
@@ -390,6 +390,8 @@ async fn sessions_memory(url: &str, token: &str, total: usize, limit: Duration, 
             let cfg = StreamableHttpClientTransportConfig::with_uri(url.to_owned()).auth_header(token.to_owned());
             let client = ().serve(StreamableHttpClientTransport::from_config(cfg)).await.map_err(|e| format!("connect {url}: {e}"))?;
             client.peer().list_all_tools().await.map_err(|e| format!("tools/list: {e}"))?;
+            let task = begin_task(&client, "workspace__read_note").await?;
+            one_step_call(&client, &task, "workspace__read_note").await?;
             client.cancel().await.map_err(|e| format!("close: {e}"))?;
             Ok::<(), String>(())
         }))
