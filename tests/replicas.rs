@@ -606,3 +606,73 @@ async fn a_database_outage_is_logged_once_not_per_connection_attempt() {
     .await;
     gw.wait_log("connected to the PostgreSQL store again").await;
 }
+
+/// A gateway killed after the store committed its `jit_call` (the token
+/// spent on the call and the `call.forwarded` record, in one batch) and
+/// before it forwarded the call: the call never reaches the server, the
+/// token is spent and stays spent (nothing runs it later, from this
+/// process restarted or another), the chain verifies, the record of the
+/// call has no result (its outcome is unknown, as `trace` shows), and the
+/// agent's next call works. The kill lands in that window because the
+/// grant waits in PostgreSQL behind a lock this test holds on the audit
+/// head: it is killed while it waits, and PostgreSQL commits the statement
+/// it already received once the lock is released.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_gateway_killed_between_its_commit_and_the_forward_sends_nothing_and_spends_the_token() {
+    let pg = Postgres::start();
+    let url = pg.fresh_database();
+    let store = format!("\n[store]\nurl = \"{url}\"\npool_size = 4\n");
+    let dep = Deployment::new(&Setup { extra_config: store, ..Setup::default() });
+    let gw = Gateway::start(&dep);
+    gw.wait_server("workspace", "ready").await;
+    let token = dep.mint("triage");
+    let client = gw.connect_modern(&token).await;
+    let task = begin(&client, json!([{"name": "reply", "tools": ["workspace__send_message"]}])).await.unwrap();
+    let send = |to: &str| json!({"task": task, "tool": "workspace__send_message", "arguments": {"to": to, "subject": "s", "body": "b"}, "purpose": "reply"});
+
+    let db = connect_async(&url).await;
+    db.batch_execute("BEGIN; SELECT 1 FROM audit_head FOR UPDATE").await.unwrap();
+    let call = {
+        let (client, args) = (Arc::new(client), send("crash@example.org"));
+        let c = client.clone();
+        (tokio::spawn(async move { raw_call(&c, "jit_call", args).await }), client)
+    };
+    let watcher = Arc::new(connect_async(&url).await);
+    let count = |sql: &'static str| {
+        let watcher = watcher.clone();
+        async move { watcher.query_one(sql, &[]).await.unwrap().get::<_, i64>(0) }
+    };
+    eventually(Duration::from_secs(20), || async {
+        (count("SELECT count(*) FROM pg_stat_activity WHERE application_name = 'jitgate' AND wait_event_type = 'Lock'").await > 0).then_some(())
+    })
+    .await;
+    gw.crash();
+    db.batch_execute("COMMIT").await.unwrap();
+    // PostgreSQL runs what it received and commits it; then notices the
+    // client is gone.
+    eventually(Duration::from_secs(20), || async { (count("SELECT count(*) FROM tokens WHERE state = 'consumed'").await == 1).then_some(()) }).await;
+    assert!(call.0.await.unwrap().is_err(), "the agent gets no answer from a killed gateway");
+    drop(call.1);
+    assert!(!sent_to(&dep).contains(&"crash@example.org".to_owned()), "the call never reached the server");
+
+    // Restarted: the spent token is not run, the chain holds, the call has
+    // a forwarded record and no result, and the agent goes on.
+    let gw = Gateway::start(&dep);
+    gw.wait_server("workspace", "ready").await;
+    assert_eq!(count("SELECT count(*) FROM audit WHERE kind = 'call.forwarded'").await, 1);
+    assert_eq!(count("SELECT count(*) FROM audit WHERE kind = 'call.result'").await, 0);
+    let (code, out, err) = jitgate(&["audit", "verify", "--config", dep.config.to_str().unwrap()]);
+    assert_eq!(code, Some(0), "{out}{err}");
+    let client = gw.connect_modern(&token).await;
+    let again = raw_call(&client, "jit_call", send("bob@example.org")).await.unwrap();
+    assert_ne!(again.is_error, Some(true), "{}", text_of(&again));
+    assert!(sent_to(&dep).contains(&"bob@example.org".to_owned()));
+    assert!(!sent_to(&dep).contains(&"crash@example.org".to_owned()), "nothing ran the spent call later");
+}
+
+/// A client of the async driver, its connection driven on the test's runtime.
+async fn connect_async(url: &str) -> deadpool_postgres::tokio_postgres::Client {
+    let (client, connection) = deadpool_postgres::tokio_postgres::connect(url, deadpool_postgres::tokio_postgres::NoTls).await.unwrap();
+    tokio::spawn(connection);
+    client
+}
