@@ -153,6 +153,7 @@ const CASES: &[Case] = &[
     ("a_parallel_burst_of_grants_meets_the_rate_limit_exactly", a_parallel_burst_of_grants_meets_the_rate_limit_exactly),
     ("the_units_called_from_async_code_keep_every_guarantee", the_units_called_from_async_code_keep_every_guarantee),
     ("an_async_burst_of_grants_and_counts_across_seconds_is_counted_exactly", an_async_burst_of_grants_and_counts_across_seconds_is_counted_exactly),
+    ("a_question_and_an_approval_are_opened_with_their_records_or_not_at_all", a_question_and_an_approval_are_opened_with_their_records_or_not_at_all),
 ];
 
 /// Run every case (or those `STORE_SUITE_CASE` names) on a fresh database;
@@ -955,15 +956,15 @@ fn taint_is_capped_refreshed_and_forgotten(s: &dyn Store, db: &Db) {
 }
 
 fn end_user_answers_are_taken_once_and_declines_stand(s: &dyn Store, _: &Db) {
-    s.ask_end_user("q1", "a", "t1", "d1", 100, 200).unwrap();
+    s.ask_end_user("q1", "a", "t1", "d1", 100, 200, &event("confirmation.asked")).unwrap();
     assert!(!s.take_end_user_answer("q1", "b", "t1", "d1", 110).unwrap(), "another agent");
     assert!(!s.take_end_user_answer("q1", "a", "t2", "d1", 110).unwrap(), "another task");
     assert!(!s.take_end_user_answer("q1", "a", "t1", "d2", 110).unwrap(), "another request");
     assert!(s.take_end_user_answer("q1", "a", "t1", "d1", 110).unwrap());
     assert!(!s.take_end_user_answer("q1", "a", "t1", "d1", 111).unwrap(), "taken once");
-    s.ask_end_user("q2", "a", "t1", "d1", 100, 150).unwrap();
+    s.ask_end_user("q2", "a", "t1", "d1", 100, 150, &event("confirmation.asked")).unwrap();
     assert!(!s.take_end_user_answer("q2", "a", "t1", "d1", 150).unwrap(), "expired");
-    assert!(s.ask_end_user("q1", "a", "t1", "d1", 120, 300).is_err(), "a question id is unique while kept");
+    assert!(s.ask_end_user("q1", "a", "t1", "d1", 120, 300, &event("confirmation.asked")).is_err(), "a question id is unique while kept");
 
     assert!(!s.end_user_declined("a", "d1", 100).unwrap());
     s.record_end_user_decline("a", "t1", "d1", 100, 160).unwrap();
@@ -973,7 +974,7 @@ fn end_user_answers_are_taken_once_and_declines_stand(s: &dyn Store, _: &Db) {
     assert!(!s.end_user_declined("a", "d2", 159).unwrap());
     assert!(!s.end_user_declined("a", "d1", 160).unwrap(), "stands until `until`");
     // An asked question is not a decline.
-    s.ask_end_user("q3", "a", "t1", "d3", 100, 200).unwrap();
+    s.ask_end_user("q3", "a", "t1", "d3", 100, 200, &event("confirmation.asked")).unwrap();
     assert!(!s.end_user_declined("a", "d3", 110).unwrap());
 }
 
@@ -983,16 +984,16 @@ fn end_user_answers_are_taken_once_and_declines_stand(s: &dyn Store, _: &Db) {
 fn a_decline_or_a_denial_closes_every_question_about_the_request(s: &dyn Store, _: &Db) {
     let agent = "spiffe://x/agent/a";
     // Two questions about one request; the end user declines through one.
-    s.ask_end_user("q1", agent, "t1", "d1", 100, 400).unwrap();
-    s.ask_end_user("q2", agent, "t1", "d1", 101, 400).unwrap();
+    s.ask_end_user("q1", agent, "t1", "d1", 100, 400, &event("confirmation.asked")).unwrap();
+    s.ask_end_user("q2", agent, "t1", "d1", 101, 400, &event("confirmation.asked")).unwrap();
     s.record_end_user_decline(agent, "t1", "d1", 110, 400).unwrap();
     assert!(!s.take_end_user_answer("q2", agent, "t1", "d1", 120).unwrap(), "the other question is closed by the decline");
     assert!(!s.take_end_user_answer("q1", agent, "t1", "d1", 120).unwrap());
     // A question about another request is untouched.
-    s.ask_end_user("q3", agent, "t1", "d2", 100, 400).unwrap();
+    s.ask_end_user("q3", agent, "t1", "d2", 100, 400, &event("confirmation.asked")).unwrap();
     assert!(s.take_end_user_answer("q3", agent, "t1", "d2", 120).unwrap());
     // A person denies a request while a question about it is open.
-    s.ask_end_user("q4", agent, "t1", "d4", 100, 400).unwrap();
+    s.ask_end_user("q4", agent, "t1", "d4", 100, 400, &event("confirmation.asked")).unwrap();
     s.create_approval(&approval("a4", "d4", 300)).unwrap();
     assert!(matches!(s.decide_approval("a4", false, "bob", "no", 130, 300, &record).unwrap(), DecideOutcome::Decided(_)));
     assert!(!s.take_end_user_answer("q4", agent, "t1", "d4", 140).unwrap(), "a denial closes the question");
@@ -1001,7 +1002,7 @@ fn a_decline_or_a_denial_closes_every_question_about_the_request(s: &dyn Store, 
     s.create_approval(&Approval { id: "a4b".into(), task: "t2".into(), created_at: 150, ..approval("a4b", "d4", 900) }).unwrap();
     assert_eq!(s.approval_for_request("d4", 160).unwrap().map(|a| (a.id, a.state)), Some(("a4".into(), ApprovalState::Denied)));
     // An approval that is granted does not close anything.
-    s.ask_end_user("q5", agent, "t1", "d5", 100, 400).unwrap();
+    s.ask_end_user("q5", agent, "t1", "d5", 100, 400, &event("confirmation.asked")).unwrap();
     s.create_approval(&approval("a5", "d5", 300)).unwrap();
     assert!(matches!(s.decide_approval("a5", true, "bob", "ok", 130, 300, &record).unwrap(), DecideOutcome::Decided(_)));
     assert!(s.take_end_user_answer("q5", agent, "t1", "d5", 140).unwrap());
@@ -1140,7 +1141,7 @@ fn concurrent_phase_advances_move_once(s: &dyn Store, db: &Db) {
 
 fn concurrent_once_only_operations_succeed_once(s: &dyn Store, db: &Db) {
     s.create_task(&task("t1", 1000)).unwrap();
-    s.ask_end_user("q1", "a", "t1", "d1", 100, 200).unwrap();
+    s.ask_end_user("q1", "a", "t1", "d1", 100, 200, &event("confirmation.asked")).unwrap();
     s.record_break_glass(&grant("bg1", 1)).unwrap();
     s.quarantine("q", "drift", &event("quarantine"), 1).unwrap();
     let handles = db.handles(10);
@@ -1522,6 +1523,49 @@ fn an_async_burst_of_grants_and_counts_across_seconds_is_counted_exactly(s: &dyn
     assert_eq!(recorded + counts_within, LIMIT as usize, "the first {LIMIT} counted: the grants among them are written, no other");
     assert!(totals.iter().all(|t| *t <= N as u32));
     assert_eq!(s.read_request(&RequestRead { now: 124, ..request_read("t1") }).unwrap().rate, N as u32 + 1, "every request counted once");
+    let report = verify_chain(&jitgate::store::all_audit_records(s, usize::MAX).unwrap());
+    assert!(report.ok(), "{:?}", report.problems);
+}
+
+/// Issue 26: a question to the end user and a pending approval are each
+/// written with their audit record in one transaction, or not at all; the
+/// cap on an agent's pending approvals holds for requests opened at the
+/// same moment through several handles.
+fn a_question_and_an_approval_are_opened_with_their_records_or_not_at_all(s: &dyn Store, db: &Db) {
+    s.create_task(&task("t1", 1000)).unwrap();
+    let records = |s: &dyn Store, kind: &str| jitgate::store::all_audit_records(s, usize::MAX).unwrap().into_iter().filter(|r| r.kind == kind).count();
+    let pending = |id: &str| Approval { agent: "triage".into(), state: ApprovalState::Pending, ..approval(id, &format!("d-{id}"), 1000) };
+    let intent = |id: &str| Event::new("intent", Some("t1"), Some("triage"), serde_json::json!({"decision": "pending_approval", "approval": id}));
+
+    // A failed record writes neither the question nor the approval.
+    db.break_audit();
+    assert!(s.ask_end_user("q1", "triage", "t1", "d1", 100, 200, &event("confirmation.asked")).is_err());
+    assert!(s.open_approval(&pending("ap0"), 5, &intent("ap0"), 100).is_err());
+    db.mend_audit();
+    assert!(!s.take_end_user_answer("q1", "triage", "t1", "d1", 110).unwrap(), "no question without its record");
+    assert!(s.approval("ap0", 100).unwrap().is_none(), "no approval without its record");
+    assert_eq!(records(s, "confirmation.asked") + records(s, "intent"), 0);
+
+    // The legitimate flow: each written with its record.
+    s.ask_end_user("q1", "triage", "t1", "d1", 100, 200, &event("confirmation.asked")).unwrap();
+    assert_eq!(records(s, "confirmation.asked"), 1);
+    assert_eq!(s.open_approval(&pending("ap1"), 5, &intent("ap1"), 100).unwrap(), None);
+    assert_eq!(s.approval("ap1", 100).unwrap().map(|a| a.state), Some(ApprovalState::Pending));
+    assert_eq!(records(s, "intent"), 1);
+
+    // Opened at the same moment from ten handles, under a cap of 5 (one
+    // already pending): exactly four more, each with its record.
+    let handles = db.handles(10);
+    let opened = race(&handles, 10, move |s, i| {
+        let id = format!("race{i}");
+        let a = Approval { agent: "triage".into(), state: ApprovalState::Pending, ..approval(&id, &format!("d-{id}"), 1000) };
+        let record = Event::new("intent", Some("t1"), Some("triage"), serde_json::json!({"decision": "pending_approval", "approval": id}));
+        s.open_approval(&a, 5, &record, 100).unwrap()
+    });
+    assert_eq!(opened.iter().filter(|o| o.is_none()).count(), 4, "{opened:?}");
+    assert!(opened.iter().flatten().all(|n| *n == 5), "a refused one saw the cap full: {opened:?}");
+    assert_eq!(s.pending_approvals_of("triage", 100).unwrap(), 5);
+    assert_eq!(records(s, "intent"), 5);
     let report = verify_chain(&jitgate::store::all_audit_records(s, usize::MAX).unwrap());
     assert!(report.ok(), "{:?}", report.problems);
 }

@@ -834,11 +834,8 @@ async fn ask_end_user(shared: &super::Shared, agent: &VerifiedAgent, binding: Bi
             let ttl = answer_ttl(shared);
             let (qid, agent_id, task, digest, now) = (id.clone(), agent.agent.id.clone(), checked.task.id.clone(), checked.digest.clone(), asked.now);
             let event = confirm::event("confirmation.asked", agent, &checked.task.id, &asked.tool, &checked.digest, "input_required", None);
-            let stored = store_op(&shared.store, move |s| {
-                s.append_audit(&event, now)?;
-                s.ask_end_user(&qid, &agent_id, &task, &digest, now, now.saturating_add(ttl))
-            })
-            .await;
+            // The question and its record: one unit of work.
+            let stored = store_op(&shared.store, move |s| s.ask_end_user(&qid, &agent_id, &task, &digest, now, now.saturating_add(ttl), &event)).await;
             match stored {
                 Ok(()) => {
                     tracing::info!(task = %checked.task.id, tool = %crate::telemetry::Clean(&asked.tool), "asking the end user to confirm");
@@ -1340,8 +1337,11 @@ async fn respond(
         Outcome::Allow => None,
     };
     if let Some(group) = pending {
-        let answer =
-            pending_approval(session, agent, task, &asked.tool, constraints, &asked.purpose, checked.digest.clone(), group, policies, checked.existing.clone()).await;
+        let (answer, recorded) =
+            pending_approval(session, agent, task, &asked.tool, constraints, &asked.purpose, checked.digest.clone(), group, policies, checked.existing.clone(), &intent).await;
+        if recorded {
+            return answer;
+        }
         intent["decision"] = json!("pending_approval");
         intent["approval"] = answer.structured_content.as_ref().map(|v| v["approval"].clone()).unwrap_or_default();
         if answer.is_error == Some(true) {
@@ -1630,19 +1630,21 @@ async fn pending_approval(
     group: String,
     policies: Vec<String>,
     existing: Option<Approval>,
-) -> CallToolResult {
+    intent: &Value,
+) -> (CallToolResult, bool) {
     let shared = &session.shared;
     let now = shared.clock.now_unix();
+    let mut recorded = false;
     let approval = match existing {
         Some(a) if a.state == ApprovalState::Pending && a.group == group && a.task == task.id => a,
         Some(a) if a.state == ApprovalState::Denied => {
             tracing::info!(approval = %a.id, "request denied by an approver earlier");
-            return approval_denied(&a);
+            return (approval_denied(&a), false);
         }
         _ => {
             let id = match token::new_jti() {
                 Ok(j) => format!("apr_{j}"),
-                Err(e) => return refusal_result(e.code(), &e.to_string()),
+                Err(e) => return (refusal_result(e.code(), &e.to_string()), false),
             };
             let a = Approval {
                 id,
@@ -1664,29 +1666,29 @@ async fn pending_approval(
             };
             let record = a.clone();
             let max = shared.config.limits.max_pending_approvals_per_agent;
-            let created = store_op(&shared.store, move |s| {
-                let pending = s.pending_approvals_of(&record.agent, now)?;
-                if pending >= max {
-                    return Ok(Some(pending));
-                }
-                s.create_approval(&record).map(|()| None)
-            })
-            .await;
+            let mut data = intent.clone();
+            data["decision"] = json!("pending_approval");
+            data["approval"] = json!(a.id);
+            let event = Event::new("intent", Some(&task.id), Some(&agent.agent.id), data);
+            // The approval and the request's record: one unit of work, under
+            // the agent's cap on pending approvals.
+            let created = store_op(&shared.store, move |s| s.open_approval(&record, max, &event, now)).await;
             match created {
-                Ok(None) => {}
+                Ok(None) => recorded = true,
                 Ok(Some(pending)) => {
-                    return refusal_result(
+                    let refusal = refusal_result(
                         "too_many_pending_approvals",
                         &format!("this agent already waits for {pending} approvals (limits.max_pending_approvals_per_agent); wait for a person to decide them or let them expire"),
                     );
+                    return (refusal, false);
                 }
-                Err(r) => return r,
+                Err(r) => return (r, false),
             }
             tracing::warn!(approval = %a.id, group = %group, agent = %agent.agent.name, task = %task.id, tool, policies = ?policies, "approval requested");
             a
         }
     };
-    ok(json!({
+    let answer = ok(json!({
         "decision": "pending_approval",
         "approval": approval.id,
         "group": approval.group,
@@ -1696,7 +1698,8 @@ async fn pending_approval(
             "a person of group `{}` must approve this exact request. Check with {APPROVAL_STATUS} {{\"approval\": \"{}\"}}; once approved, call {REQUEST} again with the same task, tool, arguments and purpose to get the token",
             approval.group, approval.id
         ),
-    }))
+    }));
+    (answer, recorded)
 }
 
 /// Drift: revoke everything the agent holds and quarantine it until a person

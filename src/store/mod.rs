@@ -508,6 +508,11 @@ pub trait Store: Send + Sync + 'static {
 
     /// Record a new pending approval.
     fn create_approval(&self, approval: &Approval) -> Result<(), StoreError>;
+    /// Unit of work: open a pending approval with the request's `intent`
+    /// record, in one transaction, unless the agent already waits for
+    /// `max_pending` approvals (then nothing is written and the count is
+    /// returned). Concurrent requests cannot both pass the cap.
+    fn open_approval(&self, approval: &Approval, max_pending: usize, record: &crate::audit::Event, now: i64) -> Result<Option<usize>, StoreError>;
     /// How many approvals of `agent` are pending and unexpired.
     fn pending_approvals_of(&self, agent: &str, now: i64) -> Result<usize, StoreError>;
     fn approval(&self, id: &str, now: i64) -> Result<Option<Approval>, StoreError>;
@@ -539,8 +544,9 @@ pub trait Store: Send + Sync + 'static {
     fn release(&self, agent: &str, by: &str, note: &str, event: &crate::audit::Event, now: i64) -> Result<bool, StoreError>;
     fn quarantined(&self, agent: &str) -> Result<Option<Quarantine>, StoreError>;
     /// Remember a question put to the agent's end user about one canonical
-    /// request (`digest`) of one task, answerable until `expires_at`.
-    fn ask_end_user(&self, id: &str, agent: &str, task: &str, digest: &str, now: i64, expires_at: i64) -> Result<(), StoreError>;
+    /// request (`digest`) of one task, answerable until `expires_at`, with
+    /// its `confirmation.asked` record, in one transaction.
+    fn ask_end_user(&self, id: &str, agent: &str, task: &str, digest: &str, now: i64, expires_at: i64, record: &crate::audit::Event) -> Result<(), StoreError>;
     /// Take the answer to question `id`: true exactly once, and only for the
     /// agent, task and request it was asked about, before it expires.
     fn take_end_user_answer(&self, id: &str, agent: &str, task: &str, digest: &str, now: i64) -> Result<bool, StoreError>;

@@ -1352,6 +1352,22 @@ impl Store for PostgresStore {
         self.with_client(|c| human::create_approval(c, a))
     }
 
+    fn open_approval(&self, a: &Approval, max_pending: usize, record: &crate::audit::Event, now: i64) -> Result<Option<usize>, StoreError> {
+        self.transaction(|tx| {
+            // The head first, as every writer: concurrent openings of any
+            // agent take turns, so each counts the ones before it.
+            lock(tx, AUDIT_LOCK)?;
+            let n: i64 = tx.query_one("SELECT count(*) FROM approvals WHERE agent=$1 AND state='pending' AND expires_at > $2", &[&a.agent, &now])?.try_get(0)?;
+            let pending = to_usize(n);
+            if pending >= max_pending {
+                return Ok(Some(pending));
+            }
+            human::create_approval(tx, a)?;
+            audit::append_in(tx, record, now)?;
+            Ok(None)
+        })
+    }
+
     fn pending_approvals_of(&self, agent: &str, now: i64) -> Result<usize, StoreError> {
         self.with_client(|c| {
             let n: i64 = c.query_one("SELECT count(*) FROM approvals WHERE agent=$1 AND state='pending' AND expires_at > $2", &[&agent, &now])?.try_get(0)?;
@@ -1448,14 +1464,16 @@ impl Store for PostgresStore {
         })
     }
 
-    fn ask_end_user(&self, id: &str, agent: &str, task: &str, digest: &str, now: i64, expires_at: i64) -> Result<(), StoreError> {
-        self.with_client(|c| {
+    fn ask_end_user(&self, id: &str, agent: &str, task: &str, digest: &str, now: i64, expires_at: i64, record: &crate::audit::Event) -> Result<(), StoreError> {
+        self.transaction(|tx| {
+            lock(tx, AUDIT_LOCK)?;
             // Questions and declines are kept until they expire.
-            c.execute("DELETE FROM confirmations WHERE expires_at <= $1", &[&now])?;
-            c.execute(
+            tx.execute("DELETE FROM confirmations WHERE expires_at <= $1", &[&now])?;
+            tx.execute(
                 "INSERT INTO confirmations(id, agent, task, digest, asked_at, expires_at) VALUES ($1,$2,$3,$4,$5,$6)",
                 &[&id, &agent, &task, &digest, &now, &expires_at],
             )?;
+            audit::append_in(tx, record, now)?;
             Ok(())
         })
     }

@@ -719,6 +719,22 @@ impl Store for SqliteStore {
         human::create_approval(&self.conn(), a)
     }
 
+    fn open_approval(&self, a: &Approval, max_pending: usize, record: &crate::audit::Event, now: i64) -> Result<Option<usize>, StoreError> {
+        let mut conn = self.conn();
+        let tx = conn.transaction_with_behavior(rusqlite::TransactionBehavior::Immediate)?;
+        let n: i64 = tx
+            .prepare_cached("SELECT count(*) FROM approvals WHERE agent=?1 AND state='pending' AND expires_at > ?2")?
+            .query_row(params![a.agent, now], |r| r.get(0))?;
+        let pending = usize::try_from(n).unwrap_or(usize::MAX);
+        if pending >= max_pending {
+            return Ok(Some(pending));
+        }
+        human::create_approval(&tx, a)?;
+        audit::append_in(&tx, record, now)?;
+        tx.commit()?;
+        Ok(None)
+    }
+
     fn pending_approvals_of(&self, agent: &str, now: i64) -> Result<usize, StoreError> {
         let n: i64 = self
             .conn()
@@ -808,15 +824,17 @@ impl Store for SqliteStore {
         Ok(n == 1)
     }
 
-    fn ask_end_user(&self, id: &str, agent: &str, task: &str, digest: &str, now: i64, expires_at: i64) -> Result<(), StoreError> {
-        let conn = self.conn();
-        // Unanswered questions are kept only until they expire.
+    fn ask_end_user(&self, id: &str, agent: &str, task: &str, digest: &str, now: i64, expires_at: i64, record: &crate::audit::Event) -> Result<(), StoreError> {
+        let mut conn = self.conn();
+        let tx = conn.transaction_with_behavior(rusqlite::TransactionBehavior::Immediate)?;
         // Questions and declines are kept until they expire.
-        conn.execute("DELETE FROM confirmations WHERE expires_at <= ?1", params![now])?;
-        conn.execute(
+        tx.execute("DELETE FROM confirmations WHERE expires_at <= ?1", params![now])?;
+        tx.execute(
             "INSERT INTO confirmations(id, agent, task, digest, asked_at, expires_at) VALUES (?1,?2,?3,?4,?5,?6)",
             params![id, agent, task, digest, now, expires_at],
         )?;
+        audit::append_in(&tx, record, now)?;
+        tx.commit()?;
         Ok(())
     }
 
