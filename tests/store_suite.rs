@@ -1158,7 +1158,7 @@ fn concurrent_once_only_operations_succeed_once(s: &dyn Store, db: &Db) {
         assert_eq!(results.iter().filter(|r| r[k]).count(), 1, "{what}");
     }
     assert_eq!(s.revocations_since(0).unwrap().len(), 2, "the quarantine and the one end");
-    assert_eq!(s.audit_records(0, 100).unwrap().len(), 5, "the quarantine and its revocation, one end's revocation, one review, one release");
+    assert_eq!(s.audit_records(0, 100).unwrap().len(), 6, "the question asked, the quarantine and its revocation, one end's revocation, one review, one release");
 }
 
 /// A granted request's pieces, as the gateway builds them.
