@@ -426,6 +426,11 @@ fn fill_ledger(state: &Path, pages: usize) -> Result<(), String> {
         store.record_taint(AGENT, &output_entries(&page, &[]), &source, now_unix(), MAX_VALUES_PER_AGENT).map_err(|e| e.to_string())?;
     }
     let held = store.taint_ledger(AGENT).map_err(|e| e.to_string())?.passages_held();
+    drop(store);
+    // Into the database file, as a running gateway's checkpoints would have
+    // done long since: reads would otherwise search a large write-ahead log.
+    let db = rusqlite::Connection::open(state.join(jitgate::store::STORE_FILE)).map_err(|e| e.to_string())?;
+    db.query_row("PRAGMA wal_checkpoint(TRUNCATE)", [], |_| Ok(())).map_err(|e| e.to_string())?;
     println!("the load agent's taint ledger: {pages} untrusted pages read, {held} passages held");
     Ok(())
 }
