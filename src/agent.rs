@@ -301,7 +301,7 @@ mod tests {
 
     #[test]
     fn the_readme_reference_is_an_agent_file_this_parser_reads() {
-        let file = source::readme_toml_block("### Agent file (`agents/NAME.toml`)");
+        let file = source::reference_toml_block("## Agent file (`agents/NAME.toml`)");
         if let Err(e) = Agent::parse(file) {
             panic!("{e}");
         }

@@ -1139,7 +1139,7 @@ development = true
     fn the_readme_reference_is_a_config_this_parser_reads() {
         // Copied as is, every key must be where jitgate looks for it
         // (`content` and `redact` under [http] instead of [audit] failed).
-        let file = source::readme_toml_block("### Gateway config (`gateway.toml`)");
+        let file = source::reference_toml_block("## Gateway config (`gateway.toml`)");
         if let Err(e) = source::parse_toml::<RawConfig>(&file) {
             panic!("{e}");
         }

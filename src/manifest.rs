@@ -519,7 +519,7 @@ mod tests {
 
     #[test]
     fn the_readme_reference_is_a_manifest_this_parser_reads() {
-        let file = source::readme_toml_block("### Tool manifest (`tool-manifests/NAME.toml`)");
+        let file = source::reference_toml_block("## Tool manifest (`tool-manifests/NAME.toml`)");
         if let Err(e) = source::parse_toml::<RawManifest>(&file) {
             panic!("{e}");
         }

@@ -94,16 +94,16 @@ pub mod duration {
     }
 }
 
-/// The first ```toml block after `heading` in the README, as a file whose
-/// errors name README.md and the block's own lines: the reference there is
+/// The first ```toml block after `heading` in docs/reference.md, as a file
+/// whose errors name that page and the block's own lines: the reference is
 /// copied as is, so tests parse it with the types that read real files.
 #[cfg(test)]
-pub(crate) fn readme_toml_block(heading: &str) -> SourceFile {
-    const README: &str = include_str!("../README.md");
-    let after = README.split_once(heading).map(|(_, rest)| rest).unwrap_or_else(|| panic!("README.md has no heading {heading:?}"));
+pub(crate) fn reference_toml_block(heading: &str) -> SourceFile {
+    const REFERENCE: &str = include_str!("../docs/reference.md");
+    let after = REFERENCE.split_once(heading).map(|(_, rest)| rest).unwrap_or_else(|| panic!("docs/reference.md has no heading {heading:?}"));
     let block = after.split_once("```toml\n").map(|(_, rest)| rest).unwrap_or_else(|| panic!("no ```toml block after {heading:?}"));
     let text = block.split_once("\n```").map(|(b, _)| b).unwrap_or_else(|| panic!("the block after {heading:?} does not end"));
-    SourceFile { path: format!("README.md ({heading})").into(), text: text.to_owned() }
+    SourceFile { path: format!("docs/reference.md ({heading})").into(), text: text.to_owned() }
 }
 
 #[cfg(test)]

@@ -720,7 +720,7 @@ fn the_starting_policy_asks_the_end_user_about_third_party_values_in_sinks() {
 fn the_personal_assistant_recipe_lets_the_end_user_confirm_critical_calls() {
     let recipe = std::fs::read_to_string(repo_root().join("examples/policies/personal-assistant.cedar")).unwrap();
     // The policy guide shows the same rule, without its comments.
-    let readme = std::fs::read_to_string(repo_root().join("README.md")).unwrap();
+    let readme = std::fs::read_to_string(repo_root().join("docs/platform.md")).unwrap();
     let shown = readme.split("```cedar\n").find(|b| b.starts_with("@id(\"personal-assistant-")).and_then(|b| b.split("```").next()).expect("the recipe in the policy guide");
     let rule: String = recipe.lines().map(|l| l.split("//").next().unwrap_or_default().trim_end()).filter(|l| !l.is_empty()).map(|l| format!("{l}\n")).collect();
     assert_eq!(shown, rule);

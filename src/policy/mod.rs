@@ -320,7 +320,7 @@ impl PolicyEngine {
                 file: dir.to_owned(),
                 line: 0,
                 column: 0,
-                message: "no *.cedar files: with no policy everything is denied; add policies (see the README's policy guide)".into(),
+                message: "no *.cedar files: with no policy everything is denied; add policies (see the policy guide in docs/platform.md)".into(),
             });
         }
         for (path, text) in &sources {

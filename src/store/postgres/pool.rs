@@ -42,7 +42,7 @@ impl From<&::postgres::Error> for ConnectError {
             let hint = if *code == SqlState::INVALID_PASSWORD || *code == SqlState::INVALID_AUTHORIZATION_SPECIFICATION {
                 "; check the user in the URL and the password (the config's [store] password_file or password_env; --password-env for `jitgate store copy`)"
             } else if *code == SqlState::INVALID_CATALOG_NAME {
-                "; create the database first (createdb, or CREATE DATABASE as the README's deployment section shows)"
+                "; create the database first (createdb, or CREATE DATABASE as docs/operations.md shows)"
             } else {
                 ""
             };
