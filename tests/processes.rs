@@ -370,3 +370,29 @@ async fn a_parallel_burst_of_held_requests_quarantines_the_agent() {
     assert_eq!(refusal_code(&again).as_deref(), Some("agent_quarantined"), "{}", text_of(&again));
     assert!(text_of(&again).contains("requests in the last minute"), "the burst is what quarantined it: {}", text_of(&again));
 }
+
+/// A NUL in a request (its purpose, an argument's name or value) is refused
+/// as bad input before anything is read or written: PostgreSQL's text
+/// cannot hold one, so such a request used to fail in the store, uncounted,
+/// and on PostgreSQL roll back the other requests committed with it. The
+/// same request without it is granted.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_request_carrying_a_nul_is_refused_as_bad_input() {
+    let dep = Deployment::new(&Setup::default());
+    let gw = Gateway::start(&dep);
+    gw.wait_server("workspace", "ready").await;
+    let client = gw.connect_modern(&dep.mint("triage")).await;
+    let task = begin(&client, json!([{"name": "read", "tools": ["workspace__read_note"]}])).await.unwrap();
+    let ask = |purpose: &str, constraints: serde_json::Value| json!({"task": task, "tool": "workspace__read_note", "constraints": constraints, "purpose": purpose});
+    for request in [
+        ask("read\u{0}", json!({"name": {"eq": "welcome.md"}})),
+        ask("read", json!({"na\u{0}me": {"eq": "welcome.md"}})),
+        ask("read", json!({"name": {"eq": "wel\u{0}come.md"}})),
+    ] {
+        let refused = raw_call(&client, "jit_request", request).await.unwrap();
+        assert_eq!(refused.is_error, Some(true));
+        assert!(text_of(&refused).contains("NUL"), "{}", text_of(&refused));
+    }
+    let granted = raw_call(&client, "jit_request", ask("read", json!({"name": {"eq": "welcome.md"}}))).await.unwrap();
+    assert_ne!(granted.is_error, Some(true), "{}", text_of(&granted));
+}

@@ -607,9 +607,10 @@ async fn a_database_outage_is_logged_once_not_per_connection_attempt() {
     gw.wait_log("connected to the PostgreSQL store again").await;
 }
 
-/// A gateway killed after the store committed its `jit_call` (the token
-/// spent on the call and the `call.forwarded` record, in one batch) and
-/// before it forwarded the call: the call never reaches the server, the
+/// A gateway killed after it handed its `jit_call`'s grant to PostgreSQL
+/// (the token spent on the call and the `call.forwarded` record, one unit)
+/// and before it heard the commit, so before any forward; PostgreSQL then
+/// commits the unit it received: the call never reaches the server, the
 /// token is spent and stays spent (nothing runs it later, from this
 /// process restarted or another), the chain verifies, the record of the
 /// call has no result (its outcome is unknown, as `trace` shows), and the

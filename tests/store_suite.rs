@@ -1473,22 +1473,27 @@ fn the_units_called_from_async_code_keep_every_guarantee(s: &dyn Store, db: &Db)
 
 /// A burst through the async units (on PostgreSQL the group-committing
 /// writer of each of several handles): grants held to a limit and plain
-/// counts, over five seconds of one window. Every request is counted once
-/// and each count sees every one before it, whichever second it fell in:
-/// the totals are 1..=N, exactly, and only grants counted within the limit
-/// are written.
+/// counts at one moment, after requests counted over the four seconds
+/// before it. Every request is counted once and each count sees every one
+/// before it, whichever second it fell in: the totals are exactly the next
+/// N, and only grants counted within the limit are written.
 fn an_async_burst_of_grants_and_counts_across_seconds_is_counted_exactly(s: &dyn Store, db: &Db) {
     use jitgate::store::units;
     const LIMIT: u32 = 15;
     const N: usize = 48;
     s.create_task(&task("t1", 1000)).unwrap();
+    const EARLIER: u32 = 4;
     let handles = db.handles(4);
     let runtime = tokio::runtime::Builder::new_multi_thread().worker_threads(2).enable_all().build().unwrap();
+    for (k, second) in (116..120).enumerate() {
+        let total = runtime.block_on(units::count_request(&handles[k % handles.len()], "triage".into(), second)).unwrap();
+        assert_eq!(total, k as u32 + 1, "counted at {second}");
+    }
     let outcomes: Vec<(bool, Result<u32, Granted>)> = runtime.block_on(async {
         let tasks: Vec<_> = (0..N)
             .map(|i| {
                 let store = handles[i % handles.len()].clone();
-                let now = 120 + (i % 5) as i64;
+                let now = 120;
                 tokio::spawn(async move {
                     if i % 3 == 0 {
                         (false, Ok(units::count_request(&store, "triage".into(), now).await.unwrap()))
@@ -1520,9 +1525,9 @@ fn an_async_burst_of_grants_and_counts_across_seconds_is_counted_exactly(s: &dyn
     totals.dedup();
     assert_eq!(totals.len() + recorded, N, "no two counts saw the same total: {outcomes:?}");
     let counts_within = outcomes.iter().filter(|(grant, o)| !grant && matches!(o, Ok(t) if *t <= LIMIT)).count();
-    assert_eq!(recorded + counts_within, LIMIT as usize, "the first {LIMIT} counted: the grants among them are written, no other");
-    assert!(totals.iter().all(|t| *t <= N as u32));
-    assert_eq!(s.read_request(&RequestRead { now: 124, ..request_read("t1") }).unwrap().rate, N as u32 + 1, "every request counted once");
+    assert_eq!(recorded + counts_within, (LIMIT - EARLIER) as usize, "the first counted up to {LIMIT}: the grants among them are written, no other");
+    assert!(totals.iter().all(|t| *t > EARLIER && *t <= EARLIER + N as u32), "{totals:?}");
+    assert_eq!(s.read_request(&RequestRead { now: 120, ..request_read("t1") }).unwrap().rate, EARLIER + N as u32 + 1, "every request counted once");
     let report = verify_chain(&jitgate::store::all_audit_records(s, usize::MAX).unwrap());
     assert!(report.ok(), "{:?}", report.problems);
 }
@@ -1539,8 +1544,10 @@ fn a_question_and_an_approval_are_opened_with_their_records_or_not_at_all(s: &dy
 
     // A failed record writes neither the question nor the approval.
     db.break_audit();
-    assert!(s.ask_end_user("q1", "triage", "t1", "d1", 100, 200, &event("confirmation.asked")).is_err());
-    assert!(s.open_approval(&pending("ap0"), 5, &intent("ap0"), 100).is_err());
+    let asked = s.ask_end_user("q1", "triage", "t1", "d1", 100, 200, &event("confirmation.asked")).unwrap_err();
+    assert_eq!(asked.code(), "audit_unavailable", "{asked}");
+    let opened = s.open_approval(&pending("ap0"), 5, &intent("ap0"), 100).unwrap_err();
+    assert_eq!(opened.code(), "audit_unavailable", "{opened}");
     db.mend_audit();
     assert!(!s.take_end_user_answer("q1", "triage", "t1", "d1", 110).unwrap(), "no question without its record");
     assert!(s.approval("ap0", 100).unwrap().is_none(), "no approval without its record");

@@ -621,6 +621,8 @@ async fn request(session: &Session, agent: &VerifiedAgent, binding: Binding<'_>,
         asked.set_pass(pass);
         let mut loaded = match load_request_state(shared, agent, &asked).await {
             Ok(l) => l,
+            // The first answer is on record already: it stands.
+            Err(_) if pass == Pass::BurstOnly => return answer,
             Err(r) => return r.into(),
         };
         // The read counts this request as one more, but it is counted.
@@ -969,6 +971,13 @@ fn parse_request(shared: &super::Shared, agent: &VerifiedAgent, req: Request) ->
         },
         _ => Err(bad_input(REQUEST, "give exactly one of `arguments` (exact values; {} for none) or `constraints`")),
     };
+    // PostgreSQL's text cannot hold NUL, and no honest request needs one: a
+    // request carrying one would fail in the store, uncounted.
+    let with_nul = [req.purpose.as_str(), req.task.as_str(), req.tool.as_str()].into_iter().chain(req.follows.as_deref()).chain(break_glass.as_deref()).any(|t| t.contains('\0'))
+        || constraints.as_ref().ok().is_some_and(|c| serde_json::to_value(c).is_ok_and(|v| carries_nul(&v)));
+    if with_nul {
+        return Err(bad_input(REQUEST, "the request carries a NUL character (in its purpose, task, an argument's name or value); jitgate accepts none: remove it"));
+    }
     let digest = constraints.as_ref().ok().map(|c| decide::request_digest(&agent.agent.id, &req.tool, c));
     // What the taint stage will look up in the agent's ledger: only what
     // this request's sensitive values (and justification) could match.
@@ -1005,6 +1014,16 @@ fn parse_request(shared: &super::Shared, agent: &VerifiedAgent, req: Request) ->
         confirmed: std::sync::atomic::AtomicBool::new(false),
         quarantined_on_second_pass: std::sync::atomic::AtomicBool::new(false),
     })
+}
+
+/// A NUL anywhere in a JSON value, its keys included.
+fn carries_nul(v: &Value) -> bool {
+    match v {
+        Value::String(s) => s.contains('\0'),
+        Value::Array(items) => items.iter().any(carries_nul),
+        Value::Object(map) => map.iter().any(|(k, v)| k.contains('\0') || carries_nul(v)),
+        _ => false,
+    }
 }
 
 /// What the store knows that the request is judged on.
@@ -1412,8 +1431,8 @@ async fn grant_token(
     let mint = Mint { tool: &asked.tool, audience: tool.server.clone(), constraints: checked.constraints.clone(), purpose: &asked.purpose, follows: asked.follows.clone(), ttl, jti };
     // The grant counts the request whatever it finds (a store failure
     // aside), once: a second decision of it (see `request`) does not.
-    let count = !asked.counted.swap(true, std::sync::atomic::Ordering::Relaxed);
-    let rate = RateCheck { count, within: rate_within.filter(|_| count), exceeded: &asked.rate_at_grant };
+    let count = !asked.counted.load(std::sync::atomic::Ordering::Relaxed);
+    let rate = RateCheck { count, within: rate_within.filter(|_| count), counted: &asked.counted, exceeded: &asked.rate_at_grant };
     let issued = match issue_token(session, agent, binding, task, mint, used_approval.map(|a| a.id.as_str()), one_step.as_deref(), rate, now, intent).await {
         Ok(i) => i,
         Err(r) => return r,
@@ -1515,6 +1534,9 @@ struct Issued {
 struct RateCheck<'a> {
     count: bool,
     within: Option<u32>,
+    /// Set once the store answered the grant (it counted the request,
+    /// whatever it found); a grant that failed counted nothing.
+    counted: &'a std::sync::atomic::AtomicBool,
     exceeded: &'a std::sync::atomic::AtomicU32,
 }
 
@@ -1590,6 +1612,9 @@ async fn issue_token(
     // No token without its audit record: one unit of work.
     let grant = crate::store::units::OwnedGrant { token: record, intent, record: event, approval, forwarded, count, rate_within, now };
     let granted = crate::store::units::grant(&shared.store, grant).await.map_err(store_refusal)?;
+    if count {
+        rate.counted.store(true, std::sync::atomic::Ordering::Relaxed);
+    }
     match granted {
         crate::store::Granted::Recorded => {}
         crate::store::Granted::ApprovalUsed => {

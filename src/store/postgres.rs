@@ -1059,6 +1059,13 @@ fn task_at(state: &str, current_phase: i64, expires_at: i64, end_reason: Option<
 
 /// A failed write that carried audit records is an audit failure for the
 /// caller (`audit_unavailable`), as a failed append is.
+/// A record's failed append inside a transaction, reported as the audit
+/// failure it is; a deadlock or serialization failure stays what it is, so
+/// that the transaction is run again.
+fn as_audit_failure(f: Fail) -> Fail {
+    if retryable(&f) { f } else { Fail::Store(audit_or_store(StoreError::from(f))) }
+}
+
 fn audit_or_store(e: StoreError) -> StoreError {
     match e {
         StoreError::Backend(m) => StoreError::Audit(m),
@@ -1363,7 +1370,7 @@ impl Store for PostgresStore {
                 return Ok(Some(pending));
             }
             human::create_approval(tx, a)?;
-            audit::append_in(tx, record, now)?;
+            audit::append_in(tx, record, now).map_err(as_audit_failure)?;
             Ok(None)
         })
     }
@@ -1473,7 +1480,7 @@ impl Store for PostgresStore {
                 "INSERT INTO confirmations(id, agent, task, digest, asked_at, expires_at) VALUES ($1,$2,$3,$4,$5,$6)",
                 &[&id, &agent, &task, &digest, &now, &expires_at],
             )?;
-            audit::append_in(tx, record, now)?;
+            audit::append_in(tx, record, now).map_err(as_audit_failure)?;
             Ok(())
         })
     }

@@ -730,7 +730,7 @@ impl Store for SqliteStore {
             return Ok(Some(pending));
         }
         human::create_approval(&tx, a)?;
-        audit::append_in(&tx, record, now)?;
+        audit::append_in(&tx, record, now).map_err(units::audit_error)?;
         tx.commit()?;
         Ok(None)
     }
@@ -833,7 +833,7 @@ impl Store for SqliteStore {
             "INSERT INTO confirmations(id, agent, task, digest, asked_at, expires_at) VALUES (?1,?2,?3,?4,?5,?6)",
             params![id, agent, task, digest, now, expires_at],
         )?;
-        audit::append_in(&tx, record, now)?;
+        audit::append_in(&tx, record, now).map_err(units::audit_error)?;
         tx.commit()?;
         Ok(())
     }

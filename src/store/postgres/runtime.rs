@@ -189,7 +189,7 @@ pub(super) fn tools_read_from(agent: &str) -> String {
              SELECT min(tool) FROM taint WHERE agent = {agent}::TEXT
              UNION ALL
              SELECT (SELECT min(tool) FROM taint WHERE agent = {agent}::TEXT AND tool > read_from.tool) FROM read_from WHERE read_from.tool IS NOT NULL)
-         SELECT tool FROM read_from WHERE tool IS NOT NULL"
+         SELECT tool FROM read_from WHERE tool IS NOT NULL ORDER BY tool"
     )
 }
 

@@ -130,12 +130,12 @@ SELECT
     )
 });
 
-/// The requests in `agent`'s window after `since`, as the statement's
-/// snapshot has them.
+/// The requests in `agent`'s window after `since` (and not after its end),
+/// as the statement's snapshot has them.
 fn window_sum(agent: &str, since: &str) -> String {
     format!(
         "(SELECT COALESCE(sum(e.value::BIGINT), 0)::BIGINT FROM request_windows w, jsonb_each_text(w.counts) AS e
-          WHERE w.agent = {agent}::TEXT AND e.key::BIGINT > {since}::BIGINT)"
+          WHERE w.agent = {agent}::TEXT AND e.key::BIGINT > {since}::BIGINT AND e.key::BIGINT <= {since}::BIGINT + {WINDOW_SECS})"
     )
 }
 
@@ -152,7 +152,8 @@ fn count_cte(agent: &str, now: &str, when: &str) -> String {
            COALESCE((SELECT jsonb_object_agg(e.key, e.value) FROM jsonb_each(w.counts) AS e
                      WHERE e.key::BIGINT > {now}::BIGINT - {WINDOW_SECS} AND e.key <> {now}::BIGINT::TEXT), '{{}}'::JSONB)
            || jsonb_build_object({now}::BIGINT::TEXT, COALESCE((w.counts ->> ({now}::BIGINT::TEXT))::BIGINT, 0) + 1)
-         RETURNING (SELECT COALESCE(sum(e.value::BIGINT), 0) FROM jsonb_each_text(w.counts) AS e WHERE e.key::BIGINT > {now}::BIGINT - {WINDOW_SECS})::BIGINT AS total"
+         RETURNING (SELECT COALESCE(sum(e.value::BIGINT), 0) FROM jsonb_each_text(w.counts) AS e
+                    WHERE e.key::BIGINT > {now}::BIGINT - {WINDOW_SECS} AND e.key::BIGINT <= {now}::BIGINT)::BIGINT AS total"
     )
 }
 

@@ -168,7 +168,7 @@ pub(super) fn taint_lookup(conn: &Connection, agent: &str, probe: &TaintProbe) -
                  SELECT min(tool) FROM taint WHERE agent=?1
                  UNION ALL
                  SELECT (SELECT min(tool) FROM taint WHERE agent=?1 AND tool > read_from.tool) FROM read_from WHERE read_from.tool IS NOT NULL)
-             SELECT tool FROM read_from WHERE tool IS NOT NULL",
+             SELECT tool FROM read_from WHERE tool IS NOT NULL ORDER BY tool",
         )?
         .query_map(params![agent], |r| r.get::<_, String>(0))?
         .collect::<Result<Vec<_>, _>>()?;

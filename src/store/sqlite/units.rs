@@ -76,7 +76,7 @@ pub(super) fn consume_for_call(conn: &mut Connection, jti: &str, forwarded: &cra
     Ok(outcome)
 }
 
-fn audit_error(e: StoreError) -> StoreError {
+pub(super) fn audit_error(e: StoreError) -> StoreError {
     match e {
         StoreError::Audit(m) => StoreError::Audit(m),
         other => StoreError::Audit(other.to_string()),
@@ -90,9 +90,12 @@ pub(super) fn bump_request_count(conn: &Connection, agent: &str, now: i64) -> Re
     Ok(())
 }
 
-/// The agent's requests in the window that ends at `now`.
+/// The agent's requests in the window that ends at `now` (not after it: a
+/// request decided at `now` after a long wait for its end user is judged on
+/// the minute it was asked in, not on what came later).
 pub(super) fn window_count(conn: &Connection, agent: &str, now: i64) -> Result<u32, StoreError> {
-    let counted: Option<i64> = conn.prepare_cached("SELECT sum(n) FROM request_counts WHERE agent=?1 AND at > ?2")?.query_row(params![agent, now - WINDOW_SECS], |c| c.get(0))?;
+    let counted: Option<i64> =
+        conn.prepare_cached("SELECT sum(n) FROM request_counts WHERE agent=?1 AND at > ?2 AND at <= ?3")?.query_row(params![agent, now - WINDOW_SECS, now], |c| c.get(0))?;
     Ok(u32::try_from(counted.unwrap_or(0)).unwrap_or(u32::MAX))
 }
 
