@@ -278,6 +278,29 @@ async fn a_revocation_is_recorded_once_however_many_processes_poll_it() {
     assert_eq!(code, Some(0), "{out}{err}");
 }
 
+type Shared = std::sync::Arc<rmcp::service::RunningService<rmcp::RoleClient, ()>>;
+
+/// Two processes on the quick start's policies with an agent `name` of
+/// `team` that may use `tool`, allowed `limit` requests a minute (a burst
+/// over it is drift), and `n` 2026-07-28 sessions of it, alternating
+/// between the processes.
+async fn limited_agent_on_two_processes(name: &str, team: &str, tool: &str, limit: usize, n: usize) -> (Deployment, Gateway, Gateway, Vec<Shared>) {
+    let file = format!(
+        "name = \"{name}\"\nid = \"spiffe://jitgate.local/agent/{name}\"\nteam = \"{team}\"\nallowed_tools = [\"{tool}\"]\n\n[baseline]\nmax_requests_per_minute = {limit}\ndrift_threshold = 40\n"
+    );
+    let dep = Deployment::new(&Setup { policies: quickstart_policies(), agents: vec![(format!("{name}.toml"), file)], ..Setup::default() });
+    let a = Gateway::start(&dep);
+    let b = Gateway::start(&dep);
+    a.wait_server("workspace", "ready").await;
+    b.wait_server("workspace", "ready").await;
+    let token = dep.mint(name);
+    let mut sessions = Vec::new();
+    for i in 0..n {
+        sessions.push(std::sync::Arc::new(if i % 2 == 0 { a.connect_modern(&token).await } else { b.connect_modern(&token).await }));
+    }
+    (dep, a, b, sessions)
+}
+
 /// A burst sent in parallel, through two processes at once, meets the
 /// agent's rate limit exactly. Each request reads the rate as committed, so
 /// before, requests decided at the same moment did not see each other and a
@@ -289,19 +312,7 @@ async fn a_revocation_is_recorded_once_however_many_processes_poll_it() {
 async fn a_parallel_burst_through_two_processes_meets_the_rate_limit_exactly() {
     const LIMIT: usize = 3;
     const BURST: usize = 12;
-    let burst = format!(
-        "name = \"burst\"\nid = \"spiffe://jitgate.local/agent/burst\"\nteam = \"support\"\nallowed_tools = [\"workspace__read_note\"]\n\n[baseline]\nmax_requests_per_minute = {LIMIT}\ndrift_threshold = 40\n"
-    );
-    let dep = Deployment::new(&Setup { policies: quickstart_policies(), agents: vec![("burst.toml".into(), burst)], ..Setup::default() });
-    let a = Gateway::start(&dep);
-    let b = Gateway::start(&dep);
-    a.wait_server("workspace", "ready").await;
-    b.wait_server("workspace", "ready").await;
-    let token = dep.mint("burst");
-    let mut sessions = Vec::new();
-    for i in 0..6 {
-        sessions.push(std::sync::Arc::new(if i % 2 == 0 { a.connect_modern(&token).await } else { b.connect_modern(&token).await }));
-    }
+    let (dep, _a, _b, sessions) = limited_agent_on_two_processes("burst", "support", "workspace__read_note", LIMIT, 6).await;
     let task = begin(&sessions[0], json!([{"name": "read", "tools": ["workspace__read_note"]}])).await.unwrap();
     let answers = futures::future::join_all((0..BURST).map(|i| {
         let (client, task) = (sessions[i % sessions.len()].clone(), task.clone());
@@ -340,19 +351,7 @@ async fn a_parallel_burst_through_two_processes_meets_the_rate_limit_exactly() {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_parallel_burst_of_held_requests_quarantines_the_agent() {
     const LIMIT: usize = 3;
-    let agent_file = format!(
-        "name = \"prober\"\nid = \"spiffe://jitgate.local/agent/prober\"\nteam = \"platform\"\nallowed_tools = [\"workspace__delete_note\"]\n\n[baseline]\nmax_requests_per_minute = {LIMIT}\ndrift_threshold = 40\n"
-    );
-    let dep = Deployment::new(&Setup { policies: quickstart_policies(), agents: vec![("prober.toml".into(), agent_file)], ..Setup::default() });
-    let a = Gateway::start(&dep);
-    let b = Gateway::start(&dep);
-    a.wait_server("workspace", "ready").await;
-    b.wait_server("workspace", "ready").await;
-    let token = dep.mint("prober");
-    let mut sessions = Vec::new();
-    for i in 0..=LIMIT {
-        sessions.push(std::sync::Arc::new(if i % 2 == 0 { a.connect_modern(&token).await } else { b.connect_modern(&token).await }));
-    }
+    let (_dep, _a, _b, sessions) = limited_agent_on_two_processes("prober", "platform", "workspace__delete_note", LIMIT, LIMIT + 1).await;
     let plan = json!([{"name": "clean", "tools": ["workspace__delete_note"]}]);
     let task = begin(&sessions[0], plan.clone()).await.unwrap();
     let delete = |name: &str| json!({"task": task, "tool": "workspace__delete_note", "arguments": {"name": name}, "purpose": "clean up"});
