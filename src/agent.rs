@@ -15,6 +15,10 @@ use toml::Spanned;
 
 use crate::source::{self, SourceError, SourceFile};
 
+/// The file suffix of a learned baseline beside the agent files
+/// (`jitgate baseline learn`); such files are not agent files.
+pub const LEARNED_SUFFIX: &str = ".baseline.toml";
+
 #[derive(Debug, Deserialize)]
 #[serde(deny_unknown_fields)]
 struct RawAgent {
@@ -250,7 +254,7 @@ impl AgentDirectory {
         // Learned profiles (`NAME.baseline.toml`) live beside the agent files.
         let mut files: Vec<_> = entries
             .filter_map(|e| e.ok().map(|e| e.path()))
-            .filter(|p| p.extension().is_some_and(|x| x == "toml") && !p.to_string_lossy().ends_with(crate::baseline::LEARNED_SUFFIX))
+            .filter(|p| p.extension().is_some_and(|x| x == "toml") && !p.to_string_lossy().ends_with(LEARNED_SUFFIX))
             .collect();
         files.sort();
         for f in files {

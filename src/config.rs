@@ -684,7 +684,7 @@ impl Config {
         let token_exchange = raw.token_exchange.map(|t| validate_token_exchange(file, t, &identity)).transpose()?;
         let store = match raw.store {
             Some(s) => validate_store(file, s)?,
-            None => StoreConfig::Sqlite(state_dir.join(crate::store::STORE_FILE)),
+            None => StoreConfig::Sqlite(state_dir.join(STORE_FILE)),
         };
         Ok(Self {
             store,
@@ -723,7 +723,7 @@ impl Config {
     pub fn store_path(&self) -> PathBuf {
         match &self.store {
             StoreConfig::Sqlite(p) => p.clone(),
-            StoreConfig::Postgres { .. } => self.state_dir.join(crate::store::STORE_FILE),
+            StoreConfig::Postgres { .. } => self.state_dir.join(STORE_FILE),
         }
     }
 
@@ -739,20 +739,8 @@ pub const DEFAULT_MAX_CREDENTIAL_LIFETIME: Duration = Duration::from_secs(24 * 3
 /// endpoint is down.
 pub const DEFAULT_MAX_STALE_KEYS: Duration = Duration::from_secs(24 * 3600);
 
-/// Keys are fetched over HTTPS; plain HTTP only from this machine (tests,
-/// a provider on loopback), where no one can change them on the way.
-pub(crate) fn check_fetch_url(url: &str) -> Result<(), String> {
-    let (scheme, rest) = url.split_once("://").ok_or_else(|| format!("`{url}` is not a URL"))?;
-    let host = rest.split(['/', '?', '#']).next().unwrap_or("");
-    let host = host.rsplit_once('@').map(|(_, h)| h).unwrap_or(host);
-    let name = if host.starts_with('[') { host.split(']').next().map(|h| format!("{h}]")).unwrap_or_default() } else { host.split(':').next().unwrap_or("").to_owned() };
-    match scheme {
-        "https" if !name.is_empty() => Ok(()),
-        "http" if matches!(name.as_str(), "127.0.0.1" | "localhost" | "[::1]") => Ok(()),
-        "http" => Err(format!("`{url}`: keys fetched over plain HTTP could be swapped on the way; use https (plain http is allowed only on loopback)")),
-        _ => Err(format!("`{url}` must be an https URL")),
-    }
-}
+/// The SQLite store's file in the state directory.
+pub const STORE_FILE: &str = "jitgate.sqlite";
 
 /// The default witness file of audit checkpoints, in the state directory.
 pub const AUDIT_WITNESS_FILE: &str = "audit-witness.jsonl";
@@ -885,7 +873,7 @@ fn validate_issuers(file: &SourceFile, raw: Vec<Spanned<RawIssuer>>, dev_key_fil
             )));
         }
         for url in [r.jwks_uri.as_deref(), r.spiffe_bundle_endpoint.as_deref(), r.discovery.then_some(r.iss.as_str())].into_iter().flatten() {
-            check_fetch_url(url).map_err(|e| at(format!("issuer `{}`: {e}", r.name)))?;
+            crate::issuer_keys::check_fetch_url(url).map_err(|e| at(format!("issuer `{}`: {e}", r.name)))?;
         }
         let mut algorithms = Vec::new();
         for name in &r.algorithms {
@@ -985,7 +973,7 @@ fn validate_ui_oidc(file: &SourceFile, raw: Spanned<RawUiOidc>, approvers: &[Iss
     if !matches!(issuer.keys, IssuerKeys::Remote(crate::issuer_keys::RemoteSource::Discovery { .. })) {
         return Err(at(format!("[ui.oidc] issuer `{}` needs `discovery = true`: sign-in finds the provider's endpoints and keys by OpenID Connect discovery", r.issuer)));
     }
-    check_fetch_url(&r.redirect_uri).map_err(|e| at(format!("[ui.oidc] redirect_uri: {e}")))?;
+    crate::issuer_keys::check_fetch_url(&r.redirect_uri).map_err(|e| at(format!("[ui.oidc] redirect_uri: {e}")))?;
     if !r.redirect_uri.ends_with("/ui/callback") {
         return Err(at("[ui.oidc] redirect_uri must be this gateway's /ui/callback, e.g. \"https://gw.example.org/ui/callback\"".into()));
     }
@@ -1056,7 +1044,7 @@ fn validate_token_exchange(file: &SourceFile, raw: Spanned<RawTokenExchange>, id
             return Err(at(format!("[token_exchange] issuer `{name}` is not the name of any [[identity.issuers]]")));
         }
     }
-    check_fetch_url(&r.token_endpoint).map_err(|e| at(format!("[token_exchange] token_endpoint: {e}")))?;
+    crate::issuer_keys::check_fetch_url(&r.token_endpoint).map_err(|e| at(format!("[token_exchange] token_endpoint: {e}")))?;
     let Ok(Some(client_secret)) = secret_source(file, r.client_secret_file, r.client_secret_env) else {
         return Err(at("[token_exchange] needs exactly one of client_secret_file or client_secret_env (the secret never goes in this file)".into()));
     };
@@ -1075,7 +1063,7 @@ fn validate_oauth(file: &SourceFile, raw: RawOauth, identity: &IdentityConfig) -
     let at = |m: String| file.error_at(Some(raw.resource.span()), m);
     let resource = raw.resource.get_ref().trim().to_owned();
     // RFC 8707 §2: an absolute URI without a fragment; https except on loopback.
-    check_fetch_url(&resource).map_err(|e| at(format!("[oauth] resource: {e}")))?;
+    crate::issuer_keys::check_fetch_url(&resource).map_err(|e| at(format!("[oauth] resource: {e}")))?;
     if resource.contains('#') {
         return Err(at("[oauth] resource must not have a fragment".into()));
     }
@@ -1162,9 +1150,9 @@ development = true
         assert!(e.message.contains("trust_domain"), "{e}");
         // Tricks with the host: userinfo and look-alike loopback names are not loopback.
         for url in ["http://127.0.0.1.evil.example/keys", "http://user@evil.example/keys", "http://localhost.evil.example/k"] {
-            assert!(check_fetch_url(url).is_err(), "{url}");
+            assert!(crate::issuer_keys::check_fetch_url(url).is_err(), "{url}");
         }
-        assert!(check_fetch_url("http://[::1]:8080/keys").is_ok());
+        assert!(crate::issuer_keys::check_fetch_url("http://[::1]:8080/keys").is_ok());
     }
 
     #[test]

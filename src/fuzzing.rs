@@ -108,14 +108,14 @@ fn jsonrpc_message(line: &[u8]) -> bool {
 /// Tool arguments against constraints: `{"constraints": {...}, "arguments": {...}}`.
 pub fn constraints(data: &[u8]) -> bool {
     let Ok(Value::Object(mut input)) = serde_json::from_slice::<Value>(data) else { return false };
-    let Ok(constraints) = serde_json::from_value::<crate::token::constraints::ArgConstraints>(input.remove("constraints").unwrap_or(Value::Null)) else {
+    let Ok(constraints) = serde_json::from_value::<crate::constraints::ArgConstraints>(input.remove("constraints").unwrap_or(Value::Null)) else {
         return false;
     };
     for (name, c) in &constraints {
         let _ = c.validate(name);
     }
     let Some(Value::Object(arguments)) = input.remove("arguments") else { return false };
-    crate::token::constraints::check_arguments(&constraints, &arguments).is_ok()
+    crate::constraints::check_arguments(&constraints, &arguments).is_ok()
 }
 
 /// A downstream server's tool result, as taint tracking reads it: its
@@ -123,7 +123,7 @@ pub fn constraints(data: &[u8]) -> bool {
 /// text must then taint an argument (a name the text wrote is never lost).
 /// Passes when the result holds a value that could steer an action.
 pub fn tool_result(data: &[u8]) -> bool {
-    use crate::baseline::taint::{Source, TaintLedger, scan_output};
+    use crate::taint::{Source, TaintLedger, scan_output};
     let Ok(result) = serde_json::from_slice::<rmcp::model::CallToolResult>(data) else { return false };
     let scan = scan_output(&result, &["from".to_owned()]);
     let source = Source { call: "fuzz".into(), tool: "fuzz".into(), ..Source::default() };

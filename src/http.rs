@@ -16,7 +16,8 @@
 //! authenticated with approver credentials, never agent identities.
 
 mod approvals;
-pub mod login;
+/// People's sign-in to `/ui` (below the gateway, which holds it).
+pub use crate::login;
 pub mod sessions;
 mod ui;
 
@@ -36,7 +37,7 @@ use crate::identity::IdentityError;
 use sessions::{ReplicaSessions, SessionBindings, SessionCheck};
 
 /// The handshake-era session header.
-pub const SESSION_HEADER: &str = "mcp-session-id";
+pub use crate::gateway::SESSION_HEADER;
 
 /// Build the router for a running gateway listening on `local`.
 pub fn router(shared: Arc<Shared>, local: SocketAddr, replica: Option<&str>) -> axum::Router {

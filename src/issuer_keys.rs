@@ -343,7 +343,7 @@ pub(crate) fn percent_encode(s: &str) -> String {
 async fn fetch_json(http: &HttpClient, url: &str) -> Result<(Value, Option<i64>), String> {
     use http_body_util::BodyExt as _;
     // Every URL, configured or found by discovery.
-    crate::config::check_fetch_url(url)?;
+    check_fetch_url(url)?;
     let uri: http::Uri = url.parse().map_err(|e| format!("`{url}` is not a URL: {e}"))?;
     let request = http::Request::get(uri)
         .header(http::header::ACCEPT, "application/json")
@@ -405,7 +405,7 @@ pub async fn get_json_once(url: &str) -> Result<Value, String> {
 pub async fn post_form(url: &str, form: &[(&str, &str)], client_id: &str, client_secret: &str) -> Result<Value, String> {
     use base64::Engine as _;
     use http_body_util::BodyExt as _;
-    crate::config::check_fetch_url(url)?;
+    check_fetch_url(url)?;
     let enc = percent_encode;
     let body: Vec<String> = form.iter().map(|(k, v)| format!("{}={}", enc(k), enc(v))).collect();
     let basic = base64::engine::general_purpose::STANDARD.encode(format!("{}:{}", enc(client_id), enc(client_secret)));
@@ -618,6 +618,22 @@ impl KeySet {
         }
     }
 }
+
+/// Keys are fetched over HTTPS; plain HTTP only from this machine (tests,
+/// a provider on loopback), where no one can change them on the way.
+pub(crate) fn check_fetch_url(url: &str) -> Result<(), String> {
+    let (scheme, rest) = url.split_once("://").ok_or_else(|| format!("`{url}` is not a URL"))?;
+    let host = rest.split(['/', '?', '#']).next().unwrap_or("");
+    let host = host.rsplit_once('@').map(|(_, h)| h).unwrap_or(host);
+    let name = if host.starts_with('[') { host.split(']').next().map(|h| format!("{h}]")).unwrap_or_default() } else { host.split(':').next().unwrap_or("").to_owned() };
+    match scheme {
+        "https" if !name.is_empty() => Ok(()),
+        "http" if matches!(name.as_str(), "127.0.0.1" | "localhost" | "[::1]") => Ok(()),
+        "http" => Err(format!("`{url}`: keys fetched over plain HTTP could be swapped on the way; use https (plain http is allowed only on loopback)")),
+        _ => Err(format!("`{url}` must be an https URL")),
+    }
+}
+
 
 #[cfg(test)]
 mod tests {

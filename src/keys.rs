@@ -134,7 +134,7 @@ impl KeyPair {
             return Ok((Self::load(path)?, false));
         }
         if let Some(dir) = path.parent() {
-            crate::store::create_private_dir(dir).map_err(|source| KeyError::Write { path: dir.to_owned(), source })?;
+            create_private_dir(dir).map_err(|source| KeyError::Write { path: dir.to_owned(), source })?;
         }
         let pair = Self::generate()?;
         pair.save_new(path)?;
@@ -216,6 +216,20 @@ fn write_private(path: &Path, bytes: &[u8]) -> std::io::Result<()> {
     let mut file = opts.open(path)?;
     file.write_all(bytes)?;
     file.sync_all()
+}
+
+/// Create a directory (and its missing parents) that only its owner can
+/// enter: the state directory holds the store, keys and the audit witness.
+/// A directory that already exists is left as it is (it may be shared).
+pub fn create_private_dir(dir: &std::path::Path) -> std::io::Result<()> {
+    if dir.as_os_str().is_empty() || dir.exists() {
+        return Ok(());
+    }
+    let mut builder = std::fs::DirBuilder::new();
+    builder.recursive(true);
+    #[cfg(unix)]
+    std::os::unix::fs::DirBuilderExt::mode(&mut builder, 0o700);
+    builder.create(dir)
 }
 
 #[cfg(test)]

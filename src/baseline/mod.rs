@@ -5,6 +5,8 @@
 //! drift threshold quarantines it.
 
 pub mod profile;
-pub mod taint;
+/// The taint ledger lives below the store, which keeps it; reachable here
+/// as before.
+pub use crate::taint;
 
 pub use profile::LEARNED_SUFFIX;

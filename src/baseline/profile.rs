@@ -19,7 +19,7 @@ use crate::store::Intent;
 use crate::token::{ArgConstraints, Constraint};
 
 /// File name suffix of learned profiles.
-pub const LEARNED_SUFFIX: &str = ".baseline.toml";
+pub use crate::agent::LEARNED_SUFFIX;
 
 /// A learned profile, as written by `jitgate baseline learn`.
 #[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]

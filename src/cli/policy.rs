@@ -13,7 +13,7 @@ use serde_json::json;
 use super::{CliError, Deployment};
 use crate::clock::{Clock, SystemClock, rfc3339};
 use crate::policy::{Action, AgentFacts, ApprovalFacts, BaselineFacts, DecisionInput, EndUserFacts, Outcome, RequestFacts, TaintFacts, TaskFacts, TimeFacts, ToolFacts, Verdict};
-use crate::token::constraints;
+use crate::constraints;
 
 #[derive(Debug, Subcommand)]
 pub enum PolicyCommand {

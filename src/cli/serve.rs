@@ -88,7 +88,7 @@ async fn end_own_sessions(shared: &Shared) {
 pub async fn start(config_path: &std::path::Path, kind: &str) -> Result<Arc<Shared>, CliError> {
     let deployment = Deployment::load(config_path).map_err(CliError::Config)?;
     let Deployment { config, agents, manifests, policy } = deployment;
-    crate::store::create_private_dir(&config.state_dir)
+    crate::keys::create_private_dir(&config.state_dir)
         .map_err(|e| CliError::Other(format!("cannot create state directory {}: {e}", config.state_dir.display())))?;
     let clock: Arc<dyn crate::clock::Clock> = Arc::new(SystemClock);
     let learned = load_learned(&config, &agents)?;
@@ -109,7 +109,7 @@ pub async fn start(config_path: &std::path::Path, kind: &str) -> Result<Arc<Shar
         .register_instance(&instance, kind, clock.now_unix(), crate::gateway::maintenance::lease_until(config.limits.instance_lease, clock.now_unix()))
         .map_err(|e| CliError::Other(e.to_string()))?;
     let login = match &config.ui_oidc {
-        Some(c) => Some(Arc::new(crate::http::login::PeopleLogin::new(c.clone()).map_err(CliError::Identity)?)),
+        Some(c) => Some(Arc::new(crate::login::PeopleLogin::new(c.clone()).map_err(CliError::Identity)?)),
         None => None,
     };
     let shutdown = CancellationToken::new();

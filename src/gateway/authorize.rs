@@ -176,7 +176,7 @@ pub(super) async fn check_arguments_off_runtime(tool_name: &str, tool: &ExposedT
 /// The argument checks themselves, in order: constraints, server schema,
 /// manifest schema. Blocking; see [`check_arguments_off_runtime`].
 fn check_arguments(tool_name: &str, constraints: &ArgConstraints, input: &jsonschema::Validator, manifest: Option<&jsonschema::Validator>, arguments: JsonObject) -> Result<(), Refusal> {
-    crate::token::constraints::check_arguments(constraints, &arguments).map_err(TokenError::Arguments)?;
+    crate::constraints::check_arguments(constraints, &arguments).map_err(TokenError::Arguments)?;
     let args_value = Value::Object(arguments);
     if let Some(problem) = schema_problems(input, &args_value) {
         return Err(Refusal::tool(
@@ -214,7 +214,7 @@ fn verify(shared: &Shared, agent: &VerifiedAgent, binding: super::Binding<'_>, t
 /// carrying a value from untrusted output refuses the call. Exact values
 /// were judged when the token was granted.
 async fn check_taint_at_call(shared: &Shared, agent: &VerifiedAgent, tool: &ExposedTool, claims: &crate::token::CapabilityClaims, arguments: &JsonObject) -> Result<(), Refusal> {
-    use crate::baseline::taint::{TaintProbe, open_text_at_call, reached_at_call};
+    use crate::taint::{TaintProbe, open_text_at_call, reached_at_call};
     let granted = &claims.args;
     let sensitive = &tool.spec.sensitive_args;
     let open = sensitive.iter().any(|a| granted.get(a).is_some_and(|c| !matches!(c, crate::token::Constraint::Eq(_) | crate::token::Constraint::OneOf(_))));

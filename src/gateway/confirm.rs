@@ -32,7 +32,7 @@ use serde_json::{Value, json};
 
 use crate::audit::Event;
 use crate::telemetry::{cut, escape_unseen};
-use crate::baseline::taint::TaintVerdict;
+use crate::taint::TaintVerdict;
 use crate::identity::VerifiedAgent;
 use crate::token::{ArgConstraints, Constraint};
 
@@ -212,7 +212,7 @@ mod tests {
         let read = r#"what workspace__fetch_page returned for url "https://dana.partner.test/about""#;
         let taint = TaintVerdict {
             tainted: true,
-            sources: vec![crate::baseline::taint::Source { call: "jti-1".into(), tool: "workspace__fetch_page".into(), origin: read.into() }],
+            sources: vec![crate::taint::Source { call: "jti-1".into(), tool: "workspace__fetch_page".into(), origin: read.into() }],
             findings: vec![("to".into(), "dana@partner.test".into())],
             unverifiable: vec![],
             origins: vec![("dana@partner.test".into(), vec![read.into(), "what workspace__read_inbox returned, in the item with id \"m2\"\nConfirm: safe".into()])],

@@ -57,6 +57,9 @@ use crate::policy::PolicyEngine;
 use crate::token::Keyring;
 use authorize::{Decision, Refusal, authorize};
 
+/// The handshake era's session header (MCP streamable HTTP).
+pub const SESSION_HEADER: &str = "mcp-session-id";
+
 /// Handles shared by every session of one running gateway.
 pub struct Shared {
     pub config: Config,
@@ -76,7 +79,7 @@ pub struct Shared {
     /// Verifies reviewers' credentials (the /ui pages).
     pub reviewers: Arc<ApproverVerifier>,
     /// People's OpenID Connect sign-in to /ui (`[ui.oidc]`), if configured.
-    pub login: Option<Arc<crate::http::login::PeopleLogin>>,
+    pub login: Option<Arc<crate::login::PeopleLogin>>,
     /// Learned baselines by agent id (`NAME.baseline.toml`, read at start).
     pub learned: std::collections::HashMap<String, crate::baseline::profile::LearnedProfile>,
     /// This process's instance id: it owns only the handshake-era sessions
@@ -274,7 +277,7 @@ impl Session {
             // it statelessly, with a handler that lives for this request only.
             IdentitySource::HttpBearer => {
                 !is_modern(ctx)
-                    && ctx.extensions.get::<http::request::Parts>().is_some_and(|p| p.headers.contains_key(crate::http::SESSION_HEADER))
+                    && ctx.extensions.get::<http::request::Parts>().is_some_and(|p| p.headers.contains_key(SESSION_HEADER))
             }
         };
         in_session.then_some(self.state.sid.as_str())
@@ -660,7 +663,7 @@ fn relayed(mut result: CallToolResult) -> CallToolResult {
 /// authority ends instead (fail closed).
 async fn record_taint(shared: &Shared, claims: &crate::token::CapabilityClaims, tool: &crate::downstream::ExposedTool, arguments: &serde_json::Value, result: &CallToolResult) {
     let trusted = &tool.spec.trusted_fields;
-    let scan = crate::baseline::taint::scan_output(result, trusted);
+    let scan = crate::taint::scan_output(result, trusted);
     if !trusted.is_empty() && !scan.trusted_seen {
         tracing::warn!(
             tool = %tool.exposed_name,
@@ -669,13 +672,13 @@ async fn record_taint(shared: &Shared, claims: &crate::token::CapabilityClaims, 
         );
     }
     // The values and the passages (for names), as one list of ledger entries.
-    let (values, flooded) = crate::baseline::taint::ledger_entries(scan);
+    let (values, flooded) = crate::taint::ledger_entries(scan);
     if flooded {
         tracing::warn!(
             tool = %tool.exposed_name,
             jti = %claims.jti,
             "this untrusted result holds more than {} file names and identifiers: only its destinations, amounts and text are kept (the rest is matched word for word in the text), so that one page cannot flood the agent's taint ledger",
-            crate::baseline::taint::MAX_VALUES_PER_RESULT
+            crate::taint::MAX_VALUES_PER_RESULT
         );
     }
     // Where it was read, in words the end user knows (the file, the page's
@@ -683,10 +686,10 @@ async fn record_taint(shared: &Shared, claims: &crate::token::CapabilityClaims, 
     // Redacted as the audit trail redacts arguments: the store keeps it.
     let shown = crate::audit::redact(arguments, &shared.config.audit.redact);
     let no_args = serde_json::Map::new();
-    let origin = crate::baseline::taint::call_origin(&tool.exposed_name, shown.as_object().unwrap_or(&no_args));
-    let source = crate::baseline::taint::Source { call: claims.jti.clone(), tool: tool.exposed_name.clone(), origin };
+    let origin = crate::taint::call_origin(&tool.exposed_name, shown.as_object().unwrap_or(&no_args));
+    let source = crate::taint::Source { call: claims.jti.clone(), tool: tool.exposed_name.clone(), origin };
     let (agent, now) = (claims.sub.clone(), shared.clock.now_unix());
-    let max = crate::baseline::taint::MAX_VALUES_PER_AGENT;
+    let max = crate::taint::MAX_VALUES_PER_AGENT;
     let recorded = crate::store::run_blocking(&shared.store, move |s| s.record_taint(&agent, &values, &source, now, max)).await.and_then(|r| r);
     if let Err(e) = recorded {
         tracing::error!(error = %e, jti = %claims.jti, "TAINT NOT RECORDED: revoking the agent's task so that nothing it read goes unchecked");

@@ -291,20 +291,6 @@ pub struct Revocation {
     pub tokens: u64,
 }
 
-/// Create a directory (and its missing parents) that only its owner can
-/// enter: the state directory holds the store, keys and the audit witness.
-/// A directory that already exists is left as it is (it may be shared).
-pub fn create_private_dir(dir: &std::path::Path) -> std::io::Result<()> {
-    if dir.as_os_str().is_empty() || dir.exists() {
-        return Ok(());
-    }
-    let mut builder = std::fs::DirBuilder::new();
-    builder.recursive(true);
-    #[cfg(unix)]
-    std::os::unix::fs::DirBuilderExt::mode(&mut builder, 0o700);
-    builder.create(dir)
-}
-
 /// Run a store operation from async code, on the blocking thread pool so
 /// that SQLite I/O never stalls the runtime's workers. (Measured: running it
 /// in place with `block_in_place` was slower under 16 concurrent clients.)
@@ -350,7 +336,7 @@ pub struct RequestRead {
     pub follows: Option<String>,
     /// The request's digest, to find a person's decision on exactly it.
     pub digest: Option<String>,
-    pub probe: crate::baseline::taint::TaintProbe,
+    pub probe: crate::taint::TaintProbe,
     pub now: i64,
 }
 
@@ -367,7 +353,7 @@ pub struct RequestState {
     pub last_call: Option<Call>,
     /// The agent's taint entries this request's probe can match
     /// ([`Store::taint_lookup`]).
-    pub ledger: crate::baseline::taint::TaintLedger,
+    pub ledger: crate::taint::TaintLedger,
     /// The agent's requests in the last minute, this one included (as
     /// committed: requests decided at the same moment are not in it yet;
     /// [`Grant::rate_within`] makes the grant exact).
@@ -475,16 +461,16 @@ pub trait Store: Send + Sync + 'static {
 
     /// Remember values an untrusted tool returned to `agent` (at most `max`
     /// per agent; past that the agent's ledger is marked overflowed), each
-    /// with where it was read ([`crate::baseline::taint::TaintEntry::origin`]).
+    /// with where it was read ([`crate::taint::TaintEntry::origin`]).
     /// A value held already keeps its source and gains this read's origin
-    /// (up to [`crate::baseline::taint::MAX_ORIGINS`]).
-    fn record_taint(&self, agent: &str, entries: &[crate::baseline::taint::TaintEntry], source: &crate::baseline::taint::Source, now: i64, max: usize) -> Result<(), StoreError>;
+    /// (up to [`crate::taint::MAX_ORIGINS`]).
+    fn record_taint(&self, agent: &str, entries: &[crate::taint::TaintEntry], source: &crate::taint::Source, now: i64, max: usize) -> Result<(), StoreError>;
     /// The agent's taint ledger.
-    fn taint_ledger(&self, agent: &str) -> Result<crate::baseline::taint::TaintLedger, StoreError>;
+    fn taint_ledger(&self, agent: &str) -> Result<crate::taint::TaintLedger, StoreError>;
     /// The entries of the agent's ledger that a request's probe can match,
     /// found by index (the whole ledger is never read for a request), with
     /// the tools whose untrusted output the agent read and the overflow mark.
-    fn taint_lookup(&self, agent: &str, probe: &crate::baseline::taint::TaintProbe) -> Result<crate::baseline::taint::TaintLedger, StoreError>;
+    fn taint_lookup(&self, agent: &str, probe: &crate::taint::TaintProbe) -> Result<crate::taint::TaintLedger, StoreError>;
     /// Forget taint recorded before `before`; returns how many values went.
     fn forget_taint(&self, before: i64) -> Result<u64, StoreError>;
     /// Count an intent request of `agent` at `now`; returns how many fell in the last 60 s.

@@ -83,7 +83,7 @@ const MIGRATIONS: &[&str] = &[SCHEMA_V1, SCHEMA_V2, SCHEMA_V3, SCHEMA_V4, SCHEMA
 /// words, never NUL, so their text is valid TEXT. Written to be run again
 /// over its own result.
 /// Version 4: where each taint entry was read (see
-/// `crate::baseline::taint::Source::origin`), for the end user's question.
+/// `crate::taint::Source::origin`), for the end user's question.
 /// Entries from before have none; a replica of the previous version inserts
 /// rows without it (the default). Written to be run again over its own result.
 /// Version 5: the audit chain's head in a row of its own. Every appender
@@ -1301,18 +1301,18 @@ impl Store for PostgresStore {
         self.with_client(|c| runtime::lapsed_instances(c, now))
     }
 
-    fn record_taint(&self, agent: &str, entries: &[crate::baseline::taint::TaintEntry], source: &crate::baseline::taint::Source, now: i64, max: usize) -> Result<(), StoreError> {
+    fn record_taint(&self, agent: &str, entries: &[crate::taint::TaintEntry], source: &crate::taint::Source, now: i64, max: usize) -> Result<(), StoreError> {
         if entries.is_empty() {
             return Ok(());
         }
         self.transaction(|tx| runtime::record_taint(tx, agent, entries, source, now, max))
     }
 
-    fn taint_ledger(&self, agent: &str) -> Result<crate::baseline::taint::TaintLedger, StoreError> {
+    fn taint_ledger(&self, agent: &str) -> Result<crate::taint::TaintLedger, StoreError> {
         self.with_client(|c| runtime::taint_ledger(c, agent))
     }
 
-    fn taint_lookup(&self, agent: &str, probe: &crate::baseline::taint::TaintProbe) -> Result<crate::baseline::taint::TaintLedger, StoreError> {
+    fn taint_lookup(&self, agent: &str, probe: &crate::taint::TaintProbe) -> Result<crate::taint::TaintLedger, StoreError> {
         self.with_client(|c| runtime::taint_lookup(c, agent, probe))
     }
 

@@ -321,7 +321,7 @@ fn carry_over_rate_rows(conn: &Connection) -> Result<(), StoreError> {
 }
 
 /// The file name of the store in the state directory.
-pub const STORE_FILE: &str = "jitgate.sqlite";
+pub use crate::config::STORE_FILE;
 
 /// SQLite-backed [`Store`].
 pub struct SqliteStore {
@@ -678,15 +678,15 @@ impl Store for SqliteStore {
         runtime::lapsed_instances(&self.conn(), now)
     }
 
-    fn record_taint(&self, agent: &str, entries: &[crate::baseline::taint::TaintEntry], source: &crate::baseline::taint::Source, now: i64, max: usize) -> Result<(), StoreError> {
+    fn record_taint(&self, agent: &str, entries: &[crate::taint::TaintEntry], source: &crate::taint::Source, now: i64, max: usize) -> Result<(), StoreError> {
         runtime::record_taint(&mut self.conn(), agent, entries, source, now, max)
     }
 
-    fn taint_ledger(&self, agent: &str) -> Result<crate::baseline::taint::TaintLedger, StoreError> {
+    fn taint_ledger(&self, agent: &str) -> Result<crate::taint::TaintLedger, StoreError> {
         runtime::taint_ledger(&self.conn(), agent)
     }
 
-    fn taint_lookup(&self, agent: &str, probe: &crate::baseline::taint::TaintProbe) -> Result<crate::baseline::taint::TaintLedger, StoreError> {
+    fn taint_lookup(&self, agent: &str, probe: &crate::taint::TaintProbe) -> Result<crate::taint::TaintLedger, StoreError> {
         runtime::taint_lookup(&self.conn(), agent, probe)
     }
 

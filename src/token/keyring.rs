@@ -41,7 +41,7 @@ fn key_files(dir: &Path) -> Result<Vec<String>, KeyringError> {
 impl Keyring {
     /// Load the keys in `dir`, creating the directory and a first key if there is none.
     pub fn load_or_init(dir: &Path) -> Result<Self, KeyringError> {
-        crate::store::create_private_dir(dir).map_err(|e| KeyringError::Dir { path: dir.to_owned(), reason: e.to_string() })?;
+        crate::keys::create_private_dir(dir).map_err(|e| KeyringError::Dir { path: dir.to_owned(), reason: e.to_string() })?;
         if key_files(dir)?.is_empty() {
             Self::add_key(dir, crate::clock::Clock::now_unix(&crate::clock::SystemClock))?;
         }

@@ -14,7 +14,9 @@
 //! 4. [`Capability::check_arguments`]: the call's arguments against the
 //!    token's constraints.
 
-pub mod constraints;
+/// Argument constraints live below the token (the taint ledger and the
+/// store use them too); reachable here as before.
+pub use crate::constraints;
 mod keyring;
 
 pub use constraints::{ArgConstraints, Constraint, ConstraintError};

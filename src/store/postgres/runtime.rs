@@ -8,7 +8,7 @@ use ::postgres::{GenericClient, Row, Transaction};
 use sha2::{Digest as _, Sha256};
 
 use super::{AUDIT_LOCK, Fail, REVOCATION_LOCK, TAINT_LOCK, lock, lock_agent, revoke_in};
-use crate::baseline::taint::{MAX_ORIGINS, Source, TaintEntry, TaintLedger, TaintProbe};
+use crate::taint::{MAX_ORIGINS, Source, TaintEntry, TaintLedger, TaintProbe};
 use crate::store::{Revocation, Scope, StoreError, TaskState};
 
 pub(super) fn register_instance(c: &mut impl GenericClient, id: &str, kind: &str, now: i64, lease_until: i64) -> Result<(), Fail> {

@@ -23,7 +23,7 @@ use serde::Deserialize;
 
 use super::audit::{ChainArgs, HEAD_CTE, chain_ctes};
 use super::{Fail, to_i64, to_usize};
-use crate::baseline::taint::{Source, TaintLedger};
+use crate::taint::{Source, TaintLedger};
 use crate::store::{Approval, ApprovalState, Call, Consumption, Grant, Granted, Phase, Quarantine, RequestRead, RequestState, StoreError, Task, TaskAt, TaskState, TokenRecord, TokenState};
 
 use super::runtime::WINDOW_SECS;

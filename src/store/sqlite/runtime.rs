@@ -7,7 +7,7 @@ use rusqlite::{Connection, OptionalExtension as _, TransactionBehavior, params};
 use super::{Revocation, Scope, StoreError, TaskState, revoke_in};
 use std::collections::HashMap;
 
-use crate::baseline::taint::{MAX_ORIGINS, Source, TaintEntry, TaintLedger, TaintProbe};
+use crate::taint::{MAX_ORIGINS, Source, TaintEntry, TaintLedger, TaintProbe};
 
 pub(super) fn register_instance(conn: &Connection, id: &str, kind: &str, now: i64, lease_until: i64) -> Result<(), StoreError> {
     conn.execute(
@@ -129,7 +129,7 @@ pub(super) fn forget_taint(conn: &Connection, before: i64) -> Result<u64, StoreE
     Ok(n as u64)
 }
 
-/// A ledger entry that is a passage of text (see `crate::baseline::taint`).
+/// A ledger entry that is a passage of text (see `crate::taint`).
 pub(super) fn is_passage(value: &str) -> bool {
     value.starts_with(' ')
 }

@@ -54,7 +54,7 @@ use std::collections::HashMap;
 use rmcp::model::CallToolResult;
 use serde_json::Value;
 
-use crate::token::{ArgConstraints, Constraint};
+use crate::constraints::{ArgConstraints, Constraint};
 
 /// Values kept per agent before the ledger fails closed.
 pub const MAX_VALUES_PER_AGENT: usize = 4096;
