@@ -801,7 +801,7 @@ fn a_store_from_before_per_second_counts_keeps_its_open_window(_: &dyn Store, db
 /// never the agent's whole ledger; the verdict is the one the whole ledger
 /// gives.
 fn a_request_finds_its_taint_entries_by_index(s: &dyn Store, _: &Db) {
-    use jitgate::baseline::taint::{TaintEntry, TaintProbe, output_entries};
+    use jitgate::baseline::taint::{TaintProbe, output_entries};
     let page = |text: &str| rmcp::model::CallToolResult::success(vec![rmcp::model::ContentBlock::text(text.to_owned())]);
     let src = |call: &str, tool: &str| Source { call: call.into(), tool: tool.into(), ..Source::default() };
     let record = |agent: &str, call: &str, tool: &str, text: &str| s.record_taint(agent, &output_entries(&page(text), &[]), &src(call, tool), 10, 4096).unwrap();
