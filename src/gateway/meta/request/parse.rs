@@ -97,3 +97,17 @@ pub(in crate::gateway::meta) fn carries_nul(v: &Value) -> bool {
         _ => false,
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn a_nul_is_found_in_keys_and_values_at_any_depth() {
+        assert!(carries_nul(&json!({"a\u{0}": 1})));
+        assert!(carries_nul(&json!({"a": [{"b": "x\u{0}y"}]})));
+        assert!(carries_nul(&json!("\u{0}")));
+        // A written-out escape is text, not a NUL.
+        assert!(!carries_nul(&json!({"a": "\\u0000", "b": [1, true, null, {"c": "d"}]})));
+    }
+}
