@@ -165,6 +165,17 @@ async fn read_body_in_time(req: Request, limit: usize, within: std::time::Durati
     }
 }
 
+/// Answer a request refused before its body was read, once the body has
+/// arrived (bounded as every body is): a connection closed with the
+/// client's body still on its way is reset, and the client may then lose
+/// the refusal itself ("server disconnected without sending a response").
+async fn after_reading_body(shared: &Shared, req: Request, refusal: Response) -> Response {
+    let limits = &shared.config.limits;
+    // Too large or too slow: the refusal goes out all the same.
+    let _ = read_body_in_time(req, limits.max_message_bytes, limits.body_read_timeout).await;
+    refusal
+}
+
 /// The credential an `Authorization` header carries: `Bearer` or `DPoP`
 /// (RFC 9449 §7.1), schemes matched without regard to case.
 fn credential(headers: &axum::http::HeaderMap) -> Option<(bool, &str)> {
@@ -196,7 +207,8 @@ async fn require_identity(State((shared, bindings, manager)): State<FrontState>,
         Err(e) => {
             tracing::warn!(code = e.code(), token = %credential.map(|c| crate::jws::fingerprint(c.1)).unwrap_or_default(), "identity refused");
             shared.count_identity_refusal(e.code());
-            return unauthorized(&e, shared.config.oauth.as_ref());
+            let refused = unauthorized(&e, shared.config.oauth.as_ref());
+            return after_reading_body(&shared, req, refused).await;
         }
     };
     let (dpop_scheme, token) = credential.unwrap_or_default();
@@ -210,7 +222,7 @@ async fn require_identity(State((shared, bindings, manager)): State<FrontState>,
         Err(e) => {
             tracing::warn!(code = e.code(), agent = %agent.agent.name, error = %e, "DPoP proof refused");
             shared.count_identity_refusal(e.code());
-            return dpop_refused(&e);
+            return after_reading_body(&shared, req, dpop_refused(&e)).await;
         }
     }
     tracing::debug!(agent = %agent.agent.name, issuer = %agent.issuer, "identity verified");
