@@ -157,7 +157,7 @@ async fn reviewers_see_tasks_traces_and_queues_in_a_real_browser() {
     // No credential: the pages send you to sign in.
     browser.open(&format!("{base}/ui")).await;
     assert!(browser.current_url().await.ends_with("/ui/login"));
-    assert!(browser.source().await.contains("Reviewer sign-in"));
+    assert!(browser.source_with("Reviewer sign-in").await.contains("Reviewer sign-in"));
 
     // An agent identity is refused.
     browser.sign_in(&base, &dep.mint("triage")).await;
@@ -173,7 +173,9 @@ async fn reviewers_see_tasks_traces_and_queues_in_a_real_browser() {
     browser.screenshot("tasks").await;
     // Filters: only tasks with denials.
     browser.open(&format!("{base}/ui?denied=1")).await;
-    let filtered = browser.source().await;
+    // Read once the page is there (the driver can answer a read with no
+    // source while it navigates).
+    let filtered = browser.source_with(&task).await;
     assert!(filtered.contains(&task) && !filtered.contains(&t2), "{filtered}");
 
     // The task page: the trace tree with each decision's reasons.
