@@ -1037,8 +1037,7 @@ impl Store for PostgresStore {
             // The head first, as every writer: concurrent openings of any
             // agent take turns, so each counts the ones before it.
             lock(tx, AUDIT_LOCK)?;
-            let n: i64 = tx.query_one("SELECT count(*) FROM approvals WHERE agent=$1 AND state='pending' AND expires_at > $2", &[&a.agent, &now])?.try_get(0)?;
-            let pending = to_usize(n);
+            let pending = human::pending_of(tx, &a.agent, now)?;
             if pending >= max_pending {
                 return Ok(Some(pending));
             }
@@ -1049,10 +1048,7 @@ impl Store for PostgresStore {
     }
 
     fn pending_approvals_of(&self, agent: &str, now: i64) -> Result<usize, StoreError> {
-        self.with_client(|c| {
-            let n: i64 = c.query_one("SELECT count(*) FROM approvals WHERE agent=$1 AND state='pending' AND expires_at > $2", &[&agent, &now])?.try_get(0)?;
-            Ok(to_usize(n))
-        })
+        self.with_client(|c| human::pending_of(c, agent, now))
     }
 
     // Reads take no lock (agents poll them): a lapsed approval is reported

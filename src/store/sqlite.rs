@@ -722,10 +722,7 @@ impl Store for SqliteStore {
     fn open_approval(&self, a: &Approval, max_pending: usize, record: &crate::audit::Event, now: i64) -> Result<Option<usize>, StoreError> {
         let mut conn = self.conn();
         let tx = conn.transaction_with_behavior(rusqlite::TransactionBehavior::Immediate)?;
-        let n: i64 = tx
-            .prepare_cached("SELECT count(*) FROM approvals WHERE agent=?1 AND state='pending' AND expires_at > ?2")?
-            .query_row(params![a.agent, now], |r| r.get(0))?;
-        let pending = usize::try_from(n).unwrap_or(usize::MAX);
+        let pending = human::pending_of(&tx, &a.agent, now)?;
         if pending >= max_pending {
             return Ok(Some(pending));
         }
@@ -736,11 +733,7 @@ impl Store for SqliteStore {
     }
 
     fn pending_approvals_of(&self, agent: &str, now: i64) -> Result<usize, StoreError> {
-        let n: i64 = self
-            .conn()
-            .prepare_cached("SELECT count(*) FROM approvals WHERE agent=?1 AND state='pending' AND expires_at > ?2")?
-            .query_row(params![agent, now], |r| r.get(0))?;
-        Ok(usize::try_from(n).unwrap_or(usize::MAX))
+        human::pending_of(&self.conn(), agent, now)
     }
 
     // Reads take no write lock (agents poll them): a lapsed approval is

@@ -78,8 +78,7 @@ impl PostgresStore {
     /// A write of the request path, committed with the others waiting
     /// ([`GroupCommit`]).
     async fn commit(&self, work: Work) -> Result<(Work, Row), StoreError> {
-        let (work, row) = self.async_parts()?.writer.commit(work).await;
-        Ok((work, row?))
+        self.async_parts()?.writer.commit(work).await
     }
 }
 

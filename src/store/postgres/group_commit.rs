@@ -87,18 +87,18 @@ impl GroupCommit {
         Self { pool, writer: Mutex::new(None) }
     }
 
-    /// Commit `work` with whatever other writes are waiting; its statement's
-    /// row once the transaction has committed, and the work back.
-    pub(super) async fn commit(&self, work: Work) -> (Work, Result<Row, StoreError>) {
+    /// Commit `work` with whatever other writes are waiting: the work back
+    /// and its statement's row, once the transaction has committed.
+    pub(super) async fn commit(&self, work: Work) -> Result<(Work, Row), StoreError> {
         let (done, answer) = oneshot::channel();
-        if let Err(mpsc::error::SendError(job)) = self.sender().send(Job { work, done }).await {
-            return (job.work, Err(StoreError::Backend("the PostgreSQL store's writer stopped; try again".into())));
+        if self.sender().send(Job { work, done }).await.is_err() {
+            return Err(StoreError::Backend("the PostgreSQL store's writer stopped; try again".into()));
         }
         match answer.await {
-            Ok((work, outcome)) => (work, outcome.map_err(StoreError::from)),
+            Ok((work, outcome)) => Ok((work, outcome?)),
             // The writer ended with the job (its runtime shut down): the
             // unit's fate is unknown to this caller, which refuses.
-            Err(_) => (Work::Count(String::new(), 0), Err(StoreError::Backend("the PostgreSQL store's writer stopped before answering; the unit may or may not have been committed".into()))),
+            Err(_) => Err(StoreError::Backend("the PostgreSQL store's writer stopped before answering; the unit may or may not have been committed".into())),
         }
     }
 

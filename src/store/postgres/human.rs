@@ -22,6 +22,12 @@ pub(super) fn create_approval(c: &mut impl GenericClient, a: &Approval) -> Resul
     Ok(())
 }
 
+/// How many approvals of `agent` are pending and unexpired at `now`.
+pub(super) fn pending_of(c: &mut impl GenericClient, agent: &str, now: i64) -> Result<usize, Fail> {
+    let n: i64 = c.query_one("SELECT count(*) FROM approvals WHERE agent=$1 AND state='pending' AND expires_at > $2", &[&agent, &now])?.try_get(0)?;
+    Ok(super::to_usize(n))
+}
+
 fn approval_from_row(r: &Row) -> Result<Approval, Fail> {
     let state: String = r.try_get("state")?;
     let policies: String = r.try_get("policies")?;

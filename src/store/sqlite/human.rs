@@ -21,6 +21,14 @@ pub(super) fn create_approval(conn: &Connection, a: &Approval) -> Result<(), Sto
     Ok(())
 }
 
+/// How many approvals of `agent` are pending and unexpired at `now`.
+pub(super) fn pending_of(conn: &Connection, agent: &str, now: i64) -> Result<usize, StoreError> {
+    let n: i64 = conn
+        .prepare_cached("SELECT count(*) FROM approvals WHERE agent=?1 AND state='pending' AND expires_at > ?2")?
+        .query_row(params![agent, now], |r| r.get(0))?;
+    Ok(usize::try_from(n).unwrap_or(usize::MAX))
+}
+
 /// Pending or approved approvals past their time become expired.
 pub(super) fn expire_approvals(conn: &Connection, now: i64) -> Result<(), StoreError> {
     conn.prepare_cached("UPDATE approvals SET state='expired' WHERE state IN ('pending','approved') AND expires_at <= ?1")?
