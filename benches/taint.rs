@@ -12,19 +12,11 @@ use criterion::{Criterion, criterion_group, criterion_main};
 use jitgate::baseline::taint::{MAX_VALUES_PER_AGENT, Source, TaintProbe, output_entries};
 use jitgate::store::{SqliteStore, Store};
 use jitgate::token::{ArgConstraints, Constraint};
-use rmcp::model::{CallToolResult, ContentBlock};
 use serde_json::json;
 
-/// Words of letters only, different on every page.
-fn word(n: usize) -> String {
-    (0..5).map(|i| char::from(b'a' + (n / 26usize.pow(i) % 26) as u8)).collect()
-}
-
-/// A page of about 16 KB of text, one address in it.
-fn page(n: usize) -> CallToolResult {
-    let text: Vec<String> = (0..2700).map(|w| word(n * 2700 + w)).collect();
-    CallToolResult::success(vec![ContentBlock::text(format!("{} write to someone{n}@elsewhere{n}.example", text.join(" ")))])
-}
+#[path = "../examples/support/pages.rs"]
+mod pages;
+use pages::page;
 
 fn benches(c: &mut Criterion) {
     let dir = tempfile::tempdir().unwrap();

@@ -26,6 +26,8 @@ use std::time::{Duration, Instant};
 
 use clap::Parser;
 
+#[path = "support/pages.rs"]
+mod pages;
 #[path = "support/process.rs"]
 mod process;
 use process::{sibling, start_listening};
@@ -407,11 +409,6 @@ async fn sessions_memory(url: &str, token: &str, total: usize, limit: Duration, 
     Ok(())
 }
 
-/// Words of letters only, different on every page.
-fn word(n: usize) -> String {
-    (0..5).map(|i| char::from(b'a' + (n / 26usize.pow(i) % 26) as u8)).collect()
-}
-
 /// Record `pages` untrusted pages (about 16 KB of text and one address
 /// each) as read by the load agent, in the gateway's SQLite store.
 fn fill_ledger(state: &Path, pages: usize) -> Result<(), String> {
@@ -420,8 +417,7 @@ fn fill_ledger(state: &Path, pages: usize) -> Result<(), String> {
     std::fs::create_dir_all(state).map_err(|e| e.to_string())?;
     let store = jitgate::store::SqliteStore::open(&state.join(jitgate::store::STORE_FILE)).map_err(|e| e.to_string())?;
     for n in 0..pages {
-        let text: Vec<String> = (0..2700).map(|w| word(n * 2700 + w)).collect();
-        let page = rmcp::model::CallToolResult::success(vec![rmcp::model::ContentBlock::text(format!("{} write to someone{n}@elsewhere{n}.example", text.join(" ")))]);
+        let page = pages::page(n);
         let source = Source { call: format!("j{n}"), tool: "web__get".into(), ..Source::default() };
         store.record_taint(AGENT, &output_entries(&page, &[]), &source, now_unix(), MAX_VALUES_PER_AGENT).map_err(|e| e.to_string())?;
     }

@@ -1183,17 +1183,23 @@ impl Granting {
     }
 
     fn grant_within(&self, s: &dyn Store, approval: Option<&str>, one_step: bool, rate_within: Option<u32>) -> Granted {
-        let g = Grant {
-            token: &self.token,
-            intent: &self.intent,
-            record: &self.record,
-            approval,
-            forwarded: one_step.then_some(&self.forwarded),
+        let owned = self.owned(one_step, rate_within, 120);
+        s.grant(&Grant { approval, ..owned.as_grant() }).unwrap()
+    }
+
+    /// The grant as the gateway hands it to `jitgate::store::units`
+    /// (counted, no approval).
+    fn owned(&self, one_step: bool, rate_within: Option<u32>, now: i64) -> jitgate::store::units::OwnedGrant {
+        jitgate::store::units::OwnedGrant {
+            token: self.token.clone(),
+            intent: self.intent.clone(),
+            record: self.record.clone(),
+            approval: None,
+            forwarded: one_step.then(|| self.forwarded.clone()),
             count: true,
             rate_within,
-            now: 120,
-        };
-        s.grant(&g).unwrap()
+            now,
+        }
     }
 }
 
@@ -1388,16 +1394,7 @@ fn the_units_called_from_async_code_keep_every_guarantee(s: &dyn Store, db: &Db)
     let handles = db.handles(4);
     let runtime = tokio::runtime::Builder::new_multi_thread().worker_threads(2).enable_all().build().unwrap();
     let forwarded = |jti: &str| Event::new("call.forwarded", Some("t1"), Some("triage"), serde_json::json!({"jti": jti}));
-    let owned = |g: &Granting, one_step: bool, rate_within: Option<u32>| units::OwnedGrant {
-        token: g.token.clone(),
-        intent: g.intent.clone(),
-        record: g.record.clone(),
-        approval: None,
-        forwarded: one_step.then(|| g.forwarded.clone()),
-        count: true,
-        rate_within,
-        now: 120,
-    };
+    let owned = |g: &Granting, one_step: bool, rate_within: Option<u32>| g.owned(one_step, rate_within, 120);
     let blocking = {
         let handles = handles.clone();
         std::thread::spawn(move || {
@@ -1498,8 +1495,7 @@ fn an_async_burst_of_grants_and_counts_across_seconds_is_counted_exactly(s: &dyn
                     if i % 3 == 0 {
                         (false, Ok(units::count_request(&store, "triage".into(), now).await.unwrap()))
                     } else {
-                        let g = granting(&format!("burst{i}"), "t1", 0);
-                        let grant = units::OwnedGrant { token: g.token, intent: g.intent, record: g.record, approval: None, forwarded: None, count: true, rate_within: Some(LIMIT), now };
+                        let grant = granting(&format!("burst{i}"), "t1", 0).owned(false, Some(LIMIT), now);
                         (true, Err(units::grant(&store, grant).await.unwrap()))
                     }
                 })
@@ -1918,10 +1914,7 @@ fn postgres_group_commit_shares_a_transaction_and_no_unit_pays_for_another() {
     store.create_task(&task("t1", 1000)).unwrap();
     store.record_token(&token("taken", "t1", 0)).unwrap();
     let runtime = tokio::runtime::Builder::new_multi_thread().worker_threads(2).enable_all().build().unwrap();
-    let owned = |jti: &str| {
-        let g = granting(jti, "t1", 0);
-        units::OwnedGrant { token: g.token, intent: g.intent, record: g.record, approval: None, forwarded: None, count: true, rate_within: None, now: 120 }
-    };
+    let owned = |jti: &str| granting(jti, "t1", 0).owned(false, None, 120);
     // Start a grant and return once its unit is in the writer's queue (the
     // first poll hands it over), with the task that finishes it.
     let start = |jti: &str| {
