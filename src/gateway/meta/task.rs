@@ -216,10 +216,15 @@ pub(in crate::gateway::meta) async fn own_active_task(session: &Session, agent: 
 /// sessionless, other gateway process) it comes back in; someone else's task
 /// looks exactly like a task that does not exist.
 pub(in crate::gateway::meta) fn check_own_task(session: &Session, agent: &VerifiedAgent, task: Option<Task>) -> Result<Task, CallToolResult> {
-    let Some(task) = task.filter(|t| crate::jws::constant_time_eq(t.agent.as_bytes(), agent.agent.id.as_bytes())) else {
+    own_task(&agent.agent.id, session.shared.clock.now_unix(), task)
+}
+
+/// `task`, if it is `agent`'s and active at `now`: another agent's task is
+/// reported as not found (its existence is not confirmed).
+pub(in crate::gateway::meta) fn own_task(agent: &str, now: i64, task: Option<Task>) -> Result<Task, CallToolResult> {
+    let Some(task) = task.filter(|t| crate::jws::constant_time_eq(t.agent.as_bytes(), agent.as_bytes())) else {
         return Err(refusal_result("task_not_found", "no such task for this agent; start one with jit_begin_task"));
     };
-    let now = session.shared.clock.now_unix();
     if task.state != TaskState::Active || task.expires_at <= now {
         let state = if task.state == TaskState::Active { "expired" } else { task.state.as_str() };
         return Err(refusal_result(

@@ -46,7 +46,7 @@ pub(in crate::gateway::meta) async fn end_user_answer(shared: &crate::gateway::S
     // A denial or a decline is checked before any answer: an older
     // question, or another one about the same request, cannot override it
     // (the store refuses to hand such an answer out as well).
-    question_still_open(shared, agent, &asked.tool, checked).await?;
+    question_still_open(&shared.store, &agent.agent.id, shared.clock.now_unix(), &asked.tool, checked).await?;
     let (qid, agent_id, task, digest, now) = (state.to_owned(), agent.agent.id.clone(), checked.task.id.clone(), checked.digest.clone(), asked.now);
     let taken = store_op(&shared.store, move |s| s.take_end_user_answer(&qid, &agent_id, &task, &digest, now)).await?;
     let answer = crate::gateway::confirm::answer_of(taken, responses);
@@ -76,9 +76,9 @@ pub(in crate::gateway::meta) async fn end_user_answer(shared: &crate::gateway::S
 /// Can the end user still be asked about, or answer for, this request?
 /// Not after a person denied exactly this request, nor while the end user's
 /// decline of it stands (both hold for the agent in every task).
-pub(in crate::gateway::meta) async fn question_still_open(shared: &crate::gateway::Shared, agent: &VerifiedAgent, tool: &str, checked: &Checked) -> Result<(), CallToolResult> {
-    let (agent_id, digest, now) = (agent.agent.id.clone(), checked.digest.clone(), shared.clock.now_unix());
-    let (approval, declined) = store_op(&shared.store, move |s| Ok((s.approval_for_request(&digest, now)?, s.end_user_declined(&agent_id, &digest, now)?))).await?;
+pub(in crate::gateway::meta) async fn question_still_open(store: &Arc<dyn Store>, agent: &str, now: i64, tool: &str, checked: &Checked) -> Result<(), CallToolResult> {
+    let (agent_id, digest) = (agent.to_owned(), checked.digest.clone());
+    let (approval, declined) = store_op(store, move |s| Ok((s.approval_for_request(&digest, now)?, s.end_user_declined(&agent_id, &digest, now)?))).await?;
     if let Some(a) = approval.as_ref().or(checked.existing.as_ref()).filter(|a| a.state == ApprovalState::Denied) {
         return Err(approval_denied(a));
     }
@@ -140,5 +140,43 @@ pub(in crate::gateway::meta) async fn ask_end_user(shared: &crate::gateway::Shar
             }
         }
         _ => Asking::Unreachable,
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::gateway::meta::request::fixture::{AGENT, NOW, SEND, approval, checked_send, code_of, text_of};
+
+    #[tokio::test]
+    async fn a_standing_decline_or_a_persons_denial_closes_the_question() {
+        let store: Arc<dyn Store> = Arc::new(crate::store::SqliteStore::in_memory().unwrap_or_else(|e| panic!("{e}")));
+        let (_, checked) = checked_send(json!({"to": "a@example.test"}));
+        assert!(question_still_open(&store, AGENT, NOW, SEND, &checked).await.is_ok(), "nothing on record: the user may be asked");
+
+        // The end user declined exactly this request (in another task too).
+        store.record_end_user_decline(AGENT, "task_0", &checked.digest, NOW - 10, NOW + 60).unwrap_or_else(|e| panic!("{e}"));
+        let refused = question_still_open(&store, AGENT, NOW, SEND, &checked).await.err().map(|r| code_of(&r));
+        assert_eq!(refused.as_deref(), Some("declined_by_end_user"));
+        // ... not another agent's, and not after the decline lapsed.
+        assert!(question_still_open(&store, "spiffe://example.test/agent/other", NOW, SEND, &checked).await.is_ok());
+        assert!(question_still_open(&store, AGENT, NOW + 61, SEND, &checked).await.is_ok());
+
+        // A person denied it: final, and the refusal says who and why.
+        let (_, mut checked) = checked_send(json!({"to": "b@example.test"}));
+        checked.existing = Some(approval(&checked, ApprovalState::Denied, "lead@example.test"));
+        let r = question_still_open(&store, AGENT, NOW, SEND, &checked).await.err().unwrap_or_else(|| panic!("a denied request was asked about again"));
+        assert_eq!(code_of(&r), "approval_denied");
+        assert!(text_of(&r).contains("lead@example.test") && text_of(&r).contains("not this one"), "{}", text_of(&r));
+        // An approval that was granted does not close it.
+        checked.existing = Some(approval(&checked, ApprovalState::Approved, "lead@example.test"));
+        assert!(question_still_open(&store, AGENT, NOW, SEND, &checked).await.is_ok());
+    }
+
+    #[test]
+    fn a_decline_tells_the_agent_not_to_retry() {
+        let r = declined_by_end_user(SEND);
+        assert_eq!(code_of(&r), "declined_by_end_user");
+        assert!(text_of(&r).contains("do not retry") && text_of(&r).contains(SEND));
     }
 }

@@ -61,3 +61,79 @@ pub(in crate::gateway::meta) async fn decide_request(
         errors: vec![e.to_string()],
     })
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::gateway::meta::request::fixture::{NOW, agent, approval, checked_send};
+
+    fn taint(tainted: bool) -> Taint {
+        Taint {
+            verdict: crate::taint::TaintVerdict { tainted, unverifiable: vec!["to".into()], ..Default::default() },
+            justification_tainted: false,
+            destination_in_text: true,
+            text_from_third_party: false,
+            third_party_arguments: vec![],
+        }
+    }
+
+    #[test]
+    fn policy_sees_the_stages_findings_as_they_were_found() {
+        let (asked, mut checked) = checked_send(json!({"to": "a@example.test", "body": "Hi"}));
+        checked.granted = Some(approval(&checked, ApprovalState::Approved, "lead@example.test"));
+        let assessment = profile::Assessment { score: 40, transition_known: false, explanation: "a tool this agent never used".into(), ..Default::default() };
+        let facts = request_facts(&asked, &checked, &taint(true), &assessment);
+        assert!(facts.taint.evaluated && facts.taint.sensitive_from_untrusted && facts.taint.destination_in_text);
+        assert_eq!(facts.taint.unverifiable, vec!["to".to_owned()]);
+        assert!(facts.baseline.evaluated && !facts.baseline.transition_known);
+        assert_eq!((facts.baseline.score, facts.baseline.explanation.as_str()), (40, "a tool this agent never used"));
+        assert!(facts.approval.granted);
+        assert_eq!((facts.approval.group.as_str(), facts.approval.approver.as_str()), ("support-leads", "lead@example.test"));
+        assert_eq!(facts.constraints, checked.constraints);
+        assert_eq!(facts.purpose, "answer the customer");
+
+        // Nothing found: nothing claimed.
+        checked.granted = None;
+        let facts = request_facts(&asked, &checked, &taint(false), &profile::Assessment::default());
+        assert!(facts.taint.evaluated && !facts.taint.sensitive_from_untrusted);
+        assert!(!facts.approval.granted && facts.approval.approver.is_empty());
+    }
+
+    const TAINTED_SENDS: &str = r#"
+        permit(principal, action == Action::"Request", resource);
+        @id("no-sends-from-untrusted")
+        forbid(principal, action == Action::"Request", resource) when { context.taint.sensitive_from_untrusted };
+    "#;
+
+    /// `count` policy files: the one above and unrelated permits.
+    fn engine(count: usize) -> Arc<crate::policy::PolicyEngine> {
+        let mut sources = vec![(std::path::PathBuf::from("pol/sends.cedar"), TAINTED_SENDS.to_owned())];
+        for i in 1..count {
+            let other = format!("@id(\"other-{i}\")\npermit(principal, action == Action::\"Request\", resource) when {{ context.purpose == \"p{i}\" }};");
+            sources.push((std::path::PathBuf::from(format!("pol/other-{i}.cedar")), other));
+        }
+        Arc::new(crate::policy::PolicyEngine::from_sources(std::path::Path::new("pol"), sources).unwrap_or_else(|e| panic!("{e}")))
+    }
+
+    async fn decide_send(engine: Arc<crate::policy::PolicyEngine>, tainted: bool) -> crate::policy::Decision {
+        let (asked, checked) = checked_send(json!({"to": "a@example.test"}));
+        let facts = request_facts(&asked, &checked, &taint(tainted), &profile::Assessment::default());
+        let who = crate::policy::AgentFacts { agent: agent(), issuer: "dev".into(), claims: Default::default(), quarantined: false };
+        let task = decide::task_facts(&checked.task, &asked.tool);
+        decide_request(engine, Action::Request, who, checked.tool_facts.clone(), TimeFacts::at(NOW), task, facts).await
+    }
+
+    #[tokio::test]
+    async fn the_decision_names_the_forbid_that_denied_and_allows_otherwise() {
+        for count in [1, INLINE_POLICY_LIMIT + 5] {
+            let engine = engine(count);
+            assert_eq!(engine.len() > INLINE_POLICY_LIMIT, count > 1, "both the inline and the blocking-pool path are tried");
+            let denied = decide_send(engine.clone(), true).await;
+            match &denied.outcome {
+                Outcome::Deny { policy, .. } => assert_eq!(policy.as_deref(), Some("no-sends-from-untrusted"), "{count} policies"),
+                other => panic!("a tainted send was not denied with {count} policies: {other:?}"),
+            }
+            assert_eq!(decide_send(engine, false).await.outcome, Outcome::Allow, "{count} policies");
+        }
+    }
+}

@@ -4,6 +4,8 @@
 
 mod confirmation;
 mod decision;
+#[cfg(test)]
+mod fixture;
 mod invariants;
 mod judge_baseline;
 mod judge_taint;
@@ -129,7 +131,7 @@ pub(in crate::gateway::meta) async fn request(session: &Session, agent: &Verifie
         Ok(Err(r)) => return r.into(),
         Err(e) => return refusal_result("internal", &format!("the request could not be checked: {e}")).into(),
     };
-    let loaded = match load_request_state(shared, agent, &asked).await {
+    let loaded = match load_request_state(&shared.store, &agent.agent.id, &asked).await {
         Ok(l) => l,
         Err(r) => return r.into(),
     };
@@ -161,7 +163,7 @@ pub(in crate::gateway::meta) async fn request(session: &Session, agent: &Verifie
     };
     if let Some((pass, exact)) = again {
         asked.set_pass(pass);
-        let mut loaded = match load_request_state(shared, agent, &asked).await {
+        let mut loaded = match load_request_state(&shared.store, &agent.agent.id, &asked).await {
             Ok(l) => l,
             // The first answer is on record already: it stands.
             Err(_) if pass == Pass::BurstOnly => return answer,
@@ -188,7 +190,8 @@ pub(in crate::gateway::meta) async fn decide_loaded(session: &Session, agent: &V
     if taint.verdict.tainted || taint.destination_in_text || taint.text_from_third_party {
         tracing::warn!(task = %checked.task.id, tool = %crate::telemetry::Clean(&asked.tool), findings = ?taint.verdict.findings, sources = ?taint.verdict.sources, "request carries values from untrusted output");
     }
-    let assessment = judge_baseline(shared, agent, &asked, &checked, taint.verdict.tainted);
+    let untrusted_output = |tool: &str| decide::untrusted_output(shared, tool);
+    let assessment = judge_baseline(&agent.agent, shared.learned.get(&agent.agent.id), &untrusted_output, &asked, &checked, taint.verdict.tainted);
     let pass = asked.pass();
     if pass == Pass::First {
         let within = assessment.rate_within.map_or(0, |l| u64::from(l) + 1);
@@ -243,7 +246,7 @@ pub(in crate::gateway::meta) async fn decide_loaded(session: &Session, agent: &V
     if let Outcome::NeedsConfirmation { fallback } = decision.outcome.clone() {
         // A person's denial of exactly this request is final, and an end
         // user who declined it is not asked again while the answer stands.
-        if let Err(r) = question_still_open(shared, agent, &asked.tool, &checked).await {
+        if let Err(r) = question_still_open(&shared.store, &agent.agent.id, shared.clock.now_unix(), &asked.tool, &checked).await {
             return r.into();
         }
         match ask_end_user(shared, agent, binding, &asked, &checked, &taint.verdict).await {
@@ -251,7 +254,7 @@ pub(in crate::gateway::meta) async fn decide_loaded(session: &Session, agent: &V
             Asking::Confirmed => {
                 // The answer took the user a while: a decline of the same
                 // request elsewhere, or a person's denial, in the meantime wins.
-                if let Err(r) = question_still_open(shared, agent, &asked.tool, &checked).await {
+                if let Err(r) = question_still_open(&shared.store, &agent.agent.id, shared.clock.now_unix(), &asked.tool, &checked).await {
                     return r.into();
                 }
                 facts.confirmed_by_end_user = true;

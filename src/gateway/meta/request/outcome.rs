@@ -442,3 +442,25 @@ pub(in crate::gateway::meta) fn policy_denied(policy: Option<&str>, reason: &str
         None => refusal_result("policy_denied", &format!("{reason} (default deny); ask the platform team if this tool is needed for the objective")),
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::gateway::meta::request::fixture::{code_of, text_of};
+
+    #[test]
+    fn a_denial_names_the_deciding_policy_or_says_nothing_permitted() {
+        let r = policy_denied(Some("no-sends-from-untrusted"), "values from a web page");
+        assert_eq!(code_of(&r), "policy_denied");
+        assert!(text_of(&r).contains("`no-sends-from-untrusted`") && text_of(&r).contains("values from a web page"));
+        let r = policy_denied(None, "no policy permits this request");
+        assert_eq!(code_of(&r), "policy_denied");
+        assert!(text_of(&r).contains("default deny") && text_of(&r).contains("platform team"), "{}", text_of(&r));
+    }
+
+    #[test]
+    fn a_quarantine_says_how_it_ends() {
+        let m = quarantine_message("drift (score 90): never sent mail");
+        assert!(m.contains("drift (score 90)") && m.contains("jitgate agents release"), "{m}");
+    }
+}
