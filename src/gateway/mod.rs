@@ -63,8 +63,6 @@ use crate::token::Keyring;
 use authorize::{Decision, Refusal, authorize};
 
 /// The handshake era's session header (MCP streamable HTTP).
-
-
 pub const SESSION_HEADER: &str = "mcp-session-id";
 
 /// Handles shared by every session of one running gateway.

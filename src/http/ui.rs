@@ -20,7 +20,6 @@ use crate::store::run_blocking;
 use crate::trace::{TaskSummary, TaskTrace};
 
 const COOKIE: &str = "jitgate_reviewer";
-/// Records read for the task list (newest tasks are what reviewers look at).
 
 pub fn routes() -> axum::Router<Arc<Shared>> {
     axum::Router::new()

@@ -84,7 +84,6 @@ use super::{Call, Consumption, Phase, Revocation, Scope, Store, StoreError, Task
 /// Advisory lock keys (`pg_advisory_xact_lock(bigint)`), fixed for every
 /// jitgate version: replicas of different versions must agree on them.
 /// Migrations run one at a time.
-
 const MIGRATION_LOCK: i64 = 0x6a69_7467_6174_6501;
 
 /// The audit chain head: one appender at a time, so no two records chain
