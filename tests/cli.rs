@@ -852,3 +852,84 @@ fn revoke_takes_a_token_id_that_begins_with_a_dash() {
     let (_, _, err) = jitgate(&["token", "inspect", "-bAbCdEfGhIjKlMnOpQrStU", "--config", dep.config.to_str().unwrap()]);
     assert!(!err.contains("unexpected argument"), "{err}");
 }
+
+/// Issue 28, part 4: `jitgate policy test` runs the quick start's shipped
+/// cases through the gateway's own decision, as CI would (exit 0); a policy
+/// change that breaks one fails the run (exit 3) and shows what was
+/// expected, what decided instead and which policies decided.
+#[test]
+fn policy_test_runs_the_shipped_cases_and_fails_ci_on_a_broken_policy() {
+    let root = repo_root();
+    let quickstart = root.join("examples/quickstart");
+    let cfg = quickstart.join("gateway.toml").display().to_string();
+    let cases = quickstart.join("policies").display().to_string();
+    let (code, out, err) = jitgate(&["policy", "test", "--config", &cfg, &cases]);
+    assert_eq!(code, Some(0), "{out}\n{err}");
+    assert!(out.contains("12 case(s): 12 passed, 0 failed"), "{out}");
+    // The policy guide's recipe, as written there (run from the repository root).
+    let guide = std::fs::read_to_string(root.join("docs/platform.md")).unwrap();
+    let section = guide.split("### Policy tests in CI").nth(1).expect("the policy guide's section");
+    let recipe = section.split("```sh\n").nth(1).and_then(|b| b.split("```").next()).expect("its command").trim();
+    let args: Vec<&str> = recipe.split_whitespace().collect();
+    assert_eq!(args[0], "jitgate", "{recipe}");
+    let ran = std::process::Command::new(jitgate_bin()).args(&args[1..]).current_dir(&root).output().unwrap();
+    let said = String::from_utf8_lossy(&ran.stdout);
+    assert_eq!(ran.status.code(), Some(0), "{said}");
+    assert!(said.contains("12 passed, 0 failed"), "{said}");
+
+    // The same cases against a copy of the policies where destructive
+    // tools no longer wait for a person.
+    let dir = tempfile::tempdir().unwrap();
+    for entry in std::fs::read_dir(quickstart.join("policies")).unwrap() {
+        let path = entry.unwrap().path();
+        let text = std::fs::read_to_string(&path).unwrap();
+        let text = text.replace("@approval(\"platform-oncall\")\npermit (principal in Team::\"platform\", action == Action::\"Request\", resource in Server::\"workspace\")\nwhen { resource.risk == \"critical\" };", "permit (principal in Team::\"platform\", action == Action::\"Request\", resource in Server::\"workspace\")\nwhen { resource.risk == \"critical\" };");
+        std::fs::write(dir.path().join(path.file_name().unwrap()), text).unwrap();
+    }
+    let changed = dir.path().display().to_string();
+    let (code, out, err) = jitgate(&["policy", "test", "--config", &cfg, "--policy", &changed, &cases]);
+    assert_eq!(code, Some(3), "a failing case fails the run: {out}\n{err}");
+    assert!(out.contains("FAIL  deleting a note waits for on-call"), "{out}");
+    assert!(out.contains("expected: needs_approval by destructive-needs-approval (group platform-oncall)"), "{out}");
+    assert!(out.contains("actual:   allow by destructive-needs-approval"), "{out}");
+    assert!(out.contains("policy:   permit destructive-needs-approval (") && out.contains("20-approvals.cedar:"), "{out}");
+    assert!(out.contains("12 case(s): 11 passed, 1 failed") && err.contains("1 of 12 policy test case(s) failed"), "{out}\n{err}");
+
+    // --json: one object per case, for scripts.
+    let (code, out, _) = jitgate(&["policy", "test", "--json", "--config", &cfg, "--policy", &changed, &cases]);
+    assert_eq!(code, Some(3));
+    let failed: Vec<serde_json::Value> = out.lines().map(|l| serde_json::from_str(l).unwrap()).filter(|v: &serde_json::Value| v["passed"] == false).collect();
+    assert_eq!(failed.len(), 1, "{out}");
+    assert_eq!(failed[0]["decision"], "allow");
+
+    // A case file it cannot read is a usage error, not a pass.
+    let typo = dir.path().join("typo.cases.toml");
+    std::fs::write(&typo, "[[case]]\nname = \"t\"\nagent = \"triage\"\ntool = \"workspace__read_inbox\"\nexpect = \"allow\"\ntainted_args = true\n").unwrap();
+    let (code, _, err) = jitgate(&["policy", "test", "--config", &cfg, typo.to_str().unwrap()]);
+    assert_eq!(code, Some(2), "{err}");
+    assert!(err.contains("typo.cases.toml") && err.contains("tainted_args"), "{err}");
+}
+
+/// Issue 28, part 4: `manifest init --policy` writes a case file beside the
+/// starting policy; its cases pass against the deployment as written, and
+/// fail once the policy stops asking the end user about third-party values.
+#[test]
+fn manifest_init_writes_starting_cases_that_pass_against_its_policy() {
+    let dep = Deployment::new(&Setup { policies: quickstart_policies(), ..Setup::default() });
+    let cfg = notes_with_starting_policy(&dep, &[]);
+    let cases = dep.path("policies/60-notes.cases.toml");
+    let text = std::fs::read_to_string(&cases).unwrap_or_else(|e| panic!("manifest init wrote no case file beside the policy: {e}"));
+    for expected in ["notes-may-plan", "notes-critical-needs-approval", "notes-third-party-values-into-sinks-ask-the-end-user", "notes-third-party-values-into-sinks-need-a-person", "notes-unusual-high-risk-needs-approval"] {
+        assert!(text.contains(expected), "no case for {expected}:\n{text}");
+    }
+    let (code, out, err) = jitgate(&["policy", "test", "--config", &cfg, cases.to_str().unwrap()]);
+    assert_eq!(code, Some(0), "{out}\n{err}");
+    assert!(out.contains(" 0 failed"), "{out}");
+
+    let policy = dep.path("policies/60-notes.cedar");
+    let written = std::fs::read_to_string(&policy).unwrap();
+    std::fs::write(&policy, written.replace("@confirm(\"notes-oncall\")\n", "")).unwrap();
+    let (code, out, _) = jitgate(&["policy", "test", "--config", &cfg, cases.to_str().unwrap()]);
+    assert_eq!(code, Some(3), "{out}");
+    assert!(out.contains("FAIL") && out.contains("asks the end user") && out.contains("expected: needs_confirmation"), "{out}");
+}

@@ -12,11 +12,11 @@ use tokio::sync::Notify;
 
 use super::CliError;
 use crate::downstream::connect;
-use crate::manifest::{Manifest, Transport, pin_of_tool};
+use crate::manifest::{Manifest, Risk, Transport, pin_of_tool};
 use crate::telemetry::escape_unseen;
 
 mod propose;
-use propose::propose;
+use propose::{Proposal, propose};
 
 #[derive(Debug, Subcommand)]
 pub enum ManifestCommand {
@@ -220,7 +220,8 @@ async fn repin(a: RepinArgs) -> Result<(), CliError> {
 }
 
 async fn init(a: InitArgs) -> Result<(), CliError> {
-    for file in a.out.iter().chain(&a.policy) {
+    let cases = a.policy.as_ref().map(|p| cases_beside(p));
+    for file in a.out.iter().chain(&a.policy).chain(&cases) {
         if file.exists() && !a.force {
             return Err(CliError::Usage(format!("{} exists; pass --force to overwrite it", file.display())));
         }
@@ -276,6 +277,13 @@ async fn init(a: InitArgs) -> Result<(), CliError> {
                 "wrote {}: team {team} may use {}'s tools by risk; put it in the policy directory, review it with the manifest, then run `jitgate check`",
                 policy.display(),
                 a.name
+            );
+            let cases = cases_beside(policy);
+            std::fs::write(&cases, starting_cases(&a.name, team, &a.approvers, &tools)).map_err(|e| CliError::Other(format!("cannot write {}: {e}", cases.display())))?;
+            outln!(
+                "wrote {}: what the starting policy decides, as cases; keep them passing as you change it: `jitgate policy test --config CONFIG {}`",
+                cases.display(),
+                cases.display()
             );
         }
     } else {
@@ -385,6 +393,79 @@ forbid (principal, action == Action::"BreakGlass", resource in Server::"{server}
 when {{ {tainted_sink} }};
 "#
     );
+    out
+}
+
+/// The case file written beside a starting policy: `60-notes.cedar` →
+/// `60-notes.cases.toml`.
+fn cases_beside(policy: &Path) -> PathBuf {
+    policy.with_extension("cases.toml")
+}
+
+/// Cases for [`starting_policy`]: one tool of each proposed risk, a sink fed
+/// a third-party value from a vouched and an unvouched client, another
+/// team. Tools and agents are described in place, so the file runs before
+/// the server is registered; `jitgate policy test` decides them.
+fn starting_cases(server: &str, team: &str, approvers: &str, tools: &[rmcp::model::Tool]) -> String {
+    let proposed: Vec<(String, Proposal)> = tools.iter().map(|t| (format!("{server}{}{}", crate::manifest::NAMESPACE_SEPARATOR, t.name), propose(t))).collect();
+    let tool_table = |name: &str, p: &Proposal| {
+        let tags = if p.sink { "[\"sink\"]" } else { "[]" };
+        let sensitive: Vec<String> = p.sensitive.iter().map(|s| quote(s)).collect();
+        format!(
+            "tool = {{ name = {}, risk = \"{}\", tags = {tags}, sensitive_args = [{}], untrusted_output = {} }}",
+            quote(name),
+            p.risk.as_str(),
+            sensitive.join(", "),
+            p.untrusted_output
+        )
+    };
+    let agent = |trusted: bool| format!("agent = {{ name = \"{team}-agent\", team = \"{team}\", client_trusted = {trusted} }}");
+    let mut out = String::new();
+    let _ = writeln!(out, "# Cases for the starting policy of the `{server}` server, written by `jitgate manifest init`:");
+    let _ = writeln!(out, "# what it decides, one [[case]] each. Keep them passing as you change the policy:");
+    let _ = writeln!(out, "#   jitgate policy test --config CONFIG THIS_FILE");
+    let _ = writeln!(out, "# Agents and tools are described here (as the manifest proposes them); `agent = \"NAME\"` and");
+    let _ = writeln!(out, "# `tool = \"{server}__TOOL\"` name the deployment's own instead. Other keys are the flags of");
+    let _ = writeln!(out, "# `jitgate policy explain`. The issuer is the config's first unless a case says `issuer`.");
+    let mut case = |name: String, lines: Vec<String>| {
+        let _ = writeln!(out, "\n[[case]]\nname = {}", quote(&name));
+        for l in lines {
+            let _ = writeln!(out, "{l}");
+        }
+    };
+    if let Some((name, p)) = proposed.first() {
+        case(format!("team {team} plans a task with {name}"), vec![agent(true), tool_table(name, p), "action = \"begin-task\"".into(), "expect = \"allow\"".into(), format!("expect_policy = \"{server}-may-plan\"")]);
+        case(format!("another team may not use {name}"), vec![format!("agent = {{ name = \"outsider\", team = \"not-{team}\" }}"), tool_table(name, p), "expect = \"deny\"".into()]);
+    }
+    for risk in [Risk::Low, Risk::Medium, Risk::High, Risk::Critical] {
+        let Some((name, p)) = proposed.iter().find(|(_, p)| p.risk == risk) else { continue };
+        let (expect, by) = match risk {
+            Risk::Low | Risk::Medium => ("allow", format!("{server}-low-and-medium-risk")),
+            Risk::High => ("allow", format!("{server}-high-risk-on-a-known-chain")),
+            Risk::Critical => ("needs_approval", format!("{server}-critical-needs-approval")),
+        };
+        let mut lines = vec![agent(true), tool_table(name, p), format!("expect = \"{expect}\""), format!("expect_policy = \"{by}\"")];
+        if risk == Risk::Critical {
+            lines.push(format!("expect_group = \"{approvers}\""));
+        }
+        case(format!("a {} request of {name}", risk.as_str()), lines);
+        if risk == Risk::High {
+            case(
+                format!("{name} reached by a chain the baseline does not know waits for {approvers}"),
+                vec![agent(true), tool_table(name, p), "unknown_transition = true".into(), "expect = \"needs_approval\"".into(), format!("expect_policy = \"{server}-unusual-high-risk-needs-approval\""), format!("expect_group = \"{approvers}\"")],
+            );
+        }
+    }
+    if let Some((name, p)) = proposed.iter().find(|(_, p)| p.sink && p.risk <= Risk::High) {
+        case(
+            format!("{name} with a value read from third-party content asks the end user"),
+            vec![agent(true), tool_table(name, p), "tainted = true".into(), "expect = \"needs_confirmation\"".into(), format!("expect_policy = \"{server}-third-party-values-into-sinks-ask-the-end-user\""), format!("expect_group = \"{approvers}\"")],
+        );
+        case(
+            format!("the same from a client nobody vouches for waits for {approvers}"),
+            vec![agent(false), tool_table(name, p), "tainted = true".into(), "expect = \"needs_approval\"".into(), format!("expect_policy = \"{server}-third-party-values-into-sinks-need-a-person\""), format!("expect_group = \"{approvers}\"")],
+        );
+    }
     out
 }
 

@@ -15,12 +15,17 @@ use crate::clock::{Clock, SystemClock, rfc3339};
 use crate::policy::{Action, AgentFacts, ApprovalFacts, BaselineFacts, DecisionInput, EndUserFacts, Outcome, RequestFacts, TaintFacts, TaskFacts, TimeFacts, ToolFacts, Verdict};
 use crate::constraints;
 
+mod cases;
+
 #[derive(Debug, Subcommand)]
 pub enum PolicyCommand {
     /// Decide one request against the deployment's policies and show why.
     Explain(ExplainArgs),
     /// Print jitgate's Cedar schema.
     Schema,
+    /// Run declarative cases (TOML `[[case]]` tables: agent, tool, facts,
+    /// expected decision) through the gateway's decision; exit 3 if any fails.
+    Test(cases::TestArgs),
 }
 
 #[derive(Debug, Args)]
@@ -108,6 +113,7 @@ pub fn run(cmd: PolicyCommand) -> Result<(), CliError> {
             Ok(())
         }
         PolicyCommand::Explain(a) => explain(a),
+        PolicyCommand::Test(a) => cases::test(a),
     }
 }
 
@@ -115,6 +121,114 @@ pub fn run(cmd: PolicyCommand) -> Result<(), CliError> {
 /// in a form explain cannot read.
 fn bad(m: String) -> CliError {
     CliError::Usage(m)
+}
+
+/// Unix seconds of an RFC 3339 time (after 1970).
+fn unix_of(t: &str) -> Option<i64> {
+    let at = humantime::parse_rfc3339_weak(t).ok()?;
+    at.duration_since(SystemTime::UNIX_EPOCH).ok().map(|d| i64::try_from(d.as_secs()).unwrap_or(i64::MAX))
+}
+
+/// One decision to make, as `explain` flags or a test case state it.
+pub(crate) struct Question {
+    pub(crate) action: Action,
+    pub(crate) agent: crate::agent::Agent,
+    pub(crate) issuer: String,
+    pub(crate) quarantined: bool,
+    pub(crate) client_trusted: bool,
+    pub(crate) tool: ToolFacts,
+    pub(crate) arguments: serde_json::Map<String, serde_json::Value>,
+    pub(crate) now: i64,
+    /// The tool is in the current phase's plan.
+    pub(crate) in_plan: bool,
+    /// The current phase's tools.
+    pub(crate) plan: Vec<String>,
+    pub(crate) after_untrusted_read: bool,
+    /// begin-task: the tool was in the plan of the agent's last task.
+    pub(crate) previously_planned: bool,
+    pub(crate) approved_by_group: Option<String>,
+    pub(crate) tainted: bool,
+    pub(crate) destination_in_text: bool,
+    pub(crate) text_from_third_party: bool,
+    pub(crate) unknown_transition: bool,
+    pub(crate) baseline_score: i64,
+    pub(crate) strong_evidence: bool,
+    pub(crate) confirmed_by_end_user: bool,
+    /// break-glass: the justification.
+    pub(crate) justification: String,
+}
+
+/// What the gateway would do with a [`Question`].
+pub(crate) struct Judged {
+    pub(crate) decision: crate::policy::Decision,
+    /// `allow`, `deny`, `needs_approval`, `needs_confirmation` or `quarantine`.
+    pub(crate) kind: &'static str,
+    /// The same for people (`NEEDS APPROVAL`).
+    pub(crate) word: &'static str,
+    pub(crate) reason: String,
+}
+
+/// Decide `q` as the gateway does: the policy set's decision, then the
+/// gateway's own verdict on it (a drifted agent or an `@quarantine` forbid
+/// quarantines).
+pub(crate) fn judge(policy: &crate::policy::PolicyEngine, q: &Question) -> Judged {
+    let action = q.action;
+    let agent_facts = AgentFacts { agent: q.agent.clone(), issuer: q.issuer.clone(), claims: Default::default(), quarantined: q.quarantined };
+    let exposed = q.tool.exposed.clone();
+    let task = TaskFacts {
+        id: "task_explain".into(),
+        objective: "(policy explain)".into(),
+        phase: "explain".into(),
+        phase_index: 0,
+        phase_count: 1,
+        in_phase_plan: q.in_plan,
+        plan: q.plan.clone(),
+        after_untrusted_read: q.after_untrusted_read,
+        // For begin-task: the tool is new unless it was planned before.
+        new_tools: if q.previously_planned { vec![] } else { vec![exposed] },
+    };
+    let request = RequestFacts {
+        purpose: "(policy explain)".into(),
+        constraints: constraints::exact(&q.arguments),
+        approval: q.approved_by_group.clone().map(|g| ApprovalFacts { granted: true, group: g, approver: "(explain)".into() }).unwrap_or_default(),
+        taint: TaintFacts {
+            evaluated: true,
+            sensitive_from_untrusted: q.tainted,
+            destination_in_text: q.destination_in_text,
+            text_from_third_party: q.text_from_third_party,
+            third_party_arguments: Vec::new(),
+            sources: Vec::new(),
+            unverifiable: Vec::new(),
+        },
+        baseline: BaselineFacts {
+            evaluated: true,
+            transition_known: !q.unknown_transition,
+            score: q.baseline_score,
+            strong_evidence: q.strong_evidence,
+            explanation: "(policy explain)".into(),
+        },
+        break_glass: (action == Action::BreakGlass).then(|| q.justification.clone()),
+        confirmed_by_end_user: q.confirmed_by_end_user,
+        end_user: EndUserFacts { client_trusted: q.client_trusted },
+        ..Default::default()
+    };
+    let time = TimeFacts::at(q.now);
+    let decision = policy.decide(&DecisionInput { action, agent: &agent_facts, tool: &q.tool, time, task: &task, request: (action != Action::BeginTask).then_some(&request) });
+    // The gateway's own verdict function, so the answer is what it would do.
+    let drifted = action != Action::BeginTask && crate::baseline::profile::drifted(&q.agent, q.baseline_score, q.strong_evidence);
+    let drift = drifted.then(|| format!("score {} at the agent's drift_threshold, with strong evidence", q.baseline_score));
+    let (word, reason, kind) = match policy.verdict(drift.as_deref(), &decision) {
+        Verdict::Quarantine { reason } => ("QUARANTINE", format!("the agent is quarantined and every task and token it holds is revoked ({reason})"), "quarantine"),
+        Verdict::Outcome(Outcome::Allow) => ("ALLOW", String::new(), "allow"),
+        Verdict::Outcome(Outcome::NeedsApproval { group }) => ("NEEDS APPROVAL", format!("a person of group `{group}` must approve"), "needs_approval"),
+        Verdict::Outcome(Outcome::NeedsConfirmation { fallback }) => (
+            "NEEDS END-USER CONFIRMATION",
+            format!("the end user must confirm this exact request through the agent's MCP client; a client that cannot ask sends it to group `{fallback}` for approval"),
+            "needs_confirmation",
+        ),
+        Verdict::Outcome(Outcome::Deny { reason, .. }) => ("DENY", reason, "deny"),
+    };
+    Judged { decision, kind, word, reason }
 }
 
 fn explain(a: ExplainArgs) -> Result<(), CliError> {
@@ -132,73 +246,39 @@ fn explain(a: ExplainArgs) -> Result<(), CliError> {
     let arguments: serde_json::Map<String, serde_json::Value> =
         serde_json::from_str(&a.args).map_err(|e| bad(format!("--args must be a JSON object: {e}")))?;
     let now = match &a.at {
-        Some(t) => humantime::parse_rfc3339_weak(t)
-            .map_err(|e| bad(format!("--at `{t}`: {e}; use e.g. 2026-11-25T22:00:00Z")))?
-            .duration_since(SystemTime::UNIX_EPOCH)
-            .map(|d| i64::try_from(d.as_secs()).unwrap_or(i64::MAX))
-            .map_err(|_| bad("--at is before 1970".into()))?,
+        Some(t) => unix_of(t).ok_or_else(|| bad(format!("--at `{t}`: use e.g. 2026-11-25T22:00:00Z")))?,
         None => SystemClock.now_unix(),
     };
     let issuer = match &a.issuer {
         Some(i) => i.clone(),
         None => d.config.identity.issuers.first().map(|i| i.name.clone()).unwrap_or_default(),
     };
-    let agent_facts = AgentFacts { agent: agent.clone(), issuer: issuer.clone(), claims: Default::default(), quarantined: a.quarantined };
     let client_trusted = a.end_user_client_trusted.unwrap_or_else(|| d.agents.end_user(&agent.id).client_trusted);
-    let task = TaskFacts {
-        id: "task_explain".into(),
-        objective: "(policy explain)".into(),
-        phase: "explain".into(),
-        phase_index: 0,
-        phase_count: 1,
-        in_phase_plan: !a.not_in_plan,
+    let question = Question {
+        action,
+        agent: agent.clone(),
+        issuer: issuer.clone(),
+        quarantined: a.quarantined,
+        client_trusted,
+        tool: tool.clone(),
+        arguments,
+        now,
+        in_plan: !a.not_in_plan,
         plan: vec![a.tool.clone()],
         after_untrusted_read: a.after_untrusted_read,
-        // For begin-task: the tool is new unless --previously-planned says otherwise.
-        new_tools: if a.previously_planned { vec![] } else { vec![a.tool.clone()] },
-    };
-    let request = RequestFacts {
-        purpose: "(policy explain)".into(),
-        constraints: constraints::exact(&arguments),
-        approval: a.approved_by_group.clone().map(|g| ApprovalFacts { granted: true, group: g, approver: "(explain)".into() }).unwrap_or_default(),
-        taint: TaintFacts {
-            evaluated: true,
-            sensitive_from_untrusted: a.tainted,
-            destination_in_text: a.destination_in_text,
-            text_from_third_party: a.text_from_third_party,
-            third_party_arguments: Vec::new(),
-            sources: Vec::new(),
-            unverifiable: Vec::new(),
-        },
-        baseline: BaselineFacts {
-            evaluated: true,
-            transition_known: !a.unknown_transition,
-            score: a.baseline_score,
-            strong_evidence: a.strong_evidence,
-            explanation: "(policy explain)".into(),
-        },
-        break_glass: (action == Action::BreakGlass).then(|| a.justification.clone()),
+        previously_planned: a.previously_planned,
+        approved_by_group: a.approved_by_group.clone(),
+        tainted: a.tainted,
+        destination_in_text: a.destination_in_text,
+        text_from_third_party: a.text_from_third_party,
+        unknown_transition: a.unknown_transition,
+        baseline_score: a.baseline_score,
+        strong_evidence: a.strong_evidence,
         confirmed_by_end_user: a.confirmed_by_end_user,
-        end_user: EndUserFacts { client_trusted },
-        ..Default::default()
+        justification: a.justification.clone(),
     };
+    let Judged { decision, kind, word, reason } = judge(&d.policy, &question);
     let time = TimeFacts::at(now);
-    let decision = d.policy.decide(&DecisionInput { action, agent: &agent_facts, tool: &tool, time, task: &task, request: (action != Action::BeginTask).then_some(&request) });
-    // The gateway's own verdict function, so explain says what it would do.
-    let drifted = action != Action::BeginTask && crate::baseline::profile::drifted(&agent, a.baseline_score, a.strong_evidence);
-    let drift = drifted.then(|| format!("score {} at the agent's drift_threshold, with strong evidence", a.baseline_score));
-    let verdict = d.policy.verdict(drift.as_deref(), &decision);
-    let (word, reason, kind) = match &verdict {
-        Verdict::Quarantine { reason } => ("QUARANTINE", format!("the agent is quarantined and every task and token it holds is revoked ({reason})"), "quarantine"),
-        Verdict::Outcome(Outcome::Allow) => ("ALLOW", String::new(), "allow"),
-        Verdict::Outcome(Outcome::NeedsApproval { group }) => ("NEEDS APPROVAL", format!("a person of group `{group}` must approve"), "needs_approval"),
-        Verdict::Outcome(Outcome::NeedsConfirmation { fallback }) => (
-            "NEEDS END-USER CONFIRMATION",
-            format!("the end user must confirm this exact request through the agent's MCP client; a client that cannot ask sends it to group `{fallback}` for approval"),
-            "needs_confirmation",
-        ),
-        Verdict::Outcome(Outcome::Deny { reason, .. }) => ("DENY", reason.clone(), "deny"),
-    };
     let other_action = match action {
         Action::BeginTask => "request",
         Action::Request | Action::BreakGlass => "begin-task",
