@@ -6,7 +6,8 @@
 #     OAuth tests, and Node 22 for the suite and the provider (neither runs on
 #     Node 20);
 #   - the official Python MCP client (tests/support/python/requirements.txt) in .venv;
-#   - Debian's chromium and chromium-driver, for the reviewer pages' browser test.
+#   - Debian's chromium and chromium-driver, for the reviewer pages' browser test;
+#   - Debian's prometheus, which scrapes the gateway in the metrics test.
 # Safe to run again: it only reinstalls what changed. Needs Node >= 18, npm,
 # Python >= 3.10 with venv; installs them with apt-get when missing and run as root.
 set -euo pipefail
@@ -22,6 +23,8 @@ command -v chromedriver >/dev/null 2>&1 || need_apt+=(chromium-driver)
 ls /usr/lib/postgresql/*/bin/initdb >/dev/null 2>&1 || need_apt+=(postgresql)
 command -v nginx >/dev/null 2>&1 || [ -x /usr/sbin/nginx ] || need_apt+=(nginx-light)
 command -v openssl >/dev/null 2>&1 || need_apt+=(openssl)   # certificates for the PostgreSQL TLS test
+# Prometheus, which scrapes the gateway's /metrics in the metrics test.
+command -v prometheus >/dev/null 2>&1 || need_apt+=(prometheus)
 # Say what will be installed, and where, before anything is.
 echo "setup-test-deps: will install, if missing or changed:" >&2
 if [ ${#need_apt[@]} -gt 0 ]; then
@@ -36,7 +39,7 @@ if [ ${#need_apt[@]} -gt 0 ]; then
     apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq --no-install-recommends "${need_apt[@]}"
     # Installing them may start system-wide services; the tests need only
     # the binaries (they start private instances), so stop what we started.
-    for svc in postgresql nginx; do
+    for svc in postgresql nginx prometheus prometheus-node-exporter; do
       case " ${need_apt[*]} " in *" $svc"*) service "$svc" stop >/dev/null 2>&1 || true ;; esac
     done
   else

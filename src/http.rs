@@ -16,6 +16,7 @@
 //! authenticated with approver credentials, never agent identities.
 
 mod approvals;
+pub mod metrics;
 /// People's sign-in to `/ui` (below the gateway, which holds it).
 pub use crate::login;
 pub mod sessions;

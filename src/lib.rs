@@ -59,6 +59,7 @@ pub mod jws;
 pub mod keys;
 pub mod login;
 pub mod manifest;
+pub mod metrics;
 pub mod policy;
 pub mod source;
 pub mod store;

@@ -59,6 +59,23 @@ pub async fn run(args: ServeArgs) -> Result<(), CliError> {
         };
         serve_stdio(shared.clone(), path).await
     } else {
+        if let Some(addr) = shared.config.metrics.listen {
+            let listener = match tokio::net::TcpListener::bind(addr).await {
+                Ok(l) => l,
+                Err(e) => {
+                    shared.shutdown.cancel();
+                    return Err(CliError::Other(format!("cannot listen for metrics on {addr}: {e}; change [metrics] listen")));
+                }
+            };
+            let bound = listener.local_addr().map_err(|e| CliError::Other(e.to_string()))?;
+            eprintln!("jitgate metrics on http://{bound}/metrics");
+            let shared = shared.clone();
+            tokio::spawn(async move {
+                if let Err(e) = crate::http::metrics::serve(shared, listener).await {
+                    tracing::error!(error = %e, "the metrics endpoint stopped");
+                }
+            });
+        }
         let addr = args.listen.unwrap_or_else(|| DEFAULT_LISTEN.parse().unwrap_or(SocketAddr::from(([127, 0, 0, 1], 7420))));
         serve_http(shared.clone(), addr, args.replica.as_deref()).await
     };

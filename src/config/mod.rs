@@ -54,6 +54,18 @@ struct RawConfig {
     store: Option<Spanned<RawStore>>,
     #[serde(default)]
     ui: RawUi,
+    #[serde(default)]
+    metrics: MetricsConfig,
+}
+
+/// `[metrics]`: Prometheus metrics on a listen address of their own, so
+/// that the network can keep scrapers and agents apart.
+#[derive(Debug, Clone, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct MetricsConfig {
+    /// Where `GET /metrics` is served (for example `127.0.0.1:9464`);
+    /// without it, no metrics endpoint.
+    pub listen: Option<std::net::SocketAddr>,
 }
 
 /// What the HTTP front end accepts in `Host` and `Origin` (DNS rebinding
@@ -136,6 +148,8 @@ pub struct Config {
     /// Issuers of reviewers' credentials for the /ui pages; never agent issuers.
     pub reviewers: Vec<IssuerConfig>,
     pub http: HttpConfig,
+    /// `[metrics]`.
+    pub metrics: MetricsConfig,
     /// `[oauth]`, if this gateway advertises itself as an OAuth resource server.
     pub oauth: Option<OauthConfig>,
     /// `[ui.oidc]`, if people sign in to /ui with OpenID Connect.
@@ -218,6 +232,7 @@ impl Config {
             approvals,
             reviewers,
             http: raw.http,
+            metrics: raw.metrics,
             audit: AuditConfig {
                 checkpoint_interval: raw.audit.checkpoint_interval.unwrap_or(Duration::from_secs(60)),
                 content: raw.audit.content,

@@ -5,7 +5,15 @@
 use super::*;
 
 /// Forward an authorized call. The only caller of [`crate::downstream::Downstream::call`].
-pub(in crate::gateway) async fn forward(shared: &Shared, authorized: authorize::Authorized, agent: &VerifiedAgent, ctx: &RequestContext<RoleServer>) -> CallToolResult {
+/// `arrived`: when the agent's `tools/call` came in (the gateway's share of
+/// the call's time is measured from there).
+pub(in crate::gateway) async fn forward(
+    shared: &Shared,
+    authorized: authorize::Authorized,
+    agent: &VerifiedAgent,
+    ctx: &RequestContext<RoleServer>,
+    arrived: std::time::Instant,
+) -> CallToolResult {
     let (downstream, tool, arguments, capability) = authorized.into_parts();
     let claims = capability.claims();
     let mut params = CallToolRequestParams::new(tool.downstream_name.clone());
@@ -30,8 +38,10 @@ pub(in crate::gateway) async fn forward(shared: &Shared, authorized: authorize::
     tracing::debug!(server = %tool.server, jti = %claims.jti, "forwarding");
     let outcome = downstream.call(params, agent, shared.clock.now_unix(), &cancel).await;
     shutdown_link.abort();
-    let ms = started.elapsed().as_secs_f64() * 1000.0;
+    let downstream_took = started.elapsed();
+    let ms = downstream_took.as_secs_f64() * 1000.0;
     record_result(shared, claims, &tool.exposed_name, &outcome, ms).await;
+    crate::metrics::metrics().call(&tool.server, arrived.elapsed(), downstream_took);
     match outcome {
         Ok(result) => {
             tracing::info!(server = %tool.server, jti = %claims.jti, duration_ms = ms, is_error = result.is_error.unwrap_or(false), "forwarded");

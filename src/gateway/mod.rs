@@ -213,6 +213,7 @@ impl SessionState {
 
 impl Drop for SessionState {
     fn drop(&mut self) {
+        crate::metrics::metrics().session_closed();
         self.closed.cancel();
         if !self.used.load(Ordering::Relaxed) {
             return;
@@ -261,6 +262,7 @@ impl Session {
     pub fn new(shared: Arc<Shared>, identity: IdentitySource) -> Self {
         let permits = shared.config.limits.max_concurrent_calls_per_session;
         let state = Arc::new(SessionState { sid: new_sid(), shared: shared.clone(), used: AtomicBool::new(false), closed: CancellationToken::new() });
+        crate::metrics::metrics().session_opened();
         Self { shared, identity, bound_to: Arc::new(OnceLock::new()), calls: Arc::new(Semaphore::new(permits)), state }
     }
 
@@ -295,6 +297,7 @@ impl Session {
         ctx: RequestContext<RoleServer>,
         span: tracing::Span,
     ) -> Result<CallToolResponse, ErrorData> {
+        let arrived = std::time::Instant::now();
         let sid = self.session_of(&ctx);
         let agent = match self.identify(&ctx, sid.is_some()) {
             Ok(a) => a,
@@ -326,7 +329,7 @@ impl Session {
         let end_user = end_user_of(&req, &ctx, sid.is_some());
         let binding = Binding { session: sid, dpop_key: proven_key(&ctx), end_user };
         if req.name == meta::CALL {
-            return Ok(self.call_in_one_step(&agent, binding, arguments, &ctx, &span).await);
+            return Ok(self.call_in_one_step(&agent, binding, arguments, &ctx, &span, arrived).await);
         }
         if meta::is_meta(&req.name) {
             let task = arguments.get("task").and_then(|t| t.as_str()).filter(|t| t.len() <= 64).map(str::to_owned);
@@ -357,7 +360,7 @@ impl Session {
             }
         };
         span.record("decision", "forwarded");
-        Ok(forward(&self.shared, *authorized, &agent, &ctx).await.into())
+        Ok(forward(&self.shared, *authorized, &agent, &ctx, arrived).await.into())
     }
 
     /// `jit_call`: decide as `jit_request` would for exactly these
@@ -371,6 +374,7 @@ impl Session {
         arguments: rmcp::model::JsonObject,
         ctx: &RequestContext<RoleServer>,
         span: &tracing::Span,
+        arrived: std::time::Instant,
     ) -> CallToolResponse {
         let sid = binding.session;
         let task = arguments.get("task").and_then(|t| t.as_str()).filter(|t| t.len() <= 64).map(str::to_owned);
@@ -418,7 +422,7 @@ impl Session {
             }
         };
         span.record("decision", "forwarded");
-        let mut result = forward(&self.shared, *authorized, agent, ctx).await;
+        let mut result = forward(&self.shared, *authorized, agent, ctx, arrived).await;
         result.meta.get_or_insert_with(Default::default).0.insert("jitgate/token".into(), serde_json::Value::String(jti));
         result.into()
     }
@@ -468,6 +472,7 @@ impl Session {
 
 /// A refused call as the agent sees it.
 pub fn refusal_result(code: &str, message: &str) -> CallToolResult {
+    crate::metrics::metrics().refused(code);
     let mut result = CallToolResult::error(vec![ContentBlock::text(format!("jitgate refused the call [{code}]: {message}"))]);
     let mut meta = serde_json::Map::new();
     meta.insert("jitgate/error".into(), serde_json::json!({ "code": code, "message": message }));

@@ -27,12 +27,23 @@ pub trait AsyncUnits: Send + Sync {
     fn append_audit<'a>(&'a self, event: &'a Event, now: i64) -> BoxFuture<'a, Result<i64, StoreError>>;
 }
 
+/// Run one unit of work, timed and counted in the metrics by `operation`.
+async fn timed<T>(operation: &'static str, unit: impl std::future::Future<Output = Result<T, StoreError>>) -> Result<T, StoreError> {
+    let started = std::time::Instant::now();
+    let done = unit.await;
+    crate::metrics::metrics().store_operation(operation, started.elapsed(), done.is_err());
+    done
+}
+
 /// [`Store::read_request`].
 pub async fn read_request(store: &Arc<dyn Store>, read: RequestRead) -> Result<RequestState, StoreError> {
-    match store.units() {
-        Some(units) => units.read_request(&read).await,
-        None => run_blocking(store, move |s| s.read_request(&read)).await?,
-    }
+    timed("read_request", async move {
+        match store.units() {
+            Some(units) => units.read_request(&read).await,
+            None => run_blocking(store, move |s| s.read_request(&read)).await?,
+        }
+    })
+    .await
 }
 
 /// What [`Store::grant`] borrows, owned, so that it can move to the
@@ -66,39 +77,51 @@ impl OwnedGrant {
 
 /// [`Store::grant`].
 pub async fn grant(store: &Arc<dyn Store>, grant: OwnedGrant) -> Result<Granted, StoreError> {
-    match store.units() {
-        Some(units) => units.grant(&grant.as_grant()).await,
-        None => run_blocking(store, move |s| s.grant(&grant.as_grant())).await?,
-    }
+    timed("grant", async move {
+        match store.units() {
+            Some(units) => units.grant(&grant.as_grant()).await,
+            None => run_blocking(store, move |s| s.grant(&grant.as_grant())).await?,
+        }
+    })
+    .await
 }
 
 /// [`Store::consume_for_call`].
 pub async fn consume_for_call(store: &Arc<dyn Store>, jti: String, forwarded: Event, now: i64) -> Result<Consumption, StoreError> {
-    if let Some(units) = store.units() {
-        if units.try_consume_for_call(&jti, &forwarded, now).await? {
-            return Ok(Consumption::Consumed);
+    timed("consume_for_call", async move {
+        if let Some(units) = store.units() {
+            if units.try_consume_for_call(&jti, &forwarded, now).await? {
+                return Ok(Consumption::Consumed);
+            }
+            // Refused (a replay, a revoked token...): the synchronous unit says
+            // why, and consumes after all should the token have become
+            // consumable meanwhile.
         }
-        // Refused (a replay, a revoked token...): the synchronous unit says
-        // why, and consumes after all should the token have become
-        // consumable meanwhile.
-    }
-    run_blocking(store, move |s| s.consume_for_call(&jti, &forwarded, now)).await?
+        run_blocking(store, move |s| s.consume_for_call(&jti, &forwarded, now)).await?
+    })
+    .await
 }
 
 /// [`Store::count_request`]: count a request that [`Store::grant`] did not
 /// count (one refused, held or asked about), and the agent's exact window
 /// with it.
 pub async fn count_request(store: &Arc<dyn Store>, agent: String, now: i64) -> Result<u32, StoreError> {
-    match store.units() {
-        Some(units) => units.count_request(&agent, now).await,
-        None => run_blocking(store, move |s| s.count_request(&agent, now)).await?,
-    }
+    timed("count_request", async move {
+        match store.units() {
+            Some(units) => units.count_request(&agent, now).await,
+            None => run_blocking(store, move |s| s.count_request(&agent, now)).await?,
+        }
+    })
+    .await
 }
 
 /// [`Store::append_audit`].
 pub async fn append_audit(store: &Arc<dyn Store>, event: Event, now: i64) -> Result<i64, StoreError> {
-    match store.units() {
-        Some(units) => units.append_audit(&event, now).await,
-        None => run_blocking(store, move |s| s.append_audit(&event, now)).await?,
-    }
+    timed("append_audit", async move {
+        match store.units() {
+            Some(units) => units.append_audit(&event, now).await,
+            None => run_blocking(store, move |s| s.append_audit(&event, now)).await?,
+        }
+    })
+    .await
 }

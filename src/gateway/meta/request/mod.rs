@@ -249,6 +249,7 @@ pub(in crate::gateway::meta) async fn decide_loaded(session: &Session, agent: &V
         if let Err(r) = question_still_open(&shared.store, &agent.agent.id, shared.clock.now_unix(), &asked.tool, &checked).await {
             return r.into();
         }
+        crate::metrics::metrics().decided("end_user_question", decision.determining.first().map(|p| p.id.as_str()));
         match ask_end_user(shared, agent, binding, &asked, &checked, &taint.verdict).await {
             Asking::InputRequired(r) => return CallToolResponse::InputRequired(r),
             Asking::Confirmed => {

@@ -43,8 +43,10 @@ pub(in crate::gateway::meta) async fn respond(
         tracing::warn!(errors = ?decision.errors, "policy evaluation errors");
     }
     let drift = assessment.drift.then(|| assessment.explanation.clone());
+    let first_policy = policies.first().map(String::as_str);
     let outcome = match engine.verdict(drift.as_deref(), &decision) {
         crate::policy::Verdict::Quarantine { reason } => {
+            crate::metrics::metrics().decided("quarantine", first_policy.or(Some("drift")));
             let why = profile::Assessment { explanation: reason, ..assessment.clone() };
             return quarantine_for_drift(session, agent, task, &asked.tool, &why).await;
         }
@@ -52,6 +54,7 @@ pub(in crate::gateway::meta) async fn respond(
     };
     let pending = match outcome {
         Outcome::Deny { policy, reason } => {
+            crate::metrics::metrics().decided("deny", policy.as_deref());
             tracing::info!(task = %task.id, tool = %crate::telemetry::Clean(&asked.tool), action = action.as_str(), policy = policy.as_deref().unwrap_or("default-deny"), "intent denied by policy");
             let mut reason = reason;
             if taint.tainted {
@@ -69,6 +72,7 @@ pub(in crate::gateway::meta) async fn respond(
         Outcome::NeedsApproval { group } | Outcome::NeedsConfirmation { fallback: group } => Some(group),
         Outcome::Allow => None,
     };
+    crate::metrics::metrics().decided(if pending.is_some() { "pending_approval" } else { "allow" }, first_policy);
     if let Some(group) = pending {
         let (answer, recorded) =
             pending_approval(session, agent, task, &asked.tool, constraints, &asked.purpose, checked.digest.clone(), group, policies, checked.existing.clone(), &intent).await;

@@ -1,0 +1,47 @@
+//! `GET /metrics` on the `[metrics] listen` address: the Prometheus text
+//! format, with the gauges that describe the present (approvals waiting,
+//! downstream servers' states) read at each scrape.
+
+use std::sync::Arc;
+
+use axum::http::{StatusCode, header};
+use axum::response::{IntoResponse, Response};
+use axum::routing::get;
+
+use crate::downstream::ServerState;
+use crate::gateway::Shared;
+
+/// Serve `/metrics` on `listener` until the gateway shuts down.
+pub async fn serve(shared: Arc<Shared>, listener: tokio::net::TcpListener) -> std::io::Result<()> {
+    let shutdown = shared.shutdown.clone();
+    let app = axum::Router::new().route("/metrics", get(scrape)).with_state(shared);
+    axum::serve(listener, app).with_graceful_shutdown(shutdown.cancelled_owned()).await
+}
+
+async fn scrape(axum::extract::State(shared): axum::extract::State<Arc<Shared>>) -> Response {
+    let m = crate::metrics::metrics();
+    for ds in shared.downstreams.iter() {
+        let state = match ds.state() {
+            ServerState::Ready { .. } => "ready",
+            ServerState::Starting { .. } => "starting",
+            ServerState::Disabled => "disabled",
+        };
+        m.set_server_state(&ds.manifest.name, state);
+    }
+    let now = shared.clock.now_unix();
+    match crate::store::run_blocking(&shared.store, move |s| s.approvals(false, now)).await.and_then(|r| r) {
+        Ok(pending) => {
+            let oldest = pending.iter().map(|a| now.saturating_sub(a.created_at)).max().unwrap_or(0);
+            m.set_pending(pending.len(), oldest);
+        }
+        // The store's own failures are counted; the scrape still answers.
+        Err(e) => {
+            tracing::warn!(error = %e, "metrics: the pending approvals could not be read");
+            m.store_operation("pending_approvals", std::time::Duration::ZERO, true);
+        }
+    }
+    match m.encode() {
+        Ok(text) => ([(header::CONTENT_TYPE, "text/plain; version=0.0.4; charset=utf-8")], text).into_response(),
+        Err(e) => (StatusCode::INTERNAL_SERVER_ERROR, format!("metrics could not be encoded: {e}")).into_response(),
+    }
+}
