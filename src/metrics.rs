@@ -47,6 +47,12 @@ struct ServerLabels {
     state: String,
 }
 
+#[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
+struct KeySetLabels {
+    issuer: String,
+    state: String,
+}
+
 type Histograms<L> = Family<L, Histogram, fn() -> Histogram>;
 
 /// Latency buckets from 100 µs to about 6.5 s.
@@ -65,6 +71,8 @@ pub struct Metrics {
     pending_approvals: Gauge,
     oldest_pending_approval: Gauge<f64, AtomicU64>,
     servers: Family<ServerLabels, Gauge>,
+    key_sets: Family<KeySetLabels, Gauge>,
+    active_tasks: Gauge,
 }
 
 impl Metrics {
@@ -88,7 +96,11 @@ impl Metrics {
         registry.register_with_unit("oldest_pending_approval_age", "How long the oldest pending approval has waited", Unit::Seconds, oldest_pending_approval.clone());
         let servers = Family::<ServerLabels, Gauge>::default();
         registry.register("downstream_server_state", "1 for each downstream server's current state (ready, starting, disabled)", servers.clone());
-        Self { registry, decisions, refusals, calls, store_seconds, store_errors, sessions, pending_approvals, oldest_pending_approval, servers }
+        let key_sets = Family::<KeySetLabels, Gauge>::default();
+        registry.register("issuer_key_set_state", "1 for each remote issuer key set's current state (ok, degraded, stale, unavailable)", key_sets.clone());
+        let active_tasks = Gauge::default();
+        registry.register("active_tasks", "Tasks active now, of every registered agent (read at scrape)", active_tasks.clone());
+        Self { registry, decisions, refusals, calls, store_seconds, store_errors, sessions, pending_approvals, oldest_pending_approval, servers, key_sets, active_tasks }
     }
 
     /// One decision of an intent request.
@@ -138,6 +150,17 @@ impl Metrics {
         }
     }
 
+    /// A remote key set's state now: 1 for its state, 0 for the others.
+    pub fn set_key_set_state(&self, issuer: &str, state: &str) {
+        for s in ["ok", "degraded", "stale", "unavailable"] {
+            self.key_sets.get_or_create(&KeySetLabels { issuer: issuer.to_owned(), state: s.to_owned() }).set(i64::from(s == state));
+        }
+    }
+
+    pub fn set_active_tasks(&self, count: usize) {
+        self.active_tasks.set(i64::try_from(count).unwrap_or(i64::MAX));
+    }
+
     /// The text exposition format.
     pub fn encode(&self) -> Result<String, std::fmt::Error> {
         let mut out = String::new();
@@ -166,6 +189,7 @@ mod tests {
         m.store_operation("grant", std::time::Duration::from_micros(300), true);
         m.set_pending(2, 90);
         m.set_server_state("workspace", "ready");
+        m.set_key_set_state("corp-idp", "stale");
         let text = m.encode().unwrap_or_else(|e| panic!("{e}"));
         for line in [
             "jitgate_decisions_total{outcome=\"deny\",policy=\"no-tainted-sinks\"} 1",
@@ -176,6 +200,8 @@ mod tests {
             "jitgate_oldest_pending_approval_age_seconds 90.0",
             "jitgate_downstream_server_state{server=\"workspace\",state=\"ready\"} 1",
             "jitgate_downstream_server_state{server=\"workspace\",state=\"starting\"} 0",
+            "jitgate_issuer_key_set_state{issuer=\"corp-idp\",state=\"stale\"} 1",
+            "jitgate_issuer_key_set_state{issuer=\"corp-idp\",state=\"ok\"} 0",
             "# TYPE jitgate_call_duration_seconds histogram",
             "jitgate_call_duration_seconds_count{server=\"workspace\",part=\"gateway\"} 1",
         ] {

@@ -95,6 +95,12 @@ async fn prometheus_scrapes_decisions_calls_refusals_and_server_health() {
     let r = call_with_token(&triage, "workspace__read_note", json!({"name": "q3-plan.md"}), &token).await.unwrap();
     assert_eq!(refusal_code(&r).as_deref(), Some("token_replayed"));
 
+    // A request that waits for a person.
+    let janitor = gw.connect(&dep.mint("janitor")).await;
+    let cleanup = begin(&janitor, json!([{"name": "tidy", "tools": ["workspace__delete_note"]}])).await.unwrap();
+    let held = grant(&janitor, json!({"task": cleanup, "tool": "workspace__delete_note", "arguments": {"name": "old.md"}, "purpose": "tidy"})).await.unwrap();
+    assert_eq!(held["decision"], "pending_approval", "{held}");
+
     // What the endpoint serves: conventions, and nothing an agent wrote.
     let text = reqwest::get(format!("http://127.0.0.1:{metrics_port}/metrics")).await.unwrap().text().await.unwrap();
     for line in [
@@ -103,12 +109,14 @@ async fn prometheus_scrapes_decisions_calls_refusals_and_server_health() {
         "jitgate_downstream_server_state{server=\"workspace\",state=\"ready\"} 1",
         "jitgate_call_duration_seconds_count{server=\"workspace\",part=\"downstream\"} 1",
         "jitgate_call_duration_seconds_count{server=\"workspace\",part=\"gateway\"} 1",
-        "jitgate_pending_approvals 0",
+        "jitgate_decisions_total{outcome=\"pending_approval\",policy=\"destructive-needs-approval\"} 1",
+        "jitgate_pending_approvals 1",
+        "jitgate_active_tasks 2",
         "# TYPE jitgate_store_operation_duration_seconds histogram",
     ] {
         assert!(text.contains(line), "missing {line:?} in:\n{text}");
     }
-    for secret in [task.as_str(), token.as_str(), "q3-plan.md", "spiffe://"] {
+    for secret in [task.as_str(), cleanup.as_str(), token.as_str(), "q3-plan.md", "old.md", "spiffe://"] {
         assert!(!text.contains(secret), "the metrics carry `{secret}`");
     }
     // Only /metrics is served there: the agents' endpoint is not.

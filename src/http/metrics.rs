@@ -29,15 +29,28 @@ async fn scrape(axum::extract::State(shared): axum::extract::State<Arc<Shared>>)
         m.set_server_state(&ds.manifest.name, state);
     }
     let now = shared.clock.now_unix();
-    match crate::store::run_blocking(&shared.store, move |s| s.approvals(false, now)).await.and_then(|r| r) {
-        Ok(pending) => {
+    let mut sets = shared.identity.remote_key_sets();
+    sets.extend(shared.approvers.remote_key_sets());
+    sets.extend(shared.reviewers.remote_key_sets());
+    for set in sets {
+        let health = set.health(now);
+        m.set_key_set_state(health["issuer"].as_str().unwrap_or_default(), health["status"].as_str().unwrap_or_default());
+    }
+    let agents: Vec<String> = shared.identity.agents().iter().map(|a| a.id.clone()).collect();
+    let read = crate::store::run_blocking(&shared.store, move |s| {
+        let active = agents.iter().map(|a| s.active_tasks_of(a).map(|t| t.len())).sum::<Result<usize, _>>()?;
+        Ok::<_, crate::store::StoreError>((s.approvals(false, now)?, active))
+    });
+    match read.await.and_then(|r| r) {
+        Ok((pending, active)) => {
+            m.set_active_tasks(active);
             let oldest = pending.iter().map(|a| now.saturating_sub(a.created_at)).max().unwrap_or(0);
             m.set_pending(pending.len(), oldest);
         }
         // The store's own failures are counted; the scrape still answers.
         Err(e) => {
-            tracing::warn!(error = %e, "metrics: the pending approvals could not be read");
-            m.store_operation("pending_approvals", std::time::Duration::ZERO, true);
+            tracing::warn!(error = %e, "metrics: the pending approvals and active tasks could not be read");
+            m.store_operation("metrics_scrape", std::time::Duration::ZERO, true);
         }
     }
     match m.encode() {
