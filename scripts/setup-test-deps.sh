@@ -5,7 +5,8 @@
 #     the MCP conformance suite, a real OpenID provider (oidc-provider) for the
 #     OAuth tests, and Node 22 for the suite and the provider (neither runs on
 #     Node 20);
-#   - the official Python MCP client (tests/support/python/requirements.txt) in .venv;
+#   - the official Python MCP client and the Standard Webhooks reference
+#     verifier (tests/support/python/requirements.txt) in .venv;
 #   - Debian's chromium and chromium-driver, for the reviewer pages' browser test;
 #   - Debian's prometheus, which scrapes the gateway in the metrics test.
 # Safe to run again: it only reinstalls what changed. Needs Node >= 18, npm,

@@ -312,11 +312,11 @@ struct RemoteState {
 
 /// The HTTP(S) client that fetches key sets and discovery documents.
 type HttpClient = hyper_util::client::legacy::Client<Connector, http_body_util::Empty<bytes::Bytes>>;
-type Connector = hyper_rustls::HttpsConnector<hyper_util::client::legacy::connect::HttpConnector>;
+pub(crate) type Connector = hyper_rustls::HttpsConnector<hyper_util::client::legacy::connect::HttpConnector>;
 
 /// TLS by rustls with the ring provider passed explicitly, trusting the
 /// platform's roots; plain HTTP too (callers allow it on loopback only).
-fn connector() -> Result<Connector, String> {
+pub(crate) fn connector() -> Result<Connector, String> {
     let provider = Arc::new(rustls::crypto::ring::default_provider());
     Ok(hyper_rustls::HttpsConnectorBuilder::new()
         .with_provider_and_native_roots(provider)

@@ -60,6 +60,7 @@ pub mod keys;
 pub mod login;
 pub mod manifest;
 pub mod metrics;
+pub mod notify;
 pub mod policy;
 pub mod source;
 pub mod store;

@@ -165,9 +165,22 @@ pub async fn start(config_path: &std::path::Path, kind: &str) -> Result<Arc<Shar
     // now rather than when their lease is next checked.
     crate::gateway::maintenance::end_lapsed_instances(&shared).await;
     tokio::spawn(crate::gateway::maintenance::run(shared.clone()));
+    start_notifications(&shared)?;
     spawn_policy_reload_on_sighup(shared.clone());
     start_key_refresh(&shared).await;
     Ok(shared)
+}
+
+/// Webhooks of `[notify]`: their secrets are read now, so a missing one
+/// stops the start instead of every notification failing later.
+fn start_notifications(shared: &Arc<Shared>) -> Result<(), CliError> {
+    let names = shared.identity.agents().iter().map(|a| (a.id.clone(), a.name.clone())).collect();
+    let notifier = crate::notify::Notifier::new(&shared.config.notify, &shared.config.gateway_id, shared.store.clone(), shared.clock.clone(), names)
+        .map_err(|e| CliError::Other(format!("cannot start notifications: {e}; fix [[notify.webhooks]]")))?;
+    if let Some(n) = notifier {
+        tokio::spawn(n.run(shared.shutdown.clone()));
+    }
+    Ok(())
 }
 
 /// Replicas must sign with the same capability keys, or a token one of them

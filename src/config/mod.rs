@@ -23,10 +23,11 @@ mod oauth;
 mod servers;
 mod store;
 mod tokens;
+mod notify;
 mod ui;
 
 #[allow(unused_imports)]
-pub use self::{approvals::*, exchange::*, identity::*, limits::*, oauth::*, servers::*, store::*, tokens::*, ui::*};
+pub use self::{approvals::*, exchange::*, identity::*, limits::*, notify::*, oauth::*, servers::*, store::*, tokens::*, ui::*};
 
 #[derive(Debug, Deserialize)]
 #[serde(deny_unknown_fields)]
@@ -56,6 +57,8 @@ struct RawConfig {
     ui: RawUi,
     #[serde(default)]
     metrics: MetricsConfig,
+    #[serde(default)]
+    notify: RawNotify,
 }
 
 /// `[metrics]`: Prometheus metrics on a listen address of their own, so
@@ -150,6 +153,8 @@ pub struct Config {
     pub http: HttpConfig,
     /// `[metrics]`.
     pub metrics: MetricsConfig,
+    /// `[notify]`: webhooks.
+    pub notify: NotifyConfig,
     /// `[oauth]`, if this gateway advertises itself as an OAuth resource server.
     pub oauth: Option<OauthConfig>,
     /// `[ui.oidc]`, if people sign in to /ui with OpenID Connect.
@@ -209,6 +214,7 @@ impl Config {
             .map(|s| validate_server(file, s))
             .collect::<Result<Vec<_>, _>>()?;
         let oauth = raw.oauth.map(|o| validate_oauth(file, o, &identity)).transpose()?;
+        let notify = validate_notify(file, raw.notify)?;
         let ui_oidc = raw.ui.oidc.map(|o| validate_ui_oidc(file, o, &approvals.issuers, &reviewers)).transpose()?;
         let token_exchange = raw.token_exchange.map(|t| validate_token_exchange(file, t, &identity)).transpose()?;
         let store = match raw.store {
@@ -233,6 +239,7 @@ impl Config {
             reviewers,
             http: raw.http,
             metrics: raw.metrics,
+            notify,
             audit: AuditConfig {
                 checkpoint_interval: raw.audit.checkpoint_interval.unwrap_or(Duration::from_secs(60)),
                 content: raw.audit.content,
