@@ -42,6 +42,51 @@ struct RawAgent {
     issuers: Vec<String>,
     #[serde(default)]
     end_user: EndUserClient,
+    /// `enforce` (the default) or `observe` (see [`AgentMode`]).
+    #[serde(default)]
+    mode: RawMode,
+    /// With `mode = "observe"`: only these servers' tools are observed; the
+    /// others are enforced. Empty: every server.
+    #[serde(default)]
+    observe_servers: Vec<String>,
+}
+
+#[derive(Debug, Default, Clone, Copy, PartialEq, Eq, Deserialize)]
+#[serde(rename_all = "lowercase")]
+enum RawMode {
+    #[default]
+    Enforce,
+    Observe,
+}
+
+/// How jitgate treats the agent's calls (`mode`, kept by [`AgentDirectory`]).
+///
+/// Enforcing, a call needs its capability token. Observing, a plain
+/// `tools/call` passes through without the just-in-time protocol, and is
+/// recorded with the decision enforcement would have made; nothing is
+/// minted. Observe mode is for rolling jitgate out in front of agents that
+/// run today: tune policy on what it reports, then switch to `enforce`.
+///
+/// ```toml
+/// mode = "observe"
+/// observe_servers = ["workspace"]   # optional: the others are enforced
+/// ```
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub enum AgentMode {
+    #[default]
+    Enforce,
+    /// Observe the tools of these servers (all of them when empty).
+    Observe { servers: Vec<String> },
+}
+
+impl AgentMode {
+    /// Is a call of this server's tool observed rather than enforced?
+    pub fn observes(&self, server: &str) -> bool {
+        match self {
+            AgentMode::Enforce => false,
+            AgentMode::Observe { servers } => servers.is_empty() || servers.iter().any(|s| s == server),
+        }
+    }
 }
 
 /// Who answers the questions jitgate asks through this agent's MCP client
@@ -177,13 +222,20 @@ impl Agent {
 
     /// Validate an agent file's text (as read from `file.path`).
     pub fn from_source(file: SourceFile) -> Result<Self, SourceError> {
-        Self::parse(file).map(|(agent, _)| agent)
+        Self::parse(file).map(|(agent, _, _)| agent)
     }
 
     /// Validate an agent file's text: the agent, and who answers its
     /// client's questions (`[end_user]`, kept by [`AgentDirectory`]).
-    pub fn parse(file: SourceFile) -> Result<(Self, EndUserClient), SourceError> {
+    pub fn parse(file: SourceFile) -> Result<(Self, EndUserClient, AgentMode), SourceError> {
         let raw: RawAgent = source::parse_toml(&file)?;
+        let mode = match raw.mode {
+            RawMode::Enforce if !raw.observe_servers.is_empty() => {
+                return Err(file.error_at(None, "observe_servers is set but mode is not \"observe\": set mode = \"observe\" to observe those servers' tools, or remove observe_servers"));
+            }
+            RawMode::Enforce => AgentMode::Enforce,
+            RawMode::Observe => AgentMode::Observe { servers: raw.observe_servers.clone() },
+        };
         let id = raw.id.get_ref().clone();
         // A SPIFFE ID, or, for an agent bound to named issuers (an OAuth
         // client of an OpenID provider), the `sub` those issuers give it.
@@ -222,7 +274,7 @@ impl Agent {
             issuers: raw.issuers,
             source: AgentSource { path: file.path.clone(), allowed_tools_at },
         };
-        Ok((agent, raw.end_user))
+        Ok((agent, raw.end_user, mode))
     }
 }
 
@@ -232,6 +284,8 @@ pub struct AgentDirectory {
     by_id: BTreeMap<String, Agent>,
     /// Each agent's `[end_user]` setting, by id.
     end_user: BTreeMap<String, EndUserClient>,
+    /// Each agent's `mode`, by id.
+    modes: BTreeMap<String, AgentMode>,
 }
 
 impl AgentDirectory {
@@ -240,6 +294,7 @@ impl AgentDirectory {
         let mut errors = Vec::new();
         let mut by_id: BTreeMap<String, Agent> = BTreeMap::new();
         let mut end_user = BTreeMap::new();
+        let mut modes = BTreeMap::new();
         let entries = match std::fs::read_dir(dir) {
             Ok(rd) => rd,
             Err(e) => {
@@ -259,7 +314,7 @@ impl AgentDirectory {
         files.sort();
         for f in files {
             match SourceFile::read(&f).and_then(Agent::parse) {
-                Ok((agent, client)) => {
+                Ok((agent, client, mode)) => {
                     if let Some(other) = by_id.values().find(|a| a.name == agent.name || a.id == agent.id) {
                         errors.push(SourceError {
                             file: f.clone(),
@@ -270,12 +325,19 @@ impl AgentDirectory {
                         continue;
                     }
                     end_user.insert(agent.id.clone(), client);
+                    modes.insert(agent.id.clone(), mode);
                     by_id.insert(agent.id.clone(), agent);
                 }
                 Err(e) => errors.push(e),
             }
         }
-        if errors.is_empty() { Ok(Self { by_id, end_user }) } else { Err(errors) }
+        if errors.is_empty() { Ok(Self { by_id, end_user, modes }) } else { Err(errors) }
+    }
+
+    /// The mode of the agent with this id; an agent the directory does not
+    /// know is enforced.
+    pub fn mode(&self, id: &str) -> AgentMode {
+        self.modes.get(id).cloned().unwrap_or_default()
     }
 
     /// Who answers the questions asked through the client of the agent with

@@ -63,6 +63,7 @@ fn latency() -> Histogram {
 pub struct Metrics {
     registry: Registry,
     decisions: Family<DecisionLabels, Counter>,
+    observed: Family<DecisionLabels, Counter>,
     refusals: Family<CodeLabels, Counter>,
     calls: Histograms<CallLabels>,
     store_seconds: Histograms<StoreLabels>,
@@ -80,6 +81,8 @@ impl Metrics {
         let mut registry = Registry::with_prefix("jitgate");
         let decisions = Family::<DecisionLabels, Counter>::default();
         registry.register("decisions", "Intent requests decided, by outcome and deciding policy", decisions.clone());
+        let observed = Family::<DecisionLabels, Counter>::default();
+        registry.register("observed_calls", "Calls of agents in observe mode, passed through, by the decision enforcement would have made and its policy", observed.clone());
         let refusals = Family::<CodeLabels, Counter>::default();
         registry.register("refusals", "Refusals answered to agents, by reason code", refusals.clone());
         let calls: Histograms<CallLabels> = Family::new_with_constructor(latency as fn() -> Histogram);
@@ -100,12 +103,17 @@ impl Metrics {
         registry.register("issuer_key_set_state", "1 for each remote issuer key set's current state (ok, degraded, stale, unavailable)", key_sets.clone());
         let active_tasks = Gauge::default();
         registry.register("active_tasks", "Tasks active now, of every registered agent (read at scrape)", active_tasks.clone());
-        Self { registry, decisions, refusals, calls, store_seconds, store_errors, sessions, pending_approvals, oldest_pending_approval, servers, key_sets, active_tasks }
+        Self { registry, decisions, observed, refusals, calls, store_seconds, store_errors, sessions, pending_approvals, oldest_pending_approval, servers, key_sets, active_tasks }
     }
 
     /// One decision of an intent request.
     pub fn decided(&self, outcome: &str, policy: Option<&str>) {
         self.decisions.get_or_create(&DecisionLabels { outcome: outcome.to_owned(), policy: policy.unwrap_or("none").to_owned() }).inc();
+    }
+
+    /// One call of an agent in observe mode, and what enforcement would have decided.
+    pub fn observed(&self, would: &str, policy: Option<&str>) {
+        self.observed.get_or_create(&DecisionLabels { outcome: would.to_owned(), policy: policy.unwrap_or("none").to_owned() }).inc();
     }
 
     pub fn refused(&self, code: &str) {

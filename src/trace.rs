@@ -79,6 +79,10 @@ fn s(v: &Value, k: &str) -> String {
     v.get(k).and_then(Value::as_str).unwrap_or_default().to_owned()
 }
 
+/// What an observation task is for (observe mode: its calls were judged,
+/// not enforced).
+pub const OBSERVED_OBJECTIVE: &str = "observe mode: the agent's calls passed through, judged and not enforced";
+
 /// Build a task's trace from its records (in seq order).
 pub fn build(task: &str, records: &[Record]) -> TaskTrace {
     let mut t = TaskTrace { id: task.to_owned(), outcome: "open".into(), ..Default::default() };
@@ -98,13 +102,24 @@ pub fn build(task: &str, records: &[Record]) -> TaskTrace {
                 t.ended = Some(r.at);
                 t.outcome = format!("ended: {}", s(d, "outcome"));
             }
-            "intent" => {
+            "intent" | "call.observed" => {
+                let observed = r.kind == "call.observed";
+                // An observation task has no `task.begin`: its first call stands for it.
+                if observed && t.phases.is_empty() {
+                    t.agent = r.agent.clone().unwrap_or_default();
+                    t.agent_name = s(d, "agent_name");
+                    t.objective = OBSERVED_OBJECTIVE.into();
+                    t.begun = r.at;
+                    t.outcome = "observed".into();
+                    t.phases.push(PhaseTrace { name: "observed".into(), started: r.at, requests: Vec::new() });
+                }
                 let req = RequestTrace {
                     seq: r.seq,
                     at: r.at,
                     tool: s(d, "tool"),
-                    action: s(d, "action"),
-                    decision: s(d, "decision"),
+                    action: if observed { "observed".to_owned() } else { s(d, "action") },
+                    // An observed call was not decided: say what enforcement would have done.
+                    decision: if observed { format!("observed (not enforced): would {}", s(d, "would")) } else { s(d, "decision") },
                     policies: d.get("policies").and_then(Value::as_array).map(|a| a.iter().filter_map(|x| x.as_str().map(str::to_owned)).collect()).unwrap_or_default(),
                     reason: d.get("reason").and_then(Value::as_str).map(str::to_owned),
                     purpose: s(d, "purpose"),
@@ -118,7 +133,7 @@ pub fn build(task: &str, records: &[Record]) -> TaskTrace {
                     baseline_score: d.pointer("/baseline/score").and_then(Value::as_i64).unwrap_or(0),
                     baseline: d.pointer("/baseline/explanation").and_then(Value::as_str).unwrap_or_default().to_owned(),
                     approval: d.get("approval").cloned().unwrap_or(Value::Null),
-                    call: None,
+                    call: observed.then(|| CallTrace { forwarded_at: r.at, ..CallTrace::default() }),
                 };
                 if t.phases.is_empty() {
                     t.phases.push(PhaseTrace::default());
@@ -219,6 +234,19 @@ pub fn summaries(records: &[Record]) -> Vec<TaskSummary> {
                         ..Default::default()
                     },
                 );
+            }
+            "call.observed" => {
+                let t = by_task.entry(task.clone()).or_insert_with(|| TaskSummary {
+                    id: task.clone(),
+                    agent: r.agent.clone().unwrap_or_default(),
+                    agent_name: s(d, "agent_name"),
+                    objective: OBSERVED_OBJECTIVE.into(),
+                    begun: r.at,
+                    outcome: "observed".into(),
+                    ..Default::default()
+                });
+                t.requests += 1;
+                t.calls += 1;
             }
             kind => {
                 let Some(t) = by_task.get_mut(task) else { continue };

@@ -154,6 +154,7 @@ const CASES: &[Case] = &[
     ("the_units_called_from_async_code_keep_every_guarantee", the_units_called_from_async_code_keep_every_guarantee),
     ("an_async_burst_of_grants_and_counts_across_seconds_is_counted_exactly", an_async_burst_of_grants_and_counts_across_seconds_is_counted_exactly),
     ("a_question_and_an_approval_are_opened_with_their_records_or_not_at_all", a_question_and_an_approval_are_opened_with_their_records_or_not_at_all),
+    ("an_observed_call_is_recorded_whole_or_not_at_all", an_observed_call_is_recorded_whole_or_not_at_all),
 ];
 
 /// Run every case (or those `STORE_SUITE_CASE` names) on a fresh database;
@@ -656,6 +657,26 @@ fn a_decision_without_its_record_is_not_taken(s: &dyn Store, db: &Db) {
     db.mend_audit();
     assert!(matches!(s.decide_approval("a1", false, "alice", "no", 122, 180, &record).unwrap(), DecideOutcome::Decided(_)));
     assert_eq!(s.audit_records(0, 10).unwrap().len(), 1);
+}
+
+/// Observe mode: the observation task once, the intent (baselines learn
+/// from it), the call (the agent's last) and its record, in one
+/// transaction; none of it when the record cannot be written.
+fn an_observed_call_is_recorded_whole_or_not_at_all(s: &dyn Store, db: &Db) {
+    let obs = task_of("obs_day1", "agent-1", "");
+    let intent = |jti: &str, tool: &str, at: i64| Intent { jti: jti.into(), agent: "agent-1".into(), task: "obs_day1".into(), tool: tool.into(), shape: String::new(), at };
+    db.break_audit();
+    assert!(s.record_observed(&obs, &intent("obs_0", "ws__read", 5), &event("call.observed"), 5).is_err());
+    assert!(s.task("obs_day1").unwrap().is_none() && s.last_call_of("agent-1").unwrap().is_none() && s.intents_of("agent-1", 0, 10).unwrap().is_empty());
+    db.mend_audit();
+    s.record_observed(&obs, &intent("obs_1", "ws__read", 10), &event("call.observed"), 10).unwrap();
+    s.record_observed(&obs, &intent("obs_2", "ws__send", 11), &event("call.observed"), 11).unwrap();
+    assert_eq!(s.task("obs_day1").unwrap().map(|t| t.id), Some("obs_day1".to_owned()), "the task is created once");
+    assert_eq!(s.last_call_of("agent-1").unwrap().map(|c| (c.jti, c.tool)), Some(("obs_2".to_owned(), "ws__send".to_owned())));
+    assert_eq!(s.intents_of("agent-1", 0, 10).unwrap().iter().map(|i| i.jti.as_str()).collect::<Vec<_>>(), ["obs_1", "obs_2"]);
+    let records = s.audit_records(0, 10).unwrap();
+    assert_eq!(records.iter().filter(|r| r.kind == "call.observed").count(), 2);
+    assert!(verify_chain(&records).problems.is_empty());
 }
 
 // ---------------------------------------------------------------------------

@@ -30,6 +30,7 @@ pub mod check;
 pub mod identity;
 pub mod keys;
 pub mod manifest;
+pub mod observe;
 pub mod policy;
 pub mod revoke;
 pub mod serve;
@@ -140,6 +141,9 @@ pub enum Command {
     Audit(audit::AuditCommand),
     /// Show a task as a tree (decisions, calls, follow-ons), or list an agent's tasks.
     Trace(audit::TraceArgs),
+    /// Observe mode: what enforcement would have changed for observed agents.
+    #[command(subcommand)]
+    Observe(observe::ObserveCommand),
     /// PostgreSQL store: migrations, and copying an SQLite deployment into it.
     #[command(subcommand)]
     Store(store::StoreCommand),
@@ -206,6 +210,7 @@ pub async fn run(cli: Cli) -> Result<(), CliError> {
         Command::Baseline(c) => baseline::run(c),
         Command::Audit(c) => audit::run(c),
         Command::Trace(a) => audit::trace(a),
+        Command::Observe(c) => observe::run(c),
         // The synchronous PostgreSQL client must not run on a thread that
         // drives the async runtime (it starts one of its own).
         Command::Store(c) => tokio::task::block_in_place(|| store::run(c)),

@@ -4,9 +4,10 @@
 #[allow(unused_imports)]
 use super::*;
 
-/// Forward an authorized call. The only caller of [`crate::downstream::Downstream::call`].
-/// `arrived`: when the agent's `tools/call` came in (the gateway's share of
-/// the call's time is measured from there).
+/// Forward an authorized call. With [`forward_observed`], the only callers
+/// of [`crate::downstream::Downstream::call`]. `arrived`: when the agent's
+/// `tools/call` came in (the gateway's share of the call's time is measured
+/// from there).
 pub(in crate::gateway) async fn forward(
     shared: &Shared,
     authorized: authorize::Authorized,
@@ -16,12 +17,52 @@ pub(in crate::gateway) async fn forward(
 ) -> CallToolResult {
     let (downstream, tool, arguments, capability) = authorized.into_parts();
     let claims = capability.claims();
+    // No call leaves without its audit record (fail closed): it was written
+    // with the token's consumption (`consume_for_call`, or the `jit_call`
+    // grant), in the same transaction.
+    let call = CallRef::of(claims);
+    call_and_record(shared, &downstream, &tool, arguments, agent, &call, &claims.sid, ctx, arrived, Some(claims)).await
+}
+
+/// Observe mode: forward a call of an observed agent, whose `call.observed`
+/// record (with its intent) is written; no token authorized it and none
+/// exists. Its failures revoke nothing (there is nothing to revoke).
+#[allow(clippy::too_many_arguments)]
+pub(in crate::gateway) async fn forward_observed(
+    shared: &Shared,
+    downstream: &Arc<crate::downstream::Downstream>,
+    tool: &crate::downstream::ExposedTool,
+    arguments: rmcp::model::JsonObject,
+    agent: &VerifiedAgent,
+    call: &CallRef,
+    sid: &str,
+    ctx: &RequestContext<RoleServer>,
+    arrived: std::time::Instant,
+) -> CallToolResult {
+    call_and_record(shared, downstream, tool, arguments, agent, call, sid, ctx, arrived, None).await
+}
+
+/// The call, and what is recorded of what came back (result, taint). A
+/// failure of a token's call revokes what its server's manifest says.
+#[allow(clippy::too_many_arguments)]
+async fn call_and_record(
+    shared: &Shared,
+    downstream: &Arc<crate::downstream::Downstream>,
+    tool: &crate::downstream::ExposedTool,
+    arguments: rmcp::model::JsonObject,
+    agent: &VerifiedAgent,
+    call: &CallRef,
+    sid: &str,
+    ctx: &RequestContext<RoleServer>,
+    arrived: std::time::Instant,
+    token: Option<&crate::token::CapabilityClaims>,
+) -> CallToolResult {
     let mut params = CallToolRequestParams::new(tool.downstream_name.clone());
     params.arguments = Some(arguments);
     // Agent cancellation, gateway shutdown and revocation of the task, agent,
     // session or token all cancel the downstream call.
     let cancel = ctx.ct.child_token();
-    let _registered = shared.inflight.register(&claims.task, &claims.sub, &claims.sid, &claims.jti, cancel.clone());
+    let _registered = shared.inflight.register(&call.task, &call.agent, sid, &call.jti, cancel.clone());
     let shutdown_link = {
         let (cancel, shutdown) = (cancel.clone(), shared.shutdown.clone());
         tokio::spawn(async move {
@@ -30,37 +71,34 @@ pub(in crate::gateway) async fn forward(
         })
         .abort_handle()
     };
-    // No call leaves without its audit record (fail closed): it was written
-    // with the token's consumption (`consume_for_call`, or the `jit_call`
-    // grant), in the same transaction.
     let args_value = serde_json::Value::Object(params.arguments.clone().unwrap_or_default());
     let started = std::time::Instant::now();
-    tracing::debug!(server = %tool.server, jti = %claims.jti, "forwarding");
+    tracing::debug!(server = %tool.server, jti = %call.jti, "forwarding");
     let outcome = downstream.call(params, agent, shared.clock.now_unix(), &cancel).await;
     shutdown_link.abort();
     let downstream_took = started.elapsed();
     let ms = downstream_took.as_secs_f64() * 1000.0;
-    record_result(shared, claims, &tool.exposed_name, &outcome, ms).await;
+    record_result(shared, call, &tool.exposed_name, &outcome, ms).await;
     crate::metrics::metrics().call(&tool.server, arrived.elapsed(), downstream_took);
     match outcome {
         Ok(result) => {
-            tracing::info!(server = %tool.server, jti = %claims.jti, duration_ms = ms, is_error = result.is_error.unwrap_or(false), "forwarded");
+            tracing::info!(server = %tool.server, jti = %call.jti, duration_ms = ms, is_error = result.is_error.unwrap_or(false), "forwarded");
             // What an untrusted tool returned may steer the agent: remember its
             // values for the agent's later requests (in any of its tasks, so an
             // attack split across tasks is still traced).
             if tool.spec.untrusted_output {
-                record_taint(shared, claims, &tool, &args_value, &result).await;
+                record_taint(shared, call, tool, &args_value, &result).await;
             }
             relayed(result)
         }
         Err(e) => {
-            tracing::warn!(server = %tool.server, jti = %claims.jti, duration_ms = ms, code = e.code(), error = %crate::telemetry::Clean(&e.to_string()), "forward failed");
+            tracing::warn!(server = %tool.server, jti = %call.jti, duration_ms = ms, code = e.code(), error = %crate::telemetry::Clean(&e.to_string()), "forward failed");
             // A server's error message reaches the agent too: from an
             // untrusted tool it is third-party text like any result.
             if let (true, CallError::Downstream { message, .. }) = (tool.spec.untrusted_output, &e) {
-                record_taint(shared, claims, &tool, &args_value, &CallToolResult::error(vec![rmcp::model::ContentBlock::text(message.clone())])).await;
+                record_taint(shared, call, tool, &args_value, &CallToolResult::error(vec![rmcp::model::ContentBlock::text(message.clone())])).await;
             }
-            if matches!(e, CallError::Crashed { .. } | CallError::Timeout { .. } | CallError::Downstream { .. }) {
+            if let Some(claims) = token.filter(|_| matches!(e, CallError::Crashed { .. } | CallError::Timeout { .. } | CallError::Downstream { .. })) {
                 revoke_after_failure(shared, claims, &e).await;
             }
             refusal_result(e.code(), &e.to_string())
@@ -98,7 +136,21 @@ pub(in crate::gateway) fn relayed(mut result: CallToolResult) -> CallToolResult 
 /// restart or another process still traces them. When they cannot be
 /// recorded the agent's later sensitive requests would go unchecked, so its
 /// authority ends instead (fail closed).
-pub(in crate::gateway) async fn record_taint(shared: &Shared, claims: &crate::token::CapabilityClaims, tool: &crate::downstream::ExposedTool, arguments: &serde_json::Value, result: &CallToolResult) {
+/// A forwarded call, as its records name it: its token's (or observation's)
+/// id, its task and its agent.
+pub(in crate::gateway) struct CallRef {
+    pub(in crate::gateway) jti: String,
+    pub(in crate::gateway) task: String,
+    pub(in crate::gateway) agent: String,
+}
+
+impl CallRef {
+    pub(in crate::gateway) fn of(claims: &crate::token::CapabilityClaims) -> Self {
+        Self { jti: claims.jti.clone(), task: claims.task.clone(), agent: claims.sub.clone() }
+    }
+}
+
+pub(in crate::gateway) async fn record_taint(shared: &Shared, claims: &CallRef, tool: &crate::downstream::ExposedTool, arguments: &serde_json::Value, result: &CallToolResult) {
     let trusted = &tool.spec.trusted_fields;
     let scan = crate::taint::scan_output(result, trusted);
     if !trusted.is_empty() && !scan.trusted_seen {
@@ -125,7 +177,7 @@ pub(in crate::gateway) async fn record_taint(shared: &Shared, claims: &crate::to
     let no_args = serde_json::Map::new();
     let origin = crate::taint::call_origin(&tool.exposed_name, shown.as_object().unwrap_or(&no_args));
     let source = crate::taint::Source { call: claims.jti.clone(), tool: tool.exposed_name.clone(), origin };
-    let (agent, now) = (claims.sub.clone(), shared.clock.now_unix());
+    let (agent, now) = (claims.agent.clone(), shared.clock.now_unix());
     let max = crate::taint::MAX_VALUES_PER_AGENT;
     let recorded = crate::store::run_blocking(&shared.store, move |s| s.record_taint(&agent, &values, &source, now, max)).await.and_then(|r| r);
     if let Err(e) = recorded {
@@ -138,7 +190,7 @@ pub(in crate::gateway) async fn record_taint(shared: &Shared, claims: &crate::to
 }
 
 /// The call's result record: status, duration and size (content if configured).
-pub(in crate::gateway) async fn record_result(shared: &Shared, claims: &crate::token::CapabilityClaims, tool: &str, outcome: &Result<CallToolResult, CallError>, ms: f64) {
+pub(in crate::gateway) async fn record_result(shared: &Shared, claims: &CallRef, tool: &str, outcome: &Result<CallToolResult, CallError>, ms: f64) {
     let mut data = serde_json::json!({"jti": claims.jti, "tool": tool, "duration_ms": (ms * 1000.0).round() / 1000.0});
     match outcome {
         Ok(r) => {
@@ -154,7 +206,7 @@ pub(in crate::gateway) async fn record_result(shared: &Shared, claims: &crate::t
             data["error"] = serde_json::json!(e.to_string());
         }
     }
-    record_or_log(shared, crate::audit::Event::new("call.result", Some(&claims.task), Some(&claims.sub), data)).await;
+    record_or_log(shared, crate::audit::Event::new("call.result", Some(&claims.task), Some(&claims.agent), data)).await;
 }
 
 /// A refused meta-tool call that no other record covers: the request

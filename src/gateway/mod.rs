@@ -347,6 +347,14 @@ impl Session {
             return Ok(result.into());
         }
         let token = authorize::take_token(&ctx.meta, &mut arguments);
+        // An agent in observe mode: a plain call passes through, judged and
+        // recorded, not enforced (a call with a token is enforced as ever).
+        let server = req.name.split_once(crate::manifest::NAMESPACE_SEPARATOR).map(|(s, _)| s);
+        if token.is_none() && server.is_some_and(|s| self.shared.identity.agents().mode(&agent.agent.id).observes(s)) {
+            let result = meta::observe_call(self, &agent, binding, &req.name, arguments, &ctx, arrived).await;
+            span.record("decision", if result.is_error == Some(true) { "refused" } else { "observed" });
+            return Ok(result.into());
+        }
         let authorized = match authorize(&self.shared, &agent, binding, &req.name, token, arguments).await {
             Decision::Forward(a) => a,
             Decision::Refuse(Refusal { code, message, protocol_error }) => {

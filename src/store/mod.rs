@@ -543,6 +543,11 @@ pub trait Store: Send + Sync + 'static {
     fn end_user_declined(&self, agent: &str, digest: &str, now: i64) -> Result<bool, StoreError>;
     /// Record a token together with the intent it was granted for.
     fn record_token_and_intent(&self, token: &TokenRecord, intent: &Intent) -> Result<(), StoreError>;
+    /// Observe mode: an observed call's observation task (created if it is
+    /// not there), its intent (baselines learn from it), the call (the
+    /// agent's last call) and its `call.observed` record, in one
+    /// transaction, before the call is forwarded.
+    fn record_observed(&self, task: &Task, intent: &Intent, record: &crate::audit::Event, now: i64) -> Result<(), StoreError>;
     /// The agent's latest call (a consumed token), in any task.
     fn last_call_of(&self, agent: &str) -> Result<Option<Call>, StoreError>;
     /// An agent's intents since `since`, oldest first (at most `limit`).

@@ -27,6 +27,7 @@ use crate::store::{Approval, ApprovalState, BreakGlassGrant, Intent, Phase, Stor
 use crate::token::{self, ArgConstraints, CapabilityClaims, Constraint};
 
 mod definitions;
+mod observe;
 mod request;
 mod status;
 mod task;
@@ -34,6 +35,7 @@ mod task;
 #[allow(unused_imports)]
 use self::{request::*, status::*, task::*};
 pub use self::definitions::definitions;
+pub use self::observe::observe_call;
 pub use self::request::{OneStep, OneStepCall, OneStepGrant, authorize_one_step};
 
 pub const BEGIN_TASK: &str = "jit_begin_task";

@@ -414,6 +414,21 @@ impl Store for PostgresStore {
         })
     }
 
+    fn record_observed(&self, t: &Task, i: &Intent, record: &crate::audit::Event, now: i64) -> Result<(), StoreError> {
+        let phases = phases_text(&t.phases)?;
+        self.transaction(|tx| {
+            // The audit head first, as every write takes it.
+            audit::append_in(tx, record, now).map_err(as_audit_failure)?;
+            tx.execute(
+                "INSERT INTO tasks(id, agent, sid, objective, phases, current_phase, state, created_at, expires_at) VALUES ($1,$2,$3,$4,$5,$6,$7,$8,$9) ON CONFLICT (id) DO NOTHING",
+                &[&t.id, &t.agent, &t.sid, &t.objective, &phases, &to_i64(t.current_phase), &t.state.as_str(), &t.created_at, &t.expires_at],
+            )?;
+            tx.execute("INSERT INTO intents(jti, agent, task, tool, shape, at) VALUES ($1,$2,$3,$4,$5,$6)", &[&i.jti, &i.agent, &i.task, &i.tool, &i.shape, &i.at])?;
+            tx.execute("INSERT INTO calls(agent, task, tool, jti, at) VALUES ($1,$2,$3,$4,$5)", &[&i.agent, &i.task, &i.tool, &i.jti, &now])?;
+            Ok(())
+        })
+    }
+
     fn last_call_of(&self, agent: &str) -> Result<Option<Call>, StoreError> {
         self.with_client(|c| {
             let row = c.query_opt("SELECT jti, task, tool, at FROM calls WHERE agent=$1 ORDER BY seq DESC LIMIT 1", &[&agent])?;

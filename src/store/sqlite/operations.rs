@@ -391,6 +391,20 @@ impl Store for SqliteStore {
         Ok(())
     }
 
+    fn record_observed(&self, t: &Task, i: &Intent, record: &crate::audit::Event, now: i64) -> Result<(), StoreError> {
+        let phases = serde_json::to_string(&t.phases).map_err(|e| StoreError::Backend(e.to_string()))?;
+        let mut conn = self.conn();
+        let tx = conn.transaction_with_behavior(TransactionBehavior::Immediate)?;
+        tx.prepare_cached("INSERT OR IGNORE INTO tasks(id, agent, sid, objective, phases, current_phase, state, created_at, expires_at) VALUES (?1,?2,?3,?4,?5,?6,?7,?8,?9)")?
+            .execute(params![t.id, t.agent, t.sid, t.objective, phases, to_i64(t.current_phase), t.state.as_str(), t.created_at, t.expires_at])?;
+        tx.prepare_cached("INSERT INTO intents(jti, agent, task, tool, shape, at) VALUES (?1,?2,?3,?4,?5,?6)")?
+            .execute(params![i.jti, i.agent, i.task, i.tool, i.shape, i.at])?;
+        tx.prepare_cached("INSERT INTO calls(agent, task, tool, jti, at) VALUES (?1,?2,?3,?4,?5)")?.execute(params![i.agent, i.task, i.tool, i.jti, now])?;
+        audit::append_in(&tx, record, now).map_err(units::audit_error)?;
+        tx.commit()?;
+        Ok(())
+    }
+
     fn last_call_of(&self, agent: &str) -> Result<Option<crate::store::Call>, StoreError> {
         last_call_of(&self.conn(), agent)
     }

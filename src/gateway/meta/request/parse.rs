@@ -54,17 +54,7 @@ pub(in crate::gateway::meta) fn parse_request(shared: &crate::gateway::Shared, a
     // What the taint stage will look up in the agent's ledger: only what
     // this request's sensitive values (and justification) could match.
     let probe = match (&exposed, &constraints) {
-        (Some((_, tool)), Ok(c)) => {
-            let text = JudgedText::of(&tool.spec, c);
-            let probe = TaintProbe::of(&tool.spec.sensitive_args, c)
-                .and(TaintProbe::of(&text.in_text_names, &text.in_text))
-                .and(TaintProbe::of(&text.others, c))
-                .and(TaintProbe::windows(&text.others, c));
-            match &break_glass {
-                Some(j) => probe.with_text(j),
-                None => probe,
-            }
-        }
+        (Some((_, tool)), Ok(c)) => taint_probe(&tool.spec, c, break_glass.as_deref()),
         _ => TaintProbe::default(),
     };
     Ok(Asked {
@@ -86,6 +76,22 @@ pub(in crate::gateway::meta) fn parse_request(shared: &crate::gateway::Shared, a
         confirmed: std::sync::atomic::AtomicBool::new(false),
         quarantined_on_second_pass: std::sync::atomic::AtomicBool::new(false),
     })
+}
+
+/// What the taint stage will look up in the agent's ledger for a request of
+/// a tool (`spec`) with these constraints: what its sensitive values, its
+/// destinations in text, its other arguments and the justification could
+/// match, and nothing else.
+pub(in crate::gateway::meta) fn taint_probe(spec: &crate::manifest::ToolSpec, c: &ArgConstraints, break_glass: Option<&str>) -> TaintProbe {
+    let text = JudgedText::of(spec, c);
+    let probe = TaintProbe::of(&spec.sensitive_args, c)
+        .and(TaintProbe::of(&text.in_text_names, &text.in_text))
+        .and(TaintProbe::of(&text.others, c))
+        .and(TaintProbe::windows(&text.others, c));
+    match break_glass {
+        Some(j) => probe.with_text(j),
+        None => probe,
+    }
 }
 
 /// A NUL anywhere in a JSON value, its keys included.
