@@ -144,6 +144,14 @@ async fn an_observed_agents_plain_calls_pass_and_are_judged_as_enforcement_would
     }
     assert_eq!(records(&dep, "call.observed").len(), 5, "each era's call is observed");
 
+    // The observation task never serves the just-in-time protocol: it is no
+    // plan any BeginTask policy judged.
+    let observed_task = observed[0]["task"].as_str().unwrap();
+    let r = raw_call(&watcher, "jit_request", json!({"task": observed_task, "tool": "workspace__send_message", "arguments": {"to": "a@example.org", "subject": "s", "body": "b"}, "purpose": "reuse the observed plan"})).await.unwrap();
+    assert_eq!(refusal_code(&r).as_deref(), Some("task_inactive"), "{}", text_of(&r));
+    let r = raw_call(&watcher, "jit_call", json!({"task": observed_task, "tool": "workspace__read_note", "arguments": {"name": "q3-plan.md"}, "purpose": "reuse"})).await.unwrap();
+    assert_eq!(refusal_code(&r).as_deref(), Some("task_inactive"), "{}", text_of(&r));
+
     // A quarantine holds for an observed agent too.
     let (code, _, err) = jitgate(&["agents", "quarantine", "watcher", "--reason", "test", "--config", cfg]);
     assert_eq!(code, Some(0), "{err}");

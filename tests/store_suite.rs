@@ -667,15 +667,27 @@ fn an_observed_call_is_recorded_whole_or_not_at_all(s: &dyn Store, db: &Db) {
     let intent = |jti: &str, tool: &str, at: i64| Intent { jti: jti.into(), agent: "agent-1".into(), task: "obs_day1".into(), tool: tool.into(), shape: String::new(), at };
     db.break_audit();
     assert!(s.record_observed(&obs, &intent("obs_0", "ws__read", 5), &event("call.observed"), 5).is_err());
-    assert!(s.task("obs_day1").unwrap().is_none() && s.last_call_of("agent-1").unwrap().is_none() && s.intents_of("agent-1", 0, 10).unwrap().is_empty());
+    assert!(s.task("obs_day1").unwrap().is_none() && s.intents_of("agent-1", 0, 10).unwrap().is_empty());
     db.mend_audit();
     s.record_observed(&obs, &intent("obs_1", "ws__read", 10), &event("call.observed"), 10).unwrap();
     s.record_observed(&obs, &intent("obs_2", "ws__send", 11), &event("call.observed"), 11).unwrap();
     assert_eq!(s.task("obs_day1").unwrap().map(|t| t.id), Some("obs_day1".to_owned()), "the task is created once");
-    assert_eq!(s.last_call_of("agent-1").unwrap().map(|c| (c.jti, c.tool)), Some(("obs_2".to_owned(), "ws__send".to_owned())));
-    assert_eq!(s.intents_of("agent-1", 0, 10).unwrap().iter().map(|i| i.jti.as_str()).collect::<Vec<_>>(), ["obs_1", "obs_2"]);
+    // The observed calls are the history of observed calls only: a request
+    // of the just-in-time protocol (any other task), and the plan history,
+    // never see them as the agent's last call.
+    let read = |task: &str| RequestRead { agent: "agent-1".into(), ..request_read(task) };
+    assert_eq!(s.read_request(&read("obs_day1")).unwrap().last_call.map(|c| (c.jti, c.tool)), Some(("obs_2".to_owned(), "ws__send".to_owned())));
+    assert!(s.read_request(&read("t1")).unwrap().last_call.is_none(), "an enforced request does not follow an observed call");
+    assert!(s.last_call_of("agent-1").unwrap().is_none());
+    s.create_task(&task_of("t1", "agent-1", "s1")).unwrap();
+    s.record_token(&token_of("j1", "t1", "agent-1", "s1")).unwrap();
+    s.consume("j1", 12).unwrap();
+    s.record_observed(&obs, &intent("obs_3", "ws__read", 13), &event("call.observed"), 13).unwrap();
+    assert_eq!(s.last_call_of("agent-1").unwrap().map(|c| c.jti), Some("j1".to_owned()), "the last enforced call, past later observed ones");
+    assert_eq!(s.read_request(&read("obs_day1")).unwrap().last_call.map(|c| c.jti), Some("obs_3".to_owned()));
+    assert_eq!(s.intents_of("agent-1", 0, 10).unwrap().iter().map(|i| i.jti.as_str()).collect::<Vec<_>>(), ["obs_1", "obs_2", "obs_3"]);
     let records = s.audit_records(0, 10).unwrap();
-    assert_eq!(records.iter().filter(|r| r.kind == "call.observed").count(), 2);
+    assert_eq!(records.iter().filter(|r| r.kind == "call.observed").count(), 3);
     assert!(verify_chain(&records).problems.is_empty());
 }
 

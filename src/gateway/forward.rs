@@ -182,7 +182,9 @@ pub(in crate::gateway) async fn record_taint(shared: &Shared, claims: &CallRef, 
     let recorded = crate::store::run_blocking(&shared.store, move |s| s.record_taint(&agent, &values, &source, now, max)).await.and_then(|r| r);
     if let Err(e) = recorded {
         tracing::error!(error = %e, jti = %claims.jti, "TAINT NOT RECORDED: revoking the agent's task so that nothing it read goes unchecked");
-        let (scope, now) = (Scope::Task(claims.task.clone()), shared.clock.now_unix());
+        // An observed call's task stands for nothing: what the agent holds goes.
+        let scope = if claims.task.starts_with(crate::store::OBSERVATION_TASK_PREFIX) { Scope::Agent(claims.agent.clone()) } else { Scope::Task(claims.task.clone()) };
+        let now = shared.clock.now_unix();
         if let Err(e) = crate::store::run_blocking(&shared.store, move |s| s.revoke(&scope, "taint could not be recorded", now)).await.and_then(|r| r) {
             tracing::error!(error = %e, "could not revoke after a taint write failure");
         }

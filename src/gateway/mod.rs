@@ -353,6 +353,9 @@ impl Session {
         if token.is_none() && server.is_some_and(|s| self.shared.identity.agents().mode(&agent.agent.id).observes(s)) {
             let result = meta::observe_call(self, &agent, binding, &req.name, arguments, &ctx, arrived).await;
             span.record("decision", if result.is_error == Some(true) { "refused" } else { "observed" });
+            if let Some((code, message)) = unaudited_refusal(&req.name, &result) {
+                record_refusal(&self.shared, &agent, sid, &req.name, None, &code, &message).await;
+            }
             return Ok(result.into());
         }
         let authorized = match authorize(&self.shared, &agent, binding, &req.name, token, arguments).await {

@@ -326,6 +326,12 @@ pub enum BeginTask {
     TooMany(usize),
 }
 
+/// The ids of observe mode's tasks begin so. Their calls are the agent's
+/// history for observed calls only: the just-in-time protocol's reads (the
+/// last call a request follows, the plan a new task is compared with) skip
+/// them, so that an observed call never stands in for an enforced one.
+pub const OBSERVATION_TASK_PREFIX: &str = "obs_";
+
 /// What an intent request reads before it is decided (the first of its
 /// two units of work): everything, in one snapshot.
 #[derive(Debug, Clone)]

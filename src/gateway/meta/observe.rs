@@ -15,6 +15,9 @@
 use super::*;
 use super::request::{Asked, Pass, ToolLookup, check_invariants, decide_request, judge_baseline, judge_taint, load_request_state, request_facts, taint_probe};
 
+/// How an observation task is stored: ended, for the protocol's purposes.
+const OBSERVATION_TASK_STATE: TaskState = TaskState::Ended;
+
 /// What observing a call found: the decision enforcement would have made.
 struct Would {
     /// allow, deny, pending_approval, end_user_question, quarantine.
@@ -45,8 +48,19 @@ pub async fn observe_call(
         );
     }
     let value = Value::Object(arguments.clone());
-    if let Some(p) = schema_problems(&tool.input_validator, &value).or_else(|| tool.manifest_validator.as_ref().and_then(|v| schema_problems(v, &value))) {
-        return refusal_result("invalid_arguments", &format!("the arguments do not match `{tool_name}`'s input schema: {p}"));
+    if request::carries_nul(&value) {
+        return bad_input(tool_name, "the arguments carry a NUL character; jitgate accepts none: remove it");
+    }
+    // Schemas on the blocking pool, as for every request (however costly an
+    // agent makes its arguments, the runtime's workers keep serving).
+    let checked_schema = {
+        let (tool, value) = (tool.clone(), value.clone());
+        tokio::task::spawn_blocking(move || schema_problems(&tool.input_validator, &value).or_else(|| tool.manifest_validator.as_ref().and_then(|v| schema_problems(v, &value)))).await
+    };
+    match checked_schema {
+        Ok(None) => {}
+        Ok(Some(p)) => return refusal_result("invalid_arguments", &format!("the arguments do not match `{tool_name}`'s input schema: {p}")),
+        Err(e) => return refusal_result("internal", &format!("the arguments could not be checked: {e}")),
     }
     let now = shared.clock.now_unix();
     let task = observation_task(shared, agent, binding, now);
@@ -110,7 +124,8 @@ pub async fn observe_call(
     let intent = Intent { jti: jti.clone(), agent: agent.agent.id.clone(), task: task.id.clone(), tool: tool_name.to_owned(), shape: profile::shape_of(&checked.constraints), at: now };
     let record = Event::new("call.observed", Some(&task.id), Some(&agent.agent.id), data);
     // No call leaves unrecorded: the record first, then the call.
-    if let Err(r) = store_op(&shared.store, move |s| s.record_observed(&task, &intent, &record, now)).await {
+    let stored = Task { state: OBSERVATION_TASK_STATE, end_reason: Some("observe mode: observed calls only, never a task for requests".into()), ..task };
+    if let Err(r) = store_op(&shared.store, move |s| s.record_observed(&stored, &intent, &record, now)).await {
         return r;
     }
     // Counted in the agent's request rate, as a request would be.
@@ -147,15 +162,24 @@ fn observed_request(agent: &VerifiedAgent, tool_name: &str, tool: &crate::downst
 }
 
 /// The agent's observation task of the (UTC) day: one phase, `observed`,
-/// with every exposed tool the agent may use, so that a chain within its
-/// allowed tools is judged as a chain within a declared plan would be.
+/// with the observed servers' tools the agent may use, so that a chain
+/// within them is judged as a chain within a declared plan would be.
+///
+/// It is stored ended ([`OBSERVATION_TASK_STATE`]): the just-in-time
+/// protocol never accepts it (`jit_request`, `jit_call` and the phase tools
+/// refuse a task that is not active), so it can never stand for a plan no
+/// `BeginTask` policy judged. The judgement here uses it as active.
 fn observation_task(shared: &crate::gateway::Shared, agent: &VerifiedAgent, binding: Binding<'_>, now: i64) -> Task {
     let day = now.div_euclid(86_400);
     let who: String = <sha2::Sha256 as sha2::Digest>::digest(agent.agent.id.as_bytes()).iter().take(6).map(|b| format!("{b:02x}")).collect();
-    let mut tools: Vec<String> = shared.downstreams.exposed_tools().into_iter().map(|t| t.exposed_name).filter(|t| agent.agent.may_use(t)).collect();
+    // Only the tools this agent's calls are observed on: the plan is the
+    // standard observed chains are judged against, never a grant.
+    let mode = shared.identity.agents().mode(&agent.agent.id);
+    let mut tools: Vec<String> =
+        shared.downstreams.exposed_tools().into_iter().filter(|t| mode.observes(&t.server) && agent.agent.may_use(&t.exposed_name)).map(|t| t.exposed_name).collect();
     tools.sort();
     Task {
-        id: format!("obs_{who}_{day}"),
+        id: format!("{}{who}_{day}", crate::store::OBSERVATION_TASK_PREFIX),
         agent: agent.agent.id.clone(),
         sid: binding.session.unwrap_or_default().to_owned(),
         objective: crate::trace::OBSERVED_OBJECTIVE.into(),

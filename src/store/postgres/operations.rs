@@ -431,7 +431,8 @@ impl Store for PostgresStore {
 
     fn last_call_of(&self, agent: &str) -> Result<Option<Call>, StoreError> {
         self.with_client(|c| {
-            let row = c.query_opt("SELECT jti, task, tool, at FROM calls WHERE agent=$1 ORDER BY seq DESC LIMIT 1", &[&agent])?;
+            // Observed calls are not the protocol's history (OBSERVATION_TASK_PREFIX).
+            let row = c.query_opt("SELECT jti, task, tool, at FROM calls WHERE agent=$1 AND task NOT LIKE 'obs\\_%' ORDER BY seq DESC LIMIT 1", &[&agent])?;
             Ok(match row {
                 Some(r) => Some(Call { jti: r.try_get(0)?, task: r.try_get(1)?, tool: r.try_get(2)?, at: r.try_get(3)? }),
                 None => None,

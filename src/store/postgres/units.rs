@@ -115,7 +115,7 @@ SELECT
   (SELECT to_jsonb(q)::TEXT FROM quarantine q WHERE q.agent = $2),
   (SELECT to_jsonb(k)::TEXT FROM tokens k WHERE k.jti = $3::TEXT),
   (SELECT to_jsonb(a)::TEXT FROM approvals a WHERE digest = $4::TEXT {DECIDING_APPROVAL}),
-  (SELECT to_jsonb(c)::TEXT FROM (SELECT jti, task, tool, at FROM calls WHERE agent = $2 ORDER BY seq DESC LIMIT 1) c),
+  (SELECT to_jsonb(c)::TEXT FROM (SELECT jti, task, tool, at FROM calls WHERE agent = $2 AND (task NOT LIKE 'obs\\_%' OR $1::TEXT LIKE 'obs\\_%') ORDER BY seq DESC LIMIT 1) c),
   {WINDOW_SUM},
   ARRAY({TOOLS_READ_FROM}),
   EXISTS (SELECT 1 FROM taint_overflow WHERE agent = $2),

@@ -406,7 +406,7 @@ impl Store for SqliteStore {
     }
 
     fn last_call_of(&self, agent: &str) -> Result<Option<crate::store::Call>, StoreError> {
-        last_call_of(&self.conn(), agent)
+        last_call_of(&self.conn(), agent, false)
     }
 
     fn intents_of(&self, agent: &str, since: i64, limit: usize) -> Result<Vec<Intent>, StoreError> {

@@ -70,9 +70,16 @@ pub(in crate::store::sqlite) fn quarantine_of(conn: &Connection, agent: &str) ->
         .optional()?)
 }
 
-pub(in crate::store::sqlite) fn last_call_of(conn: &Connection, agent: &str) -> Result<Option<crate::store::Call>, StoreError> {
+/// The agent's last call; observed calls too only `with_observed` (see
+/// [`crate::store::OBSERVATION_TASK_PREFIX`]).
+pub(in crate::store::sqlite) fn last_call_of(conn: &Connection, agent: &str, with_observed: bool) -> Result<Option<crate::store::Call>, StoreError> {
+    let sql = if with_observed {
+        "SELECT jti, task, tool, at FROM calls WHERE agent=?1 ORDER BY seq DESC LIMIT 1"
+    } else {
+        "SELECT jti, task, tool, at FROM calls WHERE agent=?1 AND task NOT LIKE 'obs\\_%' ESCAPE '\\' ORDER BY seq DESC LIMIT 1"
+    };
     Ok(conn
-        .prepare_cached("SELECT jti, task, tool, at FROM calls WHERE agent=?1 ORDER BY seq DESC LIMIT 1")?
+        .prepare_cached(sql)?
         .query_row(params![agent], |r| Ok(crate::store::Call { jti: r.get(0)?, task: r.get(1)?, tool: r.get(2)?, at: r.get(3)? }))
         .optional()?)
 }

@@ -18,7 +18,7 @@ pub(super) fn read_request(conn: &mut Connection, r: &RequestRead) -> Result<Req
     let quarantined = quarantine_of(&tx, &r.agent)?;
     let parent = r.follows.as_deref().map(|jti| token_by_jti(&tx, jti)).transpose()?.flatten();
     let approval = r.digest.as_deref().map(|d| human::approval_for_request(&tx, d, r.now)).transpose()?.flatten();
-    let last_call = last_call_of(&tx, &r.agent)?;
+    let last_call = last_call_of(&tx, &r.agent, r.task.starts_with(crate::store::OBSERVATION_TASK_PREFIX))?;
     let ledger = runtime::taint_lookup(&tx, &r.agent, &r.probe)?;
     let rate = window_count(&tx, &r.agent, r.now)?.saturating_add(1);
     tx.commit()?;
