@@ -29,13 +29,15 @@ use crate::clock::Clock;
 use crate::config::{NotifyConfig, WebhookConfig, WebhookFormat};
 use crate::store::Store;
 
-/// Deliveries under way at once, at most; a notification beyond that is
-/// given up at once (and recorded so).
+/// Deliveries under way at once per webhook, at most; a notification beyond
+/// that is given up at once (and recorded so).
 const MAX_IN_FLIGHT: usize = 64;
 /// Each attempt's limit.
 const ATTEMPT_TIMEOUT: Duration = Duration::from_secs(10);
 /// The longest wait between attempts.
 const MAX_RETRY_WAIT: Duration = Duration::from_secs(300);
+/// Records read from the audit trail at a time.
+const BATCH: usize = 256;
 /// How often the audit trail is read for new records.
 const POLL: Duration = Duration::from_secs(1);
 const SECRET_PREFIX: &str = "whsec_";
@@ -44,6 +46,8 @@ const SECRET_PREFIX: &str = "whsec_";
 struct Hook {
     config: WebhookConfig,
     key: Vec<u8>,
+    /// Its deliveries under way: a dead receiver holds only its own.
+    in_flight: Arc<tokio::sync::Semaphore>,
 }
 
 /// One notification, ready to send to every webhook that wants it.
@@ -67,7 +71,6 @@ pub struct Notifier {
     gateway: String,
     store: Arc<dyn Store>,
     clock: Arc<dyn Clock>,
-    in_flight: Arc<tokio::sync::Semaphore>,
     /// Names of agents by id, for people.
     agent_names: std::collections::HashMap<String, String>,
 }
@@ -89,7 +92,7 @@ impl Notifier {
         for w in &config.webhooks {
             let secret = w.secret.read().map_err(|e| format!("webhook `{}`: {e}", w.name))?;
             let key = secret_key(&secret).map_err(|e| format!("webhook `{}`: {e}", w.name))?;
-            hooks.push(Hook { config: w.clone(), key });
+            hooks.push(Hook { config: w.clone(), key, in_flight: Arc::new(tokio::sync::Semaphore::new(MAX_IN_FLIGHT)) });
         }
         Ok(Some(Arc::new(Self {
             hooks,
@@ -97,7 +100,6 @@ impl Notifier {
             gateway: gateway.to_owned(),
             store,
             clock,
-            in_flight: Arc::new(tokio::sync::Semaphore::new(MAX_IN_FLIGHT)),
             agent_names,
         })))
     }
@@ -105,27 +107,42 @@ impl Notifier {
     /// Read the audit trail from its head now on, and notify, until `shutdown`.
     pub async fn run(self: Arc<Self>, shutdown: tokio_util::sync::CancellationToken) {
         let store = self.store.clone();
-        let mut after = match crate::store::run_blocking(&store, |s| s.audit_head()).await.and_then(|r| r) {
-            Ok(head) => head.map_or(0, |(seq, _)| seq),
-            Err(e) => {
-                tracing::error!(error = %e, "notifications: the audit trail's head could not be read; retrying");
-                0
+        // From the head as it is now: what happened before this process
+        // started was notified by the process that saw it. Never from the
+        // beginning: a failed read is retried, not taken for an empty trail.
+        let mut after = loop {
+            match crate::store::run_blocking(&store, |s| s.audit_head()).await.and_then(|r| r) {
+                Ok(head) => break head.map_or(0, |(seq, _)| seq),
+                Err(e) => tracing::error!(error = %e, "notifications: the audit trail's head could not be read; retrying"),
             }
-        };
-        let mut announced = std::collections::VecDeque::<String>::new();
-        loop {
             tokio::select! {
                 _ = shutdown.cancelled() => return,
                 _ = tokio::time::sleep(POLL) => {}
             }
-            let read = crate::store::run_blocking(&store, move |s| s.audit_records(after, 256)).await.and_then(|r| r);
+        };
+        let mut announced = std::collections::VecDeque::<String>::new();
+        let mut behind = false;
+        loop {
+            // A full batch means more is waiting: read on at once, so that
+            // a flood of other records cannot hold notifications back.
+            if !behind {
+                tokio::select! {
+                    _ = shutdown.cancelled() => return,
+                    _ = tokio::time::sleep(POLL) => {}
+                }
+            } else if shutdown.is_cancelled() {
+                return;
+            }
+            let read = crate::store::run_blocking(&store, move |s| s.audit_records(after, BATCH)).await.and_then(|r| r);
             let records = match read {
                 Ok(r) => r,
                 Err(e) => {
                     tracing::warn!(error = %e, "notifications: the audit trail could not be read");
+                    behind = false;
                     continue;
                 }
             };
+            behind = records.len() == BATCH;
             for record in records {
                 after = record.seq;
                 let Some(notice) = self.notice_of(&record).await else { continue };
@@ -153,13 +170,19 @@ impl Notifier {
             ("intent", Some("pending_approval")) => {
                 let approval = r.data["approval"].as_str()?.to_owned();
                 let (id, now) = (approval.clone(), self.clock.now_unix());
-                let found = crate::store::run_blocking(&self.store, move |s| s.approval(&id, now)).await.ok()?.ok()??;
-                if found.state != crate::store::ApprovalState::Pending {
-                    return None;
-                }
+                let found = match crate::store::run_blocking(&self.store, move |s| s.approval(&id, now)).await.and_then(|r| r) {
+                    Ok(Some(a)) if a.state != crate::store::ApprovalState::Pending => return None,
+                    Ok(found) => found,
+                    // People still hear of it, without what the store would have added.
+                    Err(e) => {
+                        tracing::warn!(error = %e, approval = %approval, "notifications: the approval could not be read; notifying without its group");
+                        None
+                    }
+                };
+                let (group, expires) = found.as_ref().map_or((String::new(), String::new()), |a| (a.group.clone(), crate::clock::rfc3339(a.expires_at)));
                 let link = self.link("/ui/approvals");
-                let text = format!("jitgate: approval {approval} is waiting for group {}: agent {name} asks to call {tool}. Decide before {}: {}", found.group, crate::clock::rfc3339(found.expires_at), link.clone().unwrap_or_else(|| "jitgate approvals list".into()));
-                let data = json!({"approval": approval, "group": found.group, "tool": tool, "policies": found.policies, "expires_at": crate::clock::rfc3339(found.expires_at), "link": link, "task_link": task_link});
+                let text = format!("jitgate: approval {approval} is waiting for group {group}: agent {name} asks to call {tool}. Decide before {expires}: {}", link.clone().unwrap_or_else(|| "jitgate approvals list".into()));
+                let data = json!({"approval": approval, "group": group, "tool": tool, "policies": found.map(|a| a.policies), "expires_at": expires, "link": link, "task_link": task_link});
                 ("approval.pending", format!("{}.approval.pending.{approval}", self.gateway), data, text)
             }
             ("approval.decided", _) => {
@@ -177,9 +200,15 @@ impl Notifier {
                 ("break_glass.used", format!("{}.audit.{}", self.gateway, r.seq), data, text)
             }
             ("quarantine", _) => {
-                let reason = crate::telemetry::cut(r.data["reason"].as_str().unwrap_or_default(), 300);
+                // A drift's explanation names what the agent chose (phase
+                // names, argument names): people read it on /ui, not here.
+                // An operator's reason is the operator's own words.
+                let (cause, reason) = match r.data["score"].as_i64() {
+                    Some(score) => ("drift", format!("baseline drift, score {score}")),
+                    None => ("operator", crate::telemetry::cut(r.data["reason"].as_str().unwrap_or_default(), 300)),
+                };
                 let text = format!("jitgate: agent {name} is quarantined ({reason}); every task and token it held is revoked until a person runs `jitgate agents release`");
-                let data = json!({"reason": reason, "link": self.link("/ui")});
+                let data = json!({"cause": cause, "reason": reason, "link": self.link("/ui")});
                 ("agent.quarantined", format!("{}.audit.{}", self.gateway, r.seq), data, text)
             }
             _ => return None,
@@ -202,7 +231,7 @@ impl Notifier {
             if !hook.config.events.iter().any(|e| e == notice.event) {
                 continue;
             }
-            let Ok(permit) = self.in_flight.clone().try_acquire_owned() else {
+            let Ok(permit) = hook.in_flight.clone().try_acquire_owned() else {
                 tracing::warn!(webhook = %hook.config.name, event = notice.event, "notification given up: too many deliveries under way");
                 let me = self.clone();
                 let (notice, name) = (notice.clone(), hook.config.name.clone());
@@ -237,7 +266,7 @@ impl Notifier {
             }
             if attempt < hook.config.max_attempts {
                 tokio::time::sleep(wait).await;
-                wait = (wait * 2).min(MAX_RETRY_WAIT);
+                wait = wait.saturating_mul(2).min(MAX_RETRY_WAIT);
             }
         }
         self.record(&hook.config.name, notice, false, hook.config.max_attempts, &last).await;
@@ -278,9 +307,15 @@ pub fn signature(key: &[u8], id: &str, timestamp: i64, body: &[u8]) -> String {
 fn body_of(format: WebhookFormat, notice: &Notice, now: i64) -> Vec<u8> {
     let value = match format {
         WebhookFormat::Standard => json!({"type": notice.event, "timestamp": crate::clock::rfc3339(now), "data": notice.data}),
-        WebhookFormat::Slack => json!({"text": notice.text}),
+        WebhookFormat::Slack => json!({"text": slack_escaped(&notice.text)}),
     };
     serde_json::to_vec(&value).unwrap_or_default()
+}
+
+/// Slack's mrkdwn control characters escaped, so that no name in a
+/// notification becomes a link or a mention.
+fn slack_escaped(text: &str) -> String {
+    text.replace('&', "&amp;").replace('<', "&lt;").replace('>', "&gt;")
 }
 
 /// One signed POST; Ok on a 2xx answer.
@@ -313,6 +348,54 @@ mod tests {
         let key = secret_key("whsec_MfKQ9r8GKYqrTwjUPD8ILPZIo2LaLaSw").unwrap_or_else(|e| panic!("{e}"));
         let body = br#"{"test": 2432232314}"#;
         assert_eq!(signature(&key, "msg_p5jXN8AQM9LWM0D4loKWxJek", 1614265330, body), "v1,g0hM9SsE+OTPJTGt/tmIKtSyZlE3uFJELVlNIOLJ1OE=");
+    }
+
+    fn notifier() -> (Arc<Notifier>, tempfile::TempDir) {
+        let dir = tempfile::tempdir().unwrap_or_else(|e| panic!("{e}"));
+        let secret = dir.path().join("secret");
+        std::fs::write(&secret, "whsec_MfKQ9r8GKYqrTwjUPD8ILPZIo2LaLaSw").unwrap_or_else(|e| panic!("{e}"));
+        let hook = WebhookConfig {
+            name: "oncall".into(),
+            url: "http://127.0.0.1:9/".into(),
+            secret: crate::config::SecretSource::File(secret),
+            format: WebhookFormat::Standard,
+            events: crate::config::NOTIFY_EVENTS.iter().map(|e| (*e).to_owned()).collect(),
+            max_attempts: 1,
+            first_retry: Duration::from_secs(1),
+        };
+        let config = NotifyConfig { ui_url: None, webhooks: vec![hook] };
+        let store: Arc<dyn Store> = Arc::new(crate::store::SqliteStore::in_memory().unwrap_or_else(|e| panic!("{e}")));
+        let n = Notifier::new(&config, "gw", store, Arc::new(crate::clock::SystemClock), Default::default()).unwrap_or_else(|e| panic!("{e}"));
+        (n.unwrap_or_else(|| panic!("one webhook")), dir)
+    }
+
+    fn record(kind: &str, data: Value) -> Record {
+        Record { seq: 7, at: 1, kind: kind.into(), task: Some("task_1".into()), agent: Some("spiffe://x/agent/a".into()), data, prev_hash: String::new(), hash: String::new() }
+    }
+
+    #[tokio::test]
+    async fn what_an_agent_wrote_stays_out_of_a_notification() {
+        let (n, _dir) = notifier();
+        // A drift's explanation names the agent's own argument and phase names.
+        let drift = record("quarantine", json!({"reason": "drift (score 95): argument shape `<https://evil|Approve>:eq` is new", "score": 95, "explanation": "x"}));
+        let notice = n.notice_of(&drift).await.unwrap_or_else(|| panic!("a quarantine is notified"));
+        let body = String::from_utf8(body_of(WebhookFormat::Standard, &notice, 0)).unwrap_or_default();
+        assert!(!body.contains("evil") && !notice.text.contains("evil"), "{body}");
+        assert_eq!(notice.data["cause"], "drift");
+        // Break-glass: the justification is the agent's, and stays on /ui.
+        let bg = record("intent", json!({"decision": "allow_break_glass", "tool": "ws__rotate", "break_glass": {"justification": "INC-1 <!channel>"}, "purpose": "p", "arguments": {"a": "b"}}));
+        let notice = n.notice_of(&bg).await.unwrap_or_else(|| panic!("break-glass is notified"));
+        let body = String::from_utf8(body_of(WebhookFormat::Standard, &notice, 0)).unwrap_or_default();
+        assert!(!body.contains("INC-1") && !body.contains("\"purpose\"") && !body.contains("\"arguments\""), "{body}");
+        // The notifier's own records are never notified (no loop).
+        assert!(n.notice_of(&record("notification.gave_up", json!({"webhook": "oncall"}))).await.is_none());
+    }
+
+    #[test]
+    fn a_slack_body_cannot_carry_a_link_or_a_mention() {
+        let n = Notice { event: "agent.quarantined", id: "x".into(), task: None, agent: None, data: json!({}), text: "agent <https://evil|Approve> & <!channel>".into() };
+        let body: Value = serde_json::from_slice(&body_of(WebhookFormat::Slack, &n, 0)).unwrap_or_default();
+        assert_eq!(body["text"], "agent &lt;https://evil|Approve&gt; &amp; &lt;!channel&gt;");
     }
 
     #[test]

@@ -277,16 +277,16 @@ pub const STORE_FILE: &str = "jitgate.sqlite";
 pub const AUDIT_WITNESS_FILE: &str = "audit-witness.jsonl";
 
 #[cfg(test)]
-mod tests {
+pub(in crate::config) mod tests {
     use super::*;
 
-    fn load(text: &str) -> Result<Config, SourceError> {
+    pub(in crate::config) fn load(text: &str) -> Result<Config, SourceError> {
         let file = SourceFile { path: "/etc/jitgate/gateway.toml".into(), text: text.into() };
         let raw: RawConfig = source::parse_toml(&file)?;
         Config::validate(&file, raw)
     }
 
-    const MINIMAL: &str = r#"
+    pub(in crate::config) const MINIMAL: &str = r#"
 [gateway]
 id = "jitgate://test"
 

@@ -77,8 +77,12 @@ pub(in crate::config) fn validate_notify(file: &SourceFile, raw: RawNotify) -> R
         if w.name.is_empty() || webhooks.iter().any(|o| o.name == w.name) {
             return Err(at(format!("[[notify.webhooks]] name `{}` must be given and unique", w.name)));
         }
-        let loopback = ["http://127.0.0.1", "http://localhost", "http://[::1]"].iter().any(|p| w.url.strip_prefix(p).is_some_and(|rest| rest.is_empty() || rest.starts_with([':', '/'])));
-        if !w.url.starts_with("https://") && !loopback {
+        // The host as an HTTP client reads it (after any user info).
+        let uri: Option<http::Uri> = w.url.parse().ok();
+        let host = uri.as_ref().and_then(http::Uri::host).unwrap_or_default();
+        let scheme = uri.as_ref().and_then(http::Uri::scheme_str).unwrap_or_default();
+        let loopback = scheme == "http" && matches!(host, "127.0.0.1" | "localhost" | "[::1]" | "::1");
+        if !(scheme == "https" && !host.is_empty()) && !loopback {
             return Err(at(format!(
                 "[[notify.webhooks]] `{}`: url `{}` must be https (plain http is allowed only on loopback: notifications name agents and approvals)",
                 w.name, w.url
@@ -93,6 +97,9 @@ pub(in crate::config) fn validate_notify(file: &SourceFile, raw: RawNotify) -> R
         let events = w.events.unwrap_or_else(|| NOTIFY_EVENTS.iter().map(|e| (*e).to_owned()).collect());
         if let Some(e) = events.iter().find(|e| !NOTIFY_EVENTS.contains(&e.as_str())) {
             return Err(at(format!("[[notify.webhooks]] `{}`: unknown event `{e}`; use {}", w.name, NOTIFY_EVENTS.join(", "))));
+        }
+        if w.first_retry.is_some_and(|d| d.is_zero() || d > Duration::from_secs(300)) {
+            return Err(at(format!("[[notify.webhooks]] `{}`: first_retry must be between 1s and 5m", w.name)));
         }
         let max_attempts = w.max_attempts.unwrap_or(6);
         if !(1..=20).contains(&max_attempts) {
@@ -109,4 +116,33 @@ pub(in crate::config) fn validate_notify(file: &SourceFile, raw: RawNotify) -> R
         });
     }
     Ok(NotifyConfig { ui_url: raw.ui_url.map(|u| u.trim_end_matches('/').to_owned()), webhooks })
+}
+
+#[cfg(test)]
+mod tests {
+    use crate::config::tests::load;
+
+    fn webhook(url: &str, extra: &str) -> Result<crate::config::Config, crate::source::SourceError> {
+        load(&format!("{}\n[[notify.webhooks]]\nname = \"oncall\"\nurl = \"{url}\"\nsecret_env = \"HOOK_SECRET\"\n{extra}\n", crate::config::tests::MINIMAL))
+    }
+
+    #[test]
+    fn a_webhook_is_https_or_on_loopback_as_a_client_reads_the_host() {
+        assert!(webhook("https://hooks.example.org/jitgate", "").is_ok());
+        assert!(webhook("http://127.0.0.1:9000/hook", "").is_ok());
+        assert!(webhook("http://[::1]:9000/hook", "").is_ok());
+        for bad in ["http://hooks.example.org/hook", "http://localhost:1@evil.example/", "http://127.0.0.1.evil.example/", "ftp://127.0.0.1/", "hooks.example.org"] {
+            let e = webhook(bad, "").err().unwrap_or_else(|| panic!("{bad} was accepted"));
+            assert!(e.message.contains("must be https"), "{bad}: {e}");
+        }
+    }
+
+    #[test]
+    fn retries_and_events_are_bounded_and_known() {
+        assert!(webhook("https://h.example.org/", "first_retry = \"10m\"").unwrap_err().message.contains("first_retry"));
+        assert!(webhook("https://h.example.org/", "max_attempts = 50").unwrap_err().message.contains("max_attempts"));
+        assert!(webhook("https://h.example.org/", "events = [\"approval.pendng\"]").unwrap_err().message.contains("approval.pendng"));
+        let c = webhook("https://h.example.org/", "first_retry = \"2s\"").unwrap_or_else(|e| panic!("{e}"));
+        assert_eq!(c.notify.webhooks[0].events.len(), super::NOTIFY_EVENTS.len(), "every event by default");
+    }
 }
