@@ -92,7 +92,7 @@ impl Metrics {
         let store_errors = Family::<StoreLabels, Counter>::default();
         registry.register("store_errors", "Store units of work that failed", store_errors.clone());
         let sessions = Gauge::default();
-        registry.register("sessions", "Open handshake-era MCP sessions in this process", sessions.clone());
+        registry.register("sessions", "MCP server handlers alive in this process: handshake-era sessions, and sessionless requests being served", sessions.clone());
         let pending_approvals = Gauge::default();
         registry.register("pending_approvals", "Approvals waiting for a person", pending_approvals.clone());
         let oldest_pending_approval = Gauge::<f64, AtomicU64>::default();

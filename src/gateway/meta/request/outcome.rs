@@ -72,10 +72,13 @@ pub(in crate::gateway::meta) async fn respond(
         Outcome::NeedsApproval { group } | Outcome::NeedsConfirmation { fallback: group } => Some(group),
         Outcome::Allow => None,
     };
-    crate::metrics::metrics().decided(if pending.is_some() { "pending_approval" } else { "allow" }, first_policy);
     if let Some(group) = pending {
+        // Counted once its outcome is known: a cap on pending approvals refuses instead.
+        let first_policy = first_policy.map(str::to_owned);
         let (answer, recorded) =
             pending_approval(session, agent, task, &asked.tool, constraints, &asked.purpose, checked.digest.clone(), group, policies, checked.existing.clone(), &intent).await;
+        let outcome = if answer.is_error == Some(true) { "deny" } else { "pending_approval" };
+        crate::metrics::metrics().decided(outcome, first_policy.as_deref());
         if recorded {
             return answer;
         }
@@ -91,6 +94,7 @@ pub(in crate::gateway::meta) async fn respond(
         }
         return answer;
     }
+    crate::metrics::metrics().decided("allow", first_policy);
     grant_token(session, agent, binding, asked, checked, &decision, policies, intent, assessment.rate_within).await
 }
 
