@@ -232,9 +232,35 @@ fn run_case(against: &Against, file: &Path, case: Case) -> Result<Ran, CliError>
         return Err(at(format!("expect = `{}`: use one of {}", case.expect, OUTCOMES.join(", "))));
     }
     let question = question_of(against, &case).map_err(at)?;
-    let judged = judge(&against.policy, &question);
+    let judged = as_the_gateway_would(&case, &question, judge(&against.policy, &question));
     let failure = failure_of(&case, &judged);
     Ok(Ran { file: file.to_owned(), name: case.name, expected: expectation(&case.expect, case.expect_policy.as_deref(), case.expect_group.as_deref()), judged: Ok(judged), failure })
+}
+
+/// What the gateway does around policy's decision (which `judge` gives):
+/// an agent file's `allowed_tools` and the current phase's plan refuse a
+/// request before policy is asked; a plan that policy would put to a person
+/// or the end user is accepted (each request of the tool then is put so).
+fn as_the_gateway_would(case: &Case, q: &Question, mut j: Judged) -> Judged {
+    let refused = |rule: &str, reason: String| Judged {
+        decision: crate::policy::Decision { outcome: crate::policy::Outcome::Deny { policy: Some(rule.to_owned()), reason: reason.clone() }, determining: Vec::new(), errors: Vec::new() },
+        kind: "deny",
+        word: "DENY",
+        reason,
+    };
+    // An agent described in the case has no allowed_tools to check.
+    if case.agent.is_str() && !q.agent.may_use(&q.tool.exposed) {
+        return refused("allowed-tools", format!("`{}` is not in agent `{}`'s allowed_tools", q.tool.exposed, q.agent.name));
+    }
+    if q.action == Action::Request && !q.in_plan {
+        return refused("phase-plan", format!("`{}` is not in the current phase's plan", q.tool.exposed));
+    }
+    if q.action == Action::BeginTask && matches!(j.kind, "needs_approval" | "needs_confirmation") {
+        j.reason = format!("the plan is accepted; each request of the tool then waits ({})", j.reason);
+        j.kind = "allow";
+        j.word = "ALLOW";
+    }
+    j
 }
 
 /// The case as the decision's input.
@@ -355,8 +381,13 @@ fn group_of(j: &Judged) -> Option<&str> {
     }
 }
 
+/// The policies that decided, or the gateway's own rule that refused first.
 fn policy_ids(j: &Judged) -> Vec<String> {
-    j.decision.determining.iter().map(|p| p.id.clone()).collect()
+    let ids: Vec<String> = j.decision.determining.iter().map(|p| p.id.clone()).collect();
+    match &j.decision.outcome {
+        crate::policy::Outcome::Deny { policy: Some(rule), .. } if ids.is_empty() => vec![rule.clone()],
+        _ => ids,
+    }
 }
 
 /// Why the case failed, if it did.
@@ -441,6 +472,10 @@ mod tests {
         @id("no-tainted-sinks")
         forbid (principal, action == Action::"Request", resource)
         when { resource.tags.contains("sink") && context.taint.sensitive_from_untrusted };
+        @id("critical-plans-need-oncall")
+        @approval("oncall")
+        permit (principal in Team::"support", action == Action::"BeginTask", resource)
+        when { resource.risk == "critical" };
     "#;
 
     fn against() -> Against {
@@ -514,6 +549,48 @@ mod tests {
         let ran = run(&text).remove(0).unwrap_or_else(|e| panic!("{e}"));
         let why = ran.failure.unwrap_or_default();
         assert!(why.contains("policy `support-reads` did not decide it") && why.contains("approvers oncall (expected security)"), "{why}");
+    }
+
+    #[test]
+    fn what_the_gateway_refuses_before_policy_is_not_passed_by_policy() {
+        let named = crate::agent::Agent {
+            name: "triage".into(),
+            id: "spiffe://t/agent/triage".into(),
+            team: "support".into(),
+            environment: "development".into(),
+            description: String::new(),
+            allowed_tools: vec![crate::agent::ToolPattern::Exact("ws__read".into())],
+            attributes: Default::default(),
+            baseline: Default::default(),
+            issuers: vec![],
+            source: Default::default(),
+        };
+        // Each case as the gateway would see it: `named` for an agent file's agent.
+        let decide = |toml_text: &str, named_agent: bool| {
+            let case = toml::from_str::<CaseFile>(toml_text).unwrap_or_else(|e| panic!("{e}")).case.remove(0);
+            let inline = Case { agent: toml::Value::Table(toml::from_str("name = \"x\"\nteam = \"support\"").unwrap_or_else(|e| panic!("{e}"))), ..case };
+            let mut q = question_of(&against(), &inline).unwrap_or_else(|e| panic!("{e}"));
+            let case = if named_agent {
+                q.agent = named.clone();
+                Case { agent: toml::Value::String("triage".into()), ..inline }
+            } else {
+                inline
+            };
+            let j = as_the_gateway_would(&case, &q, judge(&against().policy, &q));
+            (j.kind, policy_ids(&j), failure_of(&case, &j))
+        };
+        let case = |extra: &str| format!("[[case]]\nname = \"c\"\nagent = \"triage\"\n{extra}\n");
+        let (kind, ids, failure) = decide(&case("tool = { name = \"ws__delete\", risk = \"low\" }\nexpect = \"allow\""), true);
+        assert_eq!((kind, ids), ("deny", vec!["allowed-tools".to_owned()]), "a tool outside allowed_tools is refused before policy");
+        assert!(failure.is_some());
+        let (kind, ids, _) = decide(&case("tool = { name = \"ws__read\", risk = \"low\" }\nin_plan = false\nexpect = \"allow\""), false);
+        assert_eq!((kind, ids), ("deny", vec!["phase-plan".to_owned()]), "a tool outside the phase's plan is refused before policy");
+        let (kind, _, failure) = decide(&case("tool = { name = \"ws__delete\", risk = \"critical\" }\naction = \"begin-task\"\nexpect = \"needs_approval\""), false);
+        assert_eq!(kind, "allow", "the gateway accepts a plan of a tool whose requests wait for a person");
+        assert!(failure.is_some_and(|f| f.contains("(expected needs_approval)")));
+        // The same agent's allowed tool passes to policy as ever.
+        let (kind, ids, failure) = decide(&case("tool = { name = \"ws__read\", risk = \"low\" }\nexpect = \"allow\""), true);
+        assert_eq!((kind, ids, failure), ("allow", vec!["support-reads".to_owned()], None));
     }
 
     #[test]
