@@ -79,6 +79,8 @@ async fn an_observed_agents_plain_calls_pass_and_are_judged_as_enforcement_would
     let would: Vec<&str> = observed.iter().map(|r| r["data"]["would"].as_str().unwrap()).collect();
     assert_eq!(&would[..2], &["allow", "allow"], "{observed:#?}");
     assert_ne!(would[2], "allow", "enforcement would have stopped the send: {observed:#?}");
+    // The watcher's file vouches for its client: its user would have been asked.
+    assert_eq!((would[2], observed[2]["data"]["policy"].as_str()), ("end_user_question", Some("untrusted-data-into-sinks-needs-the-end-user")));
     let send = &observed[2]["data"];
     assert_eq!(send["taint"]["tainted"], true, "the address came from the inbox: {send}");
     assert_eq!(send["taint"]["sources"][0]["tool"], "workspace__read_inbox", "{send}");
@@ -111,6 +113,15 @@ async fn an_observed_agents_plain_calls_pass_and_are_judged_as_enforcement_would
     assert_eq!(requests.len(), 3, "{tree}");
     assert!(requests[2]["decision"].as_str().unwrap().starts_with("observed (not enforced): would "), "{tree}");
     assert_eq!(requests[0]["call"]["status"], "ok", "{tree}");
+
+    // The reviewers' pages show them too, marked observed.
+    let base = gw.url.trim_end_matches("/mcp").to_owned();
+    let reviewer = dep.mint_reviewer("rita@example.org");
+    let http = reqwest::Client::new();
+    let page = http.get(format!("{base}/ui/tasks/{task}")).header("authorization", format!("Bearer {reviewer}")).send().await.unwrap();
+    assert_eq!(page.status().as_u16(), 200);
+    let html = page.text().await.unwrap();
+    assert!(html.contains("observed (not enforced): would "), "{html}");
 
     // The baseline learns from what was observed.
     let (code, learned, err) = jitgate(&["baseline", "learn", "--agent", "watcher", "--out", "-", "--config", cfg]);

@@ -18,15 +18,7 @@ from mcp import ClientSession
 from mcp.client.streamable_http import streamable_http_client
 from mcp.shared._httpx_utils import create_mcp_http_client
 
-
-def summary(name, r):
-    meta = r.meta or {}
-    return {
-        "tool": name,
-        "is_error": bool(r.is_error),
-        "text": "\n".join(c.text for c in r.content if getattr(c, "type", "") == "text"),
-        "code": (meta.get("jitgate/error") or {}).get("code"),
-    }
+from jit import step
 
 
 async def main(url, token, calls):
@@ -38,7 +30,7 @@ async def main(url, token, calls):
                 tools = sorted(t.name for t in (await session.list_tools()).tools)
                 out = {"tools": tools, "calls": []}
                 for name, args in calls:
-                    out["calls"].append(summary(name, await session.call_tool(name, args)))
+                    out["calls"].append({"tool": name, **step(await session.call_tool(name, args))})
                 print(json.dumps(out))
 
 
