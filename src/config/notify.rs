@@ -64,10 +64,11 @@ pub struct WebhookConfig {
 pub const NOTIFY_EVENTS: &[&str] = &["approval.pending", "approval.decided", "break_glass.used", "agent.quarantined"];
 
 pub(in crate::config) fn validate_notify(file: &SourceFile, raw: RawNotify) -> Result<NotifyConfig, SourceError> {
-    if let Some(u) = &raw.ui_url {
-        if !(u.starts_with("https://") || u.starts_with("http://")) {
-            return Err(file.error_at(None, format!("[notify] ui_url `{u}` must be the gateway's base URL, such as https://gateway.example.org")));
-        }
+    if let Some(u) = &raw.ui_url
+        && !u.starts_with("https://")
+        && !u.starts_with("http://")
+    {
+        return Err(file.error_at(None, format!("[notify] ui_url `{u}` must be the gateway's base URL, such as https://gateway.example.org")));
     }
     let mut webhooks: Vec<WebhookConfig> = Vec::new();
     for spanned in raw.webhooks {
@@ -82,7 +83,8 @@ pub(in crate::config) fn validate_notify(file: &SourceFile, raw: RawNotify) -> R
         let host = uri.as_ref().and_then(http::Uri::host).unwrap_or_default();
         let scheme = uri.as_ref().and_then(http::Uri::scheme_str).unwrap_or_default();
         let loopback = scheme == "http" && matches!(host, "127.0.0.1" | "localhost" | "[::1]" | "::1");
-        if !(scheme == "https" && !host.is_empty()) && !loopback {
+        let secure = scheme == "https" && !host.is_empty();
+        if !secure && !loopback {
             return Err(at(format!(
                 "[[notify.webhooks]] `{}`: url `{}` must be https (plain http is allowed only on loopback: notifications name agents and approvals)",
                 w.name, w.url

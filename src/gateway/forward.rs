@@ -4,10 +4,10 @@
 #[allow(unused_imports)]
 use super::*;
 
-/// Forward an authorized call. With [`forward_observed`], the only callers
-/// of [`crate::downstream::Downstream::call`]. `arrived`: when the agent's
-/// `tools/call` came in (the gateway's share of the call's time is measured
-/// from there).
+/// Forward an authorized call. Through [`call_and_record`], with observe
+/// mode, the only callers of [`crate::downstream::Downstream::call`].
+/// `arrived`: when the agent's `tools/call` came in (the gateway's share of
+/// the call's time is measured from there).
 pub(in crate::gateway) async fn forward(
     shared: &Shared,
     authorized: authorize::Authorized,
@@ -24,28 +24,12 @@ pub(in crate::gateway) async fn forward(
     call_and_record(shared, &downstream, &tool, arguments, agent, &call, &claims.sid, ctx, arrived, Some(claims)).await
 }
 
-/// Observe mode: forward a call of an observed agent, whose `call.observed`
-/// record (with its intent) is written; no token authorized it and none
-/// exists. Its failures revoke nothing (there is nothing to revoke).
-#[allow(clippy::too_many_arguments)]
-pub(in crate::gateway) async fn forward_observed(
-    shared: &Shared,
-    downstream: &Arc<crate::downstream::Downstream>,
-    tool: &crate::downstream::ExposedTool,
-    arguments: rmcp::model::JsonObject,
-    agent: &VerifiedAgent,
-    call: &CallRef,
-    sid: &str,
-    ctx: &RequestContext<RoleServer>,
-    arrived: std::time::Instant,
-) -> CallToolResult {
-    call_and_record(shared, downstream, tool, arguments, agent, call, sid, ctx, arrived, None).await
-}
-
 /// The call, and what is recorded of what came back (result, taint). A
 /// failure of a token's call revokes what its server's manifest says.
+/// Observe mode calls it with no `token`: its `call.observed` record (with
+/// its intent) is written, and a failure revokes nothing.
 #[allow(clippy::too_many_arguments)]
-async fn call_and_record(
+pub(in crate::gateway) async fn call_and_record(
     shared: &Shared,
     downstream: &Arc<crate::downstream::Downstream>,
     tool: &crate::downstream::ExposedTool,

@@ -396,15 +396,15 @@ fn failure_of(case: &Case, j: &Judged) -> Option<String> {
     if j.kind != case.expect {
         wrong.push(format!("decision {} (expected {})", j.kind, case.expect));
     }
-    if let Some(p) = &case.expect_policy {
-        if !policy_ids(j).contains(p) {
-            wrong.push(format!("policy `{p}` did not decide it"));
-        }
+    if let Some(p) = &case.expect_policy
+        && !policy_ids(j).contains(p)
+    {
+        wrong.push(format!("policy `{p}` did not decide it"));
     }
-    if let Some(g) = &case.expect_group {
-        if group_of(j) != Some(g.as_str()) {
-            wrong.push(format!("approvers {} (expected {g})", group_of(j).unwrap_or("none")));
-        }
+    if let Some(g) = &case.expect_group
+        && group_of(j) != Some(g.as_str())
+    {
+        wrong.push(format!("approvers {} (expected {g})", group_of(j).unwrap_or("none")));
     }
     if !j.decision.errors.is_empty() {
         wrong.push(format!("policy evaluation errors: {}", j.decision.errors.join("; ")));

@@ -13,7 +13,7 @@
 
 #[allow(unused_imports)]
 use super::*;
-use super::request::{Asked, Pass, ToolLookup, check_invariants, decide_request, judge_baseline, judge_taint, load_request_state, request_facts, taint_probe};
+use super::request::{Asked, Passes, ToolLookup, check_invariants, decide_request, judge_baseline, judge_taint, load_request_state, request_facts, taint_probe};
 
 /// How an observation task is stored: ended, for the protocol's purposes.
 const OBSERVATION_TASK_STATE: TaskState = TaskState::Ended;
@@ -133,7 +133,7 @@ pub async fn observe_call(
         tracing::warn!(error = %e, "the observed call could not be counted in the agent's request rate");
     }
     let call = crate::gateway::forward::CallRef { jti, task: checked.task.id.clone(), agent: agent.agent.id.clone() };
-    crate::gateway::forward::forward_observed(shared, &downstream, &tool, arguments, agent, &call, binding.session.unwrap_or_default(), ctx, arrived).await
+    crate::gateway::forward::call_and_record(shared, &downstream, &tool, arguments, agent, &call, binding.session.unwrap_or_default(), ctx, arrived, None).await
 }
 
 /// The request enforcement would have judged: these exact arguments, in
@@ -152,12 +152,7 @@ fn observed_request(agent: &VerifiedAgent, tool_name: &str, tool: &crate::downst
         constraints: Ok(constraints),
         now,
         one_step: None,
-        counted: std::sync::atomic::AtomicBool::new(false),
-        rate_at_grant: std::sync::atomic::AtomicU32::new(0),
-        pass: std::sync::atomic::AtomicU8::new(Pass::First as u8),
-        decided_within: std::sync::atomic::AtomicU64::new(0),
-        confirmed: std::sync::atomic::AtomicBool::new(false),
-        quarantined_on_second_pass: std::sync::atomic::AtomicBool::new(false),
+        passes: Passes::default(),
     }
 }
 

@@ -3,8 +3,6 @@
 //! `ws__read_inbox` and `ws__send_message`, a task whose phases are `read`
 //! then `reply`, and the request as parsing would have left it.
 
-use std::sync::atomic::{AtomicBool, AtomicU8, AtomicU32, AtomicU64};
-
 #[allow(unused_imports)]
 use super::*;
 use crate::agent::{Agent, ToolPattern};
@@ -63,12 +61,7 @@ pub(super) fn asked(tool: &str, arguments: Value) -> Asked {
         probe: TaintProbe::default(),
         now: NOW,
         one_step: None,
-        counted: AtomicBool::new(false),
-        rate_at_grant: AtomicU32::new(0),
-        pass: AtomicU8::new(Pass::First as u8),
-        decided_within: AtomicU64::new(0),
-        confirmed: AtomicBool::new(false),
-        quarantined_on_second_pass: AtomicBool::new(false),
+        passes: Passes::default(),
     }
 }
 
@@ -79,6 +72,11 @@ pub(super) fn loaded(task: Option<Task>) -> Loaded {
 
 /// A manifest entry for `ws`'s tool `name`.
 pub(super) fn spec(name: &str, sensitive: &[&str]) -> crate::manifest::ToolSpec {
+    spec_with(name, sensitive, &[])
+}
+
+/// The same, with `open` sensitive arguments (`open_sensitive_args`).
+pub(super) fn spec_with(name: &str, sensitive: &[&str], open: &[&str]) -> crate::manifest::ToolSpec {
     crate::manifest::ToolSpec {
         name: name.into(),
         risk: crate::manifest::Risk::High,
@@ -86,7 +84,7 @@ pub(super) fn spec(name: &str, sensitive: &[&str]) -> crate::manifest::ToolSpec 
         environment: "development".into(),
         max_ttl: None,
         sensitive_args: sensitive.iter().map(|s| s.to_string()).collect(),
-        open_sensitive_args: vec![],
+        open_sensitive_args: open.iter().map(|s| s.to_string()).collect(),
         untrusted_output: false,
         trusted_fields: vec![],
         tags: vec![],

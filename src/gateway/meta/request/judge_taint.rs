@@ -104,21 +104,7 @@ mod tests {
     use crate::store::SqliteStore;
 
     fn spec(sensitive: &[&str], open: &[&str]) -> crate::manifest::ToolSpec {
-        crate::manifest::ToolSpec {
-            name: "send_message".into(),
-            risk: crate::manifest::Risk::High,
-            resource_class: "mail".into(),
-            environment: "development".into(),
-            max_ttl: None,
-            sensitive_args: sensitive.iter().map(|s| s.to_string()).collect(),
-            open_sensitive_args: open.iter().map(|s| s.to_string()).collect(),
-            untrusted_output: false,
-            trusted_fields: vec![],
-            tags: vec![],
-            args_schema: None,
-            pin: String::new(),
-            line: 1,
-        }
+        crate::gateway::meta::request::fixture::spec_with("send_message", sensitive, open)
     }
 
     fn ledger_after_reading(values: &[&str]) -> crate::taint::TaintLedger {

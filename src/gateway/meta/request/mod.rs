@@ -142,12 +142,12 @@ pub(in crate::gateway::meta) async fn request(session: &Session, agent: &Verifie
     // request whose exact count is over the limit it was decided within is
     // decided again on that count, once, so a parallel burst meets the
     // baseline as a burst.
-    let exact = asked.rate_at_grant.load(std::sync::atomic::Ordering::Relaxed);
+    let exact = asked.passes.rate_at_grant.load(std::sync::atomic::Ordering::Relaxed);
     let again = if exact > 0 {
         // The grant wrote nothing; the request is decided whole again (its
         // grant neither counts it again nor holds it to the limit).
         Some((Pass::AfterGrant, exact))
-    } else if !asked.counted.load(std::sync::atomic::Ordering::Relaxed) {
+    } else if !asked.passes.counted.load(std::sync::atomic::Ordering::Relaxed) {
         // Not granted (denied, held for a person, asked about): counted
         // here; only a quarantine for the burst replaces the answer.
         let (agent_id, now) = (agent.agent.id.clone(), asked.now);
@@ -172,7 +172,7 @@ pub(in crate::gateway::meta) async fn request(session: &Session, agent: &Verifie
         // The read counts this request as one more, but it is counted.
         loaded.rate = loaded.rate.saturating_sub(1).max(exact);
         let second = decide_loaded(session, agent, binding, &asked, loaded).await;
-        if pass == Pass::AfterGrant || asked.quarantined_on_second_pass.load(std::sync::atomic::Ordering::Relaxed) {
+        if pass == Pass::AfterGrant || asked.passes.quarantined_on_second_pass.load(std::sync::atomic::Ordering::Relaxed) {
             answer = second;
         }
     }
@@ -195,7 +195,7 @@ pub(in crate::gateway::meta) async fn decide_loaded(session: &Session, agent: &V
     let pass = asked.pass();
     if pass == Pass::First {
         let within = assessment.rate_within.map_or(0, |l| u64::from(l) + 1);
-        asked.decided_within.store(within, std::sync::atomic::Ordering::Relaxed);
+        asked.passes.decided_within.store(within, std::sync::atomic::Ordering::Relaxed);
     }
     let mut facts = request_facts(&asked, &checked, &taint, &assessment);
     facts.end_user = decide::end_user_facts(shared, agent);
@@ -207,7 +207,7 @@ pub(in crate::gateway::meta) async fn decide_loaded(session: &Session, agent: &V
     } else {
         // The first decision took the end user's answer (a stateless
         // answer is good once); it stands.
-        facts.confirmed_by_end_user = asked.confirmed.load(std::sync::atomic::Ordering::Relaxed);
+        facts.confirmed_by_end_user = asked.passes.confirmed.load(std::sync::atomic::Ordering::Relaxed);
     }
     let action = if asked.break_glass.is_some() { Action::BreakGlass } else { Action::Request };
     let engine = shared.policy();
@@ -230,14 +230,14 @@ pub(in crate::gateway::meta) async fn decide_loaded(session: &Session, agent: &V
     };
     let mut decision = decide(facts.clone()).await;
     if facts.confirmed_by_end_user {
-        asked.confirmed.store(true, std::sync::atomic::Ordering::Relaxed);
+        asked.passes.confirmed.store(true, std::sync::atomic::Ordering::Relaxed);
     }
     if pass == Pass::BurstOnly {
         // Judged for the burst only: no question, nothing written unless
         // the agent is quarantined.
         let drift = assessment.drift.then(|| assessment.explanation.clone());
         if let crate::policy::Verdict::Quarantine { reason } = engine.verdict(drift.as_deref(), &decision) {
-            asked.quarantined_on_second_pass.store(true, std::sync::atomic::Ordering::Relaxed);
+            asked.passes.quarantined_on_second_pass.store(true, std::sync::atomic::Ordering::Relaxed);
             let why = profile::Assessment { explanation: reason, ..assessment.clone() };
             return quarantine_for_drift(session, agent, &checked.task, &asked.tool, &why).await.into();
         }
@@ -259,7 +259,7 @@ pub(in crate::gateway::meta) async fn decide_loaded(session: &Session, agent: &V
                     return r.into();
                 }
                 facts.confirmed_by_end_user = true;
-                asked.confirmed.store(true, std::sync::atomic::Ordering::Relaxed);
+                asked.passes.confirmed.store(true, std::sync::atomic::Ordering::Relaxed);
                 decision = decide(facts).await;
             }
             Asking::Declined => {
@@ -290,6 +290,14 @@ pub(in crate::gateway::meta) struct Asked {
     pub(in crate::gateway::meta) probe: TaintProbe,
     pub(in crate::gateway::meta) now: i64,
     pub(in crate::gateway::meta) one_step: Option<Arc<OneStepCall>>,
+    /// What the request's decisions learned as they ran (see [`Passes`]).
+    pub(in crate::gateway::meta) passes: Passes,
+}
+
+/// What a request's decisions (see `request`) learn as they run, shared
+/// by the first and a second decision; all zero when the request is parsed.
+#[derive(Debug, Default)]
+pub(in crate::gateway::meta) struct Passes {
     /// The request was counted in the agent's request rate (by the grant).
     pub(in crate::gateway::meta) counted: std::sync::atomic::AtomicBool,
     /// The grant found the agent's exact rate, this many, over the limit
@@ -320,7 +328,7 @@ pub(in crate::gateway::meta) enum Pass {
 
 impl Asked {
     pub(in crate::gateway::meta) fn pass(&self) -> Pass {
-        match self.pass.load(std::sync::atomic::Ordering::Relaxed) {
+        match self.passes.pass.load(std::sync::atomic::Ordering::Relaxed) {
             1 => Pass::AfterGrant,
             2 => Pass::BurstOnly,
             _ => Pass::First,
@@ -328,11 +336,11 @@ impl Asked {
     }
 
     pub(in crate::gateway::meta) fn set_pass(&self, pass: Pass) {
-        self.pass.store(pass as u8, std::sync::atomic::Ordering::Relaxed);
+        self.passes.pass.store(pass as u8, std::sync::atomic::Ordering::Relaxed);
     }
 
     pub(in crate::gateway::meta) fn decided_within(&self) -> Option<u32> {
-        let v = self.decided_within.load(std::sync::atomic::Ordering::Relaxed);
+        let v = self.passes.decided_within.load(std::sync::atomic::Ordering::Relaxed);
         v.checked_sub(1).and_then(|l| u32::try_from(l).ok())
     }
 }

@@ -153,8 +153,8 @@ pub(in crate::gateway::meta) async fn grant_token(
     let mint = Mint { tool: &asked.tool, audience: tool.server.clone(), constraints: checked.constraints.clone(), purpose: &asked.purpose, follows: asked.follows.clone(), ttl, jti };
     // The grant counts the request whatever it finds (a store failure
     // aside), once: a second decision of it (see `request`) does not.
-    let count = !asked.counted.load(std::sync::atomic::Ordering::Relaxed);
-    let rate = RateCheck { count, within: rate_within.filter(|_| count), counted: &asked.counted, exceeded: &asked.rate_at_grant };
+    let count = !asked.passes.counted.load(std::sync::atomic::Ordering::Relaxed);
+    let rate = RateCheck { count, within: rate_within.filter(|_| count), counted: &asked.passes.counted, exceeded: &asked.passes.rate_at_grant };
     let issued = match issue_token(session, agent, binding, task, mint, used_approval.map(|a| a.id.as_str()), one_step.as_deref(), rate, now, intent).await {
         Ok(i) => i,
         Err(r) => return r,

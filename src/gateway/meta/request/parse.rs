@@ -69,12 +69,7 @@ pub(in crate::gateway::meta) fn parse_request(shared: &crate::gateway::Shared, a
         probe,
         now: shared.clock.now_unix(),
         one_step: req.one_step,
-        counted: std::sync::atomic::AtomicBool::new(false),
-        rate_at_grant: std::sync::atomic::AtomicU32::new(0),
-        pass: std::sync::atomic::AtomicU8::new(Pass::First as u8),
-        decided_within: std::sync::atomic::AtomicU64::new(0),
-        confirmed: std::sync::atomic::AtomicBool::new(false),
-        quarantined_on_second_pass: std::sync::atomic::AtomicBool::new(false),
+        passes: Passes::default(),
     })
 }
 
