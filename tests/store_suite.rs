@@ -155,6 +155,7 @@ const CASES: &[Case] = &[
     ("an_async_burst_of_grants_and_counts_across_seconds_is_counted_exactly", an_async_burst_of_grants_and_counts_across_seconds_is_counted_exactly),
     ("a_question_and_an_approval_are_opened_with_their_records_or_not_at_all", a_question_and_an_approval_are_opened_with_their_records_or_not_at_all),
     ("an_observed_call_is_recorded_whole_or_not_at_all", an_observed_call_is_recorded_whole_or_not_at_all),
+    ("a_delegation_binds_one_child_task_and_ends_with_its_parent", a_delegation_binds_one_child_task_and_ends_with_its_parent),
 ];
 
 /// Run every case (or those `STORE_SUITE_CASE` names) on a fresh database;
@@ -689,6 +690,44 @@ fn an_observed_call_is_recorded_whole_or_not_at_all(s: &dyn Store, db: &Db) {
     let records = s.audit_records(0, 10).unwrap();
     assert_eq!(records.iter().filter(|r| r.kind == "call.observed").count(), 3);
     assert!(verify_chain(&records).problems.is_empty());
+}
+
+/// Delegation: recorded with its record or not at all; one child task is
+/// bound to it, before it expires; a child task whose parent is no longer
+/// active is found, whatever ended the parent.
+fn a_delegation_binds_one_child_task_and_ends_with_its_parent(s: &dyn Store, db: &Db) {
+    s.create_task(&task_of("parent", "agent-p", "s1")).unwrap();
+    let d = jitgate::store::Delegation {
+        id: "dlg_1".into(),
+        parent_task: "parent".into(),
+        parent_agent: "agent-p".into(),
+        child_agent: "agent-c".into(),
+        objective: "review the diff".into(),
+        phases: vec![Phase { name: "review".into(), tools: vec!["ws__read".into(), "ws__comment".into()] }],
+        constraints: "{}".into(),
+        depth: 1,
+        created_at: 10,
+        expires_at: 100,
+        child_task: None,
+    };
+    db.break_audit();
+    assert!(s.create_delegation(&d, &event("delegation.granted"), 10).is_err());
+    assert!(s.delegation("dlg_1").unwrap().is_none(), "no delegation without its record");
+    db.mend_audit();
+    s.create_delegation(&d, &event("delegation.granted"), 10).unwrap();
+    assert_eq!(s.delegation("dlg_1").unwrap(), Some(d.clone()));
+    assert_eq!(s.delegation("dlg_1").unwrap().map(|d| d.tools()), Some(vec!["ws__comment".to_owned(), "ws__read".to_owned()]));
+    assert!(!s.claim_delegation("dlg_1", "dtask_late", 100).unwrap(), "not after it expired");
+    assert!(s.claim_delegation("dlg_1", "dtask_c1", 20).unwrap());
+    assert!(!s.claim_delegation("dlg_1", "dtask_c2", 21).unwrap(), "one child task per delegation");
+    assert_eq!(s.delegation_of_task("dtask_c1").unwrap().map(|d| d.id), Some("dlg_1".to_owned()));
+    assert!(s.delegation_of_task("parent").unwrap().is_none());
+    s.create_task(&task_of("dtask_c1", "agent-c", "s2")).unwrap();
+    assert!(s.orphaned_delegated_tasks(30).unwrap().is_empty(), "the parent is active");
+    s.end_task("parent", "done", 31).unwrap();
+    assert_eq!(s.orphaned_delegated_tasks(32).unwrap(), vec!["dtask_c1".to_owned()]);
+    s.revoke(&Scope::Task("dtask_c1".into()), "parent task ended", 33).unwrap();
+    assert!(s.orphaned_delegated_tasks(34).unwrap().is_empty(), "revoked, it is no longer active");
 }
 
 // ---------------------------------------------------------------------------
@@ -1766,9 +1805,9 @@ fn postgres_schema_is_versioned_and_migrated_once() {
         t.join().unwrap().unwrap();
     }
     let store = PostgresStore::connect_existing(&url, None, 2).unwrap();
-    assert_eq!(store.migrate().unwrap(), (6, 6));
+    assert_eq!(store.migrate().unwrap(), (7, 7));
     let version: i64 = pg_client(&url).query_one("SELECT version FROM jitgate_schema_version", &[]).unwrap().get(0);
-    assert_eq!(version, 6);
+    assert_eq!(version, 7);
 
     // A schema from a newer jitgate is refused, with what to do.
     pg_client(&url).batch_execute("UPDATE jitgate_schema_version SET version = 99").unwrap();

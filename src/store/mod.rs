@@ -9,11 +9,13 @@
 //! Methods are synchronous; async callers run them on the blocking pool.
 //! Every error is a refusal for the caller (fail closed).
 
+mod delegations;
 mod human;
 mod postgres;
 mod sqlite;
 pub mod units;
 
+pub use delegations::{DELEGATED_TASK_PREFIX, Delegation};
 pub use human::{Approval, ApprovalState, BreakGlassGrant, DecideOutcome, Intent, Quarantine};
 
 pub use postgres::{PgTls, PostgresStore, direct_client as postgres_client};
@@ -554,6 +556,17 @@ pub trait Store: Send + Sync + 'static {
     /// agent's last call) and its `call.observed` record, in one
     /// transaction, before the call is forwarded.
     fn record_observed(&self, task: &Task, intent: &Intent, record: &crate::audit::Event, now: i64) -> Result<(), StoreError>;
+    /// A delegation and its `delegation.granted` record, in one transaction.
+    fn create_delegation(&self, delegation: &Delegation, record: &crate::audit::Event, now: i64) -> Result<(), StoreError>;
+    fn delegation(&self, id: &str) -> Result<Option<Delegation>, StoreError>;
+    /// The delegation a task was begun under, if any.
+    fn delegation_of_task(&self, task: &str) -> Result<Option<Delegation>, StoreError>;
+    /// Bind the child's task to its delegation: true once, for an unexpired
+    /// delegation no task was bound to yet.
+    fn claim_delegation(&self, id: &str, task: &str, now: i64) -> Result<bool, StoreError>;
+    /// Active tasks begun under a delegation whose parent task is no longer
+    /// active (ended, revoked or expired): their authority ended from the top.
+    fn orphaned_delegated_tasks(&self, now: i64) -> Result<Vec<String>, StoreError>;
     /// The agent's latest call (a consumed token), in any task.
     fn last_call_of(&self, agent: &str) -> Result<Option<Call>, StoreError>;
     /// An agent's intents since `since`, oldest first (at most `limit`).

@@ -429,6 +429,41 @@ impl Store for PostgresStore {
         })
     }
 
+    fn create_delegation(&self, d: &crate::store::Delegation, record: &crate::audit::Event, now: i64) -> Result<(), StoreError> {
+        let phases = phases_text(&d.phases)?;
+        self.transaction(|tx| {
+            audit::append_in(tx, record, now).map_err(as_audit_failure)?;
+            tx.execute(
+                "INSERT INTO delegations(id, parent_task, parent_agent, child_agent, objective, phases, constraints, depth, created_at, expires_at, child_task) VALUES ($1,$2,$3,$4,$5,$6,$7,$8,$9,$10,NULL)",
+                &[&d.id, &d.parent_task, &d.parent_agent, &d.child_agent, &d.objective, &phases, &d.constraints, &i64::from(d.depth), &d.created_at, &d.expires_at],
+            )?;
+            Ok(())
+        })
+    }
+
+    fn delegation(&self, id: &str) -> Result<Option<crate::store::Delegation>, StoreError> {
+        self.with_client(|c| delegation_where(c, "id = $1", id))
+    }
+
+    fn delegation_of_task(&self, task: &str) -> Result<Option<crate::store::Delegation>, StoreError> {
+        self.with_client(|c| delegation_where(c, "child_task = $1", task))
+    }
+
+    fn claim_delegation(&self, id: &str, task: &str, now: i64) -> Result<bool, StoreError> {
+        self.with_client(|c| Ok(c.execute("UPDATE delegations SET child_task = $1 WHERE id = $2 AND child_task IS NULL AND expires_at > $3", &[&task, &id, &now])? == 1))
+    }
+
+    fn orphaned_delegated_tasks(&self, now: i64) -> Result<Vec<String>, StoreError> {
+        self.with_client(|c| {
+            let rows = c.query(
+                "SELECT c.id FROM delegations d JOIN tasks c ON c.id = d.child_task JOIN tasks p ON p.id = d.parent_task
+                 WHERE c.state = 'active' AND (p.state <> 'active' OR p.expires_at <= $1)",
+                &[&now],
+            )?;
+            rows.iter().map(|r| Ok(r.try_get(0)?)).collect()
+        })
+    }
+
     fn last_call_of(&self, agent: &str) -> Result<Option<Call>, StoreError> {
         self.with_client(|c| {
             // Observed calls are not the protocol's history (OBSERVATION_TASK_PREFIX).

@@ -49,6 +49,28 @@ pub(in crate::store::postgres) fn token_from_row(r: &Row) -> Result<TokenRecord,
     })
 }
 
+/// The delegation a clause (`id = $1`, `child_task = $1`) finds.
+pub(in crate::store::postgres) fn delegation_where(c: &mut impl GenericClient, clause: &str, arg: &str) -> Result<Option<crate::store::Delegation>, Fail> {
+    let Some(r) = c.query_opt(&format!("SELECT id, parent_task, parent_agent, child_agent, objective, phases, constraints, depth, created_at, expires_at, child_task FROM delegations WHERE {clause}"), &[&arg])? else { return Ok(None) };
+    let id: String = r.try_get(0)?;
+    let phases: String = r.try_get(5)?;
+    let phases = serde_json::from_str(&phases).map_err(|e| Fail::Store(StoreError::Corrupt(format!("delegation {id}: phases: {e}"))))?;
+    let depth: i64 = r.try_get(7)?;
+    Ok(Some(crate::store::Delegation {
+        parent_task: r.try_get(1)?,
+        parent_agent: r.try_get(2)?,
+        child_agent: r.try_get(3)?,
+        objective: r.try_get(4)?,
+        phases,
+        constraints: r.try_get(6)?,
+        depth: u32::try_from(depth).unwrap_or(u32::MAX),
+        created_at: r.try_get(8)?,
+        expires_at: r.try_get(9)?,
+        child_task: r.try_get(10)?,
+        id,
+    }))
+}
+
 pub(in crate::store::postgres) fn insert_task(c: &mut impl GenericClient, t: &Task, phases: &str) -> Result<(), Fail> {
     c.execute(
         "INSERT INTO tasks(id, agent, sid, objective, phases, current_phase, state, created_at, expires_at) VALUES ($1,$2,$3,$4,$5,$6,$7,$8,$9)",

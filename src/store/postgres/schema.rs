@@ -3,7 +3,26 @@
 
 /// Schema migrations, in order: migration `n` (1-based) brings the schema
 /// from version `n - 1` to `n`. Never edit one that has shipped; append.
-pub(super) const MIGRATIONS: &[&str] = &[SCHEMA_V1, SCHEMA_V2, SCHEMA_V3, SCHEMA_V4, SCHEMA_V5, SCHEMA_V6];
+pub(super) const MIGRATIONS: &[&str] = &[SCHEMA_V1, SCHEMA_V2, SCHEMA_V3, SCHEMA_V4, SCHEMA_V5, SCHEMA_V6, SCHEMA_V7];
+
+/// Version 7: delegations, a share of a parent task handed to another
+/// agent (`jit_delegate`); a child task is bound to one once.
+const SCHEMA_V7: &str = "
+CREATE TABLE IF NOT EXISTS delegations (
+    id TEXT PRIMARY KEY,
+    parent_task TEXT NOT NULL,
+    parent_agent TEXT NOT NULL,
+    child_agent TEXT NOT NULL,
+    objective TEXT NOT NULL,
+    phases TEXT NOT NULL,
+    constraints TEXT NOT NULL,
+    depth BIGINT NOT NULL,
+    created_at BIGINT NOT NULL,
+    expires_at BIGINT NOT NULL,
+    child_task TEXT UNIQUE
+);
+CREATE INDEX IF NOT EXISTS delegations_parent ON delegations(parent_task);
+";
 
 /// Version 3: passages are indexed for full-text phrase search, and the
 /// tools an agent read from by agent, so that a request looks up only the

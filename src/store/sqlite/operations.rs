@@ -405,6 +405,41 @@ impl Store for SqliteStore {
         Ok(())
     }
 
+    fn create_delegation(&self, d: &crate::store::Delegation, record: &crate::audit::Event, now: i64) -> Result<(), StoreError> {
+        let phases = serde_json::to_string(&d.phases).map_err(|e| StoreError::Backend(e.to_string()))?;
+        let mut conn = self.conn();
+        let tx = conn.transaction_with_behavior(TransactionBehavior::Immediate)?;
+        tx.prepare_cached("INSERT INTO delegations(id, parent_task, parent_agent, child_agent, objective, phases, constraints, depth, created_at, expires_at, child_task) VALUES (?1,?2,?3,?4,?5,?6,?7,?8,?9,?10,NULL)")?.execute(params![
+            d.id, d.parent_task, d.parent_agent, d.child_agent, d.objective, phases, d.constraints, i64::from(d.depth), d.created_at, d.expires_at
+        ])?;
+        audit::append_in(&tx, record, now).map_err(units::audit_error)?;
+        tx.commit()?;
+        Ok(())
+    }
+
+    fn delegation(&self, id: &str) -> Result<Option<crate::store::Delegation>, StoreError> {
+        delegation_where(&self.conn(), "id = ?1", id)
+    }
+
+    fn delegation_of_task(&self, task: &str) -> Result<Option<crate::store::Delegation>, StoreError> {
+        delegation_where(&self.conn(), "child_task = ?1", task)
+    }
+
+    fn claim_delegation(&self, id: &str, task: &str, now: i64) -> Result<bool, StoreError> {
+        let n = self.conn().execute("UPDATE delegations SET child_task = ?1 WHERE id = ?2 AND child_task IS NULL AND expires_at > ?3", params![task, id, now])?;
+        Ok(n == 1)
+    }
+
+    fn orphaned_delegated_tasks(&self, now: i64) -> Result<Vec<String>, StoreError> {
+        let conn = self.conn();
+        let mut stmt = conn.prepare(
+            "SELECT c.id FROM delegations d JOIN tasks c ON c.id = d.child_task JOIN tasks p ON p.id = d.parent_task
+             WHERE c.state = 'active' AND (p.state <> 'active' OR p.expires_at <= ?1)",
+        )?;
+        let rows = stmt.query_map(params![now], |r| r.get::<_, String>(0))?;
+        rows.map(|r| r.map_err(StoreError::from)).collect()
+    }
+
     fn last_call_of(&self, agent: &str) -> Result<Option<crate::store::Call>, StoreError> {
         last_call_of(&self.conn(), agent, false)
     }

@@ -84,6 +84,32 @@ pub(in crate::store::sqlite) fn last_call_of(conn: &Connection, agent: &str, wit
         .optional()?)
 }
 
+/// The delegation a clause (`id = ?1`, `child_task = ?1`) finds.
+pub(in crate::store::sqlite) fn delegation_where(conn: &Connection, clause: &str, arg: &str) -> Result<Option<crate::store::Delegation>, StoreError> {
+    let sql = format!("SELECT id, parent_task, parent_agent, child_agent, objective, phases, constraints, depth, created_at, expires_at, child_task FROM delegations WHERE {clause}");
+    let row = conn
+        .prepare_cached(&sql)?
+        .query_row(params![arg], |r| {
+            Ok((
+                r.get::<_, String>(0)?,
+                r.get::<_, String>(1)?,
+                r.get::<_, String>(2)?,
+                r.get::<_, String>(3)?,
+                r.get::<_, String>(4)?,
+                r.get::<_, String>(5)?,
+                r.get::<_, String>(6)?,
+                r.get::<_, i64>(7)?,
+                r.get::<_, i64>(8)?,
+                r.get::<_, i64>(9)?,
+                r.get::<_, Option<String>>(10)?,
+            ))
+        })
+        .optional()?;
+    let Some((id, parent_task, parent_agent, child_agent, objective, phases, constraints, depth, created_at, expires_at, child_task)) = row else { return Ok(None) };
+    let phases = serde_json::from_str(&phases).map_err(|e| StoreError::Corrupt(format!("delegation {id}: phases: {e}")))?;
+    Ok(Some(crate::store::Delegation { id, parent_task, parent_agent, child_agent, objective, phases, constraints, depth: u32::try_from(depth).unwrap_or(u32::MAX), created_at, expires_at, child_task }))
+}
+
 pub(in crate::store::sqlite) fn intent_from_row(r: &rusqlite::Row<'_>) -> rusqlite::Result<Intent> {
     Ok(Intent { jti: r.get(0)?, agent: r.get(1)?, task: r.get(2)?, tool: r.get(3)?, shape: r.get(4)?, at: r.get(5)? })
 }

@@ -115,6 +115,21 @@ WHEN NEW.state = 'consumed' AND OLD.state <> 'consumed'
 BEGIN
     INSERT INTO calls(agent, task, tool, jti, at) VALUES (NEW.agent, NEW.task, NEW.tool, NEW.jti, COALESCE(NEW.changed_at, 0));
 END;
+-- A share of a parent task handed to another agent (jit_delegate).
+CREATE TABLE IF NOT EXISTS delegations (
+    id TEXT PRIMARY KEY,
+    parent_task TEXT NOT NULL,
+    parent_agent TEXT NOT NULL,
+    child_agent TEXT NOT NULL,
+    objective TEXT NOT NULL,
+    phases TEXT NOT NULL,
+    constraints TEXT NOT NULL,
+    depth INTEGER NOT NULL,
+    created_at INTEGER NOT NULL,
+    expires_at INTEGER NOT NULL,
+    child_task TEXT UNIQUE
+);
+CREATE INDEX IF NOT EXISTS delegations_parent ON delegations(parent_task);
 CREATE TABLE IF NOT EXISTS dpop_proofs (
     jkt TEXT NOT NULL,
     jti TEXT NOT NULL,
