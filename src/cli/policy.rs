@@ -213,7 +213,9 @@ pub(crate) fn judge(policy: &crate::policy::PolicyEngine, q: &Question) -> Judge
         ..Default::default()
     };
     let time = TimeFacts::at(q.now);
-    let decision = policy.decide(&DecisionInput { action, agent: &agent_facts, tool: &q.tool, time, task: &task, request: (action != Action::BeginTask).then_some(&request) });
+    // `delegate`: to an agent of the same team, one level deep.
+    let delegation = crate::policy::DelegationFacts { child: q.agent.name.clone(), child_team: q.agent.team.clone(), depth: 1 };
+    let decision = policy.decide(&DecisionInput { action, agent: &agent_facts, tool: &q.tool, time, task: &task, request: (action != Action::BeginTask).then_some(&request), delegation: (action == Action::Delegate).then_some(&delegation) });
     // The gateway's own verdict function, so the answer is what it would do.
     let drifted = action != Action::BeginTask && crate::baseline::profile::drifted(&q.agent, q.baseline_score, q.strong_evidence);
     let drift = drifted.then(|| format!("score {} at the agent's drift_threshold, with strong evidence", q.baseline_score));
@@ -281,7 +283,7 @@ fn explain(a: ExplainArgs) -> Result<(), CliError> {
     let time = TimeFacts::at(now);
     let other_action = match action {
         Action::BeginTask => "request",
-        Action::Request | Action::BreakGlass => "begin-task",
+        Action::Request | Action::BreakGlass | Action::Delegate => "begin-task",
     };
     if a.json {
         outln!(
@@ -375,7 +377,7 @@ pub(crate) fn unusable_tools(d: &Deployment) -> Vec<String> {
                         new_tools: if action == Action::BeginTask { vec![exposed.clone()] } else { vec![] },
                     };
                     let request = RequestFacts { purpose: "(check)".into(), ..Default::default() };
-                    let input = DecisionInput { action, agent: &agent_facts, tool: &tool, time, task: &task, request: (action != Action::BeginTask).then_some(&request) };
+                    let input = DecisionInput { action, agent: &agent_facts, tool: &tool, time, task: &task, request: (action != Action::BeginTask).then_some(&request), delegation: None };
                     !matches!(d.policy.decide(&input).outcome, Outcome::Deny { .. })
                 })
             };

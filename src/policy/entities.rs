@@ -298,6 +298,23 @@ fn task_record(t: &TaskFacts) -> Result<RestrictedExpression, String> {
     ])
 }
 
+/// A delegation as policy sees it (`context.delegation` of `Delegate`).
+#[derive(Debug, Clone, Default)]
+pub struct DelegationFacts {
+    /// The child agent's name and team.
+    pub child: String,
+    pub child_team: String,
+    /// 1 for a task the delegating agent began itself, 2 for a delegation
+    /// of a delegated task, and so on.
+    pub depth: i64,
+}
+
+/// Context of a `Delegate` decision: the delegating task, and the delegation.
+pub fn delegate_context(time: TimeFacts, task: &TaskFacts, d: &DelegationFacts) -> Result<Context, String> {
+    let delegation = record(vec![("child", string(&d.child)), ("child_team", string(&d.child_team)), ("depth", RestrictedExpression::new_long(d.depth))])?;
+    Context::from_pairs([("time".to_owned(), time_record(time)?), ("task".to_owned(), task_record(task)?), ("delegation".to_owned(), delegation)]).map_err(|e| e.to_string())
+}
+
 /// Context of a `BeginTask` decision.
 pub fn begin_task_context(time: TimeFacts, task: &TaskFacts) -> Result<Context, String> {
     Context::from_pairs([("time".to_owned(), time_record(time)?), ("task".to_owned(), task_record(task)?)]).map_err(|e| e.to_string())

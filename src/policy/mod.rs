@@ -39,7 +39,7 @@ use cedar_policy::{
 use miette::Diagnostic;
 use sha2::{Digest, Sha256};
 
-pub use entities::{AgentFacts, ApprovalFacts, BaselineFacts, EndUserFacts, RequestFacts, TaintFacts, TaskFacts, TimeFacts, ToolFacts};
+pub use entities::{AgentFacts, ApprovalFacts, BaselineFacts, DelegationFacts, EndUserFacts, RequestFacts, TaintFacts, TaskFacts, TimeFacts, ToolFacts};
 
 /// jitgate's Cedar schema; policies are validated against it.
 pub const SCHEMA_TEXT: &str = include_str!("jitgate.cedarschema");
@@ -128,6 +128,8 @@ pub enum Action {
     BeginTask,
     Request,
     BreakGlass,
+    /// Hand part of a task to another agent (`jit_delegate`), per tool.
+    Delegate,
 }
 
 impl Action {
@@ -136,6 +138,7 @@ impl Action {
             Action::BeginTask => "BeginTask",
             Action::Request => "Request",
             Action::BreakGlass => "BreakGlass",
+            Action::Delegate => "Delegate",
         }
     }
 }
@@ -147,7 +150,8 @@ impl FromStr for Action {
             "begintask" => Ok(Action::BeginTask),
             "request" => Ok(Action::Request),
             "breakglass" => Ok(Action::BreakGlass),
-            _ => Err(format!("unknown action `{s}`; use begin-task, request or break-glass")),
+            "delegate" => Ok(Action::Delegate),
+            _ => Err(format!("unknown action `{s}`; use begin-task, request, break-glass or delegate")),
         }
     }
 }
@@ -160,8 +164,10 @@ pub struct DecisionInput<'a> {
     pub tool: &'a ToolFacts,
     pub time: TimeFacts,
     pub task: &'a TaskFacts,
-    /// Absent for `BeginTask`.
+    /// Absent for `BeginTask` and `Delegate`.
     pub request: Option<&'a RequestFacts>,
+    /// `Delegate` only: to whom, how deep.
+    pub delegation: Option<&'a DelegationFacts>,
 }
 
 /// What policy says.
@@ -533,6 +539,10 @@ impl PolicyEngine {
         ents.push(entities::tool_entity(input.tool)?);
         let context = match (input.action, input.request) {
             (Action::BeginTask, _) => entities::begin_task_context(input.time, input.task)?,
+            (Action::Delegate, _) => {
+                let d = input.delegation.ok_or("a delegation decision needs the delegation")?;
+                entities::delegate_context(input.time, input.task, d)?
+            }
             (_, Some(r)) => {
                 let args = entities::arguments_entity("request", &r.constraints)?;
                 let args_uid = args.uid();
@@ -584,6 +594,7 @@ impl PolicyEngine {
                                 Action::BeginTask => "plan a task with",
                                 Action::Request => "request",
                                 Action::BreakGlass => "break glass for",
+                                Action::Delegate => "delegate",
                             },
                             input.tool.exposed
                         ),

@@ -81,7 +81,7 @@ fn ok_engine(files: &[(&str, &str)]) -> PolicyEngine {
 
 fn decide(e: &PolicyEngine, action: Action, a: &AgentFacts, t: &ToolFacts, r: &RequestFacts, hour: i64) -> Decision {
     let time = TimeFacts::at(1_795_564_800 + hour * 3600); // 2026-11-25 00:00Z + hour
-    e.decide(&DecisionInput { action, agent: a, tool: t, time, task: &task(), request: Some(r) })
+    e.decide(&DecisionInput { action, agent: a, tool: t, time, task: &task(), request: Some(r), delegation: None })
 }
 
 #[test]
@@ -301,6 +301,7 @@ fn begin_task_sees_the_plan() {
         time: TimeFacts::at(0),
         task: &task(),
         request: None,
+        delegation: None,
     });
     assert_eq!(d.outcome, Outcome::Allow, "{:?}", d.errors);
 }
@@ -392,4 +393,32 @@ fn slicing_by_scope_keeps_the_decision() {
     assert_eq!(d.policy_ids(), vec!["team-7".to_owned()]);
     let d = decide(&e, Action::BreakGlass, &agent("support"), &tool("read", Risk::Low, "development"), &request("a"), 9);
     assert!(matches!(d.outcome, Outcome::Deny { policy: None, .. }));
+}
+
+#[test]
+fn a_delegation_is_decided_per_tool_on_its_child_and_depth() {
+    let e = ok_engine(&[(
+        "d.cedar",
+        r#"@id("delegate-within-the-team")
+           permit (principal, action == Action::"Delegate", resource)
+           when { context.delegation.child_team == principal.team && context.delegation.depth <= 2 && context.delegation.child != "" && context.task.plan.contains(resource.name) };"#,
+    )]);
+    let d = |child_team: &str, depth: i64| {
+        let delegation = DelegationFacts { child: "reviewer".into(), child_team: child_team.into(), depth };
+        let mut t = task();
+        t.plan = vec!["ws__send".into()];
+        e.decide(&DecisionInput {
+            action: Action::Delegate,
+            agent: &agent("support"),
+            tool: &tool("send", Risk::High, "development"),
+            time: TimeFacts::at(0),
+            task: &t,
+            request: None,
+            delegation: Some(&delegation),
+        })
+    };
+    assert_eq!(d("support", 1).outcome, Outcome::Allow, "{:?}", d("support", 1).errors);
+    assert!(matches!(d("support", 3).outcome, Outcome::Deny { .. }), "too deep");
+    assert!(matches!(d("billing", 1).outcome, Outcome::Deny { .. }), "another team");
+    assert_eq!("delegate".parse::<Action>(), Ok(Action::Delegate));
 }

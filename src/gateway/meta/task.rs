@@ -182,7 +182,7 @@ pub(in crate::gateway::meta) fn decide_plan(shared: &crate::gateway::Shared, age
             after_untrusted_read: history.after_untrusted_read,
             new_tools: new_tools.clone(),
         };
-        let d = engine.decide(&DecisionInput { action: Action::BeginTask, agent: &agent_facts, tool: &tool_facts, time: TimeFacts::at(now), task: &task, request: None });
+        let d = engine.decide(&DecisionInput { action: Action::BeginTask, agent: &agent_facts, tool: &tool_facts, time: TimeFacts::at(now), task: &task, request: None, delegation: None });
         match d.outcome {
             Outcome::Deny { policy, reason } => {
                 tracing::info!(tool = %tool, policy = policy.as_deref().unwrap_or("default-deny"), "task plan denied by policy");

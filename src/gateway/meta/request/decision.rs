@@ -51,7 +51,7 @@ pub(in crate::gateway::meta) async fn decide_request(
     request: RequestFacts,
 ) -> crate::policy::Decision {
     let inline = engine.len() <= INLINE_POLICY_LIMIT;
-    let run = move || engine.decide(&DecisionInput { action, agent: &agent, tool: &tool, time, task: &task, request: Some(&request) });
+    let run = move || engine.decide(&DecisionInput { action, agent: &agent, tool: &tool, time, task: &task, request: Some(&request), delegation: None });
     if inline {
         return run();
     }
