@@ -49,6 +49,19 @@ struct RawAgent {
     /// others are enforced. Empty: every server.
     #[serde(default)]
     observe_servers: Vec<String>,
+    /// Names of the agents this one may hand part of a task to (`jit_delegate`).
+    #[serde(default)]
+    delegates_to: Vec<String>,
+}
+
+/// What an agent file says besides the agent itself, kept by
+/// [`AgentDirectory`] by agent id.
+#[derive(Debug, Clone, Default)]
+pub struct AgentSettings {
+    pub end_user: EndUserClient,
+    pub mode: AgentMode,
+    /// Names of the agents it may delegate to.
+    pub delegates_to: Vec<String>,
 }
 
 #[derive(Debug, Default, Clone, Copy, PartialEq, Eq, Deserialize)]
@@ -222,12 +235,12 @@ impl Agent {
 
     /// Validate an agent file's text (as read from `file.path`).
     pub fn from_source(file: SourceFile) -> Result<Self, SourceError> {
-        Self::parse(file).map(|(agent, _, _)| agent)
+        Self::parse(file).map(|(agent, _)| agent)
     }
 
     /// Validate an agent file's text: the agent, and who answers its
     /// client's questions (`[end_user]`, kept by [`AgentDirectory`]).
-    pub fn parse(file: SourceFile) -> Result<(Self, EndUserClient, AgentMode), SourceError> {
+    pub fn parse(file: SourceFile) -> Result<(Self, AgentSettings), SourceError> {
         let raw: RawAgent = source::parse_toml(&file)?;
         let mode = match raw.mode {
             RawMode::Enforce if !raw.observe_servers.is_empty() => {
@@ -274,7 +287,7 @@ impl Agent {
             issuers: raw.issuers,
             source: AgentSource { path: file.path.clone(), allowed_tools_at },
         };
-        Ok((agent, raw.end_user, mode))
+        Ok((agent, AgentSettings { end_user: raw.end_user, mode, delegates_to: raw.delegates_to }))
     }
 }
 
@@ -282,10 +295,8 @@ impl Agent {
 #[derive(Debug, Clone, Default)]
 pub struct AgentDirectory {
     by_id: BTreeMap<String, Agent>,
-    /// Each agent's `[end_user]` setting, by id.
-    end_user: BTreeMap<String, EndUserClient>,
-    /// Each agent's `mode`, by id.
-    modes: BTreeMap<String, AgentMode>,
+    /// What each agent file says besides the agent, by id.
+    settings: BTreeMap<String, AgentSettings>,
 }
 
 impl AgentDirectory {
@@ -293,8 +304,7 @@ impl AgentDirectory {
     pub fn load(dir: &Path) -> Result<Self, Vec<SourceError>> {
         let mut errors = Vec::new();
         let mut by_id: BTreeMap<String, Agent> = BTreeMap::new();
-        let mut end_user = BTreeMap::new();
-        let mut modes = BTreeMap::new();
+        let mut settings = BTreeMap::new();
         let entries = match std::fs::read_dir(dir) {
             Ok(rd) => rd,
             Err(e) => {
@@ -314,7 +324,7 @@ impl AgentDirectory {
         files.sort();
         for f in files {
             match SourceFile::read(&f).and_then(Agent::parse) {
-                Ok((agent, client, mode)) => {
+                Ok((agent, agent_settings)) => {
                     if let Some(other) = by_id.values().find(|a| a.name == agent.name || a.id == agent.id) {
                         errors.push(SourceError {
                             file: f.clone(),
@@ -324,26 +334,30 @@ impl AgentDirectory {
                         });
                         continue;
                     }
-                    end_user.insert(agent.id.clone(), client);
-                    modes.insert(agent.id.clone(), mode);
+                    settings.insert(agent.id.clone(), agent_settings);
                     by_id.insert(agent.id.clone(), agent);
                 }
                 Err(e) => errors.push(e),
             }
         }
-        if errors.is_empty() { Ok(Self { by_id, end_user, modes }) } else { Err(errors) }
+        if errors.is_empty() { Ok(Self { by_id, settings }) } else { Err(errors) }
     }
 
     /// The mode of the agent with this id; an agent the directory does not
     /// know is enforced.
     pub fn mode(&self, id: &str) -> AgentMode {
-        self.modes.get(id).cloned().unwrap_or_default()
+        self.settings.get(id).map(|s| s.mode.clone()).unwrap_or_default()
+    }
+
+    /// May the agent with this id delegate to the agent named `child`?
+    pub fn may_delegate(&self, id: &str, child: &str) -> bool {
+        self.settings.get(id).is_some_and(|s| s.delegates_to.iter().any(|c| c == child))
     }
 
     /// Who answers the questions asked through the client of the agent with
     /// this id; an agent the directory does not know has no trusted client.
     pub fn end_user(&self, id: &str) -> EndUserClient {
-        self.end_user.get(id).copied().unwrap_or_default()
+        self.settings.get(id).map(|s| s.end_user).unwrap_or_default()
     }
 
     /// The agent with this SPIFFE subject.

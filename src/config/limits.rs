@@ -28,6 +28,7 @@ pub(in crate::config) struct RawLimits {
     pub(in crate::config) max_pending_approvals_per_agent: Option<Spanned<usize>>,
     pub(in crate::config) max_sessions_per_agent: Option<Spanned<usize>>,
     pub(in crate::config) max_listen_streams_per_agent: Option<Spanned<usize>>,
+    pub(in crate::config) max_delegation_depth: Option<Spanned<usize>>,
     #[serde(default, with = "source::duration::option")]
     pub(in crate::config) call_timeout: Option<Duration>,
     #[serde(default, with = "source::duration::option")]
@@ -53,6 +54,9 @@ pub struct Limits {
     pub max_active_tasks_per_agent: usize,
     /// Approvals one agent may have pending at once.
     pub max_pending_approvals_per_agent: usize,
+    /// How deep delegations may nest: 1, a task's agent may delegate and its
+    /// child may not; 2, the child may delegate once more.
+    pub max_delegation_depth: usize,
     /// Handshake-era sessions one agent may hold open on one process.
     pub max_sessions_per_agent: usize,
     /// 2026-07-28 `subscriptions/listen` streams one agent may hold open on
@@ -78,6 +82,7 @@ impl Default for Limits {
             max_concurrent_calls_per_session: DEFAULT_MAX_CONCURRENT_CALLS,
             max_active_tasks_per_agent: 64,
             max_pending_approvals_per_agent: 16,
+            max_delegation_depth: 2,
             max_sessions_per_agent: 32,
             max_listen_streams_per_agent: 32,
             call_timeout: DEFAULT_CALL_TIMEOUT,
@@ -119,6 +124,7 @@ pub(in crate::config) fn validate_limits(file: &SourceFile, raw: RawLimits) -> R
         (raw.max_pending_approvals_per_agent, "max_pending_approvals_per_agent", &mut limits.max_pending_approvals_per_agent),
         (raw.max_sessions_per_agent, "max_sessions_per_agent", &mut limits.max_sessions_per_agent),
         (raw.max_listen_streams_per_agent, "max_listen_streams_per_agent", &mut limits.max_listen_streams_per_agent),
+        (raw.max_delegation_depth, "max_delegation_depth", &mut limits.max_delegation_depth),
     ] {
         if let Some(v) = value {
             if *v.get_ref() == 0 {

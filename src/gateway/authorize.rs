@@ -156,6 +156,12 @@ pub fn spent_at_grant(shared: &Shared, claims: crate::token::CapabilityClaims, a
 /// The checks before the token is spent: its constraints, the schemas and
 /// taint.
 async fn check_call(shared: &Shared, agent: &VerifiedAgent, tool_name: &str, tool: &ExposedTool, claims: &crate::token::CapabilityClaims, arguments: &JsonObject) -> Result<(), Refusal> {
+    // A task begun under a delegation: every delegation above it holds now
+    // (its parent may have ended since the token was granted).
+    let now = shared.clock.now_unix();
+    if let Err(r) = super::delegation::chain_holds(shared, &claims.task, Some(tool_name), Some(arguments.clone()), now).await {
+        return Err(Refusal::tool(r.code, r.message));
+    }
     check_arguments_off_runtime(tool_name, tool, &claims.args, arguments).await?;
     check_taint_at_call(shared, agent, tool, claims, arguments).await
 }

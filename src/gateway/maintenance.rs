@@ -49,6 +49,7 @@ pub async fn run(shared: Arc<Shared>) {
         if ticks % SLOW_EVERY == 0 {
             record_identity_refusals(&shared).await;
             expire_tasks(&shared).await;
+            end_orphaned_delegations(&shared).await;
             forget_old_taint(&shared).await;
             reload_keys(&shared);
             reload_policy(&shared, &mut rejected_policy, false);
@@ -145,6 +146,36 @@ async fn expire_tasks(shared: &Shared) {
         }
         Ok(Err(e)) => tracing::error!(error = %e, "task expiry failed; expired tasks are still refused at verification"),
         Err(e) => tracing::error!(error = %e, "task expiry task failed"),
+    }
+}
+
+/// Authority ends from the top: a task begun under a delegation whose
+/// parent task is no longer active (ended, revoked, expired, its agent
+/// quarantined; by any process) is revoked with its tokens, level by level
+/// down the tree. Until then its requests and calls are refused anyway
+/// (`gateway::delegation`); this makes the store, the traces and in-flight
+/// calls say so too.
+pub async fn end_orphaned_delegations(shared: &Shared) {
+    // Each round ends one level; a chain is at most this deep.
+    for _ in 0..16 {
+        let now = shared.clock.now_unix();
+        let orphans = match crate::store::run_blocking(&shared.store, move |s| s.orphaned_delegated_tasks(now)).await.and_then(|r| r) {
+            Ok(o) => o,
+            Err(e) => {
+                tracing::error!(error = %e, "cannot read delegated tasks whose parent ended; their requests are refused at use");
+                return;
+            }
+        };
+        if orphans.is_empty() {
+            return;
+        }
+        for task in orphans {
+            let scope = crate::store::Scope::Task(task.clone());
+            match crate::store::run_blocking(&shared.store, move |s| s.revoke(&scope, "the task that delegated it is no longer active", now)).await.and_then(|r| r) {
+                Ok(r) => tracing::info!(task = %task, tokens = r.tokens, "delegated task ended with its parent"),
+                Err(e) => tracing::error!(error = %e, task = %task, "could not end a delegated task whose parent ended"),
+            }
+        }
     }
 }
 

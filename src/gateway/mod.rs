@@ -25,6 +25,7 @@
 pub mod authorize;
 pub mod confirm;
 mod decide;
+pub mod delegation;
 mod forward;
 mod identity_source;
 pub mod inflight;

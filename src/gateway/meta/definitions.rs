@@ -31,7 +31,8 @@ pub fn definitions() -> Vec<Tool> {
                             "additionalProperties": false
                         }
                     },
-                    "ttl_seconds": {"type": "integer", "minimum": 10, "description": "Optional task lifetime; the gateway caps it."}
+                    "ttl_seconds": {"type": "integer", "minimum": 10, "description": "Optional task lifetime; the gateway caps it."},
+                    "delegation": {"type": "string", "description": "Optional: a delegation id another agent gave you (jit_delegate); your plan must stay within it."}
                 },
                 "required": ["objective", "phases"],
                 "additionalProperties": false
@@ -113,6 +114,40 @@ pub fn definitions() -> Vec<Tool> {
                     "outcome": {"type": "string", "maxLength": 1000, "description": "e.g. \"done\", \"abandoned: reason\"."}
                 },
                 "required": ["task", "outcome"],
+                "additionalProperties": false
+            })),
+        ),
+        Tool::new(
+            DELEGATE,
+            "Hand part of your active task to another agent (a reviewer, a searcher): give the task, the agent's name, an \
+             objective and its phases, whose tools must come from what remains of your plan. The other agent begins its own task \
+             with the returned delegation id and can never do more than you delegated; its authority ends when your task ends.",
+            schema(json!({
+                "type": "object",
+                "properties": {
+                    "task": {"type": "string", "description": "Your task id."},
+                    "agent": {"type": "string", "description": "The other agent's name."},
+                    "objective": {"type": "string", "minLength": 1, "maxLength": 2000},
+                    "phases": {
+                        "type": "array", "minItems": 1, "maxItems": 20,
+                        "items": {
+                            "type": "object",
+                            "properties": {
+                                "name": {"type": "string", "pattern": "^[A-Za-z0-9_-]{1,64}$"},
+                                "tools": {"type": "array", "minItems": 1, "items": {"type": "string"}}
+                            },
+                            "required": ["name", "tools"],
+                            "additionalProperties": false
+                        }
+                    },
+                    "ttl_seconds": {"type": "integer", "minimum": 10, "description": "Optional; never longer than your task."},
+                    "constraints": {
+                        "type": "object",
+                        "description": "Optional: per tool, constraints on the arguments it names, e.g. {\"workspace__send_message\": {\"to\": {\"eq\": \"alice@example.org\"}}}.",
+                        "additionalProperties": {"type": "object"}
+                    }
+                },
+                "required": ["task", "agent", "objective", "phases"],
                 "additionalProperties": false
             })),
         ),

@@ -27,13 +27,14 @@ use crate::store::{Approval, ApprovalState, BreakGlassGrant, Intent, Phase, Stor
 use crate::token::{self, ArgConstraints, CapabilityClaims, Constraint};
 
 mod definitions;
+mod delegate;
 mod observe;
 mod request;
 mod status;
 mod task;
 
 #[allow(unused_imports)]
-use self::{request::*, status::*, task::*};
+use self::{delegate::*, request::*, status::*, task::*};
 pub use self::definitions::definitions;
 pub use self::observe::observe_call;
 pub use self::request::{OneStep, OneStepCall, OneStepGrant, authorize_one_step};
@@ -48,12 +49,15 @@ pub const END_TASK: &str = "jit_end_task";
 
 pub const APPROVAL_STATUS: &str = "jit_approval_status";
 
+/// Hand part of a task to another agent.
+pub const DELEGATE: &str = "jit_delegate";
+
 /// `jit_request` and the call in one round trip.
 pub const CALL: &str = "jit_call";
 
 /// Is `name` a meta-tool?
 pub fn is_meta(name: &str) -> bool {
-    matches!(name, BEGIN_TASK | REQUEST | CALL | NEXT_PHASE | END_TASK | APPROVAL_STATUS)
+    matches!(name, BEGIN_TASK | REQUEST | CALL | NEXT_PHASE | END_TASK | APPROVAL_STATUS | DELEGATE)
 }
 
 fn ok(v: Value) -> CallToolResult {
@@ -118,6 +122,10 @@ pub async fn handle(session: &Session, agent: &VerifiedAgent, binding: Binding<'
             Ok(req) => approval_status(session, agent, req).await,
             Err(e) => bad_input(name, e),
         },
+        DELEGATE => match serde_json::from_value(args) {
+            Ok(req) => delegate(session, agent, req).await,
+            Err(e) => bad_input(name, e),
+        },
         other => refusal_result("unknown_tool", &format!("unknown meta-tool `{other}`")),
     };
     result.into()
@@ -134,6 +142,7 @@ pub fn parse_arguments(name: &str, args: Value) -> bool {
         NEXT_PHASE => serde_json::from_value::<NextPhase>(args).is_ok(),
         END_TASK => serde_json::from_value::<EndTask>(args).is_ok(),
         APPROVAL_STATUS => serde_json::from_value::<ApprovalStatus>(args).is_ok(),
+        DELEGATE => serde_json::from_value::<Delegate>(args).is_ok(),
         _ => false,
     }
 }

@@ -15,10 +15,37 @@ pub(in crate::gateway::meta) struct BeginTask {
     pub(in crate::gateway::meta) objective: String,
     pub(in crate::gateway::meta) phases: Vec<Phase>,
     pub(in crate::gateway::meta) ttl_seconds: Option<u64>,
+    /// A delegation this agent was given (`jit_delegate`): the task is begun
+    /// under it, its plan within it.
+    pub(in crate::gateway::meta) delegation: Option<String>,
 }
 
 pub(in crate::gateway::meta) fn new_task_id() -> Result<String, CallToolResult> {
     token::new_jti().map(|j| format!("task_{j}")).map_err(|e| refusal_result(e.code(), &e.to_string()))
+}
+
+/// A plan's phases: named once each (1-64 of A-Z a-z 0-9 - _), each with
+/// 1 to [`MAX_TOOLS_PER_PHASE`] tools of sane names (`jit_begin_task`'s plan,
+/// `jit_delegate`'s share).
+pub(in crate::gateway::meta) fn check_phases(tool: &str, phases: &[Phase]) -> Result<(), CallToolResult> {
+    for (i, p) in phases.iter().enumerate() {
+        if p.name.is_empty() || p.name.len() > 64 || !p.name.chars().all(|c| c.is_ascii_alphanumeric() || c == '-' || c == '_') {
+            return Err(bad_input(tool, format!("phase name `{}` must be 1-64 of A-Z a-z 0-9 - _", p.name)));
+        }
+        if phases[..i].iter().any(|q| q.name == p.name) {
+            return Err(bad_input(tool, format!("phase name `{}` is used twice", p.name)));
+        }
+        if p.tools.is_empty() {
+            return Err(bad_input(tool, format!("phase `{}` lists no tools", p.name)));
+        }
+        if p.tools.len() > MAX_TOOLS_PER_PHASE {
+            return Err(bad_input(tool, format!("phase `{}` lists {} tools; at most {MAX_TOOLS_PER_PHASE}", p.name, p.tools.len())));
+        }
+        if let Some(long) = p.tools.iter().find(|t| t.len() > MAX_TOOL_NAME_LEN) {
+            return Err(bad_input(tool, format!("a tool name in phase `{}` is {} characters long; tool names have at most {MAX_TOOL_NAME_LEN}", p.name, long.len())));
+        }
+    }
+    Ok(())
 }
 
 pub(in crate::gateway::meta) async fn begin_task(session: &Session, agent: &VerifiedAgent, sid: Option<&str>, req: BeginTask) -> CallToolResult {
@@ -32,22 +59,8 @@ pub(in crate::gateway::meta) async fn begin_task(session: &Session, agent: &Veri
     if req.ttl_seconds.is_some_and(|t| t < 10) {
         return bad_input(BEGIN_TASK, "ttl_seconds must be at least 10 (leave it out for the default)");
     }
-    for (i, p) in req.phases.iter().enumerate() {
-        if p.name.is_empty() || p.name.len() > 64 || !p.name.chars().all(|c| c.is_ascii_alphanumeric() || c == '-' || c == '_') {
-            return bad_input(BEGIN_TASK, format!("phase name `{}` must be 1-64 of A-Z a-z 0-9 - _", p.name));
-        }
-        if req.phases[..i].iter().any(|q| q.name == p.name) {
-            return bad_input(BEGIN_TASK, format!("phase name `{}` is used twice", p.name));
-        }
-        if p.tools.is_empty() {
-            return bad_input(BEGIN_TASK, format!("phase `{}` lists no tools", p.name));
-        }
-        if p.tools.len() > MAX_TOOLS_PER_PHASE {
-            return bad_input(BEGIN_TASK, format!("phase `{}` lists {} tools; at most {MAX_TOOLS_PER_PHASE}", p.name, p.tools.len()));
-        }
-        if let Some(long) = p.tools.iter().find(|t| t.len() > MAX_TOOL_NAME_LEN) {
-            return bad_input(BEGIN_TASK, format!("a tool name in phase `{}` is {} characters long; tool names have at most {MAX_TOOL_NAME_LEN}", p.name, long.len()));
-        }
+    if let Err(r) = check_phases(BEGIN_TASK, &req.phases) {
+        return r;
     }
     let shared = &session.shared;
     let registered = |t: &str| {
@@ -60,12 +73,25 @@ pub(in crate::gateway::meta) async fn begin_task(session: &Session, agent: &Veri
         return denied(rule, &reason);
     }
     let settings = shared.config.tokens;
-    let ttl = req.ttl_seconds.map(Duration::from_secs).unwrap_or(settings.task_ttl).min(settings.max_task_ttl);
+    let mut ttl = req.ttl_seconds.map(Duration::from_secs).unwrap_or(settings.task_ttl).min(settings.max_task_ttl);
     let now = shared.clock.now_unix();
-    let id = match new_task_id() {
-        Ok(id) => id,
-        Err(r) => return r,
+    let delegation = match &req.delegation {
+        Some(d) => match delegation_for_plan(shared, agent, d, &req.phases, now).await {
+            Ok(d) => Some(d),
+            Err(r) => return r,
+        },
+        None => None,
     };
+    let id = match (new_task_id(), &delegation) {
+        // A delegated task says so in its id: its requests walk the chain.
+        (Ok(id), Some(_)) => format!("{}{}", crate::store::DELEGATED_TASK_PREFIX, id.trim_start_matches("task_")),
+        (Ok(id), None) => id,
+        (Err(r), _) => return r,
+    };
+    if let Some(d) = &delegation {
+        // No longer than the delegation.
+        ttl = ttl.min(Duration::from_secs(u64::try_from(d.expires_at.saturating_sub(now)).unwrap_or(0)));
+    }
     let history = match plan_history(shared, agent).await {
         Ok(h) => h,
         Err(r) => return r,
@@ -92,7 +118,7 @@ pub(in crate::gateway::meta) async fn begin_task(session: &Session, agent: &Veri
         "task.begin",
         Some(&id),
         Some(&agent.agent.id),
-        json!({"objective": objective, "phases": req.phases, "sid": sid, "instance": shared.instance, "expires_at": expires_at, "agent_name": agent.agent.name, "after_untrusted_read": history.after_untrusted_read}),
+        json!({"objective": objective, "phases": req.phases, "sid": sid, "instance": shared.instance, "expires_at": expires_at, "agent_name": agent.agent.name, "after_untrusted_read": history.after_untrusted_read, "delegation": delegation.as_ref().map(|d| &d.id), "parent_task": delegation.as_ref().map(|d| &d.parent_task)}),
     );
     let max_tasks = shared.config.limits.max_active_tasks_per_agent;
     // One transaction: a quarantined agent opens nothing, the cap holds under
@@ -116,13 +142,26 @@ pub(in crate::gateway::meta) async fn begin_task(session: &Session, agent: &Veri
         }
         Err(r) => return r,
     }
+    if let Some(d) = &delegation {
+        // One task per delegation, whoever races for it.
+        let (dlg, task_id) = (d.id.clone(), id.clone());
+        let claimed = store_op(&shared.store, move |s| s.claim_delegation(&dlg, &task_id, now)).await;
+        if !matches!(claimed, Ok(true)) {
+            let scope = crate::store::Scope::Task(id.clone());
+            if let Err(r) = store_op(&shared.store, move |s| s.revoke(&scope, "its delegation was already used", now)).await {
+                return r;
+            }
+            return refusal_result("delegation_used", &format!("delegation {} already has its task", d.id));
+        }
+    }
     if sid.is_some() {
         session.state.mark_used();
     }
-    tracing::info!(task = %id, phases = req.phases.len(), "task begun");
+    tracing::info!(task = %id, phases = req.phases.len(), delegated = delegation.is_some(), "task begun");
     let first = &req.phases[0];
     ok(json!({
         "task": id,
+        "delegation": delegation.as_ref().map(|d| &d.id),
         "phase": first.name,
         "phase_tools": first.tools,
         "phases": req.phases.iter().map(|p| &p.name).collect::<Vec<_>>(),
@@ -302,5 +341,7 @@ pub(in crate::gateway::meta) async fn end_task(session: &Session, agent: &Verifi
         return r;
     }
     tracing::info!(task = %task.id, outcome = %crate::telemetry::Clean(&outcome), "task ended; all its tokens revoked");
+    // What it delegated ends with it, now rather than at the next sweep.
+    crate::gateway::maintenance::end_orphaned_delegations(&session.shared).await;
     ok(json!({ "task": task.id, "state": "ended", "outcome": outcome, "tokens": "revoked" }))
 }

@@ -48,6 +48,31 @@ pub(in crate::gateway::meta) fn check_request(session: &Session, agent: &Verifie
     check_invariants(&agent.agent, shared.clock.now_unix(), asked, loaded, lookup)
 }
 
+/// Stage 3, for a task begun under a delegation: every delegation above it
+/// holds, and delegates this tool, in a phase its parent has not left,
+/// with these arguments (`parent_task_inactive`, `not_delegated`,
+/// `parent_phase_left`, `outside_delegation`...). Whatever the child's own
+/// agent file would allow.
+pub(in crate::gateway::meta) async fn check_delegation(shared: &crate::gateway::Shared, asked: &Asked, checked: &Checked) -> Result<(), CallToolResult> {
+    // Exact arguments, when the request gave them (a constraint on a
+    // delegated argument needs them).
+    let exact: Option<JsonObject> = checked
+        .constraints
+        .iter()
+        .map(|(name, c)| match c {
+            Constraint::Eq(v) => Some((name.clone(), v.clone())),
+            _ => None,
+        })
+        .collect();
+    match crate::gateway::delegation::chain_holds(shared, &checked.task.id, Some(&asked.tool), exact, asked.now).await {
+        Ok(_) => Ok(()),
+        Err(r) => {
+            tracing::info!(task = %checked.task.id, tool = %crate::telemetry::Clean(&asked.tool), code = r.code, "request refused by its delegation");
+            Err(refusal_result(r.code, &r.message))
+        }
+    }
+}
+
 /// Stage 3: the invariants no policy widens, in this order: the agent's own
 /// active task (`task_not_found`, `task_inactive`), not quarantined
 /// (`agent_quarantined`), the tool in the current phase and the agent's

@@ -186,6 +186,9 @@ pub(in crate::gateway::meta) async fn decide_loaded(session: &Session, agent: &V
         Ok(c) => c,
         Err(r) => return r.into(),
     };
+    if let Err(r) = check_delegation(shared, asked, &checked).await {
+        return r.into();
+    }
     let taint = judge_taint(&checked.ledger, &checked.tool.spec, &checked.constraints, asked.break_glass.as_deref());
     if taint.verdict.tainted || taint.destination_in_text || taint.text_from_third_party {
         tracing::warn!(task = %checked.task.id, tool = %crate::telemetry::Clean(&asked.tool), findings = ?taint.verdict.findings, sources = ?taint.verdict.sources, "request carries values from untrusted output");

@@ -1,0 +1,167 @@
+//! Issue 29: sub-agents with narrower authority. A parent agent hands part
+//! of its task to a child (`jit_delegate`); the child begins its own task
+//! under the delegation and can never do more than was delegated, whatever
+//! its own agent file allows; authority ends from the top. Parent and child
+//! are real MCP clients of the real gateway, in both eras.
+
+mod common;
+
+use common::*;
+use serde_json::{Value, json};
+
+const DELEGATION_POLICY: &str = r#"
+@id("support-delegates-within-the-team")
+permit (principal in Team::"support", action == Action::"Delegate", resource in Server::"workspace")
+when { context.delegation.child_team == principal.team };
+"#;
+
+fn agent(name: &str, tools: &str, extra: &str) -> (String, String) {
+    (format!("{name}.toml"), format!("name = \"{name}\"\nid = \"spiffe://jitgate.local/agent/{name}\"\nteam = \"support\"\nallowed_tools = [{tools}]\n{extra}\n"))
+}
+
+fn deployment(limits: &str) -> Deployment {
+    let mut policies = quickstart_policies();
+    policies.push(("60-delegation.cedar".into(), DELEGATION_POLICY.into()));
+    Deployment::new(&Setup {
+        policies,
+        limits: limits.into(),
+        agents: vec![
+            agent("lead", "\"workspace__read_note\", \"workspace__read_inbox\", \"workspace__send_message\", \"workspace__write_note\"", "delegates_to = [\"helper\"]"),
+            // The child's own file allows every workspace tool: the delegation, not the file, bounds it.
+            agent("helper", "\"workspace__*\"", "delegates_to = [\"searcher\"]"),
+            agent("searcher", "\"workspace__read_note\", \"workspace__send_message\"", ""),
+            agent("outsider", "\"workspace__read_note\"", ""),
+        ],
+        ..Setup::default()
+    })
+}
+
+fn ok_answer(r: &rmcp::model::CallToolResult) -> Value {
+    assert_ne!(r.is_error, Some(true), "{}", text_of(r));
+    answer(r)
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_child_holds_only_what_was_delegated_and_loses_it_with_its_parent() {
+    let dep = deployment("");
+    let gw = Gateway::start(&dep);
+    gw.wait_server("workspace", "ready").await;
+    // Parent in the handshake era, child in the 2026-07-28 era.
+    let lead = gw.connect(&dep.mint("lead")).await;
+    let helper = gw.connect_modern(&dep.mint("helper")).await;
+    let outsider = gw.connect(&dep.mint("outsider")).await;
+
+    let task = begin(&lead, json!([{"name": "read", "tools": ["workspace__read_note", "workspace__read_inbox"]}, {"name": "reply", "tools": ["workspace__send_message"]}])).await.unwrap();
+    let delegate = |body: Value| raw_call(&lead, "jit_delegate", body);
+
+    // What the parent may not hand over: beyond its remaining plan, to an
+    // agent its file does not name.
+    let r = delegate(json!({"task": task, "agent": "helper", "objective": "o", "phases": [{"name": "w", "tools": ["workspace__write_note"]}]})).await.unwrap();
+    assert_eq!(refusal_code(&r).as_deref(), Some("delegation_widens"), "{}", text_of(&r));
+    let r = delegate(json!({"task": task, "agent": "outsider", "objective": "o", "phases": [{"name": "r", "tools": ["workspace__read_note"]}]})).await.unwrap();
+    assert_eq!(refusal_code(&r).as_deref(), Some("delegation_not_allowed"), "{}", text_of(&r));
+
+    // The legitimate delegation: read a note for the parent.
+    let granted = ok_answer(&delegate(json!({"task": task, "agent": "helper", "objective": "summarize the Q3 plan", "phases": [{"name": "review", "tools": ["workspace__read_note"]}]})).await.unwrap());
+    let dlg = granted["delegation"].as_str().unwrap().to_owned();
+
+    // Another agent cannot use it.
+    let r = raw_call(&outsider, "jit_begin_task", json!({"objective": "steal", "phases": [{"name": "r", "tools": ["workspace__read_note"]}], "delegation": dlg})).await.unwrap();
+    assert_eq!(refusal_code(&r).as_deref(), Some("delegation_not_found"), "{}", text_of(&r));
+    // The child cannot plan a tool the parent holds but did not delegate.
+    let r = raw_call(&helper, "jit_begin_task", json!({"objective": "o", "phases": [{"name": "r", "tools": ["workspace__read_note", "workspace__read_inbox"]}], "delegation": dlg})).await.unwrap();
+    assert_eq!(refusal_code(&r).as_deref(), Some("not_delegated"), "{}", text_of(&r));
+
+    // The child works within it.
+    let begun = ok_answer(&raw_call(&helper, "jit_begin_task", json!({"objective": "summarize the Q3 plan", "phases": [{"name": "review", "tools": ["workspace__read_note"]}], "delegation": dlg})).await.unwrap());
+    let child_task = begun["task"].as_str().unwrap().to_owned();
+    let token = request(&helper, &child_task, "workspace__read_note", json!({"name": "q3-plan.md"})).await.unwrap();
+    let r = call_with_token(&helper, "workspace__read_note", json!({"name": "q3-plan.md"}), &token).await.unwrap();
+    assert!(text_of(&r).contains("Ship the billing export"), "{}", text_of(&r));
+    // One task per delegation.
+    let r = raw_call(&helper, "jit_begin_task", json!({"objective": "again", "phases": [{"name": "r", "tools": ["workspace__read_note"]}], "delegation": dlg})).await.unwrap();
+    assert_eq!(refusal_code(&r).as_deref(), Some("delegation_used"), "{}", text_of(&r));
+
+    // The parent moves past the phase that uses the delegated tool: the
+    // child's authority for it ended with that phase.
+    let spare = request(&helper, &child_task, "workspace__read_note", json!({"name": "q3-plan.md"})).await.unwrap();
+    let r = raw_call(&lead, "jit_next_phase", json!({"task": task, "phase": "reply"})).await.unwrap();
+    assert_eq!(r.is_error, Some(false), "{}", text_of(&r));
+    let r = raw_call(&helper, "jit_request", json!({"task": child_task, "tool": "workspace__read_note", "arguments": {"name": "q3-plan.md"}, "purpose": "again"})).await.unwrap();
+    assert_eq!(refusal_code(&r).as_deref(), Some("parent_phase_left"), "{}", text_of(&r));
+    let r = call_with_token(&helper, "workspace__read_note", json!({"name": "q3-plan.md"}), &spare).await.unwrap();
+    assert_eq!(refusal_code(&r).as_deref(), Some("parent_phase_left"), "a token granted before is refused at the call: {}", text_of(&r));
+
+    // Constrained delegation of the reply: only to the address the parent names.
+    let granted = ok_answer(
+        &delegate(json!({"task": task, "agent": "helper", "objective": "reply to alice", "phases": [{"name": "reply", "tools": ["workspace__send_message"]}],
+            "constraints": {"workspace__send_message": {"to": {"eq": "alice@example.org"}}}}))
+        .await
+        .unwrap(),
+    );
+    let reply = ok_answer(&raw_call(&helper, "jit_begin_task", json!({"objective": "reply", "phases": [{"name": "reply", "tools": ["workspace__send_message"]}], "delegation": granted["delegation"]})).await.unwrap());
+    let reply_task = reply["task"].as_str().unwrap().to_owned();
+    let r = raw_call(&helper, "jit_request", json!({"task": reply_task, "tool": "workspace__send_message", "arguments": {"to": "mallory@attacker.test", "subject": "s", "body": "b"}, "purpose": "reply"})).await.unwrap();
+    assert_eq!(refusal_code(&r).as_deref(), Some("outside_delegation"), "{}", text_of(&r));
+    let token = request(&helper, &reply_task, "workspace__send_message", json!({"to": "alice@example.org", "subject": "Q3", "body": "summary"})).await.unwrap();
+    let r = call_with_token(&helper, "workspace__send_message", json!({"to": "alice@example.org", "subject": "Q3", "body": "summary"}), &token).await.unwrap();
+    assert_ne!(r.is_error, Some(true), "{}", text_of(&r));
+
+    // Authority ends from the top: the parent ends its task; the child's
+    // task ends with it, its token unusable.
+    let spare = request(&helper, &reply_task, "workspace__send_message", json!({"to": "alice@example.org", "subject": "again", "body": "b"})).await.unwrap();
+    let r = raw_call(&lead, "jit_end_task", json!({"task": task, "outcome": "done"})).await.unwrap();
+    assert_eq!(r.is_error, Some(false), "{}", text_of(&r));
+    let r = call_with_token(&helper, "workspace__send_message", json!({"to": "alice@example.org", "subject": "again", "body": "b"}), &spare).await.unwrap();
+    assert!(matches!(refusal_code(&r).as_deref(), Some("token_revoked" | "task_inactive" | "parent_task_inactive")), "{:?}: {}", refusal_code(&r), text_of(&r));
+    let r = raw_call(&helper, "jit_request", json!({"task": reply_task, "tool": "workspace__send_message", "arguments": {"to": "alice@example.org", "subject": "s", "body": "b"}, "purpose": "after"})).await.unwrap();
+    assert_eq!(refusal_code(&r).as_deref(), Some("task_inactive"), "the child's task was ended with its parent: {}", text_of(&r));
+
+    // Every delegation is on record.
+    let (_, export, _) = jitgate(&["audit", "export", "--config", dep.config.to_str().unwrap()]);
+    let granted: Vec<Value> = export.lines().filter_map(|l| serde_json::from_str::<Value>(l).ok()).filter(|v| v["kind"] == "delegation.granted").collect();
+    assert_eq!(granted.len(), 2, "{granted:#?}");
+    assert_eq!(granted[0]["data"]["child_name"], "helper");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_grandchild_cannot_widen_and_the_depth_is_bounded() {
+    let dep = deployment("max_delegation_depth = 2\n");
+    let gw = Gateway::start(&dep);
+    gw.wait_server("workspace", "ready").await;
+    let lead = gw.connect(&dep.mint("lead")).await;
+    let helper = gw.connect(&dep.mint("helper")).await;
+
+    let task = begin(&lead, json!([{"name": "work", "tools": ["workspace__read_note", "workspace__send_message"]}])).await.unwrap();
+    let granted = ok_answer(&raw_call(&lead, "jit_delegate", json!({"task": task, "agent": "helper", "objective": "o", "phases": [{"name": "w", "tools": ["workspace__read_note"]}]})).await.unwrap());
+    let begun = ok_answer(&raw_call(&helper, "jit_begin_task", json!({"objective": "o", "phases": [{"name": "w", "tools": ["workspace__read_note"]}], "delegation": granted["delegation"]})).await.unwrap());
+    let child_task = begun["task"].as_str().unwrap().to_owned();
+    // The child holds read_note only: it cannot hand send_message (which its
+    // parent holds, and its own file allows) to the grandchild.
+    let r = raw_call(&helper, "jit_delegate", json!({"task": child_task, "agent": "searcher", "objective": "o", "phases": [{"name": "s", "tools": ["workspace__send_message"]}]})).await.unwrap();
+    assert_eq!(refusal_code(&r).as_deref(), Some("delegation_widens"), "{}", text_of(&r));
+    // Within its share it may delegate once more (depth 2)...
+    let granted = ok_answer(&raw_call(&helper, "jit_delegate", json!({"task": child_task, "agent": "searcher", "objective": "o", "phases": [{"name": "r", "tools": ["workspace__read_note"]}]})).await.unwrap());
+    let searcher = gw.connect_modern(&dep.mint("searcher")).await;
+    let begun = ok_answer(&raw_call(&searcher, "jit_begin_task", json!({"objective": "o", "phases": [{"name": "r", "tools": ["workspace__read_note"]}], "delegation": granted["delegation"]})).await.unwrap());
+    let grandchild_task = begun["task"].as_str().unwrap().to_owned();
+    let token = request(&searcher, &grandchild_task, "workspace__read_note", json!({"name": "q3-plan.md"})).await.unwrap();
+    assert!(!token.is_empty());
+    // ...and the grandchild loses it when the top task ends.
+    let r = raw_call(&lead, "jit_end_task", json!({"task": task, "outcome": "done"})).await.unwrap();
+    assert_eq!(r.is_error, Some(false), "{}", text_of(&r));
+    let r = raw_call(&searcher, "jit_request", json!({"task": grandchild_task, "tool": "workspace__read_note", "arguments": {"name": "q3-plan.md"}, "purpose": "after"})).await.unwrap();
+    assert!(matches!(refusal_code(&r).as_deref(), Some("task_inactive" | "parent_task_inactive")), "{:?}: {}", refusal_code(&r), text_of(&r));
+
+    // With a depth limit of 1 a child may not delegate at all.
+    let dep = deployment("max_delegation_depth = 1\n");
+    let gw = Gateway::start(&dep);
+    gw.wait_server("workspace", "ready").await;
+    let lead = gw.connect(&dep.mint("lead")).await;
+    let helper = gw.connect(&dep.mint("helper")).await;
+    let task = begin(&lead, json!([{"name": "work", "tools": ["workspace__read_note"]}])).await.unwrap();
+    let granted = ok_answer(&raw_call(&lead, "jit_delegate", json!({"task": task, "agent": "helper", "objective": "o", "phases": [{"name": "w", "tools": ["workspace__read_note"]}]})).await.unwrap());
+    let begun = ok_answer(&raw_call(&helper, "jit_begin_task", json!({"objective": "o", "phases": [{"name": "w", "tools": ["workspace__read_note"]}], "delegation": granted["delegation"]})).await.unwrap());
+    let r = raw_call(&helper, "jit_delegate", json!({"task": begun["task"], "agent": "searcher", "objective": "o", "phases": [{"name": "r", "tools": ["workspace__read_note"]}]})).await.unwrap();
+    assert_eq!(refusal_code(&r).as_deref(), Some("delegation_too_deep"), "{}", text_of(&r));
+}
