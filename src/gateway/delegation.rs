@@ -35,11 +35,19 @@ impl From<StoreError> for ChainRefusal {
     }
 }
 
+/// A delegation above a task, and the plan of the task it came from.
+#[derive(Debug, Clone)]
+pub struct Above {
+    pub delegation: Delegation,
+    /// Every tool the delegating task's plan names.
+    pub parent_plan: Vec<String>,
+}
+
 /// The delegations above `task`, nearest first (none for a task the agent
 /// began itself), each checked to hold now: unexpired, its parent task
 /// active, and, for `tool`, the tool delegated and still in what remains of
 /// the parent's plan, with `arguments` within the delegation's constraints.
-pub fn check_chain(store: &dyn Store, task: &str, tool: Option<&str>, arguments: Option<&serde_json::Map<String, Value>>, now: i64) -> Result<Vec<Delegation>, ChainRefusal> {
+pub fn check_chain(store: &dyn Store, task: &str, tool: Option<&str>, arguments: Option<&serde_json::Map<String, Value>>, now: i64) -> Result<Vec<Above>, ChainRefusal> {
     let mut chain = Vec::new();
     let mut current = task.to_owned();
     while current.starts_with(DELEGATED_TASK_PREFIX) {
@@ -73,7 +81,10 @@ pub fn check_chain(store: &dyn Store, task: &str, tool: Option<&str>, arguments:
             within_constraints(&d, tool, arguments)?;
         }
         current = parent.id.clone();
-        chain.push(d);
+        let mut parent_plan: Vec<String> = parent.phases.iter().flat_map(|p| p.tools.iter().cloned()).collect();
+        parent_plan.sort();
+        parent_plan.dedup();
+        chain.push(Above { delegation: d, parent_plan });
     }
     Ok(chain)
 }
@@ -101,9 +112,23 @@ fn within_constraints(d: &Delegation, tool: &str, arguments: Option<&serde_json:
     Ok(())
 }
 
+/// The agents that delegated `task`'s work, nearest first (none for a task
+/// its agent began itself). Whether each delegation still holds is not
+/// asked: what was read counts wherever the work came from.
+pub fn agents_above(store: &dyn Store, task: &str) -> Result<Vec<String>, StoreError> {
+    let mut agents = Vec::new();
+    let mut current = task.to_owned();
+    while current.starts_with(DELEGATED_TASK_PREFIX) && agents.len() < MAX_CHAIN {
+        let Some(d) = store.delegation_of_task(&current)? else { break };
+        agents.push(d.parent_agent.clone());
+        current = d.parent_task;
+    }
+    Ok(agents)
+}
+
 /// [`check_chain`] from async code, for a delegated task only (any other
 /// task pays nothing).
-pub async fn chain_holds(shared: &Shared, task: &str, tool: Option<&str>, arguments: Option<serde_json::Map<String, Value>>, now: i64) -> Result<Vec<Delegation>, ChainRefusal> {
+pub async fn chain_holds(shared: &Shared, task: &str, tool: Option<&str>, arguments: Option<serde_json::Map<String, Value>>, now: i64) -> Result<Vec<Above>, ChainRefusal> {
     if !task.starts_with(DELEGATED_TASK_PREFIX) {
         return Ok(Vec::new());
     }

@@ -163,7 +163,18 @@ pub(in crate::gateway) async fn record_taint(shared: &Shared, claims: &CallRef, 
     let source = crate::taint::Source { call: claims.jti.clone(), tool: tool.exposed_name.clone(), origin };
     let (agent, now) = (claims.agent.clone(), shared.clock.now_unix());
     let max = crate::taint::MAX_VALUES_PER_AGENT;
-    let recorded = crate::store::run_blocking(&shared.store, move |s| s.record_taint(&agent, &values, &source, now, max)).await.and_then(|r| r);
+    // Taint flows with the work: what a delegated task's agent read counts
+    // for every agent that delegated it, up the chain.
+    let task = claims.task.clone();
+    let recorded = crate::store::run_blocking(&shared.store, move |s| {
+        s.record_taint(&agent, &values, &source, now, max)?;
+        for above in crate::gateway::delegation::agents_above(s, &task)? {
+            s.record_taint(&above, &values, &source, now, max)?;
+        }
+        Ok(())
+    })
+    .await
+    .and_then(|r| r);
     if let Err(e) = recorded {
         tracing::error!(error = %e, jti = %claims.jti, "TAINT NOT RECORDED: revoking the agent's task so that nothing it read goes unchecked");
         // An observed call's task stands for nothing: what the agent holds goes.

@@ -100,6 +100,26 @@ impl TaintLedger {
         Self { values, passages, tools, overflowed }
     }
 
+    /// Add what another ledger holds (a delegating agent's, for a delegated
+    /// task's request): its values, passages, the tools read and overflow.
+    pub fn merge(&mut self, other: TaintLedger) {
+        for (value, source) in other.values {
+            self.values.entry(value).or_insert(source);
+        }
+        for passage in other.passages {
+            if !self.passages.iter().any(|(p, s)| *p == passage.0 && s.call == passage.1.call) {
+                self.passages.push(passage);
+            }
+        }
+        for tool in other.tools {
+            if !self.tools.contains(&tool) {
+                self.tools.push(tool);
+            }
+        }
+        self.tools.sort();
+        self.overflowed |= other.overflowed;
+    }
+
     /// How many passages this ledger holds (a lookup: the candidates found).
     pub fn passages_held(&self) -> usize {
         self.passages.len()

@@ -43,7 +43,7 @@ pub(in crate::gateway::meta) async fn delegate(session: &Session, agent: &Verifi
         Ok(chain) => chain,
         Err(r) => return refusal_result(r.code, &r.message),
     };
-    let depth = above.first().map_or(1, |d| d.depth.saturating_add(1));
+    let depth = above.first().map_or(1, |a| a.delegation.depth.saturating_add(1));
     let max_depth = shared.config.limits.max_delegation_depth;
     if usize::try_from(depth).unwrap_or(usize::MAX) > max_depth {
         return refusal_result("delegation_too_deep", &format!("this would be a delegation {depth} deep; limits.max_delegation_depth is {max_depth}"));

@@ -18,6 +18,8 @@ pub(in crate::gateway::meta) struct Checked {
     pub(in crate::gateway::meta) last_call: Option<crate::store::Call>,
     pub(in crate::gateway::meta) ledger: crate::taint::TaintLedger,
     pub(in crate::gateway::meta) rate: u32,
+    /// For a delegated task: the tools the plans above it name.
+    pub(in crate::gateway::meta) plan_above: Vec<String>,
 }
 
 /// What the gateway knows of the requested tool, looked up before the
@@ -53,7 +55,7 @@ pub(in crate::gateway::meta) fn check_request(session: &Session, agent: &Verifie
 /// with these arguments (`parent_task_inactive`, `not_delegated`,
 /// `parent_phase_left`, `outside_delegation`...). Whatever the child's own
 /// agent file would allow.
-pub(in crate::gateway::meta) async fn check_delegation(shared: &crate::gateway::Shared, asked: &Asked, checked: &Checked) -> Result<(), CallToolResult> {
+pub(in crate::gateway::meta) async fn check_delegation(shared: &crate::gateway::Shared, asked: &Asked, checked: &mut Checked) -> Result<(), CallToolResult> {
     // Exact arguments, when the request gave them (a constraint on a
     // delegated argument needs them).
     let exact: Option<JsonObject> = checked
@@ -65,7 +67,19 @@ pub(in crate::gateway::meta) async fn check_delegation(shared: &crate::gateway::
         })
         .collect();
     match crate::gateway::delegation::chain_holds(shared, &checked.task.id, Some(&asked.tool), exact, asked.now).await {
-        Ok(_) => Ok(()),
+        Ok(chain) => {
+            // Taint flows with the work: what the delegating agents read
+            // counts for this request too.
+            for above in chain {
+                let (agent, probe) = (above.delegation.parent_agent.clone(), asked.probe.clone());
+                let theirs = store_op(&shared.store, move |s| s.taint_lookup(&agent, &probe)).await?;
+                checked.ledger.merge(theirs);
+                // The work's plan is the tree's: a chain from the parent's
+                // reads into the child's tool is judged as one task's.
+                checked.plan_above.extend(above.parent_plan);
+            }
+            Ok(())
+        }
         Err(r) => {
             tracing::info!(task = %checked.task.id, tool = %crate::telemetry::Clean(&asked.tool), code = r.code, "request refused by its delegation");
             Err(refusal_result(r.code, &r.message))
@@ -128,6 +142,7 @@ pub(in crate::gateway::meta) fn check_invariants(
         last_call: loaded.last_call,
         ledger: loaded.ledger,
         rate: loaded.rate,
+        plan_above: Vec::new(),
     })
 }
 

@@ -22,7 +22,10 @@ pub(in crate::gateway::meta) fn judge_baseline(
         untrusted_output: untrusted_output(&c.tool),
     });
     let shape = profile::shape_of(&checked.constraints);
-    let plan = decide::plan_tools(&checked.task.phases);
+    let mut plan = decide::plan_tools(&checked.task.phases);
+    plan.extend(checked.plan_above.iter().cloned());
+    plan.sort();
+    plan.dedup();
     let earlier_untrusted = checked.ledger.untrusted_tools();
     let assessment = profile::assess(
         agent,

@@ -182,11 +182,11 @@ pub(in crate::gateway::meta) async fn request(session: &Session, agent: &Verifie
 /// Stages 3 onwards, on the state the store gave.
 pub(in crate::gateway::meta) async fn decide_loaded(session: &Session, agent: &VerifiedAgent, binding: Binding<'_>, asked: &Asked, loaded: Loaded) -> CallToolResponse {
     let shared = &session.shared;
-    let checked = match check_request(session, agent, asked, loaded) {
+    let mut checked = match check_request(session, agent, asked, loaded) {
         Ok(c) => c,
         Err(r) => return r.into(),
     };
-    if let Err(r) = check_delegation(shared, asked, &checked).await {
+    if let Err(r) = check_delegation(shared, asked, &mut checked).await {
         return r.into();
     }
     let taint = judge_taint(&checked.ledger, &checked.tool.spec, &checked.constraints, asked.break_glass.as_deref());
