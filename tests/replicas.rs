@@ -677,3 +677,47 @@ async fn connect_async(url: &str) -> deadpool_postgres::tokio_postgres::Client {
     tokio::spawn(connection);
     client
 }
+
+/// Issue 29: a delegation on PostgreSQL across replicas. The child replays
+/// its delegation on two replicas at once: one task is begun under it, the
+/// other attempt is refused. The parent ends its task on one replica: the
+/// child's next request, on the other, is refused, and its task ends.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_delegation_is_used_once_and_ends_with_its_parent_across_replicas() {
+    let pg = Postgres::start();
+    let mut policies = quickstart_policies();
+    policies.push((
+        "60-delegation.cedar".into(),
+        "permit (principal in Team::\"support\", action == Action::\"Delegate\", resource in Server::\"workspace\") when { context.delegation.child_team == principal.team };\n".into(),
+    ));
+    let agents = vec![
+        ("lead.toml".to_owned(), "name = \"lead\"\nid = \"spiffe://jitgate.local/agent/lead\"\nteam = \"support\"\nallowed_tools = [\"workspace__read_note\"]\ndelegates_to = [\"helper\"]\n".to_owned()),
+        ("helper.toml".to_owned(), "name = \"helper\"\nid = \"spiffe://jitgate.local/agent/helper\"\nteam = \"support\"\nallowed_tools = [\"workspace__read_note\"]\n".to_owned()),
+    ];
+    let dep = replicated(&pg, Setup { policies, agents, ..Setup::default() });
+    let (a, b) = (Gateway::start(&dep), Gateway::start(&dep));
+    a.wait_server("workspace", "ready").await;
+    b.wait_server("workspace", "ready").await;
+    let lead = a.connect(&dep.mint("lead")).await;
+    let task = begin(&lead, json!([{"name": "read", "tools": ["workspace__read_note"]}])).await.unwrap();
+    let granted = raw_call(&lead, "jit_delegate", json!({"task": task, "agent": "helper", "objective": "read", "phases": [{"name": "r", "tools": ["workspace__read_note"]}]})).await.unwrap();
+    assert_ne!(granted.is_error, Some(true), "{}", text_of(&granted));
+    let dlg = answer(&granted)["delegation"].as_str().unwrap().to_owned();
+
+    let (on_a, on_b) = (a.connect_modern(&dep.mint("helper")).await, b.connect_modern(&dep.mint("helper")).await);
+    let body = json!({"objective": "read", "phases": [{"name": "r", "tools": ["workspace__read_note"]}], "delegation": dlg});
+    let (ra, rb) = tokio::join!(raw_call(&on_a, "jit_begin_task", body.clone()), raw_call(&on_b, "jit_begin_task", body.clone()));
+    let (ra, rb) = (ra.unwrap(), rb.unwrap());
+    let begun: Vec<&rmcp::model::CallToolResult> = [&ra, &rb].into_iter().filter(|r| r.is_error != Some(true)).collect();
+    assert_eq!(begun.len(), 1, "one task under one delegation: {} / {}", text_of(&ra), text_of(&rb));
+    let refused = if ra.is_error == Some(true) { &ra } else { &rb };
+    assert_eq!(refusal_code(refused).as_deref(), Some("delegation_used"), "{}", text_of(refused));
+    let child_task = answer(begun[0])["task"].as_str().unwrap().to_owned();
+    assert!(request(&on_b, &child_task, "workspace__read_note", json!({"name": "q3-plan.md"})).await.is_ok());
+
+    // The parent ends on replica A; the child asks on replica B.
+    let r = raw_call(&lead, "jit_end_task", json!({"task": task, "outcome": "done"})).await.unwrap();
+    assert_eq!(r.is_error, Some(false), "{}", text_of(&r));
+    let r = raw_call(&on_b, "jit_request", json!({"task": child_task, "tool": "workspace__read_note", "arguments": {"name": "q3-plan.md"}, "purpose": "after"})).await.unwrap();
+    assert!(matches!(refusal_code(&r).as_deref(), Some("task_inactive" | "parent_task_inactive")), "{:?}: {}", refusal_code(&r), text_of(&r));
+}
