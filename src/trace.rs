@@ -23,6 +23,12 @@ pub struct TaskTrace {
     pub revocations: Vec<Value>,
     pub approvals: Vec<Value>,
     pub events: Vec<Value>,
+    /// The delegation this task was begun under: `{delegation, parent_task}`.
+    pub delegated_by: Option<Value>,
+    /// What this task delegated, in order: `{at, delegation, child_name,
+    /// tools, depth, constrained, expires_at, child_task}` (`child_task`
+    /// once the child began it, from the store).
+    pub delegations: Vec<Value>,
 }
 
 #[derive(Debug, Clone, Default, Serialize)]
@@ -89,7 +95,15 @@ pub fn build(task: &str, records: &[Record]) -> TaskTrace {
     for r in records {
         let d = &r.data;
         match r.kind.as_str() {
+            "delegation.granted" => {
+                let mut d = d.clone();
+                d["at"] = serde_json::json!(r.at);
+                t.delegations.push(d);
+            }
             "task.begin" => {
+                if d.get("delegation").is_some_and(|x| !x.is_null()) {
+                    t.delegated_by = Some(serde_json::json!({"delegation": d["delegation"], "parent_task": d["parent_task"]}));
+                }
                 t.agent = r.agent.clone().unwrap_or_default();
                 t.agent_name = s(d, "agent_name");
                 t.objective = s(d, "objective");
@@ -186,6 +200,13 @@ pub fn from_store(store: &dyn crate::store::Store, task: &str, now: i64) -> Resu
     let mut trace = build(task, &records);
     if let Some(outcome) = stored_outcome(store, task, now)? {
         trace.outcome = outcome;
+    }
+    // Each delegation's child task, so the tree can be followed down.
+    for d in &mut trace.delegations {
+        let id = d["delegation"].as_str().unwrap_or_default().to_owned();
+        if let Some(found) = store.delegation(&id)? {
+            d["child_task"] = serde_json::json!(found.child_task);
+        }
     }
     Ok(Some(trace))
 }
@@ -292,6 +313,20 @@ pub fn render_text(t: &TaskTrace) -> String {
             None => t.outcome.clone(),
         }
     );
+    if let Some(by) = &t.delegated_by {
+        out.push_str(&format!("  delegated by task {} (delegation {})\n", by["parent_task"].as_str().unwrap_or("?"), by["delegation"].as_str().unwrap_or("?")));
+    }
+    for d in &t.delegations {
+        out.push_str(&format!(
+            "  delegated {} to {} at {}: {} (depth {}){}\n",
+            d["delegation"].as_str().unwrap_or("?"),
+            d["child_name"].as_str().unwrap_or("?"),
+            rfc3339(d["at"].as_i64().unwrap_or(0)),
+            d["tools"].as_array().map(|a| a.iter().filter_map(Value::as_str).collect::<Vec<_>>().join(", ")).unwrap_or_default(),
+            d["depth"],
+            d["child_task"].as_str().map(|c| format!(" → task {c}")).unwrap_or_default(),
+        ));
+    }
     let tool_of = |jti: &str| -> String {
         t.phases.iter().flat_map(|p| &p.requests).find(|r| r.jti.as_deref() == Some(jti)).map(|r| r.tool.clone()).unwrap_or_else(|| "?".into())
     };

@@ -117,6 +117,20 @@ async fn a_child_holds_only_what_was_delegated_and_loses_it_with_its_parent() {
     let r = raw_call(&helper, "jit_request", json!({"task": reply_task, "tool": "workspace__send_message", "arguments": {"to": "alice@example.org", "subject": "s", "body": "b"}, "purpose": "after"})).await.unwrap();
     assert_eq!(refusal_code(&r).as_deref(), Some("task_inactive"), "the child's task was ended with its parent: {}", text_of(&r));
 
+    // The traces show the tree: the parent's delegations with their child
+    // tasks, the child's parent; the reviewers' page links them.
+    let cfg = dep.config.to_str().unwrap();
+    let (code, tree, err) = jitgate(&["trace", &task, "--json", "--config", cfg]);
+    assert_eq!(code, Some(0), "{err}");
+    let tree: Value = serde_json::from_str(&tree).unwrap();
+    let children: Vec<&str> = tree["delegations"].as_array().unwrap().iter().filter_map(|d| d["child_task"].as_str()).collect();
+    assert_eq!(children, [child_task.as_str(), reply_task.as_str()], "{tree}");
+    let (_, text, _) = jitgate(&["trace", &child_task, "--config", cfg]);
+    assert!(text.contains(&format!("delegated by task {task}")), "{text}");
+    let base = gw.url.trim_end_matches("/mcp").to_owned();
+    let page = reqwest::Client::new().get(format!("{base}/ui/tasks/{task}")).header("authorization", format!("Bearer {}", dep.mint_reviewer("rita@example.org"))).send().await.unwrap().text().await.unwrap();
+    assert!(page.contains(&format!("/ui/tasks/{child_task}")) && page.contains("Delegated"), "{page}");
+
     // Every delegation is on record.
     let (_, export, _) = jitgate(&["audit", "export", "--config", dep.config.to_str().unwrap()]);
     let granted: Vec<Value> = export.lines().filter_map(|l| serde_json::from_str::<Value>(l).ok()).filter(|v| v["kind"] == "delegation.granted").collect();

@@ -449,6 +449,25 @@ fn render_trace(t: &TaskTrace) -> String {
         rfc3339(t.begun),
         esc(&t.outcome)
     );
+    if let Some(by) = &t.delegated_by {
+        let parent = by["parent_task"].as_str().unwrap_or_default();
+        b.push_str(&format!(
+            "<li id=\"delegated-by\">Delegated by task <a href=\"/ui/tasks/{}\">{}</a> (delegation <code>{}</code>)</li>",
+            esc(parent),
+            esc(parent),
+            esc(by["delegation"].as_str().unwrap_or_default())
+        ));
+    }
+    for d in &t.delegations {
+        let child = d["child_task"].as_str().map(|c| format!(" → <a href=\"/ui/tasks/{}\">{}</a>", esc(c), esc(c))).unwrap_or_default();
+        b.push_str(&format!(
+            "<li class=\"delegation\">Delegated <code>{}</code> to <b>{}</b>: {} <span class=\"muted\">(depth {})</span>{child}</li>",
+            esc(d["delegation"].as_str().unwrap_or_default()),
+            esc(d["child_name"].as_str().unwrap_or_default()),
+            esc(&d["tools"].as_array().map(|a| a.iter().filter_map(serde_json::Value::as_str).collect::<Vec<_>>().join(", ")).unwrap_or_default()),
+            d["depth"].as_i64().unwrap_or(0),
+        ));
+    }
     for p in &t.phases {
         b.push_str(&format!("<li><b>Phase {}</b> <span class=\"muted\">from {}</span><ul class=\"tree\">", esc(&p.name), rfc3339(p.started)));
         for r in &p.requests {
