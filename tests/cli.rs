@@ -865,7 +865,7 @@ fn policy_test_runs_the_shipped_cases_and_fails_ci_on_a_broken_policy() {
     let cases = quickstart.join("policies").display().to_string();
     let (code, out, err) = jitgate(&["policy", "test", "--config", &cfg, &cases]);
     assert_eq!(code, Some(0), "{out}\n{err}");
-    assert!(out.contains("12 case(s): 12 passed, 0 failed"), "{out}");
+    assert!(out.contains("13 case(s): 13 passed, 0 failed"), "{out}");
     // The policy guide's recipe, as written there (run from the repository root).
     let guide = std::fs::read_to_string(root.join("docs/platform.md")).unwrap();
     let section = guide.split("### Policy tests in CI").nth(1).expect("the policy guide's section");
@@ -875,7 +875,7 @@ fn policy_test_runs_the_shipped_cases_and_fails_ci_on_a_broken_policy() {
     let ran = std::process::Command::new(jitgate_bin()).args(&args[1..]).current_dir(&root).output().unwrap();
     let said = String::from_utf8_lossy(&ran.stdout);
     assert_eq!(ran.status.code(), Some(0), "{said}");
-    assert!(said.contains("12 passed, 0 failed"), "{said}");
+    assert!(said.contains("13 passed, 0 failed"), "{said}");
 
     // The same cases against a copy of the policies where destructive
     // tools no longer wait for a person.
@@ -893,7 +893,7 @@ fn policy_test_runs_the_shipped_cases_and_fails_ci_on_a_broken_policy() {
     assert!(out.contains("expected: needs_approval by destructive-needs-approval (group platform-oncall)"), "{out}");
     assert!(out.contains("actual:   allow by destructive-needs-approval"), "{out}");
     assert!(out.contains("policy:   permit destructive-needs-approval (") && out.contains("20-approvals.cedar:"), "{out}");
-    assert!(out.contains("12 case(s): 11 passed, 1 failed") && err.contains("1 of 12 policy test case(s) failed"), "{out}\n{err}");
+    assert!(out.contains("13 case(s): 12 passed, 1 failed") && err.contains("1 of 13 policy test case(s) failed"), "{out}\n{err}");
 
     // --json: one object per case, for scripts.
     let (code, out, _) = jitgate(&["policy", "test", "--json", "--config", &cfg, "--policy", &changed, &cases]);
