@@ -226,3 +226,53 @@ async fn taint_flows_between_parent_and_child() {
     let r = raw_call(&helper, "jit_request", json!({"task": child_task, "tool": "workspace__send_message", "arguments": send("alice@example.org"), "purpose": "own"})).await.unwrap();
     assert!(r.is_error != Some(true) && answer(&r)["token"].is_string(), "{}", text_of(&r));
 }
+
+/// The official clients as parent and child: the Python client delegates,
+/// the TypeScript client works under the delegation in both eras, and loses
+/// it when the parent ends its task.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn official_clients_as_parent_and_child_in_both_eras() {
+    let dep = deployment("");
+    let gw = Gateway::start(&dep);
+    gw.wait_server("workspace", "ready").await;
+    let parent = |args: &[&str]| -> Value {
+        let out = std::process::Command::new(repo_root().join(".venv/bin/python"))
+            .arg(repo_root().join("tests/support/python/delegate_parent.py"))
+            .args([gw.url.as_str(), &dep.mint("lead")])
+            .args(args)
+            .output()
+            .unwrap();
+        assert!(out.status.success(), "the Python parent failed:\n{}", String::from_utf8_lossy(&out.stderr));
+        serde_json::from_slice(&out.stdout).unwrap()
+    };
+    let child = |mode: &str, delegation: &str| -> Value {
+        let out = std::process::Command::new("node")
+            .arg(repo_root().join("tests/support/node/delegate_child.mjs"))
+            .args([mode, gw.url.as_str(), &dep.mint("helper"), delegation])
+            .output()
+            .unwrap();
+        assert!(out.status.success(), "the TypeScript child failed ({mode}):\n{}", String::from_utf8_lossy(&out.stderr));
+        serde_json::from_slice(&out.stdout).unwrap()
+    };
+    let begun = parent(&["begin"]);
+    let task = begun["answer"]["task"].as_str().unwrap_or_else(|| panic!("{begun}")).to_owned();
+    let mut child_tasks = Vec::new();
+    for mode in ["default", "auto"] {
+        let granted = parent(&["delegate", &task]);
+        let dlg = granted["answer"]["delegation"].as_str().unwrap_or_else(|| panic!("{granted}")).to_owned();
+        let ran = child(mode, &dlg);
+        assert_eq!(ran["widened"]["code"], "not_delegated", "{mode}: {ran}");
+        assert_eq!(ran["begun"]["is_error"], false, "{mode}: {ran}");
+        assert_eq!(ran["called"]["is_error"], false, "{mode}: {ran}");
+        assert!(ran["called"]["text"].as_str().unwrap().contains("Ship the billing export"), "{mode}: {ran}");
+        child_tasks.push(ran["task"].as_str().unwrap().to_owned());
+    }
+    let ended = parent(&["end", &task]);
+    assert_eq!(ended["is_error"], false, "{ended}");
+    // Below an ended task nothing works, in either era.
+    let helper = gw.connect_modern(&dep.mint("helper")).await;
+    for child_task in child_tasks {
+        let r = raw_call(&helper, "jit_call", json!({"task": child_task, "tool": "workspace__read_note", "arguments": {"name": "q3-plan.md"}, "purpose": "after"})).await.unwrap();
+        assert!(matches!(refusal_code(&r).as_deref(), Some("task_inactive" | "parent_task_inactive")), "{:?}: {}", refusal_code(&r), text_of(&r));
+    }
+}
