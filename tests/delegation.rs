@@ -276,3 +276,76 @@ async fn official_clients_as_parent_and_child_in_both_eras() {
         assert!(matches!(refusal_code(&r).as_deref(), Some("task_inactive" | "parent_task_inactive")), "{:?}: {}", refusal_code(&r), text_of(&r));
     }
 }
+
+/// However the parent's authority ends (revoked by an operator, its agent
+/// quarantined, its TTL reached), in another process or by the clock, the
+/// child is refused at its next request and its task is ended by the sweep.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn authority_ends_from_the_top_however_the_parent_ends() {
+    let dep = deployment("");
+    let gw = Gateway::start(&dep);
+    gw.wait_server("workspace", "ready").await;
+    let cfg = dep.config.to_str().unwrap().to_owned();
+    let lead = gw.connect_modern(&dep.mint("lead")).await;
+    let helper = gw.connect_modern(&dep.mint("helper")).await;
+    let child_of = |task: String| {
+        let (lead, helper) = (&lead, &helper);
+        async move {
+            let granted = ok_answer(&raw_call(lead, "jit_delegate", json!({"task": task, "agent": "helper", "objective": "o", "phases": [{"name": "r", "tools": ["workspace__read_note"]}]})).await.unwrap());
+            let begun = ok_answer(&raw_call(helper, "jit_begin_task", json!({"objective": "o", "phases": [{"name": "r", "tools": ["workspace__read_note"]}], "delegation": granted["delegation"]})).await.unwrap());
+            let child = begun["task"].as_str().unwrap().to_owned();
+            assert!(request(helper, &child, "workspace__read_note", json!({"name": "q3-plan.md"})).await.is_ok(), "the child works while its parent does");
+            child
+        }
+    };
+    let refused = |child: String| {
+        let helper = &helper;
+        async move {
+            let r = raw_call(helper, "jit_request", json!({"task": child, "tool": "workspace__read_note", "arguments": {"name": "q3-plan.md"}, "purpose": "after"})).await.unwrap();
+            refusal_code(&r).unwrap_or_else(|| format!("not refused: {}", text_of(&r)))
+        }
+    };
+    // Ended by the sweep: the child's own task becomes inactive (not only refused).
+    let ended_by_sweep = |child: String| {
+        let refused = &refused;
+        async move {
+            let deadline = std::time::Instant::now() + std::time::Duration::from_secs(30);
+            loop {
+                let code = refused(child.clone()).await;
+                if code == "task_inactive" {
+                    return;
+                }
+                assert!(std::time::Instant::now() < deadline, "the child's task was never ended (last: {code})");
+                assert_eq!(code, "parent_task_inactive", "refused for its parent meanwhile");
+                tokio::time::sleep(std::time::Duration::from_millis(300)).await;
+            }
+        }
+    };
+    let plan = json!([{"name": "r", "tools": ["workspace__read_note"]}]);
+
+    // Revoked by an operator (another process).
+    let task = begin(&lead, plan.clone()).await.unwrap();
+    let child = child_of(task.clone()).await;
+    let (code, _, err) = jitgate(&["revoke", "--task", &task, "--reason", "incident", "--config", &cfg]);
+    assert_eq!(code, Some(0), "{err}");
+    ended_by_sweep(child).await;
+
+    // The parent's TTL runs out.
+    let short = ok_answer(&raw_call(&lead, "jit_begin_task", json!({"objective": "brief", "phases": plan, "ttl_seconds": 10})).await.unwrap());
+    let expires_at = short["expires_at"].as_str().unwrap().to_owned();
+    let child = child_of(short["task"].as_str().unwrap().to_owned()).await;
+    // Until the parent's TTL runs out (10 s), the child works; then not.
+    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(20);
+    while refused(child.clone()).await.starts_with("not refused") {
+        assert!(std::time::Instant::now() < deadline, "the child outlived its parent (expiring {expires_at})");
+        tokio::time::sleep(std::time::Duration::from_millis(500)).await;
+    }
+    ended_by_sweep(child).await;
+
+    // The parent's agent is quarantined.
+    let task = begin(&lead, plan.clone()).await.unwrap();
+    let child = child_of(task).await;
+    let (code, _, err) = jitgate(&["agents", "quarantine", "lead", "--reason", "drifted", "--config", &cfg]);
+    assert_eq!(code, Some(0), "{err}");
+    ended_by_sweep(child).await;
+}
