@@ -163,7 +163,7 @@ fn benches(c: &mut Criterion) {
         for n in [10usize, 100, 1000] {
             let engine = policy_set(n, scoped);
             assert_eq!(engine.len(), n);
-            let input = DecisionInput { action: Action::Request, agent: &facts, tool: &tool, time: TimeFacts::at(NOW), task: &task_facts, request: Some(&request) };
+            let input = DecisionInput { action: Action::Request, agent: &facts, tool: &tool, time: TimeFacts::at(NOW), task: &task_facts, request: Some(&request), delegation: None };
             assert_eq!(engine.decide(&input).outcome, Outcome::Allow);
             let kind = if scoped { "scoped" } else { "unscoped" };
             c.bench_function(&format!("cedar decision, {n} policies ({kind})"), |b| b.iter(|| engine.decide(black_box(&input))));
