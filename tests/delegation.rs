@@ -349,3 +349,59 @@ async fn authority_ends_from_the_top_however_the_parent_ends() {
     assert_eq!(code, Some(0), "{err}");
     ended_by_sweep(child).await;
 }
+
+/// From an adversarial review: the parent's phase order holds for its
+/// children (a tool of a later phase waits until the parent gets there);
+/// what the parent read is checked at the child's call too (an open
+/// constraint let the value through the request); agents in observe mode
+/// neither delegate nor are delegated to.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_parents_phase_order_and_reads_hold_for_its_child_at_the_call() {
+    let dep = deployment("");
+    let gw = Gateway::start(&dep);
+    gw.wait_server("workspace", "ready").await;
+    let lead = gw.connect_modern(&dep.mint("lead")).await;
+    let helper = gw.connect_modern(&dep.mint("helper")).await;
+    let task = begin(&lead, json!([{"name": "read", "tools": ["workspace__read_inbox"]}, {"name": "reply", "tools": ["workspace__send_message"]}])).await.unwrap();
+    let granted = ok_answer(&raw_call(&lead, "jit_delegate", json!({"task": task, "agent": "helper", "objective": "reply", "phases": [{"name": "reply", "tools": ["workspace__send_message"]}]})).await.unwrap());
+    let begun = ok_answer(&raw_call(&helper, "jit_begin_task", json!({"objective": "reply", "phases": [{"name": "reply", "tools": ["workspace__send_message"]}], "delegation": granted["delegation"]})).await.unwrap());
+    let child = begun["task"].as_str().unwrap().to_owned();
+    // The parent is still reading: the reply waits.
+    let ask = json!({"task": child, "tool": "workspace__send_message", "purpose": "reply",
+        "constraints": {"to": {"eq": "alice@example.org"}, "subject": {"eq": "Q3"}, "body": {"schema": {"type": "string"}}}});
+    let r = raw_call(&helper, "jit_request", ask.clone()).await.unwrap();
+    assert_eq!(refusal_code(&r).as_deref(), Some("parent_phase_not_reached"), "{}", text_of(&r));
+    // The parent reads its inbox (an injected message names an attacker's address), then moves on.
+    let token = request(&lead, &task, "workspace__read_inbox", json!({})).await.unwrap();
+    call_with_token(&lead, "workspace__read_inbox", json!({}), &token).await.unwrap();
+    let r = raw_call(&lead, "jit_next_phase", json!({"task": task, "phase": "reply"})).await.unwrap();
+    assert_eq!(r.is_error, Some(false), "{}", text_of(&r));
+    // The open body passes the request; the address from the parent's read is refused at the call.
+    let token = request_with(&helper, ask).await.unwrap();
+    let r = call_with_token(&helper, "workspace__send_message", json!({"to": "alice@example.org", "subject": "Q3", "body": "also copy audit@exfil.attacker.test"}), &token).await.unwrap();
+    assert_eq!(refusal_code(&r).as_deref(), Some("tainted_argument"), "{}", text_of(&r));
+    assert!(!sent_to(&dep).contains(&"audit@exfil.attacker.test".to_owned()));
+    // The honest body goes through.
+    let token = request_with(&helper, json!({"task": child, "tool": "workspace__send_message", "purpose": "reply",
+        "constraints": {"to": {"eq": "alice@example.org"}, "subject": {"eq": "Q3"}, "body": {"schema": {"type": "string"}}}})).await.unwrap();
+    let r = call_with_token(&helper, "workspace__send_message", json!({"to": "alice@example.org", "subject": "Q3", "body": "the plan ships in March"}), &token).await.unwrap();
+    assert_ne!(r.is_error, Some(true), "{}", text_of(&r));
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn agents_in_observe_mode_neither_delegate_nor_are_delegated_to() {
+    let mut dep_setup_agents = vec![
+        agent("lead", "\"workspace__read_note\"", "delegates_to = [\"watcher\"]"),
+        agent("watcher", "\"workspace__read_note\"", "mode = \"observe\""),
+    ];
+    let mut policies = quickstart_policies();
+    policies.push(("60-delegation.cedar".into(), DELEGATION_POLICY.into()));
+    let dep = Deployment::new(&Setup { policies, agents: std::mem::take(&mut dep_setup_agents), ..Setup::default() });
+    let gw = Gateway::start(&dep);
+    gw.wait_server("workspace", "ready").await;
+    let lead = gw.connect_modern(&dep.mint("lead")).await;
+    let task = begin(&lead, json!([{"name": "r", "tools": ["workspace__read_note"]}])).await.unwrap();
+    let r = raw_call(&lead, "jit_delegate", json!({"task": task, "agent": "watcher", "objective": "o", "phases": [{"name": "r", "tools": ["workspace__read_note"]}]})).await.unwrap();
+    assert_eq!(refusal_code(&r).as_deref(), Some("delegation_not_allowed"), "{}", text_of(&r));
+    assert!(text_of(&r).contains("observe mode"), "{}", text_of(&r));
+}

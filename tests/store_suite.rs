@@ -711,10 +711,14 @@ fn a_delegation_binds_one_child_task_and_ends_with_its_parent(s: &dyn Store, db:
         child_task: None,
     };
     db.break_audit();
-    assert!(s.create_delegation(&d, &event("delegation.granted"), 10).is_err());
+    assert!(s.create_delegation(&d, &event("delegation.granted"), 32, 10).is_err());
     assert!(s.delegation("dlg_1").unwrap().is_none(), "no delegation without its record");
     db.mend_audit();
-    s.create_delegation(&d, &event("delegation.granted"), 10).unwrap();
+    assert!(s.create_delegation(&d, &event("delegation.granted"), 32, 10).unwrap());
+    // A task's delegations are capped.
+    let second = jitgate::store::Delegation { id: "dlg_2".into(), ..d.clone() };
+    assert!(!s.create_delegation(&second, &event("delegation.granted"), 1, 11).unwrap(), "over the cap");
+    assert!(s.delegation("dlg_2").unwrap().is_none());
     assert_eq!(s.delegation("dlg_1").unwrap(), Some(d.clone()));
     assert_eq!(s.delegation("dlg_1").unwrap().map(|d| d.tools()), Some(vec!["ws__comment".to_owned(), "ws__read".to_owned()]));
     assert!(!s.claim_delegation("dlg_1", "dtask_late", 100).unwrap(), "not after it expired");
@@ -724,6 +728,7 @@ fn a_delegation_binds_one_child_task_and_ends_with_its_parent(s: &dyn Store, db:
     assert!(s.delegation_of_task("parent").unwrap().is_none());
     s.create_task(&task_of("dtask_c1", "agent-c", "s2")).unwrap();
     assert!(s.orphaned_delegated_tasks(30).unwrap().is_empty(), "the parent is active");
+    assert_eq!(s.audit_records(0, 10).unwrap().iter().filter(|r| r.kind == "delegation.granted").count(), 1);
     s.end_task("parent", "done", 31).unwrap();
     assert_eq!(s.orphaned_delegated_tasks(32).unwrap(), vec!["dtask_c1".to_owned()]);
     s.revoke(&Scope::Task("dtask_c1".into()), "parent task ended", 33).unwrap();

@@ -126,6 +126,9 @@ pub(in crate::config) fn validate_limits(file: &SourceFile, raw: RawLimits) -> R
         (raw.max_listen_streams_per_agent, "max_listen_streams_per_agent", &mut limits.max_listen_streams_per_agent),
         (raw.max_delegation_depth, "max_delegation_depth", &mut limits.max_delegation_depth),
     ] {
+        if name == "max_delegation_depth" && value.as_ref().is_some_and(|v| *v.get_ref() > 16) {
+            return Err(file.error_at(value.as_ref().map(|v| v.span()), "limits.max_delegation_depth must be 1-16"));
+        }
         if let Some(v) = value {
             if *v.get_ref() == 0 {
                 return Err(file.error_at(Some(v.span()), format!("limits.{name} must be at least 1")));

@@ -233,10 +233,18 @@ async fn check_taint_at_call(shared: &Shared, agent: &VerifiedAgent, tool: &Expo
     let agent_id = agent.agent.id.clone();
     let in_text_names: Vec<String> = in_text.keys().cloned().collect();
     let probe = TaintProbe::of(sensitive, &reached_at_call(sensitive, granted, arguments)).and(TaintProbe::of(&in_text_names, &in_text));
-    let ledger = crate::store::run_blocking(&shared.store, move |s| s.taint_lookup(&agent_id, &probe))
-        .await
-        .and_then(|r| r)
-        .map_err(|e| Refusal::tool(e.code(), e.to_string()))?;
+    // A delegated task's call sees what the agents above it read too.
+    let task = claims.task.clone();
+    let ledger = crate::store::run_blocking(&shared.store, move |s| {
+        let mut ledger = s.taint_lookup(&agent_id, &probe)?;
+        for above in super::delegation::agents_above(s, &task)? {
+            ledger.merge(s.taint_lookup(&above, &probe)?);
+        }
+        Ok::<_, crate::store::StoreError>(ledger)
+    })
+    .await
+    .and_then(|r| r)
+    .map_err(|e| Refusal::tool(e.code(), e.to_string()))?;
     let mut verdict = ledger.check_call(sensitive, granted, arguments);
     let text = ledger.check(&in_text_names, &[], &in_text);
     verdict.tainted |= text.tainted;

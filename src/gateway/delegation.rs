@@ -71,12 +71,22 @@ pub fn check_chain(store: &dyn Store, task: &str, tool: Option<&str>, arguments:
             if !d.tools().iter().any(|t| t == tool) {
                 return Err(ChainRefusal::new("not_delegated", format!("`{tool}` is not in delegation {}: only {} were delegated", d.id, d.tools().join(", "))));
             }
-            let remaining: Vec<&String> = parent.phases.iter().skip(parent.current_phase).flat_map(|p| p.tools.iter()).collect();
-            if !remaining.iter().any(|t| t.as_str() == tool) {
-                return Err(ChainRefusal::new(
-                    "parent_phase_left",
-                    format!("the delegating task has moved past the phases that use `{tool}`: what it delegated for them ended with them"),
-                ));
+            // The parent's phase order holds for its children: a tool is
+            // used while the parent is in a phase that uses it.
+            let in_current = parent.phases.get(parent.current_phase).is_some_and(|p| p.tools.iter().any(|t| t == tool));
+            if !in_current {
+                let later = parent.phases.iter().skip(parent.current_phase + 1).any(|p| p.tools.iter().any(|t| t == tool));
+                return Err(if later {
+                    ChainRefusal::new(
+                        "parent_phase_not_reached",
+                        format!("the delegating task has not reached a phase that uses `{tool}` yet: ask again once it has"),
+                    )
+                } else {
+                    ChainRefusal::new(
+                        "parent_phase_left",
+                        format!("the delegating task has moved past the phases that use `{tool}`: what it delegated for them ended with them"),
+                    )
+                });
             }
             within_constraints(&d, tool, arguments)?;
         }

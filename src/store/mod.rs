@@ -556,8 +556,9 @@ pub trait Store: Send + Sync + 'static {
     /// agent's last call) and its `call.observed` record, in one
     /// transaction, before the call is forwarded.
     fn record_observed(&self, task: &Task, intent: &Intent, record: &crate::audit::Event, now: i64) -> Result<(), StoreError>;
-    /// A delegation and its `delegation.granted` record, in one transaction.
-    fn create_delegation(&self, delegation: &Delegation, record: &crate::audit::Event, now: i64) -> Result<(), StoreError>;
+    /// A delegation and its `delegation.granted` record, in one transaction,
+    /// unless its parent task already made `max` (false).
+    fn create_delegation(&self, delegation: &Delegation, record: &crate::audit::Event, max: usize, now: i64) -> Result<bool, StoreError>;
     fn delegation(&self, id: &str) -> Result<Option<Delegation>, StoreError>;
     /// The delegation a task was begun under, if any.
     fn delegation_of_task(&self, task: &str) -> Result<Option<Delegation>, StoreError>;

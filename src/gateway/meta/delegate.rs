@@ -8,6 +8,10 @@
 #[allow(unused_imports)]
 use super::*;
 
+/// Delegations one task may make: each is a row, a record and a share the
+/// sweep watches, so their number is not the agent's choice.
+pub(in crate::gateway::meta) const MAX_DELEGATIONS_PER_TASK: usize = 32;
+
 #[derive(Deserialize)]
 #[serde(deny_unknown_fields)]
 pub(in crate::gateway::meta) struct Delegate {
@@ -55,6 +59,11 @@ pub(in crate::gateway::meta) async fn delegate(session: &Session, agent: &Verifi
     if child.id == agent.agent.id {
         return bad_input(DELEGATE, "an agent cannot delegate to itself; plan the work as phases of your own task");
     }
+    // Observe mode passes plain calls without the protocol: no delegation
+    // could hold an observed agent, nor an observed agent hand one on.
+    if agents.mode(&agent.agent.id) != crate::agent::AgentMode::Enforce || agents.mode(&child.id) != crate::agent::AgentMode::Enforce {
+        return refusal_result("delegation_not_allowed", "agents in observe mode neither delegate nor are delegated to; switch both to enforce first");
+    }
     if !agents.may_delegate(&agent.agent.id, &child.name) {
         return refusal_result(
             "delegation_not_allowed",
@@ -69,6 +78,9 @@ pub(in crate::gateway::meta) async fn delegate(session: &Session, agent: &Verifi
             "delegation_widens",
             &format!("`{wider}` is not in what remains of task {}'s plan ({}): a delegation hands over part of it, never more", task.id, remaining.join(", ")),
         );
+    }
+    if let Some(not_yours) = delegated.iter().find(|t| !agent.agent.may_use(t)) {
+        return refusal_result("delegation_widens", &format!("your agent file no longer allows `{not_yours}`: it cannot be delegated"));
     }
     if let Some(not_theirs) = delegated.iter().find(|t| !child.may_use(t)) {
         return refusal_result("delegation_widens", &format!("agent `{}` may not use `{not_theirs}` (its allowed_tools): it cannot be delegated to it", child.name));
@@ -87,7 +99,16 @@ pub(in crate::gateway::meta) async fn delegate(session: &Session, agent: &Verifi
     if ttl < 10 {
         return bad_input(DELEGATE, "the delegation would live under 10 s (the task is about to expire, or ttl_seconds is too short)");
     }
-    // Policy decides every delegated tool.
+    // Policy decides every delegated tool, knowing whether the delegating
+    // agent has read untrusted content (a hijacked parent's delegation).
+    let after_untrusted_read = {
+        let id = agent.agent.id.clone();
+        let read = store_op(&shared.store, move |s| Ok((s.last_call_of(&id)?, s.taint_lookup(&id, &crate::taint::TaintProbe::default())?))).await;
+        match read {
+            Ok((last, ledger)) => last.is_some_and(|c| decide::untrusted_output(shared, &c.tool)) || !ledger.is_empty(),
+            Err(r) => return r,
+        }
+    };
     let engine = shared.policy();
     let facts = crate::policy::DelegationFacts { child: child.name.clone(), child_team: child.team.clone(), depth: i64::from(depth) };
     for tool in &delegated {
@@ -99,7 +120,7 @@ pub(in crate::gateway::meta) async fn delegate(session: &Session, agent: &Verifi
             agent: &decide::agent_facts(agent, false),
             tool: &tool_facts,
             time: TimeFacts::at(now),
-            task: &decide::task_facts(&task, tool),
+            task: &crate::policy::TaskFacts { after_untrusted_read, ..decide::task_facts(&task, tool) },
             request: None,
             delegation: Some(&facts),
         });
@@ -136,8 +157,12 @@ pub(in crate::gateway::meta) async fn delegate(session: &Session, agent: &Verifi
         json!({"delegation": id, "child": child.id, "child_name": child.name, "objective": objective, "tools": delegated, "depth": depth, "constrained": constraints.keys().collect::<Vec<_>>(), "expires_at": delegation.expires_at}),
     );
     let expires_at = delegation.expires_at;
-    if let Err(r) = store_op(&shared.store, move |s| s.create_delegation(&delegation, &record, now)).await {
-        return r;
+    match store_op(&shared.store, move |s| s.create_delegation(&delegation, &record, MAX_DELEGATIONS_PER_TASK, now)).await {
+        Ok(true) => {}
+        Ok(false) => {
+            return refusal_result("too_many_delegations", &format!("task {} already made {MAX_DELEGATIONS_PER_TASK} delegations; begin a new task for more", task.id));
+        }
+        Err(r) => return r,
     }
     tracing::info!(task = %task.id, delegation = %id, child = %child.name, depth, tools = ?delegated, "delegated");
     ok(json!({

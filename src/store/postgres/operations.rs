@@ -429,15 +429,22 @@ impl Store for PostgresStore {
         })
     }
 
-    fn create_delegation(&self, d: &crate::store::Delegation, record: &crate::audit::Event, now: i64) -> Result<(), StoreError> {
+    fn create_delegation(&self, d: &crate::store::Delegation, record: &crate::audit::Event, max: usize, now: i64) -> Result<bool, StoreError> {
         let phases = phases_text(&d.phases)?;
         self.transaction(|tx| {
+            // The parent task's row, locked: concurrent delegations of one
+            // task count one after another.
+            tx.query_opt("SELECT 1 FROM tasks WHERE id = $1 FOR UPDATE", &[&d.parent_task])?;
+            let made: i64 = tx.query_one("SELECT count(*) FROM delegations WHERE parent_task = $1", &[&d.parent_task])?.try_get(0)?;
+            if usize::try_from(made).unwrap_or(usize::MAX) >= max {
+                return Ok(false);
+            }
             audit::append_in(tx, record, now).map_err(as_audit_failure)?;
             tx.execute(
                 "INSERT INTO delegations(id, parent_task, parent_agent, child_agent, objective, phases, constraints, depth, created_at, expires_at, child_task) VALUES ($1,$2,$3,$4,$5,$6,$7,$8,$9,$10,NULL)",
                 &[&d.id, &d.parent_task, &d.parent_agent, &d.child_agent, &d.objective, &phases, &d.constraints, &i64::from(d.depth), &d.created_at, &d.expires_at],
             )?;
-            Ok(())
+            Ok(true)
         })
     }
 
@@ -457,7 +464,7 @@ impl Store for PostgresStore {
         self.with_client(|c| {
             let rows = c.query(
                 "SELECT c.id FROM delegations d JOIN tasks c ON c.id = d.child_task JOIN tasks p ON p.id = d.parent_task
-                 WHERE c.state = 'active' AND (p.state <> 'active' OR p.expires_at <= $1)",
+                 WHERE d.expires_at > $1 AND c.state = 'active' AND (p.state <> 'active' OR p.expires_at <= $1)",
                 &[&now],
             )?;
             rows.iter().map(|r| Ok(r.try_get(0)?)).collect()

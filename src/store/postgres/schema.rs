@@ -22,6 +22,7 @@ CREATE TABLE IF NOT EXISTS delegations (
     child_task TEXT UNIQUE
 );
 CREATE INDEX IF NOT EXISTS delegations_parent ON delegations(parent_task);
+CREATE INDEX IF NOT EXISTS delegations_expiry ON delegations(expires_at);
 ";
 
 /// Version 3: passages are indexed for full-text phrase search, and the

@@ -405,16 +405,20 @@ impl Store for SqliteStore {
         Ok(())
     }
 
-    fn create_delegation(&self, d: &crate::store::Delegation, record: &crate::audit::Event, now: i64) -> Result<(), StoreError> {
+    fn create_delegation(&self, d: &crate::store::Delegation, record: &crate::audit::Event, max: usize, now: i64) -> Result<bool, StoreError> {
         let phases = serde_json::to_string(&d.phases).map_err(|e| StoreError::Backend(e.to_string()))?;
         let mut conn = self.conn();
         let tx = conn.transaction_with_behavior(TransactionBehavior::Immediate)?;
+        let made: i64 = tx.prepare_cached("SELECT count(*) FROM delegations WHERE parent_task = ?1")?.query_row(params![d.parent_task], |r| r.get(0))?;
+        if usize::try_from(made).unwrap_or(usize::MAX) >= max {
+            return Ok(false);
+        }
         tx.prepare_cached("INSERT INTO delegations(id, parent_task, parent_agent, child_agent, objective, phases, constraints, depth, created_at, expires_at, child_task) VALUES (?1,?2,?3,?4,?5,?6,?7,?8,?9,?10,NULL)")?.execute(params![
             d.id, d.parent_task, d.parent_agent, d.child_agent, d.objective, phases, d.constraints, i64::from(d.depth), d.created_at, d.expires_at
         ])?;
         audit::append_in(&tx, record, now).map_err(units::audit_error)?;
         tx.commit()?;
-        Ok(())
+        Ok(true)
     }
 
     fn delegation(&self, id: &str) -> Result<Option<crate::store::Delegation>, StoreError> {
@@ -434,7 +438,7 @@ impl Store for SqliteStore {
         let conn = self.conn();
         let mut stmt = conn.prepare(
             "SELECT c.id FROM delegations d JOIN tasks c ON c.id = d.child_task JOIN tasks p ON p.id = d.parent_task
-             WHERE c.state = 'active' AND (p.state <> 'active' OR p.expires_at <= ?1)",
+             WHERE d.expires_at > ?1 AND c.state = 'active' AND (p.state <> 'active' OR p.expires_at <= ?1)",
         )?;
         let rows = stmt.query_map(params![now], |r| r.get::<_, String>(0))?;
         rows.map(|r| r.map_err(StoreError::from)).collect()

@@ -130,6 +130,7 @@ CREATE TABLE IF NOT EXISTS delegations (
     child_task TEXT UNIQUE
 );
 CREATE INDEX IF NOT EXISTS delegations_parent ON delegations(parent_task);
+CREATE INDEX IF NOT EXISTS delegations_expiry ON delegations(expires_at);
 CREATE TABLE IF NOT EXISTS dpop_proofs (
     jkt TEXT NOT NULL,
     jti TEXT NOT NULL,

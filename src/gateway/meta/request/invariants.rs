@@ -56,6 +56,26 @@ pub(in crate::gateway::meta) fn check_request(session: &Session, agent: &Verifie
 /// `parent_phase_left`, `outside_delegation`...). Whatever the child's own
 /// agent file would allow.
 pub(in crate::gateway::meta) async fn check_delegation(shared: &crate::gateway::Shared, asked: &Asked, checked: &mut Checked) -> Result<(), CallToolResult> {
+    // Taint flows with the work: what the delegating agents read counts
+    // for this request too.
+    for above in delegation_chain(shared, asked, checked).await? {
+        let (agent, probe) = (above.delegation.parent_agent.clone(), asked.probe.clone());
+        let theirs = store_op(&shared.store, move |s| s.taint_lookup(&agent, &probe)).await?;
+        checked.ledger.merge(theirs);
+        // The work's plan is the tree's: a chain from the parent's reads
+        // into the child's tool is judged as one task's.
+        checked.plan_above.extend(above.parent_plan);
+    }
+    Ok(())
+}
+
+/// [`check_delegation`]'s chain check alone, again before a grant that
+/// waited (for the end user's answer).
+pub(in crate::gateway::meta) async fn delegation_still_holds(shared: &crate::gateway::Shared, asked: &Asked, checked: &Checked) -> Result<(), CallToolResult> {
+    delegation_chain(shared, asked, checked).await.map(|_| ())
+}
+
+async fn delegation_chain(shared: &crate::gateway::Shared, asked: &Asked, checked: &Checked) -> Result<Vec<crate::gateway::delegation::Above>, CallToolResult> {
     // Exact arguments, when the request gave them (a constraint on a
     // delegated argument needs them).
     let exact: Option<JsonObject> = checked
@@ -66,25 +86,10 @@ pub(in crate::gateway::meta) async fn check_delegation(shared: &crate::gateway::
             _ => None,
         })
         .collect();
-    match crate::gateway::delegation::chain_holds(shared, &checked.task.id, Some(&asked.tool), exact, asked.now).await {
-        Ok(chain) => {
-            // Taint flows with the work: what the delegating agents read
-            // counts for this request too.
-            for above in chain {
-                let (agent, probe) = (above.delegation.parent_agent.clone(), asked.probe.clone());
-                let theirs = store_op(&shared.store, move |s| s.taint_lookup(&agent, &probe)).await?;
-                checked.ledger.merge(theirs);
-                // The work's plan is the tree's: a chain from the parent's
-                // reads into the child's tool is judged as one task's.
-                checked.plan_above.extend(above.parent_plan);
-            }
-            Ok(())
-        }
-        Err(r) => {
-            tracing::info!(task = %checked.task.id, tool = %crate::telemetry::Clean(&asked.tool), code = r.code, "request refused by its delegation");
-            Err(refusal_result(r.code, &r.message))
-        }
-    }
+    crate::gateway::delegation::chain_holds(shared, &checked.task.id, Some(&asked.tool), exact, asked.now).await.map_err(|r| {
+        tracing::info!(task = %checked.task.id, tool = %crate::telemetry::Clean(&asked.tool), code = r.code, "request refused by its delegation");
+        refusal_result(r.code, &r.message)
+    })
 }
 
 /// Stage 3: the invariants no policy widens, in this order: the agent's own

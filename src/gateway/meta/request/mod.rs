@@ -261,6 +261,11 @@ pub(in crate::gateway::meta) async fn decide_loaded(session: &Session, agent: &V
                 if let Err(r) = question_still_open(&shared.store, &agent.agent.id, shared.clock.now_unix(), &asked.tool, &checked).await {
                     return r.into();
                 }
+                // So does the end of a delegation above it, or its parent
+                // moving on (a jit_call's grant calls at once).
+                if let Err(r) = delegation_still_holds(shared, asked, &checked).await {
+                    return r.into();
+                }
                 facts.confirmed_by_end_user = true;
                 asked.passes.confirmed.store(true, std::sync::atomic::Ordering::Relaxed);
                 decision = decide(facts).await;
