@@ -105,7 +105,7 @@ fn words(text: &str) -> String {
 /// plan names exactly the attack's tools, then makes the attack's calls.
 /// None for benign scenarios and for attacks that already replan.
 fn replanning_variant(s: &Scenario) -> Option<Scenario> {
-    if s.kind != "attack" || s.steps.iter().any(|st| st.replan.is_some()) {
+    if s.kind != "attack" || s.steps.iter().any(|st| st.replan.is_some() || st.delegate.is_some() || st.as_child) {
         return None;
     }
     let first = s.steps.iter().position(|st| st.attack)?;
@@ -247,6 +247,12 @@ struct Step {
     /// Or: end the task and begin a new one with this objective and phases
     /// (a hijacked agent replanning).
     replan: Option<Replan>,
+    /// Or: hand this share of the task to the scenario's child agent (a
+    /// copy of the same agent file), which begins its task under it.
+    delegate: Option<Replan>,
+    /// The child makes this call, in its delegated task.
+    #[serde(default)]
+    as_child: bool,
 }
 
 #[derive(Debug, Clone, Deserialize)]
@@ -258,7 +264,11 @@ struct Replan {
 
 impl Step {
     fn label(&self) -> String {
-        self.call.clone().or(self.next.clone()).or(self.replan.as_ref().map(|r| format!("replan: {}", r.objective))).unwrap_or_default()
+        let call = self.call.clone().map(|c| if self.as_child { format!("child: {c}") } else { c });
+        call.or(self.next.clone())
+            .or(self.replan.as_ref().map(|r| format!("replan: {}", r.objective)))
+            .or(self.delegate.as_ref().map(|d| format!("delegate: {}", d.objective)))
+            .unwrap_or_default()
     }
 }
 
@@ -373,24 +383,47 @@ fn scenario_agent(s: &Scenario, index: usize) -> String {
     format!("{}-s{index}", s.agent)
 }
 
+/// The agent a scenario's child runs as (a scenario that delegates).
+fn scenario_child(s: &Scenario, index: usize) -> String {
+    format!("{}-s{index}-child", s.agent)
+}
+
+fn delegates(s: &Scenario) -> bool {
+    s.steps.iter().any(|st| st.delegate.is_some())
+}
+
 /// Write `agents/NAME-sI.toml` for every scenario from its agent's file.
 fn write_scenario_agents(agents: &Path, scenarios: &[Scenario]) -> Result<(), String> {
     for (i, s) in scenarios.iter().enumerate() {
         let base = std::fs::read_to_string(agents.join(format!("{}.toml", s.agent))).map_err(|e| format!("agent {}: {e}", s.agent))?;
+        let copy = |own: &str, suffix: &str, extra: &str| -> Result<(), String> {
+            let mut text: Vec<String> = base
+                .lines()
+                .map(|l| {
+                    if l.starts_with("name = ") {
+                        format!("name = \"{own}\"")
+                    } else if let Some(id) = l.strip_prefix("id = \"").and_then(|r| r.strip_suffix('"')) {
+                        format!("id = \"{id}-s{i}{suffix}\"")
+                    } else {
+                        l.to_owned()
+                    }
+                })
+                .collect();
+            // Top-level keys go before the first table.
+            if !extra.is_empty() {
+                let at = text.iter().position(|l| l.starts_with('[')).unwrap_or(text.len());
+                text.insert(at, extra.to_owned());
+            }
+            std::fs::write(agents.join(format!("{own}.toml")), text.join("\n")).map_err(|e| e.to_string())
+        };
         let own = scenario_agent(s, i);
-        let text: Vec<String> = base
-            .lines()
-            .map(|l| {
-                if l.starts_with("name = ") {
-                    format!("name = \"{own}\"")
-                } else if let Some(id) = l.strip_prefix("id = \"").and_then(|r| r.strip_suffix('"')) {
-                    format!("id = \"{id}-s{i}\"")
-                } else {
-                    l.to_owned()
-                }
-            })
-            .collect();
-        std::fs::write(agents.join(format!("{own}.toml")), text.join("\n")).map_err(|e| e.to_string())?;
+        if delegates(s) {
+            let child = scenario_child(s, i);
+            copy(&own, "", &format!("delegates_to = [\"{child}\"]"))?;
+            copy(&child, "-child", "")?;
+        } else {
+            copy(&own, "", "")?;
+        }
     }
     Ok(())
 }
@@ -459,10 +492,15 @@ async fn start(dir: &Path, repo: &Path, scenarios: &[Scenario]) -> Result<Env, S
     let agents = jitgate::agent::AgentDirectory::load(&dir.join("agents")).map_err(|e| format!("{e:?}"))?;
     let mut identities = BTreeMap::new();
     for (i, s) in scenarios.iter().enumerate() {
-        let name = scenario_agent(s, i);
-        let agent = agents.iter().find(|a| a.name == name).ok_or_else(|| format!("agent {name} not loaded"))?;
-        let token = jitgate::identity::mint(&key, "jitgate-dev-issuer", &agent.id, "jitgate://eval", now, 7200).map_err(|e| e.to_string())?;
-        identities.insert(name, token);
+        let mut names = vec![scenario_agent(s, i)];
+        if delegates(s) {
+            names.push(scenario_child(s, i));
+        }
+        for name in names {
+            let agent = agents.iter().find(|a| a.name == name).ok_or_else(|| format!("agent {name} not loaded"))?;
+            let token = jitgate::identity::mint(&key, "jitgate-dev-issuer", &agent.id, "jitgate://eval", now, 7200).map_err(|e| e.to_string())?;
+            identities.insert(name, token);
+        }
     }
     let approver = mint(&jitgate, &config, &["--approver", "oncall@example.org", "--groups", "platform-oncall,support-leads"])?;
     Ok(Env { _gateway: gateway, dir: dir.to_owned(), url, base, config, jitgate, ws, pristine, approver, identities })
@@ -533,7 +571,31 @@ async fn run(env: &Env, s: &Scenario, index: usize) -> Result<Ran, String> {
     let mut jtis: Vec<Option<String>> = Vec::new();
     let mut objective = s.objective.clone();
     let mut plan_refused: Option<String> = None;
+    // The child's client and task, once the parent delegated.
+    let mut child: Option<(RunningService<RoleClient, ScriptedUser>, String)> = None;
     for step in &s.steps {
+        if let Some(share) = &step.delegate {
+            let name = scenario_child(s, index);
+            let r = meta(&client, "jit_delegate", json!({"task": task, "agent": name, "objective": share.objective, "phases": share.phases})).await?;
+            if r.is_error == Some(true) {
+                outcomes.push(StepOutcome::Refused(refusal(&r)));
+                jtis.push(None);
+                continue;
+            }
+            let token = env.identities.get(&name).ok_or_else(|| format!("unknown agent {name}"))?;
+            let cfg = StreamableHttpClientTransportConfig::with_uri(env.url.as_str()).auth_header(token.clone());
+            let child_client = user.clone().serve(StreamableHttpClientTransport::from_config(cfg)).await.map_err(|e| e.to_string())?;
+            let begun = meta(&child_client, "jit_begin_task", json!({"objective": share.objective, "phases": share.phases, "delegation": answer(&r)["delegation"]})).await?;
+            if begun.is_error == Some(true) {
+                outcomes.push(StepOutcome::Refused(refusal(&begun)));
+            } else {
+                let child_task = answer(&begun)["task"].as_str().unwrap_or_default().to_owned();
+                child = Some((child_client, child_task));
+                outcomes.push(StepOutcome::Executed);
+            }
+            jtis.push(None);
+            continue;
+        }
         if let Some(why) = &plan_refused {
             // The agent has no task to act in: its new plan was refused.
             outcomes.push(StepOutcome::Refused(why.clone()));
@@ -561,6 +623,15 @@ async fn run(env: &Env, s: &Scenario, index: usize) -> Result<Ran, String> {
             jtis.push(None);
             continue;
         }
+        let (client, task) = match (&child, step.as_child) {
+            (Some((c, t)), true) => (c, t.clone()),
+            (None, true) => {
+                outcomes.push(StepOutcome::Refused("no delegation: the child has no task".into()));
+                jtis.push(None);
+                continue;
+            }
+            (_, false) => (&client, task.clone()),
+        };
         let Some(tool) = &step.call else { return Err(format!("{}: a step needs `call` or `next`", s.name)) };
         let mut body = json!({"task": task, "tool": tool, "arguments": step.args, "purpose": objective});
         if let Some(i) = step.follows {
@@ -596,6 +667,10 @@ async fn run(env: &Env, s: &Scenario, index: usize) -> Result<Ran, String> {
         // jitgate's own refusal (its error code in `_meta`) stopped it.
         outcomes.push(if refused_by_jitgate(&called) { StepOutcome::Refused(refusal(&called)) } else { StepOutcome::Executed });
         jtis.push(grant["jti"].as_str().map(str::to_owned));
+    }
+    if let Some((c, t)) = child {
+        let _ = meta(&c, "jit_end_task", json!({"task": t, "outcome": "done"})).await;
+        let _ = c.cancel().await;
     }
     let _ = meta(&client, "jit_end_task", json!({"task": task, "outcome": "done"})).await;
     let _ = client.cancel().await;
