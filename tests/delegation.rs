@@ -65,6 +65,9 @@ async fn a_child_holds_only_what_was_delegated_and_loses_it_with_its_parent() {
     let granted = ok_answer(&delegate(json!({"task": task, "agent": "helper", "objective": "summarize the Q3 plan", "phases": [{"name": "review", "tools": ["workspace__read_note"]}]})).await.unwrap());
     let dlg = granted["delegation"].as_str().unwrap().to_owned();
 
+    // Another agent cannot delegate from this agent's task.
+    let r = raw_call(&outsider, "jit_delegate", json!({"task": task, "agent": "helper", "objective": "o", "phases": [{"name": "r", "tools": ["workspace__read_note"]}]})).await.unwrap();
+    assert_eq!(refusal_code(&r).as_deref(), Some("task_not_found"), "{}", text_of(&r));
     // Another agent cannot use it.
     let r = raw_call(&outsider, "jit_begin_task", json!({"objective": "steal", "phases": [{"name": "r", "tools": ["workspace__read_note"]}], "delegation": dlg})).await.unwrap();
     assert_eq!(refusal_code(&r).as_deref(), Some("delegation_not_found"), "{}", text_of(&r));
