@@ -7,6 +7,23 @@ pub(in crate::gateway::meta) fn schema(v: Value) -> Arc<JsonObject> {
     Arc::new(v.as_object().cloned().unwrap_or_default())
 }
 
+/// A plan's phases, as `jit_begin_task` and `jit_delegate` take them.
+fn phases_schema(description: &str) -> Value {
+    json!({
+        "type": "array", "minItems": 1, "maxItems": 20,
+        "description": description,
+        "items": {
+            "type": "object",
+            "properties": {
+                "name": {"type": "string", "pattern": "^[A-Za-z0-9_-]{1,64}$"},
+                "tools": {"type": "array", "minItems": 1, "items": {"type": "string"}}
+            },
+            "required": ["name", "tools"],
+            "additionalProperties": false
+        }
+    })
+}
+
 /// The meta-tool definitions.
 pub fn definitions() -> Vec<Tool> {
     vec![
@@ -18,19 +35,7 @@ pub fn definitions() -> Vec<Tool> {
                 "type": "object",
                 "properties": {
                     "objective": {"type": "string", "minLength": 1, "maxLength": 2000, "description": "What the task is for, in one sentence."},
-                    "phases": {
-                        "type": "array", "minItems": 1, "maxItems": 20,
-                        "description": "Ordered phases, e.g. [{\"name\":\"read\",\"tools\":[\"workspace__read_inbox\"]},{\"name\":\"reply\",\"tools\":[\"workspace__send_message\"]}].",
-                        "items": {
-                            "type": "object",
-                            "properties": {
-                                "name": {"type": "string", "pattern": "^[A-Za-z0-9_-]{1,64}$"},
-                                "tools": {"type": "array", "minItems": 1, "items": {"type": "string"}}
-                            },
-                            "required": ["name", "tools"],
-                            "additionalProperties": false
-                        }
-                    },
+                    "phases": phases_schema("Ordered phases, e.g. [{\"name\":\"read\",\"tools\":[\"workspace__read_inbox\"]},{\"name\":\"reply\",\"tools\":[\"workspace__send_message\"]}]."),
                     "ttl_seconds": {"type": "integer", "minimum": 10, "description": "Optional task lifetime; the gateway caps it."},
                     "delegation": {"type": "string", "description": "Optional: a delegation id another agent gave you (jit_delegate); your plan must stay within it."}
                 },
@@ -128,18 +133,7 @@ pub fn definitions() -> Vec<Tool> {
                     "task": {"type": "string", "description": "Your task id."},
                     "agent": {"type": "string", "description": "The other agent's name."},
                     "objective": {"type": "string", "minLength": 1, "maxLength": 2000},
-                    "phases": {
-                        "type": "array", "minItems": 1, "maxItems": 20,
-                        "items": {
-                            "type": "object",
-                            "properties": {
-                                "name": {"type": "string", "pattern": "^[A-Za-z0-9_-]{1,64}$"},
-                                "tools": {"type": "array", "minItems": 1, "items": {"type": "string"}}
-                            },
-                            "required": ["name", "tools"],
-                            "additionalProperties": false
-                        }
-                    },
+                    "phases": phases_schema("The share's phases: their tools come from what remains of your plan."),
                     "ttl_seconds": {"type": "integer", "minimum": 10, "description": "Optional; never longer than your task."},
                     "constraints": {
                         "type": "object",
