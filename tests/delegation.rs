@@ -408,3 +408,40 @@ async fn agents_in_observe_mode_neither_delegate_nor_are_delegated_to() {
     assert_eq!(refusal_code(&r).as_deref(), Some("delegation_not_allowed"), "{}", text_of(&r));
     assert!(text_of(&r).contains("observe mode"), "{}", text_of(&r));
 }
+
+/// Authority only shrinks in policy too: a child of a more trusted team,
+/// given work by a parent whose policy forbids something, cannot do it
+/// under that delegation, though its own policy would allow it.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_parents_policy_holds_for_what_it_delegated() {
+    let mut policies = quickstart_policies();
+    policies.push((
+        "60-delegation.cedar".into(),
+        "permit (principal in Team::\"support\", action == Action::\"Delegate\", resource in Server::\"workspace\");\n\
+         @id(\"support-never-reads-the-acme-file\")\n\
+         forbid (principal in Team::\"support\", action == Action::\"Request\", resource)\n\
+         when { context.arguments.hasTag(\"name\") && context.arguments.getTag(\"name\") == \"customer-acme.md\" };\n"
+            .into(),
+    ));
+    let agents = vec![
+        agent("lead", "\"workspace__read_note\"", "delegates_to = [\"ops\"]"),
+        ("ops.toml".to_owned(), "name = \"ops\"\nid = \"spiffe://jitgate.local/agent/ops\"\nteam = \"platform\"\nallowed_tools = [\"workspace__read_note\"]\n".to_owned()),
+    ];
+    let dep = Deployment::new(&Setup { policies, agents, ..Setup::default() });
+    let gw = Gateway::start(&dep);
+    gw.wait_server("workspace", "ready").await;
+    let lead = gw.connect_modern(&dep.mint("lead")).await;
+    let ops = gw.connect_modern(&dep.mint("ops")).await;
+    // On its own, the platform agent may read the file.
+    let own = begin(&ops, json!([{"name": "r", "tools": ["workspace__read_note"]}])).await.unwrap();
+    assert!(request(&ops, &own, "workspace__read_note", json!({"name": "customer-acme.md"})).await.is_ok());
+    // Under the support agent's delegation it may not.
+    let task = begin(&lead, json!([{"name": "r", "tools": ["workspace__read_note"]}])).await.unwrap();
+    let granted = ok_answer(&raw_call(&lead, "jit_delegate", json!({"task": task, "agent": "ops", "objective": "o", "phases": [{"name": "r", "tools": ["workspace__read_note"]}]})).await.unwrap());
+    let begun = ok_answer(&raw_call(&ops, "jit_begin_task", json!({"objective": "o", "phases": [{"name": "r", "tools": ["workspace__read_note"]}], "delegation": granted["delegation"]})).await.unwrap());
+    let child = begun["task"].as_str().unwrap().to_owned();
+    let r = raw_call(&ops, "jit_request", json!({"task": child, "tool": "workspace__read_note", "arguments": {"name": "customer-acme.md"}, "purpose": "read"})).await.unwrap();
+    assert_eq!(refusal_code(&r).as_deref(), Some("policy_denied"), "{}", text_of(&r));
+    assert!(text_of(&r).contains("support-never-reads-the-acme-file"), "{}", text_of(&r));
+    assert!(request(&ops, &child, "workspace__read_note", json!({"name": "q3-plan.md"})).await.is_ok(), "what both allow goes through");
+}

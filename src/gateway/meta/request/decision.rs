@@ -36,6 +36,48 @@ pub(in crate::gateway::meta) fn request_facts(asked: &Asked, checked: &Checked, 
     }
 }
 
+/// A delegated request is decided for its own agent and, with the same
+/// facts, for every agent above it (authority only shrinks: the parent's
+/// policy holds for what it delegated); the strictest decision stands
+/// (deny, then a person's approval, then the end user's confirmation, then
+/// allow). An agent above that is no longer registered denies.
+#[allow(clippy::too_many_arguments)]
+pub(in crate::gateway::meta) async fn decide_along_chain(
+    engine: Arc<crate::policy::PolicyEngine>,
+    action: Action,
+    agents: Vec<Option<crate::policy::AgentFacts>>,
+    tool: crate::policy::ToolFacts,
+    time: TimeFacts,
+    task: crate::policy::TaskFacts,
+    request: RequestFacts,
+) -> crate::policy::Decision {
+    let strictness = |o: &Outcome| match o {
+        Outcome::Deny { .. } => 3,
+        Outcome::NeedsApproval { .. } => 2,
+        Outcome::NeedsConfirmation { .. } => 1,
+        Outcome::Allow => 0,
+    };
+    let mut strictest: Option<crate::policy::Decision> = None;
+    for facts in agents {
+        let Some(facts) = facts else {
+            return crate::policy::Decision {
+                outcome: Outcome::Deny { policy: None, reason: "an agent that delegated this task is no longer registered".into() },
+                determining: Vec::new(),
+                errors: Vec::new(),
+            };
+        };
+        let d = decide_request(engine.clone(), action, facts, tool.clone(), time, task.clone(), request.clone()).await;
+        if strictest.as_ref().is_none_or(|s| strictness(&d.outcome) > strictness(&s.outcome)) {
+            strictest = Some(d);
+        }
+    }
+    strictest.unwrap_or_else(|| crate::policy::Decision {
+        outcome: Outcome::Deny { policy: None, reason: "no agent to decide for".into() },
+        determining: Vec::new(),
+        errors: Vec::new(),
+    })
+}
+
 /// Policy sets up to this size are evaluated in place; larger ones (whose
 /// unscoped policies can take milliseconds) on the blocking pool, so that
 /// they do not stall the runtime's workers.

@@ -20,6 +20,8 @@ pub(in crate::gateway::meta) struct Checked {
     pub(in crate::gateway::meta) rate: u32,
     /// For a delegated task: the tools the plans above it name.
     pub(in crate::gateway::meta) plan_above: Vec<String>,
+    /// For a delegated task: the agents that delegated it, nearest first.
+    pub(in crate::gateway::meta) agents_above: Vec<String>,
 }
 
 /// What the gateway knows of the requested tool, looked up before the
@@ -65,6 +67,7 @@ pub(in crate::gateway::meta) async fn check_delegation(shared: &crate::gateway::
         // The work's plan is the tree's: a chain from the parent's reads
         // into the child's tool is judged as one task's.
         checked.plan_above.extend(above.parent_plan);
+        checked.agents_above.push(above.delegation.parent_agent);
     }
     Ok(())
 }
@@ -148,6 +151,7 @@ pub(in crate::gateway::meta) fn check_invariants(
         ledger: loaded.ledger,
         rate: loaded.rate,
         plan_above: Vec::new(),
+        agents_above: Vec::new(),
     })
 }
 

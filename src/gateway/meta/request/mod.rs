@@ -214,11 +214,22 @@ pub(in crate::gateway::meta) async fn decide_loaded(session: &Session, agent: &V
     }
     let action = if asked.break_glass.is_some() { Action::BreakGlass } else { Action::Request };
     let engine = shared.policy();
+    // The agent, then every agent that delegated its task (nearest first).
+    let deciders: Vec<Option<crate::policy::AgentFacts>> = std::iter::once(Some(decide::agent_facts(agent, false)))
+        .chain(checked.agents_above.iter().map(|id| {
+            shared.identity.agents().by_subject(id).map(|a| crate::policy::AgentFacts {
+                agent: a.clone(),
+                issuer: agent.issuer.clone(),
+                claims: Default::default(),
+                quarantined: false,
+            })
+        }))
+        .collect();
     let decide = |facts: RequestFacts| {
-        decide_request(
+        decide_along_chain(
             engine.clone(),
             action,
-            decide::agent_facts(agent, false),
+            deciders.clone(),
             checked.tool_facts.clone(),
             TimeFacts::at(asked.now),
             crate::policy::TaskFacts {
