@@ -130,12 +130,15 @@ SELECT
     )
 });
 
-/// The requests in `agent`'s window after `since` (and not after its end),
-/// as the statement's snapshot has them.
+/// The requests in `agent`'s last minute as the statement's snapshot has
+/// them: the window ending at `since` + a minute or at the agent's latest
+/// counted second, whichever is later (as SQLite's `window_count`: a request
+/// of second T committing after requests of T+1 sees them).
 fn window_sum(agent: &str, since: &str) -> String {
     format!(
-        "(SELECT COALESCE(sum(e.value::BIGINT), 0)::BIGINT FROM request_windows w, jsonb_each_text(w.counts) AS e
-          WHERE w.agent = {agent}::TEXT AND e.key::BIGINT > {since}::BIGINT AND e.key::BIGINT <= {since}::BIGINT + {WINDOW_SECS})"
+        "(SELECT COALESCE(sum(e.value::BIGINT), 0)::BIGINT FROM request_windows w, jsonb_each_text(w.counts) AS e,
+            LATERAL (SELECT GREATEST({since}::BIGINT + {WINDOW_SECS}, (SELECT max(k::BIGINT) FROM jsonb_object_keys(w.counts) AS k)) AS top) AS t
+          WHERE w.agent = {agent}::TEXT AND e.key::BIGINT > t.top - {WINDOW_SECS} AND e.key::BIGINT <= t.top)"
     )
 }
 
@@ -152,8 +155,9 @@ fn count_cte(agent: &str, now: &str, when: &str) -> String {
            COALESCE((SELECT jsonb_object_agg(e.key, e.value) FROM jsonb_each(w.counts) AS e
                      WHERE e.key::BIGINT > {now}::BIGINT - {WINDOW_SECS} AND e.key <> {now}::BIGINT::TEXT), '{{}}'::JSONB)
            || jsonb_build_object({now}::BIGINT::TEXT, COALESCE((w.counts ->> ({now}::BIGINT::TEXT))::BIGINT, 0) + 1)
-         RETURNING (SELECT COALESCE(sum(e.value::BIGINT), 0) FROM jsonb_each_text(w.counts) AS e
-                    WHERE e.key::BIGINT > {now}::BIGINT - {WINDOW_SECS} AND e.key::BIGINT <= {now}::BIGINT)::BIGINT AS total"
+         RETURNING (SELECT COALESCE(sum(e.value::BIGINT), 0) FROM jsonb_each_text(w.counts) AS e,
+                      LATERAL (SELECT GREATEST({now}::BIGINT, (SELECT max(k::BIGINT) FROM jsonb_object_keys(w.counts) AS k)) AS top) AS t
+                    WHERE e.key::BIGINT > t.top - {WINDOW_SECS} AND e.key::BIGINT <= t.top)::BIGINT AS total"
     )
 }
 
