@@ -349,6 +349,11 @@ impl AgentDirectory {
         self.settings.get(id).map(|s| s.mode.clone()).unwrap_or_default()
     }
 
+    /// The names the agent with this id may delegate to (`delegates_to`).
+    pub fn delegates_to(&self, id: &str) -> &[String] {
+        self.settings.get(id).map(|s| s.delegates_to.as_slice()).unwrap_or_default()
+    }
+
     /// May the agent with this id delegate to the agent named `child`?
     pub fn may_delegate(&self, id: &str, child: &str) -> bool {
         self.settings.get(id).is_some_and(|s| s.delegates_to.iter().any(|c| c == child))

@@ -445,3 +445,16 @@ async fn the_parents_policy_holds_for_what_it_delegated() {
     assert!(text_of(&r).contains("support-never-reads-the-acme-file"), "{}", text_of(&r));
     assert!(request(&ops, &child, "workspace__read_note", json!({"name": "q3-plan.md"})).await.is_ok(), "what both allow goes through");
 }
+
+/// A `delegates_to` naming no agent (a typo) is a configuration error that
+/// `check` names, with the file.
+#[test]
+fn a_delegate_that_is_not_there_is_a_configuration_error() {
+    let dep = Deployment::new(&Setup { agents: vec![agent("lead", "\"workspace__read_note\"", "delegates_to = [\"helpr\"]")], ..Setup::default() });
+    let (code, _, err) = jitgate(&["check", "--offline", "--config", dep.config.to_str().unwrap()]);
+    assert_eq!(code, Some(2), "{err}");
+    assert!(err.contains("lead.toml") && err.contains("delegates_to names `helpr`"), "{err}");
+    let fixed = deployment("");
+    let (code, _, err) = jitgate(&["check", "--offline", "--config", fixed.config.to_str().unwrap()]);
+    assert_eq!(code, Some(0), "{err}");
+}

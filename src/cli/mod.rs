@@ -362,6 +362,19 @@ fn cross_check(config: &Config, agents: &AgentDirectory, manifests: &[(Manifest,
             errors.push(SourceError { file: m.path.clone(), line: 1, column: 1, message });
         }
     }
+    // A delegate that is not there is a typo that would refuse every delegation.
+    for agent in agents.iter() {
+        for child in agents.delegates_to(&agent.id) {
+            let problem = match agents.by_name(child) {
+                None => Some(format!("agent `{}`: delegates_to names `{child}`, which is not an agent in {}", agent.name, config.agents_dir.display())),
+                Some(c) if c.id == agent.id => Some(format!("agent `{}`: delegates_to names itself; an agent plans its own work as phases", agent.name)),
+                Some(_) => None,
+            };
+            if let Some(message) = problem {
+                errors.push(SourceError { file: agent.source.path.clone(), line: 1, column: 1, message });
+            }
+        }
+    }
     for agent in agents.iter() {
         for (i, pattern) in agent.allowed_tools.iter().enumerate() {
             let server = pattern.server();
