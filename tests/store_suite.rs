@@ -729,10 +729,23 @@ fn a_delegation_binds_one_child_task_and_ends_with_its_parent(s: &dyn Store, db:
     assert!(s.delegation_of_task("parent").unwrap().is_none());
     s.create_task(&task_of("dtask_c1", "agent-c", "s2")).unwrap();
     assert!(s.orphaned_delegated_tasks(30).unwrap().is_empty(), "the parent is active");
-    assert_eq!(s.audit_records(0, 10).unwrap().iter().filter(|r| r.kind == "delegation.granted").count(), 1);
+    // Beginning a task under a delegation binds it in the same transaction:
+    // a used delegation begins nothing, an unused one binds once.
+    let again = Task { id: "dtask_c9".into(), ..task_of("dtask_c9", "agent-c", "s2") };
+    assert_eq!(s.begin_delegated_task(&again, None, &event("task.begin"), 9, "dlg_1", 31).unwrap(), BeginTask::DelegationUsed);
+    assert!(s.task("dtask_c9").unwrap().is_none(), "the loser writes nothing");
+    let third = jitgate::store::Delegation { id: "dlg_3".into(), ..d.clone() };
+    assert!(s.create_delegation(&third, &event("delegation.granted"), 32, 30).unwrap());
+    assert_eq!(s.begin_delegated_task(&again, None, &event("task.begin"), 9, "dlg_3", 31).unwrap(), BeginTask::Created);
+    assert_eq!(s.delegation("dlg_3").unwrap().and_then(|d| d.child_task), Some("dtask_c9".to_owned()));
+    assert_eq!(s.begin_delegated_task(&Task { id: "dtask_c10".into(), ..again.clone() }, None, &event("task.begin"), 9, "dlg_3", 32).unwrap(), BeginTask::DelegationUsed);
+    assert_eq!(s.audit_records(0, 20).unwrap().iter().filter(|r| r.kind == "delegation.granted").count(), 2);
     s.end_task("parent", "done", 31).unwrap();
-    assert_eq!(s.orphaned_delegated_tasks(32).unwrap(), vec!["dtask_c1".to_owned()]);
+    let mut orphans = s.orphaned_delegated_tasks(32).unwrap();
+    orphans.sort();
+    assert_eq!(orphans, vec!["dtask_c1".to_owned(), "dtask_c9".to_owned()]);
     s.revoke(&Scope::Task("dtask_c1".into()), "parent task ended", 33).unwrap();
+    s.revoke(&Scope::Task("dtask_c9".into()), "parent task ended", 33).unwrap();
     assert!(s.orphaned_delegated_tasks(34).unwrap().is_empty(), "revoked, it is no longer active");
 }
 

@@ -326,6 +326,8 @@ pub enum BeginTask {
     Quarantined(String),
     /// The agent already holds this many active tasks.
     TooMany(usize),
+    /// The delegation already has its task (or expired): nothing was written.
+    DelegationUsed,
 }
 
 /// The ids of observe mode's tasks begin so. Their calls are the agent's
@@ -565,6 +567,10 @@ pub trait Store: Send + Sync + 'static {
     /// Bind the child's task to its delegation: true once, for an unexpired
     /// delegation no task was bound to yet.
     fn claim_delegation(&self, id: &str, task: &str, now: i64) -> Result<bool, StoreError>;
+    /// [`Store::begin_task`] for a task begun under `delegation`, bound to
+    /// it in the same transaction: a delegation that already has its task
+    /// (or expired) begins nothing (`DelegationUsed`).
+    fn begin_delegated_task(&self, task: &Task, session: Option<(&str, &str)>, event: &crate::audit::Event, max_active: usize, delegation: &str, now: i64) -> Result<BeginTask, StoreError>;
     /// Active tasks begun under a delegation whose parent task is no longer
     /// active (ended, revoked or expired): their authority ended from the top.
     fn orphaned_delegated_tasks(&self, now: i64) -> Result<Vec<String>, StoreError>;

@@ -32,6 +32,37 @@ pub struct SqliteStore {
 }
 
 impl SqliteStore {
+    /// [`Store::begin_task`], bound to `delegation` when given.
+    pub(in crate::store::sqlite) fn begin_task_under(&self, t: &Task, session: Option<(&str, &str)>, event: &crate::audit::Event, max_active: usize, delegation: Option<&str>, now: i64) -> Result<crate::store::BeginTask, StoreError> {
+        let phases = serde_json::to_string(&t.phases).map_err(|e| StoreError::Backend(e.to_string()))?;
+        let mut conn = self.conn();
+        let tx = conn.transaction_with_behavior(TransactionBehavior::Immediate)?;
+        if let Some(reason) = tx.query_row("SELECT reason FROM quarantine WHERE agent=?1", params![t.agent], |r| r.get::<_, String>(0)).optional()? {
+            return Ok(crate::store::BeginTask::Quarantined(reason));
+        }
+        let active: i64 = tx.query_row("SELECT COUNT(*) FROM tasks WHERE agent=?1 AND state='active'", params![t.agent], |r| r.get(0))?;
+        let active = usize::try_from(active).unwrap_or(usize::MAX);
+        if active >= max_active {
+            return Ok(crate::store::BeginTask::TooMany(active));
+        }
+        if let Some(id) = delegation {
+            let bound = tx.execute("UPDATE delegations SET child_task = ?1 WHERE id = ?2 AND child_task IS NULL AND expires_at > ?3", params![t.id, id, now])?;
+            if bound != 1 {
+                return Ok(crate::store::BeginTask::DelegationUsed);
+            }
+        }
+        audit::append_in(&tx, event, now)?;
+        if let Some((sid, instance)) = session {
+            tx.execute("INSERT OR IGNORE INTO sessions(sid, agent, opened_at, instance) VALUES (?1,?2,?3,?4)", params![sid, t.agent, now, instance])?;
+        }
+        tx.execute(
+            "INSERT INTO tasks(id, agent, sid, objective, phases, current_phase, state, created_at, expires_at) VALUES (?1,?2,?3,?4,?5,?6,?7,?8,?9)",
+            params![t.id, t.agent, t.sid, t.objective, phases, to_i64(t.current_phase), t.state.as_str(), t.created_at, t.expires_at],
+        )?;
+        tx.commit()?;
+        Ok(crate::store::BeginTask::Created)
+    }
+
     /// Open (creating if needed) the store file.
     pub fn open(path: &Path) -> Result<Self, StoreError> {
         create_private_file(path).map_err(|e| StoreError::Backend(format!("cannot create {}: {e}", path.display())))?;

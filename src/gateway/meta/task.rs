@@ -123,9 +123,15 @@ pub(in crate::gateway::meta) async fn begin_task(session: &Session, agent: &Veri
     let max_tasks = shared.config.limits.max_active_tasks_per_agent;
     // One transaction: a quarantined agent opens nothing, the cap holds under
     // concurrency, and no task exists without its record.
+    let delegation_id = delegation.as_ref().map(|d| d.id.clone());
     let created = store_op(&shared.store, move |s| {
         let session = session_id.as_deref().map(|sid| (sid, instance.as_str()));
-        s.begin_task(&task, session, &audit_begin, max_tasks, now)
+        // Under a delegation, bound to it in the same transaction: one
+        // task per delegation, whoever races for it, and a loser writes nothing.
+        match &delegation_id {
+            Some(id) => s.begin_delegated_task(&task, session, &audit_begin, max_tasks, id, now),
+            None => s.begin_task(&task, session, &audit_begin, max_tasks, now),
+        }
     })
     .await;
     match created {
@@ -134,6 +140,10 @@ pub(in crate::gateway::meta) async fn begin_task(session: &Session, agent: &Veri
             tracing::warn!("task refused: agent quarantined");
             return refusal_result("agent_quarantined", &quarantine_message(&reason));
         }
+        Ok(crate::store::BeginTask::DelegationUsed) => {
+            let id = delegation.as_ref().map(|d| d.id.as_str()).unwrap_or_default();
+            return refusal_result("delegation_used", &format!("delegation {id} already has its task"));
+        }
         Ok(crate::store::BeginTask::TooMany(active)) => {
             return refusal_result(
                 "too_many_tasks",
@@ -141,18 +151,6 @@ pub(in crate::gateway::meta) async fn begin_task(session: &Session, agent: &Veri
             );
         }
         Err(r) => return r,
-    }
-    if let Some(d) = &delegation {
-        // One task per delegation, whoever races for it.
-        let (dlg, task_id) = (d.id.clone(), id.clone());
-        let claimed = store_op(&shared.store, move |s| s.claim_delegation(&dlg, &task_id, now)).await;
-        if !matches!(claimed, Ok(true)) {
-            let scope = crate::store::Scope::Task(id.clone());
-            if let Err(r) = store_op(&shared.store, move |s| s.revoke(&scope, "its delegation was already used", now)).await {
-                return r;
-            }
-            return refusal_result("delegation_used", &format!("delegation {} already has its task", d.id));
-        }
     }
     if sid.is_some() {
         session.state.mark_used();

@@ -4,6 +4,42 @@
 use super::*;
 
 impl PostgresStore {
+    /// [`Store::begin_task`], bound to `delegation` when given.
+    pub(in crate::store::postgres) fn begin_task_under(&self, t: &Task, session: Option<(&str, &str)>, event: &crate::audit::Event, max_active: usize, delegation: Option<&str>, now: i64) -> Result<BeginTask, StoreError> {
+        let phases = phases_text(&t.phases)?;
+        self.transaction(|tx| {
+            // The audit lock, which this transaction needs anyway, also
+            // makes every begin_task (and quarantine) wait for the one
+            // before to commit: the reads below see its task, so two
+            // concurrent requests cannot both pass the cap, and a
+            // quarantine committed first is seen.
+            lock(tx, AUDIT_LOCK)?;
+            if let Some(row) = tx.query_opt("SELECT reason FROM quarantine WHERE agent=$1", &[&t.agent])? {
+                return Ok(BeginTask::Quarantined(row.try_get(0)?));
+            }
+            let active: i64 = tx.query_one("SELECT count(*) FROM tasks WHERE agent=$1 AND state='active'", &[&t.agent])?.try_get(0)?;
+            let active = to_usize(active);
+            if active >= max_active {
+                return Ok(BeginTask::TooMany(active));
+            }
+            if let Some(id) = delegation {
+                let bound = tx.execute("UPDATE delegations SET child_task = $1 WHERE id = $2 AND child_task IS NULL AND expires_at > $3", &[&t.id, &id, &now])?;
+                if bound != 1 {
+                    return Ok(BeginTask::DelegationUsed);
+                }
+            }
+            audit::append_in(tx, event, now)?;
+            if let Some((sid, instance)) = session {
+                tx.execute(
+                    "INSERT INTO sessions(sid, agent, opened_at, instance) VALUES ($1,$2,$3,$4) ON CONFLICT (sid) DO NOTHING",
+                    &[&sid, &t.agent, &now, &instance],
+                )?;
+            }
+            insert_task(tx, t, &phases)?;
+            Ok(BeginTask::Created)
+        })
+    }
+
     /// Connect (a pool of up to `pool_size` connections), apply pending
     /// migrations and check that the schema is not newer than this binary.
     ///

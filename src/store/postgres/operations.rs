@@ -15,32 +15,11 @@ impl Store for PostgresStore {
     }
 
     fn begin_task(&self, t: &Task, session: Option<(&str, &str)>, event: &crate::audit::Event, max_active: usize, now: i64) -> Result<BeginTask, StoreError> {
-        let phases = phases_text(&t.phases)?;
-        self.transaction(|tx| {
-            // The audit lock, which this transaction needs anyway, also
-            // makes every begin_task (and quarantine) wait for the one
-            // before to commit: the reads below see its task, so two
-            // concurrent requests cannot both pass the cap, and a
-            // quarantine committed first is seen.
-            lock(tx, AUDIT_LOCK)?;
-            if let Some(row) = tx.query_opt("SELECT reason FROM quarantine WHERE agent=$1", &[&t.agent])? {
-                return Ok(BeginTask::Quarantined(row.try_get(0)?));
-            }
-            let active: i64 = tx.query_one("SELECT count(*) FROM tasks WHERE agent=$1 AND state='active'", &[&t.agent])?.try_get(0)?;
-            let active = to_usize(active);
-            if active >= max_active {
-                return Ok(BeginTask::TooMany(active));
-            }
-            audit::append_in(tx, event, now)?;
-            if let Some((sid, instance)) = session {
-                tx.execute(
-                    "INSERT INTO sessions(sid, agent, opened_at, instance) VALUES ($1,$2,$3,$4) ON CONFLICT (sid) DO NOTHING",
-                    &[&sid, &t.agent, &now, &instance],
-                )?;
-            }
-            insert_task(tx, t, &phases)?;
-            Ok(BeginTask::Created)
-        })
+        self.begin_task_under(t, session, event, max_active, None, now)
+    }
+
+    fn begin_delegated_task(&self, t: &Task, session: Option<(&str, &str)>, event: &crate::audit::Event, max_active: usize, delegation: &str, now: i64) -> Result<BeginTask, StoreError> {
+        self.begin_task_under(t, session, event, max_active, Some(delegation), now)
     }
 
     fn task(&self, id: &str) -> Result<Option<Task>, StoreError> {
@@ -215,7 +194,6 @@ impl Store for PostgresStore {
     fn dpop_proof_first_use(&self, jkt: &str, jti: &str, expires_at: i64, now: i64) -> Result<bool, StoreError> {
         self.with_client(|c| runtime::dpop_proof_first_use(c, jkt, jti, expires_at, now))
     }
-
 
     fn read_request(&self, read: &crate::store::RequestRead) -> Result<crate::store::RequestState, StoreError> {
         self.with_client(|c| units::read_request(c, read))
