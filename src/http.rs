@@ -504,9 +504,7 @@ async fn healthz(State(shared): State<Arc<Shared>>) -> Response {
         .collect();
     // Remote key sets: their state, never their keys.
     let now = shared.clock.now_unix();
-    let mut sets = shared.identity.remote_key_sets();
-    sets.extend(shared.approvers.remote_key_sets());
-    sets.extend(shared.reviewers.remote_key_sets());
+    let sets = shared.remote_key_sets();
     let issuers: Vec<serde_json::Value> = sets.iter().map(|s| s.health(now)).collect();
     let failing = issuers.iter().any(|i| matches!(i["status"].as_str(), Some("unavailable" | "stale")));
     // An enabled server that is not up is a degraded gateway, even though

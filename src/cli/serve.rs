@@ -205,9 +205,7 @@ fn signs_with_the_other_replicas_keys(store: &dyn crate::store::Store, keyring: 
 /// cannot be fetched now is retried; its issuer's tokens are refused
 /// meanwhile (`identity_keys_unavailable`, and `/healthz` says so).
 async fn start_key_refresh(shared: &Arc<Shared>) {
-    let mut sets = shared.identity.remote_key_sets();
-    sets.extend(shared.approvers.remote_key_sets());
-    sets.extend(shared.reviewers.remote_key_sets());
+    let sets = shared.remote_key_sets();
     let clock = shared.clock.clone();
     futures::future::join_all(sets.iter().map(|set| {
         let clock = clock.clone();

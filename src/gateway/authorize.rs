@@ -237,9 +237,7 @@ async fn check_taint_at_call(shared: &Shared, agent: &VerifiedAgent, tool: &Expo
     let task = claims.task.clone();
     let ledger = crate::store::run_blocking(&shared.store, move |s| {
         let mut ledger = s.taint_lookup(&agent_id, &probe)?;
-        for above in super::delegation::agents_above(s, &task)? {
-            ledger.merge(s.taint_lookup(&above, &probe)?);
-        }
+        super::delegation::merge_ledgers_of(s, &super::delegation::agents_above(s, &task)?, &probe, &mut ledger)?;
         Ok::<_, crate::store::StoreError>(ledger)
     })
     .await

@@ -57,10 +57,7 @@ pub fn task_facts(task: &Task, tool: &str) -> TaskFacts {
 
 /// Every tool a plan names, once, sorted.
 pub fn plan_tools(phases: &[Phase]) -> Vec<String> {
-    let mut v: Vec<String> = phases.iter().flat_map(|p| p.tools.iter().cloned()).collect();
-    v.sort();
-    v.dedup();
-    v
+    crate::store::tools_of(phases)
 }
 
 /// The digest an approval is bound to: this agent, this tool, these

@@ -91,10 +91,7 @@ pub fn check_chain(store: &dyn Store, task: &str, tool: Option<&str>, arguments:
             within_constraints(&d, tool, arguments)?;
         }
         current = parent.id.clone();
-        let mut parent_plan: Vec<String> = parent.phases.iter().flat_map(|p| p.tools.iter().cloned()).collect();
-        parent_plan.sort();
-        parent_plan.dedup();
-        chain.push(Above { delegation: d, parent_plan });
+        chain.push(Above { delegation: d, parent_plan: crate::store::tools_of(&parent.phases) });
     }
     Ok(chain)
 }
@@ -134,6 +131,15 @@ pub fn agents_above(store: &dyn Store, task: &str) -> Result<Vec<String>, StoreE
         current = d.parent_task;
     }
     Ok(agents)
+}
+
+/// What `agents` (those above a delegated task) read that `probe` can
+/// match, added to `ledger`: taint flows with the work.
+pub fn merge_ledgers_of(store: &dyn Store, agents: &[String], probe: &crate::taint::TaintProbe, ledger: &mut crate::taint::TaintLedger) -> Result<(), StoreError> {
+    for agent in agents {
+        ledger.merge(store.taint_lookup(agent, probe)?);
+    }
+    Ok(())
 }
 
 /// [`check_chain`] from async code, for a delegated task only (any other

@@ -113,6 +113,14 @@ impl Shared {
         self.keyring.borrow().clone()
     }
 
+    /// Every remote issuer key set: agents', approvers' and reviewers'.
+    pub fn remote_key_sets(&self) -> Vec<Arc<crate::issuer_keys::RemoteKeys>> {
+        let mut sets = self.identity.remote_key_sets();
+        sets.extend(self.approvers.remote_key_sets());
+        sets.extend(self.reviewers.remote_key_sets());
+        sets
+    }
+
     /// The policy set in force.
     pub fn policy(&self) -> Arc<PolicyEngine> {
         self.policy.borrow().clone()

@@ -68,9 +68,7 @@ async fn scrape(axum::extract::State(shared): axum::extract::State<Arc<Shared>>)
     if store_read_due() {
         read_store_gauges(&shared, now).await;
     }
-    let mut sets = shared.identity.remote_key_sets();
-    sets.extend(shared.approvers.remote_key_sets());
-    sets.extend(shared.reviewers.remote_key_sets());
+    let sets = shared.remote_key_sets();
     for set in sets {
         let health = set.health(now);
         m.set_key_set_state(health["issuer"].as_str().unwrap_or_default(), health["status"].as_str().unwrap_or_default());

@@ -27,10 +27,7 @@ pub struct Delegation {
 impl Delegation {
     /// Every tool the delegation names, once, sorted.
     pub fn tools(&self) -> Vec<String> {
-        let mut v: Vec<String> = self.phases.iter().flat_map(|p| p.tools.iter().cloned()).collect();
-        v.sort();
-        v.dedup();
-        v
+        super::tools_of(&self.phases)
     }
 }
 

@@ -102,6 +102,14 @@ pub struct Phase {
     pub tools: Vec<String>,
 }
 
+/// Every tool a plan's phases name, once, sorted.
+pub fn tools_of(phases: &[Phase]) -> Vec<String> {
+    let mut v: Vec<String> = phases.iter().flat_map(|p| p.tools.iter().cloned()).collect();
+    v.sort();
+    v.dedup();
+    v
+}
+
 /// Lifecycle of a task.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum TaskState {

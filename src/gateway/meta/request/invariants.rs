@@ -58,17 +58,23 @@ pub(in crate::gateway::meta) fn check_request(session: &Session, agent: &Verifie
 /// `parent_phase_left`, `outside_delegation`...). Whatever the child's own
 /// agent file would allow.
 pub(in crate::gateway::meta) async fn check_delegation(shared: &crate::gateway::Shared, asked: &Asked, checked: &mut Checked) -> Result<(), CallToolResult> {
-    // Taint flows with the work: what the delegating agents read counts
-    // for this request too.
     for above in delegation_chain(shared, asked, checked).await? {
-        let (agent, probe) = (above.delegation.parent_agent.clone(), asked.probe.clone());
-        let theirs = store_op(&shared.store, move |s| s.taint_lookup(&agent, &probe)).await?;
-        checked.ledger.merge(theirs);
         // The work's plan is the tree's: a chain from the parent's reads
         // into the child's tool is judged as one task's.
         checked.plan_above.extend(above.parent_plan);
         checked.agents_above.push(above.delegation.parent_agent);
     }
+    if checked.agents_above.is_empty() {
+        return Ok(());
+    }
+    // Taint flows with the work: what the delegating agents read counts
+    // for this request too (one store trip for all of them).
+    let (agents, probe, mut ledger) = (checked.agents_above.clone(), asked.probe.clone(), std::mem::take(&mut checked.ledger));
+    checked.ledger = store_op(&shared.store, move |s| {
+        crate::gateway::delegation::merge_ledgers_of(s, &agents, &probe, &mut ledger)?;
+        Ok(ledger)
+    })
+    .await?;
     Ok(())
 }
 
