@@ -13,11 +13,8 @@ fn list_text(v: &[String]) -> String {
 }
 
 pub(super) fn create_approval(conn: &Connection, a: &Approval) -> Result<(), StoreError> {
-    conn.execute(
-        "INSERT INTO approvals(id, digest, agent, task, tool, constraints, purpose, grp, policies, state, created_at, expires_at)
-         VALUES (?1,?2,?3,?4,?5,?6,?7,?8,?9,?10,?11,?12)",
-        params![a.id, a.digest, a.agent, a.task, a.tool, a.constraints, a.purpose, a.group, list_text(&a.policies), a.state.as_str(), a.created_at, a.expires_at],
-    )?;
+    conn.prepare_cached("INSERT INTO approvals(id, digest, agent, task, tool, constraints, purpose, grp, policies, state, created_at, expires_at)
+         VALUES (?1,?2,?3,?4,?5,?6,?7,?8,?9,?10,?11,?12)")?.execute(params![a.id, a.digest, a.agent, a.task, a.tool, a.constraints, a.purpose, a.group, list_text(&a.policies), a.state.as_str(), a.created_at, a.expires_at])?;
     Ok(())
 }
 
@@ -68,14 +65,21 @@ fn finish((mut a, state): (Approval, String)) -> Result<Approval, StoreError> {
 }
 
 pub(super) fn approval_where(conn: &Connection, clause: &str, arg: &str) -> Result<Option<Approval>, StoreError> {
-    let row = conn.prepare_cached(&format!("SELECT * FROM approvals WHERE {clause}"))?.query_row(params![arg], approval_from_row).optional()?;
+    let row = conn.prepare_cached(&approval_sql(clause))?.query_row(params![arg], approval_from_row).optional()?;
     row.map(finish).transpose()
 }
+
+pub(super) fn approval_sql(clause: &str) -> String {
+    format!("SELECT * FROM approvals WHERE {clause}")
+}
+
+/// Which approval decides a request: a denial first, then the newest.
+pub(super) const FOR_REQUEST: &str = "digest=?1 ORDER BY state = 'denied' DESC, created_at DESC, rowid DESC LIMIT 1";
 
 /// A pending or approved approval past its time reads as expired.
 /// The approval that decides a request ([`crate::store::Store::approval_for_request`]).
 pub(super) fn approval_for_request(conn: &Connection, digest: &str, now: i64) -> Result<Option<Approval>, StoreError> {
-    let found = approval_where(conn, "digest=?1 ORDER BY state = 'denied' DESC, created_at DESC, rowid DESC LIMIT 1", digest)?;
+    let found = approval_where(conn, FOR_REQUEST, digest)?;
     Ok(found.map(|a| lapse(a, now)))
 }
 
@@ -110,17 +114,11 @@ pub(super) fn decide(
 ) -> Result<DecideOutcome, StoreError> {
     let tx = conn.transaction_with_behavior(TransactionBehavior::Immediate)?;
     let n = if approve {
-        tx.execute(
-            "UPDATE approvals SET state='approved', decided_at=?2, decided_by=?3, note=?4, expires_at=?5 WHERE id=?1 AND state='pending' AND expires_at > ?2",
-            params![id, now, by, note, use_until],
-        )?
+        tx.prepare_cached("UPDATE approvals SET state='approved', decided_at=?2, decided_by=?3, note=?4, expires_at=?5 WHERE id=?1 AND state='pending' AND expires_at > ?2")?.execute(params![id, now, by, note, use_until])?
     } else {
-        tx.execute(
-            "UPDATE approvals SET state='denied', decided_at=?2, decided_by=?3, note=?4 WHERE id=?1 AND state='pending' AND expires_at > ?2",
-            params![id, now, by, note],
-        )?
+        tx.prepare_cached("UPDATE approvals SET state='denied', decided_at=?2, decided_by=?3, note=?4 WHERE id=?1 AND state='pending' AND expires_at > ?2")?.execute(params![id, now, by, note])?
     };
-    let row = tx.query_row("SELECT * FROM approvals WHERE id=?1", params![id], approval_from_row).optional()?;
+    let row = tx.prepare_cached("SELECT * FROM approvals WHERE id=?1")?.query_row(params![id], approval_from_row).optional()?;
     let outcome = match (row.map(finish).transpose()?, n) {
         (None, _) => DecideOutcome::NotFound,
         (Some(a), 1) => {
@@ -134,11 +132,8 @@ pub(super) fn decide(
 }
 
 pub(super) fn record_break_glass(conn: &Connection, g: &BreakGlassGrant) -> Result<(), StoreError> {
-    conn.execute(
-        "INSERT INTO break_glass(id, agent, task, tool, constraints, justification, jti, policies, granted_at, expires_at)
-         VALUES (?1,?2,?3,?4,?5,?6,?7,?8,?9,?10)",
-        params![g.id, g.agent, g.task, g.tool, g.constraints, g.justification, g.jti, list_text(&g.policies), g.granted_at, g.expires_at],
-    )?;
+    conn.prepare_cached("INSERT INTO break_glass(id, agent, task, tool, constraints, justification, jti, policies, granted_at, expires_at)
+         VALUES (?1,?2,?3,?4,?5,?6,?7,?8,?9,?10)")?.execute(params![g.id, g.agent, g.task, g.tool, g.constraints, g.justification, g.jti, list_text(&g.policies), g.granted_at, g.expires_at])?;
     Ok(())
 }
 

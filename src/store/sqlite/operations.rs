@@ -7,10 +7,7 @@ use super::*;
 impl Store for SqliteStore {
     fn create_task(&self, t: &Task) -> Result<(), StoreError> {
         let phases = serde_json::to_string(&t.phases).map_err(|e| StoreError::Backend(e.to_string()))?;
-        self.conn().execute(
-            "INSERT INTO tasks(id, agent, sid, objective, phases, current_phase, state, created_at, expires_at) VALUES (?1,?2,?3,?4,?5,?6,?7,?8,?9)",
-            params![t.id, t.agent, t.sid, t.objective, phases, to_i64(t.current_phase), t.state.as_str(), t.created_at, t.expires_at],
-        )?;
+        self.conn().prepare_cached("INSERT INTO tasks(id, agent, sid, objective, phases, current_phase, state, created_at, expires_at) VALUES (?1,?2,?3,?4,?5,?6,?7,?8,?9)")?.execute(params![t.id, t.agent, t.sid, t.objective, phases, to_i64(t.current_phase), t.state.as_str(), t.created_at, t.expires_at])?;
         Ok(())
     }
 
@@ -29,10 +26,7 @@ impl Store for SqliteStore {
     fn advance_phase(&self, task: &str, from: usize, now: i64) -> Result<bool, StoreError> {
         let mut conn = self.conn();
         let tx = conn.transaction_with_behavior(TransactionBehavior::Immediate)?;
-        let moved = tx.execute(
-            "UPDATE tasks SET current_phase=current_phase+1 WHERE id=?1 AND state='active' AND current_phase=?2 AND expires_at>?3",
-            params![task, to_i64(from), now],
-        )?;
+        let moved = tx.prepare_cached("UPDATE tasks SET current_phase=current_phase+1 WHERE id=?1 AND state='active' AND current_phase=?2 AND expires_at>?3")?.execute(params![task, to_i64(from), now])?;
         if moved == 1 {
             revoke_in(&tx, &Scope::Phase(task.to_owned()), &format!("phase {} ended", from + 1), now, TaskState::Active)?;
         }
@@ -43,7 +37,7 @@ impl Store for SqliteStore {
     fn end_task(&self, task: &str, outcome: &str, now: i64) -> Result<bool, StoreError> {
         let mut conn = self.conn();
         let tx = conn.transaction_with_behavior(TransactionBehavior::Immediate)?;
-        let active: bool = tx.query_row("SELECT state='active' FROM tasks WHERE id=?1", params![task], |r| r.get(0)).optional()?.unwrap_or(false);
+        let active: bool = tx.prepare_cached("SELECT state='active' FROM tasks WHERE id=?1")?.query_row(params![task], |r| r.get(0)).optional()?.unwrap_or(false);
         if active {
             revoke_in(&tx, &Scope::Task(task.to_owned()), &format!("task ended: {outcome}"), now, TaskState::Ended)?;
         }
@@ -52,10 +46,7 @@ impl Store for SqliteStore {
     }
 
     fn record_token(&self, t: &TokenRecord) -> Result<(), StoreError> {
-        self.conn().execute(
-            "INSERT INTO tokens(jti, task, agent, sid, tool, phase, state, issued_at, expires_at) VALUES (?1,?2,?3,?4,?5,?6,'issued',?7,?8)",
-            params![t.jti, t.task, t.agent, t.sid, t.tool, to_i64(t.phase), t.issued_at, t.expires_at],
-        )?;
+        self.conn().prepare_cached("INSERT INTO tokens(jti, task, agent, sid, tool, phase, state, issued_at, expires_at) VALUES (?1,?2,?3,?4,?5,?6,'issued',?7,?8)")?.execute(params![t.jti, t.task, t.agent, t.sid, t.tool, to_i64(t.phase), t.issued_at, t.expires_at])?;
         Ok(())
     }
 
@@ -155,7 +146,7 @@ impl Store for SqliteStore {
     }
 
     fn session_opened(&self, sid: &str, agent: &str, instance: &str, now: i64) -> Result<(), StoreError> {
-        self.conn().execute("INSERT OR IGNORE INTO sessions(sid, agent, opened_at, instance) VALUES (?1,?2,?3,?4)", params![sid, agent, now, instance])?;
+        self.conn().prepare_cached("INSERT OR IGNORE INTO sessions(sid, agent, opened_at, instance) VALUES (?1,?2,?3,?4)")?.execute(params![sid, agent, now, instance])?;
         Ok(())
     }
 
@@ -254,10 +245,7 @@ impl Store for SqliteStore {
     }
 
     fn use_approval(&self, id: &str, jti: &str, now: i64) -> Result<bool, StoreError> {
-        let n = self.conn().execute(
-            "UPDATE approvals SET state='used', used_jti=?2 WHERE id=?1 AND state='approved' AND expires_at > ?3",
-            params![id, jti, now],
-        )?;
+        let n = self.conn().prepare_cached("UPDATE approvals SET state='used', used_jti=?2 WHERE id=?1 AND state='approved' AND expires_at > ?3")?.execute(params![id, jti, now])?;
         Ok(n == 1)
     }
 
@@ -272,10 +260,7 @@ impl Store for SqliteStore {
     fn ack_break_glass(&self, id: &str, by: &str, note: &str, event: &crate::audit::Event, now: i64) -> Result<bool, StoreError> {
         let mut conn = self.conn();
         let tx = conn.transaction_with_behavior(TransactionBehavior::Immediate)?;
-        let n = tx.execute(
-            "UPDATE break_glass SET reviewed_at=?2, reviewed_by=?3, note=?4 WHERE id=?1 AND reviewed_at IS NULL",
-            params![id, now, by, note],
-        )?;
+        let n = tx.prepare_cached("UPDATE break_glass SET reviewed_at=?2, reviewed_by=?3, note=?4 WHERE id=?1 AND reviewed_at IS NULL")?.execute(params![id, now, by, note])?;
         if n == 1 {
             audit::append_in(&tx, event, now)?;
         }
@@ -287,7 +272,7 @@ impl Store for SqliteStore {
         let mut conn = self.conn();
         let tx = conn.transaction_with_behavior(TransactionBehavior::Immediate)?;
         audit::append_in(&tx, event, now)?;
-        tx.execute("INSERT OR IGNORE INTO quarantine(agent, reason, since) VALUES (?1,?2,?3)", params![agent, reason, now])?;
+        tx.prepare_cached("INSERT OR IGNORE INTO quarantine(agent, reason, since) VALUES (?1,?2,?3)")?.execute(params![agent, reason, now])?;
         let scope = Scope::Agent(agent.to_owned());
         let why = format!("quarantined: {reason}");
         let (tokens, seq) = revoke_in(&tx, &scope, &why, now, TaskState::Revoked)?;
@@ -298,16 +283,13 @@ impl Store for SqliteStore {
     fn release(&self, agent: &str, by: &str, note: &str, event: &crate::audit::Event, now: i64) -> Result<bool, StoreError> {
         let mut conn = self.conn();
         let tx = conn.transaction_with_behavior(TransactionBehavior::Immediate)?;
-        let n = tx.execute(
-            "INSERT INTO quarantine_releases(agent, reason, since, released_at, released_by, note)
-             SELECT agent, reason, since, ?2, ?3, ?4 FROM quarantine WHERE agent=?1",
-            params![agent, now, by, note],
-        )?;
-        tx.execute("DELETE FROM quarantine WHERE agent=?1", params![agent])?;
+        let n = tx.prepare_cached("INSERT INTO quarantine_releases(agent, reason, since, released_at, released_by, note)
+             SELECT agent, reason, since, ?2, ?3, ?4 FROM quarantine WHERE agent=?1")?.execute(params![agent, now, by, note])?;
+        tx.prepare_cached("DELETE FROM quarantine WHERE agent=?1")?.execute(params![agent])?;
         if n == 1 {
             // A person looked at the burst that quarantined it: its rate
             // window starts again, or the next request would drift at once.
-            tx.execute("DELETE FROM request_counts WHERE agent=?1", params![agent])?;
+            tx.prepare_cached("DELETE FROM request_counts WHERE agent=?1")?.execute(params![agent])?;
             audit::append_in(&tx, event, now)?;
         }
         tx.commit()?;
@@ -318,11 +300,8 @@ impl Store for SqliteStore {
         let mut conn = self.conn();
         let tx = conn.transaction_with_behavior(rusqlite::TransactionBehavior::Immediate)?;
         // Questions and declines are kept until they expire.
-        tx.execute("DELETE FROM confirmations WHERE expires_at <= ?1", params![now])?;
-        tx.execute(
-            "INSERT INTO confirmations(id, agent, task, digest, asked_at, expires_at) VALUES (?1,?2,?3,?4,?5,?6)",
-            params![id, agent, task, digest, now, expires_at],
-        )?;
+        tx.prepare_cached("DELETE FROM confirmations WHERE expires_at <= ?1")?.execute(params![now])?;
+        tx.prepare_cached("INSERT INTO confirmations(id, agent, task, digest, asked_at, expires_at) VALUES (?1,?2,?3,?4,?5,?6)")?.execute(params![id, agent, task, digest, now, expires_at])?;
         audit::append_in(&tx, record, now).map_err(units::audit_error)?;
         tx.commit()?;
         Ok(())
@@ -345,12 +324,9 @@ impl Store for SqliteStore {
         getrandom::fill(&mut id).map_err(|e| StoreError::Backend(e.to_string()))?;
         let mut conn = self.conn();
         let tx = conn.transaction_with_behavior(TransactionBehavior::Immediate)?;
-        tx.execute(
-            "INSERT INTO confirmations(id, agent, task, digest, asked_at, expires_at, answered_at, declined) VALUES (?1,?2,?3,?4,?5,?6,?5,1)",
-            params![format!("d_{}", hex::encode(id)), agent, task, digest, now, until],
-        )?;
+        tx.prepare_cached("INSERT INTO confirmations(id, agent, task, digest, asked_at, expires_at, answered_at, declined) VALUES (?1,?2,?3,?4,?5,?6,?5,1)")?.execute(params![format!("d_{}", hex::encode(id)), agent, task, digest, now, until])?;
         // Every other open question about this request is closed with it.
-        tx.execute("UPDATE confirmations SET answered_at=?3 WHERE agent=?1 AND digest=?2 AND answered_at IS NULL", params![agent, digest, now])?;
+        tx.prepare_cached("UPDATE confirmations SET answered_at=?3 WHERE agent=?1 AND digest=?2 AND answered_at IS NULL")?.execute(params![agent, digest, now])?;
         tx.commit()?;
         Ok(())
     }
@@ -414,7 +390,7 @@ impl Store for SqliteStore {
     }
 
     fn claim_delegation(&self, id: &str, task: &str, now: i64) -> Result<bool, StoreError> {
-        let n = self.conn().execute("UPDATE delegations SET child_task = ?1 WHERE id = ?2 AND child_task IS NULL AND expires_at > ?3", params![task, id, now])?;
+        let n = self.conn().prepare_cached("UPDATE delegations SET child_task = ?1 WHERE id = ?2 AND child_task IS NULL AND expires_at > ?3")?.execute(params![task, id, now])?;
         Ok(n == 1)
     }
 
@@ -456,7 +432,7 @@ impl Store for SqliteStore {
     }
 
     fn record_checkpoint(&self, c: &crate::audit::Checkpoint) -> Result<(), StoreError> {
-        self.conn().execute("INSERT INTO audit_checkpoints(seq, hash, at, jws) VALUES (?1,?2,?3,?4)", params![c.seq, c.hash, c.at, c.jws])?;
+        self.conn().prepare_cached("INSERT INTO audit_checkpoints(seq, hash, at, jws) VALUES (?1,?2,?3,?4)")?.execute(params![c.seq, c.hash, c.at, c.jws])?;
         Ok(())
     }
 

@@ -45,8 +45,10 @@ pub(in crate::store::sqlite) fn token_from_row(row: &rusqlite::Row<'_>) -> rusql
     ))
 }
 
+pub(in crate::store::sqlite) const TASK_BY_ID: &str = "SELECT * FROM tasks WHERE id=?1";
+
 pub(in crate::store::sqlite) fn task_by_id(conn: &Connection, id: &str) -> Result<Option<Task>, StoreError> {
-    let row = conn.prepare_cached("SELECT * FROM tasks WHERE id=?1")?.query_row(params![id], task_from_row).optional()?;
+    let row = conn.prepare_cached(TASK_BY_ID)?.query_row(params![id], task_from_row).optional()?;
     row.map(|(mut t, state)| {
         t.state = TaskState::parse(&state)?;
         Ok(t)
@@ -124,18 +126,18 @@ pub(in crate::store::sqlite) fn to_i64(n: usize) -> i64 {
 /// revocation's seq.
 pub(in crate::store::sqlite) fn revoke_in(tx: &rusqlite::Transaction<'_>, scope: &Scope, reason: &str, now: i64, task_state: TaskState) -> Result<(u64, i64), StoreError> {
     let end_tasks = |sql: &str, target: &str| -> Result<(), StoreError> {
-        tx.execute(sql, params![task_state.as_str(), now, reason, target])?;
+        tx.prepare_cached(sql)?.execute(params![task_state.as_str(), now, reason, target])?;
         Ok(())
     };
     let kill = |sql: &str, target: &str| -> Result<u64, StoreError> {
-        Ok(tx.execute(sql, params![now, reason, target])? as u64)
+        Ok(tx.prepare_cached(sql)?.execute(params![now, reason, target])? as u64)
     };
     // Approvals end with their task (see [`crate::store::approval_ended_with_task`]).
     let end_approvals = |tasks: &str, target: &str| -> Result<(), StoreError> {
         let sql = format!(
             "UPDATE approvals SET expires_at=?1, note=COALESCE(note, ?2) WHERE state IN ('pending','approved') AND expires_at > ?1 AND task IN ({tasks})"
         );
-        tx.execute(&sql, params![now, crate::store::approval_ended_with_task(reason), target])?;
+        tx.prepare_cached(&sql)?.execute(params![now, crate::store::approval_ended_with_task(reason), target])?;
         Ok(())
     };
     const TOKENS: &str = "UPDATE tokens SET state='revoked', changed_at=?1, reason=?2 WHERE state='issued' AND ";
@@ -160,10 +162,7 @@ pub(in crate::store::sqlite) fn revoke_in(tx: &rusqlite::Transaction<'_>, scope:
             kill(&format!("{TOKENS} sid=?3"), sid)?
         }
     };
-    tx.execute(
-        "INSERT INTO revocations(scope, target, reason, at, tokens) VALUES (?1, ?2, ?3, ?4, ?5)",
-        params![scope.kind(), scope.target(), reason, now, i64::try_from(n).unwrap_or(i64::MAX)],
-    )?;
+    tx.prepare_cached("INSERT INTO revocations(scope, target, reason, at, tokens) VALUES (?1, ?2, ?3, ?4, ?5)")?.execute(params![scope.kind(), scope.target(), reason, now, i64::try_from(n).unwrap_or(i64::MAX)])?;
     let seq = tx.last_insert_rowid();
     audit::append_in(tx, &crate::store::revocation_event(scope, reason, n, seq), now)?;
     Ok((n, seq))

@@ -10,10 +10,7 @@ use std::collections::HashMap;
 use crate::taint::{MAX_ORIGINS, Source, TaintEntry, TaintLedger, TaintProbe};
 
 pub(super) fn register_instance(conn: &Connection, id: &str, kind: &str, now: i64, lease_until: i64) -> Result<(), StoreError> {
-    conn.execute(
-        "INSERT INTO instances(id, kind, pid, started_at, lease_until) VALUES (?1, ?2, ?3, ?4, ?5)",
-        params![id, kind, i64::from(std::process::id()), now, lease_until],
-    )?;
+    conn.prepare_cached("INSERT INTO instances(id, kind, pid, started_at, lease_until) VALUES (?1, ?2, ?3, ?4, ?5)")?.execute(params![id, kind, i64::from(std::process::id()), now, lease_until])?;
     Ok(())
 }
 
@@ -28,7 +25,7 @@ pub(super) fn renew_instance(conn: &Connection, id: &str, lease_until: i64) -> R
     // revoked what its sessions held. It is serving again: its lease is live
     // again, so that what its sessions hold from now on is revoked when it
     // stops or its lease lapses once more.
-    conn.execute("UPDATE instances SET lease_until=?2, stopped_at=NULL WHERE id=?1", params![id, lease_until])?;
+    conn.prepare_cached("UPDATE instances SET lease_until=?2, stopped_at=NULL WHERE id=?1")?.execute(params![id, lease_until])?;
     Ok(false)
 }
 
@@ -39,7 +36,7 @@ const SESSIONS_HOLDING_AUTHORITY: &str = "SELECT sid FROM sessions s WHERE s.ins
 
 pub(super) fn end_instance(conn: &mut Connection, id: &str, reason: &str, now: i64) -> Result<Vec<Revocation>, StoreError> {
     let tx = conn.transaction_with_behavior(TransactionBehavior::Immediate)?;
-    tx.execute("UPDATE instances SET stopped_at=?2 WHERE id=?1 AND stopped_at IS NULL", params![id, now])?;
+    tx.prepare_cached("UPDATE instances SET stopped_at=?2 WHERE id=?1 AND stopped_at IS NULL")?.execute(params![id, now])?;
     let sids: Vec<String> = {
         let mut stmt = tx.prepare(SESSIONS_HOLDING_AUTHORITY)?;
         let rows = stmt.query_map(params![id], |r| r.get(0))?;
@@ -60,7 +57,7 @@ pub(super) fn lapsed_instances(conn: &Connection, now: i64) -> Result<Vec<String
     let mut ids: Vec<String> = stmt.query_map(params![now], |r| r.get(0))?.collect::<Result<_, _>>()?;
     // Sessions recorded by versions before instances existed belong to no
     // live process: their owner is the empty instance id.
-    let legacy: Option<String> = conn.query_row(&format!("{SESSIONS_HOLDING_AUTHORITY} LIMIT 1"), params![""], |r| r.get(0)).optional()?;
+    let legacy: Option<String> = conn.prepare_cached(&format!("{SESSIONS_HOLDING_AUTHORITY} LIMIT 1"))?.query_row(params![""], |r| r.get(0)).optional()?;
     if legacy.is_some() {
         ids.push(String::new());
     }
@@ -72,7 +69,7 @@ pub(super) fn record_taint(conn: &mut Connection, agent: &str, entries: &[TaintE
         return Ok(());
     }
     let tx = conn.transaction_with_behavior(TransactionBehavior::Immediate)?;
-    let mut held: i64 = tx.query_row("SELECT count(*) FROM taint WHERE agent=?1", params![agent], |r| r.get(0))?;
+    let mut held: i64 = tx.prepare_cached("SELECT count(*) FROM taint WHERE agent=?1")?.query_row(params![agent], |r| r.get(0))?;
     let max = i64::try_from(max).unwrap_or(i64::MAX);
     let mut overflowed = false;
     {
@@ -106,10 +103,7 @@ pub(super) fn record_taint(conn: &mut Connection, agent: &str, entries: &[TaintE
         }
     }
     if overflowed {
-        tx.execute(
-            "INSERT INTO taint_overflow(agent, at) VALUES (?1, ?2) ON CONFLICT(agent) DO UPDATE SET at=excluded.at",
-            params![agent, now],
-        )?;
+        tx.prepare_cached("INSERT INTO taint_overflow(agent, at) VALUES (?1, ?2) ON CONFLICT(agent) DO UPDATE SET at=excluded.at")?.execute(params![agent, now])?;
     }
     tx.commit()?;
     Ok(())
@@ -123,9 +117,9 @@ pub(super) fn taint_ledger(conn: &Connection, agent: &str) -> Result<TaintLedger
 }
 
 pub(super) fn forget_taint(conn: &Connection, before: i64) -> Result<u64, StoreError> {
-    conn.execute("DELETE FROM taint_fts WHERE rowid IN (SELECT fts FROM taint WHERE at < ?1 AND fts IS NOT NULL)", params![before])?;
-    let n = conn.execute("DELETE FROM taint WHERE at < ?1", params![before])?;
-    conn.execute("DELETE FROM taint_overflow WHERE at < ?1", params![before])?;
+    conn.prepare_cached("DELETE FROM taint_fts WHERE rowid IN (SELECT fts FROM taint WHERE at < ?1 AND fts IS NOT NULL)")?.execute(params![before])?;
+    let n = conn.prepare_cached("DELETE FROM taint WHERE at < ?1")?.execute(params![before])?;
+    conn.prepare_cached("DELETE FROM taint_overflow WHERE at < ?1")?.execute(params![before])?;
     Ok(n as u64)
 }
 

@@ -90,6 +90,10 @@ pub(super) fn bump_request_count(conn: &Connection, agent: &str, now: i64) -> Re
     Ok(())
 }
 
+/// The rate window's count ([`window_count`]), one statement.
+pub(super) const WINDOW_COUNT: &str = "WITH top AS (SELECT max(?2, coalesce((SELECT max(at) FROM request_counts WHERE agent = ?1), ?2)) AS t)
+     SELECT sum(n) FROM request_counts, top WHERE agent = ?1 AND at > top.t - ?3 AND at <= top.t";
+
 /// The agent's requests in the last minute as the store has them: the
 /// window ends at `now` or at the agent's latest counted second, whichever
 /// is later. A request asked at second T whose grant commits after requests
@@ -97,12 +101,7 @@ pub(super) fn bump_request_count(conn: &Connection, agent: &str, now: i64) -> Re
 /// judged only up to T it would not, and a parallel burst could pass its
 /// limit by one.
 pub(super) fn window_count(conn: &Connection, agent: &str, now: i64) -> Result<u32, StoreError> {
-    let counted: Option<i64> = conn
-        .prepare_cached(
-            "WITH top AS (SELECT max(?2, coalesce((SELECT max(at) FROM request_counts WHERE agent = ?1), ?2)) AS t)
-             SELECT sum(n) FROM request_counts, top WHERE agent = ?1 AND at > top.t - ?3 AND at <= top.t",
-        )?
-        .query_row(params![agent, now, WINDOW_SECS], |c| c.get(0))?;
+    let counted: Option<i64> = conn.prepare_cached(WINDOW_COUNT)?.query_row(params![agent, now, WINDOW_SECS], |c| c.get(0))?;
     Ok(u32::try_from(counted.unwrap_or(0)).unwrap_or(u32::MAX))
 }
 
