@@ -48,7 +48,13 @@ pub fn router(shared: Arc<Shared>, local: SocketAddr, replica: Option<&str>) -> 
         .with_max_request_body_bytes(shared.config.limits.max_message_bytes)
         .with_allowed_hosts(hosts)
         .with_allowed_origins(origins)
-        .enforce_origin_validation();
+        .enforce_origin_validation()
+        // A 2026-07-28 reply that is only its response goes back as JSON (rmcp
+        // falls back to an event stream when the handler sends anything
+        // first). As an event stream, the client stopped reading once it had
+        // its response, so the connection could not be reused: every call
+        // cost a new TCP connection and its accept.
+        .with_json_response(true);
     let factory_shared = shared.clone();
     let session_manager = Arc::new(ReplicaSessions::new(replica));
     let bindings = Arc::new(SessionBindings::default());

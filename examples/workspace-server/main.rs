@@ -475,7 +475,7 @@ async fn main() {
             use rmcp::transport::streamable_http_server::session::local::LocalSessionManager;
             use rmcp::transport::streamable_http_server::{StreamableHttpServerConfig, StreamableHttpService};
             let svc: StreamableHttpService<Workspace, LocalSessionManager> =
-                StreamableHttpService::new(move || Ok(ws.clone()), Default::default(), StreamableHttpServerConfig::default());
+                StreamableHttpService::new(move || Ok(ws.clone()), Default::default(), StreamableHttpServerConfig::default().with_json_response(true));
             let app = axum::Router::new().nest_service("/mcp", svc);
             let listener = match tokio::net::TcpListener::bind(addr).await {
                 Ok(l) => l,
