@@ -234,6 +234,18 @@ mod tests {
         assert!(schema::SCHEMA_V5.contains(&format!("'{}'", crate::audit::GENESIS)));
     }
 
+    #[test]
+    fn connections_ask_for_one_plan_per_statement_unless_the_url_says_otherwise() {
+        let options = |url: &str| client_config(url, None).unwrap().get_options().map(str::to_owned);
+        assert_eq!(options("postgres://u@db.example/jit").as_deref(), Some("-c plan_cache_mode=force_generic_plan"));
+        assert_eq!(
+            options("postgres://u@db.example/jit?options=-c%20statement_timeout%3D5s").as_deref(),
+            Some("-c statement_timeout=5s -c plan_cache_mode=force_generic_plan"),
+            "the URL's own options are kept"
+        );
+        assert_eq!(options("postgres://u@db.example/jit?options=-c%20plan_cache_mode%3Dauto").as_deref(), Some("-c plan_cache_mode=auto"));
+    }
+
     fn mode(url: &str) -> SslMode {
         let mut config = client_config(url, None).unwrap();
         default_ssl_mode(url, &mut config);
