@@ -80,7 +80,7 @@ struct Args {
     /// scripts/bench-pg-statements.sh runs it with a private PostgreSQL.
     #[arg(long)]
     count_statements: bool,
-    /// SQLite only: before the gateway starts, fill the load agent's taint
+    /// Before the gateway starts, fill the load agent's taint
     /// ledger with this many untrusted pages of about 16 KB each (1,000
     /// fill it to its cap of 4,096 entries), so that every request's taint
     /// lookup runs against a full ledger (compare with 0).
@@ -431,6 +431,22 @@ fn fill_ledger(state: &Path, pages: usize) -> Result<(), String> {
     Ok(())
 }
 
+/// As [`fill_ledger`], in a PostgreSQL store (where the gateway plans its
+/// request's statement once per connection: the lookup must stay by index).
+fn fill_postgres_ledger(url: &str, pages: usize) -> Result<(), String> {
+    use jitgate::baseline::taint::{MAX_VALUES_PER_AGENT, Source, output_entries};
+    use jitgate::store::Store as _;
+    let store = jitgate::store::PostgresStore::connect(url, None, 1).map_err(|e| e.to_string())?;
+    for n in 0..pages {
+        let page = pages::page(n);
+        let source = Source { call: format!("j{n}"), tool: "web__get".into(), ..Source::default() };
+        store.record_taint(AGENT, &output_entries(&page, &[]), &source, now_unix(), MAX_VALUES_PER_AGENT).map_err(|e| e.to_string())?;
+    }
+    let held = store.taint_ledger(AGENT).map_err(|e| e.to_string())?.passages_held();
+    println!("the load agent's taint ledger (PostgreSQL): {pages} untrusted pages read, {held} passages held");
+    Ok(())
+}
+
 const AGENT: &str = "spiffe://jitgate.local/agent/load";
 
 fn now_unix() -> i64 {
@@ -533,10 +549,10 @@ async fn real_main() -> Result<(), String> {
     let modern = args.modern || args.replicas > 1;
     let config = write_config(&dir, &ws_url, &repo, args.audit_content, args.store.as_deref())?;
     if args.ledger_pages > 0 {
-        if args.store.is_some() {
-            return Err("--ledger-pages fills the SQLite store; leave out --store".into());
+        match args.store.as_deref() {
+            Some(url) => fill_postgres_ledger(url, args.ledger_pages)?,
+            None => fill_ledger(&dir.join("state"), args.ledger_pages)?,
         }
-        fill_ledger(&dir.join("state"), args.ledger_pages)?;
     }
     let jitgate = sibling("jitgate")?;
     let mut replicas = Vec::new();

@@ -1002,7 +1002,7 @@ fn a_store_from_before_the_passage_index_finds_its_passages(_: &dyn Store, db: &
             "DELETE FROM taint_fts; DROP INDEX taint_fts_row; ALTER TABLE taint DROP COLUMN fts; INSERT INTO taint(agent, value, call, tool, at) VALUES ('a', '{passage}', 'j1', 'web__get', 10); PRAGMA user_version = 1;"
         )),
         Db::Postgres { .. } => db.sql(&format!(
-            "DROP TRIGGER taint_passage ON taint; DROP INDEX taint_passages; ALTER TABLE taint DROP COLUMN passage;
+            "DROP TRIGGER taint_passage ON taint; ALTER TABLE taint DROP COLUMN passage; DROP FUNCTION jitgate_passage_words(TEXT);
              INSERT INTO taint(agent, value_hash, value, call, tool, at) VALUES ('a', sha256(convert_to('{passage}', 'UTF8')), convert_to('{passage}', 'UTF8'), 'j1', 'web__get', 10);
              UPDATE jitgate_schema_version SET version = 2;"
         )),
@@ -1826,6 +1826,41 @@ fn err<T>(r: Result<T, StoreError>) -> StoreError {
     }
 }
 
+/// A request's passages are found by the full-text index on PostgreSQL, not
+/// by reading and parsing every passage the agent holds. On `to_tsvector`
+/// itself the planner could not see that parsing a passage is costly, and
+/// chose the latter: 1.3 s a request with a full ledger (loadgen
+/// --ledger-pages 1000 --store postgres://...), against about 1 ms.
+#[test]
+fn postgres_finds_passages_by_the_full_text_index() {
+    use jitgate::baseline::taint::{Source, output_entries};
+    let pg = common::pg::Postgres::start();
+    let url = pg.fresh_database();
+    let store = PostgresStore::connect(&url, None, 1).unwrap();
+    for n in 0..40 {
+        let page = rmcp::model::CallToolResult::success(vec![rmcp::model::ContentBlock::text(format!("page {n} from the web: {} and at the end mallory{n} evans", "lorem ipsum dolor sit amet ".repeat(200)))]);
+        let source = Source { call: format!("j{n}"), tool: "web__get".into(), ..Source::default() };
+        store.record_taint("a", &output_entries(&page, &[]), &source, 10, 4096).unwrap();
+    }
+    let mut db = pg_client(&url);
+    db.batch_execute("ANALYZE taint").unwrap();
+    let plan: Vec<String> = db
+        .query("EXPLAIN SELECT value FROM taint WHERE agent = 'a' AND passage IS NOT NULL AND jitgate_passage_words(passage) @@ plainto_tsquery('simple', 'mallory7 evans')", &[])
+        .unwrap()
+        .iter()
+        .map(|r| r.get(0))
+        .collect();
+    let plan = plan.join("\n");
+    assert!(plan.contains("taint_passage_words") && !plan.contains("Seq Scan"), "{plan}");
+    // And the request path finds the passage that holds the name.
+    let to = vec!["to".to_owned()];
+    let c = jitgate::token::ArgConstraints::from([("to".to_owned(), jitgate::token::Constraint::Eq(serde_json::json!("Mallory7 Evans")))]);
+    let probe = jitgate::baseline::taint::TaintProbe::of(&to, &c);
+    assert!(store.taint_lookup("a", &probe).unwrap().check(&to, &[], &c).tainted);
+    let c = jitgate::token::ArgConstraints::from([("to".to_owned(), jitgate::token::Constraint::Eq(serde_json::json!("Alice Jones")))]);
+    assert!(!store.taint_lookup("a", &jitgate::baseline::taint::TaintProbe::of(&to, &c)).unwrap().check(&to, &[], &c).tainted);
+}
+
 #[test]
 fn postgres_schema_is_versioned_and_migrated_once() {
     let pg = common::pg::Postgres::start();
@@ -1844,9 +1879,9 @@ fn postgres_schema_is_versioned_and_migrated_once() {
         t.join().unwrap().unwrap();
     }
     let store = PostgresStore::connect_existing(&url, None, 2).unwrap();
-    assert_eq!(store.migrate().unwrap(), (7, 7));
+    assert_eq!(store.migrate().unwrap(), (8, 8));
     let version: i64 = pg_client(&url).query_one("SELECT version FROM jitgate_schema_version", &[]).unwrap().get(0);
-    assert_eq!(version, 7);
+    assert_eq!(version, 8);
 
     // A schema from a newer jitgate is refused, with what to do.
     pg_client(&url).batch_execute("UPDATE jitgate_schema_version SET version = 99").unwrap();

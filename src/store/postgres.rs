@@ -235,8 +235,12 @@ mod tests {
     }
 
     #[test]
-    fn connections_ask_for_one_plan_per_statement_unless_the_url_says_otherwise() {
-        let options = |url: &str| client_config(url, None).unwrap().get_options().map(str::to_owned);
+    fn request_path_connections_plan_once_and_by_index_unless_the_url_says_otherwise() {
+        let options = |url: &str| {
+            let mut config = client_config(url, None).unwrap();
+            for_the_request_path(&mut config);
+            config.get_options().map(str::to_owned)
+        };
         assert_eq!(options("postgres://u@db.example/jit").as_deref(), Some("-c plan_cache_mode=force_generic_plan"));
         assert_eq!(
             options("postgres://u@db.example/jit?options=-c%20statement_timeout%3D5s").as_deref(),

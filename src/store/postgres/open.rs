@@ -128,7 +128,9 @@ impl PostgresStore {
         // and r2d2 then drops it, as it does any connection the driver marks
         // closed, so the pool recovers by itself.
         let outage = std::sync::Arc::new(pool::Outage::default());
-        let async_pool = async_units::pool(config.clone(), connector.clone(), pool_size)?;
+        let mut generic = config.clone();
+        for_the_request_path(&mut generic);
+        let async_pool = async_units::pool(generic, connector.clone(), pool_size)?;
         let manager = Manager::new(config.into(), connector, outage.clone());
         // One connection first, by hand: a database that is down, or that
         // refuses this user or password, fails here at once with its own
