@@ -1002,7 +1002,7 @@ fn a_store_from_before_the_passage_index_finds_its_passages(_: &dyn Store, db: &
             "DELETE FROM taint_fts; DROP INDEX taint_fts_row; ALTER TABLE taint DROP COLUMN fts; INSERT INTO taint(agent, value, call, tool, at) VALUES ('a', '{passage}', 'j1', 'web__get', 10); PRAGMA user_version = 1;"
         )),
         Db::Postgres { .. } => db.sql(&format!(
-            "DROP TRIGGER taint_passage ON taint; ALTER TABLE taint DROP COLUMN passage; DROP FUNCTION jitgate_passage_words(TEXT);
+            "DROP TRIGGER taint_passage ON taint; ALTER TABLE taint DROP COLUMN passage; DROP FUNCTION jitgate_passage_words(TEXT, TEXT);
              INSERT INTO taint(agent, value_hash, value, call, tool, at) VALUES ('a', sha256(convert_to('{passage}', 'UTF8')), convert_to('{passage}', 'UTF8'), 'j1', 'web__get', 10);
              UPDATE jitgate_schema_version SET version = 2;"
         )),
@@ -1826,39 +1826,55 @@ fn err<T>(r: Result<T, StoreError>) -> StoreError {
     }
 }
 
-/// A request's passages are found by the full-text index on PostgreSQL, not
-/// by reading and parsing every passage the agent holds. On `to_tsvector`
-/// itself the planner could not see that parsing a passage is costly, and
-/// chose the latter: 1.3 s a request with a full ledger (loadgen
-/// --ledger-pages 1000 --store postgres://...), against about 1 ms.
+/// A request's passages are found by the full-text index on PostgreSQL, by
+/// its words and its agent together: not by reading and parsing every
+/// passage the agent holds (on `to_tsvector` itself the planner could not
+/// see that parsing a passage is costly, and chose that: 1.3 s a request
+/// with a full ledger, `loadgen --ledger-pages 1000 --store postgres://...`),
+/// and not by reading other agents' passages that hold the same words.
 #[test]
 fn postgres_finds_passages_by_the_full_text_index() {
-    use jitgate::baseline::taint::{Source, output_entries};
+    use jitgate::baseline::taint::{Source, TaintProbe, output_entries};
     let pg = common::pg::Postgres::start();
     let url = pg.fresh_database();
     let store = PostgresStore::connect(&url, None, 1).unwrap();
+    let page = |agent: &str, n: usize| {
+        let text = format!("page {n} for {agent}: {} and at the end mallory{n} evans", "lorem ipsum dolor sit amet ".repeat(200));
+        rmcp::model::CallToolResult::success(vec![rmcp::model::ContentBlock::text(text)])
+    };
     for n in 0..40 {
-        let page = rmcp::model::CallToolResult::success(vec![rmcp::model::ContentBlock::text(format!("page {n} from the web: {} and at the end mallory{n} evans", "lorem ipsum dolor sit amet ".repeat(200)))]);
         let source = Source { call: format!("j{n}"), tool: "web__get".into(), ..Source::default() };
-        store.record_taint("a", &output_entries(&page, &[]), &source, 10, 4096).unwrap();
+        store.record_taint("a", &output_entries(&page("a", n), &[]), &source, 10, 4096).unwrap();
+        // Another agent read pages with the same words.
+        store.record_taint("b", &output_entries(&page("b", n + 100), &[]), &source, 10, 4096).unwrap();
     }
     let mut db = pg_client(&url);
     db.batch_execute("ANALYZE taint").unwrap();
+    // The statement's shape: the passages' words and the agent's, in the index.
     let plan: Vec<String> = db
-        .query("EXPLAIN SELECT value FROM taint WHERE agent = 'a' AND passage IS NOT NULL AND jitgate_passage_words(passage) @@ plainto_tsquery('simple', 'mallory7 evans')", &[])
+        .query(
+            "EXPLAIN (ANALYZE, TIMING OFF) SELECT value FROM (SELECT value, agent FROM taint WHERE passage IS NOT NULL AND jitgate_passage_words(agent, passage) @@
+               (plainto_tsquery('simple', 'lorem ipsum') && ('jitgateagent' || md5('a'))::TSQUERY) OFFSET 0) m WHERE m.agent = 'a'",
+            &[],
+        )
         .unwrap()
         .iter()
         .map(|r| r.get(0))
         .collect();
     let plan = plan.join("\n");
     assert!(plan.contains("taint_passage_words") && !plan.contains("Seq Scan"), "{plan}");
-    // And the request path finds the passage that holds the name.
+    // The index itself answers with a's 40 passages, not the 80 that hold the words.
+    let index_scan = plan.lines().find(|l| l.contains("Index Scan on taint_passage_words")).unwrap_or_default();
+    assert!(index_scan.contains("rows=40 "), "{plan}");
+    // A word every page of both agents holds: only a's passages come back.
     let to = vec!["to".to_owned()];
-    let c = jitgate::token::ArgConstraints::from([("to".to_owned(), jitgate::token::Constraint::Eq(serde_json::json!("Mallory7 Evans")))]);
-    let probe = jitgate::baseline::taint::TaintProbe::of(&to, &c);
-    assert!(store.taint_lookup("a", &probe).unwrap().check(&to, &[], &c).tainted);
-    let c = jitgate::token::ArgConstraints::from([("to".to_owned(), jitgate::token::Constraint::Eq(serde_json::json!("Alice Jones")))]);
-    assert!(!store.taint_lookup("a", &jitgate::baseline::taint::TaintProbe::of(&to, &c)).unwrap().check(&to, &[], &c).tainted);
+    let eq = |v: &str| jitgate::token::ArgConstraints::from([("to".to_owned(), jitgate::token::Constraint::Eq(serde_json::json!(v)))]);
+    let common_words = store.taint_lookup("a", &TaintProbe::of(&to, &eq("Lorem Ipsum"))).unwrap();
+    assert_eq!(common_words.passages_held(), 40, "a's 40 passages, none of b's");
+    // The request path finds the passage that holds the name, and only for its reader.
+    assert!(store.taint_lookup("a", &TaintProbe::of(&to, &eq("Mallory7 Evans"))).unwrap().check(&to, &[], &eq("Mallory7 Evans")).tainted);
+    assert!(!store.taint_lookup("b", &TaintProbe::of(&to, &eq("Mallory7 Evans"))).unwrap().check(&to, &[], &eq("Mallory7 Evans")).tainted);
+    assert!(!store.taint_lookup("a", &TaintProbe::of(&to, &eq("Alice Jones"))).unwrap().check(&to, &[], &eq("Alice Jones")).tainted);
 }
 
 #[test]

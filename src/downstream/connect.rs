@@ -141,6 +141,12 @@ pub async fn connect_with(
     }
 }
 
+/// How long an idle downstream connection is kept: shorter than the idle
+/// timeouts of common servers (5 s for Node's and uvicorn's), so the gateway
+/// does not send a call on a connection the server is closing (a failed
+/// send reads as a crashed server, which revokes the call's task).
+const IDLE_CONNECTION: std::time::Duration = std::time::Duration::from_secs(4);
+
 /// Redirects followed for one request to a downstream server.
 const MAX_REDIRECTS: usize = 10;
 
@@ -155,7 +161,7 @@ const MAX_REDIRECTS: usize = 10;
 fn http_client() -> Result<reqwest::Client, String> {
     reqwest::Client::builder()
         .tcp_nodelay(true)
-        .pool_idle_timeout(std::time::Duration::from_secs(30))
+        .pool_idle_timeout(IDLE_CONNECTION)
         .redirect(reqwest::redirect::Policy::custom(|attempt| {
             let same_origin = attempt.previous().first().is_some_and(|first| first.origin() == attempt.url().origin());
             let keeps_body = matches!(attempt.status().as_u16(), 307 | 308);

@@ -167,8 +167,11 @@ pub(super) fn taint_lookup(c: &mut impl GenericClient, agent: &str, probe: &Tain
         }
     } else if !phrases.is_empty() {
         let rows = c.query(
-            "SELECT value, call, tool, origin FROM taint WHERE agent=$1 AND passage IS NOT NULL AND jitgate_passage_words(passage) @@
-               (SELECT string_agg('(' || q::TEXT || ')', ' | ')::TSQUERY FROM unnest($2::TEXT[]) AS p, plainto_tsquery('simple', p) AS q WHERE numnode(q) > 0)",
+            "SELECT value, call, tool, origin FROM (
+               SELECT value, call, tool, origin, agent FROM taint WHERE passage IS NOT NULL AND jitgate_passage_words(agent, passage) @@
+                 ((SELECT string_agg('(' || q::TEXT || ')', ' | ')::TSQUERY FROM unnest($2::TEXT[]) AS p, plainto_tsquery('simple', p) AS q WHERE numnode(q) > 0)
+                  && ('jitgateagent' || md5($1))::TSQUERY)
+               OFFSET 0) m WHERE m.agent = $1",
             &[&agent, &phrases],
         )?;
         for r in rows {

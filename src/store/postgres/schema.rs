@@ -6,16 +6,25 @@
 pub(super) const MIGRATIONS: &[&str] = &[SCHEMA_V1, SCHEMA_V2, SCHEMA_V3, SCHEMA_V4, SCHEMA_V5, SCHEMA_V6, SCHEMA_V7, SCHEMA_V8];
 
 /// Version 8: the passages' full-text index is on a function whose cost the
-/// planner sees. On `to_tsvector` itself the planner could not see what
-/// matching a passage costs (16 KB of text stored out of line, parsed again
-/// for every row), so with a full ledger it chose to read and parse every
-/// passage of the agent (1.3 s a request, statistics or not) over the
-/// index. The old index goes: nothing chose it.
+/// planner sees, and its key holds the agent. On `to_tsvector` itself the
+/// planner could not see what matching a passage costs (16 KB of text
+/// stored out of line, parsed again for every row), so with a full ledger
+/// it chose to read and parse every passage of the agent (1.3 s a request,
+/// statistics or not) over the index. The agent is one more lexeme of each
+/// passage's entry (`jitgateagent` and the agent's MD5), so a lookup asks
+/// for its words *and* its agent and reads no other agent's passages. The
+/// function names everything from `pg_catalog` (an index must not depend on
+/// the search path). The old index goes: nothing chose it. The index is
+/// built inside the migration's transaction: taint writes wait until it
+/// commits.
 const SCHEMA_V8: &str = "
-CREATE OR REPLACE FUNCTION jitgate_passage_words(passage TEXT) RETURNS TSVECTOR
+CREATE OR REPLACE FUNCTION jitgate_passage_words(agent TEXT, passage TEXT) RETURNS TSVECTOR
     LANGUAGE plpgsql IMMUTABLE STRICT PARALLEL SAFE COST 10000
-    AS $$ BEGIN RETURN to_tsvector('simple'::regconfig, passage); END $$;
-CREATE INDEX IF NOT EXISTS taint_passage_words ON taint USING GIN (jitgate_passage_words(passage)) WHERE passage IS NOT NULL;
+    AS $$ BEGIN
+        RETURN pg_catalog.to_tsvector('pg_catalog.simple'::pg_catalog.regconfig, passage)
+            || ('jitgateagent' || pg_catalog.md5(agent))::pg_catalog.tsvector;
+    END $$;
+CREATE INDEX IF NOT EXISTS taint_passage_words ON taint USING GIN (jitgate_passage_words(agent, passage)) WHERE passage IS NOT NULL;
 DROP INDEX IF EXISTS taint_passages;
 ";
 
