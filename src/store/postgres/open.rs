@@ -128,10 +128,10 @@ impl PostgresStore {
         // and r2d2 then drops it, as it does any connection the driver marks
         // closed, so the pool recovers by itself.
         let outage = std::sync::Arc::new(pool::Outage::default());
-        let mut generic = config.clone();
-        for_the_request_path(&mut generic);
-        let async_pool = async_units::pool(generic, connector.clone(), pool_size)?;
-        let manager = Manager::new(config.into(), connector, outage.clone());
+        let mut request_path = config.clone();
+        for_the_request_path(&mut request_path);
+        let async_pool = async_units::pool(request_path.clone(), connector.clone(), pool_size)?;
+        let manager = Manager::new(config.into(), connector.clone(), outage.clone());
         // One connection first, by hand: a database that is down, or that
         // refuses this user or password, fails here at once with its own
         // reason, where r2d2 would retry until its timeout and then say
@@ -139,6 +139,15 @@ impl PostgresStore {
         // (Closing the connection blocks too: it is dropped inside.)
         blocking(|| r2d2::ManageConnection::connect(&manager).map(drop))
             .map_err(|e| StoreError::Backend(format!("cannot connect to the PostgreSQL store ({where_}): {e}")))?;
+        // And one with the request path's startup options (its pool connects
+        // on first use): a server or pooler that refuses them says so now,
+        // not at the first request after a start that looked healthy.
+        let checked = Manager::new(request_path.into(), connector, outage.clone());
+        blocking(|| r2d2::ManageConnection::connect(&checked).map(drop)).map_err(|e| {
+            StoreError::Backend(format!(
+                "cannot connect to the PostgreSQL store ({where_}) with the request path's setting `plan_cache_mode=force_generic_plan`, sent as a startup option: {e}; a pooler must pass or ignore startup options (PgBouncer: ignore_startup_parameters = options)"
+            ))
+        })?;
         let pool = blocking(|| r2d2::Pool::builder()
             .max_size(pool_size)
             .min_idle(Some(1))
