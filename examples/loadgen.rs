@@ -412,16 +412,9 @@ async fn sessions_memory(url: &str, token: &str, total: usize, limit: Duration, 
 /// Record `pages` untrusted pages (about 16 KB of text and one address
 /// each) as read by the load agent, in the gateway's SQLite store.
 fn fill_ledger(state: &Path, pages: usize) -> Result<(), String> {
-    use jitgate::baseline::taint::{MAX_VALUES_PER_AGENT, Source, output_entries};
-    use jitgate::store::Store as _;
     std::fs::create_dir_all(state).map_err(|e| e.to_string())?;
     let store = jitgate::store::SqliteStore::open(&state.join(jitgate::store::STORE_FILE)).map_err(|e| e.to_string())?;
-    for n in 0..pages {
-        let page = pages::page(n);
-        let source = Source { call: format!("j{n}"), tool: "web__get".into(), ..Source::default() };
-        store.record_taint(AGENT, &output_entries(&page, &[]), &source, now_unix(), MAX_VALUES_PER_AGENT).map_err(|e| e.to_string())?;
-    }
-    let held = store.taint_ledger(AGENT).map_err(|e| e.to_string())?.passages_held();
+    let held = read_pages(&store, pages)?;
     drop(store);
     // Into the database file, as a running gateway's checkpoints would have
     // done long since: reads would otherwise search a large write-ahead log.
@@ -434,17 +427,22 @@ fn fill_ledger(state: &Path, pages: usize) -> Result<(), String> {
 /// As [`fill_ledger`], in a PostgreSQL store (where the gateway plans its
 /// request's statement once per connection: the lookup must stay by index).
 fn fill_postgres_ledger(url: &str, pages: usize) -> Result<(), String> {
-    use jitgate::baseline::taint::{MAX_VALUES_PER_AGENT, Source, output_entries};
-    use jitgate::store::Store as _;
     let store = jitgate::store::PostgresStore::connect(url, None, 1).map_err(|e| e.to_string())?;
+    let held = read_pages(&store, pages)?;
+    println!("the load agent's taint ledger (PostgreSQL): {pages} untrusted pages read, {held} passages held");
+    Ok(())
+}
+
+/// Record `pages` untrusted pages as read by the load agent; the passages
+/// its ledger then holds.
+fn read_pages(store: &dyn jitgate::store::Store, pages: usize) -> Result<usize, String> {
+    use jitgate::baseline::taint::{MAX_VALUES_PER_AGENT, Source, output_entries};
     for n in 0..pages {
         let page = pages::page(n);
         let source = Source { call: format!("j{n}"), tool: "web__get".into(), ..Source::default() };
         store.record_taint(AGENT, &output_entries(&page, &[]), &source, now_unix(), MAX_VALUES_PER_AGENT).map_err(|e| e.to_string())?;
     }
-    let held = store.taint_ledger(AGENT).map_err(|e| e.to_string())?.passages_held();
-    println!("the load agent's taint ledger (PostgreSQL): {pages} untrusted pages read, {held} passages held");
-    Ok(())
+    Ok(store.taint_ledger(AGENT).map_err(|e| e.to_string())?.passages_held())
 }
 
 const AGENT: &str = "spiffe://jitgate.local/agent/load";

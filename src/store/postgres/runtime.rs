@@ -166,14 +166,7 @@ pub(super) fn taint_lookup(c: &mut impl GenericClient, agent: &str, probe: &Tain
             keep(&r)?;
         }
     } else if !phrases.is_empty() {
-        let rows = c.query(
-            "SELECT value, call, tool, origin FROM (
-               SELECT value, call, tool, origin, agent FROM taint WHERE passage IS NOT NULL AND jitgate_passage_words(agent, passage) @@
-                 ((SELECT string_agg('(' || q::TEXT || ')', ' | ')::TSQUERY FROM unnest($2::TEXT[]) AS p, plainto_tsquery('simple', p) AS q WHERE numnode(q) > 0)
-                  && ('jitgateagent' || md5($1))::TSQUERY)
-               OFFSET 0) m WHERE m.agent = $1",
-            &[&agent, &phrases],
-        )?;
+        let rows = c.query(PASSAGES_HOLDING_PHRASES.as_str(), &[&agent, &phrases])?;
         for r in rows {
             keep(&r)?;
         }
@@ -181,6 +174,28 @@ pub(super) fn taint_lookup(c: &mut impl GenericClient, agent: &str, probe: &Tain
     let tools = c.query(&tools_read_from("$1"), &[&agent])?.iter().map(|r| r.try_get(0)).collect::<Result<Vec<String>, _>>()?;
     let overflowed = c.query_opt("SELECT 1 FROM taint_overflow WHERE agent=$1", &[&agent])?.is_some();
     Ok(TaintLedger::from_lookup(values, tools, overflowed))
+}
+
+/// [`taint_lookup`]'s passages holding any of the phrases `$2` (of `$1`).
+static PASSAGES_HOLDING_PHRASES: std::sync::LazyLock<String> =
+    std::sync::LazyLock::new(|| format!("SELECT value, call, tool, origin FROM ({}) p", passages_holding("$1", "$2")));
+
+/// The passages of `agent` holding any of the `phrases` (a text array), by
+/// the full-text index of schema 8, whose entries are
+/// `jitgate_passage_words(agent, passage)`: the passage's words and one for
+/// its agent, asked for together, so no other agent's passages are read.
+/// `OFFSET 0` keeps the agent's column condition (kept as a check) from
+/// steering the planner to the agent's btree index, which read and parsed
+/// every passage the agent held (1.3 s a request with a full ledger).
+/// Columns: `value_hash, value, call, tool, origin`.
+pub(super) fn passages_holding(agent: &str, phrases: &str) -> String {
+    format!(
+        "SELECT value_hash, value, call, tool, origin FROM (
+           SELECT value_hash, value, call, tool, origin, agent FROM taint WHERE passage IS NOT NULL AND jitgate_passage_words(agent, passage) @@
+             ((SELECT string_agg('(' || q::TEXT || ')', ' | ')::TSQUERY FROM unnest({phrases}::TEXT[]) AS p, plainto_tsquery('simple', p) AS q WHERE numnode(q) > 0)
+              && ('jitgateagent' || md5({agent}))::TSQUERY)
+           OFFSET 0) m WHERE m.agent = {agent}"
+    )
 }
 
 /// The tools `agent` read untrusted output from, in order, one index seek

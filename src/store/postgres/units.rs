@@ -109,16 +109,11 @@ fn json<T: serde::de::DeserializeOwned>(what: &str, v: Option<String>) -> Result
 /// [`read_request`]'s statement, built once. Its taint entries are the
 /// union of three lookups, each of which has one way to an index whatever
 /// the planner believes of the table: by value hash (joined on the primary
-/// key), by the passages' full-text index (schema 8), and every passage
-/// when `$8` asks for it. The full-text index holds each passage's agent
-/// as one more word, so the lookup asks for its phrases and its agent
-/// there and reads no other agent's passages; `OFFSET 0` keeps the agent's
-/// column condition (kept as a check) from steering the planner to the
-/// agent's btree index, which read and parsed every passage the agent held
-/// (1.3 s a request with a full ledger). Nor may a branch depend on a
-/// parameter's value to find its index (the async pool plans each
-/// statement once): one `OR` of the three could only be answered by
-/// reading every passage.
+/// key), by the passages' full-text index
+/// ([`super::runtime::passages_holding`]), and every passage when `$8`
+/// asks for it. No branch may depend on a parameter's value to find its
+/// index (the async pool plans each statement once): one `OR` of the three
+/// could only be answered by reading every passage.
 pub(super) static READ_REQUEST: LazyLock<String> = LazyLock::new(|| {
     format!(
         "
@@ -133,16 +128,13 @@ SELECT
   EXISTS (SELECT 1 FROM taint_overflow WHERE agent = $2),
   (SELECT jsonb_agg(jsonb_build_object('value', convert_from(x.value, 'UTF8'), 'call', x.call, 'tool', x.tool, 'origin', x.origin))::TEXT FROM (
        SELECT t.value_hash, t.value, t.call, t.tool, t.origin FROM unnest($6::BYTEA[]) AS h(value_hash) JOIN taint t ON t.agent = $2 AND t.value_hash = h.value_hash
-       UNION SELECT m.value_hash, m.value, m.call, m.tool, m.origin FROM (
-         SELECT value_hash, value, call, tool, origin, agent FROM taint WHERE passage IS NOT NULL AND jitgate_passage_words(agent, passage) @@
-           ((SELECT string_agg('(' || q::TEXT || ')', ' | ')::TSQUERY FROM unnest($7::TEXT[]) AS p, plainto_tsquery('simple', p) AS q WHERE numnode(q) > 0)
-            && ('jitgateagent' || md5($2))::TSQUERY)
-         OFFSET 0) m WHERE m.agent = $2
+       UNION {PASSAGES_HOLDING}
        UNION SELECT value_hash, value, call, tool, origin FROM taint WHERE $8 AND agent = $2 AND passage IS NOT NULL) x)
 ",
         DECIDING_APPROVAL = super::human::DECIDING_APPROVAL,
         WINDOW_SUM = window_sum("$2", "$5"),
         TOOLS_READ_FROM = super::runtime::tools_read_from("$2"),
+        PASSAGES_HOLDING = super::runtime::passages_holding("$2", "$7"),
     )
 });
 
